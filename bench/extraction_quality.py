@@ -1,0 +1,463 @@
+"""Extraction quality and speed of several trafilatura configurations, on two public corpora.
+
+Usage (from the repo root)::
+
+    .venv/bin/python -m bench.extraction_quality [--limit N] [--jobs 2] [--corpora PATH]
+
+Corpora (read in place, never copied: they are copyrighted):
+
+* ``trafilatura-eval/``: ``evaldata.json`` annotates each page with ``with`` snippets that must
+  be in the text and ``without`` snippets that must not. Scored exactly as trafilatura's own
+  ``eval_common.count_item`` does (whitespace-normalized substring test, micro-averaged
+  tp/fp/fn/tn over all snippets).
+* ``readability-test-pages/pages/*``: the text of ``expected.html`` (Mozilla Readability's
+  output) is the gold text. **Shingle F1**: both texts are lower-cased and split into words
+  (``\\w+``); the sets of word 4-grams are compared, P = |ours & gold| / |ours|,
+  R = |ours & gold| / |gold|, F1 per page, then averaged over pages (macro). **News pages** =
+  pages whose ``expected-metadata.json`` has a non-null ``byline`` or ``publishedTime``
+  (an article with an author or a date: 79 of 130 pages).
+
+Metadata accuracy, where gold exists (trafilatura-eval ``title/author/date``;
+readability ``title/byline/publishedTime``), after normalization:
+
+* title: NFKC, casefold, quotes/dashes unified, whitespace collapsed; *exact* = equal,
+  *lenient* = one contains the other (site-name suffixes like ``| Site`` are common).
+* author: same normalization, ``;``/``,``/``and`` separated names; a match when every gold
+  name is found in ours (order-insensitive) or ours is found in gold.
+* date: the calendar day (``YYYY-MM-DD``) of the published date; gold is day-only in
+  trafilatura-eval, and the first 10 chars of ``publishedTime`` in readability.
+* A missing prediction counts as wrong.
+
+Speed: wall-clock ms of the extraction call alone (text + metadata, input already decoded),
+measured inside each worker process; median and p95 over pages of both corpora.
+Derived configurations (``+strip-title``, ``max(...)``) are computed from the base outputs
+and their time is the sum of their parts.
+
+Results: a markdown table on stdout, and JSON in ``bench/results/`` (gitignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPORA = Path("/work/shared/corpora/extraction")
+RESULTS = ROOT / "bench" / "results"
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import trafilatura  # noqa: E402
+
+from worker.charset import decode_html  # noqa: E402
+from worker.extraction import (  # noqa: E402
+    DEFAULT_PROFILE,
+    EXTRACTOR_VERSION,
+    PROFILES,
+    extract_page,
+    html_fragment_to_text,
+)
+
+NOW = datetime(2100, 1, 1, tzinfo=UTC)  # gold dates are historical; do not clip them
+
+# ---------------------------------------------------------------- configurations
+
+
+@dataclass
+class Output:
+    text: str
+    title: str | None
+    author: str | None
+    date: str | None  # YYYY-MM-DD
+    ms: float
+
+
+def _run_defaults(html: str, url: str | None) -> Output:
+    t0 = time.perf_counter()
+    raw = trafilatura.extract(html, url=url, with_metadata=True, output_format="json")
+    ms = (time.perf_counter() - t0) * 1000
+    data = json.loads(raw) if raw else {}
+    return Output(
+        text=data.get("text") or "",
+        title=data.get("title"),
+        author=data.get("author"),
+        date=(data.get("date") or "")[:10] or None,
+        ms=ms,
+    )
+
+
+def _profile_runner(name: str) -> Callable[[str, str | None], Output]:
+    profile = PROFILES[name]
+
+    def run(html: str, url: str | None) -> Output:
+        t0 = time.perf_counter()
+        page = extract_page(html, url, min_text_chars=0, now=NOW, profile=profile)
+        ms = (time.perf_counter() - t0) * 1000
+        return Output(
+            text=page.text,
+            title=page.title,
+            author=page.author,
+            date=page.published_at.date().isoformat() if page.published_at else None,
+            ms=ms,
+        )
+
+    return run
+
+
+BASE_CONFIGS: dict[str, Callable[[str, str | None], Output]] = {
+    "trafilatura.extract defaults": _run_defaults,
+    **{name: _profile_runner(name) for name in ("balanced", "precision", "recall", "fast")},
+}
+
+# ---------------------------------------------------------------- derived variants
+
+
+def strip_title(text: str, title: str | None) -> str:
+    """Drop a leading line equal to the title (trafilatura keeps the <h1> in the text)."""
+    if not title or not text:
+        return text
+    first, _, rest = text.partition("\n")
+    if _norm_meta(first) == _norm_meta(title):
+        return rest.lstrip("\n")
+    return text
+
+
+def _longer_if_much_longer(a: Output, b: Output, ratio: float) -> Output:
+    """a unless b is more than ``1/ratio`` times longer."""
+    pick = b if len(a.text) < ratio * len(b.text) else a
+    return Output(pick.text, a.title, a.author, a.date, a.ms + b.ms)
+
+
+DERIVED: dict[str, Callable[[dict[str, Output]], Output]] = {
+    "precision, recall if <50%": lambda o: _longer_if_much_longer(o["precision"], o["recall"], 0.5),
+    "balanced, recall if <50%": lambda o: _longer_if_much_longer(o["balanced"], o["recall"], 0.5),
+}
+
+
+def _with_strip_title(o: Output) -> Output:
+    return Output(strip_title(o.text, o.title), o.title, o.author, o.date, o.ms)
+
+
+# ----------------------------------------------------------------------- scoring
+
+
+def norm_ws(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+_QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-"})
+
+
+def _norm_meta(value: str | None) -> str:
+    if not value:
+        return ""
+    value = unicodedata.normalize("NFKC", value).translate(_QUOTES).casefold()
+    return norm_ws(value)
+
+
+def title_match(pred: str | None, gold: str) -> tuple[bool, bool]:
+    p, g = _norm_meta(pred), _norm_meta(gold)
+    if not p:
+        return False, False
+    return p == g, p == g or (bool(g) and (g in p or p in g))
+
+
+def author_match(pred: str | None, gold: str) -> bool:
+    p, g = _norm_meta(pred), _norm_meta(gold)
+    if not p or not g:
+        return False
+    names = [n.strip() for n in re.split(r";|,| and | & ", g) if n.strip()]
+    return all(n in p for n in names) or p in g
+
+
+def shingles(text: str, n: int = 4) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    if len(words) < n:
+        return {tuple(words)} if words else set()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def shingle_prf(pred: str, gold: str) -> tuple[float, float, float]:
+    a, b = shingles(pred), shingles(gold)
+    if not a and not b:
+        return 1.0, 1.0, 1.0
+    if not a or not b:
+        return 0.0, 0.0, 0.0
+    inter = len(a & b)
+    p, r = inter / len(a), inter / len(b)
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def count_item(item: dict[str, Any], text: str) -> tuple[int, int, int, int]:
+    """tp, fp, fn, tn exactly as trafilatura-eval's eval_common.count_item."""
+    resn = norm_ws(text)
+    tp = sum(1 for w in item["with"] if norm_ws(w) in resn)
+    fp = sum(1 for w in item["without"] if norm_ws(w) in resn)
+    return tp, fp, len(item["with"]) - tp, len(item["without"]) - fp
+
+
+# ---------------------------------------------------------------------- corpora
+
+
+@dataclass
+class Page:
+    corpus: str  # "teval" | "readability"
+    key: str
+    path: str
+    url: str | None
+    gold: dict[str, Any] = field(default_factory=dict)
+    news: bool = False
+
+
+def load_pages(corpora: Path, limit: int | None) -> list[Page]:
+    pages: list[Page] = []
+    teval = corpora / "trafilatura-eval"
+    evaldata = json.loads((teval / "evaldata.json").read_text(encoding="utf-8"))
+    tev: list[Page] = []
+    for url in sorted(evaldata):
+        item = evaldata[url]
+        path = teval / "html" / (item["file"] + ".gz")
+        if not path.is_file():
+            continue
+        tev.append(Page("teval", url, str(path), url, item))
+    rdb: list[Page] = []
+    for d in sorted((corpora / "readability-test-pages" / "pages").iterdir()):
+        meta = json.loads((d / "expected-metadata.json").read_text(encoding="utf-8"))
+        expected = (d / "expected.html").read_text(encoding="utf-8")
+        gold = {"meta": meta, "text": html_fragment_to_text(expected)}
+        news = bool(meta.get("byline") or meta.get("publishedTime"))
+        rdb.append(Page("readability", d.name, str(d / "source.html.gz"), None, gold, news))
+    if limit:
+        tev, rdb = tev[:limit], rdb[:limit]
+    pages.extend(tev)
+    pages.extend(rdb)
+    return pages
+
+
+def _work(page: Page) -> tuple[str, str, dict[str, dict[str, Any]]]:
+    body = gzip.decompress(Path(page.path).read_bytes())
+    html, _ = decode_html(body, None)
+    outs: dict[str, dict[str, Any]] = {}
+    for name, fn in BASE_CONFIGS.items():
+        try:
+            o = fn(html, page.url)
+        except Exception as exc:  # a crash is a full miss, as in trafilatura's eval
+            o = Output("", None, None, None, 0.0)
+            print(f"{name} crashed on {page.key}: {exc!r}", file=sys.stderr)
+        outs[name] = o.__dict__
+    return page.corpus, page.key, outs
+
+
+# --------------------------------------------------------------------- reporting
+
+
+@dataclass
+class Acc:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+    sh_all: list[float] = field(default_factory=list)
+    sh_news: list[float] = field(default_factory=list)
+    sh_news_p: list[float] = field(default_factory=list)
+    sh_news_r: list[float] = field(default_factory=list)
+    meta: dict[str, list[bool]] = field(default_factory=dict)
+    ms: list[float] = field(default_factory=list)
+
+    def hit(self, key: str, ok: bool) -> None:
+        self.meta.setdefault(key, []).append(ok)
+
+    def summary(self) -> dict[str, Any]:
+        p = self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+        r = self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+        f = 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp else 0.0
+        ms = sorted(self.ms)
+
+        def mean(xs: list[float]) -> float | None:
+            return statistics.fmean(xs) if xs else None
+
+        return {
+            "snippet_precision": p,
+            "snippet_recall": r,
+            "snippet_f1": f,
+            "shingle_f1_all": mean(self.sh_all),
+            "shingle_f1_news": mean(self.sh_news),
+            "shingle_p_news": mean(self.sh_news_p),
+            "shingle_r_news": mean(self.sh_news_r),
+            "meta": {k: (sum(v) / len(v), len(v)) for k, v in sorted(self.meta.items())},
+            "ms_median": statistics.median(ms) if ms else None,
+            "ms_p95": ms[min(len(ms) - 1, int(0.95 * len(ms)))] if ms else None,
+            "pages": len(ms),
+        }
+
+
+def score(pages: list[Page], results: dict[tuple[str, str], dict[str, Output]]) -> dict[str, Acc]:
+    accs: dict[str, Acc] = {}
+    for page in pages:
+        base = results[(page.corpus, page.key)]
+        variants: dict[str, Output] = dict(base)
+        for name, fn in DERIVED.items():
+            variants[name] = fn(base)
+        for name in list(variants):
+            if name != "trafilatura.extract defaults":
+                variants[name + " +strip-title"] = _with_strip_title(variants[name])
+        for name, o in variants.items():
+            acc = accs.setdefault(name, Acc())
+            acc.ms.append(o.ms)
+            if page.corpus == "teval":
+                tp, fp, fn_, tn = count_item(page.gold, o.text)
+                acc.tp, acc.fp, acc.fn, acc.tn = acc.tp + tp, acc.fp + fp, acc.fn + fn_, acc.tn + tn
+                gold_title, gold_author, gold_date = (
+                    page.gold.get("title"),
+                    page.gold.get("author"),
+                    page.gold.get("date"),
+                )
+            else:
+                pr, rc, f1 = shingle_prf(o.text, page.gold["text"])
+                acc.sh_all.append(f1)
+                if page.news:
+                    acc.sh_news.append(f1)
+                    acc.sh_news_p.append(pr)
+                    acc.sh_news_r.append(rc)
+                m = page.gold["meta"]
+                gold_title, gold_author = m.get("title"), m.get("byline")
+                gold_date = (m.get("publishedTime") or "")[:10] or None
+            tag = "teval" if page.corpus == "teval" else "rdb"
+            if gold_title:
+                exact, lenient = title_match(o.title, gold_title)
+                acc.hit(f"{tag}_title_exact", exact)
+                acc.hit(f"{tag}_title_lenient", lenient)
+            if gold_author:
+                acc.hit(f"{tag}_author", author_match(o.author, gold_author))
+            if gold_date:
+                acc.hit(f"{tag}_date", o.date == gold_date[:10])
+    return accs
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def table(summaries: dict[str, dict[str, Any]]) -> str:
+    cols = [
+        "config",
+        "snip P",
+        "snip R",
+        "snip F1",
+        "shingle F1 all",
+        "shingle F1 news",
+        "news P/R",
+        "title (ex/len)",
+        "author",
+        "date",
+        "ms med",
+        "ms p95",
+    ]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for name, s in summaries.items():
+        meta = s["meta"]
+
+        def both(key: str, meta: dict[str, Any] = meta) -> str:
+            a, b = meta.get(f"teval_{key}"), meta.get(f"rdb_{key}")
+            return f"{_fmt(a[0] if a else None, 2)}/{_fmt(b[0] if b else None, 2)}"
+
+        title = f"{both('title_exact')} · {both('title_lenient')}" if meta else "–"
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    _fmt(s["snippet_precision"]),
+                    _fmt(s["snippet_recall"]),
+                    _fmt(s["snippet_f1"]),
+                    _fmt(s["shingle_f1_all"]),
+                    _fmt(s["shingle_f1_news"]),
+                    f"{_fmt(s['shingle_p_news'])}/{_fmt(s['shingle_r_news'])}",
+                    title,
+                    both("author"),
+                    both("date"),
+                    _fmt(s["ms_median"], 1),
+                    _fmt(s["ms_p95"], 1),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--limit", type=int, default=None, help="pages per corpus (quick run)")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA)
+    args = ap.parse_args(argv)
+    if not args.corpora.is_dir():
+        print(f"corpora not found: {args.corpora}", file=sys.stderr)
+        return 2
+    pages = load_pages(args.corpora, args.limit)
+    started = time.time()
+    results: dict[tuple[str, str], dict[str, Output]] = {}
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for corpus, key, outs in pool.map(_work, pages, chunksize=4):
+            results[(corpus, key)] = {k: Output(**v) for k, v in outs.items()}
+    accs = score(pages, results)
+    summaries = {name: acc.summary() for name, acc in accs.items()}
+    n_teval = sum(p.corpus == "teval" for p in pages)
+    n_rdb = len(pages) - n_teval
+    n_news = sum(p.news for p in pages)
+    header = (
+        f"pages: trafilatura-eval {n_teval}, readability {n_rdb} (news {n_news}); "
+        f"production profile: {DEFAULT_PROFILE.name} ({EXTRACTOR_VERSION}); "
+        f"wall {time.time() - started:.0f}s with {args.jobs} processes; "
+        f"python {platform.python_version()}, {os.cpu_count()} cores"
+    )
+    print(header)
+    print()
+    print("metadata columns: trafilatura-eval / readability accuracy")
+    print()
+    print(table(summaries))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"extraction_quality-{stamp}.json"
+    per_page = {
+        f"{c}:{k}": {
+            name: shingle_prf(o.text, next(p for p in pages if p.key == k).gold["text"])[2]
+            for name, o in outs.items()
+        }
+        for (c, k), outs in results.items()
+        if c == "readability"
+    }
+    out.write_text(
+        json.dumps(
+            {
+                "header": header,
+                "argv": sys.argv,
+                "limit": args.limit,
+                "summaries": summaries,
+                "readability_shingle_f1_per_page": per_page,
+            },
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
+    print(f"\nJSON: {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data shapes only: SQLModel tables and pydantic models. No I/O."""

@@ -1,0 +1,43 @@
+"""Pydantic shapes that cross module boundaries: extraction results, claims, exports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ClaimKind = Literal["direct", "indirect", "mixed", "according_to"]
+TextSource = Literal["page", "feed_content", "feed_summary"]
+
+
+class ExtractedClaim(BaseModel):
+    """One attributed statement found in a text; offsets index the text as given."""
+
+    speaker: str
+    speaker_resolved: str
+    verb: str
+    kind: ClaimKind
+    text: str
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    sentence: str
+
+
+class ExtractedPage(BaseModel):
+    """Clean text and metadata of one page, as the extraction step produced it."""
+
+    text: str
+    text_source: TextSource = "page"
+    title: str | None = None
+    author: str | None = None
+    published_at: datetime | None = None
+    language: str | None = None
+    sitename: str | None = None
+    description: str | None = None
+    categories: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    image: str | None = None
+    page_canonical_url: str | None = None
+    extractor: str
+    extractor_version: str

@@ -1,0 +1,179 @@
+"""What every task shares: error mapping, attempt counting, enqueue-after-commit."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import redis.exceptions
+import structlog
+from celery import Task
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlmodel import Session, select
+
+from schemas.models import Article, ArticleState
+from schemas.types import utcnow
+from worker.archive import ArchiveError
+from worker.db import is_postgres, unit_of_work
+from worker.http import FetchError
+from worker.politeness import HostBusy
+from worker.settings import get_settings
+
+log = structlog.get_logger("claimwire.tasks")
+
+# Errors of the environment, not of the item: retried without counting an attempt, so
+# that a database restart, a Redis restart (the host limiter lives there) or a full disk
+# never quarantines good articles.
+ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,  # includes deadlocks and serialization failures (SQLSTATE 40xxx)
+    InterfaceError,  # "connection already closed" after a server restart
+    DisconnectionError,
+    PoolTimeout,
+    ArchiveError,
+    BrokerError,
+    ConnectionError,
+    TimeoutError,
+    redis.exceptions.ConnectionError,  # includes BusyLoadingError, AuthenticationError
+    redis.exceptions.TimeoutError,
+)
+
+
+def is_item_fault(exc: BaseException) -> bool:
+    """An environment error that is really about this one item: the archive works but
+    this page's bytes are gone. Counted (and so bounded by quarantine) instead of being
+    retried for ever."""
+    return isinstance(exc, ArchiveError) and isinstance(exc.__cause__, FileNotFoundError)
+
+
+# Retries of one message after environment errors. Past this the message is dropped
+# (acknowledged) and the article waits in its pending state for the sweep, which sends
+# at most one fresh message per article per ``stale_after``: a long outage never piles
+# up retry chains.
+ENV_MAX_RETRIES = 8
+
+
+def backoff(retries: int, base: float = 5.0, cap: float = 600.0) -> float:
+    return float(min(cap, base * 2 ** int(retries or 0)) * random.uniform(0.8, 1.2))
+
+
+def send(task: Any, *args: Any) -> None:
+    """Enqueue a follow-up. If the broker is down, the work is still recorded in the
+    database and the periodic sweep sends it again, so a failure here only logs."""
+    try:
+        task.apply_async(args=args)
+    except Exception as exc:  # noqa: BLE001 (any broker failure: the sweep recovers it)
+        log.warning("enqueue_failed", task=task.name, args=args, error=str(exc))
+
+
+def record_attempt(article_id: int, error: str, *, quarantine_after: int) -> bool:
+    """Count a failed attempt on an article in its own transaction; quarantine it when
+    it has failed too often. Returns True when it was quarantined."""
+    with unit_of_work() as session:
+        article = session.get(Article, article_id, with_for_update=is_postgres(session))
+        if article is None or article.state == ArticleState.quarantined:
+            return True  # gone, or another copy of this message already gave up on it
+        article.attempts += 1
+        article.failure_reason = error[:2000]
+        article.state_changed_at = utcnow()
+        if article.attempts >= quarantine_after:
+            article.failed_state = article.state
+            article.state = ArticleState.quarantined
+            log.error("quarantined", article_id=article_id, error=error)
+            return True
+    return False
+
+
+def lock_article(session: Session, article_id: int) -> bool:
+    """Take the article's row lock for this step's transaction (PostgreSQL).
+
+    Returns False when another worker holds it: the same step of the same article is
+    running right now (a message redelivered after a broker restart, or re-sent by the
+    sweep while the first copy still runs), so this copy does nothing and the one in
+    flight finishes the work. A killed worker's lock goes with its connection, and the
+    sweep sends the step again. On SQLite the database lock serializes writers instead.
+    Also returns False for an article that no longer exists."""
+    if not is_postgres(session):
+        return True
+    row = session.execute(
+        select(Article.id).where(Article.id == article_id).with_for_update(skip_locked=True)
+    ).first()
+    return row is not None
+
+
+def short_error(exc: BaseException) -> str:
+    """The first line of an error (SQLAlchemy appends the statement and its
+    parameters, which may carry article text; never a password, but noisy)."""
+    msg = str(getattr(exc, "orig", None) or exc).strip()
+    return msg.splitlines()[0][:500] if msg else type(exc).__name__
+
+
+def run_article_step(
+    task: Task,
+    article_id: int,
+    step: Callable[[Session, int], bool],
+    follow_up: Any | None,
+) -> bool:
+    """Run one domain step for one article in one transaction and map its errors.
+
+    * environment errors (database, broker, archive, host limits) retry later without
+      counting against the article;
+    * transient fetch errors retry with backoff and count;
+    * anything else counts too and, after ``max_attempts``, quarantines the article
+      (poison messages stop there, visible in ``claimwire status``, replayable).
+    """
+    settings = get_settings()
+    try:
+        with unit_of_work() as session:
+            if not lock_article(session, article_id):
+                log.info("step_skipped_in_flight", task=task.name, article_id=article_id)
+                return False
+            advanced = step(session, article_id)
+    except HostBusy as exc:
+        raise task.retry(
+            countdown=exc.retry_after + random.uniform(0, 1), max_retries=None
+        ) from exc
+    except ENVIRONMENT_ERRORS as exc:
+        if is_item_fault(exc):
+            return _count_failure(task, article_id, exc, settings.max_attempts)
+        log.warning(
+            "environment_error", task=task.name, article_id=article_id, error=short_error(exc)
+        )
+        if (task.request.retries or 0) >= ENV_MAX_RETRIES:
+            log.warning("left_to_sweep", task=task.name, article_id=article_id)
+            return False
+        raise task.retry(countdown=backoff(task.request.retries), max_retries=None) from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise task.retry(countdown=backoff(task.request.retries), max_retries=None) from exc
+        return _count_failure(task, article_id, exc, settings.max_attempts)
+    except FetchError as exc:  # transient: permanent ones are recorded by the step
+        countdown = exc.retry_after if exc.retry_after else backoff(task.request.retries)
+        try:
+            quarantined = record_attempt(
+                article_id, f"{task.name}: {exc.reason}", quarantine_after=settings.max_attempts
+            )
+        except ENVIRONMENT_ERRORS as env_exc:
+            raise task.retry(countdown=countdown, max_retries=None) from env_exc
+        if quarantined:
+            return False
+        raise task.retry(countdown=countdown, max_retries=None) from exc
+    except Exception as exc:  # noqa: BLE001 (a crash in a step is the item's fault)
+        return _count_failure(task, article_id, exc, settings.max_attempts)
+    if advanced and follow_up is not None:
+        send(follow_up, article_id)
+    return advanced
+
+
+def _count_failure(task: Task, article_id: int, exc: BaseException, max_attempts: int) -> bool:
+    log.exception("step_failed", task=task.name, article_id=article_id)
+    error = f"{task.name}: {type(exc).__name__}: {short_error(exc)}"
+    try:
+        quarantined = record_attempt(article_id, error, quarantine_after=max_attempts)
+    except ENVIRONMENT_ERRORS as env_exc:
+        raise task.retry(countdown=backoff(task.request.retries), max_retries=None) from env_exc
+    if quarantined:
+        return False
+    raise task.retry(countdown=backoff(task.request.retries, base=2.0), max_retries=None) from exc

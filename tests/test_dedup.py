@@ -1,0 +1,536 @@
+"""Deduplication: exact and near copies, canonical choice, containment, templates,
+and two workers placing copies of one text at the same moment (PostgreSQL, SQLite).
+
+Texts are invented here. PostgreSQL tests create a scratch database at 127.0.0.1:5432
+(user postgres); without PostgreSQL they skip, unless CI=true (then they fail).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from schemas.models import Article, ArticleSignature, ArticleState, Claim, DedupBand, DupGroup
+from worker import dedup
+from worker.db import dispose_engines, get_engine, init_db
+from worker.settings import Settings, reset_settings
+
+PG_ADMIN = os.environ.get("CLAIMWIRE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+T = datetime(2024, 3, 5, 9, 0, tzinfo=UTC)
+
+STORY = """HARLOW BAY (Wire) - Dock workers at the port of Harlow Bay walked off the job on
+Tuesday after talks over pay and automation broke down late on Monday night, halting the
+loading of container ships at the busiest harbour on the northern coast.
+The union representing about 4,300 crane operators, checkers and lashers said its members
+would stay out for at least 72 hours unless the port authority returned to the table with
+a written guarantee that no jobs would be lost to the automated gantry cranes ordered last
+year.
+"We have asked for the same thing for eighteen months, and every time we are told to wait
+for the next quarterly review," said union secretary Marta Quillon, speaking outside the
+main gate as pickets gathered in the rain.
+The port authority said in a statement that it regretted the action and that the offer on
+the table, a raise of 4.5 percent over two years plus a retraining fund, was fair and
+affordable. It said emergency cargo, including medicines and fuel for the island ferries,
+would still be handled under an agreement reached with the union on Sunday.
+Shipping lines began diverting vessels to the smaller terminals at Corrin and Eastwick,
+where managers warned that yards could fill within days. Freight forwarders said the
+stoppage could add a week to deliveries of furniture, electronics and car parts.
+The regional transport minister, Oskar Brandt, urged both sides to accept mediation and
+said the government was not planning to intervene for now. Analysts at Northgate Securities
+estimated that each day of the strike would cost the regional economy about 38 million
+crowns in delayed trade.
+The last major stoppage at Harlow Bay, in 2019, lasted nine days and ended with a
+three-year contract that expires at the end of this month."""
+
+NEAR_MISS = """Harlow Bay's container port fell silent this week as stevedores began a
+three-day strike, the first in five years, in a dispute centred on the arrival of
+self-driving cranes. Union leader Marta Quillon told reporters the walkout could be
+extended if managers refused to put job protections in writing. Port executives described
+their proposal, which includes a pay rise of 4.5 percent and money for retraining, as
+generous, and said that medicines and ferry fuel would continue to move. Several carriers
+have rerouted ships to Corrin and Eastwick, and importers expect delays of about a week.
+Transport minister Oskar Brandt called for mediation but ruled out government action for
+the moment. One brokerage put the daily cost to the region at 38 million crowns. The
+previous strike, in 2019, went on for nine days."""
+
+SECOND_STORY = """The city council of Marrow Vale approved a plan on Thursday to turn the
+disused tram depot on Linden Street into a covered market with sixty stalls, a public
+kitchen and a rooftop garden, ending four years of argument over the site.
+Councillors voted 23 to 9 in favour after a debate that ran past midnight. Supporters said
+the market would bring life back to a neighbourhood that lost its department store and two
+banks in the past decade; opponents questioned the cost, put at 41 million crowns, and the
+plan to pay for part of it with a new parking levy.
+Work is due to start in the spring and the first traders could move in within two years.
+The depot, built in 1911, is listed, so its brick facade and iron roof must be kept. The
+architects said the old inspection pits would become cold stores for the food stalls.
+Local bakers and farmers who have sold from vans on the street for years said they hoped
+rents would stay low enough for small businesses."""
+
+BOILER_A_HEAD = "Advertisement. Skip to main content. Subscribe now for unlimited access."
+BOILER_A_FOOT = (
+    "Copyright 2024 The Coastal Herald. All rights reserved. This material may not be "
+    "published, broadcast, rewritten or redistributed. Sign up for our morning newsletter."
+)
+BOILER_B_HEAD = "Breaking: live updates. Listen to this article. Share on social media."
+BOILER_B_FOOT = (
+    "More from Valley Times: weather, traffic, obituaries. Follow us on social media and "
+    "download our app. Reporting by Wire staff; editing by the news desk."
+)
+
+# One site's template: the same long header and footer around every story.
+TEMPLATE_HEAD = (
+    "The Northern Ledger. Home. News. Business. Sport. Culture. Opinion. Weather. "
+    "Your independent voice on the northern coast since 1887. Support our journalism: "
+    "become a member today and get unlimited access to every article, our daily "
+    "briefing, the crossword and the archive. Already a member? Log in."
+)
+TEMPLATE_FOOT = (
+    "Read more: Business. Local. Region. Comments are closed for this article. "
+    "The Northern Ledger is published by Ledger Media Group. Contact the newsroom, "
+    "advertise with us, privacy policy, cookie settings, terms of use, careers, "
+    "letters to the editor. Copyright 2024 Ledger Media Group."
+)
+
+
+# --- fixtures --------------------------------------------------------------------------
+
+
+def _reset() -> None:
+    dispose_engines()
+    reset_settings()
+
+
+@pytest.fixture()
+def sqlite_settings(tmp_path: Path) -> Iterator[Settings]:
+    _reset()
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'dedup.db'}")
+    init_db(settings)
+    yield settings
+    _reset()
+
+
+def _pg_reachable() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture()
+def pg_settings() -> Iterator[Settings]:
+    if not _pg_reachable():
+        if IN_CI:
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 is not available and CI=true")
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not available")
+    import psycopg
+
+    name = f"cw_test_dedup_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    _reset()
+    try:
+        settings = Settings(database_url=f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}")
+        init_db(settings)
+        yield settings
+    finally:
+        _reset()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_settings(request: pytest.FixtureRequest) -> Settings:
+    name = "sqlite_settings" if request.param == "sqlite" else "pg_settings"
+    settings: Settings = request.getfixturevalue(name)
+    return settings
+
+
+def add_article(
+    settings: Settings,
+    text: str | None,
+    *,
+    host: str = "a.example",
+    published: datetime | None = T,
+    discovered: datetime | None = None,
+    title: str | None = None,
+    state: ArticleState = ArticleState.extracted,
+) -> int:
+    key = uuid.uuid4().hex
+    with Session(get_engine(settings)) as s:
+        a = Article(
+            url=f"https://{host}/news/{key}",
+            url_hash=key,
+            host=host,
+            state=state,
+            text=text,
+            title=title,
+            published_at=published,
+            discovered_at=discovered or datetime.now(UTC),
+        )
+        s.add(a)
+        s.commit()
+        assert a.id is not None
+        return a.id
+
+
+def run(settings: Settings, article_id: int) -> dedup.DedupOutcome:
+    with Session(get_engine(settings)) as s:
+        out = dedup.deduplicate_article(s, article_id, settings)
+        s.commit()
+        return out
+
+
+def get(settings: Settings, article_id: int) -> Article:
+    with Session(get_engine(settings)) as s:
+        a = s.get(Article, article_id)
+        assert a is not None
+        return a
+
+
+def canonicals(settings: Settings, group_id: int) -> list[int]:
+    with Session(get_engine(settings)) as s:
+        return [
+            a.id or 0
+            for a in s.exec(
+                select(Article).where(
+                    Article.dup_group_id == group_id,
+                    Article.duplicate_of_id == None,  # noqa: E711
+                )
+            )
+        ]
+
+
+# --- text layer ------------------------------------------------------------------------
+
+
+def test_normalized_hash_folds_case_whitespace_and_punctuation() -> None:
+    a = dedup.normalized_text_hash("Dock workers walked off -- the job, on Tuesday!")
+    b = dedup.normalized_text_hash("  dock WORKERS walked\n\noff the job on tuesday ")
+    c = dedup.normalized_text_hash("Dock workers walked off the job on Wednesday")
+    assert a == b
+    assert a != c
+    assert len(a) == 64
+
+
+def test_signature_estimates_track_exact_jaccard() -> None:
+    p = dedup.DEFAULT_PARAMS
+    a = dedup.sketch(STORY)
+    b = dedup.sketch(BOILER_A_HEAD + "\n" + STORY + "\n" + BOILER_A_FOOT)
+    c = dedup.sketch(SECOND_STORY)
+    assert a.signature is not None and b.signature is not None and c.signature is not None
+    assert a.shingles is not None and b.shingles is not None
+    exact_j, _ = dedup.exact_similarity(a.shingles, b.shingles)
+    assert abs(dedup.estimated_jaccard(a.signature, b.signature) - exact_j) < 0.12
+    assert dedup.estimated_jaccard(a.signature, c.signature) < 0.1
+    assert a.bands is not None and a.bands.shape == (p.bands,)
+    # identical texts share every bucket, unrelated ones (almost surely) none
+    assert c.bands is not None and not set(a.bands.tolist()) & set(c.bands.tolist())
+
+
+# --- placement -------------------------------------------------------------------------
+
+
+def test_wire_copy_on_another_host_is_a_duplicate_of_the_earlier(
+    any_settings: Settings,
+) -> None:
+    s = any_settings
+    first = add_article(
+        s, f"{BOILER_A_HEAD}\n{STORY}\n{BOILER_A_FOOT}", host="herald.example", published=T
+    )
+    copy = add_article(
+        s,
+        f"{BOILER_B_HEAD}\n{STORY}\n{BOILER_B_FOOT}",
+        host="valley.example",
+        published=T + timedelta(hours=2),
+    )
+    assert run(s, first).matched_by is None
+    out = run(s, copy)
+    assert out.advanced and out.matched_by == "near"
+    a, b = get(s, first), get(s, copy)
+    assert b.duplicate_of_id == first and a.duplicate_of_id is None
+    assert a.dup_group_id == b.dup_group_id is not None
+    assert b.state == ArticleState.deduplicated
+    assert b.text_hash != a.text_hash
+
+
+def test_republished_text_points_at_the_earliest(sqlite_settings: Settings) -> None:
+    s = sqlite_settings
+    first = add_article(s, STORY, host="wire.example", published=T)
+    again = add_article(
+        s, STORY.upper().replace(",", " ,"), host="wire.example", published=T + timedelta(days=1)
+    )
+    third = add_article(s, STORY, host="other.example", published=T + timedelta(days=2))
+    for aid in (first, again, third):
+        run(s, aid)
+    assert get(s, again).duplicate_of_id == first
+    assert get(s, third).duplicate_of_id == first
+    assert get(s, first).duplicate_of_id is None
+    # exact copies are found by hash and add nothing to the band index
+    with Session(get_engine(s)) as sess:
+        indexed = {r for r in sess.exec(select(DedupBand.article_id)).all()}
+    assert indexed == {first}
+
+
+def test_earlier_published_copy_found_later_becomes_canonical(any_settings: Settings) -> None:
+    s = any_settings
+    late = add_article(s, STORY, host="late.example", published=T + timedelta(hours=5))
+    copy = add_article(
+        s, BOILER_A_HEAD + STORY, host="copy.example", published=T + timedelta(hours=6)
+    )
+    run(s, late)
+    run(s, copy)
+    # the late one was processed as canonical and carries claims
+    with Session(get_engine(s)) as sess:
+        art = sess.get(Article, late)
+        assert art is not None
+        art.state = ArticleState.processed
+        art.claims_version = "v1"
+        art.claims_status = "extracted"
+        sess.add(
+            Claim(
+                article_id=late,
+                speaker="Marta Quillon",
+                speaker_resolved="Marta Quillon",
+                verb="said",
+                kind="direct",
+                text="We have asked for the same thing",
+                start=0,
+                end=10,
+                sentence="We have asked.",
+                extractor_version="v1",
+            )
+        )
+        sess.commit()
+    early = add_article(
+        s,
+        STORY + "\n" + BOILER_B_FOOT,
+        host="early.example",
+        published=T,  # published first, discovered last
+        discovered=datetime.now(UTC) + timedelta(hours=1),
+    )
+    out = run(s, early)
+    assert out.advanced and out.canonical_changed_to == early
+    group = get(s, early).dup_group_id
+    assert group is not None
+    assert canonicals(s, group) == [early]
+    assert get(s, late).duplicate_of_id == early
+    assert get(s, copy).duplicate_of_id == early
+    assert get(s, late).claims_version is None
+    with Session(get_engine(s)) as sess:
+        assert sess.exec(select(Claim).where(Claim.article_id == late)).all() == []
+        g = sess.get(DupGroup, group)
+        assert g is not None and g.canonical_article_id == early
+    members = dedup.group_members(Session(get_engine(s)), group)
+    assert [m.article_id for m in members] == [early, late, copy]
+    assert members[0].is_canonical and members[0].host == "early.example"
+    assert {m.host for m in members} == {"early.example", "late.example", "copy.example"}
+
+
+def test_tie_on_publication_goes_to_the_first_seen(sqlite_settings: Settings) -> None:
+    s = sqlite_settings
+    seen_second = add_article(s, STORY, host="b.example", discovered=T + timedelta(minutes=5))
+    seen_first = add_article(s, STORY, host="a.example", discovered=T)
+    run(s, seen_second)
+    out = run(s, seen_first)
+    assert out.canonical_changed_to == seen_first
+    assert get(s, seen_second).duplicate_of_id == seen_first
+
+
+def test_same_event_in_other_words_is_not_a_duplicate(any_settings: Settings) -> None:
+    s = any_settings
+    a = add_article(s, STORY, host="wire.example")
+    b = add_article(s, NEAR_MISS, host="rewrite.example", published=T + timedelta(hours=1))
+    run(s, a)
+    out = run(s, b)
+    assert out.matched_by is None
+    assert get(s, b).duplicate_of_id is None
+    assert get(s, a).dup_group_id != get(s, b).dup_group_id
+
+
+def test_short_text_contained_in_a_longer_one(sqlite_settings: Settings) -> None:
+    s = sqlite_settings
+    paragraphs = STORY.split("\n")
+    short = "\n".join(paragraphs[: int(len(paragraphs) * 0.6)])
+    long_id = add_article(s, STORY, host="full.example", published=T)
+    short_id = add_article(s, short, host="brief.example", published=T + timedelta(hours=1))
+    run(s, long_id)
+    out = run(s, short_id)
+    assert out.matched_by == "near"
+    assert get(s, short_id).duplicate_of_id == long_id
+    # the other order: the short one first, the full story later joins its group
+    s2_short = add_article(s, SECOND_STORY[:700], host="brief.example", published=T)
+    s2_long = add_article(s, SECOND_STORY, host="full.example", published=T + timedelta(hours=1))
+    run(s, s2_short)
+    run(s, s2_long)
+    assert get(s, s2_long).duplicate_of_id == s2_short
+    # and a text sharing only its first third is not contained
+    third = add_article(s, "\n".join(paragraphs[:3]) + "\n" + SECOND_STORY[700:], host="x.example")
+    assert run(s, third).matched_by is None
+
+
+def test_same_template_different_body_is_not_merged(any_settings: Settings) -> None:
+    s = any_settings
+    a = add_article(s, f"{TEMPLATE_HEAD}\n{NEAR_MISS}\n{TEMPLATE_FOOT}", host="ledger.example")
+    b = add_article(s, f"{TEMPLATE_HEAD}\n{SECOND_STORY}\n{TEMPLATE_FOOT}", host="ledger.example")
+    run(s, a)
+    assert run(s, b).matched_by is None
+    assert get(s, a).dup_group_id != get(s, b).dup_group_id
+
+
+def test_title_variants_do_not_split_a_group(sqlite_settings: Settings) -> None:
+    s = sqlite_settings
+    a = add_article(s, STORY, title="Harlow Bay dock workers strike", host="wire.example")
+    b = add_article(
+        s,
+        STORY,
+        title="Opinion | Harlow Bay dock workers strike – The Coastal Herald",
+        host="herald.example",
+        published=T + timedelta(hours=1),
+    )
+    c = add_article(
+        s,
+        f"{BOILER_A_HEAD}\n{STORY}",
+        title="Live: port strike halts Harlow Bay",
+        host="live.example",
+        published=T + timedelta(hours=2),
+    )
+    for aid in (a, b, c):
+        run(s, aid)
+    assert get(s, b).duplicate_of_id == a and get(s, c).duplicate_of_id == a
+
+
+def test_redelivery_and_other_states_do_nothing(sqlite_settings: Settings) -> None:
+    s = sqlite_settings
+    a = add_article(s, STORY)
+    assert run(s, a).advanced
+    before = get(s, a)
+    again = run(s, a)
+    assert not again.advanced and again.canonical_changed_to is None
+    assert get(s, a).state_changed_at == before.state_changed_at
+    fetched = add_article(s, STORY, state=ArticleState.fetched)
+    assert not run(s, fetched).advanced
+    assert get(s, fetched).dup_group_id is None
+    assert not run(s, 10**9).advanced  # a missing article
+
+
+def test_short_texts_use_the_hash_only(sqlite_settings: Settings) -> None:
+    s = sqlite_settings
+    short = "Port strike: dock workers walk out at Harlow Bay over automation."
+    assert len(dedup.words(short)) < dedup.MIN_NEAR_WORDS
+    a = add_article(s, short)
+    b = add_article(s, short.lower(), published=T + timedelta(hours=1))
+    c = add_article(s, short.replace("Harlow Bay", "Corrin"), published=T + timedelta(hours=2))
+    e1 = add_article(s, "")
+    e2 = add_article(s, None)
+    for aid in (a, b, c, e1, e2):
+        assert run(s, aid).advanced
+    assert get(s, b).duplicate_of_id == a
+    assert get(s, c).duplicate_of_id is None
+    assert get(s, e1).dup_group_id != get(s, e2).dup_group_id
+    with Session(get_engine(s)) as sess:
+        assert sess.exec(select(ArticleSignature)).all() == []
+
+
+def test_remove_article_hands_the_group_to_the_next_earliest(sqlite_settings: Settings) -> None:
+    s = sqlite_settings
+    a = add_article(s, STORY, published=T)
+    b = add_article(s, STORY, published=T + timedelta(hours=1))
+    c = add_article(s, BOILER_A_HEAD + STORY, published=T + timedelta(hours=2))
+    for aid in (a, b, c):
+        run(s, aid)
+    with Session(get_engine(s)) as sess:
+        assert dedup.remove_article(sess, a) == b
+        sess.commit()
+    assert get(s, a).dup_group_id is None and get(s, a).text_hash is None
+    assert get(s, b).duplicate_of_id is None and get(s, c).duplicate_of_id == b
+    with Session(get_engine(s)) as sess:
+        indexed = set(sess.exec(select(DedupBand.article_id)).all())
+    assert a not in indexed and b in indexed  # the exact copy took over the index entry
+    # a new copy still finds the group through the index
+    d = add_article(s, BOILER_B_HEAD + STORY, published=T + timedelta(hours=3))
+    run(s, d)
+    assert get(s, d).duplicate_of_id == b
+
+
+# --- concurrency -----------------------------------------------------------------------
+
+
+def _race(settings: Settings, ids: list[int]) -> list[BaseException]:
+    barrier = threading.Barrier(len(ids))
+    errors: list[BaseException] = []
+
+    def work(aid: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            with Session(get_engine(settings)) as sess:
+                out = dedup.deduplicate_article(sess, aid, settings)
+                sess.commit()
+                assert out.advanced
+        except BaseException as exc:  # collected and re-raised by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(aid,)) for aid in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return errors
+
+
+def _check_one_group(settings: Settings, ids: list[int], earliest: int) -> None:
+    arts = [get(settings, aid) for aid in ids]
+    groups = {a.dup_group_id for a in arts}
+    assert len(groups) == 1 and None not in groups, groups
+    group = groups.pop()
+    assert group is not None
+    assert canonicals(settings, group) == [earliest]
+    assert all(a.duplicate_of_id == earliest for a in arts if a.id != earliest)
+    with Session(get_engine(settings)) as sess:
+        g = sess.get(DupGroup, group)
+        assert g is not None and g.canonical_article_id == earliest
+
+
+def _copies(settings: Settings, story: str, n: int) -> tuple[list[int], int]:
+    """n copies of one story (exact and near), the earliest published created last."""
+    variants = [story, BOILER_A_HEAD + story, story + BOILER_B_FOOT, story.upper()]
+    ids = [
+        add_article(
+            settings,
+            variants[i % len(variants)],
+            host=f"outlet{i}.example",
+            published=T + timedelta(minutes=10 * (n - i)),
+        )
+        for i in range(n)
+    ]
+    return ids, ids[-1]
+
+
+def _race_rounds(settings: Settings) -> None:
+    for story in (STORY, SECOND_STORY, NEAR_MISS):
+        ids, earliest = _copies(settings, story, 6)
+        errors = _race(settings, ids)
+        assert not errors, errors
+        _check_one_group(settings, ids, earliest)
+    with Session(get_engine(settings)) as sess:
+        assert len(sess.exec(select(DupGroup)).all()) == 3
+
+
+@pytest.mark.timeout(300)
+def test_parallel_workers_on_postgresql_make_one_group(pg_settings: Settings) -> None:
+    _race_rounds(pg_settings)
+
+
+@pytest.mark.timeout(300)
+def test_parallel_workers_on_sqlite_make_one_group(sqlite_settings: Settings) -> None:
+    _race_rounds(sqlite_settings)

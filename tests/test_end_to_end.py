@@ -1,0 +1,211 @@
+"""The whole path, as a user runs it: feed -> queue -> fetch -> clean text -> database ->
+export, through the real `claimwire` command and real Celery workers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import claimwire, cli_env
+from tests.support.content import STORIES, serve_site
+
+ARTICLE_FIELDS = {
+    "id",
+    "url",
+    "title",
+    "author",
+    "published_at",
+    "language",
+    "sitename",
+    "text",
+    "status",
+    "duplicate_of",
+    "feeds",
+}
+CLAIM_FIELDS = {
+    "id",
+    "article_url",
+    "speaker",
+    "verb",
+    "text",
+    "kind",
+    "start",
+    "end",
+    "sentence",
+    "cluster_id",
+}
+
+
+def _export(what: str, env: dict[str, str], cwd: Path) -> list[dict[str, object]]:
+    r = claimwire(["export", what], env, cwd)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def _check_articles(rows: list[dict[str, object]], feed_url: str) -> None:
+    assert len(rows) == len(STORIES)
+    by_title = {r["title"]: r for r in rows}
+    for slug, title, author, paragraphs in STORIES:
+        row = by_title[title]
+        assert ARTICLE_FIELDS <= set(row)
+        assert row["status"] == "processed", row
+        assert str(row["url"]).endswith(f"/news/{slug}")
+        assert row["author"] == author
+        assert str(row["published_at"]).startswith("2026-03-02T")
+        assert row["feeds"] == [feed_url]
+        assert row["duplicate_of"] is None
+        text = str(row["text"])
+        # the body is there, the navigation and footer boilerplate are not
+        assert paragraphs[0] in text
+        assert "Subscribe to our newsletter" not in text
+        assert "Section 3" not in text
+
+
+def test_until_idle_on_embedded_default(server, tmp_path: Path) -> None:
+    feed_url = serve_site(server)
+    env = cli_env(tmp_path)
+    assert claimwire(["feeds", "add", feed_url], env, tmp_path).returncode == 0
+
+    r = claimwire(["run", "--until-idle"], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    _check_articles(_export("articles", env, tmp_path), feed_url)
+    assert (tmp_path / "data" / "claimwire.db").exists()
+
+    claims = _export("claims", env, tmp_path)
+    assert claims, "the invented stories contain attributed statements"
+    assert CLAIM_FIELDS <= set(claims[0])
+    speakers = {c["speaker_resolved"] for c in claims} | {c["speaker"] for c in claims}
+    assert any("Novak" in str(s) for s in speakers)
+
+    pages_before = {p: n for p, n in server.hits.items() if p.startswith("/news/")}
+    assert all(n == 1 for n in pages_before.values()) and len(pages_before) == len(STORIES)
+
+    # A fresh look at unchanged feeds adds nothing and downloads no page twice.
+    assert claimwire(["feeds", "poll", "--all"], env, tmp_path).returncode == 0
+    r = claimwire(["run", "--until-idle"], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert server.hits["304:/feed.xml"] == 1
+    assert {p: n for p, n in server.hits.items() if p.startswith("/news/")} == pages_before
+    assert len(_export("articles", env, tmp_path)) == len(STORIES)
+    assert len(_export("claims", env, tmp_path)) == len(claims)
+
+    csv_out = claimwire(["export", "articles", "--format", "csv"], env, tmp_path)
+    assert csv_out.returncode == 0
+    rows = list(csv.DictReader(io.StringIO(csv_out.stdout)))
+    assert len(rows) == len(STORIES) and ARTICLE_FIELDS <= set(rows[0])
+    assert json.loads(rows[0]["feeds"]) == [feed_url]
+
+    status = claimwire(["status", "--json"], env, tmp_path)
+    data = json.loads(status.stdout)
+    assert data["articles"]["processed"] == len(STORIES)
+    assert data["feeds"] == {
+        "total": 1,
+        "healthy": 1,
+        "failing": 0,
+        "dead": 0,
+        "paused": 0,
+        "due": 0,
+    }
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_until_idle_on_postgres_through_redis(
+    server, tmp_path: Path, pg_url: str, redis_url: str
+) -> None:
+    feed_url = serve_site(server)
+    env = cli_env(tmp_path, DATABASE_URL=pg_url, BROKER_URL=redis_url)
+    assert claimwire(["feeds", "add", feed_url], env, tmp_path).returncode == 0
+    r = claimwire(["run", "--until-idle"], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    _check_articles(_export("articles", env, tmp_path), feed_url)
+    assert not (tmp_path / "data" / "claimwire.db").exists(), "must not fall back to SQLite"
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+def test_production_topology_celery_commands(
+    server, tmp_path: Path, pg_url: str, redis_url: str
+) -> None:
+    """The documented production processes: an io worker, a cpu worker, and beat."""
+    feed_url = serve_site(server)
+    env = cli_env(tmp_path, DATABASE_URL=pg_url, BROKER_URL=redis_url, DISPATCH_INTERVAL="1")
+    assert claimwire(["init"], env, tmp_path).returncode == 0
+    assert claimwire(["feeds", "add", feed_url], env, tmp_path).returncode == 0
+    celery = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
+    procs = [
+        subprocess.Popen(
+            [
+                *celery,
+                "worker",
+                "-Q",
+                "io",
+                "--pool",
+                "threads",
+                "-c",
+                "4",
+                "-n",
+                "io@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [
+                *celery,
+                "worker",
+                "-Q",
+                "cpu",
+                "--pool",
+                "prefork",
+                "-c",
+                "1",
+                "-n",
+                "cpu@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [*celery, "beat", "-s", str(tmp_path / "beat-schedule")],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        deadline = time.monotonic() + 120
+        rows: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            rows = _export("articles", env, tmp_path)
+            if len(rows) == len(STORIES) and all(r["status"] == "processed" for r in rows):
+                break
+            time.sleep(1)
+        _check_articles(rows, feed_url)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)

@@ -1,0 +1,370 @@
+"""worker.extraction: text, metadata, feed fallback, hostile input, the CLI helpers.
+
+All pages here are invented in the test; one test reads a few real pages from the shared
+extraction corpus (never copied into the repo).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trafilatura
+
+from schemas.records import ExtractedPage
+from worker.charset import decode_html
+from worker.extraction import (
+    EXTRACTOR_NAME,
+    EXTRACTOR_VERSION,
+    extract_file,
+    extract_page,
+    html_fragment_to_text,
+    iter_inputs,
+)
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+CORPUS = Path("/work/shared/corpora/extraction/trafilatura-eval")
+
+PARAGRAPHS = [
+    "The harbour authority of Porto Velho announced on Tuesday that the old lighthouse "
+    "will be restored by local stonemasons before the winter storms arrive.",
+    "According to the authority, the work will cost about two million reais and will be "
+    "financed by a mix of municipal funds and a grant from a regional heritage foundation.",
+    "Residents have campaigned for the restoration for almost a decade, collecting "
+    "signatures at the weekly fish market and organising guided walks along the pier.",
+    "Engineers said the lantern room will be rebuilt with the original cast-iron frame, "
+    "which had been stored in a warehouse since the tower was closed in 1987.",
+    "The first phase, replacing the damaged granite blocks at the base, starts next month "
+    "and should be completed before the end of the summer season.",
+]
+
+
+def article(
+    *,
+    head_extra: str = "",
+    published: str | None = "2024-03-05T14:30:00+02:00",
+    canonical: str | None = "/news/2024/lighthouse-restored",
+    body_paragraphs: list[str] | None = None,
+    lang: str = "pt-BR",
+) -> str:
+    paras = PARAGRAPHS if body_paragraphs is None else body_paragraphs
+    meta = [
+        '<meta charset="utf-8">',
+        "<title>Lighthouse to be restored | Porto Daily</title>",
+        '<meta name="author" content="Marta Ribeiro">',
+        '<meta property="og:site_name" content="Porto Daily">',
+        '<meta property="og:title" content="Lighthouse to be restored">',
+        '<meta name="description" content="The old lighthouse will be restored.">',
+    ]
+    if published:
+        meta.append(f'<meta property="article:published_time" content="{published}">')
+    if canonical:
+        meta.append(f'<link rel="canonical" href="{canonical}">')
+    body = "".join(f"<p>{p}</p>" for p in paras)
+    return (
+        f'<!DOCTYPE html><html lang="{lang}"><head>{"".join(meta)}{head_extra}</head><body>'
+        '<nav><a href="/">Home</a> <a href="/sport">Sport</a> <a href="/about">About us</a></nav>'
+        f"<article><h1>Lighthouse to be restored</h1>{body}</article>"
+        "<footer>© Porto Daily. All rights reserved. Contact the newsroom.</footer>"
+        "</body></html>"
+    )
+
+
+URL = "https://www.portodaily.example.com/news/2024/lighthouse-restored?utm_source=rss"
+
+
+# ---------------------------------------------------------------- text and metadata
+
+
+def test_text_and_metadata() -> None:
+    page = extract_page(article(), URL, now=NOW)
+    assert isinstance(page, ExtractedPage)
+    assert page.text_source == "page"
+    for para in PARAGRAPHS:
+        assert para in page.text
+    assert "All rights reserved" not in page.text
+    assert "About us" not in page.text
+    assert page.title == "Lighthouse to be restored"
+    assert page.author == "Marta Ribeiro"
+    assert page.sitename == "Porto Daily"
+    assert page.description == "The old lighthouse will be restored."
+    assert page.language == "pt"
+    assert page.extractor == EXTRACTOR_NAME == "trafilatura"
+    assert page.extractor_version == EXTRACTOR_VERSION
+    assert EXTRACTOR_VERSION.startswith(trafilatura.__version__ + "+cw")
+
+
+def test_published_at_is_aware_utc() -> None:
+    page = extract_page(article(), URL, now=NOW)
+    assert page.published_at == datetime(2024, 3, 5, 12, 30, tzinfo=UTC)
+    assert page.published_at is not None and page.published_at.utcoffset() == timedelta(0)
+
+
+def test_published_at_without_zone_is_taken_as_utc() -> None:
+    page = extract_page(article(published="2024-03-05T09:15:00"), URL, now=NOW)
+    assert page.published_at == datetime(2024, 3, 5, 9, 15, tzinfo=UTC)
+
+
+def test_published_at_never_in_the_future() -> None:
+    page = extract_page(article(published="2031-01-01T10:00:00+00:00"), URL, now=NOW)
+    assert page.published_at is None or page.published_at <= NOW
+    # and the same page is accepted once "now" has passed that date
+    later = datetime(2031, 6, 1, tzinfo=UTC)
+    assert extract_page(
+        article(published="2031-01-01T10:00:00+00:00"), URL, now=later
+    ).published_at == datetime(2031, 1, 1, 10, 0, tzinfo=UTC)
+
+
+def test_canonical_same_site_is_made_absolute() -> None:
+    page = extract_page(article(), URL, now=NOW)
+    assert page.page_canonical_url == (
+        "https://www.portodaily.example.com/news/2024/lighthouse-restored"
+    )
+
+
+def test_canonical_other_subdomain_of_same_registered_domain() -> None:
+    html = article(canonical="https://amp.portodaily.example.com/a/1")
+    page = extract_page(html, URL, now=NOW)
+    assert page.page_canonical_url == "https://amp.portodaily.example.com/a/1"
+
+
+def test_canonical_cross_site_is_dropped() -> None:
+    html = article(canonical="https://aggregator.example.org/copied/lighthouse")
+    assert extract_page(html, URL, now=NOW).page_canonical_url is None
+
+
+def test_og_url_used_when_no_canonical_link() -> None:
+    html = article(
+        canonical=None,
+        head_extra='<meta property="og:url" content="https://portodaily.example.com/l/9">',
+    )
+    assert extract_page(html, URL, now=NOW).page_canonical_url == (
+        "https://portodaily.example.com/l/9"
+    )
+
+
+def test_canonical_needs_a_page_url() -> None:
+    assert extract_page(article(), None, now=NOW).page_canonical_url is None
+
+
+def test_repeated_extraction_is_identical() -> None:
+    # Guards against trafilatura's process-wide dedup cache (deduplicate=True) eating
+    # paragraphs already seen on an earlier page.
+    first = extract_page(article(), URL, now=NOW)
+    second = extract_page(article(), URL, now=NOW)
+    assert first.text == second.text
+    assert PARAGRAPHS[0] in second.text
+
+
+# -------------------------------------------------------------------- feed fallback
+
+SCRIPT_ONLY = (
+    "<html><head><title>App</title><script>window.__STATE__={};</script></head>"
+    '<body><div id="root"></div><script src="/bundle.js"></script>'
+    "<noscript>Please enable JavaScript.</noscript></body></html>"
+)
+PAYWALL = article(
+    body_paragraphs=[
+        "The harbour authority announced on Tuesday that the old lighthouse will be restored.",
+        "Subscribe to continue reading.",
+    ]
+)
+FEED_CONTENT = "".join(f"<p>{p}</p>" for p in PARAGRAPHS[:3]) + "<script>alert(1)</script>"
+FEED_SUMMARY = (
+    "The old lighthouse of Porto Velho will be restored by local stonemasons before winter, "
+    "the harbour authority said, after a decade-long campaign by residents of the old town."
+)
+
+
+def test_script_only_page_falls_back_to_feed_content() -> None:
+    page = extract_page(
+        SCRIPT_ONLY,
+        URL,
+        fallback_content=FEED_CONTENT,
+        fallback_summary=FEED_SUMMARY,
+        now=NOW,
+    )
+    assert page.text_source == "feed_content"
+    assert page.text.split("\n") == PARAGRAPHS[:3]
+    assert "<p>" not in page.text and "alert" not in page.text
+
+
+def test_paywalled_page_falls_back_to_summary_when_no_content() -> None:
+    page = extract_page(PAYWALL, URL, fallback_summary=FEED_SUMMARY, now=NOW)
+    assert page.text_source == "feed_summary"
+    assert page.text == FEED_SUMMARY
+    # metadata still comes from the page
+    assert page.author == "Marta Ribeiro"
+
+
+def test_long_enough_page_keeps_page_text() -> None:
+    page = extract_page(article(), URL, fallback_content=FEED_CONTENT, now=NOW)
+    assert page.text_source == "page"
+    assert PARAGRAPHS[4] in page.text
+
+
+def test_min_text_chars_controls_fallback() -> None:
+    kwargs = {"fallback_content": FEED_CONTENT * 3, "now": NOW}
+    assert extract_page(article(), URL, min_text_chars=100_000, **kwargs).text_source == (  # type: ignore[arg-type]
+        "feed_content"
+    )
+    assert extract_page(article(), URL, min_text_chars=10, **kwargs).text_source == "page"  # type: ignore[arg-type]
+
+
+def test_script_only_without_fallback_gives_empty_text() -> None:
+    page = extract_page(SCRIPT_ONLY, URL, now=NOW)
+    assert page.text == ""
+    assert page.text_source == "page"
+
+
+def test_html_fragment_to_text() -> None:
+    assert html_fragment_to_text("Tom &amp; Jerry<br>second") == "Tom & Jerry\nsecond"
+    assert html_fragment_to_text("plain &lt;text&gt;") == "plain <text>"
+    assert html_fragment_to_text("<ul><li>a</li><li>b</li></ul>") == "a\nb"
+    assert html_fragment_to_text(None) == ""
+
+
+# --------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "",
+        "   \n\t ",
+        "\x00\x01\x02",
+        "<html><body><script>" + "var a = 1;" * 20_000 + "</script></body></html>",
+        "<html><body><p>lone \ud800 surrogate and NUL \x00 chars</p></body></html>",
+        "<<<>>>&&&;;;<!-- <![CDATA[ <?xml",
+    ],
+    ids=["empty", "blank", "controls", "all-script", "surrogate", "tag-soup"],
+)
+def test_broken_input_gives_empty_or_text_never_raises(html: str) -> None:
+    page = extract_page(html, URL, now=NOW)
+    assert isinstance(page, ExtractedPage)
+    assert "var a = 1" not in page.text
+    assert page.extractor_version == EXTRACTOR_VERSION
+
+
+def test_empty_input_with_fallback_uses_fallback() -> None:
+    page = extract_page("", URL, fallback_content=FEED_CONTENT, now=NOW)
+    assert (page.text_source, page.text.split("\n")) == ("feed_content", PARAGRAPHS[:3])
+
+
+def test_binary_garbage() -> None:
+    rng = random.Random(3)
+    body = bytes(rng.randrange(256) for _ in range(200_000))
+    html, _ = decode_html(body, None)
+    page = extract_page(html, URL, fallback_summary=FEED_SUMMARY, now=NOW)
+    assert isinstance(page, ExtractedPage)
+    assert page.title is None
+
+
+def test_one_megabyte_single_line() -> None:
+    html = article(body_paragraphs=PARAGRAPHS * 1300).replace("\n", " ")
+    assert len(html) > 1_000_000 and "\n" not in html
+    page = extract_page(html, URL, now=NOW)
+    assert PARAGRAPHS[2] in page.text
+
+
+def test_deeply_nested_markup() -> None:
+    depth = 50_000
+    html = "<html><body>" + "<div>" * depth + PARAGRAPHS[0] + "</div>" * depth + "</body></html>"
+    page = extract_page(html, URL, fallback_summary=FEED_SUMMARY, now=NOW)
+    assert isinstance(page, ExtractedPage)
+    assert page.text in ("", FEED_SUMMARY) or PARAGRAPHS[0] in page.text
+
+
+def test_non_string_input_does_not_raise() -> None:
+    page = extract_page(b"<p>bytes</p>", URL, now=NOW)  # type: ignore[arg-type]
+    assert page.text == ""
+
+
+# --------------------------------------------------------------------- CLI helpers
+
+
+def test_iter_inputs_files_directories_and_gz(tmp_path: Path) -> None:
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "a.html").write_text(article(), encoding="utf-8")
+    (tmp_path / "nested" / "b.htm.gz").write_bytes(
+        gzip.compress(article(lang="ru").encode("cp1251"))
+    )
+    (tmp_path / "nested" / "notes.txt").write_text("not html", encoding="utf-8")
+    single = tmp_path / "single.html"
+    single.write_text(article(), encoding="utf-8")
+
+    out = list(iter_inputs([str(tmp_path / "nested"), str(single), str(tmp_path / "nope")]))
+    assert [Path(o["file"]).name for o in out] == ["b.htm.gz", "single.html", "nope"]
+    first = out[0]
+    assert set(first) >= {"file", "title", "author", "published_at", "language", "sitename"}
+    assert first["title"] == "Lighthouse to be restored"
+    assert first["published_at"] == "2024-03-05T12:30:00+00:00"
+    assert first["language"] == "ru"
+    assert PARAGRAPHS[1] in first["text"]
+    assert "error" in out[2] and out[2]["text"] == ""
+    json.dumps(out)  # the CLI prints these as JSON
+
+    every = list(iter_inputs([str(tmp_path)]))
+    assert sorted(Path(o["file"]).name for o in every) == ["a.html", "b.htm.gz", "single.html"]
+
+
+def test_extract_file_reports_unreadable_gz(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.html.gz"
+    bad.write_bytes(b"\x1f\x8b not really gzip")
+    out = extract_file(bad)
+    assert out["text"] == "" and "error" in out
+
+
+def test_iter_inputs_urls_use_the_given_fetcher() -> None:
+    calls: list[str] = []
+
+    def fetch(url: str) -> tuple[bytes, str | None, str]:
+        calls.append(url)
+        return article().encode("cp1252"), "text/html; charset=iso-8859-1", URL
+
+    (out,) = list(iter_inputs(["https://portodaily.example.com/x"], fetch=fetch))
+    assert calls == ["https://portodaily.example.com/x"]
+    assert out["file"] == "https://portodaily.example.com/x"
+    assert out["encoding"] == "windows-1252"
+    assert PARAGRAPHS[0] in out["text"]
+
+
+def test_iter_inputs_url_without_fetcher_is_an_error_object() -> None:
+    (out,) = list(iter_inputs(["https://portodaily.example.com/x"]))
+    assert "error" in out and out["text"] == ""
+
+
+# ---------------------------------------------------------------- real corpus pages
+
+
+def _corpus_or_skip() -> Path:
+    if not (CORPUS / "evaldata.json").is_file():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but the extraction corpus is missing: {CORPUS}")
+        pytest.skip(f"extraction corpus not available at {CORPUS}")
+    return CORPUS
+
+
+def test_real_pages_contain_their_with_snippets() -> None:
+    corpus = _corpus_or_skip()
+    evaldata = json.loads((corpus / "evaldata.json").read_text(encoding="utf-8"))
+    found = total = pages = 0
+    for url in sorted(evaldata)[:12]:
+        item = evaldata[url]
+        path = corpus / "html" / (item["file"] + ".gz")
+        if not path.is_file():
+            continue
+        html, _ = decode_html(gzip.decompress(path.read_bytes()), None)
+        text = " ".join(extract_page(html, url, min_text_chars=0).text.split())
+        pages += 1
+        for snippet in item["with"]:
+            total += 1
+            found += " ".join(snippet.split()) in text
+    assert pages >= 10
+    # trafilatura-eval snippet recall of the production settings is ~0.9 on the corpus
+    assert found / total >= 0.8, f"{found}/{total} 'with' snippets found"

@@ -1,0 +1,229 @@
+"""Jobs in-process (SQLite): items through the whole pipeline, the throttle, a job
+interrupted in every intermediate state and resumed (each URL fetched once), pause,
+resume, cancel, and the work a job holds back from the live sweep."""
+
+from __future__ import annotations
+
+from sqlmodel import col, func, select
+
+from schemas.models import Article, Claim, JobItem
+from schemas.types import utcnow
+from tests.test_backfill_helpers import job_row, run_items, serve_articles
+
+
+def _urls_job(server, paths: list[str]) -> int:
+    from worker.backfill import create_urls_job
+    from worker.db import init_db, unit_of_work
+    from worker.settings import get_settings
+
+    init_db()
+    with unit_of_work() as s:
+        result = create_urls_job(s, [server.url(p) for p in paths], get_settings())
+        return int(result.job.id or 0)
+
+
+def test_urls_job_runs_every_item_through_the_pipeline(configure, server) -> None:
+    configure(extract_claims="false")
+    site = serve_articles(server, 12, "u")
+    job_id = _urls_job(server, [*site.pages, site.pages[0] + "?utm_source=x"])
+    run_items(job_id)
+    row = job_row(job_id)
+    assert row["state"] == "done"
+    assert row["discovered"] == 12  # the tracking-parameter copy is the same article
+    assert (row["done"], row["fetched"], row["pending"], row["failed"]) == (12, 12, 0, 0)
+    assert all(server.hits[p] == 1 for p in site.pages)
+    from worker.db import unit_of_work
+
+    with unit_of_work() as s:
+        states = s.exec(select(Article.state, func.count()).group_by(col(Article.state))).all()
+        assert dict(states) == {"processed": 12}
+        texts = s.exec(select(Article.text)).all()
+        assert all(t and "Reference number" in t for t in texts)
+
+
+def test_throttle_keeps_at_most_backfill_concurrency_in_flight(configure, server) -> None:
+    configure(backfill_concurrency=3)
+    site = serve_articles(server, 10, "t")
+    job_id = _urls_job(server, site.pages)
+    from worker import jobs
+    from worker.db import unit_of_work
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    with unit_of_work() as s:
+        first = jobs.advance(s, settings)
+    with unit_of_work() as s:
+        second = jobs.advance(s, settings)  # nothing finished: nothing more goes out
+    assert len(first.items) == 3 and second.items == []
+    with unit_of_work() as s:
+        assert jobs.progress(s, job_id, settings).in_flight == 3
+    # A second job shares the same budget: as items finish, the room they leave goes
+    # round robin to both jobs, and the total in flight stays at 3.
+    job2 = _urls_job(server, [p + "?v=2" for p in site.pages[:4]])
+    from tasks.jobs import process_item
+
+    for jid, aid in first.items:
+        process_item(jid, aid)
+    with unit_of_work() as s:
+        one = jobs.progress(s, job_id, settings).in_flight
+        two = jobs.progress(s, job2, settings).in_flight
+        assert jobs.advance(s, settings).items == []
+    assert one + two == 3 and one >= 1 and two >= 1
+
+
+def test_interrupted_job_resumes_and_fetches_each_url_once(configure, server) -> None:
+    """Half the items done; the others left as a killed worker leaves them: dispatched
+    (lease running) with their articles in every intermediate state. After a restart
+    (reclaim) the job finishes; no page is fetched twice, no row duplicated."""
+    configure(extract_claims="false")
+    site = serve_articles(server, 20, "k")
+    job_id = _urls_job(server, site.pages)
+    run_items(job_id, limit=10)
+
+    from tasks.jobs import item_steps
+    from worker import jobs
+    from worker.db import unit_of_work
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    steps, _ = item_steps(job_id, settings)
+    with unit_of_work() as s:
+        pending = s.exec(
+            select(JobItem.article_id)
+            .where(JobItem.job_id == job_id, JobItem.state == "pending")
+            .order_by(col(JobItem.id))
+        ).all()
+    assert len(pending) == 10
+    # Leave items mid-way: 0..3 steps done, then "crash" (the lease is still running).
+    for n, aid in enumerate(pending):
+        for _ in range(n % 4):
+            with unit_of_work() as s:
+                state = s.get(Article, aid).state  # type: ignore[union-attr]
+                steps[state](s, aid)
+        with unit_of_work() as s:
+            item = s.exec(select(JobItem).where(JobItem.article_id == aid)).one()
+            item.updated_at = utcnow()
+    with unit_of_work() as s:
+        mid = {a.state for a in s.exec(select(Article).where(col(Article.id).in_(pending)))}
+        assert mid == {"discovered", "fetched", "extracted", "deduplicated"}
+        # while the leases run, nothing is sent again (no duplicate work) ...
+        assert jobs.advance(s, settings).items == []
+    # ... and a restart reclaims them at once
+    with unit_of_work() as s:
+        plan = jobs.advance(s, settings, reclaim=True)
+    assert len(plan.items) == settings.backfill_concurrency
+    from tasks.jobs import process_item
+
+    for jid, aid in plan.items:
+        process_item(jid, aid)
+    run_items(job_id)
+    row = job_row(job_id)
+    assert row["state"] == "done" and row["done"] == 20, row
+    assert {p: server.hits[p] for p in site.pages} == dict.fromkeys(site.pages, 1)
+    with unit_of_work() as s:
+        assert s.exec(select(func.count()).select_from(Article)).one() == 20
+        assert s.exec(select(func.count()).select_from(JobItem)).one() == 20
+
+
+def test_pause_resume_cancel(configure, server) -> None:
+    configure(extract_claims="false")
+    site = serve_articles(server, 8, "p")
+    job_id = _urls_job(server, site.pages)
+    from tasks.jobs import process_item
+    from worker import jobs
+    from worker.db import unit_of_work
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    with unit_of_work() as s:
+        plan = jobs.advance(s, settings)
+    with unit_of_work() as s:
+        jobs.pause(s, job_id)
+    # messages already sent for a paused job do nothing and give their item back
+    for jid, aid in plan.items:
+        assert process_item(jid, aid) is None
+    with unit_of_work() as s:
+        assert jobs.advance(s, settings).items == []
+        assert jobs.progress(s, job_id, settings).in_flight == 0
+        assert jobs.pending_work_with_jobs(s) == 0  # run --until-idle does not wait for it
+    assert not any(server.hits[p] for p in site.pages)
+
+    with unit_of_work() as s:
+        jobs.resume(s, job_id)
+    run_items(job_id, limit=3)
+    with unit_of_work() as s:
+        jobs.cancel(s, job_id)
+    row = job_row(job_id)
+    assert row["state"] == "cancelled" and row["done"] == 3
+    with unit_of_work() as s:
+        # the five articles it never started are forgotten; the three done stay
+        assert s.exec(select(func.count()).select_from(Article)).one() == 3
+        assert jobs.jobs_pending_work(s) == 0
+        assert jobs.advance(s, settings).items == []
+    import pytest
+
+    with unit_of_work() as s, pytest.raises(jobs.JobStateError):
+        jobs.resume(s, job_id)
+
+
+def test_held_articles_are_left_to_the_job(configure, server) -> None:
+    """Articles of pending items are the job's: the live pipeline's pending count does
+    not count them twice and the sweep filter names them (see docs/backfill.md)."""
+    configure()
+    site = serve_articles(server, 5, "h")
+    job_id = _urls_job(server, site.pages)
+    from worker import jobs
+    from worker.db import unit_of_work
+    from worker.status import pending_work
+
+    with unit_of_work() as s:
+        held = set(s.exec(jobs.held_article_ids()).all())
+        assert len(held) == 5
+        # queued job: 1 for the job + 5 items; articles not counted a second time
+        assert jobs.pending_work_with_jobs(s) == 6
+        assert pending_work(s) >= 5
+        jobs.pause(s, job_id)
+    with unit_of_work() as s:
+        assert len(set(s.exec(jobs.held_article_ids()).all())) == 5  # paused still holds
+        assert jobs.pending_work_with_jobs(s) == 0
+
+
+def test_already_processed_articles_are_not_fetched_again(configure, server) -> None:
+    configure(extract_claims="false")
+    site = serve_articles(server, 4, "again")
+    first = _urls_job(server, site.pages)
+    run_items(first)
+    second = _urls_job(server, site.pages)
+    run_items(second)
+    assert job_row(second)["done"] == 4
+    assert all(server.hits[p] == 1 for p in site.pages)
+    from worker.db import unit_of_work
+
+    with unit_of_work() as s:
+        assert s.exec(select(func.count()).select_from(Claim)).one() == 0
+
+
+def test_robots_and_errors_end_items_as_skipped_or_failed(configure, server) -> None:
+    from tests.support.server import Reply
+
+    configure(extract_claims="false")
+    site = serve_articles(server, 2, "ok")
+    server.routes["/robots.txt"] = Reply(
+        body=b"User-agent: *\nDisallow: /private/\n", content_type="text/plain"
+    )
+    server.routes["/gone"] = Reply(410, b"gone")
+    job_id = _urls_job(server, [*site.pages, "/private/x", "/gone"])
+    run_items(job_id)
+    row = job_row(job_id)
+    assert (row["done"], row["skipped"], row["failed"], row["state"]) == (2, 1, 1, "done")
+    assert server.hits["/private/x"] == 0
+
+
+def test_job_timestamps(configure, server) -> None:
+    configure(extract_claims="false")
+    site = serve_articles(server, 2, "ts")
+    job_id = _urls_job(server, site.pages)
+    run_items(job_id)
+    row = job_row(job_id)
+    assert row["started_at"] and row["finished_at"]
+    assert row["finished_at"] >= row["started_at"] >= row["created_at"]

@@ -1,0 +1,127 @@
+"""The `claimwire backfill / reprocess / jobs` commands as a user runs them (embedded
+broker, SQLite): `--wait` works in-process on a laptop, the job commands, and bad
+input giving one line and exit status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import claimwire, cli_env
+from tests.test_backfill_helpers import serve_articles
+
+
+def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from worker.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_backfill_urls_wait_runs_in_process(
+    server, tmp_path: Path, configure, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = serve_articles(server, 15, "cli")
+    url_file = tmp_path / "urls.txt"
+    url_file.write_text("\n".join(server.url(p) for p in site.pages) + "\n# comment\nnope\n")
+    env = cli_env(tmp_path, EXTRACT_CLAIMS="false", BACKFILL_CONCURRENCY="3")
+
+    # A real process, as on a laptop: embedded broker, no `claimwire run` anywhere.
+    r = claimwire(["backfill", "urls", str(url_file), "--wait"], env, tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "job 1 queued" in r.stdout
+    assert "job 1 done: 15 discovered, 15 fetched, 15 done" in r.stderr
+    assert "skipped invalid URL nope" in r.stderr
+    assert all(server.hits[p] == 1 for p in site.pages)
+
+    # The same data directory in-process (faster): list, stdin, pause/resume/cancel.
+    configure(extract_claims="false")
+    code, out, _ = _main(["jobs", "list", "--json"], capsys)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rows[0]["state"] == "done" and rows[0]["done"] == 15 and rows[0]["fetched"] == 15
+
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(server.url(site.pages[0]) + "?x=1\n"))
+    code, out, err = _main(["backfill", "urls", "-"], capsys)
+    assert code == 0 and "job 2 queued" in out, err
+    assert "claimwire run" in err
+    for cmd, state in (("pause", "paused"), ("resume", "queued"), ("cancel", "cancelled")):
+        code, out, err = _main(["jobs", cmd, "2"], capsys)
+        assert code == 0 and f"job 2 {state}" in out, err
+    code, out, err = _main(["jobs", "resume", "2"], capsys)
+    assert code == 2 and "is cancelled" in err
+    code, out, _ = _main(["jobs", "show", "2", "--json"], capsys)
+    show = json.loads(out)
+    assert show["state"] == "cancelled" and show["finished_at"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["backfill", "feed", "99", "--since", "2026-01-01"], "no feed with id or URL '99'"),
+        (["backfill", "feed", "1", "--since", "last tuesday"], "--since: not a date"),
+        (
+            ["backfill", "feed", "1", "--since", "2026-02-01", "--until", "2026-01-01"],
+            "is after --until",
+        ),
+        (["backfill", "urls", "/nonexistent/urls.txt"], "cannot read /nonexistent/urls.txt"),
+        (["backfill", "sitemap", "ftp://example.org/s.xml", "--since", "2026-01-01"], "http"),
+        (["jobs", "show", "42"], "no job with id 42"),
+        (["jobs", "pause", "abc"], "not a job id"),
+        (["reprocess", "--state", "discovered"], "--state 'discovered'"),
+        (["reprocess", "--feed", "https://nowhere.example/feed"], "no feed with id or URL"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(
+    configure, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    """Through the console entry point in-process (the subprocess path is the same
+    `main`; the test above runs it as a subprocess)."""
+    from worker.cli import main
+
+    configure()
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert exc.value.code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("claimwire: "), err
+    assert needle in lines[0], lines[0]
+
+
+def test_backfill_feeds_from_opml_and_the_jobs_table(configure, server, tmp_path: Path, capsys):
+    from tests.test_backfill_helpers import serve_atom_archive
+
+    configure()
+    site = serve_articles(server, 6, "atom")
+    feed_url = serve_atom_archive(server, site, per_page=3)
+    code, _, err = _main(["feeds", "add", feed_url], capsys)
+    assert code == 0, err
+    opml = tmp_path / "subs.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><head/><body>'
+        f'<outline type="rss" text="a" xmlUrl="{feed_url}"/></body></opml>'
+    )
+    code, out, err = _main(
+        ["backfill", "feed", "--opml", str(opml), "--since", "2026-01-01"], capsys
+    )
+    assert code == 0 and "job 1 queued (backfill feed, 1 feed" in out, err
+    code, out, _ = _main(["jobs", "show", "1", "--json"], capsys)
+    assert json.loads(out)["params"]["feeds"] == [1]
+
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><head/><body>'
+        '<outline type="rss" text="b" xmlUrl="https://elsewhere.example/feed"/></body></opml>'
+    )
+    code, _, err = _main(["backfill", "feed", "--opml", str(opml), "--since", "2026-01-01"], capsys)
+    assert code == 2 and "feeds import" in err
+    code, out, _ = _main(["jobs", "list"], capsys)
+    assert code == 0 and "feed" in out and "queued" in out and "0/0+" in out, out

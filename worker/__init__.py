@@ -1,0 +1,1 @@
+"""claimwire's engine: settings, database, Celery app, CLI and the domain modules."""

@@ -1,0 +1,75 @@
+"""Raw page archive: bodies stored compressed (zstd) under the SHA-256 of their bytes.
+
+The interface is two methods so that an object store can be added next to the
+directory backend without touching the pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import zstandard
+
+
+class ArchiveError(Exception):
+    """The archive cannot store or read a page (disk full, unwritable directory, ...)."""
+
+
+class Archive(Protocol):
+    def put(self, data: bytes) -> tuple[str, str, int]:
+        """Store ``data``; return (sha256, storage key, stored size). Idempotent."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """Return the original bytes stored under ``key``."""
+        ...
+
+
+class DirectoryArchive:
+    """``<root>/ab/cd/<sha256>.zst``; writes are atomic (temporary file + rename)."""
+
+    def __init__(self, root: Path, level: int = 6) -> None:
+        self.root = root
+        self.level = level
+
+    def _path(self, sha: str) -> Path:
+        return self.root / sha[:2] / sha[2:4] / f"{sha}.zst"
+
+    def put(self, data: bytes) -> tuple[str, str, int]:
+        sha = hashlib.sha256(data).hexdigest()
+        path = self._path(sha)
+        key = str(path.relative_to(self.root))
+        try:
+            if path.exists():
+                return sha, key, path.stat().st_size
+            path.parent.mkdir(parents=True, exist_ok=True)
+            blob = zstandard.ZstdCompressor(level=self.level).compress(data)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(blob)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise ArchiveError(
+                f"cannot write to archive {self.root}: {exc.strerror or exc}"
+            ) from exc
+        return sha, key, len(blob)
+
+    def get(self, key: str) -> bytes:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ArchiveError(f"archive key outside the archive: {key!r}")
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise ArchiveError(
+                f"cannot read {key} from archive {self.root}: {exc.strerror or exc}"
+            ) from exc
+        return zstandard.ZstdDecompressor().decompress(blob)

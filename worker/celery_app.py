@@ -1,0 +1,125 @@
+"""The Celery application.
+
+Production: ``celery -A worker.celery_app worker -Q io`` (polling and fetching),
+``-Q cpu`` (extraction, dedup, claims), ``-Q backfill`` (jobs), and
+``celery -A worker.celery_app beat`` for the schedule (dispatcher and sweep). The
+embedded default (``claimwire run``) runs one worker consuming every queue with the
+schedule inside it, over a filesystem broker that needs no server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import after_setup_logger, worker_process_init
+from kombu.entity import Queue
+
+from worker.settings import Settings, get_settings
+
+IO_QUEUE, CPU_QUEUE, BACKFILL_QUEUE = "io", "cpu", "backfill"
+QUEUES = (IO_QUEUE, CPU_QUEUE, BACKFILL_QUEUE)
+
+TASK_MODULES = [
+    "tasks.polling",
+    "tasks.fetching",
+    "tasks.processing",
+    "tasks.maintenance",
+    "tasks.jobs",
+]
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    conf: dict[str, Any] = dict(
+        broker_url=settings.effective_broker_url,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit,
+        task_soft_time_limit=max(1, settings.task_time_limit - 30),
+        task_default_queue=IO_QUEUE,
+        task_queues=[Queue(q) for q in QUEUES],  # type: ignore[no-untyped-call]
+        task_routes={
+            "tasks.polling.*": {"queue": IO_QUEUE},
+            "tasks.fetching.*": {"queue": IO_QUEUE},
+            "tasks.maintenance.*": {"queue": IO_QUEUE},
+            "tasks.processing.*": {"queue": CPU_QUEUE},
+            "tasks.jobs.*": {"queue": BACKFILL_QUEUE},
+        },
+        # A broker that is down must not hang a task that only wanted to enqueue a
+        # follow-up: the database remembers the work and the sweep re-sends it.
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 3,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 2,
+        },
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule={
+            "dispatch-due-feeds": {
+                "task": "tasks.maintenance.dispatch_due_feeds",
+                "schedule": settings.dispatch_interval,
+            },
+            "sweep": {"task": "tasks.maintenance.sweep", "schedule": settings.sweep_interval},
+            "advance-jobs": {
+                "task": "tasks.jobs.advance_jobs",
+                "schedule": settings.dispatch_interval,
+                "options": {"queue": IO_QUEUE},  # scheduling only: never behind backfill items
+            },
+        },
+    )
+    if settings.broker_is_embedded:
+        folder = settings.broker_dir
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        conf["broker_transport_options"] = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+        }
+        conf["worker_enable_remote_control"] = False
+    else:
+        # Longer than any task and its retries' countdowns, so Redis does not hand an
+        # unacknowledged message to a second worker while the first still runs it.
+        conf["broker_transport_options"] = {"visibility_timeout": 3600}
+    return conf
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    celery = Celery("claimwire", include=TASK_MODULES)
+    celery.conf.update(celery_config(settings))
+    return celery
+
+
+app = create_app()
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _reset_after_fork(**_: Any) -> None:
+    """A forked pool process must not share its parent's database connections."""
+    from worker.db import dispose_engines
+
+    dispose_engines()
+
+
+@after_setup_logger.connect  # type: ignore[untyped-decorator]
+def _configure_structlog(**_kwargs: Any) -> None:
+    """Worker and beat processes started with the plain ``celery`` command log through
+    the same structlog setup as the CLI (plain tracebacks, no local variables)."""
+    from worker.logs import configure_logging
+
+    configure_logging(get_settings())

@@ -1,0 +1,305 @@
+"""Clustering the same claim across outlets.
+
+Two claims share a cluster when their resolved speakers have the same key (a person's
+surname, or an organisation's normalized name) and their contents are similar
+(overlap of content words, a measure that tolerates rewording around the same core
+statement). Different speakers never share a cluster: the speaker key is part of the
+lookup, not of the score.
+
+Concurrency: clustering for one speaker key is serialized with a transaction-scoped
+advisory lock on PostgreSQL; SQLite serializes all writers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, text
+from sqlmodel import Session, col, select
+
+from schemas.models import Article, Claim, ClaimCluster
+from worker.db import is_postgres
+
+_TITLES = {
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "sir",
+    "dame",
+    "president",
+    "minister",
+    "senator",
+    "sen",
+    "rep",
+    "gov",
+    "governor",
+    "secretary",
+    "chairman",
+    "chairwoman",
+    "chair",
+    "ceo",
+    "mayor",
+    "judge",
+    "general",
+    "gen",
+    "chief",
+    "director",
+    "spokesman",
+    "spokeswoman",
+    "spokesperson",
+    "prime",
+    "health",
+    "foreign",
+    "interior",
+    "finance",
+    "defence",
+    "defense",
+    "deputy",
+    "vice",
+    "former",
+    "candidate",
+    "democratic",
+    "republican",
+    "leader",
+    "king",
+    "queen",
+    "pope",
+}
+_STOP = {
+    "the",
+    "a",
+    "an",
+    "of",
+    "and",
+    "or",
+    "to",
+    "in",
+    "on",
+    "for",
+    "with",
+    "at",
+    "by",
+    "from",
+    "that",
+    "this",
+    "these",
+    "those",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "being",
+    "it",
+    "its",
+    "as",
+    "he",
+    "she",
+    "they",
+    "we",
+    "i",
+    "you",
+    "his",
+    "her",
+    "their",
+    "our",
+    "my",
+    "has",
+    "have",
+    "had",
+    "will",
+    "would",
+    "could",
+    "should",
+    "can",
+    "may",
+    "might",
+    "not",
+    "no",
+    "but",
+    "if",
+    "so",
+    "than",
+    "then",
+    "there",
+    "which",
+    "who",
+    "whom",
+    "what",
+    "said",
+    "says",
+    "say",
+    "also",
+    "about",
+    "into",
+    "over",
+    "after",
+    "before",
+    "very",
+    "just",
+    "all",
+}
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?|\d+", re.UNICODE)
+
+
+def speaker_key(speaker: str) -> str:
+    """``Health Minister Maria Novak`` -> ``novak``; ``the Health Ministry`` ->
+    ``health ministry``; empty for unknown speakers."""
+    words = [w for w in _WORD.findall(speaker) if w]
+    if not words:
+        return ""
+    capitalized = [w for w in words if w[:1].isupper()]
+    lowered = [w.lower().strip("'’") for w in words]
+    if capitalized and len(capitalized) == len(words) and len(words) <= 5:
+        names = [w.lower() for w in capitalized if w.lower().rstrip(".") not in _TITLES]
+        if names:
+            last: str = names[-1]
+            return last[:-2] if last.endswith(("'s", "’s")) else last
+    return " ".join(w for w in lowered if w not in _STOP)
+
+
+def content_words(content: str) -> set[str]:
+    out = set()
+    for w in _WORD.findall(content.lower()):
+        if w in _STOP or len(w) < 3:
+            continue
+        out.add(w[:-1] if len(w) > 4 and w.endswith("s") else w)
+    return out
+
+
+def similarity(a: set[str], b: set[str]) -> float:
+    """Overlap coefficient: shared content words over the smaller set."""
+    if not a or not b:
+        return 0.0
+    return len(a & b) / min(len(a), len(b))
+
+
+def _lock(session: Session, key: str) -> None:
+    if is_postgres(session):
+        h = int.from_bytes(
+            hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True
+        )
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": h})
+
+
+def assign_clusters(
+    session: Session, article: Article, claims: list[Claim], threshold: float
+) -> set[int]:
+    """Give every claim of ``article`` a cluster; return the clusters touched."""
+    touched: set[int] = set()
+    for claim in claims:
+        key = speaker_key(claim.speaker_resolved or claim.speaker)
+        if not key:
+            continue
+        _lock(session, key)
+        words = content_words(claim.text)
+        best: tuple[float, ClaimCluster | None] = (0.0, None)
+        for cluster in session.exec(select(ClaimCluster).where(ClaimCluster.speaker_key == key)):
+            score = similarity(words, content_words(cluster.text))
+            if score > best[0]:
+                best = (score, cluster)
+        found = best[1] if best[0] >= threshold else None
+        if found is None:
+            cluster = ClaimCluster(
+                speaker_key=key, speaker=claim.speaker_resolved or claim.speaker, text=claim.text
+            )
+            session.add(cluster)
+            session.flush()
+        else:
+            cluster = found
+        claim.cluster_id = cluster.id
+        assert cluster.id is not None
+        touched.add(cluster.id)
+    session.flush()
+    for cluster_id in touched:
+        refresh_cluster(session, cluster_id)
+    return touched
+
+
+@dataclass
+class ClusterMember:
+    claim_id: int
+    article_id: int
+    url: str
+    host: str
+    published_at: datetime | None
+    speaker: str
+    text: str
+    copy: bool  # a duplicate of the article that carries the claim
+
+
+def cluster_members(session: Session, cluster_id: int) -> list[ClusterMember]:
+    """Every article repeating the claim, its duplicates included, in time order."""
+    rows = session.exec(
+        select(Claim, Article)
+        .join(Article, col(Article.id) == Claim.article_id)
+        .where(Claim.cluster_id == cluster_id)
+    ).all()
+    members: list[ClusterMember] = []
+    for claim, art in rows:
+        assert claim.id is not None and art.id is not None
+        members.append(
+            ClusterMember(
+                claim.id,
+                art.id,
+                art.url,
+                art.host,
+                art.published_at or art.discovered_at,
+                claim.speaker,
+                claim.text,
+                False,
+            )
+        )
+        copies = session.exec(select(Article).where(Article.duplicate_of_id == art.id)).all()
+        for dup in copies:
+            assert dup.id is not None
+            members.append(
+                ClusterMember(
+                    claim.id,
+                    dup.id,
+                    dup.url,
+                    dup.host,
+                    dup.published_at or dup.discovered_at,
+                    claim.speaker,
+                    claim.text,
+                    True,
+                )
+            )
+    members.sort(key=lambda m: (m.published_at is None, m.published_at, m.article_id))
+    return members
+
+
+def refresh_cluster(session: Session, cluster_id: int) -> None:
+    cluster = session.get(ClaimCluster, cluster_id)
+    if cluster is None:
+        return
+    members = cluster_members(session, cluster_id)
+    if not members:
+        session.delete(cluster)
+        return
+    cluster.n_articles = len({m.article_id for m in members})
+    cluster.n_outlets = len({m.host for m in members})
+    first = members[0]
+    cluster.first_seen_at = first.published_at
+    cluster.first_article_id = first.article_id
+
+
+def orphan_clusters(session: Session) -> int:
+    """Delete clusters left without claims (after reprocessing); return how many."""
+    empty = session.exec(
+        select(ClaimCluster.id)
+        .outerjoin(Claim, col(Claim.cluster_id) == ClaimCluster.id)
+        .group_by(col(ClaimCluster.id))
+        .having(func.count(col(Claim.id)) == 0)
+    ).all()
+    for cid in empty:
+        obj = session.get(ClaimCluster, cid)
+        if obj is not None:
+            session.delete(obj)
+    return len(empty)

@@ -1,0 +1,641 @@
+"""Rule-based claim extraction over a spaCy dependency parse.
+
+Design after the Gender Gap Tracker's quote extractor (own code): a reporting verb's
+clausal complement is the content and its subject the speaker (active, passive with
+"by", inverted "..., the minister said"); quoted spans take the nearest reporting verb
+outside the quote, or inherit the previous speaker when the sentence has none;
+"according to X"; noun cues ("X's statement that ...", "in a statement, X ...").
+
+Speed: a regex splitter finds candidate sentences (a cue word outside quotation marks);
+the commonest shapes ('"...," X said.', 'X said (that) ...', '..., X said.',
+'according to X, ...') are read by the strict patterns of ``fastpath`` without a
+parse; the rest go to spaCy in one ``nlp.pipe`` batch, with the tagger, lemmatizer,
+attribute ruler and NER excluded (cue lemmas come from ``cues.VERB_FORMS``, names from
+a regex over the article). Offsets index the text exactly as given.
+
+Span conventions (chosen against PolNeAR's Content spans): a direct quote's content
+keeps its quotation marks; a quote interrupted by its attribution ('"A," he said. "B."')
+is one claim whose text runs from the first mark to the last, attribution included; a
+claim nested in another's content ("X said Y believes ...") is not reported separately.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc, Token
+
+from schemas.records import ClaimKind, ExtractedClaim
+from worker.claims import fastpath
+from worker.claims.cues import CLAUSE_ONLY, NOUN_CUES, has_cue, verb_lemma, wordset
+from worker.claims.sentences import QUOTE_CHARS, quote_spans, split_sentences
+from worker.claims.speakers import PRONOUNS, RELATIVE, Resolver, harvest_mentions
+
+EXTRACTOR_VERSION = "rules-1"
+
+# Pipeline components the rules need; everything else is excluded at load time.
+_KEEP = ("tok2vec", "transformer", "parser")
+_EXCLUDE = ("ner", "tagger", "morphologizer", "lemmatizer", "attribute_ruler", "senter")
+_VERB_DEPS = frozenset(
+    {"ROOT", "ccomp", "xcomp", "conj", "advcl", "relcl", "parataxis", "acl", "pcomp", "csubj"}
+)
+_OBJ_DEPS = frozenset({"dobj", "oprd", "attr", "acomp", "dative"})
+_CONTENT_PREPS = frozenset({"of", "for", "about", "on", "over", "as", "against", "that"})
+_MIN_CONTENT = 3  # characters
+_INHERIT_WINDOW = 2  # sentences a speaker carries forward to an unattributed quote
+_ASCII_LETTERS = re.compile(r"[A-Za-z]")
+_ENGLISH_WORDS = wordset(
+    """
+    the and of to in is that for it was on with he said as by at be this are have from his
+    she they not but has had an will would her their which who
+    """
+)
+
+
+@functools.lru_cache(maxsize=4)
+def load_nlp(model_name: str) -> Language:
+    """Load ``model_name`` once per process with only the parser and what feeds it.
+
+    NER, the tagger, lemmatizer and attribute ruler are excluded: cue lemmas come from a
+    word-form table and names from a regex over the article, and NER alone would roughly
+    double the parse time (measured on PolNeAR dev) for no gain in speaker accuracy the
+    rules could use. A pipeline without a parser is refused.
+    """
+    nlp = spacy.load(model_name, exclude=list(_EXCLUDE))
+    if "parser" not in nlp.pipe_names:
+        raise ValueError(f"spaCy pipeline {model_name!r} has no dependency parser")
+    for name in list(nlp.pipe_names):
+        if name not in _KEEP:
+            nlp.disable_pipe(name)
+    return nlp
+
+
+def is_english(text: str) -> bool:
+    """A cheap check on function-word share; callers skip claims for other languages."""
+    sample = text[:5000].lower()
+    tokens = re.findall(r"[a-z']+", sample)
+    if len(tokens) < 3:
+        return bool(tokens) and any(t in _ENGLISH_WORDS for t in tokens)
+    hits = sum(1 for t in tokens if t in _ENGLISH_WORDS)
+    return hits / len(tokens) >= 0.12
+
+
+@dataclass
+class _Raw:
+    """A claim before speaker resolution; offsets are absolute."""
+
+    speaker: str
+    speaker_pos: int
+    verb: str
+    kind: ClaimKind
+    start: int
+    end: int
+    sent: int  # index into the sentence list
+    cue_pos: int
+    appos: str | None = None
+    antecedent: tuple[str, int] | None = None  # of a relative-pronoun speaker
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """Strip whitespace and dangling punctuation (commas, colons, dashes) from a span."""
+    while start < end and (text[start].isspace() or text[start] in ",;:—–-"):
+        start += 1
+    while end > start and (text[end - 1].isspace() or text[end - 1] in ",;:—–-"):
+        end -= 1
+    return start, end
+
+
+def _span_of(tokens: Iterable[Token]) -> tuple[int, int] | None:
+    toks = list(tokens)
+    if not toks:
+        return None
+    a = min(t.idx for t in toks)
+    b = max(t.idx + len(t.text) for t in toks)
+    return a, b
+
+
+def _speaker_tokens(head: Token) -> list[Token]:
+    """The noun phrase of a speaker, without appositions, relative clauses or commas."""
+    out: list[Token] = []
+    for t in head.subtree:
+        if t.i < head.i or t.i == head.i:
+            out.append(t)
+        else:
+            break
+    # keep a right-hand "of ..." prepositional phrase and compounds
+    for child in head.rights:
+        if (child.dep_ == "prep" and child.lower_ == "of") or child.dep_ in ("compound", "flat"):
+            out.extend(child.subtree)
+        else:
+            break
+    # drop a leading determiner-free punctuation or a leading relative/conjunction
+    left_cut = [t for t in out if t.i < head.i and t.dep_ in ("punct", "cc", "appos")]
+    if left_cut:
+        last = max(t.i for t in left_cut)
+        out = [t for t in out if t.i > last]
+    return sorted(out, key=lambda t: t.i)
+
+
+def _appos(head: Token) -> Token | None:
+    for child in head.rights:
+        if child.dep_ == "appos":
+            return child
+    return None
+
+
+def _subject(verb: Token) -> tuple[Token | None, bool]:
+    """The speaker head of a reporting verb and whether it came through a passive agent."""
+    for child in verb.children:
+        if child.dep_ == "agent":
+            for gc in child.children:
+                if gc.dep_ == "pobj":
+                    return gc, True
+    for child in verb.children:
+        if child.dep_ in ("nsubj", "csubj"):
+            return child, False
+    if verb.dep_ in ("xcomp", "conj", "advcl", "pcomp") and verb.head is not verb:
+        head = verb.head
+        if head.dep_ == "prep" and head.head is not head:
+            head = head.head
+        return _subject(head)
+    if verb.dep_ == "acl" and verb.text.endswith("ing"):
+        return verb.head, False
+    return None, False
+
+
+def _content_tokens(verb: Token, lemma: str) -> list[Token] | None:
+    """Tokens of the content attached to ``verb`` (clause, infinitive, or object)."""
+    for child in verb.children:
+        if child.dep_ == "ccomp" and child.i != verb.i:
+            return _without_nested_cues(list(child.subtree), child)
+    for child in verb.children:
+        if child.dep_ == "xcomp" and child.i > verb.i and lemma not in ("continue",):
+            # "urged Congress to act": the object belongs to the content
+            objs = [c for c in verb.children if c.dep_ in ("dobj", "dative") and c.i < child.i]
+            inf = list(child.subtree)
+            for o in objs:
+                inf.extend(o.subtree)
+            return inf
+    if lemma in CLAUSE_ONLY:
+        # "said in a statement that ..." sometimes lands under a prep or as a mark.
+        return None
+    right = [
+        c
+        for c in verb.rights
+        if c.dep_ in _OBJ_DEPS or (c.dep_ == "prep" and c.lower_ in _CONTENT_PREPS)
+    ]
+    if not right:
+        return None
+    toks: list[Token] = []
+    for c in right:
+        toks.extend(c.subtree)
+    return toks
+
+
+def _without_nested_cues(toks: list[Token], top: Token) -> list[Token]:
+    """Cut '..., while X insisted that ...' out of a content: it is a claim of its own."""
+    drop: set[int] = set()
+    for t in toks:
+        if t.i == top.i or t.dep_ not in ("advcl", "conj") or verb_lemma(t.text) is None:
+            continue
+        contrast = any(
+            c.lower_ in ("while", "whereas", "but") and c.dep_ in ("mark", "cc") for c in t.children
+        ) or (t.i > 0 and t.doc[t.i - 1].lower_ in ("while", "whereas", "but"))
+        if contrast and any(c.dep_ == "nsubj" for c in t.children) and t.i > top.i:
+            drop.update(x.i for x in t.subtree)
+    return [t for t in toks if t.i not in drop] if drop else toks
+
+
+def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
+    return any(a <= pos < b for a, b in spans)
+
+
+class _Extractor:
+    def __init__(self, text: str, nlp: Language) -> None:
+        self.text = text
+        self.nlp = nlp
+        self.sentences = split_sentences(text)
+        self.quotes = quote_spans(text, self.sentences)
+        self.raw: list[_Raw] = []
+
+    # -- candidate selection --------------------------------------------------------
+    def candidates(self) -> list[int]:
+        out = []
+        quotes = self.quotes
+        for i, s in enumerate(self.sentences):
+            chunk = self.text[s.start : s.end]
+            inside = [
+                (max(a, s.start), min(b, s.end)) for a, b in quotes if a < s.end and b > s.start
+            ]
+            if inside:
+                # a cue inside a quote attributes nothing: test only the text outside quotes
+                parts, pos = [], s.start
+                for a, b in sorted(inside):
+                    parts.append(self.text[pos:a])
+                    pos = max(pos, b)
+                parts.append(self.text[pos : s.end])
+                chunk = " ".join(parts)
+            if has_cue(chunk):
+                out.append(i)
+        return out
+
+    # -- rules over one parsed sentence ---------------------------------------------
+    def sentence_claims(self, si: int, doc: Doc) -> None:
+        base = self.sentences[si].start
+        s = self.sentences[si]
+        quoted = [(a, b) for a, b in self.quotes if a < s.end and b > s.start]
+        for tok in doc:
+            abs_pos = base + tok.idx
+            if quoted and _inside(abs_pos, quoted):
+                continue
+            if tok.lower_ == "according" and tok.i + 1 < len(doc) and doc[tok.i + 1].lower_ == "to":
+                self._according(si, doc, tok, base)
+                continue
+            lemma = verb_lemma(tok.text)
+            noun_cue = tok.lower_ in NOUN_CUES and (
+                tok.dep_ not in _VERB_DEPS or any(c.dep_ == "poss" for c in tok.children)
+            )
+            if noun_cue:
+                lemma = None
+            if lemma is None and not noun_cue:
+                if tok.dep_ in ("ROOT", "conj", "ccomp") and self._statement_prep(tok):
+                    lemma = tok.lower_
+                else:
+                    continue
+            if noun_cue and lemma is None:
+                self._noun_cue(si, doc, tok, base)
+                continue
+            if tok.dep_ not in _VERB_DEPS:
+                continue
+            assert lemma is not None
+            subj, _passive = _subject(tok)
+            if subj is None:
+                continue
+            # "it shows that" / "there is" are rarely attributed; "it said" (a body) is
+            if (
+                subj.lower_ in ("it", "there", "this")
+                and not _passive
+                and lemma not in ("say", "report", "announce", "state")
+            ):
+                continue
+            content = _content_tokens(tok, lemma)
+            span: tuple[int, int] | None = None
+            if content:
+                content = [t for t in content if t.i != tok.i]
+                sp = _span_of(content)
+                if sp is not None:
+                    span = (base + sp[0], base + sp[1])
+            if span is None and tok.dep_ == "parataxis" and tok.head.i != tok.i:
+                # "In the years since, Barden says, far too many lives were lost"
+                sub = {t.i for t in tok.subtree}
+                rest = [t for t in tok.head.subtree if t.i not in sub]
+                left = [t for t in rest if t.i < tok.i]
+                right = [t for t in rest if t.i > tok.i]
+                side = left if len(left) >= len(right) else right
+                sp = _span_of(
+                    t for t in side if not t.is_punct or t.text in QUOTE_CHARS or t.text == "''"
+                )
+                if sp is not None:
+                    span = (base + sp[0], base + sp[1])
+            if span is None:
+                span = self._colon_or_quote(si, doc, tok, base)
+            if span is None:
+                continue
+            a, b = self._fix_span(span, base, doc, tok, subj)
+            if b - a < _MIN_CONTENT:
+                continue
+            self._add(si, subj, lemma, a, b, base + tok.idx, doc)
+
+    def _statement_prep(self, verb: Token) -> bool:
+        """'In a statement, the ministry rejected ...': the verb becomes a cue."""
+        return any(
+            gc.dep_ == "pobj" and gc.lower_ in NOUN_CUES
+            for child in verb.children
+            if child.dep_ == "prep" and child.lower_ in ("in", "during")
+            for gc in child.children
+        )
+
+    def _fix_span(
+        self, span: tuple[int, int], base: int, doc: Doc, verb: Token, subj: Token
+    ) -> tuple[int, int]:
+        a, b = span
+        cue = base + verb.idx
+        # never include the cue or the speaker
+        s_toks = _speaker_tokens(subj)
+        s_span = _span_of(s_toks)
+        for x, y in [(cue, cue + len(verb.text))] + (
+            [(base + s_span[0], base + s_span[1])] if s_span else []
+        ):
+            if a <= x < b:
+                left, right = (a, x), (y, b)
+                a, b = left if left[1] - left[0] >= right[1] - right[0] else right
+        a, b = _trim(self.text, a, b)
+        # a quote the content cuts into belongs to the content (cues are never quoted)
+        cue_end = cue + len(verb.text)
+        for qa, qb in self.quotes:
+            if qa < b < qb and not qa < cue < qb and not (a < cue < qb and qa < cue):
+                b = qb
+            if qa < a < qb and not (qa < cue_end <= a):
+                a = qa
+        return a, b
+
+    def _colon_or_quote(self, si: int, doc: Doc, verb: Token, base: int) -> tuple[int, int] | None:
+        """A cue without a clause: 'X said: ...' or a quote right before/after the cue."""
+        s = self.sentences[si]
+        after = base + verb.idx + len(verb.text)
+        tail = self.text[after : s.end]
+        m = re.match(r"[^\"“:]{0,40}?[:,]?\s*([\"“])", tail)
+        colon = re.match(r"[^:]{0,40}?:\s*", tail)
+        for qa, qb in self.quotes:
+            if m and qa == after + m.start(1):
+                return qa, qb
+        if colon and after + colon.end() < s.end:
+            return after + colon.end(), s.end
+        if colon and si + 1 < len(self.sentences):
+            nxt = self.sentences[si + 1]
+            return nxt.start, nxt.end
+        # quote ending just before the cue: '"...," she said'
+        cue = base + verb.idx
+        for qa, qb in self.quotes:
+            if qb <= cue and cue - qb <= 60 and qb > s.start - 1 and qa < s.end:
+                gap = self.text[qb:cue]
+                if "." not in gap.strip(" ,") or len(gap) < 25:
+                    return qa, qb
+        return None
+
+    def _according(self, si: int, doc: Doc, tok: Token, base: int) -> None:
+        to = doc[tok.i + 1]
+        pobj = next((c for c in to.children if c.dep_ == "pobj"), None)
+        if pobj is None:
+            return
+        phrase = list(tok.subtree) if tok.i != tok.head.i else [tok, *to.subtree]
+        ps = _span_of(phrase)
+        if ps is None:
+            return
+        s = self.sentences[si]
+        pa, pb = base + ps[0], base + ps[1]
+        left = _trim(self.text, s.start, pa)
+        right = _trim(self.text, pb, s.end)
+        a, b = left if left[1] - left[0] >= right[1] - right[0] else right
+        if b - a < _MIN_CONTENT:
+            return
+        self._add(si, pobj, "according to", a, b, pa, doc, kind="according_to")
+
+    def _noun_cue(self, si: int, doc: Doc, tok: Token, base: int) -> None:
+        poss = next((c for c in tok.children if c.dep_ == "poss"), None)
+        if poss is None:
+            prep = next((c for c in tok.children if c.dep_ == "prep" and c.lower_ == "by"), None)
+            poss = next((c for c in prep.children if c.dep_ == "pobj"), None) if prep else None
+        if poss is None:
+            return
+        content = next((c for c in tok.children if c.dep_ in ("acl", "ccomp", "relcl")), None)
+        if content is None or content.dep_ == "relcl":
+            return
+        sp = _span_of(content.subtree)
+        if sp is None:
+            return
+        a, b = _trim(self.text, base + sp[0], base + sp[1])
+        if b - a < _MIN_CONTENT:
+            return
+        self._add(si, poss, tok.lower_.rstrip("s"), a, b, base + tok.idx, doc)
+
+    def _add(
+        self,
+        si: int,
+        subj: Token,
+        lemma: str,
+        a: int,
+        b: int,
+        cue_pos: int,
+        doc: Doc,
+        kind: ClaimKind | None = None,
+    ) -> None:
+        base = self.sentences[si].start
+        s_toks = _speaker_tokens(subj)
+        s_span = _span_of(s_toks)
+        if s_span is None:
+            return
+        speaker = self.text[base + s_span[0] : base + s_span[1]]
+        antecedent: tuple[str, int] | None = None
+        if speaker.lower() in RELATIVE:
+            # "Sanders, who said ...": the surface speaker is the relative pronoun
+            rel = subj.head
+            while rel.dep_ != "relcl" and rel.head.i != rel.i:
+                rel = rel.head
+            if rel.dep_ != "relcl":
+                return
+            ant = _span_of(_speaker_tokens(rel.head))
+            if ant is None:
+                return
+            antecedent = (self.text[base + ant[0] : base + ant[1]], base + ant[0])
+        ap = _appos(subj)
+        appos = None
+        if ap is not None:
+            aps = _span_of(ap.subtree)
+            if aps is not None:
+                appos = self.text[base + aps[0] : base + aps[1]].strip(" ,")
+        if kind is None:
+            kind = self._kind(a, b)
+        self.raw.append(
+            _Raw(speaker, base + s_span[0], lemma, kind, a, b, si, cue_pos, appos, antecedent)
+        )
+
+    def _kind(self, a: int, b: int) -> ClaimKind:
+        quoted = 0
+        for qa, qb in self.quotes:
+            quoted += max(0, min(b, qb) - max(a, qa))
+        if quoted == 0:
+            return "indirect"
+        starts = any(qa == a for qa, _ in self.quotes)
+        ends = any(qb == b for _, qb in self.quotes)
+        if quoted >= (b - a) - 2 or (starts and ends):
+            return "direct"  # a quote, possibly interrupted by its attribution
+        return "mixed"
+
+    # -- quotes without a cue in their sentence ------------------------------------
+    def orphan_quotes(self) -> None:
+        covered = [(r.start, r.end) for r in self.raw]
+        sent_of = {}
+        for i, s in enumerate(self.sentences):
+            sent_of[s.start] = i
+        for qa, qb in self.quotes:
+            if any(min(qb, b) - max(qa, a) > 0 for a, b in covered):
+                continue
+            inner = self.text[qa:qb]
+            if len(inner.split()) < 4:
+                continue  # scare quotes and titles
+            si = next((i for i, s in enumerate(self.sentences) if s.start <= qa < s.end + 1), None)
+            if si is None:
+                continue
+            prev = [r for r in self.raw if 0 <= si - r.sent <= _INHERIT_WINDOW and r.end <= qa]
+            if not prev:
+                continue
+            p = max(prev, key=lambda r: r.end)
+            para_gap = self.sentences[si].paragraph - self.sentences[p.sent].paragraph
+            if para_gap > 1:
+                continue
+            a, b = _trim(self.text, qa, qb)
+            gap = self.text[p.end : a]
+            if para_gap == 0 and len(gap) <= 40 and p.kind == "direct":
+                # '"A," he said. "B."': one statement interrupted by its attribution
+                p.end = b
+                continue
+            self.raw.append(
+                _Raw(
+                    p.speaker,
+                    p.speaker_pos,
+                    p.verb,
+                    "direct",
+                    a,
+                    b,
+                    si,
+                    p.cue_pos,
+                    None,
+                    p.antecedent,
+                )
+            )
+
+    def headline_colons(self) -> set[int]:
+        """'Issa: Clinton's honesty is in question' and transcript lines 'WALLACE: ...'."""
+        done: set[int] = set()
+        for i, s in enumerate(self.sentences):
+            if i and self.sentences[i - 1].paragraph == s.paragraph:
+                continue
+            m = _COLON_LINE_RE.match(self.text, s.start, s.end)
+            if m is None:
+                continue
+            who = m.group(1)
+            if words_lower(who) & _NOT_SPEAKERS:
+                continue
+            end = s.end
+            j = i + 1
+            while j < len(self.sentences) and self.sentences[j].paragraph == s.paragraph:
+                end = self.sentences[j].end
+                j += 1
+            a, b = _trim(self.text, m.end(), end)
+            if b - a < 8:
+                continue
+            self.raw.append(_Raw(who, m.start(1), "say", self._kind(a, b), a, b, i, m.end(1), None))
+            done.update(range(i, j))
+        return done
+
+    def fast(self, si: int) -> bool:
+        """Claims of a sentence matched by a regex fast path (no parse needed)."""
+        s = self.sentences[si]
+        acc = fastpath.according(self.text, s.start, s.end, self.quotes)
+        if acc is not None:
+            a, b = _trim(self.text, acc.start, acc.end)
+            speaker = self.text[acc.speaker_start : acc.speaker_end]
+            self.raw.append(
+                _Raw(
+                    speaker, acc.speaker_start, acc.cue, "according_to", a, b, si, acc.speaker_start
+                )
+            )
+            return True
+        found = fastpath.after_quote(self.text, s.start, s.end, self.quotes)
+        if found is None:
+            found = fastpath.indirect(self.text, s.start, s.end, self.quotes)
+        if found is None:
+            found = fastpath.inverted(self.text, s.start, s.end, self.quotes)
+        if found is None:
+            return False
+        fc, lemma = found
+        a, b = _trim(self.text, fc.start, fc.end)
+        speaker = self.text[fc.speaker_start : fc.speaker_end]
+        kind = self._kind(a, b)
+        self.raw.append(_Raw(speaker, fc.speaker_start, lemma, kind, a, b, si, fc.speaker_end))
+        return True
+
+    def run(self) -> list[ExtractedClaim]:
+        skip = self.headline_colons()
+        cand = [i for i in self.candidates() if i not in skip]
+        if not cand and not self.raw:
+            return []
+        cand = [i for i in cand if not self.fast(i)]
+        texts = [self.text[self.sentences[i].start : self.sentences[i].end] for i in cand]
+        for si, doc in zip(cand, self.nlp.pipe(texts, batch_size=256), strict=True):
+            self.sentence_claims(si, doc)
+        self.raw = _dedupe(self.raw)
+        self.orphan_quotes()
+        self.raw.sort(key=lambda r: (r.start, r.end))
+        resolver = Resolver(harvest_mentions(self.text))
+        out: list[ExtractedClaim] = []
+        for r in sorted(self.raw, key=lambda r: r.cue_pos):
+            if r.antecedent is not None:
+                resolved = resolver.resolve(*r.antecedent)
+            else:
+                resolved = resolver.resolve(r.speaker, r.speaker_pos)
+            if r.appos and r.speaker.lower() not in PRONOUNS:
+                resolver.add_alias(r.appos, resolved)
+            s = self.sentences[r.sent]
+            sent_start, sent_end = min(s.start, r.start), max(s.end, r.end)
+            out.append(
+                ExtractedClaim(
+                    speaker=r.speaker,
+                    speaker_resolved=resolved,
+                    verb=r.verb,
+                    kind=r.kind,
+                    text=self.text[r.start : r.end],
+                    start=r.start,
+                    end=r.end,
+                    sentence=self.text[sent_start:sent_end],
+                )
+            )
+        out.sort(key=lambda c: (c.start, c.end))
+        return out
+
+
+_COLON_LINE_RE = re.compile(
+    r"(?:[A-Z]+\s[–—-]\s)?((?:[A-Z][\w.’'-]*)(?:\s(?:[A-Z][\w.’'-]*|of|at|the|and)){0,5}):\s+"
+)
+_NOT_SPEAKERS = wordset(
+    """
+    update updated note editor photo photos watch related read source sources video
+    correction clarification credit image listen see also more breaking live exclusive
+    transcript question q a answer email contact follow subscribe tags share topics
+    advertisement caption getty ap reuters by analysis opinion review timeline fact check
+    factcheck scorecard sign posted published filed tip
+    """
+)
+
+
+def words_lower(s: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"[A-Za-z]+", s)}
+
+
+def _dedupe(raw: list[_Raw]) -> list[_Raw]:
+    """Drop a claim whose content lies inside another's with the same speaker position,
+    and nested claims of a reporting chain ('X said Y told Z that ...' keeps both)."""
+    keep: list[_Raw] = []
+    for r in sorted(raw, key=lambda r: (-(r.end - r.start), r.start)):
+        dup = False
+        for k in keep:
+            same = k.start == r.start and k.end == r.end
+            nested = k.start <= r.start and r.end <= k.end and k.start <= r.cue_pos < k.end
+            if (
+                same
+                or nested
+                or (k.start <= r.start and r.end <= k.end and k.speaker_pos == r.speaker_pos)
+            ):
+                dup = True
+                break
+        if not dup:
+            keep.append(r)
+    return keep
+
+
+def extract_claims(text: str, nlp: Language) -> list[ExtractedClaim]:
+    """Claims (attributed statements) in English ``text``; [] for anything else."""
+    if not text or not text.strip() or not _ASCII_LETTERS.search(text):
+        return []
+    if not is_english(text):
+        return []
+    try:
+        return _Extractor(text, nlp).run()
+    except (ValueError, IndexError, KeyError):  # defensive: never fail the pipeline
+        return []

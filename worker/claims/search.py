@@ -1,0 +1,58 @@
+"""Queries over stored claims: `claimwire claims search`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
+
+from schemas.models import Article, Claim, ClaimCluster
+
+
+def search_claims(
+    session: Session,
+    *,
+    speaker: str | None = None,
+    words: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    query = (
+        select(Claim, Article, ClaimCluster)
+        .join(Article, col(Article.id) == Claim.article_id)
+        .outerjoin(ClaimCluster, col(ClaimCluster.id) == Claim.cluster_id)
+    )
+    if speaker:
+        like = f"%{speaker.lower()}%"
+        query = query.where(
+            or_(func.lower(Claim.speaker).like(like), func.lower(Claim.speaker_resolved).like(like))
+        )
+    for word in (words or "").split():
+        query = query.where(func.lower(Claim.text).like(f"%{word.lower()}%"))
+    published = func.coalesce(
+        Article.published_at, Article.entry_published_at, Article.discovered_at
+    )
+    if since:
+        query = query.where(published >= since)
+    query = query.order_by(published.desc(), col(Claim.id)).limit(limit)
+    rows = []
+    for claim, art, cluster in session.exec(query).all():
+        when = art.published_at or art.entry_published_at
+        rows.append(
+            {
+                "id": claim.id,
+                "published_at": when.isoformat() if when else None,
+                "outlet": art.host,
+                "article_url": art.url,
+                "speaker": claim.speaker_resolved or claim.speaker,
+                "verb": claim.verb,
+                "kind": claim.kind,
+                "text": claim.text,
+                "cluster_id": claim.cluster_id,
+                "cluster_articles": cluster.n_articles if cluster else 1,
+                "cluster_outlets": cluster.n_outlets if cluster else 1,
+            }
+        )
+    return rows

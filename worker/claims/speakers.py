@@ -1,0 +1,216 @@
+"""Speaker resolution within one article.
+
+Mentions are harvested with a regex over the whole text (capitalized word sequences,
+which costs no parse): "Novak", "Mr. Novak", "the minister" and "she" map to the fullest
+earlier mention ("Health Minister Maria Novak"). Pronouns take the most recent claim's
+person speaker, honouring a gender learned from earlier he/she resolutions or titles.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from worker.claims.cues import wordset
+
+PRONOUNS = frozenset({"he", "she", "they", "him", "her", "them", "we", "i", "it", "you"})
+RELATIVE = frozenset({"who", "which", "that", "whom"})
+_MALE_TITLES = ("mr.", "mr ")
+_FEMALE_TITLES = ("mrs.", "ms.", "mrs ", "ms ", "miss ")
+TITLE_WORDS = wordset(
+    """
+    mr mrs ms miss dr sen rep gov gen prof rev president senator governor minister
+    secretary spokesman spokeswoman spokesperson chairman chairwoman director mayor judge
+    justice ambassador representative congressman congresswoman chancellor commissioner
+    chief general attorney speaker leader candidate nominee adviser advisor manager officer
+    official head king queen prince premier lawyer professor economist analyst executive
+    ceo founder vice deputy prime former
+    """
+)
+ORG_WORDS = wordset(
+    """
+    ministry department party campaign committee council post times news inc corp
+    university court house senate congress agency association union bank fund organization
+    organisation commission office service police government institute center centre
+    foundation group company administration bureau board network journal press reuters cnn
+    fbi cia pac poll survey authority army navy federation league club church state states
+    nations republicans democrats gop team staff media
+    """
+)
+_STOP_CAPS = wordset(
+    """
+    the a an but and or in on at for with as by if when while after before this that these
+    those it he she they we i his her their its our my then there here so yet still also
+    now even according said says asked speaking monday tuesday wednesday thursday friday
+    saturday sunday january february march april may june july august september october
+    november december from to of not what who why how where meanwhile however last next
+    more
+    """
+)
+_MENTION_RE = re.compile(
+    r"(?:[A-Z][A-Za-z'’\-]*\.?|[A-Z]\.)(?:\s(?:[A-Z][A-Za-z'’\-]*\.?|[A-Z]\.|de|van|von|bin|al-[A-Z][a-z]+))*"
+)
+_WORD_RE = re.compile(r"[A-Za-z][A-Za-z'’\-]*")
+
+
+def words(s: str) -> list[str]:
+    return [w.lower().strip("'’") for w in _WORD_RE.findall(s)]
+
+
+@dataclass
+class Mention:
+    start: int
+    text: str
+    tokens: list[str]
+
+
+def _clean_mention(text: str, start: int) -> Mention | None:
+    parts = text.split()
+    while parts and parts[0].lower().strip(".") in _STOP_CAPS:
+        start += len(parts[0]) + 1
+        parts = parts[1:]
+    while parts and parts[-1].lower().strip(".") in _STOP_CAPS:
+        parts = parts[:-1]
+    if not parts:
+        return None
+    mtext = " ".join(parts)
+    toks = words(mtext)
+    if not toks:
+        return None
+    return Mention(start, mtext, toks)
+
+
+def harvest_mentions(text: str) -> list[Mention]:
+    out: list[Mention] = []
+    for m in _MENTION_RE.finditer(text):
+        mention = _clean_mention(m.group(0), m.start())
+        if mention is not None:
+            out.append(mention)
+    return out
+
+
+def is_org(tokens: list[str]) -> bool:
+    return any(t in ORG_WORDS for t in tokens)
+
+
+def _name_tokens(tokens: list[str]) -> list[str]:
+    return [t for t in tokens if t.strip(".") not in TITLE_WORDS]
+
+
+@dataclass
+class Resolver:
+    """Resolves surface speakers in document order; keeps gender and alias memory."""
+
+    mentions: list[Mention]
+    aliases: dict[str, str] = field(default_factory=dict)
+    gender: dict[str, str] = field(default_factory=dict)
+    history: list[tuple[int, str, str]] = field(default_factory=list)  # (pos, surface, resolved)
+
+    def __post_init__(self) -> None:
+        self._by_surname: dict[str, list[Mention]] = {}
+        for m in self.mentions:
+            names = _name_tokens(m.tokens)
+            if names and not is_org(m.tokens):
+                self._by_surname.setdefault(names[-1], []).append(m)
+
+    def fullest(self, surname: str, pos: int) -> str | None:
+        """The longest mention whose name part ends with ``surname`` (earlier ones first)."""
+        best: Mention | None = None
+        for m in self._by_surname.get(surname, ()):
+            if m.start > pos and best is not None:
+                break
+            if best is None or len(m.tokens) > len(best.tokens):
+                best = m
+        return best.text if best else None
+
+    def add_alias(self, description: str, resolved: str) -> None:
+        key = " ".join(w for w in words(description) if w not in {"the", "a", "an"})
+        if key:
+            self.aliases[key] = resolved
+
+    def _gender_of_title(self, surface: str) -> str | None:
+        low = surface.lower()
+        if low.startswith(_MALE_TITLES):
+            return "m"
+        if low.startswith(_FEMALE_TITLES):
+            return "f"
+        return None
+
+    def _pronoun(self, pron: str, pos: int) -> str | None:
+        want = {"he": "m", "him": "m", "she": "f", "her": "f"}.get(pron)
+        for hpos, _surface, resolved in reversed(self.history):
+            if pos - hpos > 1500:
+                break
+            toks = words(resolved)
+            if not toks or toks[0] in PRONOUNS:
+                continue
+            if pron in ("they", "them", "we"):
+                if is_org(toks) or toks[-1].endswith("s"):
+                    return resolved
+                continue
+            if pron == "it":
+                if is_org(toks):
+                    return resolved
+                continue
+            if is_org(toks) or len(_name_tokens(toks)) == 0:
+                continue
+            g = self.gender.get(resolved) or self._gender_of_title(resolved)
+            if want and g and g != want:
+                continue
+            if want:
+                self.gender.setdefault(resolved, want)
+            return resolved
+        if pron not in ("he", "him", "she", "her"):
+            return None
+        # No earlier claim: the most recent multi-word person mention.
+        for m in reversed(self.mentions):
+            if m.start >= pos or pos - m.start > 1500:
+                continue
+            if len(_name_tokens(m.tokens)) >= 2 and not is_org(m.tokens):
+                g = self.gender.get(m.text) or self._gender_of_title(m.text)
+                if want and g and g != want:
+                    continue
+                return self.canonical(m.text, m.start)
+        return None
+
+    def canonical(self, surface: str, pos: int) -> str:
+        toks = words(surface)
+        names = [t for t in _name_tokens(toks) if t not in {"the", "a", "an"}]
+        if not names:
+            return surface
+        caps = [w for w in surface.split() if w[:1].isupper()]
+        if not caps or is_org(toks):
+            return surface
+        full = self.fullest(names[-1], pos)
+        if full and len(words(full)) >= len(toks):
+            return full
+        return surface
+
+    def resolve(self, surface: str, pos: int) -> str:
+        """The resolved speaker for ``surface`` appearing at ``pos``; records it."""
+        low = surface.lower().strip()
+        toks = words(surface)
+        resolved: str | None = None
+        if low in PRONOUNS:
+            resolved = self._pronoun(low, pos)
+        elif (
+            toks
+            and toks[0] in {"the", "a", "an"}
+            and not any(w[:1].isupper() for w in surface.split()[1:])
+        ):
+            key = " ".join(toks[1:])
+            resolved = self.aliases.get(key)
+            if resolved is None and toks[1:]:
+                head = toks[-1]
+                for m in reversed(self.mentions):
+                    if m.start < pos and head in m.tokens and head in TITLE_WORDS:
+                        resolved = self.canonical(m.text, m.start)
+                        break
+        else:
+            resolved = self.canonical(surface, pos)
+        resolved = resolved or surface
+        g = self._gender_of_title(surface)
+        if g:
+            self.gender.setdefault(resolved, g)
+        self.history.append((pos, surface, resolved))
+        return resolved

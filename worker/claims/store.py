@@ -1,0 +1,99 @@
+"""The claims step of the pipeline: extract, replace and cluster an article's claims.
+
+A duplicate article is not read again: its group's canonical article carries the
+claims, and the copy counts as one more outlet repeating them (see clustering).
+Replacing is idempotent: the article's old claims are deleted and the new ones
+inserted in the same transaction.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete
+from sqlmodel import Session, col, select
+
+from schemas.models import Article, ArticleState, Claim
+from schemas.types import utcnow
+from worker.claims.clustering import assign_clusters, refresh_cluster
+from worker.fetching import set_state
+from worker.settings import Settings
+
+
+def _english(article: Article) -> bool:
+    return (article.language or "en").lower().split("-")[0] == "en"
+
+
+def replace_claims(session: Session, article: Article, settings: Settings) -> int:
+    """Extract the claims of ``article`` anew; return how many were stored."""
+    from worker.claims import EXTRACTOR_VERSION, extract_claims, load_nlp
+
+    assert article.id is not None
+    old_clusters = {
+        c
+        for c in session.exec(select(Claim.cluster_id).where(Claim.article_id == article.id)).all()
+        if c is not None
+    }
+    session.execute(delete(Claim).where(col(Claim.article_id) == article.id))
+    article.claims_version = EXTRACTOR_VERSION
+    if article.duplicate_of_id is not None:
+        article.claims_status = "duplicate"
+        stored: list[Claim] = []
+    elif not settings.extract_claims:
+        article.claims_status = "disabled"
+        stored = []
+    elif not article.text:
+        article.claims_status = "no_text"
+        stored = []
+    elif not _english(article):
+        article.claims_status = "skipped_language"
+        stored = []
+    else:
+        found = extract_claims(article.text, load_nlp(settings.spacy_model))
+        seen: set[tuple[int, int, str]] = set()
+        stored = []
+        for c in found:
+            key = (c.start, c.end, c.verb)
+            if key in seen:
+                continue
+            seen.add(key)
+            stored.append(
+                Claim(
+                    article_id=article.id,
+                    speaker=c.speaker,
+                    speaker_resolved=c.speaker_resolved,
+                    verb=c.verb,
+                    kind=c.kind,
+                    text=c.text,
+                    start=c.start,
+                    end=c.end,
+                    sentence=c.sentence,
+                    extractor_version=EXTRACTOR_VERSION,
+                )
+            )
+        session.add_all(stored)
+        session.flush()
+        article.claims_status = "extracted"
+    touched = assign_clusters(session, article, stored, settings.claim_cluster_threshold)
+    for cluster_id in old_clusters - touched:
+        refresh_cluster(session, cluster_id)
+    if article.duplicate_of_id is not None:
+        # One more outlet repeats the canonical article's claims.
+        for cluster_id in {
+            c
+            for c in session.exec(
+                select(Claim.cluster_id).where(Claim.article_id == article.duplicate_of_id)
+            ).all()
+            if c is not None
+        }:
+            refresh_cluster(session, cluster_id)
+    return len(stored)
+
+
+def process_claims(session: Session, article_id: int, settings: Settings) -> bool:
+    """The last step: a deduplicated article gets its claims and becomes processed."""
+    article = session.get(Article, article_id)
+    if article is None or article.state != ArticleState.deduplicated:
+        return False
+    replace_claims(session, article, settings)
+    article.processed_at = utcnow()
+    set_state(article, ArticleState.processed)
+    return True

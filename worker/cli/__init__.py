@@ -1,0 +1,121 @@
+"""The `claimwire` command line."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from pydantic import ValidationError
+
+from worker.cli import feeds, jobs, service, tools  # noqa: F401  (register the commands)
+from worker.cli.common import UserError, app, settings_error
+
+__all__ = ["app", "main"]
+
+
+# ------------------------------------------------------------------------- entry point
+
+# scheme://user:password@  ->  scheme://user:***@  (any URL in any message we print)
+_CREDENTIALS = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@")
+
+
+def _masked(message: str) -> str:
+    return _CREDENTIALS.sub(r"\g<head>***@", message)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def _fail(message: str, status: int) -> SystemExit:
+    """Print ``claimwire: <message>`` as exactly one line (never wrapped, never with a
+    password) and return the exit to raise."""
+    sys.stderr.write(f"claimwire: {_masked(_one_line(message))}\n")
+    sys.stderr.flush()
+    return SystemExit(status)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from worker.db import DatabaseUnavailable
+    from worker.feeds import FeedNotFound
+    from worker.urls import InvalidURL
+
+    return (UserError, DatabaseUnavailable, FeedNotFound, InvalidURL)
+
+
+def _click_modules() -> list[ModuleType]:
+    """Typer carries its own copy of click (``typer._click``); older ones use click."""
+    found = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return found
+
+
+def _click_errors(name: str) -> tuple[type[BaseException], ...]:
+    return tuple(getattr(m, name) for m in _click_modules() if hasattr(m, name))
+
+
+def _debug() -> bool:
+    try:
+        from worker.settings import get_settings
+
+        return bool(get_settings().log_level.upper() == "DEBUG")
+    except Exception:  # noqa: BLE001 (invalid settings: reported elsewhere)
+        return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: every problem the user can fix prints one line and exits 2
+    (usage errors, invalid settings, unreachable database, unknown feed, bad URL or
+    date); anything else prints one line and exits 1. No traceback unless
+    CLAIMWIRE_LOG_LEVEL=DEBUG."""
+    runner: Callable[..., Any] = app
+    try:
+        rv = runner(args=argv, standalone_mode=False)
+    except SystemExit:
+        raise
+    except _click_errors("NoArgsIsHelpError") as exc:
+        exc.show()  # type: ignore[attr-defined]
+        raise SystemExit(2) from None
+    except _click_errors("UsageError") as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "claimwire"
+        message = exc.format_message()  # type: ignore[attr-defined]
+        raise _fail(f"error: {message} (see `{where} --help`)", 2) from None
+    except _click_errors("Abort"):
+        raise _fail("aborted", 130) from None
+    except _click_errors("ClickException") as exc:
+        message = exc.format_message()  # type: ignore[attr-defined]
+        raise _fail(f"error: {message}", getattr(exc, "exit_code", 1) or 1) from None
+    except ValidationError as exc:
+        raise _fail(f"error: {settings_error(exc)}", 2) from None
+    except _known_errors() as exc:
+        raise _fail(f"error: {exc}", 2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except OSError as exc:
+        if _debug():
+            raise
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        raise _fail(f"error:{where}: {exc.strerror or exc}", 2) from None
+    except Exception as exc:
+        if _debug():
+            raise
+        raise _fail(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(CLAIMWIRE_LOG_LEVEL=DEBUG shows the traceback)",
+            1,
+        ) from None
+    if isinstance(rv, int) and not isinstance(rv, bool) and rv:
+        raise SystemExit(rv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Commands of the service: init, run, status, export, replay."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import IO
+
+import typer
+from rich.table import Table
+
+from worker.cli.common import UserError, _db, _settings, app, err, out
+
+# ------------------------------------------------------------------------------ init
+
+
+@app.command()
+def init() -> None:
+    """Create or upgrade the database schema (alembic upgrade head)."""
+    from worker.settings import mask_url
+
+    settings = _db()
+    out.print(f"database ready: {mask_url(settings.effective_database_url)}")
+
+
+# ------------------------------------------------------------------------------- run
+
+
+@app.command()
+def run(
+    until_idle: bool = typer.Option(
+        False, "--until-idle", help="Poll due feeds once, finish what follows, then exit."
+    ),
+) -> None:
+    """Run the service: worker and scheduler in one process (Ctrl-C stops it cleanly)."""
+    from worker.service import run_service
+    from worker.settings import mask_url
+    from worker.status import archive_writable
+
+    settings = _db()
+    problem = archive_writable(settings.effective_archive_dir)
+    if problem:
+        err.print(f"warning: {problem}; pages will wait until it is writable")
+    err.print(
+        f"claimwire: database {mask_url(settings.effective_database_url)}, "
+        f"broker {mask_url(settings.effective_broker_url)}"
+    )
+    run_service(settings, until_idle=until_idle)
+    if until_idle:
+        from worker.db import unit_of_work
+        from worker.status import collect
+
+        with unit_of_work() as s:
+            data = collect(s, settings)
+        states = ", ".join(f"{k} {v}" for k, v in data["articles"].items() if v)
+        err.print(f"claimwire: idle. articles: {states or 'none'}; claims: {data['claims']}")
+
+
+# ---------------------------------------------------------------------------- export
+
+
+@app.command()
+def export(
+    what: str = typer.Argument(..., help="articles or claims"),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl or csv"),
+    out_file: Path | None = typer.Option(None, "--out", help="File (default stdout)."),
+) -> None:
+    """Export stored articles or claims."""
+    from schemas.exports import ArticleRow, ClaimRow
+    from worker.db import unit_of_work
+    from worker.export import article_rows, claim_rows, write_rows
+
+    if what not in ("articles", "claims"):
+        raise UserError(f"export what? 'articles' or 'claims', not {what!r}")
+    if fmt not in ("jsonl", "csv"):
+        raise UserError(f"--format must be jsonl or csv, not {fmt!r}")
+    _db()
+    model = ArticleRow if what == "articles" else ClaimRow
+    fields = list(model.model_fields)
+    target: IO[str]
+    with (
+        (
+            out_file.open("w", encoding="utf-8", newline="")
+            if out_file
+            else nullcontext(sys.stdout)
+        ) as target,
+        unit_of_work() as s,
+    ):
+        rows = article_rows(s) if what == "articles" else claim_rows(s)
+        n = write_rows(rows, target, fmt, fields)
+    if out_file:
+        err.print(f"wrote {n} {what} to {out_file}")
+
+
+# ---------------------------------------------------------------------------- status
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Queue depths, articles by state, feed health, recent errors."""
+    from worker.db import unit_of_work
+    from worker.settings import mask_url
+    from worker.status import collect
+
+    settings = _db()
+    with unit_of_work() as s:
+        data = collect(s, settings)
+    data["database"] = mask_url(data["database"])
+    data["broker"] = mask_url(data["broker"])
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    out.print(f"[bold]database[/] {data['database']}   [bold]broker[/] {data['broker']}")
+    out.print(
+        "queues: " + ", ".join(f"{k}={'?' if v is None else v}" for k, v in data["queues"].items())
+    )
+    out.print("articles: " + ", ".join(f"{k}={v}" for k, v in data["articles"].items()))
+    f = data["feeds"]
+    out.print(
+        f"feeds: {f['total']} total, {f['healthy']} healthy, {f['failing']} failing, "
+        f"{f['dead']} dead, {f['paused']} paused, {f['due']} due now"
+    )
+    out.print(
+        f"claims: {data['claims']} in {data['claim_clusters']} clusters; "
+        f"{data['articles_skipped_language']} articles skipped (no model for language)"
+    )
+    for e in data["recent_article_errors"]:
+        out.print(f"  article {e['id']} {e['state']}: {e['reason']}  ({e['url']})")
+    for e in data["recent_feed_errors"]:
+        out.print(
+            f"  feed {e['id']} {e['state']} ({e['failures']} failures): {e['error']}  ({e['url']})"
+        )
+
+
+@app.command()
+def replay(
+    ids: list[int] = typer.Argument(None, help="Article ids (default: all quarantined)."),
+) -> None:
+    """Send quarantined articles back to the step that failed."""
+    from worker.db import unit_of_work
+    from worker.quarantine import replay as do_replay
+
+    _db()
+    with unit_of_work() as s:
+        n = do_replay(s, ids or None)
+    out.print(f"{n} article(s) sent back for another try; run or keep the service running")
+
+
+@app.command()
+def config(markdown: bool = typer.Option(False, "--markdown", help="The README table.")) -> None:
+    """Show every setting with its current value (passwords masked)."""
+    from worker.settings import mask_url, settings_table
+
+    if markdown:
+        sys.stdout.write("| Variable | Default | Meaning |\n|---|---|---|\n")
+        for var, default, meaning in settings_table():
+            sys.stdout.write(f"| `{var}` | `{default}` | {meaning} |\n".replace("``", "(empty)"))
+        return
+    settings = _settings()
+    table = Table("variable", "value", "meaning")
+    for var, _default, meaning in settings_table():
+        value = getattr(settings, var.removeprefix("CLAIMWIRE_").lower())
+        shown = mask_url(str(value)) if "url" in var.lower() else str(value)
+        table.add_row(var, shown, meaning)
+    out.print(table)

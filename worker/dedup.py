@@ -1,0 +1,743 @@
+"""Deduplication: exact copies by a normalized text hash, near-copies by MinHash + LSH.
+
+How an article is placed (``deduplicate_article``, one transaction, never commits):
+
+1. the body text is normalized (Unicode NFKC, case folded, every run of punctuation or
+   whitespace is one space) and hashed (SHA-256): ``text_hash``;
+2. an article whose normalized text has another deduplicated article with the same hash
+   joins that article's group (exact layer);
+3. otherwise, if the text has at least ``MIN_NEAR_WORDS`` words, its word
+   ``k``-shingles get a MinHash signature of ``num_perm`` 32-bit values, cut into
+   ``bands`` bands of ``rows`` values; each band is hashed to one 64-bit bucket key.
+   Every article sharing at least one bucket (table ``dedupband``, indexed on
+   (band, hash)) is a candidate; candidates are confirmed from their stored signatures
+   (table ``articlesignature``): estimated Jaccard >= ``settings.dedup_threshold`` or
+   estimated containment of the smaller text in the larger >= ``settings.dedup_containment``;
+   the best confirmed candidate's group is joined;
+4. otherwise the article starts a new group of its own.
+
+The canonical article of a group is the earliest published one (``published_at``, else
+``entry_published_at``, else ``discovered_at``; ties: ``discovered_at``, then id). Every
+other member has ``duplicate_of_id`` = the canonical; the canonical has None.
+
+Concurrency: on PostgreSQL the step takes transaction-scoped advisory locks on its text
+hash and on each of its LSH buckets (sorted, so two workers never deadlock), so two
+copies of one text are placed one after the other and the second sees the first. On
+SQLite the step starts with a no-op UPDATE, which takes the database write lock at
+once (SQLite has one writer at a time). See docs/dedup.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import TextClause, delete, func, text, update
+from sqlmodel import Session, col, select
+
+from schemas.models import Article, ArticleSignature, ArticleState, Claim, DedupBand, DupGroup
+from worker.db import insert_ignore, is_postgres
+from worker.fetching import set_state
+from worker.settings import Settings
+
+U64 = np.uint64
+UInt32Array = npt.NDArray[np.uint32]
+UInt64Array = npt.NDArray[np.uint64]
+Int64Array = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class DedupParams:
+    """The MinHash/LSH parameters. The band index in the database is only valid for the
+    parameters it was built with: changing them means re-deduplicating (reprocess)."""
+
+    shingle_k: int = 5  # words per shingle
+    num_perm: int = 128  # signature length (32-bit values): the estimate's accuracy
+    bands: int = 32  # LSH bands ...
+    rows: int = 4  # ... of this many values each, over the first bands * rows values
+    margin: float = 0.0  # added to both thresholds when confirming an estimate
+    # Estimates this close to a threshold are checked exactly from the two texts (0: off).
+    verify_window: float = 0.1
+    min_near_words: int = 30  # shorter texts: exact hash only, no near-duplicate search
+    max_candidates: int = 200  # LSH candidates confirmed per article (most shared bands)
+
+    def __post_init__(self) -> None:
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError("bands * rows must not exceed num_perm")
+
+
+DEFAULT_PARAMS = DedupParams()
+MIN_NEAR_WORDS = DEFAULT_PARAMS.min_near_words
+
+# Namespaces of the advisory lock keys (xor-ed in, so they never meet other locks' keys).
+_LOCK_NS_HASH = 0x2F6D_5E31_9A0C_44B1
+_LOCK_NS_BAND = 0x61C8_8646_80B5_83EB
+
+
+# --- text --------------------------------------------------------------------------
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def words(text: str | None) -> list[str]:
+    """The normalized words of a text: NFKC, case folded, punctuation and underscores
+    dropped (``"U.S." -> ["u", "s"]``, ``"don't" -> ["don", "t"]``)."""
+    if not text:
+        return []
+    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+def normalized_text_hash(text: str | None) -> str:
+    """SHA-256 (hex) of the text with case, whitespace and punctuation folded: two texts
+    that differ only in those get the same hash."""
+    return hashlib.sha256(" ".join(words(text)).encode("utf-8")).hexdigest()
+
+
+# --- MinHash -----------------------------------------------------------------------
+
+
+def _fmix64(x: UInt64Array) -> UInt64Array:
+    """The MurmurHash3 64-bit finalizer (a bijection that mixes every bit)."""
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> U64(33))
+        x = x * U64(0xFF51AFD7ED558CCD)
+        x = x ^ (x >> U64(33))
+        x = x * U64(0xC4CEB9FE1A85EC53)
+        x = x ^ (x >> U64(33))
+    return x
+
+
+def _word_hash(word: str) -> int:
+    return int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+_SHINGLE_MULT = _fmix64(np.arange(1, 65, dtype=np.uint64)) | U64(1)  # odd multipliers
+
+
+def shingle_hashes(tokens: Sequence[str], k: int) -> UInt64Array:
+    """The distinct 64-bit hashes of the word ``k``-shingles (a text of fewer than ``k``
+    words is one shingle). Order-sensitive: ``a b c`` and ``c b a`` differ."""
+    if not tokens:
+        return np.empty(0, dtype=np.uint64)
+    cache: dict[str, int] = {}
+    wh = np.fromiter(
+        (cache[w] if w in cache else cache.setdefault(w, _word_hash(w)) for w in tokens),
+        dtype=np.uint64,
+        count=len(tokens),
+    )
+    k = min(k, len(wh))
+    n = len(wh) - k + 1
+    acc = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(k):
+            acc = acc + wh[j : j + n] * _SHINGLE_MULT[j]
+    return np.unique(_fmix64(acc))
+
+
+_PERM_CACHE: dict[int, tuple[UInt64Array, UInt64Array]] = {}
+
+
+def _permutations(num_perm: int) -> tuple[UInt64Array, UInt64Array]:
+    perms = _PERM_CACHE.get(num_perm)
+    if perms is None:
+        gen = np.random.Generator(np.random.PCG64(20240611))
+        a = gen.integers(0, 2**63, size=num_perm, dtype=np.uint64) * U64(2) + U64(1)
+        b = gen.integers(0, 2**63, size=num_perm, dtype=np.uint64)
+        perms = _PERM_CACHE[num_perm] = (a, b)
+    return perms
+
+
+def minhash(hashes: UInt64Array, num_perm: int) -> UInt32Array:
+    """MinHash signature: for each of ``num_perm`` affine maps ``a*h+b mod 2**64`` (odd
+    ``a``: bijections), the minimum over the shingles of the top 32 bits. Our own numpy
+    code rather than datasketch's so that stored signatures never depend on a library
+    version's defaults (datasketch 2.0 changed its hashing schemes)."""
+    a, b = _permutations(num_perm)
+    if hashes.size == 0:
+        return np.full(num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
+    out = np.full(num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
+    step = max(1, 65536 // num_perm)  # bound the temporary matrix
+    with np.errstate(over="ignore"):
+        for i in range(0, hashes.size, step):
+            chunk = hashes[i : i + step, None]
+            vals = ((chunk * a + b) >> U64(32)).astype(np.uint32)
+            out = np.minimum(out, vals.min(axis=0))
+    return out
+
+
+def band_hashes(signatures: UInt32Array, bands: int, rows: int) -> Int64Array:
+    """The LSH bucket key of each band: ``(..., num_perm)`` -> ``(..., bands)`` signed
+    64-bit integers (the band number is mixed in, so keys of different bands differ)."""
+    sig = np.asarray(signatures, dtype=np.uint32)[..., : bands * rows]
+    shaped = sig.reshape((*sig.shape[:-1], bands, rows)).astype(np.uint64)
+    h = np.broadcast_to(_fmix64(np.arange(1, bands + 1, dtype=np.uint64)), shaped.shape[:-1])
+    with np.errstate(over="ignore"):
+        for j in range(rows):
+            h = _fmix64((h ^ shaped[..., j]) * U64(0x9E3779B97F4A7C15))
+    return np.ascontiguousarray(h).view(np.int64)
+
+
+@dataclass(frozen=True)
+class TextSketch:
+    """What dedup computes from an article's text."""
+
+    text_hash: str
+    n_words: int
+    shingle_count: int
+    signature: UInt32Array | None  # None: too short for near-duplicate search
+    bands: Int64Array | None
+    shingles: UInt64Array | None = None  # the distinct shingle hashes (not stored)
+
+
+def sketch(text: str | None, params: DedupParams = DEFAULT_PARAMS) -> TextSketch:
+    tokens = words(text)
+    text_hash = hashlib.sha256(" ".join(tokens).encode("utf-8")).hexdigest()
+    if len(tokens) < params.min_near_words:
+        return TextSketch(text_hash, len(tokens), 0, None, None)
+    hashes = shingle_hashes(tokens, params.shingle_k)
+    sig = minhash(hashes, params.num_perm)
+    return TextSketch(
+        text_hash,
+        len(tokens),
+        int(hashes.size),
+        sig,
+        band_hashes(sig, params.bands, params.rows),
+        hashes,
+    )
+
+
+def signature_bytes(sig: UInt32Array) -> bytes:
+    return np.asarray(sig, dtype="<u4").tobytes()
+
+
+def signature_from_bytes(data: bytes) -> UInt32Array:
+    return np.frombuffer(data, dtype="<u4").astype(np.uint32)
+
+
+def estimated_jaccard(a: UInt32Array, b: UInt32Array) -> float:
+    if a.shape != b.shape:
+        return 0.0
+    return float(np.count_nonzero(a == b)) / float(a.size)
+
+
+def estimated_containment(jaccard: float, count_a: int, count_b: int) -> float:
+    """Share of the smaller shingle set found in the larger one, from the Jaccard
+    estimate and the two set sizes: ``|A∩B| = J (|A|+|B|) / (1+J)``, over ``min(|A|,|B|)``
+    (capped at 1)."""
+    small = min(count_a, count_b)
+    if small <= 0 or jaccard <= 0.0:
+        return 0.0
+    inter = jaccard * (count_a + count_b) / (1.0 + jaccard)
+    return min(1.0, inter / small)
+
+
+@dataclass(frozen=True)
+class Match:
+    article_id: int
+    jaccard: float
+    containment: float
+
+    @property
+    def score(self) -> float:
+        return max(self.jaccard, self.containment)
+
+
+def confirm(
+    sig_a: UInt32Array,
+    count_a: int,
+    sig_b: UInt32Array,
+    count_b: int,
+    threshold: float,
+    containment_threshold: float,
+) -> tuple[bool, float, float]:
+    """The pair decision: (is a near-duplicate, estimated Jaccard, estimated containment)."""
+    j = estimated_jaccard(sig_a, sig_b)
+    c = estimated_containment(j, count_a, count_b)
+    return (j >= threshold or c >= containment_threshold), j, c
+
+
+def exact_similarity(a: UInt64Array, b: UInt64Array) -> tuple[float, float]:
+    """Exact (Jaccard, containment of the smaller in the larger) of two shingle sets."""
+    if a.size == 0 or b.size == 0:
+        return 0.0, 0.0
+    inter = int(np.intersect1d(a, b, assume_unique=True).size)
+    return inter / (a.size + b.size - inter), inter / min(a.size, b.size)
+
+
+def decide(
+    sk: TextSketch,
+    other_signature: UInt32Array,
+    other_count: int,
+    other_shingles: Callable[[], UInt64Array | None],
+    settings: Settings,
+    params: DedupParams = DEFAULT_PARAMS,
+) -> tuple[bool, float, float]:
+    """The near-duplicate decision for one LSH candidate: (duplicate, Jaccard,
+    containment). The signatures give the estimates; when an estimate lies within
+    ``params.verify_window`` of its threshold (where the MinHash error, about
+    ``sqrt(J(1-J)/num_perm)``, could flip the answer), the exact values are computed
+    from the two texts' shingles (``other_shingles`` loads the candidate's)."""
+    assert sk.signature is not None
+    t = settings.dedup_threshold + params.margin
+    ct = settings.dedup_containment + params.margin
+    ok, j, c = confirm(sk.signature, sk.shingle_count, other_signature, other_count, t, ct)
+    w = params.verify_window
+    if w <= 0.0 or sk.shingles is None:
+        return ok, j, c
+    if j >= t + w:
+        return True, j, c
+    if j < t - w and c < ct - w:
+        return False, j, c
+    theirs = other_shingles()
+    if theirs is None:
+        return ok, j, c
+    ej, ec = exact_similarity(sk.shingles, theirs)
+    return (ej >= t or ec >= ct), ej, ec
+
+
+# --- the pipeline step -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DedupOutcome:
+    """What ``deduplicate_article`` did.
+
+    ``advanced``: the article moved from ``extracted`` to ``deduplicated`` (False: nothing
+    was done, e.g. a redelivered message). ``canonical_changed_to``: the id of the article
+    that became canonical of an existing group, replacing an earlier canonical whose
+    claims were deleted (today this is always the article itself, whose own claims step
+    follows; a task layer should queue claim extraction for it if it is not this
+    article). ``group_id``/``duplicate_of_id``: where the article was placed.
+    """
+
+    advanced: bool
+    canonical_changed_to: int | None = None
+    group_id: int | None = None
+    duplicate_of_id: int | None = None
+    matched_by: str | None = None  # "hash", "near" or None (a new group)
+
+
+def order_key(article: Article) -> tuple[datetime, datetime, int]:
+    """Sort key of the canonical choice: earliest publication, then first seen, then id."""
+    published = article.published_at or article.entry_published_at or article.discovered_at
+    return (published, article.discovered_at, article.id or 0)
+
+
+def _key64(data: bytes, namespace: int) -> int:
+    v = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") ^ namespace
+    return v - (1 << 64) if v >= (1 << 63) else v
+
+
+def _band_lock_key(band_key: int) -> int:
+    v = (band_key & 0xFFFF_FFFF_FFFF_FFFF) ^ _LOCK_NS_BAND
+    return v - (1 << 64) if v >= (1 << 63) else v
+
+
+def lock_keys(sk: TextSketch) -> list[int]:
+    """The advisory lock keys of an article: its text hash and each LSH bucket, sorted."""
+    keys = {_key64(sk.text_hash.encode("ascii"), _LOCK_NS_HASH)}
+    if sk.bands is not None:
+        keys.update(_band_lock_key(int(b)) for b in sk.bands)
+    return sorted(keys)
+
+
+def _take_locks(session: Session, keys: list[int]) -> None:
+    """Transaction-scoped advisory locks, taken in ascending key order in one statement
+    (a function scan over the sorted array runs in array order): two workers whose key
+    sets overlap wait for each other, and never deadlock."""
+    session.execute(
+        text(
+            "SELECT count(pg_advisory_xact_lock(k)) "
+            "FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, i)"
+        ),
+        {"keys": keys},
+    )
+
+
+def _take_write_lock(session: Session, article_id: int) -> None:
+    """SQLite: take the database write lock before reading anything (a no-op UPDATE is
+    the transaction's first write, so the RESERVED lock is held from here to commit and
+    every read after it sees the newest data). PostgreSQL: lock the article's row."""
+    if is_postgres(session):
+        session.execute(select(Article.id).where(col(Article.id) == article_id).with_for_update())
+    else:
+        session.execute(
+            update(Article)
+            .where(col(Article.id) == article_id)
+            .values(state=Article.state)
+            .execution_options(synchronize_session=False)
+        )
+
+
+@lru_cache(maxsize=8)
+def _candidates_sql(bands: int) -> TextClause:
+    # A plain statement built once per band count: compiling 32 ORM conditions on every
+    # call cost more than running the query. Each (band, hash) pair is one index probe.
+    probes = " OR ".join(f"(band = :b{i} AND hash = :h{i})" for i in range(bands))
+    return text(
+        f"SELECT article_id, count(*) AS shared FROM dedupband WHERE {probes} "
+        "GROUP BY article_id ORDER BY shared DESC, article_id LIMIT :lim"
+    )
+
+
+@lru_cache(maxsize=8)
+def _insert_bands_sql(bands: int) -> TextClause:
+    values = ", ".join(f"(:b{i}, :h{i}, :a)" for i in range(bands))
+    return text(
+        f"INSERT INTO dedupband (band, hash, article_id) VALUES {values} "
+        "ON CONFLICT (band, hash, article_id) DO NOTHING"
+    )
+
+
+def _band_params(bands: Int64Array) -> dict[str, int]:
+    params: dict[str, int] = {}
+    for i, h in enumerate(bands.tolist()):
+        params[f"b{i}"] = i
+        params[f"h{i}"] = int(h)
+    return params
+
+
+def _candidates(session: Session, bands: Int64Array, limit: int) -> list[int]:
+    """Articles sharing at least one LSH bucket, the most shared buckets first."""
+    rows = session.execute(_candidates_sql(len(bands)), {**_band_params(bands), "lim": limit}).all()
+    return [int(r[0]) for r in rows]
+
+
+def find_near_matches(
+    session: Session,
+    sk: TextSketch,
+    settings: Settings,
+    params: DedupParams = DEFAULT_PARAMS,
+    exclude: int | None = None,
+) -> list[Match]:
+    """The confirmed near-duplicates of a sketched text among the indexed articles,
+    best first. Only articles already placed in a group are returned."""
+    if sk.signature is None or sk.bands is None:
+        return []
+    ids = [i for i in _candidates(session, sk.bands, params.max_candidates) if i != exclude]
+    if not ids:
+        return []
+    rows = session.execute(
+        select(
+            ArticleSignature.article_id, ArticleSignature.signature, ArticleSignature.shingle_count
+        )
+        .join(Article, col(Article.id) == col(ArticleSignature.article_id))
+        .where(col(ArticleSignature.article_id).in_(ids), col(Article.dup_group_id).is_not(None))
+    ).all()
+
+    def loader(aid: int) -> Callable[[], UInt64Array | None]:
+        def load() -> UInt64Array | None:
+            body = session.execute(
+                select(Article.text).where(col(Article.id) == aid)
+            ).scalar_one_or_none()
+            return shingle_hashes(words(body), params.shingle_k) if body else None
+
+        return load
+
+    matches = []
+    for aid, blob, count in rows:
+        ok, j, c = decide(
+            sk, signature_from_bytes(blob), int(count), loader(int(aid)), settings, params
+        )
+        if ok:
+            matches.append(Match(int(aid), j, c))
+    matches.sort(key=lambda m: (-m.score, -m.jaccard, m.article_id))
+    return matches
+
+
+def _index(session: Session, article_id: int, sk: TextSketch) -> None:
+    assert sk.signature is not None and sk.bands is not None
+    insert_ignore(
+        session,
+        ArticleSignature,
+        [
+            {
+                "article_id": article_id,
+                "signature": signature_bytes(sk.signature),
+                "shingle_count": sk.shingle_count,
+            }
+        ],
+        ["article_id"],
+    )
+    session.execute(_insert_bands_sql(len(sk.bands)), {**_band_params(sk.bands), "a": article_id})
+
+
+def _lock_group(session: Session, group_id: int) -> DupGroup | None:
+    return session.exec(
+        select(DupGroup)
+        .where(col(DupGroup.id) == group_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+def _demote(session: Session, article: Article) -> None:
+    """A canonical article becomes a copy: its claims go (the canonical carries them),
+    and the claim clusters they were in are recounted."""
+    assert article.id is not None
+    clusters = {
+        c
+        for c in session.exec(select(Claim.cluster_id).where(Claim.article_id == article.id))
+        if c is not None
+    }
+    session.execute(delete(Claim).where(col(Claim.article_id) == article.id))
+    article.claims_version = None
+    if article.claims_status is not None:
+        article.claims_status = "duplicate"
+    if clusters:
+        session.flush()
+        from worker.claims.clustering import refresh_cluster
+
+        for cluster_id in sorted(clusters):
+            refresh_cluster(session, cluster_id)
+
+
+def _set_canonical(session: Session, group: DupGroup, canonical_id: int) -> None:
+    assert group.id is not None
+    group.canonical_article_id = canonical_id
+    session.execute(
+        update(Article)
+        .where(col(Article.dup_group_id) == group.id, col(Article.id) != canonical_id)
+        .values(duplicate_of_id=canonical_id)
+        .execution_options(synchronize_session="fetch")
+    )
+    session.execute(
+        update(Article)
+        .where(col(Article.id) == canonical_id)
+        .values(duplicate_of_id=None)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def _join(session: Session, article: Article, group_id: int) -> tuple[DupGroup, int | None] | None:
+    """Put ``article`` in the group (row-locked while it is changed). Returns the group
+    and, if the article displaced an earlier-chosen canonical, the article's id."""
+    assert article.id is not None
+    group = _lock_group(session, group_id)
+    if group is None:
+        return None
+    current = (
+        session.get(Article, group.canonical_article_id, populate_existing=True)
+        if group.canonical_article_id is not None
+        else None
+    )
+    article.dup_group_id = group.id
+    if (
+        current is not None
+        and current.id != article.id
+        and order_key(current) <= order_key(article)
+    ):
+        article.duplicate_of_id = current.id
+        return group, None
+    session.flush()
+    _set_canonical(session, group, article.id)
+    article.duplicate_of_id = None
+    if current is None or current.id == article.id:
+        return group, None
+    current.duplicate_of_id = article.id
+    _demote(session, current)
+    return group, article.id
+
+
+def deduplicate_article(
+    session: Session,
+    article_id: int,
+    settings: Settings,
+    params: DedupParams = DEFAULT_PARAMS,
+) -> DedupOutcome:
+    """Place an ``extracted`` article in its duplicate group and move it to
+    ``deduplicated``. Any other state: nothing happens (returns ``advanced=False``), so a
+    redelivered message is harmless. Never commits."""
+    _take_write_lock(session, article_id)
+    article = session.get(Article, article_id, populate_existing=True)
+    if article is None or article.state != ArticleState.extracted:
+        return DedupOutcome(False)
+    sk = sketch(article.text, params)
+    if is_postgres(session) and sk.n_words > 0:  # an empty text matches nothing: no lock
+        _take_locks(session, lock_keys(sk))
+
+    group_id: int | None = None
+    matched_by: str | None = None
+    if sk.n_words > 0:  # an empty text is never anyone's duplicate
+        row = session.execute(
+            select(Article.dup_group_id)
+            .where(
+                col(Article.text_hash) == sk.text_hash,
+                col(Article.dup_group_id).is_not(None),
+                col(Article.id) != article_id,
+            )
+            .order_by(col(Article.id))
+            .limit(1)
+        ).first()
+        if row is not None:
+            group_id, matched_by = int(row[0]), "hash"
+    if group_id is None and sk.signature is not None:
+        for m in find_near_matches(session, sk, settings, params, exclude=article_id):
+            gid = session.execute(
+                select(Article.dup_group_id).where(col(Article.id) == m.article_id)
+            ).scalar_one_or_none()
+            if gid is not None:
+                group_id, matched_by = int(gid), "near"
+                break
+
+    article.text_hash = sk.text_hash
+    changed: int | None = None
+    joined = _join(session, article, group_id) if group_id is not None else None
+    if joined is not None:
+        changed = joined[1]
+    else:
+        matched_by = None
+        group = DupGroup(canonical_article_id=article_id)
+        session.add(group)
+        session.flush()
+        article.dup_group_id = group.id
+        article.duplicate_of_id = None
+    # Exact copies add nothing to the LSH index (their buckets equal the first copy's):
+    # buckets stay small however many outlets carry a wire story.
+    if sk.signature is not None and matched_by != "hash":
+        _index(session, article_id, sk)
+    set_state(article, ArticleState.deduplicated)
+    session.flush()
+    return DedupOutcome(
+        True,
+        canonical_changed_to=changed,
+        group_id=article.dup_group_id,
+        duplicate_of_id=article.duplicate_of_id,
+        matched_by=matched_by,
+    )
+
+
+# --- removal (reprocess) -----------------------------------------------------------
+
+
+def remove_article(session: Session, article_id: int) -> int | None:
+    """Take an article out of the dedup index and of its group (reprocess places it
+    again from its new text). If it was its group's canonical, the next earliest member
+    becomes canonical, and its id is returned: that article carries no claims yet (it
+    was a copy), so the caller should have its claims extracted. Never commits."""
+    _take_write_lock(session, article_id)
+    article = session.get(Article, article_id, populate_existing=True)
+    if article is None:
+        return None
+    if is_postgres(session) and article.text_hash:
+        _take_locks(session, [_key64(article.text_hash.encode("ascii"), _LOCK_NS_HASH)])
+    had_signature = session.get(ArticleSignature, article_id) is not None
+    session.execute(delete(DedupBand).where(col(DedupBand.article_id) == article_id))
+    session.execute(delete(ArticleSignature).where(col(ArticleSignature.article_id) == article_id))
+    new_canonical: int | None = None
+    group_id = article.dup_group_id
+    text_hash = article.text_hash
+    article.dup_group_id = None
+    article.duplicate_of_id = None
+    article.text_hash = None
+    session.flush()
+    if group_id is not None:
+        group = _lock_group(session, group_id)
+        if group is not None:
+            members = list(session.exec(select(Article).where(Article.dup_group_id == group_id)))
+            if not members:
+                session.delete(group)
+            elif group.canonical_article_id == article_id or group.canonical_article_id is None:
+                first = min(members, key=order_key)
+                assert first.id is not None
+                _set_canonical(session, group, first.id)
+                new_canonical = first.id
+            if had_signature and text_hash and members:
+                # exact copies were not indexed: index one in place of the removed text
+                _reindex_copy(session, text_hash, members)
+    session.flush()
+    return new_canonical
+
+
+def _reindex_copy(session: Session, text_hash: str, members: list[Article]) -> None:
+    copies = sorted(
+        (m for m in members if m.text_hash == text_hash and m.id is not None),
+        key=lambda m: m.id or 0,
+    )
+    for copy in copies:
+        assert copy.id is not None
+        if session.get(ArticleSignature, copy.id) is not None:
+            return
+        sk = sketch(copy.text)
+        if sk.signature is not None:
+            _index(session, copy.id, sk)
+            return
+
+
+# --- queries -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    article_id: int
+    host: str
+    url: str
+    published_at: datetime | None
+    entry_published_at: datetime | None
+    discovered_at: datetime
+    duplicate_of_id: int | None
+    is_canonical: bool
+
+
+def group_members(session: Session, group_id: int) -> list[GroupMember]:
+    """Every member of a duplicate group (its outlet, URL and times), canonical first,
+    then in canonical order (earliest publication first)."""
+    arts = list(session.exec(select(Article).where(Article.dup_group_id == group_id)))
+    arts.sort(key=order_key)
+    out = [
+        GroupMember(
+            article_id=a.id or 0,
+            host=a.host,
+            url=a.url,
+            published_at=a.published_at,
+            entry_published_at=a.entry_published_at,
+            discovered_at=a.discovered_at,
+            duplicate_of_id=a.duplicate_of_id,
+            is_canonical=a.duplicate_of_id is None,
+        )
+        for a in arts
+    ]
+    out.sort(key=lambda m: not m.is_canonical)
+    return out
+
+
+def index_stats(session: Session) -> dict[str, Any]:
+    """Rows in the dedup index (for status output and benchmarks)."""
+    bands = session.execute(select(func.count()).select_from(DedupBand)).scalar_one()
+    sigs = session.execute(select(func.count()).select_from(ArticleSignature)).scalar_one()
+    return {"band_rows": int(bands), "signatures": int(sigs)}
+
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "MIN_NEAR_WORDS",
+    "DedupOutcome",
+    "DedupParams",
+    "GroupMember",
+    "Match",
+    "TextSketch",
+    "band_hashes",
+    "confirm",
+    "deduplicate_article",
+    "estimated_containment",
+    "estimated_jaccard",
+    "find_near_matches",
+    "group_members",
+    "index_stats",
+    "lock_keys",
+    "minhash",
+    "normalized_text_hash",
+    "order_key",
+    "remove_article",
+    "shingle_hashes",
+    "sketch",
+    "words",
+]

@@ -1,0 +1,208 @@
+"""Politeness shared by feed polling and page fetching: robots.txt and per-host limits.
+
+* robots.txt is parsed with protego and cached per origin in the database (shared by
+  every worker, refreshed after ``robots_cache_ttl``).
+* Per-host limits hold across all workers on all machines when the broker is Redis
+  (Lua scripts on Redis keys); the embedded single-process mode uses in-process locks.
+  A host answering 429/503 with ``Retry-After`` is backed off for that long.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import timedelta
+from typing import Protocol
+
+import redis
+from protego import Protego
+from sqlmodel import Session
+
+from schemas.models import RobotsTxt
+from schemas.types import utcnow
+from worker.db import upsert
+from worker.http import FetchError, HttpClient
+from worker.settings import Settings
+from worker.urls import origin_of
+
+
+class HostBusy(Exception):
+    """The host's limits say: not now. Try again after ``retry_after`` seconds."""
+
+    def __init__(self, host: str, retry_after: float) -> None:
+        super().__init__(f"host {host} is rate-limited for {retry_after:.1f}s")
+        self.host = host
+        self.retry_after = retry_after
+
+
+# ---------------------------------------------------------------------------- robots
+
+
+def robots_allows(session: Session, http: HttpClient, url: str, settings: Settings) -> bool:
+    """Whether robots.txt of ``url``'s origin lets our user agent fetch it."""
+    if not settings.respect_robots:
+        return True
+    origin = origin_of(url)
+    row = session.get(RobotsTxt, origin)
+    now = utcnow()
+    if row is None or now - row.fetched_at > timedelta(seconds=settings.robots_cache_ttl):
+        status, body = _download_robots(http, origin)
+        # An upsert: another worker may be storing the same origin's robots.txt now.
+        upsert(
+            session,
+            RobotsTxt,
+            {"origin": origin, "fetched_at": now, "status": status, "body": body},
+            ["origin"],
+        )
+        if row is not None:
+            session.refresh(row)
+        else:
+            row = session.get(RobotsTxt, origin)
+        assert row is not None
+    if row.status is not None and row.status in (401, 403):
+        return False  # the whole site is closed to robots
+    if not row.body:
+        return True
+    parser = Protego.parse(row.body)
+    return bool(parser.can_fetch(url, settings.user_agent))
+
+
+def _download_robots(http: HttpClient, origin: str) -> tuple[int | None, str]:
+    try:
+        resp = http.get(origin + "/robots.txt", max_bytes=500_000)
+    except FetchError:
+        return None, ""  # unreachable robots.txt: treated as allowing (RFC 9309 2.3.1.3)
+    if resp.status >= 400:
+        return resp.status, ""
+    return resp.status, resp.body.decode("utf-8", errors="replace")
+
+
+# ------------------------------------------------------------------------ host limits
+
+
+class HostLimiter(Protocol):
+    def slot(self, host: str) -> AbstractContextManager[None]: ...
+
+    def back_off(self, host: str, seconds: float) -> None: ...
+
+
+_ACQUIRE = """
+local slots, nxt, backoff = KEYS[1], KEYS[2], KEYS[3]
+local now, limit, interval, token, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]),
+    tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local b = tonumber(redis.call('GET', backoff) or '0')
+if b > now then return tostring(b - now) end
+local n = tonumber(redis.call('GET', nxt) or '0')
+if n > now then return tostring(n - now) end
+redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+if redis.call('ZCARD', slots) >= limit then return '0.2' end
+redis.call('ZADD', slots, now + ttl, token)
+redis.call('EXPIRE', slots, math.ceil(ttl) + 1)
+redis.call('SET', nxt, tostring(now + interval), 'PX', math.ceil(interval * 1000) + 1)
+return '0'
+"""
+
+
+class RedisHostLimiter:
+    """At most ``host_max_concurrency`` requests in flight and one request per
+    ``host_min_interval`` seconds per host, across every process using this Redis."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, max_wait: float = 10.0) -> None:
+        self.r = client
+        self.settings = settings
+        self.max_wait = max_wait
+        self._acquire = client.register_script(_ACQUIRE)
+
+    def _keys(self, host: str) -> list[str]:
+        return [f"cw:host:{host}:slots", f"cw:host:{host}:next", f"cw:host:{host}:backoff"]
+
+    @contextmanager
+    def slot(self, host: str) -> Iterator[None]:
+        token = uuid.uuid4().hex
+        waited = 0.0
+        keys = self._keys(host)
+        ttl = self.settings.total_timeout + 30
+        while True:
+            now = self._now()
+            wait = float(
+                self._acquire(
+                    keys=keys,
+                    args=[
+                        now,
+                        self.settings.host_max_concurrency,
+                        self.settings.host_min_interval,
+                        token,
+                        ttl,
+                    ],
+                )
+            )
+            if wait <= 0:
+                break
+            if waited + wait > self.max_wait:
+                raise HostBusy(host, wait)
+            time.sleep(wait)
+            waited += wait
+        try:
+            yield
+        finally:
+            self.r.zrem(keys[0], token)
+
+    def _now(self) -> float:
+        sec, usec = self.r.time()  # one clock for every machine
+        return float(sec) + float(usec) / 1e6
+
+    def back_off(self, host: str, seconds: float) -> None:
+        until = self._now() + seconds
+        self.r.set(self._keys(host)[2], str(until), px=int(seconds * 1000) + 1)
+
+
+class LocalHostLimiter:
+    """The same limits inside one process (the embedded mode runs one process)."""
+
+    def __init__(self, settings: Settings, max_wait: float = 10.0) -> None:
+        self.settings = settings
+        self.max_wait = max_wait
+        self._lock = threading.Lock()
+        self._inflight: dict[str, int] = {}
+        self._next: dict[str, float] = {}
+        self._backoff: dict[str, float] = {}
+
+    def _try(self, host: str) -> float:
+        now = time.monotonic()
+        with self._lock:
+            wait = max(self._backoff.get(host, 0.0), self._next.get(host, 0.0)) - now
+            if wait > 0:
+                return wait
+            if self._inflight.get(host, 0) >= self.settings.host_max_concurrency:
+                return 0.2
+            self._inflight[host] = self._inflight.get(host, 0) + 1
+            self._next[host] = now + self.settings.host_min_interval
+            return 0.0
+
+    @contextmanager
+    def slot(self, host: str) -> Iterator[None]:
+        waited = 0.0
+        while (wait := self._try(host)) > 0:
+            if waited + wait > self.max_wait:
+                raise HostBusy(host, wait)
+            time.sleep(wait)
+            waited += wait
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inflight[host] -= 1
+
+    def back_off(self, host: str, seconds: float) -> None:
+        with self._lock:
+            self._backoff[host] = time.monotonic() + seconds
+
+
+def make_limiter(settings: Settings) -> HostLimiter:
+    url = settings.effective_broker_url
+    if url.startswith(("redis://", "rediss://")):
+        return RedisHostLimiter(redis.Redis.from_url(url), settings)
+    return LocalHostLimiter(settings)

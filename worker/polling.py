@@ -1,0 +1,348 @@
+"""Feed polling: which feeds are due, claiming them, and one poll of one feed.
+
+The database is the scheduler. ``next_poll_at`` says when a feed is due; the
+dispatcher claims due feeds in bounded batches by setting a lease (``lease_until``)
+under ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite serializes writers itself),
+so any number of dispatchers never hand out one feed twice. A poll ends by clearing
+the lease and choosing the next time, adapted to how often the feed brings news.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import httpx
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlmodel import Session, col
+
+from schemas.models import Article, ArticleState, Feed, FeedPoll, FeedState, Sighting
+from schemas.types import utcnow
+from worker.db import insert_ignore, is_postgres
+from worker.feed_parsing import ParsedFeed, parse_feed
+from worker.http import FetchError, HttpClient, classify_status, parse_retry_after
+from worker.politeness import HostLimiter, robots_allows
+from worker.settings import Settings
+from worker.urls import InvalidURL, canonicalize, host_of, url_hash
+
+
+def due(now: datetime) -> ColumnElement[bool]:
+    """The rule: a feed is due when its time has come, it is not paused, and no poll of
+    it is in flight (or the one in flight has outlived its lease)."""
+    return and_(
+        col(Feed.state) != FeedState.paused,
+        col(Feed.next_poll_at) <= now,
+        or_(col(Feed.lease_until).is_(None), col(Feed.lease_until) < now),
+    )
+
+
+def claim_due_feeds(
+    session: Session, settings: Settings, now: datetime | None = None, limit: int | None = None
+) -> list[int]:
+    """Lease up to ``limit`` due feeds to the caller and return their ids."""
+    now = now or utcnow()
+    limit = limit or settings.dispatch_batch_size
+    query = select(col(Feed.id)).where(due(now)).order_by(col(Feed.next_poll_at)).limit(limit)
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    ids = [i for i in session.execute(query).scalars().all() if i is not None]
+    if not ids:
+        return []
+    lease = now + timedelta(seconds=settings.poll_lease_seconds)
+    # Re-check the rule in the UPDATE: on SQLite a concurrent dispatcher may have
+    # claimed some of these between our SELECT and this statement.
+    result = session.execute(
+        update(Feed)
+        .where(col(Feed.id).in_(ids), due(now))
+        .values(lease_until=lease)
+        .returning(col(Feed.id))
+    )
+    return list(result.scalars().all())
+
+
+@dataclass
+class PollResult:
+    outcome: str  # ok, not_modified, unchanged, error, skipped
+    new_article_ids: list[int] = field(default_factory=list)
+    entries_seen: int = 0
+    error: str | None = None
+
+
+def _header_hint(headers: httpx.Headers, now: datetime) -> int | None:
+    """Seconds the server asks us not to come back before (max-age, Expires)."""
+    hints: list[int] = []
+    for part in headers.get("cache-control", "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.lower() in ("max-age", "s-maxage") and value.strip().isdigit():
+            hints.append(int(value.strip()))
+    expires = headers.get("expires")
+    if expires:
+        try:
+            when = parsedate_to_datetime(expires)
+            if when.tzinfo is not None:
+                hints.append(int((when - now).total_seconds()))
+        except (TypeError, ValueError):
+            pass
+    positive = [h for h in hints if h > 0]
+    return max(positive) if positive else None
+
+
+def next_interval(feed: Feed, settings: Settings, *, new_entries: int, failed: bool) -> int:
+    """Adaptive interval: shorter when polls bring news, longer when they don't,
+    exponential backoff on failure; clamped to the floor, ceiling and the feed's hints."""
+    floor, ceiling = settings.poll_min_interval, settings.poll_max_interval
+    current = feed.poll_interval or settings.poll_initial_interval
+    if failed:
+        interval = min(ceiling, floor * 2 ** min(feed.consecutive_failures, 20))
+        interval = max(interval, current)
+    elif new_entries > 0:
+        interval = int(current / (1.5 if new_entries < 5 else 2.0))
+    else:
+        interval = int(current * 1.25)
+    interval = max(floor, min(ceiling, interval))
+    if feed.min_interval_hint:
+        interval = max(interval, min(feed.min_interval_hint, ceiling))
+    return int(interval)
+
+
+def _schedule(
+    feed: Feed, settings: Settings, now: datetime, interval: int, not_before: float | None = None
+) -> None:
+    feed.poll_interval = interval
+    chosen = feed.interval_override or interval
+    if not_before:
+        chosen = max(chosen, int(not_before))
+    jitter = random.uniform(0, settings.poll_jitter * chosen)
+    feed.next_poll_at = now + timedelta(seconds=chosen + jitter)
+    feed.lease_until = None
+
+
+def _record_poll(
+    session: Session,
+    feed: Feed,
+    settings: Settings,
+    started: float,
+    now: datetime,
+    result: PollResult,
+    status: int | None,
+) -> None:
+    session.add(
+        FeedPoll(
+            feed_id=feed.id or 0,
+            started_at=now,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            outcome=result.outcome,
+            http_status=status,
+            entries_seen=result.entries_seen,
+            entries_new=len(result.new_article_ids),
+            error=result.error,
+        )
+    )
+    session.flush()
+    keep = (
+        select(col(FeedPoll.id))
+        .where(col(FeedPoll.feed_id) == feed.id)
+        .order_by(col(FeedPoll.started_at).desc(), col(FeedPoll.id).desc())
+        .limit(settings.poll_history_size)
+    )
+    session.execute(
+        delete(FeedPoll).where(
+            col(FeedPoll.feed_id) == feed.id, col(FeedPoll.id).not_in(keep.scalar_subquery())
+        )
+    )
+
+
+def poll_feed(
+    session: Session, feed_id: int, http: HttpClient, limiter: HostLimiter, settings: Settings
+) -> PollResult:
+    """Poll one leased feed once. Never commits; a duplicate message (the feed is no
+    longer leased) does nothing."""
+    feed = session.get(Feed, feed_id)
+    if feed is None or feed.lease_until is None:
+        return PollResult(outcome="skipped")
+    now = utcnow()
+    started = time.monotonic()
+    feed.last_attempt_at = now
+    feed.polls_total += 1
+    status: int | None = None
+    try:
+        if not robots_allows(session, http, feed.url, settings):
+            raise FetchError("robots.txt disallows this feed", transient=False)
+        headers: dict[str, str] = {
+            "Accept": "application/rss+xml, application/atom+xml, "
+            "application/feed+json, application/xml;q=0.9, */*;q=0.8"
+        }
+        if feed.etag:
+            headers["If-None-Match"] = feed.etag
+        if feed.last_modified:
+            headers["If-Modified-Since"] = feed.last_modified
+        host = host_of(feed.url)
+        with limiter.slot(host):
+            resp = http.get(feed.url, headers)
+        status = resp.status
+        error = classify_status(resp.status, resp.headers)
+        if error is not None:
+            if resp.status in (429, 503) and error.retry_after:
+                limiter.back_off(host, error.retry_after)
+            raise error
+    except FetchError as exc:
+        result = PollResult(outcome="error", error=exc.reason)
+        _record_failure(feed, settings, now, exc)
+        _record_poll(session, feed, settings, started, now, result, exc.status or status)
+        return result
+
+    hint = _header_hint(resp.headers, now)
+    feed.last_status = resp.status
+    if resp.status == 304:
+        result = PollResult(outcome="not_modified")
+        _record_success(feed, settings, now, 0, hint)
+        _record_poll(session, feed, settings, started, now, result, status)
+        return result
+    feed.etag = resp.headers.get("etag")
+    feed.last_modified = resp.headers.get("last-modified")
+    body_hash = hashlib.sha256(resp.body).hexdigest()
+    if body_hash == feed.body_hash:
+        result = PollResult(outcome="unchanged")
+        _record_success(feed, settings, now, 0, hint)
+        _record_poll(session, feed, settings, started, now, result, status)
+        return result
+
+    parsed = parse_feed(resp.body, resp.headers.get("content-type", ""), resp.url)
+    if not parsed.is_feed:
+        not_feed = FetchError(parsed.error or "not a feed", transient=False, status=resp.status)
+        result = PollResult(outcome="error", error=not_feed.reason)
+        _record_failure(feed, settings, now, not_feed)
+        _record_poll(session, feed, settings, started, now, result, status)
+        return result
+    feed.body_hash = body_hash
+    feed.title = feed.title or parsed.title
+    feed.site_url = feed.site_url or parsed.site_url
+    feed.min_interval_hint = parsed.min_interval_hint
+    new_ids = record_entries(session, feed, parsed, now)
+    result = PollResult(
+        outcome="ok", new_article_ids=new_ids, entries_seen=len(parsed.entries), error=parsed.error
+    )
+    _record_success(feed, settings, now, len(new_ids), hint)
+    feed.last_error = parsed.error  # ill-formed but usable: keep the complaint visible
+    _record_poll(session, feed, settings, started, now, result, status)
+    return result
+
+
+def record_entries(session: Session, feed: Feed, parsed: ParsedFeed, now: datetime) -> list[int]:
+    """Insert unseen articles (state discovered) and a sighting of every entry; return
+    the ids of the articles this call created."""
+    rows: dict[str, dict[str, object]] = {}
+    links: dict[str, tuple[str, str | None]] = {}
+    for entry in parsed.entries:
+        try:
+            canonical = canonicalize(entry.link)
+        except InvalidURL:
+            continue
+        h = url_hash(canonical)
+        if h in rows:
+            continue
+        links[h] = (entry.link, entry.guid)
+        rows[h] = dict(
+            url=canonical,
+            url_hash=h,
+            host=host_of(canonical),
+            state=ArticleState.discovered,
+            state_changed_at=now,
+            discovered_at=now,
+            attempts=0,
+            entry_title=entry.title,
+            entry_published_at=entry.published_at,
+            entry_summary=entry.summary,
+            entry_content=entry.content,
+            categories=[],
+            tags=[],
+        )
+    if not rows:
+        return []
+    inserted = insert_ignore(
+        session, Article, list(rows.values()), ["url_hash"], returning=[Article.id]
+    )
+    new_ids = [r[0] for r in inserted]
+    ids: dict[str, int] = dict(
+        session.execute(
+            select(col(Article.url_hash), col(Article.id)).where(
+                col(Article.url_hash).in_(list(rows))
+            )
+        )
+        .tuples()
+        .all()
+    )
+    sightings = [
+        dict(
+            article_id=ids[h],
+            feed_id=feed.id,
+            entry_url=links[h][0],
+            entry_guid=links[h][1],
+            seen_at=now,
+        )
+        for h in rows
+        if h in ids
+    ]
+    insert_ignore(session, Sighting, sightings, ["article_id", "feed_id"])
+    return new_ids
+
+
+def _record_success(
+    feed: Feed, settings: Settings, now: datetime, new: int, hint: int | None
+) -> None:
+    feed.last_success_at = now
+    feed.consecutive_failures = 0
+    feed.state = FeedState.active if feed.state != FeedState.paused else feed.state
+    feed.last_error = None
+    if new:
+        feed.last_new_entry_at = now
+        feed.entries_new_total += new
+    interval = next_interval(feed, settings, new_entries=new, failed=False)
+    _schedule(feed, settings, now, interval, not_before=hint)
+
+
+def _record_failure(feed: Feed, settings: Settings, now: datetime, exc: FetchError) -> None:
+    feed.consecutive_failures += 1
+    if exc.transient:
+        feed.transient_failures += 1
+    else:
+        feed.permanent_failures += 1
+    feed.last_error = exc.reason
+    feed.last_status = exc.status
+    if feed.state != FeedState.paused:
+        dead = feed.consecutive_failures >= settings.feed_dead_after
+        feed.state = FeedState.dead if dead else FeedState.failing
+    interval = next_interval(feed, settings, new_entries=0, failed=True)
+    _schedule(feed, settings, now, interval, not_before=exc.retry_after)
+
+
+def make_due(session: Session, feed_ids: list[int] | None) -> int:
+    """Make feeds due now (all when ``feed_ids`` is None); dead feeds get another chance."""
+    now = utcnow()
+    stmt = update(Feed).values(next_poll_at=now)
+    if feed_ids is not None:
+        stmt = stmt.where(col(Feed.id).in_(feed_ids))
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def count_due(session: Session, now: datetime | None = None) -> int:
+    return int(
+        session.scalar(select(func.count()).select_from(Feed).where(due(now or utcnow()))) or 0
+    )
+
+
+__all__ = [
+    "PollResult",
+    "claim_due_feeds",
+    "count_due",
+    "due",
+    "make_due",
+    "next_interval",
+    "parse_retry_after",
+    "poll_feed",
+    "record_entries",
+]

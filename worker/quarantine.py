@@ -1,0 +1,49 @@
+"""Quarantined articles: a step failed ``max_attempts`` times. Replay sends them back."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from schemas.models import PENDING_ARTICLE_STATES, Article, ArticleState, RawPage
+from schemas.types import utcnow
+from worker.archive import Archive, ArchiveError
+
+
+def _page_readable(session: Session, article: Article, archive: Archive) -> bool:
+    raw = session.get(RawPage, article.raw_sha256) if article.raw_sha256 else None
+    if raw is None:
+        return False
+    try:
+        archive.get(raw.storage_key)
+    except ArchiveError:
+        return False
+    except Exception:  # noqa: BLE001 (corrupt bytes: the page must be fetched again)
+        return False
+    return True
+
+
+def replay(session: Session, ids: list[int] | None = None, archive: Archive | None = None) -> int:
+    """Put quarantined articles back into the state whose step failed, with a fresh
+    attempt count, and old enough that the next sweep sends them at once.
+
+    An article quarantined in extraction whose archived page is missing or unreadable
+    goes back to ``discovered`` instead, so that the page is fetched again."""
+    if archive is None:
+        from worker import runtime
+
+        archive = runtime.archive()
+    query = select(Article).where(Article.state == ArticleState.quarantined)
+    if ids:
+        query = query.where(col(Article.id).in_(ids))
+    n = 0
+    pending = {s.value for s in PENDING_ARTICLE_STATES}
+    for article in session.exec(query).all():
+        back = article.failed_state if article.failed_state in pending else "discovered"
+        if back == ArticleState.fetched and not _page_readable(session, article, archive):
+            back = ArticleState.discovered
+        article.state = back
+        article.attempts = 0
+        article.failed_state = None
+        article.state_changed_at = utcnow().replace(year=2000)
+        n += 1
+    return n

@@ -1,0 +1,130 @@
+"""What `claimwire status` reports: queues, states, feed health, recent errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from schemas.models import (
+    PENDING_ARTICLE_STATES,
+    Article,
+    ArticleState,
+    Claim,
+    ClaimCluster,
+    Feed,
+    FeedState,
+)
+from schemas.types import utcnow
+from worker.celery_app import QUEUES
+from worker.polling import count_due
+from worker.settings import Settings
+
+
+def queue_depths(settings: Settings) -> dict[str, int | None]:
+    """Messages waiting per queue; None when the broker cannot be asked."""
+    url = settings.effective_broker_url
+    if settings.broker_is_embedded:
+        folder = settings.broker_dir / "queue"
+        names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+        return {q: sum(1 for n in names if n.endswith(f".{q}.msg")) for q in QUEUES}
+    if url.startswith(("redis://", "rediss://")):
+        try:
+            client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+            return {q: int(client.llen(q)) for q in QUEUES}
+        except redis.RedisError:
+            return dict.fromkeys(QUEUES)
+    return dict.fromkeys(QUEUES)
+
+
+def pending_work(session: Session) -> int:
+    """Items the database says are not finished: due or leased feeds, pending articles."""
+    now = utcnow()
+    leased = session.exec(
+        select(func.count())
+        .select_from(Feed)
+        .where(col(Feed.lease_until).is_not(None), col(Feed.lease_until) > now)
+    ).one()
+    articles = session.exec(
+        select(func.count())
+        .select_from(Article)
+        .where(col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]))
+    ).one()
+    return int(leased) + int(articles) + count_due(session, now)
+
+
+def collect(session: Session, settings: Settings) -> dict[str, Any]:
+    states = dict(
+        session.exec(select(Article.state, func.count()).group_by(col(Article.state))).all()
+    )
+    feed_states = dict(
+        session.exec(select(Feed.state, func.count()).group_by(col(Feed.state))).all()
+    )
+    recent_article_errors = [
+        {
+            "id": a.id,
+            "url": a.url,
+            "state": a.state,
+            "reason": a.failure_reason,
+            "at": a.state_changed_at.isoformat(),
+        }
+        for a in session.exec(
+            select(Article)
+            .where(
+                col(Article.state).in_([ArticleState.failed.value, ArticleState.quarantined.value])
+            )
+            .order_by(col(Article.state_changed_at).desc())
+            .limit(5)
+        ).all()
+    ]
+    recent_feed_errors = [
+        {
+            "id": f.id,
+            "url": f.url,
+            "state": f.state,
+            "error": f.last_error,
+            "failures": f.consecutive_failures,
+        }
+        for f in session.exec(
+            select(Feed)
+            .where(col(Feed.last_error).is_not(None))
+            .order_by(col(Feed.last_attempt_at).desc())
+            .limit(5)
+        ).all()
+    ]
+    skipped_language = session.exec(
+        select(func.count()).select_from(Article).where(Article.claims_status == "skipped_language")
+    ).one()
+    return {
+        "database": settings.effective_database_url,
+        "broker": settings.effective_broker_url,
+        "queues": queue_depths(settings),
+        "articles": {s.value: int(states.get(s.value, 0)) for s in ArticleState},
+        "feeds": {
+            "total": int(sum(feed_states.values())),
+            "healthy": int(feed_states.get(FeedState.active.value, 0)),
+            "failing": int(feed_states.get(FeedState.failing.value, 0)),
+            "dead": int(feed_states.get(FeedState.dead.value, 0)),
+            "paused": int(feed_states.get(FeedState.paused.value, 0)),
+            "due": count_due(session),
+        },
+        "claims": int(session.exec(select(func.count()).select_from(Claim)).one()),
+        "claim_clusters": int(session.exec(select(func.count()).select_from(ClaimCluster)).one()),
+        "articles_skipped_language": int(skipped_language),
+        "recent_article_errors": recent_article_errors,
+        "recent_feed_errors": recent_feed_errors,
+    }
+
+
+def archive_writable(path: Path) -> str | None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        return f"archive {path} is not writable: {exc.strerror or exc}"
+    return None

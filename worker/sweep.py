@@ -1,0 +1,60 @@
+"""Recovery: the database says what is pending, the broker is only transport.
+
+An article left in a pending state longer than ``stale_after`` (its message lost in a
+broker flush, a worker killed before acknowledging, an enqueue that failed while the
+broker was down) is handed back to the step for its state. Redelivered steps are
+harmless: each one acts only on the state it expects, under the article's row lock
+(see ``tasks.base.lock_article``), and the sweep skips rows locked by a running step.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from schemas.models import PENDING_ARTICLE_STATES, Article
+from schemas.types import utcnow
+from worker.db import is_postgres
+from worker.settings import Settings
+
+
+def stale_articles(
+    session: Session,
+    settings: Settings,
+    now: datetime | None = None,
+    limit: int = 1000,
+    older_than: float | None = None,
+) -> list[tuple[int, str]]:
+    """Claim pending articles untouched for ``stale_after`` seconds: their
+    ``state_changed_at`` is moved to now so the next sweep leaves them alone for as long."""
+    now = now or utcnow()
+    age = settings.stale_after if older_than is None else older_than
+    cutoff = now - timedelta(seconds=age)
+    query = (
+        select(Article.id, Article.state)
+        .where(
+            col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]),
+            col(Article.state_changed_at) <= cutoff,
+        )
+        .order_by(col(Article.state_changed_at))
+        .limit(limit)
+    )
+    if is_postgres(session):
+        # A locked row is an article whose step is running right now (the step holds
+        # its row lock until it commits): it is not stuck, however long the step takes,
+        # and two sweeps at once (two schedulers) never claim the same article.
+        query = query.with_for_update(skip_locked=True)
+    rows = session.exec(query).all()
+    found = [(i, s) for i, s in rows if i is not None]
+    if found:
+        session.execute(
+            update(Article)
+            .where(
+                col(Article.id).in_([i for i, _ in found]),
+                col(Article.state_changed_at) <= cutoff,
+            )
+            .values(state_changed_at=now)
+        )
+    return found
