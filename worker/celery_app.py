@@ -63,6 +63,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
+        # structlog writes to the real stderr; redirected, every line would be re-logged
+        # as a WARNING of "celery.redirected".
+        worker_redirect_stdouts=False,
         worker_send_task_events=False,
         timezone="UTC",
         enable_utc=True,
