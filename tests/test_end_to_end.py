@@ -8,15 +8,20 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import claimwire, cli_env
 from tests.support.content import STORIES, serve_site
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ARTICLE_FIELDS = {
     "id",
@@ -131,67 +136,64 @@ def test_until_idle_on_postgres_through_redis(
     assert not (tmp_path / "data" / "claimwire.db").exists(), "must not fall back to SQLite"
 
 
+def _compose_commands() -> dict[str, list[str]]:
+    """The `command` of every claimwire service in docker-compose.yml."""
+    spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return {
+        name: [str(part) for part in svc["command"]]
+        for name, svc in spec["services"].items()
+        if isinstance(svc.get("command"), list) and svc["command"][0] in ("claimwire", "celery")
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.slow
-def test_production_topology_celery_commands(
+def test_docker_compose_services_run_the_pipeline(
     server, tmp_path: Path, pg_url: str, redis_url: str
 ) -> None:
-    """The documented production processes: an io worker, a cpu worker, and beat."""
+    """docker-compose.yml describes a deployment that works: its migrate command, its
+    io/cpu/backfill workers, its scheduler and Flower, run verbatim (only the schedule
+    file and Flower's port are moved) against the real PostgreSQL and Redis, process a
+    local feed end to end, and Flower answers."""
+    commands = _compose_commands()
+    assert {"migrate", "worker-io", "worker-cpu", "worker-backfill", "scheduler", "flower"} <= set(
+        commands
+    )
     feed_url = serve_site(server)
     env = cli_env(tmp_path, DATABASE_URL=pg_url, BROKER_URL=redis_url, DISPATCH_INTERVAL="1")
-    assert claimwire(["init"], env, tmp_path).returncode == 0
+    migrate = commands["migrate"]
+    assert migrate[0] == "claimwire"
+    assert claimwire(migrate[1:], env, tmp_path).returncode == 0
     assert claimwire(["feeds", "add", feed_url], env, tmp_path).returncode == 0
-    celery = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
-    procs = [
-        subprocess.Popen(
-            [
-                *celery,
-                "worker",
-                "-Q",
-                "io",
-                "--pool",
-                "threads",
-                "-c",
-                "4",
-                "-n",
-                "io@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-        subprocess.Popen(
-            [
-                *celery,
-                "worker",
-                "-Q",
-                "cpu",
-                "--pool",
-                "prefork",
-                "-c",
-                "1",
-                "-n",
-                "cpu@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-        subprocess.Popen(
-            [*celery, "beat", "-s", str(tmp_path / "beat-schedule")],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-    ]
+
+    flower_port = _free_port()
+    procs = []
+    for name in ("worker-io", "worker-cpu", "worker-backfill", "scheduler", "flower"):
+        cmd = [
+            str(tmp_path / "beat-schedule")
+            if part == "/data/beat-schedule"
+            else f"--port={flower_port}"
+            if part.startswith("--port=")
+            else part
+            for part in commands[name]
+        ]
+        assert cmd[0] == "celery"
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", *cmd],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     try:
         deadline = time.monotonic() + 120
         rows: list[dict[str, object]] = []
@@ -201,6 +203,14 @@ def test_production_topology_celery_commands(
                 break
             time.sleep(1)
         _check_articles(rows, feed_url)
+        page = ""
+        while time.monotonic() < deadline and "<html" not in page.lower():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{flower_port}/", timeout=5) as r:
+                    page = r.read().decode("utf-8", "replace")
+            except OSError:
+                time.sleep(1)
+        assert "flower" in page.lower(), "Flower did not serve its dashboard"
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
