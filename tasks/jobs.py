@@ -239,6 +239,8 @@ def _warm_robots(article_id: int, settings: Settings) -> None:
                 robots_allows(session, runtime.http_client(), article.url, settings)
     except IntegrityError:
         pass  # another item cached it first
+    except HostBusy:
+        pass  # robots.txt unreachable: the fetch step meets it too and retries later
     except ENVIRONMENT_ERRORS:
         pass  # the fetch step checks robots again and maps errors as usual
 

@@ -23,14 +23,28 @@ def dispatch_due_feeds() -> int:
         for _ in range(20):  # bounded: at most 20 batches per run
             with unit_of_work() as session:
                 ids = polling.claim_due_feeds(session, settings)
-            for feed_id in ids:
-                send(poll_feed, feed_id)
+            _send_polls(poll_feed, ids)
             total += len(ids)
             if len(ids) < settings.dispatch_batch_size:
                 break
     except ENVIRONMENT_ERRORS as exc:
         log.warning("dispatch_failed", error=str(exc))
     return total
+
+
+def _send_polls(poll_feed: Any, leases: list[polling.Lease]) -> None:
+    """Queue one poll per claimed feed through one producer in a publish batch (on Redis
+    a pipeline: one round trip per batch instead of one per message, which is what
+    kept a 10,000-feed cycle waiting for the dispatcher). If the broker fails, the
+    leases run out after ``poll_lease_seconds`` and the feeds are due again."""
+    if not leases:
+        return
+    try:
+        with app.producer_or_acquire() as producer, producer.batch(max_size=500):
+            for feed_id, lease in leases:
+                poll_feed.apply_async(args=(feed_id, lease), producer=producer)
+    except Exception as exc:  # noqa: BLE001 (any broker failure: the lease expires)
+        log.warning("enqueue_failed", task=poll_feed.name, count=len(leases), error=str(exc))
 
 
 def step_task_for(state: str) -> Any:

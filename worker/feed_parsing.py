@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import calendar
 import json
+import re
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import feedparser
 
@@ -64,10 +67,57 @@ def looks_like_json(body: bytes, content_type: str) -> bool:
     return "json" in content_type or body.lstrip()[:1] == b"{"
 
 
+# A feed served as a .gz file without Content-Encoding is unpacked up to this size.
+MAX_UNPACKED_BYTES = 20_000_000
+
+
+def _unpack(body: bytes) -> bytes | None:
+    """The content of a gzip file (bounded: a bomb is cut off), or None."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(body, MAX_UNPACKED_BYTES)
+    except zlib.error:
+        return None
+    return out
+
+
+# NUL (PostgreSQL refuses it in text), the other C0 controls, and lone surrogates (not
+# encodable as UTF-8): a feed can carry them (JSON "\u0000", XML "&#0;" read by the
+# lenient parser) and one such entry would make the whole poll fail to store.
+_UNSTORABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _clean(value: str | None) -> str | None:
+    return _UNSTORABLE.sub("", value) if isinstance(value, str) else None
+
+
+def _scrub(parsed: ParsedFeed) -> ParsedFeed:
+    """Only storable text in every field (see ``_UNSTORABLE``); entries whose link is
+    left empty are dropped."""
+    parsed.title, parsed.site_url = _clean(parsed.title), _clean(parsed.site_url)
+    parsed.error = _clean(parsed.error)
+    for e in parsed.entries:
+        e.link = _clean(e.link) or ""
+        e.guid, e.title = _clean(e.guid), _clean(e.title)
+        e.summary, e.content = _clean(e.summary), _clean(e.content)
+    parsed.entries = [e for e in parsed.entries if e.link.strip()]
+    return parsed
+
+
 def parse_feed(body: bytes, content_type: str = "", base_url: str | None = None) -> ParsedFeed:
+    """Entries of a feed document; never raises on a bad document (``error`` says
+    what was wrong, ``is_feed`` whether it is a feed at all)."""
+    if body[:2] == b"\x1f\x8b":  # a gzip file served as such (e.g. feed.xml.gz)
+        unpacked = _unpack(body)
+        if unpacked is not None:
+            body = unpacked
+    # Whitespace before the XML declaration makes the document ill-formed for the
+    # strict parser, and is common; a byte-order mark stays for feedparser to read.
+    if body[:1].isspace():
+        body = body.lstrip()
     if looks_like_json(body, content_type):
-        return _parse_json_feed(body)
-    return _parse_xml_feed(body, content_type, base_url)
+        return _scrub(_parse_json_feed(body, base_url))
+    return _scrub(_parse_xml_feed(body, content_type, base_url))
 
 
 def _hint(feed: Any) -> int | None:
@@ -120,8 +170,8 @@ def _parse_xml_feed(body: bytes, content_type: str, base_url: str | None) -> Par
             )
         )
     is_feed = bool(d.get("version")) or bool(entries)
-    if not is_feed and error is None:
-        error = "not a feed: no RSS, Atom or RDF document found"
+    if not is_feed:
+        error = f"not a feed: {error or 'no RSS, Atom or RDF document found'}"
     return ParsedFeed(
         entries=entries,
         title=d.feed.get("title"),
@@ -132,7 +182,7 @@ def _parse_xml_feed(body: bytes, content_type: str, base_url: str | None) -> Par
     )
 
 
-def _parse_json_feed(body: bytes) -> ParsedFeed:
+def _parse_json_feed(body: bytes, base_url: str | None = None) -> ParsedFeed:
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -147,9 +197,10 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
         link = item.get("url") or item.get("external_url") or ""
         if not isinstance(link, str) or not link:
             continue
+        base = doc.get("feed_url") or doc.get("home_page_url") or base_url
         entries.append(
             Entry(
-                link=link.strip(),
+                link=urljoin(base, link.strip()) if isinstance(base, str) else link.strip(),
                 guid=str(item["id"]) if item.get("id") is not None else None,
                 title=item.get("title") if isinstance(item.get("title"), str) else None,
                 published_at=_iso_to_dt(item.get("date_published") or item.get("date_modified")),
@@ -159,4 +210,9 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
                 else None,
             )
         )
-    return ParsedFeed(entries=entries, title=doc.get("title"), site_url=doc.get("home_page_url"))
+    title, home = doc.get("title"), doc.get("home_page_url")
+    return ParsedFeed(
+        entries=entries,
+        title=title if isinstance(title, str) else None,
+        site_url=home if isinstance(home, str) else None,
+    )

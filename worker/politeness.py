@@ -26,7 +26,7 @@ from schemas.types import utcnow
 from worker.db import upsert
 from worker.http import FetchError, HttpClient
 from worker.settings import Settings
-from worker.urls import origin_of
+from worker.urls import host_of, origin_of
 
 
 class HostBusy(Exception):
@@ -40,28 +40,63 @@ class HostBusy(Exception):
 
 # ---------------------------------------------------------------------------- robots
 
+# How long an unreachable robots.txt (5xx, 429, network error) is remembered before we
+# ask again. Meanwhile the host is treated as disallowing everything (RFC 9309 2.3.1.4),
+# unless an earlier good copy is cached: that copy stays in force (RFC 9309 2.4).
+ROBOTS_ERROR_TTL = 300
+
+
+class RobotsUnavailable(HostBusy):
+    """robots.txt could not be read (server error or unreachable): nothing on the host
+    may be fetched for now. A ``HostBusy``, so callers retry later without counting it
+    against the item."""
+
+    def __init__(self, host: str, retry_after: float, why: str) -> None:
+        super().__init__(host, retry_after)
+        self.args = (f"robots.txt of {host} unavailable ({why}); retry in {retry_after:.0f}s",)
+        self.why = why
+
+
+def _unreachable(status: int | None) -> bool:
+    """RFC 9309: a 5xx (and, like Google, a 429) or no answer at all means unreachable."""
+    return status is None or status == 429 or status >= 500
+
 
 def robots_allows(session: Session, http: HttpClient, url: str, settings: Settings) -> bool:
-    """Whether robots.txt of ``url``'s origin lets our user agent fetch it."""
+    """Whether robots.txt of ``url``'s origin lets our user agent fetch it.
+
+    Raises :class:`RobotsUnavailable` while the host's robots.txt answers 5xx/429 or
+    cannot be reached and no earlier good copy is cached (complete disallow, temporary).
+    """
     if not settings.respect_robots:
         return True
     origin = origin_of(url)
     row = session.get(RobotsTxt, origin)
     now = utcnow()
-    if row is None or now - row.fetched_at > timedelta(seconds=settings.robots_cache_ttl):
+    age = (now - row.fetched_at).total_seconds() if row is not None else None
+    ttl = settings.robots_cache_ttl
+    if row is not None and _unreachable(row.status):
+        ttl = min(ttl, ROBOTS_ERROR_TTL)
+    if row is None or age is None or age > ttl:
         status, body = _download_robots(http, origin)
+        values: dict[str, object] = {"origin": origin, "fetched_at": now, "status": status}
+        values["body"] = body
+        if _unreachable(status) and row is not None and not _unreachable(row.status):
+            # Keep the last good copy; look again in ROBOTS_ERROR_TTL seconds.
+            values["status"], values["body"] = row.status, row.body
+            values["fetched_at"] = now - timedelta(seconds=max(0, ttl - ROBOTS_ERROR_TTL))
         # An upsert: another worker may be storing the same origin's robots.txt now.
-        upsert(
-            session,
-            RobotsTxt,
-            {"origin": origin, "fetched_at": now, "status": status, "body": body},
-            ["origin"],
-        )
+        upsert(session, RobotsTxt, values, ["origin"])
         if row is not None:
             session.refresh(row)
         else:
             row = session.get(RobotsTxt, origin)
         assert row is not None
+        age = (now - row.fetched_at).total_seconds()
+    if _unreachable(row.status):
+        why = f"HTTP {row.status}" if row.status else "unreachable"
+        retry = max(1.0, ROBOTS_ERROR_TTL - max(age, 0.0))
+        raise RobotsUnavailable(host_of(url), retry, why)
     if row.status is not None and row.status in (401, 403):
         return False  # the whole site is closed to robots
     if not row.body:
@@ -71,10 +106,16 @@ def robots_allows(session: Session, http: HttpClient, url: str, settings: Settin
 
 
 def _download_robots(http: HttpClient, origin: str) -> tuple[int | None, str]:
+    """(status, body); status None when the server could not be reached at all."""
     try:
         resp = http.get(origin + "/robots.txt", max_bytes=500_000)
-    except FetchError:
-        return None, ""  # unreachable robots.txt: treated as allowing (RFC 9309 2.3.1.3)
+    except FetchError as exc:
+        if exc.transient:
+            return None, ""  # timeout, refused, reset: unreachable
+        # Blocked address, redirect loop, too large...: no usable file, and asking again
+        # will not help. Treated as unavailable (allow); the fetch itself meets the same
+        # error and records it.
+        return exc.status or 0, ""
     if resp.status >= 400:
         return resp.status, ""
     return resp.status, resp.body.decode("utf-8", errors="replace")

@@ -13,8 +13,9 @@ import hashlib
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 
 import httpx
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
@@ -25,7 +26,7 @@ from schemas.types import utcnow
 from worker.db import insert_ignore, is_postgres
 from worker.feed_parsing import ParsedFeed, parse_feed
 from worker.http import FetchError, HttpClient, classify_status, parse_retry_after
-from worker.politeness import HostLimiter, robots_allows
+from worker.politeness import HostBusy, HostLimiter, RobotsUnavailable, robots_allows
 from worker.settings import Settings
 from worker.urls import InvalidURL, canonicalize, host_of, url_hash
 
@@ -40,10 +41,23 @@ def due(now: datetime) -> ColumnElement[bool]:
     )
 
 
+class Lease(NamedTuple):
+    """A claimed feed and its lease token: the ``lease_until`` the claim wrote, in ISO
+    8601. Each claim of a feed writes a later ``lease_until`` (a new claim needs the old
+    lease to have expired), so the value fences off older poll messages."""
+
+    feed_id: int
+    token: str
+
+
+def lease_token(lease_until: datetime) -> str:
+    return lease_until.astimezone(UTC).isoformat()
+
+
 def claim_due_feeds(
     session: Session, settings: Settings, now: datetime | None = None, limit: int | None = None
-) -> list[int]:
-    """Lease up to ``limit`` due feeds to the caller and return their ids."""
+) -> list[Lease]:
+    """Lease up to ``limit`` due feeds to the caller; return their ids and lease tokens."""
     now = now or utcnow()
     limit = limit or settings.dispatch_batch_size
     query = select(col(Feed.id)).where(due(now)).order_by(col(Feed.next_poll_at)).limit(limit)
@@ -52,7 +66,8 @@ def claim_due_feeds(
     ids = [i for i in session.execute(query).scalars().all() if i is not None]
     if not ids:
         return []
-    lease = now + timedelta(seconds=settings.poll_lease_seconds)
+    # Microseconds dropped: the token must survive every backend's timestamp unchanged.
+    lease = (now + timedelta(seconds=settings.poll_lease_seconds)).replace(microsecond=0)
     # Re-check the rule in the UPDATE: on SQLite a concurrent dispatcher may have
     # claimed some of these between our SELECT and this statement.
     result = session.execute(
@@ -61,63 +76,93 @@ def claim_due_feeds(
         .values(lease_until=lease)
         .returning(col(Feed.id))
     )
-    return list(result.scalars().all())
+    token = lease_token(lease)
+    return [Lease(feed_id, token) for feed_id in result.scalars().all()]
 
 
 @dataclass
 class PollResult:
-    outcome: str  # ok, not_modified, unchanged, error, skipped
+    outcome: str  # ok, not_modified, unchanged, error, deferred, skipped
     new_article_ids: list[int] = field(default_factory=list)
     entries_seen: int = 0
     error: str | None = None
 
 
+class LeaseLost(Exception):
+    """The feed was claimed again while this poll ran (its lease had run out): the newer
+    claim's poll owns the feed now, so this one must not write anything."""
+
+
+# Hints from the server (ttl, sy:updatePeriod, max-age, Expires, Retry-After) are obeyed
+# even above the ceiling, up to this bound: a week, against absurd values.
+HINT_CAP = 7 * 86_400
+
+
 def _header_hint(headers: httpx.Headers, now: datetime) -> int | None:
     """Seconds the server asks us not to come back before (max-age, Expires)."""
     hints: list[int] = []
-    for part in headers.get("cache-control", "").split(","):
+    cache_control = headers.get("cache-control", "")
+    for part in cache_control.split(","):
         name, _, value = part.strip().partition("=")
-        if name.lower() in ("max-age", "s-maxage") and value.strip().isdigit():
-            hints.append(int(value.strip()))
+        value = value.strip().strip('"')
+        if name.lower() in ("max-age", "s-maxage") and value.isdigit():
+            hints.append(int(value))
     expires = headers.get("expires")
-    if expires:
+    if expires and "max-age" not in cache_control.lower():  # max-age overrides Expires
         try:
             when = parsedate_to_datetime(expires)
             if when.tzinfo is not None:
                 hints.append(int((when - now).total_seconds()))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError):
             pass
     positive = [h for h in hints if h > 0]
     return max(positive) if positive else None
 
 
 def next_interval(feed: Feed, settings: Settings, *, new_entries: int, failed: bool) -> int:
-    """Adaptive interval: shorter when polls bring news, longer when they don't,
-    exponential backoff on failure; clamped to the floor, ceiling and the feed's hints."""
+    """The adaptive interval: shorter when polls bring news, longer when they don't,
+    exponential backoff on failure (``consecutive_failures`` already counts this one);
+    clamped to the floor and ceiling."""
     floor, ceiling = settings.poll_min_interval, settings.poll_max_interval
     current = feed.poll_interval or settings.poll_initial_interval
     if failed:
-        interval = min(ceiling, floor * 2 ** min(feed.consecutive_failures, 20))
-        interval = max(interval, current)
+        backoff = floor * 2 ** min(max(feed.consecutive_failures - 1, 0), 20)
+        interval = max(current, backoff)
     elif new_entries > 0:
         interval = int(current / (1.5 if new_entries < 5 else 2.0))
     else:
         interval = int(current * 1.25)
-    interval = max(floor, min(ceiling, interval))
-    if feed.min_interval_hint:
-        interval = max(interval, min(feed.min_interval_hint, ceiling))
-    return int(interval)
+    return int(max(floor, min(ceiling, interval)))
+
+
+def poll_delay(feed: Feed, interval: int, *, failed: bool, not_before: float | None) -> float:
+    """Seconds until the next poll (before jitter): the manual override if the feed has
+    one, else the adaptive interval; never sooner than the server allows (ttl,
+    sy:updatePeriod, max-age, Expires, Retry-After), and on failure never sooner than
+    the backoff, override or not."""
+    chosen = float(feed.interval_override or interval)
+    if failed:
+        chosen = max(chosen, float(interval))
+    for hint in (feed.min_interval_hint, not_before):
+        if hint:
+            chosen = max(chosen, min(float(hint), float(HINT_CAP)))
+    return chosen
 
 
 def _schedule(
-    feed: Feed, settings: Settings, now: datetime, interval: int, not_before: float | None = None
+    feed: Feed,
+    settings: Settings,
+    now: datetime,
+    interval: int,
+    *,
+    failed: bool = False,
+    not_before: float | None = None,
 ) -> None:
     feed.poll_interval = interval
-    chosen = feed.interval_override or interval
-    if not_before:
-        chosen = max(chosen, int(not_before))
-    jitter = random.uniform(0, settings.poll_jitter * chosen)
-    feed.next_poll_at = now + timedelta(seconds=chosen + jitter)
+    delay = poll_delay(feed, interval, failed=failed, not_before=not_before)
+    # Jitter: feeds added or polled together drift apart instead of coming due together.
+    jitter = random.uniform(0, settings.poll_jitter * delay)
+    feed.next_poll_at = now + timedelta(seconds=delay + jitter)
     feed.lease_until = None
 
 
@@ -156,21 +201,58 @@ def _record_poll(
     )
 
 
-def poll_feed(
-    session: Session, feed_id: int, http: HttpClient, limiter: HostLimiter, settings: Settings
-) -> PollResult:
-    """Poll one leased feed once. Never commits; a duplicate message (the feed is no
-    longer leased) does nothing."""
-    feed = session.get(Feed, feed_id)
-    if feed is None or feed.lease_until is None:
-        return PollResult(outcome="skipped")
-    now = utcnow()
-    started = time.monotonic()
-    feed.last_attempt_at = now
-    feed.polls_total += 1
-    status: int | None = None
+def _lease_of(token: str) -> datetime | None:
     try:
-        if not robots_allows(session, http, feed.url, settings):
+        when = datetime.fromisoformat(token)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else None
+
+
+def _confirm_lease(session: Session, feed_id: int, lease: datetime) -> None:
+    """Check, and hold until commit, that our claim is still the feed's current one.
+
+    A conditional UPDATE: on PostgreSQL it locks the row and re-reads the newest
+    committed lease; on SQLite it takes the database write lock. Either way no other
+    claim can slip in between this check and our writes."""
+    result = session.execute(
+        update(Feed)
+        .where(col(Feed.id) == feed_id, col(Feed.lease_until) == lease)
+        .values(lease_until=lease)
+        .execution_options(synchronize_session=False)
+    )
+    if int(result.rowcount) != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(f"feed {feed_id}: lease {lease.isoformat()} was replaced")
+
+
+def poll_feed(
+    session: Session,
+    feed_id: int,
+    token: str,
+    http: HttpClient,
+    limiter: HostLimiter,
+    settings: Settings,
+) -> PollResult:
+    """Poll one leased feed once. Never commits.
+
+    ``token`` is the lease token the dispatcher sent with the message. Only the holder
+    of the feed's current, unexpired lease polls: a duplicate or a redelivered older
+    message does nothing (outcome ``skipped``). Raises :class:`LeaseLost` when the feed
+    was claimed again while this poll was on the network; the caller rolls back.
+    """
+    feed = session.get(Feed, feed_id)
+    now = utcnow()
+    lease = _lease_of(token)
+    if feed is None or lease is None or feed.lease_until is None:
+        return PollResult(outcome="skipped")
+    if feed.lease_until != lease or lease <= now:
+        return PollResult(outcome="skipped")
+    url = feed.url
+    started = time.monotonic()
+    status: int | None = None
+    host = host_of(url)
+    try:
+        if not robots_allows(session, http, url, settings):
             raise FetchError("robots.txt disallows this feed", transient=False)
         headers: dict[str, str] = {
             "Accept": "application/rss+xml, application/atom+xml, "
@@ -180,21 +262,35 @@ def poll_feed(
             headers["If-None-Match"] = feed.etag
         if feed.last_modified:
             headers["If-Modified-Since"] = feed.last_modified
-        host = host_of(feed.url)
         with limiter.slot(host):
-            resp = http.get(feed.url, headers)
+            resp = http.get(url, headers)
         status = resp.status
         error = classify_status(resp.status, resp.headers)
         if error is not None:
             if resp.status in (429, 503) and error.retry_after:
                 limiter.back_off(host, error.retry_after)
             raise error
-    except FetchError as exc:
-        result = PollResult(outcome="error", error=exc.reason)
-        _record_failure(feed, settings, now, exc)
-        _record_poll(session, feed, settings, started, now, result, exc.status or status)
+    except RobotsUnavailable as exc:
+        # The host's robots.txt is down: nothing may be fetched there for now (RFC 9309).
+        _confirm_lease(session, feed_id, lease)
+        down = FetchError(str(exc), transient=True, retry_after=exc.retry_after)
+        return _failed(session, feed, settings, started, now, down, None)
+    except HostBusy as exc:
+        # Our own per-host limit (or a host's Retry-After) says not now: come back then,
+        # without counting it against the feed.
+        _confirm_lease(session, feed_id, lease)
+        result = PollResult(outcome="deferred", error=str(exc))
+        feed.next_poll_at = now + timedelta(seconds=exc.retry_after + random.uniform(0, 5))
+        feed.lease_until = None
+        _record_poll(session, feed, settings, started, now, result, None)
         return result
+    except FetchError as exc:
+        _confirm_lease(session, feed_id, lease)
+        return _failed(session, feed, settings, started, now, exc, exc.status or status)
 
+    _confirm_lease(session, feed_id, lease)
+    feed.last_attempt_at = now
+    feed.polls_total += 1
     hint = _header_hint(resp.headers, now)
     feed.last_status = resp.status
     if resp.status == 304:
@@ -206,6 +302,7 @@ def poll_feed(
     feed.last_modified = resp.headers.get("last-modified")
     body_hash = hashlib.sha256(resp.body).hexdigest()
     if body_hash == feed.body_hash:
+        # Same bytes under a fresh ETag: nothing downstream needs to look again.
         result = PollResult(outcome="unchanged")
         _record_success(feed, settings, now, 0, hint)
         _record_poll(session, feed, settings, started, now, result, status)
@@ -214,10 +311,8 @@ def poll_feed(
     parsed = parse_feed(resp.body, resp.headers.get("content-type", ""), resp.url)
     if not parsed.is_feed:
         not_feed = FetchError(parsed.error or "not a feed", transient=False, status=resp.status)
-        result = PollResult(outcome="error", error=not_feed.reason)
-        _record_failure(feed, settings, now, not_feed)
-        _record_poll(session, feed, settings, started, now, result, status)
-        return result
+        feed.polls_total -= 1  # _failed counts the attempt
+        return _failed(session, feed, settings, started, now, not_feed, status)
     feed.body_hash = body_hash
     feed.title = feed.title or parsed.title
     feed.site_url = feed.site_url or parsed.site_url
@@ -228,6 +323,23 @@ def poll_feed(
     )
     _record_success(feed, settings, now, len(new_ids), hint)
     feed.last_error = parsed.error  # ill-formed but usable: keep the complaint visible
+    _record_poll(session, feed, settings, started, now, result, status)
+    return result
+
+
+def _failed(
+    session: Session,
+    feed: Feed,
+    settings: Settings,
+    started: float,
+    now: datetime,
+    exc: FetchError,
+    status: int | None,
+) -> PollResult:
+    feed.last_attempt_at = now
+    feed.polls_total += 1
+    result = PollResult(outcome="error", error=exc.reason)
+    _record_failure(feed, settings, now, exc, status)
     _record_poll(session, feed, settings, started, now, result, status)
     return result
 
@@ -272,9 +384,7 @@ def record_entries(session: Session, feed: Feed, parsed: ParsedFeed, now: dateti
             select(col(Article.url_hash), col(Article.id)).where(
                 col(Article.url_hash).in_(list(rows))
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     sightings = [
         dict(
@@ -305,19 +415,24 @@ def _record_success(
     _schedule(feed, settings, now, interval, not_before=hint)
 
 
-def _record_failure(feed: Feed, settings: Settings, now: datetime, exc: FetchError) -> None:
+def _record_failure(
+    feed: Feed, settings: Settings, now: datetime, exc: FetchError, status: int | None
+) -> None:
+    """Count the failure (transient or permanent), back off, mark the feed failing, and
+    dead after ``feed_dead_after`` failures in a row. A dead feed is still polled, at
+    the backed-off interval, so it comes back by itself when the site does."""
     feed.consecutive_failures += 1
     if exc.transient:
         feed.transient_failures += 1
     else:
         feed.permanent_failures += 1
     feed.last_error = exc.reason
-    feed.last_status = exc.status
+    feed.last_status = status
     if feed.state != FeedState.paused:
         dead = feed.consecutive_failures >= settings.feed_dead_after
         feed.state = FeedState.dead if dead else FeedState.failing
     interval = next_interval(feed, settings, new_entries=0, failed=True)
-    _schedule(feed, settings, now, interval, not_before=exc.retry_after)
+    _schedule(feed, settings, now, interval, failed=True, not_before=exc.retry_after)
 
 
 def make_due(session: Session, feed_ids: list[int] | None) -> int:
@@ -336,13 +451,18 @@ def count_due(session: Session, now: datetime | None = None) -> int:
 
 
 __all__ = [
+    "HINT_CAP",
+    "Lease",
+    "LeaseLost",
     "PollResult",
     "claim_due_feeds",
     "count_due",
     "due",
+    "lease_token",
     "make_due",
     "next_interval",
     "parse_retry_after",
+    "poll_delay",
     "poll_feed",
     "record_entries",
 ]

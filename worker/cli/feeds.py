@@ -1,4 +1,4 @@
-"""`claimwire feeds ...`: add, import, export, list, remove, poll."""
+"""`claimwire feeds ...`: add, import, export, list, set, discover, remove, poll."""
 
 from __future__ import annotations
 
@@ -105,20 +105,128 @@ def feeds_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")
             sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
         return
     table = Table(
-        "id", "state", "url", "last success", "fails", "new/day", "next poll", "last error"
+        "id",
+        "state",
+        "url",
+        "last attempt",
+        "last success",
+        "last new entry",
+        "fails",
+        "HTTP",
+        "new/day",
+        "interval",
+        "next poll",
+        "last error",
     )
+
+    def when(v: object) -> str:
+        return str(v)[:16].replace("T", " ") if v else "-"
+
     for r in rows:
+        state = str(r["state"])
         table.add_row(
             str(r["id"]),
-            str(r["state"]),
+            f"[bold red]{state}[/]" if state == "dead" else state,
             str(r["url"]),
-            str(r["last_success_at"] or "-")[:19],
+            when(r["last_attempt_at"]),
+            when(r["last_success_at"]),
+            when(r["last_new_entry_at"]),
             str(r["consecutive_failures"]),
+            str(r["last_status"] or "-"),
             str(r["new_entries_per_day"]),
-            str(r["next_poll_at"])[:19],
+            _duration(r["interval_override"] or r["poll_interval"])
+            + ("*" if r["interval_override"] else ""),
+            when(r["next_poll_at"]),
             str(r["last_error"] or "")[:60],
         )
     out.print(table)
+    if any(r["interval_override"] for r in rows):
+        out.print("* interval set by hand (`claimwire feeds set ID --interval auto` to undo)")
+
+
+def _duration(value: object) -> str:
+    seconds = int(str(value)) if str(value).isdigit() else 0
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@feeds_app.command("set")
+def feeds_set(
+    ref: str = typer.Argument(..., help="Feed id or URL."),
+    interval: str | None = typer.Option(
+        None, "--interval", help="Fixed poll interval (900, 15m, 2h, 1d) or 'auto' (adaptive)."
+    ),
+    pause: bool = typer.Option(False, "--pause", help="Stop polling the feed."),
+    resume: bool = typer.Option(False, "--resume", help="Poll a paused feed again."),
+) -> None:
+    """Change one feed: a manual poll interval, or pause/resume it."""
+    from worker.db import unit_of_work
+    from worker.feeds import FeedNotFound, find_feed, parse_interval, set_interval, set_paused
+
+    if interval is None and not pause and not resume:
+        raise UserError("nothing to change: give --interval, --pause or --resume")
+    if pause and resume:
+        raise UserError("--pause and --resume contradict each other")
+    try:
+        seconds = parse_interval(interval) if interval is not None else None
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    _db()
+    try:
+        with unit_of_work() as s:
+            feed = find_feed(s, ref)
+            if interval is not None:
+                set_interval(s, feed, seconds)
+            if pause or resume:
+                set_paused(s, feed, pause)
+            url, state = feed.url, feed.state
+    except FeedNotFound as exc:
+        raise UserError(str(exc)) from exc
+    if interval is not None:
+        shown = "adaptive" if seconds is None else f"every {_duration(seconds)}"
+        out.print(f"{url}: polled {shown}")
+    if pause or resume:
+        out.print(f"{url}: {state}")
+
+
+@feeds_app.command("discover")
+def feeds_discover(
+    site_url: str = typer.Argument(..., help="A site's address (or a feed's)."),
+    add: bool = typer.Option(False, "--add", help="Add the feeds found."),
+) -> None:
+    """Find a site's feeds (<link rel=alternate>, feed links, common paths)."""
+    from worker import runtime
+    from worker.db import unit_of_work
+    from worker.feeds import add_feeds, discover_feeds
+    from worker.http import FetchError
+    from worker.politeness import HostBusy
+    from worker.urls import InvalidURL
+
+    settings = _db()
+    try:
+        with unit_of_work() as s:
+            found = discover_feeds(
+                s, runtime.http_client(settings), runtime.host_limiter(settings), site_url, settings
+            )
+            result = add_feeds(s, [(f.url, f.title, []) for f in found], settings) if add else None
+    except InvalidURL as exc:
+        raise UserError(str(exc)) from exc
+    except FetchError as exc:
+        raise UserError(f"cannot fetch {site_url}: {exc.reason}") from exc
+    except HostBusy as exc:
+        raise UserError(f"cannot fetch {site_url} now: {exc}") from exc
+    if not found:
+        err.print(f"no feed found at {site_url}")
+        raise typer.Exit(1)
+    for f in found:
+        out.print(f"{f.url}  ({f.title or 'untitled'}, {f.entries} entries, by {f.found_by})")
+    if result is not None:
+        for u in result.added:
+            out.print(f"added {u}")
+        for u in result.existing:
+            out.print(f"already present: {u}")
 
 
 @feeds_app.command("remove")

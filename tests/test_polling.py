@@ -1,0 +1,629 @@
+"""Feed polling against a real local HTTP server and a real database: conditional GET,
+the body-hash skip, the adaptive interval and the server's hints, Retry-After,
+tracking-parameter duplicates across feeds, failures and dead feeds, the lease token
+that fences off redelivered poll messages, and the dispatcher under concurrency."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import select
+
+from schemas.models import Article, Feed, FeedPoll, FeedState, Sighting
+from schemas.types import utcnow
+from tests.support.content import BASE_DAY, rss
+from tests.support.server import Reply
+from worker.db import init_db, unit_of_work
+from worker.feeds import add_feeds, set_interval
+from worker.http import HttpClient
+from worker.politeness import HostBusy, LocalHostLimiter
+from worker.polling import (
+    HINT_CAP,
+    Lease,
+    LeaseLost,
+    PollResult,
+    claim_due_feeds,
+    make_due,
+    next_interval,
+    poll_feed,
+)
+from worker.settings import Settings
+
+RSS = "application/rss+xml"
+
+
+class Poller:
+    """One database, one HTTP client and one limiter; claims and polls like a worker."""
+
+    def __init__(self, settings: Settings) -> None:
+        init_db(settings)
+        self.settings = settings
+        self.http = HttpClient(settings)
+        self.limiter = LocalHostLimiter(settings, max_wait=2.0)
+        self.held: dict[int, Lease] = {}
+
+    def add(self, *urls: str, tags: list[str] | None = None) -> list[int]:
+        with unit_of_work() as s:
+            add_feeds(s, [(u, None, tags or []) for u in urls], self.settings)
+        with unit_of_work() as s:
+            return [self.feed_by_url(s, u).id or 0 for u in urls]
+
+    @staticmethod
+    def feed_by_url(s: Any, url: str) -> Feed:
+        feed = s.exec(select(Feed).where(Feed.url == url)).first()
+        assert feed is not None, url
+        return feed
+
+    def claim(self, now: datetime | None = None) -> list[Lease]:
+        with unit_of_work() as s:
+            return claim_due_feeds(s, self.settings, now=now)
+
+    def poll(self, lease: Lease) -> PollResult:
+        with unit_of_work() as s:
+            return poll_feed(s, lease.feed_id, lease.token, self.http, self.limiter, self.settings)
+
+    def poll_now(self, feed_id: int) -> PollResult:
+        """Make the feed due, claim it and poll it once."""
+        with unit_of_work() as s:
+            make_due(s, [feed_id])
+        for lease in self.claim():  # other due feeds stay leased to us until polled
+            self.held[lease.feed_id] = lease
+        return self.poll(self.held.pop(feed_id))
+
+    def feed(self, feed_id: int) -> Feed:
+        with unit_of_work() as s:
+            feed = s.get(Feed, feed_id)
+            assert feed is not None
+            return feed
+
+    def count(self, model: Any) -> int:
+        with unit_of_work() as s:
+            return int(s.exec(select(func.count()).select_from(model)).one())
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture()
+def poller(configure: Any) -> Any:
+    made: list[Poller] = []
+
+    def make(**overrides: Any) -> Poller:
+        p = Poller(configure(**overrides))
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def items(server: Any, n: int, prefix: str = "/news", start: int = 0) -> list[Any]:
+    return [
+        (server.url(f"{prefix}/story-{i}"), f"Story {i}", BASE_DAY + timedelta(hours=i))
+        for i in range(start, start + n)
+    ]
+
+
+def rss_with(extra_channel: str, entries: list[Any]) -> bytes:
+    body = rss("http://example.invalid/", entries).decode()
+    return body.replace("<description>", extra_channel + "<description>", 1).encode()
+
+
+# ------------------------------------------------------------------ conditional GET
+
+
+def test_conditional_get_sends_validators_and_304_costs_nothing(poller: Any, server: Any) -> None:
+    p = poller()
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), items(server, 3)),
+        content_type=RSS,
+        headers={"ETag": '"v1"', "Last-Modified": "Mon, 02 Mar 2026 09:00:00 GMT"},
+    )
+    (fid,) = p.add(server.url("/feed.xml"))
+    first = p.poll_now(fid)
+    assert first.outcome == "ok" and len(first.new_article_ids) == 3
+
+    second = p.poll_now(fid)
+    assert second.outcome == "not_modified"
+    assert second.new_article_ids == []
+    path, headers = server.requests[-1]
+    assert path == "/feed.xml"
+    assert headers.get("If-None-Match") == '"v1"'
+    assert headers.get("If-Modified-Since") == "Mon, 02 Mar 2026 09:00:00 GMT"
+    assert server.hits["304:/feed.xml"] == 1
+    feed = p.feed(fid)
+    assert feed.last_status == 304 and feed.consecutive_failures == 0
+    assert p.count(Article) == 3
+
+
+def test_same_bytes_under_a_fresh_etag_are_skipped_by_the_body_hash(
+    poller: Any, server: Any
+) -> None:
+    p = poller()
+    body = rss(server.url("/"), items(server, 2))
+    served = {"n": 0}
+
+    def fresh_etag(_: Any) -> Reply:
+        served["n"] += 1
+        return Reply(body=body, content_type=RSS, headers={"ETag": f'"gen-{served["n"]}"'})
+
+    server.routes["/feed.xml"] = fresh_etag
+    (fid,) = p.add(server.url("/feed.xml"))
+    assert p.poll_now(fid).outcome == "ok"
+    sightings = p.count(Sighting)
+    again = p.poll_now(fid)
+    assert served["n"] == 2  # the server did send the whole body again...
+    assert again.outcome == "unchanged"  # ...but nothing downstream looked at it
+    assert again.entries_seen == 0 and again.new_article_ids == []
+    assert p.count(Sighting) == sightings
+    assert p.feed(fid).etag == '"gen-2"'  # the newest validator is kept for next time
+
+    # A real change is noticed despite the skip.
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), items(server, 3)), content_type=RSS
+    )
+    changed = p.poll_now(fid)
+    assert changed.outcome == "ok" and len(changed.new_article_ids) == 1
+
+
+# ---------------------------------------------------------- interval and the hints
+
+
+def test_interval_shortens_with_news_lengthens_without_and_stays_clamped(
+    poller: Any, server: Any
+) -> None:
+    p = poller(POLL_MIN_INTERVAL=600, POLL_MAX_INTERVAL=7200, POLL_INITIAL_INTERVAL=3600)
+    entries = items(server, 2)
+    server.routes["/feed.xml"] = lambda _: Reply(
+        body=rss(server.url("/"), entries), content_type=RSS
+    )
+    (fid,) = p.add(server.url("/feed.xml"))
+    assert p.poll_now(fid).outcome == "ok"
+    after_news = p.feed(fid).poll_interval
+    assert after_news < 3600
+
+    entries.extend(items(server, 1, start=2))  # one new entry: shorter still
+    p.poll_now(fid)
+    assert p.feed(fid).poll_interval < after_news
+
+    intervals = []
+    for _ in range(12):  # nothing new: longer each time, up to the ceiling
+        assert p.poll_now(fid).outcome == "unchanged"
+        intervals.append(p.feed(fid).poll_interval)
+    assert intervals == sorted(intervals)
+    assert intervals[0] > after_news * 0.5
+    assert intervals[-1] == 7200
+
+    for _ in range(10):  # lots of news: down to the floor, never below
+        entries.extend(items(server, 6, start=len(entries)))
+        p.poll_now(fid)
+    assert p.feed(fid).poll_interval == 600
+
+
+def test_next_poll_time_is_the_interval_plus_bounded_jitter(poller: Any, server: Any) -> None:
+    p = poller(POLL_JITTER="0.2")
+    for i in range(20):
+        server.routes[f"/f{i}.xml"] = Reply(
+            body=rss(server.url("/"), items(server, 1, prefix=f"/s{i}")), content_type=RSS
+        )
+    ids = p.add(*[server.url(f"/f{i}.xml") for i in range(20)])
+    leases = p.claim()
+    assert sorted(le.feed_id for le in leases) == sorted(ids)
+    before = utcnow()
+    for lease in leases:
+        p.poll(lease)
+    after = utcnow()
+    delays = []
+    for fid in ids:
+        feed = p.feed(fid)
+        assert feed.next_poll_at >= before + timedelta(seconds=feed.poll_interval)
+        assert feed.next_poll_at <= after + timedelta(seconds=feed.poll_interval * 1.2)
+        delays.append(feed.next_poll_at)
+    assert len(set(delays)) == len(delays)  # spread out, not one instant
+
+
+def test_many_feeds_added_at_once_are_spread_over_time(poller: Any) -> None:
+    p = poller()
+    urls = [f"https://site{i}.example/feed.xml" for i in range(400)]
+    before = utcnow()
+    p.add(*urls[:200])
+    p.add(*urls[200:])
+    with unit_of_work() as s:
+        due = [f.next_poll_at for f in s.exec(select(Feed)).all()]
+    assert len(due) == 400
+    assert all(before <= d <= before + timedelta(seconds=61) for d in due)
+    # Not all in one second: they come due across a range of seconds.
+    assert len({int(d.timestamp()) for d in due}) >= 2
+    assert max(due) - min(due) >= timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("channel", "headers", "at_least"),
+    [
+        ("<ttl>300</ttl>", {}, 300 * 60),  # RSS ttl, minutes
+        (
+            "<sy:updatePeriod>daily</sy:updatePeriod><sy:updateFrequency>2</sy:updateFrequency>",
+            {},
+            43_200,
+        ),
+        ("", {"Cache-Control": "public, max-age=20000"}, 20_000),
+        ("", {"Expires": "+30000"}, 30_000),
+    ],
+    ids=["ttl", "sy-updatePeriod", "max-age", "expires"],
+)
+def test_the_server_hints_are_never_undercut(
+    poller: Any, server: Any, channel: str, headers: dict[str, str], at_least: int
+) -> None:
+    p = poller(POLL_MIN_INTERVAL=600, POLL_INITIAL_INTERVAL=3600, POLL_JITTER=0)
+    if headers.get("Expires") == "+30000":
+        headers = {"Expires": format_datetime(utcnow() + timedelta(seconds=30_000), usegmt=True)}
+    body = rss_with(channel, items(server, 3))
+    if "sy:" in channel:
+        body = body.replace(
+            b'<rss version="2.0">',
+            b'<rss version="2.0" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/">',
+        )
+    server.routes["/feed.xml"] = Reply(body=body, content_type=RSS, headers=headers)
+    (fid,) = p.add(server.url("/feed.xml"))
+    before = utcnow()
+    assert p.poll_now(fid).outcome == "ok"
+    feed = p.feed(fid)
+    assert feed.poll_interval < at_least  # the adaptive interval alone would be sooner
+    # (Expires has whole seconds only: allow two.)
+    assert feed.next_poll_at >= before + timedelta(seconds=at_least - 2)
+    assert feed.next_poll_at <= utcnow() + timedelta(seconds=at_least + 1)
+
+
+def test_a_manual_interval_overrides_the_adaptive_one_but_not_the_server(
+    poller: Any, server: Any
+) -> None:
+    p = poller(POLL_JITTER=0)
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), items(server, 2)), content_type=RSS
+    )
+    (fid,) = p.add(server.url("/feed.xml"))
+    with unit_of_work() as s:
+        feed = s.get(Feed, fid)
+        assert feed is not None
+        set_interval(s, feed, 120)
+    before = utcnow()
+    p.poll_now(fid)
+    feed = p.feed(fid)
+    assert feed.interval_override == 120
+    assert before + timedelta(seconds=119) <= feed.next_poll_at
+    assert feed.next_poll_at <= utcnow() + timedelta(seconds=121)
+
+    # The server's max-age still wins over the operator's wish.
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), items(server, 3)),
+        content_type=RSS,
+        headers={"Cache-Control": "max-age=5000"},
+    )
+    p.poll_now(fid)
+    assert p.feed(fid).next_poll_at >= utcnow() + timedelta(seconds=4990)
+
+    with unit_of_work() as s:
+        feed = s.get(Feed, fid)
+        assert feed is not None
+        set_interval(s, feed, None)
+    assert p.feed(fid).interval_override is None
+
+
+# -------------------------------------------------------------------- Retry-After
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+def test_retry_after_on_429_backs_off_the_feed_and_its_host(
+    poller: Any, server: Any, form: str
+) -> None:
+    p = poller(POLL_MIN_INTERVAL=60, POLL_JITTER=0)
+    value = (
+        "7200"
+        if form == "seconds"
+        else format_datetime(utcnow() + timedelta(seconds=7200), usegmt=True)
+    )
+    server.routes["/feed.xml"] = Reply(429, b"slow down", headers={"Retry-After": value})
+    (fid,) = p.add(server.url("/feed.xml"))
+    before = utcnow()
+    result = p.poll_now(fid)
+    assert result.outcome == "error" and result.error == "HTTP 429"
+    feed = p.feed(fid)
+    assert feed.next_poll_at >= before + timedelta(seconds=7190)
+    assert feed.transient_failures == 1 and feed.permanent_failures == 0
+    assert feed.last_status == 429 and feed.state == FeedState.failing
+    # The whole host is backed off, for every feed and page on it.
+    with pytest.raises(HostBusy) as busy, p.limiter.slot("127.0.0.1"):
+        pass
+    assert busy.value.retry_after > 7000
+
+
+def test_an_absurd_retry_after_is_capped(poller: Any, server: Any) -> None:
+    p = poller(POLL_JITTER=0)
+    server.routes["/feed.xml"] = Reply(503, b"", headers={"Retry-After": "999999999"})
+    (fid,) = p.add(server.url("/feed.xml"))
+    p.poll_now(fid)
+    due_in = (p.feed(fid).next_poll_at - utcnow()).total_seconds()
+    assert HINT_CAP - 60 <= due_in <= HINT_CAP
+
+
+def test_a_busy_host_defers_the_poll_without_counting_a_failure(poller: Any, server: Any) -> None:
+    p = poller()
+    server.routes["/feed.xml"] = Reply(body=rss(server.url("/"), items(server, 1)))
+    (fid,) = p.add(server.url("/feed.xml"))
+    p.limiter.back_off("127.0.0.1", 90)
+    result = p.poll_now(fid)
+    assert result.outcome == "deferred"
+    feed = p.feed(fid)
+    assert server.hits["/feed.xml"] == 0
+    assert feed.consecutive_failures == 0 and feed.state == FeedState.active
+    assert feed.lease_until is None  # released: due again once the host is free
+    assert timedelta(seconds=80) < feed.next_poll_at - utcnow() < timedelta(seconds=100)
+
+
+# ---------------------------------------------------------------- canonical URLs
+
+
+def test_tracking_duplicates_across_feeds_are_one_article_with_two_sightings(
+    poller: Any, server: Any
+) -> None:
+    p = poller()
+    canonical = "https://news.example.org/world/story?id=7&page=2"
+    a = [
+        (
+            "https://News.Example.org:443/world/story?page=2&id=7&utm_source=rss&utm_medium=feed",
+            "Story",
+            BASE_DAY,
+        ),
+        ("https://news.example.org/world/other#comments", "Other", BASE_DAY),
+    ]
+    b = [
+        (
+            "https://news.example.org/world/story?fbclid=XYZ&id=7&gclid=1&page=2#top",
+            "Story",
+            BASE_DAY,
+        ),
+    ]
+    server.routes["/a.xml"] = Reply(body=rss(server.url("/"), a), content_type=RSS)
+    server.routes["/b.xml"] = Reply(body=rss(server.url("/"), b), content_type=RSS)
+    fa, fb = p.add(server.url("/a.xml"), server.url("/b.xml"))
+    ra = p.poll_now(fa)
+    rb = p.poll_now(fb)
+    assert len(ra.new_article_ids) == 2
+    assert rb.new_article_ids == []  # already known: not queued for fetching again
+    assert rb.entries_seen == 1
+    with unit_of_work() as s:
+        story = s.exec(select(Article).where(Article.url == canonical)).one()
+        sightings = s.exec(select(Sighting).where(Sighting.article_id == story.id)).all()
+    assert sorted(x.feed_id for x in sightings) == sorted([fa, fb])
+    assert {x.entry_url for x in sightings} == {a[0][0], b[0][0]}  # as each feed wrote it
+    assert p.count(Article) == 2
+
+
+# ------------------------------------------------------------- failures and health
+
+
+def test_failing_feed_backs_off_then_is_marked_dead_but_not_forgotten(
+    poller: Any, server: Any
+) -> None:
+    p = poller(FEED_DEAD_AFTER=3, POLL_MIN_INTERVAL=600, POLL_INITIAL_INTERVAL=600, POLL_JITTER=0)
+    server.routes["/feed.xml"] = Reply(500, b"oops")
+    (fid,) = p.add(server.url("/feed.xml"))
+    delays = []
+    for expected_state in (FeedState.failing, FeedState.failing, FeedState.dead):
+        before = utcnow()
+        result = p.poll_now(fid)
+        assert result.outcome == "error"
+        feed = p.feed(fid)
+        assert feed.state == expected_state
+        delays.append((feed.next_poll_at - before).total_seconds())
+    feed = p.feed(fid)
+    assert feed.consecutive_failures == 3 and feed.transient_failures == 3
+    assert feed.last_error == "HTTP 500" and feed.last_status == 500
+    assert [round(d) for d in delays] == [600, 1200, 2400]  # less and less often...
+    assert feed.next_poll_at > utcnow()  # ...but still scheduled: a dead feed is retried
+    with unit_of_work() as s:
+        polls = s.exec(select(FeedPoll).where(FeedPoll.feed_id == fid)).all()
+    assert [x.http_status for x in polls] == [500, 500, 500]
+
+    # A permanent error is counted apart.
+    server.routes["/feed.xml"] = Reply(404, b"gone")
+    p.poll_now(fid)
+    assert p.feed(fid).permanent_failures == 1
+
+    # When the site comes back, so does the feed.
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), items(server, 2)), content_type=RSS
+    )
+    assert p.poll_now(fid).outcome == "ok"
+    feed = p.feed(fid)
+    assert feed.state == FeedState.active and feed.consecutive_failures == 0
+    assert feed.last_error is None and feed.last_new_entry_at is not None
+
+
+def test_a_page_that_is_not_a_feed_is_a_permanent_failure(poller: Any, server: Any) -> None:
+    p = poller()
+    server.routes["/news"] = Reply(body=b"<html><body><p>Hello</p></body></html>")
+    (fid,) = p.add(server.url("/news"))
+    result = p.poll_now(fid)
+    assert result.outcome == "error" and "not a feed" in (result.error or "")
+    feed = p.feed(fid)
+    assert feed.permanent_failures == 1 and feed.polls_total == 1
+    assert p.count(Article) == 0
+
+
+def test_an_ill_formed_feed_gives_its_entries_and_keeps_the_complaint(
+    poller: Any, server: Any
+) -> None:
+    p = poller()
+    body = rss(server.url("/"), items(server, 3)).replace(b"Story 1", b"Story & 1 <b>")
+    server.routes["/feed.xml"] = Reply(body=body, content_type=RSS)
+    (fid,) = p.add(server.url("/feed.xml"))
+    result = p.poll_now(fid)
+    assert result.outcome == "ok" and len(result.new_article_ids) == 3
+    feed = p.feed(fid)
+    assert feed.state == FeedState.active and feed.consecutive_failures == 0
+    assert feed.last_error and "SAXParseException" in feed.last_error
+
+
+def test_poll_history_is_bounded(poller: Any, server: Any) -> None:
+    p = poller(POLL_HISTORY_SIZE=3)
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), items(server, 1)), content_type=RSS, headers={"ETag": '"x"'}
+    )
+    (fid,) = p.add(server.url("/feed.xml"))
+    for _ in range(5):
+        p.poll_now(fid)
+    with unit_of_work() as s:
+        polls = s.exec(
+            select(FeedPoll).where(FeedPoll.feed_id == fid).order_by(FeedPoll.id)  # type: ignore[arg-type]
+        ).all()
+    assert len(polls) == 3
+    assert [x.outcome for x in polls] == ["not_modified"] * 3
+    assert all(x.entries_new == 0 for x in polls)
+
+
+def test_a_gzip_file_served_as_such_is_read(poller: Any, server: Any) -> None:
+    import gzip
+
+    p = poller()
+    server.routes["/feed.xml.gz"] = Reply(
+        body=gzip.compress(rss(server.url("/"), items(server, 4))),
+        content_type="application/x-gzip",
+    )
+    (fid,) = p.add(server.url("/feed.xml.gz"))
+    assert len(p.poll_now(fid).new_article_ids) == 4
+
+
+# ----------------------------------------------------------------- leases (fencing)
+
+
+def test_only_the_holder_of_the_current_lease_polls(poller: Any, server: Any) -> None:
+    p = poller(POLL_LEASE_SECONDS=900)
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), items(server, 2)), content_type=RSS
+    )
+    (fid,) = p.add(server.url("/feed.xml"))
+    (old,) = p.claim()
+    # The first poll message is lost in the broker; its lease runs out and the
+    # dispatcher hands the feed out again.
+    assert p.claim() == []  # not while the lease runs
+    (new,) = p.claim(now=utcnow() + timedelta(seconds=901))
+    assert new.feed_id == old.feed_id == fid and new.token != old.token
+
+    # The old message is redelivered now: it must not poll.
+    assert p.poll(old).outcome == "skipped"
+    assert server.hits["/feed.xml"] == 0
+    assert p.poll(Lease(fid, "not a token")).outcome == "skipped"
+    # The current holder polls, once; its duplicate does nothing.
+    assert p.poll(new).outcome == "ok"
+    assert p.poll(new).outcome == "skipped"
+    assert server.hits["/feed.xml"] == 1
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_a_poll_whose_feed_was_claimed_again_meanwhile_writes_nothing(
+    poller: Any, server: Any, db: str, request: pytest.FixtureRequest
+) -> None:
+    extra = {"DATABASE_URL": request.getfixturevalue("pg_url")} if db == "postgresql" else {}
+    p = poller(RESPECT_ROBOTS="false", **extra)
+    body = rss(server.url("/"), items(server, 2))
+    state: dict[str, Any] = {}
+
+    def slow_feed(_: Any) -> Reply:
+        # While this poll is on the network, its lease runs out and another
+        # dispatcher claims the feed again.
+        state["second"] = p.claim(now=utcnow() + timedelta(seconds=1000))
+        return Reply(body=body, content_type=RSS)
+
+    server.routes["/feed.xml"] = slow_feed
+    (fid,) = p.add(server.url("/feed.xml"))
+    (first,) = p.claim()
+    with pytest.raises(LeaseLost):
+        p.poll(first)
+    (second,) = state["second"]
+    feed = p.feed(fid)
+    assert feed.lease_until is not None and feed.lease_until.isoformat() == second.token
+    assert feed.polls_total == 0 and p.count(Article) == 0 and p.count(FeedPoll) == 0
+
+    server.routes["/feed.xml"] = Reply(body=body, content_type=RSS)
+    assert p.poll(second).outcome == "ok"
+    assert p.count(Article) == 2
+
+
+def test_the_task_ignores_messages_without_a_current_lease(poller: Any, server: Any) -> None:
+    from tasks.polling import poll_feed as poll_task
+
+    p = poller()
+    server.routes["/feed.xml"] = Reply(body=rss(server.url("/"), []), content_type=RSS)
+    (fid,) = p.add(server.url("/feed.xml"))
+    (lease,) = p.claim()
+    assert poll_task(fid) == 0  # a message from before lease tokens existed
+    assert poll_task(fid, "2020-01-01T00:00:00+00:00") == 0
+    assert server.hits["/feed.xml"] == 0
+    assert p.feed(fid).lease_until is not None  # the holder's lease is untouched
+    assert poll_task(fid, lease.token) == 0  # the holder polls (an empty feed)
+    assert server.hits["/feed.xml"] == 1 and p.feed(fid).lease_until is None
+
+
+def test_concurrent_dispatchers_never_hand_out_a_feed_twice(poller: Any, pg_url: str) -> None:
+    p = poller(DATABASE_URL=pg_url, DISPATCH_BATCH_SIZE=37)
+    p.add(*[f"https://host{i % 50}.example/feed{i}.xml" for i in range(600)])
+    got: list[list[Lease]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(6)
+
+    def dispatcher() -> None:
+        barrier.wait()
+        mine: list[Lease] = []
+        while True:
+            batch = p.claim(now=utcnow() + timedelta(seconds=120))
+            if not batch:
+                break
+            assert len(batch) <= 37
+            mine.extend(batch)
+        with lock:
+            got.append(mine)
+
+    threads = [threading.Thread(target=dispatcher) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    claimed = [le.feed_id for mine in got for le in mine]
+    assert len(claimed) == 600 and len(set(claimed)) == 600
+    assert sum(1 for mine in got if mine) >= 2  # they did run side by side
+
+
+# -------------------------------------------------------------- the due rule itself
+
+
+def test_next_interval_backs_off_exponentially_on_failure(configure: Any) -> None:
+    settings = configure(POLL_MIN_INTERVAL=600, POLL_MAX_INTERVAL=86400)
+    feed = Feed(url="https://x.example/f", poll_interval=600)
+    seen = []
+    for failures in range(1, 12):
+        feed.consecutive_failures = failures
+        feed.poll_interval = next_interval(feed, settings, new_entries=0, failed=True)
+        seen.append(feed.poll_interval)
+    assert seen[:4] == [600, 1200, 2400, 4800]
+    assert seen[-1] == 86400 and seen == sorted(seen)
+
+
+def test_paused_and_leased_feeds_are_not_due(poller: Any) -> None:
+    p = poller()
+    ids = p.add("https://a.example/f", "https://b.example/f", "https://c.example/f")
+    with unit_of_work() as s:
+        paused = s.get(Feed, ids[0])
+        assert paused is not None
+        paused.state = FeedState.paused
+    first = p.claim()
+    assert sorted(le.feed_id for le in first) == sorted(ids[1:])
+    assert p.claim() == []
+    later = datetime.now(UTC) + timedelta(days=2)  # leases expired, feeds due again
+    assert sorted(le.feed_id for le in p.claim(now=later)) == sorted(ids[1:])
