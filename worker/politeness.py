@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import redis
@@ -57,6 +57,19 @@ class RobotsUnavailable(HostBusy):
         self.why = why
 
 
+# Origins whose robots.txt just failed, in this process: (when, status). The database
+# row would say the same, but a caller that lets RobotsUnavailable propagate rolls its
+# transaction back, and the many items of one host must not each ask again.
+_robots_down: dict[str, tuple[datetime, int | None]] = {}
+_robots_down_lock = threading.Lock()
+
+
+def forget_robots_failures() -> None:
+    """Forget the in-process memory of failed robots.txt downloads (tests)."""
+    with _robots_down_lock:
+        _robots_down.clear()
+
+
 def _unreachable(status: int | None) -> bool:
     """RFC 9309: a 5xx (and, like Google, a 429) or no answer at all means unreachable."""
     return status is None or status == 429 or status >= 500
@@ -77,8 +90,22 @@ def robots_allows(session: Session, http: HttpClient, url: str, settings: Settin
     ttl = settings.robots_cache_ttl
     if row is not None and _unreachable(row.status):
         ttl = min(ttl, ROBOTS_ERROR_TTL)
+    with _robots_down_lock:
+        down = _robots_down.get(origin)
+    recent = down is not None and (now - down[0]).total_seconds() < ROBOTS_ERROR_TTL
+    if down is not None and recent:
+        stale = row is None or age is None or age > ttl or row.fetched_at < down[0]
+        if stale:
+            why = f"HTTP {down[1]}" if down[1] else "unreachable"
+            retry = ROBOTS_ERROR_TTL - (now - down[0]).total_seconds()
+            raise RobotsUnavailable(host_of(url), max(1.0, retry), why)
     if row is None or age is None or age > ttl:
         status, body = _download_robots(http, origin)
+        with _robots_down_lock:
+            if _unreachable(status) and (row is None or _unreachable(row.status)):
+                _robots_down[origin] = (now, status)
+            else:
+                _robots_down.pop(origin, None)
         values: dict[str, object] = {"origin": origin, "fetched_at": now, "status": status}
         values["body"] = body
         if _unreachable(status) and row is not None and not _unreachable(row.status):

@@ -1,0 +1,297 @@
+"""Politeness shared by polling and fetching: robots.txt (protego, cached per origin,
+RFC 9309 for unreachable files) and the per-host limits, Redis-backed with a real
+Redis and in-process, under real concurrency."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+from sqlmodel import select
+
+from schemas.models import RobotsTxt
+from tests.support.server import LocalServer, Reply
+from worker.db import init_db, unit_of_work
+from worker.http import HttpClient
+from worker.politeness import (
+    ROBOTS_ERROR_TTL,
+    HostBusy,
+    LocalHostLimiter,
+    RedisHostLimiter,
+    RobotsUnavailable,
+    forget_robots_failures,
+    robots_allows,
+)
+from worker.settings import Settings
+
+ROBOTS = b"User-agent: *\nDisallow: /private/\n\nUser-agent: claimwire\nDisallow: /no-bots/\n"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_robots_memory() -> None:
+    forget_robots_failures()
+
+
+@pytest.fixture()
+def robots(configure: Any) -> Any:
+    settings = configure()
+    init_db(settings)
+    http = HttpClient(settings)
+
+    def allows(url: str, s: Settings = settings) -> bool:
+        with unit_of_work() as session:
+            return robots_allows(session, http, url, s)
+
+    yield allows
+    http.close()
+
+
+def _age_robots_cache(seconds: float) -> None:
+    """As if ``seconds`` had passed for the robots.txt cache."""
+    forget_robots_failures()
+    with unit_of_work() as session:
+        for row in session.exec(select(RobotsTxt)).all():
+            row.fetched_at = row.fetched_at - timedelta(seconds=seconds)
+
+
+def test_robots_rules_are_followed_for_our_agent_and_cached(robots: Any, server: Any) -> None:
+    server.routes["/robots.txt"] = Reply(body=ROBOTS, content_type="text/plain")
+    assert robots(server.url("/news/a")) is True
+    assert robots(server.url("/no-bots/feed.xml")) is False  # our group
+    # The claimwire group replaces the * group for us (RFC 9309 2.2.1).
+    assert robots(server.url("/private/x")) is True
+    assert server.hits["/robots.txt"] == 1  # one download, then the cache
+
+
+def test_robots_cache_expires_after_its_ttl(configure: Any, server: Any) -> None:
+    settings = configure(ROBOTS_CACHE_TTL=3600)
+    init_db(settings)
+    http = HttpClient(settings)
+    server.routes["/robots.txt"] = Reply(body=b"User-agent: *\nDisallow:\n")
+    with unit_of_work() as s:
+        assert robots_allows(s, http, server.url("/feed.xml"), settings)
+    server.routes["/robots.txt"] = Reply(body=b"User-agent: *\nDisallow: /\n")
+    with unit_of_work() as s:
+        assert robots_allows(s, http, server.url("/feed.xml"), settings)  # still cached
+    _age_robots_cache(3601)
+    with unit_of_work() as s:
+        assert not robots_allows(s, http, server.url("/feed.xml"), settings)
+    assert server.hits["/robots.txt"] == 2
+    http.close()
+
+
+def test_missing_robots_allows_and_forbidden_robots_disallows(robots: Any, server: Any) -> None:
+    assert robots(server.url("/anything")) is True  # 404: no rules
+    other = LocalServer().start()
+    try:
+        other.routes["/robots.txt"] = Reply(403, b"no")
+        assert robots(other.url("/x")) is False  # a site closed to robots (deliberate)
+    finally:
+        other.stop()
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_robots_server_error_is_a_temporary_complete_disallow(
+    robots: Any, server: Any, status: int
+) -> None:
+    server.routes["/robots.txt"] = Reply(status, b"down")
+    with pytest.raises(RobotsUnavailable) as first:
+        robots(server.url("/news/a"))
+    assert isinstance(first.value, HostBusy)  # callers retry later, uncounted
+    assert 0 < first.value.retry_after <= ROBOTS_ERROR_TTL
+    with pytest.raises(RobotsUnavailable):  # remembered, not asked again at once
+        robots(server.url("/news/b"))
+    assert server.hits["/robots.txt"] == 1
+    # Once the short error TTL is over, it is asked again; now it works.
+    server.routes["/robots.txt"] = Reply(body=b"User-agent: *\nDisallow: /b\n")
+    _age_robots_cache(ROBOTS_ERROR_TTL + 1)
+    assert robots(server.url("/news/a")) is True
+    assert robots(server.url("/b")) is False
+    assert server.hits["/robots.txt"] == 2
+
+
+def test_unreachable_robots_is_a_temporary_complete_disallow(robots: Any) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(RobotsUnavailable, match="unreachable"):
+        robots(f"http://127.0.0.1:{port}/feed.xml")
+
+
+def test_an_outage_keeps_the_last_good_copy_in_force(configure: Any, server: Any) -> None:
+    settings = configure(ROBOTS_CACHE_TTL=3600)
+    init_db(settings)
+    http = HttpClient(settings)
+    server.routes["/robots.txt"] = Reply(body=b"User-agent: *\nDisallow: /private/\n")
+    with unit_of_work() as s:
+        assert robots_allows(s, http, server.url("/news"), settings)
+    _age_robots_cache(3601)
+    server.routes["/robots.txt"] = Reply(503, b"")
+    with unit_of_work() as s:  # RFC 9309 2.4: the cached copy stays in force
+        assert robots_allows(s, http, server.url("/news"), settings)
+        assert not robots_allows(s, http, server.url("/private/a"), settings)
+    assert server.hits["/robots.txt"] == 2
+    with unit_of_work() as s:  # and it is asked again soon, not after a whole TTL
+        row = s.exec(select(RobotsTxt)).one()
+        assert row.status == 200
+    _age_robots_cache(ROBOTS_ERROR_TTL + 1)
+    with unit_of_work() as s:
+        robots_allows(s, http, server.url("/news"), settings)
+    assert server.hits["/robots.txt"] == 3
+    http.close()
+
+
+def test_robots_can_be_switched_off(configure: Any, server: Any) -> None:
+    settings = configure(RESPECT_ROBOTS="false")
+    init_db(settings)
+    http = HttpClient(settings)
+    server.routes["/robots.txt"] = Reply(body=b"User-agent: *\nDisallow: /\n")
+    with unit_of_work() as s:
+        assert robots_allows(s, http, server.url("/x"), settings)
+    assert server.hits["/robots.txt"] == 0
+    http.close()
+
+
+def test_a_feed_disallowed_by_robots_is_never_fetched(configure: Any, server: Any) -> None:
+    from tests.test_polling import Poller
+
+    p = Poller(configure())
+    server.routes["/robots.txt"] = Reply(body=b"User-agent: *\nDisallow: /feeds/\n")
+    server.routes["/feeds/a.xml"] = Reply(body=b"<rss version='2.0'><channel/></rss>")
+    (fid,) = p.add(server.url("/feeds/a.xml"))
+    result = p.poll_now(fid)
+    assert result.outcome == "error" and "robots.txt" in (result.error or "")
+    assert server.hits["/feeds/a.xml"] == 0
+    assert p.feed(fid).permanent_failures == 1
+
+    other = LocalServer().start()  # another origin, whose robots.txt is down
+    try:
+        other.routes["/robots.txt"] = Reply(503, b"")
+        other.routes["/feeds/b.xml"] = Reply(body=b"<rss version='2.0'><channel/></rss>")
+        (fid2,) = p.add(other.url("/feeds/b.xml"))
+        down = p.poll_now(fid2)
+        assert down.outcome == "error" and "unavailable" in (down.error or "")
+        feed = p.feed(fid2)
+        assert feed.transient_failures == 1 and feed.permanent_failures == 0
+        assert feed.state == "failing" and feed.lease_until is None
+        assert other.hits["/feeds/b.xml"] == 0
+    finally:
+        other.stop()
+        p.close()
+
+
+# ------------------------------------------------------------------- host limits
+
+
+def _hammer(limiters: list[Any], host: str, n: int, hold: float) -> tuple[int, list[float]]:
+    """``n`` threads, spread over ``limiters`` (one per "worker"), each take a slot for
+    ``host`` and hold it; return the most ever inside at once and the start times."""
+    inside = 0
+    most = 0
+    starts: list[float] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def one(limiter: Any) -> None:
+        nonlocal inside, most
+        barrier.wait()
+        try:
+            with limiter.slot(host):
+                with lock:
+                    inside += 1
+                    most = max(most, inside)
+                    starts.append(time.monotonic())
+                time.sleep(hold)
+                with lock:
+                    inside -= 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(limiters[i % len(limiters)],)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    return most, sorted(starts)
+
+
+@pytest.fixture()
+def redis_limiters(configure: Any, redis_url: str) -> Any:
+    def make(count: int, **overrides: Any) -> list[RedisHostLimiter]:
+        settings = configure(**overrides)
+        # Separate clients stand for separate worker processes or machines.
+        return [
+            RedisHostLimiter(redis.Redis.from_url(redis_url), settings, max_wait=60)
+            for _ in range(count)
+        ]
+
+    return make
+
+
+def test_redis_limiter_caps_concurrency_per_host_across_workers(redis_limiters: Any) -> None:
+    limiters = redis_limiters(4, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=0)
+    most, starts = _hammer(limiters, "a.example", 12, hold=0.15)
+    assert most == 2
+    assert len(starts) == 12
+    # Another host is not held up by the first one's slots.
+    most_b, _ = _hammer(limiters, "b.example", 3, hold=0.05)
+    assert most_b == 2
+
+
+def test_redis_limiter_keeps_the_minimum_interval_between_requests(redis_limiters: Any) -> None:
+    limiters = redis_limiters(3, HOST_MAX_CONCURRENCY=10, HOST_MIN_INTERVAL=0.2)
+    _, starts = _hammer(limiters, "slow.example", 6, hold=0.0)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.2 - 0.02, gaps  # Redis time vs local clock: a little slack
+
+
+def test_redis_back_off_holds_every_worker_off_the_host(redis_limiters: Any) -> None:
+    a, b = redis_limiters(2, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=0)
+    a.back_off("busy.example", 30)
+    b.max_wait = 1.0
+    with pytest.raises(HostBusy) as busy, b.slot("busy.example"):
+        pass
+    assert 25 < busy.value.retry_after <= 30
+    with b.slot("other.example"):  # other hosts are free
+        pass
+
+
+def test_redis_slot_of_a_crashed_worker_expires(redis_limiters: Any, redis_url: str) -> None:
+    (a,) = redis_limiters(1, HOST_MAX_CONCURRENCY=1, HOST_MIN_INTERVAL=0)
+    client = redis.Redis.from_url(redis_url)
+    # A slot taken by a process that died without releasing it (score = its expiry).
+    client.zadd("cw:host:dead.example:slots", {"ghost": float(client.time()[0]) + 1.5})
+    a.max_wait = 60
+    with a.slot("dead.example"):
+        pass  # taken once the ghost's slot ran out, instead of waiting for ever
+
+
+def test_local_limiter_caps_concurrency_and_interval(configure: Any) -> None:
+    settings = configure(HOST_MAX_CONCURRENCY=3, HOST_MIN_INTERVAL=0)
+    limiter = LocalHostLimiter(settings, max_wait=60)
+    most, _ = _hammer([limiter], "a.example", 10, hold=0.1)
+    assert most == 3
+
+    settings = configure(HOST_MAX_CONCURRENCY=10, HOST_MIN_INTERVAL=0.15)
+    limiter = LocalHostLimiter(settings, max_wait=60)
+    _, starts = _hammer([limiter], "b.example", 5, hold=0.0)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.15 - 0.005, gaps
+
+
+def test_local_limiter_back_off_and_give_up(configure: Any) -> None:
+    limiter = LocalHostLimiter(configure(), max_wait=0.5)
+    limiter.back_off("h.example", 20)
+    with pytest.raises(HostBusy), limiter.slot("h.example"):
+        pass
+    with limiter.slot("other.example"):
+        pass
