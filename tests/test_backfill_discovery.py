@@ -11,11 +11,13 @@ import pytest
 from sqlmodel import col, func, select
 
 from schemas.models import Article, Feed, JobItem, Sighting
+from tests.support.server import Reply
 from tests.test_backfill_helpers import (
     DAY0,
     run_discovery,
     serve_articles,
     serve_atom_archive,
+    serve_rss_paged,
     serve_sitemaps,
     serve_wordpress,
 )
@@ -190,15 +192,8 @@ def test_unknown_or_broken_sources_end_discovery_with_an_error(configure, server
         assert "HTTP 404" in (job.last_error or "")
 
 
-def test_sitemap_parser_is_safe_and_reads_all_forms() -> None:
+def test_sitemap_parser_reads_all_forms() -> None:
     from worker.sitemaps import SitemapError, parse_sitemap, robots_sitemaps
-
-    xxe = b"""<?xml version="1.0"?>
-<!DOCTYPE urlset [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
-<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
-<url><loc>https://example.org/a&xxe;</loc></url></urlset>"""
-    doc = parse_sitemap(xxe, "https://example.org/sitemap.xml", 1_000_000)
-    assert all("root:" not in u.loc for u in doc.urls)
 
     text = b"https://example.org/a\nhttps://example.org/b\n"
     assert [u.loc for u in parse_sitemap(text, "https://example.org/", 1000).urls] == [
@@ -213,6 +208,118 @@ def test_sitemap_parser_is_safe_and_reads_all_forms() -> None:
     assert robots_sitemaps(
         "User-agent: *\nSitemap: /a.xml\nsitemap: https://x.org/b.xml # c\n", "https://e.org/r"
     ) == ["https://e.org/a.xml", "https://x.org/b.xml"]
+
+
+def _billion_laughs(levels: int = 10) -> bytes:
+    ents = '<!ENTITY lol0 "lol">' + "".join(
+        f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">' for i in range(1, levels)
+    )
+    return (
+        f'<?xml version="1.0"?>\n<!DOCTYPE urlset [{ents}]>\n'
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<url><loc>https://example.org/a&lol{levels - 1};</loc></url>"
+        "<url><loc>https://example.org/b</loc></url></urlset>"
+    ).encode()
+
+
+def test_sitemap_parser_refuses_entities_and_never_fetches_a_dtd(server) -> None:
+    """Entity expansion ("billion laughs": 10^9 copies of "lol" if expanded) and
+    external entities (a local file, a URL) are refused as a whole: no URL cut short at
+    the entity, none expanded, nothing read from disk or fetched from the network."""
+    from worker.sitemaps import SitemapError, parse_sitemap
+
+    with pytest.raises(SitemapError, match="declares XML entities"):
+        parse_sitemap(_billion_laughs(), "https://example.org/s.xml", 50_000_000)
+    server.routes["/evil.dtd"] = Reply(body=b'<!ENTITY x "pwned">', content_type="text/plain")
+    server.routes["/secret"] = Reply(body=b"secret", content_type="text/plain")
+    xxe_file = b"""<?xml version="1.0"?>
+<!DOCTYPE urlset [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+<url><loc>https://example.org/a&xxe;</loc></url></urlset>"""
+    xxe_net = f"""<?xml version="1.0"?>
+<!DOCTYPE urlset [<!ENTITY % dtd SYSTEM "{server.url("/evil.dtd")}"> %dtd;
+<!ENTITY leak SYSTEM "{server.url("/secret")}">]>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+<url><loc>https://example.org/&leak;&x;</loc></url></urlset>""".encode()
+    for doc in (xxe_file, xxe_net):
+        with pytest.raises(SitemapError, match="declares XML entities"):
+            parse_sitemap(doc, "https://example.org/s.xml", 1_000_000)
+    # An external DTD without entity declarations is simply not loaded.
+    ext_dtd = f"""<?xml version="1.0"?>
+<!DOCTYPE urlset SYSTEM "{server.url("/evil.dtd")}">
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+<url><loc>https://example.org/ok</loc></url></urlset>""".encode()
+    parsed = parse_sitemap(ext_dtd, "https://example.org/s.xml", 1_000_000)
+    assert [u.loc for u in parsed.urls] == ["https://example.org/ok"]
+    assert server.hits["/evil.dtd"] == 0 and server.hits["/secret"] == 0
+
+
+def test_hostile_child_sitemap_is_refused_and_the_others_are_read(configure, server) -> None:
+    """A billion-laughs child of a sitemap index ends as the job's last error; the
+    other children are read and the job goes on."""
+    configure()
+    site = serve_articles(server, 30, "hx", paragraphs=1)
+    since = DAY0 + timedelta(days=10)
+    serve_sitemaps(server, site, old_before=since)
+    index = server.routes["/sitemap_index.xml"]
+    assert isinstance(index, Reply) and isinstance(index.body, bytes)
+    server.routes["/sm/laughs.xml"] = Reply(body=_billion_laughs(), content_type="text/xml")
+    index.body = index.body.replace(
+        b"</sitemapindex>",
+        f"<sitemap><loc>{server.url('/sm/laughs.xml')}</loc></sitemap></sitemapindex>".encode(),
+    )
+    from worker import jobs
+    from worker.backfill import create_sitemap_job
+    from worker.db import init_db, unit_of_work
+
+    init_db()
+    with unit_of_work() as s:
+        job_id = int(create_sitemap_job(s, server.url("/sitemap_index.xml"), since, None).id or 0)
+    run_discovery(job_id)
+    assert _paths(_job_urls(job_id), server) == site.paths_between(since)
+    assert server.hits["/sm/laughs.xml"] == 1
+    with unit_of_work() as s:
+        job = jobs.get_job(s, job_id)
+        assert "laughs.xml: refused: the document declares XML entities" in (job.last_error or "")
+        assert job.params["discovery_done"] is True and job.state == "running"
+
+
+def test_one_job_walks_several_feeds_rss_next_links_and_paged(configure, server) -> None:
+    """A list of feeds is one job: an RFC 5005 paged RSS feed (``atom:link rel="next"``)
+    followed back to --since, then a WordPress feed (``?paged=N``); --until applies to
+    both."""
+    configure()
+    a = serve_articles(server, 30, "rn", seed=21)
+    b = serve_articles(server, 12, "wp", seed=22)
+    rss_url = serve_rss_paged(server, a, per_page=7, prefix="rn")  # 5 pages
+    wp_url = serve_wordpress(server, b, per_page=5)  # 3 pages
+    ids = [_add_feed(rss_url), _add_feed(wp_url)]
+    since, until = DAY0 + timedelta(days=10), DAY0 + timedelta(days=25)
+
+    from worker.backfill import create_feed_job
+    from worker.db import unit_of_work
+
+    with unit_of_work() as s:
+        job_id = int(create_feed_job(s, ids, since, until).id or 0)
+    run_discovery(job_id)
+    want = a.paths_between(since, until) | b.paths_between(since, until)
+    assert _paths(_job_urls(job_id), server) == want
+    # RSS pages hold days 29-23, 22-16, 15-9 (crosses --since): pages 4 and 5 unread
+    assert [server.hits[f"/rn/rss{s}.xml"] for s in ("", "-2", "-3", "-4", "-5")] == [
+        1,
+        1,
+        1,
+        0,
+        0,
+    ]
+    # WordPress pages (days 11-7 reach before --since on page 1): only page 1 is read
+    assert server.hits["/wp/feed/"] == 1 and server.hits["/wp/feed/?paged=2"] == 0
+    with unit_of_work() as s:
+        for fid, site in zip(ids, (a, b), strict=True):
+            n = s.exec(
+                select(func.count()).select_from(Sighting).where(Sighting.feed_id == fid)
+            ).one()
+            assert n == len(site.paths_between(since, until))
 
 
 def test_feed_model_is_untouched_by_backfill(configure, server) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
@@ -100,6 +101,40 @@ def serve_wordpress(server: LocalServer, site: Site, per_page: int) -> str:
 
     server.routes["/wp/feed/"] = handler
     return server.url("/wp/feed/")
+
+
+def serve_rss_paged(server: LocalServer, site: Site, per_page: int, prefix: str) -> str:
+    """An RFC 5005 *paged* feed in RSS: each page links the next (older) one with
+    ``<atom:link rel="next">``; the last page has no such link. Pages are
+    ``/{prefix}/rss.xml`` then ``/{prefix}/rss-2.xml``, ``/{prefix}/rss-3.xml``...
+    Returns the feed URL."""
+    newest_first = sorted(site.pages, key=lambda p: site.dates[p], reverse=True)
+    chunks = [newest_first[i : i + per_page] for i in range(0, len(newest_first), per_page)]
+
+    def path(k: int) -> str:
+        return f"/{prefix}/rss.xml" if k == 1 else f"/{prefix}/rss-{k}.xml"
+
+    for k, chunk in enumerate(chunks, start=1):
+        items = "\n".join(
+            f"<item><title>{escape(p)}</title><link>{escape(server.url(p))}</link>"
+            f"<guid>{escape(server.url(p))}</guid>"
+            f"<pubDate>{format_datetime(site.dates[p])}</pubDate></item>"
+            for p in chunk
+        )
+        nxt = (
+            f'<atom:link rel="next" href="{escape(server.url(path(k + 1)))}"/>'
+            if k < len(chunks)
+            else ""
+        )
+        body = f"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel>
+<title>Paged {prefix}</title><link>{escape(server.url("/" + prefix + "/"))}</link>
+<description>paged</description>
+<atom:link rel="self" href="{escape(server.url(path(k)))}"/>{nxt}
+{items}
+</channel></rss>""".encode()
+        server.routes[path(k)] = Reply(body=body, content_type="application/rss+xml")
+    return server.url(path(1))
 
 
 def _urlset(server: LocalServer, site: Site, paths: list[str], news: bool) -> bytes:

@@ -12,6 +12,7 @@ documented production commands.
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -40,14 +41,14 @@ def _one(url: str, sql: str, *args: Any) -> int:
 
 
 def _env(tmp_path: Path, pg_url: str, redis_url: str, **overrides: str) -> dict[str, str]:
-    base = cli_env(
-        tmp_path,
-        EXTRACT_CLAIMS="false",
-        DISPATCH_INTERVAL="0.5",
-        SWEEP_INTERVAL="3600",
-        LOG_LEVEL="INFO",
+    settings = {
+        "EXTRACT_CLAIMS": "false",
+        "DISPATCH_INTERVAL": "0.5",
+        "SWEEP_INTERVAL": "3600",
+        "LOG_LEVEL": "INFO",
         **overrides,
-    )
+    }
+    base = cli_env(tmp_path, **settings)
     return worker_env(base, pg_url, redis_url)
 
 
@@ -164,3 +165,137 @@ def test_live_feed_finishes_while_a_large_backfill_is_throttled(
     # fetches ahead of them).
     assert backfill_done < 60, (backfill_done, live_latency)
     assert max(depth) <= 1, max(depth)
+
+
+def test_operations_called_by_other_systems_with_send_task_and_celery_call(
+    pg_url: str, redis_url: str, server, tmp_path: Path
+) -> None:
+    """Another system starts jobs without claimwire's code: a bare Celery client
+    ``send_task``s ``tasks.jobs.start_backfill_feed`` to the ``backfill`` queue, and the
+    documented ``celery -A worker.celery_app call`` starts a URL backfill. A real
+    worker (PostgreSQL, Redis) walks the RFC 5005 archive back to --since and runs every
+    article through fetch, extraction, dedup and claims; ``claimwire jobs show 1
+    --wait`` (Redis: it only watches) follows the job to its end."""
+    import json
+    import subprocess
+    import threading
+
+    from celery import Celery
+
+    from tests.support.procs import CELERY, integrity
+    from tests.support.server import Reply
+    from tests.test_backfill_helpers import serve_atom_archive
+
+    site = serve_articles(server, 30, "atom", paragraphs=2)
+    feed_url = serve_atom_archive(server, site, per_page=6)  # feed.xml, archive-4..1
+    extra = serve_articles(server, 5, "extra", seed=5, paragraphs=2)
+    since = DAY0 + timedelta(days=14)
+    wanted = site.paths_between(since)
+    # Article pages wait for the gate: the job cannot end before `jobs show --wait` runs.
+    gate = threading.Event()
+
+    def gated(reply: Reply) -> Any:
+        def handler(_req: Any) -> Reply:
+            gate.wait(60)
+            return reply
+
+        return handler
+
+    for p in site.pages:
+        route = server.routes[p]
+        assert isinstance(route, Reply)
+        server.routes[p] = gated(route)
+    env = _env(tmp_path, pg_url, redis_url, EXTRACT_CLAIMS="true", BACKFILL_CONCURRENCY="3")
+    assert claimwire(["init"], env, tmp_path).returncode == 0
+    assert claimwire(["feeds", "add", feed_url], env, tmp_path).returncode == 0
+
+    def jobs_in(state: str) -> int:
+        return _one(pg_url, "SELECT count(*) FROM job WHERE state = %s", state)
+
+    worker = celery_worker("all", env, tmp_path, queues="io,cpu,backfill", concurrency=4)
+    beat = celery_beat("beat", env, tmp_path)
+    with processes(worker, beat):
+        other = Celery("someone-else", broker=redis_url)
+        other.send_task(
+            "tasks.jobs.start_backfill_feed",
+            kwargs={"feeds": [feed_url], "since": since.date().isoformat()},
+            queue="backfill",
+        )
+        wait_until(lambda: jobs_in("running") == 1, 60, 0.2, "job 1 to run")
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "jobs", "show", "1", "--wait"],
+            env={**env, "PGAPPNAME": "cw-wait"},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until(
+                lambda: (
+                    _one(
+                        pg_url,
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cw-wait'",
+                    )
+                    > 0
+                ),
+                60,
+                0.1,
+                "`jobs show 1 --wait` to connect",
+            )
+            gate.set()
+            _out, err = watch.communicate(timeout=180)
+        finally:
+            gate.set()
+            if watch.poll() is None:
+                watch.kill()
+        assert watch.returncode == 0, err[-3000:]
+        n = len(wanted)
+        assert f"job 1 done: {n} discovered, {n} fetched, {n} done, 0 skipped, 0 failed" in err
+
+        call = subprocess.run(
+            [
+                *CELERY,
+                "call",
+                "tasks.jobs.start_backfill_urls",
+                "--kwargs",
+                json.dumps({"urls": [server.url(p) for p in extra.pages]}),
+            ],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert call.returncode == 0, call.stderr[-2000:]
+        wait_until(lambda: jobs_in("done") == 2, 120, 0.2, "job 2 to finish")
+
+    rows = {}
+    for job_id in (1, 2):
+        r = claimwire(["jobs", "show", str(job_id), "--json"], env, tmp_path)
+        assert r.returncode == 0, r.stderr
+        rows[job_id] = json.loads(r.stdout)
+    assert rows[1]["kind"] == "backfill_feed" and rows[2]["kind"] == "backfill_urls"
+    assert rows[1]["params"]["since"].startswith(since.date().isoformat())
+    assert [rows[2][k] for k in ("state", "discovered", "fetched", "done")] == ["done", 5, 5, 5]
+
+    # The archive was walked back to --since and no further: days 29-24, 23-18, 17-12
+    # (crosses the bound); archive-2 and archive-1 never read.
+    assert server.hits["/atom/archive-3.xml"] == 1
+    assert server.hits["/atom/archive-2.xml"] == 0 and server.hits["/atom/archive-1.xml"] == 0
+    fetched = {p for p in site.pages if server.hits[p]}
+    assert fetched >= wanted  # every article of the range (the live poll takes the newest)
+    assert all(server.hits[p] == 1 for p in [*fetched, *extra.pages])
+    items = {
+        str(u).removeprefix(server.url(""))
+        for (u,) in _q(
+            pg_url,
+            "SELECT a.url FROM jobitem i JOIN article a ON a.id = i.article_id WHERE i.job_id = 1",
+        )
+    }
+    assert items == wanted
+    facts = integrity(pg_url)
+    assert facts.duplicated == 0 and facts.pending == 0, facts
+    assert facts.by_state == {"processed": facts.articles}, facts
+    assert facts.claims > 0 and facts.processed_without_claims_version == 0, facts

@@ -227,3 +227,42 @@ def test_job_timestamps(configure, server) -> None:
     row = job_row(job_id)
     assert row["started_at"] and row["finished_at"]
     assert row["finished_at"] >= row["started_at"] >= row["created_at"]
+
+
+def test_item_whose_article_the_live_pipeline_finished_ends_at_the_next_round(
+    configure, server
+) -> None:
+    """An item in flight whose article another worker finished (the live pipeline took
+    it from a poll while the item's task found the article's row locked) is finished by
+    the next scheduling round, not after its lease runs out (``stale_after``)."""
+    configure(extract_claims="false", stale_after=3600)
+    site = serve_articles(server, 3, "live")
+    job_id = _urls_job(server, site.pages)
+    from tasks.jobs import item_steps
+    from worker import jobs
+    from worker.db import unit_of_work
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    with unit_of_work() as s:
+        plan = jobs.advance(s, settings)
+    assert len(plan.items) == 2  # backfill_concurrency
+    (_, live_aid), (_, other) = plan.items
+    # The live pipeline runs the first article to the end; the item's message finds it
+    # locked (PostgreSQL) and leaves it, so the item stays pending with a running lease.
+    steps, _ = item_steps(0, settings)
+    for _ in range(4):
+        with unit_of_work() as s:
+            article = s.get(Article, live_aid)
+            assert article is not None
+            steps[article.state](s, live_aid)
+    with unit_of_work() as s:
+        assert s.get(Article, live_aid).state == "processed"  # type: ignore[union-attr]
+        assert jobs.progress(s, job_id, settings).in_flight == 2
+        plan = jobs.advance(s, settings)
+    row = job_row(job_id)
+    assert (row["done"], row["pending"]) == (1, 2), row
+    # the room it left goes to the third article; the second is still in flight
+    with unit_of_work() as s:
+        ids = set(s.exec(select(JobItem.article_id).where(JobItem.job_id == job_id)).all())
+    assert plan.items == [(job_id, (ids - {live_aid, other}).pop())]

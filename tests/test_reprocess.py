@@ -132,3 +132,109 @@ def test_reprocess_selection_filters(configure, server) -> None:
         assert count_selection(s, ReprocessFilter(until=cut)) == 2
     with pytest.raises(ValueError, match="cannot be reprocessed"):
         _reprocess(states=["discovered"])
+
+
+def _snapshot() -> dict[str, object]:
+    """Groups, claims and clusters in terms that survive new row ids."""
+    from worker.db import unit_of_work
+
+    with unit_of_work() as s:
+        arts = {a.id: a for a in s.exec(select(Article)).all()}
+        url = {i: a.url for i, a in arts.items()}
+        canon = {a.url: url.get(a.duplicate_of_id) for a in arts.values()}
+        claims = sorted(
+            (url[c.article_id], c.start, c.end, c.verb, c.text) for c in s.exec(select(Claim)).all()
+        )
+        clusters = sorted(
+            (c.speaker_key, c.text, c.n_articles, c.n_outlets)
+            for c in s.exec(select(ClaimCluster)).all()
+        )
+        claimless = s.exec(
+            select(func.count())
+            .select_from(ClaimCluster)
+            .where(
+                col(ClaimCluster.id).not_in(
+                    select(Claim.cluster_id).where(col(Claim.cluster_id).is_not(None))
+                )
+            )
+        ).one()
+    return {"canonical": canon, "claims": claims, "clusters": clusters, "claimless": claimless}
+
+
+def test_reprocess_of_duplicate_groups_keeps_groups_claims_and_clusters(
+    configure, server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each story is served twice (two sections, near-duplicates): groups of two, claims
+    on the canonical article only, clusters counting both copies. Reprocessing every
+    article after a claims extractor bump takes each one out of its group and puts it
+    back (a canonical's copy stands in meanwhile): afterwards the same canonicals, the
+    same claims (none duplicated, none on a copy) and the same cluster counts."""
+    configure()
+    serve_site(server)
+    serve_site(server, prefix="/copy", site="Harbour Copy")
+    from worker.backfill import create_urls_job
+    from worker.db import init_db, unit_of_work
+    from worker.settings import get_settings
+
+    init_db()
+    urls = [server.url(f"{pre}/news/{slug}") for pre in ("", "/copy") for slug, *_ in STORIES]
+    with unit_of_work() as s:
+        first = int(create_urls_job(s, urls, get_settings()).job.id or 0)
+    run_items(first)
+    before = _snapshot()
+    canonical = before["canonical"]
+    assert isinstance(canonical, dict)
+    copies = {u for u, c in canonical.items() if c is not None}
+    assert len(copies) == len(STORIES), canonical  # every story: one canonical, one copy
+    assert before["claims"] and not {c[0] for c in before["claims"]} & copies  # type: ignore[union-attr]
+    assert any(n == 2 for _k, _t, n, _o in before["clusters"])  # type: ignore[union-attr]
+    hits = dict(server.hits)
+
+    import worker.claims
+    import worker.claims.extraction
+
+    bumped = worker.claims.EXTRACTOR_VERSION + "+dup"
+    monkeypatch.setattr(worker.claims, "EXTRACTOR_VERSION", bumped)
+    monkeypatch.setattr(worker.claims.extraction, "EXTRACTOR_VERSION", bumped)
+    job_id = _reprocess(older_extractor=True, states=["processed"])
+    # canonicals carry claims, copies none: both selected (a copy's claims_version is
+    # the version that judged it a copy)
+    assert job_row(job_id)["discovered"] == 2 * len(STORIES)
+    run_items(job_id)
+    assert job_row(job_id)["state"] == "done"
+    after = _snapshot()
+    assert after == before
+    assert dict(server.hits) == hits
+    with unit_of_work() as s:
+        assert {a.claims_version for a in s.exec(select(Article)).all()} == {bumped}
+        assert {c.extractor_version for c in s.exec(select(Claim)).all()} == {bumped}
+
+
+def test_reprocess_selects_by_feed(configure, server) -> None:
+    configure(extract_claims="false")
+    serve_site(server)
+    from schemas.models import Sighting
+    from worker.backfill import create_urls_job
+    from worker.db import init_db, insert_ignore, unit_of_work
+    from worker.feeds import add_feeds, find_feed
+    from worker.reprocess import ReprocessFilter, count_selection, selection
+    from worker.settings import get_settings
+
+    init_db()
+    urls = [server.url(f"/news/{slug}") for slug, *_ in STORIES]
+    with unit_of_work() as s:
+        job = int(create_urls_job(s, urls, get_settings()).job.id or 0)
+        add_feeds(
+            s, [(server.url("/a.xml"), None, []), (server.url("/b.xml"), None, [])], get_settings()
+        )
+    run_items(job)
+    with unit_of_work() as s:
+        fa, fb = (int(find_feed(s, server.url(p)).id or 0) for p in ("/a.xml", "/b.xml"))
+        ids = list(s.exec(select(Article.id).order_by(col(Article.id))).all())
+        rows = [dict(article_id=ids[0], feed_id=fa), dict(article_id=ids[1], feed_id=fa)]
+        rows.append(dict(article_id=ids[1], feed_id=fb))
+        insert_ignore(s, Sighting, rows, ["article_id", "feed_id"])
+    with unit_of_work() as s:
+        assert list(s.scalars(selection(ReprocessFilter(feed_id=fa)))) == ids[:2]
+        assert list(s.scalars(selection(ReprocessFilter(feed_id=fb)))) == ids[1:2]
+        assert count_selection(s, ReprocessFilter(feed_id=fb, outlet="example.org")) == 0

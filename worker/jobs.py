@@ -337,6 +337,7 @@ def advance(
         return plan
     cutoff = now - timedelta(seconds=settings.stale_after)
     lease_s = float(settings.stale_after)
+    _finish_settled(session, cutoff)
     running: list[Job] = []
     for job in jobs:
         assert job.id is not None
@@ -429,6 +430,37 @@ def advance(
         )
         plan.items = [(j, a) for _, j, a in chosen]
     return plan
+
+
+def _finish_settled(session: Session, cutoff: datetime) -> int:
+    """Finish the in-flight items whose article reached a final state elsewhere.
+
+    An item's task leaves the article alone while another worker holds it (the live
+    pipeline took it from a poll, or another job's item runs it): the item stays
+    pending with its lease running. Without this, it would wait for the lease to
+    expire (``stale_after``) before a new message noticed the article was done.
+    Not for reprocess items: their articles are final before the item starts."""
+    rows = session.execute(
+        sa_select(col(JobItem.id), col(Article.state))
+        .join(Article, col(Article.id) == col(JobItem.article_id))
+        .join(Job, col(Job.id) == col(JobItem.job_id))
+        .where(
+            col(Job.state).in_([s.value for s in ACTIVE_STATES]),
+            # A reprocess item starts from a final article: final says nothing there.
+            col(Job.kind) != KIND_REPROCESS,
+            col(JobItem.state) == JobItemState.pending,
+            col(JobItem.updated_at) > cutoff,
+            col(Article.state).in_(list(ITEM_STATE_FOR)),
+        )
+    ).all()
+    now = utcnow()
+    for item_id, article_state in rows:
+        session.execute(
+            update(JobItem)
+            .where(col(JobItem.id) == item_id, col(JobItem.state) == JobItemState.pending)
+            .values(state=ITEM_STATE_FOR[str(article_state)], updated_at=now)
+        )
+    return len(rows)
 
 
 # ------------------------------------------------------------------------------ items

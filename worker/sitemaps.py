@@ -2,9 +2,11 @@
 news sitemaps (``news:publication_date``), plain-text sitemaps, gzip-compressed files.
 
 Parsing is safe and bounded: lxml with entity resolution, DTD loading and network
-access turned off (no XXE, no billion laughs), gzip inflated only up to the size
-limit, and the caller fetches through :class:`worker.http.HttpClient` (SSRF guard,
-timeouts, response size limit). Documents are parsed here; nothing is fetched here.
+access turned off, and any document that declares entities refused outright (no XXE,
+no "billion laughs": nothing is expanded, and no URL is silently cut short at an
+entity reference), gzip inflated only up to the size limit, and the caller fetches
+through :class:`worker.http.HttpClient` (SSRF guard, timeouts, response size limit).
+Documents are parsed here; nothing is fetched here.
 """
 
 from __future__ import annotations
@@ -124,6 +126,11 @@ def parse_sitemap(body: bytes, base_url: str, limit: int) -> SitemapDocument:
         raise SitemapError(f"not XML: {exc}") from exc
     if root is None:
         raise SitemapError("not XML")
+    dtd = root.getroottree().docinfo.internalDTD
+    if dtd is not None and any(True for _ in dtd.iterentities()):
+        # Entity declarations have no business in a sitemap: they are how XML entity
+        # expansion ("billion laughs") and external entity (XXE) attacks work.
+        raise SitemapError("refused: the document declares XML entities")
     kind = _local(root.tag)
     if kind == "sitemapindex":
         doc = SitemapDocument(kind="index")
