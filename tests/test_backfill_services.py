@@ -2,9 +2,9 @@
 documented production commands.
 
 * A sitemap backfill (an index, gzip and news sitemaps) of 60 URLs whose worker is
-  SIGKILLed halfway finishes after a restart: every URL processed, pages finished
-  before the kill never fetched again, at most the pages in flight at the kill
-  fetched twice, no row duplicated.
+  SIGKILLed halfway finishes after a restart: every URL processed (claims included),
+  pages finished before the kill never fetched again, at most the pages in flight at
+  the kill fetched twice, no row duplicated.
 * With a large backfill queued, a live feed's articles finish while almost all of the
   backfill is still pending: one worker consumes io, cpu and backfill, and the
   backfill queue never holds more than ``backfill_concurrency`` item messages.
@@ -62,7 +62,14 @@ def test_killed_backfill_resumes_and_processes_every_url_once(
     assert len(wanted) == 60
     for p in site.pages:
         server.routes[p].delay = 0.01  # type: ignore[union-attr]
-    env = _env(tmp_path, pg_url, redis_url, BACKFILL_CONCURRENCY="6", STALE_AFTER="4")
+    env = _env(
+        tmp_path,
+        pg_url,
+        redis_url,
+        BACKFILL_CONCURRENCY="6",
+        STALE_AFTER="4",
+        EXTRACT_CLAIMS="true",
+    )
 
     def done() -> int:
         return _one(pg_url, "SELECT count(*) FROM jobitem WHERE state <> 'pending'")
@@ -101,6 +108,14 @@ def test_killed_backfill_resumes_and_processes_every_url_once(
     assert _one(pg_url, "SELECT count(*) FROM article WHERE state = 'processed'") == 60
     assert _one(pg_url, "SELECT count(*) FROM jobitem WHERE state = 'done'") == 60
     assert _one(pg_url, "SELECT count(*) FROM jobitem") == 60
+    # processed exactly once: no duplicated article, sighting or claim, every article
+    # through the claims step
+    from tests.support.procs import integrity
+
+    facts = integrity(pg_url)
+    assert facts.duplicated == 0 and facts.pending == 0, facts
+    assert facts.claims >= 60 and facts.processed_without_claims_version == 0, facts
+    assert _one(pg_url, "SELECT count(DISTINCT article_id) FROM claim") == 60
 
     r = claimwire(["jobs", "show", "1", "--json"], env, tmp_path)
     import json
