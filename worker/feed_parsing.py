@@ -63,6 +63,10 @@ def _iso_to_dt(value: Any) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def _is_web_url(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))
+
+
 def looks_like_json(body: bytes, content_type: str) -> bool:
     return "json" in content_type or body.lstrip()[:1] == b"{"
 
@@ -145,15 +149,22 @@ def _parse_xml_feed(body: bytes, content_type: str, base_url: str | None) -> Par
         exc = d.get("bozo_exception")
         error = f"{type(exc).__name__}: {exc}" if exc else "ill-formed feed"
     entries: list[Entry] = []
+    site = d.feed.get("link")
     for e in d.entries:
-        link = e.get("link") or ""
-        if not link:
-            for lk in e.get("links", []):
-                if lk.get("rel", "alternate") == "alternate" and lk.get("href"):
-                    link = lk["href"]
-                    break
-        if not link and str(e.get("id", "")).startswith(("http://", "https://")):
-            link = e["id"]
+        # feedparser's ``link`` (which may be a non-URL guid), then an alternate link,
+        # then an id that is a URL: the first web address wins.
+        candidates = [e.get("link")]
+        candidates += [
+            lk.get("href") for lk in e.get("links", []) if lk.get("rel", "alternate") == "alternate"
+        ]
+        candidates.append(e.get("id"))
+        if isinstance(site, str) and _is_web_url(site):
+            # Relative links feedparser could not resolve (no base URL was given).
+            candidates = [
+                urljoin(site, c) if isinstance(c, str) and c.startswith("/") else c
+                for c in candidates
+            ]
+        link = next((c.strip() for c in candidates if _is_web_url(c)), "")
         if not link:
             continue
         content = None
