@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import listparser
@@ -16,8 +17,9 @@ class OPMLError(ValueError):
 def read_opml(data: bytes) -> list[tuple[str, str | None, list[str]]]:
     """Return (url, title, tags) for every feed, nested outlines' categories as tags."""
     result = listparser.parse(data)
-    if result.get("bozo") and not result.feeds:
-        raise OPMLError(f"not an OPML subscription list: {result.get('bozo_exception')}")
+    if not result.feeds and not result.get("version"):
+        why = result.get("bozo_exception") or "no OPML, RDF or iGoogle list found"
+        raise OPMLError(f"not an OPML subscription list: {why}")
     out: list[tuple[str, str | None, list[str]]] = []
     for f in result.feeds:
         tags: list[str] = []
@@ -33,33 +35,46 @@ def read_opml(data: bytes) -> list[tuple[str, str | None, list[str]]]:
 
 
 def write_opml(feeds: list[Feed], title: str = "claimwire feeds") -> str:
-    """An OPML 2.0 document; a feed's first tag becomes its enclosing outline."""
-    groups: dict[str, list[Feed]] = {}
+    """An OPML 2.0 document. A feed's first tag becomes its folder (``a/b`` nested
+    folders ``a`` > ``b``); its other tags go in the ``category`` attribute. Reading
+    the document back with :func:`read_opml` gives the same feeds, titles and tags."""
+    tree: dict[str, Any] = {}
     for feed in feeds:
-        groups.setdefault(feed.tags[0] if feed.tags else "", []).append(feed)
+        node = tree
+        folder = [p for p in feed.tags[0].split("/") if p] if feed.tags else []
+        for part in folder:
+            node = node.setdefault(part, {})
+        node.setdefault("", []).append(feed)
 
-    def outline(feed: Feed, indent: str) -> str:
-        attrs = f'type="rss" xmlUrl={quoteattr(feed.url)}'
+    def outline(feed: Feed) -> str:
         label = feed.title or feed.url
-        attrs += f" text={quoteattr(label)} title={quoteattr(label)}"
+        attrs = f'type="rss" text={quoteattr(label)} title={quoteattr(label)}'
+        attrs += f" xmlUrl={quoteattr(feed.url)}"
         if feed.site_url:
             attrs += f" htmlUrl={quoteattr(feed.site_url)}"
-        if len(feed.tags) > 1:
-            attrs += f" category={quoteattr(','.join(feed.tags[1:]))}"
-        return f"{indent}<outline {attrs}/>"
+        others = [t.replace(",", " ") for t in feed.tags[1:]]
+        if others:
+            attrs += f" category={quoteattr(','.join(others))}"
+        return f"<outline {attrs}/>"
+
+    def emit(node: dict[str, Any], depth: int) -> list[str]:
+        pad = "  " * depth
+        lines = [pad + outline(f) for f in node.get("", [])]
+        for name, child in node.items():
+            if name:
+                lines.append(f"{pad}<outline text={quoteattr(name)} title={quoteattr(name)}>")
+                lines += emit(child, depth + 1)
+                lines.append(f"{pad}</outline>")
+        return lines
 
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         '<opml version="2.0">',
         f"  <head><title>{escape(title)}</title></head>",
         "  <body>",
+        *emit(tree, 2),
+        "  </body>",
+        "</opml>",
+        "",
     ]
-    for tag, members in groups.items():
-        if tag:
-            lines.append(f"    <outline text={quoteattr(tag)} title={quoteattr(tag)}>")
-            lines.extend(outline(f, "      ") for f in members)
-            lines.append("    </outline>")
-        else:
-            lines.extend(outline(f, "    ") for f in members)
-    lines += ["  </body>", "</opml>", ""]
     return "\n".join(lines)
