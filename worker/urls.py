@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import courlan
 
@@ -72,7 +72,10 @@ def canonicalize(url: str) -> str:
         netloc = netloc[:-3]
     elif netloc.endswith(":443") and parts.scheme == "https":
         netloc = netloc[:-4]
-    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", urlencode(query), ""))
+    path = parts.path or "/"
+    if "/." in path:  # remove dot segments (RFC 3986 5.2.4): /a/../b/./c -> /b/c
+        path = urlsplit(urljoin("http://h/", path)).path or "/"
+    return urlunsplit((parts.scheme.lower(), netloc, path, urlencode(query), ""))
 
 
 def url_hash(canonical_url: str) -> str:
