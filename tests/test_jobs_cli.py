@@ -41,24 +41,39 @@ def test_backfill_urls_wait_runs_in_process(
     assert "skipped invalid URL nope" in r.stderr
     assert all(server.hits[p] == 1 for p in site.pages)
 
+    # Reprocess them from the archive, in-process too: nothing fetched again.
+    r = claimwire(
+        ["reprocess", "--outlet", "127.0.0.1", "--since", "2026-01-01", "--wait"],
+        env,
+        tmp_path,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "job 2 queued (reprocess, 15 articles)" in r.stdout
+    assert "job 2 done: 15 discovered, 15 fetched, 15 done" in r.stderr
+    assert all(server.hits[p] == 1 for p in site.pages)
+
     # The same data directory in-process (faster): list, stdin, pause/resume/cancel.
     configure(extract_claims="false")
     code, out, _ = _main(["jobs", "list", "--json"], capsys)
     rows = [json.loads(line) for line in out.splitlines()]
-    assert rows[0]["state"] == "done" and rows[0]["done"] == 15 and rows[0]["fetched"] == 15
+    assert [(r["id"], r["kind"], r["state"], r["done"]) for r in rows] == [
+        (2, "reprocess", "done", 15),
+        (1, "backfill_urls", "done", 15),
+    ]
 
     import io
 
     monkeypatch.setattr("sys.stdin", io.StringIO(server.url(site.pages[0]) + "?x=1\n"))
     code, out, err = _main(["backfill", "urls", "-"], capsys)
-    assert code == 0 and "job 2 queued" in out, err
+    assert code == 0 and "job 3 queued" in out, err
     assert "claimwire run" in err
     for cmd, state in (("pause", "paused"), ("resume", "queued"), ("cancel", "cancelled")):
-        code, out, err = _main(["jobs", cmd, "2"], capsys)
-        assert code == 0 and f"job 2 {state}" in out, err
-    code, out, err = _main(["jobs", "resume", "2"], capsys)
+        code, out, err = _main(["jobs", cmd, "3"], capsys)
+        assert code == 0 and f"job 3 {state}" in out, err
+    code, out, err = _main(["jobs", "resume", "3"], capsys)
     assert code == 2 and "is cancelled" in err
-    code, out, _ = _main(["jobs", "show", "2", "--json"], capsys)
+    code, out, _ = _main(["jobs", "show", "3", "--json"], capsys)
     show = json.loads(out)
     assert show["state"] == "cancelled" and show["finished_at"]
 

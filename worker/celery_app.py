@@ -94,10 +94,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "store_processed": False,
         }
         conf["worker_enable_remote_control"] = False
+        conf["broker_transport"] = "worker.fsbroker:Transport"  # atomic message files
     else:
         # Longer than any task and its retries' countdowns, so Redis does not hand an
         # unacknowledged message to a second worker while the first still runs it.
         conf["broker_transport_options"] = {"visibility_timeout": 3600}
+        conf["broker_transport"] = None  # the URL's scheme says
     return conf
 
 
