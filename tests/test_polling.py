@@ -627,3 +627,94 @@ def test_paused_and_leased_feeds_are_not_due(poller: Any) -> None:
     assert p.claim() == []
     later = datetime.now(UTC) + timedelta(days=2)  # leases expired, feeds due again
     assert sorted(le.feed_id for le in p.claim(now=later)) == sorted(ids[1:])
+
+
+# ------------------------------------------------------------------ the commands
+
+
+def test_feeds_commands_show_health_set_intervals_and_discover(tmp_path: Any, server: Any) -> None:
+    import json
+
+    from tests.conftest import claimwire, cli_env
+
+    env = cli_env(tmp_path, FEED_DEAD_AFTER="1")
+    page = (
+        b'<html><head><link rel="alternate" type="application/rss+xml" href="/feed.xml">'
+        b'<link rel="alternate" type="application/atom+xml" href="/comments/feed"></head>'
+        b"<body>Home</body></html>"
+    )
+    server.routes["/"] = Reply(body=page)
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), items(server, 2), title="Harbour"), content_type=RSS
+    )
+    server.routes["/broken.xml"] = Reply(500, b"")
+
+    r = claimwire(["feeds", "discover", server.url("/")], env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert server.url("/feed.xml") in r.stdout and "comments" not in r.stdout
+    r = claimwire(["feeds", "discover", server.url("/"), "--add"], env, tmp_path)
+    assert f"added {server.url('/feed.xml')}" in r.stdout
+    r = claimwire(
+        ["feeds", "add", server.url("/feed.xml"), server.url("/broken.xml")], env, tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"already present: {server.url('/feed.xml')}" in r.stdout  # a no-op, not an error
+    assert f"added {server.url('/broken.xml')}" in r.stdout
+
+    # A site without any feed link: the common paths are tried.
+    server.routes["/plain/"] = Reply(body=b"<html><body>no links</body></html>")
+    other = server.url("/plain/")
+    r = claimwire(["feeds", "discover", other], env, tmp_path)
+    assert server.url("/feed.xml") in r.stdout and "by path" in r.stdout
+    server.routes["/feed.xml"] = Reply(body=b"<html>moved</html>")
+    r = claimwire(["feeds", "discover", other], env, tmp_path)
+    assert r.returncode == 1 and "no feed found" in r.stderr
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), items(server, 2), title="Harbour"), content_type=RSS
+    )
+
+    r = claimwire(["run", "--until-idle"], env, tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = {
+        row["url"]: row
+        for row in map(
+            json.loads, claimwire(["feeds", "list", "--json"], env, tmp_path).stdout.splitlines()
+        )
+    }
+    good, bad = rows[server.url("/feed.xml")], rows[server.url("/broken.xml")]
+    assert good["state"] == "active" and good["dead"] is False and good["last_status"] == 200
+    assert good["last_success_at"] and good["last_new_entry_at"] and good["last_attempt_at"]
+    assert good["new_entries_per_day"] == 2.0 and good["consecutive_failures"] == 0
+    assert bad["state"] == "dead" and bad["dead"] is True
+    assert bad["last_error"] == "HTTP 500" and bad["last_status"] == 500
+    assert bad["consecutive_failures"] == 1 and bad["last_success_at"] is None
+
+    wide = {**env, "COLUMNS": "250"}  # as in a wide terminal (a pipe gets 80 columns)
+    table = claimwire(["feeds", "list"], wide, tmp_path)
+    assert table.returncode == 0
+    for column in ("last attempt", "last success", "last new entry", "fails", "HTTP", "new/day"):
+        assert column in table.stdout
+    assert "dead" in table.stdout and "HTTP 500" in table.stdout
+
+    status = json.loads(claimwire(["status", "--json"], env, tmp_path).stdout)
+    assert status["feeds"]["healthy"] == 1 and status["feeds"]["dead"] == 1
+    assert status["feeds"]["failing"] == 0 and status["feeds"]["total"] == 2
+    text = claimwire(["status"], env, tmp_path).stdout
+    assert "1 healthy" in text and "1 dead" in text
+
+    fid = str(good["id"])
+    r = claimwire(["feeds", "set", fid, "--interval", "15m"], env, tmp_path)
+    assert r.returncode == 0 and "every 15m" in r.stdout
+    listed = json.loads(claimwire(["feeds", "list", "--json"], env, tmp_path).stdout.split("\n")[0])
+    assert listed["interval_override"] == 900
+    assert "15m*" in claimwire(["feeds", "list"], wide, tmp_path).stdout
+    r = claimwire(["feeds", "set", fid, "--interval", "auto"], env, tmp_path)
+    assert "adaptive" in r.stdout
+    for bad_value in ("10", "soon", "-5m"):
+        r = claimwire(["feeds", "set", fid, "--interval", bad_value], env, tmp_path)
+        assert r.returncode == 2 and r.stderr.strip(), bad_value
+    r = claimwire(["feeds", "set", fid, "--pause"], env, tmp_path)
+    assert "paused" in r.stdout
+    status = json.loads(claimwire(["status", "--json"], env, tmp_path).stdout)
+    assert status["feeds"]["paused"] == 1 and status["feeds"]["healthy"] == 0
+    assert claimwire(["feeds", "set", "999", "--pause"], env, tmp_path).returncode == 2

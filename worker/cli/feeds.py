@@ -119,8 +119,8 @@ def feeds_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")
         "last error",
     )
 
-    def when(v: object) -> str:
-        return str(v)[:16].replace("T", " ") if v else "-"
+    def when(v: object) -> str:  # "MM-DD HH:MM" (UTC): enough to tell health apart
+        return str(v)[5:16].replace("T", " ") if v else "-"
 
     for r in rows:
         state = str(r["state"])
