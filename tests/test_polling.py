@@ -136,6 +136,8 @@ def test_conditional_get_sends_validators_and_304_costs_nothing(poller: Any, ser
     assert path == "/feed.xml"
     assert headers.get("If-None-Match") == '"v1"'
     assert headers.get("If-Modified-Since") == "Mon, 02 Mar 2026 09:00:00 GMT"
+    assert headers.get("User-Agent") == p.settings.user_agent  # descriptive, with a contact
+    assert "+http" in p.settings.user_agent
     assert server.hits["304:/feed.xml"] == 1
     feed = p.feed(fid)
     assert feed.last_status == 304 and feed.consecutive_failures == 0
@@ -416,12 +418,12 @@ def test_failing_feed_backs_off_then_is_marked_dead_but_not_forgotten(
     (fid,) = p.add(server.url("/feed.xml"))
     delays = []
     for expected_state in (FeedState.failing, FeedState.failing, FeedState.dead):
-        before = utcnow()
         result = p.poll_now(fid)
         assert result.outcome == "error"
         feed = p.feed(fid)
         assert feed.state == expected_state
-        delays.append((feed.next_poll_at - before).total_seconds())
+        assert feed.last_attempt_at is not None
+        delays.append((feed.next_poll_at - feed.last_attempt_at).total_seconds())
     feed = p.feed(fid)
     assert feed.consecutive_failures == 3 and feed.transient_failures == 3
     assert feed.last_error == "HTTP 500" and feed.last_status == 500
