@@ -1,0 +1,634 @@
+"""One full poll cycle of many feeds with the production topology.
+
+    .venv/bin/python -m bench.poll_cycle                 # 10,000 feeds on 1,000 hosts
+    .venv/bin/python -m bench.poll_cycle --feeds 1000 --hosts 100
+
+What it starts (and stops and removes at the end): a private PostgreSQL cluster (with
+``pg_stat_statements``) and a private Redis on free ports, a feed server process, and
+``celery worker -Q io --pool threads`` processes plus ``celery beat``, all with the
+default settings except ``ALLOW_PRIVATE_NETWORKS`` (the sites are on loopback).
+
+* The feed server (asyncio, one process) listens on ``--hosts`` loopback addresses
+  127.77.x.y, one port. Feeds are assigned to hosts at random (``--seed``), so the
+  dispatcher's order mixes hosts as a real feed list would. Each feed is RSS 2.0 with
+  ``--per-feed`` items and an ETag; ``If-None-Match`` with the current ETag gets 304.
+  ``/robots.txt`` allows everything.
+* Cycle 1: the feeds are added (``worker.feeds.add_feeds``) and made due; it ends when
+  every feed has been polled once. It fills the ETags and the robots.txt cache.
+* Then ``--changed`` of the feeds (10%) get a new version with ``--new-per-change`` new
+  items, every counter is reset, and cycle 2 starts with ``make_due`` for all feeds
+  (the code path of ``claimwire feeds poll --all``). Beat runs the real dispatcher on
+  its default schedule; cycle 2 ends when every feed's poll has committed. Its time is
+  measured from ``make_due`` (so it includes waiting for the next dispatcher tick).
+* Article fetches are not part of a poll cycle: the workers are the production app
+  with ``tasks.fetching.*`` routed to a queue nobody consumes (``bench/poll_app.py``);
+  the queued fetches are counted there.
+
+Reported: cycle seconds, polls/s, poll outcomes and the server's 200/304 counts, the
+dispatcher's cost (runs, ``claim_due_feeds`` calls and time, its statements in
+``pg_stat_statements``), all database time per poll, RSS per worker process, and the
+load average of this shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.procs import (  # noqa: E402
+    PostgresServer,
+    Proc,
+    RedisServer,
+    celery_beat,
+    celery_worker,
+    free_port,
+    worker_env,
+)
+
+FETCH_QUEUE = "bench-fetch"  # bench/poll_app.py
+BENCH_APP = "bench.poll_app"
+# Counters of the feed server (shared memory).
+C_FEED_200, C_FEED_304, C_ROBOTS, C_OTHER, C_CONNECTIONS = range(5)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------- feed server
+
+
+def host_address(k: int) -> str:
+    return f"127.77.{k // 250}.{k % 250 + 1}"
+
+
+def feed_body(i: int, version: int, base: str, per_feed: int, new_per_change: int) -> bytes:
+    top = version * new_per_change + per_feed
+    items = []
+    for n in range(top - 1, top - 1 - per_feed, -1):
+        link = f"{base}/a/{i}/{n}.html"
+        items.append(
+            f"<item><title>Story {n} of feed {i}</title><link>{link}</link>"
+            f'<guid isPermaLink="true">{link}</guid>'
+            f"<pubDate>Mon, {1 + n % 28:02d} Jun 2026 {n % 24:02d}:00:00 GMT</pubDate>"
+            f"<description>Short summary of story {n} published by feed {i}.</description>"
+            "</item>"
+        )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>'
+        f"<title>Feed {i}</title><link>{base}/</link><description>bench feed</description>"
+        + "".join(items)
+        + "</channel></rss>\n"
+    ).encode()
+
+
+def serve_feeds(
+    port: int,
+    n_hosts: int,
+    versions: Any,
+    counters: Any,
+    per_feed: int,
+    new_per_change: int,
+    ready: Any,
+    stop: Any,
+) -> None:
+    """A minimal HTTP/1.1 server (keep-alive, GET only): ``/f/<i>.xml`` and robots.txt."""
+    cache: dict[tuple[int, int], bytes] = {}
+    robots = b"User-agent: *\nDisallow: /private/\n"
+
+    def respond(path: bytes, host: bytes, inm: bytes | None) -> bytes:
+        if path.startswith(b"/f/") and path.endswith(b".xml"):
+            try:
+                i = int(path[3:-4])
+                version = versions[i]
+            except (ValueError, IndexError):
+                i, version = -1, 0
+            if i >= 0:
+                etag = f'"{i}-{version}"'.encode()
+                if inm == etag:
+                    counters[C_FEED_304] += 1
+                    return b"HTTP/1.1 304 Not Modified\r\nETag: " + etag + b"\r\n\r\n"
+                body = cache.get((i, version))
+                if body is None:
+                    base = "http://" + host.decode()
+                    body = cache[(i, version)] = feed_body(
+                        i, version, base, per_feed, new_per_change
+                    )
+                counters[C_FEED_200] += 1
+                return (
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml; charset=utf-8\r\n"
+                    b"ETag: "
+                    + etag
+                    + b"\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                ) + body
+        if path == b"/robots.txt":
+            counters[C_ROBOTS] += 1
+            return (
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+                + str(len(robots)).encode()
+                + b"\r\n\r\n"
+                + robots
+            )
+        counters[C_OTHER] += 1
+        return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+
+    class FeedProtocol(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.buf = b""
+            counters[C_CONNECTIONS] += 1
+
+        def data_received(self, data: bytes) -> None:
+            self.buf += data
+            while b"\r\n\r\n" in self.buf:
+                head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+                lines = head.split(b"\r\n")
+                parts = lines[0].split(b" ")
+                if len(parts) != 3:
+                    self.transport.close()
+                    return
+                host, inm = b"", None
+                for line in lines[1:]:
+                    name, _, value = line.partition(b":")
+                    name = name.strip().lower()
+                    if name == b"host":
+                        host = value.strip()
+                    elif name == b"if-none-match":
+                        inm = value.strip()
+                self.transport.write(respond(parts[1], host, inm))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        servers = [
+            await loop.create_server(FeedProtocol, host_address(k), port, backlog=512)
+            for k in range(n_hosts)
+        ]
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        for s in servers:
+            s.close()
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------------ processes
+
+
+def proc_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (prefork pools have child processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of one process, in KiB."""
+    found: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                found[name] = int(value.split()[0])
+    except OSError:
+        pass
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (and of their children they waited for)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / tick
+
+
+def bench_worker(name: str, env: dict[str, str], work: Path, args: argparse.Namespace) -> Proc:
+    p = celery_worker(
+        name,
+        env,
+        work,
+        queues="io",
+        pool=args.pool,
+        concurrency=args.concurrency,
+        loglevel="WARNING",
+    )
+    p.args[p.args.index("worker.celery_app")] = BENCH_APP
+    return p
+
+
+def bench_beat(env: dict[str, str], work: Path) -> Proc:
+    p = celery_beat("beat", env, work)
+    p.args[p.args.index("worker.celery_app")] = BENCH_APP
+    return p
+
+
+# ------------------------------------------------------------------------ the run
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--feeds", type=int, default=10_000)
+    ap.add_argument("--hosts", type=int, default=1_000, help="loopback addresses 127.77.x.y")
+    ap.add_argument("--changed", type=float, default=0.10, help="share of feeds changed")
+    ap.add_argument("--per-feed", type=int, default=5, help="items in a feed")
+    ap.add_argument("--new-per-change", type=int, default=2, help="new items in a changed feed")
+    ap.add_argument("--workers", type=int, default=2, help="celery worker processes (-Q io)")
+    ap.add_argument("--concurrency", type=int, default=16, help="-c of each worker")
+    ap.add_argument("--pool", default="threads")
+    ap.add_argument("--timeout", type=float, default=900, help="max seconds per cycle")
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--json", type=Path, help="write the result here too")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        help="write a CPU profile (cProfile) of worker w0 here; use with --pool solo",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a claimwire setting for workers and beat (default: every default)",
+    )
+    args = ap.parse_args(argv)
+    if args.hosts > 62_500:
+        ap.error("--hosts: at most 62500")
+    rnd = random.Random(args.seed)
+    # SIGTERM (timeout, kill): still run the cleanup in ``finally``.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    work = Path(tempfile.mkdtemp(prefix="claimwire-pollbench-"))
+    log(f"work directory {work}")
+    ctx = mp.get_context("fork")
+    versions = ctx.Array("i", args.feeds, lock=False)
+    counters = ctx.Array("q", 5, lock=False)
+    ready, stop = ctx.Event(), ctx.Event()
+    port = free_port()
+    server = ctx.Process(
+        target=serve_feeds,
+        args=(
+            port,
+            args.hosts,
+            versions,
+            counters,
+            args.per_feed,
+            args.new_per_change,
+            ready,
+            stop,
+        ),
+        daemon=True,
+    )
+    server.start()
+    pg: PostgresServer | None = None
+    redis_srv: RedisServer | None = None
+    procs: list[Proc] = []
+    try:
+        if not ready.wait(60):
+            raise RuntimeError("the feed server did not start")
+        pg = PostgresServer(work / "pg").init()
+        with (pg.data / "postgresql.conf").open("a") as conf:
+            conf.write("\nshared_preload_libraries = 'pg_stat_statements'\n")
+        pg.start()
+        db = pg.create_database("pollbench")
+        redis_srv = RedisServer(work / "redis").start()
+        overrides = dict(s.split("=", 1) for s in args.set)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("CLAIMWIRE_")}
+        env = worker_env(
+            base,
+            db,
+            redis_srv.url(),
+            DATA_DIR=str(work / "data"),
+            ALLOW_PRIVATE_NETWORKS="true",
+            **overrides,
+        )
+        # This process uses the same settings (make_due, add_feeds, init_db).
+        os.environ.update({k: v for k, v in env.items() if k.startswith("CLAIMWIRE_")})
+        import psycopg
+        import redis
+
+        from worker.db import init_db, unit_of_work
+        from worker.feeds import add_feeds
+        from worker.polling import make_due
+        from worker.settings import get_settings, reset_settings
+
+        reset_settings()
+        settings = get_settings()
+        init_db(settings)
+        sql = psycopg.connect(db, autocommit=True)
+        sql.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        rconn = redis.Redis.from_url(redis_srv.url())
+
+        hosts = [k % args.hosts for k in range(args.feeds)]
+        rnd.shuffle(hosts)
+        urls = [f"http://{host_address(hosts[i])}:{port}/f/{i}.xml" for i in range(args.feeds)]
+
+        procs = [bench_worker(f"w{i}", env, work, args) for i in range(args.workers)]
+        if args.profile:
+            procs[0].env = {**env, "BENCH_PROFILE": str(args.profile.resolve())}
+        procs.append(bench_beat(env, work))
+        for p in procs:
+            p.start()
+        time.sleep(3)
+
+        def one(query: str, *params: Any) -> Any:
+            row = sql.execute(query, params).fetchone()
+            return row[0] if row else None
+
+        def wait_cycle(since: datetime, label: str) -> float:
+            """Seconds until every feed's poll that started after ``since`` committed."""
+            t = time.monotonic()
+            deadline = t + args.timeout
+            last_report = 0.0
+            while True:
+                done = one(
+                    "/* bench */ SELECT count(*) FROM feed "
+                    "WHERE last_attempt_at >= %s AND lease_until IS NULL",
+                    since,
+                )
+                if done >= args.feeds:
+                    return time.monotonic() - t
+                now = time.monotonic()
+                if now > deadline:
+                    raise TimeoutError(f"{label}: {done}/{args.feeds} feeds polled in time")
+                if now - last_report > 10:
+                    log(f"{label}: {done}/{args.feeds} polled, load {os.getloadavg()[0]:.2f}")
+                    last_report = now
+                for p in procs:
+                    if not p.alive():
+                        raise RuntimeError(f"{p.name} died: {p.log()[-2000:]}")
+                time.sleep(0.2)
+
+        # ---- cycle 1: fill ETags and the robots.txt cache
+        log(f"cycle 1: {args.feeds} feeds on {args.hosts} hosts")
+        t1 = datetime.now(UTC)
+        # In chunks: one INSERT of 10,000 feeds passes PostgreSQL's 65,535 parameters.
+        for start in range(0, len(urls), 2000):
+            with unit_of_work() as s:
+                add_feeds(s, [(u, None, []) for u in urls[start : start + 2000]], settings)
+        with unit_of_work() as s:
+            make_due(s, None)
+        cycle1 = wait_cycle(t1, "cycle 1")
+        log(f"cycle 1 took {cycle1:.1f}s; fetches queued {rconn.llen(FETCH_QUEUE)}")
+        rconn.delete(FETCH_QUEUE)
+
+        # ---- the change
+        changed = sorted(rnd.sample(range(args.feeds), round(args.feeds * args.changed)))
+        for i in changed:
+            versions[i] += 1
+        time.sleep(2)  # let beat's idle dispatcher tick pass out of the way of the reset
+        for c in range(5):
+            counters[c] = 0
+        rconn.delete("bench:claims", "bench:dispatch")
+        sql.execute("SELECT pg_stat_statements_reset()")
+        articles_before = one("SELECT count(*) FROM article")
+        load_before = os.getloadavg()
+        postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+        assert redis_srv.proc is not None
+        groups: dict[str, list[int]] = {
+            **{p.name: proc_tree(p.pid) for p in procs},
+            "feed server": [server.pid or 0],
+            "postgresql": proc_tree(postmaster),
+            "redis": [redis_srv.proc.pid],
+            "this bench": [os.getpid()],
+        }
+        cpu_before = {name: cpu_seconds(pids) for name, pids in groups.items()}
+
+        # ---- cycle 2, measured
+        log(f"cycle 2: {len(changed)} feeds changed, the rest answer 304")
+        if args.profile:
+            Path(str(args.profile.resolve()) + ".on").touch()
+        t2 = datetime.now(UTC)
+        with unit_of_work() as s:
+            made_due = make_due(s, None)
+        rss: dict[int, dict[str, int]] = {}
+        loads: list[float] = []
+
+        def sample() -> None:
+            loads.append(os.getloadavg()[0])
+            for p in procs[:-1]:
+                for pid in proc_tree(p.pid):
+                    m = memory_kib(pid)
+                    if m:
+                        peak = rss.setdefault(pid, {"worker": int(p.name[1:]), "VmRSS": 0})
+                        peak["VmRSS"] = max(peak["VmRSS"], m.get("VmRSS", 0))
+                        peak["VmHWM"] = m.get("VmHWM", 0)
+
+        # wait_cycle polls the database; sample memory and load alongside it.
+        sampling = threading.Event()
+
+        def sampler() -> None:
+            while not sampling.wait(1.0):
+                sample()
+
+        th = threading.Thread(target=sampler, daemon=True)
+        th.start()
+        try:
+            cycle2_seen = wait_cycle(t2, "cycle 2")
+        finally:
+            sampling.set()
+            th.join()
+        sample()
+        load_after = os.getloadavg()
+        groups["postgresql"] = sorted(set(groups["postgresql"]) | set(proc_tree(postmaster)))
+        cpu = {name: cpu_seconds(pids) - cpu_before.get(name, 0.0) for name, pids in groups.items()}
+
+        # ---- results
+        polls = sql.execute(
+            "SELECT outcome, http_status, count(*) FROM feedpoll WHERE started_at >= %s "
+            "GROUP BY 1, 2 ORDER BY 3 DESC",
+            (t2,),
+        ).fetchall()
+        first_start, last_end, poll_ms = sql.execute(
+            "SELECT min(started_at), max(started_at + duration_ms * interval '1 ms'), "
+            "avg(duration_ms) FROM feedpoll WHERE started_at >= %s",
+            (t2,),
+        ).fetchone() or (None, None, None)
+        assert first_start is not None and last_end is not None
+        cycle2 = (last_end - t2).total_seconds()
+        polling_phase = (last_end - first_start).total_seconds()
+        new_articles = one("SELECT count(*) FROM article") - articles_before
+
+        claims = [json.loads(x) for x in rconn.lrange("bench:claims", 0, -1)]
+        dispatches = [json.loads(x) for x in rconn.lrange("bench:dispatch", 0, -1)]
+        stmts = sql.execute(
+            "SELECT query, calls, total_exec_time, rows FROM pg_stat_statements "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND query NOT LIKE '%%/* bench */%%' AND query NOT LIKE '%%pg_stat_statements%%' "
+            "ORDER BY total_exec_time DESC"
+        ).fetchall()
+
+        def kind(q: str) -> str:
+            ql = " ".join(q.split()).lower()
+            if "from feed" in ql and "for update skip locked" in ql:
+                return "claim: SELECT ... FOR UPDATE SKIP LOCKED"
+            if ql.startswith("update feed set lease_until") and "where feed.id in (" in ql:
+                return "claim: UPDATE feed SET lease_until ... WHERE id IN (...)"
+            return "other"
+
+        claim_stmts: dict[str, dict[str, float]] = {}
+        for q, c, t, r in stmts:
+            if kind(q) != "other":
+                entry = claim_stmts.setdefault(kind(q), {"calls": 0, "exec_ms": 0.0, "rows": 0})
+                entry["calls"] += c
+                entry["exec_ms"] = round(entry["exec_ms"] + t, 1)
+                entry["rows"] += r
+        db_ms_total = sum(t for _, _, t, _ in stmts)
+        db_calls_total = sum(c for _, c, _, _ in stmts)
+        claim_ms = sum(v["exec_ms"] for v in claim_stmts.values())
+        top = [
+            {"query": " ".join(q.split())[:140], "calls": c, "exec_ms": round(t, 1)}
+            for q, c, t, _ in stmts[:16]
+        ]
+        pg_version = one("SHOW server_version")
+        redis_version = rconn.info("server")["redis_version"]
+        import celery
+
+        result: dict[str, Any] = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": "python -m bench.poll_cycle " + " ".join(argv or sys.argv[1:]),
+            "machine": {
+                "nproc": os.cpu_count(),
+                "mem_total_gib": round(
+                    os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1
+                ),
+                "python": platform.python_version(),
+                "postgresql": pg_version,
+                "redis": redis_version,
+                "celery": celery.__version__,
+                "load_before": [round(x, 2) for x in load_before],
+                "load_after": [round(x, 2) for x in load_after],
+                "load_1min_max_during": round(max(loads), 2) if loads else None,
+            },
+            "topology": {
+                "workers": args.workers,
+                "pool": args.pool,
+                "concurrency": args.concurrency,
+                "hosts": args.hosts,
+                "feeds_per_host": round(args.feeds / args.hosts, 1),
+                "settings": overrides or "defaults",
+                "host_max_concurrency": settings.host_max_concurrency,
+                "host_min_interval": settings.host_min_interval,
+                "dispatch_interval": settings.dispatch_interval,
+                "dispatch_batch_size": settings.dispatch_batch_size,
+            },
+            "cycle1_seconds": round(cycle1, 1),
+            "feeds": args.feeds,
+            "made_due": made_due,
+            "changed": len(changed),
+            "cycle2": {
+                "seconds": round(cycle2, 2),
+                "seconds_seen_by_bench": round(cycle2_seen, 2),
+                "dispatch_latency_seconds": round((first_start - t2).total_seconds(), 2),
+                "polling_phase_seconds": round(polling_phase, 2),
+                "polls_per_second": round(args.feeds / cycle2, 1),
+                "polls_per_second_polling_phase": round(args.feeds / polling_phase, 1),
+                "poll_mean_ms": round(float(poll_ms or 0), 1),
+                "outcomes": [{"outcome": o, "http_status": s, "count": n} for o, s, n in polls],
+                "server": {
+                    "feed_200": counters[C_FEED_200],
+                    "feed_304": counters[C_FEED_304],
+                    "robots": counters[C_ROBOTS],
+                    "other": counters[C_OTHER],
+                    "tcp_connections": counters[C_CONNECTIONS],
+                },
+                "new_articles": new_articles,
+                "fetches_queued_not_run": rconn.llen(FETCH_QUEUE),
+            },
+            "dispatcher": {
+                "runs": len(dispatches),
+                "runs_that_claimed": sum(1 for d in dispatches if d["n"]),
+                "run_seconds": [round(d["s"], 3) for d in dispatches if d["n"]],
+                "claim_calls": len(claims),
+                "claim_seconds_total": round(sum(c["s"] for c in claims), 3),
+                "claim_ms_max": round(max((c["s"] for c in claims), default=0) * 1000, 1),
+                "pg_statements": claim_stmts,
+                "pg_exec_ms_total": round(claim_ms, 1),
+            },
+            "database": {
+                "statements": db_calls_total,
+                "exec_ms_total": round(db_ms_total, 1),
+                "statements_per_poll": round(db_calls_total / args.feeds, 1),
+                "exec_ms_per_poll": round((db_ms_total - claim_ms) / args.feeds, 3),
+                "top": top,
+            },
+            "cpu_seconds": {
+                **{name: round(v, 2) for name, v in cpu.items()},
+                "total": round(sum(cpu.values()), 2),
+                "per_poll_ms_all": round(sum(cpu.values()) / args.feeds * 1000, 2),
+                "per_poll_ms_workers": round(
+                    sum(v for k, v in cpu.items() if k.startswith("w")) / args.feeds * 1000, 2
+                ),
+                "cycle_lower_bound_on_2_idle_cores": round(sum(cpu.values()) / 2, 1),
+            },
+            "workers_rss_mib": [
+                {
+                    "worker": f"w{v['worker']}",
+                    "pid": pid,
+                    "rss_max_during_cycle": round(v["VmRSS"] / 1024, 1),
+                    "rss_peak_lifetime": round(v.get("VmHWM", 0) / 1024, 1),
+                }
+                for pid, v in sorted(rss.items())
+            ],
+        }
+        print(json.dumps(result, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        sql.close()
+        ok = cycle2 <= 60
+        log(f"cycle 2: {cycle2:.1f}s for {args.feeds} feeds ({'within' if ok else 'over'} 60 s)")
+        return 0
+    finally:
+        for p in procs:
+            p.stop(timeout=15)
+        if redis_srv is not None:
+            redis_srv.stop()
+        if pg is not None:
+            pg.destroy()
+        stop.set()
+        server.join(5)
+        if server.is_alive():
+            server.kill()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
