@@ -140,3 +140,38 @@ def test_backfill_feeds_from_opml_and_the_jobs_table(configure, server, tmp_path
     assert code == 2 and "feeds import" in err
     code, out, _ = _main(["jobs", "list"], capsys)
     assert code == 0 and "feed" in out and "queued" in out and "0/0+" in out, out
+
+
+def test_embedded_broker_never_shows_a_half_written_message(
+    configure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--wait` sends and consumes messages in one process over the filesystem broker.
+    While a message is being written, a consumer must not see it (kombu's own transport
+    creates the file first and writes it afterwards: a consumer moving it away then read
+    an empty message, and the worker died on a JSONDecodeError)."""
+    from kombu.utils import json as kombu_json
+
+    import worker.fsbroker
+    from worker.celery_app import app
+
+    configure()
+    seen: list[object] = []
+    real_dumps = kombu_json.dumps
+
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        assert isinstance(channel, worker.fsbroker.Channel)
+
+        def dumps_and_peek(obj: object) -> str:
+            # mid-write: a consumer polling the queue right now
+            try:
+                seen.append(channel._get("backfill"))
+            except Exception as exc:
+                seen.append(type(exc).__name__)
+            return str(real_dumps(obj))
+
+        monkeypatch.setattr(worker.fsbroker.json, "dumps", dumps_and_peek)
+        channel._put("backfill", {"body": "x", "n": 1})
+        monkeypatch.setattr(worker.fsbroker.json, "dumps", real_dumps)
+        assert seen == ["Empty"]  # nothing visible while it is being written
+        assert channel._get("backfill") == {"body": "x", "n": 1}  # complete once visible
