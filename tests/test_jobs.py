@@ -4,6 +4,8 @@ resume, cancel, and the work a job holds back from the live sweep."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlmodel import col, func, select
 
 from schemas.models import Article, Claim, JobItem
@@ -266,3 +268,63 @@ def test_item_whose_article_the_live_pipeline_finished_ends_at_the_next_round(
     with unit_of_work() as s:
         ids = set(s.exec(select(JobItem.article_id).where(JobItem.job_id == job_id)).all())
     assert plan.items == [(job_id, (ids - {live_aid, other}).pop())]
+
+
+def test_operation_tasks_create_and_steer_jobs(configure, server) -> None:
+    """The task bodies other systems call (see docs/backfill.md), run in-process: each
+    start task creates its job and returns its id; pause/resume/cancel steer it; bad
+    arguments fail the call without creating a job."""
+    import pytest
+
+    from tasks import jobs as job_tasks
+    from tests.test_backfill_helpers import DAY0, serve_atom_archive, serve_sitemaps
+    from worker import jobs
+    from worker.db import init_db, unit_of_work
+    from worker.feeds import FeedNotFound, add_feeds
+    from worker.settings import get_settings
+
+    configure(extract_claims="false")
+    init_db()
+    site = serve_articles(server, 6, "op")
+    feed_url = serve_atom_archive(server, site, per_page=3)
+    serve_sitemaps(server, site, old_before=DAY0 + timedelta(days=2))
+    with unit_of_work() as s:
+        add_feeds(s, [(feed_url, None, [])], get_settings())
+
+    a = job_tasks.start_backfill_feed([feed_url], "2026-01-01", "2026-12-31", True)
+    b = job_tasks.start_backfill_sitemap(server.url("/"), since="2026-01-03")
+    c = job_tasks.start_backfill_urls([server.url(p) for p in site.pages[:2]] + ["nope"])
+    run_items(c)
+    d = job_tasks.start_reprocess(outlet="127.0.0.1", states=["processed", "failed"])
+    e = job_tasks.start_reprocess(feed=feed_url, older_extractor=True)
+    assert [a, b, c, d, e] == [1, 2, 3, 4, 5]
+    with pytest.raises(FeedNotFound):
+        job_tasks.start_backfill_feed(["https://unknown.example/feed"], "2026-01-01")
+    with pytest.raises(ValueError, match="cannot be reprocessed"):
+        job_tasks.start_reprocess(states=["discovered"])
+    with pytest.raises(ValueError):
+        job_tasks.start_backfill_sitemap(server.url("/"), since="last week")
+
+    with unit_of_work() as s:
+        got = {j.id: j for j in jobs.list_jobs(s)}
+        assert sorted(got) == [1, 2, 3, 4, 5]  # the failed calls left nothing behind
+        assert got[1].params["feeds"] == [1] and got[1].params["include_undated"] is True
+        assert got[1].params["until"].startswith("2026-12-31")
+        assert got[2].params["since"].startswith("2026-01-03")
+        assert (got[3].state, got[3].params["invalid"]) == ("done", 1)
+        assert got[4].params["states"] == ["processed", "failed"]
+        assert jobs.progress(s, 4, get_settings()).discovered == 2
+        assert got[5].params["feed"] == 1 and got[5].params["older_extractor"] is True
+        assert got[1].state == "running"  # started at once, not at the next tick
+
+    assert job_tasks.pause_job(a) == a
+    with unit_of_work() as s:
+        assert jobs.get_job(s, a).state == "paused"
+    job_tasks.resume_job(a)
+    with unit_of_work() as s:
+        assert jobs.get_job(s, a).state == "running"
+    job_tasks.cancel_job(a)
+    with unit_of_work() as s:
+        assert jobs.get_job(s, a).state == "cancelled"
+    with pytest.raises(jobs.JobStateError):
+        job_tasks.resume_job(a)
