@@ -118,8 +118,12 @@ def rss_with(extra_channel: str, entries: list[Any]) -> bytes:
 # ------------------------------------------------------------------ conditional GET
 
 
-def test_conditional_get_sends_validators_and_304_costs_nothing(poller: Any, server: Any) -> None:
-    p = poller()
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_conditional_get_sends_validators_and_304_costs_nothing(
+    poller: Any, server: Any, db: str, request: pytest.FixtureRequest
+) -> None:
+    extra = {"DATABASE_URL": request.getfixturevalue("pg_url")} if db == "postgresql" else {}
+    p = poller(**extra)
     server.routes["/feed.xml"] = Reply(
         body=rss(server.url("/"), items(server, 3)),
         content_type=RSS,
@@ -371,10 +375,12 @@ def test_a_busy_host_defers_the_poll_without_counting_a_failure(poller: Any, ser
 # ---------------------------------------------------------------- canonical URLs
 
 
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
 def test_tracking_duplicates_across_feeds_are_one_article_with_two_sightings(
-    poller: Any, server: Any
+    poller: Any, server: Any, db: str, request: pytest.FixtureRequest
 ) -> None:
-    p = poller()
+    extra = {"DATABASE_URL": request.getfixturevalue("pg_url")} if db == "postgresql" else {}
+    p = poller(**extra)
     canonical = "https://news.example.org/world/story?id=7&page=2"
     a = [
         (
