@@ -1,16 +1,24 @@
 """Cost of one deduplicate_article call (lookup + insert + commit) as the index grows.
 
     .venv/bin/python -m bench.dedup_scale [--sizes 10000,100000,1000000] [--calls 300]
-        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+        [--rounds 10] [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--keep]
 
-A scratch PostgreSQL database ``cw_bench_dedup`` is created (dropped first if it exists
-and dropped at the end). For each size the index is grown to that many articles by bulk
-load (COPY of articles, groups, signatures and LSH bands of random signatures, bands
-computed with dedup's own ``band_hashes``; the band table's indexes are dropped during
-the load and rebuilt after it, then ANALYZE), and then ``--calls`` real
-``deduplicate_article`` calls are timed, each in its own transaction and committed,
-on synthetic texts (a third of them near-copies and a sixth exact copies of an earlier
-text, so the hash, near and new-group paths all run).
+One scratch PostgreSQL database per size, ``cw_bench_dedup_<size>`` (dropped first if
+it exists, and at the end unless ``--keep``), is filled by bulk load with that many
+indexed articles (COPY of articles, groups, signatures and LSH bands of random
+signatures, bands computed with dedup's own ``band_hashes``; the band table's indexes
+are dropped during the load and rebuilt after it, then VACUUM ANALYZE).
+
+Then the same ``--calls`` synthetic articles (half new texts, a third near-copies and a
+sixth exact copies of an earlier text, so the hash, near and new-group paths all run)
+are placed in every database by real ``deduplicate_article`` calls, each in its own
+transaction and committed. The calls are **interleaved**: ``--rounds`` rounds, each
+running the next ``calls/rounds`` articles in every database (the order of the
+databases rotating), so that the sizes are measured under the same machine load (the
+machine is shared; comparing a quiet minute with a busy one would say nothing). The
+first call of each batch (a new connection) is not timed. Blocks read by PostgreSQL
+per call (``pg_statio`` of the dedup tables: found in shared buffers or read from the
+OS) are reported too: they do not depend on the machine's load.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from worker import dedup  # noqa: E402
 from worker.db import dispose_engines, get_engine, init_db  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 
-DB = "cw_bench_dedup"
+DB_PREFIX = "cw_bench_dedup_"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
@@ -150,15 +158,15 @@ def synthetic_texts(n: int, seed: int) -> list[str]:
     return texts
 
 
-def measure(settings: Settings, calls: int, seed: int) -> dict[str, float]:
+def prepare(settings: Settings, texts: list[str]) -> list[int]:
+    """Insert the measured articles (state ``extracted``), not yet deduplicated."""
     engine = get_engine(settings)
-    texts = synthetic_texts(calls, seed)
     ids: list[int] = []
     with Session(engine) as s:
         for i, body in enumerate(texts):
             a = Article(
-                url=f"https://m{seed}.example/{i}",
-                url_hash=f"m{seed}-{i}",
+                url=f"https://m.example/{i}",
+                url_hash=f"measured-{i}",
                 host=f"m{i % 17}.example",
                 state=ArticleState.extracted,
                 text=body,
@@ -169,8 +177,34 @@ def measure(settings: Settings, calls: int, seed: int) -> dict[str, float]:
             assert a.id is not None
             ids.append(a.id)
         s.commit()
+    return ids
+
+
+STAT_TABLES = ("dedupband", "articlesignature", "article", "dupgroup")
+
+
+def block_counts(url: str) -> tuple[int, int]:
+    """(blocks found in shared buffers, blocks read from the OS) of the dedup tables and
+    their indexes, as counted so far in this database."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+        row = conn.execute(
+            "SELECT sum(coalesce(heap_blks_hit, 0) + coalesce(idx_blks_hit, 0)), "
+            "sum(coalesce(heap_blks_read, 0) + coalesce(idx_blks_read, 0)) "
+            "FROM pg_statio_user_tables WHERE relname = ANY(%s)",
+            (list(STAT_TABLES),),
+        ).fetchone()
+        assert row is not None
+        return int(row[0] or 0), int(row[1] or 0)
+
+
+def run_batch(settings: Settings, ids: list[int], paths: dict[str | None, int]) -> list[float]:
+    """Deduplicate ``ids`` one transaction each; the times (ms) of all but the first
+    call (which opens the connection). The engine is disposed at the end, so the
+    server's statistics of these calls are flushed when its backend exits."""
+    engine = get_engine(settings)
     times: list[float] = []
-    paths = {"hash": 0, "near": 0, None: 0}
     for aid in ids:
         t = time.perf_counter()
         with Session(engine) as s:
@@ -179,14 +213,15 @@ def measure(settings: Settings, calls: int, seed: int) -> dict[str, float]:
         times.append(1000 * (time.perf_counter() - t))
         assert out.advanced
         paths[out.matched_by] += 1
-    warm = times[10:]  # the first calls warm the connection pool and caches
+    dispose_engines()
+    return times[1:]
+
+
+def summary(times: list[float]) -> dict[str, float]:
     return {
-        "median": statistics.median(warm),
-        "mean": statistics.fmean(warm),
-        "p95": pct(warm, 0.95),
-        "hash": paths["hash"],
-        "near": paths["near"],
-        "new": paths[None],
+        "median": statistics.median(times),
+        "mean": statistics.fmean(times),
+        "p95": pct(times, 0.95),
     }
 
 
@@ -209,44 +244,62 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--calls", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    ap.add_argument("--keep", action="store_true", help="keep the scratch database")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch databases")
     args = ap.parse_args()
     import psycopg
 
     admin = args.pg
-    url = admin.rsplit("/", 1)[0] + "/" + DB
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB}"')
-    settings = Settings(database_url=url)
-    rows = []
+    ns = [int(x) for x in args.sizes.split(",")]
+    urls = {n: admin.rsplit("/", 1)[0] + f"/{DB_PREFIX}{n}" for n in ns}
+    settings = {n: Settings(database_url=urls[n]) for n in ns}
+    texts = synthetic_texts(args.calls, seed=1)
+    loads: dict[int, float] = {}
+    times: dict[int, list[float]] = {n: [] for n in ns}
+    paths: dict[int, dict[str | None, int]] = {n: {"hash": 0, "near": 0, None: 0} for n in ns}
+    blocks: dict[int, tuple[int, int]] = {}
     try:
-        init_db(settings)
-        rng = np.random.default_rng(7)
-        loaded = 0
-        next_id = 1_000_000  # bulk ids start above the measured articles' ids
-        for n in [int(x) for x in args.sizes.split(",")]:
-            add = n - loaded
-            secs = bulk_load(settings.effective_database_url, next_id, next_id + add, rng)
-            next_id += add + args.calls + 1000  # room for the measured articles' ids
-            loaded = n
+        for n in ns:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{DB_PREFIX}{n}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{DB_PREFIX}{n}"')
+            init_db(settings[n])
             dispose_engines()
-            m = measure(settings, args.calls, seed=n)
-            sz = sizes(settings.effective_database_url)
-            per = (sz["dedupband"] + sz["articlesignature"]) / sz["articles"]
-            rows.append((n, secs, m, sz, per))
+            rng = np.random.default_rng(7)
+            # the measured articles get the ids after the bulk-loaded ones
+            loads[n] = bulk_load(settings[n].effective_database_url, 1_000_000, 1_000_000 + n, rng)
+            print(f"loaded {n:>9,} articles in {loads[n]:7.1f}s", flush=True)
+        ids = {n: prepare(settings[n], texts) for n in ns}
+        dispose_engines()
+        before = {n: block_counts(settings[n].effective_database_url) for n in ns}
+        per_round = -(-args.calls // args.rounds)
+        for r in range(args.rounds):
+            order = ns[r % len(ns) :] + ns[: r % len(ns)]
+            for n in order:
+                batch = ids[n][r * per_round : (r + 1) * per_round]
+                if batch:
+                    times[n] += run_batch(settings[n], batch, paths[n])
             print(
-                f"indexed {n:>9,}: load {secs:7.1f}s  dedup median {m['median']:.2f} ms "
-                f"mean {m['mean']:.2f} p95 {m['p95']:.2f}  "
-                f"index {per:,.0f} B/article",
+                f"round {r + 1}/{args.rounds}: "
+                + "  ".join(f"{n:,}: {statistics.median(times[n]):.1f} ms" for n in ns),
                 flush=True,
             )
+        time.sleep(1.5)  # the exited backends' statistics reach the shared counters
+        for n in ns:
+            hit, read = block_counts(settings[n].effective_database_url)
+            blocks[n] = (hit - before[n][0], read - before[n][1])
+        rows = []
+        for n in ns:
+            sz = sizes(settings[n].effective_database_url)
+            per = (sz["dedupband"] + sz["articlesignature"]) / sz["articles"]
+            rows.append((n, loads[n], summary(times[n]), sz, per))
     finally:
         dispose_engines()
         if not args.keep:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+            for n in ns:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{DB_PREFIX}{n}" WITH (FORCE)')
     pg_version = subprocess.run(
         ["psql", "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -257,18 +310,27 @@ def main() -> None:
     print()
     print(
         "| indexed articles | load (s) | median ms | mean ms | p95 ms | paths hash/near/new "
-        "| band+signature bytes/article | band table MB | signature table MB |"
+        "| blocks/call (buffer hits + reads) | band+signature bytes/article "
+        "| band table MB | signature table MB |"
     )
-    print("|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for n, secs, m, sz, per in rows:
+        hit, read = blocks[n]
+        calls = sum(paths[n].values())
+        p = paths[n]
         print(
             f"| {n:,} | {secs:.0f} | {m['median']:.2f} | {m['mean']:.2f} | {m['p95']:.2f} "
-            f"| {m['hash']:.0f}/{m['near']:.0f}/{m['new']:.0f} | {per:,.0f} "
+            f"| {p['hash']}/{p['near']}/{p[None]} "
+            f"| {hit / calls:.0f} + {read / calls:.1f} | {per:,.0f} "
             f"| {sz['dedupband'] / 2**20:,.0f} | {sz['articlesignature'] / 2**20:,.0f} |"
         )
     if len(rows) >= 2:
         ratio = rows[-1][2]["median"] / rows[0][2]["median"]
-        print(f"\ncost ratio largest/smallest (median): {ratio:.2f}")
+        mean_ratio = rows[-1][2]["mean"] / rows[0][2]["mean"]
+        print(
+            f"\ncost ratio largest/smallest: median {ratio:.2f}, mean {mean_ratio:.2f} "
+            "(target: at most 2)"
+        )
 
 
 if __name__ == "__main__":

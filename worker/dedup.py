@@ -537,6 +537,23 @@ def _join(session: Session, article: Article, group_id: int) -> tuple[DupGroup, 
     ):
         article.duplicate_of_id = current.id
         return group, None
+    if current is not None and current.id != article.id and is_postgres(session):
+        # It is demoted: lock its row and read it again. Its claims step may be running
+        # (holding that row from start to commit), and the demotion must remove the
+        # claims and set the claims_status that step commits, not the ones read before
+        # it. Only on a demotion: a copy joining a group leaves the canonical's row alone,
+        # so it never makes the canonical's claims step skip as "in flight". The lock is
+        # the one an UPDATE takes (FOR NO KEY UPDATE), not FOR UPDATE: claims steps of
+        # copies take KEY SHARE locks on this row through foreign keys (a claim cluster's
+        # first article) while we wait for their rows, which with FOR UPDATE deadlocks.
+        # (SQLite: the database write lock already orders the two.)
+        current = session.get(
+            Article,
+            current.id,
+            populate_existing=True,
+            with_for_update={"key_share": True},  # FOR NO KEY UPDATE: FK checks pass
+        )
+        assert current is not None
     session.flush()
     _set_canonical(session, group, article.id)
     article.duplicate_of_id = None
