@@ -140,7 +140,11 @@ def test_live_feed_finishes_while_a_large_backfill_is_throttled(
     url_file = tmp_path / "urls.txt"
     url_file.write_text("\n".join(server.url(p) for p in bulk.pages))
     feed_url = serve_site(server)
-    env = _env(tmp_path, pg_url, redis_url, BACKFILL_CONCURRENCY="1")
+    # The live recovery sweep runs often here: it must leave the job's articles to the
+    # job (a sweep that re-sent them to `io` would un-throttle the backfill).
+    env = _env(
+        tmp_path, pg_url, redis_url, BACKFILL_CONCURRENCY="1", SWEEP_INTERVAL="1", STALE_AFTER="3"
+    )
 
     r = claimwire(["backfill", "urls", str(url_file)], env, tmp_path)
     assert r.returncode == 0 and "job 1 queued (backfill urls, 200 URLs)" in r.stdout, r.stderr

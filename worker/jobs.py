@@ -37,10 +37,8 @@ from sqlmodel import Session, col, select
 
 from schemas.models import (
     FINAL_ARTICLE_STATES,
-    PENDING_ARTICLE_STATES,
     Article,
     ArticleState,
-    Feed,
     Job,
     JobItem,
     JobItemState,
@@ -544,7 +542,7 @@ def finish_item(session: Session, job_id: int, article_id: int) -> str | None:
 def held_article_ids() -> Select[Any]:
     """Articles that pending items of active jobs will take care of. The live recovery
     sweep must skip them (``worker.sweep.stale_articles``) and ``pending_work`` must not
-    count them twice (see :func:`pending_work_with_jobs`)."""
+    count them twice (``worker.status.pending_work``)."""
     return (
         sa_select(col(JobItem.article_id))
         .join(Job, col(Job.id) == col(JobItem.job_id))
@@ -570,28 +568,6 @@ def jobs_pending_work(session: Session) -> int:
         .where(col(Job.state).in_(active), col(JobItem.state) == JobItemState.pending)
     ).one()
     return int(jobs) + int(items)
-
-
-def pending_work_with_jobs(session: Session) -> int:
-    """``worker.status.pending_work`` with jobs: live work (articles held by jobs left
-    out) plus :func:`jobs_pending_work`. Meant to replace it (see docs/backfill.md)."""
-    from worker.polling import count_due
-
-    now = utcnow()
-    leased = session.exec(
-        select(func.count())
-        .select_from(Feed)
-        .where(col(Feed.lease_until).is_not(None), col(Feed.lease_until) > now)
-    ).one()
-    articles = session.exec(
-        select(func.count())
-        .select_from(Article)
-        .where(
-            col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]),
-            col(Article.id).not_in(held_article_ids()),
-        )
-    ).one()
-    return int(leased) + int(articles) + count_due(session, now) + jobs_pending_work(session)
 
 
 def articles_of_feed(feed_id: int) -> Select[Any]:
@@ -620,7 +596,6 @@ __all__ = [
     "jobs_pending_work",
     "list_jobs",
     "pause",
-    "pending_work_with_jobs",
     "progress",
     "resume",
 ]

@@ -26,17 +26,20 @@ log = structlog.get_logger("claimwire.service")
 def _idle_watch(stop: threading.Event, settings: Settings, tick: float = 0.5) -> None:
     """Dispatch due feeds at once (no waiting for the schedule) and stop the worker
     after the database has shown no pending work for a few consecutive checks."""
+    from tasks.jobs import advance_jobs
     from tasks.maintenance import dispatch_due_feeds, sweep
 
     if settings.broker_is_embedded:
         # Nothing else consumes the embedded queue: whatever is pending lost its
         # message with the previous process, so send it again now.
         sweep(older_than=0)
+        advance_jobs(reclaim=True)
     quiet = 0
     last_sweep = time.monotonic()
     while not stop.wait(tick):
         try:
             dispatch_due_feeds()
+            advance_jobs()
             if time.monotonic() - last_sweep > settings.sweep_interval:
                 sweep()
                 last_sweep = time.monotonic()
@@ -76,9 +79,11 @@ def run_service(settings: Settings, *, until_idle: bool = False) -> None:
         )
         watcher.start()
     elif settings.broker_is_embedded:
+        from tasks.jobs import advance_jobs
         from tasks.maintenance import sweep
 
         sweep(older_than=0)
+        advance_jobs(reclaim=True)
     try:
         worker.start()
     finally:

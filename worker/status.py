@@ -20,6 +20,7 @@ from schemas.models import (
 )
 from schemas.types import utcnow
 from worker.celery_app import QUEUES
+from worker.jobs import held_article_ids, jobs_pending_work
 from worker.polling import count_due
 from worker.settings import Settings
 
@@ -41,7 +42,9 @@ def queue_depths(settings: Settings) -> dict[str, int | None]:
 
 
 def pending_work(session: Session) -> int:
-    """Items the database says are not finished: due or leased feeds, pending articles."""
+    """Items the database says are not finished: due or leased feeds, pending articles,
+    and backfill/reprocess jobs (articles held by a job's pending items counted once,
+    as the job's). Paused jobs wait for a person and are not counted."""
     now = utcnow()
     leased = session.exec(
         select(func.count())
@@ -51,9 +54,12 @@ def pending_work(session: Session) -> int:
     articles = session.exec(
         select(func.count())
         .select_from(Article)
-        .where(col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]))
+        .where(
+            col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]),
+            col(Article.id).not_in(held_article_ids()),
+        )
     ).one()
-    return int(leased) + int(articles) + count_due(session, now)
+    return int(leased) + int(articles) + count_due(session, now) + jobs_pending_work(session)
 
 
 def collect(session: Session, settings: Settings) -> dict[str, Any]:

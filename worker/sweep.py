@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from schemas.models import PENDING_ARTICLE_STATES, Article
 from schemas.types import utcnow
 from worker.db import is_postgres
+from worker.jobs import held_article_ids
 from worker.settings import Settings
 
 
@@ -37,6 +38,8 @@ def stale_articles(
         .where(
             col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]),
             col(Article.state_changed_at) <= cutoff,
+            # articles of pending job items are their job's (throttled on `backfill`)
+            col(Article.id).not_in(held_article_ids()),
         )
         .order_by(col(Article.state_changed_at))
         .limit(limit)
