@@ -58,6 +58,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPORA = Path("/work/shared/corpora/extraction")
 RESULTS = ROOT / "bench" / "results"
+CACHE = Path("/tmp/claimwire-bench-cache")
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -121,7 +122,17 @@ def _profile_runner(name: str) -> Callable[[str, str | None], Output]:
 
 BASE_CONFIGS: dict[str, Callable[[str, str | None], Output]] = {
     "trafilatura.extract defaults": _run_defaults,
-    **{name: _profile_runner(name) for name in ("balanced", "precision", "recall", "fast")},
+    **{
+        name: _profile_runner(name)
+        for name in (
+            "balanced",
+            "precision",
+            "recall",
+            "fast",
+            "balanced+prune+postclean",
+            "recall+prune+postclean",
+        )
+    },
 }
 
 # ---------------------------------------------------------------- derived variants
@@ -163,21 +174,23 @@ def norm_ws(text: str) -> str:
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-"})
 
 
-def _norm_meta(value: str | None) -> str:
+def _norm_meta(value: str | list[str] | None) -> str:
+    if isinstance(value, list):  # some gold records list several authors
+        value = "; ".join(str(v) for v in value)
     if not value:
         return ""
     value = unicodedata.normalize("NFKC", value).translate(_QUOTES).casefold()
     return norm_ws(value)
 
 
-def title_match(pred: str | None, gold: str) -> tuple[bool, bool]:
+def title_match(pred: str | None, gold: str | list[str]) -> tuple[bool, bool]:
     p, g = _norm_meta(pred), _norm_meta(gold)
     if not p:
         return False, False
     return p == g, p == g or (bool(g) and (g in p or p in g))
 
 
-def author_match(pred: str | None, gold: str) -> bool:
+def author_match(pred: str | None, gold: str | list[str]) -> bool:
     p, g = _norm_meta(pred), _norm_meta(gold)
     if not p or not g:
         return False
@@ -249,11 +262,13 @@ def load_pages(corpora: Path, limit: int | None) -> list[Page]:
     return pages
 
 
-def _work(page: Page) -> tuple[str, str, dict[str, dict[str, Any]]]:
+def _work(job: tuple[Page, list[str]]) -> tuple[str, str, dict[str, dict[str, Any]]]:
+    page, names = job
     body = gzip.decompress(Path(page.path).read_bytes())
     html, _ = decode_html(body, None)
     outs: dict[str, dict[str, Any]] = {}
-    for name, fn in BASE_CONFIGS.items():
+    for name in names:
+        fn = BASE_CONFIGS[name]
         try:
             o = fn(html, page.url)
         except Exception as exc:  # a crash is a full miss, as in trafilatura's eval
@@ -405,16 +420,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="pages per corpus (quick run)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA)
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=CACHE,
+        help="outputs of earlier runs, reused per page and configuration (outside the repo: "
+        "they hold text of the copyrighted pages); --cache '' disables it",
+    )
     args = ap.parse_args(argv)
     if not args.corpora.is_dir():
         print(f"corpora not found: {args.corpora}", file=sys.stderr)
         return 2
     pages = load_pages(args.corpora, args.limit)
     started = time.time()
-    results: dict[tuple[str, str], dict[str, Output]] = {}
+    cache_file = (
+        args.cache / f"outputs-{EXTRACTOR_VERSION}-{trafilatura.__version__}.json"
+        if str(args.cache)
+        else None
+    )
+    cached: dict[str, dict[str, dict[str, Any]]] = {}
+    if cache_file is not None and cache_file.is_file():
+        cached = json.loads(cache_file.read_text(encoding="utf-8"))
+    jobs = []
+    for page in pages:
+        done = cached.get(f"{page.corpus}:{page.key}", {})
+        missing = [n for n in BASE_CONFIGS if n not in done]
+        if missing:
+            jobs.append((page, missing))
+    print(f"computing {sum(len(m) for _, m in jobs)} page x configuration outputs", file=sys.stderr)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for corpus, key, outs in pool.map(_work, pages, chunksize=4):
-            results[(corpus, key)] = {k: Output(**v) for k, v in outs.items()}
+        for corpus, key, outs in pool.map(_work, jobs, chunksize=4):
+            cached.setdefault(f"{corpus}:{key}", {}).update(outs)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps(cached), encoding="utf-8")
+    results: dict[tuple[str, str], dict[str, Output]] = {
+        (p.corpus, p.key): {
+            k: Output(**v) for k, v in cached[f"{p.corpus}:{p.key}"].items() if k in BASE_CONFIGS
+        }
+        for p in pages
+    }
     accs = score(pages, results)
     summaries = {name: acc.summary() for name, acc in accs.items()}
     n_teval = sum(p.corpus == "teval" for p in pages)

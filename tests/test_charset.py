@@ -164,3 +164,24 @@ def test_empty_and_random_bytes_never_raise() -> None:
 )
 def test_normalize_label(label: str, codec: str | None) -> None:
     assert normalize_label(label) == codec
+
+
+def test_utf8_page_with_several_broken_bytes_stays_utf8() -> None:
+    # A short page of plainly UTF-8 text with more stray bytes than MAX_BAD_RATIO allows:
+    # still UTF-8 with replacement characters, not a single-byte guess full of mojibake.
+    body = page(PT).encode("utf-8").replace(b"</p>", b" \xff\xfe\xc3( </p>")
+    decoded, used = decode_html(body, "text/html; charset=utf-8")
+    assert used == "utf-8"
+    assert PT in decoded and decoded.count("\ufffd") == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "python_codec", "expected"),
+    [(RU * 4, "cp1251", "windows-1251"), (ZH * 4, "gb2312", "gb18030")],
+)
+def test_other_encoding_declared_as_utf8_is_not_believed(
+    text: str, python_codec: str, expected: str
+) -> None:
+    decoded, used = decode_html(page(text).encode(python_codec), "text/html; charset=utf-8")
+    assert used == expected
+    assert text in decoded

@@ -17,6 +17,7 @@ import pytest
 import trafilatura
 
 from schemas.records import ExtractedPage
+from tests.support.server import LocalServer
 from worker.charset import decode_html
 from worker.extraction import (
     EXTRACTOR_NAME,
@@ -97,6 +98,19 @@ def test_text_and_metadata() -> None:
     assert page.extractor == EXTRACTOR_NAME == "trafilatura"
     assert page.extractor_version == EXTRACTOR_VERSION
     assert EXTRACTOR_VERSION.startswith(trafilatura.__version__ + "+cw")
+
+
+def test_categories_tags_and_main_image() -> None:
+    head = (
+        '<meta property="og:image" content="/img/lighthouse.jpg">'
+        '<meta property="article:section" content="Local news">'
+        '<meta property="article:tag" content="heritage">'
+        '<meta name="keywords" content="harbour, restoration">'
+    )
+    page = extract_page(article(head_extra=head), URL, now=NOW)
+    assert page.categories == ["Local news"]
+    assert page.tags == ["heritage", "harbour", "restoration"]
+    assert page.image == "https://www.portodaily.example.com/img/lighthouse.jpg"
 
 
 def test_published_at_is_aware_utc() -> None:
@@ -329,7 +343,7 @@ def test_iter_inputs_urls_use_the_given_fetcher() -> None:
 
     (out,) = list(iter_inputs(["https://portodaily.example.com/x"], fetch=fetch))
     assert calls == ["https://portodaily.example.com/x"]
-    assert out["file"] == "https://portodaily.example.com/x"
+    assert out["url"] == "https://portodaily.example.com/x" and "file" not in out
     assert out["encoding"] == "windows-1252"
     assert PARAGRAPHS[0] in out["text"]
 
@@ -368,3 +382,48 @@ def test_real_pages_contain_their_with_snippets() -> None:
     assert pages >= 10
     # trafilatura-eval snippet recall of the production settings is ~0.9 on the corpus
     assert found / total >= 0.8, f"{found}/{total} 'with' snippets found"
+
+
+# ------------------------------------------------------------ the `extract` command
+
+
+def test_extract_command_jsonl_files_directories_gz_and_urls(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    """`claimwire extract PATH_OR_URL... --jsonl`: one JSON object per line and input, no
+    database created, URLs fetched through the guarded client (here from a local server)."""
+    from tests.conftest import claimwire, cli_env
+    from tests.support.server import Reply
+
+    pages = tmp_path / "pages"
+    (pages / "deep").mkdir(parents=True)
+    (pages / "a.html").write_text(article(), encoding="utf-8")
+    russian = "Москва встречает весну: в парках открылись кафе, а на улицах стало людно. " * 3
+    (pages / "deep" / "b.html.gz").write_bytes(
+        gzip.compress(article(lang="ru", body_paragraphs=[*PARAGRAPHS, russian]).encode("cp1251"))
+    )
+    (pages / "deep" / "ignored.css").write_text("body {}", encoding="utf-8")
+    server.routes["/story"] = Reply(body=article().encode("utf-8"))
+    env = cli_env(tmp_path)
+    r = claimwire(
+        ["extract", str(pages), server.url("/story"), server.url("/missing"), "--jsonl"],
+        env,
+        tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(lines) == 4
+    a, b, story, missing = lines
+    assert Path(a["file"]).name == "a.html" and Path(b["file"]).name == "b.html.gz"
+    for obj in (a, b, story):
+        assert set(obj) >= {"title", "author", "published_at", "language", "sitename", "text"}
+        assert obj["title"] == "Lighthouse to be restored"
+        assert obj["author"] == "Marta Ribeiro"
+        assert obj["published_at"] == "2024-03-05T12:30:00+00:00"
+        assert obj["sitename"] == "Porto Daily"
+        assert PARAGRAPHS[2] in obj["text"]
+    assert b["language"] == "ru" and b["encoding"] == "windows-1251"
+    assert "Москва встречает весну" in b["text"]
+    assert story["url"] == server.url("/story") and story["language"] == "pt"
+    assert missing["url"] == server.url("/missing") and "HTTP 404" in missing["error"]
+    assert not (tmp_path / "data").exists(), "extract must not create a database"

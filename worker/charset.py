@@ -12,7 +12,9 @@ Order (the first that applies wins):
 
 A declared encoding (2 or 3) is taken only if it plausibly fits the bytes: a multi-byte
 encoding (UTF-8, GB18030, Shift_JIS, ...) must decode with at most :data:`MAX_BAD_RATIO` of
-undecodable bytes, otherwise the next rule is tried. A declared *single-byte* encoding cannot
+undecodable bytes, or with at least :data:`MIN_VALID_PER_BAD` valid non-ASCII characters
+per undecodable byte (a UTF-8 page with a few broken bytes stays UTF-8, with replacement
+characters), otherwise the next rule is tried. A declared *single-byte* encoding cannot
 be checked that way, with one exception: a page declared as a single-byte encoding whose bytes
 are strictly valid UTF-8 with non-ASCII characters is decoded as UTF-8 (servers often send
 ``ISO-8859-1`` as a default for UTF-8 pages; valid multi-byte UTF-8 sequences almost never
@@ -30,13 +32,23 @@ from __future__ import annotations
 import codecs
 import re
 
-__all__ = ["MAX_BAD_RATIO", "PRESCAN_BYTES", "decode_html", "normalize_label"]
+__all__ = [
+    "MAX_BAD_RATIO",
+    "MIN_VALID_PER_BAD",
+    "PRESCAN_BYTES",
+    "decode_html",
+    "normalize_label",
+]
 
 PRESCAN_BYTES = 16384
 """How much of the body is searched for a ``<meta>`` charset declaration."""
 
 MAX_BAD_RATIO = 0.001
 """Share of undecodable bytes above which a declared multi-byte encoding is not believed."""
+
+MIN_VALID_PER_BAD = 4
+"""Beyond :data:`MAX_BAD_RATIO`, a declared multi-byte encoding is still believed when the
+body holds this many valid non-ASCII characters per undecodable byte."""
 
 DETECT_BYTES = 200_000
 """At most this many bytes are given to charset-normalizer (detection cost grows with size)."""
@@ -193,10 +205,16 @@ def _fits(body: bytes, codec: str) -> bool:
         pass
     else:
         return True
-    # Tolerate a few bad bytes (a page truncated mid-character, one stray byte).
+    # Tolerate a few bad bytes (a page truncated mid-character, one stray byte), and
+    # more of them in a page that is plainly in this encoding: many valid multi-byte
+    # characters and few invalid bytes (a page of mixed origin). A page in another
+    # encoding has almost no valid multi-byte sequences, and many invalid ones.
     text = body.decode(codec, errors="replace")
     bad = text.count("\ufffd")
-    return bad <= max(2, int(len(body) * MAX_BAD_RATIO))
+    if bad <= max(2, int(len(body) * MAX_BAD_RATIO)):
+        return True
+    valid = sum(1 for ch in text if ch > "\x7f") - bad
+    return bad * MIN_VALID_PER_BAD <= valid
 
 
 def _is_utf8_with_non_ascii(body: bytes) -> bool:

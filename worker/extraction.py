@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 EXTRACTOR_NAME = "trafilatura"
-SETTINGS_REVISION = 1
+SETTINGS_REVISION = 2
 """Bump whenever :data:`DEFAULT_PROFILE` or the post-processing here changes output."""
 EXTRACTOR_VERSION = f"{trafilatura.__version__}+cw{SETTINGS_REVISION}"
 
@@ -103,6 +103,10 @@ PROFILES: dict[str, Profile] = {
         Profile("fast", fast=True),
         Profile("balanced+tables-off", include_tables=False),
         Profile("precision+recall-rescue", favor_precision=True, recall_rescue_ratio=0.5),
+        Profile("balanced+prune+postclean", prune=tuple(PRUNE_XPATHS), postclean=True),
+        Profile(
+            "recall+prune+postclean", favor_recall=True, prune=tuple(PRUNE_XPATHS), postclean=True
+        ),
     )
 }
 
@@ -267,6 +271,17 @@ def _str_list(value: Any) -> list[str]:
         s = _str_or_none(item)
         if s and s not in out:
             out.append(s)
+    return out
+
+
+def _split_tags(values: list[str]) -> list[str]:
+    """``<meta name=keywords content="a, b">`` arrives as one string: one tag per item."""
+    out: list[str] = []
+    for value in values:
+        for part in re.split(r"[,;]", value):
+            tag = part.strip()
+            if tag and tag not in out:
+                out.append(tag)
     return out
 
 
@@ -460,7 +475,7 @@ def _metadata(doc: Any, tree: _Element, url: str | None, now: datetime) -> dict[
         sitename=_str_or_none(getattr(doc, "sitename", None)),
         description=_str_or_none(getattr(doc, "description", None)),
         categories=_str_list(getattr(doc, "categories", None)),
-        tags=_str_list(getattr(doc, "tags", None)),
+        tags=_split_tags(_str_list(getattr(doc, "tags", None))),
         image=image if image and image.startswith(("http://", "https://")) else None,
     )
     return meta
@@ -498,9 +513,10 @@ def _as_output(
     *,
     encoding: str | None = None,
     error: str | None = None,
+    key: str = "file",
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "file": name,
+        key: name,
         "title": page.title if page else None,
         "author": page.author if page else None,
         "published_at": page.published_at.isoformat() if page and page.published_at else None,
@@ -533,12 +549,15 @@ FetchFn = Callable[[str], tuple[bytes, str | None, str]]
 
 
 def _default_fetch(settings: Any) -> FetchFn:
-    from worker.http import HttpClient
+    from worker.http import HttpClient, classify_status
 
     client = HttpClient(settings)
 
     def fetch(url: str) -> tuple[bytes, str | None, str]:
         resp = client.get(url)
+        error = classify_status(resp.status, resp.headers)
+        if error is not None:
+            raise error
         return resp.body, resp.headers.get("content-type"), resp.url
 
     return fetch
@@ -551,7 +570,8 @@ def iter_inputs(
     fetch: FetchFn | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One output object per input: files, directories (recursive: ``*.html``, ``*.htm``,
-    ``*.gz``), ``.gz`` files, and ``http(s)://`` URLs.
+    ``*.gz``), ``.gz`` files, and ``http(s)://`` URLs. File results carry ``file``, URL
+    results ``url``.
 
     URLs are fetched with ``fetch`` or, when it is None and ``settings`` is given, with
     :class:`worker.http.HttpClient` (same guards as the pipeline); otherwise they give an
@@ -563,16 +583,16 @@ def iter_inputs(
             if fetch is None and settings is not None:
                 fetch = _default_fetch(settings)
             if fetch is None:
-                yield _as_output(raw, None, error="URL given but no fetcher configured")
+                yield _as_output(raw, None, error="URL given but no fetcher configured", key="url")
                 continue
             try:
                 body, content_type, final_url = fetch(raw)
             except Exception as exc:  # noqa: BLE001 - report per input, keep going
-                yield _as_output(raw, None, error=f"{type(exc).__name__}: {exc}")
+                yield _as_output(raw, None, error=f"{type(exc).__name__}: {exc}", key="url")
                 continue
             html, encoding = decode_html(body, content_type)
             page = extract_page(html, final_url, min_text_chars=min_chars)
-            yield _as_output(raw, page, encoding=encoding)
+            yield _as_output(raw, page, encoding=encoding, key="url")
             continue
         p = Path(raw)
         if not p.exists():

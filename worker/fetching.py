@@ -15,7 +15,15 @@ from worker.http import FetchError, HttpClient, classify_status
 from worker.politeness import HostLimiter, robots_allows
 from worker.settings import Settings
 
-HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+"""Media types taken as HTML without looking at the bytes."""
+SNIFFED_TYPES = ("", "application/octet-stream", "text/plain")
+"""Media types servers send for anything: the body is downloaded and sniffed."""
+
+
+def html_like(content_type: str) -> bool:
+    """Whether a response of this media type may be HTML (so worth downloading)."""
+    return content_type in HTML_TYPES or content_type in SNIFFED_TYPES
 
 
 @dataclass
@@ -51,9 +59,9 @@ def _sniff_html(body: bytes) -> bool:
 
 
 def is_html(content_type: str, body: bytes) -> bool:
-    if content_type in ("text/html", "application/xhtml+xml"):
+    if content_type in HTML_TYPES:
         return True
-    if content_type in ("", "application/octet-stream", "text/plain"):
+    if content_type in SNIFFED_TYPES:
         return _sniff_html(body)
     return False
 
@@ -78,7 +86,9 @@ def fetch_article(
     try:
         with limiter.slot(article.host):
             resp = http.get(
-                article.url, {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"}
+                article.url,
+                {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"},
+                accept_type=html_like,
             )
         error = classify_status(resp.status, resp.headers)
         if error is not None:
@@ -95,7 +105,7 @@ def fetch_article(
     article.http_status = resp.status
     article.final_url = resp.url
     article.content_type = resp.headers.get("content-type")
-    if not is_html(resp.content_type, resp.body):
+    if resp.body_skipped or not is_html(resp.content_type, resp.body):
         set_state(
             article,
             ArticleState.skipped,

@@ -1,15 +1,24 @@
 """A safe HTTP GET for feeds, pages, robots.txt and sitemaps (httpx).
 
-Limits enforced while streaming: connect/read/total timeouts, maximum decompressed
-size (so a gzip or brotli bomb is cut off after ``max_response_bytes``), a cap on
-redirect hops (each hop passes the private-network guard and robots.txt again through
-the caller), and only ``http``/``https`` URLs.
+Limits enforced while streaming: a connect timeout, a read timeout per socket read, and
+a total deadline for the whole call (redirects, TLS handshake, headers and body: every
+socket operation gets at most the time left, see :mod:`worker.netguard`, so a slow drip of
+headers or body cannot hold a worker); a maximum *decompressed* size (a gzip, deflate or
+brotli bomb is cut off after ``max_response_bytes``, and a declared ``Content-Length`` over
+the limit is refused before reading); a cap on redirect hops, followed by hand, each one
+connecting through the private-network guard again; and only ``http``/``https`` URLs.
+
+Errors are :class:`FetchError` with ``transient`` set for what is worth retrying
+(timeouts, connection errors, 5xx, 408/425/429) and unset for what is not (bad URL,
+blocked address, TLS certificate failure, too large, redirect loop, 4xx).
 """
 
 from __future__ import annotations
 
+import ssl
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -19,7 +28,7 @@ import brotli
 import httpcore
 import httpx
 
-from worker.netguard import BlockedAddress, GuardedBackend
+from worker.netguard import BlockedAddress, GuardedBackend, deadline, parse_exceptions
 from worker.settings import Settings
 
 __all__ = ["BlockedAddress", "FetchError", "HttpClient", "Response"]
@@ -55,10 +64,12 @@ class Response:
     body: bytes
     redirects: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    # True when the body was not downloaded because ``accept_type`` refused the type.
+    body_skipped: bool = False
 
     @property
     def content_type(self) -> str:
-        return str(self.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
+        return _media_type(self.headers)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -126,7 +137,10 @@ class HttpClient:
             max_connections=100,
             max_keepalive_connections=20,
             keepalive_expiry=5.0,
-            network_backend=GuardedBackend(allow_private=settings.allow_private_networks),
+            network_backend=GuardedBackend(
+                allow_private=settings.allow_private_networks,
+                exceptions=parse_exceptions(settings.allowed_private_addresses),
+            ),
         )
         self._client = httpx.Client(
             transport=transport,
@@ -145,17 +159,28 @@ class HttpClient:
         self._client.close()
 
     def get(
-        self, url: str, headers: dict[str, str] | None = None, *, max_bytes: int | None = None
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        *,
+        max_bytes: int | None = None,
+        accept_type: Callable[[str], bool] | None = None,
     ) -> Response:
-        """GET ``url`` following redirects by hand; raises :class:`FetchError`."""
+        """GET ``url`` following redirects by hand; raises :class:`FetchError`.
+
+        The whole call, redirects included, ends within ``total_timeout``: every socket
+        operation (connect, TLS handshake, each read of headers or body) is bounded by the
+        time left. When ``accept_type`` is given and returns False for a 2xx response's
+        media type, the body is not downloaded (``body_skipped``)."""
         limit = max_bytes or self.settings.max_response_bytes
-        deadline = time.monotonic() + self.settings.total_timeout
         started = time.monotonic()
+        ends = started + self.settings.total_timeout
         hops: list[str] = []
         current = url
         while True:
             _check_scheme(current)
-            resp = self._get_one(current, headers or {}, limit, deadline)
+            with deadline(ends):
+                resp = self._get_one(current, headers or {}, limit, ends, accept_type)
             if resp.status in (301, 302, 303, 307, 308) and "location" in resp.headers:
                 target = urljoin(current, resp.headers["location"].strip())
                 hops.append(current)
@@ -175,7 +200,14 @@ class HttpClient:
             resp.elapsed = time.monotonic() - started
             return resp
 
-    def _get_one(self, url: str, headers: dict[str, str], limit: int, deadline: float) -> Response:
+    def _get_one(
+        self,
+        url: str,
+        headers: dict[str, str],
+        limit: int,
+        ends: float,
+        accept_type: Callable[[str], bool] | None,
+    ) -> Response:
         try:
             with self._client.stream("GET", url, headers=headers) as r:
                 decoder = _Decoder(r.headers.get("content-encoding", ""), limit)
@@ -184,6 +216,9 @@ class HttpClient:
                 if r.status_code in (301, 302, 303, 307, 308, 304) or r.status_code >= 400:
                     # Bodies of redirects and errors are not needed; don't download them.
                     return Response(str(r.url), r.status_code, r.headers, b"")
+                media_type = _media_type(r.headers)
+                if accept_type is not None and not accept_type(media_type):
+                    return Response(str(r.url), r.status_code, r.headers, b"", body_skipped=True)
                 declared = r.headers.get("content-length", "")
                 if declared.isdigit() and decoder.kind == "identity" and int(declared) > limit:
                     raise FetchError(
@@ -192,7 +227,7 @@ class HttpClient:
                         status=r.status_code,
                     )
                 for chunk in r.iter_raw(16_384):
-                    if time.monotonic() > deadline:
+                    if time.monotonic() > ends:
                         raise FetchError(
                             f"too slow: over {self.settings.total_timeout:g}s in total",
                             transient=True,
@@ -220,14 +255,42 @@ class HttpClient:
         except BlockedAddress as exc:
             raise FetchError(f"blocked address: {exc}", transient=False) from exc
         except httpx.TimeoutException as exc:
+            if time.monotonic() >= ends:
+                raise FetchError(
+                    f"too slow: over {self.settings.total_timeout:g}s in total", transient=True
+                ) from exc
             raise FetchError(f"timeout: {type(exc).__name__}", transient=True) from exc
         except httpx.TransportError as exc:
+            tls = _tls_error(exc)
+            if tls is not None:
+                # A certificate the client does not trust will not fix itself within the
+                # retry window; an operator or the site owner has to act.
+                raise FetchError(f"TLS error: {tls}", transient=False) from exc
             msg = str(exc) or type(exc).__name__
-            if "CERTIFICATE_VERIFY_FAILED" in msg or "SSL" in msg:
-                raise FetchError(f"TLS error: {msg}", transient=False) from exc
             raise FetchError(f"network error: {msg}", transient=True) from exc
         except httpx.InvalidURL as exc:
             raise FetchError(f"invalid URL: {exc}", transient=False) from exc
+
+
+def _media_type(headers: httpx.Headers) -> str:
+    return str(headers.get("content-type", "")).split(";", 1)[0].strip().lower()
+
+
+def _tls_error(exc: BaseException) -> str | None:
+    """The TLS failure behind a transport error (certificate, handshake), if any."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {cur.verify_message or cur.reason}"
+        if isinstance(cur, ssl.SSLError):
+            return str(cur.reason or cur)
+        cur = cur.__cause__ or cur.__context__
+    msg = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in msg or "[SSL" in msg:
+        return msg
+    return None
 
 
 def _check_scheme(url: str) -> None:

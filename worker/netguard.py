@@ -1,21 +1,39 @@
-"""The private-network (SSRF) guard.
+"""The private-network (SSRF) guard, and the total deadline of a download.
 
 Every TCP connection claimwire opens goes through :class:`GuardedBackend`, which resolves
 the host itself, refuses forbidden addresses and connects to the checked address. The
 check therefore holds on every redirect hop and cannot be dodged by DNS rebinding
 between a check and the connection.
+
+Forbidden: loopback, private (RFC 1918, unique-local), link-local (which holds the cloud
+metadata address 169.254.169.254), multicast, reserved, unspecified, carrier-grade NAT,
+benchmarking and IETF ranges, and the IPv4 forms of all of these inside IPv6.
+``CLAIMWIRE_ALLOW_PRIVATE_NETWORKS=true`` turns the guard off; the narrower
+``CLAIMWIRE_ALLOWED_PRIVATE_ADDRESSES`` lets named addresses or networks through while the guard
+stays on for everything else (an internal mirror, or the tests' server on 127.0.0.2).
+
+The streams the backend returns also enforce the *total* deadline of the request being
+made (set with :func:`deadline`): every socket read, write and TLS handshake gets at most
+the time left, so a server that drips its headers or body one byte at a time cannot hold a
+worker longer than ``CLAIMWIRE_TOTAL_TIMEOUT`` (plus at most one socket operation's
+scheduling slack).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ipaddress
 import socket
-from collections.abc import Iterable
+import ssl
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import httpcore
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Ranges that are not public internet but that ipaddress does not flag as private.
 _EXTRA_BLOCKED = [
@@ -30,9 +48,25 @@ class BlockedAddress(Exception):
     """The URL's host resolves to an address the settings forbid."""
 
 
-def is_forbidden(ip: IPAddress) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+def parse_exceptions(value: str | Iterable[str]) -> list[IPNetwork]:
+    """``"127.0.0.2, 10.1.0.0/16"`` to networks; raises ValueError on a bad entry."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [ipaddress.ip_network(item.strip(), strict=False) for item in items if item.strip()]
+
+
+def _unmapped(ip: IPAddress) -> IPAddress:
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.sixtofour is not None:  # 2002::/16 embeds an IPv4 address
+            return ip.sixtofour
+    return ip
+
+
+def is_forbidden(ip: IPAddress, exceptions: Sequence[IPNetwork] = ()) -> bool:
+    ip = _unmapped(ip)
+    if any(ip.version == net.version and ip in net for net in exceptions):
+        return False
     return (
         ip.is_private
         or ip.is_loopback
@@ -57,12 +91,14 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     return seen
 
 
-def check_host(host: str, port: int, *, allow_private: bool) -> list[IPAddress]:
+def check_host(
+    host: str, port: int, *, allow_private: bool, exceptions: Sequence[IPNetwork] = ()
+) -> list[IPAddress]:
     """Resolve ``host`` and return the addresses that may be contacted."""
     addrs = resolve(host, port)
     if allow_private:
         return addrs
-    allowed = [a for a in addrs if not is_forbidden(a)]
+    allowed = [a for a in addrs if not is_forbidden(a, exceptions)]
     if not allowed:
         shown = ", ".join(str(a) for a in addrs)
         raise BlockedAddress(
@@ -72,12 +108,75 @@ def check_host(host: str, port: int, *, allow_private: bool) -> list[IPAddress]:
     return allowed
 
 
+# ------------------------------------------------------------------- total deadline
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "claimwire_fetch_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def deadline(at: float) -> Iterator[None]:
+    """Within this block, socket operations of this thread end by ``time.monotonic() == at``."""
+    token = _deadline.set(at)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def deadline_passed() -> bool:
+    at = _deadline.get()
+    return at is not None and time.monotonic() >= at
+
+
+def _clamp(timeout: float | None, exc: type[Exception]) -> float | None:
+    at = _deadline.get()
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise exc("total deadline of the download passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose every operation is bounded by the current deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _clamp(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _clamp(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, _clamp(timeout, httpcore.ConnectTimeout)
+        )
+        return DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
 class GuardedBackend(httpcore.NetworkBackend):
     """httpcore's sync backend, connecting only to addresses the guard allows."""
 
-    def __init__(self, *, allow_private: bool) -> None:
+    def __init__(self, *, allow_private: bool, exceptions: Sequence[IPNetwork] = ()) -> None:
         self._inner = httpcore.SyncBackend()
         self._allow_private = allow_private
+        self._exceptions = tuple(exceptions)
 
     def connect_tcp(
         self,
@@ -88,11 +187,19 @@ class GuardedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         last: Exception | None = None
-        for addr in check_host(host, port, allow_private=self._allow_private):
+        addrs = check_host(
+            host, port, allow_private=self._allow_private, exceptions=self._exceptions
+        )
+        for addr in addrs:
             try:
-                return self._inner.connect_tcp(
-                    str(addr), port, timeout, local_address, socket_options
+                stream = self._inner.connect_tcp(
+                    str(addr),
+                    port,
+                    _clamp(timeout, httpcore.ConnectTimeout),
+                    local_address,
+                    socket_options,
                 )
+                return DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
         assert last is not None

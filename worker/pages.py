@@ -17,6 +17,8 @@ from worker.extraction import extract_page
 from worker.fetching import set_state
 from worker.settings import Settings
 
+NO_TEXT_REASON = "no text extracted (page and feed entry give no text)"
+
 
 def apply_extraction(article: Article, page: ExtractedPage) -> None:
     article.title = page.title or article.entry_title
@@ -59,6 +61,8 @@ def extract_stored_article(
     )
     article.encoding = encoding
     apply_extraction(article, page)
-    article.failure_reason = None
+    # An empty text is not an error of the step (retrying gives the same result): the
+    # article goes on, with the reason visible on it (export, database).
+    article.failure_reason = None if page.text else NO_TEXT_REASON
     set_state(article, ArticleState.extracted)
     return True

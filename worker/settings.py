@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         description="Allow fetching loopback, private, link-local and metadata addresses. "
         "Off by default (SSRF guard); tests and local demos turn it on.",
     )
+    allowed_private_addresses: str = Field(
+        "",
+        description="Comma-separated addresses or CIDR networks the SSRF guard lets through "
+        "while it stays on for every other private address (e.g. an internal mirror "
+        "`10.2.0.5`; the tests use `127.0.0.2`).",
+    )
     user_agent: str = Field(
         "claimwire/0.1 (+https://github.com/claimwire/claimwire; news research crawler)",
         description="User-Agent sent with every request; include a contact URL.",
@@ -140,6 +146,14 @@ class Settings(BaseSettings):
             if v.startswith(plain):
                 return "postgresql+psycopg://" + v[len(plain) :]
         return v
+
+    @field_validator("allowed_private_addresses")
+    @classmethod
+    def _check_private_addresses(cls, v: str) -> str:
+        from worker.netguard import parse_exceptions
+
+        parse_exceptions(v)  # ValueError names the bad entry
+        return v.strip()
 
     @field_validator("poll_jitter")
     @classmethod

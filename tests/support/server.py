@@ -3,6 +3,7 @@ feeds, pages, robots.txt and hostile behaviour (slow drip, endless body, bombs..
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections import Counter
@@ -19,13 +20,16 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "text/html; charset=utf-8"
     delay: float = 0.0  # before the response starts
+    # Bytes written as they are, status line and headers included (a server that drips
+    # its headers, or breaks HTTP); when set, the fields above are ignored.
+    raw: Iterable[bytes] | None = None
 
 
 Handler = Callable[[BaseHTTPRequestHandler], Reply]
 
 
 class LocalServer:
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", ssl_context: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Reply | Handler] = {}
         self.hits: Counter[str] = Counter()
         self.requests: list[tuple[str, dict[str, str]]] = []
@@ -51,6 +55,15 @@ class LocalServer:
                     reply = route(self) if callable(route) else route
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.raw is not None:
+                    try:
+                        for chunk in reply.raw:
+                            self.wfile.write(chunk)
+                            self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                        pass
+                    self.close_connection = True
+                    return
                 etag = reply.headers.get("ETag")
                 if etag and self.headers.get("If-None-Match") == etag:
                     with server._lock:
@@ -77,12 +90,16 @@ class LocalServer:
 
         self.httpd = ThreadingHTTPServer((host, 0), _H)
         self.httpd.daemon_threads = True
+        self.scheme = "http"
+        if ssl_context is not None:  # HTTPS (e.g. with a self-signed certificate)
+            self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self.host = host
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        return f"{self.scheme}://{self.host}:{self.port}{path}"
 
     def start(self) -> LocalServer:
         self._thread.start()
