@@ -358,6 +358,64 @@ def test_same_event_in_other_words_is_not_a_duplicate(any_settings: Settings) ->
     assert get(s, a).dup_group_id != get(s, b).dup_group_id
 
 
+def test_a_text_matching_two_groups_merges_them(any_settings: Settings) -> None:
+    """Two outlets' copies wrapped in their own boilerplate are not duplicates of each
+    other (J 0.66 for this short story) and make two groups; the bare text matches both:
+    the groups become one, canonical the earliest, the demoted canonical's claims gone."""
+    s = any_settings
+    x = add_article(
+        s,
+        f"{BOILER_A_HEAD}\n{NEAR_MISS}\n{BOILER_A_FOOT}",
+        host="x.example",
+        published=T + timedelta(hours=2),
+    )
+    y = add_article(
+        s,
+        f"{BOILER_B_HEAD}\n{NEAR_MISS}\n{BOILER_B_FOOT}",
+        host="y.example",
+        published=T + timedelta(hours=1),
+    )
+    run(s, x)
+    assert run(s, y).matched_by is None  # not a duplicate of x: a group of its own
+    gx, gy = get(s, x).dup_group_id, get(s, y).dup_group_id
+    assert gx != gy
+    with Session(get_engine(s)) as sess:  # x was processed as its group's canonical
+        art = sess.get(Article, x)
+        assert art is not None
+        art.claims_version, art.claims_status = "v1", "extracted"
+        sess.add(
+            Claim(
+                article_id=x,
+                speaker="Marta Quillon",
+                speaker_resolved="Marta Quillon",
+                verb="tell",
+                kind="indirect",
+                text="the walkout could be extended",
+                start=0,
+                end=10,
+                sentence="The walkout could be extended.",
+                extractor_version="v1",
+            )
+        )
+        sess.commit()
+    bare = add_article(s, NEAR_MISS, host="wire.example", published=T + timedelta(hours=3))
+    out = run(s, bare)
+    assert out.matched_by == "near"
+    groups = {get(s, aid).dup_group_id for aid in (x, y, bare)}
+    assert len(groups) == 1
+    group = groups.pop()
+    assert group is not None and canonicals(s, group) == [y]
+    assert get(s, x).duplicate_of_id == y and get(s, bare).duplicate_of_id == y
+    assert get(s, x).claims_status == "duplicate" and get(s, x).claims_version is None
+    with Session(get_engine(s)) as sess:
+        assert sess.exec(select(Claim).where(Claim.article_id == x)).all() == []
+        assert len(sess.exec(select(DupGroup)).all()) == 1
+        g = sess.get(DupGroup, group)
+        assert g is not None and g.canonical_article_id == y
+        members = dedup.group_members(sess, group)
+    assert [m.article_id for m in members] == [y, x, bare]
+
+
 def test_short_text_contained_in_a_longer_one(sqlite_settings: Settings) -> None:
     s = sqlite_settings
     paragraphs = STORY.split("\n")

@@ -33,6 +33,7 @@ from tests.support.procs import celery_beat, celery_worker, processes, wait_unti
 from tests.test_dedup import (
     BOILER_A_FOOT,
     BOILER_A_HEAD,
+    BOILER_B_FOOT,
     BOILER_B_HEAD,
     NEAR_MISS,
     SECOND_STORY,
@@ -58,19 +59,17 @@ def pg_settings(pg_url: str) -> Iterator[Settings]:
 
 
 def variants(story: str) -> list[str]:
-    """Exact and near copies of one story as different outlets carry it, every two of
-    them duplicates of each other (J >= 0.8 or C >= 0.9, also for the 138-word story),
-    so that one group is the right answer in any order. (Groups are not merged: two
-    copies that are not duplicates of each other, e.g. the short story with ~35 words
-    of different boilerplate on each side, J 0.66, make two groups when they come before
-    the copy that links them; see docs/dedup.md.)"""
+    """Exact and near copies of one story as different outlets carry it. Not every two
+    are duplicates of each other: for the shorter stories the copies with boilerplate on
+    both sides are not (J 0.66 to 0.75), only through the others; they end in one group
+    in any order because a text matching two groups merges them."""
     return [
         story,
-        f"{BOILER_A_HEAD}\n{story}",
-        f"{story}\n{BOILER_A_FOOT}",
+        f"{BOILER_A_HEAD}\n{story}\n{BOILER_A_FOOT}",
+        f"{BOILER_B_HEAD}\n{story}\n{BOILER_B_FOOT}",
         story.upper().replace(".", " ."),
+        f"{story}\n{BOILER_B_FOOT}",
         f"{BOILER_B_HEAD}\n{story}",
-        f"{BOILER_B_HEAD}\n{story}".lower(),
     ]
 
 
@@ -143,7 +142,9 @@ def test_separate_processes_placing_copies_at_once_make_one_group(
         got = [results.get(timeout=10) for _ in ids]
         assert all(advanced for _, advanced, _, _ in got)
         assert len({pid for *_, pid in got}) == len(ids)  # really one process each
-        assert sum(1 for _, _, how, _ in got if how is None) == 1  # one new group, once
+        # copies that are not duplicates of each other may each start a group before a
+        # linking copy merges them; whatever the order, one group remains
+        assert sum(1 for _, _, how, _ in got if how is None) >= 1
         all_groups.add(check_one_group(pg_settings, ids, earliest))
     assert len(all_groups) == 3
     with Session(get_engine(pg_settings)) as s:

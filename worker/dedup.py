@@ -13,7 +13,9 @@ How an article is placed (``deduplicate_article``, one transaction, never commit
    (band, hash)) is a candidate; candidates are confirmed from their stored signatures
    (table ``articlesignature``): estimated Jaccard >= ``settings.dedup_threshold`` or
    estimated containment of the smaller text in the larger >= ``settings.dedup_containment``;
-   the best confirmed candidate's group is joined;
+   the best confirmed candidate's group is joined (and if the confirmed candidates
+   are in several groups, those groups are merged into it: grouping does not depend on
+   the order in which copies arrive);
 4. otherwise the article starts a new group of its own.
 
 The canonical article of a group is the earliest published one (``published_at``, else
@@ -564,6 +566,89 @@ def _join(session: Session, article: Article, group_id: int) -> tuple[DupGroup, 
     return group, article.id
 
 
+def _match_groups(session: Session, article_ids: list[int]) -> list[int]:
+    """The distinct groups of the given articles, in the articles' order (read afresh)."""
+    rows = session.execute(
+        select(Article.id, Article.dup_group_id).where(col(Article.id).in_(article_ids))
+    ).all()
+    by_id = {int(aid): gid for aid, gid in rows}
+    out: list[int] = []
+    for aid in article_ids:
+        gid = by_id.get(aid)
+        if gid is not None and int(gid) not in out:
+            out.append(int(gid))
+    return out
+
+
+def _lock_groups(session: Session, article_ids: list[int]) -> list[DupGroup]:
+    """Lock the groups of the matched articles, in ascending id order (two steps merging
+    the same groups never deadlock), and return them, the best match's group first. A
+    group merged into another while we waited for its lock is gone: the members' groups
+    are read again (READ COMMITTED: every statement sees the newest commits)."""
+    for _ in range(20):
+        gids = _match_groups(session, article_ids)
+        locked = {gid: g for gid in sorted(gids) if (g := _lock_group(session, gid)) is not None}
+        if len(locked) == len(gids) and _match_groups(session, article_ids) == gids:
+            return [locked[gid] for gid in gids]
+    raise RuntimeError("dedup: the matched articles' groups kept changing")
+
+
+def _merge(session: Session, into: DupGroup, others: list[DupGroup]) -> None:
+    """One newcomer confirmed matches in several groups: they are one group. The members
+    of ``others`` move into ``into`` and the earliest of the groups' canonicals becomes
+    its canonical; the others are demoted (their claims go, see ``_demote``), and the
+    new canonical's claim clusters are recounted (its new copies are more outlets). The
+    caller holds every group's row lock."""
+    assert into.id is not None
+    canonical_ids = [
+        g.canonical_article_id for g in (into, *others) if g.canonical_article_id is not None
+    ]
+    canonicals = [
+        a
+        for cid in canonical_ids
+        if (
+            a := session.get(
+                Article,
+                cid,
+                populate_existing=True,
+                with_for_update={"key_share": True} if is_postgres(session) else False,
+            )
+        )
+        is not None
+    ]
+    for g in others:
+        session.execute(
+            update(Article)
+            .where(col(Article.dup_group_id) == g.id)
+            .values(dup_group_id=into.id)
+            .execution_options(synchronize_session="fetch")
+        )
+    session.flush()
+    for g in others:
+        session.delete(g)
+    session.flush()
+    if not canonicals:
+        return
+    winner = min(canonicals, key=order_key)
+    assert winner.id is not None
+    _set_canonical(session, into, winner.id)
+    for loser in canonicals:
+        if loser.id != winner.id:
+            loser.duplicate_of_id = winner.id
+            _demote(session, loser)
+    session.flush()
+    clusters = {
+        c
+        for c in session.exec(select(Claim.cluster_id).where(Claim.article_id == winner.id))
+        if c is not None
+    }
+    if clusters:
+        from worker.claims.clustering import refresh_cluster
+
+        for cluster_id in sorted(clusters):
+            refresh_cluster(session, cluster_id)
+
+
 def deduplicate_article(
     session: Session,
     article_id: int,
@@ -597,13 +682,14 @@ def deduplicate_article(
         if row is not None:
             group_id, matched_by = int(row[0]), "hash"
     if group_id is None and sk.signature is not None:
-        for m in find_near_matches(session, sk, settings, params, exclude=article_id):
-            gid = session.execute(
-                select(Article.dup_group_id).where(col(Article.id) == m.article_id)
-            ).scalar_one_or_none()
-            if gid is not None:
-                group_id, matched_by = int(gid), "near"
-                break
+        matches = find_near_matches(session, sk, settings, params, exclude=article_id)
+        if matches:
+            groups = _lock_groups(session, [m.article_id for m in matches])
+            if groups:
+                if len(groups) > 1:
+                    _merge(session, groups[0], groups[1:])
+                assert groups[0].id is not None
+                group_id, matched_by = groups[0].id, "near"
 
     article.text_hash = sk.text_hash
     changed: int | None = None
