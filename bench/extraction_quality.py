@@ -25,7 +25,10 @@ readability ``title/byline/publishedTime``), after normalization:
 * author: same normalization, ``;``/``,``/``and`` separated names; a match when every gold
   name is found in ours (order-insensitive) or ours is found in gold.
 * date: the calendar day (``YYYY-MM-DD``) of the published date; gold is day-only in
-  trafilatura-eval, and the first 10 chars of ``publishedTime`` in readability.
+  trafilatura-eval, and ``publishedTime`` in readability. claimwire stores the instant in
+  UTC, so a day matches when it equals the gold's local day (first 10 chars) or, when the
+  gold has a time and offset, the gold's day in UTC (``2017-02-23T17:18-08:00`` is
+  2017-02-24 in UTC). The same rule applies to every configuration.
 * A missing prediction counts as wrong.
 
 Speed: wall-clock ms of the extraction call alone (text + metadata, input already decoded),
@@ -198,6 +201,18 @@ def author_match(pred: str | None, gold: str | list[str]) -> bool:
     return all(n in p for n in names) or p in g
 
 
+def gold_days(gold: str) -> set[str]:
+    """The gold's local day, and its UTC day when it carries a time and an offset."""
+    days = {gold[:10]}
+    try:
+        when = datetime.fromisoformat(gold.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return days
+    if when.tzinfo is not None:
+        days.add(when.astimezone(UTC).date().isoformat())
+    return days
+
+
 def shingles(text: str, n: int = 4) -> set[tuple[str, ...]]:
     words = re.findall(r"\w+", text.lower())
     if len(words) < n:
@@ -351,7 +366,7 @@ def score(pages: list[Page], results: dict[tuple[str, str], dict[str, Output]]) 
                     acc.sh_news_r.append(rc)
                 m = page.gold["meta"]
                 gold_title, gold_author = m.get("title"), m.get("byline")
-                gold_date = (m.get("publishedTime") or "")[:10] or None
+                gold_date = m.get("publishedTime") or None
             tag = "teval" if page.corpus == "teval" else "rdb"
             if gold_title:
                 exact, lenient = title_match(o.title, gold_title)
@@ -360,7 +375,7 @@ def score(pages: list[Page], results: dict[tuple[str, str], dict[str, Output]]) 
             if gold_author:
                 acc.hit(f"{tag}_author", author_match(o.author, gold_author))
             if gold_date:
-                acc.hit(f"{tag}_date", o.date == gold_date[:10])
+                acc.hit(f"{tag}_date", o.date in gold_days(gold_date))
     return accs
 
 
