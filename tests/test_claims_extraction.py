@@ -277,3 +277,34 @@ def test_long_article_is_handled(nlp: Language) -> None:
     text = para * 300
     claims = run(nlp, text)
     assert len(claims) == 300
+
+
+def test_mixed_quote_and_paraphrase(nlp: Language) -> None:
+    text = 'Novak said the strike was "planned abroad by agitators" and would soon collapse.'
+    c = only(run(nlp, text), "planned abroad")
+    assert c.kind == "mixed"
+    assert c.speaker == "Novak"
+    assert c.text.endswith("would soon collapse")
+
+
+def test_noun_phrase_cue_possessive_statement_that(nlp: Language) -> None:
+    text = (
+        "The ministry's statement that the strike had been planned abroad "
+        "was rejected by the unions."
+    )
+    c = only(run(nlp, text), "strike had been planned abroad")
+    assert "ministry" in c.speaker
+    assert c.verb == "statement"
+    assert "rejected" not in c.text
+
+
+def test_two_quoted_speakers_in_one_sentence(nlp: Language) -> None:
+    text = (
+        "Mayor Ana Lopez said the plan was “a disgrace,” while Councilman Rui Costa said "
+        "it was “the best deal we could get.”"
+    )
+    claims = run(nlp, text)
+    a = only(claims, "disgrace")
+    b = only(claims, "best deal")
+    assert "Lopez" in a.speaker and "Costa" in b.speaker
+    assert "Costa" not in a.text and "Lopez" not in b.text

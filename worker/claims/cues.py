@@ -128,7 +128,8 @@ WEAK_TRIGGERS: frozenset[str] = wordset(
     understanding learn learning decide recognize fear fears expect expects expected
     expecting observe recall underscore signal signals credit brand counter maintain
     maintains maintained portray assure recount determine dispute complain propose proposed
-    highlight cite finding findings letter letters memo op-ed
+    highlight cite finding findings letter letters memo op-ed support question questions
+    report statement respond find planned
     """
 )
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -32,11 +34,11 @@ from spacy.tokens import Doc, Token
 
 from schemas.records import ClaimKind, ExtractedClaim
 from worker.claims import fastpath
-from worker.claims.cues import CLAUSE_ONLY, NOUN_CUES, has_cue, verb_lemma, wordset
+from worker.claims.cues import CLAUSE_ONLY, NOUN_CUES, VERB_FORMS, has_cue, verb_lemma, wordset
 from worker.claims.sentences import QUOTE_CHARS, quote_spans, split_sentences
 from worker.claims.speakers import PRONOUNS, RELATIVE, Resolver, harvest_mentions
 
-EXTRACTOR_VERSION = "rules-1"
+EXTRACTOR_VERSION = "rules-2"
 
 # Pipeline components the rules need; everything else is excluded at load time.
 _KEEP = ("tok2vec", "transformer", "parser")
@@ -57,9 +59,31 @@ _ENGLISH_WORDS = wordset(
 )
 
 
-@functools.lru_cache(maxsize=4)
+_LOAD_LOCK = threading.Lock()
+# One lock per loaded pipeline: `claimwire run` uses Celery's threads pool, and a spaCy
+# Language is not thread-safe (parsing adds lexemes to the shared vocab and string
+# store). The parse is CPU-bound and holds the GIL for most of its time, so
+# serializing it costs threads little; the rules around it run unlocked.
+_PARSE_LOCKS: weakref.WeakKeyDictionary[Language, threading.Lock] = weakref.WeakKeyDictionary()
+
+
 def load_nlp(model_name: str) -> Language:
-    """Load ``model_name`` once per process with only the parser and what feeds it.
+    """The pipeline ``model_name``, loaded once per process (also when threads race)."""
+    with _LOAD_LOCK:
+        return _load_nlp(model_name)
+
+
+def _parse_lock(nlp: Language) -> threading.Lock:
+    with _LOAD_LOCK:
+        lock = _PARSE_LOCKS.get(nlp)
+        if lock is None:
+            lock = _PARSE_LOCKS[nlp] = threading.Lock()
+        return lock
+
+
+@functools.lru_cache(maxsize=4)
+def _load_nlp(model_name: str) -> Language:
+    """Load ``model_name`` with only the parser and what feeds it.
 
     NER, the tagger, lemmatizer and attribute ruler are excluded: cue lemmas come from a
     word-form table and names from a regex over the article, and NER alone would roughly
@@ -249,7 +273,17 @@ class _Extractor:
         base = self.sentences[si].start
         s = self.sentences[si]
         quoted = [(a, b) for a, b in self.quotes if a < s.end and b > s.start]
+        # "In a statement, X rejected ...": any verb may be a cue, so only then look at all
+        statement = any(t.lower_ in NOUN_CUES for t in doc)
         for tok in doc:
+            low = tok.lower_
+            if (
+                low not in VERB_FORMS
+                and low not in NOUN_CUES
+                and low != "according"
+                and not (statement and tok.dep_ in ("ROOT", "conj", "ccomp"))
+            ):
+                continue  # the rules below would find nothing at this token
             abs_pos = base + tok.idx
             if quoted and _inside(abs_pos, quoted):
                 continue
@@ -558,8 +592,11 @@ class _Extractor:
             return []
         cand = [i for i in cand if not self.fast(i)]
         texts = [self.text[self.sentences[i].start : self.sentences[i].end] for i in cand]
-        for si, doc in zip(cand, self.nlp.pipe(texts, batch_size=256), strict=True):
-            self.sentence_claims(si, doc)
+        if texts:
+            with _parse_lock(self.nlp):
+                docs = list(self.nlp.pipe(texts, batch_size=256))
+            for si, doc in zip(cand, docs, strict=True):
+                self.sentence_claims(si, doc)
         self.raw = _dedupe(self.raw)
         self.orphan_quotes()
         self.raw.sort(key=lambda r: (r.start, r.end))

@@ -19,7 +19,12 @@ from worker.settings import Settings
 
 
 def _english(article: Article) -> bool:
-    return (article.language or "en").lower().split("-")[0] == "en"
+    """The page's language tag when it has one; otherwise a look at the text itself."""
+    if article.language:
+        return article.language.lower().replace("_", "-").split("-")[0] == "en"
+    from worker.claims import is_english
+
+    return is_english(article.text or "")
 
 
 def replace_claims(session: Session, article: Article, settings: Settings) -> int:

@@ -52,11 +52,18 @@ def claims(
     from worker.claims import extract_claims, load_nlp
 
     settings = _settings()
-    nlp = load_nlp(settings.spacy_model)
+    try:
+        nlp = load_nlp(settings.spacy_model)
+    except OSError as exc:  # spaCy's "Can't find model ..."
+        raise UserError(
+            f"cannot load spaCy model {settings.spacy_model!r} (CLAIMWIRE_SPACY_MODEL): {exc}"
+        ) from exc
     for p in paths:
         path = Path(p)
         try:
-            content = path.read_text(encoding="utf-8")
+            # bytes decoded as they are: no newline translation, so start/end index
+            # the file's text exactly (CRLF files included)
+            content = path.read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read {p}: {exc}") from exc
         for c in extract_claims(content, nlp):

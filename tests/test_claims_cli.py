@@ -1,0 +1,137 @@
+"""`claimwire claims PATH... [--jsonl]` and `claimwire claims search`, as users run them.
+
+The command runs as a subprocess; search reads a real database (SQLite and a fresh
+PostgreSQL database) filled by the claims step. Every text is invented for these tests.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from sqlmodel import Session
+
+from tests.conftest import ROOT, claimwire, cli_env
+from tests.test_claims_clustering import GAZETTE, HERALD, WIRE, claims_settings, new  # noqa: F401
+from tests.test_dedup import (
+    T,
+    any_settings,  # noqa: F401  (fixture)
+    pg_settings,  # noqa: F401  (fixture)
+    sqlite_settings,  # noqa: F401  (fixture)
+)
+from worker.claims import store
+from worker.db import get_engine
+from worker.settings import Settings
+
+FIELDS = {"file", "speaker", "speaker_resolved", "verb", "kind", "text", "start", "end", "sentence"}
+
+
+def run_claims(
+    args: list[str], tmp_path: Path, **env: str
+) -> tuple[int, list[dict[str, object]], str]:
+    r = claimwire(["claims", *args], cli_env(tmp_path, **env), ROOT)
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    return r.returncode, rows, r.stderr
+
+
+def test_claims_jsonl_fields_and_exact_offsets(tmp_path: Path) -> None:
+    crlf = tmp_path / "crlf.txt"
+    # CRLF line ends, a BOM-less UTF-8 text with curly quotes and non-ASCII before the claims
+    text = (
+        "Zürich – Wednesday\r\n\r\n"
+        "“The bridge will reopen in April,” Maria Novak said.\r\n\r\n"
+        "According to the weather service, the storm will reach the coast by Friday.\r\n"
+        'Novak said the strike was "planned abroad by agitators" and would fail.\r\n'
+    )
+    crlf.write_bytes(text.encode("utf-8"))
+    german = tmp_path / "de.txt"
+    german.write_text("Die Ministerin sagte, dass der Streik im Ausland geplant worden sei.\n")
+    code, rows, err = run_claims(["--jsonl", str(crlf), str(german)], tmp_path)
+    assert code == 0, err
+    assert rows and all(set(r) == FIELDS for r in rows)
+    assert {r["file"] for r in rows} == {str(crlf)}  # the German file: skipped, no error
+    raw = crlf.read_bytes().decode("utf-8")
+    for r in rows:
+        start, end = r["start"], r["end"]
+        assert isinstance(start, int) and isinstance(end, int)
+        assert raw[start:end] == r["text"]
+        assert r["text"] in str(r["sentence"])
+    kinds = {str(r["text"]): r["kind"] for r in rows}
+    assert kinds["“The bridge will reopen in April,”"] == "direct"
+    assert kinds["the storm will reach the coast by Friday"] == "according_to"
+    mixed = next(r for r in rows if "planned abroad" in str(r["text"]))
+    assert mixed["kind"] == "mixed"
+    assert mixed["speaker"] == "Novak" and mixed["speaker_resolved"] == "Maria Novak"
+    assert mixed["verb"] == "say"
+
+
+def test_claims_pretty_output_and_errors(tmp_path: Path) -> None:
+    f = tmp_path / "a.txt"
+    f.write_text("The harbour master said that the ferry had been delayed by fog.\n")
+    r = claimwire(["claims", str(f)], cli_env(tmp_path), ROOT)
+    assert r.returncode == 0, r.stderr
+    obj = json.loads(r.stdout)
+    assert obj["speaker"] == "The harbour master" and obj["kind"] == "indirect"
+
+    code, rows, err = run_claims([str(tmp_path / "missing.txt")], tmp_path)
+    assert code != 0 and rows == []
+    assert "cannot read" in err and "Traceback" not in err
+
+    code, rows, err = run_claims([str(f)], tmp_path, SPACY_MODEL="no_such_spacy_model")
+    assert code != 0 and rows == []
+    assert "no_such_spacy_model" in err and "CLAIMWIRE_SPACY_MODEL" in err
+    assert "Traceback" not in err
+
+
+def _fill(settings: Settings) -> dict[str, int]:
+    ids = {
+        "herald": new(settings, HERALD, "herald.example", 2),
+        "wire": new(settings, WIRE, "wire.example", 1),
+        "gazette": new(settings, GAZETTE, "gazette.example", 24 * 10),
+    }
+    for aid in ids.values():
+        with Session(get_engine(settings)) as s:
+            assert store.process_claims(s, aid, settings)
+            s.commit()
+    return ids
+
+
+def test_claims_search_table_and_jsonl(claims_settings: Settings, tmp_path: Path) -> None:  # noqa: F811
+    s = claims_settings
+    _fill(s)
+    env = cli_env(tmp_path, DATABASE_URL=s.effective_database_url)
+    env["COLUMNS"] = "220"  # a wide terminal, so rich does not wrap the cells
+
+    r = claimwire(["claims", "search", "--speaker", "novak", "--text", "agitators"], env, ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [line for line in r.stdout.splitlines() if "example" in line]
+    assert len(lines) == 2, r.stdout
+    header = r.stdout.splitlines()[1]
+    for col in ("date", "outlet", "speaker", "claim", "cluster", "outlets"):
+        assert col in header, header
+    # newest first, each with its outlet and publication date
+    assert "herald.example" in lines[0] and (T + timedelta(hours=2)).date().isoformat() in lines[0]
+    assert "wire.example" in lines[1]
+    assert all("Maria Novak" in line for line in lines)
+    assert "Brandt" not in r.stdout and "hospital" not in r.stdout
+
+    r = claimwire(["claims", "search", "--text", "steelworks", "--jsonl"], env, ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert {row["outlet"] for row in rows} == {"herald.example", "wire.example", "gazette.example"}
+    novak = [row for row in rows if "Novak" in row["speaker"]]
+    assert len({row["cluster_id"] for row in novak}) == 1
+    assert all(row["cluster_outlets"] == 2 and row["cluster_articles"] == 2 for row in novak)
+
+    since = (T + timedelta(days=5)).date().isoformat()
+    r = claimwire(
+        ["claims", "search", "--text", "steelworks", "--since", since, "--jsonl"], env, ROOT
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["outlet"] for row in rows] == ["gazette.example"]
+    assert rows[0]["speaker"] == "Karl Brandt"
+
+    r = claimwire(["claims", "search", "--speaker", "nobody-by-that-name"], env, ROOT)
+    assert r.returncode == 0 and "example" not in r.stdout

