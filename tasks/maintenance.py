@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import update
+from sqlmodel import col
+
+from schemas.models import Feed
 from tasks.base import ENVIRONMENT_ERRORS, log, send
 from worker import polling
 from worker import sweep as sweeping
@@ -23,7 +27,8 @@ def dispatch_due_feeds() -> int:
         for _ in range(20):  # bounded: at most 20 batches per run
             with unit_of_work() as session:
                 ids = polling.claim_due_feeds(session, settings)
-            _send_polls(poll_feed, ids)
+            if not _send_polls(poll_feed, ids):
+                break  # the broker is failing: the next run tries again
             total += len(ids)
             if len(ids) < settings.dispatch_batch_size:
                 break
@@ -32,19 +37,39 @@ def dispatch_due_feeds() -> int:
     return total
 
 
-def _send_polls(poll_feed: Any, leases: list[polling.Lease]) -> None:
+def _send_polls(poll_feed: Any, leases: list[polling.Lease]) -> bool:
     """Queue one poll per claimed feed through one producer in a publish batch (on Redis
     a pipeline: one round trip per batch instead of one per message, which is what
     kept a 10,000-feed cycle waiting for the dispatcher). If the broker fails, the
-    leases run out after ``poll_lease_seconds`` and the feeds are due again."""
+    feeds are given back at once and False is returned."""
     if not leases:
-        return
+        return True
     try:
         with app.producer_or_acquire() as producer, producer.batch(max_size=500):
             for feed_id, lease in leases:
                 poll_feed.apply_async(args=(feed_id, lease), producer=producer)
-    except Exception as exc:  # noqa: BLE001 (any broker failure: the lease expires)
+    except Exception as exc:  # noqa: BLE001 (any broker failure)
         log.warning("enqueue_failed", task=poll_feed.name, count=len(leases), error=str(exc))
+        _release(leases)
+        return False
+    return True
+
+
+def _release(leases: list[polling.Lease]) -> None:
+    """Give back claimed feeds whose poll messages may not have been queued, so that the
+    next dispatcher run claims them again instead of waiting ``poll_lease_seconds`` for
+    the leases to run out. A message of the batch that did reach the broker carries the
+    old lease token and does nothing; a poll already running loses its lease and rolls
+    back (or, if it committed first, the feed is no longer due)."""
+    try:
+        with unit_of_work() as session:
+            session.execute(
+                update(Feed)
+                .where(col(Feed.id).in_([feed_id for feed_id, _ in leases]))
+                .values(lease_until=None)
+            )
+    except ENVIRONMENT_ERRORS as exc:
+        log.warning("release_failed", count=len(leases), error=str(exc))
 
 
 def step_task_for(state: str) -> Any:
