@@ -125,12 +125,19 @@ class _Raw:
     antecedent: tuple[str, int] | None = None  # of a relative-pronoun speaker
 
 
+_DANGLING_CC = re.compile(r"[\s,;]+(?:and|but|or)$", re.IGNORECASE)
+
+
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    """Strip whitespace and dangling punctuation (commas, colons, dashes) from a span."""
+    """Strip whitespace, dangling punctuation (commas, colons, dashes) and a dangling
+    coordinator ("..., and" when the parse hung the next clause's "and" on this one)."""
     while start < end and (text[start].isspace() or text[start] in ",;:—–-"):
         start += 1
     while end > start and (text[end - 1].isspace() or text[end - 1] in ",;:—–-"):
         end -= 1
+    m = _DANGLING_CC.search(text, start, end)
+    if m is not None and m.start() > start:
+        return _trim(text, start, m.start())
     return start, end
 
 
