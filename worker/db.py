@@ -177,12 +177,22 @@ def insert_ignore(
 
     Returns the ``returning`` columns of the rows actually inserted: under concurrent
     writers the unique constraint decides who wins, and each loser sees nothing.
+    Large lists go in chunks, under PostgreSQL's 65,535 bind parameters per statement
+    (and SQLite's 32,766).
     """
     if not rows:
         return []
-    stmt = _insert(session, model).values(rows).on_conflict_do_nothing(index_elements=conflict_cols)
-    if returning:
-        stmt = stmt.returning(*returning)
-        return list(session.execute(stmt).all())
-    session.execute(stmt)
-    return []
+    # columns with Python-side defaults are bound too: count every column of the table
+    chunk = max(1, 30_000 // len(model.__table__.columns))
+    out: list[Any] = []
+    for i in range(0, len(rows), chunk):
+        stmt = (
+            _insert(session, model)
+            .values(rows[i : i + chunk])
+            .on_conflict_do_nothing(index_elements=conflict_cols)
+        )
+        if returning:
+            out.extend(session.execute(stmt.returning(*returning)).all())
+        else:
+            session.execute(stmt)
+    return out

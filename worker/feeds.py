@@ -56,7 +56,8 @@ def add_feeds(
         )
     inserted = insert_ignore(session, Feed, list(rows.values()), ["url"], returning=[Feed.url])
     added = [r[0] for r in inserted]
-    return AddResult(added=added, existing=[u for u in rows if u not in set(added)])
+    new = set(added)
+    return AddResult(added=added, existing=[u for u in rows if u not in new])
 
 
 def find_feed(session: Session, ref: str) -> Feed:
@@ -64,7 +65,7 @@ def find_feed(session: Session, ref: str) -> Feed:
     ref = ref.strip()
     feed: Feed | None = None
     if ref.isdigit():
-        feed = session.get(Feed, int(ref))
+        feed = session.get(Feed, int(ref)) if int(ref) < 2**63 else None
     else:
         feed = session.exec(select(Feed).where(Feed.url == ref)).first()
         if feed is None:
