@@ -210,15 +210,15 @@ class HttpClient:
     ) -> Response:
         try:
             with self._client.stream("GET", url, headers=headers) as r:
-                decoder = _Decoder(r.headers.get("content-encoding", ""), limit)
-                parts: list[bytes] = []
-                size = 0
                 if r.status_code in (301, 302, 303, 307, 308, 304) or r.status_code >= 400:
                     # Bodies of redirects and errors are not needed; don't download them.
                     return Response(str(r.url), r.status_code, r.headers, b"")
                 media_type = _media_type(r.headers)
                 if accept_type is not None and not accept_type(media_type):
                     return Response(str(r.url), r.status_code, r.headers, b"", body_skipped=True)
+                decoder = _Decoder(r.headers.get("content-encoding", ""), limit)
+                parts: list[bytes] = []
+                size = 0
                 declared = r.headers.get("content-length", "")
                 if declared.isdigit() and decoder.kind == "identity" and int(declared) > limit:
                     raise FetchError(
