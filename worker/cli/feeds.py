@@ -1,4 +1,4 @@
-"""`claimwire feeds ...`: add, import, export, list, set, discover, remove, poll."""
+"""`claimwire feeds ...`: add, import, export, list, show, set, discover, remove, poll."""
 
 from __future__ import annotations
 
@@ -227,6 +227,64 @@ def feeds_discover(
             out.print(f"added {u}")
         for u in result.existing:
             out.print(f"already present: {u}")
+
+
+@feeds_app.command("show")
+def feeds_show(
+    ref: str = typer.Argument(..., help="Feed id or URL."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+    polls: int = typer.Option(10, "--polls", min=0, help="How many recent polls to show."),
+) -> None:
+    """One feed's health and its recent polls."""
+    from sqlmodel import col, select
+
+    from schemas.models import FeedPoll
+    from worker.db import unit_of_work
+    from worker.feeds import FeedNotFound, feed_row, find_feed
+
+    _db()
+    try:
+        with unit_of_work() as s:
+            feed = find_feed(s, ref)
+            row = feed_row(feed)
+            history = [
+                {
+                    "at": p.started_at.isoformat(),
+                    "outcome": p.outcome,
+                    "http_status": p.http_status,
+                    "duration_ms": p.duration_ms,
+                    "entries_seen": p.entries_seen,
+                    "entries_new": p.entries_new,
+                    "error": p.error,
+                }
+                for p in s.exec(
+                    select(FeedPoll)
+                    .where(col(FeedPoll.feed_id) == feed.id)
+                    .order_by(col(FeedPoll.started_at).desc(), col(FeedPoll.id).desc())
+                    .limit(polls)
+                ).all()
+            ]
+    except FeedNotFound as exc:
+        raise UserError(str(exc)) from exc
+    if as_json:
+        sys.stdout.write(json.dumps({**row, "polls": history}, ensure_ascii=False) + "\n")
+        return
+    facts = Table.grid(padding=(0, 2))
+    for key, value in row.items():
+        facts.add_row(key, "-" if value is None or value == [] else str(value))
+    out.print(facts)
+    table = Table("at (UTC)", "outcome", "HTTP", "ms", "seen", "new", "error", title="recent polls")
+    for h in history:
+        table.add_row(
+            str(h["at"])[:19].replace("T", " "),
+            str(h["outcome"]),
+            str(h["http_status"] or "-"),
+            str(h["duration_ms"]),
+            str(h["entries_seen"]),
+            str(h["entries_new"]),
+            str(h["error"] or "")[:60],
+        )
+    out.print(table)
 
 
 @feeds_app.command("remove")
