@@ -33,6 +33,8 @@ def _one_line_error(r: object, *needles: str, status: int = 2) -> str:
         (["feeds", "add", "not-a-url"], "not an absolute http(s) URL"),
         (["feeds", "add", "ftp://example.org/feed.xml"], "not an absolute http(s) URL"),
         (["feeds", "add", "http://"], "not an absolute http(s) URL"),
+        (["feeds", "add", "javascript:alert(1)"], "not an absolute http(s) URL"),
+        (["feeds", "add", "file:///etc/passwd"], "not an absolute http(s) URL"),
         (["feeds", "add", "http://[::1/feed"], "URL"),
         (["feeds", "remove", "999"], "no feed with id or URL '999'"),
         (["feeds", "remove", "https://nowhere.example/feed"], "no feed"),
@@ -42,6 +44,15 @@ def _one_line_error(r: object, *needles: str, status: int = 2) -> str:
         (["claims", "search", "--since", "yesterday"], "--since: not a date"),
         (["claims", "search", "--since", "2026-13-45"], "not a date"),
         (["replay", "abc"], "Invalid value"),
+        (["replay", "999"], "no article with id 999; nothing replayed"),
+        (["replay", "99999999999999999999"], "no article with id"),
+        (["jobs", "show", "99999999999999999999"], "not a job id"),
+        (["feeds", "remove", "99999999999999999999"], "no feed with id or URL"),
+        (["feeds", "poll", "http://"], "no feed"),
+        (["reprocess", "--since", "2026-02-30"], "--since: not a date"),
+        (["reprocess", "--until", "next week"], "--until: not a date"),
+        (["backfill", "sitemap", "https://example.org/s.xml", "--since", "soon"], "not a date"),
+        (["backfill", "sitemap", "not a url", "--since", "2026-01-01"], "URL"),
         (["export", "comments"], "'articles' or 'claims'"),
         (["export", "articles", "--format", "xml"], "jsonl or csv"),
         (["status", "--no-such-option"], "No such option"),
@@ -107,6 +118,40 @@ def test_database_that_cannot_connect(tmp_path: Path, command: list[str]) -> Non
     assert SECRET not in r.stdout + r.stderr, line
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("log_level", ["INFO", "DEBUG"])
+def test_database_that_does_not_exist_on_a_real_server(
+    tmp_path: Path, pg_available: bool, log_level: str
+) -> None:
+    """A reachable PostgreSQL server, a database (and role) that do not exist, and a
+    password in the URL: one masked line, even at DEBUG, and no database created."""
+    from tests.conftest import PG_ADMIN_URL, need
+
+    need(pg_available, "PostgreSQL at 127.0.0.1:5432")
+    import psycopg
+
+    host = PG_ADMIN_URL.split("@", 1)[1].rsplit("/", 1)[0]
+    name = "cw_no_such_db_for_cli_errors"
+    env = cli_env(tmp_path, DATABASE_URL=f"postgresql://bob:{SECRET}@{host}/{name}")
+    env["CLAIMWIRE_LOG_LEVEL"] = log_level
+    for command in (["status"], ["feeds", "add", "https://x.example/f"]):
+        r = claimwire(command, env, tmp_path, timeout=60)
+        _one_line_error(r, "cannot connect to the database", f"bob:***@{host}/{name}")
+        assert SECRET not in r.stdout + r.stderr
+    with psycopg.connect(PG_ADMIN_URL) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,))
+        assert row.fetchone() == (0,), "nothing created"
+
+
+def test_config_masks_the_database_password(tmp_path: Path) -> None:
+    env = cli_env(tmp_path, DATABASE_URL=f"postgresql://alice:{SECRET}@127.0.0.1:1/news")
+    env["COLUMNS"] = "400"  # a table wrapped at 80 columns could split a password
+    r = claimwire(["config"], env, tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert SECRET not in r.stdout + r.stderr
+    assert "alice:***@127.0.0.1:1/news" in r.stdout
+
+
 def test_database_url_that_is_not_a_url(tmp_path: Path) -> None:
     env = cli_env(tmp_path, DATABASE_URL="definitely not a database")
     r = claimwire(["status"], env, tmp_path, timeout=60)
@@ -119,6 +164,7 @@ def test_passwords_masked_in_status_and_config(tmp_path: Path) -> None:
     """An unreachable broker with a password: status still answers (queues unknown)
     and prints no password; neither does `config`."""
     env = cli_env(tmp_path, BROKER_URL=f"redis://:{SECRET}@127.0.0.1:1/0")
+    env["COLUMNS"] = "400"  # a table wrapped at 80 columns could split a password
     for args in (["status"], ["status", "--json"], ["config"], ["init"]):
         r = claimwire(args, env, tmp_path, timeout=60)
         assert r.returncode == 0, r.stderr

@@ -22,9 +22,33 @@ def _page_readable(session: Session, article: Article, archive: Archive) -> bool
     return True
 
 
+class NotQuarantined(LookupError):
+    """An article given to replay does not exist or is not quarantined."""
+
+
+def _check_ids(session: Session, ids: list[int]) -> None:
+    """Every id must name a quarantined article; otherwise nothing is replayed."""
+    for i in ids:
+        if not 0 < i < 2**63:  # beyond any database integer: no article either
+            raise NotQuarantined(f"no article with id {i}; nothing replayed")
+    states = dict(
+        session.exec(select(Article.id, Article.state).where(col(Article.id).in_(ids))).all()
+    )
+    for i in ids:
+        if i not in states:
+            raise NotQuarantined(f"no article with id {i}; nothing replayed")
+        if states[i] != ArticleState.quarantined:
+            raise NotQuarantined(
+                f"article {i} is not quarantined (state {states[i]}); nothing replayed"
+            )
+
+
 def replay(session: Session, ids: list[int] | None = None, archive: Archive | None = None) -> int:
     """Put quarantined articles back into the state whose step failed, with a fresh
     attempt count, and old enough that the next sweep sends them at once.
+
+    Explicit ``ids`` must all be quarantined articles: otherwise :class:`NotQuarantined`
+    is raised before anything changes.
 
     An article quarantined in extraction whose archived page is missing or unreadable
     goes back to ``discovered`` instead, so that the page is fetched again."""
@@ -34,6 +58,7 @@ def replay(session: Session, ids: list[int] | None = None, archive: Archive | No
         archive = runtime.archive()
     query = select(Article).where(Article.state == ArticleState.quarantined)
     if ids:
+        _check_ids(session, ids)
         query = query.where(col(Article.id).in_(ids))
     n = 0
     pending = {s.value for s in PENDING_ARTICLE_STATES}
