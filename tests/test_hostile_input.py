@@ -289,11 +289,15 @@ def _billion_laughs(root_open: str, root_close: str, body: str) -> bytes:
     return doc.encode()
 
 
-def _quadratic(root_open: str, root_close: str, body: str) -> bytes:
+def _quadratic(
+    root_open: str, root_close: str, body: str, size: int = 100_000, refs: int = 2000
+) -> bytes:
+    """One plain entity referenced many times: 100 kB x 2,000 (200 MB), or (the "wide"
+    form, under the amplification ratio parsers tolerate) 280 B x 30,000."""
     tag = root_open.split()[0].lstrip("<").rstrip(">")
-    big = "A" * 100_000
+    big = "A" * size
     doc = f'<?xml version="1.0"?>\n<!DOCTYPE {tag} [<!ENTITY lol9 "{big}">]>\n'
-    return (doc + root_open + body.replace("&lol9;", "&lol9;" * 2000) + root_close).encode()
+    return (doc + root_open + body.replace("&lol9;", "&lol9;" * refs) + root_close).encode()
 
 
 class Attack:
@@ -322,6 +326,8 @@ class Attack:
             return _billion_laughs(root_open, root_close, body)
         if self.name == "quadratic-blowup":
             return _quadratic(root_open, root_close, body)
+        if self.name == "wide-entity":
+            return _quadratic(root_open, root_close, body, size=280, refs=30_000)
         tag = root_open.split()[0].lstrip("<").rstrip(">")
         return f'<?xml version="1.0"?>\n{self.doctype(tag)}\n{root_open}{body}{root_close}'.encode()
 
@@ -329,6 +335,7 @@ class Attack:
 ATTACKS = [
     "billion-laughs",
     "quadratic-blowup",
+    "wide-entity",
     "xxe-file",
     "xxe-passwd",
     "xxe-http",
@@ -361,10 +368,10 @@ def _leaked(strings: list[str]) -> list[str]:
         signs.append("/etc/passwd was read")
     if "lol" * 20 in joined:
         signs.append("billion laughs expanded")
-    if "A" * 10_000 in joined:
-        signs.append("quadratic blow-up expanded")
-    if sum(len(s) for s in strings) > 200_000:
-        signs.append(f"{sum(len(s) for s in strings)} characters out of a 1 kB document")
+    if "A" * 1_000 in joined:
+        signs.append("a plain entity was expanded")
+    if sum(len(s) for s in strings) > 1_000_000:
+        signs.append(f"{sum(len(s) for s in strings)} characters out of a small document")
     return signs
 
 
