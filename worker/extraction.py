@@ -146,9 +146,16 @@ _BLOCK_TAGS = {
 _DROP_TAGS = ("script", "style", "noscript", "template", "iframe", "object", "embed", "svg")
 
 
+# A start tag longer than this is cut down to its name before parsing: libxml2 checks
+# every attribute against the ones before it, so one tag with 100,000 attributes (a 1 MB
+# page) keeps a worker busy for minutes. No text lives in attributes.
+_HUGE_TAG = re.compile(r"<([A-Za-z][A-Za-z0-9:-]{0,40}+)[^<>]{8192,}+>")
+
+
 def _sanitize(html: str) -> str:
-    """Remove characters libxml2 rejects or truncates on (NUL, C0 controls, lone surrogates)."""
-    return _CONTROL_CHARS.sub("", html)
+    """Remove characters libxml2 rejects or truncates on (NUL, C0 controls, lone surrogates)
+    and cut absurdly long start tags (see ``_HUGE_TAG``)."""
+    return _HUGE_TAG.sub(r"<\1>", _CONTROL_CHARS.sub("", html))
 
 
 def _clean_lines(text: str) -> str:

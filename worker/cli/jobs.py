@@ -230,7 +230,7 @@ def reprocess(
 
 
 def _job_id(value: str) -> int:
-    if not value.strip().isdigit():
+    if not value.strip().isdigit() or int(value) >= 2**63:
         raise UserError(f"not a job id: {value!r} (see `claimwire jobs list`)")
     return int(value)
 

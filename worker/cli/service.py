@@ -140,11 +140,15 @@ def replay(
 ) -> None:
     """Send quarantined articles back to the step that failed."""
     from worker.db import unit_of_work
+    from worker.quarantine import NotQuarantined
     from worker.quarantine import replay as do_replay
 
     _db()
-    with unit_of_work() as s:
-        n = do_replay(s, ids or None)
+    try:
+        with unit_of_work() as s:
+            n = do_replay(s, ids or None)
+    except NotQuarantined as exc:
+        raise UserError(str(exc)) from exc
     out.print(f"{n} article(s) sent back for another try; run or keep the service running")
 
 
