@@ -308,3 +308,17 @@ def test_two_quoted_speakers_in_one_sentence(nlp: Language) -> None:
     b = only(claims, "best deal")
     assert "Lopez" in a.speaker and "Costa" in b.speaker
     assert "Costa" not in a.text and "Lopez" not in b.text
+
+
+def test_very_long_text_is_read_only_up_to_the_cap(nlp: Language) -> None:
+    """Megabytes of attribution sentences must not hold a worker for minutes: only the
+    first MAX_CLAIM_TEXT characters are read, cut at a line break, offsets unchanged."""
+    from worker.claims.extraction import MAX_CLAIM_TEXT
+
+    line = "The mayor said that the bridge would reopen in May.\n"
+    text = line * (MAX_CLAIM_TEXT // len(line) + 50)
+    claims = extract_claims(text, nlp)
+    assert claims, "claims before the cap are still found"
+    assert max(c.end for c in claims) <= MAX_CLAIM_TEXT
+    assert all(text[c.start : c.end] == c.text for c in claims)
+    assert len(claims) <= MAX_CLAIM_TEXT // len(line) + 1

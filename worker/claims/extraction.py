@@ -673,8 +673,18 @@ def _dedupe(raw: list[_Raw]) -> list[_Raw]:
     return keep
 
 
+MAX_CLAIM_TEXT = 100_000
+"""Characters of an article read for claims. News articles are far shorter; a page that
+is megabytes of quotations would otherwise hold a worker for minutes. The cut falls at
+a line break, so every offset stays an offset into the article's text."""
+
+
 def extract_claims(text: str, nlp: Language) -> list[ExtractedClaim]:
-    """Claims (attributed statements) in English ``text``; [] for anything else."""
+    """Claims (attributed statements) in English ``text``; [] for anything else. Only
+    the first ``MAX_CLAIM_TEXT`` characters are read (cut at a line break)."""
+    if len(text) > MAX_CLAIM_TEXT:
+        cut = text.rfind("\n", 0, MAX_CLAIM_TEXT)
+        text = text[: cut if cut > 0 else MAX_CLAIM_TEXT]
     if not text or not text.strip() or not _ASCII_LETTERS.search(text):
         return []
     if not is_english(text):
