@@ -427,3 +427,24 @@ def test_extract_command_jsonl_files_directories_gz_and_urls(
     assert story["url"] == server.url("/story") and story["language"] == "pt"
     assert missing["url"] == server.url("/missing") and "HTTP 404" in missing["error"]
     assert not (tmp_path / "data").exists(), "extract must not create a database"
+
+
+def test_language_from_markup_else_detected_from_the_text() -> None:
+    """The page's own declaration wins; a page that declares none gets the language of
+    its text; text too short to tell gives None rather than a guess."""
+    declared = extract_page(article(lang="pt-BR"), URL, now=NOW)
+    assert declared.language == "pt"
+    undeclared = extract_page(article().replace(' lang="pt-BR"', ""), URL, now=NOW)
+    assert undeclared.language == "en"
+    german = (
+        "<html><head><title>Brücke</title></head><body><article><h1>Brücke</h1>"
+        + "".join(
+            f"<p>Der Bürgermeister sagte am Dienstag, dass die alte Brücke {n} im Mai "
+            "wieder geöffnet werde und die Arbeiten weniger kosten würden als erwartet.</p>"
+            for n in range(6)
+        )
+        + "</article></body></html>"
+    )
+    assert extract_page(german, URL, now=NOW).language == "de"
+    tiny = "<html><body><p>Hello there.</p></body></html>"
+    assert extract_page(tiny, URL, now=NOW).language is None

@@ -416,6 +416,21 @@ def _extract_tree(
 # --------------------------------------------------------------------------- API
 
 
+LANGUAGE_SAMPLE = 3000
+"""Characters of text given to the language identifier when the page does not say."""
+
+
+def detect_language(text: str) -> str | None:
+    """ISO 639-1 code of ``text`` by py3langid, for pages whose markup names no
+    language; None for text too short to tell (under 100 characters)."""
+    if len(text) < 100:
+        return None
+    import py3langid
+
+    lang, _score = py3langid.classify(text[:LANGUAGE_SAMPLE])
+    return str(lang) if lang else None
+
+
 def extract_page(
     html: str,
     url: str | None = None,
@@ -431,7 +446,7 @@ def extract_page(
     When the page's text is shorter than ``min_text_chars`` (paywall, script-rendered page),
     the longest of page text, the feed entry's content (HTML is converted to text) and the
     feed entry's summary is kept, and ``text_source`` says which one it is. Metadata always
-    comes from the page. ``published_at`` is aware UTC and never later than ``now``.
+    comes from the page; ``language`` from its markup, else detected from the text. ``published_at`` is aware UTC and never later than ``now``.
     """
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
@@ -456,6 +471,8 @@ def extract_page(
             alt = html_fragment_to_text(candidate)
             if len(alt) > best_len:
                 text, source, best_len = alt, kind, len(alt)  # type: ignore[assignment]
+    if not meta.get("language"):
+        meta["language"] = detect_language(text)
     return ExtractedPage(
         text=text,
         text_source=source,
