@@ -446,7 +446,8 @@ def extract_page(
     When the page's text is shorter than ``min_text_chars`` (paywall, script-rendered page),
     the longest of page text, the feed entry's content (HTML is converted to text) and the
     feed entry's summary is kept, and ``text_source`` says which one it is. Metadata always
-    comes from the page; ``language`` from its markup, else detected from the text. ``published_at`` is aware UTC and never later than ``now``.
+    comes from the page; ``language`` from its markup, else detected from the text.
+    ``published_at`` is aware UTC and never later than ``now``.
     """
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
