@@ -11,9 +11,9 @@ from schemas.models import Feed
 from tasks.base import ENVIRONMENT_ERRORS, log, send
 from worker import polling
 from worker import sweep as sweeping
-from worker.celery_app import app
+from worker.celery_app import CPU_QUEUE, IO_QUEUE, app
 from worker.db import unit_of_work
-from worker.settings import get_settings
+from worker.settings import Settings, get_settings
 
 
 @app.task(name="tasks.maintenance.dispatch_due_feeds", ignore_result=True)
@@ -84,13 +84,40 @@ def step_task_for(state: str) -> Any:
     }[state]
 
 
+STEP_QUEUES = {
+    "discovered": IO_QUEUE,
+    "fetched": CPU_QUEUE,
+    "extracted": CPU_QUEUE,
+    "deduplicated": CPU_QUEUE,
+}
+
+
+def sweepable_states(settings: Settings) -> set[str]:
+    """Pending states whose step queue is not backlogged. While more than
+    ``sweep_backlog_limit`` messages wait in a queue, the articles of its steps are
+    most likely among them: re-sending would only pile duplicates onto the backlog (a
+    large first import would grow without end). Once the queue drains below the limit,
+    anything truly lost is re-sent. A broker that cannot be asked counts as empty."""
+    from worker.status import queue_depths
+
+    limit = settings.sweep_backlog_limit
+    if not limit:
+        return set(STEP_QUEUES)
+    depths = queue_depths(settings)
+    busy = {q for q, depth in depths.items() if depth is not None and depth > limit}
+    if busy:
+        log.info("sweep_deferred", backlogged=sorted(busy), limit=limit)
+    return {state for state, queue in STEP_QUEUES.items() if queue not in busy}
+
+
 @app.task(name="tasks.maintenance.sweep", ignore_result=True)
 def sweep(older_than: float | None = None) -> int:
     """Re-send the step of every article stuck in a pending state."""
     settings = get_settings()
+    states = sweepable_states(settings)
     try:
         with unit_of_work() as session:
-            stale = sweeping.stale_articles(session, settings, older_than=older_than)
+            stale = sweeping.stale_articles(session, settings, older_than=older_than, states=states)
     except ENVIRONMENT_ERRORS as exc:
         log.warning("sweep_failed", error=str(exc))
         return 0

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     stale_after: int = Field(
         600, description="Seconds an item may sit in a pending state before the sweep re-queues it."
     )
+    sweep_backlog_limit: int = Field(
+        1000,
+        ge=0,
+        description="The sweep leaves a queue alone while more messages than this wait in "
+        "it (its pending articles are waiting their turn, not lost). 0: no limit.",
+    )
     max_attempts: int = Field(
         5, description="Attempts per article step before it is quarantined with its error."
     )

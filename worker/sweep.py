@@ -9,6 +9,7 @@ harmless: each one acts only on the state it expects, under the article's row lo
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -27,16 +28,23 @@ def stale_articles(
     now: datetime | None = None,
     limit: int = 1000,
     older_than: float | None = None,
+    states: Collection[str] | None = None,
 ) -> list[tuple[int, str]]:
     """Claim pending articles untouched for ``stale_after`` seconds: their
-    ``state_changed_at`` is moved to now so the next sweep leaves them alone for as long."""
+    ``state_changed_at`` is moved to now so the next sweep leaves them alone for as long.
+    ``states``: only articles in these pending states (default: all of them)."""
     now = now or utcnow()
     age = settings.stale_after if older_than is None else older_than
     cutoff = now - timedelta(seconds=age)
+    wanted = [s.value for s in PENDING_ARTICLE_STATES]
+    if states is not None:
+        wanted = [s for s in wanted if s in states]
+    if not wanted:
+        return []
     query = (
         select(Article.id, Article.state)
         .where(
-            col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]),
+            col(Article.state).in_(wanted),
             col(Article.state_changed_at) <= cutoff,
             # articles of pending job items are their job's (throttled on `backfill`)
             col(Article.id).not_in(held_article_ids()),
