@@ -26,13 +26,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from functools import partial
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.timing import best_of, pct  # noqa: E402
 from worker.claims import extract_claims, load_nlp  # noqa: E402
 
 SCORER = ROOT.parent / "shared" / "tools" / "score_polnear.py"
@@ -79,21 +78,6 @@ def scorable_split(split: pathlib.Path, tmp: pathlib.Path) -> pathlib.Path:
         f"note: {len(broken)} .ann file(s) with continuation lines joined for the scorer: {names}"
     )
     return out
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-
-def best_of(fn: Callable[[], object], repeat: int) -> float:
-    """The fastest of ``repeat`` runs of ``fn``, in milliseconds."""
-    best = float("inf")
-    for _ in range(max(1, repeat)):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, (time.perf_counter() - t0) * 1000)
-    return best
 
 
 def main() -> int:

@@ -29,8 +29,7 @@ import html as html_lib
 import pathlib
 import statistics
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -40,25 +39,11 @@ sys.path.insert(0, str(ROOT))
 import spacy  # noqa: E402
 import trafilatura  # noqa: E402
 
+from bench.timing import best_of, pct  # noqa: E402
 from worker.claims import extract_claims, is_english, load_nlp  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "corpora"
 MIN_CHARS = 1500
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-
-def best_of(fn: Callable[[], object], repeat: int) -> float:
-    """The fastest of ``repeat`` runs of ``fn``, in milliseconds."""
-    best = float("inf")
-    for _ in range(max(1, repeat)):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, (time.perf_counter() - t0) * 1000)
-    return best
 
 
 def page_html(title: str, text: str) -> str:
