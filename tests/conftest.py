@@ -18,7 +18,20 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+
+
+def _find_shared() -> Path:
+    """The read-only corpora (`../shared` next to the checkout). A clone made elsewhere
+    (CI) finds them through CLAIMWIRE_TEST_SHARED or the usual places."""
+    if os.environ.get("CLAIMWIRE_TEST_SHARED"):
+        return Path(os.environ["CLAIMWIRE_TEST_SHARED"])
+    for candidate in (ROOT.parent / "shared", ROOT.parent.parent / "shared", Path("/work/shared")):
+        if (candidate / "corpora").is_dir():
+            return candidate
+    return ROOT.parent / "shared"
+
+
+SHARED = _find_shared()
 PG_ADMIN_URL = os.environ.get("CLAIMWIRE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("CLAIMWIRE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -137,6 +150,11 @@ def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         from worker.celery_app import app, celery_config
 
         app.conf.update(celery_config(settings))
+        # Forget the connection and producer pools of an earlier test's broker: a cached
+        # producer would publish there instead of to this test's broker.
+        app._pool = None
+        if "amqp" in app.__dict__:
+            app.amqp._producer_pool = None
         return settings
 
     yield apply

@@ -17,6 +17,7 @@ import pytest
 import trafilatura
 
 from schemas.records import ExtractedPage
+from tests.conftest import SHARED
 from tests.support.server import LocalServer
 from worker.charset import decode_html
 from worker.extraction import (
@@ -29,7 +30,7 @@ from worker.extraction import (
 )
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-CORPUS = Path("/work/shared/corpora/extraction/trafilatura-eval")
+CORPUS = SHARED / "corpora" / "extraction" / "trafilatura-eval"
 
 PARAGRAPHS = [
     "The harbour authority of Porto Velho announced on Tuesday that the old lighthouse "
