@@ -198,6 +198,22 @@ def get(settings: Settings, article_id: int) -> Article:
         return a
 
 
+def stored_claim(article_id: int, verb: str, kind: str, text: str, sentence: str) -> Claim:
+    """A claim as an earlier claims step (extractor "v1") stored it."""
+    return Claim(
+        article_id=article_id,
+        speaker="Marta Quillon",
+        speaker_resolved="Marta Quillon",
+        verb=verb,
+        kind=kind,
+        text=text,
+        start=0,
+        end=10,
+        sentence=sentence,
+        extractor_version="v1",
+    )
+
+
 def canonicals(settings: Settings, group_id: int) -> list[int]:
     with Session(get_engine(settings)) as s:
         return [
@@ -298,17 +314,8 @@ def test_earlier_published_copy_found_later_becomes_canonical(any_settings: Sett
         art.claims_version = "v1"
         art.claims_status = "extracted"
         sess.add(
-            Claim(
-                article_id=late,
-                speaker="Marta Quillon",
-                speaker_resolved="Marta Quillon",
-                verb="said",
-                kind="direct",
-                text="We have asked for the same thing",
-                start=0,
-                end=10,
-                sentence="We have asked.",
-                extractor_version="v1",
+            stored_claim(
+                late, "said", "direct", "We have asked for the same thing", "We have asked."
             )
         )
         sess.commit()
@@ -384,17 +391,12 @@ def test_a_text_matching_two_groups_merges_them(any_settings: Settings) -> None:
         assert art is not None
         art.claims_version, art.claims_status = "v1", "extracted"
         sess.add(
-            Claim(
-                article_id=x,
-                speaker="Marta Quillon",
-                speaker_resolved="Marta Quillon",
-                verb="tell",
-                kind="indirect",
-                text="the walkout could be extended",
-                start=0,
-                end=10,
-                sentence="The walkout could be extended.",
-                extractor_version="v1",
+            stored_claim(
+                x,
+                "tell",
+                "indirect",
+                "the walkout could be extended",
+                "The walkout could be extended.",
             )
         )
         sess.commit()

@@ -41,6 +41,7 @@ from tests.test_dedup import (
     T,
     add_article,
     get,
+    stored_claim,
 )
 from worker import dedup
 from worker.db import dispose_engines, get_engine, init_db
@@ -328,17 +329,12 @@ def test_demotion_waits_for_a_running_claims_step_and_removes_its_claims(
         wait_until(dedup_waits_on_our_lock, 60, 0.05, "dedup blocked on the claims step")
         # the claims step stores its claims and commits
         claims_step.add(
-            Claim(
-                article_id=late,
-                speaker="Marta Quillon",
-                speaker_resolved="Marta Quillon",
-                verb="say",
-                kind="direct",
-                text="We have asked for the same thing for eighteen months",
-                start=0,
-                end=10,
-                sentence="We have asked.",
-                extractor_version="v1",
+            stored_claim(
+                late,
+                "say",
+                "direct",
+                "We have asked for the same thing for eighteen months",
+                "We have asked.",
             )
         )
         art.claims_status = "extracted"
