@@ -7,11 +7,11 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col
 
-from schemas.models import Feed
+from schemas.models import PENDING_ARTICLE_STATES, Feed
 from tasks.base import ENVIRONMENT_ERRORS, log, send
 from worker import polling
 from worker import sweep as sweeping
-from worker.celery_app import CPU_QUEUE, IO_QUEUE, app
+from worker.celery_app import app
 from worker.db import unit_of_work
 from worker.settings import Settings, get_settings
 
@@ -84,12 +84,10 @@ def step_task_for(state: str) -> Any:
     }[state]
 
 
-STEP_QUEUES = {
-    "discovered": IO_QUEUE,
-    "fetched": CPU_QUEUE,
-    "extracted": CPU_QUEUE,
-    "deduplicated": CPU_QUEUE,
-}
+def step_queue(state: str) -> str:
+    """The queue the step of ``state`` is routed to (the app's own ``task_routes``)."""
+    route = app.amqp.router.route({}, step_task_for(state).name, (), {})
+    return str(route["queue"].name)
 
 
 def sweepable_states(settings: Settings) -> set[str]:
@@ -100,14 +98,15 @@ def sweepable_states(settings: Settings) -> set[str]:
     anything truly lost is re-sent. A broker that cannot be asked counts as empty."""
     from worker.status import queue_depths
 
+    pending = {s.value for s in PENDING_ARTICLE_STATES}
     limit = settings.sweep_backlog_limit
     if not limit:
-        return set(STEP_QUEUES)
+        return pending
     depths = queue_depths(settings)
     busy = {q for q, depth in depths.items() if depth is not None and depth > limit}
     if busy:
         log.info("sweep_deferred", backlogged=sorted(busy), limit=limit)
-    return {state for state, queue in STEP_QUEUES.items() if queue not in busy}
+    return {state for state in pending if step_queue(state) not in busy}
 
 
 @app.task(name="tasks.maintenance.sweep", ignore_result=True)
