@@ -24,6 +24,7 @@ from worker.http import HttpClient
 from worker.politeness import HostBusy, LocalHostLimiter
 from worker.polling import (
     HINT_CAP,
+    HISTORY_TRIM_EVERY,
     Lease,
     LeaseLost,
     PollResult,
@@ -479,21 +480,50 @@ def test_an_ill_formed_feed_gives_its_entries_and_keeps_the_complaint(
     assert feed.last_error and "SAXParseException" in feed.last_error
 
 
-def test_poll_history_is_bounded(poller: Any, server: Any) -> None:
-    p = poller(POLL_HISTORY_SIZE=3)
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_poll_history_is_bounded(
+    poller: Any, server: Any, db: str, request: pytest.FixtureRequest
+) -> None:
+    """Trimmed once every HISTORY_TRIM_EVERY polls of a feed: never more than
+    POLL_HISTORY_SIZE + HISTORY_TRIM_EVERY - 1 rows, and the newest ones are kept."""
+    extra = {"DATABASE_URL": request.getfixturevalue("pg_url")} if db == "postgresql" else {}
+    p = poller(POLL_HISTORY_SIZE=3, **extra)
     server.routes["/feed.xml"] = Reply(
         body=rss(server.url("/"), items(server, 1)), content_type=RSS, headers={"ETag": '"x"'}
     )
     (fid,) = p.add(server.url("/feed.xml"))
-    for _ in range(5):
+    polls = 2 * HISTORY_TRIM_EVERY + 2
+    counts = []
+    for _ in range(polls):
         p.poll_now(fid)
+        counts.append(p.count(FeedPoll))
+    assert max(counts) == 3 + HISTORY_TRIM_EVERY - 1  # reached just before a trim, never passed
+    # The polls that trim (the 10th, the 20th) leave exactly the newest three.
+    assert counts[HISTORY_TRIM_EVERY - 1] == counts[2 * HISTORY_TRIM_EVERY - 1] == 3
+    assert counts[-1] == 5
     with unit_of_work() as s:
-        polls = s.exec(
+        kept = s.exec(
             select(FeedPoll).where(FeedPoll.feed_id == fid).order_by(FeedPoll.id)  # type: ignore[arg-type]
         ).all()
-    assert len(polls) == 3
-    assert [x.outcome for x in polls] == ["not_modified"] * 3
-    assert all(x.entries_new == 0 for x in polls)
+    # The first poll of the feed (200, "ok") is long gone; the newest five are kept.
+    assert [x.outcome for x in kept] == ["not_modified"] * 5
+    assert p.feed(fid).polls_total == polls
+
+
+def test_a_deferred_poll_trims_the_history(poller: Any, server: Any) -> None:
+    """Deferred polls do not count in polls_total, so each of them trims: a feed whose
+    host stays busy cannot grow its history without bound."""
+    p = poller(POLL_HISTORY_SIZE=2)
+    server.routes["/feed.xml"] = Reply(body=rss(server.url("/"), []), content_type=RSS)
+    (fid,) = p.add(server.url("/feed.xml"))
+    for _ in range(3):
+        p.poll_now(fid)
+    assert p.count(FeedPoll) == 3
+    p.limiter.back_off("127.0.0.1", 90)
+    for _ in range(4):
+        assert p.poll_now(fid).outcome == "deferred"
+        assert p.count(FeedPoll) == 2
+    assert p.feed(fid).polls_total == 3
 
 
 def test_a_gzip_file_served_as_such_is_read(poller: Any, server: Any) -> None:

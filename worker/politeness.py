@@ -1,7 +1,10 @@
 """Politeness shared by feed polling and page fetching: robots.txt and per-host limits.
 
 * robots.txt is parsed with protego and cached per origin in the database (shared by
-  every worker, refreshed after ``robots_cache_ttl``).
+  every worker, refreshed after ``robots_cache_ttl``). Each process also keeps the
+  parsed rules of a good copy for up to ``ROBOTS_MEMORY_TTL`` seconds (never past the
+  database copy's own expiry), so that polls and fetches of one host do not read and
+  parse the same row every time.
 * Per-host limits hold across all workers on all machines when the broker is Redis
   (Lua scripts on Redis keys); the embedded single-process mode uses in-process locks.
   A host answering 429/503 with ``Retry-After`` is backed off for that long.
@@ -64,10 +67,28 @@ _robots_down: dict[str, tuple[datetime, int | None]] = {}
 _robots_down_lock = threading.Lock()
 
 
+# Parsed good copies in this process: origin -> (until, status, rules). ``until`` is
+# the earlier of ``ROBOTS_MEMORY_TTL`` from when it was read and the database copy's
+# expiry, so the memory never outlives the shared cache's TTL; a copy refreshed by
+# another worker is seen here at most ``ROBOTS_MEMORY_TTL`` seconds later.
+ROBOTS_MEMORY_TTL = 60.0
+_robots_rules: dict[str, tuple[datetime, int | None, Protego | None]] = {}
+
+
 def forget_robots_failures() -> None:
-    """Forget the in-process memory of failed robots.txt downloads (tests)."""
+    """Forget the in-process memory of robots.txt: failed downloads and the parsed
+    rules of good copies (tests)."""
     with _robots_down_lock:
         _robots_down.clear()
+        _robots_rules.clear()
+
+
+def _decide(url: str, status: int | None, rules: Protego | None, settings: Settings) -> bool:
+    if status is not None and status in (401, 403):
+        return False  # the whole site is closed to robots
+    if rules is None:
+        return True
+    return bool(rules.can_fetch(url, settings.user_agent))
 
 
 def _unreachable(status: int | None) -> bool:
@@ -84,8 +105,12 @@ def robots_allows(session: Session, http: HttpClient, url: str, settings: Settin
     if not settings.respect_robots:
         return True
     origin = origin_of(url)
-    row = session.get(RobotsTxt, origin)
     now = utcnow()
+    with _robots_down_lock:
+        remembered = _robots_rules.get(origin)
+    if remembered is not None and now < remembered[0]:
+        return _decide(url, remembered[1], remembered[2], settings)
+    row = session.get(RobotsTxt, origin)
     age = (now - row.fetched_at).total_seconds() if row is not None else None
     ttl = settings.robots_cache_ttl
     if row is not None and _unreachable(row.status):
@@ -102,6 +127,7 @@ def robots_allows(session: Session, http: HttpClient, url: str, settings: Settin
     if row is None or age is None or age > ttl:
         status, body = _download_robots(http, origin)
         with _robots_down_lock:
+            _robots_rules.pop(origin, None)
             if _unreachable(status) and (row is None or _unreachable(row.status)):
                 _robots_down[origin] = (now, status)
             else:
@@ -124,12 +150,11 @@ def robots_allows(session: Session, http: HttpClient, url: str, settings: Settin
         why = f"HTTP {row.status}" if row.status else "unreachable"
         retry = max(1.0, ROBOTS_ERROR_TTL - max(age, 0.0))
         raise RobotsUnavailable(host_of(url), retry, why)
-    if row.status is not None and row.status in (401, 403):
-        return False  # the whole site is closed to robots
-    if not row.body:
-        return True
-    parser = Protego.parse(row.body)
-    return bool(parser.can_fetch(url, settings.user_agent))
+    rules = Protego.parse(row.body) if row.body else None
+    until = min(now + timedelta(seconds=ROBOTS_MEMORY_TTL), row.fetched_at + timedelta(seconds=ttl))
+    with _robots_down_lock:
+        _robots_rules[origin] = (until, row.status, rules)
+    return _decide(url, row.status, rules, settings)
 
 
 def _download_robots(http: HttpClient, origin: str) -> tuple[int | None, str]:
@@ -157,10 +182,14 @@ class HostLimiter(Protocol):
     def back_off(self, host: str, seconds: float) -> None: ...
 
 
+# One round trip per attempt: the clock is Redis's own (one clock for every machine),
+# read inside the script (scripts are replicated by their effects, Redis >= 5).
 _ACQUIRE = """
 local slots, nxt, backoff = KEYS[1], KEYS[2], KEYS[3]
-local now, limit, interval, token, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]),
-    tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local limit, interval, token, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3],
+    tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local b = tonumber(redis.call('GET', backoff) or '0')
 if b > now then return tostring(b - now) end
 local n = tonumber(redis.call('GET', nxt) or '0')
@@ -194,12 +223,10 @@ class RedisHostLimiter:
         keys = self._keys(host)
         ttl = self.settings.total_timeout + 30
         while True:
-            now = self._now()
             wait = float(
                 self._acquire(
                     keys=keys,
                     args=[
-                        now,
                         self.settings.host_max_concurrency,
                         self.settings.host_min_interval,
                         token,

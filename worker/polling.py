@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
 import httpx
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select, update
 from sqlmodel import Session, col
 
 from schemas.models import Article, ArticleState, Feed, FeedPoll, FeedState, Sighting
@@ -166,18 +166,57 @@ def _schedule(
     feed.lease_until = None
 
 
-def _record_poll(
+# The history is trimmed back to ``poll_history_size`` rows once every this many polls
+# of a feed (when its ``polls_total`` reaches a multiple), and on every deferred poll
+# (which does not count in ``polls_total``). So a feed never has more than
+# ``poll_history_size + HISTORY_TRIM_EVERY - 1`` rows, and the DELETE costs one poll in
+# ten instead of every poll.
+HISTORY_TRIM_EVERY = 10
+
+_FEED: Table = Feed.__table__  # type: ignore[attr-defined]
+_FEEDPOLL: Table = FeedPoll.__table__  # type: ignore[attr-defined]
+_FEED_COLUMNS = tuple(c.key for c in _FEED.columns if c.key != "id")
+
+
+def _load_feed(session: Session, feed_id: int) -> tuple[Feed, dict[str, object]] | None:
+    """The feed, detached from the session (its changes are written by :func:`_finish`
+    in one fenced statement, never by an ORM flush), and a copy of its loaded values."""
+    feed = session.get(Feed, feed_id)
+    if feed is None:
+        return None
+    session.expunge(feed)
+    return feed, {k: getattr(feed, k) for k in _FEED_COLUMNS}
+
+
+def _finish(
     session: Session,
     feed: Feed,
+    loaded: dict[str, object],
+    lease: datetime,
     settings: Settings,
     started: float,
     now: datetime,
     result: PollResult,
     status: int | None,
-) -> None:
-    session.add(
-        FeedPoll(
-            feed_id=feed.id or 0,
+) -> PollResult:
+    """Write the poll: the feed's changed columns, fenced by the lease, then its history.
+
+    The UPDATE matches only while ``lease_until`` is still our lease token. On
+    PostgreSQL it locks the row and re-reads the newest committed lease, on SQLite it
+    runs under the database write lock: a newer claim cannot slip in before our commit.
+    No match means the feed was claimed again meanwhile: :class:`LeaseLost`, and the
+    caller rolls back everything this poll wrote."""
+    feed_id = feed.id or 0
+    changes = {k: v for k in _FEED_COLUMNS if (v := getattr(feed, k)) != loaded[k]}
+    changes["lease_until"] = feed.lease_until
+    updated = session.execute(
+        update(_FEED).where(_FEED.c.id == feed_id, _FEED.c.lease_until == lease).values(changes)
+    )
+    if int(updated.rowcount) != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(f"feed {feed_id}: lease {lease.isoformat()} was replaced")
+    session.execute(
+        insert(_FEEDPOLL).values(
+            feed_id=feed_id,
             started_at=now,
             duration_ms=int((time.monotonic() - started) * 1000),
             outcome=result.outcome,
@@ -187,16 +226,22 @@ def _record_poll(
             error=result.error,
         )
     )
-    session.flush()
+    if result.outcome == "deferred" or feed.polls_total % HISTORY_TRIM_EVERY == 0:
+        _trim_history(session, feed_id, settings.poll_history_size)
+    return result
+
+
+def _trim_history(session: Session, feed_id: int, keep_rows: int) -> None:
+    """Keep only the newest ``keep_rows`` polls of the feed."""
     keep = (
-        select(col(FeedPoll.id))
-        .where(col(FeedPoll.feed_id) == feed.id)
-        .order_by(col(FeedPoll.started_at).desc(), col(FeedPoll.id).desc())
-        .limit(settings.poll_history_size)
+        select(_FEEDPOLL.c.id)
+        .where(_FEEDPOLL.c.feed_id == feed_id)
+        .order_by(_FEEDPOLL.c.started_at.desc(), _FEEDPOLL.c.id.desc())
+        .limit(keep_rows)
     )
     session.execute(
-        delete(FeedPoll).where(
-            col(FeedPoll.feed_id) == feed.id, col(FeedPoll.id).not_in(keep.scalar_subquery())
+        delete(_FEEDPOLL).where(
+            _FEEDPOLL.c.feed_id == feed_id, _FEEDPOLL.c.id.not_in(keep.scalar_subquery())
         )
     )
 
@@ -207,22 +252,6 @@ def _lease_of(token: str) -> datetime | None:
     except (TypeError, ValueError):
         return None
     return when if when.tzinfo else None
-
-
-def _confirm_lease(session: Session, feed_id: int, lease: datetime) -> None:
-    """Check, and hold until commit, that our claim is still the feed's current one.
-
-    A conditional UPDATE: on PostgreSQL it locks the row and re-reads the newest
-    committed lease; on SQLite it takes the database write lock. Either way no other
-    claim can slip in between this check and our writes."""
-    result = session.execute(
-        update(Feed)
-        .where(col(Feed.id) == feed_id, col(Feed.lease_until) == lease)
-        .values(lease_until=lease)
-        .execution_options(synchronize_session=False)
-    )
-    if int(result.rowcount) != 1:  # type: ignore[attr-defined]
-        raise LeaseLost(f"feed {feed_id}: lease {lease.isoformat()} was replaced")
 
 
 def poll_feed(
@@ -240,13 +269,18 @@ def poll_feed(
     message does nothing (outcome ``skipped``). Raises :class:`LeaseLost` when the feed
     was claimed again while this poll was on the network; the caller rolls back.
     """
-    feed = session.get(Feed, feed_id)
+    loaded = _load_feed(session, feed_id)
     now = utcnow()
     lease = _lease_of(token)
-    if feed is None or lease is None or feed.lease_until is None:
+    if loaded is None or lease is None:
         return PollResult(outcome="skipped")
-    if feed.lease_until != lease or lease <= now:
+    feed, before = loaded
+    if feed.lease_until is None or feed.lease_until != lease or lease <= now:
         return PollResult(outcome="skipped")
+
+    def finish(result: PollResult, status: int | None) -> PollResult:
+        return _finish(session, feed, before, lease, settings, started, now, result, status)
+
     url = feed.url
     started = time.monotonic()
     status: int | None = None
@@ -272,76 +306,64 @@ def poll_feed(
             raise error
     except RobotsUnavailable as exc:
         # The host's robots.txt is down: nothing may be fetched there for now (RFC 9309).
-        _confirm_lease(session, feed_id, lease)
         down = FetchError(str(exc), transient=True, retry_after=exc.retry_after)
-        return _failed(session, feed, settings, started, now, down, None)
+        return finish(_failed(feed, settings, now, down, None), None)
     except HostBusy as exc:
         # Our own per-host limit (or a host's Retry-After) says not now: come back then,
         # without counting it against the feed.
-        _confirm_lease(session, feed_id, lease)
-        result = PollResult(outcome="deferred", error=str(exc))
         feed.next_poll_at = now + timedelta(seconds=exc.retry_after + random.uniform(0, 5))
         feed.lease_until = None
-        _record_poll(session, feed, settings, started, now, result, None)
-        return result
+        return finish(PollResult(outcome="deferred", error=str(exc)), None)
     except FetchError as exc:
-        _confirm_lease(session, feed_id, lease)
-        return _failed(session, feed, settings, started, now, exc, exc.status or status)
+        status = exc.status or status
+        return finish(_failed(feed, settings, now, exc, status), status)
 
-    _confirm_lease(session, feed_id, lease)
     feed.last_attempt_at = now
     feed.polls_total += 1
     hint = _header_hint(resp.headers, now)
     feed.last_status = resp.status
     if resp.status == 304:
-        result = PollResult(outcome="not_modified")
         _record_success(feed, settings, now, 0, hint)
-        _record_poll(session, feed, settings, started, now, result, status)
-        return result
+        return finish(PollResult(outcome="not_modified"), status)
     feed.etag = resp.headers.get("etag")
     feed.last_modified = resp.headers.get("last-modified")
     body_hash = hashlib.sha256(resp.body).hexdigest()
     if body_hash == feed.body_hash:
         # Same bytes under a fresh ETag: nothing downstream needs to look again.
-        result = PollResult(outcome="unchanged")
         _record_success(feed, settings, now, 0, hint)
-        _record_poll(session, feed, settings, started, now, result, status)
-        return result
+        return finish(PollResult(outcome="unchanged"), status)
 
     parsed = parse_feed(resp.body, resp.headers.get("content-type", ""), resp.url)
     if not parsed.is_feed:
         not_feed = FetchError(parsed.error or "not a feed", transient=False, status=resp.status)
         feed.polls_total -= 1  # _failed counts the attempt
-        return _failed(session, feed, settings, started, now, not_feed, status)
+        return finish(_failed(feed, settings, now, not_feed, status), status)
     feed.body_hash = body_hash
     feed.title = feed.title or parsed.title
     feed.site_url = feed.site_url or parsed.site_url
     feed.min_interval_hint = parsed.min_interval_hint
+    # The articles are written before the fenced UPDATE of the feed: if the lease turns
+    # out to be lost there, the caller's rollback takes them back too.
     new_ids = record_entries(session, feed, parsed, now)
     result = PollResult(
         outcome="ok", new_article_ids=new_ids, entries_seen=len(parsed.entries), error=parsed.error
     )
     _record_success(feed, settings, now, len(new_ids), hint)
     feed.last_error = parsed.error  # ill-formed but usable: keep the complaint visible
-    _record_poll(session, feed, settings, started, now, result, status)
-    return result
+    return finish(result, status)
 
 
 def _failed(
-    session: Session,
     feed: Feed,
     settings: Settings,
-    started: float,
     now: datetime,
     exc: FetchError,
     status: int | None,
 ) -> PollResult:
     feed.last_attempt_at = now
     feed.polls_total += 1
-    result = PollResult(outcome="error", error=exc.reason)
     _record_failure(feed, settings, now, exc, status)
-    _record_poll(session, feed, settings, started, now, result, status)
-    return result
+    return PollResult(outcome="error", error=exc.reason)
 
 
 def record_entries(session: Session, feed: Feed, parsed: ParsedFeed, now: datetime) -> list[int]:
@@ -452,6 +474,7 @@ def count_due(session: Session, now: datetime | None = None) -> int:
 
 __all__ = [
     "HINT_CAP",
+    "HISTORY_TRIM_EVERY",
     "Lease",
     "LeaseLost",
     "PollResult",
