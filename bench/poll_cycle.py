@@ -277,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the result here too")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument(
+        "--wait-for-tick",
+        action="store_true",
+        help="after make_due, wait for beat's next dispatcher tick instead of sending the "
+        "dispatcher at once as `claimwire feeds poll` does (the behaviour before)",
+    )
+    ap.add_argument(
         "--profile",
         type=Path,
         help="write a CPU profile (cProfile) of worker w0 here; use with --pool solo",
@@ -351,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
 
         reset_settings()
         settings = get_settings()
+        from tasks.maintenance import dispatch_now  # after the settings: it builds the app
+
         init_db(settings)
         sql = psycopg.connect(db, autocommit=True)
         sql.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -405,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                 add_feeds(s, [(u, None, []) for u in urls[start : start + 2000]], settings)
         with unit_of_work() as s:
             make_due(s, None)
+        if not args.wait_for_tick:
+            dispatch_now()
         cycle1 = wait_cycle(t1, "cycle 1")
         log(f"cycle 1 took {cycle1:.1f}s; fetches queued {rconn.llen(FETCH_QUEUE)}")
         rconn.delete(FETCH_QUEUE)
@@ -438,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         t2 = datetime.now(UTC)
         with unit_of_work() as s:
             made_due = make_due(s, None)
+        if not args.wait_for_tick:
+            dispatch_now()  # as `claimwire feeds poll --all` does
         rss: dict[int, dict[str, int]] = {}
         loads: list[float] = []
 
@@ -548,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                 "host_min_interval": settings.host_min_interval,
                 "dispatch_interval": settings.dispatch_interval,
                 "dispatch_batch_size": settings.dispatch_batch_size,
+                "poll_feeds_per_message": settings.poll_feeds_per_message,
+                "dispatch_after_make_due": "next tick" if args.wait_for_tick else "at once",
             },
             "cycle1_seconds": round(cycle1, 1),
             "feeds": args.feeds,

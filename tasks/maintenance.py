@@ -18,8 +18,9 @@ from worker.settings import Settings, get_settings
 
 @app.task(name="tasks.maintenance.dispatch_due_feeds", ignore_result=True)
 def dispatch_due_feeds() -> int:
-    """Lease due feeds in bounded batches and queue one poll for each."""
-    from tasks.polling import poll_feed
+    """Lease due feeds in bounded batches and queue their polls, a few feeds per
+    message (``poll_feeds_per_message``)."""
+    from tasks.polling import poll_feeds
 
     settings = get_settings()
     total = 0
@@ -27,7 +28,7 @@ def dispatch_due_feeds() -> int:
         for _ in range(20):  # bounded: at most 20 batches per run
             with unit_of_work() as session:
                 ids = polling.claim_due_feeds(session, settings)
-            if not _send_polls(poll_feed, ids):
+            if not _send_polls(poll_feeds, ids, settings.poll_feeds_per_message):
                 break  # the broker is failing: the next run tries again
             total += len(ids)
             if len(ids) < settings.dispatch_batch_size:
@@ -37,19 +38,38 @@ def dispatch_due_feeds() -> int:
     return total
 
 
-def _send_polls(poll_feed: Any, leases: list[polling.Lease]) -> bool:
-    """Queue one poll per claimed feed through one producer in a publish batch (on Redis
-    a pipeline: one round trip per batch instead of one per message, which is what
-    kept a 10,000-feed cycle waiting for the dispatcher). If the broker fails, the
-    feeds are given back at once and False is returned."""
+def dispatch_now() -> None:
+    """Run the dispatcher as soon as a worker is free instead of at its next tick
+    (``claimwire feeds poll``). It only claims what is due in the database, so an
+    extra run next to the scheduled ones is harmless; if the broker is down the
+    scheduled run does the same later."""
+    send(dispatch_due_feeds)
+
+
+def poll_messages(leases: list[polling.Lease], per_message: int) -> list[list[list[Any]]]:
+    """Split claimed feeds into messages of at most ``per_message`` feeds. Message ``j``
+    of ``n`` takes feeds ``j, j + n, j + 2n, ...``: feeds next to each other in the claim
+    order (often of one host, or added together) go to different messages, so one
+    host's politeness interval does not make a single worker thread wait for it over
+    and over."""
+    per_message = max(1, per_message)
+    n = -(-len(leases) // per_message)
+    return [[[feed_id, token] for feed_id, token in leases[j::n]] for j in range(n)]
+
+
+def _send_polls(poll_feeds: Any, leases: list[polling.Lease], per_message: int) -> bool:
+    """Queue the polls of the claimed feeds through one producer in a publish batch (on
+    Redis a pipeline: one round trip per batch instead of one per message, which is
+    what kept a 10,000-feed cycle waiting for the dispatcher). If the broker fails,
+    the feeds are given back at once and False is returned."""
     if not leases:
         return True
     try:
         with app.producer_or_acquire() as producer, producer.batch(max_size=500):
-            for feed_id, lease in leases:
-                poll_feed.apply_async(args=(feed_id, lease), producer=producer)
+            for message in poll_messages(leases, per_message):
+                poll_feeds.apply_async(args=(message,), producer=producer)
     except Exception as exc:  # noqa: BLE001 (any broker failure)
-        log.warning("enqueue_failed", task=poll_feed.name, count=len(leases), error=str(exc))
+        log.warning("enqueue_failed", task=poll_feeds.name, count=len(leases), error=str(exc))
         _release(leases)
         return False
     return True

@@ -1,28 +1,29 @@
-"""Polling tasks."""
+"""Polling tasks.
+
+The dispatcher sends ``poll_feeds`` with a few leased feeds per message (Celery's cost
+per message is a large share of a poll that answers 304); ``poll_feed`` polls one and
+is kept for messages sent by older versions. Either way each feed is polled in its own
+transaction under its own lease token, and one feed's failure never touches the others.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tasks.base import ENVIRONMENT_ERRORS, backoff, log, send
 from worker import polling, runtime
 from worker.celery_app import app
 from worker.db import unit_of_work
-from worker.settings import get_settings
+from worker.settings import Settings, get_settings
 
 
-@app.task(bind=True, name="tasks.polling.poll_feed")
-def poll_feed(self: Any, feed_id: int, lease: str | None = None) -> int:
-    """Poll one leased feed; queue a fetch for every article it brought.
-
-    ``lease`` is the token of the claim that sent this message; a message without one
-    (sent by an older version) or with an outdated one does nothing."""
+def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
+    """Poll one leased feed in its own transaction, then queue a fetch for every
+    article it brought. Environment errors propagate (the caller retries); any other
+    failure is logged and leaves the feed to its lease (the dispatcher tries again)."""
     from tasks.fetching import fetch_article
 
-    if lease is None:
-        log.info("poll_without_lease", feed_id=feed_id)
-        return 0
-    settings = get_settings()
     try:
         with unit_of_work() as session:
             result = polling.poll_feed(
@@ -31,8 +32,8 @@ def poll_feed(self: Any, feed_id: int, lease: str | None = None) -> int:
     except polling.LeaseLost:
         log.info("poll_lease_lost", feed_id=feed_id)
         return 0
-    except ENVIRONMENT_ERRORS as exc:
-        raise self.retry(countdown=backoff(self.request.retries), max_retries=None) from exc
+    except ENVIRONMENT_ERRORS:
+        raise
     except Exception:  # noqa: BLE001 (the lease expires and the dispatcher tries again)
         log.exception("poll_crashed", feed_id=feed_id)
         return 0
@@ -41,3 +42,48 @@ def poll_feed(self: Any, feed_id: int, lease: str | None = None) -> int:
     for article_id in result.new_article_ids:
         send(fetch_article, article_id)
     return len(result.new_article_ids)
+
+
+@app.task(bind=True, name="tasks.polling.poll_feed")
+def poll_feed(self: Any, feed_id: int, lease: str | None = None) -> int:
+    """Poll one leased feed; queue a fetch for every article it brought.
+
+    ``lease`` is the token of the claim that sent this message; a message without one
+    (sent by an older version) or with an outdated one does nothing."""
+    if lease is None:
+        log.info("poll_without_lease", feed_id=feed_id)
+        return 0
+    try:
+        return _poll_one(feed_id, lease, get_settings())
+    except ENVIRONMENT_ERRORS as exc:
+        raise self.retry(countdown=backoff(self.request.retries), max_retries=None) from exc
+
+
+@app.task(bind=True, name="tasks.polling.poll_feeds")
+def poll_feeds(self: Any, leases: list[list[Any]]) -> int:
+    """Poll a few leased feeds one after another: ``leases`` is ``[[feed_id, token],
+    ...]``. Each feed is its own transaction, with the same fencing, error handling and
+    follow-ups as :func:`poll_feed`; a redelivered message re-polls nothing that
+    committed (those leases are spent).
+
+    * An environment error (database, broker, Redis) stops the batch: the feed that
+      met it and the ones not yet polled are retried together, later.
+    * Past half of ``task_time_limit`` (slow hosts, per-host waits), the feeds not yet
+      polled go out in a new message, so the hard limit never kills a batch midway.
+    """
+    settings = get_settings()
+    started = time.monotonic()
+    budget = settings.task_time_limit / 2
+    total = 0
+    for i, (feed_id, lease) in enumerate(leases):
+        if i and time.monotonic() - started > budget:
+            log.info("poll_batch_split", polled=i, left=len(leases) - i)
+            send(poll_feeds, leases[i:])
+            break
+        try:
+            total += _poll_one(int(feed_id), str(lease), settings)
+        except ENVIRONMENT_ERRORS as exc:
+            raise self.retry(
+                args=(leases[i:],), countdown=backoff(self.request.retries), max_retries=None
+            ) from exc
+    return total

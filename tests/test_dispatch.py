@@ -1,5 +1,5 @@
-"""The dispatcher task: one poll message per claimed feed, and feeds given back at
-once when the broker refuses the messages."""
+"""The dispatcher task: every claimed feed queued once, a few feeds per message, and
+feeds given back at once when the broker refuses the messages."""
 
 from __future__ import annotations
 
@@ -29,15 +29,58 @@ def _leased() -> int:
         return len(s.exec(select(Feed).where(Feed.lease_until != None)).all())  # noqa: E711
 
 
-def test_dispatch_queues_one_poll_per_due_feed(configure: Any) -> None:
-    settings = configure(dispatch_batch_size=2)
-    _due_feeds(settings, 3)
+def _queued_polls() -> list[tuple[str, list[Any]]]:
+    """(task name, args) of every message waiting in the io queue (the embedded broker)."""
+    from worker.celery_app import app
+
+    got = []
+    with app.connection_for_read() as conn:
+        queue = conn.SimpleQueue("io", no_ack=True)
+        try:
+            while True:
+                try:
+                    message = queue.get(block=False)
+                except queue.Empty:
+                    break
+                args, _kwargs, _embed = message.decode()
+                got.append((message.headers["task"], args))
+        finally:
+            queue.close()
+    return got
+
+
+def test_dispatch_queues_every_claimed_feed_once_a_few_per_message(configure: Any) -> None:
+    settings = configure(dispatch_batch_size=3, poll_feeds_per_message=2)
+    _due_feeds(settings, 5)
     from tasks.maintenance import dispatch_due_feeds
 
-    assert dispatch_due_feeds() == 3  # two batches: 2 + 1
-    assert _leased() == 3
-    queued = [p for p in (settings.broker_dir / "queue").iterdir() if p.is_file()]
-    assert len(queued) == 3
+    assert dispatch_due_feeds() == 5  # two claims: 3 + 2
+    assert _leased() == 5
+    queued = _queued_polls()
+    assert {name for name, _ in queued} == {"tasks.polling.poll_feeds"}
+    messages = [args[0] for _, args in queued]
+    assert sorted(len(m) for m in messages) == [1, 2, 2]  # ceil(3/2) + ceil(2/2) messages
+    with unit_of_work() as s:
+        leases = {
+            f.id: f.lease_until.isoformat()
+            for f in s.exec(select(Feed)).all()
+            if f.lease_until is not None
+        }
+    sent = [(feed_id, token) for m in messages for feed_id, token in m]
+    assert sorted(sent) == sorted(leases.items())  # each feed once, with its own token
+
+
+def test_a_message_takes_feeds_far_apart_in_the_claim_order() -> None:
+    from tasks.maintenance import poll_messages
+    from worker.polling import Lease
+
+    leases = [Lease(i, f"t{i}") for i in range(25)]
+    messages = poll_messages(leases, 10)
+    assert [len(m) for m in messages] == [9, 8, 8]
+    assert [feed_id for feed_id, _ in messages[0]] == [0, 3, 6, 9, 12, 15, 18, 21, 24]
+    assert sorted(i for m in messages for i, _ in m) == list(range(25))
+    assert poll_messages(leases[:1], 10) == [[[0, "t0"]]]
+    assert poll_messages([], 10) == []
 
 
 def test_broker_failure_gives_the_feeds_back(

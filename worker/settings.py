@@ -87,6 +87,9 @@ class Settings(BaseSettings):
         30, description="Consecutive failed polls after which a feed is marked dead."
     )
     poll_history_size: int = Field(50, description="Polls kept per feed in the history table.")
+    poll_feeds_per_message: int = Field(
+        10, ge=1, description="Feeds the dispatcher puts in one poll message (each its own poll)."
+    )
 
     # --- pipeline ----------------------------------------------------------------
     sweep_interval: float = Field(60.0, description="Seconds between recovery sweeps.")

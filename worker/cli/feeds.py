@@ -309,7 +309,7 @@ def feeds_poll(
     ref: str | None = typer.Argument(None, help="Feed id or URL."),
     all_: bool = typer.Option(False, "--all", help="Every feed."),
 ) -> None:
-    """Make feeds due now; the next `run` (or the running service) polls them at once."""
+    """Make feeds due now; the running service (or the next `run`) polls them at once."""
     from worker.db import unit_of_work
     from worker.feeds import FeedNotFound, find_feed
     from worker.polling import make_due
@@ -323,4 +323,7 @@ def feeds_poll(
             n = make_due(s, ids)
     except FeedNotFound as exc:
         raise UserError(str(exc)) from exc
+    from tasks.maintenance import dispatch_now
+
+    dispatch_now()  # a running service polls them now, not at the dispatcher's next tick
     out.print(f"{n} feed(s) due now")
