@@ -30,7 +30,7 @@ import re
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,10 +47,12 @@ from worker.settings import Settings  # noqa: E402
 CORPUS = ROOT.parent / "shared" / "corpora" / "near-duplicates"
 FILES = ("helsinki_articles.csv", "census_articles.csv")
 
-# A configuration is written k<k>p<num_perm>b<bands>r<rows>[m<margin in 1/100>],
-# e.g. k7p256b32r4; "default" is dedup.DEFAULT_PARAMS.
+# A configuration is written
+# k<k>p<num_perm>b<bands>r<rows>[m<margin in 1/100>][v<verify window in 1/100>]
+# [s<containment index sample rate, 0: no containment index>],
+# e.g. k7p256b32r4 or k5p128b32r4s0; "default" is dedup.DEFAULT_PARAMS.
 DEFAULT_CONFIGS = (
-    "default,k5p128b32r4v0,k5p256b32r4v0,k5p512b32r4v0,k3p128b32r4,k7p128b32r4,"
+    "default,k5p128b32r4s0,k5p128b32r4s8,k5p128b32r4s32,k5p128b32r4v0,k5p256b32r4v0,k5p512b32r4v0,k3p128b32r4,k7p128b32r4,"
     "k5p64b16r4,k5p128b16r4,k5p128b32r3"
 )
 
@@ -58,10 +60,10 @@ DEFAULT_CONFIGS = (
 def parse_config(name: str) -> DedupParams:
     if name == "default":
         return dedup.DEFAULT_PARAMS
-    m = re.fullmatch(r"k(\d+)p(\d+)b(\d+)r(\d+)(?:m(\d+))?(?:v(\d+))?", name)
+    m = re.fullmatch(r"k(\d+)p(\d+)b(\d+)r(\d+)(?:m(\d+))?(?:v(\d+))?(?:s(\d+))?", name)
     if m is None:
         raise SystemExit(f"bad config {name!r}: expected like k7p256b32r4 or k5p128b32r4v0")
-    k, p, b, r, margin, verify = m.groups()
+    k, p, b, r, margin, verify, rate = m.groups()
     return DedupParams(
         shingle_k=int(k),
         num_perm=int(p),
@@ -69,6 +71,7 @@ def parse_config(name: str) -> DedupParams:
         rows=int(r),
         margin=int(margin or 0) / 100,
         verify_window=int(verify) / 100 if verify is not None else 0.1,
+        sample_rate=int(rate) if rate is not None else dedup.DEFAULT_PARAMS.sample_rate,
     )
 
 
@@ -134,7 +137,9 @@ def truth_pairs(
     return jac, both
 
 
-VERIFIED = [0, 0]  # exact checks, candidate pairs (of the last memory_pairs run)
+# exact checks, LSH candidate pairs, containment-index-only candidate pairs (of the last
+# memory_pairs run)
+VERIFIED = [0, 0, 0]
 _exact = dedup.exact_similarity
 
 
@@ -171,14 +176,49 @@ def memory_pairs(
     cands: set[Pair] = set()
     for ids in buckets.values():
         cands.update(itertools.combinations(ids, 2))
+    # The containment index: samples stored for one article per distinct text (exact
+    # copies are not indexed), a sample stored for more than sample_df_max of them
+    # ignored (as the database does once it has seen them all).
+    postings: dict[tuple[str, int], list[int]] = defaultdict(list)
+    seen: set[tuple[str, str]] = set()
+    for i, sk in enumerate(sks):
+        if sk.samples is None or (corpus[i], sk.text_hash) in seen:
+            continue
+        seen.add((corpus[i], sk.text_hash))
+        for x in sk.samples.tolist():
+            postings[(corpus[i], x)].append(i)
+    together: Counter[Pair] = Counter()
+    for key, ids in postings.items():
+        if len(ids) > params.sample_df_max:
+            continue
+        members = list(ids)
+        # the exact copies of each posted article share its samples too
+        for h in {sks[i].text_hash for i in ids}:
+            members += [m for m in by_hash[(key[0], h)] if m not in ids]
+        together.update(itertools.combinations(sorted(members), 2))
+    # checked as find_near_matches does: enough shared samples (its limit of
+    # max_contained candidates per article is not applied here)
+    contained = {
+        (a, b)
+        for (a, b), n in together.items()
+        if n >= dedup.min_shared(sks[a].shingle_count, sks[b].shingle_count, params)
+    } - cands
     settings = Settings(dedup_threshold=threshold, dedup_containment=containment)
     VERIFIED[1] = len(cands)
-    for i, j in cands:
+    VERIFIED[2] = len(contained)
+    t = threshold + params.margin
+    ct = containment + params.margin
+    for i, j in cands | contained:
         sa, sb = sks[i], sks[j]
         assert sa.signature is not None and sb.signature is not None
-        ok, _, _ = dedup.decide(
-            sa, sb.signature, sb.shingle_count, _const(sb.shingles), settings, params
-        )
+        if (i, j) in contained:  # decided exactly, as find_near_matches does
+            assert sa.shingles is not None and sb.shingles is not None
+            ej, ec = dedup.exact_similarity(sa.shingles, sb.shingles)
+            ok = ej >= t or ec >= ct
+        else:
+            ok, _, _ = dedup.decide(
+                sa, sb.signature, sb.shingle_count, _const(sb.shingles), settings, params
+            )
         if ok:
             pred.add((i, j))
     return pred
@@ -320,7 +360,7 @@ def main() -> None:
                 f"Jaccard-only decision P/R {sp:.4f}/{sr:.4f})"
             )
         jo = pr(memory_pairs(docs, params, args.threshold, no_containment), tj)
-        VERIFIED[:] = [0, 0]
+        VERIFIED[:] = [0, 0, 0]
         full = memory_pairs(docs, params, args.threshold, args.containment)
         verified = VERIFIED[:]
         fj = pr(full, tj)
@@ -343,7 +383,8 @@ def main() -> None:
             f"{'':<11}    truth: {len(tj)} pairs J>={args.threshold}, {len(tjc)} pairs "
             f"J>={args.threshold} or C>={args.containment}; Jaccard-only FP/FN "
             f"{jo[3]}/{jo[4]}; full vs J|C FP/FN {fjc[3]}/{fjc[4]}; "
-            f"LSH candidate pairs {verified[1]}, checked exactly {verified[0]}"
+            f"LSH candidate pairs {verified[1]}, containment-index-only candidate pairs "
+            f"{verified[2]}, checked exactly {verified[0]}"
         )
 
 

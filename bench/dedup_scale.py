@@ -9,8 +9,9 @@ indexed articles (COPY of articles, groups, signatures and LSH bands of random
 signatures, bands computed with dedup's own ``band_hashes``; the band table's indexes
 are dropped during the load and rebuilt after it, then VACUUM ANALYZE).
 
-Then the same ``--calls`` synthetic articles (half new texts, a third near-copies and a
-sixth exact copies of an earlier text, so the hash, near and new-group paths all run)
+Then the same ``--calls`` synthetic articles (5/12 new texts, a third near-copies, a
+sixth exact copies of an earlier text and 1/12 excerpts of 60-150 words of an earlier
+text, so the hash, near, containment and new-group paths all run)
 are placed in every database by real ``deduplicate_article`` calls, each in its own
 transaction and committed. The calls are **interleaved**: ``--rounds`` rounds, each
 running the next ``calls/rounds`` articles in every database (the order of the
@@ -79,6 +80,8 @@ def bulk_load(url: str, start: int, stop: int, rng: np.random.Generator) -> floa
         conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute("ALTER TABLE dedupband DROP CONSTRAINT IF EXISTS dedupband_pkey")
         conn.execute("DROP INDEX IF EXISTS ix_dedupband_article_id")
+        conn.execute("ALTER TABLE dedupsample DROP CONSTRAINT IF EXISTS dedupsample_pkey")
+        conn.execute("DROP INDEX IF EXISTS ix_dedupsample_article_id")
         chunk = 100_000
         for lo in range(start, stop, chunk):
             hi = min(stop, lo + chunk)
@@ -123,9 +126,26 @@ def bulk_load(url: str, start: int, stop: int, rng: np.random.Generator) -> floa
                     )
                 ],
             )
+            # the containment index: as many random samples as the shingle count gives
+            # (count / sample_rate expected, at most sample_cap)
+            n_samples = np.minimum(rng.binomial(counts, 1.0 / p.sample_rate), p.sample_cap).astype(
+                np.int64
+            )
+            sample_art = np.repeat(ids, n_samples)
+            sample_hash = rng.integers(-(2**63), 2**63 - 1, size=int(n_samples.sum()))
+            copy_rows(
+                conn,
+                "COPY dedupsample (hash, article_id) FROM STDIN",
+                [
+                    f"{h}\t{a}\n"
+                    for h, a in zip(sample_hash.tolist(), sample_art.tolist(), strict=True)
+                ],
+            )
             conn.commit()
         conn.execute("ALTER TABLE dedupband ADD PRIMARY KEY (band, hash, article_id)")
         conn.execute("CREATE INDEX ix_dedupband_article_id ON dedupband (article_id)")
+        conn.execute("ALTER TABLE dedupsample ADD PRIMARY KEY (hash, article_id)")
+        conn.execute("CREATE INDEX ix_dedupsample_article_id ON dedupsample (article_id)")
         for seq, table in (("article_id_seq", "article"), ("dupgroup_id_seq", "dupgroup")):
             conn.execute(f"SELECT setval('{seq}', (SELECT max(id) FROM {table}))")
         conn.commit()
@@ -134,6 +154,7 @@ def bulk_load(url: str, start: int, stop: int, rng: np.random.Generator) -> floa
         conn.execute("VACUUM ANALYZE dupgroup")
         conn.execute("VACUUM ANALYZE articlesignature")
         conn.execute("VACUUM ANALYZE dedupband")
+        conn.execute("VACUUM ANALYZE dedupsample")
     return time.perf_counter() - t
 
 
@@ -144,7 +165,12 @@ def synthetic_texts(n: int, seed: int) -> list[str]:
     texts: list[str] = []
     for i in range(n):
         kind = i % 6
-        if texts and kind in (1, 2):  # near-copy of an earlier text: edits + new lines
+        if texts and i % 12 == 11:  # an excerpt (60-150 words) of an earlier text
+            words = rnd.choice(texts).split()
+            length = rnd.randint(60, 150)
+            start = rnd.randrange(max(1, len(words) - length))
+            texts.append(" ".join(words[start : start + length]))
+        elif texts and kind in (1, 2):  # near-copy of an earlier text: edits + new lines
             words = rnd.choice(texts).split()
             for _ in range(len(words) // 150):
                 words[rnd.randrange(len(words))] = rnd.choice(vocab)
@@ -180,7 +206,7 @@ def prepare(settings: Settings, texts: list[str]) -> list[int]:
     return ids
 
 
-STAT_TABLES = ("dedupband", "articlesignature", "article", "dupgroup")
+STAT_TABLES = ("dedupband", "dedupsample", "articlesignature", "article", "dupgroup")
 
 
 def block_counts(url: str) -> tuple[int, int]:
@@ -230,7 +256,7 @@ def sizes(url: str) -> dict[str, int]:
 
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
         out = {}
-        for table in ("dedupband", "articlesignature", "article"):
+        for table in ("dedupband", "dedupsample", "articlesignature", "article"):
             row = conn.execute(f"SELECT pg_total_relation_size('{table}')").fetchone()
             assert row is not None
             out[table] = int(row[0])
@@ -257,7 +283,9 @@ def main() -> None:
     texts = synthetic_texts(args.calls, seed=1)
     loads: dict[int, float] = {}
     times: dict[int, list[float]] = {n: [] for n in ns}
-    paths: dict[int, dict[str | None, int]] = {n: {"hash": 0, "near": 0, None: 0} for n in ns}
+    paths: dict[int, dict[str | None, int]] = {
+        n: {"hash": 0, "near": 0, "contained": 0, None: 0} for n in ns
+    }
     blocks: dict[int, tuple[int, int]] = {}
     try:
         for n in ns:
@@ -292,7 +320,7 @@ def main() -> None:
         rows = []
         for n in ns:
             sz = sizes(settings[n].effective_database_url)
-            per = (sz["dedupband"] + sz["articlesignature"]) / sz["articles"]
+            per = (sz["dedupband"] + sz["dedupsample"] + sz["articlesignature"]) / sz["articles"]
             rows.append((n, loads[n], summary(times[n]), sz, per))
     finally:
         dispose_engines()
@@ -309,20 +337,22 @@ def main() -> None:
     print("command: .venv/bin/python -m bench.dedup_scale " + " ".join(sys.argv[1:]))
     print()
     print(
-        "| indexed articles | load (s) | median ms | mean ms | p95 ms | paths hash/near/new "
-        "| blocks/call (buffer hits + reads) | band+signature bytes/article "
-        "| band table MB | signature table MB |"
+        "| indexed articles | load (s) | median ms | mean ms | p95 ms "
+        "| paths hash/near/contained/new "
+        "| blocks/call (buffer hits + reads) | index bytes/article (band+sample+signature) "
+        "| band table MB | sample table MB | signature table MB |"
     )
-    print("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     for n, secs, m, sz, per in rows:
         hit, read = blocks[n]
         calls = sum(paths[n].values())
         p = paths[n]
         print(
             f"| {n:,} | {secs:.0f} | {m['median']:.2f} | {m['mean']:.2f} | {m['p95']:.2f} "
-            f"| {p['hash']}/{p['near']}/{p[None]} "
+            f"| {p['hash']}/{p['near']}/{p['contained']}/{p[None]} "
             f"| {hit / calls:.0f} + {read / calls:.1f} | {per:,.0f} "
-            f"| {sz['dedupband'] / 2**20:,.0f} | {sz['articlesignature'] / 2**20:,.0f} |"
+            f"| {sz['dedupband'] / 2**20:,.0f} | {sz['dedupsample'] / 2**20:,.0f} "
+            f"| {sz['articlesignature'] / 2**20:,.0f} |"
         )
     if len(rows) >= 2:
         ratio = rows[-1][2]["median"] / rows[0][2]["median"]

@@ -264,6 +264,18 @@ class ArticleSignature(SQLModel, table=True):
     shingle_count: int = 0
 
 
+class DedupSample(SQLModel, table=True):
+    """One sampled shingle of an article's text (hash-mod sampling, so a text contained
+    in another has its samples among the other's): the containment candidate index."""
+
+    hash: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    article_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("article.id", ondelete="CASCADE"), primary_key=True, index=True
+        )
+    )
+
+
 class ClaimCluster(SQLModel, table=True):
     """The same claim by the same speaker, repeated across outlets."""
 

@@ -8,6 +8,7 @@ Texts are invented here. PostgreSQL tests create a scratch database at 127.0.0.1
 from __future__ import annotations
 
 import os
+import random
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,15 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from schemas.models import Article, ArticleSignature, ArticleState, Claim, DedupBand, DupGroup
+from schemas.models import (
+    Article,
+    ArticleSignature,
+    ArticleState,
+    Claim,
+    DedupBand,
+    DedupSample,
+    DupGroup,
+)
 from worker import dedup
 from worker.db import dispose_engines, get_engine, init_db
 from worker.settings import Settings, reset_settings
@@ -553,6 +562,156 @@ def test_remove_article_hands_the_group_to_the_next_earliest(sqlite_settings: Se
     assert get(s, d).duplicate_of_id == b
 
 
+# --- containment index: short excerpts of long texts ------------------------------------
+
+_LEXICON_TEXT = (
+    "harbour council minister union strike port cranes workers talks pay automation "
+    "ferry fuel medicine cargo vessel terminal freight delay market depot tram street "
+    "market stall kitchen garden roof brick iron facade levy parking budget crowns vote "
+    "debate midnight spring traders bakers farmers rents business neighbourhood bank "
+    "store decade supporters opponents cost plan site argument architect pit cold food "
+    "analyst securities economy trade contract month year week day night morning rain "
+    "gate picket secretary statement offer raise fund retraining agreement emergency "
+    "island coast north south east west river bridge road rail station airport school "
+    "hospital police court judge lawyer witness report survey figure percent rise fall "
+    "price energy power grid wind solar storm flood drought harvest wheat milk fishing "
+    "boat crew captain engine repair yard inspection safety rule law bill parliament "
+    "election mayor governor party leader speech promise plan reform tax grant loan"
+)
+_LEXICON = _LEXICON_TEXT.split()
+
+
+def long_story(seed: int, n_words: int) -> str:
+    """An invented text of n_words words (random words of a small lexicon, sentences of
+    9 to 20 words): its 5-shingles are, in practice, its own."""
+    rnd = random.Random(seed)
+    out: list[str] = []
+    sentence: list[str] = []
+    length = rnd.randint(9, 20)
+    for _ in range(n_words):
+        sentence.append(rnd.choice(_LEXICON))
+        if len(sentence) == length:
+            out.append(" ".join(sentence).capitalize() + ".")
+            sentence, length = [], rnd.randint(9, 20)
+    if sentence:
+        out.append(" ".join(sentence).capitalize() + ".")
+    return " ".join(out)
+
+
+def excerpt(text: str, start: int, n_words: int) -> str:
+    return " ".join(text.split()[start : start + n_words])
+
+
+def test_samples_of_a_contained_text_are_among_the_longer_texts_samples() -> None:
+    """The sampling is per shingle (hash mod rate), so an excerpt's samples are a subset
+    of its story's; and a 60-word excerpt of a 900-word story has enough samples to be
+    checked (at least min_shared of them) for most positions: about 97 % (one in
+    16 shingles sampled, 56 shingles: no sample at all with probability 0.027)."""
+    found = total = 0
+    for seed in range(20):
+        story = dedup.sketch(long_story(seed, 900))
+        assert story.samples is not None and story.shingles is not None
+        for start in range(0, 800, 80):
+            ex = dedup.sketch(excerpt(long_story(seed, 900), start, 60))
+            assert ex.samples is not None
+            assert set(ex.samples.tolist()) <= set(story.samples.tolist())
+            need = dedup.min_shared(ex.shingle_count, story.shingle_count)
+            total += 1
+            found += int(ex.samples.size >= need)
+    assert total == 200
+    assert found / total >= 0.9, found
+
+
+def test_short_excerpt_of_a_long_story_is_found_as_contained(any_settings: Settings) -> None:
+    s = any_settings
+    story = long_story(1, 900)
+    brief = excerpt(story, 400, 60)
+    sk_story, sk_brief = dedup.sketch(story), dedup.sketch(brief)
+    assert sk_story.bands is not None and sk_brief.bands is not None
+    # no LSH bucket in common (J ~ 0.06): only the containment index can find it
+    assert not set(sk_story.bands.tolist()) & set(sk_brief.bands.tolist())
+    assert sk_story.shingles is not None and sk_brief.shingles is not None
+    j, c = dedup.exact_similarity(sk_story.shingles, sk_brief.shingles)
+    assert j < 0.1 and c == 1.0
+    long_id = add_article(s, story, host="full.example", published=T)
+    short_id = add_article(s, brief, host="brief.example", published=T + timedelta(hours=1))
+    assert run(s, long_id).matched_by is None
+    with Session(get_engine(s)) as sess:
+        rows = sess.exec(select(DedupSample).where(DedupSample.article_id == long_id)).all()
+        assert len(rows) == sk_story.samples.size > 0  # type: ignore[union-attr]
+    out = run(s, short_id)
+    assert out.matched_by == "contained"
+    assert get(s, short_id).duplicate_of_id == long_id
+    # the other order: the excerpt first (and published first), the story joins its group
+    story2 = long_story(2, 900)
+    brief2 = add_article(s, excerpt(story2, 300, 60), host="brief.example", published=T)
+    long2 = add_article(s, story2, host="full.example", published=T + timedelta(hours=1))
+    assert run(s, brief2).matched_by is None
+    assert run(s, long2).matched_by == "contained"
+    assert get(s, long2).duplicate_of_id == brief2
+    # an unrelated long story is nobody's duplicate
+    other = add_article(s, long_story(3, 900), host="other.example")
+    assert run(s, other).matched_by is None
+
+
+def test_without_the_containment_index_the_excerpt_is_missed(sqlite_settings: Settings) -> None:
+    """What the test above would see without the sampled-shingle index (the LSH bands
+    alone): the excerpt starts a group of its own."""
+    s = sqlite_settings
+    params = dedup.DedupParams(sample_rate=0)
+    story = long_story(1, 900)
+    long_id = add_article(s, story, published=T)
+    short_id = add_article(s, excerpt(story, 400, 60), published=T + timedelta(hours=1))
+    for aid in (long_id, short_id):
+        with Session(get_engine(s)) as sess:
+            out = dedup.deduplicate_article(sess, aid, s, params)
+            sess.commit()
+        assert out.matched_by is None
+
+
+def test_template_page_does_not_pull_stories_on_that_template_together(
+    any_settings: Settings,
+) -> None:
+    """Stories on one site template, and a page that is almost only that template (a
+    10-word body): the page is >= 90 % contained in every story, but containment is not
+    transitive. The stories stay in groups of their own whichever comes first; the page
+    joins at most one of them."""
+    s = any_settings
+    menu = " ".join(f"Ledger section {i} link{i} more" for i in range(24))  # ~120 words
+    template = f"{TEMPLATE_HEAD}\n{menu}\n{{body}}\n{TEMPLATE_FOOT}"
+    bodies = [long_story(10 + i, 500) for i in range(5)]
+    page = template.format(body="Page not found. Try the search box or the front page.")
+    sk_page = dedup.sketch(page)
+    for body in bodies:  # the page is contained in each story, the stories in nothing
+        sk = dedup.sketch(template.format(body=body))
+        assert sk_page.shingles is not None and sk.shingles is not None
+        j, c = dedup.exact_similarity(sk_page.shingles, sk.shingles)
+        assert c >= 0.9 and j < dedup.DEFAULT_PARAMS.excerpt_jaccard, (j, c)
+    stories = [
+        add_article(
+            s,
+            template.format(body=body),
+            host="ledger.example",
+            published=T + timedelta(hours=i),
+        )
+        for i, body in enumerate(bodies)
+    ]
+    page_id = add_article(s, page, host="ledger.example", published=T + timedelta(hours=2))
+    # three stories, the page, then two more stories
+    for aid in stories[:3]:
+        assert run(s, aid).matched_by is None
+    run(s, page_id)
+    for aid in stories[3:]:
+        assert run(s, aid).matched_by is None
+    groups = [get(s, aid).dup_group_id for aid in stories]
+    assert len(set(groups)) == len(stories)
+    assert all(get(s, aid).duplicate_of_id is None for aid in stories)
+    # and an unrelated story sharing the template is not contained in any of them
+    for seed in (20, 21):
+        other = add_article(s, template.format(body=long_story(seed, 500)))
+        assert run(s, other).matched_by is None
+
+
 # --- concurrency -----------------------------------------------------------------------
 
 
@@ -606,6 +765,31 @@ def _copies(settings: Settings, story: str, n: int) -> tuple[list[int], int]:
     return ids, ids[-1]
 
 
+def _excerpt_round(settings: Settings, seed: int, excerpt_first: bool) -> None:
+    """A long story, copies of it and a 60-word excerpt at once: the excerpt shares no
+    LSH bucket with them, only sampled shingles (their advisory locks order it)."""
+    story = long_story(seed, 900)
+    variants = [story, BOILER_A_HEAD + story, story + BOILER_B_FOOT, story.upper()]
+    ids = [
+        add_article(
+            settings,
+            v,
+            host=f"outlet{i}.example",
+            published=T + timedelta(minutes=10 * (i + 1)),
+        )
+        for i, v in enumerate(variants)
+    ]
+    brief = add_article(
+        settings,
+        excerpt(story, 500, 60),
+        host="brief.example",
+        published=T if excerpt_first else T + timedelta(hours=5),
+    )
+    errors = _race(settings, [*ids, brief])
+    assert not errors, errors
+    _check_one_group(settings, [*ids, brief], brief if excerpt_first else ids[0])
+
+
 def _race_rounds(settings: Settings) -> None:
     for story in (STORY, SECOND_STORY, NEAR_MISS):
         ids, earliest = _copies(settings, story, 6)
@@ -614,6 +798,10 @@ def _race_rounds(settings: Settings) -> None:
         _check_one_group(settings, ids, earliest)
     with Session(get_engine(settings)) as sess:
         assert len(sess.exec(select(DupGroup)).all()) == 3
+    for seed, first in ((31, True), (32, False), (33, True)):
+        _excerpt_round(settings, seed, first)
+    with Session(get_engine(settings)) as sess:
+        assert len(sess.exec(select(DupGroup)).all()) == 6
 
 
 @pytest.mark.timeout(300)

@@ -16,6 +16,12 @@ How an article is placed (``deduplicate_article``, one transaction, never commit
    the best confirmed candidate's group is joined (and if the confirmed candidates
    are in several groups, those groups are merged into it: grouping does not depend on
    the order in which copies arrive);
+   a second index (table ``dedupsample``) holds a hash-mod sample of every text's
+   shingles (so a text contained in another has its samples among the other's): it
+   finds short excerpts of long texts, which share no LSH bucket with them; those
+   candidates are checked exactly, and such *excerpt* matches (containment only,
+   Jaccard < 0.5) never merge groups and join one only if the text also matches its
+   canonical (containment is not transitive: see ``_contained_group``);
 4. otherwise the article starts a new group of its own.
 
 The canonical article of a group is the earliest published one (``published_at``, else
@@ -23,8 +29,9 @@ The canonical article of a group is the earliest published one (``published_at``
 other member has ``duplicate_of_id`` = the canonical; the canonical has None.
 
 Concurrency: on PostgreSQL the step takes transaction-scoped advisory locks on its text
-hash and on each of its LSH buckets (sorted, so two workers never deadlock), so two
-copies of one text are placed one after the other and the second sees the first. On
+hash, on each of its LSH buckets and on each of its sampled shingles (sorted, so two
+workers never deadlock), so two copies of one text (or a text and an excerpt of it) are
+placed one after the other and the second sees the first. On
 SQLite the step starts with a no-op UPDATE, which takes the database write lock at
 once (SQLite has one writer at a time). See docs/dedup.md.
 """
@@ -42,10 +49,18 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import TextClause, delete, func, text, update
+from sqlalchemy import TextClause, bindparam, delete, func, text, update
 from sqlmodel import Session, col, select
 
-from schemas.models import Article, ArticleSignature, ArticleState, Claim, DedupBand, DupGroup
+from schemas.models import (
+    Article,
+    ArticleSignature,
+    ArticleState,
+    Claim,
+    DedupBand,
+    DedupSample,
+    DupGroup,
+)
 from worker.db import insert_ignore, is_postgres
 from worker.fetching import set_state
 from worker.settings import Settings
@@ -70,6 +85,21 @@ class DedupParams:
     verify_window: float = 0.1
     min_near_words: int = 30  # shorter texts: exact hash only, no near-duplicate search
     max_candidates: int = 200  # LSH candidates confirmed per article (most shared bands)
+    # The containment index (table dedupsample): the shingles whose mixed hash is 0 mod
+    # sample_rate (0: no containment index), at most sample_cap per article (the smallest
+    # keys); a sampled shingle already stored for more than sample_df_max articles is
+    # boilerplate: no longer stored, and ignored in lookups.
+    sample_rate: int = 16
+    sample_cap: int = 128
+    sample_df_max: int = 100
+    max_contained: int = 20  # containment-index candidates (not LSH ones) checked exactly
+    # ... and only those sharing at least this share of expected_shared() samples
+    min_sample_share: float = 0.3
+    # A match by containment only whose Jaccard is below this (the short text is under
+    # about half the long one) is an *excerpt* match: it never merges groups, and joins
+    # a group only if the text also matches the group's canonical (_contained_group).
+    excerpt_jaccard: float = 0.5
+    max_weak_checks: int = 5  # excerpt matches whose group is checked
 
     def __post_init__(self) -> None:
         if self.bands * self.rows > self.num_perm:
@@ -82,6 +112,8 @@ MIN_NEAR_WORDS = DEFAULT_PARAMS.min_near_words
 # Namespaces of the advisory lock keys (xor-ed in, so they never meet other locks' keys).
 _LOCK_NS_HASH = 0x2F6D_5E31_9A0C_44B1
 _LOCK_NS_BAND = 0x61C8_8646_80B5_83EB
+_LOCK_NS_SAMPLE = 0x1B87_3593_CC9E_2D51
+_SAMPLE_SALT = np.uint64(0x5851_F42D_4C95_7F2D)
 
 
 # --- text --------------------------------------------------------------------------
@@ -187,6 +219,19 @@ def band_hashes(signatures: UInt32Array, bands: int, rows: int) -> Int64Array:
     return np.ascontiguousarray(h).view(np.int64)
 
 
+def containment_samples(hashes: UInt64Array, rate: int, cap: int) -> Int64Array:
+    """The sampled shingles of a text (sorted signed 64-bit keys): the shingles whose
+    mixed hash is 0 mod ``rate``; of more than ``cap``, the ``cap`` smallest keys. The
+    choice depends on the shingle alone, so when A's shingles are a subset of B's, A's
+    samples are a subset of B's (unless B has more than ``cap``: then those of A below
+    B's cut-off are)."""
+    if rate <= 0 or hashes.size == 0:
+        return np.empty(0, dtype=np.int64)
+    mixed = _fmix64(hashes ^ _SAMPLE_SALT)
+    picked = np.sort(mixed[mixed % U64(rate) == U64(0)])[:cap]
+    return np.ascontiguousarray(picked).view(np.int64)
+
+
 @dataclass(frozen=True)
 class TextSketch:
     """What dedup computes from an article's text."""
@@ -197,6 +242,7 @@ class TextSketch:
     signature: UInt32Array | None  # None: too short for near-duplicate search
     bands: Int64Array | None
     shingles: UInt64Array | None = None  # the distinct shingle hashes (not stored)
+    samples: Int64Array | None = None  # the containment index's sampled shingles
 
 
 def sketch(text: str | None, params: DedupParams = DEFAULT_PARAMS) -> TextSketch:
@@ -213,6 +259,7 @@ def sketch(text: str | None, params: DedupParams = DEFAULT_PARAMS) -> TextSketch
         sig,
         band_hashes(sig, params.bands, params.rows),
         hashes,
+        containment_samples(hashes, params.sample_rate, params.sample_cap),
     )
 
 
@@ -246,6 +293,8 @@ class Match:
     article_id: int
     jaccard: float
     containment: float
+    # False: an excerpt match (containment only, Jaccard below params.excerpt_jaccard)
+    strong: bool = True
 
     @property
     def score(self) -> float:
@@ -324,7 +373,8 @@ class DedupOutcome:
     canonical_changed_to: int | None = None
     group_id: int | None = None
     duplicate_of_id: int | None = None
-    matched_by: str | None = None  # "hash", "near" or None (a new group)
+    # "hash", "near" (Jaccard), "contained" (containment only) or None (a new group)
+    matched_by: str | None = None
 
 
 def order_key(article: Article) -> tuple[datetime, datetime, int]:
@@ -343,11 +393,19 @@ def _band_lock_key(band_key: int) -> int:
     return v - (1 << 64) if v >= (1 << 63) else v
 
 
-def lock_keys(sk: TextSketch) -> list[int]:
-    """The advisory lock keys of an article: its text hash and each LSH bucket, sorted."""
+def _sample_lock_key(sample: int) -> int:
+    v = (sample & 0xFFFF_FFFF_FFFF_FFFF) ^ _LOCK_NS_SAMPLE
+    return v - (1 << 64) if v >= (1 << 63) else v
+
+
+def lock_keys(sk: TextSketch, stopped: frozenset[int] = frozenset()) -> list[int]:
+    """The advisory lock keys of an article: its text hash, each LSH bucket and each
+    sampled shingle not ``stopped`` (boilerplate: never a candidate again), sorted."""
     keys = {_key64(sk.text_hash.encode("ascii"), _LOCK_NS_HASH)}
     if sk.bands is not None:
         keys.update(_band_lock_key(int(b)) for b in sk.bands)
+    if sk.samples is not None:
+        keys.update(_sample_lock_key(x) for x in sk.samples.tolist() if x not in stopped)
     return sorted(keys)
 
 
@@ -407,6 +465,66 @@ def _band_params(bands: Int64Array) -> dict[str, int]:
     return params
 
 
+_STOPPED_SQL = text(
+    "SELECT hash FROM dedupsample WHERE hash IN :hs GROUP BY hash HAVING count(*) > :df"
+).bindparams(bindparam("hs", expanding=True))
+_SAMPLE_CANDIDATES_SQL = text(
+    "SELECT article_id, count(*) AS shared FROM dedupsample WHERE hash IN :hs "
+    "GROUP BY article_id ORDER BY shared DESC, article_id LIMIT :lim"
+).bindparams(bindparam("hs", expanding=True))
+
+
+def stopped_samples(
+    session: Session, sk: TextSketch, params: DedupParams = DEFAULT_PARAMS
+) -> frozenset[int]:
+    """The text's sampled shingles already stored for more than ``sample_df_max``
+    articles: boilerplate, ignored by lookups and not stored again (so a sample's rows
+    stay at most ``sample_df_max + 1`` and this count is bounded). Once stopped, a sample
+    stays stopped (only a removal lowers the count), so it may be read before the locks."""
+    if sk.samples is None or sk.samples.size == 0:
+        return frozenset()
+    rows = session.execute(
+        _STOPPED_SQL, {"hs": sk.samples.tolist(), "df": params.sample_df_max}
+    ).all()
+    return frozenset(int(r[0]) for r in rows)
+
+
+def _sample_candidates(session: Session, samples: list[int], limit: int) -> list[tuple[int, int]]:
+    """(article, shared samples) of the articles sharing at least one (not stopped)
+    sampled shingle, most shared first."""
+    if not samples:
+        return []
+    rows = session.execute(_SAMPLE_CANDIDATES_SQL, {"hs": samples, "lim": limit}).all()
+    return [(int(r[0]), int(r[1])) for r in rows]
+
+
+def expected_shared(count_a: int, count_b: int, params: DedupParams = DEFAULT_PARAMS) -> float:
+    """How many sampled shingles two texts of these shingle counts share when the
+    smaller is wholly contained in the larger: the smaller's shingles at the larger's
+    sampling rate (``1/sample_rate``, lower when the larger is capped)."""
+    small, large = min(count_a, count_b), max(count_a, count_b)
+    if params.sample_rate <= 0 or small <= 0:
+        return 0.0
+    return small * min(1.0 / params.sample_rate, params.sample_cap / large)
+
+
+def min_shared(count_a: int, count_b: int, params: DedupParams = DEFAULT_PARAMS) -> int:
+    """The shared samples a containment-index candidate needs to be checked: at least
+    one, and ``min_sample_share`` of ``expected_shared`` (a pair with containment 0.9
+    shares about 0.9 of it; with 0.3, one in a hundred such pairs is lost when ten
+    samples are expected, fewer when more are)."""
+    return max(1, int(params.min_sample_share * expected_shared(count_a, count_b, params)))
+
+
+@lru_cache(maxsize=256)
+def _insert_samples_sql(n: int) -> TextClause:
+    values = ", ".join(f"(:s{i}, :a)" for i in range(n))
+    return text(
+        f"INSERT INTO dedupsample (hash, article_id) VALUES {values} "
+        "ON CONFLICT (hash, article_id) DO NOTHING"
+    )
+
+
 def _candidates(session: Session, bands: Int64Array, limit: int) -> list[int]:
     """Articles sharing at least one LSH bucket, the most shared buckets first."""
     rows = session.execute(_candidates_sql(len(bands)), {**_band_params(bands), "lim": limit}).all()
@@ -419,21 +537,52 @@ def find_near_matches(
     settings: Settings,
     params: DedupParams = DEFAULT_PARAMS,
     exclude: int | None = None,
+    stopped: frozenset[int] | None = None,
 ) -> list[Match]:
     """The confirmed near-duplicates of a sketched text among the indexed articles,
-    best first. Only articles already placed in a group are returned."""
+    best first. Only articles already placed in a group are returned.
+
+    Candidates: the LSH candidates (shared buckets), and the containment index's (shared
+    sampled shingles, ``stopped`` ones left out: computed here when not given), of which
+    up to ``max_contained`` that are not LSH candidates are decided exactly from the two
+    texts (their signatures say little: a 60-shingle excerpt of a 3,000-shingle text
+    has a Jaccard of 0.02)."""
     if sk.signature is None or sk.bands is None:
         return []
     ids = [i for i in _candidates(session, sk.bands, params.max_candidates) if i != exclude]
-    if not ids:
+    shared: list[tuple[int, int]] = []  # containment-index candidates, most shared first
+    if sk.samples is not None and sk.samples.size and params.sample_rate > 0:
+        if stopped is None:
+            stopped = stopped_samples(session, sk, params)
+        usable = [x for x in sk.samples.tolist() if x not in stopped]
+        band_ids = set(ids)
+        shared = [
+            (i, n)
+            for i, n in _sample_candidates(session, usable, params.max_candidates)
+            if i != exclude and i not in band_ids
+        ]
+    if not ids and not shared:
         return []
-    rows = session.execute(
+    fetched = session.execute(
         select(
             ArticleSignature.article_id, ArticleSignature.signature, ArticleSignature.shingle_count
         )
         .join(Article, col(Article.id) == col(ArticleSignature.article_id))
-        .where(col(ArticleSignature.article_id).in_(ids), col(Article.dup_group_id).is_not(None))
+        .where(
+            col(ArticleSignature.article_id).in_(ids + [i for i, _ in shared]),
+            col(Article.dup_group_id).is_not(None),
+        )
     ).all()
+    by_id = {int(r[0]): r for r in fetched}
+    # A pair with containment >= 0.9 shares about 0.9 x the smaller text's expected
+    # samples; far fewer (one common phrase of two long texts) is not worth a text load.
+    exact_only = [
+        i
+        for i, n in shared
+        if i in by_id and n >= min_shared(sk.shingle_count, int(by_id[i][2]), params)
+    ][: params.max_contained]
+    rows = [by_id[i] for i in ids if i in by_id] + [by_id[i] for i in exact_only]
+    exact_set = set(exact_only)
 
     def loader(aid: int) -> Callable[[], UInt64Array | None]:
         def load() -> UInt64Array | None:
@@ -444,18 +593,30 @@ def find_near_matches(
 
         return load
 
+    t = settings.dedup_threshold + params.margin
+    ct = settings.dedup_containment + params.margin
     matches = []
     for aid, blob, count in rows:
-        ok, j, c = decide(
-            sk, signature_from_bytes(blob), int(count), loader(int(aid)), settings, params
-        )
+        if int(aid) in exact_set:
+            assert sk.shingles is not None
+            theirs = loader(int(aid))()
+            if theirs is None:
+                continue
+            j, c = exact_similarity(sk.shingles, theirs)
+            ok = j >= t or c >= ct
+        else:
+            ok, j, c = decide(
+                sk, signature_from_bytes(blob), int(count), loader(int(aid)), settings, params
+            )
         if ok:
-            matches.append(Match(int(aid), j, c))
+            matches.append(Match(int(aid), j, c, strong=j >= t or j >= params.excerpt_jaccard))
     matches.sort(key=lambda m: (-m.score, -m.jaccard, m.article_id))
     return matches
 
 
-def _index(session: Session, article_id: int, sk: TextSketch) -> None:
+def _index(
+    session: Session, article_id: int, sk: TextSketch, stopped: frozenset[int] = frozenset()
+) -> None:
     assert sk.signature is not None and sk.bands is not None
     insert_ignore(
         session,
@@ -470,6 +631,12 @@ def _index(session: Session, article_id: int, sk: TextSketch) -> None:
         ["article_id"],
     )
     session.execute(_insert_bands_sql(len(sk.bands)), {**_band_params(sk.bands), "a": article_id})
+    samples = [] if sk.samples is None else [x for x in sk.samples.tolist() if x not in stopped]
+    if samples:
+        session.execute(
+            _insert_samples_sql(len(samples)),
+            {**{f"s{i}": x for i, x in enumerate(samples)}, "a": article_id},
+        )
 
 
 def _lock_group(session: Session, group_id: int) -> DupGroup | None:
@@ -649,6 +816,64 @@ def _merge(session: Session, into: DupGroup, others: list[DupGroup]) -> None:
             refresh_cluster(session, cluster_id)
 
 
+def _matches_text(
+    session: Session, sk: TextSketch, article_id: int, settings: Settings, params: DedupParams
+) -> bool:
+    """Exact pair decision between a sketched text and a stored article's text."""
+    assert sk.shingles is not None
+    body = session.execute(
+        select(Article.text).where(col(Article.id) == article_id)
+    ).scalar_one_or_none()
+    if not body:
+        return False
+    j, c = exact_similarity(sk.shingles, shingle_hashes(words(body), params.shingle_k))
+    return (
+        j >= settings.dedup_threshold + params.margin
+        or c >= settings.dedup_containment + params.margin
+    )
+
+
+def _contained_group(
+    session: Session,
+    sk: TextSketch,
+    matches: list[Match],
+    settings: Settings,
+    params: DedupParams,
+) -> int | None:
+    """The group to join when every match is by containment only (one text inside the
+    other, Jaccard below the threshold), or None. Containment is not transitive: a short
+    text inside two different stories (a shared passage, a site's template) says nothing
+    about those stories, so containment-only matches never merge groups, and a group is
+    joined only if the text also matches (exactly) that group's canonical article: a
+    page that is mostly a site's template, once in some story's group, does not pull the
+    site's next stories into it. The best match whose group passes is joined (its row
+    locked, and the check made again if its canonical changed meanwhile)."""
+    for m in matches[: params.max_weak_checks]:
+        gids = _match_groups(session, [m.article_id])
+        if not gids:
+            continue
+        canonical = session.execute(
+            select(DupGroup.canonical_article_id).where(col(DupGroup.id) == gids[0])
+        ).scalar_one_or_none()
+        if canonical is None:
+            continue
+        if canonical != m.article_id and not _matches_text(
+            session, sk, canonical, settings, params
+        ):
+            continue
+        locked = _lock_groups(session, [m.article_id])
+        if not locked:
+            return None
+        g = locked[0]
+        now = g.canonical_article_id
+        if now in (canonical, m.article_id) or (
+            now is not None and _matches_text(session, sk, now, settings, params)
+        ):
+            return g.id
+        return None  # one group row lock at most: no lock-order cycle with a merge
+    return None
+
+
 def deduplicate_article(
     session: Session,
     article_id: int,
@@ -663,8 +888,11 @@ def deduplicate_article(
     if article is None or article.state != ArticleState.extracted:
         return DedupOutcome(False)
     sk = sketch(article.text, params)
+    # boilerplate samples: read before the locks (a stopped sample stays stopped), so
+    # that every article carrying a common phrase does not wait on one lock key
+    stopped = stopped_samples(session, sk, params) if sk.signature is not None else frozenset()
     if is_postgres(session) and sk.n_words > 0:  # an empty text matches nothing: no lock
-        _take_locks(session, lock_keys(sk))
+        _take_locks(session, lock_keys(sk, stopped))
 
     group_id: int | None = None
     matched_by: str | None = None
@@ -682,14 +910,21 @@ def deduplicate_article(
         if row is not None:
             group_id, matched_by = int(row[0]), "hash"
     if group_id is None and sk.signature is not None:
-        matches = find_near_matches(session, sk, settings, params, exclude=article_id)
-        if matches:
-            groups = _lock_groups(session, [m.article_id for m in matches])
+        matches = find_near_matches(
+            session, sk, settings, params, exclude=article_id, stopped=stopped
+        )
+        strong = [m for m in matches if m.strong]
+        if strong:
+            groups = _lock_groups(session, [m.article_id for m in strong])
             if groups:
                 if len(groups) > 1:
                     _merge(session, groups[0], groups[1:])
                 assert groups[0].id is not None
                 group_id, matched_by = groups[0].id, "near"
+        elif matches:
+            group_id = _contained_group(session, sk, matches, settings, params)
+            if group_id is not None:
+                matched_by = "contained"
 
     article.text_hash = sk.text_hash
     changed: int | None = None
@@ -706,7 +941,7 @@ def deduplicate_article(
     # Exact copies add nothing to the LSH index (their buckets equal the first copy's):
     # buckets stay small however many outlets carry a wire story.
     if sk.signature is not None and matched_by != "hash":
-        _index(session, article_id, sk)
+        _index(session, article_id, sk, stopped)
     set_state(article, ArticleState.deduplicated)
     session.flush()
     return DedupOutcome(
@@ -734,6 +969,7 @@ def remove_article(session: Session, article_id: int) -> int | None:
         _take_locks(session, [_key64(article.text_hash.encode("ascii"), _LOCK_NS_HASH)])
     had_signature = session.get(ArticleSignature, article_id) is not None
     session.execute(delete(DedupBand).where(col(DedupBand.article_id) == article_id))
+    session.execute(delete(DedupSample).where(col(DedupSample.article_id) == article_id))
     session.execute(delete(ArticleSignature).where(col(ArticleSignature.article_id) == article_id))
     new_canonical: int | None = None
     group_id = article.dup_group_id
@@ -771,7 +1007,7 @@ def _reindex_copy(session: Session, text_hash: str, members: list[Article]) -> N
             return
         sk = sketch(copy.text)
         if sk.signature is not None:
-            _index(session, copy.id, sk)
+            _index(session, copy.id, sk, stopped_samples(session, sk))
             return
 
 
@@ -816,7 +1052,8 @@ def index_stats(session: Session) -> dict[str, Any]:
     """Rows in the dedup index (for status output and benchmarks)."""
     bands = session.execute(select(func.count()).select_from(DedupBand)).scalar_one()
     sigs = session.execute(select(func.count()).select_from(ArticleSignature)).scalar_one()
-    return {"band_rows": int(bands), "signatures": int(sigs)}
+    samples = session.execute(select(func.count()).select_from(DedupSample)).scalar_one()
+    return {"band_rows": int(bands), "signatures": int(sigs), "sample_rows": int(samples)}
 
 
 __all__ = [
@@ -829,18 +1066,22 @@ __all__ = [
     "TextSketch",
     "band_hashes",
     "confirm",
+    "containment_samples",
     "deduplicate_article",
     "estimated_containment",
     "estimated_jaccard",
+    "expected_shared",
     "find_near_matches",
     "group_members",
     "index_stats",
     "lock_keys",
+    "min_shared",
     "minhash",
     "normalized_text_hash",
     "order_key",
     "remove_article",
     "shingle_hashes",
     "sketch",
+    "stopped_samples",
     "words",
 ]
