@@ -10,6 +10,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, ArticleState, Claim, ClaimCluster
@@ -21,7 +22,13 @@ from tests.test_dedup import (
     sqlite_settings,  # noqa: F401  (fixture)
 )
 from worker.claims import EXTRACTOR_VERSION, extract_claims, load_nlp, store
-from worker.claims.clustering import cluster_members, content_words, similarity, speaker_key
+from worker.claims.clustering import (
+    cluster_members,
+    content_words,
+    refresh_cluster,
+    similarity,
+    speaker_key,
+)
 from worker.db import get_engine
 from worker.settings import Settings
 from worker.status import collect
@@ -162,6 +169,64 @@ def test_reprocessing_an_article_keeps_clusters_consistent(claims_settings: Sett
     with Session(get_engine(s)) as sess:
         cluster = sess.get(ClaimCluster, strike.cluster_id)
         assert cluster is not None and cluster.n_articles == 2 and cluster.n_outlets == 2
+
+
+def test_cluster_refresh_is_one_aggregate_query_and_counts_copies(
+    claims_settings: Settings,
+) -> None:
+    """A cluster's counts and first appearance come from one query, however many articles
+    carry or copy the claim (it used to be one query per member article)."""
+    s = claims_settings
+    herald = new(s, HERALD, "herald.example", 2)
+    wire = new(s, WIRE, "wire.example", 1)
+    for aid in (herald, wire):
+        process(s, aid)
+    cluster_id = one(claims_of(s, herald), "planned abroad").cluster_id
+    assert cluster_id is not None
+    # copies of the herald article (dedup marks them; their claims are not extracted):
+    # two more outlets, one of them earlier than every carrying article, and one more
+    # herald page
+    early = new(s, HERALD, "mirror.example", -5, duplicate_of_id=herald)
+    late = [
+        new(s, HERALD, host, 30 + i, duplicate_of_id=herald)
+        for i, host in enumerate(["aggregator.example", "herald.example"] * 3)
+    ]
+    engine = get_engine(s)
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    with Session(engine) as sess:
+        cluster = sess.get(ClaimCluster, cluster_id)
+        assert cluster is not None
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            refresh_cluster(sess, cluster_id)
+            members = cluster_members(sess, cluster_id)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        # the aggregate, then the member list (and the autoflushed update of the counts)
+        selects = [x for x in statements if not x.lstrip().upper().startswith("UPDATE")]
+        assert len(selects) == 2, statements
+        assert cluster.n_articles == 2 + 1 + len(late)
+        assert cluster.n_outlets == 4  # herald, wire, mirror, aggregator
+        assert cluster.first_article_id == early
+        assert cluster.first_seen_at is not None
+        assert cluster.first_seen_at.replace(tzinfo=None) == (T - timedelta(hours=5)).replace(
+            tzinfo=None
+        )
+        assert [m.article_id for m in members] == [early, wire, herald, *late]
+        assert [m.copy for m in members] == [True, False, False] + [True] * len(late)
+        sess.commit()
+    # without its claims the cluster goes
+    with Session(engine) as sess:
+        for c in sess.exec(select(Claim).where(Claim.cluster_id == cluster_id)):
+            sess.delete(c)
+        sess.flush()
+        refresh_cluster(sess, cluster_id)
+        sess.commit()
+        assert sess.get(ClaimCluster, cluster_id) is None
 
 
 def test_languages_without_a_model_are_skipped_and_counted(claims_settings: Settings) -> None:
