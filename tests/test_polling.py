@@ -609,6 +609,74 @@ def test_the_task_ignores_messages_without_a_current_lease(poller: Any, server: 
     assert server.hits["/feed.xml"] == 1 and p.feed(fid).lease_until is None
 
 
+def test_a_message_of_several_feeds_polls_each_on_its_own(
+    poller: Any, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """poll_feeds: one feed polled, one with an outdated token skipped, one that crashes
+    left to its lease, and the feed after the crash still polled."""
+    from tasks import polling as poll_tasks
+
+    p = poller()
+    for name in ("a", "b", "c", "d"):
+        server.routes[f"/{name}.xml"] = Reply(
+            body=rss(server.url("/"), items(server, 2, prefix=f"/{name}")), content_type=RSS
+        )
+    a, b, c, d = p.add(*[server.url(f"/{name}.xml") for name in "abcd"])
+    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    real_poll = poll_tasks.polling.poll_feed
+
+    def crash_on_c(session: Any, feed_id: int, *args: Any) -> PollResult:
+        if feed_id == c:
+            raise RuntimeError("a bug met by feed c only")
+        return real_poll(session, feed_id, *args)
+
+    monkeypatch.setattr(poll_tasks.polling, "poll_feed", crash_on_c)
+    message = [[a, leases[a]], [b, "2020-01-01T00:00:00+00:00"], [c, leases[c]], [d, leases[d]]]
+    assert poll_tasks.poll_feeds(message) == 4  # two new articles each from a and d
+    assert [server.hits.get(f"/{n}.xml", 0) for n in "abcd"] == [1, 0, 0, 1]
+    assert p.feed(a).lease_until is None and p.feed(d).lease_until is None
+    assert p.feed(a).polls_total == p.feed(d).polls_total == 1
+    # b keeps the lease of its real claim; c's lease runs out and it is claimed again.
+    assert p.feed(b).lease_until is not None and p.feed(b).lease_until.isoformat() == leases[b]
+    assert p.feed(c).lease_until is not None and p.feed(c).polls_total == 0
+    assert p.count(Article) == 4
+
+
+def test_an_environment_error_retries_that_feed_and_the_rest_of_the_message(
+    poller: Any, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails during the second feed: the first stays polled (committed,
+    not polled again), the second and third are polled by the retry."""
+    from sqlalchemy.exc import OperationalError
+
+    from tasks import polling as poll_tasks
+
+    p = poller()
+    for name in ("a", "b", "c"):
+        server.routes[f"/{name}.xml"] = Reply(
+            body=rss(server.url("/"), items(server, 1, prefix=f"/{name}")), content_type=RSS
+        )
+    a, b, c = p.add(*[server.url(f"/{name}.xml") for name in "abc"])
+    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    real_poll = poll_tasks.polling.poll_feed
+    failed: list[int] = []
+
+    def database_blip_on_b(session: Any, feed_id: int, *args: Any) -> PollResult:
+        if feed_id == b and not failed:
+            failed.append(feed_id)
+            raise OperationalError("SELECT 1", {}, ConnectionError("server closed"))
+        return real_poll(session, feed_id, *args)
+
+    monkeypatch.setattr(poll_tasks.polling, "poll_feed", database_blip_on_b)
+    # apply(): run eagerly, so the task's retry runs too (with the arguments it chose).
+    result = poll_tasks.poll_feeds.apply(args=([[f, leases[f]] for f in (a, b, c)],))
+    assert result.successful(), result.traceback
+    assert failed == [b]
+    assert [server.hits.get(f"/{n}.xml", 0) for n in "abc"] == [1, 1, 1]
+    assert all(p.feed(f).lease_until is None and p.feed(f).polls_total == 1 for f in (a, b, c))
+    assert p.count(Article) == 3
+
+
 def test_concurrent_dispatchers_never_hand_out_a_feed_twice(poller: Any, pg_url: str) -> None:
     p = poller(DATABASE_URL=pg_url, DISPATCH_BATCH_SIZE=37)
     p.add(*[f"https://host{i % 50}.example/feed{i}.xml" for i in range(600)])
