@@ -322,3 +322,35 @@ def test_very_long_text_is_read_only_up_to_the_cap(nlp: Language) -> None:
     assert max(c.end for c in claims) <= MAX_CLAIM_TEXT
     assert all(text[c.start : c.end] == c.text for c in claims)
     assert len(claims) <= MAX_CLAIM_TEXT // len(line) + 1
+
+
+def test_long_content_parsed_in_part_still_runs_to_the_sentence_end(nlp: Language) -> None:
+    """Only a few words after the last cue are parsed; a content clause that reaches the
+    cut runs on to the end of the sentence, with exact offsets."""
+    from worker.claims.extraction import _Extractor
+
+    text = (
+        "The harbour master reluctantly admitted to reporters that the ferry had been "
+        "delayed by thick fog near the old pier for most of the morning and part of the "
+        "afternoon. The tide was low."
+    )
+    first = _Extractor(text, nlp).sentences[0]
+    assert _Extractor(text, nlp).parse_end(0) < first.end - 40  # the tail is not parsed
+    c = only(run(nlp, text), "ferry had been delayed")
+    assert c.speaker == "The harbour master"
+    assert c.verb == "admit"
+    assert c.text.endswith("part of the afternoon")
+    assert c.end == text.index(" The tide") - 1
+
+
+def test_sentence_ends_after_contraction_and_at_a_line_break_after_an_abbreviation() -> None:
+    from worker.claims.sentences import split_sentences
+
+    text = "Some don’t. Others do.\n\n11:40 a.m.\n\nThe mayor said the bridge would reopen."
+    got = [text[s.start : s.end] for s in split_sentences(text)]
+    assert got == [
+        "Some don’t.",
+        "Others do.",
+        "11:40 a.m.",
+        "The mayor said the bridge would reopen.",
+    ]

@@ -29,7 +29,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import spacy
+from spacy.attrs import LOWER
 from spacy.language import Language
+from spacy.strings import get_string_id
 from spacy.tokens import Doc, Token
 
 from schemas.records import ClaimKind, ExtractedClaim
@@ -38,7 +40,7 @@ from worker.claims.cues import CLAUSE_ONLY, NOUN_CUES, VERB_FORMS, has_cue, verb
 from worker.claims.sentences import QUOTE_CHARS, quote_spans, split_sentences
 from worker.claims.speakers import PRONOUNS, RELATIVE, Resolver, harvest_mentions
 
-EXTRACTOR_VERSION = "rules-2"
+EXTRACTOR_VERSION = "rules-3"
 
 # Pipeline components the rules need; everything else is excluded at load time.
 _KEEP = ("tok2vec", "transformer", "parser")
@@ -50,6 +52,16 @@ _OBJ_DEPS = frozenset({"dobj", "oprd", "attr", "acomp", "dative"})
 _CONTENT_PREPS = frozenset({"of", "for", "about", "on", "over", "as", "against", "that"})
 _MIN_CONTENT = 3  # characters
 _INHERIT_WINDOW = 2  # sentences a speaker carries forward to an unattributed quote
+# Words parsed after a sentence's last cue word; the rest of the sentence is not parsed
+# and a content that reaches the cut runs to the sentence end (None: parse it all).
+PARSE_TAIL_WORDS: int | None = 8
+_MIN_TAIL_CUT = 4  # words: a shorter tail is parsed anyway
+_CLAUSE_MIN = 5  # words kept after a late "that" or comma
+_CUE_WORDS = frozenset({*VERB_FORMS, *NOUN_CUES, "according"})
+_CUE_HASHES = frozenset(get_string_id(w) for w in _CUE_WORDS)
+_NOUN_CUE_HASHES = frozenset(get_string_id(w) for w in NOUN_CUES)
+_TAIL_WORD_RE = re.compile(r"\S+")
+_CUE_SCAN_RE = re.compile(r"[A-Za-z]+(?:-[a-z]+)?")
 _ASCII_LETTERS = re.compile(r"[A-Za-z]")
 _ENGLISH_WORDS = wordset(
     """
@@ -253,6 +265,8 @@ class _Extractor:
         self.sentences = split_sentences(text)
         self.quotes = quote_spans(text, self.sentences)
         self.raw: list[_Raw] = []
+        # sentence index -> where its parsed part ends, for a sentence parsed in part
+        self.cut: dict[int, int] = {}
 
     # -- candidate selection --------------------------------------------------------
     def candidates(self) -> list[int]:
@@ -275,21 +289,67 @@ class _Extractor:
                 out.append(i)
         return out
 
+    def parse_end(self, si: int) -> int:
+        """Where the parsed part of sentence ``si`` ends: ``PARSE_TAIL_WORDS`` words after
+        its last cue word outside quotation marks (more when a "that" or a comma in those
+        words opens a clause late), or the sentence end.
+
+        The words beyond are the far end of a content clause (or of whatever follows
+        it): the rules need the cue, its subject and where the content starts, not the
+        parse of the content's last words. A content that reaches the cut runs on to the
+        sentence end (``_reach``).
+        """
+        s = self.sentences[si]
+        if PARSE_TAIL_WORDS is None:
+            return s.end
+        quoted = [(a, b) for a, b in self.quotes if a < s.end and b > s.start]
+        last = -1
+        for m in _CUE_SCAN_RE.finditer(self.text, s.start, s.end):
+            if m.group(0).lower() in _CUE_WORDS and not (quoted and _inside(m.start(), quoted)):
+                last = m.end()
+        if last < 0:
+            return s.end
+        words = list(_TAIL_WORD_RE.finditer(self.text, last, s.end))
+        k = PARSE_TAIL_WORDS
+        # "said at a stop in Toledo, Ohio, that it ...": keep a few words of the clause
+        opens = [
+            j
+            for j, w in enumerate(words[:k])
+            if w.group(0).lower() == "that" or w.group(0)[-1] in ",:"
+        ]
+        if opens:
+            k = max(k, opens[-1] + 1 + _CLAUSE_MIN)
+        if len(words) < k + _MIN_TAIL_CUT:
+            return s.end
+        return words[k - 1].end()
+
+    def _reach(self, si: int, doc: Doc, a: int, b: int) -> tuple[int, int]:
+        """A span (absolute) that reaches the cut of a sentence parsed in part runs on to
+        the sentence end (without its final stop)."""
+        if si not in self.cut:
+            return a, b
+        s = self.sentences[si]
+        last = next((t for t in reversed(doc) if not t.is_punct), doc[-1])
+        if b > s.start + last.idx:
+            b = s.end
+            while b > a and self.text[b - 1] in ".!?":
+                b -= 1
+        return a, b
+
     # -- rules over one parsed sentence ---------------------------------------------
     def sentence_claims(self, si: int, doc: Doc) -> None:
-        base = self.sentences[si].start
         s = self.sentences[si]
+        base = s.start
         quoted = [(a, b) for a, b in self.quotes if a < s.end and b > s.start]
-        # "In a statement, X rejected ...": any verb may be a cue, so only then look at all
-        statement = any(t.lower_ in NOUN_CUES for t in doc)
-        for tok in doc:
-            low = tok.lower_
-            if (
-                low not in VERB_FORMS
-                and low not in NOUN_CUES
-                and low != "according"
-                and not (statement and tok.dep_ in ("ROOT", "conj", "ccomp"))
-            ):
+        # Only cue words can start a claim ("according", a verb form, a noun cue): found
+        # by the hashes of their lower-case forms, without a Python string per token.
+        # "In a statement, X rejected ...": any verb may be a cue, so then look at all.
+        lower = doc.to_array(LOWER).tolist()
+        cues = [i for i, h in enumerate(lower) if h in _CUE_HASHES]
+        statement = any(lower[i] in _NOUN_CUE_HASHES for i in cues)
+        for i in range(len(doc)) if statement else cues:
+            tok = doc[i]
+            if lower[i] not in _CUE_HASHES and tok.dep_ not in ("ROOT", "conj", "ccomp"):
                 continue  # the rules below would find nothing at this token
             abs_pos = base + tok.idx
             if quoted and _inside(abs_pos, quoted):
@@ -330,7 +390,7 @@ class _Extractor:
                 content = [t for t in content if t.i != tok.i]
                 sp = _span_of(content)
                 if sp is not None:
-                    span = (base + sp[0], base + sp[1])
+                    span = self._reach(si, doc, base + sp[0], base + sp[1])
             if span is None and tok.dep_ == "parataxis" and tok.head.i != tok.i:
                 # "In the years since, Barden says, far too many lives were lost"
                 sub = {t.i for t in tok.subtree}
@@ -342,7 +402,7 @@ class _Extractor:
                     t for t in side if not t.is_punct or t.text in QUOTE_CHARS or t.text == "''"
                 )
                 if sp is not None:
-                    span = (base + sp[0], base + sp[1])
+                    span = self._reach(si, doc, base + sp[0], base + sp[1])
             if span is None:
                 span = self._colon_or_quote(si, doc, tok, base)
             if span is None:
@@ -440,7 +500,7 @@ class _Extractor:
         sp = _span_of(content.subtree)
         if sp is None:
             return
-        a, b = _trim(self.text, base + sp[0], base + sp[1])
+        a, b = _trim(self.text, *self._reach(si, doc, base + sp[0], base + sp[1]))
         if b - a < _MIN_CONTENT:
             return
         self._add(si, poss, tok.lower_.rstrip("s"), a, b, base + tok.idx, doc)
@@ -598,7 +658,16 @@ class _Extractor:
         if not cand and not self.raw:
             return []
         cand = [i for i in cand if not self.fast(i)]
-        texts = [self.text[self.sentences[i].start : self.sentences[i].end] for i in cand]
+        texts = []
+        for i in cand:
+            s = self.sentences[i]
+            end = self.parse_end(i)
+            if end < s.end:
+                # the parser reads the cut part as a sentence of its own
+                self.cut[i] = end
+                texts.append(self.text[s.start : end] + ".")
+            else:
+                texts.append(self.text[s.start : s.end])
         if texts:
             with _parse_lock(self.nlp):
                 docs = list(self.nlp.pipe(texts, batch_size=256))

@@ -39,6 +39,8 @@ def _is_abbrev(text: str, dot_end: int) -> bool:
     m = _WORD_BEFORE_RE.search(text, max(0, dot_end - 12), dot_end)
     if m is None:
         return False
+    if m.start(1) > 0 and text[m.start(1) - 1] in "'’":
+        return False  # "don't." ends a sentence; it is no abbreviation "t."
     word = m.group(1).lower()
     return word in _ABBREV or (len(word) == 1 and word.isalpha())
 
@@ -64,8 +66,8 @@ def split_sentences(text: str) -> list[Sentence]:
     for m in _BOUNDARY_RE.finditer(text):
         sep = m.group(0)
         if sep[0] in ".!?":
-            if sep[0] == "." and _is_abbrev(text, m.start() + 1):
-                continue
+            if sep[0] == "." and "\n" not in sep and _is_abbrev(text, m.start() + 1):
+                continue  # a line break ends a sentence even after "a.m."
             pieces.append((pos, m.start() + len(sep.rstrip()), "\n" in sep))
         else:
             pieces.append((pos, m.start(), True))
