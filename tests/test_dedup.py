@@ -669,47 +669,83 @@ def test_without_the_containment_index_the_excerpt_is_missed(sqlite_settings: Se
         assert out.matched_by is None
 
 
-def test_template_page_does_not_pull_stories_on_that_template_together(
-    any_settings: Settings,
-) -> None:
-    """Stories on one site template, and a page that is almost only that template (a
-    10-word body): the page is >= 90 % contained in every story, but containment is not
-    transitive. The stories stay in groups of their own whichever comes first; the page
-    joins at most one of them."""
-    s = any_settings
-    menu = " ".join(f"Ledger section {i} link{i} more" for i in range(24))  # ~120 words
+def _template_site(name: str, seed: int) -> tuple[str, list[str], str]:
+    """A site template (~190 words with the head and foot), five 500-word stories on it
+    and a page that is only the template and a 10-word body."""
+    menu = " ".join(f"{name} section {i} link{i} more" for i in range(24))  # ~120 words
     template = f"{TEMPLATE_HEAD}\n{menu}\n{{body}}\n{TEMPLATE_FOOT}"
-    bodies = [long_story(10 + i, 500) for i in range(5)]
+    stories = [template.format(body=long_story(seed + i, 500)) for i in range(5)]
     page = template.format(body="Page not found. Try the search box or the front page.")
     sk_page = dedup.sketch(page)
-    for body in bodies:  # the page is contained in each story, the stories in nothing
-        sk = dedup.sketch(template.format(body=body))
+    for story in stories:  # the page is >= 90 % contained in each story, at J < 0.5
+        sk = dedup.sketch(story)
         assert sk_page.shingles is not None and sk.shingles is not None
         j, c = dedup.exact_similarity(sk_page.shingles, sk.shingles)
         assert c >= 0.9 and j < dedup.DEFAULT_PARAMS.excerpt_jaccard, (j, c)
+    return template, stories, page
+
+
+def test_template_page_does_not_pull_stories_on_that_template_together(
+    any_settings: Settings,
+) -> None:
+    """Stories on one site template, and a page that is almost only that template: the
+    page is contained in every story, but containment is not transitive. The stories
+    never share a group, whichever comes first; the page is in the group of at most one
+    of them (the first story containing it, when the page came first)."""
+    s = any_settings
+    # three stories, the page, two more stories
+    template, bodies, page = _template_site("Ledger", 10)
     stories = [
-        add_article(
-            s,
-            template.format(body=body),
-            host="ledger.example",
-            published=T + timedelta(hours=i),
-        )
+        add_article(s, body, host="ledger.example", published=T + timedelta(hours=i))
         for i, body in enumerate(bodies)
     ]
     page_id = add_article(s, page, host="ledger.example", published=T + timedelta(hours=2))
-    # three stories, the page, then two more stories
     for aid in stories[:3]:
         assert run(s, aid).matched_by is None
     run(s, page_id)
     for aid in stories[3:]:
         assert run(s, aid).matched_by is None
-    groups = [get(s, aid).dup_group_id for aid in stories]
-    assert len(set(groups)) == len(stories)
+    assert len({get(s, aid).dup_group_id for aid in stories}) == len(stories)
     assert all(get(s, aid).duplicate_of_id is None for aid in stories)
-    # and an unrelated story sharing the template is not contained in any of them
+    # unrelated stories sharing the template are not contained in any of them
     for seed in (20, 21):
         other = add_article(s, template.format(body=long_story(seed, 500)))
         assert run(s, other).matched_by is None
+    # the page first (and published first): the first story containing it joins its
+    # group, the next ones contain it too but do not match that story: groups of their own
+    template, bodies, page = _template_site("Courier", 30)
+    page_id = add_article(s, page, host="courier.example", published=T)
+    stories = [
+        add_article(s, body, host="courier.example", published=T + timedelta(hours=1 + i))
+        for i, body in enumerate(bodies)
+    ]
+    assert run(s, page_id).matched_by is None
+    assert run(s, stories[0]).matched_by == "contained"
+    for aid in stories[1:]:
+        assert run(s, aid).matched_by is None
+    groups = [get(s, aid).dup_group_id for aid in stories]
+    assert len(set(groups)) == len(stories)
+    assert get(s, page_id).dup_group_id == groups[0]
+
+
+def test_excerpt_joins_its_story_and_a_story_quoting_it_does_not(
+    any_settings: Settings,
+) -> None:
+    """A wire brief (60 words) published first, the full story containing it, and a live
+    blog quoting the brief among other text: the story joins the brief's group, the live
+    blog (which contains the brief but does not match the story) does not."""
+    s = any_settings
+    story = long_story(40, 900)
+    brief = excerpt(story, 200, 60)
+    blog = f"{long_story(41, 300)} {brief} {long_story(42, 300)}"
+    brief_id = add_article(s, brief, host="wire.example", published=T)
+    story_id = add_article(s, story, host="wire.example", published=T + timedelta(hours=1))
+    blog_id = add_article(s, blog, host="live.example", published=T + timedelta(hours=2))
+    assert run(s, brief_id).matched_by is None
+    assert run(s, story_id).matched_by == "contained"
+    assert run(s, blog_id).matched_by is None
+    assert get(s, story_id).dup_group_id == get(s, brief_id).dup_group_id
+    assert get(s, blog_id).dup_group_id != get(s, brief_id).dup_group_id
 
 
 # --- concurrency -----------------------------------------------------------------------

@@ -20,8 +20,9 @@ How an article is placed (``deduplicate_article``, one transaction, never commit
    shingles (so a text contained in another has its samples among the other's): it
    finds short excerpts of long texts, which share no LSH bucket with them; those
    candidates are checked exactly, and such *excerpt* matches (containment only,
-   Jaccard < 0.5) never merge groups and join one only if the text also matches its
-   canonical (containment is not transitive: see ``_contained_group``);
+   Jaccard < 0.5) never merge groups, and a text joins the group of a text it contains
+   only if it also matches that group's largest member (containment is not
+   transitive: see ``_contained_group``);
 4. otherwise the article starts a new group of its own.
 
 The canonical article of a group is the earliest published one (``published_at``, else
@@ -96,10 +97,11 @@ class DedupParams:
     # ... and only those sharing at least this share of expected_shared() samples
     min_sample_share: float = 0.3
     # A match by containment only whose Jaccard is below this (the short text is under
-    # about half the long one) is an *excerpt* match: it never merges groups, and joins
-    # a group only if the text also matches the group's canonical (_contained_group).
+    # about half the long one) is an *excerpt* match: it never merges groups, and a
+    # longer text joins the group of a text it contains only if it also matches that
+    # group's largest member (_contained_group).
     excerpt_jaccard: float = 0.5
-    max_weak_checks: int = 5  # excerpt matches whose group is checked
+    max_weak_checks: int = 5  # excerpt matches whose group is tried
 
     def __post_init__(self) -> None:
         if self.bands * self.rows > self.num_perm:
@@ -295,6 +297,7 @@ class Match:
     containment: float
     # False: an excerpt match (containment only, Jaccard below params.excerpt_jaccard)
     strong: bool = True
+    shingle_count: int = 0  # the matched article's
 
     @property
     def score(self) -> float:
@@ -609,7 +612,8 @@ def find_near_matches(
                 sk, signature_from_bytes(blob), int(count), loader(int(aid)), settings, params
             )
         if ok:
-            matches.append(Match(int(aid), j, c, strong=j >= t or j >= params.excerpt_jaccard))
+            strong = j >= t or j >= params.excerpt_jaccard
+            matches.append(Match(int(aid), j, c, strong=strong, shingle_count=int(count)))
     matches.sort(key=lambda m: (-m.score, -m.jaccard, m.article_id))
     return matches
 
@@ -833,6 +837,18 @@ def _matches_text(
     )
 
 
+def _largest_member(session: Session, group_id: int) -> int | None:
+    """The indexed member of a group with the most shingles (ties: lowest id)."""
+    row = session.execute(
+        select(Article.id)
+        .join(ArticleSignature, col(ArticleSignature.article_id) == col(Article.id))
+        .where(col(Article.dup_group_id) == group_id)
+        .order_by(col(ArticleSignature.shingle_count).desc(), col(Article.id))
+        .limit(1)
+    ).first()
+    return int(row[0]) if row is not None else None
+
+
 def _contained_group(
     session: Session,
     sk: TextSketch,
@@ -840,37 +856,47 @@ def _contained_group(
     settings: Settings,
     params: DedupParams,
 ) -> int | None:
-    """The group to join when every match is by containment only (one text inside the
-    other, Jaccard below the threshold), or None. Containment is not transitive: a short
-    text inside two different stories (a shared passage, a site's template) says nothing
-    about those stories, so containment-only matches never merge groups, and a group is
-    joined only if the text also matches (exactly) that group's canonical article: a
-    page that is mostly a site's template, once in some story's group, does not pull the
-    site's next stories into it. The best match whose group passes is joined (its row
-    locked, and the check made again if its canonical changed meanwhile)."""
+    """The group to join when every match is an excerpt match (containment only,
+    Jaccard below ``excerpt_jaccard``), or None (a group of its own).
+
+    Containment is not transitive: a short text inside two different stories (a shared
+    passage, a page that is mostly a site's template) says nothing about those stories.
+    So excerpt matches never merge groups, and:
+
+    * a text contained in a match (the smaller of the two) joins the match's group;
+    * a text containing a match (the larger) joins the match's group only if it also
+      matches (exactly) that group's largest member, when that is not the match itself:
+      a story containing a template page does not join the group of another story on
+      that template that contains the same page, and a live blog quoting a wire brief
+      does not join the group of the full wire story.
+
+    The best match whose group passes is joined (its row locked, and the check made
+    again if the group's largest member changed meanwhile); at most one group row is
+    locked here, so there is no lock-order cycle with a merge."""
     for m in matches[: params.max_weak_checks]:
         gids = _match_groups(session, [m.article_id])
         if not gids:
             continue
-        canonical = session.execute(
-            select(DupGroup.canonical_article_id).where(col(DupGroup.id) == gids[0])
-        ).scalar_one_or_none()
-        if canonical is None:
-            continue
-        if canonical != m.article_id and not _matches_text(
-            session, sk, canonical, settings, params
-        ):
-            continue
+        largest: int | None = None
+        if sk.shingle_count > m.shingle_count:  # the newcomer contains the match
+            largest = _largest_member(session, gids[0])
+            if largest not in (None, m.article_id) and not _matches_text(
+                session, sk, largest, settings, params
+            ):
+                continue
         locked = _lock_groups(session, [m.article_id])
         if not locked:
             return None
         g = locked[0]
-        now = g.canonical_article_id
-        if now in (canonical, m.article_id) or (
+        assert g.id is not None
+        if sk.shingle_count <= m.shingle_count:
+            return g.id
+        now = _largest_member(session, g.id)
+        if now in (None, m.article_id, largest) or (
             now is not None and _matches_text(session, sk, now, settings, params)
         ):
             return g.id
-        return None  # one group row lock at most: no lock-order cycle with a merge
+        return None
     return None
 
 
