@@ -20,6 +20,7 @@ from worker.archive import ArchiveError
 from worker.db import is_postgres, unit_of_work
 from worker.http import FetchError
 from worker.politeness import HostBusy
+from worker.quarantine import StepStart, begin_step, end_step
 from worker.settings import get_settings
 
 log = structlog.get_logger("claimwire.tasks")
@@ -76,6 +77,7 @@ def record_attempt(article_id: int, error: str, *, quarantine_after: int) -> boo
         if article is None or article.state == ArticleState.quarantined:
             return True  # gone, or another copy of this message already gave up on it
         article.attempts += 1
+        article.step_starts = max(0, article.step_starts - 1)  # it raised: not a death
         article.failure_reason = error[:2000]
         article.state_changed_at = utcnow()
         if article.attempts >= quarantine_after:
@@ -118,6 +120,11 @@ def run_article_step(
 ) -> bool:
     """Run one domain step for one article in one transaction and map its errors.
 
+    * the start is recorded first, in its own transaction (``worker.quarantine.begin_step``)
+      and taken back when the step returns or raises: a start left behind is a worker
+      process that died during the step (out of memory, a crash in a C library,
+      SIGKILL), which no exception reports. After ``max_step_deaths`` of them the
+      article is quarantined instead of being run again;
     * environment errors (database, broker, archive, host limits) retry later without
       counting against the article;
     * transient fetch errors retry with backoff and count;
@@ -127,26 +134,49 @@ def run_article_step(
     settings = get_settings()
     try:
         with unit_of_work() as session:
+            started, deaths = begin_step(session, article_id, task.name, settings.max_step_deaths)
+    except ENVIRONMENT_ERRORS as exc:
+        return _environment_retry(task, article_id, exc)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return _environment_retry(task, article_id, exc)
+    if started is not StepStart.run:
+        if started is StepStart.quarantined:
+            log.error(
+                "quarantined_after_deaths", task=task.name, article_id=article_id, deaths=deaths
+            )
+        elif started is StepStart.abandoned:
+            log.error(
+                "step_abandoned_after_deaths", task=task.name, article_id=article_id, deaths=deaths
+            )
+        else:
+            log.info("step_skipped", task=task.name, article_id=article_id, why=started.value)
+        return False
+    if deaths:
+        log.warning("step_rerun_after_death", task=task.name, article_id=article_id, deaths=deaths)
+    try:
+        with unit_of_work() as session:
             if not lock_article(session, article_id):
+                # Another copy took the row between our start and now (rare): its own
+                # end clears the counter when it moves the article on.
                 log.info("step_skipped_in_flight", task=task.name, article_id=article_id)
                 return False
             advanced = step(session, article_id)
+            end_step(session, article_id, advanced=advanced)
     except HostBusy as exc:
+        _take_back_start(article_id)
         raise task.retry(
             countdown=exc.retry_after + random.uniform(0, 1), max_retries=None
         ) from exc
     except ENVIRONMENT_ERRORS as exc:
         if is_item_fault(exc):
             return _count_failure(task, article_id, exc, settings.max_attempts)
-        log.warning(
-            "environment_error", task=task.name, article_id=article_id, error=short_error(exc)
-        )
-        if (task.request.retries or 0) >= ENV_MAX_RETRIES:
-            log.warning("left_to_sweep", task=task.name, article_id=article_id)
-            return False
-        raise task.retry(countdown=backoff(task.request.retries), max_retries=None) from exc
+        _take_back_start(article_id)
+        return _environment_retry(task, article_id, exc)
     except DBAPIError as exc:
         if exc.connection_invalidated:
+            _take_back_start(article_id)
             raise task.retry(countdown=backoff(task.request.retries), max_retries=None) from exc
         return _count_failure(task, article_id, exc, settings.max_attempts)
     except FetchError as exc:  # transient: permanent ones are recorded by the step
@@ -165,6 +195,26 @@ def run_article_step(
     if advanced and follow_up is not None:
         send(follow_up, article_id)
     return advanced
+
+
+def _environment_retry(task: Task, article_id: int, exc: BaseException) -> bool:
+    """Retry later without counting; past ``ENV_MAX_RETRIES`` leave it to the sweep."""
+    log.warning("environment_error", task=task.name, article_id=article_id, error=short_error(exc))
+    if (task.request.retries or 0) >= ENV_MAX_RETRIES:
+        log.warning("left_to_sweep", task=task.name, article_id=article_id)
+        return False
+    raise task.retry(countdown=backoff(task.request.retries), max_retries=None) from exc
+
+
+def _take_back_start(article_id: int) -> None:
+    """The step raised, so its process lives: the start it recorded is not a death.
+    Best effort: with the database down the start stays, and counts as one death until
+    the step next ends (``max_step_deaths`` leaves room for such outages)."""
+    try:
+        with unit_of_work() as session:
+            end_step(session, article_id, advanced=False)
+    except Exception as exc:  # noqa: BLE001 (best effort: the retry is what matters)
+        log.warning("start_not_taken_back", article_id=article_id, error=short_error(exc))
 
 
 def _count_failure(task: Task, article_id: int, exc: BaseException, max_attempts: int) -> bool:

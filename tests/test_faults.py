@@ -260,6 +260,19 @@ def test_sigkill_workers_mid_fetch_extraction_and_claims(rig_factory: Any) -> No
     rig.check_exactly_once()
     assert rig.facts().claims > 0
     _check_claims_match_a_clean_extraction(rig)
+    # each killed step left its start behind: counted as one death when it ran again,
+    # cleared once it moved the article on, never near quarantine
+    deaths = _deaths_seen(rig)
+    assert deaths, "no killed step was counted as a death"
+    assert max(deaths) <= len(caught), deaths
+    assert rig.sql("SELECT max(step_starts), max(attempts) FROM article") == [(0, 0)]
+
+
+def _deaths_seen(rig: Rig) -> list[int]:
+    """Deaths found by every step that ran again after its worker died (worker logs)."""
+    import re
+
+    return [int(n) for n in re.findall(r"step_rerun_after_death\s.*?deaths=(\d+)", rig.logs())]
 
 
 def _check_claims_match_a_clean_extraction(rig: Rig) -> None:
@@ -336,6 +349,11 @@ def test_postgres_restart_while_workers_run(rig_factory: Any, own_pg: PostgresSe
     rig.check_exactly_once()
     attempts = rig.sql("SELECT coalesce(max(attempts), 0) FROM article")[0][0]
     assert attempts == 0, "a database outage must not count against articles"
+    # A step cut off by the outage cannot take its start back while the database is
+    # down: it counts as one death of that step until the step next ends. Two outages:
+    # at most two per step, far from CLAIMWIRE_MAX_STEP_DEATHS (5).
+    assert max(_deaths_seen(rig), default=0) <= 2, _deaths_seen(rig)
+    assert rig.sql("SELECT max(step_starts) FROM article") == [(0,)]
     # whatever was logged during the outage never carries the database password
     _check_no_secret_printed(rig)
 
@@ -517,6 +535,98 @@ def test_poison_page_quarantined_visible_and_replayable(rig_factory: Any) -> Non
             rig.wait_done(timeout=60)
     rig.check_exactly_once()
     assert rig.server.hits[poison_path] == 2, "the replayed page is fetched once more"
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_page_that_kills_the_worker_quarantined_visible_and_replayable(
+    rig_factory: Any, pool: str
+) -> None:
+    """A page whose extraction kills the worker process every time (SIGKILL to itself,
+    as the OOM killer or a crash in a C library would): no exception ever reports it,
+    yet each death is counted, because the step's start is committed before it runs.
+    After CLAIMWIRE_MAX_STEP_DEATHS deaths the article is quarantined with the reason,
+    shown by `claimwire status`; the other articles are all processed; `claimwire
+    replay` with the crash gone finishes it.
+
+    prefork: the pool's child dies and Celery re-queues its message at once
+    (``reject_on_worker_lost``). threads: the whole worker dies and the test restarts
+    it, as a supervisor would; the message stays unacknowledged in Redis for the
+    visibility timeout (an hour) and it is the sweep that sends the step again."""
+    from tests.support.crash_app import MARKER
+
+    rig: Rig = rig_factory(feeds=1, per_feed=6, MAX_STEP_DEATHS="3", MAX_ATTEMPTS="3")
+    poison_path = rig.page_paths[2]
+    route = rig.server.routes[poison_path]
+    assert isinstance(route, Reply) and isinstance(route.body, bytes)
+    route.body = route.body.replace(b"</body>", MARKER + b"</body>")
+    assert MARKER in route.body
+    flag, kills_log = rig.tmp / "crash-on", rig.tmp / "kills.log"
+    flag.write_text("on")
+    rig.env.update(CW_TEST_CRASH_FLAG=str(flag), CW_TEST_CRASH_LOG=str(kills_log))
+
+    def kills() -> list[tuple[str, str]]:
+        """(pid, article id) of every kill by the hook so far."""
+        text = kills_log.read_text() if kills_log.exists() else ""
+        return [(pid, aid) for pid, aid in (line.split() for line in text.splitlines())]
+
+    cpu = rig.worker("cpu", queues="cpu", pool=pool, concurrency=2 if pool == "prefork" else 1)
+    cpu.args[cpu.args.index("worker.celery_app")] = "tests.support.crash_app"
+
+    def supervise() -> bool:
+        if pool == "threads" and not cpu.alive():
+            cpu.start()  # what systemd's Restart=always would do
+        return False
+
+    with processes(rig.beat(), rig.worker("io", queues="io"), cpu):
+        wait_until(
+            lambda: supervise() or rig.facts().by_state == {"processed": 5, "quarantined": 1},
+            120,
+            0.2,
+            "five processed, one quarantined",
+        )
+        ((aid, failed_state, reason, attempts, starts),) = rig.sql(
+            "SELECT id, failed_state, failure_reason, attempts, step_starts "
+            "FROM article WHERE state = 'quarantined'"
+        )
+        assert rig.sql(f"SELECT url FROM article WHERE id = {aid}")[0][0].endswith(poison_path)
+        # exactly three deaths, all during this article's extraction, each in a
+        # different process; then quarantined without a fourth run
+        assert [a for _, a in kills()] == [str(aid)] * 3, kills()
+        assert len({pid for pid, _ in kills()}) == 3, kills()
+        assert failed_state == "fetched" and attempts == 0 and starts == 0
+        assert "extract_article" in reason and "worker process died 3 times" in reason, reason
+        if pool == "prefork":
+            assert cpu.starts == 1 and cpu.alive(), "only the pool's children died"
+            # (billiard may notice a child's death late; the hook's log is the count)
+            assert "exited with 'signal 9 (SIGKILL)'" in cpu.log()
+        else:
+            assert cpu.starts == 4, "the test restarted the worker after each death"
+        # no other article counts a death or an attempt
+        assert rig.sql(
+            f"SELECT count(*) FROM article WHERE id <> {aid} AND (step_starts > 0 OR attempts > 0)"
+        ) == [(0,)]
+
+        status = rig.cli("status")
+        assert status.returncode == 0, status.stderr
+        shown = " ".join(status.stdout.split())  # rich wraps long lines
+        assert f"article {aid} quarantined: tasks.processing.extract_article" in shown
+        assert "worker process died 3 times" in shown
+        data = json.loads(rig.cli("status", "--json").stdout)
+        assert data["articles"]["quarantined"] == 1
+        assert data["recent_article_errors"][0]["id"] == aid
+
+        time.sleep(6)  # longer than stale_after: the sweep must leave it alone
+        supervise()
+        assert len(kills()) == 3 and rig.facts().by_state.get("quarantined") == 1
+
+        flag.unlink()  # the crash is fixed (a new extractor, more memory)
+        r = rig.cli("replay", str(aid))
+        assert r.returncode == 0 and "1 article(s) sent back" in r.stdout, r
+        rig.wait_done(timeout=60)
+    rig.check_exactly_once()
+    assert len(kills()) == 3, "no kill after the hook was switched off"
+    assert rig.server.hits[poison_path] == 1, "the archived page was readable: no refetch"
+    assert rig.sql(f"SELECT step_starts, attempts FROM article WHERE id = {aid}") == [(0, 0)]
 
 
 def test_faults_module_is_importable_without_services() -> None:

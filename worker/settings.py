@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         5, description="Attempts per article step before it is quarantined with its error."
     )
+    max_step_deaths: int = Field(
+        5,
+        ge=1,
+        description="Times the worker process may die during one step of an article (out "
+        "of memory, a crash in a C library, SIGKILL) before the article is quarantined.",
+    )
     worker_concurrency: int = Field(4, description="Threads of the embedded `claimwire run`.")
     task_time_limit: int = Field(300, description="Hard time limit of a task (s).")
     min_text_chars: int = Field(

@@ -15,8 +15,9 @@ the system settle and compares the database with what the sites served:
 * with claims on, articles whose stored claims differ from a clean extraction of their
   stored text (a claim lost or doubled by a re-run step).
 
-All three must be zero; the exit status is 1 otherwise. Loopback only; bounded time;
-everything it started is stopped and removed at the end.
+All three must be zero and nothing quarantined (every page is healthy); the exit
+status is 1 otherwise. Loopback only; bounded time; everything it started is stopped
+and removed at the end.
 
     .venv/bin/python -m bench.chaos.run --feeds 100 --per-feed 4 --duration 120
 """
@@ -233,6 +234,14 @@ def main(argv: list[str] | None = None) -> int:
             u for u in served if stored.get(u) not in ("processed", "quarantined", *PENDING)
         )
         extra = sorted(u for u in stored if u not in served)
+        # worker deaths counted by the steps that ran again after one (worker logs)
+        import re
+
+        deaths = [
+            int(n)
+            for w in workers
+            for n in re.findall(r"step_rerun_after_death\s.*?deaths=(\d+)", w.log())
+        ]
         result: dict[str, Any] = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
@@ -255,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             "duplicated": facts.duplicated,
             "stuck": facts.stuck,
             "quarantined": facts.by_state.get("quarantined", 0),
+            "steps_rerun_after_a_worker_death": len(deaths),
+            "most_deaths_of_one_step": max(deaths, default=0),
             "unexpected_urls": len(extra),
         }
         print(json.dumps(result, indent=2))
@@ -266,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             result["lost"] == 0
             and result["duplicated"] == 0
             and result["stuck"] == 0
+            and result["quarantined"] == 0  # every page is healthy: none may be given up on
             and not mismatched
         )
         log("PASS" if ok else "FAIL")

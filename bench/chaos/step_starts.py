@@ -1,0 +1,142 @@
+"""What counting worker deaths costs: the start of every step is committed in its own
+transaction before the step runs (``worker.quarantine.begin_step``) and taken back in
+the step's transaction (``end_step``).
+
+Measures, interleaved so that both see the same machine load, one article step's
+database work without and with the count:
+
+* ``bare``: the step's transaction as before: take the row lock, read the article, move
+  its state (an UPDATE), commit;
+* ``counted``: the same, preceded by the ``begin_step`` transaction and with the
+  ``end_step`` UPDATE inside the step's transaction.
+
+On SQLite (a file in WAL mode, as ``claimwire run`` uses) and on PostgreSQL (a fresh
+database on the given server). The difference is the price per step; an article goes
+through four steps.
+
+    .venv/bin/python -m bench.chaos.step_starts --steps 2000 \\
+        --postgres postgresql://postgres@127.0.0.1:5432/postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.timing import pct  # noqa: E402
+
+
+def _setup(url: str | None, data_dir: Path, n: int) -> list[int]:
+    from schemas.models import Article
+    from worker.db import dispose_engines, init_db, unit_of_work
+    from worker.settings import Settings, get_settings
+
+    for k in [k for k in os.environ if k.startswith("CLAIMWIRE_")]:
+        del os.environ[k]
+    os.environ["CLAIMWIRE_DATA_DIR"] = str(data_dir)
+    if url:
+        os.environ["CLAIMWIRE_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    dispose_engines()
+    init_db(Settings())
+    with unit_of_work() as s:
+        rows = [
+            Article(url=f"https://b.example/{i}", url_hash=f"h{i}", host="b.example")
+            for i in range(n)
+        ]
+        s.add_all(rows)
+        s.flush()
+        return [a.id for a in rows if a.id is not None]
+
+
+def _bare(aid: int) -> None:
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from schemas.models import Article
+    from tasks.base import lock_article
+    from worker.db import unit_of_work
+
+    with unit_of_work() as s:
+        lock_article(s, aid)
+        a = s.get(Article, aid)
+        assert a is not None
+        s.execute(update(Article).where(col(Article.id) == aid).values(state=a.state))
+
+
+def _counted(aid: int) -> None:
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from schemas.models import Article
+    from tasks.base import lock_article
+    from worker.db import unit_of_work
+    from worker.quarantine import begin_step, end_step
+
+    with unit_of_work() as s:
+        begin_step(s, aid, "bench", 5)
+    with unit_of_work() as s:
+        lock_article(s, aid)
+        a = s.get(Article, aid)
+        assert a is not None
+        s.execute(update(Article).where(col(Article.id) == aid).values(state=a.state))
+        end_step(s, aid, advanced=True)
+
+
+def _run(name: str, ids: list[int]) -> None:
+    variants: dict[str, Callable[[int], None]] = {"bare": _bare, "counted": _counted}
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for i, aid in enumerate(ids):
+        order = list(variants.items()) if i % 2 == 0 else list(reversed(variants.items()))
+        for key, fn in order:
+            t0 = time.perf_counter()
+            fn(aid)
+            times[key].append((time.perf_counter() - t0) * 1000)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(
+        f"{name}: bare median {med['bare']:.3f} ms (p95 {pct(times['bare'], 0.95):.3f}), "
+        f"counted median {med['counted']:.3f} ms (p95 {pct(times['counted'], 0.95):.3f}); "
+        f"cost per step {med['counted'] - med['bare']:.3f} ms, "
+        f"ratio {med['counted'] / med['bare']:.2f}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--postgres", help="a server URL; a fresh database is made on it")
+    args = ap.parse_args()
+    print("load average:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    with tempfile.TemporaryDirectory(prefix="cw-steps-") as tmp:
+        _run("sqlite", _setup(None, Path(tmp), args.steps))
+    if args.postgres:
+        import psycopg
+
+        name = f"cw_bench_steps_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(args.postgres, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        base, _, _ = args.postgres.rpartition("/")
+        try:
+            with tempfile.TemporaryDirectory(prefix="cw-steps-") as tmp:
+                _run("postgresql", _setup(f"{base}/{name}", Path(tmp), args.steps))
+        finally:
+            from worker.db import dispose_engines
+
+            dispose_engines()
+            with psycopg.connect(args.postgres, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print("load average:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main()

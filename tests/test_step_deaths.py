@@ -1,0 +1,189 @@
+"""Deaths of a worker process during a step are counted by starts that never end
+(worker.quarantine.begin_step / end_step), on SQLite and PostgreSQL. The same with real
+worker processes killed by a page: tests/test_faults.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from schemas.models import Article, ArticleState
+from schemas.types import utcnow
+
+STEP = "tasks.processing.dedup_article"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, configure: Any) -> Any:
+    if request.param == "postgres":
+        settings = configure(database_url=request.getfixturevalue("pg_url"))
+    else:
+        settings = configure()
+    from worker.db import init_db
+
+    init_db(settings)
+    return settings
+
+
+def _article(state: ArticleState = ArticleState.extracted, tag: str = "a") -> int:
+    from worker.db import unit_of_work
+
+    old = utcnow() - timedelta(hours=1)
+    with unit_of_work() as s:
+        a = Article(
+            url=f"https://news.example/{tag}",
+            url_hash=tag,
+            host="news.example",
+            state=state,
+            state_changed_at=old,
+        )
+        s.add(a)
+        s.flush()
+        assert a.id is not None
+        return a.id
+
+
+def _begin(aid: int, max_deaths: int = 3) -> Any:
+    from worker.db import unit_of_work
+    from worker.quarantine import begin_step
+
+    with unit_of_work() as s:
+        return begin_step(s, aid, STEP, max_deaths)
+
+
+def _end(aid: int, advanced: bool) -> None:
+    from worker.db import unit_of_work
+    from worker.quarantine import end_step
+
+    with unit_of_work() as s:
+        end_step(s, aid, advanced=advanced)
+
+
+def _get(aid: int) -> Article:
+    from worker.db import unit_of_work
+
+    with unit_of_work() as s:
+        a = s.get(Article, aid)
+        assert a is not None
+        s.expunge(a)
+        return a
+
+
+def test_steps_that_end_count_nothing_deaths_accumulate_then_quarantine(db: Any) -> None:
+    from worker.db import unit_of_work
+    from worker.quarantine import StepStart, replay
+    from worker.sweep import stale_articles
+
+    aid = _article()
+    # steps that return or raise take their start back: no death, however many
+    for _ in range(5):
+        assert _begin(aid) == (StepStart.run, 0)
+        assert _get(aid).step_starts == 1 and _get(aid).step_started_at is not None
+        _end(aid, advanced=False)
+        assert _get(aid).step_starts == 0
+    # three deliveries whose process died (started, never ended)
+    assert _begin(aid) == (StepStart.run, 0)
+    assert _begin(aid) == (StepStart.run, 1)
+    assert _begin(aid) == (StepStart.run, 2)
+    last_start = _get(aid).step_started_at
+    # the fourth is not run: quarantined with the reason
+    assert _begin(aid) == (StepStart.quarantined, 3)
+    a = _get(aid)
+    assert a.state == ArticleState.quarantined and a.failed_state == ArticleState.extracted
+    assert a.failure_reason is not None and a.failure_reason.startswith(
+        f"{STEP}: the worker process died 3 times during this step"
+    )
+    assert last_start is not None and f"{last_start:%Y-%m-%d %H:%M:%S} UTC" in a.failure_reason
+    assert a.step_starts == 0 and a.attempts == 0
+    # later copies of the message do nothing; the sweep does not re-send it
+    assert _begin(aid) == (StepStart.already_quarantined, 0)
+    with unit_of_work() as s:
+        assert stale_articles(s, db, now=utcnow() + timedelta(days=1)) == []
+    # replay puts it back into the step that died, with fresh counts
+    with unit_of_work() as s:
+        assert replay(s, [aid]) == 1
+    a = _get(aid)
+    assert a.state == ArticleState.extracted and a.step_starts == 0
+    with unit_of_work() as s:
+        assert stale_articles(s, db) == [(aid, "extracted")]
+    assert _begin(aid) == (StepStart.run, 0)
+
+
+def test_a_step_that_moves_the_article_on_clears_its_deaths(db: Any) -> None:
+    from worker.quarantine import StepStart
+
+    aid = _article()
+    _begin(aid)
+    _begin(aid)  # one death, then a run that
+    assert _get(aid).step_starts == 2
+    _end(aid, advanced=True)  # moves the article on: the next step starts from zero
+    assert _get(aid).step_starts == 0
+    _begin(aid)
+    _begin(aid)
+    _end(aid, advanced=False)  # one death stays counted after a run that did nothing
+    assert _get(aid).step_starts == 1
+    assert _begin(aid) == (StepStart.run, 1)
+
+
+def test_finished_article_is_never_quarantined_by_deaths(db: Any) -> None:
+    """A step re-run on a processed article (a reprocess restart) that keeps killing
+    its worker: the message is dropped, the article keeps its state and data."""
+    from worker.quarantine import StepStart
+
+    aid = _article(ArticleState.processed)
+    for i in range(3):
+        assert _begin(aid) == (StepStart.run, i)
+    assert _begin(aid) == (StepStart.abandoned, 3)
+    a = _get(aid)
+    assert a.state == ArticleState.processed and a.step_starts == 0 and a.failed_state is None
+    # starts left behind on a finished article (take-backs that failed in an outage) go
+    # with the next step that ends on it; on a pending one only its own start goes
+    _begin(aid)
+    _begin(aid)
+    _end(aid, advanced=False)
+    assert _get(aid).step_starts == 0
+
+
+def test_a_copy_of_a_running_step_neither_counts_nor_runs(configure: Any, pg_url: str) -> None:
+    """PostgreSQL: while a step holds its article's row lock, a second copy of its
+    message (redelivered, or re-sent by the sweep) is told `busy` and counts nothing."""
+    from tasks.base import lock_article
+    from worker.db import init_db, unit_of_work
+    from worker.quarantine import StepStart
+
+    init_db(configure(database_url=pg_url))
+    aid = _article()
+    assert _begin(aid) == (StepStart.run, 0)
+    with unit_of_work() as running:
+        assert lock_article(running, aid)
+        assert _begin(aid) == (StepStart.busy, 0)
+    assert _get(aid).step_starts == 1
+
+
+def test_articles_inserted_without_the_new_columns_start_at_zero(db: Any) -> None:
+    """Bulk inserts (feed polls, backfill) name their columns; the database default
+    fills the counter."""
+    from sqlalchemy import insert
+
+    from worker.db import unit_of_work
+
+    with unit_of_work() as s:
+        s.execute(
+            insert(Article).values(
+                url="https://news.example/bulk",
+                url_hash="bulk",
+                host="news.example",
+                state="discovered",
+                attempts=0,
+                state_changed_at=utcnow(),
+                discovered_at=utcnow(),
+                categories=[],
+                tags=[],
+            )
+        )
+    with unit_of_work() as s:
+        a = s.exec(select(Article).where(Article.url_hash == "bulk")).one()
+        assert a.step_starts == 0 and a.step_started_at is None
