@@ -628,6 +628,13 @@ def main(argv: list[str] | None = None) -> int:
         sql.close()
         ok = cycle2 <= 60
         log(f"cycle 2: {cycle2:.1f}s for {args.feeds} feeds ({'within' if ok else 'over'} 60 s)")
+        per_poll = result["cpu_seconds"]
+        peak = max(loads, default=load_after[0])
+        log(
+            f"CPU per poll: {per_poll['per_poll_ms_all']} ms all processes "
+            f"({per_poll['per_poll_ms_workers']} ms workers); load average "
+            f"{load_before[0]:.2f} before, {load_after[0]:.2f} after, max {peak:.2f}"
+        )
         return 0
     finally:
         for p in procs:
