@@ -3,6 +3,7 @@
 Usage (from the repo root)::
 
     .venv/bin/python -m bench.extraction_quality [--limit N] [--jobs 2] [--corpora PATH]
+        [--configs NAME,NAME...] [--cv]
 
 Corpora (read in place, never copied: they are copyrighted):
 
@@ -35,6 +36,19 @@ Speed: wall-clock ms of the extraction call alone (text + metadata, input alread
 measured inside each worker process; median and p95 over pages of both corpora.
 Derived configurations (``+strip-title``, ``max(...)``) are computed from the base outputs
 and their time is the sum of their parts.
+
+Second-opinion candidates (text only, no metadata; their metadata columns are not scored):
+``cand: precision-fast`` (trafilatura ``favor_precision`` + ``fast``, the arbiter's precise
+pass) and ``cand: readability-port`` (trafilatura's port of readability-lxml on the page
+without hidden elements, the arbiter's witness). ``--cv`` chooses the arbiter's thresholds
+(ratio, agreement, minimum length, which text to keep) from these cached candidates by
+2-fold cross-validation: pages are split into two halves by site (readability pages by
+name without the trailing number, trafilatura-eval pages by host), the thresholds are chosen
+on one half (objective: mean shingle F1 of all readability pages of the half + snippet F1
+of the trafilatura-eval pages of the half; ties go to the rule that fires least) and scored
+on the other half, both ways; the rule chosen on all pages is reported next to them.
+``--cv`` also prints paired differences on the news pages (mean, 95 % bootstrap interval,
+pages won/lost by more than 0.001).
 
 Results: a markdown table on stdout, and JSON in ``bench/results/`` (gitignored).
 """
@@ -69,10 +83,19 @@ if str(ROOT) not in sys.path:
 import trafilatura  # noqa: E402
 
 from worker.charset import decode_html  # noqa: E402
+from worker.extract_arbiter import (  # noqa: E402
+    ArbiterSettings,
+    agreement,
+    readability_text,
+)
 from worker.extraction import (  # noqa: E402
     DEFAULT_PROFILE,
     EXTRACTOR_VERSION,
     PROFILES,
+    Profile,
+    _bare,
+    _doc_text,
+    _parse,
     extract_page,
     html_fragment_to_text,
 )
@@ -123,11 +146,34 @@ def _profile_runner(name: str) -> Callable[[str, str | None], Output]:
     return run
 
 
+def _run_precision_fast(html: str, url: str | None) -> Output:
+    t0 = time.perf_counter()
+    tree = _parse(html)
+    profile = Profile("precision-fast", favor_precision=True, fast=True)
+    text = (
+        _doc_text(_bare(tree, url, profile, with_metadata=False, now=NOW))
+        if tree is not None
+        else ""
+    )
+    return Output(text, None, None, None, (time.perf_counter() - t0) * 1000)
+
+
+def _run_readability_port(html: str, url: str | None) -> Output:
+    t0 = time.perf_counter()
+    tree = _parse(html)
+    text = readability_text(tree, html_fragment_to_text) if tree is not None else ""
+    return Output(text, None, None, None, (time.perf_counter() - t0) * 1000)
+
+
+CANDIDATES = ("cand: precision-fast", "cand: readability-port")
+"""Text-only configurations (the arbiter's candidates): metadata is not scored."""
+
 BASE_CONFIGS: dict[str, Callable[[str, str | None], Output]] = {
     "trafilatura.extract defaults": _run_defaults,
     **{
         name: _profile_runner(name)
         for name in (
+            "balanced+arbiter",
             "balanced",
             "precision",
             "recall",
@@ -136,6 +182,8 @@ BASE_CONFIGS: dict[str, Callable[[str, str | None], Output]] = {
             "recall+prune+postclean",
         )
     },
+    "cand: precision-fast": _run_precision_fast,
+    "cand: readability-port": _run_readability_port,
 }
 
 # ---------------------------------------------------------------- derived variants
@@ -157,9 +205,13 @@ def _longer_if_much_longer(a: Output, b: Output, ratio: float) -> Output:
     return Output(pick.text, a.title, a.author, a.date, a.ms + b.ms)
 
 
-DERIVED: dict[str, Callable[[dict[str, Output]], Output]] = {
-    "precision, recall if <50%": lambda o: _longer_if_much_longer(o["precision"], o["recall"], 0.5),
-    "balanced, recall if <50%": lambda o: _longer_if_much_longer(o["balanced"], o["recall"], 0.5),
+DERIVED: dict[tuple[str, ...], Callable[[dict[str, Output]], Output]] = {
+    ("precision", "recall"): lambda o: _longer_if_much_longer(o["precision"], o["recall"], 0.5),
+    ("balanced", "recall"): lambda o: _longer_if_much_longer(o["balanced"], o["recall"], 0.5),
+}
+DERIVED_NAMES: dict[tuple[str, ...], str] = {
+    ("precision", "recall"): "precision, recall if <50%",
+    ("balanced", "recall"): "balanced, recall if <50%",
 }
 
 
@@ -341,10 +393,11 @@ def score(pages: list[Page], results: dict[tuple[str, str], dict[str, Output]]) 
     for page in pages:
         base = results[(page.corpus, page.key)]
         variants: dict[str, Output] = dict(base)
-        for name, fn in DERIVED.items():
-            variants[name] = fn(base)
+        for needs, fn in DERIVED.items():
+            if all(n in base for n in needs):
+                variants[DERIVED_NAMES[needs]] = fn(base)
         for name in list(variants):
-            if name != "trafilatura.extract defaults":
+            if name != "trafilatura.extract defaults" and name not in CANDIDATES:
                 variants[name + " +strip-title"] = _with_strip_title(variants[name])
         for name, o in variants.items():
             acc = accs.setdefault(name, Acc())
@@ -368,6 +421,8 @@ def score(pages: list[Page], results: dict[tuple[str, str], dict[str, Output]]) 
                 gold_title, gold_author = m.get("title"), m.get("byline")
                 gold_date = m.get("publishedTime") or None
             tag = "teval" if page.corpus == "teval" else "rdb"
+            if name in CANDIDATES:
+                continue
             if gold_title:
                 exact, lenient = title_match(o.title, gold_title)
                 acc.hit(f"{tag}_title_exact", exact)
@@ -377,6 +432,187 @@ def score(pages: list[Page], results: dict[tuple[str, str], dict[str, Output]]) 
             if gold_date:
                 acc.hit(f"{tag}_date", o.date in gold_days(gold_date))
     return accs
+
+
+# ------------------------------------------------------- arbiter cross-validation
+
+ARBITER_GRID: list[tuple[float, float, int, str]] = [
+    (ratio, agree, min_chars, keep)
+    for ratio in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    for agree in (0.5, 0.6, 0.7, 0.8, 0.9)
+    for min_chars in (200, 500)
+    for keep in ("precise", "readability")
+]
+"""Rules tried: (length ratio, agreement, minimum precise length, which text to keep)."""
+
+
+@dataclass
+class Cand:
+    """One page's three candidate texts and the detector's features."""
+
+    main: Output
+    precise: Output
+    other: Output
+    ratio_p: float = 0.0
+    ratio_o: float = 0.0
+    agree: float = 0.0
+
+    def __post_init__(self) -> None:
+        n = max(1, len(self.main.text))
+        self.ratio_p, self.ratio_o = len(self.precise.text) / n, len(self.other.text) / n
+        self.agree = agreement(self.precise.text, self.other.text)
+
+    def pick(self, rule: tuple[float, float, int, str]) -> Output:
+        """Same decision as worker.extract_arbiter.second_opinion, from cached texts."""
+        ratio, min_agree, min_chars, keep = rule
+        if (
+            self.main.text
+            and len(self.precise.text) >= min_chars
+            and self.ratio_p <= ratio
+            and self.other.text
+            and self.ratio_o <= ratio
+            and self.agree >= min_agree
+        ):
+            return self.precise if keep == "precise" else self.other
+        return self.main
+
+
+def _site(page: Page) -> str:
+    if page.corpus == "teval":
+        from urllib.parse import urlsplit
+
+        return "teval:" + (urlsplit(page.key).hostname or "")
+    return "rdb:" + re.sub(r"-\d+$", "", page.key)
+
+
+def _half(page: Page) -> int:
+    import zlib
+
+    return zlib.crc32(_site(page).encode()) % 2
+
+
+def _rule_scores(
+    pages: list[Page], cands: dict[str, Cand], rule: tuple[float, float, int, str] | None
+) -> dict[str, float]:
+    """Mean shingle F1 (all readability pages, news pages) and snippet F1 under ``rule``."""
+    sh_all: list[float] = []
+    sh_news: list[float] = []
+    tp = fp = fn = 0
+    fired = 0
+    for page in pages:
+        c = cands[f"{page.corpus}:{page.key}"]
+        o = c.main if rule is None else c.pick(rule)
+        fired += o is not c.main
+        if page.corpus == "teval":
+            a, b, d, _ = count_item(page.gold, o.text)
+            tp, fp, fn = tp + a, fp + b, fn + d
+        else:
+            f1 = shingle_prf(o.text, page.gold["text"])[2]
+            sh_all.append(f1)
+            if page.news:
+                sh_news.append(f1)
+    return {
+        "rdb_all": statistics.fmean(sh_all) if sh_all else 0.0,
+        "news": statistics.fmean(sh_news) if sh_news else 0.0,
+        "snippet_f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
+        "fired": fired,
+    }
+
+
+def _choose(pages: list[Page], cands: dict[str, Cand]) -> tuple[float, float, int, str]:
+    def key(rule: tuple[float, float, int, str]) -> tuple[float, int]:
+        r = _rule_scores(pages, cands, rule)
+        return round(r["rdb_all"] + r["snippet_f1"], 6), -int(r["fired"])
+
+    return max(ARBITER_GRID, key=key)
+
+
+def _bootstrap(diffs: list[float], n: int = 2000) -> tuple[float, float]:
+    import random
+
+    rng = random.Random(4)
+    means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(n))
+    return means[int(0.025 * n)], means[int(0.975 * n) - 1]
+
+
+def cross_validate(pages: list[Page], outputs: dict[tuple[str, str], dict[str, Output]]) -> str:
+    """Markdown: the arbiter's thresholds chosen on one half, scored on the other."""
+    need = ("balanced", *CANDIDATES)
+    cands = {
+        f"{c}:{k}": Cand(o["balanced"], o[CANDIDATES[0]], o[CANDIDATES[1]])
+        for (c, k), o in outputs.items()
+        if all(n in o for n in need)
+    }
+    pages = [p for p in pages if f"{p.corpus}:{p.key}" in cands]
+    lines = [
+        "| trained on | rule (ratio, agreement, min chars, keep) | held-out half | "
+        "news shingle F1 (balanced → rule) | all readability | snippet F1 | fired |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    held_out: dict[str, float] = {}
+    for h in (0, 1):
+        train = [p for p in pages if _half(p) == h]
+        test = [p for p in pages if _half(p) != h]
+        rule = _choose(train, cands)
+        base, got = _rule_scores(test, cands, None), _rule_scores(test, cands, rule)
+        n_news = sum(p.news for p in test)
+        lines.append(
+            f"| half {h} ({len(train)} pages) | {rule} | half {1 - h} ({len(test)} pages, "
+            f"{n_news} news) | {base['news']:.4f} → {got['news']:.4f} | "
+            f"{base['rdb_all']:.4f} → {got['rdb_all']:.4f} | "
+            f"{base['snippet_f1']:.4f} → {got['snippet_f1']:.4f} | {int(got['fired'])} |"
+        )
+        for p in test:
+            if p.news:
+                o = cands[f"{p.corpus}:{p.key}"].pick(rule)
+                held_out[p.key] = shingle_prf(o.text, p.gold["text"])[2]
+    rule = _choose(pages, cands)
+    base, got = _rule_scores(pages, cands, None), _rule_scores(pages, cands, rule)
+    prod = ArbiterSettings()
+    lines.append(
+        f"| all ({len(pages)} pages) | {rule} | (in-sample) | {base['news']:.4f} → "
+        f"{got['news']:.4f} | {base['rdb_all']:.4f} → {got['rdb_all']:.4f} | "
+        f"{base['snippet_f1']:.4f} → {got['snippet_f1']:.4f} | {int(got['fired'])} |"
+    )
+    out = "\n".join(lines)
+    out += (
+        f"\n\n2-fold held-out shingle F1 on the {len(held_out)} news pages (each page scored "
+        f"by the rule chosen on the other half): **{statistics.fmean(held_out.values()):.4f}**"
+        if held_out
+        else ""
+    )
+    out += (
+        f"\n\nProduction settings: ratio {prod.ratio}, agreement {prod.agreement}, "
+        f"min chars {prod.min_chars}, keep precise."
+    )
+    # Paired differences on the news pages, from the configurations' own outputs.
+    pairs = [
+        ("balanced+arbiter", "balanced"),
+        ("balanced+arbiter", "trafilatura.extract defaults"),
+        ("balanced", "trafilatura.extract defaults"),
+        ("cand: readability-port", "balanced"),
+    ]
+    rows = ["| comparison | mean difference | 95 % interval | won / lost |", "|---|---|---|---|"]
+    news = [p for p in pages if p.news]
+    for a, b in pairs:
+        keys = [(p.corpus, p.key) for p in news if a in outputs[(p.corpus, p.key)]]
+        keys = [k for k in keys if b in outputs[k]]
+        if not keys:
+            continue
+        gold = {(p.corpus, p.key): p.gold["text"] for p in news}
+        diffs = [
+            shingle_prf(outputs[k][a].text, gold[k])[2]
+            - shingle_prf(outputs[k][b].text, gold[k])[2]
+            for k in keys
+        ]
+        lo, hi = _bootstrap(diffs)
+        won = sum(d > 0.001 for d in diffs)
+        lost = sum(d < -0.001 for d in diffs)
+        rows.append(
+            f"| {a} − {b} | {statistics.fmean(diffs):+.4f} | [{lo:+.4f}, {hi:+.4f}] | "
+            f"{won} / {lost} |"
+        )
+    return out + "\n\n" + "\n".join(rows)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -442,7 +678,22 @@ def main(argv: list[str] | None = None) -> int:
         help="outputs of earlier runs, reused per page and configuration (outside the repo: "
         "they hold text of the copyrighted pages); --cache '' disables it",
     )
+    ap.add_argument(
+        "--configs",
+        default="",
+        help="comma-separated configurations to compute (default: all); see BASE_CONFIGS",
+    )
+    ap.add_argument(
+        "--cv",
+        action="store_true",
+        help="cross-validate the arbiter's thresholds (needs balanced and the cand: configs)",
+    )
     args = ap.parse_args(argv)
+    names = [n.strip() for n in args.configs.split(",") if n.strip()] or list(BASE_CONFIGS)
+    unknown = [n for n in names if n not in BASE_CONFIGS]
+    if unknown:
+        print(f"unknown configurations: {unknown}; known: {list(BASE_CONFIGS)}", file=sys.stderr)
+        return 2
     if not args.corpora.is_dir():
         print(f"corpora not found: {args.corpora}", file=sys.stderr)
         return 2
@@ -459,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = []
     for page in pages:
         done = cached.get(f"{page.corpus}:{page.key}", {})
-        missing = [n for n in BASE_CONFIGS if n not in done]
+        missing = [n for n in names if n not in done]
         if missing:
             jobs.append((page, missing))
     print(f"computing {sum(len(m) for _, m in jobs)} page x configuration outputs", file=sys.stderr)
@@ -471,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
         cache_file.write_text(json.dumps(cached), encoding="utf-8")
     results: dict[tuple[str, str], dict[str, Output]] = {
         (p.corpus, p.key): {
-            k: Output(**v) for k, v in cached[f"{p.corpus}:{p.key}"].items() if k in BASE_CONFIGS
+            k: Output(**v) for k, v in cached[f"{p.corpus}:{p.key}"].items() if k in names
         }
         for p in pages
     }
@@ -491,6 +742,10 @@ def main(argv: list[str] | None = None) -> int:
     print("metadata columns: trafilatura-eval / readability accuracy")
     print()
     print(table(summaries))
+    cv_text = cross_validate(pages, results) if args.cv else ""
+    if cv_text:
+        print("\narbiter thresholds, 2-fold cross-validation by site:\n")
+        print(cv_text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"extraction_quality-{stamp}.json"
@@ -510,6 +765,7 @@ def main(argv: list[str] | None = None) -> int:
                 "limit": args.limit,
                 "summaries": summaries,
                 "readability_shingle_f1_per_page": per_page,
+                "cv": cv_text,
             },
             indent=1,
         ),

@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,9 +21,20 @@ from schemas.records import ExtractedPage
 from tests.conftest import SHARED
 from tests.support.server import LocalServer
 from worker.charset import decode_html
+from worker.extract_arbiter import (
+    ArbiterSettings,
+    agreement,
+    containment,
+    readability_text,
+    second_opinion,
+    shingles,
+)
 from worker.extraction import (
+    DEFAULT_PROFILE,
     EXTRACTOR_NAME,
     EXTRACTOR_VERSION,
+    PROFILES,
+    _parse,
     extract_file,
     extract_page,
     html_fragment_to_text,
@@ -449,3 +461,123 @@ def test_language_from_markup_else_detected_from_the_text() -> None:
     assert extract_page(german, URL, now=NOW).language == "de"
     tiny = "<html><body><p>Hello there.</p></body></html>"
     assert extract_page(tiny, URL, now=NOW).language is None
+
+
+# ------------------------------------------------- second opinion (extract_arbiter)
+
+TEASERS = [
+    f"Teaser {n}: the council of a neighbouring town voted on Monday to {what} after a long "
+    "debate between the mayor and the opposition parties."
+    for n, what in enumerate(
+        [
+            "close the old swimming pool",
+            "extend the tram line to the airport",
+            "rename the central square",
+            "ban cars from the river bank",
+            "double the library budget",
+            "hire forty new teachers",
+            "sell the disused railway depot",
+            "plant a thousand trees in the parks",
+        ]
+    )
+]
+
+
+def page_with_block_after_article(block_attrs: str) -> str:
+    """An article followed, in the same container, by a block of other stories."""
+    body = "".join(f"<p>{p}</p>" for p in PARAGRAPHS)
+    more = "".join(f"<p>{t}</p>" for t in TEASERS)
+    return (
+        '<html lang="en"><head><title>Lighthouse to be restored</title></head><body>'
+        '<nav><a href="/">Home</a></nav><div class="main"><div class="article-body">'
+        f"<h1>Lighthouse to be restored</h1>{body}</div><div {block_attrs}>{more}</div></div>"
+        "<footer>Porto Daily</footer></body></html>"
+    )
+
+
+@pytest.mark.parametrize(
+    "attrs", ["hidden", 'aria-hidden="true"', 'style="display: none"'], ids=str
+)
+def test_second_opinion_drops_blocks_both_witnesses_leave_out(attrs: str) -> None:
+    """trafilatura's default pass keeps the hidden block of other stories; its precise pass
+    and readability both leave it out and agree, so production keeps the precise text."""
+    html = page_with_block_after_article(f'class="x" {attrs}')
+    default_pass = extract_page(html, URL, now=NOW, profile=PROFILES["balanced"]).text
+    assert TEASERS[0] in default_pass  # the failure the second opinion is for
+    page = extract_page(html, URL, now=NOW)
+    assert DEFAULT_PROFILE.arbiter is not None
+    assert not any(t in page.text for t in TEASERS)
+    assert all(p in page.text for p in PARAGRAPHS)
+
+
+def test_second_opinion_keeps_the_default_text_when_the_witnesses_disagree() -> None:
+    """Visible block: the precise pass drops it but readability keeps it. No agreement on a
+    shorter text, so the default pass's text is kept as it is."""
+    html = page_with_block_after_article('class="stream"')
+    default_pass = extract_page(html, URL, now=NOW, profile=PROFILES["balanced"]).text
+    assert TEASERS[0] in default_pass
+    assert extract_page(html, URL, now=NOW).text == default_pass
+
+
+def test_second_opinion_rule() -> None:
+    calls: list[str] = []
+
+    def text(name: str, value: str) -> Callable[[], str]:
+        def get() -> str:
+            calls.append(name)
+            return value
+
+        return get
+
+    article_text = " ".join(PARAGRAPHS)
+    main = article_text + " " + " ".join(TEASERS)
+    rule = ArbiterSettings(ratio=0.7, agreement=0.6, min_chars=200)
+    # Both witnesses shorter and agreeing: the precise text wins.
+    assert second_opinion(main, text("p", article_text), text("o", article_text), rule) == (
+        article_text
+    )
+    # Precise pass not much shorter: readability is never run.
+    calls.clear()
+    assert second_opinion(main, text("p", main[:-10]), text("o", article_text), rule) is None
+    assert calls == ["p"]
+    # Readability short but about something else: no agreement, keep the main text.
+    other = " ".join(TEASERS[:4])
+    assert second_opinion(main, text("p", article_text), text("o", other), rule) is None
+    # Readability as long as the main text: keep the main text.
+    assert second_opinion(main, text("p", article_text), text("o", main), rule) is None
+    # Precise text too short to trust.
+    assert (
+        second_opinion(main, text("p", PARAGRAPHS[0][:150]), text("o", article_text), rule) is None
+    )
+    assert second_opinion("", text("p", article_text), text("o", article_text), rule) is None
+    assert agreement(article_text, article_text) == 1.0
+    assert agreement(article_text, other) == 0.0
+
+
+def test_readability_witness_never_raises_on_hostile_trees() -> None:
+    depth = 50_000
+    html = "<html><body>" + "<div>" * depth + PARAGRAPHS[0] + "</div>" * depth + "</body></html>"
+    tree = _parse(html)
+    assert tree is not None
+    assert isinstance(readability_text(tree, html_fragment_to_text), str)
+
+
+READABILITY_PAGES = SHARED / "corpora" / "extraction" / "readability-test-pages" / "pages"
+
+
+@pytest.mark.parametrize("name", ["yahoo-2", "yahoo-3"])
+def test_real_pages_where_the_default_pass_keeps_other_stories(name: str) -> None:
+    """Two real pages of the failure (stories listed after the article): the default pass
+    returns about three times the article; production's text is the article."""
+    folder = READABILITY_PAGES / name
+    if not folder.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but the extraction corpus is missing: {folder}")
+        pytest.skip(f"readability test pages not available at {folder}")
+    html, _ = decode_html(gzip.decompress((folder / "source.html.gz").read_bytes()), None)
+    expected = shingles(html_fragment_to_text((folder / "expected.html").read_text("utf-8")))
+    default_pass = shingles(extract_page(html, None, profile=PROFILES["balanced"]).text)
+    ours = shingles(extract_page(html, None).text)
+    assert containment(default_pass, expected) < 0.5  # mostly not the article
+    assert containment(ours, expected) >= 0.9  # precision
+    assert containment(expected, ours) >= 0.8  # recall

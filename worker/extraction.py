@@ -33,6 +33,7 @@ from trafilatura.utils import load_html
 
 from schemas.records import ExtractedPage, TextSource
 from worker.charset import decode_html
+from worker.extract_arbiter import ArbiterSettings, readability_text, second_opinion
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 EXTRACTOR_NAME = "trafilatura"
-SETTINGS_REVISION = 2
+SETTINGS_REVISION = 3
 """Bump whenever :data:`DEFAULT_PROFILE` or the post-processing here changes output."""
 EXTRACTOR_VERSION = f"{trafilatura.__version__}+cw{SETTINGS_REVISION}"
 
@@ -82,6 +83,9 @@ class Profile:
     prune: tuple[str, ...] = ()
     # Drop separator-only lines ("| | |", "___") and repeated identical lines.
     postclean: bool = False
+    # Second opinion (worker/extract_arbiter.py): when trafilatura's precise pass and
+    # readability agree on a much shorter text, keep the precise pass. None disables.
+    arbiter: ArbiterSettings | None = None
 
 
 PRUNE_XPATHS: dict[str, str] = {
@@ -107,10 +111,11 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "recall+prune+postclean", favor_recall=True, prune=tuple(PRUNE_XPATHS), postclean=True
         ),
+        Profile("balanced+arbiter", arbiter=ArbiterSettings()),
     )
 }
 
-DEFAULT_PROFILE = PROFILES["balanced"]
+DEFAULT_PROFILE = PROFILES["balanced+arbiter"]
 """The settings used in production (see docs/extraction-eval.md for the measurements)."""
 
 
@@ -410,7 +415,38 @@ def _extract_tree(
         rtext = _doc_text(rdoc, profile.postclean)
         if len(text) < profile.recall_rescue_ratio * len(rtext):
             text = rtext
+    if profile.arbiter is not None and text:
+        text = _arbitrate(tree, url, profile, now, text)
     return text, doc
+
+
+def _arbitrate(tree: _Element, url: str | None, profile: Profile, now: datetime, text: str) -> str:
+    """``text``, or trafilatura's precise pass when the second opinion says ``text`` holds
+    blocks around the article (see :mod:`worker.extract_arbiter`)."""
+    assert profile.arbiter is not None
+    # fast: without trafilatura's own fallback comparison (its readability port and jusText);
+    # chosen by measurement (cheaper and at least as good as a second full pass).
+    precise_profile = Profile(
+        f"{profile.name}/precision",
+        favor_precision=True,
+        fast=True,
+        include_comments=profile.include_comments,
+        include_tables=profile.include_tables,
+        prune=profile.prune,
+    )
+
+    def precise() -> str:
+        try:
+            pdoc = _bare(tree, url, precise_profile, with_metadata=False, now=now)
+        except Exception:  # noqa: BLE001 - same as the main pass
+            return ""
+        return _doc_text(pdoc, profile.postclean)
+
+    def other() -> str:
+        return readability_text(tree, html_fragment_to_text)
+
+    chosen = second_opinion(text, precise, other, profile.arbiter)
+    return text if chosen is None else chosen
 
 
 # --------------------------------------------------------------------------- API
