@@ -68,12 +68,17 @@ def poll_feeds(self: Any, leases: list[list[Any]]) -> int:
 
     * An environment error (database, broker, Redis) stops the batch: the feed that
       met it and the ones not yet polled are retried together, later.
-    * Past half of ``task_time_limit`` (slow hosts, per-host waits), the feeds not yet
-      polled go out in a new message, so the hard limit never kills a batch midway.
+    * Once one more poll might not end within the task's soft time limit (slow hosts,
+      per-host waits), the feeds not yet polled go out in a new message, so the limit
+      never stops a message midway. The first feed is always polled.
     """
     settings = get_settings()
     started = time.monotonic()
-    budget = settings.task_time_limit / 2
+    # The longest one poll may take: robots.txt and the feed downloaded, each within
+    # total_timeout, plus the host limiter's longest wait (10 s).
+    longest_poll = 2 * settings.total_timeout + 10
+    soft_limit = settings.task_time_limit - 30  # as worker.celery_app sets it
+    budget = soft_limit - longest_poll
     total = 0
     for i, (feed_id, lease) in enumerate(leases):
         if i and time.monotonic() - started > budget:

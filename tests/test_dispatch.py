@@ -98,3 +98,31 @@ def test_broker_failure_gives_the_feeds_back(
     assert _leased() == 0
     with unit_of_work() as s:
         assert count_due(s) == 3  # the next run claims them again, no lease to wait out
+
+
+def test_a_message_that_could_outlive_its_time_limit_sends_the_rest_on(
+    configure: Any, server: Any
+) -> None:
+    """With a time limit too short for a second poll (task_time_limit 60 s against two
+    downloads of up to 20 s each and the limiter's wait), one message polls its first
+    feed and queues the others in a new message, leases unchanged."""
+    from tasks.polling import poll_feeds
+    from tests.support.content import rss
+    from tests.support.server import Reply
+    from worker.polling import claim_due_feeds
+
+    settings = configure(task_time_limit=60, total_timeout=20)
+    init_db(settings)
+    for name in "abc":
+        server.routes[f"/{name}.xml"] = Reply(
+            body=rss(server.url("/"), []), content_type="application/rss+xml"
+        )
+    with unit_of_work() as s:
+        add_feeds(s, [(server.url(f"/{n}.xml"), None, []) for n in "abc"], settings)
+    with unit_of_work() as s:
+        leases = sorted(claim_due_feeds(s, settings))
+    message = [[feed_id, token] for feed_id, token in leases]
+    assert poll_feeds(message) == 0
+    assert sum(server.hits.get(f"/{n}.xml", 0) for n in "abc") == 1
+    assert _queued_polls() == [("tasks.polling.poll_feeds", [message[1:]])]
+    assert _leased() == 2  # the two feeds not polled yet keep their leases
