@@ -21,6 +21,7 @@ claim nested in another's content ("X said Y believes ...") is not reported sepa
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import threading
@@ -263,20 +264,27 @@ class _Extractor:
         self.text = text
         self.nlp = nlp
         self.sentences = split_sentences(text)
-        self.quotes = quote_spans(text, self.sentences)
+        self.quotes = sorted(quote_spans(text, self.sentences))
+        # quotations never overlap, so their starts and their ends are both in order
+        self._q_starts = [a for a, _ in self.quotes]
+        self._q_ends = [b for _, b in self.quotes]
+        self._s_starts = [s.start for s in self.sentences]
         self.raw: list[_Raw] = []
         # sentence index -> where its parsed part ends, for a sentence parsed in part
         self.cut: dict[int, int] = {}
 
+    def quotes_in(self, a: int, b: int) -> list[tuple[int, int]]:
+        """The quotations that overlap text[a:b] (two bisections, not a scan)."""
+        lo = bisect.bisect_right(self._q_ends, a)
+        hi = bisect.bisect_left(self._q_starts, b)
+        return self.quotes[lo:hi]
+
     # -- candidate selection --------------------------------------------------------
     def candidates(self) -> list[int]:
         out = []
-        quotes = self.quotes
         for i, s in enumerate(self.sentences):
             chunk = self.text[s.start : s.end]
-            inside = [
-                (max(a, s.start), min(b, s.end)) for a, b in quotes if a < s.end and b > s.start
-            ]
+            inside = [(max(a, s.start), min(b, s.end)) for a, b in self.quotes_in(s.start, s.end)]
             if inside:
                 # a cue inside a quote attributes nothing: test only the text outside quotes
                 parts, pos = [], s.start
@@ -302,7 +310,7 @@ class _Extractor:
         s = self.sentences[si]
         if PARSE_TAIL_WORDS is None:
             return s.end
-        quoted = [(a, b) for a, b in self.quotes if a < s.end and b > s.start]
+        quoted = self.quotes_in(s.start, s.end)
         last = -1
         for m in _CUE_SCAN_RE.finditer(self.text, s.start, s.end):
             if m.group(0).lower() in _CUE_WORDS and not (quoted and _inside(m.start(), quoted)):
@@ -340,7 +348,7 @@ class _Extractor:
     def sentence_claims(self, si: int, doc: Doc) -> None:
         s = self.sentences[si]
         base = s.start
-        quoted = [(a, b) for a, b in self.quotes if a < s.end and b > s.start]
+        quoted = self.quotes_in(s.start, s.end)
         # Only cue words can start a claim ("according", a verb form, a noun cue): found
         # by the hashes of their lower-case forms, without a Python string per token.
         # "In a statement, X rejected ...": any verb may be a cue, so then look at all.
@@ -438,7 +446,7 @@ class _Extractor:
         a, b = _trim(self.text, a, b)
         # a quote the content cuts into belongs to the content (cues are never quoted)
         cue_end = cue + len(verb.text)
-        for qa, qb in self.quotes:
+        for qa, qb in self.quotes_in(a, b + 1):
             if qa < b < qb and not qa < cue < qb and not (a < cue < qb and qa < cue):
                 b = qb
             if qa < a < qb and not (qa < cue_end <= a):
@@ -452,7 +460,8 @@ class _Extractor:
         tail = self.text[after : s.end]
         m = re.match(r"[^\"“:]{0,40}?[:,]?\s*([\"“])", tail)
         colon = re.match(r"[^:]{0,40}?:\s*", tail)
-        for qa, qb in self.quotes:
+        in_sentence = self.quotes_in(s.start - 1, s.end)
+        for qa, qb in in_sentence:
             if m and qa == after + m.start(1):
                 return qa, qb
         if colon and after + colon.end() < s.end:
@@ -462,7 +471,7 @@ class _Extractor:
             return nxt.start, nxt.end
         # quote ending just before the cue: '"...," she said'
         cue = base + verb.idx
-        for qa, qb in self.quotes:
+        for qa, qb in in_sentence:
             if qb <= cue and cue - qb <= 60 and qb > s.start - 1 and qa < s.end:
                 gap = self.text[qb:cue]
                 if "." not in gap.strip(" ,") or len(gap) < 25:
@@ -547,13 +556,14 @@ class _Extractor:
         )
 
     def _kind(self, a: int, b: int) -> ClaimKind:
+        quotes = self.quotes_in(a, b)
         quoted = 0
-        for qa, qb in self.quotes:
-            quoted += max(0, min(b, qb) - max(a, qa))
+        for qa, qb in quotes:
+            quoted += min(b, qb) - max(a, qa)
         if quoted == 0:
             return "indirect"
-        starts = any(qa == a for qa, _ in self.quotes)
-        ends = any(qb == b for _, qb in self.quotes)
+        starts = any(qa == a for qa, _ in quotes)
+        ends = any(qb == b for _, qb in quotes)
         if quoted >= (b - a) - 2 or (starts and ends):
             return "direct"  # a quote, possibly interrupted by its attribution
         return "mixed"
@@ -570,8 +580,10 @@ class _Extractor:
             inner = self.text[qa:qb]
             if len(inner.split()) < 4:
                 continue  # scare quotes and titles
-            si = next((i for i, s in enumerate(self.sentences) if s.start <= qa < s.end + 1), None)
-            if si is None:
+            si = bisect.bisect_right(self._s_starts, qa) - 1
+            if si > 0 and qa < self.sentences[si - 1].end + 1:
+                si -= 1  # the first sentence that holds it, as with abutting pieces
+            if si < 0 or qa >= self.sentences[si].end + 1:
                 continue
             prev = [r for r in self.raw if 0 <= si - r.sent <= _INHERIT_WINDOW and r.end <= qa]
             if not prev:
@@ -628,7 +640,8 @@ class _Extractor:
     def fast(self, si: int) -> bool:
         """Claims of a sentence matched by a regex fast path (no parse needed)."""
         s = self.sentences[si]
-        acc = fastpath.according(self.text, s.start, s.end, self.quotes)
+        quotes = self.quotes_in(s.start, s.end)
+        acc = fastpath.according(self.text, s.start, s.end, quotes)
         if acc is not None:
             a, b = _trim(self.text, acc.start, acc.end)
             speaker = self.text[acc.speaker_start : acc.speaker_end]
@@ -638,11 +651,11 @@ class _Extractor:
                 )
             )
             return True
-        found = fastpath.after_quote(self.text, s.start, s.end, self.quotes)
+        found = fastpath.after_quote(self.text, s.start, s.end, quotes)
         if found is None:
-            found = fastpath.indirect(self.text, s.start, s.end, self.quotes)
+            found = fastpath.indirect(self.text, s.start, s.end, quotes)
         if found is None:
-            found = fastpath.inverted(self.text, s.start, s.end, self.quotes)
+            found = fastpath.inverted(self.text, s.start, s.end, quotes)
         if found is None:
             return False
         fc, lemma = found
