@@ -7,6 +7,7 @@ lists them all; ``tests/test_settings.py`` checks that it does.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -203,6 +204,16 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+
+# scheme://user:password@  (in any text: a feed or article URL, an error message)
+_URL_CREDENTIALS = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@")
+
+
+def mask_secrets(text: str) -> str:
+    """Hide the password of every ``scheme://user:password@`` in ``text`` (feed and
+    article URLs, error messages that quote them, log lines) before it is shown."""
+    return _URL_CREDENTIALS.sub(r"\g<head>***@", text) if "@" in text else text
 
 
 def mask_url(url: str) -> str:

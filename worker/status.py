@@ -22,7 +22,7 @@ from schemas.types import utcnow
 from worker.celery_app import QUEUES
 from worker.jobs import held_article_ids, jobs_pending_work
 from worker.polling import count_due
-from worker.settings import Settings
+from worker.settings import Settings, mask_secrets
 
 
 def queue_depths(settings: Settings) -> dict[str, int | None]:
@@ -72,9 +72,9 @@ def collect(session: Session, settings: Settings) -> dict[str, Any]:
     recent_article_errors = [
         {
             "id": a.id,
-            "url": a.url,
+            "url": mask_secrets(a.url),
             "state": a.state,
-            "reason": a.failure_reason,
+            "reason": mask_secrets(a.failure_reason or "") or None,
             "at": a.state_changed_at.isoformat(),
         }
         for a in session.exec(
@@ -89,9 +89,9 @@ def collect(session: Session, settings: Settings) -> dict[str, Any]:
     recent_feed_errors = [
         {
             "id": f.id,
-            "url": f.url,
+            "url": mask_secrets(f.url),
             "state": f.state,
-            "error": f.last_error,
+            "error": mask_secrets(f.last_error or "") or None,
             "failures": f.consecutive_failures,
         }
         for f in session.exec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,8 +17,40 @@ app = typer.Typer(
     add_completion=False,
 )
 
-out = Console()
-err = Console(stderr=True)
+
+class _MaskedStream:
+    """sys.stdout or sys.stderr (looked up at each write, as rich does), with every
+    ``scheme://user:password@`` masked: a feed or article URL carrying credentials is
+    never printed with its password, whatever command prints it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def stream(self) -> Any:
+        return getattr(sys, self.name)
+
+    def write(self, text: str) -> int:
+        from worker.settings import mask_secrets
+
+        return int(self.stream.write(mask_secrets(text)))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(self.stream.isatty())
+
+    def fileno(self) -> int:
+        return int(self.stream.fileno())
+
+    @property
+    def encoding(self) -> str:
+        return str(getattr(self.stream, "encoding", None) or "utf-8")
+
+
+out = Console(file=_MaskedStream("stdout"))  # type: ignore[arg-type]
+err = Console(file=_MaskedStream("stderr"))  # type: ignore[arg-type]
 
 
 class UserError(Exception):

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from worker.cli.common import UserError, _db, app, err, out
+from worker.settings import mask_secrets
 
 feeds_app = typer.Typer(help="Manage the feeds claimwire polls.", no_args_is_help=True)
 app.add_typer(feeds_app, name="feeds")
@@ -102,7 +103,7 @@ def feeds_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")
         rows = [feed_row(f) for f in all_feeds(s)]
     if as_json:
         for r in rows:
-            sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
+            sys.stdout.write(mask_secrets(json.dumps(r, ensure_ascii=False)) + "\n")
         return
     table = Table(
         "id",
@@ -267,7 +268,8 @@ def feeds_show(
     except FeedNotFound as exc:
         raise UserError(str(exc)) from exc
     if as_json:
-        sys.stdout.write(json.dumps({**row, "polls": history}, ensure_ascii=False) + "\n")
+        shown = json.dumps({**row, "polls": history}, ensure_ascii=False)
+        sys.stdout.write(mask_secrets(shown) + "\n")
         return
     facts = Table.grid(padding=(0, 2))
     for key, value in row.items():
