@@ -555,7 +555,9 @@ def test_remove_article_hands_the_group_to_the_next_earliest(sqlite_settings: Se
     assert get(s, b).duplicate_of_id is None and get(s, c).duplicate_of_id == b
     with Session(get_engine(s)) as sess:
         indexed = set(sess.exec(select(DedupBand.article_id)).all())
+        sampled = set(sess.exec(select(DedupSample.article_id)).all())
     assert a not in indexed and b in indexed  # the exact copy took over the index entry
+    assert a not in sampled and b in sampled  # and its samples
     # a new copy still finds the group through the index
     d = add_article(s, BOILER_B_HEAD + STORY, published=T + timedelta(hours=3))
     run(s, d)
@@ -683,6 +685,38 @@ def _template_site(name: str, seed: int) -> tuple[str, list[str], str]:
         j, c = dedup.exact_similarity(sk_page.shingles, sk.shingles)
         assert c >= 0.9 and j < dedup.DEFAULT_PARAMS.excerpt_jaccard, (j, c)
     return template, stories, page
+
+
+def test_common_samples_are_stopped_stored_no_more_and_ignored(
+    sqlite_settings: Settings,
+) -> None:
+    """A passage carried by more articles than sample_df_max: its samples stop being
+    stored (their rows stay at sample_df_max + 1) and lookups leave them out, so a
+    lookup reads a bounded number of rows however common a phrase is."""
+    s = sqlite_settings
+    params = dedup.DedupParams(sample_df_max=2)
+    boiler = long_story(50, 200)
+    texts = [f"{long_story(51 + i, 600)} {boiler}" for i in range(5)]
+    ids = [add_article(s, t, published=T + timedelta(hours=i)) for i, t in enumerate(texts)]
+    for aid in ids:
+        with Session(get_engine(s)) as sess:
+            out = dedup.deduplicate_article(sess, aid, s, params)
+            sess.commit()
+        assert out.matched_by is None  # 200 shared words of 800: not duplicates
+    sk = dedup.sketch(boiler, params)
+    assert sk.samples is not None and sk.samples.size > 0
+    common = set(sk.samples.tolist())
+    with Session(get_engine(s)) as sess:
+        rows = sess.exec(select(DedupSample.hash, DedupSample.article_id)).all()
+        stopped = dedup.stopped_samples(sess, sk, params)
+    per_hash: dict[int, int] = {}
+    for h, _ in rows:
+        per_hash[h] = per_hash.get(h, 0) + 1
+    assert {h for h in common if per_hash.get(h) == 3} == common  # 5 carriers, 3 rows
+    assert stopped == common
+    assert dedup.lock_keys(sk, stopped) == dedup.lock_keys(
+        dedup.TextSketch(sk.text_hash, sk.n_words, sk.shingle_count, sk.signature, sk.bands)
+    )  # stopped samples take no lock
 
 
 def test_template_page_does_not_pull_stories_on_that_template_together(
