@@ -4,6 +4,7 @@ Usage (from the repo root):
 
     .venv/bin/python bench/claims_speed.py [--polnear ../shared/corpora/attribution/polnear/dev]
         [--pages ../shared/corpora/extraction] [--repeat 3] [--limit N] [--profile]
+        [--against GIT_REV ...] [--tail-words N]
 
 Two article sets, each timed article by article with the three measurements
 interleaved (so load from other processes hits all three alike):
@@ -17,8 +18,14 @@ interleaved (so load from other processes hits all three alike):
 
 Per article: the fastest of ``--repeat`` runs of (1) ``extract_claims(text)``,
 (2) ``trafilatura.extract(html)``, (3) the full pipeline ``nlp(text)`` with every
-component. Printed: median and p95 of each, the median of the per-article ratios, and
-times scaled to a 4,500-character article. Corpora are read in place, never copied.
+component, the runs interleaved (each round in a rotated order). Printed: median and
+p95 of each, the median of the per-article ratios, and times scaled to a
+4,500-character article. Corpora are read in place, never copied.
+
+A/B against earlier code: ``--against REV`` loads ``worker/claims`` as it was at git
+revision REV (into a temporary package, next to the current one) and times its
+``extract_claims`` in the same interleaved loop; ``--tail-words N`` sets
+``PARSE_TAIL_WORDS`` of the current code (0: parse whole sentences).
 """
 
 from __future__ import annotations
@@ -26,10 +33,13 @@ from __future__ import annotations
 import argparse
 import gzip
 import html as html_lib
+import importlib
 import pathlib
 import statistics
+import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -79,6 +89,7 @@ class Timings:
     traf: list[float] = field(default_factory=list)
     full: list[float] = field(default_factory=list)
     chars: list[int] = field(default_factory=list)
+    other: dict[str, list[float]] = field(default_factory=dict)  # --against REV
 
 
 def polnear_articles(split: pathlib.Path, limit: int) -> Iterator[Article]:
@@ -106,19 +117,71 @@ def real_pages(root: pathlib.Path, limit: int) -> Iterator[Article]:
             return
 
 
+Extract = Callable[[str, spacy.language.Language], object]
+
+
+def load_revision(rev: str, tmp: pathlib.Path) -> Extract:
+    """``extract_claims`` of ``worker/claims`` at git revision ``rev``, as a package of
+    its own (``claims_<rev>``) whose imports point at itself."""
+    name = "claims_" + "".join(c if c.isalnum() else "_" for c in rev)
+    pkg = tmp / name
+    pkg.mkdir()
+    files = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-tree", "--name-only", f"{rev}:worker/claims"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for f in files:
+        if not f.endswith(".py"):
+            continue
+        src = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{rev}:worker/claims/{f}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        src = src.replace("from worker.claims import", f"from {name} import")
+        (pkg / f).write_text(src.replace("worker.claims.", f"{name}."), encoding="utf-8")
+    sys.path.insert(0, str(tmp))
+    fn: Extract = importlib.import_module(name).extract_claims
+    return fn
+
+
 def measure(
     articles: list[Article],
     nlp: spacy.language.Language,
     full_nlp: spacy.language.Language,
     repeat: int,
+    others: dict[str, Extract],
 ) -> Timings:
-    t = Timings()
+    t = Timings(other={rev: [] for rev in others})
     for a in articles:
-        t.claims.append(best_of(partial(extract_claims, a.text, nlp), repeat))
-        t.traf.append(best_of(partial(trafilatura.extract, a.html), repeat))
-        t.full.append(best_of(partial(full_nlp, a.text), repeat))
+        fns: list[Callable[[], object]] = [
+            partial(extract_claims, a.text, nlp),
+            *(partial(fn, a.text, nlp) for fn in others.values()),
+            partial(trafilatura.extract, a.html),
+            partial(full_nlp, a.text),
+        ]
+        best = interleaved_best(fns, repeat)
+        t.claims.append(best[0])
+        for i, rev in enumerate(others, start=1):
+            t.other[rev].append(best[i])
+        t.traf.append(best[-2])
+        t.full.append(best[-1])
         t.chars.append(len(a.text))
     return t
+
+
+def interleaved_best(fns: list[Callable[[], object]], repeat: int) -> list[float]:
+    """The fastest of ``repeat`` runs of each function, in ms. Round r runs them in an
+    order rotated by r, so no function is always the first to see a new article."""
+    best = [float("inf")] * len(fns)
+    for r in range(max(1, repeat)):
+        for k in range(len(fns)):
+            i = (k + r) % len(fns)
+            best[i] = min(best[i], best_of(fns[i], 1))
+    return best
 
 
 def report(label: str, t: Timings) -> None:
@@ -150,6 +213,15 @@ def report(label: str, t: Timings) -> None:
         f"claims / full parse:  median of ratios {statistics.median(r_full):.3f}, "
         f"ratio of totals {sum(t.claims) / sum(t.full):.3f}"
     )
+    for rev, xs in t.other.items():
+        r_rev = [c / max(x, 1e-6) for c, x in zip(t.claims, xs, strict=True)]
+        r_rev_full = [x / max(f, 1e-6) for x, f in zip(xs, t.full, strict=True)]
+        print(
+            f"claims at {rev}: median {statistics.median(xs):.1f} ms; current / {rev}: "
+            f"median of ratios {statistics.median(r_rev):.3f}, ratio of totals "
+            f"{sum(t.claims) / sum(xs):.3f}; {rev} / full parse: median of ratios "
+            f"{statistics.median(r_rev_full):.3f}, ratio of totals {sum(xs) / sum(t.full):.3f}"
+        )
 
 
 def main() -> int:
@@ -164,7 +236,19 @@ def main() -> int:
     ap.add_argument("--pages-limit", type=int, default=40, help="at most N real pages")
     ap.add_argument("--only", choices=("pages", "polnear"), default=None)
     ap.add_argument("--profile", action="store_true", help="cProfile extract_claims only")
+    ap.add_argument(
+        "--against", action="append", default=[], metavar="REV", help="A/B with a git revision"
+    )
+    ap.add_argument(
+        "--tail-words", type=int, default=None, help="PARSE_TAIL_WORDS (0: whole sentences)"
+    )
     args = ap.parse_args()
+    if args.tail_words is not None:
+        from worker.claims import extraction
+
+        extraction.PARSE_TAIL_WORDS = args.tail_words or None
+    tmp = tempfile.TemporaryDirectory(prefix="claims-ab-")
+    others = {rev: load_revision(rev, pathlib.Path(tmp.name)) for rev in args.against}
 
     nlp = load_nlp(args.model)
     full_nlp = spacy.load(args.model)
@@ -199,10 +283,12 @@ def main() -> int:
     # warm-up: model caches, trafilatura's first-call setup
     warm = sets[0][1][0]
     extract_claims(warm.text, nlp)
+    for fn in others.values():
+        fn(warm.text, nlp)
     trafilatura.extract(warm.html)
     full_nlp(warm.text)
     for label, arts in sets:
-        report(label, measure(arts, nlp, full_nlp, args.repeat))
+        report(label, measure(arts, nlp, full_nlp, args.repeat, others))
         sys.stdout.flush()
     return 0
 
