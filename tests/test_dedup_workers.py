@@ -40,7 +40,9 @@ from tests.test_dedup import (
     STORY,
     T,
     add_article,
+    excerpt,
     get,
+    long_story,
     stored_claim,
 )
 from worker import dedup
@@ -150,6 +152,46 @@ def test_separate_processes_placing_copies_at_once_make_one_group(
     assert len(all_groups) == 3
     with Session(get_engine(pg_settings)) as s:
         assert len(s.exec(select(DupGroup)).all()) == 3
+
+
+@pytest.mark.timeout(600)
+def test_separate_processes_placing_a_story_and_its_excerpt_at_once_make_one_group(
+    pg_settings: Settings,
+) -> None:
+    """A 900-word story, two copies and a 60-word excerpt of it (published first), each
+    placed by its own process at the same moment. The excerpt shares no LSH bucket with
+    the others: only its sampled shingles' advisory locks order it with them."""
+    ctx = multiprocessing.get_context("spawn")
+    url = pg_settings.effective_database_url
+    for round_no, seed in enumerate((61, 62, 63)):
+        story = long_story(seed, 900)
+        brief = excerpt(story, 300, 60)
+        sk_story, sk_brief = dedup.sketch(story), dedup.sketch(brief)
+        assert sk_story.bands is not None and sk_brief.bands is not None
+        assert not set(sk_story.bands.tolist()) & set(sk_brief.bands.tolist())
+        texts = [story, f"{BOILER_A_HEAD}\n{story}", f"{story}\n{BOILER_B_FOOT}"]
+        ids = [
+            add_article(
+                pg_settings,
+                body,
+                host=f"x{round_no}-outlet{i}.example",
+                published=T + timedelta(minutes=10 * (i + 1)),
+            )
+            for i, body in enumerate(texts)
+        ]
+        brief_id = add_article(pg_settings, brief, host=f"x{round_no}-brief.example", published=T)
+        ids.append(brief_id)
+        barrier = ctx.Barrier(len(ids))
+        results = ctx.Queue()
+        procs = [ctx.Process(target=_place, args=(url, aid, barrier, results)) for aid in ids]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=300)
+        assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+        got = [results.get(timeout=10) for _ in ids]
+        assert all(advanced for _, advanced, _, _ in got)
+        check_one_group(pg_settings, ids, brief_id)
 
 
 # --- two real celery workers ---------------------------------------------------------------
