@@ -673,8 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA)
     ap.add_argument(
         "--cache",
-        type=Path,
-        default=CACHE,
+        default=str(CACHE),
         help="outputs of earlier runs, reused per page and configuration (outside the repo: "
         "they hold text of the copyrighted pages); --cache '' disables it",
     )
@@ -700,8 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     pages = load_pages(args.corpora, args.limit)
     started = time.time()
     cache_file = (
-        args.cache / f"outputs-{EXTRACTOR_VERSION}-{trafilatura.__version__}.json"
-        if str(args.cache)
+        Path(args.cache) / f"outputs-{EXTRACTOR_VERSION}-{trafilatura.__version__}.json"
+        if args.cache
         else None
     )
     cached: dict[str, dict[str, dict[str, Any]]] = {}
