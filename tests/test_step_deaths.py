@@ -187,3 +187,25 @@ def test_articles_inserted_without_the_new_columns_start_at_zero(db: Any) -> Non
     with unit_of_work() as s:
         a = s.exec(select(Article).where(Article.url_hash == "bulk")).one()
         assert a.step_starts == 0 and a.step_started_at is None
+
+
+def test_sweep_sends_one_article_whose_worker_died_per_run(db: Any) -> None:
+    """Steps whose worker died (a poison page's, and those of the articles that ran
+    next to it in the same process) go back one per sweep, so the innocent ones do not
+    run next to the poison page again and again; the others go all at once."""
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from worker.db import unit_of_work
+    from worker.sweep import stale_articles
+
+    died = [_article(tag=f"died{i}") for i in range(3)]
+    fine = [_article(tag=f"fine{i}") for i in range(2)]
+    with unit_of_work() as s:
+        s.execute(update(Article).where(col(Article.id).in_(died)).values(step_starts=1))
+    sent: list[list[int]] = []
+    for _ in range(4):
+        with unit_of_work() as s:
+            sent.append(sorted(i for i, _ in stale_articles(s, db)))
+    assert sent[0] == sorted([*fine, died[0]])
+    assert sent[1:] == [[died[1]], [died[2]], []]
