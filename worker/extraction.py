@@ -1,7 +1,9 @@
 """Page HTML to clean text and metadata with trafilatura; settings chosen by measurement.
 
 See ``docs/extraction-eval.md`` and ``bench/extraction_quality.py`` for how the settings in
-:data:`DEFAULT_PROFILE` were chosen.
+:data:`DEFAULT_PROFILE` were chosen. The production profile adds a second opinion
+(:mod:`worker.extract_arbiter`): when trafilatura's precise pass and its readability port
+agree on a much shorter text than the default pass, the precise text is kept.
 
 Failure contract: :func:`extract_page` **never raises** on page content. Empty, binary,
 script-only, absurdly nested or otherwise unparseable input gives an :class:`ExtractedPage`
