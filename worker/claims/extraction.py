@@ -526,10 +526,12 @@ class _Extractor:
         kind: ClaimKind | None = None,
     ) -> None:
         base = self.sentences[si].start
-        s_toks = _speaker_tokens(subj)
-        s_span = _span_of(s_toks)
+        # the "." that ends a cut sentence's parsed part is no text of the article
+        limit = self.cut.get(si, self.sentences[si].end) - base
+        s_span = _span_of(_speaker_tokens(subj))
         if s_span is None:
             return
+        s_span = (s_span[0], min(s_span[1], limit))
         speaker = self.text[base + s_span[0] : base + s_span[1]]
         antecedent: tuple[str, int] | None = None
         if speaker.lower() in RELATIVE:
@@ -542,13 +544,13 @@ class _Extractor:
             ant = _span_of(_speaker_tokens(rel.head))
             if ant is None:
                 return
-            antecedent = (self.text[base + ant[0] : base + ant[1]], base + ant[0])
+            antecedent = (self.text[base + ant[0] : base + min(ant[1], limit)], base + ant[0])
         ap = _appos(subj)
         appos = None
         if ap is not None:
             aps = _span_of(ap.subtree)
             if aps is not None:
-                appos = self.text[base + aps[0] : base + aps[1]].strip(" ,")
+                appos = self.text[base + aps[0] : base + min(aps[1], limit)].strip(" ,")
         if kind is None:
             kind = self._kind(a, b)
         self.raw.append(
