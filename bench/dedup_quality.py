@@ -1,9 +1,10 @@
 """Near-duplicate quality of worker.dedup against exact all-pairs Jaccard.
 
-    .venv/bin/python -m bench.dedup_quality [--configs default,k3,...] [--no-db]
+    .venv/bin/python -m bench.dedup_quality [--configs default,k3,...] [--no-db] [--corpus DIR]
 
 Corpora: ../shared/corpora/near-duplicates/{helsinki,census}_articles.csv (one news
-event per file, many outlets, many wire copies; read from there, never copied).
+event per file, many outlets, many wire copies; read from there, never copied). A
+clone made elsewhere names the directory with --corpus.
 
 For every configuration (shingle size k, num_perm, bands x rows):
 
@@ -326,12 +327,17 @@ def shared_pairs(docs: list[Doc], threshold: float) -> set[Pair]:
 
 
 def main() -> None:
+    global CORPUS
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default=DEFAULT_CONFIGS)
     ap.add_argument("--threshold", type=float, default=0.8)
     ap.add_argument("--containment", type=float, default=0.9)
     ap.add_argument("--no-db", action="store_true", help="skip the SQLite run")
+    ap.add_argument(
+        "--corpus", type=Path, default=CORPUS, help="the near-duplicates corpus directory"
+    )
     args = ap.parse_args()
+    CORPUS = args.corpus
     docs = load()
     print(f"{len(docs)} articles from {', '.join(FILES)}")
     no_containment = 1.01  # a containment threshold nothing reaches: Jaccard only

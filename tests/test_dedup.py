@@ -427,6 +427,50 @@ def test_a_text_matching_two_groups_merges_them(any_settings: Settings) -> None:
     assert [m.article_id for m in members] == [y, x, bare]
 
 
+def test_exact_copy_follows_its_match_into_the_group_it_was_merged_into(
+    pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exact copy is placed while another worker merges its match's group away (the
+    merging article linked through another member of that group, so the two steps share
+    no advisory lock): the copy joins the group its match is in now, not a new group."""
+    s = pg_settings
+    x = add_article(
+        s,
+        f"{BOILER_A_HEAD}\n{NEAR_MISS}\n{BOILER_A_FOOT}",
+        host="x.example",
+        published=T + timedelta(hours=2),
+    )
+    y_text = f"{BOILER_B_HEAD}\n{NEAR_MISS}\n{BOILER_B_FOOT}"
+    y = add_article(s, y_text, host="y.example", published=T + timedelta(hours=1))
+    run(s, x)
+    run(s, y)
+    gx, gy = get(s, x).dup_group_id, get(s, y).dup_group_id
+    assert gx is not None and gy is not None and gx != gy
+    copy = add_article(s, y_text, host="copy.example", published=T + timedelta(hours=4))
+
+    original = dedup._lock_group
+    merged: list[bool] = []
+
+    def merge_first(session: Session, group_id: int) -> DupGroup | None:
+        if not merged:  # the copy has read its match's group (gy): merge gy into gx now
+            merged.append(True)
+            with Session(get_engine(s)) as other:
+                into, gone = original(other, gx), original(other, gy)
+                assert into is not None and gone is not None
+                dedup._merge(other, into, [gone])
+                other.commit()
+        return original(session, group_id)
+
+    monkeypatch.setattr(dedup, "_lock_group", merge_first)
+    out = run(s, copy)
+    monkeypatch.setattr(dedup, "_lock_group", original)
+    assert merged and out.matched_by == "hash"
+    assert get(s, y).dup_group_id == gx
+    assert get(s, copy).dup_group_id == gx and get(s, copy).duplicate_of_id == y
+    with Session(get_engine(s)) as sess:
+        assert [g.id for g in sess.exec(select(DupGroup)).all()] == [gx]
+
+
 def test_short_text_contained_in_a_longer_one(sqlite_settings: Settings) -> None:
     s = sqlite_settings
     paragraphs = STORY.split("\n")

@@ -924,7 +924,7 @@ def deduplicate_article(
     matched_by: str | None = None
     if sk.n_words > 0:  # an empty text is never anyone's duplicate
         row = session.execute(
-            select(Article.dup_group_id)
+            select(Article.id)
             .where(
                 col(Article.text_hash) == sk.text_hash,
                 col(Article.dup_group_id).is_not(None),
@@ -934,7 +934,13 @@ def deduplicate_article(
             .limit(1)
         ).first()
         if row is not None:
-            group_id, matched_by = int(row[0]), "hash"
+            # The match's group is read again under its row lock: a step merging that
+            # group into another (through another of its members: no advisory lock in
+            # common with this one) may have deleted it since.
+            hash_groups = _lock_groups(session, [int(row[0])])
+            if hash_groups:
+                assert hash_groups[0].id is not None
+                group_id, matched_by = hash_groups[0].id, "hash"
     if group_id is None and sk.signature is not None:
         matches = find_near_matches(
             session, sk, settings, params, exclude=article_id, stopped=stopped
