@@ -10,6 +10,7 @@ import redis.exceptions
 import structlog
 from celery import Task
 from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, select
@@ -212,6 +213,8 @@ def _take_back_start(article_id: int) -> None:
     the step next ends (``max_step_deaths`` leaves room for such outages)."""
     try:
         with unit_of_work() as session:
+            if is_postgres(session):  # as cheap as the start (a host-busy retry does this)
+                session.execute(text("SET LOCAL synchronous_commit = off"))
             end_step(session, article_id, advanced=False)
     except Exception as exc:  # noqa: BLE001 (best effort: the retry is what matters)
         log.warning("start_not_taken_back", article_id=article_id, error=short_error(exc))
