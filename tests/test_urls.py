@@ -25,6 +25,8 @@ SAME = [
     ("https://n.example/s?gclid=Cj0&id=7&msclkid=1&yclid=2", "https://n.example/s?id=7"),
     ("https://n.example/s?id=7&mc_cid=1&mc_eid=2&_ga=3", "https://n.example/s?id=7"),
     ("https://n.example/s?utm_source=a", "https://n.example/s"),
+    # basic-auth credentials keep their case (a password is not a host name)
+    ("http://Reader:PaSS@News.Example.org:80/feed", "http://Reader:PaSS@news.example.org/feed"),
 ]
 
 
@@ -78,3 +80,4 @@ def test_what_cannot_be_fetched_is_refused(bad: str) -> None:
 def test_host_and_origin() -> None:
     assert host_of("https://News.Example.org:8443/x") == "news.example.org"
     assert origin_of("https://News.Example.org:8443/x?y") == "https://news.example.org:8443"
+    assert origin_of("https://u:P@News.Example.org/x") == "https://news.example.org"

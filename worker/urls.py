@@ -46,7 +46,8 @@ class InvalidURL(ValueError):
 
 def canonicalize(url: str) -> str:
     """Lower-case scheme and host, default port, fragment and tracking parameters
-    removed, query parameters sorted, percent-encoding normalized."""
+    removed, query parameters sorted, percent-encoding normalized. User name and
+    password (basic auth in a feed URL) keep their case: they are not part of the host."""
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
         raise InvalidURL(f"URL longer than {MAX_URL_LENGTH} characters")
@@ -60,6 +61,7 @@ def canonicalize(url: str) -> str:
         normalized = courlan.normalize_url(url)
     except (ValueError, AttributeError) as exc:
         raise InvalidURL(f"malformed URL {url[:200]!r}: {exc}") from exc
+    userinfo = parts.netloc.rpartition("@")[0]
     parts = urlsplit(normalized)
     query = [
         (k, v)
@@ -67,11 +69,13 @@ def canonicalize(url: str) -> str:
         if k.lower() not in _TRACKING_NAMES and not k.lower().startswith(_TRACKING_PREFIXES)
     ]
     query.sort()
-    netloc = parts.netloc.lower()
+    netloc = parts.netloc.rpartition("@")[2].lower()
     if netloc.endswith(":80") and parts.scheme == "http":
         netloc = netloc[:-3]
     elif netloc.endswith(":443") and parts.scheme == "https":
         netloc = netloc[:-4]
+    if userinfo:
+        netloc = f"{userinfo}@{netloc}"
     path = parts.path or "/"
     if "/." in path:  # remove dot segments (RFC 3986 5.2.4): /a/../b/./c -> /b/c
         path = urlsplit(urljoin("http://h/", path)).path or "/"
@@ -88,4 +92,4 @@ def host_of(url: str) -> str:
 
 def origin_of(url: str) -> str:
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.lower()}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
