@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from datasketch import MinHash
 from sqlalchemy import TextClause, bindparam, delete, func, text, update
 from sqlmodel import Session, col, select
 
@@ -178,35 +179,41 @@ def shingle_hashes(tokens: Sequence[str], k: int) -> UInt64Array:
     return np.unique(_fmix64(acc))
 
 
-_PERM_CACHE: dict[int, tuple[UInt64Array, UInt64Array]] = {}
+_PERM_CACHE: dict[int, UInt64Array] = {}
 
 
-def _permutations(num_perm: int) -> tuple[UInt64Array, UInt64Array]:
+def _permutations(num_perm: int) -> UInt64Array:
+    """The ``(2, num_perm)`` affine maps ``(a, b)`` of the signatures, from a fixed seed
+    (odd ``a``: each map is a bijection of 64-bit values)."""
     perms = _PERM_CACHE.get(num_perm)
     if perms is None:
         gen = np.random.Generator(np.random.PCG64(20240611))
         a = gen.integers(0, 2**63, size=num_perm, dtype=np.uint64) * U64(2) + U64(1)
         b = gen.integers(0, 2**63, size=num_perm, dtype=np.uint64)
-        perms = _PERM_CACHE[num_perm] = (a, b)
+        perms = _PERM_CACHE[num_perm] = np.array([a, b], dtype=np.uint64)
     return perms
 
 
+def _shingle_value(h: int) -> int:
+    return h  # shingles are hashed already (``shingle_hashes``)
+
+
 def minhash(hashes: UInt64Array, num_perm: int) -> UInt32Array:
-    """MinHash signature: for each of ``num_perm`` affine maps ``a*h+b mod 2**64`` (odd
-    ``a``: bijections), the minimum over the shingles of the top 32 bits. Our own numpy
-    code rather than datasketch's so that stored signatures never depend on a library
-    version's defaults (datasketch 2.0 changed its hashing schemes)."""
-    a, b = _permutations(num_perm)
-    if hashes.size == 0:
-        return np.full(num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
-    out = np.full(num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
-    step = max(1, 65536 // num_perm)  # bound the temporary matrix
-    with np.errstate(over="ignore"):
-        for i in range(0, hashes.size, step):
-            chunk = hashes[i : i + step, None]
-            vals = ((chunk * a + b) >> U64(32)).astype(np.uint32)
-            out = np.minimum(out, vals.min(axis=0))
-    return out
+    """MinHash signature of a set of shingle hashes: datasketch's ``MinHash`` with its
+    ``affine64`` scheme (each shingle mixed, then ``a*h+b mod 2**64``), keeping the top 32
+    bits of each minimum. The scheme and the permutations are named here, not left to the
+    library's defaults, so a datasketch release that changes them (2.0 did) cannot change
+    the signatures stored in the database."""
+    m = MinHash(
+        num_perm=num_perm,
+        scheme="affine64",
+        hashfunc=_shingle_value,
+        permutations=_permutations(num_perm),
+    )
+    if hashes.size:
+        m.update_batch(hashes.tolist())
+    top: UInt32Array = (np.asarray(m.hashvalues, dtype=np.uint64) >> U64(32)).astype(np.uint32)
+    return top
 
 
 def band_hashes(signatures: UInt32Array, bands: int, rows: int) -> Int64Array:
