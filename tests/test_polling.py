@@ -466,6 +466,26 @@ def test_a_page_that_is_not_a_feed_is_a_permanent_failure(poller: Any, server: A
     assert p.count(Article) == 0
 
 
+def test_a_page_that_is_not_a_feed_stays_failing_when_it_answers_304(
+    poller: Any, server: Any
+) -> None:
+    """The validators of a page that is not a feed are not kept: a 304 to them would
+    count as a success and the feed would look healthy without ever being a feed."""
+    p = poller()
+    server.routes["/news"] = Reply(
+        body=b"<html><body><p>Hello</p></body></html>", headers={"ETag": '"page"'}
+    )
+    (fid,) = p.add(server.url("/news"))
+    assert p.poll_now(fid).outcome == "error"
+    second = p.poll_now(fid)
+    assert second.outcome == "error" and "not a feed" in (second.error or "")
+    _path, headers = server.requests[-1]
+    assert "if-none-match" not in {k.lower() for k in headers}
+    feed = p.feed(fid)
+    assert feed.state == FeedState.failing and feed.consecutive_failures == 2
+    assert feed.permanent_failures == 2 and feed.last_success_at is None
+
+
 def test_an_ill_formed_feed_gives_its_entries_and_keeps_the_complaint(
     poller: Any, server: Any
 ) -> None:
@@ -478,6 +498,34 @@ def test_an_ill_formed_feed_gives_its_entries_and_keeps_the_complaint(
     feed = p.feed(fid)
     assert feed.state == FeedState.active and feed.consecutive_failures == 0
     assert feed.last_error and "SAXParseException" in feed.last_error
+
+
+@pytest.mark.parametrize("etag", ['"same"', None])
+def test_an_ill_formed_feed_keeps_its_complaint_when_unchanged(
+    poller: Any, server: Any, etag: str | None
+) -> None:
+    """A 304 (or the same bytes again) is the same ill-formed document: its complaint
+    stays on the feed. After a failure, the next success clears the failure's error."""
+    p = poller()
+    body = rss(server.url("/"), items(server, 2)).replace(b"Story 1", b"Story & 1 <b>")
+    server.routes["/feed.xml"] = Reply(
+        body=body, content_type=RSS, headers={"ETag": etag} if etag else {}
+    )
+    (fid,) = p.add(server.url("/feed.xml"))
+    assert p.poll_now(fid).outcome == "ok"
+    assert p.poll_now(fid).outcome == ("not_modified" if etag else "unchanged")
+    feed = p.feed(fid)
+    assert feed.state == FeedState.active
+    assert feed.last_error and "SAXParseException" in feed.last_error
+
+    server.routes["/feed.xml"] = Reply(500, b"oops")
+    p.poll_now(fid)
+    assert p.feed(fid).last_error == "HTTP 500"
+    server.routes["/feed.xml"] = Reply(
+        body=body, content_type=RSS, headers={"ETag": etag} if etag else {}
+    )
+    p.poll_now(fid)
+    assert p.feed(fid).last_error is None and p.feed(fid).state == FeedState.active
 
 
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"])

@@ -322,15 +322,20 @@ def poll_feed(
     feed.polls_total += 1
     hint = _header_hint(resp.headers, now)
     feed.last_status = resp.status
+    # A 304 or the same bytes is the document the last successful poll parsed: an
+    # ill-formed one's complaint stays. (After failures, ``last_error`` is the failure's.)
+    complaint = feed.last_error if feed.consecutive_failures == 0 else None
     if resp.status == 304:
         _record_success(feed, settings, now, 0, hint)
+        feed.last_error = complaint
         return finish(PollResult(outcome="not_modified"), status)
-    feed.etag = resp.headers.get("etag")
-    feed.last_modified = resp.headers.get("last-modified")
+    etag, last_modified = resp.headers.get("etag"), resp.headers.get("last-modified")
     body_hash = hashlib.sha256(resp.body).hexdigest()
     if body_hash == feed.body_hash:
         # Same bytes under a fresh ETag: nothing downstream needs to look again.
+        feed.etag, feed.last_modified = etag, last_modified
         _record_success(feed, settings, now, 0, hint)
+        feed.last_error = complaint
         return finish(PollResult(outcome="unchanged"), status)
 
     parsed = parse_feed(resp.body, resp.headers.get("content-type", ""), resp.url)
@@ -338,6 +343,8 @@ def poll_feed(
         not_feed = FetchError(parsed.error or "not a feed", transient=False, status=resp.status)
         feed.polls_total -= 1  # _failed counts the attempt
         return finish(_failed(feed, settings, now, not_feed, status), status)
+    # Validators are kept only for a feed: a 304 to a non-feed's would pass as a success.
+    feed.etag, feed.last_modified = etag, last_modified
     feed.body_hash = body_hash
     feed.title = feed.title or parsed.title
     feed.site_url = feed.site_url or parsed.site_url
