@@ -70,6 +70,26 @@ def test_round_trip_keeps_feeds_titles_and_tags(configure: Any) -> None:
     }
 
 
+def test_export_keeps_each_feed_in_the_folder_it_was_imported_from(configure: Any) -> None:
+    """Import puts a feed's ``category`` values first and its folder last; export must
+    read it the same way, or a feed with categories moves to another folder (and on
+    to yet another one at every round trip)."""
+    settings = configure()
+    init_db(settings)
+    doc = NESTED.replace(b'htmlUrl="https://harbour.example/"', b'category="ships,sea/north"')
+    imported = read_opml(doc)
+    with unit_of_work() as s:
+        add_feeds(s, imported, settings)
+    for _ in range(2):
+        with unit_of_work() as s:
+            exported = write_opml(all_feeds(s))
+        again = {u: (title, tags) for u, title, tags in read_opml(exported.encode())}
+        assert again == {u: (title, tags) for u, title, tags in imported}  # tag order too
+    assert '<outline text="World" title="World">' in exported
+    harbour = next(t for u, _, t in imported if u == "https://harbour.example/feed.xml")
+    assert harbour == ["ships", "sea/north", "News/World"]
+
+
 def test_cli_export_then_import_into_a_fresh_database(tmp_path: Path) -> None:
     src = tmp_path / "src.opml"
     src.write_bytes(NESTED)

@@ -15,7 +15,8 @@ class OPMLError(ValueError):
 
 
 def read_opml(data: bytes) -> list[tuple[str, str | None, list[str]]]:
-    """Return (url, title, tags) for every feed, nested outlines' categories as tags."""
+    """Return (url, title, tags) for every feed: its ``category`` values, then the
+    folder its outline is nested in (``News/World``), as tags."""
     result = listparser.parse(data)
     if not result.feeds and not result.get("version"):
         why = result.get("bozo_exception") or "no OPML, RDF or iGoogle list found"
@@ -35,13 +36,15 @@ def read_opml(data: bytes) -> list[tuple[str, str | None, list[str]]]:
 
 
 def write_opml(feeds: list[Feed], title: str = "claimwire feeds") -> str:
-    """An OPML 2.0 document. A feed's first tag becomes its folder (``a/b`` nested
-    folders ``a`` > ``b``); its other tags go in the ``category`` attribute. Reading
-    the document back with :func:`read_opml` gives the same feeds, titles and tags."""
+    """An OPML 2.0 document. A feed's last tag becomes its folder (``a/b`` nested
+    folders ``a`` > ``b``); its other tags go in the ``category`` attribute. That is
+    the order :func:`read_opml` gives (``category`` values first, the folder last), so
+    reading the document back gives the same feeds, titles and tags, in the same order,
+    and an imported feed stays in its folder."""
     tree: dict[str, Any] = {}
     for feed in feeds:
         node = tree
-        folder = [p for p in feed.tags[0].split("/") if p] if feed.tags else []
+        folder = [p for p in feed.tags[-1].split("/") if p] if feed.tags else []
         for part in folder:
             node = node.setdefault(part, {})
         node.setdefault("", []).append(feed)
@@ -52,7 +55,7 @@ def write_opml(feeds: list[Feed], title: str = "claimwire feeds") -> str:
         attrs += f" xmlUrl={quoteattr(feed.url)}"
         if feed.site_url:
             attrs += f" htmlUrl={quoteattr(feed.site_url)}"
-        others = [t.replace(",", " ") for t in feed.tags[1:]]
+        others = [t.replace(",", " ") for t in feed.tags[:-1]]
         if others:
             attrs += f" category={quoteattr(','.join(others))}"
         return f"<outline {attrs}/>"
