@@ -34,3 +34,14 @@ def test_feeds_show_lists_health_and_recent_polls(server, tmp_path: Path) -> Non
     assert missing.returncode == 2
     assert "no feed with id or URL '42'" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_feeds_list_piped_is_not_squeezed_to_80_columns(tmp_path: Path) -> None:
+    """Output to a pipe or a file (no terminal width) keeps whole URLs in the table."""
+    env = cli_env(tmp_path)
+    env.pop("COLUMNS", None)
+    url = "https://news.example.org/world/section-with-a-long-name/rss.xml"
+    assert claimwire(["feeds", "add", url], env, tmp_path).returncode == 0
+    listed = claimwire(["feeds", "list"], env, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert url in listed.stdout

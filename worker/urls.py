@@ -58,6 +58,10 @@ def canonicalize(url: str) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise InvalidURL(f"not an absolute http(s) URL: {url[:200]!r}")
     try:
+        parts.port  # noqa: B018 - raises on a port out of range or not a number
+    except ValueError as exc:
+        raise InvalidURL(f"malformed URL {url[:200]!r}: {exc}") from exc
+    try:
         normalized = courlan.normalize_url(url)
     except (ValueError, AttributeError) as exc:
         raise InvalidURL(f"malformed URL {url[:200]!r}: {exc}") from exc

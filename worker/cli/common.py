@@ -49,8 +49,19 @@ class _MaskedStream:
         return str(getattr(self.stream, "encoding", None) or "utf-8")
 
 
-out = Console(file=_MaskedStream("stdout"))  # type: ignore[arg-type]
-err = Console(file=_MaskedStream("stderr"))  # type: ignore[arg-type]
+# Piped or redirected output is not squeezed to rich's default 80 columns (a table of
+# feeds would be all "…"): tables get the width their content needs, up to this.
+PIPED_WIDTH = 240
+
+
+def _console(name: str) -> Console:
+    stream = _MaskedStream(name)
+    width = None if stream.isatty() else PIPED_WIDTH
+    return Console(file=stream, width=width)  # type: ignore[arg-type]
+
+
+out = _console("stdout")
+err = _console("stderr")
 
 
 class UserError(Exception):
