@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import redis.exceptions
 import structlog
 from celery import Task
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from schemas.models import Article, ArticleState
+from schemas.models import PENDING_ARTICLE_STATES, Article, ArticleState
 from schemas.types import utcnow
 from worker.archive import ArchiveError
 from worker.db import is_postgres, unit_of_work
@@ -166,10 +167,12 @@ def run_article_step(
             advanced = step(session, article_id)
             end_step(session, article_id, advanced=advanced)
     except HostBusy as exc:
-        _take_back_start(article_id)
-        raise task.retry(
-            countdown=exc.retry_after + random.uniform(0, 1), max_retries=None
-        ) from exc
+        countdown = exc.retry_after + random.uniform(0, 1)
+        # The retry below is the article's message: the sweep must not send another copy
+        # while it waits, or every stale_after adds one more endless retry chain (a host
+        # whose robots.txt stays unreachable would pile them up for as long as it is down).
+        _take_back_start(article_id, hold_sweep_for=countdown)
+        raise task.retry(countdown=countdown, max_retries=None) from exc
     except ENVIRONMENT_ERRORS as exc:
         if is_item_fault(exc):
             return _count_failure(task, article_id, exc, settings.max_attempts)
@@ -207,15 +210,30 @@ def _environment_retry(task: Task, article_id: int, exc: BaseException) -> bool:
     raise task.retry(countdown=backoff(task.request.retries), max_retries=None) from exc
 
 
-def _take_back_start(article_id: int) -> None:
+def _take_back_start(article_id: int, hold_sweep_for: float | None = None) -> None:
     """The step raised, so its process lives: the start it recorded is not a death.
     Best effort: with the database down the start stays, and counts as one death until
-    the step next ends (``max_step_deaths`` leaves room for such outages)."""
+    the step next ends (``max_step_deaths`` leaves room for such outages).
+
+    ``hold_sweep_for``: the step is retried in that many seconds; the article's
+    ``state_changed_at`` (the sweep's mark) moves to then, so the sweep re-sends it only
+    if that retry is lost (``stale_after`` after it was due), never while it waits."""
     try:
         with unit_of_work() as session:
             if is_postgres(session):  # as cheap as the start (a host-busy retry does this)
                 session.execute(text("SET LOCAL synchronous_commit = off"))
             end_step(session, article_id, advanced=False)
+            if hold_sweep_for is not None:
+                until = utcnow() + timedelta(seconds=hold_sweep_for)
+                session.execute(
+                    update(Article)
+                    .where(
+                        col(Article.id) == article_id,
+                        col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]),
+                        col(Article.state_changed_at) < until,
+                    )
+                    .values(state_changed_at=until)
+                )
     except Exception as exc:  # noqa: BLE001 (best effort: the retry is what matters)
         log.warning("start_not_taken_back", article_id=article_id, error=short_error(exc))
 

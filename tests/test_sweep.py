@@ -1,12 +1,14 @@
 """The recovery sweep against a real Redis broker: it re-sends stuck articles, but
 leaves a backlogged queue alone (its articles are waiting their turn there, and
-re-sending them would pile duplicates onto the backlog)."""
+re-sending them would pile duplicates onto the backlog), nor an article whose step
+waits for its own scheduled retry."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from schemas.models import Article, ArticleState
@@ -58,3 +60,66 @@ def test_sweep_resends_stuck_articles_but_not_into_a_backlogged_queue(
     assert client.llen("cpu") == 4
     assert sweep() == 0  # and each article once per stale_after, not on every sweep
     client.delete("io", "cpu")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_settings(request: pytest.FixtureRequest, configure: Any) -> Any:
+    overrides: dict[str, Any] = {"stale_after": 60}
+    if request.param == "postgres":
+        overrides["database_url"] = request.getfixturevalue("pg_url")
+    settings = configure(**overrides)
+    from worker.db import init_db
+
+    init_db(settings)
+    return settings
+
+
+def test_a_step_waiting_for_its_host_is_not_sent_again_by_the_sweep(
+    db_settings: Any, server: Any
+) -> None:
+    """A fetch that finds its host unavailable (robots.txt answers 503: nothing on the
+    host may be fetched for 300 s) schedules its own retry. The sweep must not send a
+    second copy while that retry waits: every copy retries for as long as the host is
+    down, so a copy per ``stale_after`` piled up endless retry chains. If the retry is
+    lost, the sweep sends the step again once it is ``stale_after`` overdue; a restart
+    of the embedded service (``older_than=0``) sends it at once."""
+    from celery.exceptions import Retry
+
+    from tasks.fetching import fetch_article
+    from tasks.maintenance import sweep
+    from tests.support.server import Reply
+    from worker.db import unit_of_work
+    from worker.politeness import HostBusy
+    from worker.sweep import stale_articles
+    from worker.urls import host_of, url_hash
+
+    server.routes["/robots.txt"] = Reply(503, b"down", content_type="text/plain")
+    url = server.url("/news/a")
+    old = utcnow() - timedelta(hours=1)
+    with unit_of_work() as s:
+        a = Article(
+            url=url,
+            url_hash=url_hash(url),
+            host=host_of(url),
+            state=ArticleState.discovered,
+            discovered_at=old,
+            state_changed_at=old,
+        )
+        s.add(a)
+        s.flush()
+        aid = a.id
+    with pytest.raises(Retry) as retry:  # the retry is scheduled (on the embedded broker)
+        fetch_article(aid)
+    assert isinstance(retry.value.__cause__, HostBusy), retry.value.__cause__
+    assert server.hits["/news/a"] == 0
+
+    assert sweep() == 0, "the sweep sent a second copy while the step's retry waits"
+    with unit_of_work() as s:
+        row = s.get(Article, aid)
+        assert row is not None and row.state == ArticleState.discovered
+        assert row.attempts == 0 and row.step_starts == 0
+        # the retry is lost: the sweep takes over once it is stale_after overdue
+        later = utcnow() + timedelta(seconds=300 + 1 + db_settings.stale_after + 1)
+        assert stale_articles(s, db_settings, now=later) == [(aid, "discovered")]
+    with unit_of_work() as s:
+        assert stale_articles(s, db_settings, older_than=0) == [(aid, "discovered")]
