@@ -91,6 +91,7 @@ def test_export_to_unwritable_place(tmp_path: Path) -> None:
         ("MAX_ATTEMPTS", "many", "CLAIMWIRE_MAX_ATTEMPTS='many'"),
         ("STALE_AFTER", "soon", "CLAIMWIRE_STALE_AFTER"),
         ("ALLOW_PRIVATE_NETWORKS", "perhaps", "CLAIMWIRE_ALLOW_PRIVATE_NETWORKS"),
+        ("DATABASE_URL", "mysql://root@127.0.0.1/news", "PostgreSQL (postgresql://"),
     ],
 )
 @pytest.mark.parametrize("command", [["status"], ["run", "--until-idle"], ["feeds", "list"]])

@@ -72,6 +72,8 @@ def test_different_pages_stay_different(a: str, b: str) -> None:
         "https://n.example/" + "x" * 2100,
         "http://127.0.0.1:80801/rss.xml",  # port out of range
         "http://n.example:port/rss.xml",
+        "http://exa mple.com/feed",  # a space in the host
+        "http://exa<mple.com/feed",
     ],
 )
 def test_what_cannot_be_fetched_is_refused(bad: str) -> None:

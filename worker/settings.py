@@ -161,6 +161,12 @@ class Settings(BaseSettings):
         for plain in ("postgresql://", "postgres://"):
             if v.startswith(plain):
                 return "postgresql+psycopg://" + v[len(plain) :]
+        scheme = v.partition("://")[0] if "://" in v else ""
+        if v and not scheme.startswith(("sqlite", "postgresql")):
+            raise ValueError(
+                "claimwire stores to SQLite (sqlite:///path/to/file.db) or PostgreSQL "
+                "(postgresql://user@host:port/db)" + (f", not {scheme!r}" if scheme else "")
+            )
         return v
 
     @field_validator("allowed_private_addresses")

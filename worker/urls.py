@@ -40,6 +40,10 @@ _TRACKING_NAMES = {
 MAX_URL_LENGTH = 2000
 
 
+# Characters that cannot appear in a host name (RFC 3986 reg-name, IDN letters allowed).
+_NOT_IN_HOSTS = frozenset("<>\"{}|\\^`'()*,;=!$&+")
+
+
 class InvalidURL(ValueError):
     """Not an absolute http(s) URL we can fetch."""
 
@@ -61,6 +65,8 @@ def canonicalize(url: str) -> str:
         parts.port  # noqa: B018 - raises on a port out of range or not a number
     except ValueError as exc:
         raise InvalidURL(f"malformed URL {url[:200]!r}: {exc}") from exc
+    if any(c.isspace() or c in _NOT_IN_HOSTS for c in parts.hostname):
+        raise InvalidURL(f"malformed URL {url[:200]!r}: not a valid host name")
     try:
         normalized = courlan.normalize_url(url)
     except (ValueError, AttributeError) as exc:
