@@ -7,7 +7,6 @@ Texts are invented here. PostgreSQL tests create a scratch database at 127.0.0.1
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import uuid
@@ -31,8 +30,6 @@ from worker import dedup
 from worker.db import dispose_engines, get_engine, init_db
 from worker.settings import Settings, reset_settings
 
-PG_ADMIN = os.environ.get("CLAIMWIRE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 T = datetime(2024, 3, 5, 9, 0, tzinfo=UTC)
 
 STORY = """HARLOW BAY (Wire) - Dock workers at the port of Harlow Bay walked off the job on
@@ -126,36 +123,17 @@ def sqlite_settings(tmp_path: Path) -> Iterator[Settings]:
     _reset()
 
 
-def _pg_reachable() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, connect_timeout=3):
-            return True
-    except Exception:
-        return False
-
-
 @pytest.fixture()
-def pg_settings() -> Iterator[Settings]:
-    if not _pg_reachable():
-        if IN_CI:
-            pytest.fail("PostgreSQL at 127.0.0.1:5432 is not available and CI=true")
-        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not available")
-    import psycopg
-
-    name = f"cw_test_dedup_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+def pg_settings(pg_url: str) -> Iterator[Settings]:
+    """Settings on a fresh PostgreSQL database (conftest's ``pg_url``: fails under CI
+    when PostgreSQL is missing, dropped afterwards), with claimwire's schema."""
     _reset()
     try:
-        settings = Settings(database_url=f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}")
+        settings = Settings(database_url=pg_url)
         init_db(settings)
         yield settings
     finally:
         _reset()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

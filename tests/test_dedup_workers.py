@@ -125,24 +125,30 @@ def _place(url: str, article_id: int, barrier: Any, results: Any) -> None:
     dispose_engines()
 
 
+def _place_at_once(url: str, ids: list[int]) -> list[tuple[int, bool, str | None, int]]:
+    """Place each article from its own spawned process, all released by one barrier;
+    the (id, advanced, matched_by, pid) of each."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(len(ids))
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_place, args=(url, aid, barrier, results)) for aid in ids]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    return [results.get(timeout=10) for _ in ids]
+
+
 @pytest.mark.timeout(600)
 def test_separate_processes_placing_copies_at_once_make_one_group(
     pg_settings: Settings,
 ) -> None:
-    ctx = multiprocessing.get_context("spawn")
     url = pg_settings.effective_database_url
     all_groups = set()
     for round_no, story in enumerate((STORY, SECOND_STORY, NEAR_MISS)):
         ids, earliest = add_copies(pg_settings, story, f"r{round_no}")
-        barrier = ctx.Barrier(len(ids))
-        results = ctx.Queue()
-        procs = [ctx.Process(target=_place, args=(url, aid, barrier, results)) for aid in ids]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(timeout=300)
-        assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
-        got = [results.get(timeout=10) for _ in ids]
+        got = _place_at_once(url, ids)
         assert all(advanced for _, advanced, _, _ in got)
         assert len({pid for *_, pid in got}) == len(ids)  # really one process each
         # copies that are not duplicates of each other may each start a group before a
@@ -161,7 +167,6 @@ def test_separate_processes_placing_a_story_and_its_excerpt_at_once_make_one_gro
     """A 900-word story, two copies and a 60-word excerpt of it (published first), each
     placed by its own process at the same moment. The excerpt shares no LSH bucket with
     the others: only its sampled shingles' advisory locks order it with them."""
-    ctx = multiprocessing.get_context("spawn")
     url = pg_settings.effective_database_url
     for round_no, seed in enumerate((61, 62, 63)):
         story = long_story(seed, 900)
@@ -181,15 +186,7 @@ def test_separate_processes_placing_a_story_and_its_excerpt_at_once_make_one_gro
         ]
         brief_id = add_article(pg_settings, brief, host=f"x{round_no}-brief.example", published=T)
         ids.append(brief_id)
-        barrier = ctx.Barrier(len(ids))
-        results = ctx.Queue()
-        procs = [ctx.Process(target=_place, args=(url, aid, barrier, results)) for aid in ids]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(timeout=300)
-        assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
-        got = [results.get(timeout=10) for _ in ids]
+        got = _place_at_once(url, ids)
         assert all(advanced for _, advanced, _, _ in got)
         check_one_group(pg_settings, ids, brief_id)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ import pytest
 import trafilatura
 
 from schemas.records import ExtractedPage
-from tests.conftest import SHARED
+from tests.conftest import SHARED, need
 from tests.support.server import LocalServer
 from worker.charset import decode_html
 from worker.extract_arbiter import (
@@ -370,10 +369,7 @@ def test_iter_inputs_url_without_fetcher_is_an_error_object() -> None:
 
 
 def _corpus_or_skip() -> Path:
-    if not (CORPUS / "evaldata.json").is_file():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but the extraction corpus is missing: {CORPUS}")
-        pytest.skip(f"extraction corpus not available at {CORPUS}")
+    need((CORPUS / "evaldata.json").is_file(), f"the extraction corpus at {CORPUS}")
     return CORPUS
 
 
@@ -572,10 +568,7 @@ def test_real_pages_where_the_default_pass_keeps_other_stories(name: str) -> Non
     """Two real pages of the failure (stories listed after the article): the default pass
     returns about three times the article; production's text is the article."""
     folder = READABILITY_PAGES / name
-    if not folder.is_dir():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but the extraction corpus is missing: {folder}")
-        pytest.skip(f"readability test pages not available at {folder}")
+    need(folder.is_dir(), f"the readability test pages at {folder}")
     html, _ = decode_html(gzip.decompress((folder / "source.html.gz").read_bytes()), None)
     expected = shingles(html_fragment_to_text((folder / "expected.html").read_text("utf-8")))
     default_pass = shingles(extract_page(html, None, profile=PROFILES["balanced"]).text)

@@ -194,10 +194,6 @@ def _permutations(num_perm: int) -> UInt64Array:
     return perms
 
 
-def _shingle_value(h: int) -> int:
-    return h  # shingles are hashed already (``shingle_hashes``)
-
-
 def minhash(hashes: UInt64Array, num_perm: int) -> UInt32Array:
     """MinHash signature of a set of shingle hashes: datasketch's ``MinHash`` with its
     ``affine64`` scheme (each shingle mixed, then ``a*h+b mod 2**64``), keeping the top 32
@@ -207,7 +203,7 @@ def minhash(hashes: UInt64Array, num_perm: int) -> UInt32Array:
     m = MinHash(
         num_perm=num_perm,
         scheme="affine64",
-        hashfunc=_shingle_value,
+        hashfunc=int,  # shingles are hashed already (``shingle_hashes``)
         permutations=_permutations(num_perm),
     )
     if hashes.size:
