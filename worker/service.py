@@ -4,6 +4,13 @@ The embedded default needs no server: a filesystem broker under the data directo
 a SQLite database. The same code runs against Redis and PostgreSQL when the settings
 name them. ``until_idle`` polls every due feed once, processes everything that follows,
 and stops once the database says nothing is pending.
+
+``run_service`` says how it ended. ``until_idle`` is a batch job, so it does not wait
+forever on a broker it cannot reach: it fails at once when the broker is unreachable at
+the start, and gives up when its checks have failed for
+``settings.until_idle_give_up`` seconds in a row. Nothing is lost either way: the
+database holds the pending work for the next run. The service itself (no
+``until_idle``) waits for its broker as long as it takes.
 """
 
 from __future__ import annotations
@@ -12,32 +19,88 @@ import os
 import signal
 import threading
 import time
+from enum import StrEnum
 
 import structlog
 
 from worker.celery_app import QUEUES, app
 from worker.db import unit_of_work
-from worker.settings import Settings
+from worker.settings import Settings, mask_url
 from worker.status import pending_work
 
 log = structlog.get_logger("claimwire.service")
 
 
-def _idle_watch(stop: threading.Event, settings: Settings, tick: float = 0.5) -> None:
+# Seconds between the ``until_idle`` watcher's checks that the broker still answers.
+BROKER_PROBE_EVERY = 5.0
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker cannot be reached; the message names it (password masked by the CLI)."""
+
+
+class Ending(StrEnum):
+    IDLE = "idle"  # nothing pending: the work is done
+    STOPPED = "stopped"  # a signal (Ctrl-C, SIGTERM) stopped the run before that
+    GAVE_UP = "gave_up"  # until_idle: broker or database unreachable for too long
+
+
+def check_broker(settings: Settings, timeout: float = 5.0) -> None:
+    """Raise ``BrokerUnavailable`` unless the broker accepts a connection within about
+    ``timeout`` seconds (the embedded broker is a folder and always does)."""
+    if settings.broker_is_embedded:
+        return
+    url = settings.effective_broker_url
+    try:
+        with app.connection_for_write(url, connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+    except Exception as exc:  # kombu raises the transport's own errors
+        reason = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+        raise BrokerUnavailable(f"cannot connect to the broker {mask_url(url)}: {reason}") from exc
+
+
+def _transport_is_empty(settings: Settings) -> bool:
+    """True for the embedded broker, and for a broker whose every queue is known empty."""
+    if settings.broker_is_embedded:
+        return True
+    from worker.status import queue_depths
+
+    depths = queue_depths(settings)
+    return all(depth == 0 for depth in depths.values())
+
+
+def _idle_watch(
+    stop: threading.Event,
+    settings: Settings,
+    ending: list[Ending],
+    tick: float = 0.5,
+) -> None:
     """Dispatch due feeds at once (no waiting for the schedule) and stop the worker
-    after the database has shown no pending work for a few consecutive checks."""
+    after the database has shown no pending work for a few consecutive checks, or after
+    every check has failed for ``settings.until_idle_give_up`` seconds. ``ending`` gets
+    the reason."""
     from tasks.jobs import advance_jobs
     from tasks.maintenance import dispatch_due_feeds, sweep
 
-    if settings.broker_is_embedded:
-        # Nothing else consumes the embedded queue: whatever is pending lost its
-        # message with the previous process, so send it again now.
+    if _transport_is_empty(settings):
+        # Nothing waits in the broker (the embedded queue has no other consumer; an
+        # empty Redis was flushed or restarted): whatever is pending lost its message,
+        # or is running on another worker, which holds its row lock and is skipped, so
+        # send it again now instead of after ``stale_after``.
         sweep(older_than=0)
         advance_jobs(reclaim=True)
     quiet = 0
     last_sweep = time.monotonic()
+    failing_since: float | None = None
+    give_up_after = settings.until_idle_give_up
+    last_probe = 0.0
     while not stop.wait(tick):
         try:
+            if time.monotonic() - last_probe >= BROKER_PROBE_EVERY:
+                # The database alone cannot tell that nothing will ever consume the
+                # pending work: a broker that went away mid-run must count as failing.
+                check_broker(settings, timeout=2.0)
+                last_probe = time.monotonic()
             dispatch_due_feeds()
             advance_jobs()
             if time.monotonic() - last_sweep > settings.sweep_interval:
@@ -48,16 +111,39 @@ def _idle_watch(stop: threading.Event, settings: Settings, tick: float = 0.5) ->
         except Exception as exc:  # noqa: BLE001 (keep watching; the worker reports errors)
             log.warning("idle_watch_error", error=str(exc))
             quiet = 0
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since >= give_up_after:
+                log.error(
+                    "giving_up",
+                    msg=f"checks failing for {give_up_after:.0f} s; pending work stays "
+                    "in the database for the next run",
+                    error=str(exc),
+                )
+                ending.append(Ending.GAVE_UP)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
             continue
+        failing_since = None
         quiet = quiet + 1 if pending == 0 else 0
         if quiet >= 3:
             log.info("idle", msg="nothing pending; stopping")
+            ending.append(Ending.IDLE)
             os.kill(os.getpid(), signal.SIGTERM)
             return
 
 
-def run_service(settings: Settings, *, until_idle: bool = False) -> None:
+def run_service(settings: Settings, *, until_idle: bool = False) -> Ending:
+    """Run the worker (and, unless ``until_idle``, the scheduler) until it stops, and
+    say why. ``until_idle`` raises ``BrokerUnavailable`` at once if the broker is down;
+    the service logs it and waits for the broker."""
+    try:
+        check_broker(settings)
+    except BrokerUnavailable as exc:
+        if until_idle:
+            raise
+        log.warning("broker_unavailable", error=str(exc), msg="waiting for it")
     stop = threading.Event()
+    ending: list[Ending] = []
     worker = app.Worker(
         queues=list(QUEUES),
         pool="threads",
@@ -75,7 +161,10 @@ def run_service(settings: Settings, *, until_idle: bool = False) -> None:
     watcher = None
     if until_idle:
         watcher = threading.Thread(
-            target=_idle_watch, args=(stop, settings), daemon=True, name="claimwire-idle-watch"
+            target=_idle_watch,
+            args=(stop, settings, ending),
+            daemon=True,
+            name="claimwire-idle-watch",
         )
         watcher.start()
     elif settings.broker_is_embedded:
@@ -88,3 +177,4 @@ def run_service(settings: Settings, *, until_idle: bool = False) -> None:
         worker.start()
     finally:
         stop.set()
+    return ending[0] if ending else Ending.STOPPED

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
 
     # --- pipeline ----------------------------------------------------------------
     sweep_interval: float = Field(60.0, description="Seconds between recovery sweeps.")
+    until_idle_give_up: float = Field(
+        300.0,
+        gt=0,
+        description="`run --until-idle` stops (exit 1, pending work kept in the database) "
+        "when its checks have failed this many seconds in a row (broker or database down).",
+    )
     stale_after: int = Field(
         600, description="Seconds an item may sit in a pending state before the sweep re-queues it."
     )

@@ -34,8 +34,13 @@ def run(
         False, "--until-idle", help="Poll due feeds once, finish what follows, then exit."
     ),
 ) -> None:
-    """Run the service: worker and scheduler in one process (Ctrl-C stops it cleanly)."""
-    from worker.service import run_service
+    """Run the service: worker and scheduler in one process (Ctrl-C stops it cleanly).
+
+    With --until-idle the exit status says how the run ended: 0 when nothing is pending,
+    1 when a signal stopped it first or the broker or database stayed unreachable
+    (pending work stays in the database for the next run), 2 when the broker cannot be
+    reached at the start."""
+    from worker.service import BrokerUnavailable, Ending, run_service
     from worker.settings import mask_url
     from worker.status import archive_writable
 
@@ -47,15 +52,39 @@ def run(
         f"claimwire: database {mask_url(settings.effective_database_url)}, "
         f"broker {mask_url(settings.effective_broker_url)}"
     )
-    run_service(settings, until_idle=until_idle)
-    if until_idle:
-        from worker.db import unit_of_work
-        from worker.status import collect
+    try:
+        ending = run_service(settings, until_idle=until_idle)
+    except BrokerUnavailable as exc:
+        raise UserError(
+            f"{exc}; nothing was run (start the broker or fix CLAIMWIRE_BROKER_URL)"
+        ) from None
+    if not until_idle:
+        return
+    from worker.db import unit_of_work
+    from worker.status import collect, pending_work
 
+    headline = {
+        Ending.IDLE: "idle.",
+        Ending.STOPPED: "stopped before the work was done.",
+        Ending.GAVE_UP: "gave up: the broker or the database stayed unreachable.",
+    }[ending]
+    try:
         with unit_of_work() as s:
             data = collect(s, settings)
-        states = ", ".join(f"{k} {v}" for k, v in data["articles"].items() if v)
-        err.print(f"claimwire: idle. articles: {states or 'none'}; claims: {data['claims']}")
+            pending = pending_work(s)
+    except Exception:  # noqa: BLE001 (the database may be what is down)
+        err.print(f"claimwire: {headline} (the database cannot be read for a summary)")
+        raise typer.Exit(1) from None
+    states = ", ".join(f"{k} {v}" for k, v in data["articles"].items() if v)
+    summary = f"articles: {states or 'none'}; claims: {data['claims']}"
+    if ending is Ending.IDLE:
+        err.print(f"claimwire: idle. {summary}")
+        return
+    err.print(
+        f"claimwire: {headline} {summary}; {pending} item(s) still pending stay in the "
+        "database: run again to finish them"
+    )
+    raise typer.Exit(1)
 
 
 # ---------------------------------------------------------------------------- export
