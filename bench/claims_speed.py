@@ -24,8 +24,14 @@ p95 of each, the median of the per-article ratios, and times scaled to a
 
 A/B against earlier code: ``--against REV`` loads ``worker/claims`` as it was at git
 revision REV (into a temporary package, next to the current one) and times its
-``extract_claims`` in the same interleaved loop; ``--tail-words N`` sets
-``PARSE_TAIL_WORDS`` of the current code (0: parse whole sentences).
+``extract_claims``, on the pipeline that revision's own ``load_nlp`` loads, in the same
+interleaved loop; ``--tail-words N`` sets ``PARSE_TAIL_WORDS`` of the current code (0:
+parse whole sentences).
+
+The full parse is spaCy's pipeline as ``spacy.load`` gives it (BLIS matrix products);
+``--full-same-ops`` runs it on the matrix products the extractor's ``load_nlp`` uses
+(numpy's BLAS, one thread), to tell how much of a claims / full-parse ratio is the
+backend.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 import spacy  # noqa: E402
 import trafilatura  # noqa: E402
+from thinc.api import Model  # noqa: E402
 
 from bench.timing import best_of, pct  # noqa: E402
 from worker.claims import extract_claims, is_english, load_nlp  # noqa: E402
@@ -117,12 +124,14 @@ def real_pages(root: pathlib.Path, limit: int) -> Iterator[Article]:
             return
 
 
-Extract = Callable[[str, spacy.language.Language], object]
+Extract = Callable[[str], object]
 
 
-def load_revision(rev: str, tmp: pathlib.Path) -> Extract:
+def load_revision(rev: str, tmp: pathlib.Path, model: str) -> Extract:
     """``extract_claims`` of ``worker/claims`` at git revision ``rev``, as a package of
-    its own (``claims_<rev>``) whose imports point at itself."""
+    its own (``claims_<rev>``) whose imports point at itself, bound to the pipeline that
+    revision's own ``load_nlp`` loads (its components and settings, not the current
+    ones)."""
     name = "claims_" + "".join(c if c.isalnum() else "_" for c in rev)
     pkg = tmp / name
     pkg.mkdir()
@@ -144,7 +153,8 @@ def load_revision(rev: str, tmp: pathlib.Path) -> Extract:
         src = src.replace("from worker.claims import", f"from {name} import")
         (pkg / f).write_text(src.replace("worker.claims.", f"{name}."), encoding="utf-8")
     sys.path.insert(0, str(tmp))
-    fn: Extract = importlib.import_module(name).extract_claims
+    mod = importlib.import_module(name)
+    fn: Extract = partial(mod.extract_claims, nlp=mod.load_nlp(model))
     return fn
 
 
@@ -159,7 +169,7 @@ def measure(
     for a in articles:
         fns: list[Callable[[], object]] = [
             partial(extract_claims, a.text, nlp),
-            *(partial(fn, a.text, nlp) for fn in others.values()),
+            *(partial(fn, a.text) for fn in others.values()),
             partial(trafilatura.extract, a.html),
             partial(full_nlp, a.text),
         ]
@@ -242,16 +252,27 @@ def main() -> int:
     ap.add_argument(
         "--tail-words", type=int, default=None, help="PARSE_TAIL_WORDS (0: whole sentences)"
     )
+    ap.add_argument(
+        "--full-same-ops",
+        action="store_true",
+        help="full parse on the extractor's matrix products, not spaCy's default",
+    )
     args = ap.parse_args()
     if args.tail_words is not None:
         from worker.claims import extraction
 
         extraction.PARSE_TAIL_WORDS = args.tail_words or None
     tmp = tempfile.TemporaryDirectory(prefix="claims-ab-")
-    others = {rev: load_revision(rev, pathlib.Path(tmp.name)) for rev in args.against}
+    others = {rev: load_revision(rev, pathlib.Path(tmp.name), args.model) for rev in args.against}
 
     nlp = load_nlp(args.model)
     full_nlp = spacy.load(args.model)
+    if args.full_same_ops:
+        ops = nlp.get_pipe("parser").model.ops
+        for _name, pipe in full_nlp.components:
+            if isinstance(getattr(pipe, "model", None), Model):
+                for node in pipe.model.walk():
+                    node.ops = ops
     sets: list[tuple[str, list[Article]]] = []
     if args.only in (None, "pages"):
         sets.append(
@@ -284,7 +305,7 @@ def main() -> int:
     warm = sets[0][1][0]
     extract_claims(warm.text, nlp)
     for fn in others.values():
-        fn(warm.text, nlp)
+        fn(warm.text)
     trafilatura.extract(warm.html)
     full_nlp(warm.text)
     for label, arts in sets:

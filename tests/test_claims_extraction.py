@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import spacy
 from spacy.language import Language
 
 from schemas.records import ExtractedClaim
@@ -37,6 +38,26 @@ def test_version_and_cached_model(nlp: Language) -> None:
     assert EXTRACTOR_VERSION
     assert load_nlp(MODEL) is nlp
     assert "ner" not in nlp.pipe_names or "ner" in nlp.disabled
+
+
+def test_pipeline_runs_on_one_blas_thread_and_parses_like_spacys_default(
+    nlp: Language,
+) -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert blas and all(i["num_threads"] == 1 for i in blas)
+    nodes = [node for _, pipe in nlp.components for node in pipe.model.walk()]
+    assert nodes and not any(node.ops.use_blis for node in nodes)
+    default = spacy.load(MODEL, exclude=["ner", "tagger", "lemmatizer", "attribute_ruler"])
+    assert all(node.ops.use_blis for _, pipe in default.components for node in pipe.model.walk())
+    texts = [
+        "The harbour master said that the ferry had been delayed by fog near the pier.",
+        "“We will not sell the mill,” the owner told workers, who had gathered outside.",
+        "Short one.",
+    ]
+    ours = [[(t.dep_, t.head.i) for t in doc] for doc in nlp.pipe(texts)]
+    theirs = [[(t.dep_, t.head.i) for t in doc] for doc in default.pipe(texts)]
+    assert ours == theirs
 
 
 def test_direct_quote_with_said(nlp: Language) -> None:
