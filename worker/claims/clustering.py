@@ -150,20 +150,134 @@ _STOP = {
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?|\d+", re.UNICODE)
 
 
+# A capitalized run holding one of these words names a body, not a person: the whole
+# name is its key ("Health Ministry" and "Interior Ministry" must not both be "ministry").
+_BODIES = {
+    "ministry",
+    "department",
+    "office",
+    "government",
+    "party",
+    "council",
+    "commission",
+    "committee",
+    "agency",
+    "police",
+    "army",
+    "court",
+    "union",
+    "bank",
+    "company",
+    "corporation",
+    "corp",
+    "inc",
+    "ltd",
+    "group",
+    "association",
+    "institute",
+    "university",
+    "authority",
+    "service",
+    "board",
+    "federation",
+    "organization",
+    "organisation",
+    "administration",
+    "campaign",
+    "embassy",
+    "parliament",
+    "senate",
+    "congress",
+    "house",
+    "cabinet",
+    "assembly",
+    "coalition",
+    "foundation",
+    "fund",
+    "center",
+    "centre",
+    "forces",
+    "command",
+    "bureau",
+    "network",
+    "news",
+    "times",
+    "post",
+    "press",
+    "secretariat",
+    "kremlin",
+    "pentagon",
+}
+# What a person's possessive may head and still be that person's words ("Holub's
+# statement"); "Novak's spokesman" is someone else.
+_UTTERANCES = {
+    "statement",
+    "remarks",
+    "comments",
+    "words",
+    "letter",
+    "speech",
+    "testimony",
+    "interview",
+    "message",
+    "post",
+    "tweet",
+    "claim",
+    "claims",
+    "announcement",
+}
+
+
+def _plain(word: str) -> str:
+    w = word.lower()
+    return w[:-2] if w.endswith(("'s", "’s")) else w
+
+
 def speaker_key(speaker: str) -> str:
-    """``Health Minister Maria Novak`` -> ``novak``; ``the Health Ministry`` ->
-    ``health ministry``; empty for unknown speakers."""
+    """The part of a speaker that names them across articles and outlets.
+
+    A person is their surname, whatever precedes or follows it: ``Health Minister Maria
+    Novak``, ``health minister Maria Novak``, ``Opposition leader Maria Novak``, ``Novak,
+    the minister``, ``Novak's statement`` -> ``novak``. A body is its whole name without
+    articles: ``the Health Ministry`` and ``Health Ministry`` -> ``health ministry`` (and
+    ``Interior Ministry`` -> ``interior ministry``, another speaker). A description
+    without a name keeps its words (``the minister`` -> ``minister``). Empty for an
+    unknown speaker or a bare pronoun."""
     words = [w for w in _WORD.findall(speaker) if w]
     if not words:
         return ""
-    capitalized = [w for w in words if w[:1].isupper()]
-    lowered = [w.lower().strip("'’") for w in words]
-    if capitalized and len(capitalized) == len(words) and len(words) <= 5:
-        names = [w.lower() for w in capitalized if w.lower().rstrip(".") not in _TITLES]
-        if names:
-            last: str = names[-1]
-            return last[:-2] if last.endswith(("'s", "’s")) else last
-    return " ".join(w for w in lowered if w not in _STOP)
+    fallback = " ".join(_plain(w) for w in words if _plain(w) not in _STOP)
+    # Runs of capitalized words (articles and other stop words break a run).
+    runs: list[tuple[int, int]] = []
+    i = 0
+    while i < len(words):
+        if words[i][:1].isupper() and _plain(words[i]) not in _STOP:
+            j = i
+            while j + 1 < len(words) and words[j + 1][:1].isupper():
+                if _plain(words[j + 1]) in _STOP:
+                    break
+                j += 1
+            runs.append((i, j))
+            i = j + 1
+        else:
+            i += 1
+    for a, b in runs:
+        run = [_plain(w) for w in words[a : b + 1]]
+        if any(w in _BODIES for w in run):
+            continue
+        names = [w for w in run if w.rstrip(".") not in _TITLES]
+        if not names:
+            continue
+        if a == 0 and b == 0 and len(words) > 1 and not words[1][:1].isupper():
+            # "Opposition leader ...": a common noun capitalized at the start.
+            nxt = _plain(words[1])
+            if nxt not in _STOP and nxt not in _UTTERANCES:
+                continue
+        possessive = words[b].lower() != run[-1]
+        if possessive and b + 1 < len(words) and _plain(words[b + 1]) not in _UTTERANCES:
+            continue  # a person's possessive heads their words, or someone else
+        return names[-1]
+    return fallback
 
 
 def content_words(content: str) -> set[str]:
