@@ -135,3 +135,71 @@ def test_claims_search_table_and_jsonl(claims_settings: Settings, tmp_path: Path
 
     r = claimwire(["claims", "search", "--speaker", "nobody-by-that-name"], env, ROOT)
     assert r.returncode == 0 and "example" not in r.stdout
+
+
+def test_claims_skips_and_counts_what_it_cannot_read_and_goes_on(tmp_path: Path) -> None:
+    """Non-English files are skipped and counted, an unreadable file does not stop the
+    files after it, a BOM is not part of a speaker, and a directory gives its *.txt."""
+    folder = tmp_path / "texts"
+    (folder / "sub").mkdir(parents=True)
+    latin1 = folder / "a_latin1.txt"
+    latin1.write_bytes("The café owner said that the rent had doubled.\n".encode("latin-1"))
+    bom = folder / "sub" / "b_bom.txt"
+    bom.write_bytes("\ufeffThe ferry captain said that the crossing was closed.\n".encode())
+    german = folder / "c_de.txt"
+    german.write_text("Die Ministerin sagte, dass der Streik im Ausland geplant worden sei.\n")
+    (folder / "notes.md").write_text("The editor said that this file is not read.\n")
+
+    code, rows, err = run_claims(["--jsonl", str(folder)], tmp_path)
+    assert code == 2 and "Traceback" not in err
+    assert f"cannot read {latin1}" in err and "1 of 3 file(s) could not be read" in err
+    assert "skipped 1 of 3 file(s) not in English" in err and str(german) in err
+    (row,) = rows  # the file after the unreadable one was still read; notes.md was not
+    assert row["file"] == str(bom) and row["speaker"] == "The ferry captain"
+    as_read = bom.read_text(encoding="utf-8")  # the BOM is character 0 of the text
+    assert as_read[int(row["start"]) : int(row["end"])] == row["text"]
+    assert "\ufeff" not in str(row["sentence"])
+
+
+def test_claims_model_setting_naming_something_else_is_one_line(tmp_path: Path) -> None:
+    f = tmp_path / "a.txt"
+    f.write_text("The harbour master said that the ferry had been delayed by fog.\n")
+    # an installed package that is not a spaCy pipeline
+    code, rows, err = run_claims([str(f)], tmp_path, SPACY_MODEL="pytest")
+    assert code == 2 and rows == []
+    assert "cannot load spaCy model 'pytest' (CLAIMWIRE_SPACY_MODEL)" in err
+    assert "internal error" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_claims_cluster_shows_first_seen_counts_and_members_in_time_order(
+    claims_settings: Settings,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    s = claims_settings
+    _fill(s)
+    env = cli_env(tmp_path, DATABASE_URL=s.effective_database_url)
+    env["COLUMNS"] = "220"
+    r = claimwire(
+        ["claims", "search", "--speaker", "novak", "--text", "agitators", "--jsonl"], env, ROOT
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    (cluster_id,) = {json.loads(line)["cluster_id"] for line in r.stdout.splitlines()}
+    first_seen = json.loads(r.stdout.splitlines()[0])["cluster_first_seen"]
+    assert first_seen == (T + timedelta(hours=1)).isoformat()  # the wire's, published first
+
+    r = claimwire(["claims", "cluster", str(cluster_id), "--jsonl"], env, ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout)
+    assert report["first_seen_at"] == first_seen and report["first_outlet"] == "wire.example"
+    assert (report["n_articles"], report["n_outlets"]) == (2, 2)
+    assert [m["outlet"] for m in report["members"]] == ["wire.example", "herald.example"]
+
+    r = claimwire(["claims", "cluster", str(cluster_id)], env, ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "2 article(s) in 2 outlet(s)" in r.stdout and "first seen" in r.stdout
+    lines = [line for line in r.stdout.splitlines() if line.startswith("│")]
+    assert len(lines) == 2, r.stdout
+    assert "wire.example" in lines[0] and "herald.example" in lines[1]
+
+    r = claimwire(["claims", "cluster", "999999"], env, ROOT)
+    assert r.returncode == 2 and "no claim cluster 999999" in r.stderr

@@ -53,6 +53,44 @@ def search_claims(
                 "cluster_id": claim.cluster_id,
                 "cluster_articles": cluster.n_articles if cluster else 1,
                 "cluster_outlets": cluster.n_outlets if cluster else 1,
+                "cluster_first_seen": (
+                    cluster.first_seen_at.isoformat() if cluster and cluster.first_seen_at else None
+                ),
             }
         )
     return rows
+
+
+def cluster_report(session: Session, cluster_id: int) -> dict[str, Any] | None:
+    """One cluster as users ask about it: who, first seen where and when, how many
+    articles and outlets, and every article repeating it in time order (copies found by
+    dedup included). None when there is no such cluster."""
+    from worker.claims.clustering import cluster_members
+
+    cluster = session.get(ClaimCluster, cluster_id)
+    if cluster is None:
+        return None
+    first = session.get(Article, cluster.first_article_id) if cluster.first_article_id else None
+    return {
+        "cluster_id": cluster_id,
+        "speaker": cluster.speaker,
+        "text": cluster.text,
+        "first_seen_at": cluster.first_seen_at.isoformat() if cluster.first_seen_at else None,
+        "first_outlet": first.host if first else None,
+        "first_url": first.url if first else None,
+        "n_articles": cluster.n_articles,
+        "n_outlets": cluster.n_outlets,
+        "members": [
+            {
+                "published_at": m.published_at.isoformat() if m.published_at else None,
+                "outlet": m.host,
+                "url": m.url,
+                "speaker": m.speaker,
+                "text": m.text,
+                "claim_id": m.claim_id,
+                "article_id": m.article_id,
+                "copy": m.copy,
+            }
+            for m in cluster_members(session, cluster_id)
+        ],
+    }

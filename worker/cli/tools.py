@@ -36,38 +36,132 @@ def extract(
         _emit(obj, jsonl)
 
 
+TEXT_SUFFIXES = (".txt",)
+"""Files `claimwire claims` reads from a directory (recursively)."""
+
+
+def _text_files(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    f
+                    for f in path.rglob("*")
+                    if f.is_file() and f.name.lower().endswith(TEXT_SUFFIXES)
+                )
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def _note(message: str) -> None:
+    sys.stderr.write(f"claimwire: {message}\n")
+    sys.stderr.flush()
+
+
 @app.command(context_settings={"allow_extra_args": False})
 def claims(
-    paths: list[str] = typer.Argument(..., help="Text files; or `search` to query stored claims."),
+    paths: list[str] = typer.Argument(
+        ...,
+        help="Text files or directories (their *.txt files); `search` to query stored "
+        "claims; `cluster ID` for one cluster's articles in time order.",
+    ),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per line."),
     speaker: str | None = typer.Option(None, "--speaker", help="search: speaker contains."),
     text: str | None = typer.Option(None, "--text", help="search: words in the claim."),
     since: str | None = typer.Option(None, "--since", help="search: published on or after."),
     limit: int = typer.Option(50, "--limit", help="search: rows shown."),
 ) -> None:
-    """Extract claims from text files (no database), or `claims search` stored ones."""
+    """Extract claims from text files (no database), `claims search` stored ones, or
+    `claims cluster ID` to see where and when one claim was repeated."""
     if paths and paths[0] == "search":
         _claims_search(speaker, text, _parse_date(since, "--since"), limit, jsonl)
         return
-    from worker.claims import extract_claims, load_nlp
+    if paths and paths[0] == "cluster":
+        if len(paths) != 2 or not paths[1].isdigit():
+            raise UserError("usage: claimwire claims cluster ID (a cluster_id of export or search)")
+        _claims_cluster(int(paths[1]), jsonl)
+        return
+    from worker.claims import extract_claims, is_english, load_nlp
+    from worker.claims.extraction import MAX_CLAIM_TEXT
 
     settings = _settings()
     try:
         nlp = load_nlp(settings.spacy_model)
-    except OSError as exc:  # spaCy's "Can't find model ..."
+    except Exception as exc:  # any failure to load the pipeline is the setting's
         raise UserError(
-            f"cannot load spaCy model {settings.spacy_model!r} (CLAIMWIRE_SPACY_MODEL): {exc}"
+            f"cannot load spaCy model {settings.spacy_model!r} (CLAIMWIRE_SPACY_MODEL): "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
-    for p in paths:
-        path = Path(p)
+    files = _text_files(paths)
+    if not files:
+        raise UserError("no text files (*.txt) in " + ", ".join(paths))
+    unreadable = 0
+    not_english: list[str] = []
+    for path in files:
         try:
             # bytes decoded as they are: no newline translation, so start/end index
             # the file's text exactly (CRLF files included)
             content = path.read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read {p}: {exc}") from exc
-        for c in extract_claims(content, nlp):
-            _emit({"file": str(path), **c.model_dump()}, jsonl)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            _note(f"error: cannot read {path}: {why}")
+            unreadable += 1
+            continue
+        # A byte-order mark is character 0 of the text as read, never part of a speaker.
+        skip = 1 if content.startswith("\ufeff") else 0
+        body = content[skip:]
+        if body.strip() and not is_english(body[:MAX_CLAIM_TEXT]):
+            not_english.append(str(path))
+            continue
+        if len(body) > MAX_CLAIM_TEXT:
+            _note(f"{path}: only the first {MAX_CLAIM_TEXT:,} characters are read for claims")
+        for c in extract_claims(body, nlp):
+            row = c.model_dump()
+            row["start"] += skip
+            row["end"] += skip
+            _emit({"file": str(path), **row}, jsonl)
+    if not_english:
+        shown = ", ".join(not_english[:5]) + (" ..." if len(not_english) > 5 else "")
+        _note(
+            f"skipped {len(not_english)} of {len(files)} file(s) not in English "
+            f"(claims are extracted from English only): {shown}"
+        )
+    if unreadable:
+        raise UserError(f"{unreadable} of {len(files)} file(s) could not be read (see above)")
+
+
+def _claims_cluster(cluster_id: int, jsonl: bool) -> None:
+    from worker.claims.search import cluster_report
+    from worker.db import unit_of_work
+
+    _db()
+    with unit_of_work() as s:
+        report = cluster_report(s, cluster_id)
+    if report is None:
+        raise UserError(f"no claim cluster {cluster_id}")
+    if jsonl:
+        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+        return
+    first = report["first_seen_at"] or "unknown"
+    out.print(
+        f"cluster {cluster_id}: {report['speaker']} — {report['n_articles']} article(s) "
+        f"in {report['n_outlets']} outlet(s); first seen {first} "
+        f"({report['first_outlet'] or '?'}: {report['first_url'] or '?'})"
+    )
+    table = Table("date", "outlet", "speaker", "claim", "url")
+    for m in report["members"]:
+        table.add_row(
+            str(m["published_at"] or "")[:16].replace("T", " "),
+            str(m["outlet"]) + (" (copy)" if m["copy"] else ""),
+            str(m["speaker"]),
+            str(m["text"])[:120],
+            str(m["url"]),
+        )
+    out.print(table)
 
 
 def _claims_search(
@@ -83,7 +177,7 @@ def _claims_search(
         for r in rows:
             sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
         return
-    table = Table("date", "outlet", "speaker", "claim", "cluster", "outlets")
+    table = Table("date", "outlet", "speaker", "claim", "cluster", "outlets", "first seen")
     for r in rows:
         table.add_row(
             str(r["published_at"] or "")[:10],
@@ -92,5 +186,6 @@ def _claims_search(
             str(r["text"])[:120],
             str(r["cluster_id"] or ""),
             str(r["cluster_outlets"]),
+            str(r["cluster_first_seen"] or "")[:10],
         )
     out.print(table)
