@@ -231,6 +231,20 @@ def test_redirects_within_the_cap_are_followed(eager: Any, server: LocalServer) 
     assert "Paragraph 3 about the redirected" in a["text"]
 
 
+@pytest.mark.parametrize("status", [301, 302, 307])
+def test_redirect_without_location_is_a_recorded_failure(
+    eager: Any, server: LocalServer, status: int
+) -> None:
+    """Nothing to follow: the empty body of the redirect must not go on as the page (it
+    ended "processed" with "no text extracted")."""
+    eager()
+    server.routes["/moved"] = Reply(status, b"")
+    a = fetch(server.url("/moved"))
+    assert_final(a, "failed", f"HTTP {status} redirect without a Location header")
+    assert a["raw_sha256"] is None and a["attempts"] == 0
+    assert server.hits["/moved"] == 1
+
+
 @pytest.mark.parametrize("status", [404, 410, 451])
 def test_permanent_statuses_are_recorded_not_retried(
     eager: Any, server: LocalServer, status: int

@@ -72,20 +72,27 @@ class Response:
         return _media_type(self.headers)
 
 
+MAX_RETRY_AFTER = 7 * 86_400.0
+"""The longest ``Retry-After`` honoured (a week, as polling's cap on a feed's hints): a
+server answering ``Retry-After: 999999999`` would otherwise close its host to every feed
+and page for decades, and park each article's retry as long."""
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait according to a ``Retry-After`` header (delta or HTTP date)."""
+    """Seconds to wait according to a ``Retry-After`` header (delta or HTTP date), at
+    most :data:`MAX_RETRY_AFTER`."""
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(MAX_RETRY_AFTER, max(0.0, (when - (now or datetime.now(UTC))).total_seconds()))
 
 
 class _Decoder:
@@ -181,7 +188,17 @@ class HttpClient:
             _check_scheme(current)
             with deadline(ends):
                 resp = self._get_one(current, headers or {}, limit, ends, accept_type)
-            if resp.status in (301, 302, 303, 307, 308) and "location" in resp.headers:
+            if (
+                resp.status in (301, 302, 303, 307, 308)
+                and not resp.headers.get("location", "").strip()
+            ):
+                # Nothing to follow: without this, an empty body went on as the page.
+                raise FetchError(
+                    f"HTTP {resp.status} redirect without a Location header",
+                    transient=False,
+                    status=resp.status,
+                )
+            if resp.status in (301, 302, 303, 307, 308):
                 target = urljoin(current, resp.headers["location"].strip())
                 hops.append(current)
                 if target in hops or target == current:

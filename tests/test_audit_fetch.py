@@ -1,0 +1,93 @@
+"""Audit of issue 4 from a user's seat: what `claimwire extract URL` reports, and how
+far a server's Retry-After can push claimwire back. Real local servers, no mocks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from tests.conftest import claimwire, cli_env
+from tests.support.server import LocalServer, Reply
+from worker.http import MAX_RETRY_AFTER, FetchError, parse_retry_after
+
+PAGE = (
+    "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Ferry news</title>"
+    "</head><body><article><h1>Ferry news</h1>"
+    + "<p>The ferry between the two islands will run twice a day from May, the harbour "
+    "office announced on Tuesday, after a winter of cancelled crossings.</p>"
+    * 4
+    + "</article></body></html>"
+).encode()
+
+
+def test_extract_url_that_is_not_html_says_so(tmp_path: Path, server: LocalServer) -> None:
+    """A PDF or JSON URL gave an object with empty text and no error: the user could not
+    tell a non-HTML page from a page without text."""
+    server.routes["/report.pdf"] = Reply(body=b"%PDF-1.4 " * 1000, content_type="application/pdf")
+    server.routes["/api"] = Reply(body=b'{"a": 1}', content_type="application/json")
+    server.routes["/story"] = Reply(body=PAGE)
+    env = cli_env(tmp_path, ALLOW_PRIVATE_NETWORKS="true")
+    urls = [server.url("/report.pdf"), server.url("/api"), server.url("/story")]
+    r = claimwire(["extract", *urls, "--jsonl"], env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    pdf, api, story = (json.loads(line) for line in r.stdout.splitlines())
+    assert pdf["error"] == "FetchError: not HTML: content type application/pdf"
+    assert api["error"] == "FetchError: not HTML: content type application/json"
+    assert "error" not in story and "twice a day" in story["text"]
+
+
+def test_extract_empty_directory_is_mentioned(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a page")
+    r = claimwire(["extract", str(empty), "--jsonl"], cli_env(tmp_path), tmp_path)
+    assert r.returncode == 0 and r.stdout == ""
+    assert f"{empty}: no pages in this directory" in r.stderr
+
+
+def test_retry_after_is_capped() -> None:
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("999999999") == MAX_RETRY_AFTER
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT") == MAX_RETRY_AFTER
+    assert parse_retry_after("soon") is None
+
+
+def test_absurd_retry_after_on_an_article_backs_its_host_off_a_week_at_most(
+    configure: Any, server: LocalServer
+) -> None:
+    """A page answering 429 with Retry-After: 999999999 closed its host for 31 years (and
+    parked the article's retry as long)."""
+    settings = configure()
+    from schemas.models import Article
+    from worker import runtime
+    from worker.db import get_engine, init_db
+    from worker.fetching import fetch_article
+    from worker.politeness import HostBusy
+    from worker.urls import host_of, url_hash
+
+    init_db()
+    server.routes["/busy"] = Reply(429, b"later", headers={"Retry-After": "999999999"})
+    url = server.url("/busy")
+    with Session(get_engine(settings)) as s:
+        a = Article(url=url, url_hash=url_hash(url), host=host_of(url))
+        s.add(a)
+        s.flush()
+        assert a.id is not None
+        limiter = runtime.host_limiter()
+        try:
+            fetch_article(s, a.id, runtime.http_client(), limiter, runtime.archive(), settings)
+        except FetchError as exc:
+            assert exc.transient and exc.status == 429
+            assert exc.retry_after == MAX_RETRY_AFTER
+        else:
+            raise AssertionError("a 429 must raise a transient FetchError")
+    try:
+        with limiter.slot(host_of(url)):
+            pass
+    except HostBusy as busy:
+        assert MAX_RETRY_AFTER - 60 <= busy.retry_after <= MAX_RETRY_AFTER
+    else:
+        raise AssertionError("the host must be backed off")
