@@ -289,6 +289,8 @@ def test_speaker_key_is_the_surname_whatever_surrounds_it() -> None:
     assert {speaker_key(s) for s in novak} == {"novak"}
     assert speaker_key("Health Ministry") == speaker_key("the Health Ministry")
     assert speaker_key("Health Ministry") != speaker_key("Interior Ministry")
+    assert speaker_key("a statement from the Health Ministry") == "health ministry"
+    assert speaker_key("The ministry's statement") == speaker_key("the ministry") == "ministry"
     assert speaker_key("The finance minister") == "finance minister"
     assert speaker_key("Maria Novak's spokesman") != "novak"  # someone else speaking
     assert speaker_key("She") == ""

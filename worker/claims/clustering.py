@@ -239,14 +239,19 @@ def speaker_key(speaker: str) -> str:
     A person is their surname, whatever precedes or follows it: ``Health Minister Maria
     Novak``, ``health minister Maria Novak``, ``Opposition leader Maria Novak``, ``Novak,
     the minister``, ``Novak's statement`` -> ``novak``. A body is its whole name without
-    articles: ``the Health Ministry`` and ``Health Ministry`` -> ``health ministry`` (and
-    ``Interior Ministry`` -> ``interior ministry``, another speaker). A description
+    articles: ``the Health Ministry``, ``Health Ministry``, ``a statement from the Health
+    Ministry`` -> ``health ministry`` (and ``Interior Ministry`` -> ``interior ministry``,
+    another speaker); a person named in the speaker wins over a body (``Civic Party
+    leader Maria Novak`` -> ``novak``). A description
     without a name keeps its words (``the minister`` -> ``minister``). Empty for an
     unknown speaker or a bare pronoun."""
     words = [w for w in _WORD.findall(speaker) if w]
     if not words:
         return ""
-    fallback = " ".join(_plain(w) for w in words if _plain(w) not in _STOP)
+    plain = [_plain(w) for w in words if _plain(w) not in _STOP]
+    # "the ministry's statement" is the ministry
+    fallback = " ".join([w for w in plain if w not in _UTTERANCES] or plain)
+    body: str | None = None
     # Runs of capitalized words (articles and other stop words break a run).
     runs: list[tuple[int, int]] = []
     i = 0
@@ -264,6 +269,7 @@ def speaker_key(speaker: str) -> str:
     for a, b in runs:
         run = [_plain(w) for w in words[a : b + 1]]
         if any(w in _BODIES for w in run):
+            body = body or " ".join(run)
             continue
         names = [w for w in run if w.rstrip(".") not in _TITLES]
         if not names:
@@ -277,7 +283,8 @@ def speaker_key(speaker: str) -> str:
         if possessive and b + 1 < len(words) and _plain(words[b + 1]) not in _UTTERANCES:
             continue  # a person's possessive heads their words, or someone else
         return names[-1]
-    return fallback
+    # "a statement from the Health Ministry", "spokesman for the Health Ministry": the body
+    return body or fallback
 
 
 def content_words(content: str) -> set[str]:
