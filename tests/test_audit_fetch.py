@@ -91,3 +91,43 @@ def test_absurd_retry_after_on_an_article_backs_its_host_off_a_week_at_most(
         assert MAX_RETRY_AFTER - 60 <= busy.retry_after <= MAX_RETRY_AFTER
     else:
         raise AssertionError("the host must be backed off")
+
+
+def test_claims_search_words_are_literal_not_like_wildcards(configure: Any) -> None:
+    """`claims search --text 50%` matched every claim holding "50" (and "_" any
+    character): the user's words went into LIKE unescaped."""
+    settings = configure()
+    from schemas.models import Article, Claim
+    from worker.claims.search import search_claims
+    from worker.db import get_engine, init_db
+    from worker.urls import url_hash
+
+    init_db()
+    texts = ["prices rose 50% in a year", "prices rose 50 cents", "the a_b test failed"]
+    with Session(get_engine(settings)) as s:
+        for i, text in enumerate(texts):
+            url = f"https://paper.example/{i}"
+            a = Article(url=url, url_hash=url_hash(url), host="paper.example")
+            s.add(a)
+            s.flush()
+            assert a.id is not None
+            s.add(
+                Claim(
+                    article_id=a.id,
+                    speaker="The 100% Party",
+                    speaker_resolved="The 100% Party",
+                    verb="say",
+                    kind="indirect",
+                    text=text,
+                    start=0,
+                    end=len(text),
+                    sentence=text,
+                    extractor_version="test",
+                )
+            )
+        s.commit()
+        assert [r["text"] for r in search_claims(s, words="50%")] == [texts[0]]
+        assert [r["text"] for r in search_claims(s, words="a_b")] == [texts[2]]
+        assert search_claims(s, words="rose 50_") == []
+        assert len(search_claims(s, speaker="100%")) == 3
+        assert search_claims(s, speaker="1_0") == []

@@ -25,12 +25,16 @@ def search_claims(
         .outerjoin(ClaimCluster, col(ClaimCluster.id) == Claim.cluster_id)
     )
     if speaker:
-        like = f"%{speaker.lower()}%"
+        # autoescape: "%" and "_" typed by the user are characters, not LIKE wildcards
+        name = speaker.lower()
         query = query.where(
-            or_(func.lower(Claim.speaker).like(like), func.lower(Claim.speaker_resolved).like(like))
+            or_(
+                func.lower(Claim.speaker).contains(name, autoescape=True),
+                func.lower(Claim.speaker_resolved).contains(name, autoescape=True),
+            )
         )
     for word in (words or "").split():
-        query = query.where(func.lower(Claim.text).like(f"%{word.lower()}%"))
+        query = query.where(func.lower(Claim.text).contains(word.lower(), autoescape=True))
     published = func.coalesce(
         Article.published_at, Article.entry_published_at, Article.discovered_at
     )
