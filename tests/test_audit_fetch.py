@@ -93,9 +93,10 @@ def test_absurd_retry_after_on_an_article_backs_its_host_off_a_week_at_most(
         raise AssertionError("the host must be backed off")
 
 
-def test_claims_search_words_are_literal_not_like_wildcards(configure: Any) -> None:
+def test_claims_search_words_are_literal_and_any_case(configure: Any) -> None:
     """`claims search --text 50%` matched every claim holding "50" (and "_" any
-    character): the user's words went into LIKE unescaped."""
+    character): the user's words went into LIKE unescaped. On SQLite, `--speaker
+    özdemir` did not find "Özdemir"."""
     settings = configure()
     from schemas.models import Article, Claim
     from worker.claims.search import search_claims
@@ -114,8 +115,8 @@ def test_claims_search_words_are_literal_not_like_wildcards(configure: Any) -> N
             s.add(
                 Claim(
                     article_id=a.id,
-                    speaker="The 100% Party",
-                    speaker_resolved="The 100% Party",
+                    speaker="Özdemir",
+                    speaker_resolved="The 100% Party of Cem Özdemir",
                     verb="say",
                     kind="indirect",
                     text=text,
@@ -131,3 +132,6 @@ def test_claims_search_words_are_literal_not_like_wildcards(configure: Any) -> N
         assert search_claims(s, words="rose 50_") == []
         assert len(search_claims(s, speaker="100%")) == 3
         assert search_claims(s, speaker="1_0") == []
+        # letters outside ASCII fold too (SQLite's lower() folds ASCII only)
+        assert len(search_claims(s, speaker="özdemir")) == 3
+        assert len(search_claims(s, speaker="ÖZDEMIR")) == 3

@@ -11,6 +11,24 @@ from sqlmodel import Session, col, select
 from schemas.models import Article, Claim, ClaimCluster
 
 
+def _py_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _lower(session: Session) -> Any:
+    """SQL ``lower()`` that folds every letter: SQLite's own folds ASCII only, so
+    ``--speaker Özdemir`` found nobody there (PostgreSQL's follows the database's
+    Unicode locale)."""
+    from worker.db import is_postgres
+
+    if is_postgres(session):
+        return func.lower
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    raw.create_function("claimwire_lower", 1, _py_lower, deterministic=True)
+    return func.claimwire_lower
+
+
 def search_claims(
     session: Session,
     *,
@@ -19,6 +37,7 @@ def search_claims(
     since: datetime | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
+    lower = _lower(session)
     query = (
         select(Claim, Article, ClaimCluster)
         .join(Article, col(Article.id) == Claim.article_id)
@@ -29,12 +48,12 @@ def search_claims(
         name = speaker.lower()
         query = query.where(
             or_(
-                func.lower(Claim.speaker).contains(name, autoescape=True),
-                func.lower(Claim.speaker_resolved).contains(name, autoescape=True),
+                lower(Claim.speaker).contains(name, autoescape=True),
+                lower(Claim.speaker_resolved).contains(name, autoescape=True),
             )
         )
     for word in (words or "").split():
-        query = query.where(func.lower(Claim.text).contains(word.lower(), autoescape=True))
+        query = query.where(lower(Claim.text).contains(word.lower(), autoescape=True))
     published = func.coalesce(
         Article.published_at, Article.entry_published_at, Article.discovered_at
     )
