@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from worker.archive import Archive, ArchiveError, DirectoryArchive
+from worker.archive import Archive, ArchivedPageCorrupt, ArchiveError, DirectoryArchive
 
 PAGE = b"<html><body>" + b"<p>The harbour authority met again on Tuesday.</p>" * 400 + b"</body>"
 
@@ -81,3 +81,25 @@ def test_unwritable_archive_is_a_clear_archive_error(tmp_path: Path) -> None:
     archive = DirectoryArchive(blocker)
     with pytest.raises(ArchiveError, match="cannot write to archive"):
         archive.put(PAGE)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda blob: b"these are not zstandard frames",
+        lambda blob: blob[: len(blob) // 2],
+        lambda blob: zstandard.ZstdCompressor().compress(b"<html>another page</html>"),
+    ],
+    ids=["garbage", "truncated", "other-content"],
+)
+def test_get_of_a_damaged_copy_says_so_and_never_returns_other_bytes(
+    tmp_path: Path, damage: object
+) -> None:
+    """A valid zstandard frame of other bytes came back as the page (frames carry no
+    checksum), and zstd's own errors named no page."""
+    archive = DirectoryArchive(tmp_path)
+    _, key, _ = archive.put(PAGE)
+    path = tmp_path / key
+    path.write_bytes(damage(path.read_bytes()))  # type: ignore[operator]
+    with pytest.raises(ArchivedPageCorrupt, match=key):
+        archive.get(key)

@@ -135,3 +135,45 @@ def test_claims_search_words_are_literal_and_any_case(configure: Any) -> None:
         # letters outside ASCII fold too (SQLite's lower() folds ASCII only)
         assert len(search_claims(s, speaker="özdemir")) == 3
         assert len(search_claims(s, speaker="ÖZDEMIR")) == 3
+
+
+def test_archived_copy_of_other_bytes_is_never_extracted_as_the_page(
+    configure: Any, server: LocalServer
+) -> None:
+    """A stored copy replaced by a valid zstandard frame of other bytes was read back
+    as the page (frames carry no checksum): the article got another page's text. It is
+    now an error naming the page, which the step counts (quarantine, then replay)."""
+    import zstandard
+
+    settings = configure()
+    from schemas.models import Article, ArticleState, RawPage
+    from worker import runtime
+    from worker.archive import ArchivedPageCorrupt
+    from worker.db import get_engine, init_db
+    from worker.fetching import fetch_article
+    from worker.pages import extract_stored_article
+    from worker.urls import host_of, url_hash
+
+    init_db()
+    server.routes["/story"] = Reply(body=PAGE)
+    url = server.url("/story")
+    archive = runtime.archive()
+    with Session(get_engine(settings)) as s:
+        a = Article(url=url, url_hash=url_hash(url), host=host_of(url))
+        s.add(a)
+        s.flush()
+        assert a.id is not None
+        args = (runtime.http_client(), runtime.host_limiter(), archive, settings)
+        assert fetch_article(s, a.id, *args).advanced
+        raw = s.get(RawPage, a.raw_sha256)
+        assert raw is not None
+        other = PAGE.replace(b"twice a day", b"once a week")
+        stored = settings.effective_archive_dir / raw.storage_key
+        stored.write_bytes(zstandard.ZstdCompressor().compress(other))
+        try:
+            extract_stored_article(s, a.id, archive, settings)
+        except ArchivedPageCorrupt as exc:
+            assert raw.storage_key in str(exc) and "SHA-256" in str(exc)
+        else:
+            raise AssertionError("another page's bytes must not be extracted")
+        assert a.state == ArticleState.fetched and a.text is None

@@ -25,13 +25,22 @@ class ArchiveError(Exception):
     """The archive cannot store or read a page (disk full, unwritable directory, ...)."""
 
 
+class ArchivedPageCorrupt(Exception):
+    """The stored copy under a key is not the page it was stored as (not zstandard,
+    truncated, or other bytes than its SHA-256 names). Not an :class:`ArchiveError`: the
+    archive works and this one page is damaged, so the step counts it and quarantines the
+    article with this reason; storing the page again (a replay refetches it once the bad
+    copy is removed) repairs the archive."""
+
+
 class Archive(Protocol):
     def put(self, data: bytes) -> tuple[str, str, int]:
         """Store ``data``; return (sha256, storage key, stored size). Idempotent."""
         ...
 
     def get(self, key: str) -> bytes:
-        """Return the original bytes stored under ``key``."""
+        """Return the original bytes stored under ``key``; :class:`ArchivedPageCorrupt`
+        when the stored copy is damaged."""
         ...
 
 
@@ -88,4 +97,14 @@ class DirectoryArchive:
             raise ArchiveError(
                 f"cannot read {key} from archive {self.root}: {exc.strerror or exc}"
             ) from exc
-        return zstandard.ZstdDecompressor().decompress(blob)
+        try:
+            data = zstandard.ZstdDecompressor().decompress(blob)
+        except zstandard.ZstdError as exc:
+            raise ArchivedPageCorrupt(
+                f"archived page {key} is corrupt ({type(exc).__name__}: {exc})"
+            ) from exc
+        sha = Path(key).name.split(".", 1)[0]
+        if len(sha) == 64 and hashlib.sha256(data).hexdigest() != sha:
+            # a valid frame of other bytes (zstd frames carry no checksum by default)
+            raise ArchivedPageCorrupt(f"archived page {key} does not match its SHA-256")
+        return data
