@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -58,6 +59,25 @@ def test_pipeline_runs_on_one_blas_thread_and_parses_like_spacys_default(
     ours = [[(t.dep_, t.head.i) for t in doc] for doc in nlp.pipe(texts)]
     theirs = [[(t.dep_, t.head.i) for t in doc] for doc in default.pipe(texts)]
     assert ours == theirs
+
+
+def test_without_threadpoolctl_the_pipeline_keeps_blis_and_extracts_the_same(
+    nlp: Language, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.claims import extraction
+
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails
+    fallback = extraction._load_nlp.__wrapped__(MODEL)
+    assert fallback is not nlp
+    nodes = [node for _, pipe in fallback.components for node in pipe.model.walk()]
+    assert nodes and all(node.ops.use_blis for node in nodes)
+    text = (
+        "“We will not sell the mill,” the owner told workers on Monday. The harbour master "
+        "said that the ferry had been delayed by fog near the pier, according to the port."
+    )
+    claims = extract_claims(text, nlp)
+    assert len(claims) >= 2
+    assert extract_claims(text, fallback) == claims
 
 
 def test_direct_quote_with_said(nlp: Language) -> None:
