@@ -203,3 +203,27 @@ def test_claims_cluster_shows_first_seen_counts_and_members_in_time_order(
 
     r = claimwire(["claims", "cluster", "999999"], env, ROOT)
     assert r.returncode == 2 and "no claim cluster 999999" in r.stderr
+
+
+def test_claims_search_limit_is_checked_and_a_cut_is_said(
+    claims_settings: Settings,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """`--limit -1` was an internal error on PostgreSQL (LIMIT must not be negative), and
+    a result cut at the limit looked complete."""
+    s = claims_settings
+    _fill(s)
+    env = cli_env(tmp_path, DATABASE_URL=s.effective_database_url)
+    r = claimwire(["claims", "search", "--limit", "-1"], env, ROOT)
+    assert r.returncode == 2 and "internal error" not in r.stderr
+    assert "--limit" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+    r = claimwire(
+        ["claims", "search", "--text", "steelworks", "--limit", "1", "--jsonl"], env, ROOT
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(r.stdout.splitlines()) == 1
+    assert "showing the newest 1 matching claims; more match" in r.stderr
+
+    r = claimwire(["claims", "search", "--text", "steelworks", "--jsonl"], env, ROOT)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) > 1 and "more match" not in r.stderr

@@ -106,7 +106,7 @@ def claims(
     speaker: str | None = typer.Option(None, "--speaker", help="search: speaker contains."),
     text: str | None = typer.Option(None, "--text", help="search: words in the claim."),
     since: str | None = typer.Option(None, "--since", help="search: published on or after."),
-    limit: int = typer.Option(50, "--limit", help="search: rows shown."),
+    limit: int = typer.Option(50, "--limit", min=1, help="search: rows shown."),
 ) -> None:
     """Extract claims from text files (no database), `claims search` stored ones, or
     `claims cluster ID` to see where and when one claim was repeated."""
@@ -205,7 +205,10 @@ def _claims_search(
 
     _db()
     with unit_of_work() as s:
-        rows = search_claims(s, speaker=speaker, words=words, since=since, limit=limit)
+        rows = search_claims(s, speaker=speaker, words=words, since=since, limit=limit + 1)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        _note(f"showing the newest {limit} matching claims; more match (--limit N shows more)")
     if jsonl:
         for r in rows:
             sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
