@@ -395,3 +395,156 @@ def test_sentence_ends_after_contraction_and_at_a_line_break_after_an_abbreviati
         "11:40 a.m.",
         "The mayor said the bridge would reopen.",
     ]
+
+
+# -- issue 6 audit: appositive speakers, single quotation marks, failures, headlines ---
+
+
+def test_name_in_apposition_to_a_described_speaker_is_the_resolved_speaker(
+    nlp: Language,
+) -> None:
+    text = (
+        '"The depot will close by June," said the transport minister, Lena Orsag, at the '
+        "depot on Friday.\n\n"
+        "The dockers' spokeswoman, Ida Fenwick, insisted that the night shifts would go on "
+        "as before.\n\n"
+        "The transport minister said later that the buses would replace two of the lines."
+    )
+    claims = run(nlp, text)
+    first = only(claims, "depot will close")
+    # the surface speaker stays what the sentence names as the subject; the name in
+    # apposition is who spoke
+    assert first.speaker == "the transport minister"
+    assert first.speaker_resolved == "Lena Orsag"
+    second = only(claims, "night shifts")
+    assert second.speaker == "The dockers' spokeswoman"
+    assert second.speaker_resolved == "Ida Fenwick"
+    # the description is now an alias of the name for the rest of the article
+    third = only(claims, "buses would replace")
+    assert third.speaker == "The transport minister"
+    assert third.speaker_resolved == "Lena Orsag"
+
+
+def test_a_description_in_apposition_to_a_name_does_not_replace_it(nlp: Language) -> None:
+    text = (
+        "Lena Orsag, the transport minister, said that the depot would close by June. "
+        "The transport minister added that two lines would go."
+    )
+    claims = run(nlp, text)
+    assert only(claims, "depot would close").speaker_resolved == "Lena Orsag"
+    assert only(claims, "two lines would go").speaker_resolved == "Lena Orsag"
+
+
+@pytest.mark.parametrize(
+    ("text", "quote"),
+    [
+        ("'We will take the title,' Karel Holub told supporters.", "'We will take the title,'"),
+        (
+            "‘We will take the title this year,’ Karel Holub told supporters in the square.",
+            "‘We will take the title this year,’",
+        ),
+        (
+            "The crowd cheered. 'Nobody gave us a chance,' the coach said afterwards.",
+            "'Nobody gave us a chance,'",
+        ),
+    ],
+)
+def test_single_quotation_marks_are_quotations(nlp: Language, text: str, quote: str) -> None:
+    c = only(run(nlp, text), quote)
+    assert c.text == quote
+    assert c.kind == "direct"
+    assert c.verb in ("tell", "say")
+
+
+def test_apostrophes_are_not_quotation_marks(nlp: Language) -> None:
+    from worker.claims.sentences import quote_spans, split_sentences
+
+    text = (
+        "The promoter said fans don't miss the '90s tours, that Jones' car and the "
+        "workers' bus had left, and that rock 'n' roll still sells out for O'Neill."
+    )
+    assert quote_spans(text, split_sentences(text)) == []
+    c = only(run(nlp, text), "fans don't miss")
+    assert c.kind == "indirect"
+    assert c.speaker == "The promoter"
+    assert c.text.endswith("for O'Neill")
+
+
+def test_single_marks_inside_a_double_quotation_belong_to_it() -> None:
+    from worker.claims.sentences import quote_spans, split_sentences
+
+    text = "\"They shouted 'shame on you' at us,\" the driver said. 'Never again,' she added."
+    spans = sorted(quote_spans(text, split_sentences(text)))
+    assert [text[a:b] for a, b in spans] == [
+        "\"They shouted 'shame on you' at us,\"",
+        "'Never again,'",
+    ]
+
+
+def test_a_show_title_after_the_cue_is_not_the_content(nlp: Language) -> None:
+    text = (
+        '"Jobs, jobs, jobs," the senator said on "Morning Report" last month when asked '
+        "what she would do."
+    )
+    claims = run(nlp, text)
+    c = only(claims, "Jobs, jobs")
+    assert c.text == '"Jobs, jobs, jobs,"'
+    assert c.speaker == "the senator"
+    assert not [c for c in claims if "Morning Report" in c.text]
+
+
+def test_a_failing_sentence_is_logged_and_costs_only_that_sentence(
+    nlp: Language, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from structlog.testing import capture_logs
+
+    from worker.claims import extraction
+
+    rules = extraction._Extractor.sentence_claims
+
+    def failing(self: extraction._Extractor, si: int, doc: object) -> None:
+        rules(self, si, doc)  # type: ignore[arg-type]
+        if "harbour" in self.text[self.sentences[si].start : self.sentences[si].end]:
+            raise IndexError("a rule's bug")
+
+    monkeypatch.setattr(extraction._Extractor, "sentence_claims", failing)
+    text = (
+        "The harbour master, who had worked at the port for years, said on Monday that the "
+        "ferry had been delayed by fog. The mayor, who spoke at length, insisted that the "
+        "council would pay for the new bridge."
+    )
+    with capture_logs() as logs:
+        claims = extract_claims(text, nlp)
+    # the failing sentence's claim is dropped, the other sentence's is kept
+    assert [c.speaker for c in claims] == ["The mayor"]
+    assert len(logs) == 1
+    event = logs[0]
+    assert event["event"] == "claims_sentence_failed"
+    assert event["log_level"] == "error"
+    assert event["error_type"] == "IndexError"
+    assert event["article_chars"] == len(text)
+    assert event["sentence"] == 0
+    # no text of the article in the log
+    assert not any(isinstance(v, str) and "harbour" in v for v in event.values())
+
+
+def test_a_failure_outside_the_sentence_rules_is_not_an_article_without_claims(
+    nlp: Language, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.claims import extraction
+
+    def broken(text: str) -> list[object]:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(extraction, "harvest_mentions", broken)
+    with pytest.raises(KeyError):
+        extract_claims("The mayor said that the council would pay for the bridge.", nlp)
+
+
+def test_headline_with_a_non_speech_cue_is_a_claim(nlp: Language) -> None:
+    # PolNeAR annotates such headlines (source, cue "blames", content): kept on purpose
+    text = "Mayor blames river traffic for bridge delay\n\nThe bridge opened in 1970."
+    c = only(run(nlp, text), "river traffic")
+    assert c.speaker == "Mayor"
+    assert c.verb == "blame"
+    assert c.kind == "indirect"

@@ -24,12 +24,16 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+import sys
 import threading
+import traceback
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import spacy
+import structlog
 from spacy.attrs import LOWER
 from spacy.language import Language
 from spacy.strings import get_string_id
@@ -40,9 +44,16 @@ from schemas.records import ClaimKind, ExtractedClaim
 from worker.claims import fastpath
 from worker.claims.cues import CLAUSE_ONLY, NOUN_CUES, VERB_FORMS, has_cue, verb_lemma, wordset
 from worker.claims.sentences import QUOTE_CHARS, quote_spans, split_sentences
-from worker.claims.speakers import PRONOUNS, RELATIVE, Resolver, harvest_mentions
+from worker.claims.speakers import (
+    PRONOUNS,
+    RELATIVE,
+    Resolver,
+    harvest_mentions,
+    is_description,
+    looks_like_name,
+)
 
-EXTRACTOR_VERSION = "rules-3"
+EXTRACTOR_VERSION = "rules-4"
 
 # Pipeline components the rules need; everything else is excluded at load time.
 _KEEP = ("tok2vec", "transformer", "parser")
@@ -71,6 +82,20 @@ _ENGLISH_WORDS = wordset(
     she they not but has had an will would her their which who
     """
 )
+
+
+def _log() -> Any:
+    """The module's logger. Where logging was never configured (``claimwire claims``
+    reads files without the service's setup) structlog would print to stdout, into the
+    ``--jsonl`` output: then the line goes to stderr."""
+    if structlog.is_configured():
+        return structlog.get_logger("claimwire.claims")
+    return structlog.wrap_logger(structlog.PrintLogger(sys.stderr)).bind(logger="claimwire.claims")
+
+
+# What a bug in the rules over one sentence raises; anything else (MemoryError,
+# RecursionError, KeyboardInterrupt...) is not the sentence's and propagates.
+_RULE_ERRORS = (LookupError, ValueError, TypeError, AttributeError, AssertionError)
 
 
 _LOAD_LOCK = threading.Lock()
@@ -164,6 +189,7 @@ class _Raw:
     cue_pos: int
     appos: str | None = None
     antecedent: tuple[str, int] | None = None  # of a relative-pronoun speaker
+    appos_pos: int = -1
 
 
 _DANGLING_CC = re.compile(r"[\s,;]+(?:and|but|or)$", re.IGNORECASE)
@@ -435,7 +461,9 @@ class _Extractor:
                 right = [t for t in rest if t.i > tok.i]
                 side = left if len(left) >= len(right) else right
                 sp = _span_of(
-                    t for t in side if not t.is_punct or t.text in QUOTE_CHARS or t.text == "''"
+                    t
+                    for t in side
+                    if not t.is_punct or t.text in QUOTE_CHARS or t.text in ("''", "'", "‘", "’")
                 )
                 if sp is not None:
                     span = self._reach(si, doc, base + sp[0], base + sp[1])
@@ -486,11 +514,17 @@ class _Extractor:
         s = self.sentences[si]
         after = base + verb.idx + len(verb.text)
         tail = self.text[after : s.end]
-        m = re.match(r"[^\"“:]{0,40}?[:,]?\s*([\"“])", tail)
         colon = re.match(r"[^:]{0,40}?:\s*", tail)
         in_sentence = self.quotes_in(s.start - 1, s.end)
         for qa, qb in in_sentence:
-            if m and qa == after + m.start(1):
+            # a quotation (double or single marks) that opens within 40 characters
+            # ('said on "Meet the Press"' names a show: a quotation after a preposition
+            # is no content)
+            if (
+                after <= qa
+                and _BEFORE_QUOTE_RE.fullmatch(self.text, after, qa)
+                and not _AFTER_PREP_RE.search(self.text, after, qa)
+            ):
                 return qa, qb
         if colon and after + colon.end() < s.end:
             return after + colon.end(), s.end
@@ -575,14 +609,29 @@ class _Extractor:
             antecedent = (self.text[base + ant[0] : base + min(ant[1], limit)], base + ant[0])
         ap = _appos(subj)
         appos = None
+        appos_pos = -1
         if ap is not None:
             aps = _span_of(ap.subtree)
             if aps is not None:
-                appos = self.text[base + aps[0] : base + min(aps[1], limit)].strip(" ,")
+                raw_appos = self.text[base + aps[0] : base + min(aps[1], limit)]
+                appos = raw_appos.strip(" ,")
+                appos_pos = base + aps[0] + len(raw_appos) - len(raw_appos.lstrip(" ,"))
         if kind is None:
             kind = self._kind(a, b)
         self.raw.append(
-            _Raw(speaker, base + s_span[0], lemma, kind, a, b, si, cue_pos, appos, antecedent)
+            _Raw(
+                speaker,
+                base + s_span[0],
+                lemma,
+                kind,
+                a,
+                b,
+                si,
+                cue_pos,
+                appos,
+                antecedent,
+                appos_pos,
+            )
         )
 
     def _kind(self, a: int, b: int) -> ClaimKind:
@@ -692,15 +741,49 @@ class _Extractor:
         a, b = _trim(self.text, fc.start, fc.end)
         speaker = self.text[fc.speaker_start : fc.speaker_end]
         kind = self._kind(a, b)
-        self.raw.append(_Raw(speaker, fc.speaker_start, lemma, kind, a, b, si, fc.speaker_end))
+        raw = _Raw(speaker, fc.speaker_start, lemma, kind, a, b, si, fc.speaker_end)
+        # "said the interior minister, Tomas Beran, in ...": the apposition, as the parse
+        # would give it, for the speaker's resolution
+        m = _FAST_APPOS_RE.match(self.text, fc.speaker_end, s.end)
+        if m is not None and not _inside(m.start(1), quotes):
+            raw.appos, raw.appos_pos = m.group(1), m.start(1)
+        self.raw.append(raw)
         return True
+
+    def _guarded(self, rule: Callable[..., object], si: int, *args: object) -> bool:
+        """``rule(si, *args)``; an exception in it costs this sentence, not the article.
+
+        No exception is expected from the rules: one is a bug of the kind that rules
+        over a parse tree have (``_RULE_ERRORS``: an index or key that is not there, a
+        token or span that is None, an empty sequence, a failed assertion). It is logged
+        at error level (its type, where it was raised, the article's and the sentence's length;
+        never the text), the sentence's claims found so far are dropped, and the other
+        sentences are still read. Returns what the rule returned, False after a failure
+        (a fast path that failed leaves its sentence to the parser).
+        """
+        n_raw = len(self.raw)
+        try:
+            return bool(rule(si, *args))
+        except _RULE_ERRORS as exc:
+            del self.raw[n_raw:]
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            _log().error(
+                "claims_sentence_failed",
+                error_type=type(exc).__name__,
+                where=f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}",
+                rule=getattr(rule, "__name__", "?"),
+                article_chars=len(self.text),
+                sentence=si,
+                sentence_chars=self.sentences[si].end - self.sentences[si].start,
+            )
+            return False
 
     def run(self) -> list[ExtractedClaim]:
         skip = self.headline_colons()
         cand = [i for i in self.candidates() if i not in skip]
         if not cand and not self.raw:
             return []
-        cand = [i for i in cand if not self.fast(i)]
+        cand = [i for i in cand if not self._guarded(self.fast, i)]
         texts = []
         for i in cand:
             s = self.sentences[i]
@@ -715,7 +798,7 @@ class _Extractor:
             with _parse_lock(self.nlp):
                 docs = list(self.nlp.pipe(texts, batch_size=256))
             for si, doc in zip(cand, docs, strict=True):
-                self.sentence_claims(si, doc)
+                self._guarded(self.sentence_claims, si, doc)
         self.raw = _dedupe(self.raw)
         self.orphan_quotes()
         self.raw.sort(key=lambda r: (r.start, r.end))
@@ -724,9 +807,15 @@ class _Extractor:
         for r in sorted(self.raw, key=lambda r: r.cue_pos):
             if r.antecedent is not None:
                 resolved = resolver.resolve(*r.antecedent)
+            elif r.appos and is_description(r.speaker) and looks_like_name(r.appos):
+                # "the interior minister, Tomas Beran, said": the name in apposition is
+                # who spoke; the description becomes an alias of it (the surface
+                # speaker stays the description, as parsed)
+                resolved = resolver.resolve(r.appos, r.appos_pos)
+                resolver.add_alias(r.speaker, resolved)
             else:
                 resolved = resolver.resolve(r.speaker, r.speaker_pos)
-            if r.appos and r.speaker.lower() not in PRONOUNS:
+            if r.appos and r.speaker.lower() not in PRONOUNS and not looks_like_name(r.appos):
                 resolver.add_alias(r.appos, resolved)
             s = self.sentences[r.sent]
             sent_start, sent_end = min(s.start, r.start), max(s.end, r.end)
@@ -746,6 +835,11 @@ class _Extractor:
         return out
 
 
+# What may stand between a cue and the quotation it introduces ("said on Monday, ").
+_BEFORE_QUOTE_RE = re.compile(r"[^\"“:]{0,40}?[:,]?\s*")
+_AFTER_PREP_RE = re.compile(r"\b(?:on|in|at|to|of|for|from|with|by|about)\s*$", re.IGNORECASE)
+# An apposition right after a fast path's speaker: ", Tomas Beran," or ", an economist."
+_FAST_APPOS_RE = re.compile(r",\s([^,;:()“”\"]{2,100}?)(?:,|[.!?]?$)")
 _COLON_LINE_RE = re.compile(
     r"(?:[A-Z]+\s[–—-]\s)?((?:[A-Z][\w.’'-]*)(?:\s(?:[A-Z][\w.’'-]*|of|at|the|and)){0,5}):\s+"
 )
@@ -801,7 +895,7 @@ def extract_claims(text: str, nlp: Language) -> list[ExtractedClaim]:
         return []
     if not is_english(text):
         return []
-    try:
-        return _Extractor(text, nlp).run()
-    except (ValueError, IndexError, KeyError):  # defensive: never fail the pipeline
-        return []
+    # No blanket catch: a failure in one sentence's rules is logged and costs only that
+    # sentence (``_Extractor._guarded``); a failure anywhere else is a bug that must not
+    # look like an article without claims, so it reaches the caller.
+    return _Extractor(text, nlp).run()

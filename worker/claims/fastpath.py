@@ -68,13 +68,13 @@ _ATTRIBUTION = (
 _AFTER_QUOTE_RE = re.compile(rf"{_PEEL}{_ATTRIBUTION}{_PEEL}$")
 _INTERRUPT_RE = re.compile(rf"{_PEEL}{_ATTRIBUTION},?\s*$")
 # Pattern 4, inverted indirect speech: "The talks failed, the admiral said."
-_INVERTED_RE = re.compile(rf"(?P<content>[A-Z“\"].{{11,}}?),\s{_ATTRIBUTION}[.!?]?$", re.DOTALL)
+_INVERTED_RE = re.compile(rf"(?P<content>[A-Z“\"‘'].{{11,}}?),\s{_ATTRIBUTION}[.!?]?$", re.DOTALL)
 # The text before a sentence-final quote, for pattern 3: 'Novak said: "..."'.
 _BEFORE_QUOTE_RE = re.compile(rf"(?P<s1>{_LONG_SPEAKER})\s{_CUE}{_WHEN}[,:]\s*$")
 _PREFIX = r"(?:[A-Z][^,“”\"]{0,60},\s)?"
 _INDIRECT_RE = re.compile(
     rf"{_PREFIX}(?P<s1>{_LONG_SPEAKER}){_MID_APPOS}\s{_CUE}{_WHEN_SHORT}(?:,)?\s"
-    r"(?P<content>(?:that\s)?[A-Za-z“\"].*)$",
+    r"(?P<content>(?:that\s)?[A-Za-z“\"‘'].*)$",
     re.DOTALL,
 )
 _FORBIDDEN_CONTENT = re.compile(r"^(?:to|about|of|for|on|with|in|at|by|as|it|this|so)\b")

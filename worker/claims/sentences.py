@@ -6,7 +6,9 @@ happens before any parse. Offsets always index the text as given.
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from worker.claims.cues import wordset
@@ -19,13 +21,26 @@ _ABBREV = wordset(
     maj messrs pp al d.c a.m p.m u.s.a calif fla mass penn ariz wash va
     """
 )
-_BOUNDARY_RE = re.compile(r"[.!?]+[\"”’')\]]*\s+(?=(?:''|[\"“‘(\[])?[A-Z0-9])|\n\s*")
+_BOUNDARY_RE = re.compile(r"[.!?]+[\"”’')\]]*\s+(?=(?:''|[\"“‘'(\[])?[A-Z0-9])|\n\s*")
 _WORD_BEFORE_RE = re.compile(r"([A-Za-z.]+)\.$")
 MAX_UNIT = 1200
 
 QUOTE_CHARS = '"“”„«»'
 # Two apostrophes ('') stand for a straight double quote in some newswire text.
 _QUOTE_RE = re.compile(r"''|[\"“”„«»]")
+# Single quotation marks (British usage: 'We will win,' she said.), told apart from
+# apostrophes (don't, the '90s, Jones' car, rock 'n' roll, O'Neill) by where they stand:
+# the opening mark starts a word (after a line start, a space or an opening bracket or
+# dash) and is followed by a letter; the closing mark ends a word or follows the
+# punctuation that ends a quotation, and is followed by a space, punctuation or the
+# paragraph end. A word-final "s'" followed by a space and a lower-case word is a plural
+# possessive ("the workers' union"), never a closing mark; the quoted text must hold a
+# word of two letters or more ('n' is no quotation) and stays within one paragraph.
+_SINGLE_MARK_RE = re.compile(r"['‘’]")
+_OPEN_AFTER = "([—–"  # besides whitespace and the paragraph start
+_CLOSE_BEFORE = ".,!?…"  # besides letters and digits
+_CLOSE_AFTER = ".,;:!?)]—–"  # besides whitespace and the paragraph end
+_SINGLE_WORD_RE = re.compile(r"[A-Za-z]{2}")
 
 
 @dataclass(frozen=True)
@@ -122,4 +137,36 @@ def quote_spans(text: str, sentences: list[Sentence]) -> list[tuple[int, int]]:
                 open_at = None
         if open_at is not None and p_end - open_at > 1:
             spans.append((open_at, p_end))
+    if "'" in text or "‘" in text:
+        spans.extend(_single_spans(text, paras.values(), sorted(spans)))
     return spans
+
+
+def _single_spans(
+    text: str, paras: Iterable[tuple[int, int]], double: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Quotations in single marks that overlap no quotation in double marks (a single
+    pair inside a double one is a quotation within the quotation, part of it)."""
+    out: list[tuple[int, int]] = []
+    for p_start, p_end in paras:
+        open_at: int | None = None
+        for m in _SINGLE_MARK_RE.finditer(text, p_start, p_end):
+            i = m.start()
+            prev = text[i - 1] if i > p_start else " "
+            nxt = text[i + 1] if i + 1 < p_end else " "
+            if open_at is None:
+                if m.group(0) != "’" and (prev.isspace() or prev in _OPEN_AFTER) and nxt.isalpha():
+                    open_at = i
+                continue
+            if m.group(0) == "‘" or not (prev.isalnum() or prev in _CLOSE_BEFORE):
+                continue
+            if not (nxt.isspace() or nxt in _CLOSE_AFTER):
+                continue
+            if prev == "s" and nxt.isspace() and text[i + 2 : i + 3].islower():
+                continue  # "the workers' union": a plural possessive
+            if _SINGLE_WORD_RE.search(text, open_at + 1, i):
+                out.append((open_at, i + 1))
+            open_at = None  # 'n' in "rock 'n' roll" holds no word: no quotation
+    starts = [c for c, _ in double]
+    ends = [d for _, d in double]
+    return [(a, b) for a, b in out if bisect.bisect_right(ends, a) >= bisect.bisect_left(starts, b)]

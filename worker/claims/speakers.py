@@ -89,6 +89,33 @@ def harvest_mentions(text: str) -> list[Mention]:
     return out
 
 
+_NAME_RE = re.compile(
+    r"(?:[A-Z][a-z][A-Za-z'’\-]*|[A-Z]\.)"
+    r"(?:\s(?:[A-Z][a-z][A-Za-z'’\-]*|[A-Z]\.|de|van|von|bin|al-[A-Z][a-z]+)){0,3}"
+)
+
+
+def looks_like_name(text: str) -> bool:
+    """A person's name: one to four capitalized words ("Tomas Beran", "J. Dvorak"), none
+    of them a title, a stop word or an organization word ("Monday", "The Ministry")."""
+    if _NAME_RE.fullmatch(text) is None:
+        return False
+    toks = words(text)
+    if toks[0].strip(".") in _STOP_CAPS or is_org(toks):
+        return False
+    return bool(_name_tokens(toks))
+
+
+def is_description(surface: str) -> bool:
+    """A speaker given by role, not by name: the head (last word) is a lower-case noun
+    ("the interior minister", "The union's chairman"), not a pronoun."""
+    parts = surface.split()
+    if not parts or surface.lower() in PRONOUNS or surface.lower() in RELATIVE:
+        return False
+    head = parts[-1]
+    return head.isalpha() and head.islower()
+
+
 def is_org(tokens: list[str]) -> bool:
     return any(t in ORG_WORDS for t in tokens)
 
