@@ -3,7 +3,7 @@
 Usage (from the repo root)::
 
     .venv/bin/python -m bench.extraction_quality [--limit N] [--jobs 2] [--corpora PATH]
-        [--configs NAME,NAME...] [--cv]
+        [--configs NAME,NAME...] [--cv] [--cv-options "BASE;NAME;NAME..."]
 
 Corpora (read in place, never copied: they are copyrighted):
 
@@ -12,8 +12,11 @@ Corpora (read in place, never copied: they are copyrighted):
   ``eval_common.count_item`` does (whitespace-normalized substring test, micro-averaged
   tp/fp/fn/tn over all snippets).
 * ``readability-test-pages/pages/*``: the text of ``expected.html`` (Mozilla Readability's
-  output) is the gold text. **Shingle F1**: both texts are lower-cased and split into words
-  (``\\w+``); the sets of word 4-grams are compared, P = |ours & gold| / |ours|,
+  output) is the gold text. **Shingle F1**: both texts are NFKC-normalized, stripped of
+  invisible format characters (Unicode category Cf: soft hyphen, zero-width joiners, BOM,
+  direction marks; measure v2, settings revision 4 — v1 split words at them and is still
+  shown beside it), lower-cased and split into words (``\\w+``); the sets of word 4-grams
+  are compared, P = |ours & gold| / |ours|,
   R = |ours & gold| / |gold|, F1 per page, then averaged over pages (macro). **News pages** =
   pages whose ``expected-metadata.json`` has a non-null ``byline`` or ``publishedTime``
   (an article with an author or a date: 79 of 130 pages).
@@ -49,6 +52,12 @@ of the trafilatura-eval pages of the half; ties go to the rule that fires least)
 on the other half, both ways; the rule chosen on all pages is reported next to them.
 ``--cv`` also prints paired differences on the news pages (mean, 95 % bootstrap interval,
 pages won/lost by more than 0.001).
+
+``--cv-options "BASE;A;B..."`` does the same for a choice among computed configurations
+(e.g. the teaser-list grid ``TEASER_GRID``, configs ``teasers K/C/S/G+arbiter``): one is
+chosen on each half with the same objective (ties: the baseline, then the option that
+changes fewest pages) and scored on the other half. ``cand: recall-fast`` and
+``cand: justext`` (jusText as trafilatura ships it) are further text-only witnesses.
 
 Results: a markdown table on stdout, and JSON in ``bench/results/`` (gitignored).
 """
@@ -88,6 +97,7 @@ from worker.extract_arbiter import (  # noqa: E402
     agreement,
     readability_text,
 )
+from worker.extract_teasers import TeaserSettings, teaser_units  # noqa: E402
 from worker.extraction import (  # noqa: E402
     DEFAULT_PROFILE,
     EXTRACTOR_VERSION,
@@ -128,8 +138,10 @@ def _run_defaults(html: str, url: str | None) -> Output:
     )
 
 
-def _profile_runner(name: str) -> Callable[[str, str | None], Output]:
-    profile = PROFILES[name]
+def _profile_runner(
+    name: str, profile: Profile | None = None
+) -> Callable[[str, str | None], Output]:
+    profile = profile or PROFILES[name]
 
     def run(html: str, url: str | None) -> Output:
         t0 = time.perf_counter()
@@ -165,7 +177,82 @@ def _run_readability_port(html: str, url: str | None) -> Output:
     return Output(text, None, None, None, (time.perf_counter() - t0) * 1000)
 
 
-CANDIDATES = ("cand: precision-fast", "cand: readability-port")
+TEASER_GRID: list[tuple[int, int, float, float]] = [
+    (min_units, max_chars, share, group)
+    for min_units in (3, 4)
+    for max_chars in (400, 1500)
+    for share in (0.5, 0.8)
+    for group in (0.3, 0.5, 0.8)
+]
+"""Teaser-list rules tried: (min sibling units, max unit chars, link share of a heading,
+share of the parent's text held by the units)."""
+
+
+def teaser_config(rule: tuple[int, int, float, float]) -> str:
+    return "teasers " + "/".join(str(x) for x in rule) + "+arbiter"
+
+
+_PAGE_MEMO: dict[str, Output] = {}
+"""Per page (cleared by ``_work``): balanced+arbiter's output, reused by the teaser grid on
+pages where a rule finds no teaser list (its output is then the same by construction)."""
+
+
+def _teaser_runner(rule: tuple[int, int, float, float]) -> Callable[[str, str | None], Output]:
+    k, c, share, group = rule
+    settings = TeaserSettings(min_units=k, max_chars=c, link_share=share, group_share=group)
+    profile = Profile(teaser_config(rule), arbiter=ArbiterSettings(), teasers=settings)
+    full = _profile_runner(profile.name, profile)
+    base = _profile_runner("balanced+arbiter")
+
+    def run(html: str, url: str | None) -> Output:
+        t0 = time.perf_counter()
+        tree = _parse(html)
+        found = tree is not None and bool(teaser_units(tree, settings))
+        if found:
+            return full(html, url)
+        if "balanced+arbiter" not in _PAGE_MEMO:
+            _PAGE_MEMO["balanced+arbiter"] = base(html, url)
+        o = _PAGE_MEMO["balanced+arbiter"]
+        return Output(o.text, o.title, o.author, o.date, o.ms + (time.perf_counter() - t0) * 1000)
+
+    return run
+
+
+def _run_recall_fast(html: str, url: str | None) -> Output:
+    t0 = time.perf_counter()
+    tree = _parse(html)
+    profile = Profile("recall-fast", favor_recall=True, fast=True)
+    text = (
+        _doc_text(_bare(tree, url, profile, with_metadata=False, now=NOW))
+        if tree is not None
+        else ""
+    )
+    return Output(text, None, None, None, (time.perf_counter() - t0) * 1000)
+
+
+def _run_justext(html: str, url: str | None) -> Output:
+    """jusText as trafilatura ships it (its second fallback), paragraphs one per line."""
+    from trafilatura.external import justext_rescue
+    from trafilatura.settings import Extractor
+
+    t0 = time.perf_counter()
+    tree = _parse(html)
+    text = ""
+    if tree is not None:
+        try:
+            body, _ = justext_rescue(tree, Extractor(url=url))
+            text = "\n".join(" ".join("".join(p.itertext()).split()) for p in body)
+        except Exception:  # a crash is a full miss
+            text = ""
+    return Output(text, None, None, None, (time.perf_counter() - t0) * 1000)
+
+
+CANDIDATES = (
+    "cand: precision-fast",
+    "cand: readability-port",
+    "cand: recall-fast",
+    "cand: justext",
+)
 """Text-only configurations (the arbiter's candidates): metadata is not scored."""
 
 BASE_CONFIGS: dict[str, Callable[[str, str | None], Output]] = {
@@ -173,8 +260,13 @@ BASE_CONFIGS: dict[str, Callable[[str, str | None], Output]] = {
     **{
         name: _profile_runner(name)
         for name in (
+            "balanced+teasers+arbiter",
             "balanced+arbiter",
             "balanced",
+            "balanced+images",
+            "balanced+images+arbiter",
+            "balanced+gallery+arbiter",
+            "balanced+captions+arbiter",
             "precision",
             "recall",
             "fast",
@@ -184,6 +276,9 @@ BASE_CONFIGS: dict[str, Callable[[str, str | None], Output]] = {
     },
     "cand: precision-fast": _run_precision_fast,
     "cand: readability-port": _run_readability_port,
+    "cand: recall-fast": _run_recall_fast,
+    "cand: justext": _run_justext,
+    **{teaser_config(rule): _teaser_runner(rule) for rule in TEASER_GRID},
 }
 
 # ---------------------------------------------------------------- derived variants
@@ -265,15 +360,29 @@ def gold_days(gold: str) -> set[str]:
     return days
 
 
-def shingles(text: str, n: int = 4) -> set[tuple[str, ...]]:
-    words = re.findall(r"\w+", text.lower())
-    if len(words) < n:
-        return {tuple(words)} if words else set()
-    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+_INVISIBLE = {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) == "Cf"}
+"""Format characters (soft hyphen, zero-width space/joiner/non-joiner, BOM, direction
+marks): invisible on a page, yet ``\\w+`` splits a word at them ("netan\u00adyahu")."""
 
 
-def shingle_prf(pred: str, gold: str) -> tuple[float, float, float]:
-    a, b = shingles(pred), shingles(gold)
+def words(text: str, *, v1: bool = False) -> list[str]:
+    """Lower-cased ``\\w+`` words. Measure v2 (default): NFKC first and format characters
+    (Unicode category Cf) removed, the same for gold and every configuration; ``v1=True``
+    is the measure of settings revisions 1-3 (for side-by-side tables)."""
+    if not v1:
+        text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+    return re.findall(r"\w+", text.lower())
+
+
+def shingles(text: str, n: int = 4, *, v1: bool = False) -> set[tuple[str, ...]]:
+    ws = words(text, v1=v1)
+    if len(ws) < n:
+        return {tuple(ws)} if ws else set()
+    return {tuple(ws[i : i + n]) for i in range(len(ws) - n + 1)}
+
+
+def shingle_prf(pred: str, gold: str, *, v1: bool = False) -> tuple[float, float, float]:
+    a, b = shingles(pred, v1=v1), shingles(gold, v1=v1)
     if not a and not b:
         return 1.0, 1.0, 1.0
     if not a or not b:
@@ -334,6 +443,7 @@ def _work(job: tuple[Page, list[str]]) -> tuple[str, str, dict[str, dict[str, An
     body = gzip.decompress(Path(page.path).read_bytes())
     html, _ = decode_html(body, None)
     outs: dict[str, dict[str, Any]] = {}
+    _PAGE_MEMO.clear()
     for name in names:
         fn = BASE_CONFIGS[name]
         try:
@@ -358,6 +468,8 @@ class Acc:
     sh_news: list[float] = field(default_factory=list)
     sh_news_p: list[float] = field(default_factory=list)
     sh_news_r: list[float] = field(default_factory=list)
+    sh_all_v1: list[float] = field(default_factory=list)
+    sh_news_v1: list[float] = field(default_factory=list)
     meta: dict[str, list[bool]] = field(default_factory=dict)
     ms: list[float] = field(default_factory=list)
 
@@ -381,6 +493,8 @@ class Acc:
             "shingle_f1_news": mean(self.sh_news),
             "shingle_p_news": mean(self.sh_news_p),
             "shingle_r_news": mean(self.sh_news_r),
+            "shingle_f1_all_v1": mean(self.sh_all_v1),
+            "shingle_f1_news_v1": mean(self.sh_news_v1),
             "meta": {k: (sum(v) / len(v), len(v)) for k, v in sorted(self.meta.items())},
             "ms_median": statistics.median(ms) if ms else None,
             "ms_p95": ms[min(len(ms) - 1, int(0.95 * len(ms)))] if ms else None,
@@ -412,9 +526,12 @@ def score(pages: list[Page], results: dict[tuple[str, str], dict[str, Output]]) 
                 )
             else:
                 pr, rc, f1 = shingle_prf(o.text, page.gold["text"])
+                f1_v1 = shingle_prf(o.text, page.gold["text"], v1=True)[2]
                 acc.sh_all.append(f1)
+                acc.sh_all_v1.append(f1_v1)
                 if page.news:
                     acc.sh_news.append(f1)
+                    acc.sh_news_v1.append(f1_v1)
                     acc.sh_news_p.append(pr)
                     acc.sh_news_r.append(rc)
                 m = page.gold["meta"]
@@ -537,7 +654,7 @@ def _bootstrap(diffs: list[float], n: int = 2000) -> tuple[float, float]:
 
 def cross_validate(pages: list[Page], outputs: dict[tuple[str, str], dict[str, Output]]) -> str:
     """Markdown: the arbiter's thresholds chosen on one half, scored on the other."""
-    need = ("balanced", *CANDIDATES)
+    need = ("balanced", *CANDIDATES[:2])
     cands = {
         f"{c}:{k}": Cand(o["balanced"], o[CANDIDATES[0]], o[CANDIDATES[1]])
         for (c, k), o in outputs.items()
@@ -587,6 +704,8 @@ def cross_validate(pages: list[Page], outputs: dict[tuple[str, str], dict[str, O
     )
     # Paired differences on the news pages, from the configurations' own outputs.
     pairs = [
+        ("balanced+teasers+arbiter", "balanced+arbiter"),
+        ("balanced+teasers+arbiter", "trafilatura.extract defaults"),
         ("balanced+arbiter", "balanced"),
         ("balanced+arbiter", "trafilatura.extract defaults"),
         ("balanced", "trafilatura.extract defaults"),
@@ -615,6 +734,102 @@ def cross_validate(pages: list[Page], outputs: dict[tuple[str, str], dict[str, O
     return out + "\n\n" + "\n".join(rows)
 
 
+def _option_scores(
+    pages: list[Page], outputs: dict[tuple[str, str], dict[str, Output]], name: str
+) -> dict[str, float]:
+    """Mean shingle F1 (all readability pages, news pages) and snippet F1 of one config."""
+    sh_all: list[float] = []
+    sh_news: list[float] = []
+    tp = fp = fn = 0
+    for page in pages:
+        o = outputs[(page.corpus, page.key)][name]
+        if page.corpus == "teval":
+            a, b, d, _ = count_item(page.gold, o.text)
+            tp, fp, fn = tp + a, fp + b, fn + d
+        else:
+            f1 = shingle_prf(o.text, page.gold["text"])[2]
+            sh_all.append(f1)
+            if page.news:
+                sh_news.append(f1)
+    return {
+        "rdb_all": statistics.fmean(sh_all) if sh_all else 0.0,
+        "news": statistics.fmean(sh_news) if sh_news else 0.0,
+        "snippet_f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
+    }
+
+
+def cross_validate_options(
+    pages: list[Page], outputs: dict[tuple[str, str], dict[str, Output]], options: list[str]
+) -> str:
+    """Markdown: one configuration chosen among ``options`` on one half (by site), scored on
+    the other half, both ways. The objective is the arbiter's: mean shingle F1 of the half's
+    readability pages + snippet F1 of its trafilatura-eval pages; ties go to the baseline
+    ``options[0]``, then to the option that changes the baseline's text on fewest pages."""
+    pages = [p for p in pages if all(n in outputs[(p.corpus, p.key)] for n in options)]
+    base = options[0]
+
+    def changed(ps: list[Page], n: str) -> int:
+        return sum(
+            outputs[(p.corpus, p.key)][n].text != outputs[(p.corpus, p.key)][base].text for p in ps
+        )
+
+    def key(ps: list[Page], scores: dict[str, dict[str, float]], n: str) -> tuple[Any, ...]:
+        sc = scores[n]
+        return round(sc["rdb_all"] + sc["snippet_f1"], 6), n == base, -changed(ps, n)
+
+    lines = [
+        f"| trained on | chosen | held-out half | news shingle F1 ({base} → chosen) | "
+        "all readability | snippet F1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    held_out: dict[str, float] = {}
+    for h in (0, 1):
+        train = [p for p in pages if _half(p) == h]
+        test = [p for p in pages if _half(p) != h]
+        scores = {n: _option_scores(train, outputs, n) for n in options}
+        best = max(options, key=lambda n: key(train, scores, n))
+        b, g = _option_scores(test, outputs, base), _option_scores(test, outputs, best)
+        lines.append(
+            f"| half {h} ({len(train)} pages) | {best} | half {1 - h} ({len(test)} pages, "
+            f"{sum(p.news for p in test)} news) | {b['news']:.4f} → {g['news']:.4f} | "
+            f"{b['rdb_all']:.4f} → {g['rdb_all']:.4f} | "
+            f"{b['snippet_f1']:.4f} → {g['snippet_f1']:.4f} |"
+        )
+        for p in test:
+            if p.news:
+                held_out[p.key] = shingle_prf(
+                    outputs[(p.corpus, p.key)][best].text, p.gold["text"]
+                )[2]
+    scores = {n: _option_scores(pages, outputs, n) for n in options}
+    best = max(options, key=lambda n: key(pages, scores, n))
+    b, g = scores[base], scores[best]
+    lines.append(
+        f"| all ({len(pages)} pages) | {best} | (in-sample) | {b['news']:.4f} → {g['news']:.4f} | "
+        f"{b['rdb_all']:.4f} → {g['rdb_all']:.4f} | {b['snippet_f1']:.4f} → {g['snippet_f1']:.4f} |"
+    )
+    out = "\n".join(lines)
+    if held_out:
+        out += (
+            f"\n\n2-fold held-out shingle F1 on the {len(held_out)} news pages (each page scored "
+            "by the configuration chosen on the other half): "
+            f"**{statistics.fmean(held_out.values()):.4f}**"
+        )
+    rows = [
+        "| option | news shingle F1 | all readability | snippet F1 | half 0 news · half 1 news |",
+        "|---|---|---|---|---|",
+    ]
+    for n in options:
+        sc = scores[n]
+        halves = [
+            _option_scores([p for p in pages if _half(p) == h], outputs, n)["news"] for h in (0, 1)
+        ]
+        rows.append(
+            f"| {n} | {sc['news']:.4f} | {sc['rdb_all']:.4f} | {sc['snippet_f1']:.4f} | "
+            f"{halves[0]:.4f} · {halves[1]:.4f} |"
+        )
+    return out + "\n\n" + "\n".join(rows)
+
+
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
@@ -628,6 +843,7 @@ def table(summaries: dict[str, dict[str, Any]]) -> str:
         "shingle F1 all",
         "shingle F1 news",
         "news P/R",
+        "all · news (v1)",
         "title (ex/len)",
         "author",
         "date",
@@ -654,6 +870,7 @@ def table(summaries: dict[str, dict[str, Any]]) -> str:
                     _fmt(s["shingle_f1_all"]),
                     _fmt(s["shingle_f1_news"]),
                     f"{_fmt(s['shingle_p_news'])}/{_fmt(s['shingle_r_news'])}",
+                    f"{_fmt(s['shingle_f1_all_v1'])} · {_fmt(s['shingle_f1_news_v1'])}",
                     title,
                     both("author"),
                     both("date"),
@@ -686,6 +903,12 @@ def main(argv: list[str] | None = None) -> int:
         "--cv",
         action="store_true",
         help="cross-validate the arbiter's thresholds (needs balanced and the cand: configs)",
+    )
+    ap.add_argument(
+        "--cv-options",
+        default="",
+        help="';'-separated configurations (all computed, the first is the baseline): choose "
+        "one on each half by site, score it on the other half",
     )
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.configs.split(",") if n.strip()] or list(BASE_CONFIGS)
@@ -742,9 +965,16 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(summaries))
     cv_text = cross_validate(pages, results) if args.cv else ""
+    options = [n.strip() for n in args.cv_options.split(";") if n.strip()]
+    if options:
+        opt_text = cross_validate_options(pages, results, options)
+        print("\nconfiguration chosen by 2-fold cross-validation by site:\n")
+        print(opt_text)
     if cv_text:
         print("\narbiter thresholds, 2-fold cross-validation by site:\n")
         print(cv_text)
+    if options:
+        cv_text += "\n\n" + opt_text
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"extraction_quality-{stamp}.json"

@@ -9,7 +9,9 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +29,12 @@ from worker.extract_arbiter import (
     readability_text,
     second_opinion,
     shingles,
+)
+from worker.extract_teasers import (
+    TeaserSettings,
+    linked_headings,
+    teaser_units,
+    without_teasers,
 )
 from worker.extraction import (
     DEFAULT_PROFILE,
@@ -576,3 +584,199 @@ def test_real_pages_where_the_default_pass_keeps_other_stories(name: str) -> Non
     assert containment(default_pass, expected) < 0.5  # mostly not the article
     assert containment(ours, expected) >= 0.9  # precision
     assert containment(expected, ours) >= 0.8  # recall
+
+
+# ------------------------------------------------------- teaser lists (extract_teasers)
+
+STORIES = [
+    ("Harbour pilots strike for a second day", "/news/2024/pilots-strike"),
+    ("Fish market moves to the old customs house", "/news/2024/fish-market"),
+    ("Ferry timetable changes for the winter", "/news/2024/ferry-winter"),
+    ("Record catch of sardines in the bay", "/news/2024/sardines"),
+]
+
+
+def page_with_teaser_list(*, kicker: str = "", article_paragraphs: bool = True) -> str:
+    """An article and, in the same container, a list of other stories: each a linked
+    headline (optionally after a kicker) and a one-line summary."""
+    body = "".join(f"<p>{p}</p>" for p in PARAGRAPHS) if article_paragraphs else ""
+    items = "".join(
+        f'<div class="story"><h3>{kicker}<a href="{href}">{title}</a></h3><p>{summary}</p></div>'
+        for (title, href), summary in zip(STORIES, TEASERS, strict=False)
+    )
+    return (
+        '<html lang="en"><head><title>Lighthouse to be restored</title></head><body>'
+        '<nav><a href="/">Home</a></nav><div class="main"><div class="content">'
+        f"<h1>Lighthouse to be restored</h1>{body}"
+        f'<div class="group"><h2>More from the harbour</h2>{items}</div>'
+        "</div></div><footer>Porto Daily</footer></body></html>"
+    )
+
+
+TEASER_RULE = TeaserSettings(min_units=3, max_chars=400, link_share=0.5, group_share=0.5)
+
+
+@pytest.mark.parametrize("kicker", ["", "<span>Local</span> "], ids=["plain", "kicker"])
+def test_teaser_list_next_to_the_article_is_removed(kicker: str) -> None:
+    """trafilatura keeps the summaries of the other stories (they share the article's
+    container); with the teaser rule the text is the article alone."""
+    html = page_with_teaser_list(kicker=kicker)
+    default_pass = extract_page(html, URL, now=NOW, profile=PROFILES["balanced"]).text
+    assert any(t in default_pass for t in TEASERS[:4])  # the failure the rule is for
+    assert len(teaser_units(_parse(html), TEASER_RULE)) == 4  # type: ignore[arg-type]
+    assert DEFAULT_PROFILE.teasers is not None  # production removes teaser lists
+    text = extract_page(html, URL, now=NOW).text
+    assert all(p in text for p in PARAGRAPHS)
+    assert not any(t in text for t in TEASERS)
+    assert not any(title in text for title, _ in STORIES)
+
+
+def test_metadata_comes_from_the_page_as_it_is() -> None:
+    """The text comes from the page without its teaser list, the metadata from the whole
+    page: here the only dates are in the teasers, and the date found is the one found
+    without the rule."""
+    stamps = iter(range(1, 9))
+    html = re.sub(
+        '<div class="story">',
+        lambda _: (
+            f'<div class="story"><time datetime="2023-02-0{next(stamps)}T10:00:00Z">2023</time>'
+        ),
+        page_with_teaser_list(),
+    )
+    tree = _parse(html)
+    assert tree is not None
+    pruned = without_teasers(tree, TeaserSettings())
+    assert pruned is not tree and next(pruned.iter("time"), None) is None
+    plain = extract_page(html, URL, now=NOW, profile=PROFILES["balanced+arbiter"])
+    page = extract_page(html, URL, now=NOW)
+    assert plain.published_at is not None
+    assert page.published_at == plain.published_at
+    assert (page.title, page.author, page.sitename) == (plain.title, plain.author, plain.sitename)
+    assert page.text != plain.text  # the text did change
+
+
+def test_too_few_teasers_or_long_units_are_not_a_list() -> None:
+    tree = _parse(page_with_teaser_list())
+    assert tree is not None
+    assert teaser_units(tree, replace(TEASER_RULE, min_units=5)) == []
+    assert teaser_units(tree, replace(TEASER_RULE, max_chars=100)) == []
+    # a kicker takes more than a fifth of the heading: not a link at a share of 0.8
+    kicked = _parse(page_with_teaser_list(kicker="<span>Local news from the harbour</span> "))
+    assert kicked is not None
+    assert teaser_units(kicked, replace(TEASER_RULE, link_share=0.8)) == []
+    assert len(teaser_units(kicked, TEASER_RULE)) == 4
+
+
+def test_one_linked_heading_in_an_article_is_kept() -> None:
+    html = article().replace(
+        f"<p>{PARAGRAPHS[2]}</p>",
+        '<h2><a href="/reports/lighthouse.pdf">The engineers report</a></h2>'
+        f"<p>{PARAGRAPHS[2]}</p>",
+    )
+    tree = _parse(html)
+    assert tree is not None
+    assert len(linked_headings(tree)) == 1
+    assert teaser_units(tree, TEASER_RULE) == []
+    assert without_teasers(tree, TEASER_RULE) is tree
+
+
+def test_linked_item_titles_between_paragraphs_are_not_a_teaser_list() -> None:
+    """A listicle: each item's title links to the thing reviewed, and the item's text
+    follows as paragraphs in the same container. The titles are a small share of that
+    container, so nothing is removed; links to places in the page are never stories."""
+    items = "".join(
+        f'<h3><a href="https://shop.example.org/{n}">{title}</a></h3><p>{text}</p>'
+        for n, ((title, _), text) in enumerate(zip(STORIES, PARAGRAPHS, strict=False))
+    )
+    listicle = (
+        "<html><body><article><h1>Four things to do at the harbour</h1>"
+        f"<div class='body'>{items}</div></article></body></html>"
+    )
+    tree = _parse(listicle)
+    assert tree is not None
+    assert len(linked_headings(tree)) == 4
+    assert teaser_units(tree, TEASER_RULE) == []
+    assert teaser_units(tree, replace(TEASER_RULE, group_share=0.1)) != []  # the guard
+    text = extract_page(listicle, URL, now=NOW).text
+    assert all(title in text for title, _ in STORIES)
+    toc = page_with_teaser_list().replace('href="/news/2024/', 'href="#')
+    toc_tree = _parse(toc)
+    assert toc_tree is not None
+    assert linked_headings(toc_tree) == []
+
+
+def test_a_page_that_is_only_a_list_of_stories_keeps_its_text() -> None:
+    """A section front: removing the teasers would leave nothing, so it is extracted as it
+    is (the same text as without the rule)."""
+    html = page_with_teaser_list(article_paragraphs=False)
+    tree = _parse(html)
+    assert tree is not None and len(teaser_units(tree, TEASER_RULE)) == 4
+    plain = extract_page(html, URL, now=NOW, profile=PROFILES["balanced+arbiter"]).text
+    assert plain  # trafilatura finds the summaries
+    assert extract_page(html, URL, now=NOW).text == plain
+
+
+def test_teaser_units_never_hold_the_headline() -> None:
+    """The first story sits in the block of the h1: its unit stops below that block (the
+    headline stays); the three others are removed."""
+    (t1, h1), *rest = STORIES
+    others = "".join(f'<div><h3><a href="{h}">{t}</a></h3></div>' for t, h in rest)
+    html = (
+        "<html><body><div class='top'><div><h1>Lighthouse to be restored</h1>"
+        f'<h3><a href="{h1}">{t1}</a></h3></div>{others}</div>'
+        f"<div>{''.join(f'<p>{p}</p>' for p in PARAGRAPHS)}</div></body></html>"
+    )
+    tree = _parse(html)
+    assert tree is not None
+    units = teaser_units(tree, TEASER_RULE)
+    assert [u.tag for u in units] == ["div"] * 3
+    assert all(u.find(".//h1") is None for u in units)
+    pruned = without_teasers(tree, TEASER_RULE)
+    assert pruned is not tree
+    assert pruned.find(".//h1") is not None
+    assert [h.text_content() for h in pruned.iter("h3")] == [t1]
+    assert len(list(tree.iter("h3"))) == 4  # the page itself is not changed
+
+
+# --------------------------------------------------------------- captions and images
+
+CAPTION = "Stonemasons inspecting the granite base of the tower in May. Photo: Ana Costa"
+
+
+def page_with_figure() -> str:
+    return article().replace(
+        f"<p>{PARAGRAPHS[2]}</p>",
+        '<figure><img src="/img/lighthouse.jpg" alt="The lighthouse at dusk">'
+        f"<figcaption>{CAPTION}</figcaption></figure><p>{PARAGRAPHS[2]}</p>",
+    )
+
+
+def test_figure_captions_as_paragraphs() -> None:
+    html = page_with_figure()
+    assert CAPTION not in extract_page(html, URL, now=NOW, profile=PROFILES["balanced"]).text
+    text = extract_page(html, URL, now=NOW, profile=PROFILES["balanced+captions+arbiter"]).text
+    lines = text.split("\n")
+    assert lines.index(CAPTION) == lines.index(PARAGRAPHS[1]) + 1  # where the figure was
+    assert "lighthouse.jpg" not in text and "at dusk" not in text
+    assert all(p in text for p in PARAGRAPHS)
+
+
+def test_include_images_keeps_no_image_markup() -> None:
+    html = page_with_figure()
+    text = extract_page(html, URL, now=NOW, profile=PROFILES["balanced+images"]).text
+    assert "lighthouse.jpg" not in text and "![" not in text
+    assert all(p in text for p in PARAGRAPHS)
+
+
+def test_benchmark_words_ignore_invisible_format_characters() -> None:
+    """Measure v2 of bench.extraction_quality: a soft hyphen, a zero-width joiner or a BOM
+    inside a word does not split it (a reader sees one word); v1 did."""
+    from bench.extraction_quality import shingle_prf, words
+
+    gold = "The prime minister Netan\u00adyahu said on Tues\u200dday that the \ufeffvote is off."
+    ours = "The prime minister Netanyahu said on Tuesday that the vote is off."
+    assert words(gold) == words(ours)
+    assert "netan" in words(gold, v1=True)
+    assert shingle_prf(ours, gold) == (1.0, 1.0, 1.0)
+    assert shingle_prf(ours, gold, v1=True)[2] < 0.7
+    assert words("ﬁne ＡＢＣ") == ["fine", "abc"]  # NFKC

@@ -3,7 +3,9 @@
 See ``docs/extraction-eval.md`` and ``bench/extraction_quality.py`` for how the settings in
 :data:`DEFAULT_PROFILE` were chosen. The production profile adds a second opinion
 (:mod:`worker.extract_arbiter`): when trafilatura's precise pass and its readability port
-agree on a much shorter text than the default pass, the precise text is kept.
+agree on a much shorter text than the default pass, the precise text is kept. Since
+revision 4 lists of other stories inside the article's container (teaser lists:
+:mod:`worker.extract_teasers`) are removed before extraction.
 
 Failure contract: :func:`extract_page` **never raises** on page content. Empty, binary,
 script-only, absurdly nested or otherwise unparseable input gives an :class:`ExtractedPage`
@@ -16,12 +18,13 @@ propagate.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import html as htmllib
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ from trafilatura.utils import load_html
 from schemas.records import ExtractedPage, TextSource
 from worker.charset import decode_html
 from worker.extract_arbiter import ArbiterSettings, readability_text, second_opinion
+from worker.extract_teasers import TeaserSettings, without_teasers
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -53,7 +57,7 @@ __all__ = [
 ]
 
 EXTRACTOR_NAME = "trafilatura"
-SETTINGS_REVISION = 3
+SETTINGS_REVISION = 4
 """Bump whenever :data:`DEFAULT_PROFILE` or the post-processing here changes output."""
 EXTRACTOR_VERSION = f"{trafilatura.__version__}+cw{SETTINGS_REVISION}"
 
@@ -88,6 +92,16 @@ class Profile:
     # Second opinion (worker/extract_arbiter.py): when trafilatura's precise pass and
     # readability agree on a much shorter text, keep the precise pass. None disables.
     arbiter: ArbiterSettings | None = None
+    # trafilatura's include_images: keeps figures and their captions (without it, blocks
+    # whose class or id says "caption" are discarded). The image itself (markdown
+    # ``![alt](src)``) is removed from the text; its caption stays.
+    include_images: bool = False
+    # Lists of other stories (worker/extract_teasers.py): sibling teaser units (a linked
+    # headline and its summary) removed before extraction. None disables.
+    teasers: TeaserSettings | None = None
+    # Figure captions (<figcaption>) kept as paragraphs after their figure: trafilatura
+    # drops every <figure> (or keeps it without its caption with include_images).
+    captions: bool = False
 
 
 PRUNE_XPATHS: dict[str, str] = {
@@ -97,8 +111,15 @@ PRUNE_XPATHS: dict[str, str] = {
     "hidden": "//*[@hidden or contains(translate(@style, ' ', ''), 'display:none')"
     " or contains(translate(@style, ' ', ''), 'visibility:hidden')]",
     "aria-hidden": "//*[@aria-hidden='true']",
+    # Photo galleries and slideshows: a container named so, never one holding the headline.
+    "gallery": "//*[self::div or self::section or self::ul or self::ol or self::aside"
+    " or self::figure][not(.//h1)][contains(@class, 'gallery') or contains(@id, 'gallery')"
+    " or contains(@class, 'slideshow') or contains(@class, 'carousel')]",
 }
 
+
+_PRUNE_REV2 = ("noscript", "dialog", "player", "hidden", "aria-hidden")
+"""The prune set measured in settings revision 2 (``+prune`` profiles)."""
 
 PROFILES: dict[str, Profile] = {
     p.name: p
@@ -109,17 +130,23 @@ PROFILES: dict[str, Profile] = {
         Profile("fast", fast=True),
         Profile("balanced+tables-off", include_tables=False),
         Profile("precision+recall-rescue", favor_precision=True, recall_rescue_ratio=0.5),
-        Profile("balanced+prune+postclean", prune=tuple(PRUNE_XPATHS), postclean=True),
-        Profile(
-            "recall+prune+postclean", favor_recall=True, prune=tuple(PRUNE_XPATHS), postclean=True
-        ),
+        Profile("balanced+prune+postclean", prune=_PRUNE_REV2, postclean=True),
+        Profile("recall+prune+postclean", favor_recall=True, prune=_PRUNE_REV2, postclean=True),
         Profile("balanced+arbiter", arbiter=ArbiterSettings()),
+        Profile("balanced+images", include_images=True),
+        Profile("balanced+images+arbiter", include_images=True, arbiter=ArbiterSettings()),
+        Profile("balanced+gallery+arbiter", prune=("gallery",), arbiter=ArbiterSettings()),
+        Profile("balanced+captions+arbiter", captions=True, arbiter=ArbiterSettings()),
+        Profile("balanced+teasers+arbiter", teasers=TeaserSettings(), arbiter=ArbiterSettings()),
     )
 }
 
-DEFAULT_PROFILE = PROFILES["balanced+arbiter"]
+DEFAULT_PROFILE = PROFILES["balanced+teasers+arbiter"]
 """The settings used in production (see docs/extraction-eval.md for the measurements)."""
 
+
+TEASER_MIN_TEXT = 200
+"""Characters the text must keep once teaser lists are removed; else they are kept."""
 
 # ------------------------------------------------------------------------- helpers
 
@@ -317,19 +344,38 @@ def _bare(
         include_tables=profile.include_tables,
         include_formatting=False,
         include_links=False,
-        include_images=False,
+        include_images=profile.include_images,
         # True would share trafilatura's process-wide LRU cache across pages: a later page
         # of the same site would lose paragraphs already seen on an earlier one.
         deduplicate=profile.deduplicate,
         with_metadata=with_metadata,
         prune_xpath=[PRUNE_XPATHS[k] for k in profile.prune] or None,
-        date_extraction_params={
-            "original_date": True,
-            "extensive_search": not profile.fast,
-            "max_date": now.astimezone(UTC).strftime("%Y-%m-%d"),
-            "outputformat": "%Y-%m-%dT%H:%M:%S%z",
-        },
+        date_extraction_params=_date_params(profile, now),
     )
+
+
+def _date_params(profile: Profile, now: datetime) -> dict[str, Any]:
+    return {
+        "original_date": True,
+        "extensive_search": not profile.fast,
+        "max_date": now.astimezone(UTC).strftime("%Y-%m-%d"),
+        "outputformat": "%Y-%m-%dT%H:%M:%S%z",
+    }
+
+
+def _metadata_doc(tree: _Element, url: str | None, profile: Profile, now: datetime) -> Any:
+    """trafilatura's metadata of the page as it is (what :func:`_bare` with metadata finds),
+    for a text taken from a rewritten copy of the page; None on failure."""
+    from trafilatura.metadata import extract_metadata
+
+    try:
+        # the same call as bare_extraction's (which passes ``fast`` as ``extensive``),
+        # on a copy as there
+        return extract_metadata(
+            copy.deepcopy(tree), url, _date_params(profile, now), profile.fast, set()
+        )
+    except Exception:  # noqa: BLE001 - metadata is best effort
+        return None
 
 
 _SEPARATOR_LINE = re.compile(r"^[\W_]*$")
@@ -350,12 +396,18 @@ def _postclean(text: str) -> str:
     return "\n".join(out)
 
 
-def _doc_text(doc: Any, postclean: bool = False) -> str:
+# trafilatura's text form of an image (include_images): ``![title alt](src)``.
+_MD_IMAGE = re.compile(r"!\[(?:[^\]\\]|\\.)*\]\((?:[^()\s]|\([^()\s]*\))*\)")
+
+
+def _doc_text(doc: Any, postclean: bool = False, images: bool = False) -> str:
     if doc is None:
         return ""
     text = getattr(doc, "text", None)
     if not isinstance(text, str):
         return ""
+    if images:
+        text = _MD_IMAGE.sub(" ", text)
     text = _clean_lines(text)
     return _postclean(text) if postclean else text
 
@@ -395,13 +447,31 @@ def extract_text(
 
 
 def _extract_tree(
-    tree: _Element, url: str | None, profile: Profile, now: datetime
+    tree: _Element, url: str | None, profile: Profile, now: datetime, with_metadata: bool = True
 ) -> tuple[str, Any]:
+    """Text and trafilatura's Document (its metadata, when ``with_metadata``). When the text
+    comes from a rewritten copy of the page (captions, teaser lists), the metadata still
+    comes from the page as it is."""
+    if profile.captions:
+        rewritten = _captions_as_paragraphs(tree)
+        if rewritten is not tree:
+            text, _ = _extract_tree(rewritten, url, replace(profile, captions=False), now, False)
+            return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
+        profile = replace(profile, captions=False)
+    if profile.teasers is not None:
+        pruned = without_teasers(tree, profile.teasers)
+        if pruned is not tree:
+            text, _ = _extract_tree(pruned, url, replace(profile, teasers=None), now, False)
+            # a page that is only a list of stories (a section front): nothing is left of
+            # it once the teasers are gone, so it is extracted as it is
+            if len(text) >= TEASER_MIN_TEXT:
+                return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
+        profile = replace(profile, teasers=None)
     try:
-        doc = _bare(tree, url, profile, with_metadata=True, now=now)
+        doc = _bare(tree, url, profile, with_metadata=with_metadata, now=now)
     except Exception:  # noqa: BLE001 - trafilatura/lxml failure (incl. RecursionError)
         doc = None
-    text = _doc_text(doc, profile.postclean)
+    text = _doc_text(doc, profile.postclean, profile.include_images)
     if profile.recall_rescue_ratio is not None:
         recall = Profile(
             f"{profile.name}/recall",
@@ -422,6 +492,32 @@ def _extract_tree(
     return text, doc
 
 
+def _captions_as_paragraphs(tree: _Element) -> _Element:
+    """A copy of ``tree`` where each ``<figcaption>``'s text follows its figure as a ``<p>``
+    (``tree`` itself when it has none, or on any failure)."""
+    if next(tree.iter("figcaption"), None) is None:
+        return tree
+    try:
+        doc = copy.deepcopy(tree)
+        for cap in list(doc.iter("figcaption")):
+            text = " ".join(" ".join(cap.itertext()).split())
+            figure = next((a for a in cap.iterancestors() if a.tag == "figure"), None)
+            anchor = figure if figure is not None else cap
+            if text and anchor.getparent() is not None:
+                para = lxml.html.Element("p")
+                para.text = text
+                para.tail = anchor.tail
+                anchor.tail = None
+                anchor.addnext(para)
+            if figure is not None:
+                cap.getparent().remove(cap)
+            else:
+                cap.drop_tree()
+        return doc
+    except Exception:  # noqa: BLE001 - leave the page as it is
+        return tree
+
+
 def _arbitrate(tree: _Element, url: str | None, profile: Profile, now: datetime, text: str) -> str:
     """``text``, or trafilatura's precise pass when the second opinion says ``text`` holds
     blocks around the article (see :mod:`worker.extract_arbiter`)."""
@@ -435,6 +531,7 @@ def _arbitrate(tree: _Element, url: str | None, profile: Profile, now: datetime,
         include_comments=profile.include_comments,
         include_tables=profile.include_tables,
         prune=profile.prune,
+        include_images=profile.include_images,
     )
 
     def precise() -> str:
@@ -442,7 +539,7 @@ def _arbitrate(tree: _Element, url: str | None, profile: Profile, now: datetime,
             pdoc = _bare(tree, url, precise_profile, with_metadata=False, now=now)
         except Exception:  # noqa: BLE001 - same as the main pass
             return ""
-        return _doc_text(pdoc, profile.postclean)
+        return _doc_text(pdoc, profile.postclean, profile.include_images)
 
     def other() -> str:
         return readability_text(tree, html_fragment_to_text)
