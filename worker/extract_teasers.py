@@ -1,7 +1,7 @@
 """Teaser lists: blocks of links to other stories inside the article's container.
 
 The failure this targets (class A in ``docs/extraction-eval.md``): a news page lists other
-stories ("Other Opinion Columns", "More from...") inside the same container as the
+stories ("More from this section", "Other columns") inside the same container as the
 article, each story as a *teaser*: a headline that is a link to another page, often with a
 one-line summary and a picture. trafilatura keeps the summaries as paragraphs.
 
