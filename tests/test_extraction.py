@@ -172,6 +172,20 @@ def test_canonical_cross_site_is_dropped() -> None:
     assert extract_page(html, URL, now=NOW).page_canonical_url is None
 
 
+def test_site_name_never_comes_from_another_sites_canonical() -> None:
+    """Without og:site_name, trafilatura names the site after the canonical URL's host: a
+    copy pointing at another site must still be named after its own host."""
+    no_site_name = article(canonical="https://aggregator.example.org/copied/lighthouse")
+    no_site_name = no_site_name.replace('<meta property="og:site_name" content="Porto Daily">', "")
+    assert extract_page(no_site_name, URL, now=NOW).sitename == "www.portodaily.example.com"
+    same_site = article(canonical="https://amp.portodaily.example.com/a/1").replace(
+        '<meta property="og:site_name" content="Porto Daily">', ""
+    )
+    assert extract_page(same_site, URL, now=NOW).sitename == "amp.portodaily.example.com"
+    declared = article(canonical="https://aggregator.example.org/copied/lighthouse")
+    assert extract_page(declared, URL, now=NOW).sitename == "Porto Daily"
+
+
 def test_og_url_used_when_no_canonical_link() -> None:
     html = article(
         canonical=None,

@@ -618,6 +618,22 @@ def extract_page(
     )
 
 
+_HOST_LIKE = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+$", re.IGNORECASE)
+
+
+def _site_name(name: str | None, url: str | None) -> str | None:
+    """The page's site name. Without ``og:site_name`` trafilatura names the site after
+    the host of the page's canonical URL, which may be another site's (a syndicated copy
+    pointing at the original, or a hostile page): a host name on another registered
+    domain than the page's own is replaced by the page's own host."""
+    if not name or not url or not _HOST_LIKE.match(name):
+        return name
+    own = _registered_domain(url)
+    if own is None or _registered_domain(f"https://{name}/") == own:
+        return name
+    return urlsplit(url).hostname
+
+
 def _metadata(doc: Any, tree: _Element, url: str | None, now: datetime) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "language": _language(tree),
@@ -632,7 +648,7 @@ def _metadata(doc: Any, tree: _Element, url: str | None, now: datetime) -> dict[
         title=_str_or_none(getattr(doc, "title", None)),
         author=_str_or_none(getattr(doc, "author", None)),
         published_at=_parse_date(getattr(doc, "date", None), now),
-        sitename=_str_or_none(getattr(doc, "sitename", None)),
+        sitename=_site_name(_str_or_none(getattr(doc, "sitename", None)), url),
         description=_str_or_none(getattr(doc, "description", None)),
         categories=_str_list(getattr(doc, "categories", None)),
         tags=_split_tags(_str_list(getattr(doc, "tags", None))),
