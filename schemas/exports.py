@@ -24,6 +24,12 @@ class ArticleRow(BaseModel):
     extractor_version: str | None
     discovered_at: str
     fetched_at: str | None
+    categories: list[str]
+    tags: list[str]
+    image: str | None
+    page_canonical_url: str | None
+    extractor: str | None
+    encoding: str | None
 
 
 class ClaimRow(BaseModel):
@@ -40,3 +46,4 @@ class ClaimRow(BaseModel):
     cluster_id: int | None
     published_at: str | None
     outlet: str
+    extractor_version: str

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import claimwire, cli_env
-from tests.support.content import STORIES, serve_site
+from tests.support.content import STORIES, STORY_META, serve_site
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +35,12 @@ ARTICLE_FIELDS = {
     "status",
     "duplicate_of",
     "feeds",
+    "categories",
+    "tags",
+    "image",
+    "page_canonical_url",
+    "extractor",
+    "encoding",
 }
 CLAIM_FIELDS = {
     "id",
@@ -47,6 +53,7 @@ CLAIM_FIELDS = {
     "end",
     "sentence",
     "cluster_id",
+    "extractor_version",
 }
 
 
@@ -68,6 +75,13 @@ def _check_articles(rows: list[dict[str, object]], feed_url: str) -> None:
         assert str(row["published_at"]).startswith("2026-03-02T")
         assert row["feeds"] == [feed_url]
         assert row["duplicate_of"] is None
+        section, tags, image = STORY_META[slug]
+        assert row["categories"] == [section]
+        assert row["tags"] == tags
+        assert row["image"] == str(row["url"]).replace(f"/news/{slug}", image)
+        assert row["page_canonical_url"] == row["url"]
+        assert row["extractor"] == "trafilatura"
+        assert row["encoding"] == "utf-8"
         text = str(row["text"])
         # the body is there, the navigation and footer boilerplate are not
         assert paragraphs[0] in text
@@ -90,6 +104,9 @@ def test_until_idle_on_embedded_default(server, tmp_path: Path) -> None:
     assert CLAIM_FIELDS <= set(claims[0])
     speakers = {c["speaker_resolved"] for c in claims} | {c["speaker"] for c in claims}
     assert any("Novak" in str(s) for s in speakers)
+    from worker.claims import EXTRACTOR_VERSION
+
+    assert {c["extractor_version"] for c in claims} == {EXTRACTOR_VERSION}
 
     pages_before = {p: n for p, n in server.hits.items() if p.startswith("/news/")}
     assert all(n == 1 for n in pages_before.values()) and len(pages_before) == len(STORIES)
@@ -108,6 +125,16 @@ def test_until_idle_on_embedded_default(server, tmp_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(csv_out.stdout)))
     assert len(rows) == len(STORIES) and ARTICLE_FIELDS <= set(rows[0])
     assert json.loads(rows[0]["feeds"]) == [feed_url]
+    by_title = {r["title"]: r for r in rows}
+    for slug, title, _author, _paragraphs in STORIES:
+        section, tags, _image = STORY_META[slug]
+        assert json.loads(by_title[title]["categories"]) == [section]
+        assert json.loads(by_title[title]["tags"]) == tags
+        assert by_title[title]["encoding"] == "utf-8"
+    claims_csv = claimwire(["export", "claims", "--format", "csv"], env, tmp_path)
+    assert claims_csv.returncode == 0
+    claim_csv_rows = list(csv.DictReader(io.StringIO(claims_csv.stdout)))
+    assert {r["extractor_version"] for r in claim_csv_rows} == {EXTRACTOR_VERSION}
 
     status = claimwire(["status", "--json"], env, tmp_path)
     data = json.loads(status.stdout)

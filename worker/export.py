@@ -65,6 +65,12 @@ def article_rows(session: Session) -> Iterator[ArticleRow]:
                 extractor_version=a.extractor_version,
                 discovered_at=a.discovered_at.isoformat(),
                 fetched_at=_iso(a.fetched_at),
+                categories=list(a.categories or []),
+                tags=list(a.tags or []),
+                image=a.image,
+                page_canonical_url=a.page_canonical_url,
+                extractor=a.extractor,
+                encoding=a.encoding,
             )
         last_id = ids[-1] or last_id
 
@@ -97,6 +103,7 @@ def claim_rows(session: Session) -> Iterator[ClaimRow]:
                 cluster_id=c.cluster_id,
                 published_at=_iso(a.published_at or a.entry_published_at),
                 outlet=a.host,
+                extractor_version=c.extractor_version,
             )
             last_id = c.id
 

@@ -71,6 +71,17 @@ STORIES = [
 ]
 
 
+# Section (category), tags and lead image of the invented stories, as news sites put them
+# in their <head> (article:section, article:tag, keywords, og:image); the image path is
+# relative, as on many sites: the extractor resolves it against the page's URL.
+STORY_META: dict[str, tuple[str, list[str], str]] = {
+    "harbour-strike": ("Economy", ["strike", "shipping"], "/img/harbour-strike.jpg"),
+    "river-flood": ("Local", ["flood", "weather"], "/img/river-flood.jpg"),
+    "budget-vote": ("Politics", ["budget", "council"], "/img/budget-vote.jpg"),
+    "library-reopens": ("Culture", ["library"], "/img/library-reopens.jpg"),
+}
+
+
 def article_html(
     slug: str,
     title: str,
@@ -78,9 +89,20 @@ def article_html(
     paragraphs: list[str],
     published: datetime,
     site: str = "The Daily Harbour",
+    *,
+    section: str | None = None,
+    tags: list[str] | None = None,
+    image: str | None = None,
 ) -> bytes:
     paras = "\n".join(f"<p>{escape(p)}</p>" for p in paragraphs)
     nav = "".join(f'<li><a href="/section/{i}">Section {i}</a></li>' for i in range(8))
+    meta = "".join(
+        [
+            f'<meta property="article:section" content="{escape(section)}">\n' if section else "",
+            *(f'<meta property="article:tag" content="{escape(t)}">\n' for t in tags or []),
+            f'<meta property="og:image" content="{escape(image)}">\n' if image else "",
+        ]
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{escape(title)} | {escape(site)}</title>
@@ -88,7 +110,7 @@ def article_html(
 <meta property="og:site_name" content="{escape(site)}">
 <meta name="author" content="{escape(author)}">
 <meta property="article:published_time" content="{published.isoformat()}">
-<link rel="canonical" href="/news/{slug}">
+{meta}<link rel="canonical" href="/news/{slug}">
 </head><body>
 <header><nav><ul>{nav}</ul></nav></header>
 <main><article>
@@ -130,8 +152,19 @@ def serve_site(
     for i, (slug, title, author, paragraphs) in enumerate(stories):
         published = BASE_DAY + timedelta(hours=i)
         path = f"{prefix}/news/{slug}"
+        section, tags, image = STORY_META.get(slug, (None, None, None))
         server.routes[path] = Reply(
-            body=article_html(slug, title, author, paragraphs, published, site)
+            body=article_html(
+                slug,
+                title,
+                author,
+                paragraphs,
+                published,
+                site,
+                section=section,
+                tags=tags,
+                image=image,
+            )
         )
         items.append((server.url(path) + tracking, title, published))
     server.routes[f"{prefix}/feed.xml"] = Reply(
