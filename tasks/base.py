@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import redis.exceptions
@@ -19,13 +21,22 @@ from sqlmodel import Session, col, select
 from schemas.models import PENDING_ARTICLE_STATES, Article, ArticleState
 from schemas.types import utcnow
 from worker.archive import ArchiveError
+from worker.celery_app import max_countdown
 from worker.db import is_postgres, unit_of_work
 from worker.http import FetchError
 from worker.politeness import HostBusy
 from worker.quarantine import StepStart, begin_step, end_step
-from worker.settings import get_settings
+from worker.settings import Settings, get_settings
 
 log = structlog.get_logger("claimwire.tasks")
+
+
+class ModelUnavailable(RuntimeError):
+    """The spaCy pipeline named by ``CLAIMWIRE_SPACY_MODEL`` cannot be loaded: a fault of
+    the configuration, not of the article. Retried like a database outage (never
+    counted, never quarantined); the articles wait in their pending state until the
+    setting is fixed."""
+
 
 # Errors of the environment, not of the item: retried without counting an attempt, so
 # that a database restart, a Redis restart (the host limiter lives there) or a full disk
@@ -41,7 +52,49 @@ ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     redis.exceptions.ConnectionError,  # includes BusyLoadingError, AuthenticationError
     redis.exceptions.TimeoutError,
+    ModelUnavailable,
 )
+
+
+def nlp_model_problem(model_name: str, *, load: bool = True) -> str | None:
+    """Why the claims pipeline ``model_name`` cannot be used, as one line naming the
+    setting, or None when it can. ``load=False`` only checks that spaCy can find it (an
+    installed package, a data directory, ``blank:``) without loading it, for a process
+    that will not parse itself (a prefork worker's parent)."""
+    if load:
+        from worker.claims import load_nlp
+
+        try:
+            load_nlp(model_name)
+        except Exception as exc:  # noqa: BLE001 (OSError E050, ImportError, no parser...)
+            why = short_error(exc).rstrip(".")
+            return f"CLAIMWIRE_SPACY_MODEL={model_name!r} cannot be loaded: {why}"
+        return None
+    import spacy.util
+
+    if (
+        model_name.startswith("blank:")
+        or spacy.util.is_package(model_name)
+        or Path(model_name).exists()
+    ):
+        return None
+    return (
+        f"CLAIMWIRE_SPACY_MODEL={model_name!r} cannot be loaded: no installed spaCy package "
+        "or data directory of that name"
+    )
+
+
+def require_nlp(settings: Settings) -> None:
+    """Raise :class:`ModelUnavailable` when claims are on and their spaCy pipeline cannot
+    be loaded (loaded once per process, so a cheap call after the first). Called at the
+    start of the claims step, so that a wrong model name leaves articles pending instead
+    of counting attempts against every one of them."""
+    if not settings.extract_claims:
+        return
+    problem = nlp_model_problem(settings.spacy_model)
+    if problem is not None:
+        log.error("claims_model_unavailable", problem=problem)
+        raise ModelUnavailable(problem)
 
 
 def is_item_fault(exc: BaseException) -> bool:
@@ -57,6 +110,19 @@ def is_item_fault(exc: BaseException) -> bool:
 # up retry chains.
 ENV_MAX_RETRIES = 8
 
+# ``task.retry(max_retries=None)`` means Celery's default limit (3), not "no limit": the
+# retries that must go on (a host that asks to wait; transient and item errors, bounded
+# by ``max_attempts`` through quarantine instead) say so with this.
+NO_RETRY_LIMIT = sys.maxsize
+
+
+def capped(countdown: float) -> float:
+    """``countdown`` or, when longer, the longest a retry may wait in the broker
+    (``worker.celery_app.max_countdown``: below Redis's visibility timeout, which would
+    otherwise deliver the waiting message a second time). A longer wait is kept by the
+    article's sweep mark and by the host limiter, which the early retry meets again."""
+    return min(countdown, max_countdown(get_settings()))
+
 
 def backoff(retries: int, base: float = 5.0, cap: float = 600.0) -> float:
     return float(min(cap, base * 2 ** int(retries or 0)) * random.uniform(0.8, 1.2))
@@ -71,9 +137,13 @@ def send(task: Any, *args: Any) -> None:
         log.warning("enqueue_failed", task=task.name, args=args, error=str(exc))
 
 
-def record_attempt(article_id: int, error: str, *, quarantine_after: int) -> bool:
+def record_attempt(
+    article_id: int, error: str, *, quarantine_after: int, hold_sweep_for: float | None = None
+) -> bool:
     """Count a failed attempt on an article in its own transaction; quarantine it when
-    it has failed too often. Returns True when it was quarantined."""
+    it has failed too often. Returns True when it was quarantined. ``hold_sweep_for``:
+    the server asked to wait that long (``Retry-After``): the sweep leaves the article
+    alone until then (:func:`_hold_sweep`)."""
     with unit_of_work() as session:
         article = session.get(Article, article_id, with_for_update=is_postgres(session))
         if article is None or article.state == ArticleState.quarantined:
@@ -87,6 +157,9 @@ def record_attempt(article_id: int, error: str, *, quarantine_after: int) -> boo
             article.state = ArticleState.quarantined
             log.error("quarantined", article_id=article_id, error=error)
             return True
+        if hold_sweep_for:
+            session.flush()
+            _hold_sweep(session, article_id, hold_sweep_for)
     return False
 
 
@@ -171,8 +244,10 @@ def run_article_step(
         # The retry below is the article's message: the sweep must not send another copy
         # while it waits, or every stale_after adds one more endless retry chain (a host
         # whose robots.txt stays unreachable would pile them up for as long as it is down).
+        # A wait beyond the cap: the mark still moves to its end, and the retry (at the
+        # cap) meets the host's wait again and schedules the rest.
         _take_back_start(article_id, hold_sweep_for=countdown)
-        raise task.retry(countdown=countdown, max_retries=None) from exc
+        raise task.retry(countdown=capped(countdown), max_retries=NO_RETRY_LIMIT) from exc
     except ENVIRONMENT_ERRORS as exc:
         if is_item_fault(exc):
             return _count_failure(task, article_id, exc, settings.max_attempts)
@@ -181,19 +256,24 @@ def run_article_step(
     except DBAPIError as exc:
         if exc.connection_invalidated:
             _take_back_start(article_id)
-            raise task.retry(countdown=backoff(task.request.retries), max_retries=None) from exc
+            return _environment_retry(task, article_id, exc)
         return _count_failure(task, article_id, exc, settings.max_attempts)
     except FetchError as exc:  # transient: permanent ones are recorded by the step
-        countdown = exc.retry_after if exc.retry_after else backoff(task.request.retries)
+        # A Retry-After beyond the cap: the step has put the host in back-off for all of
+        # it (the limiter), so the capped retry meets HostBusy, uncounted, and waits on.
+        countdown = capped(exc.retry_after if exc.retry_after else backoff(task.request.retries))
         try:
             quarantined = record_attempt(
-                article_id, f"{task.name}: {exc.reason}", quarantine_after=settings.max_attempts
+                article_id,
+                f"{task.name}: {exc.reason}",
+                quarantine_after=settings.max_attempts,
+                hold_sweep_for=exc.retry_after,
             )
         except ENVIRONMENT_ERRORS as env_exc:
-            raise task.retry(countdown=countdown, max_retries=None) from env_exc
+            raise task.retry(countdown=countdown, max_retries=NO_RETRY_LIMIT) from env_exc
         if quarantined:
             return False
-        raise task.retry(countdown=countdown, max_retries=None) from exc
+        raise task.retry(countdown=countdown, max_retries=NO_RETRY_LIMIT) from exc
     except Exception as exc:  # noqa: BLE001 (a crash in a step is the item's fault)
         return _count_failure(task, article_id, exc, settings.max_attempts)
     if advanced and follow_up is not None:
@@ -207,7 +287,8 @@ def _environment_retry(task: Task, article_id: int, exc: BaseException) -> bool:
     if (task.request.retries or 0) >= ENV_MAX_RETRIES:
         log.warning("left_to_sweep", task=task.name, article_id=article_id)
         return False
-    raise task.retry(countdown=backoff(task.request.retries), max_retries=None) from exc
+    # An explicit limit: ``max_retries=None`` means Celery's default of 3, not "no limit".
+    raise task.retry(countdown=backoff(task.request.retries), max_retries=ENV_MAX_RETRIES) from exc
 
 
 def _take_back_start(article_id: int, hold_sweep_for: float | None = None) -> None:
@@ -224,18 +305,26 @@ def _take_back_start(article_id: int, hold_sweep_for: float | None = None) -> No
                 session.execute(text("SET LOCAL synchronous_commit = off"))
             end_step(session, article_id, advanced=False)
             if hold_sweep_for is not None:
-                until = utcnow() + timedelta(seconds=hold_sweep_for)
-                session.execute(
-                    update(Article)
-                    .where(
-                        col(Article.id) == article_id,
-                        col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]),
-                        col(Article.state_changed_at) < until,
-                    )
-                    .values(state_changed_at=until)
-                )
+                _hold_sweep(session, article_id, hold_sweep_for)
     except Exception as exc:  # noqa: BLE001 (best effort: the retry is what matters)
         log.warning("start_not_taken_back", article_id=article_id, error=short_error(exc))
+
+
+def _hold_sweep(session: Session, article_id: int, seconds: float) -> None:
+    """Move a pending article's sweep mark to ``seconds`` from now (never back): its step
+    waits for a retry until then, which may be later than the retry's countdown
+    (:func:`capped`); the sweep sends it again ``stale_after`` after that if no retry
+    did."""
+    until = utcnow() + timedelta(seconds=seconds)
+    session.execute(
+        update(Article)
+        .where(
+            col(Article.id) == article_id,
+            col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]),
+            col(Article.state_changed_at) < until,
+        )
+        .values(state_changed_at=until)
+    )
 
 
 def _count_failure(task: Task, article_id: int, exc: BaseException, max_attempts: int) -> bool:
@@ -244,7 +333,11 @@ def _count_failure(task: Task, article_id: int, exc: BaseException, max_attempts
     try:
         quarantined = record_attempt(article_id, error, quarantine_after=max_attempts)
     except ENVIRONMENT_ERRORS as env_exc:
-        raise task.retry(countdown=backoff(task.request.retries), max_retries=None) from env_exc
+        raise task.retry(
+            countdown=backoff(task.request.retries), max_retries=NO_RETRY_LIMIT
+        ) from env_exc
     if quarantined:
         return False
-    raise task.retry(countdown=backoff(task.request.retries, base=2.0), max_retries=None) from exc
+    raise task.retry(
+        countdown=backoff(task.request.retries, base=2.0), max_retries=NO_RETRY_LIMIT
+    ) from exc

@@ -28,7 +28,16 @@ from typing import Any
 from sqlmodel import Session
 
 from schemas.models import Article, Job
-from tasks.base import ENVIRONMENT_ERRORS, backoff, log, run_article_step, send, short_error
+from tasks.base import (
+    ENVIRONMENT_ERRORS,
+    backoff,
+    capped,
+    log,
+    require_nlp,
+    run_article_step,
+    send,
+    short_error,
+)
 from worker import jobs, runtime
 from worker.celery_app import app
 from worker.db import unit_of_work
@@ -89,7 +98,7 @@ def discover_job(self: Any, job_id: int) -> int:
                 _renew_discovery_lease(session, job_id, settings)
         except HostBusy as exc:
             raise self.retry(
-                countdown=exc.retry_after + random.uniform(0, 1), max_retries=None
+                countdown=capped(exc.retry_after + random.uniform(0, 1)), max_retries=None
             ) from exc
         except ENVIRONMENT_ERRORS as exc:
             log.warning("discovery_environment_error", job_id=job_id, error=short_error(exc))
@@ -103,7 +112,7 @@ def discover_job(self: Any, job_id: int) -> int:
             return added
         added += step.added
         if step.retry_after is not None:
-            raise self.retry(countdown=step.retry_after, max_retries=None)
+            raise self.retry(countdown=capped(step.retry_after), max_retries=None)
         if not step.more:
             return added
     send(discover_job, job_id)
@@ -152,6 +161,7 @@ def item_steps(
         return bool(outcome.advanced)
 
     def claims(s: Session, aid: int) -> bool:
+        require_nlp(settings)  # a model that cannot load is the setting's fault: wait
         advanced = bool(store.process_claims(s, aid, settings))
         if advanced:
             jobs.finish_item(s, job_id, aid)  # the item ends with the step that ends it

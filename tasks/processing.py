@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.base import run_article_step, send
+from tasks.base import require_nlp, run_article_step, send
 from worker import pages, runtime
 from worker.celery_app import app
 from worker.settings import get_settings
@@ -49,6 +49,9 @@ def claims_article(self: Any, article_id: int) -> bool:
     from worker.claims import store
 
     settings = get_settings()
-    return run_article_step(
-        self, article_id, lambda s, aid: store.process_claims(s, aid, settings), None
-    )
+
+    def step(session: Any, aid: int) -> bool:
+        require_nlp(settings)  # a model that cannot load is the setting's fault: wait
+        return bool(store.process_claims(session, aid, settings))
+
+    return run_article_step(self, article_id, step, None)

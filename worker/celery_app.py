@@ -12,13 +12,30 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger, worker_process_init
+from celery.signals import after_setup_logger, worker_process_init, worker_ready
 from kombu.entity import Queue
 
 from worker.settings import Settings, get_settings
 
 IO_QUEUE, CPU_QUEUE, BACKFILL_QUEUE = "io", "cpu", "backfill"
 QUEUES = (IO_QUEUE, CPU_QUEUE, BACKFILL_QUEUE)
+
+# Redis hands a message that is still unacknowledged this long after its delivery to
+# another worker. A retry with a countdown is delivered at once and held by the worker
+# until its time: the countdown plus the task's own run must stay below this, or the
+# task runs twice (Celery documents it for eta/countdown on Redis).
+REDIS_VISIBILITY_TIMEOUT = 3600
+COUNTDOWN_MARGIN = 300  # seconds kept free below the visibility timeout
+
+
+def max_countdown(settings: Settings) -> float:
+    """The longest countdown a task may schedule: the visibility timeout less the task's
+    hard time limit and a margin (3,000 s with the defaults). A longer wait is held by
+    the database instead (the article's sweep mark, ``tasks.base._take_back_start``):
+    the capped retry finds the wait not over and waits again, and if that chain is lost
+    the sweep sends the step when it is due."""
+    return float(max(60, REDIS_VISIBILITY_TIMEOUT - settings.task_time_limit - COUNTDOWN_MARGIN))
+
 
 TASK_MODULES = [
     "tasks.polling",
@@ -96,9 +113,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         conf["worker_enable_remote_control"] = False
         conf["broker_transport"] = "worker.fsbroker:Transport"  # atomic message files
     else:
-        # Longer than any task and its retries' countdowns, so Redis does not hand an
-        # unacknowledged message to a second worker while the first still runs it.
-        conf["broker_transport_options"] = {"visibility_timeout": 3600}
+        # Longer than any task plus its retries' countdowns (capped by max_countdown),
+        # so Redis does not hand an unacknowledged message to a second worker while the
+        # first still holds or runs it.
+        conf["broker_transport_options"] = {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT}
         conf["broker_transport"] = None  # the URL's scheme says
     return conf
 
@@ -128,3 +146,30 @@ def _configure_structlog(**_kwargs: Any) -> None:
     from worker.logs import configure_logging
 
     configure_logging(get_settings())
+
+
+@worker_ready.connect  # type: ignore[untyped-decorator]
+def _check_claims_model(sender: Any = None, **_: Any) -> None:
+    """A worker that runs claims steps (``cpu``, or ``backfill``: job items run every
+    step) says at start, loudly, that ``CLAIMWIRE_SPACY_MODEL`` cannot be loaded. It keeps
+    running: its claims steps wait (retried, never counted against the articles) until the
+    setting is fixed and the worker restarted."""
+    import structlog
+
+    from tasks.base import nlp_model_problem
+
+    settings = get_settings()
+    if not settings.extract_claims:
+        return
+    consumed = getattr(getattr(sender, "app", app).amqp.queues, "consume_from", None)
+    names = set(consumed) if consumed else set(QUEUES)
+    if not names & {CPU_QUEUE, BACKFILL_QUEUE}:
+        return
+    problem = nlp_model_problem(settings.spacy_model, load=False)
+    if problem is not None:
+        structlog.get_logger("claimwire.worker").error(
+            "claims_model_unavailable",
+            problem=problem,
+            consequence="claims steps wait (not counted, not quarantined) until the "
+            "setting is fixed and this worker restarted",
+        )

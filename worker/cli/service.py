@@ -39,11 +39,23 @@ def run(
     With --until-idle the exit status says how the run ended: 0 when nothing is pending,
     1 when a signal stopped it first or the broker or database stayed unreachable
     (pending work stays in the database for the next run), 2 when the broker cannot be
-    reached at the start."""
+    reached at the start or the spaCy model of the claims cannot be loaded."""
+    from tasks.base import nlp_model_problem
     from worker.service import BrokerUnavailable, Ending, run_service
     from worker.settings import mask_url
     from worker.status import archive_writable
 
+    settings = _settings()
+    if settings.extract_claims:
+        # Before anything runs: a wrong name would otherwise make every claims step
+        # wait (or, before this check, quarantine every article). Loaded once here, the
+        # embedded worker's threads use the same pipeline.
+        problem = nlp_model_problem(settings.spacy_model)
+        if problem is not None:
+            raise UserError(
+                f"{problem}; nothing was run (install it, or fix CLAIMWIRE_SPACY_MODEL, "
+                "or set CLAIMWIRE_EXTRACT_CLAIMS=false)"
+            )
     settings = _db()
     problem = archive_writable(settings.effective_archive_dir)
     if problem:
