@@ -96,8 +96,9 @@ _NAME_RE = re.compile(
 
 
 def looks_like_name(text: str) -> bool:
-    """A person's name: one to four capitalized words ("Tomas Beran", "J. Dvorak"), none
-    of them a title, a stop word or an organization word ("Monday", "The Ministry")."""
+    """A person's name: one to four capitalized words ("Tomas Beran", "J. Dvorak"), not
+    all of them titles ("Minister"), the first no stop word ("Monday", "The"), none an
+    organization word ("Transport Ministry")."""
     if _NAME_RE.fullmatch(text) is None:
         return False
     toks = words(text)
