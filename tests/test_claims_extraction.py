@@ -548,3 +548,17 @@ def test_headline_with_a_non_speech_cue_is_a_claim(nlp: Language) -> None:
     assert c.speaker == "Mayor"
     assert c.verb == "blame"
     assert c.kind == "indirect"
+
+
+def test_resolved_name_has_no_sentence_full_stop(nlp: Language) -> None:
+    """A fullest mention at a sentence's end keeps no full stop ('Petra Lindqvist.'), while
+    an initial or an abbreviation ending a name keeps its period."""
+    text = (
+        "The inquiry into the dam was led by Petra Lindqvist. "
+        "Lindqvist said the warnings had been ignored for years. "
+        "Arne Holm Jr. founded the firm that built it. "
+        "Holm said the company would cooperate with the inquiry."
+    )
+    claims = run(nlp, text)
+    assert only(claims, "warnings had been ignored").speaker_resolved == "Petra Lindqvist"
+    assert only(claims, "would cooperate").speaker_resolved == "Arne Holm Jr."

@@ -9,6 +9,7 @@ person speaker, honouring a gender learned from earlier he/she resolutions or ti
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from worker.claims.cues import wordset
@@ -51,6 +52,17 @@ _MENTION_RE = re.compile(
     r"(?:[A-Z][A-Za-z'’\-]*\.?|[A-Z]\.)(?:\s(?:[A-Z][A-Za-z'’\-]*\.?|[A-Z]\.|de|van|von|bin|al-[A-Z][a-z]+))*"
 )
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'’\-]*")
+_TOKEN_RE = re.compile(r"\S+")
+# Words ending with a period that go before a name ("Sen. Ted Cruz", "St. Louis"), and
+# those that end one ("Arne Holm Jr."); any other capitalized word of three characters
+# or more ending with a period ends its sentence, and with it the mention.
+_TITLE_ABBREVIATIONS = wordset(
+    """
+    mr mrs ms dr gov sen rep gen lt col sgt capt cmdr adm maj prof rev hon pres atty supt
+    st mt ft messrs
+    """
+)
+_SUFFIX_ABBREVIATIONS = wordset("jr sr inc co corp ltd bros")
 
 
 def words(s: str) -> list[str]:
@@ -80,12 +92,32 @@ def _clean_mention(text: str, start: int) -> Mention | None:
     return Mention(start, mtext, toks)
 
 
+def _sentence_parts(match: re.Match[str]) -> Iterator[tuple[str, int]]:
+    """A run of capitalized words split where a sentence ends inside it: "... led by Petra
+    Lindqvist. Lindqvist said" gives "Petra Lindqvist" and "Lindqvist" (the period
+    dropped; a suffix keeps it: "Arne Holm Jr."), never "Petra Lindqvist. Lindqvist"."""
+    text, base = match.group(0), match.start()
+    begin = 0
+    for tok in _TOKEN_RE.finditer(text):
+        word = tok.group(0)
+        if not word.endswith(".") or len(word) <= 2 or word[:-1].lower() in _TITLE_ABBREVIATIONS:
+            continue
+        keep = 0 if word[:-1].lower() in _SUFFIX_ABBREVIATIONS else 1
+        yield text[begin : tok.end() - keep], base + begin
+        begin = tok.end()
+        while begin < len(text) and text[begin].isspace():
+            begin += 1
+    if begin < len(text):
+        yield text[begin:], base + begin
+
+
 def harvest_mentions(text: str) -> list[Mention]:
     out: list[Mention] = []
     for m in _MENTION_RE.finditer(text):
-        mention = _clean_mention(m.group(0), m.start())
-        if mention is not None:
-            out.append(mention)
+        for part, start in _sentence_parts(m):
+            mention = _clean_mention(part, start)
+            if mention is not None:
+                out.append(mention)
     return out
 
 
@@ -122,7 +154,12 @@ def is_org(tokens: list[str]) -> bool:
 
 
 def _name_tokens(tokens: list[str]) -> list[str]:
-    return [t for t in tokens if t.strip(".") not in TITLE_WORDS]
+    """The words of a name without titles and suffixes: the surname is the last one."""
+    return [
+        t
+        for t in tokens
+        if t.strip(".") not in TITLE_WORDS and t.strip(".") not in _SUFFIX_ABBREVIATIONS
+    ]
 
 
 @dataclass
