@@ -6,7 +6,6 @@ import random
 import sys
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import redis.exceptions
@@ -22,20 +21,14 @@ from schemas.models import PENDING_ARTICLE_STATES, Article, ArticleState
 from schemas.types import utcnow
 from worker.archive import ArchiveError
 from worker.celery_app import max_countdown
+from worker.claims_model import ModelUnavailable
 from worker.db import is_postgres, unit_of_work
 from worker.http import FetchError
 from worker.politeness import HostBusy
 from worker.quarantine import StepStart, begin_step, end_step
-from worker.settings import Settings, get_settings
+from worker.settings import get_settings
 
 log = structlog.get_logger("claimwire.tasks")
-
-
-class ModelUnavailable(RuntimeError):
-    """The spaCy pipeline named by ``CLAIMWIRE_SPACY_MODEL`` cannot be loaded: a fault of
-    the configuration, not of the article. Retried like a database outage (never
-    counted, never quarantined); the articles wait in their pending state until the
-    setting is fixed."""
 
 
 # Errors of the environment, not of the item: retried without counting an attempt, so
@@ -54,47 +47,6 @@ ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.TimeoutError,
     ModelUnavailable,
 )
-
-
-def nlp_model_problem(model_name: str, *, load: bool = True) -> str | None:
-    """Why the claims pipeline ``model_name`` cannot be used, as one line naming the
-    setting, or None when it can. ``load=False`` only checks that spaCy can find it (an
-    installed package, a data directory, ``blank:``) without loading it, for a process
-    that will not parse itself (a prefork worker's parent)."""
-    if load:
-        from worker.claims import load_nlp
-
-        try:
-            load_nlp(model_name)
-        except Exception as exc:  # noqa: BLE001 (OSError E050, ImportError, no parser...)
-            why = short_error(exc).rstrip(".")
-            return f"CLAIMWIRE_SPACY_MODEL={model_name!r} cannot be loaded: {why}"
-        return None
-    import spacy.util
-
-    if (
-        model_name.startswith("blank:")
-        or spacy.util.is_package(model_name)
-        or Path(model_name).exists()
-    ):
-        return None
-    return (
-        f"CLAIMWIRE_SPACY_MODEL={model_name!r} cannot be loaded: no installed spaCy package "
-        "or data directory of that name"
-    )
-
-
-def require_nlp(settings: Settings) -> None:
-    """Raise :class:`ModelUnavailable` when claims are on and their spaCy pipeline cannot
-    be loaded (loaded once per process, so a cheap call after the first). Called at the
-    start of the claims step, so that a wrong model name leaves articles pending instead
-    of counting attempts against every one of them."""
-    if not settings.extract_claims:
-        return
-    problem = nlp_model_problem(settings.spacy_model)
-    if problem is not None:
-        log.error("claims_model_unavailable", problem=problem)
-        raise ModelUnavailable(problem)
 
 
 def is_item_fault(exc: BaseException) -> bool:

@@ -33,13 +33,13 @@ from tasks.base import (
     backoff,
     capped,
     log,
-    require_nlp,
     run_article_step,
     send,
     short_error,
 )
 from worker import jobs, runtime
 from worker.celery_app import app
+from worker.claims_model import require_model
 from worker.db import unit_of_work
 from worker.politeness import HostBusy
 from worker.settings import Settings, get_settings
@@ -161,7 +161,7 @@ def item_steps(
         return bool(outcome.advanced)
 
     def claims(s: Session, aid: int) -> bool:
-        require_nlp(settings)  # a model that cannot load is the setting's fault: wait
+        require_model(settings)  # a model that cannot load is the setting's fault: wait
         advanced = bool(store.process_claims(s, aid, settings))
         if advanced:
             jobs.finish_item(s, job_id, aid)  # the item ends with the step that ends it

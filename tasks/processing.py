@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.base import require_nlp, run_article_step, send
+from tasks.base import run_article_step, send
 from worker import pages, runtime
 from worker.celery_app import app
+from worker.claims_model import require_model
 from worker.settings import get_settings
 
 
@@ -51,7 +52,7 @@ def claims_article(self: Any, article_id: int) -> bool:
     settings = get_settings()
 
     def step(session: Any, aid: int) -> bool:
-        require_nlp(settings)  # a model that cannot load is the setting's fault: wait
+        require_model(settings)  # a model that cannot load is the setting's fault: wait
         return bool(store.process_claims(session, aid, settings))
 
     return run_article_step(self, article_id, step, None)

@@ -156,7 +156,7 @@ def _check_claims_model(sender: Any = None, **_: Any) -> None:
     setting is fixed and the worker restarted."""
     import structlog
 
-    from tasks.base import nlp_model_problem
+    from worker.claims_model import model_problem
 
     settings = get_settings()
     if not settings.extract_claims:
@@ -165,7 +165,7 @@ def _check_claims_model(sender: Any = None, **_: Any) -> None:
     names = set(consumed) if consumed else set(QUEUES)
     if not names & {CPU_QUEUE, BACKFILL_QUEUE}:
         return
-    problem = nlp_model_problem(settings.spacy_model, load=False)
+    problem = model_problem(settings.spacy_model, load=False)
     if problem is not None:
         structlog.get_logger("claimwire.worker").error(
             "claims_model_unavailable",

@@ -40,7 +40,7 @@ def run(
     1 when a signal stopped it first or the broker or database stayed unreachable
     (pending work stays in the database for the next run), 2 when the broker cannot be
     reached at the start or the spaCy model of the claims cannot be loaded."""
-    from tasks.base import nlp_model_problem
+    from worker.claims_model import model_problem
     from worker.service import BrokerUnavailable, Ending, run_service
     from worker.settings import mask_url
     from worker.status import archive_writable
@@ -50,7 +50,7 @@ def run(
         # Before anything runs: a wrong name would otherwise make every claims step
         # wait (or, before this check, quarantine every article). Loaded once here, the
         # embedded worker's threads use the same pipeline.
-        problem = nlp_model_problem(settings.spacy_model)
+        problem = model_problem(settings.spacy_model)
         if problem is not None:
             raise UserError(
                 f"{problem}; nothing was run (install it, or fix CLAIMWIRE_SPACY_MODEL, "
