@@ -158,16 +158,24 @@ def _profile_runner(
     return run
 
 
-def _run_precision_fast(html: str, url: str | None) -> Output:
-    t0 = time.perf_counter()
-    tree = _parse(html)
-    profile = Profile("precision-fast", favor_precision=True, fast=True)
-    text = (
-        _doc_text(_bare(tree, url, profile, with_metadata=False, now=NOW))
-        if tree is not None
-        else ""
-    )
-    return Output(text, None, None, None, (time.perf_counter() - t0) * 1000)
+def _text_only_runner(profile: Profile) -> Callable[[str, str | None], Output]:
+    """A trafilatura pass with ``profile``, text only (a candidate, no metadata)."""
+
+    def run(html: str, url: str | None) -> Output:
+        t0 = time.perf_counter()
+        tree = _parse(html)
+        text = (
+            _doc_text(_bare(tree, url, profile, with_metadata=False, now=NOW))
+            if tree is not None
+            else ""
+        )
+        return Output(text, None, None, None, (time.perf_counter() - t0) * 1000)
+
+    return run
+
+
+_run_precision_fast = _text_only_runner(Profile("precision-fast", favor_precision=True, fast=True))
+_run_recall_fast = _text_only_runner(Profile("recall-fast", favor_recall=True, fast=True))
 
 
 def _run_readability_port(html: str, url: str | None) -> Output:
@@ -216,18 +224,6 @@ def _teaser_runner(rule: tuple[int, int, float, float]) -> Callable[[str, str | 
         return Output(o.text, o.title, o.author, o.date, o.ms + (time.perf_counter() - t0) * 1000)
 
     return run
-
-
-def _run_recall_fast(html: str, url: str | None) -> Output:
-    t0 = time.perf_counter()
-    tree = _parse(html)
-    profile = Profile("recall-fast", favor_recall=True, fast=True)
-    text = (
-        _doc_text(_bare(tree, url, profile, with_metadata=False, now=NOW))
-        if tree is not None
-        else ""
-    )
-    return Output(text, None, None, None, (time.perf_counter() - t0) * 1000)
 
 
 def _run_justext(html: str, url: str | None) -> Output:

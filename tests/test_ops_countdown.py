@@ -16,6 +16,7 @@ from celery.exceptions import Retry
 
 from schemas.models import Article, ArticleState
 from schemas.types import utcnow
+from tests.support.db import load_article
 from tests.support.server import LocalServer, Reply
 
 WAIT = 5 * 3600.0  # longer than any countdown may be
@@ -45,16 +46,6 @@ def _article(url: str) -> int:
         s.flush()
         assert a.id is not None
         return a.id
-
-
-def _get(aid: int) -> Article:
-    from worker.db import unit_of_work
-
-    with unit_of_work() as s:
-        a = s.get(Article, aid)
-        assert a is not None
-        s.expunge(a)
-        return a
 
 
 def _run_as_worker(task: Any, aid: int, retries: int = 0) -> Retry:
@@ -125,7 +116,7 @@ def test_a_host_wait_longer_than_the_cap_is_scheduled_at_the_cap_and_swept_when_
     assert len(etas) == 1
     assert etas[0] <= utcnow() + timedelta(seconds=cap)
 
-    a = _get(aid)
+    a = load_article(aid)
     assert a.state == ArticleState.discovered and a.attempts == 0 and a.step_starts == 0
     due = before + timedelta(seconds=WAIT)
     assert a.state_changed_at >= due - timedelta(seconds=5), "the mark holds the whole wait"
@@ -135,7 +126,7 @@ def test_a_host_wait_longer_than_the_cap_is_scheduled_at_the_cap_and_swept_when_
     # the mark does not move back.
     retry = _run_as_worker(fetch_article, aid, retries=1)
     assert retry.when is not None and float(retry.when) <= cap
-    again = _get(aid)
+    again = load_article(aid)
     assert again.attempts == 0 and again.state_changed_at >= a.state_changed_at
 
     # The database picks it up when due: not while it waits, once the wait is over (by
@@ -159,7 +150,7 @@ def test_a_retry_after_of_hours_counts_once_and_waits_in_the_database(
     retry = _run_as_worker(fetch_article, aid)
     assert retry.when is not None and 0 < float(retry.when) <= cap
     assert all(eta <= utcnow() + timedelta(seconds=cap) for eta in _queued_etas(redis_url))
-    a = _get(aid)
+    a = load_article(aid)
     assert a.state == ArticleState.discovered and a.attempts == 1
     assert a.state_changed_at >= before + timedelta(seconds=WAIT - 5)
     assert server.hits["/news/b"] == 1
@@ -169,6 +160,6 @@ def test_a_retry_after_of_hours_counts_once_and_waits_in_the_database(
     retry = _run_as_worker(fetch_article, aid, retries=1)
     assert retry.when is not None and float(retry.when) <= cap
     assert server.hits["/news/b"] == 1
-    assert _get(aid).attempts == 1
+    assert load_article(aid).attempts == 1
     assert not _swept(aid, setup, now=before + timedelta(seconds=WAIT - 60))
     assert _swept(aid, setup, now=before + timedelta(seconds=WAIT + setup.stale_after + 10))

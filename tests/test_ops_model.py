@@ -15,6 +15,7 @@ from schemas.models import Article, ArticleState, Claim
 from schemas.types import utcnow
 from tests.conftest import REDIS_URL, claimwire, cli_env, need
 from tests.support.content import serve_site
+from tests.support.db import load_article
 from tests.support.procs import celery_worker, wait_until, worker_env
 from tests.support.server import LocalServer
 
@@ -69,16 +70,6 @@ def _deduplicated_article(tag: str) -> int:
         return a.id
 
 
-def _article(aid: int) -> Article:
-    from worker.db import unit_of_work
-
-    with unit_of_work() as s:
-        a = s.get(Article, aid)
-        assert a is not None
-        s.expunge(a)
-        return a
-
-
 def _claims(aid: int) -> int:
     from sqlmodel import select
 
@@ -102,7 +93,7 @@ def test_claims_step_waits_for_the_model_without_counting(configure: Any) -> Non
 
     result = claims_article.apply(args=(aid,))
     assert result.get(propagate=False) is False, result.traceback
-    a = _article(aid)
+    a = load_article(aid)
     assert a.state == ArticleState.deduplicated, a.failure_reason
     assert a.attempts == 0
     assert a.failure_reason is None
@@ -111,7 +102,7 @@ def test_claims_step_waits_for_the_model_without_counting(configure: Any) -> Non
 
     configure()  # the setting fixed
     assert claims_article.apply(args=(aid,)).get() is True
-    a = _article(aid)
+    a = load_article(aid)
     assert a.state == ArticleState.processed
     assert a.claims_status == "extracted"
     assert _claims(aid) >= 1
@@ -146,7 +137,7 @@ def test_worker_says_so_at_start_and_its_claims_steps_wait_until_fixed(
 
         claims_article.apply_async(args=(aid,))
         wait_until(lambda: worker.log().count("environment_error") >= 2, timeout=120)
-        a = _article(aid)
+        a = load_article(aid)
         assert a.state == ArticleState.deduplicated
         assert a.attempts == 0 and a.failure_reason is None
     finally:
@@ -161,12 +152,12 @@ def test_worker_says_so_at_start_and_its_claims_steps_wait_until_fixed(
         from tasks.processing import claims_article
 
         claims_article.apply_async(args=(aid,))
-        wait_until(lambda: _article(aid).state == ArticleState.processed, timeout=180)
+        wait_until(lambda: load_article(aid).state == ArticleState.processed, timeout=180)
         assert "claims_model_unavailable" not in fixed.log()
     finally:
         fixed.stop()
         client.flushdb()
-    a = _article(aid)
+    a = load_article(aid)
     assert a.attempts == 0 and a.claims_status == "extracted"
     assert _claims(aid) >= 1
 

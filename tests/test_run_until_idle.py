@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,6 +51,43 @@ def _slow_first_story(server: LocalServer, delay: float) -> str:
     return path
 
 
+def _interrupted_run(
+    env: dict[str, str],
+    cwd: Path,
+    server: LocalServer,
+    slow: str,
+    interrupt: Callable[[subprocess.Popen[str]], None],
+) -> str:
+    """Start `run --until-idle`, call ``interrupt`` once the slow page is asked for, and
+    check that the run ends with exit 1 saying work is still pending, and that it is;
+    return its stderr."""
+    proc = _start_run(env, cwd)
+    try:
+        wait_until(lambda: server.hits[slow] >= 1, 120, 0.05, "the slow page to be asked for")
+        interrupt(proc)
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, stderr[-3000:]
+    assert "still pending stay in the database" in stderr
+    articles = _status(env, cwd)["articles"]
+    assert isinstance(articles, dict)
+    assert articles.get("processed", 0) < len(STORIES), articles
+    return stderr
+
+
+def _run_to_the_end(env: dict[str, str], cwd: Path, server: LocalServer, slow: str) -> str:
+    """With the slow page fast again, a new run finishes every story; return its stderr."""
+    route = server.routes[slow]
+    assert isinstance(route, Reply)
+    route.delay = 0.0
+    r = claimwire(["run", "--until-idle"], env, cwd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    articles = _status(env, cwd)["articles"]
+    assert isinstance(articles, dict) and articles["processed"] == len(STORIES), articles
+    return r.stderr
+
+
 @pytest.fixture()
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     need(RedisServer.available(), "redis-server")
@@ -88,29 +125,13 @@ def test_a_signal_before_the_work_is_done_says_so_and_the_next_run_finishes(
     env = cli_env(tmp_path)
     assert claimwire(["feeds", "add", server.url("/feed.xml")], env, tmp_path).returncode == 0
 
-    proc = _start_run(env, tmp_path)
-    try:
-        wait_until(lambda: server.hits[slow] >= 1, 120, 0.05, "the slow page to be asked for")
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 1, stderr[-3000:]
+    stderr = _interrupted_run(
+        env, tmp_path, server, slow, lambda proc: proc.send_signal(signal.SIGTERM)
+    )
     assert "claimwire: stopped before the work was done." in stderr
-    assert "still pending stay in the database" in stderr
     assert "claimwire: idle." not in stderr
-    articles = _status(env, tmp_path)["articles"]
-    assert isinstance(articles, dict)
-    assert articles.get("processed", 0) < len(STORIES), articles
 
-    route = server.routes[slow]
-    assert isinstance(route, Reply)
-    route.delay = 0.0
-    r = claimwire(["run", "--until-idle"], env, tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "claimwire: idle." in r.stderr
-    articles = _status(env, tmp_path)["articles"]
-    assert isinstance(articles, dict) and articles["processed"] == len(STORIES), articles
+    assert "claimwire: idle." in _run_to_the_end(env, tmp_path, server, slow)
 
 
 @pytest.mark.redis
@@ -121,26 +142,9 @@ def test_broker_lost_mid_run_gives_up_and_keeps_the_work(
     env = cli_env(tmp_path, BROKER_URL=own_redis.url(), UNTIL_IDLE_GIVE_UP="2")
     assert claimwire(["feeds", "add", server.url("/feed.xml")], env, tmp_path).returncode == 0
 
-    proc = _start_run(env, tmp_path)
-    try:
-        wait_until(lambda: server.hits[slow] >= 1, 120, 0.05, "the slow page to be asked for")
-        own_redis.stop()
-        _, stderr = proc.communicate(timeout=180)
-    finally:
-        proc.kill()
-    assert proc.returncode == 1, stderr[-3000:]
+    stderr = _interrupted_run(env, tmp_path, server, slow, lambda _proc: own_redis.stop())
     assert "claimwire: gave up: the broker or the database stayed unreachable." in stderr
-    assert "still pending stay in the database" in stderr
-    articles = _status(env, tmp_path)["articles"]
-    assert isinstance(articles, dict)
-    assert articles.get("processed", 0) < len(STORIES), articles
 
     # The broker is back (empty: it kept nothing); the database still knows the work.
     own_redis.start()
-    route = server.routes[slow]
-    assert isinstance(route, Reply)
-    route.delay = 0.0
-    r = claimwire(["run", "--until-idle"], env, tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
-    articles = _status(env, tmp_path)["articles"]
-    assert isinstance(articles, dict) and articles["processed"] == len(STORIES), articles
+    _run_to_the_end(env, tmp_path, server, slow)

@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from schemas.models import Article, ArticleState
 from schemas.types import utcnow
+from tests.support.db import load_article
 
 STEP = "tasks.processing.dedup_article"
 
@@ -62,16 +63,6 @@ def _end(aid: int, advanced: bool) -> None:
         end_step(s, aid, advanced=advanced)
 
 
-def _get(aid: int) -> Article:
-    from worker.db import unit_of_work
-
-    with unit_of_work() as s:
-        a = s.get(Article, aid)
-        assert a is not None
-        s.expunge(a)
-        return a
-
-
 def test_steps_that_end_count_nothing_deaths_accumulate_then_quarantine(db: Any) -> None:
     from worker.db import unit_of_work
     from worker.quarantine import StepStart, replay
@@ -81,17 +72,17 @@ def test_steps_that_end_count_nothing_deaths_accumulate_then_quarantine(db: Any)
     # steps that return or raise take their start back: no death, however many
     for _ in range(5):
         assert _begin(aid) == (StepStart.run, 0)
-        assert _get(aid).step_starts == 1 and _get(aid).step_started_at is not None
+        assert load_article(aid).step_starts == 1 and load_article(aid).step_started_at is not None
         _end(aid, advanced=False)
-        assert _get(aid).step_starts == 0
+        assert load_article(aid).step_starts == 0
     # three deliveries whose process died (started, never ended)
     assert _begin(aid) == (StepStart.run, 0)
     assert _begin(aid) == (StepStart.run, 1)
     assert _begin(aid) == (StepStart.run, 2)
-    last_start = _get(aid).step_started_at
+    last_start = load_article(aid).step_started_at
     # the fourth is not run: quarantined with the reason
     assert _begin(aid) == (StepStart.quarantined, 3)
-    a = _get(aid)
+    a = load_article(aid)
     assert a.state == ArticleState.quarantined and a.failed_state == ArticleState.extracted
     assert a.failure_reason is not None and a.failure_reason.startswith(
         f"{STEP}: the worker process died 3 times during this step"
@@ -105,7 +96,7 @@ def test_steps_that_end_count_nothing_deaths_accumulate_then_quarantine(db: Any)
     # replay puts it back into the step that died, with fresh counts
     with unit_of_work() as s:
         assert replay(s, [aid]) == 1
-    a = _get(aid)
+    a = load_article(aid)
     assert a.state == ArticleState.extracted and a.step_starts == 0
     with unit_of_work() as s:
         assert stale_articles(s, db) == [(aid, "extracted")]
@@ -118,13 +109,13 @@ def test_a_step_that_moves_the_article_on_clears_its_deaths(db: Any) -> None:
     aid = _article()
     _begin(aid)
     _begin(aid)  # one death, then a run that
-    assert _get(aid).step_starts == 2
+    assert load_article(aid).step_starts == 2
     _end(aid, advanced=True)  # moves the article on: the next step starts from zero
-    assert _get(aid).step_starts == 0
+    assert load_article(aid).step_starts == 0
     _begin(aid)
     _begin(aid)
     _end(aid, advanced=False)  # one death stays counted after a run that did nothing
-    assert _get(aid).step_starts == 1
+    assert load_article(aid).step_starts == 1
     assert _begin(aid) == (StepStart.run, 1)
 
 
@@ -137,14 +128,14 @@ def test_finished_article_is_never_quarantined_by_deaths(db: Any) -> None:
     for i in range(3):
         assert _begin(aid) == (StepStart.run, i)
     assert _begin(aid) == (StepStart.abandoned, 3)
-    a = _get(aid)
+    a = load_article(aid)
     assert a.state == ArticleState.processed and a.step_starts == 0 and a.failed_state is None
     # starts left behind on a finished article (take-backs that failed in an outage) go
     # with the next step that ends on it; on a pending one only its own start goes
     _begin(aid)
     _begin(aid)
     _end(aid, advanced=False)
-    assert _get(aid).step_starts == 0
+    assert load_article(aid).step_starts == 0
 
 
 def test_a_copy_of_a_running_step_neither_counts_nor_runs(configure: Any, pg_url: str) -> None:
@@ -160,7 +151,7 @@ def test_a_copy_of_a_running_step_neither_counts_nor_runs(configure: Any, pg_url
     with unit_of_work() as running:
         assert lock_article(running, aid)
         assert _begin(aid) == (StepStart.busy, 0)
-    assert _get(aid).step_starts == 1
+    assert load_article(aid).step_starts == 1
 
 
 def test_articles_inserted_without_the_new_columns_start_at_zero(db: Any) -> None:
