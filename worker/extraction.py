@@ -724,21 +724,6 @@ FetchFn = Callable[[str], tuple[bytes, str | None, str]]
 """``fetch(url) -> (body, content_type_header, final_url)``."""
 
 
-def _default_fetch(settings: Any) -> FetchFn:
-    from worker.http import HttpClient, classify_status
-
-    client = HttpClient(settings)
-
-    def fetch(url: str) -> tuple[bytes, str | None, str]:
-        resp = client.get(url)
-        error = classify_status(resp.status, resp.headers)
-        if error is not None:
-            raise error
-        return resp.body, resp.headers.get("content-type"), resp.url
-
-    return fetch
-
-
 def iter_inputs(
     paths: Iterable[str],
     settings: Any = None,
@@ -757,7 +742,9 @@ def iter_inputs(
     for raw in paths:
         if _is_url(raw):
             if fetch is None and settings is not None:
-                fetch = _default_fetch(settings)
+                from worker.fetching import page_fetcher
+
+                fetch = page_fetcher(settings)
             if fetch is None:
                 yield _as_output(raw, None, error="URL given but no fetcher configured", key="url")
                 continue

@@ -3,6 +3,7 @@ archived, and the article moved to ``fetched`` (or ended with a recorded reason)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlmodel import Session
@@ -66,6 +67,32 @@ def is_html(content_type: str, body: bytes) -> bool:
     return False
 
 
+HTML_ACCEPT = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"}
+
+PageFetch = Callable[[str], tuple[bytes, str | None, str]]
+"""``fetch(url) -> (body, content_type_header, final_url)``; raises :class:`FetchError`."""
+
+
+def page_fetcher(settings: Settings) -> PageFetch:
+    """A page fetched outside the pipeline (``claimwire extract URL``) as the pipeline
+    fetches it: the same guarded client and headers, the same statuses as errors, and a
+    body that is not HTML an error naming its type (not an empty text)."""
+    client = HttpClient(settings)
+
+    def fetch(url: str) -> tuple[bytes, str | None, str]:
+        resp = client.get(url, HTML_ACCEPT, accept_type=html_like)
+        error = classify_status(resp.status, resp.headers)
+        if error is not None:
+            raise error
+        if resp.body_skipped or not is_html(resp.content_type, resp.body):
+            raise FetchError(
+                f"not HTML: content type {resp.content_type or 'unknown'}", transient=False
+            )
+        return resp.body, resp.headers.get("content-type"), resp.url
+
+    return fetch
+
+
 def fetch_article(
     session: Session,
     article_id: int,
@@ -85,11 +112,7 @@ def fetch_article(
         return FetchOutcome(False, article.state, article.failure_reason)
     try:
         with limiter.slot(article.host):
-            resp = http.get(
-                article.url,
-                {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"},
-                accept_type=html_like,
-            )
+            resp = http.get(article.url, HTML_ACCEPT, accept_type=html_like)
         error = classify_status(resp.status, resp.headers)
         if error is not None:
             if resp.status in (429, 503) and error.retry_after:

@@ -30,9 +30,11 @@ def extract(
 ) -> None:
     """Extract clean text and metadata, with no database."""
     from worker.extraction import iter_inputs
+    from worker.fetching import page_fetcher
 
     settings = _settings()
-    fetch = _page_fetcher(settings) if any("://" in p for p in paths) else None
+    # one client (one connection pool) for every URL given
+    fetch = page_fetcher(settings) if any("://" in p for p in paths) else None
     for p in paths:
         n = 0
         for obj in iter_inputs([p], settings, fetch=fetch):
@@ -40,33 +42,6 @@ def extract(
             n += 1
         if n == 0:
             _note(f"{p}: no pages in this directory (*.html, *.htm, *.gz)")
-
-
-def _page_fetcher(settings: Any) -> Any:
-    """A URL's page as the pipeline fetches it: the same guarded client, the same
-    statuses as errors, and a body that is not HTML reported with its type (not as an
-    empty text)."""
-    from worker.fetching import html_like, is_html
-    from worker.http import FetchError, HttpClient, classify_status
-
-    client = HttpClient(settings)
-
-    def fetch(url: str) -> tuple[bytes, str | None, str]:
-        resp = client.get(
-            url,
-            {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"},
-            accept_type=html_like,
-        )
-        error = classify_status(resp.status, resp.headers)
-        if error is not None:
-            raise error
-        if resp.body_skipped or not is_html(resp.content_type, resp.body):
-            raise FetchError(
-                f"not HTML: content type {resp.content_type or 'unknown'}", transient=False
-            )
-        return resp.body, resp.headers.get("content-type"), resp.url
-
-    return fetch
 
 
 TEXT_SUFFIXES = (".txt",)
