@@ -50,7 +50,8 @@ def test_backfill_urls_wait_runs_in_process(
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "job 2 queued (reprocess, 15 articles)" in r.stdout
-    assert "job 2 done: 15 discovered, 15 fetched, 15 done" in r.stderr
+    assert "job 2 done: 15 selected, 15 done, 0 skipped, 0 failed" in r.stderr
+    assert "fetched" not in r.stderr
     assert all(server.hits[p] == 1 for p in site.pages)
 
     # The same data directory in-process (faster): list, stdin, pause/resume/cancel.

@@ -372,7 +372,7 @@ def wait_for_job(job_id: int, settings: Any) -> int:
             completed=finished,
             total=total if total is not None else max(int(row["discovered"]), finished) or None,
             state=row["state"] + ("" if row["discovery_done"] else ", discovering"),
-            counts=(f"fetched {row['fetched']} skipped {row['skipped']} failed {row['failed']}"),
+            counts=_counts(row, short=True),
             rate=f"{finished / elapsed:.1f}/s",
         )
         return row
@@ -394,13 +394,24 @@ def wait_for_job(job_id: int, settings: Any) -> int:
     return _report(final)
 
 
+def _counts(row: dict[str, Any], short: bool = False) -> str:
+    """A job's counts in words. A reprocess reads every page from the archive, so it has
+    no "fetched" count: its items are selected, not discovered."""
+    from worker.jobs import KIND_REPROCESS
+
+    tail = f"{row['skipped']} skipped, {row['failed']} failed"
+    if row["kind"] == KIND_REPROCESS:
+        head = "" if short else f"{row['discovered']} selected, {row['done']} done, "
+        return head + tail
+    if short:
+        return f"{row['fetched']} fetched, {tail}"
+    return f"{row['discovered']} discovered, {row['fetched']} fetched, {row['done']} done, " + tail
+
+
 def _report(row: dict[str, Any]) -> int:
     if not row:
         return 1
-    summary = (
-        f"job {row['id']} {row['state']}: {row['discovered']} discovered, {row['fetched']} "
-        f"fetched, {row['done']} done, {row['skipped']} skipped, {row['failed']} failed"
-    )
+    summary = f"job {row['id']} {row['state']}: {_counts(row)}"
     if row["state"] == "done":
         err.print(f"claimwire: {summary}")
         return 0
