@@ -298,6 +298,25 @@ class ClaimCluster(SQLModel, table=True):
     created_at: datetime = _created()
 
 
+class ClaimClusterWord(SQLModel, table=True):
+    """One content word of a cluster's text (the candidate index of claim clustering),
+    with the cluster's speaker key and its number of content words. Written once when
+    the cluster is created (its text never changes); goes with the cluster."""
+
+    cluster_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("claimcluster.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    word: str = Field(primary_key=True)
+    speaker_key: str
+    n_words: int
+
+    __table_args__ = (
+        Index("ix_claimclusterword_lookup", "speaker_key", "word", "cluster_id", "n_words"),
+    )
+
+
 class Claim(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     article_id: int = Field(

@@ -17,12 +17,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import CompoundSelect, Select, func, text
+from sqlalchemy import CompoundSelect, Float, Select, case, func, literal, text
+from sqlalchemy import insert as sql_insert
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from schemas.models import Article, Claim, ClaimCluster
+from schemas.models import Article, Claim, ClaimCluster, ClaimClusterWord
 from worker.db import is_postgres
 
 _TITLES = {
@@ -311,34 +312,92 @@ def _lock(session: Session, key: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": h})
 
 
+def _index_word(word: str) -> str:
+    """A content word as the index stores it: a word longer than 64 characters (junk
+    text) as ``#`` and a digest, so that an index entry stays small (PostgreSQL limits a
+    btree entry to about 2.7 kB); ``#`` never occurs in a content word."""
+    if len(word) <= 64:
+        return word
+    return "#" + hashlib.blake2b(word.encode(), digest_size=16).hexdigest()
+
+
+def cluster_word_rows(cluster_id: int, key: str, text: str) -> list[dict[str, object]]:
+    """The :class:`~schemas.models.ClaimClusterWord` rows of a cluster: one per content
+    word of its text, each with the number of them."""
+    words = {_index_word(w) for w in content_words(text)}
+    return [
+        {"cluster_id": cluster_id, "word": w, "speaker_key": key, "n_words": len(words)}
+        for w in sorted(words)
+    ]
+
+
+def best_cluster(session: Session, key: str, words: set[str], threshold: float) -> int | None:
+    """The cluster of speaker ``key`` whose text is most similar to ``words`` (a claim's
+    content words), if that similarity is at least ``threshold`` and above 0.
+
+    Exactly the choice of scoring every cluster of the key with :func:`similarity`, but
+    only clusters sharing enough words with the claim are read: a cluster of ``m``
+    content words sharing ``s`` of the claim's ``n`` scores ``s / min(m, n)``, so one
+    with ``s < threshold * min(m, n)`` cannot reach the threshold. The words come from
+    the index (``claimclusterword``, keyed by speaker key and word), counted per cluster
+    in SQL; the exact score is then computed from the shared count and the word counts.
+
+    Ties (several clusters with the best score) go to the lowest cluster id, the oldest
+    cluster. The scan this replaces kept the first best in the order the database
+    returned the speaker's clusters, with no ORDER BY: on SQLite the speaker-key index's
+    order (ascending id, the same choice); on PostgreSQL the table's physical order,
+    which an UPDATE of a cluster's counts can change."""
+    if not words:
+        return None
+    keyed = {_index_word(w) for w in words}
+    n = len(keyed)
+    w = ClaimClusterWord
+    shared = func.count()
+    smaller = case((col(w.n_words) < n, col(w.n_words)), else_=n)
+    # float rounding must not drop a cluster at the threshold: the filter is a little
+    # looser than the exact test below
+    enough = shared >= literal(threshold, Float) * smaller - 1e-9
+    rows = session.execute(
+        sql_select(col(w.cluster_id), col(w.n_words), shared)
+        .where(col(w.speaker_key) == key, col(w.word).in_(sorted(keyed)))
+        .group_by(col(w.cluster_id), col(w.n_words))
+        .having(enough)
+    ).all()
+    best: tuple[float, int | None] = (0.0, None)
+    for cluster_id, n_words, n_shared in sorted(rows):
+        score = n_shared / min(n_words, n)
+        if score > best[0]:
+            best = (score, cluster_id)
+    return best[1] if best[0] >= threshold else None
+
+
 def assign_clusters(
     session: Session, article: Article, claims: list[Claim], threshold: float
 ) -> set[int]:
-    """Give every claim of ``article`` a cluster; return the clusters touched."""
+    """Give every claim of ``article`` a cluster; return the clusters touched.
+
+    A claim joins its speaker's most similar cluster (:func:`best_cluster`), or starts a
+    new one, indexed by its content words."""
     touched: set[int] = set()
     for claim in claims:
         key = speaker_key(claim.speaker_resolved or claim.speaker)
         if not key:
             continue
         _lock(session, key)
-        words = content_words(claim.text)
-        best: tuple[float, ClaimCluster | None] = (0.0, None)
-        for cluster in session.exec(select(ClaimCluster).where(ClaimCluster.speaker_key == key)):
-            score = similarity(words, content_words(cluster.text))
-            if score > best[0]:
-                best = (score, cluster)
-        found = best[1] if best[0] >= threshold else None
+        found = best_cluster(session, key, content_words(claim.text), threshold)
         if found is None:
             cluster = ClaimCluster(
                 speaker_key=key, speaker=claim.speaker_resolved or claim.speaker, text=claim.text
             )
             session.add(cluster)
             session.flush()
-        else:
-            cluster = found
-        claim.cluster_id = cluster.id
-        assert cluster.id is not None
-        touched.add(cluster.id)
+            assert cluster.id is not None
+            rows = cluster_word_rows(cluster.id, key, cluster.text)
+            if rows:
+                session.execute(sql_insert(ClaimClusterWord), rows)
+            found = cluster.id
+        claim.cluster_id = found
+        touched.add(found)
     session.flush()
     for cluster_id in touched:
         refresh_cluster(session, cluster_id)
