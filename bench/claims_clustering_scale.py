@@ -35,7 +35,8 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,11 +44,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 from bench.timing import pct  # noqa: E402
-from schemas.models import Article, ArticleState, Claim, ClaimCluster  # noqa: E402
+from schemas.models import (  # noqa: E402
+    Article,
+    ArticleState,
+    Claim,
+    ClaimCluster,
+    ClaimClusterWord,
+)
 from worker.claims import clustering  # noqa: E402
 from worker.db import dispose_engines, get_engine, init_db  # noqa: E402
 from worker.settings import Settings  # noqa: E402
@@ -98,7 +105,9 @@ class Database:
     settings: Settings
     article_id: int
     texts: list[str]  # the speaker's cluster texts, for near-copies
-    times: list[float]
+    max_id: int  # the last loaded cluster: a higher id is a new cluster
+    times: dict[str, list[float]] = field(default_factory=dict)
+    joined: dict[str, int] = field(default_factory=dict)
 
 
 def load(settings: Settings, size: int, vocab: Vocabulary, rng: random.Random) -> Database:
@@ -119,6 +128,14 @@ def load(settings: Settings, size: int, vocab: Vocabulary, rng: random.Random) -
                 for r in rows[i : i + 5000]
             ]
             s.execute(insert(ClaimCluster), chunk)
+        words: list[dict[str, object]] = []
+        for cid, k, t in s.execute(
+            select(ClaimCluster.id, ClaimCluster.speaker_key, ClaimCluster.text)
+        ):
+            words += clustering.cluster_word_rows(cid, k, t)
+        for i in range(0, len(words), 20_000):
+            s.execute(insert(ClaimClusterWord), words[i : i + 20_000])
+        max_id = int(s.execute(select(func.max(ClaimCluster.id))).scalar_one())
         key = uuid.uuid4().hex
         article = Article(
             url=f"https://bench.example/{key}",
@@ -139,11 +156,55 @@ def load(settings: Settings, size: int, vocab: Vocabulary, rng: random.Random) -
         with engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")
     label = "postgresql" if settings.effective_database_url.startswith("postgresql") else "sqlite"
-    return Database(label, size, settings, article_id, texts, [])
+    return Database(label, size, settings, article_id, texts, max_id)
 
 
-def one_call(db: Database, text: str, start: int) -> float:
-    """Cluster one claim in its own transaction, rolled back; the call's milliseconds."""
+def scan_assign_clusters(
+    session: Session, article: Article, claims: list[Claim], threshold: float
+) -> set[int]:
+    """``assign_clusters`` as it was before the word index (commit e9174a8): every
+    cluster of the speaker key scored in Python."""
+    from sqlmodel import select as sm_select
+
+    touched: set[int] = set()
+    for claim in claims:
+        key = clustering.speaker_key(claim.speaker_resolved or claim.speaker)
+        if not key:
+            continue
+        clustering._lock(session, key)
+        words = clustering.content_words(claim.text)
+        best: tuple[float, ClaimCluster | None] = (0.0, None)
+        for cluster in session.exec(sm_select(ClaimCluster).where(ClaimCluster.speaker_key == key)):
+            score = clustering.similarity(words, clustering.content_words(cluster.text))
+            if score > best[0]:
+                best = (score, cluster)
+        found = best[1] if best[0] >= threshold else None
+        if found is None:
+            cluster = ClaimCluster(
+                speaker_key=key, speaker=claim.speaker_resolved or claim.speaker, text=claim.text
+            )
+            session.add(cluster)
+            session.flush()
+        else:
+            cluster = found
+        claim.cluster_id = cluster.id
+        assert cluster.id is not None
+        touched.add(cluster.id)
+    session.flush()
+    for cluster_id in touched:
+        clustering.refresh_cluster(session, cluster_id)
+    return touched
+
+
+VARIANTS: dict[str, Callable[[Session, Article, list[Claim], float], set[int]]] = {
+    "index": clustering.assign_clusters,
+    "scan": scan_assign_clusters,
+}
+
+
+def one_call(db: Database, text: str, start: int, variant: str) -> tuple[float, int | None]:
+    """Cluster one claim in its own transaction, rolled back: the call's milliseconds
+    and the existing cluster it joined (None: a new one)."""
     with Session(get_engine(db.settings)) as s:
         article = s.get(Article, db.article_id)
         assert article is not None
@@ -162,10 +223,22 @@ def one_call(db: Database, text: str, start: int) -> float:
         s.add(claim)
         s.flush()
         t0 = time.perf_counter()
-        clustering.assign_clusters(s, article, [claim], THRESHOLD)
+        VARIANTS[variant](s, article, [claim], THRESHOLD)
         elapsed = (time.perf_counter() - t0) * 1000
+        joined = claim.cluster_id if (claim.cluster_id or 0) <= db.max_id else None
         s.rollback()
-    return elapsed
+    return elapsed, joined
+
+
+def explain(db: Database, text: str) -> str:
+    """The database's plan of the candidate lookup for one claim."""
+    q = clustering.candidate_query(KEY, clustering.content_words(text), THRESHOLD)
+    engine = get_engine(db.settings)
+    sql = str(q.compile(engine, compile_kwargs={"literal_binds": True}))
+    prefix = "EXPLAIN (ANALYZE, BUFFERS) " if db.label == "postgresql" else "EXPLAIN QUERY PLAN "
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(prefix + sql).all()
+    return "\n".join("#   " + " ".join(str(c) for c in r) for r in rows)
 
 
 def uptime() -> str:
@@ -188,6 +261,7 @@ def main() -> None:
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--variants", default="index,scan", help="index (today's), scan (before)")
     ap.add_argument(
         "--head", type=int, default=100, help="Zipf rank offset (0: a heavy head, stress case)"
     )
@@ -195,6 +269,7 @@ def main() -> None:
     sizes = [int(x) for x in args.sizes.split(",")]
     rng = random.Random(args.seed)
     vocab = Vocabulary(rng, head=args.head)
+    variants = args.variants.split(",")
 
     print(f"# {platform.node()} {platform.machine()} python {platform.python_version()}")
     print(f"# uptime at start: {uptime()}")
@@ -237,19 +312,34 @@ def main() -> None:
                         text = vocab.near_copy(random.Random(i + r * 100_000), src)
                     else:
                         text = fresh
-                    ms = one_call(db, text, start=r * 100_000 + i)
-                    if i:  # the first call of a batch opens a connection: not timed
-                        db.times.append(ms)
+                    chosen = set()
+                    # alternate which variant goes first
+                    for v in variants[i % 2 :] + variants[: i % 2]:
+                        ms, joined = one_call(db, text, r * 100_000 + i, v)
+                        chosen.add(joined)
+                        if i:  # the first call of a batch opens a connection: not timed
+                            db.times.setdefault(v, []).append(ms)
+                            db.joined[v] = db.joined.get(v, 0) + (joined is not None)
+                    # every variant chose the same existing cluster, or a new one
+                    assert len(chosen) == 1, (db.label, db.size, text, chosen)
+                    if r == 0 and i == 1 and "index" in variants:
+                        print(f"# plan, {db.label} {db.size}:\n{explain(db, text)}", flush=True)
             print(f"# round {r + 1}/{args.rounds} done; {uptime()}", flush=True)
 
         print()
-        print("| database | clusters of the key | calls | median ms | p95 ms | mean ms |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print(
+            "| database | clusters of the key | variant | calls (joined) "
+            "| median ms | p95 ms | mean ms |"
+        )
+        print("|---|---:|---|---:|---:|---:|---:|")
         for db in sorted(dbs, key=lambda d: (d.label, d.size)):
-            print(
-                f"| {db.label} | {db.size:,} | {len(db.times)} | {statistics.median(db.times):.2f} "
-                f"| {pct(db.times, 0.95):.2f} | {statistics.fmean(db.times):.2f} |"
-            )
+            for v in variants:
+                t = db.times[v]
+                print(
+                    f"| {db.label} | {db.size:,} | {v} | {len(t)} ({db.joined[v]}) "
+                    f"| {statistics.median(t):.2f} | {pct(t, 0.95):.2f} "
+                    f"| {statistics.fmean(t):.2f} |"
+                )
         print(f"# uptime at end: {uptime()}")
     finally:
         dispose_engines()

@@ -331,6 +331,26 @@ def cluster_word_rows(cluster_id: int, key: str, text: str) -> list[dict[str, ob
     ]
 
 
+def candidate_query(key: str, words: set[str], threshold: float) -> Select[int, int, int]:
+    """Cluster id, its number of content words and how many of ``words`` it shares, for
+    every cluster of speaker ``key`` that shares enough of them to possibly reach
+    ``threshold`` (see :func:`best_cluster`): one indexed lookup per word, grouped."""
+    keyed = {_index_word(w) for w in words}
+    n = len(keyed)
+    w = ClaimClusterWord
+    shared = func.count()
+    smaller = case((col(w.n_words) < n, col(w.n_words)), else_=n)
+    # float rounding must not drop a cluster at the threshold: the filter is a little
+    # looser than the exact test that follows it
+    enough = shared >= literal(threshold, Float) * smaller - 1e-9
+    return (
+        sql_select(col(w.cluster_id), col(w.n_words), shared)
+        .where(col(w.speaker_key) == key, col(w.word).in_(sorted(keyed)))
+        .group_by(col(w.cluster_id), col(w.n_words))
+        .having(enough)
+    )
+
+
 def best_cluster(session: Session, key: str, words: set[str], threshold: float) -> int | None:
     """The cluster of speaker ``key`` whose text is most similar to ``words`` (a claim's
     content words), if that similarity is at least ``threshold`` and above 0.
@@ -349,20 +369,8 @@ def best_cluster(session: Session, key: str, words: set[str], threshold: float) 
     which an UPDATE of a cluster's counts can change."""
     if not words:
         return None
-    keyed = {_index_word(w) for w in words}
-    n = len(keyed)
-    w = ClaimClusterWord
-    shared = func.count()
-    smaller = case((col(w.n_words) < n, col(w.n_words)), else_=n)
-    # float rounding must not drop a cluster at the threshold: the filter is a little
-    # looser than the exact test below
-    enough = shared >= literal(threshold, Float) * smaller - 1e-9
-    rows = session.execute(
-        sql_select(col(w.cluster_id), col(w.n_words), shared)
-        .where(col(w.speaker_key) == key, col(w.word).in_(sorted(keyed)))
-        .group_by(col(w.cluster_id), col(w.n_words))
-        .having(enough)
-    ).all()
+    n = len({_index_word(w) for w in words})
+    rows = session.execute(candidate_query(key, words, threshold)).all()
     best: tuple[float, int | None] = (0.0, None)
     for cluster_id, n_words, n_shared in sorted(rows):
         score = n_shared / min(n_words, n)
