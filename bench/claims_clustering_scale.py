@@ -2,12 +2,13 @@
 
     .venv/bin/python -m bench.claims_clustering_scale [--sizes 1000,10000,50000]
         [--calls 200] [--rounds 5] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
-        [--no-sqlite] [--no-pg] [--seed 1]
+        [--no-sqlite] [--no-pg] [--seed 1] [--head 100] [--variants index,scan]
 
-For every size N, one SQLite file (under a temporary directory) and one scratch
-PostgreSQL database ``cw_bench_clusters_<N>`` (dropped first if it exists, and at the
-end) get claimwire's schema through its migrations (``init_db``), then N clusters of
-one speaker key (``novak``) and N/10 of three other keys, by bulk insert. Their texts
+For every size N, one SQLite file (in a temporary directory, deleted at the end) and
+one scratch PostgreSQL database ``cw_bench_clusters_<N>`` (dropped first if it exists,
+and at the end) get claimwire's schema through its migrations (``init_db``), then N
+clusters of one speaker key (``novak``) and N/10 of three other keys, with their word
+index rows (``cluster_word_rows``), by bulk insert. Their texts
 are synthetic: 8-25 words drawn from a Zipf distribution (exponent 1) over 20,000
 invented words, ranks offset by ``--head`` (100: the top content word after English's
 stop words, about 0.2% of the words; 0: a stress case where the top word is in most
@@ -22,6 +23,13 @@ a committed article and is **rolled back**, so every call sees exactly N cluster
 are interleaved: ``--rounds`` rounds, each running the next ``calls/rounds`` claims in
 every database, so that all sizes and both databases see the same machine load (the
 machine is shared). Reported: median, p95 and mean milliseconds per call.
+
+Variants: ``index`` is today's ``assign_clusters`` (candidates from the
+``claimclusterword`` index); ``scan`` is the code before it, kept here, which scores
+every cluster of the key in Python. Both run on every claim, one after the other (which
+goes first alternates), and must choose the same existing cluster or both a new one.
+The candidate query's plan (PostgreSQL: ``EXPLAIN (ANALYZE, BUFFERS)``, SQLite: ``EXPLAIN
+QUERY PLAN``) is printed once per database.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from __future__ import annotations
 import argparse
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -343,6 +352,7 @@ def main() -> None:
         print(f"# uptime at end: {uptime()}")
     finally:
         dispose_engines()
+        shutil.rmtree(tmp, ignore_errors=True)
         for name in made_pg:
             pg_admin(args.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
