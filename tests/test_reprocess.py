@@ -197,17 +197,69 @@ def test_reprocess_of_duplicate_groups_keeps_groups_claims_and_clusters(
     monkeypatch.setattr(worker.claims, "EXTRACTOR_VERSION", bumped)
     monkeypatch.setattr(worker.claims.extraction, "EXTRACTOR_VERSION", bumped)
     job_id = _reprocess(older_extractor=True, states=["processed"])
-    # canonicals carry claims, copies none: both selected (a copy's claims_version is
-    # the version that judged it a copy)
-    assert job_row(job_id)["discovered"] == 2 * len(STORIES)
+    # canonicals carry claims, copies none: a new claims extractor selects only the
+    # canonicals (a copy's claims do not depend on it)
+    assert job_row(job_id)["discovered"] == len(STORIES)
     run_items(job_id)
     assert job_row(job_id)["state"] == "done"
     after = _snapshot()
     assert after == before
     assert dict(server.hits) == hits
     with unit_of_work() as s:
-        assert {a.claims_version for a in s.exec(select(Article)).all()} == {bumped}
+        arts = s.exec(select(Article)).all()
+        assert {a.claims_version for a in arts if a.url not in copies} == {bumped}
         assert {c.extractor_version for c in s.exec(select(Claim)).all()} == {bumped}
+    # and nothing is left to select
+    assert job_row(_reprocess(older_extractor=True))["discovered"] == 0
+    # a whole reprocess (no version filter) also gives the same groups and claims
+    job_all = _reprocess(states=["processed"])
+    assert job_row(job_all)["discovered"] == 2 * len(STORIES)
+    run_items(job_all)
+    assert _snapshot() == before
+
+
+def test_older_extractor_skips_demoted_copies_of_a_fresh_run(configure, server) -> None:
+    """Audit MEDIUM 7: a canonical article demoted to a copy by an earlier-published one
+    arriving later loses its claims and dedup clears its claims_version; right after
+    that fresh run `--older-extractor` must select nothing. An article whose text
+    an older page extractor produced is selected, alone."""
+    configure()
+    serve_site(server)
+    serve_site(server, prefix="/copy", site="Harbour Copy")
+    from datetime import timedelta
+
+    from worker.backfill import create_urls_job
+    from worker.db import init_db, unit_of_work
+    from worker.reprocess import ReprocessFilter, count_selection, selection
+    from worker.settings import get_settings
+
+    init_db()
+    copy_urls = [server.url(f"/copy/news/{slug}") for slug, *_ in STORIES]
+    with unit_of_work() as s:
+        first = int(create_urls_job(s, copy_urls, get_settings()).job.id or 0)
+    run_items(first)
+    with unit_of_work() as s:  # the copies turn out to be published a day later
+        for a in s.exec(select(Article)).all():
+            assert a.claims_status == "extracted" and a.published_at is not None
+            a.published_at = a.published_at + timedelta(days=1)
+    originals = [server.url(f"/news/{slug}") for slug, *_ in STORIES]
+    with unit_of_work() as s:
+        second = int(create_urls_job(s, originals, get_settings()).job.id or 0)
+    run_items(second)
+    with unit_of_work() as s:
+        arts = s.exec(select(Article)).all()
+        demoted = [a for a in arts if a.url.startswith(server.url("/copy/"))]
+        assert len(demoted) == len(STORIES)
+        # the situation of the audit: copies without a claims version
+        assert {(a.claims_status, a.claims_version) for a in demoted} == {("duplicate", None)}
+        assert all(a.duplicate_of_id is not None for a in demoted)
+        assert count_selection(s, ReprocessFilter(older_extractor=True)) == 0
+        assert count_selection(s, ReprocessFilter()) == 2 * len(STORIES)
+        older = demoted[0]
+        older.extractor_version = "trafilatura-0.0+old"
+        older_id = older.id
+    with unit_of_work() as s:
+        assert list(s.scalars(selection(ReprocessFilter(older_extractor=True)))) == [older_id]
 
 
 def test_reprocess_selects_by_feed(configure, server) -> None:

@@ -94,25 +94,39 @@ def selection(f: ReprocessFilter) -> Select[Any]:
         host = f.outlet.strip().lower()
         query = query.where(or_(col(Article.host) == host, col(Article.host).like(f"%.{host}")))
     if f.older_extractor:
-        page_version, claims_version = current_versions()
-        stale = []
-        if page_version:
-            stale.append(
-                or_(
-                    col(Article.extractor_version).is_(None),
-                    col(Article.extractor_version) != page_version,
-                )
-            )
-        if claims_version:
-            stale.append(
-                or_(
-                    col(Article.claims_version).is_(None),
-                    col(Article.claims_version) != claims_version,
-                )
-            )
+        stale = older_extractor_clauses()
         if stale:
             query = query.where(or_(*stale))
     return query.order_by(col(Article.id))
+
+
+def older_extractor_clauses() -> list[Any]:
+    """What ``--older-extractor`` selects: an article whose text was extracted by
+    another (or no recorded) version of the page extractor, or one that carries
+    claims (``claims_status == 'extracted'``) extracted by another version of the
+    claims extractor. The claims version is not looked at for the other articles:
+    a copy of another article (``duplicate``; dedup sets its ``claims_version`` to
+    NULL when it demotes a canonical), a text not in English, no text, or claims
+    turned off do not depend on the claims extractor, so a new one changes nothing
+    for them."""
+    page_version, claims_version = current_versions()
+    stale: list[Any] = []
+    if page_version:
+        stale.append(
+            or_(
+                col(Article.extractor_version).is_(None),
+                col(Article.extractor_version) != page_version,
+            )
+        )
+    if claims_version:
+        stale.append(
+            (col(Article.claims_status) == "extracted")
+            & or_(
+                col(Article.claims_version).is_(None),
+                col(Article.claims_version) != claims_version,
+            )
+        )
+    return stale
 
 
 def count_selection(session: Session, f: ReprocessFilter) -> int:
@@ -192,6 +206,7 @@ __all__ = [
     "create_reprocess_job",
     "current_versions",
     "forget_dedup",
+    "older_extractor_clauses",
     "restart_article",
     "selection",
 ]
