@@ -4,6 +4,7 @@ Redis and in-process, under real concurrency."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -14,6 +15,7 @@ import redis
 from sqlmodel import select
 
 from schemas.models import RobotsTxt
+from schemas.types import utcnow
 from tests.support.server import LocalServer, Reply
 from worker.db import init_db, unit_of_work
 from worker.http import HttpClient
@@ -120,8 +122,34 @@ def test_unreachable_robots_is_a_temporary_complete_disallow(robots: Any) -> Non
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(RobotsUnavailable, match="unreachable"):
+    # The real cause is kept (it used to say only "unavailable (unreachable)").
+    with pytest.raises(RobotsUnavailable, match=r"unreachable: network error: .*refused"):
         robots(f"http://127.0.0.1:{port}/feed.xml")
+
+
+def test_a_name_that_does_not_resolve_is_named_as_the_cause(robots: Any) -> None:
+    # .invalid never resolves (RFC 6761): no network needed to fail.
+    with pytest.raises(RobotsUnavailable) as down:
+        robots("http://nonexistent.invalid/feed.xml")
+    assert "robots.txt of nonexistent.invalid unreachable" in str(down.value)
+    assert "cannot resolve nonexistent.invalid" in down.value.why
+    assert "retry in" not in str(down.value)  # when it is asked again is the caller's to say
+
+
+def test_the_cause_reaches_other_workers_through_the_database(configure: Any, server: Any) -> None:
+    settings = configure()
+    init_db(settings)
+    http = HttpClient(settings)
+    server.routes["/robots.txt"] = Reply(503, b"down")
+    # A poll commits the failed check (it records the failure instead of raising).
+    with unit_of_work() as s, pytest.raises(RobotsUnavailable, match="unreachable: HTTP 503"):
+        robots_allows(s, http, server.url("/feed.xml"), settings)
+    forget_robots_failures()  # another process: only the database row
+    with unit_of_work() as s, pytest.raises(RobotsUnavailable) as down:
+        robots_allows(s, http, server.url("/news/a"), settings)
+    assert down.value.why == "HTTP 503"
+    assert server.hits["/robots.txt"] == 1  # from the row, not asked again
+    http.close()
 
 
 def test_an_outage_keeps_the_last_good_copy_in_force(configure: Any, server: Any) -> None:
@@ -158,6 +186,10 @@ def test_robots_can_be_switched_off(configure: Any, server: Any) -> None:
     http.close()
 
 
+def due_in_minutes(at: Any) -> float:
+    return (at - utcnow()).total_seconds() / 60
+
+
 def test_a_feed_disallowed_by_robots_is_never_fetched(configure: Any, server: Any) -> None:
     from tests.test_polling import Poller
 
@@ -176,8 +208,18 @@ def test_a_feed_disallowed_by_robots_is_never_fetched(configure: Any, server: An
         other.routes["/feeds/b.xml"] = Reply(body=b"<rss version='2.0'><channel/></rss>")
         (fid2,) = p.add(other.url("/feeds/b.xml"))
         down = p.poll_now(fid2)
-        assert down.outcome == "error" and "unavailable" in (down.error or "")
+        assert down.outcome == "error"
+        assert (down.error or "").startswith("robots.txt of 127.0.0.1 unreachable: HTTP 503")
         feed = p.feed(fid2)
+        assert feed.last_error == down.error
+        # The error says when the feed is really polled again (its backoff), not
+        # robots.txt's own 300 s ("retry in 300s" while the next poll was an hour later).
+        error = feed.last_error or ""
+        said = re.search(r"; next poll in (\d+) min \(", error)
+        assert said is not None, error
+        assert abs(int(said[1]) - due_in_minutes(feed.next_poll_at)) <= 1, error
+        assert int(said[1]) >= 50, error  # the initial interval, an hour
+        assert error.endswith(f"({feed.next_poll_at:%Y-%m-%d %H:%M} UTC)"), error
         assert feed.transient_failures == 1 and feed.permanent_failures == 0
         assert feed.state == "failing" and feed.lease_until is None
         assert other.hits["/feeds/b.xml"] == 0

@@ -51,19 +51,22 @@ ROBOTS_ERROR_TTL = 300
 
 class RobotsUnavailable(HostBusy):
     """robots.txt could not be read (server error or unreachable): nothing on the host
-    may be fetched for now. A ``HostBusy``, so callers retry later without counting it
-    against the item."""
+    may be fetched for now. ``why`` is the real cause (``HTTP 503``, ``network error:
+    cannot resolve HOST: ...``, ``timeout: ConnectTimeout``); ``retry_after`` is when
+    robots.txt is asked again. A ``HostBusy`` for polls and discovery (they wait); an
+    article step counts it as a transient attempt (``tasks.base``), so a host that stays
+    unreachable ends its articles in quarantine with this message."""
 
     def __init__(self, host: str, retry_after: float, why: str) -> None:
         super().__init__(host, retry_after)
-        self.args = (f"robots.txt of {host} unavailable ({why}); retry in {retry_after:.0f}s",)
+        self.args = (f"robots.txt of {host} unreachable: {why}",)
         self.why = why
 
 
-# Origins whose robots.txt just failed, in this process: (when, status). The database
-# row would say the same, but a caller that lets RobotsUnavailable propagate rolls its
-# transaction back, and the many items of one host must not each ask again.
-_robots_down: dict[str, tuple[datetime, int | None]] = {}
+# Origins whose robots.txt just failed, in this process: (when, status, why). The
+# database row would say the same, but a caller that lets RobotsUnavailable propagate
+# rolls its transaction back, and the many items of one host must not each ask again.
+_robots_down: dict[str, tuple[datetime, int | None, str]] = {}
 _robots_down_lock = threading.Lock()
 
 
@@ -121,19 +124,18 @@ def robots_allows(session: Session, http: HttpClient, url: str, settings: Settin
     if down is not None and recent:
         stale = row is None or age is None or age > ttl or row.fetched_at < down[0]
         if stale:
-            why = f"HTTP {down[1]}" if down[1] else "unreachable"
             retry = ROBOTS_ERROR_TTL - (now - down[0]).total_seconds()
-            raise RobotsUnavailable(host_of(url), max(1.0, retry), why)
+            raise RobotsUnavailable(host_of(url), max(1.0, retry), down[2])
     if row is None or age is None or age > ttl:
         status, body = _download_robots(http, origin)
         with _robots_down_lock:
             _robots_rules.pop(origin, None)
             if _unreachable(status) and (row is None or _unreachable(row.status)):
-                _robots_down[origin] = (now, status)
+                _robots_down[origin] = (now, status, body)
             else:
                 _robots_down.pop(origin, None)
         values: dict[str, object] = {"origin": origin, "fetched_at": now, "status": status}
-        values["body"] = body
+        values["body"] = body  # for an unreachable answer: its cause, for other workers
         if _unreachable(status) and row is not None and not _unreachable(row.status):
             # Keep the last good copy; look again in ROBOTS_ERROR_TTL seconds.
             values["status"], values["body"] = row.status, row.body
@@ -147,7 +149,7 @@ def robots_allows(session: Session, http: HttpClient, url: str, settings: Settin
         assert row is not None
         age = (now - row.fetched_at).total_seconds()
     if _unreachable(row.status):
-        why = f"HTTP {row.status}" if row.status else "unreachable"
+        why = row.body or (f"HTTP {row.status}" if row.status else "no answer")
         retry = max(1.0, ROBOTS_ERROR_TTL - max(age, 0.0))
         raise RobotsUnavailable(host_of(url), retry, why)
     rules = Protego.parse(row.body) if row.body else None
@@ -158,16 +160,25 @@ def robots_allows(session: Session, http: HttpClient, url: str, settings: Settin
 
 
 def _download_robots(http: HttpClient, origin: str) -> tuple[int | None, str]:
-    """(status, body); status None when the server could not be reached at all."""
+    """(status, body); status None when the server could not be reached at all.
+
+    For an unreachable answer (:func:`_unreachable`) the body is instead its real cause,
+    as the HTTP client words it (``network error: cannot resolve HOST: Name or service
+    not known``, ``timeout: ConnectTimeout``, ``HTTP 503``): it is what the feed's last
+    error and the article's failure reason show, and the database row keeps it for the
+    other workers (no rules are ever parsed from an unreachable answer)."""
     try:
         resp = http.get(origin + "/robots.txt", max_bytes=500_000)
     except FetchError as exc:
         if exc.transient:
-            return None, ""  # timeout, refused, reset: unreachable
+            # timeout, refused, reset, a name that does not resolve: unreachable
+            return (exc.status if exc.status and _unreachable(exc.status) else None), exc.reason
         # Blocked address, redirect loop, too large...: no usable file, and asking again
         # will not help. Treated as unavailable (allow); the fetch itself meets the same
         # error and records it.
         return exc.status or 0, ""
+    if _unreachable(resp.status):
+        return resp.status, f"HTTP {resp.status}"
     if resp.status >= 400:
         return resp.status, ""
     return resp.status, resp.body.decode("utf-8", errors="replace")

@@ -306,8 +306,12 @@ def poll_feed(
             raise error
     except RobotsUnavailable as exc:
         # The host's robots.txt is down: nothing may be fetched there for now (RFC 9309).
+        # A transient failure with its real cause; the error says when the feed is polled
+        # again (the backoff, not robots.txt's own 300 s memory).
         down = FetchError(str(exc), transient=True, retry_after=exc.retry_after)
-        return finish(_failed(feed, settings, now, down, None), None)
+        result = _failed(feed, settings, now, down, None)
+        result.error = feed.last_error = f"{exc}; next poll {_when(feed.next_poll_at, now)}"
+        return finish(result, None)
     except HostBusy as exc:
         # Our own per-host limit (or a host's Retry-After) says not now: come back then,
         # without counting it against the feed.
@@ -358,6 +362,15 @@ def poll_feed(
     _record_success(feed, settings, now, len(new_ids), hint)
     feed.last_error = parsed.error  # ill-formed but usable: keep the complaint visible
     return finish(result, status)
+
+
+def _when(at: datetime | None, now: datetime) -> str:
+    """``in 42 min (2026-11-26 01:02 UTC)``: when something is due, for messages."""
+    if at is None:
+        return "not scheduled"
+    seconds = max(0.0, (at - now).total_seconds())
+    wait = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+    return f"in {wait} ({at.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
 
 
 def _failed(
