@@ -39,6 +39,14 @@ def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
         return 0
     if result.outcome == "skipped":
         log.info("poll_skipped_not_lease_holder", feed_id=feed_id)
+    else:
+        log.info(
+            "feed_polled",
+            feed_id=feed_id,
+            outcome=result.outcome,
+            new=len(result.new_article_ids),
+            error=result.error,
+        )
     for article_id in result.new_article_ids:
         send(fetch_article, article_id)
     return len(result.new_article_ids)

@@ -148,3 +148,81 @@ def test_broker_lost_mid_run_gives_up_and_keeps_the_work(
     # The broker is back (empty: it kept nothing); the database still knows the work.
     own_redis.start()
     _run_to_the_end(env, tmp_path, server, slow)
+
+
+def test_a_run_whose_every_feed_fails_names_them_and_exits_1(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    """Audit MEDIUM 5: the only feed answers 404; the run used to end with "idle.
+    articles: none; claims: 0" and exit 0. It names the failing feed, where to look,
+    and exits 1 because nothing new was read."""
+    env = cli_env(tmp_path)
+    missing = server.url("/gone.xml")
+    assert claimwire(["feeds", "add", missing], env, tmp_path).returncode == 0
+    r = claimwire(["run", "--until-idle"], env, tmp_path)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "claimwire: idle. articles: none; claims: 0; 1 of 1 feed(s) failing" in r.stderr
+    assert f"claimwire:   feed 1 {missing}: " in r.stderr
+    assert "404" in r.stderr
+    assert "see `claimwire feeds list` and `claimwire feeds show ID`" in r.stderr
+    assert "every feed failed its last poll" in r.stderr
+    # the per-poll log line of the Celery workers is left out of the embedded run
+    assert "feed_polled" not in r.stderr
+
+
+def test_a_run_with_one_failing_feed_of_two_warns_and_exits_0(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    env = cli_env(tmp_path, EXTRACT_CLAIMS="false")
+    good = serve_site(server)
+    missing = server.url("/gone.xml")
+    assert claimwire(["feeds", "add", good, missing], env, tmp_path).returncode == 0
+    r = claimwire(["run", "--until-idle"], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"processed {len(STORIES)}" in r.stderr
+    assert "; 1 of 2 feed(s) failing" in r.stderr
+    assert f"feed 2 {missing}: " in r.stderr
+    assert "every feed failed" not in r.stderr
+
+
+def test_progress_lines_come_only_when_due_and_changed(
+    configure, server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded run's progress line: counted at most every ``every`` seconds, and
+    printed only when a count changed since the last line."""
+    configure(extract_claims="false")
+    from schemas.types import utcnow
+    from worker.backfill import create_urls_job
+    from worker.db import init_db, unit_of_work
+    from worker.service import ProgressReporter
+    from worker.settings import get_settings
+
+    init_db()
+    now = [0.0]
+    lines: list[str] = []
+    reporter = ProgressReporter(lines.append, utcnow(), every=15.0, clock=lambda: now[0])
+    assert not reporter.due()
+    now[0] = 15.0
+    assert reporter.due()
+    first = reporter.report()
+    assert first == (
+        "feeds: 0 polled, 0 failing; articles: 0 processed, 0 pending, 0 failed, "
+        "0 skipped; claims: 0"
+    )
+    assert not reporter.due()
+    now[0] = 30.0
+    assert reporter.report() is None  # nothing changed: no line
+    serve_site(server)
+    with unit_of_work() as s:
+        create_urls_job(s, [server.url(f"/news/{slug}") for slug, *_ in STORIES], get_settings())
+    from tests.test_backfill_helpers import run_items
+
+    with unit_of_work() as s:
+        from worker import jobs
+
+        job_id = int(jobs.list_jobs(s, 1)[0].id or 0)
+    run_items(job_id)
+    now[0] = 45.0
+    line = reporter.report()
+    assert line is not None and f"articles: {len(STORIES)} processed, 0 pending" in line
+    assert lines == [first, line]

@@ -19,20 +19,98 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, MutableMapping
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import structlog
 
 from worker.celery_app import QUEUES, app
 from worker.db import unit_of_work
 from worker.settings import Settings, mask_url
-from worker.status import pending_work
+from worker.status import Progress, pending_work, progress
 
 log = structlog.get_logger("claimwire.service")
 
 
 # Seconds between the ``until_idle`` watcher's checks that the broker still answers.
 BROKER_PROBE_EVERY = 5.0
+
+# Seconds between two progress lines of the embedded run at least (a line is printed
+# only when a count changed).
+PROGRESS_EVERY = 15.0
+
+# Events the Celery workers log at INFO once per feed poll and per finished article
+# step; the embedded run prints progress lines instead (they come back at DEBUG).
+PER_ITEM_EVENTS = frozenset({"feed_polled", "article_step_done"})
+
+
+class ProgressReporter:
+    """Calls ``emit`` with a progress line at most every ``every`` seconds, and only when
+    the counts changed since the last line."""
+
+    def __init__(
+        self,
+        emit: Callable[[str], None],
+        since: datetime,
+        every: float = PROGRESS_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.emit = emit
+        self.since = since
+        self.every = every
+        self.clock = clock
+        self.last_check = clock()
+        self.previous: Progress | None = None
+
+    def due(self) -> bool:
+        return self.clock() - self.last_check >= self.every
+
+    def report(self) -> str | None:
+        """Count now (one unit of work) and emit a line if anything changed."""
+        self.last_check = self.clock()
+        with unit_of_work() as session:
+            now = progress(session, self.since)
+        if now == self.previous:
+            return None
+        self.previous = now
+        line = now.line()
+        self.emit(line)
+        return line
+
+
+def _progress_loop(stop: threading.Event, reporter: ProgressReporter, tick: float = 1.0) -> None:
+    while not stop.wait(tick):
+        if not reporter.due():
+            continue
+        try:
+            reporter.report()
+        except Exception as exc:  # noqa: BLE001 (the database may be down; the run says so)
+            log.debug("progress_failed", error=str(exc))
+
+
+def _drop_per_item_events(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if event.get("event") in PER_ITEM_EVENTS:
+        raise structlog.DropEvent
+    return event
+
+
+def _quiet_after_setup(**_kwargs: Any) -> None:
+    from worker.settings import get_settings
+
+    quiet_per_item_events(get_settings())
+
+
+def quiet_per_item_events(settings: Settings) -> None:
+    """In the embedded run at INFO, leave out the per-poll and per-step lines."""
+    if settings.log_level.upper() == "DEBUG":
+        return
+    processors = list(structlog.get_config()["processors"])
+    if _drop_per_item_events not in processors:
+        structlog.configure(processors=[_drop_per_item_events, *processors])
 
 
 class BrokerUnavailable(RuntimeError):
@@ -132,10 +210,18 @@ def _idle_watch(
             return
 
 
-def run_service(settings: Settings, *, until_idle: bool = False) -> Ending:
+def run_service(
+    settings: Settings,
+    *,
+    until_idle: bool = False,
+    emit_progress: Callable[[str], None] | None = None,
+    progress_every: float = PROGRESS_EVERY,
+) -> Ending:
     """Run the worker (and, unless ``until_idle``, the scheduler) until it stops, and
     say why. ``until_idle`` raises ``BrokerUnavailable`` at once if the broker is down;
-    the service logs it and waits for the broker."""
+    the service logs it and waits for the broker. ``emit_progress`` gets a progress
+    line (``worker.status.Progress``) every ``progress_every`` seconds when a count
+    changed."""
     try:
         check_broker(settings)
     except BrokerUnavailable as exc:
@@ -144,6 +230,22 @@ def run_service(settings: Settings, *, until_idle: bool = False) -> Ending:
         log.warning("broker_unavailable", error=str(exc), msg="waiting for it")
     stop = threading.Event()
     ending: list[Ending] = []
+    quiet_per_item_events(settings)
+    # The worker sets logging up again when it starts (worker.celery_app's
+    # after_setup_logger handler); this receiver, connected later, runs after it.
+    from celery.signals import after_setup_logger
+
+    after_setup_logger.connect(_quiet_after_setup, weak=False)
+    if emit_progress is not None:
+        from schemas.types import utcnow
+
+        reporter = ProgressReporter(emit_progress, utcnow(), progress_every)
+        threading.Thread(
+            target=_progress_loop,
+            args=(stop, reporter),
+            daemon=True,
+            name="claimwire-progress",
+        ).start()
     worker = app.Worker(
         queues=list(QUEUES),
         pool="threads",

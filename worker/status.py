@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,90 @@ def collect(session: Session, settings: Settings) -> dict[str, Any]:
         "recent_article_errors": recent_article_errors,
         "recent_feed_errors": recent_feed_errors,
     }
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the embedded ``claimwire run`` prints every so often (``progress``)."""
+
+    feeds_polled: int  # feeds polled (successfully or not) since the run started
+    feeds_failing: int  # feeds whose last poll failed (failing or dead), now
+    processed: int
+    pending: int  # articles on their way (discovered .. deduplicated)
+    failed: int  # failed or quarantined
+    skipped: int
+    claims: int
+
+    def line(self) -> str:
+        return (
+            f"feeds: {self.feeds_polled} polled, {self.feeds_failing} failing; "
+            f"articles: {self.processed} processed, {self.pending} pending, "
+            f"{self.failed} failed, {self.skipped} skipped; claims: {self.claims}"
+        )
+
+
+def progress(session: Session, since: datetime) -> Progress:
+    """Counts for a progress line: three small aggregate queries (articles by state
+    through the state index, feeds, claims)."""
+    states = dict(
+        session.exec(select(Article.state, func.count()).group_by(col(Article.state))).all()
+    )
+    feeds = session.exec(
+        select(
+            func.count().filter(col(Feed.last_attempt_at) >= since),
+            func.count().filter(
+                col(Feed.state).in_([FeedState.failing.value, FeedState.dead.value])
+            ),
+        ).select_from(Feed)
+    ).one()
+    pending = sum(int(states.get(s.value, 0)) for s in PENDING_ARTICLE_STATES)
+    return Progress(
+        feeds_polled=int(feeds[0]),
+        feeds_failing=int(feeds[1]),
+        processed=int(states.get(ArticleState.processed.value, 0)),
+        pending=pending,
+        failed=int(states.get(ArticleState.failed.value, 0))
+        + int(states.get(ArticleState.quarantined.value, 0)),
+        skipped=int(states.get(ArticleState.skipped.value, 0)),
+        claims=int(session.exec(select(func.count()).select_from(Claim)).one()),
+    )
+
+
+@dataclass(frozen=True)
+class FailingFeeds:
+    """Feeds whose last poll failed, among those not paused."""
+
+    failing: int  # failing or dead
+    unpaused: int  # every feed not paused
+    examples: list[tuple[int, str, str]]  # (id, url masked, last error), latest first
+
+    @property
+    def all_failed(self) -> bool:
+        return self.unpaused > 0 and self.failing == self.unpaused
+
+
+def failing_feeds(session: Session, limit: int = 3) -> FailingFeeds:
+    bad = [FeedState.failing.value, FeedState.dead.value]
+    counts = session.exec(
+        select(
+            func.count().filter(col(Feed.state).in_(bad)),
+            func.count().filter(col(Feed.state) != FeedState.paused.value),
+        ).select_from(Feed)
+    ).one()
+    examples = [
+        (
+            int(f.id or 0),
+            mask_secrets(f.url),
+            mask_secrets(f.last_error or "") or "no error recorded",
+        )
+        for f in session.exec(
+            select(Feed)
+            .where(col(Feed.state).in_(bad))
+            .order_by(col(Feed.last_attempt_at).desc(), col(Feed.id))
+            .limit(limit)
+        ).all()
+    ]
+    return FailingFeeds(failing=int(counts[0]), unpaused=int(counts[1]), examples=examples)
 
 
 def archive_writable(path: Path) -> str | None:

@@ -6,12 +6,15 @@ import json
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from worker.cli.common import UserError, _db, _settings, app, err, out
+
+if TYPE_CHECKING:
+    from worker.status import FailingFeeds
 
 # ------------------------------------------------------------------------------ init
 
@@ -36,10 +39,12 @@ def run(
 ) -> None:
     """Run the service: worker and scheduler in one process (Ctrl-C stops it cleanly).
 
-    With --until-idle the exit status says how the run ended: 0 when nothing is pending,
-    1 when a signal stopped it first or the broker or database stayed unreachable
-    (pending work stays in the database for the next run), 2 when the broker cannot be
-    reached at the start or the spaCy model of the claims cannot be loaded."""
+    It prints a progress line every 15 s when a count changed. With --until-idle the
+    exit status says how the run ended: 0 when nothing is pending, 1 when a signal
+    stopped it first or the broker or database stayed unreachable (pending work stays
+    in the database for the next run) or every feed not paused failed its last poll
+    (the failing feeds are named either way), 2 when the broker cannot be reached at
+    the start or the spaCy model of the claims cannot be loaded."""
     from worker.claims_model import model_problem
     from worker.service import BrokerUnavailable, Ending, run_service
     from worker.settings import mask_url
@@ -65,7 +70,11 @@ def run(
         f"broker {mask_url(settings.effective_broker_url)}"
     )
     try:
-        ending = run_service(settings, until_idle=until_idle)
+        ending = run_service(
+            settings,
+            until_idle=until_idle,
+            emit_progress=lambda line: err.print(f"claimwire: {line}", highlight=False),
+        )
     except BrokerUnavailable as exc:
         raise UserError(
             f"{exc}; nothing was run (start the broker or fix CLAIMWIRE_BROKER_URL)"
@@ -73,7 +82,7 @@ def run(
     if not until_idle:
         return
     from worker.db import unit_of_work
-    from worker.status import collect, pending_work
+    from worker.status import collect, failing_feeds, pending_work
 
     headline = {
         Ending.IDLE: "idle.",
@@ -84,19 +93,46 @@ def run(
         with unit_of_work() as s:
             data = collect(s, settings)
             pending = pending_work(s)
+            failing = failing_feeds(s)
     except Exception:  # noqa: BLE001 (the database may be what is down)
         err.print(f"claimwire: {headline} (the database cannot be read for a summary)")
         raise typer.Exit(1) from None
     states = ", ".join(f"{k} {v}" for k, v in data["articles"].items() if v)
     summary = f"articles: {states or 'none'}; claims: {data['claims']}"
+    if failing.failing:
+        summary += f"; {failing.failing} of {failing.unpaused} feed(s) failing"
     if ending is Ending.IDLE:
-        err.print(f"claimwire: idle. {summary}")
+        err.print(f"claimwire: idle. {summary}", highlight=False)
+        _report_failing_feeds(failing)
+        if failing.all_failed:
+            err.print(
+                "claimwire: every feed failed its last poll: nothing new was read (exit 1)",
+                highlight=False,
+            )
+            raise typer.Exit(1)
         return
+    _report_failing_feeds(failing)
     err.print(
         f"claimwire: {headline} {summary}; {pending} item(s) still pending stay in the "
         "database: run again to finish them"
     )
     raise typer.Exit(1)
+
+
+def _report_failing_feeds(failing: FailingFeeds) -> None:
+    """The feeds whose last poll failed (a few, latest first) and where to look."""
+    if not failing.failing:
+        return
+    for feed_id, url, error in failing.examples:
+        err.print(f"claimwire:   feed {feed_id} {url}: {error}", highlight=False, markup=False)
+    more = failing.failing - len(failing.examples)
+    hidden = f" ({more} more not shown)" if more else ""
+    err.print(
+        f"claimwire: {failing.failing} feed(s) failing{hidden}:"
+        " see `claimwire feeds list` and `claimwire feeds show ID`",
+        highlight=False,
+        markup=False,
+    )
 
 
 # ---------------------------------------------------------------------------- export
