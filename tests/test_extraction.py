@@ -167,9 +167,21 @@ def test_canonical_other_subdomain_of_same_registered_domain() -> None:
     assert page.page_canonical_url == "https://amp.portodaily.example.com/a/1"
 
 
-def test_canonical_cross_site_is_dropped() -> None:
-    html = article(canonical="https://aggregator.example.org/copied/lighthouse")
-    assert extract_page(html, URL, now=NOW).page_canonical_url is None
+def test_canonical_on_another_site_is_what_the_page_declares() -> None:
+    """A syndicated copy naming its original outlet: kept (audit LOW 11; it used to be
+    dropped, so every exported row had it empty)."""
+    html = article(canonical="https://origin.example.org/stories/lighthouse")
+    page = extract_page(html, URL, now=NOW)
+    assert page.page_canonical_url == "https://origin.example.org/stories/lighthouse"
+    assert page.sitename != "origin.example.org"  # the site is still the page's own
+
+
+def test_canonical_og_url_when_no_link_and_only_http() -> None:
+    og = '<meta property="og:url" content="https://wire.example.net/a/9">'
+    html = article(canonical=None, head_extra=og)
+    assert extract_page(html, URL, now=NOW).page_canonical_url == "https://wire.example.net/a/9"
+    for bad in ("javascript:alert(1)", "ftp://files.example.org/a", "data:text/html,x"):
+        assert extract_page(article(canonical=bad), URL, now=NOW).page_canonical_url is None
 
 
 def test_site_name_never_comes_from_another_sites_canonical() -> None:
@@ -441,7 +453,8 @@ def test_extract_command_jsonl_files_directories_gz_and_urls(
         env,
         tmp_path,
     )
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # the 404: every record written, then exit 1
+    assert "1 of 4 page(s) failed" in r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(lines) == 4
     a, b, story, missing = lines

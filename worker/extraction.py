@@ -232,12 +232,11 @@ def _registered_domain(url: str) -> str | None:
 
 
 def _canonical_url(tree: _Element, url: str | None) -> str | None:
-    """``<link rel=canonical>`` or ``og:url``, absolute, only on ``url``'s registered domain."""
-    if not url:
-        return None
-    base_domain = _registered_domain(url)
-    if base_domain is None:
-        return None
+    """What the page declares as its canonical URL: ``<link rel=canonical>``, else
+    ``og:url``, made absolute against ``url``, on any site (a syndicated copy naming
+    its original outlet is what researchers of syndication look for), http(s) only.
+    It is stored and exported, never fetched and never used for the article's identity
+    (that is the canonicalized URL of the feed entry, ``worker/urls.py``)."""
     candidates: list[str] = []
     for link in tree.iterfind(".//link"):
         rel = (link.get("rel") or "").lower().split()
@@ -250,10 +249,11 @@ def _canonical_url(tree: _Element, url: str | None) -> str | None:
                 candidates.append(str(content))
     for cand in candidates:
         try:
-            absolute = urljoin(url, cand.strip())
+            absolute = urljoin(url or "", cand.strip())
+            parts = urlsplit(absolute)
         except ValueError:
             continue
-        if _registered_domain(absolute) == base_domain:
+        if parts.scheme in ("http", "https") and parts.hostname:
             return absolute
     return None
 
