@@ -32,7 +32,7 @@ def test_extract_url_that_is_not_html_says_so(tmp_path: Path, server: LocalServe
     env = cli_env(tmp_path, ALLOW_PRIVATE_NETWORKS="true")
     urls = [server.url("/report.pdf"), server.url("/api"), server.url("/story")]
     r = claimwire(["extract", *urls, "--jsonl"], env, tmp_path)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # two pages failed; all three records written
     pdf, api, story = (json.loads(line) for line in r.stdout.splitlines())
     assert pdf["error"] == "FetchError: not HTML: content type application/pdf"
     assert api["error"] == "FetchError: not HTML: content type application/json"

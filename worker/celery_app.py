@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger, worker_process_init, worker_ready
+from celery.signals import after_setup_logger, worker_init, worker_process_init, worker_ready
 from kombu.entity import Queue
 
 from worker.settings import Settings, get_settings
@@ -129,6 +129,19 @@ def create_app(settings: Settings | None = None) -> Celery:
 
 
 app = create_app()
+
+
+@worker_init.connect  # type: ignore[untyped-decorator]
+def _size_db_pool(sender: Any = None, **_: Any) -> None:
+    """A worker with a thread pool (``-P threads -c 32``) runs that many tasks at once in
+    one process: its database pool keeps as many connections (worker/db.py pool_size).
+    A prefork or solo worker runs one task per process."""
+    from worker.db import set_worker_threads
+
+    pool = str(getattr(sender, "pool_cls", "") or "").lower()
+    concurrency = getattr(sender, "concurrency", None)
+    if isinstance(concurrency, int) and any(k in pool for k in ("thread", "gevent", "eventlet")):
+        set_worker_threads(concurrency)
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]

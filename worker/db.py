@@ -8,7 +8,7 @@ is one transaction: it happens whole or not at all.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,35 +30,84 @@ _engines_lock = threading.Lock()
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 
+POOL_MARGIN = 2
+"""Connections kept beyond the threads of a process (the embedded run's idle watcher,
+its main thread's sweep): a thread never waits for a connection another one holds."""
+POOL_OVERFLOW = 10
+"""Extra connections opened for a burst and closed again when handed back."""
+POOL_TIMEOUT = 30.0
+"""Seconds a session waits for a connection when the pool and its overflow are in use."""
+
+_worker_threads: int | None = None
+
+
+def set_worker_threads(threads: int) -> None:
+    """Size the pools of this process for ``threads`` threads using the database at once
+    (a Celery worker's ``--concurrency`` with a thread pool; called at ``worker_init``).
+    Engines made before are closed, so the next session gets a pool of the new size."""
+    global _worker_threads
+    if threads < 1 or threads == _worker_threads:
+        return
+    _worker_threads = threads
+    dispose_engines()
+
+
+def pool_size(settings: Settings) -> int:
+    """Connections one engine keeps: ``CLAIMWIRE_DB_POOL_SIZE`` when set, else the threads
+    of this process (the Celery worker's concurrency, or ``CLAIMWIRE_WORKER_CONCURRENCY``
+    for the embedded run and the CLI) plus :data:`POOL_MARGIN`, and never below 5
+    (SQLAlchemy's default). The pool opens connections only as they are used."""
+    if settings.db_pool_size:
+        return int(settings.db_pool_size)
+    threads = _worker_threads or settings.worker_concurrency
+    return max(5, threads + POOL_MARGIN)
+
 
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached; the message is safe to print (password masked)."""
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=60000")
-    cur.close()
+def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return on_connect
 
 
-def make_engine(url: str, *, pool: bool = True) -> Engine:
+def make_engine(
+    url: str, *, pool: bool = True, size: int = 5, busy_timeout: float = 60.0
+) -> Engine:
+    """An engine whose pool keeps ``size`` connections (plus :data:`POOL_OVERFLOW` for a
+    burst); ``pool=False`` opens one connection per session. ``busy_timeout``: seconds a
+    SQLite statement waits for another process's write lock before "database is locked"."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        memory = not path or path == ":memory:"
+        if not memory:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {}
+        if not pool:
+            kwargs["poolclass"] = NullPool
+        elif not memory:  # a file: the same queue pool as PostgreSQL, sized alike
+            kwargs.update(pool_size=size, max_overflow=POOL_OVERFLOW, pool_timeout=POOL_TIMEOUT)
         engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 60},
-            poolclass=NullPool if not pool else None,
+            url, connect_args={"check_same_thread": False, "timeout": busy_timeout}, **kwargs
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
         return engine
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs = {"pool_pre_ping": True}
     if pool:
-        kwargs.update(pool_size=5, max_overflow=10, pool_recycle=1800)
+        kwargs.update(
+            pool_size=size,
+            max_overflow=POOL_OVERFLOW,
+            pool_timeout=POOL_TIMEOUT,
+            pool_recycle=1800,
+        )
     else:
         kwargs["poolclass"] = NullPool
     return create_engine(url, connect_args={"connect_timeout": 10}, **kwargs)
@@ -70,7 +119,9 @@ def get_engine(settings: Settings | None = None) -> Engine:
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = _engines[url] = make_engine(url)
+            engine = _engines[url] = make_engine(
+                url, size=pool_size(settings), busy_timeout=settings.sqlite_busy_timeout
+            )
         return engine
 
 
@@ -117,7 +168,9 @@ def init_db(settings: Settings | None = None) -> None:
                         conn.commit()
         except OperationalError as exc:
             raise DatabaseUnavailable(
-                f"cannot connect to the database {mask_url(url)}: {_first_line(exc)}"
+                database_error(exc, settings)
+                if is_locked(exc)
+                else f"cannot connect to the database {mask_url(url)}: {_first_line(exc)}"
             ) from exc
         _migrated.add(url)
 
@@ -125,6 +178,28 @@ def init_db(settings: Settings | None = None) -> None:
 def _first_line(exc: BaseException) -> str:
     msg = str(getattr(exc, "orig", None) or exc).strip()
     return msg.splitlines()[0] if msg else type(exc).__name__
+
+
+def is_locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked": another process held the write lock longer than
+    ``CLAIMWIRE_SQLITE_BUSY_TIMEOUT``."""
+    return isinstance(exc, OperationalError) and "is locked" in _first_line(exc)
+
+
+def database_error(exc: BaseException, settings: Settings | None = None) -> str:
+    """One line for a database error met in the middle of a command (the statement and
+    its parameters left out, the password masked), saying what to do when it is known."""
+    settings = settings or get_settings()
+    url = settings.effective_database_url
+    if is_locked(exc):
+        where = url.split("///", 1)[-1] if url.startswith("sqlite") else mask_url(url)
+        return (
+            f"the database {where} is locked: another claimwire process (a `run`, an "
+            f"import, a worker) is writing to it and did not finish within "
+            f"{settings.sqlite_busy_timeout:g}s; wait for it to finish or stop it, then "
+            "try again (CLAIMWIRE_SQLITE_BUSY_TIMEOUT sets the wait)"
+        )
+    return f"database {mask_url(url)} failed: {_first_line(exc)}"
 
 
 @contextmanager

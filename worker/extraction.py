@@ -667,17 +667,43 @@ def _read_file(path: Path) -> bytes:
     return data
 
 
+# WHATWG MIME Sniffing's "binary data bytes": never in text, HTML included
+_BINARY_BYTES = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+_TEXT_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+SNIFF_BYTES = 1445
+"""Bytes looked at to tell a binary file from text (the WHATWG sniffing window)."""
+
+
+def binary_type(body: bytes) -> str | None:
+    """The media type of a body that is not text at all (a PDF, an image, an archive,
+    an office document: named from its magic bytes by ``filetype``;
+    ``application/octet-stream`` for other bytes no text has), or None for text, which
+    may be HTML. A UTF-8 or UTF-16 byte-order mark means text."""
+    import filetype
+
+    if body.startswith(_TEXT_BOMS):
+        return None
+    kind = filetype.guess_mime(body[:8192])
+    if kind:
+        return str(kind)
+    return "application/octet-stream" if _BINARY_BYTES.search(body[:SNIFF_BYTES]) else None
+
+
 def extract_file(path: str | Path, *, min_text_chars: int = 200) -> dict[str, Any]:
     """Extract one local file (``.gz`` is decompressed). Returns the CLI's JSON object.
 
     Keys: ``file, title, author, published_at`` (ISO 8601 or None), ``language, sitename,
-    text``, plus ``encoding``. An unreadable file gives an ``error`` key and empty text.
+    text``, plus ``encoding``. An unreadable file, or one that is not text (a PDF, an
+    image: :func:`binary_type`), gives an ``error`` key and empty text.
     """
     p = Path(path)
     try:
         body = _read_file(p)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         return _as_output(str(p), None, error=f"{type(exc).__name__}: {exc}")
+    kind = binary_type(body)
+    if kind is not None:
+        return _as_output(str(p), None, error=f"not HTML: {kind}")
     html, encoding = decode_html(body, None)
     page = extract_page(html, None, min_text_chars=min_text_chars)
     return _as_output(str(p), page, encoding=encoding)

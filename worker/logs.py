@@ -34,7 +34,8 @@ class _MaskingFormatter(logging.Formatter):
 
 
 def configure_logging(settings: Settings) -> None:
-    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    # a name of LOG_LEVELS: the settings refuse anything else (no silent fallback)
+    level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if settings.log_json

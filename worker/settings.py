@@ -12,10 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("claimwire-data")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -40,6 +41,19 @@ class Settings(BaseSettings):
     )
     archive_dir: Path | None = Field(
         None, description="Raw page archive (content-addressed). Empty: `<data_dir>/archive`."
+    )
+    db_pool_size: int = Field(
+        0,
+        ge=0,
+        description="Database connections each process keeps open at most (plus 10 for a "
+        "burst). 0: the process's threads plus 2 (a Celery worker's `--concurrency` with "
+        "`-P threads`, else `CLAIMWIRE_WORKER_CONCURRENCY`), at least 5.",
+    )
+    sqlite_busy_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a command waits for another process's write on the SQLite file "
+        'before it gives up with "database is locked" (exit 2).',
     )
 
     # --- network and politeness --------------------------------------------------
@@ -174,6 +188,26 @@ class Settings(BaseSettings):
                 "(postgresql://user@host:port/db)" + (f", not {scheme!r}" if scheme else "")
             )
         return v
+
+    @field_validator("archive_dir", mode="before")
+    @classmethod
+    def _empty_archive_dir(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, v: str) -> str:
+        level = v.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError("not a log level (use " + ", ".join(LOG_LEVELS) + ")")
+        return level
+
+    @model_validator(mode="after")
+    def _derive_archive_dir(self) -> Settings:
+        """Empty ``archive_dir`` is ``<data_dir>/archive``: `config` shows the path used."""
+        if self.archive_dir is None:
+            self.archive_dir = self.data_dir / "archive"
+        return self
 
     @field_validator("allowed_private_addresses")
     @classmethod

@@ -47,6 +47,13 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return (UserError, DatabaseUnavailable, FeedNotFound, InvalidURL)
 
 
+def _database_unavailable(exc: BaseException) -> bool:
+    """SQLAlchemy's OperationalError: the database went away, or (SQLite) another process
+    held its write lock too long. Not a bug of claimwire: one line and exit 2."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")  # not loaded: not one of its errors
+    return sa_exc is not None and isinstance(exc, sa_exc.OperationalError)
+
+
 def _click_modules() -> list[ModuleType]:
     """Typer carries its own copy of click (``typer._click``); older ones use click."""
     found = []
@@ -73,8 +80,8 @@ def _debug() -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every problem the user can fix prints one line and exits 2
-    (usage errors, invalid settings, unreachable database, unknown feed, bad URL or
-    date); anything else prints one line and exits 1. No traceback unless
+    (usage errors, invalid settings, unreachable or locked database, unknown feed, bad
+    URL or date); anything else prints one line and exits 1. No traceback unless
     CLAIMWIRE_LOG_LEVEL=DEBUG."""
     runner: Callable[..., Any] = app
     try:
@@ -106,6 +113,10 @@ def main(argv: list[str] | None = None) -> None:
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         raise _fail(f"error:{where}: {exc.strerror or exc}", 2) from None
     except Exception as exc:
+        if _database_unavailable(exc):
+            from worker.db import database_error
+
+            raise _fail(f"error: {database_error(exc)}", 2) from None
         if _debug():
             raise
         raise _fail(

@@ -28,20 +28,32 @@ def extract(
     paths: list[str] = typer.Argument(..., help="Files, directories, .gz, or URLs."),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per line."),
 ) -> None:
-    """Extract clean text and metadata, with no database."""
+    """Extract clean text and metadata, with no database.
+
+    One record per page, in the order given. A page that cannot be read or fetched, or
+    is not HTML (a PDF, an image), still gets its record, with an `error`; the command
+    then exits 1 after writing every record (0 when all pages were extracted)."""
     from worker.extraction import iter_inputs
     from worker.fetching import page_fetcher
 
     settings = _settings()
     # one client (one connection pool) for every URL given
     fetch = page_fetcher(settings) if any("://" in p for p in paths) else None
+    records = failed = 0
     for p in paths:
         n = 0
         for obj in iter_inputs([p], settings, fetch=fetch):
             _emit(obj, jsonl)
             n += 1
+            failed += "error" in obj
+        records += n
         if n == 0:
             _note(f"{p}: no pages in this directory (*.html, *.htm, *.gz)")
+    if failed:
+        _note(
+            f"{failed} of {records} page(s) failed: see the `error` of their record (exit status 1)"
+        )
+        raise typer.Exit(1)
 
 
 TEXT_SUFFIXES = (".txt",)
