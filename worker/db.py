@@ -18,7 +18,7 @@ from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 from sqlmodel import Session, create_engine
 
 from worker.settings import Settings, get_settings, mask_url
@@ -44,12 +44,18 @@ _worker_threads: int | None = None
 def set_worker_threads(threads: int) -> None:
     """Size the pools of this process for ``threads`` threads using the database at once
     (a Celery worker's ``--concurrency`` with a thread pool; called at ``worker_init``).
-    Engines made before are closed, so the next session gets a pool of the new size."""
+    An engine made before with another pool size is closed: the next session gets a
+    pool of the new size."""
     global _worker_threads
     if threads < 1 or threads == _worker_threads:
         return
     _worker_threads = threads
-    dispose_engines()
+    size = pool_size(get_settings())
+    with _engines_lock:
+        for url, engine in list(_engines.items()):
+            if isinstance(engine.pool, QueuePool) and engine.pool.size() != size:
+                del _engines[url]
+                engine.dispose()
 
 
 def pool_size(settings: Settings) -> int:
