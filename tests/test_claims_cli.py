@@ -135,6 +135,9 @@ def test_claims_search_table_and_jsonl(claims_settings: Settings, tmp_path: Path
 
     r = claimwire(["claims", "search", "--speaker", "nobody-by-that-name"], env, ROOT)
     assert r.returncode == 0 and "example" not in r.stdout
+    # no empty table: one line saying nothing matched (audit LOW 14)
+    assert r.stdout == "", r.stdout
+    assert "claimwire: no stored claim with --speaker 'nobody-by-that-name'" in r.stderr
 
 
 def test_claims_skips_and_counts_what_it_cannot_read_and_goes_on(tmp_path: Path) -> None:

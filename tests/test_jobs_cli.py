@@ -51,6 +51,7 @@ def test_backfill_urls_wait_runs_in_process(
     assert r.returncode == 0, r.stderr[-3000:]
     assert "job 2 queued (reprocess, 15 articles)" in r.stdout
     assert "job 2 done: 15 selected, 15 done, 0 skipped, 0 failed" in r.stderr
+    assert r.stderr.count("jobs_finished") <= 1, r.stderr  # the end logged once (audit LOW 14)
     assert "fetched" not in r.stderr
     assert all(server.hits[p] == 1 for p in site.pages)
 
@@ -176,3 +177,32 @@ def test_embedded_broker_never_shows_a_half_written_message(
         monkeypatch.setattr(worker.fsbroker.json, "dumps", real_dumps)
         assert seen == ["Empty"]  # nothing visible while it is being written
         assert channel._get("backfill") == {"body": "x", "n": 1}  # complete once visible
+
+
+def test_jobs_list_counts_skipped_and_failed_items_as_finished(
+    configure, server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit LOW 14: a done job whose items were partly skipped showed "142/200" (done
+    only over found). The first column counts every finished item; done has its own."""
+    from tests.support.server import Reply
+    from tests.test_backfill_helpers import job_row, run_items
+    from worker.backfill import create_urls_job
+    from worker.db import init_db, unit_of_work
+    from worker.settings import get_settings
+
+    configure(extract_claims="false")
+    site = serve_articles(server, 2, "mix")
+    server.routes["/paper.pdf"] = Reply(body=b"%PDF-1.4 not a page", content_type="application/pdf")
+    urls = [server.url(p) for p in site.pages] + [server.url("/paper.pdf"), server.url("/gone")]
+    init_db()
+    with unit_of_work() as s:
+        job_id = int(create_urls_job(s, urls, get_settings()).job.id or 0)
+    run_items(job_id)
+    row = job_row(job_id)
+    assert (row["state"], row["done"], row["skipped"], row["failed"]) == ("done", 2, 1, 1), row
+    code, out, _ = _main(["jobs", "list"], capsys)
+    assert code == 0
+    assert "finished/found" in out and "finished = done + skip + fail" in out, out
+    line = next(ln for ln in out.splitlines() if ln.strip().lstrip("│┃ ").startswith(str(job_id)))
+    cells = [c.strip() for c in line.replace("┃", "│").split("│") if c.strip()]
+    assert cells[3:8] == ["4/4", "2", "2", "1", "1"], cells

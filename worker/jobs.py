@@ -366,9 +366,25 @@ def advance(
         ).one()
         if int(pending) == 0:
             empty = item_count(session, job.id) == 0
-            job.state = JobState.failed if job.last_error and empty else JobState.done
-            job.finished_at = now
-            plan.finished.append(job.id)
+            # Conditional: two rounds at once (a worker's item task and a `--wait`
+            # watcher) both read the job running on SQLite, which takes no row lock;
+            # only the one whose UPDATE still finds it active finishes and reports it.
+            session.flush()
+            ended = session.execute(
+                update(Job)
+                .where(
+                    col(Job.id) == job.id,
+                    col(Job.state).in_([JobState.queued.value, JobState.running.value]),
+                )
+                .values(
+                    state=(JobState.failed if job.last_error and empty else JobState.done).value,
+                    finished_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            session.refresh(job)
+            if ended.rowcount == 1:  # type: ignore[attr-defined]
+                plan.finished.append(job.id)
         else:
             running.append(job)
     session.flush()

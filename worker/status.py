@@ -106,10 +106,18 @@ def collect(session: Session, settings: Settings) -> dict[str, Any]:
     skipped_language = session.exec(
         select(func.count()).select_from(Article).where(Article.claims_status == "skipped_language")
     ).one()
+    queues = queue_depths(settings)
+    url = settings.effective_broker_url
+    reachable: bool | None = None  # unknown: a broker whose queues are not read here
+    if settings.broker_is_embedded:
+        reachable = True
+    elif url.startswith(("redis://", "rediss://")):
+        reachable = all(depth is not None for depth in queues.values())
     return {
         "database": settings.effective_database_url,
-        "broker": settings.effective_broker_url,
-        "queues": queue_depths(settings),
+        "broker": url,
+        "broker_reachable": reachable,
+        "queues": queues,
         "articles": {s.value: int(states.get(s.value, 0)) for s in ArticleState},
         "feeds": {
             "total": int(sum(feed_states.values())),

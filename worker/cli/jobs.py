@@ -258,14 +258,27 @@ def jobs_list(as_json: bool = typer.Option(False, "--json", help="JSON lines."))
         for r in rows:
             sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
         return
-    table = Table("id", "kind", "state", "done/found", "fetched", "skip", "fail", "created")
+    table = Table(
+        "id",
+        "kind",
+        "state",
+        "finished/found",
+        "done",
+        "fetched",
+        "skip",
+        "fail",
+        "created",
+        caption="finished = done + skip + fail; found ends in + while discovery goes on",
+    )
     for r in rows:
-        total = f"{r['done']}/{r['discovered']}" + ("" if r["discovery_done"] else "+")
+        finished = int(r["done"]) + int(r["skipped"]) + int(r["failed"])
+        total = f"{finished}/{r['discovered']}" + ("" if r["discovery_done"] else "+")
         table.add_row(
             str(r["id"]),
             str(r["kind"]).removeprefix("backfill_"),
             str(r["state"]),
             total,
+            str(r["done"]),
             str(r["fetched"]),
             str(r["skipped"]),
             str(r["failed"]),

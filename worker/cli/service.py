@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from worker.cli.common import UserError, _db, _settings, app, err, out
@@ -190,9 +191,17 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     out.print(f"[bold]database[/] {data['database']}   [bold]broker[/] {data['broker']}")
-    out.print(
-        "queues: " + ", ".join(f"{k}={'?' if v is None else v}" for k, v in data["queues"].items())
-    )
+    if data["broker_reachable"] is False:
+        out.print(
+            f"queues: [bold]broker unreachable[/] ({escape(data['broker'])}): queue depths "
+            "unknown, and no worker can get work until it is back",
+            highlight=False,
+        )
+    else:
+        out.print(
+            "queues: "
+            + ", ".join(f"{k}={'?' if v is None else v}" for k, v in data["queues"].items())
+        )
     out.print("articles: " + ", ".join(f"{k}={v}" for k, v in data["articles"].items()))
     f = data["feeds"]
     out.print(
@@ -201,7 +210,8 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
     )
     out.print(
         f"claims: {data['claims']} in {data['claim_clusters']} clusters; "
-        f"{data['articles_skipped_language']} articles skipped (no model for language)"
+        f"{data['articles_skipped_language']} processed article(s) not read for claims "
+        "(not in English)"
     )
     for e in data["recent_article_errors"]:
         out.print(f"  article {e['id']} {e['state']}: {e['reason']}  ({e['url']})")

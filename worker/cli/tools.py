@@ -196,6 +196,15 @@ def _claims_search(
     if len(rows) > limit:
         rows = rows[:limit]
         _note(f"showing the newest {limit} matching claims; more match (--limit N shows more)")
+    if not rows:
+        asked = [
+            f"{name} {value.date() if isinstance(value, datetime) else repr(value)}"
+            for name, value in (("--speaker", speaker), ("--text", words), ("--since", since))
+            if value
+        ]
+        what = " with " + ", ".join(asked) if asked else ""
+        _note(f"no stored claim{what}")
+        return
     if jsonl:
         for r in rows:
             sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
