@@ -255,3 +255,30 @@ def test_log_levels_are_accepted_in_any_case() -> None:
 
     assert Settings(log_level="debug").log_level == "DEBUG"
     assert Settings(log_level=" Warning ").log_level == "WARNING"
+
+
+def test_a_database_lost_mid_command_is_one_line_and_exit_2(
+    configure: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Any OperationalError (here: PostgreSQL closing the connection) after the database
+    was reached: one line naming the database, without the SQL statement, exit 2."""
+    from sqlalchemy.exc import OperationalError
+
+    import worker.db
+    from worker.cli import main
+
+    configure()
+    lost = Exception("server closed the connection unexpectedly\n\tThis probably means...")
+
+    def broken(*_a: Any, **_k: Any) -> Any:
+        raise OperationalError("SELECT feed.id FROM feed", {}, lost)
+
+    monkeypatch.setattr(worker.db, "unit_of_work", broken)
+    with pytest.raises(SystemExit) as exit_:
+        main(["feeds", "list"])
+    assert exit_.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("claimwire: error: database sqlite:///")
+    assert "server closed the connection unexpectedly" in lines[0]
+    assert "SELECT" not in lines[0] and "probably" not in lines[0]
