@@ -5,7 +5,9 @@ See ``docs/extraction-eval.md`` and ``bench/extraction_quality.py`` for how the 
 (:mod:`worker.extract_arbiter`): when trafilatura's precise pass and its readability port
 agree on a much shorter text than the default pass, the precise text is kept. Since
 revision 4 lists of other stories inside the article's container (teaser lists:
-:mod:`worker.extract_teasers`) are removed before extraction.
+:mod:`worker.extract_teasers`) are removed before extraction. The profile
+``balanced+teasers+media+arbiter`` (a candidate, not the default) also removes photo
+galleries found by structure (:mod:`worker.extract_media`).
 
 Failure contract: :func:`extract_page` **never raises** on page content. Empty, binary,
 script-only, absurdly nested or otherwise unparseable input gives an :class:`ExtractedPage`
@@ -39,6 +41,7 @@ from trafilatura.utils import load_html
 from schemas.records import ExtractedPage, TextSource
 from worker.charset import decode_html
 from worker.extract_arbiter import ArbiterSettings, readability_text, second_opinion
+from worker.extract_media import MediaSettings, without_galleries
 from worker.extract_teasers import TeaserSettings, without_teasers
 
 __all__ = [
@@ -102,6 +105,9 @@ class Profile:
     # Figure captions (<figcaption>) kept as paragraphs after their figure: trafilatura
     # drops every <figure> (or keeps it without its caption with include_images).
     captions: bool = False
+    # Photo galleries (worker/extract_media.py): blocks of many pictures with short
+    # captions next to the article's text, removed before extraction. None disables.
+    media: MediaSettings | None = None
 
 
 PRUNE_XPATHS: dict[str, str] = {
@@ -138,6 +144,12 @@ PROFILES: dict[str, Profile] = {
         Profile("balanced+gallery+arbiter", prune=("gallery",), arbiter=ArbiterSettings()),
         Profile("balanced+captions+arbiter", captions=True, arbiter=ArbiterSettings()),
         Profile("balanced+teasers+arbiter", teasers=TeaserSettings(), arbiter=ArbiterSettings()),
+        Profile(
+            "balanced+teasers+media+arbiter",
+            teasers=TeaserSettings(),
+            media=MediaSettings(),
+            arbiter=ArbiterSettings(),
+        ),
     )
 }
 
@@ -147,6 +159,9 @@ DEFAULT_PROFILE = PROFILES["balanced+teasers+arbiter"]
 
 TEASER_MIN_TEXT = 200
 """Characters the text must keep once teaser lists are removed; else they are kept."""
+
+MEDIA_MIN_TEXT = 200
+"""Characters the text must keep once photo galleries are removed; else they are kept."""
 
 # ------------------------------------------------------------------------- helpers
 
@@ -450,7 +465,7 @@ def _extract_tree(
     tree: _Element, url: str | None, profile: Profile, now: datetime, with_metadata: bool = True
 ) -> tuple[str, Any]:
     """Text and trafilatura's Document (its metadata, when ``with_metadata``). When the text
-    comes from a rewritten copy of the page (captions, teaser lists), the metadata still
+    comes from a rewritten copy of the page (captions, teaser lists, galleries), the metadata still
     comes from the page as it is."""
     if profile.captions:
         rewritten = _captions_as_paragraphs(tree)
@@ -467,6 +482,14 @@ def _extract_tree(
             if len(text) >= TEASER_MIN_TEXT:
                 return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
         profile = replace(profile, teasers=None)
+    if profile.media is not None:
+        pruned = without_galleries(tree, profile.media)
+        if pruned is not tree:
+            text, _ = _extract_tree(pruned, url, replace(profile, media=None), now, False)
+            # a page that is only a gallery keeps its captions
+            if len(text) >= MEDIA_MIN_TEXT:
+                return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
+        profile = replace(profile, media=None)
     try:
         doc = _bare(tree, url, profile, with_metadata=with_metadata, now=now)
     except Exception:  # noqa: BLE001 - trafilatura/lxml failure (incl. RecursionError)
