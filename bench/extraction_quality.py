@@ -54,7 +54,8 @@ on the other half, both ways; the rule chosen on all pages is reported next to t
 pages won/lost by more than 0.001).
 
 ``--cv-options "BASE;A;B..."`` does the same for a choice among computed configurations
-(e.g. the teaser-list grid ``TEASER_GRID``, configs ``teasers K/C/S/G+arbiter``): one is
+(e.g. the teaser-list grid ``TEASER_GRID``, configs ``teasers K/C/S/G+arbiter``, or the
+photo-gallery grid ``MEDIA_GRID``, configs ``teasers+media N/C/X+arbiter``): one is
 chosen on each half with the same objective (ties: the baseline, then the option that
 changes fewest pages) and scored on the other half. ``cand: recall-fast`` and
 ``cand: justext`` (jusText as trafilatura ships it) are further text-only witnesses.
@@ -97,7 +98,8 @@ from worker.extract_arbiter import (  # noqa: E402
     agreement,
     readability_text,
 )
-from worker.extract_teasers import TeaserSettings, teaser_units  # noqa: E402
+from worker.extract_media import MediaSettings, gallery_blocks  # noqa: E402
+from worker.extract_teasers import TeaserSettings, teaser_units, without_teasers  # noqa: E402
 from worker.extraction import (  # noqa: E402
     DEFAULT_PROFILE,
     EXTRACTOR_VERSION,
@@ -226,6 +228,50 @@ def _teaser_runner(rule: tuple[int, int, float, float]) -> Callable[[str, str | 
     return run
 
 
+MEDIA_GRID: list[tuple[int, int, int]] = [
+    (min_images, per_image, context)
+    for min_images in (4, 6, 10)
+    for per_image in (300, 400, 600)
+    for context in (300, 1000)
+]
+"""Photo-gallery rules tried (on top of production, ``balanced+teasers+arbiter``): (min
+image units, max characters of text per image unit, min text next to the gallery)."""
+
+
+def media_config(rule: tuple[int, int, int]) -> str:
+    return "teasers+media " + "/".join(str(x) for x in rule) + "+arbiter"
+
+
+def _media_runner(rule: tuple[int, int, int]) -> Callable[[str, str | None], Output]:
+    k, per_image, context = rule
+    settings = MediaSettings(min_images=k, max_chars_per_image=per_image, min_context_chars=context)
+    profile = Profile(
+        media_config(rule),
+        teasers=TeaserSettings(),
+        media=settings,
+        arbiter=ArbiterSettings(),
+    )
+    full = _profile_runner(profile.name, profile)
+    base = _profile_runner("balanced+teasers+arbiter")
+
+    def run(html: str, url: str | None) -> Output:
+        t0 = time.perf_counter()
+        tree = _parse(html)
+        # the rule runs on the page without its teaser lists, or on the page as it is
+        # when too little is left without them: no gallery in either = production's output
+        found = tree is not None and bool(
+            gallery_blocks(tree, settings) or gallery_blocks(without_teasers(tree), settings)
+        )
+        if found:
+            return full(html, url)
+        if "balanced+teasers+arbiter" not in _PAGE_MEMO:
+            _PAGE_MEMO["balanced+teasers+arbiter"] = base(html, url)
+        o = _PAGE_MEMO["balanced+teasers+arbiter"]
+        return Output(o.text, o.title, o.author, o.date, o.ms + (time.perf_counter() - t0) * 1000)
+
+    return run
+
+
 def _run_justext(html: str, url: str | None) -> Output:
     """jusText as trafilatura ships it (its second fallback), paragraphs one per line."""
     from trafilatura.external import justext_rescue
@@ -257,6 +303,7 @@ BASE_CONFIGS: dict[str, Callable[[str, str | None], Output]] = {
         name: _profile_runner(name)
         for name in (
             "balanced+teasers+arbiter",
+            "balanced+teasers+media+arbiter",
             "balanced+arbiter",
             "balanced",
             "balanced+images",
@@ -275,6 +322,7 @@ BASE_CONFIGS: dict[str, Callable[[str, str | None], Output]] = {
     "cand: recall-fast": _run_recall_fast,
     "cand: justext": _run_justext,
     **{teaser_config(rule): _teaser_runner(rule) for rule in TEASER_GRID},
+    **{media_config(rule): _media_runner(rule) for rule in MEDIA_GRID},
 }
 
 # ---------------------------------------------------------------- derived variants
@@ -700,6 +748,7 @@ def cross_validate(pages: list[Page], outputs: dict[tuple[str, str], dict[str, O
     )
     # Paired differences on the news pages, from the configurations' own outputs.
     pairs = [
+        ("balanced+teasers+media+arbiter", "balanced+teasers+arbiter"),
         ("balanced+teasers+arbiter", "balanced+arbiter"),
         ("balanced+teasers+arbiter", "trafilatura.extract defaults"),
         ("balanced+arbiter", "balanced"),
