@@ -125,6 +125,8 @@ class _Counts:
         self.images: dict[_Element, int] = {}
         self.chars: dict[_Element, int] = {}
         self.h1: set[_Element] = set()
+        self.extra: dict[_Element, int] = {}
+        """:func:`_extra` of an element with no block left out (filled on demand)."""
         elements = [e for e in tree.iter() if isinstance(e.tag, str)]
         for el in reversed(elements):  # children before their parents
             tag = el.tag.lower() if isinstance(el.tag, str) else ""
@@ -165,19 +167,23 @@ def _is_caption_list(counts: _Counts, el: _Element, n_images: int, settings: Med
     )
 
 
+def _counted(counts: _Counts, el: _Element, child: _Element, settings: MediaSettings) -> int:
+    """Text ``child`` adds to ``el`` that is neither pictures nor captions."""
+    if not isinstance(child.tag, str) or _is_image_block(counts, child, settings):
+        return 0
+    if _is_caption_list(counts, child, counts.images.get(el, 0), settings):
+        return 0
+    return counts.chars.get(child, 0)
+
+
 def _extra(counts: _Counts, el: _Element, block: _Element | None, settings: MediaSettings) -> int:
-    """Text of ``el`` outside ``block``, its image blocks and its caption lists."""
-    n_images = counts.images.get(el, 0)
-    extra = counts.own_chars(el)
-    for other in el:
-        if other is block or not isinstance(other.tag, str):
-            continue
-        if _is_image_block(counts, other, settings):
-            continue
-        if _is_caption_list(counts, other, n_images, settings):
-            continue
-        extra += counts.chars.get(other, 0)
-    return extra
+    """Text of ``el`` outside ``block``, its image blocks and its caption lists (the sum over
+    all of ``el``'s children is kept: many seeds under one parent stay linear)."""
+    total = counts.extra.get(el)
+    if total is None:
+        total = counts.own_chars(el) + sum(_counted(counts, el, c, settings) for c in el)
+        counts.extra[el] = total
+    return total - (_counted(counts, el, block, settings) if block is not None else 0)
 
 
 def _grow(counts: _Counts, seed: _Element, settings: MediaSettings) -> tuple[_Element, int]:
