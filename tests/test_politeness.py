@@ -4,6 +4,7 @@ Redis and in-process, under real concurrency."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
@@ -336,3 +337,42 @@ def test_local_limiter_back_off_and_give_up(configure: Any) -> None:
         pass
     with limiter.slot("other.example"):
         pass
+
+
+def test_requests_turned_away_by_a_busy_host_get_turns_at_its_pace(
+    redis_limiters: Any, configure: Any
+) -> None:
+    """Hundreds of articles of one busy host must not all come back in a second (and
+    again, and again): each request that gives up gets its own turn in the host's line,
+    one ``host_min_interval`` after the one before, across every worker."""
+    a, b = redis_limiters(2, HOST_MAX_CONCURRENCY=4, HOST_MIN_INTERVAL=1)
+    local = LocalHostLimiter(configure(HOST_MAX_CONCURRENCY=4, HOST_MIN_INTERVAL=1))
+    for limiters in ([a, b], [local]):
+        for limiter in limiters:
+            limiter.max_wait = 0  # never wait in the thread: give up at once
+        with limiters[0].slot("line.example"):
+            pass  # the host's next request may start in 1 s
+        turns = []
+        for i in range(8):  # two "workers" taking turns alternately
+            with pytest.raises(HostBusy) as busy, limiters[i % len(limiters)].slot("line.example"):
+                pass
+            turns.append(busy.value.retry_after)
+        gaps = [later - earlier for earlier, later in itertools.pairwise(turns)]
+        assert 0 < turns[0] <= 1.0, turns
+        assert all(0.9 < gap <= 1.0 for gap in gaps), turns  # one per interval, in order
+        assert limiters[0].max_ahead > 60  # the countdown cap, by default
+
+
+def test_a_turn_beyond_the_longest_countdown_is_not_kept(redis_limiters: Any) -> None:
+    """A host backed off for longer than a retry may wait (Retry-After): the retries come
+    back early and find it closed; the turns they were given must not leave unused holes
+    in its line, so none is recorded until the host is within reach."""
+    (a,) = redis_limiters(1, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=1)
+    a.max_wait, a.max_ahead = 0, 100
+    a.back_off("far.example", 500)
+    waits = []
+    for _ in range(3):
+        with pytest.raises(HostBusy) as busy, a.slot("far.example"):
+            pass
+        waits.append(busy.value.retry_after)
+    assert all(495 < w <= 500 for w in waits), waits  # all at its end, none pushed back

@@ -3,8 +3,11 @@
 Production: ``celery -A worker.celery_app worker -Q io`` (polling and fetching),
 ``-Q cpu`` (extraction, dedup, claims), ``-Q backfill`` (jobs), and
 ``celery -A worker.celery_app beat`` for the schedule (dispatcher and sweep). The
-embedded default (``claimwire run``) runs one worker consuming every queue with the
-schedule inside it, over a filesystem broker that needs no server.
+scheduler's own tasks (dispatcher, sweep, job scheduling) go to the ``schedule`` queue,
+which every worker consuming ``io`` consumes too (``_consume_schedule``): they never
+wait behind a backlog of article fetches. The embedded default (``claimwire run``) runs
+one worker consuming every queue with the schedule inside it, over a filesystem broker
+that needs no server.
 """
 
 from __future__ import annotations
@@ -12,13 +15,24 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger, worker_init, worker_process_init, worker_ready
+from celery.signals import (
+    after_setup_logger,
+    celeryd_after_setup,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+)
 from kombu.entity import Queue
 
 from worker.settings import Settings, get_settings
 
 IO_QUEUE, CPU_QUEUE, BACKFILL_QUEUE = "io", "cpu", "backfill"
-QUEUES = (IO_QUEUE, CPU_QUEUE, BACKFILL_QUEUE)
+# The scheduler's own short tasks: dispatch_due_feeds, sweep, advance_jobs. Consumed by
+# every io worker (added to its -Q by _consume_schedule), so the deployment's commands
+# need no change; a separate list in the broker, so they are not behind the io backlog
+# (a worker takes from its queues in turn).
+SCHEDULE_QUEUE = "schedule"
+QUEUES = (IO_QUEUE, CPU_QUEUE, BACKFILL_QUEUE, SCHEDULE_QUEUE)
 
 # Redis hands a message that is still unacknowledged this long after its delivery to
 # another worker. A retry with a countdown is delivered at once and held by the worker
@@ -64,8 +78,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         task_routes={
             "tasks.polling.*": {"queue": IO_QUEUE},
             "tasks.fetching.*": {"queue": IO_QUEUE},
-            "tasks.maintenance.*": {"queue": IO_QUEUE},
+            "tasks.maintenance.*": {"queue": SCHEDULE_QUEUE},
             "tasks.processing.*": {"queue": CPU_QUEUE},
+            # scheduling only: never behind backfill items (an exact name wins over *)
+            "tasks.jobs.advance_jobs": {"queue": SCHEDULE_QUEUE},
             "tasks.jobs.*": {"queue": BACKFILL_QUEUE},
         },
         # A broker that is down must not hang a task that only wanted to enqueue a
@@ -95,7 +111,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "advance-jobs": {
                 "task": "tasks.jobs.advance_jobs",
                 "schedule": settings.dispatch_interval,
-                "options": {"queue": IO_QUEUE},  # scheduling only: never behind backfill items
+                "options": {"queue": SCHEDULE_QUEUE},  # never behind backfill items
             },
         },
     )
@@ -150,6 +166,17 @@ def _reset_after_fork(**_: Any) -> None:
     from worker.db import dispose_engines
 
     dispose_engines()
+
+
+@celeryd_after_setup.connect  # type: ignore[untyped-decorator]
+def _consume_schedule(sender: Any = None, instance: Any = None, **_: Any) -> None:
+    """A worker consuming ``io`` consumes ``schedule`` too: ``-Q io`` (the documented
+    command, and every older deployment's) keeps running the dispatcher and the sweep,
+    which used to be routed to ``io`` and now have their own queue."""
+    queues = getattr(getattr(instance, "app", app).amqp, "queues", None)
+    consumed = getattr(queues, "consume_from", None)
+    if queues is not None and consumed and IO_QUEUE in consumed:
+        queues.select_add(SCHEDULE_QUEUE)
 
 
 @after_setup_logger.connect  # type: ignore[untyped-decorator]

@@ -7,7 +7,10 @@
   parse the same row every time.
 * Per-host limits hold across all workers on all machines when the broker is Redis
   (Lua scripts on Redis keys); the embedded single-process mode uses in-process locks.
-  A host answering 429/503 with ``Retry-After`` is backed off for that long.
+  A host answering 429/503 with ``Retry-After`` is backed off for that long. A request
+  waits for its host itself at most ``MAX_WAIT`` seconds; further back in the host's
+  line it raises ``HostBusy`` with its turn, and the task retries then, without holding
+  a worker thread.
 """
 
 from __future__ import annotations
@@ -214,18 +217,71 @@ return '0'
 """
 
 
+# A request that finds its host busy takes a turn in the host's line: the time it should
+# come back, ``spacing`` after the last turn given out (and not before the host is free).
+# Hundreds of articles of one busy host so come back one after another at the host's
+# pace, each about once, instead of all at once every second. A turn further ahead than
+# ``max_ahead`` (the longest countdown a retry may have) is not recorded: the retry comes
+# back early, finds the host still closed, and takes its turn then; recording it would
+# leave an unused hole in the line.
+_TURN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local free_in, spacing, max_ahead = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local at = math.max(last + spacing, now + free_in)
+if at - now <= max_ahead then
+    redis.call('SET', KEYS[1], tostring(at), 'PX', math.ceil((at - now) * 1000) + 1)
+end
+return tostring(at - now)
+"""
+
+# How long a worker thread may wait for a host itself (sleeping, holding the thread)
+# before it gives the host up: HostBusy, and the task retries at its turn. A few
+# seconds: a host at its default pace (1 request/s) serves the next one or two waiters
+# within it; everyone further back in the line lets go of the thread (it used to wait up
+# to 10 s, so 32 threads of a worker all waited for one host at 1 request/s).
+MAX_WAIT = 2.0
+
+
+def turn_spacing(settings: Settings) -> float:
+    """Seconds between two turns of the line: the host's minimum interval, or, without
+    one, a guess of one second per request shared by the concurrent slots."""
+    return max(settings.host_min_interval, 1.0 / max(1, settings.host_max_concurrency))
+
+
+def _default_max_ahead(settings: Settings) -> float:
+    from worker.celery_app import max_countdown
+
+    return max_countdown(settings)
+
+
 class RedisHostLimiter:
     """At most ``host_max_concurrency`` requests in flight and one request per
-    ``host_min_interval`` seconds per host, across every process using this Redis."""
+    ``host_min_interval`` seconds per host, across every process using this Redis.
+    A request that would wait longer than ``max_wait`` raises :class:`HostBusy` with
+    its turn in the host's line (``_TURN``)."""
 
-    def __init__(self, client: redis.Redis, settings: Settings, max_wait: float = 10.0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        max_wait: float = MAX_WAIT,
+        max_ahead: float | None = None,
+    ) -> None:
         self.r = client
         self.settings = settings
         self.max_wait = max_wait
+        self.max_ahead = _default_max_ahead(settings) if max_ahead is None else max_ahead
         self._acquire = client.register_script(_ACQUIRE)
+        self._turn = client.register_script(_TURN)
 
     def _keys(self, host: str) -> list[str]:
         return [f"cw:host:{host}:slots", f"cw:host:{host}:next", f"cw:host:{host}:backoff"]
+
+    def _take_turn(self, host: str, free_in: float) -> float:
+        args = [free_in, turn_spacing(self.settings), self.max_ahead]
+        return float(self._turn(keys=[f"cw:host:{host}:line"], args=args))
 
     @contextmanager
     def slot(self, host: str) -> Iterator[None]:
@@ -247,6 +303,7 @@ class RedisHostLimiter:
             )
             if wait <= 0:
                 break
+            wait = self._take_turn(host, wait)
             if waited + wait > self.max_wait:
                 raise HostBusy(host, wait)
             time.sleep(wait)
@@ -268,13 +325,28 @@ class RedisHostLimiter:
 class LocalHostLimiter:
     """The same limits inside one process (the embedded mode runs one process)."""
 
-    def __init__(self, settings: Settings, max_wait: float = 10.0) -> None:
+    def __init__(
+        self, settings: Settings, max_wait: float = MAX_WAIT, max_ahead: float | None = None
+    ) -> None:
         self.settings = settings
         self.max_wait = max_wait
+        self.max_ahead = _default_max_ahead(settings) if max_ahead is None else max_ahead
         self._lock = threading.Lock()
         self._inflight: dict[str, int] = {}
         self._next: dict[str, float] = {}
         self._backoff: dict[str, float] = {}
+        self._line: dict[str, float] = {}
+
+    def _take_turn(self, host: str, free_in: float) -> float:
+        """The host's line (see ``_TURN``), in this process."""
+        now = time.monotonic()
+        with self._lock:
+            at = max(self._line.get(host, 0.0) + turn_spacing(self.settings), now + free_in)
+            if at - now <= self.max_ahead:
+                self._line[host] = at
+            if self._line.get(host, now) < now:
+                del self._line[host]  # an empty line: nothing to keep
+            return at - now
 
     def _try(self, host: str) -> float:
         now = time.monotonic()
@@ -292,6 +364,7 @@ class LocalHostLimiter:
     def slot(self, host: str) -> Iterator[None]:
         waited = 0.0
         while (wait := self._try(host)) > 0:
+            wait = self._take_turn(host, wait)
             if waited + wait > self.max_wait:
                 raise HostBusy(host, wait)
             time.sleep(wait)
