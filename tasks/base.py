@@ -184,13 +184,18 @@ def run_article_step(
         log.warning("step_rerun_after_death", task=task.name, article_id=article_id, deaths=deaths)
     try:
         with unit_of_work() as session:
-            if not lock_article(session, article_id):
-                # Another copy took the row between our start and now (rare): its own
-                # end clears the counter when it moves the article on.
-                log.info("step_skipped_in_flight", task=task.name, article_id=article_id)
-                return False
-            advanced = step(session, article_id)
-            end_step(session, article_id, advanced=advanced)
+            in_flight = not lock_article(session, article_id)
+            if not in_flight:
+                advanced = step(session, article_id)
+                end_step(session, article_id, advanced=advanced)
+        if in_flight:
+            # Another copy took the row between our start and now (rare). Our start is
+            # not a death: take it back (this waits for the other copy's transaction),
+            # or a copy that then dies would count two deaths, and one that ends without
+            # moving the article on would leave ours behind as a death.
+            log.info("step_skipped_in_flight", task=task.name, article_id=article_id)
+            _take_back_start(article_id)
+            return False
     except HostBusy as exc:
         countdown = exc.retry_after + random.uniform(0, 1)
         # The retry below is the article's message: the sweep must not send another copy

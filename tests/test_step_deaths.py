@@ -154,6 +154,45 @@ def test_a_copy_of_a_running_step_neither_counts_nor_runs(configure: Any, pg_url
     assert load_article(aid).step_starts == 1
 
 
+def test_a_copy_that_loses_the_row_takes_its_start_back(
+    configure: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: two copies of a step record their starts before either holds the
+    row; the one that then finds the row locked runs nothing and takes its start back
+    once the other copy's transaction ends. When that other copy dies (its connection
+    goes, as with a SIGKILL), its own start is the only one left: one death, not two."""
+    import threading
+    from types import SimpleNamespace
+
+    import psycopg
+
+    import tasks.base as base
+    from worker.db import init_db
+    from worker.quarantine import StepStart
+
+    init_db(configure(database_url=pg_url))
+    aid = _article()
+    assert _begin(aid) == (StepStart.run, 0)  # copy A: started, not yet locked
+    copy_a = psycopg.connect(pg_url)
+    dies = threading.Timer(1.0, copy_a.close)
+    real_lock = base.lock_article
+
+    def copy_a_locks_first(session: Any, article_id: int) -> bool:
+        # between copy B's start and its lock, copy A takes the row, then dies
+        copy_a.execute("SELECT id FROM article WHERE id = %s FOR UPDATE", (article_id,))
+        dies.start()
+        return real_lock(session, article_id)
+
+    def step(session: Any, article_id: int) -> bool:
+        raise AssertionError("the copy that found the row locked must not run the step")
+
+    monkeypatch.setattr(base, "lock_article", copy_a_locks_first)
+    task = SimpleNamespace(name=STEP, request=SimpleNamespace(retries=0))
+    assert base.run_article_step(task, aid, step, None) is False  # type: ignore[arg-type]
+    dies.join()
+    assert load_article(aid).step_starts == 1  # copy A's death; copy B's start taken back
+
+
 def test_articles_inserted_without_the_new_columns_start_at_zero(db: Any) -> None:
     """Bulk inserts (feed polls, backfill) name their columns; the database default
     fills the counter."""
