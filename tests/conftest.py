@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -33,7 +34,27 @@ def _find_shared() -> Path:
 
 SHARED = _find_shared()
 PG_ADMIN_URL = os.environ.get("CLAIMWIRE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("CLAIMWIRE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def worker_redis_url(base: str, worker: str | None) -> str:
+    """The Redis database of one pytest-xdist worker: the base database (the one in
+    CLAIMWIRE_TEST_REDIS) minus the worker's index, so that gw0, gw1, gw2 of a base 15 use
+    15, 14, 13. A run without xdist workers (``-n 0``, ``-p no:xdist``) uses the base."""
+    if not worker or not worker.startswith("gw"):
+        return base
+    index = int(worker[2:])
+    parts = urlsplit(base)
+    db = int(parts.path.strip("/") or 0)
+    if index > db:
+        raise pytest.UsageError(
+            f"CLAIMWIRE_TEST_REDIS={base}: xdist worker {worker} would need Redis database "
+            f"{db - index}; use a higher base database or fewer workers"
+        )
+    return urlunsplit(parts._replace(path=f"/{db - index}"))
+
+
+REDIS_BASE_URL = os.environ.get("CLAIMWIRE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+REDIS_URL = worker_redis_url(REDIS_BASE_URL, os.environ.get("PYTEST_XDIST_WORKER"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -103,7 +124,7 @@ def pg_url(pg_available: bool) -> Iterator[str]:
 
 @pytest.fixture()
 def redis_url(redis_available: bool) -> Iterator[str]:
-    """Redis database 15, emptied before and after the test."""
+    """This worker's Redis database (REDIS_URL), emptied before and after the test."""
     need(redis_available, "Redis at 127.0.0.1:6379")
     import redis
 

@@ -602,10 +602,11 @@ def test_page_that_kills_the_worker_quarantined_visible_and_replayable(
             # (billiard may notice a child's death late; the hook's log is the count)
             assert "exited with 'signal 9 (SIGKILL)'" in cpu.log()
             # no other article counts a death or an attempt
-            assert rig.sql(
-                f"SELECT count(*) FROM article WHERE id <> {aid} "
-                "AND (step_starts > 0 OR attempts > 0)"
-            ) == [(0,)]
+            others = rig.sql(
+                f"SELECT id, state, step_starts, attempts, failure_reason FROM article "
+                f"WHERE id <> {aid} AND (step_starts > 0 OR attempts > 0)"
+            )
+            assert others == [], others
         else:
             assert cpu.starts == 4, "the test restarted the worker after each death"
             # Steps that ran next to the poison page in its process died with it and
