@@ -204,8 +204,32 @@ def _grow(counts: _Counts, seed: _Element, settings: MediaSettings) -> tuple[_El
         block = parent
 
 
+_UNIT_XPATH = (
+    "//img | //amp-img | //picture | //*[" + " or ".join(f"@{a}" for a in _LAZY_ATTRS) + "]"
+)
+
+
+def _may_have_seed(tree: _Element, min_images: int) -> bool:
+    """Cheap pre-check (no text counted): some element has at least ``min_images`` children
+    that hold anything that may be a picture. False means no gallery on the page."""
+    children: dict[_Element, set[_Element]] = {}
+    for unit in tree.xpath(_UNIT_XPATH):
+        child = unit
+        for anc in unit.iterancestors():
+            kids = children.setdefault(anc, set())
+            if child in kids:
+                break  # this branch of the ancestors was counted by an earlier unit
+            kids.add(child)
+            if len(kids) >= min_images:
+                return True
+            child = anc
+    return False
+
+
 def gallery_blocks(tree: _Element, settings: MediaSettings = MediaSettings()) -> list[_Element]:
     """The galleries to remove (see the module doc), outermost only; [] when there is none."""
+    if not _may_have_seed(tree, settings.min_images):
+        return []
     counts = _Counts(tree)
     found: list[_Element] = []
     for el, n in counts.images.items():
