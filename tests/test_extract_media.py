@@ -14,7 +14,7 @@ from worker.extraction import PROFILES, _parse, extract_page
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 URL = "https://news.example.org/2025/05/orchard-festival"
 MEDIA = PROFILES["balanced+teasers+media+arbiter"]
-PRODUCTION = PROFILES["balanced+teasers+arbiter"]
+REVISION4 = PROFILES["balanced+teasers+arbiter"]  # production before galleries were removed
 
 ARTICLE = [
     "The valley's apple growers opened their orchards to visitors on Saturday for the first "
@@ -102,9 +102,18 @@ def test_a_gallery_next_to_the_article_is_removed() -> None:
     assert tree is not None
     blocks = gallery_blocks(tree)
     assert [b.get("class") for b in blocks] == ["embed"]  # the whole slideshow, title included
-    plain = extract_page(html, URL, now=NOW, profile=PRODUCTION).text
+    plain = extract_page(html, URL, now=NOW, profile=REVISION4).text
     assert sum(c in plain for c in CAPTIONS) >= 6  # the failure the rule is for
     text = extract_page(html, URL, now=NOW, profile=MEDIA).text
+    assert all(p in text for p in ARTICLE)
+    assert not any(c in text for c in CAPTIONS)
+
+
+def test_production_removes_a_gallery_next_to_the_article() -> None:
+    from worker.extraction import DEFAULT_PROFILE, EXTRACTOR_VERSION
+
+    assert EXTRACTOR_VERSION.endswith("+cw5")
+    text = extract_page(article_with_gallery(), URL, now=NOW, profile=DEFAULT_PROFILE).text
     assert all(p in text for p in ARTICLE)
     assert not any(c in text for c in CAPTIONS)
 
@@ -157,7 +166,7 @@ def test_a_page_that_is_only_a_gallery_keeps_its_text() -> None:
     html = page("<p>Pictures from Saturday's festival.</p>" + gallery())
     tree = _parse(html)
     assert tree is not None
-    plain = extract_page(html, URL, now=NOW, profile=PRODUCTION).text
+    plain = extract_page(html, URL, now=NOW, profile=REVISION4).text
     assert all(c in plain for c in CAPTIONS)
     assert gallery_blocks(tree) == []
     assert extract_page(html, URL, now=NOW, profile=MEDIA).text == plain
@@ -190,7 +199,7 @@ def test_icons_are_not_pictures() -> None:
 
 def test_metadata_is_unchanged() -> None:
     html = article_with_gallery()
-    plain = extract_page(html, URL, now=NOW, profile=PRODUCTION)
+    plain = extract_page(html, URL, now=NOW, profile=REVISION4)
     page_ = extract_page(html, URL, now=NOW, profile=MEDIA)
     assert page_.text != plain.text
     fields = ("title", "author", "published_at", "sitename", "language", "description")

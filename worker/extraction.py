@@ -6,7 +6,7 @@ See ``docs/extraction-eval.md`` and ``bench/extraction_quality.py`` for how the 
 agree on a much shorter text than the default pass, the precise text is kept. Since
 revision 4 lists of other stories inside the article's container (teaser lists:
 :mod:`worker.extract_teasers`) are removed before extraction. The profile
-``balanced+teasers+media+arbiter`` (a candidate, not the default) also removes photo
+``balanced+teasers+media+arbiter`` (the default since revision 5) also removes photo
 galleries found by structure (:mod:`worker.extract_media`).
 
 Failure contract: :func:`extract_page` **never raises** on page content. Empty, binary,
@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 EXTRACTOR_NAME = "trafilatura"
-SETTINGS_REVISION = 4
+SETTINGS_REVISION = 5
 """Bump whenever :data:`DEFAULT_PROFILE` or the post-processing here changes output."""
 EXTRACTOR_VERSION = f"{trafilatura.__version__}+cw{SETTINGS_REVISION}"
 
@@ -153,7 +153,7 @@ PROFILES: dict[str, Profile] = {
     )
 }
 
-DEFAULT_PROFILE = PROFILES["balanced+teasers+arbiter"]
+DEFAULT_PROFILE = PROFILES["balanced+teasers+media+arbiter"]
 """The settings used in production (see docs/extraction-eval.md for the measurements)."""
 
 
