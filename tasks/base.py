@@ -24,7 +24,7 @@ from worker.celery_app import max_countdown
 from worker.claims_model import ModelUnavailable
 from worker.db import is_postgres, unit_of_work
 from worker.http import FetchError
-from worker.politeness import HostBusy
+from worker.politeness import HostBusy, RobotsUnavailable
 from worker.quarantine import StepStart, begin_step, end_step
 from worker.settings import get_settings
 
@@ -154,7 +154,9 @@ def run_article_step(
       article is quarantined instead of being run again;
     * environment errors (database, broker, archive, host limits) retry later without
       counting against the article;
-    * transient fetch errors retry with backoff and count;
+    * transient fetch errors retry with backoff and count; so does a robots.txt that
+      cannot be read (one attempt per check of it, ``ROBOTS_ERROR_TTL`` apart), so that
+      an unreachable host ends its articles in quarantine with the cause;
     * anything else counts too and, after ``max_attempts``, quarantines the article
       (poison messages stop there, visible in ``claimwire status``, replayable).
     """
@@ -196,6 +198,14 @@ def run_article_step(
             log.info("step_skipped_in_flight", task=task.name, article_id=article_id)
             _take_back_start(article_id)
             return False
+    except RobotsUnavailable as exc:
+        # Nothing on the host may be fetched until its robots.txt can be read (RFC 9309).
+        # Unlike a busy host this says nothing about when it will end (DNS failure, no
+        # route, 5xx), so it counts: the retry comes when robots.txt is asked again, and
+        # after max_attempts such checks the article is quarantined with the real cause
+        # instead of waiting, uncounted, for ever (and `run --until-idle` with it).
+        countdown = exc.retry_after + random.uniform(0, 1)
+        return _counted_retry(task, article_id, exc, str(exc), countdown, countdown)
     except HostBusy as exc:
         countdown = exc.retry_after + random.uniform(0, 1)
         # The retry below is the article's message: the sweep must not send another copy
@@ -218,24 +228,38 @@ def run_article_step(
     except FetchError as exc:  # transient: permanent ones are recorded by the step
         # A Retry-After beyond the cap: the step has put the host in back-off for all of
         # it (the limiter), so the capped retry meets HostBusy, uncounted, and waits on.
-        countdown = capped(exc.retry_after if exc.retry_after else backoff(task.request.retries))
-        try:
-            quarantined = record_attempt(
-                article_id,
-                f"{task.name}: {exc.reason}",
-                quarantine_after=settings.max_attempts,
-                hold_sweep_for=exc.retry_after,
-            )
-        except ENVIRONMENT_ERRORS as env_exc:
-            raise task.retry(countdown=countdown, max_retries=NO_RETRY_LIMIT) from env_exc
-        if quarantined:
-            return False
-        raise task.retry(countdown=countdown, max_retries=NO_RETRY_LIMIT) from exc
+        countdown = exc.retry_after if exc.retry_after else backoff(task.request.retries)
+        return _counted_retry(task, article_id, exc, exc.reason, countdown, exc.retry_after)
     except Exception as exc:  # noqa: BLE001 (a crash in a step is the item's fault)
         return _count_failure(task, article_id, exc, settings.max_attempts)
     if advanced and follow_up is not None:
         send(follow_up, article_id)
     return advanced
+
+
+def _counted_retry(
+    task: Task,
+    article_id: int,
+    exc: BaseException,
+    reason: str,
+    countdown: float,
+    hold_sweep_for: float | None,
+) -> bool:
+    """A transient failure of the item (``exc``): count the attempt, recording
+    ``reason`` on the article (quarantined after ``max_attempts``: returns False), or
+    retry in ``countdown`` seconds (capped; ``hold_sweep_for``: see :func:`record_attempt`)."""
+    try:
+        quarantined = record_attempt(
+            article_id,
+            f"{task.name}: {reason}",
+            quarantine_after=get_settings().max_attempts,
+            hold_sweep_for=hold_sweep_for,
+        )
+    except ENVIRONMENT_ERRORS as env_exc:
+        raise task.retry(countdown=capped(countdown), max_retries=NO_RETRY_LIMIT) from env_exc
+    if quarantined:
+        return False
+    raise task.retry(countdown=capped(countdown), max_retries=NO_RETRY_LIMIT) from exc
 
 
 def _environment_retry(task: Task, article_id: int, exc: BaseException) -> bool:

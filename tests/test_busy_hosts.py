@@ -1,0 +1,196 @@
+"""A host that cannot be reached, or is busy, must not stall everything else.
+
+* An article whose host's robots.txt cannot be read (a name that does not resolve, a
+  refused connection, a 5xx) waits, counted, and ends quarantined with the real cause
+  after ``max_attempts`` checks of robots.txt, instead of waiting uncounted for ever
+  (which kept ``run --until-idle`` from ever ending).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from schemas.models import Article, ArticleState
+from schemas.types import utcnow
+from tests.support.db import load_article
+from tests.support.server import Reply
+from worker.politeness import ROBOTS_ERROR_TTL, forget_robots_failures
+
+
+@pytest.fixture(autouse=True)
+def _fresh_robots_memory() -> None:
+    forget_robots_failures()
+
+
+def _discovered(url: str) -> int:
+    from worker.db import unit_of_work
+    from worker.urls import host_of, url_hash
+
+    with unit_of_work() as s:
+        a = Article(
+            url=url,
+            url_hash=url_hash(url),
+            host=host_of(url),
+            state=ArticleState.discovered,
+            discovered_at=utcnow(),
+            state_changed_at=utcnow(),
+        )
+        s.add(a)
+        s.flush()
+        assert a.id is not None
+        return a.id
+
+
+@pytest.mark.parametrize("cause", ["dns", "http503"])
+def test_an_article_on_an_unreachable_host_ends_quarantined_with_the_cause(
+    configure: Any, server: Any, cause: str
+) -> None:
+    from celery.exceptions import Retry
+
+    from tasks.fetching import fetch_article
+    from worker.db import init_db
+
+    settings = configure(MAX_ATTEMPTS=3)
+    init_db(settings)
+    if cause == "dns":
+        url, why = "http://news.nonexistent.invalid/a", "cannot resolve news.nonexistent.invalid"
+    else:
+        server.routes["/robots.txt"] = Reply(503, b"down", content_type="text/plain")
+        url, why = server.url("/news/a"), "HTTP 503"
+    aid = _discovered(url)
+
+    for attempt in (1, 2):
+        with pytest.raises(Retry):
+            fetch_article(aid)
+        article = load_article(aid)
+        assert article.state == ArticleState.discovered
+        assert article.attempts == attempt and article.step_starts == 0
+        # Recorded on the article while it waits: `claimwire status` and exports say why.
+        reason = article.failure_reason or ""
+        assert reason.startswith("tasks.fetching.fetch_article: robots.txt of "), reason
+        assert why in reason, reason
+        # The retry comes when robots.txt is asked again (not sooner: each attempt is one
+        # check of robots.txt), and the sweep's mark is moved there.
+        held = (article.state_changed_at - utcnow()).total_seconds()
+        assert ROBOTS_ERROR_TTL - 5 < held <= ROBOTS_ERROR_TTL + 1
+        forget_robots_failures()  # as if ROBOTS_ERROR_TTL had passed
+
+    assert fetch_article(aid) is False  # no retry: the article has ended
+    article = load_article(aid)
+    assert article.state == ArticleState.quarantined
+    assert article.failed_state == ArticleState.discovered and article.attempts == 3
+    assert why in (article.failure_reason or "")
+    if cause == "http503":
+        assert server.hits["/robots.txt"] == 3  # one check per attempt
+        assert server.hits["/news/a"] == 0  # RFC 9309: never fetched meanwhile
+
+
+def test_a_busy_host_is_still_waited_for_uncounted(configure: Any, server: Any) -> None:
+    """The contrast: a host that is only busy (our own limit, Retry-After) says when it
+    is free, so its articles wait without counting an attempt."""
+    from celery.exceptions import Retry
+
+    from tasks.fetching import fetch_article
+    from worker import runtime
+    from worker.db import init_db
+
+    init_db(configure())
+    aid = _discovered(server.url("/news/b"))
+    server.routes["/robots.txt"] = Reply(body=b"User-agent: *\nDisallow:\n")
+    runtime.host_limiter().back_off("127.0.0.1", 120)
+    with pytest.raises(Retry):
+        fetch_article(aid)
+    article = load_article(aid)
+    assert article.state == ArticleState.discovered
+    assert article.attempts == 0 and article.failure_reason is None
+    assert server.hits["/news/b"] == 0
+
+
+# ------------------------------------------------------------------- a busy host
+
+
+def _states(database_url: str) -> list[tuple[str, str, Any, int]]:
+    """(host, state, fetched_at, attempts) of every article."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sqlalchemy.text("SELECT host, state, fetched_at, attempts FROM article")
+            ).all()
+    finally:
+        engine.dispose()
+    return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+
+def _serve_feed(server: Any, prefix: str, n: int) -> str:
+    from tests.support.content import BASE_DAY, rss
+
+    links = []
+    for i in range(n):
+        path = f"{prefix}/story-{i}"
+        server.routes[path] = Reply(body=f"<html><body><p>Story {i}</p></body></html>".encode())
+        links.append((server.url(path), f"Story {i}", BASE_DAY + timedelta(hours=i)))
+    server.routes[f"{prefix}/feed.xml"] = Reply(
+        body=rss(server.url("/"), links), content_type="application/rss+xml"
+    )
+    return server.url(f"{prefix}/feed.xml")
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_feed_on_an_idle_host_is_not_held_up_by_another_hosts_backlog(
+    tmp_path: Any, pg_url: str, redis_url: str
+) -> None:
+    """One io worker as documented (``-Q io``, threads), the scheduler, real Redis and
+    PostgreSQL. A host serving one request per second gets a backlog of 40 articles;
+    then a feed on another host is added. It must be polled and its 5 articles fetched
+    while the busy host's backlog is still being worked off: the scheduler's tasks no
+    longer queue behind the fetches (their own queue, which an io worker consumes too),
+    and a fetch of the busy host no longer holds a worker thread for up to 10 s."""
+    from tests.conftest import claimwire, cli_env
+    from tests.support.procs import celery_beat, celery_worker, processes, wait_until, worker_env
+    from tests.support.server import LocalServer
+
+    busy, idle = LocalServer("127.0.0.1").start(), LocalServer("127.0.0.2").start()
+    try:
+        busy_feed, idle_feed = _serve_feed(busy, "/b", 40), _serve_feed(idle, "/i", 5)
+        env = cli_env(
+            tmp_path,
+            DATABASE_URL=pg_url,
+            BROKER_URL=redis_url,
+            DISPATCH_INTERVAL="1",
+            HOST_MIN_INTERVAL="1",
+            HOST_MAX_CONCURRENCY="1",
+        )
+        assert claimwire(["init"], env, tmp_path).returncode == 0
+        assert claimwire(["feeds", "add", busy_feed], env, tmp_path).returncode == 0
+        wenv = worker_env(env, pg_url, redis_url)
+        worker = celery_worker("io", wenv, tmp_path, queues="io", concurrency=4)
+        with processes(worker, celery_beat("beat", wenv, tmp_path)):
+
+            def fetched(host: str) -> list[tuple[str, str, Any, int]]:
+                return [r for r in _states(pg_url) if r[0] == host and r[2] is not None]
+
+            # The backlog is there: the busy feed was polled and its fetches have begun.
+            wait_until(lambda: len(fetched("127.0.0.1")) >= 3, 120, what="busy host fetches")
+            assert claimwire(["feeds", "add", idle_feed], env, tmp_path).returncode == 0
+            wait_until(lambda: len(fetched("127.0.0.2")) == 5, 120, what="idle host fetched")
+            left = [r for r in _states(pg_url) if r[0] == "127.0.0.1" and r[1] == "discovered"]
+            assert left, "the idle host's articles waited for the whole busy backlog"
+            wait_until(lambda: len(fetched("127.0.0.1")) == 40, 180, what="busy backlog done")
+        rows = _states(pg_url)
+        last_idle = max(r[2] for r in rows if r[0] == "127.0.0.2")
+        busy_times = sorted(r[2] for r in rows if r[0] == "127.0.0.1")
+        assert last_idle < busy_times[-1]
+        # Waiting for a busy host is not a failure: nothing counted, nothing quarantined.
+        assert all(r[3] == 0 and r[1] != "quarantined" for r in rows), rows
+        assert busy.hits["/b/feed.xml"] >= 1 and idle.hits["/i/feed.xml"] >= 1
+    finally:
+        busy.stop()
+        idle.stop()
