@@ -232,8 +232,13 @@ def run_article_step(
         return _counted_retry(task, article_id, exc, exc.reason, countdown, exc.retry_after)
     except Exception as exc:  # noqa: BLE001 (a crash in a step is the item's fault)
         return _count_failure(task, article_id, exc, settings.max_attempts)
-    if advanced and follow_up is not None:
-        send(follow_up, article_id)
+    if advanced:
+        # one INFO line per step that moved its article on (the embedded run leaves
+        # these out: worker.service.PER_ITEM_EVENTS); "fetch", "extract", "dedup", "claims"
+        step_name = task.name.rsplit(".", 1)[-1].removesuffix("_article")
+        log.info("article_step_done", step=step_name, article_id=article_id)
+        if follow_up is not None:
+            send(follow_up, article_id)
     return advanced
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.base import run_article_step
-from tasks.processing import log_step_done
 from worker import fetching, runtime
 from worker.celery_app import app
 from worker.settings import get_settings
@@ -23,6 +22,4 @@ def fetch_article(self: Any, article_id: int) -> bool:
             session, aid, runtime.http_client(), runtime.host_limiter(), runtime.archive(), settings
         ).advanced
 
-    return log_step_done(
-        run_article_step(self, article_id, step, extract_article), "fetch", article_id
-    )
+    return run_article_step(self, article_id, step, extract_article)

@@ -4,32 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.base import log, run_article_step, send
+from tasks.base import run_article_step, send
 from worker import pages, runtime
 from worker.celery_app import app
 from worker.claims_model import require_model
 from worker.settings import get_settings
 
 
-def log_step_done(advanced: bool, step: str, article_id: int) -> bool:
-    """One INFO line per article step that moved its article on (the embedded run
-    leaves these out: see worker.service.PER_ITEM_EVENTS)."""
-    if advanced:
-        log.info("article_step_done", step=step, article_id=article_id)
-    return advanced
-
-
 @app.task(bind=True, name="tasks.processing.extract_article")
 def extract_article(self: Any, article_id: int) -> bool:
     """Clean an archived page to text and metadata, then queue deduplication."""
     settings = get_settings()
-    advanced = run_article_step(
+    return run_article_step(
         self,
         article_id,
         lambda s, aid: pages.extract_stored_article(s, aid, runtime.archive(), settings),
         dedup_article,
     )
-    return log_step_done(advanced, "extract", article_id)
 
 
 @app.task(bind=True, name="tasks.processing.dedup_article")
@@ -50,7 +41,7 @@ def dedup_article(self: Any, article_id: int) -> bool:
     for other in requeue:
         if other != article_id:
             send(claims_article, other)
-    return log_step_done(advanced, "dedup", article_id)
+    return advanced
 
 
 @app.task(bind=True, name="tasks.processing.claims_article")
@@ -64,4 +55,4 @@ def claims_article(self: Any, article_id: int) -> bool:
         require_model(settings)  # a model that cannot load is the setting's fault: wait
         return bool(store.process_claims(session, aid, settings))
 
-    return log_step_done(run_article_step(self, article_id, step, None), "claims", article_id)
+    return run_article_step(self, article_id, step, None)
