@@ -65,8 +65,8 @@ from schemas.models import (  # noqa: E402
     ClaimClusterWord,
 )
 from worker.claims import clustering  # noqa: E402
-from worker.db import dispose_engines, get_engine, init_db  # noqa: E402
-from worker.settings import Settings  # noqa: E402
+from worker.core.db import dispose_engines, get_engine, init_db  # noqa: E402
+from worker.core.settings import Settings  # noqa: E402
 
 DB_PREFIX = "cw_bench_clusters_"
 KEY = "novak"

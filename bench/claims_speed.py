@@ -259,9 +259,9 @@ def main() -> int:
     )
     args = ap.parse_args()
     if args.tail_words is not None:
-        from worker.claims import extraction
+        from worker.claims import attribution
 
-        extraction.PARSE_TAIL_WORDS = args.tail_words or None
+        attribution.PARSE_TAIL_WORDS = args.tail_words or None
     tmp = tempfile.TemporaryDirectory(prefix="claims-ab-")
     others = {rev: load_revision(rev, pathlib.Path(tmp.name), args.model) for rev in args.against}
 

@@ -44,9 +44,9 @@ if str(ROOT) not in sys.path:
 from sqlmodel import Session  # noqa: E402
 
 from schemas.models import Article, ArticleState  # noqa: E402
-from worker import dedup  # noqa: E402
-from worker.db import dispose_engines, get_engine, init_db  # noqa: E402
-from worker.settings import Settings  # noqa: E402
+from worker.core.db import dispose_engines, get_engine, init_db  # noqa: E402
+from worker.core.settings import Settings  # noqa: E402
+from worker.dedup import deduplicate  # noqa: E402
 
 DB_PREFIX = "cw_bench_dedup_"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -73,7 +73,7 @@ def bulk_load(url: str, start: int, stop: int, rng: np.random.Generator) -> floa
     """Index articles with ids [start, stop): one group each, random signatures."""
     import psycopg
 
-    p = dedup.DEFAULT_PARAMS
+    p = deduplicate.DEFAULT_PARAMS
     t = time.perf_counter()
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
         conn.execute("SET session_replication_role = replica")  # no FK triggers in the load
@@ -109,11 +109,11 @@ def bulk_load(url: str, start: int, stop: int, rng: np.random.Generator) -> floa
                 conn,
                 "COPY articlesignature (article_id, signature, shingle_count) FROM STDIN",
                 [
-                    f"{i}\t\\\\x{dedup.signature_bytes(s).hex()}\t{c}\n"
+                    f"{i}\t\\\\x{deduplicate.signature_bytes(s).hex()}\t{c}\n"
                     for i, s, c in zip(ids.tolist(), sigs, counts.tolist(), strict=True)
                 ],
             )
-            bands = dedup.band_hashes(sigs, p.bands, p.rows)
+            bands = deduplicate.band_hashes(sigs, p.bands, p.rows)
             band_no = np.tile(np.arange(p.bands), hi - lo)
             art = np.repeat(ids, p.bands)
             copy_rows(
@@ -234,7 +234,7 @@ def run_batch(settings: Settings, ids: list[int], paths: dict[str | None, int]) 
     for aid in ids:
         t = time.perf_counter()
         with Session(engine) as s:
-            out = dedup.deduplicate_article(s, aid, settings)
+            out = deduplicate.deduplicate_article(s, aid, settings)
             s.commit()
         times.append(1000 * (time.perf_counter() - t))
         assert out.advanced

@@ -92,15 +92,13 @@ if str(ROOT) not in sys.path:
 
 import trafilatura  # noqa: E402
 
-from worker.charset import decode_html  # noqa: E402
-from worker.extract_arbiter import (  # noqa: E402
+from worker.pages.arbiter import (  # noqa: E402
     ArbiterSettings,
     agreement,
     readability_text,
 )
-from worker.extract_media import MediaSettings, gallery_blocks  # noqa: E402
-from worker.extract_teasers import TeaserSettings, teaser_units, without_teasers  # noqa: E402
-from worker.extraction import (  # noqa: E402
+from worker.pages.charset import decode_html  # noqa: E402
+from worker.pages.extractor import (  # noqa: E402
     DEFAULT_PROFILE,
     EXTRACTOR_VERSION,
     PROFILES,
@@ -111,6 +109,8 @@ from worker.extraction import (  # noqa: E402
     extract_page,
     html_fragment_to_text,
 )
+from worker.pages.prune_media import MediaSettings, gallery_blocks  # noqa: E402
+from worker.pages.prune_teasers import TeaserSettings, teaser_units, without_teasers  # noqa: E402
 
 NOW = datetime(2100, 1, 1, tzinfo=UTC)  # gold dates are historical; do not clip them
 
@@ -624,7 +624,7 @@ class Cand:
         self.agree = agreement(self.precise.text, self.other.text)
 
     def pick(self, rule: tuple[float, float, int, str]) -> Output:
-        """Same decision as worker.extract_arbiter.second_opinion, from cached texts."""
+        """Same decision as worker.pages.arbiter.second_opinion, from cached texts."""
         ratio, min_agree, min_chars, keep = rule
         if (
             self.main.text

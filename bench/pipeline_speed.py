@@ -90,11 +90,11 @@ def main() -> int:
     from schemas.models import Article
     from tasks.fetching import fetch_article
     from worker.celery_app import app, celery_config
-    from worker.charset import decode_html
-    from worker.db import dispose_engines, init_db, unit_of_work
-    from worker.extraction import extract_page
-    from worker.settings import get_settings, reset_settings
-    from worker.urls import host_of, url_hash
+    from worker.core.db import dispose_engines, init_db, unit_of_work
+    from worker.core.settings import get_settings, reset_settings
+    from worker.network.urls import host_of, url_hash
+    from worker.pages.charset import decode_html
+    from worker.pages.extractor import extract_page
 
     reset_settings()
     app.conf.update(celery_config(get_settings()))

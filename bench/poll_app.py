@@ -7,7 +7,7 @@ bench-only additions:
 * ``tasks.fetching.*`` (article fetches) is routed to the queue ``bench-fetch``, which
   no benchmark worker consumes. Article fetching is not part of a poll cycle; the
   messages stay in Redis and the benchmark counts them.
-* ``worker.polling.claim_due_feeds`` and the dispatcher task are timed, and every call
+* ``worker.feeds.polling.claim_due_feeds`` and the dispatcher task are timed, and every call
   is appended as a JSON line to the Redis lists ``bench:claims`` and ``bench:dispatch``.
 """
 
@@ -23,9 +23,9 @@ import redis
 from celery.signals import task_postrun, task_prerun, worker_shutdown
 from sqlmodel import Session
 
-from worker import polling
 from worker.celery_app import app
-from worker.settings import Settings, get_settings
+from worker.core.settings import Settings, get_settings
+from worker.feeds import polling
 
 FETCH_QUEUE = "bench-fetch"
 DISPATCH_TASK = "tasks.maintenance.dispatch_due_feeds"

@@ -13,7 +13,7 @@ default settings except ``ALLOW_PRIVATE_NETWORKS`` (the sites are on loopback).
   dispatcher's order mixes hosts as a real feed list would. Each feed is RSS 2.0 with
   ``--per-feed`` items and an ETag; ``If-None-Match`` with the current ETag gets 304.
   ``/robots.txt`` allows everything.
-* Cycle 1: the feeds are added (``worker.feeds.add_feeds``) and made due; it ends when
+* Cycle 1: the feeds are added (``worker.feeds.subscriptions.add_feeds``) and made due; it ends when
   every feed has been polled once. It fills the ETags and the robots.txt cache.
 * Then ``--changed`` of the feeds (10%) get a new version with ``--new-per-change`` new
   items, every counter is reset, and cycle 2 starts with ``make_due`` for all feeds
@@ -350,10 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         import psycopg
         import redis
 
-        from worker.db import init_db, unit_of_work
-        from worker.feeds import add_feeds
-        from worker.polling import make_due
-        from worker.settings import get_settings, reset_settings
+        from worker.core.db import init_db, unit_of_work
+        from worker.core.settings import get_settings, reset_settings
+        from worker.feeds.polling import make_due
+        from worker.feeds.subscriptions import add_feeds
 
         reset_settings()
         settings = get_settings()

@@ -19,14 +19,14 @@ from sqlmodel import Session, col, select
 
 from schemas.models import PENDING_ARTICLE_STATES, Article, ArticleState
 from schemas.types import utcnow
-from worker.archive import ArchiveError
 from worker.celery_app import max_countdown
-from worker.claims_model import ModelUnavailable
-from worker.db import is_postgres, unit_of_work
-from worker.http import FetchError
-from worker.politeness import HostBusy, RobotsUnavailable
-from worker.quarantine import StepStart, begin_step, end_step
-from worker.settings import get_settings
+from worker.claims.model import ModelUnavailable
+from worker.core.db import is_postgres, unit_of_work
+from worker.core.settings import get_settings
+from worker.network.http import FetchError
+from worker.network.politeness import HostBusy, RobotsUnavailable
+from worker.pages.archive import ArchiveError
+from worker.pipeline.attempts import StepStart, begin_step, end_step
 
 log = structlog.get_logger("claimwire.tasks")
 
@@ -147,7 +147,7 @@ def run_article_step(
 ) -> bool:
     """Run one domain step for one article in one transaction and map its errors.
 
-    * the start is recorded first, in its own transaction (``worker.quarantine.begin_step``)
+    * the start is recorded first, in its own transaction (``worker.pipeline.attempts.begin_step``)
       and taken back when the step returns or raises: a start left behind is a worker
       process that died during the step (out of memory, a crash in a C library,
       SIGKILL), which no exception reports. After ``max_step_deaths`` of them the
@@ -234,7 +234,7 @@ def run_article_step(
         return _count_failure(task, article_id, exc, settings.max_attempts)
     if advanced:
         # one INFO line per step that moved its article on (the embedded run leaves
-        # these out: worker.service.PER_ITEM_EVENTS); "fetch", "extract", "dedup", "claims"
+        # these out: worker.embedded.run.PER_ITEM_EVENTS); "fetch", "extract", "dedup", "claims"
         step_name = task.name.rsplit(".", 1)[-1].removesuffix("_article")
         log.info("article_step_done", step=step_name, article_id=article_id)
         if follow_up is not None:

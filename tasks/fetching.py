@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.base import run_article_step
-from worker import fetching, runtime
 from worker.celery_app import app
-from worker.settings import get_settings
+from worker.core import resources
+from worker.core.settings import get_settings
+from worker.pages import fetch
 
 
 @app.task(bind=True, name="tasks.fetching.fetch_article")
@@ -18,8 +19,13 @@ def fetch_article(self: Any, article_id: int) -> bool:
     settings = get_settings()
 
     def step(session: Any, aid: int) -> bool:
-        return fetching.fetch_article(
-            session, aid, runtime.http_client(), runtime.host_limiter(), runtime.archive(), settings
+        return fetch.fetch_article(
+            session,
+            aid,
+            resources.http_client(),
+            resources.host_limiter(),
+            resources.archive(),
+            settings,
         ).advanced
 
     return run_article_step(self, article_id, step, extract_article)

@@ -1,6 +1,6 @@
 """Job tasks: backfills and reprocessing on the low-priority ``backfill`` queue.
 
-Callable by other systems (arguments documented in docs/backfill.md)::
+Callable by other systems (arguments documented in docs/discovery.md)::
 
     celery -A worker.celery_app call tasks.jobs.start_backfill_sitemap \\
         --kwargs '{"url": "https://example.org/sitemap.xml", "since": "2026-01-01"}'
@@ -37,12 +37,13 @@ from tasks.base import (
     send,
     short_error,
 )
-from worker import jobs, runtime
 from worker.celery_app import app
-from worker.claims_model import require_model
-from worker.db import unit_of_work
-from worker.politeness import HostBusy
-from worker.settings import Settings, get_settings
+from worker.claims.model import require_model
+from worker.core import resources
+from worker.core.db import unit_of_work
+from worker.core.settings import Settings, get_settings
+from worker.jobs import lifecycle
+from worker.network.politeness import HostBusy
 
 DISCOVERY_PAGES_PER_TASK = 20
 
@@ -50,11 +51,13 @@ DISCOVERY_PAGES_PER_TASK = 20
 # -------------------------------------------------------------------------- scheduler
 
 
-def advance_once(*, reclaim: bool = False, job_ids: list[int] | None = None) -> jobs.AdvancePlan:
+def advance_once(
+    *, reclaim: bool = False, job_ids: list[int] | None = None
+) -> lifecycle.AdvancePlan:
     """One scheduling round, committed, then its messages sent."""
     settings = get_settings()
     with unit_of_work() as session:
-        plan = jobs.advance(session, settings, reclaim=reclaim, job_ids=job_ids)
+        plan = lifecycle.advance(session, settings, reclaim=reclaim, job_ids=job_ids)
     for job_id in plan.discover:
         send(discover_job, job_id)
     for job_id, article_id in plan.items:
@@ -85,15 +88,15 @@ def discover_job(self: Any, job_id: int) -> int:
     """Read up to ``DISCOVERY_PAGES_PER_TASK`` archive pages or sitemaps of a job, each in
     its own transaction (cursor saved with what the page listed), then hand over to
     the next message."""
-    from worker import backfill
+    from worker.jobs import discovery
 
     settings = get_settings()
     added = 0
     for _ in range(DISCOVERY_PAGES_PER_TASK):
         try:
             with unit_of_work() as session:
-                step = backfill.discover_step(
-                    session, job_id, runtime.http_client(), runtime.host_limiter(), settings
+                step = discovery.discover_step(
+                    session, job_id, resources.http_client(), resources.host_limiter(), settings
                 )
                 _renew_discovery_lease(session, job_id, settings)
         except HostBusy as exc:
@@ -108,7 +111,9 @@ def discover_job(self: Any, job_id: int) -> int:
             with unit_of_work() as session:
                 job = session.get(Job, job_id)
                 if job is not None:
-                    jobs.finish_discovery(job, f"discovery failed: {type(exc).__name__}: {exc}")
+                    lifecycle.finish_discovery(
+                        job, f"discovery failed: {type(exc).__name__}: {exc}"
+                    )
             return added
         added += step.added
         if step.retry_after is not None:
@@ -122,7 +127,7 @@ def discover_job(self: Any, job_id: int) -> int:
 def _renew_discovery_lease(session: Session, job_id: int, settings: Settings) -> None:
     job = session.get(Job, job_id)
     if job is not None and not job.params.get("discovery_done"):
-        jobs.set_params(job, discovery_lease=time.time() + settings.stale_after)
+        lifecycle.set_params(job, discovery_lease=time.time() + settings.stale_after)
 
 
 # ------------------------------------------------------------------------------ items
@@ -139,23 +144,24 @@ def item_steps(
 ) -> tuple[dict[str, Callable[[Session, int], bool]], list[int]]:
     """The live pipeline's steps, keyed by the article state each one expects, and the
     list the dedup step fills with canonical articles whose claims must be redone."""
-    from worker import fetching, pages
     from worker.claims import store
+    from worker.pages import extract as extract_module
+    from worker.pages import fetch as fetch_module
 
     requeue: list[int] = []
 
     def fetch(s: Session, aid: int) -> bool:
-        return fetching.fetch_article(
-            s, aid, runtime.http_client(), runtime.host_limiter(), runtime.archive(), settings
+        return fetch_module.fetch_article(
+            s, aid, resources.http_client(), resources.host_limiter(), resources.archive(), settings
         ).advanced
 
     def extract(s: Session, aid: int) -> bool:
-        return bool(pages.extract_stored_article(s, aid, runtime.archive(), settings))
+        return bool(extract_module.extract_stored_article(s, aid, resources.archive(), settings))
 
     def dedup_step(s: Session, aid: int) -> bool:
-        from worker import dedup
+        from worker.dedup import deduplicate
 
-        outcome = dedup.deduplicate_article(s, aid, settings)
+        outcome = deduplicate.deduplicate_article(s, aid, settings)
         if outcome.canonical_changed_to is not None and outcome.canonical_changed_to != aid:
             requeue.append(int(outcome.canonical_changed_to))
         return bool(outcome.advanced)
@@ -164,7 +170,7 @@ def item_steps(
         require_model(settings)  # a model that cannot load is the setting's fault: wait
         advanced = bool(store.process_claims(s, aid, settings))
         if advanced:
-            jobs.finish_item(s, job_id, aid)  # the item ends with the step that ends it
+            lifecycle.finish_item(s, job_id, aid)  # the item ends with the step that ends it
         return advanced
 
     steps: dict[str, Callable[[Session, int], bool]] = {
@@ -184,20 +190,22 @@ def process_item(self: Any, job_id: int, article_id: int) -> str | None:
     settings = get_settings()
     try:
         with unit_of_work() as session:
-            kind = jobs.begin_item(session, job_id, article_id)
+            kind = lifecycle.begin_item(session, job_id, article_id)
     except ENVIRONMENT_ERRORS as exc:
         raise self.retry(countdown=backoff(self.request.retries), max_retries=None) from exc
     if kind is None:
         return None
     steps, requeue = item_steps(job_id, settings)
     state = _article_state(article_id)
-    if kind == jobs.KIND_REPROCESS and state is not None and jobs.is_final(state):
-        from worker import reprocess
+    if kind == lifecycle.KIND_REPROCESS and state is not None and lifecycle.is_final(state):
+        from worker.jobs import reprocess
 
         run_article_step(
             self,
             article_id,
-            lambda s, aid: reprocess.restart_article(s, aid, runtime.archive(), settings, requeue),
+            lambda s, aid: reprocess.restart_article(
+                s, aid, resources.archive(), settings, requeue
+            ),
             None,
         )
         state = _article_state(article_id)
@@ -215,7 +223,7 @@ def process_item(self: Any, job_id: int, article_id: int) -> str | None:
     for other in requeue:
         _claims_inline(other, settings)
     with unit_of_work() as session:
-        outcome = jobs.finish_item(session, job_id, article_id)
+        outcome = lifecycle.finish_item(session, job_id, article_id)
     if outcome is not None:
         # Self-clocking: a finished item makes room for the next one at once instead
         # of at the next scheduler tick (the throttle still holds: advance counts).
@@ -229,7 +237,7 @@ def process_item(self: Any, job_id: int, article_id: int) -> str | None:
 def _renew(job_id: int, article_id: int) -> None:
     try:
         with unit_of_work() as session:
-            jobs.renew_item(session, job_id, article_id)
+            lifecycle.renew_item(session, job_id, article_id)
     except ENVIRONMENT_ERRORS:
         pass  # the step itself meets the same trouble and retries
 
@@ -240,13 +248,13 @@ def _warm_robots(article_id: int, settings: Settings) -> None:
     insert conflicts here, harmlessly, instead of failing (and retrying) their fetch."""
     from sqlalchemy.exc import IntegrityError
 
-    from worker.politeness import robots_allows
+    from worker.network.politeness import robots_allows
 
     try:
         with unit_of_work() as session:
             article = session.get(Article, article_id)
             if article is not None:
-                robots_allows(session, runtime.http_client(), article.url, settings)
+                robots_allows(session, resources.http_client(), article.url, settings)
     except IntegrityError:
         pass  # another item cached it first
     except HostBusy:
@@ -299,12 +307,12 @@ def start_backfill_feed(
 ) -> int:
     """Backfill feeds (ids or URLs of known feeds) from their archives, back to
     ``since`` (ISO 8601 date)."""
-    from worker import backfill
-    from worker.feeds import find_feed
+    from worker.feeds.subscriptions import find_feed
+    from worker.jobs import discovery
 
     def create(s: Session, _settings: Settings) -> int:
         ids = [int(find_feed(s, str(ref)).id or 0) for ref in feeds]
-        job = backfill.create_feed_job(
+        job = discovery.create_feed_job(
             s, ids, _date(since), _date(until), include_undated=include_undated
         )
         return int(job.id or 0)
@@ -318,10 +326,10 @@ def start_backfill_sitemap(
 ) -> int:
     """Backfill from a sitemap (or a site's robots.txt ``Sitemap:`` lines when ``url`` is
     a site root or robots.txt)."""
-    from worker import backfill
+    from worker.jobs import discovery
 
     def create(s: Session, _settings: Settings) -> int:
-        job = backfill.create_sitemap_job(
+        job = discovery.create_sitemap_job(
             s, url, _date(since), _date(until), include_undated=include_undated
         )
         return int(job.id or 0)
@@ -332,10 +340,10 @@ def start_backfill_sitemap(
 @app.task(name="tasks.jobs.start_backfill_urls")
 def start_backfill_urls(urls: list[str]) -> int:
     """Backfill a list of article URLs."""
-    from worker import backfill
+    from worker.jobs import discovery
 
     def create(s: Session, settings: Settings) -> int:
-        return int(backfill.create_urls_job(s, urls, settings).job.id or 0)
+        return int(discovery.create_urls_job(s, urls, settings).job.id or 0)
 
     return _start(create)
 
@@ -350,8 +358,8 @@ def start_reprocess(
     older_extractor: bool = False,
 ) -> int:
     """Reprocess archived articles selected by these filters (all of them combined)."""
-    from worker import reprocess
-    from worker.feeds import find_feed
+    from worker.feeds.subscriptions import find_feed
+    from worker.jobs import reprocess
 
     def create(s: Session, settings: Settings) -> int:
         f = reprocess.ReprocessFilter(
@@ -371,14 +379,14 @@ def start_reprocess(
 @app.task(name="tasks.jobs.pause_job")
 def pause_job(job_id: int) -> int:
     with unit_of_work() as session:
-        jobs.pause(session, job_id)
+        lifecycle.pause(session, job_id)
     return job_id
 
 
 @app.task(name="tasks.jobs.resume_job")
 def resume_job(job_id: int) -> int:
     with unit_of_work() as session:
-        jobs.resume(session, job_id)
+        lifecycle.resume(session, job_id)
     advance_once(job_ids=[job_id])
     return job_id
 
@@ -386,7 +394,7 @@ def resume_job(job_id: int) -> int:
 @app.task(name="tasks.jobs.cancel_job")
 def cancel_job(job_id: int) -> int:
     with unit_of_work() as session:
-        jobs.cancel(session, job_id)
+        lifecycle.cancel(session, job_id)
     return job_id
 
 

@@ -9,11 +9,11 @@ from sqlmodel import col
 
 from schemas.models import PENDING_ARTICLE_STATES, Feed
 from tasks.base import ENVIRONMENT_ERRORS, log, send
-from worker import polling
-from worker import sweep as sweeping
 from worker.celery_app import app
-from worker.db import unit_of_work
-from worker.settings import Settings, get_settings
+from worker.core.db import unit_of_work
+from worker.core.settings import Settings, get_settings
+from worker.feeds import polling
+from worker.pipeline import sweep as sweeping
 
 
 @app.task(name="tasks.maintenance.dispatch_due_feeds", ignore_result=True)
@@ -116,7 +116,7 @@ def sweepable_states(settings: Settings) -> set[str]:
     most likely among them: re-sending would only pile duplicates onto the backlog (a
     large first import would grow without end). Once the queue drains below the limit,
     anything truly lost is re-sent. A broker that cannot be asked counts as empty."""
-    from worker.status import queue_depths
+    from worker.pipeline.status import queue_depths
 
     pending = {s.value for s in PENDING_ARTICLE_STATES}
     limit = settings.sweep_backlog_limit

@@ -12,10 +12,11 @@ import time
 from typing import Any
 
 from tasks.base import ENVIRONMENT_ERRORS, backoff, log, send
-from worker import polling, runtime
 from worker.celery_app import app
-from worker.db import unit_of_work
-from worker.settings import Settings, get_settings
+from worker.core import resources
+from worker.core.db import unit_of_work
+from worker.core.settings import Settings, get_settings
+from worker.feeds import polling
 
 
 def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
@@ -27,7 +28,7 @@ def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
     try:
         with unit_of_work() as session:
             result = polling.poll_feed(
-                session, feed_id, lease, runtime.http_client(), runtime.host_limiter(), settings
+                session, feed_id, lease, resources.http_client(), resources.host_limiter(), settings
             )
     except polling.LeaseLost:
         log.info("poll_lease_lost", feed_id=feed_id)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.base import run_article_step, send
-from worker import pages, runtime
 from worker.celery_app import app
-from worker.claims_model import require_model
-from worker.settings import get_settings
+from worker.claims.model import require_model
+from worker.core import resources
+from worker.core.settings import get_settings
+from worker.pages import extract
 
 
 @app.task(bind=True, name="tasks.processing.extract_article")
@@ -18,7 +19,7 @@ def extract_article(self: Any, article_id: int) -> bool:
     return run_article_step(
         self,
         article_id,
-        lambda s, aid: pages.extract_stored_article(s, aid, runtime.archive(), settings),
+        lambda s, aid: extract.extract_stored_article(s, aid, resources.archive(), settings),
         dedup_article,
     )
 
@@ -26,13 +27,13 @@ def extract_article(self: Any, article_id: int) -> bool:
 @app.task(bind=True, name="tasks.processing.dedup_article")
 def dedup_article(self: Any, article_id: int) -> bool:
     """Place the article in its duplicate group, then queue claim extraction."""
-    from worker import dedup
+    from worker.dedup import deduplicate
 
     settings = get_settings()
     requeue: list[int] = []
 
     def step(session: Any, aid: int) -> bool:
-        outcome = dedup.deduplicate_article(session, aid, settings)
+        outcome = deduplicate.deduplicate_article(session, aid, settings)
         if outcome.canonical_changed_to is not None:
             requeue.append(outcome.canonical_changed_to)
         return outcome.advanced

@@ -115,7 +115,7 @@ def pg_url(pg_available: bool) -> Iterator[str]:
     try:
         yield f"{base}/{name}"
     finally:
-        from worker.db import dispose_engines
+        from worker.core.db import dispose_engines
 
         dispose_engines()
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
@@ -148,9 +148,9 @@ def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Point claimwire's settings (read from the environment) at a test setup and
     return the Settings. Defaults: SQLite in tmp_path, private networks allowed,
     no politeness delay."""
-    from worker import runtime
-    from worker.db import dispose_engines
-    from worker.settings import get_settings, reset_settings
+    from worker.core import resources
+    from worker.core.db import dispose_engines
+    from worker.core.settings import get_settings, reset_settings
 
     def apply(**overrides: Any) -> Any:
         env = {
@@ -166,7 +166,7 @@ def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
             monkeypatch.setenv(k, v)
         reset_settings()
         dispose_engines()
-        runtime.reset()
+        resources.reset()
         settings = get_settings()
         from worker.celery_app import app, celery_config
 
@@ -181,7 +181,7 @@ def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     yield apply
     reset_settings()
     dispose_engines()
-    runtime.reset()
+    resources.reset()
 
 
 def cli_env(tmp_path: Path, **overrides: str) -> dict[str, str]:

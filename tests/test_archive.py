@@ -1,4 +1,4 @@
-"""worker.archive: the content-addressed, compressed raw page archive."""
+"""worker.pages.archive: the content-addressed, compressed raw page archive."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from worker.archive import Archive, ArchivedPageCorrupt, ArchiveError, DirectoryArchive
+from worker.pages.archive import Archive, ArchivedPageCorrupt, ArchiveError, DirectoryArchive
 
 PAGE = b"<html><body>" + b"<p>The harbour authority met again on Tuesday.</p>" * 400 + b"</body>"
 

@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from tests.conftest import claimwire, cli_env
 from tests.support.server import LocalServer, Reply
-from worker.http import MAX_RETRY_AFTER, FetchError, parse_retry_after
+from worker.network.http import MAX_RETRY_AFTER, FetchError, parse_retry_after
 
 PAGE = (
     "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Ferry news</title>"
@@ -62,11 +62,11 @@ def test_absurd_retry_after_on_an_article_backs_its_host_off_a_week_at_most(
     parked the article's retry as long)."""
     settings = configure()
     from schemas.models import Article
-    from worker import runtime
-    from worker.db import get_engine, init_db
-    from worker.fetching import fetch_article
-    from worker.politeness import HostBusy
-    from worker.urls import host_of, url_hash
+    from worker.core import resources
+    from worker.core.db import get_engine, init_db
+    from worker.network.politeness import HostBusy
+    from worker.network.urls import host_of, url_hash
+    from worker.pages.fetch import fetch_article
 
     init_db()
     server.routes["/busy"] = Reply(429, b"later", headers={"Retry-After": "999999999"})
@@ -76,9 +76,9 @@ def test_absurd_retry_after_on_an_article_backs_its_host_off_a_week_at_most(
         s.add(a)
         s.flush()
         assert a.id is not None
-        limiter = runtime.host_limiter()
+        limiter = resources.host_limiter()
         try:
-            fetch_article(s, a.id, runtime.http_client(), limiter, runtime.archive(), settings)
+            fetch_article(s, a.id, resources.http_client(), limiter, resources.archive(), settings)
         except FetchError as exc:
             assert exc.transient and exc.status == 429
             assert exc.retry_after == MAX_RETRY_AFTER
@@ -100,8 +100,8 @@ def test_claims_search_words_are_literal_and_any_case(configure: Any) -> None:
     settings = configure()
     from schemas.models import Article, Claim
     from worker.claims.search import search_claims
-    from worker.db import get_engine, init_db
-    from worker.urls import url_hash
+    from worker.core.db import get_engine, init_db
+    from worker.network.urls import url_hash
 
     init_db()
     texts = ["prices rose 50% in a year", "prices rose 50 cents", "the a_b test failed"]
@@ -147,23 +147,23 @@ def test_archived_copy_of_other_bytes_is_never_extracted_as_the_page(
 
     settings = configure()
     from schemas.models import Article, ArticleState, RawPage
-    from worker import runtime
-    from worker.archive import ArchivedPageCorrupt
-    from worker.db import get_engine, init_db
-    from worker.fetching import fetch_article
-    from worker.pages import extract_stored_article
-    from worker.urls import host_of, url_hash
+    from worker.core import resources
+    from worker.core.db import get_engine, init_db
+    from worker.network.urls import host_of, url_hash
+    from worker.pages.archive import ArchivedPageCorrupt
+    from worker.pages.extract import extract_stored_article
+    from worker.pages.fetch import fetch_article
 
     init_db()
     server.routes["/story"] = Reply(body=PAGE)
     url = server.url("/story")
-    archive = runtime.archive()
+    archive = resources.archive()
     with Session(get_engine(settings)) as s:
         a = Article(url=url, url_hash=url_hash(url), host=host_of(url))
         s.add(a)
         s.flush()
         assert a.id is not None
-        args = (runtime.http_client(), runtime.host_limiter(), archive, settings)
+        args = (resources.http_client(), resources.host_limiter(), archive, settings)
         assert fetch_article(s, a.id, *args).advanced
         raw = s.get(RawPage, a.raw_sha256)
         assert raw is not None

@@ -24,9 +24,9 @@ from tests.test_backfill_helpers import (
 
 
 def _add_feed(url: str) -> int:
-    from worker.db import init_db, unit_of_work
-    from worker.feeds import add_feeds, find_feed
-    from worker.settings import get_settings
+    from worker.core.db import init_db, unit_of_work
+    from worker.core.settings import get_settings
+    from worker.feeds.subscriptions import add_feeds, find_feed
 
     init_db()
     with unit_of_work() as s:
@@ -35,7 +35,7 @@ def _add_feed(url: str) -> int:
 
 
 def _job_urls(job_id: int) -> set[str]:
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
 
     with unit_of_work() as s:
         rows = s.exec(
@@ -58,8 +58,8 @@ def test_rfc5005_archive_stops_at_since(configure, server) -> None:
     since = DAY0 + timedelta(days=20)
     until = DAY0 + timedelta(days=34)
 
-    from worker.backfill import create_feed_job
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
+    from worker.jobs.discovery import create_feed_job
 
     with unit_of_work() as s:
         job_id = int(create_feed_job(s, [feed_id], since, until).id or 0)
@@ -78,9 +78,9 @@ def test_rfc5005_archive_stops_at_since(configure, server) -> None:
         sightings = s.exec(
             select(func.count()).select_from(Sighting).where(Sighting.feed_id == feed_id)
         ).one()
-        from worker import jobs
+        from worker.jobs import lifecycle
 
-        job = jobs.get_job(s, job_id)
+        job = lifecycle.get_job(s, job_id)
         assert job.params["discovery_done"] is True and job.params["pages"] == 3
         assert job.last_error is None
     assert sightings == len(site.paths_between(since, until))
@@ -92,8 +92,8 @@ def test_wordpress_paged_until_404_and_rerun_adds_nothing(configure, server) -> 
     feed_url = serve_wordpress(server, site, per_page=10)  # pages 1..3, ?paged=4 is 404
     feed_id = _add_feed(feed_url)
 
-    from worker.backfill import create_feed_job
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
+    from worker.jobs.discovery import create_feed_job
 
     with unit_of_work() as s:
         job_id = int(create_feed_job(s, [feed_id], DAY0 - timedelta(days=1), None).id or 0)
@@ -124,8 +124,8 @@ def test_sitemap_index_from_robots_with_hundreds_of_urls(configure, server) -> N
     serve_sitemaps(server, site, old_before=since)
     # A page listed in the sitemap but before --since is not taken; neither is the old
     # sitemap read at all (its lastmod in the index is older than --since).
-    from worker.backfill import create_sitemap_job
-    from worker.db import init_db, unit_of_work
+    from worker.core.db import init_db, unit_of_work
+    from worker.jobs.discovery import create_sitemap_job
 
     init_db()
     with unit_of_work() as s:
@@ -153,21 +153,22 @@ def test_discovery_resumes_from_its_cursor(configure, server) -> None:
     feed_url = serve_atom_archive(server, site, per_page=8)
     feed_id = _add_feed(feed_url)
 
-    from worker import backfill, jobs, runtime
-    from worker.db import unit_of_work
-    from worker.settings import get_settings
+    from worker.core import resources
+    from worker.core.db import unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs import discovery, lifecycle
 
     settings = get_settings()
     with unit_of_work() as s:
-        job_id = int(backfill.create_feed_job(s, [feed_id], DAY0, None).id or 0)
-        jobs.advance(s, settings, job_ids=[job_id])
+        job_id = int(discovery.create_feed_job(s, [feed_id], DAY0, None).id or 0)
+        lifecycle.advance(s, settings, job_ids=[job_id])
     for _ in range(2):
         with unit_of_work() as s:
-            backfill.discover_step(
-                s, job_id, runtime.http_client(), runtime.host_limiter(), settings
+            discovery.discover_step(
+                s, job_id, resources.http_client(), resources.host_limiter(), settings
             )
     # "crash": a new process, fresh resources, same database
-    runtime.reset()
+    resources.reset()
     run_discovery(job_id)
     for path in ("/atom/feed.xml", *(f"/atom/archive-{k}.xml" for k in range(1, 5))):
         assert server.hits[path] == 1, path
@@ -176,24 +177,24 @@ def test_discovery_resumes_from_its_cursor(configure, server) -> None:
 
 def test_unknown_or_broken_sources_end_discovery_with_an_error(configure, server) -> None:
     configure()
-    from worker import backfill, jobs
-    from worker.db import init_db, unit_of_work
+    from worker.core.db import init_db, unit_of_work
+    from worker.jobs import discovery, lifecycle
 
     init_db()
     with unit_of_work() as s:
-        job_id = int(backfill.create_sitemap_job(s, server.url("/nope.xml"), None, None).id or 0)
+        job_id = int(discovery.create_sitemap_job(s, server.url("/nope.xml"), None, None).id or 0)
     run_discovery(job_id)
     from tests.test_backfill_helpers import run_items
 
     run_items(job_id)
     with unit_of_work() as s:
-        job = jobs.get_job(s, job_id)
+        job = lifecycle.get_job(s, job_id)
         assert job.state == "failed"
         assert "HTTP 404" in (job.last_error or "")
 
 
 def test_sitemap_parser_reads_all_forms() -> None:
-    from worker.sitemaps import SitemapError, parse_sitemap, robots_sitemaps
+    from worker.jobs.sitemaps import SitemapError, parse_sitemap, robots_sitemaps
 
     text = b"https://example.org/a\nhttps://example.org/b\n"
     assert [u.loc for u in parse_sitemap(text, "https://example.org/", 1000).urls] == [
@@ -226,7 +227,7 @@ def test_sitemap_parser_refuses_entities_and_never_fetches_a_dtd(server) -> None
     """Entity expansion ("billion laughs": 10^9 copies of "lol" if expanded) and
     external entities (a local file, a URL) are refused as a whole: no URL cut short at
     the entity, none expanded, nothing read from disk or fetched from the network."""
-    from worker.sitemaps import SitemapError, parse_sitemap
+    from worker.jobs.sitemaps import SitemapError, parse_sitemap
 
     with pytest.raises(SitemapError, match="declares XML entities"):
         parse_sitemap(_billion_laughs(), "https://example.org/s.xml", 50_000_000)
@@ -268,9 +269,9 @@ def test_hostile_child_sitemap_is_refused_and_the_others_are_read(configure, ser
         b"</sitemapindex>",
         f"<sitemap><loc>{server.url('/sm/laughs.xml')}</loc></sitemap></sitemapindex>".encode(),
     )
-    from worker import jobs
-    from worker.backfill import create_sitemap_job
-    from worker.db import init_db, unit_of_work
+    from worker.core.db import init_db, unit_of_work
+    from worker.jobs import lifecycle
+    from worker.jobs.discovery import create_sitemap_job
 
     init_db()
     with unit_of_work() as s:
@@ -279,7 +280,7 @@ def test_hostile_child_sitemap_is_refused_and_the_others_are_read(configure, ser
     assert _paths(_job_urls(job_id), server) == site.paths_between(since)
     assert server.hits["/sm/laughs.xml"] == 1
     with unit_of_work() as s:
-        job = jobs.get_job(s, job_id)
+        job = lifecycle.get_job(s, job_id)
         assert "laughs.xml: refused: the document declares XML entities" in (job.last_error or "")
         assert job.params["discovery_done"] is True and job.state == "running"
 
@@ -296,8 +297,8 @@ def test_one_job_walks_several_feeds_rss_next_links_and_paged(configure, server)
     ids = [_add_feed(rss_url), _add_feed(wp_url)]
     since, until = DAY0 + timedelta(days=10), DAY0 + timedelta(days=25)
 
-    from worker.backfill import create_feed_job
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
+    from worker.jobs.discovery import create_feed_job
 
     with unit_of_work() as s:
         job_id = int(create_feed_job(s, ids, since, until).id or 0)
@@ -328,8 +329,8 @@ def test_feed_model_is_untouched_by_backfill(configure, server) -> None:
     site = serve_articles(server, 10, "atom")
     feed_url = serve_atom_archive(server, site, per_page=5)
     feed_id = _add_feed(feed_url)
-    from worker.backfill import create_feed_job
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
+    from worker.jobs.discovery import create_feed_job
 
     with unit_of_work() as s:
         before = s.get(Feed, feed_id)

@@ -205,18 +205,19 @@ def serve_sitemaps(server: LocalServer, site: Site, old_before: datetime) -> dic
 
 def run_discovery(job_id: int, max_steps: int = 500) -> int:
     """Start the job and run its discovery to the end in this process; returns pages."""
-    from worker import backfill, jobs, runtime
-    from worker.db import unit_of_work
-    from worker.settings import get_settings
+    from worker.core import resources
+    from worker.core.db import unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs import discovery, lifecycle
 
     settings = get_settings()
     with unit_of_work() as s:
-        jobs.advance(s, settings, job_ids=[job_id])
+        lifecycle.advance(s, settings, job_ids=[job_id])
     steps = 0
     while steps < max_steps:
         with unit_of_work() as s:
-            step = backfill.discover_step(
-                s, job_id, runtime.http_client(), runtime.host_limiter(), settings
+            step = discovery.discover_step(
+                s, job_id, resources.http_client(), resources.host_limiter(), settings
             )
         steps += 1
         if not step.more:
@@ -228,9 +229,9 @@ def run_items(job_id: int, rounds: int = 10_000, limit: int | None = None) -> in
     """Process the job's items in this process, as workers would (advance, then each
     dispatched item's task body); stop after ``limit`` items. Returns items run."""
     from tasks.jobs import process_item
-    from worker import jobs
-    from worker.db import unit_of_work
-    from worker.settings import get_settings
+    from worker.core.db import unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs import lifecycle
 
     settings = get_settings()
     ran = 0
@@ -239,8 +240,8 @@ def run_items(job_id: int, rounds: int = 10_000, limit: int | None = None) -> in
             # Sequential: nothing is in flight between rounds, and the messages that
             # process_item's own scheduling round sent to the (unconsumed) embedded
             # broker are taken back.
-            plan = jobs.advance(s, settings, job_ids=[job_id], reclaim=True)
-            state = jobs.get_job(s, job_id).state
+            plan = lifecycle.advance(s, settings, job_ids=[job_id], reclaim=True)
+            state = lifecycle.get_job(s, job_id).state
         if state in ("done", "failed", "cancelled"):
             return ran
         if not plan.items and not plan.discover:
@@ -256,10 +257,10 @@ def run_items(job_id: int, rounds: int = 10_000, limit: int | None = None) -> in
 
 
 def job_row(job_id: int) -> dict[str, Any]:
-    from worker import jobs
-    from worker.db import unit_of_work
-    from worker.settings import get_settings
+    from worker.core.db import unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs import lifecycle
 
     with unit_of_work() as s:
-        job = jobs.get_job(s, job_id)
-        return jobs.job_row(job, jobs.progress(s, job_id, get_settings()))
+        job = lifecycle.get_job(s, job_id)
+        return lifecycle.job_row(job, lifecycle.progress(s, job_id, get_settings()))

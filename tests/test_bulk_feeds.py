@@ -16,8 +16,8 @@ def test_adding_thousands_of_feeds_at_once(configure: Any, request: Any, db: str
     extra = {"DATABASE_URL": request.getfixturevalue("pg_url")} if db == "postgresql" else {}
     settings = configure(**extra)
     from schemas.models import Feed
-    from worker.db import init_db, unit_of_work
-    from worker.feeds import add_feeds
+    from worker.core.db import init_db, unit_of_work
+    from worker.feeds.subscriptions import add_feeds
 
     init_db(settings)
     urls = [(f"https://site{i % 97}.example/feed/{i}.xml", None, ["bulk"]) for i in range(N)]

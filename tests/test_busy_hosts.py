@@ -17,7 +17,7 @@ from schemas.models import Article, ArticleState
 from schemas.types import utcnow
 from tests.support.db import load_article
 from tests.support.server import Reply
-from worker.politeness import ROBOTS_ERROR_TTL, forget_robots_failures
+from worker.network.politeness import ROBOTS_ERROR_TTL, forget_robots_failures
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +26,8 @@ def _fresh_robots_memory() -> None:
 
 
 def _discovered(url: str) -> int:
-    from worker.db import unit_of_work
-    from worker.urls import host_of, url_hash
+    from worker.core.db import unit_of_work
+    from worker.network.urls import host_of, url_hash
 
     with unit_of_work() as s:
         a = Article(
@@ -51,7 +51,7 @@ def test_an_article_on_an_unreachable_host_ends_quarantined_with_the_cause(
     from celery.exceptions import Retry
 
     from tasks.fetching import fetch_article
-    from worker.db import init_db
+    from worker.core.db import init_db
 
     settings = configure(MAX_ATTEMPTS=3)
     init_db(settings)
@@ -94,13 +94,13 @@ def test_a_busy_host_is_still_waited_for_uncounted(configure: Any, server: Any) 
     from celery.exceptions import Retry
 
     from tasks.fetching import fetch_article
-    from worker import runtime
-    from worker.db import init_db
+    from worker.core import resources
+    from worker.core.db import init_db
 
     init_db(configure())
     aid = _discovered(server.url("/news/b"))
     server.routes["/robots.txt"] = Reply(body=b"User-agent: *\nDisallow:\n")
-    runtime.host_limiter().back_off("127.0.0.1", 120)
+    resources.host_limiter().back_off("127.0.0.1", 120)
     with pytest.raises(Retry):
         fetch_article(aid)
     article = load_article(aid)

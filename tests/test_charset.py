@@ -1,4 +1,4 @@
-"""worker.charset: declared, sniffed and detected encodings; never raises."""
+"""worker.pages.charset: declared, sniffed and detected encodings; never raises."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from worker.charset import decode_html, normalize_label
+from worker.pages.charset import decode_html, normalize_label
 
 RU = "Съешь же ещё этих мягких французских булок, да выпей чаю. Москва встречает весну."
 PT = "A ação do coração não é fácil; o português é lindo — “disse ela” à noite."

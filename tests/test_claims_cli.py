@@ -21,8 +21,8 @@ from tests.test_dedup import (
     sqlite_settings,  # noqa: F401  (fixture)
 )
 from worker.claims import store
-from worker.db import get_engine
-from worker.settings import Settings
+from worker.core.db import get_engine
+from worker.core.settings import Settings
 
 FIELDS = {"file", "speaker", "speaker_resolved", "verb", "kind", "text", "start", "end", "sentence"}
 

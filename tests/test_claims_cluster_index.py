@@ -35,8 +35,8 @@ from worker.claims.clustering import (
     similarity,
     speaker_key,
 )
-from worker.db import alembic_config, dispose_engines, get_engine, init_db
-from worker.settings import Settings
+from worker.core.db import alembic_config, dispose_engines, get_engine, init_db
+from worker.core.settings import Settings
 
 SPEAKERS = ["Maria Novak", "Karl Brandt", "the Health Ministry", "police", "Anna Holub"]
 # a small vocabulary per speaker: near-duplicates and ties are frequent

@@ -29,9 +29,9 @@ from worker.claims.clustering import (
     similarity,
     speaker_key,
 )
-from worker.db import get_engine
-from worker.settings import Settings
-from worker.status import collect
+from worker.core.db import get_engine
+from worker.core.settings import Settings
+from worker.pipeline.status import collect
 
 # Outlet A reports Novak's claim; outlet B rewords it; outlet A repeats it a day later;
 # outlet C has an opposition leader saying nearly the same words.
@@ -359,7 +359,7 @@ def test_threads_sharing_one_pipeline_get_the_same_claims() -> None:
 
 
 def test_concurrent_first_loads_give_one_pipeline() -> None:
-    from worker.claims.extraction import _load_nlp
+    from worker.claims.attribution import _load_nlp
 
     _load_nlp.cache_clear()
     loaded: list[object] = []

@@ -64,10 +64,10 @@ def test_pipeline_runs_on_one_blas_thread_and_parses_like_spacys_default(
 def test_without_threadpoolctl_the_pipeline_keeps_blis_and_extracts_the_same(
     nlp: Language, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from worker.claims import extraction
+    from worker.claims import attribution
 
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails
-    fallback = extraction._load_nlp.__wrapped__(MODEL)
+    fallback = attribution._load_nlp.__wrapped__(MODEL)
     assert fallback is not nlp
     nodes = [node for _, pipe in fallback.components for node in pipe.model.walk()]
     assert nodes and all(node.ops.use_blis for node in nodes)
@@ -354,7 +354,7 @@ def test_two_quoted_speakers_in_one_sentence(nlp: Language) -> None:
 def test_very_long_text_is_read_only_up_to_the_cap(nlp: Language) -> None:
     """Megabytes of attribution sentences must not hold a worker for minutes: only the
     first MAX_CLAIM_TEXT characters are read, cut at a line break, offsets unchanged."""
-    from worker.claims.extraction import MAX_CLAIM_TEXT
+    from worker.claims.attribution import MAX_CLAIM_TEXT
 
     line = "The mayor said that the bridge would reopen in May.\n"
     text = line * (MAX_CLAIM_TEXT // len(line) + 50)
@@ -368,7 +368,7 @@ def test_very_long_text_is_read_only_up_to_the_cap(nlp: Language) -> None:
 def test_long_content_parsed_in_part_still_runs_to_the_sentence_end(nlp: Language) -> None:
     """Only a few words after the last cue are parsed; a content clause that reaches the
     cut runs on to the end of the sentence, with exact offsets."""
-    from worker.claims.extraction import _Extractor
+    from worker.claims.attribution import _Extractor
 
     text = (
         "The harbour master reluctantly admitted to reporters that the ferry had been "
@@ -498,16 +498,16 @@ def test_a_failing_sentence_is_logged_and_costs_only_that_sentence(
 ) -> None:
     from structlog.testing import capture_logs
 
-    from worker.claims import extraction
+    from worker.claims import attribution
 
-    rules = extraction._Extractor.sentence_claims
+    rules = attribution._Extractor.sentence_claims
 
-    def failing(self: extraction._Extractor, si: int, doc: object) -> None:
+    def failing(self: attribution._Extractor, si: int, doc: object) -> None:
         rules(self, si, doc)  # type: ignore[arg-type]
         if "harbour" in self.text[self.sentences[si].start : self.sentences[si].end]:
             raise IndexError("a rule's bug")
 
-    monkeypatch.setattr(extraction._Extractor, "sentence_claims", failing)
+    monkeypatch.setattr(attribution._Extractor, "sentence_claims", failing)
     text = (
         "The harbour master, who had worked at the port for years, said on Monday that the "
         "ferry had been delayed by fog. The mayor, who spoke at length, insisted that the "
@@ -531,12 +531,12 @@ def test_a_failing_sentence_is_logged_and_costs_only_that_sentence(
 def test_a_failure_outside_the_sentence_rules_is_not_an_article_without_claims(
     nlp: Language, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from worker.claims import extraction
+    from worker.claims import attribution
 
     def broken(text: str) -> list[object]:
         raise KeyError("a bug")
 
-    monkeypatch.setattr(extraction, "harvest_mentions", broken)
+    monkeypatch.setattr(attribution, "harvest_mentions", broken)
     with pytest.raises(KeyError):
         extract_claims("The mayor said that the council would pay for the bridge.", nlp)
 

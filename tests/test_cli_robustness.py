@@ -21,11 +21,11 @@ from tests.conftest import claimwire, cli_env
 @pytest.fixture(autouse=True)
 def _no_worker_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test starts with no Celery worker concurrency recorded in this process."""
-    import worker.db
+    import worker.core.db
 
-    monkeypatch.setattr(worker.db, "_worker_threads", None)
+    monkeypatch.setattr(worker.core.db, "_worker_threads", None)
     yield
-    worker.db.dispose_engines()
+    worker.core.db.dispose_engines()
 
 
 # ------------------------------------------------------------------ MEDIUM 3: pool size
@@ -38,7 +38,7 @@ def _hold_sessions_at_once(threads: int) -> tuple[int, int]:
     thread wait for a connection (30 s) and the barrier breaks first."""
     from sqlalchemy import text
 
-    from worker.db import get_engine, unit_of_work
+    from worker.core.db import get_engine, unit_of_work
 
     engine = get_engine()
     barrier = threading.Barrier(threads + 1, timeout=20)
@@ -75,7 +75,7 @@ def _hold_sessions_at_once(threads: int) -> tuple[int, int]:
 def test_a_pool_sized_for_n_threads_serves_n_sessions_at_once(
     configure: Any, database: str, request: pytest.FixtureRequest
 ) -> None:
-    from worker.db import init_db, set_worker_threads
+    from worker.core.db import init_db, set_worker_threads
 
     if database == "postgresql":
         configure(database_url=request.getfixturevalue("pg_url"))
@@ -91,7 +91,7 @@ def test_a_pool_sized_for_n_threads_serves_n_sessions_at_once(
 
 def test_pool_size_follows_a_thread_worker_and_the_setting(configure: Any) -> None:
     from worker.celery_app import _size_db_pool
-    from worker.db import get_engine, pool_size
+    from worker.core.db import get_engine, pool_size
 
     settings = configure(worker_concurrency=3)
     assert pool_size(settings) == 5, "the embedded run's 3 threads: SQLAlchemy's default"
@@ -197,7 +197,7 @@ def test_extract_exits_1_when_an_input_failed_and_writes_every_record(tmp_path: 
 def test_extract_a_binary_file_is_an_error_naming_its_type(
     tmp_path: Path, name: str, body: bytes, kind: str
 ) -> None:
-    from worker.extraction import extract_file
+    from worker.pages.extractor import extract_file
 
     path = tmp_path / name
     path.write_bytes(body)
@@ -207,7 +207,7 @@ def test_extract_a_binary_file_is_an_error_naming_its_type(
 
 
 def test_extract_text_files_are_not_mistaken_for_binary(tmp_path: Path) -> None:
-    from worker.extraction import extract_file
+    from worker.pages.extractor import extract_file
 
     utf16 = tmp_path / "utf16.html"
     utf16.write_bytes(PAGE.encode("utf-16"))  # NUL bytes, after a byte-order mark
@@ -235,7 +235,7 @@ def test_config_shows_the_archive_directory_in_use(tmp_path: Path) -> None:
 
 
 def test_archive_dir_empty_or_unset_is_under_the_data_dir(tmp_path: Path) -> None:
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
     for given in ({}, {"archive_dir": ""}):
         s = Settings(data_dir=tmp_path / "d", **given)  # type: ignore[arg-type]
@@ -251,7 +251,7 @@ def test_an_unknown_log_level_is_a_settings_error(tmp_path: Path, command: list[
 
 
 def test_log_levels_are_accepted_in_any_case() -> None:
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
     assert Settings(log_level="debug").log_level == "DEBUG"
     assert Settings(log_level=" Warning ").log_level == "WARNING"
@@ -264,7 +264,7 @@ def test_a_database_lost_mid_command_is_one_line_and_exit_2(
     was reached: one line naming the database, without the SQL statement, exit 2."""
     from sqlalchemy.exc import OperationalError
 
-    import worker.db
+    import worker.core.db
     from worker.cli import main
 
     configure()
@@ -273,7 +273,7 @@ def test_a_database_lost_mid_command_is_one_line_and_exit_2(
     def broken(*_a: Any, **_k: Any) -> Any:
         raise OperationalError("SELECT feed.id FROM feed", {}, lost)
 
-    monkeypatch.setattr(worker.db, "unit_of_work", broken)
+    monkeypatch.setattr(worker.core.db, "unit_of_work", broken)
     with pytest.raises(SystemExit) as exit_:
         main(["feeds", "list"])
     assert exit_.value.code == 2

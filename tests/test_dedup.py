@@ -26,9 +26,9 @@ from schemas.models import (
     DedupSample,
     DupGroup,
 )
-from worker import dedup
-from worker.db import dispose_engines, get_engine, init_db
-from worker.settings import Settings, reset_settings
+from worker.core.db import dispose_engines, get_engine, init_db
+from worker.core.settings import Settings, reset_settings
+from worker.dedup import deduplicate
 
 T = datetime(2024, 3, 5, 9, 0, tzinfo=UTC)
 
@@ -117,7 +117,7 @@ def _reset() -> None:
 @pytest.fixture()
 def sqlite_settings(tmp_path: Path) -> Iterator[Settings]:
     _reset()
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'dedup.db'}")
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'deduplicate.db'}")
     init_db(settings)
     yield settings
     _reset()
@@ -171,9 +171,9 @@ def add_article(
         return a.id
 
 
-def run(settings: Settings, article_id: int) -> dedup.DedupOutcome:
+def run(settings: Settings, article_id: int) -> deduplicate.DedupOutcome:
     with Session(get_engine(settings)) as s:
-        out = dedup.deduplicate_article(s, article_id, settings)
+        out = deduplicate.deduplicate_article(s, article_id, settings)
         s.commit()
         return out
 
@@ -218,24 +218,24 @@ def canonicals(settings: Settings, group_id: int) -> list[int]:
 
 
 def test_normalized_hash_folds_case_whitespace_and_punctuation() -> None:
-    a = dedup.normalized_text_hash("Dock workers walked off -- the job, on Tuesday!")
-    b = dedup.normalized_text_hash("  dock WORKERS walked\n\noff the job on tuesday ")
-    c = dedup.normalized_text_hash("Dock workers walked off the job on Wednesday")
+    a = deduplicate.normalized_text_hash("Dock workers walked off -- the job, on Tuesday!")
+    b = deduplicate.normalized_text_hash("  dock WORKERS walked\n\noff the job on tuesday ")
+    c = deduplicate.normalized_text_hash("Dock workers walked off the job on Wednesday")
     assert a == b
     assert a != c
     assert len(a) == 64
 
 
 def test_signature_estimates_track_exact_jaccard() -> None:
-    p = dedup.DEFAULT_PARAMS
-    a = dedup.sketch(STORY)
-    b = dedup.sketch(BOILER_A_HEAD + "\n" + STORY + "\n" + BOILER_A_FOOT)
-    c = dedup.sketch(SECOND_STORY)
+    p = deduplicate.DEFAULT_PARAMS
+    a = deduplicate.sketch(STORY)
+    b = deduplicate.sketch(BOILER_A_HEAD + "\n" + STORY + "\n" + BOILER_A_FOOT)
+    c = deduplicate.sketch(SECOND_STORY)
     assert a.signature is not None and b.signature is not None and c.signature is not None
     assert a.shingles is not None and b.shingles is not None
-    exact_j, _ = dedup.exact_similarity(a.shingles, b.shingles)
-    assert abs(dedup.estimated_jaccard(a.signature, b.signature) - exact_j) < 0.12
-    assert dedup.estimated_jaccard(a.signature, c.signature) < 0.1
+    exact_j, _ = deduplicate.exact_similarity(a.shingles, b.shingles)
+    assert abs(deduplicate.estimated_jaccard(a.signature, b.signature) - exact_j) < 0.12
+    assert deduplicate.estimated_jaccard(a.signature, c.signature) < 0.1
     assert a.bands is not None and a.bands.shape == (p.bands,)
     # identical texts share every bucket, unrelated ones (almost surely) none
     assert c.bands is not None and not set(a.bands.tolist()) & set(c.bands.tolist())
@@ -325,7 +325,7 @@ def test_earlier_published_copy_found_later_becomes_canonical(any_settings: Sett
         assert sess.exec(select(Claim).where(Claim.article_id == late)).all() == []
         g = sess.get(DupGroup, group)
         assert g is not None and g.canonical_article_id == early
-    members = dedup.group_members(Session(get_engine(s)), group)
+    members = deduplicate.group_members(Session(get_engine(s)), group)
     assert [m.article_id for m in members] == [early, late, copy]
     assert members[0].is_canonical and members[0].host == "early.example"
     assert {m.host for m in members} == {"early.example", "late.example", "copy.example"}
@@ -401,7 +401,7 @@ def test_a_text_matching_two_groups_merges_them(any_settings: Settings) -> None:
         assert len(sess.exec(select(DupGroup)).all()) == 1
         g = sess.get(DupGroup, group)
         assert g is not None and g.canonical_article_id == y
-        members = dedup.group_members(sess, group)
+        members = deduplicate.group_members(sess, group)
     assert [m.article_id for m in members] == [y, x, bare]
 
 
@@ -426,7 +426,7 @@ def test_exact_copy_follows_its_match_into_the_group_it_was_merged_into(
     assert gx is not None and gy is not None and gx != gy
     copy = add_article(s, y_text, host="copy.example", published=T + timedelta(hours=4))
 
-    original = dedup._lock_group
+    original = deduplicate._lock_group
     merged: list[bool] = []
 
     def merge_first(session: Session, group_id: int) -> DupGroup | None:
@@ -435,13 +435,13 @@ def test_exact_copy_follows_its_match_into_the_group_it_was_merged_into(
             with Session(get_engine(s)) as other:
                 into, gone = original(other, gx), original(other, gy)
                 assert into is not None and gone is not None
-                dedup._merge(other, into, [gone])
+                deduplicate._merge(other, into, [gone])
                 other.commit()
         return original(session, group_id)
 
-    monkeypatch.setattr(dedup, "_lock_group", merge_first)
+    monkeypatch.setattr(deduplicate, "_lock_group", merge_first)
     out = run(s, copy)
-    monkeypatch.setattr(dedup, "_lock_group", original)
+    monkeypatch.setattr(deduplicate, "_lock_group", original)
     assert merged and out.matched_by == "hash"
     assert get(s, y).dup_group_id == gx
     assert get(s, copy).dup_group_id == gx and get(s, copy).duplicate_of_id == y
@@ -558,7 +558,7 @@ def test_redelivery_and_other_states_do_nothing(sqlite_settings: Settings) -> No
 def test_short_texts_use_the_hash_only(sqlite_settings: Settings) -> None:
     s = sqlite_settings
     short = "Port strike: dock workers walk out at Harlow Bay over automation."
-    assert len(dedup.words(short)) < dedup.MIN_NEAR_WORDS
+    assert len(deduplicate.words(short)) < deduplicate.MIN_NEAR_WORDS
     a = add_article(s, short)
     b = add_article(s, short.lower(), published=T + timedelta(hours=1))
     c = add_article(s, short.replace("Harlow Bay", "Corrin"), published=T + timedelta(hours=2))
@@ -581,7 +581,7 @@ def test_remove_article_hands_the_group_to_the_next_earliest(sqlite_settings: Se
     for aid in (a, b, c):
         run(s, aid)
     with Session(get_engine(s)) as sess:
-        assert dedup.remove_article(sess, a) == b
+        assert deduplicate.remove_article(sess, a) == b
         sess.commit()
     assert get(s, a).dup_group_id is None and get(s, a).text_hash is None
     assert get(s, b).duplicate_of_id is None and get(s, c).duplicate_of_id == b
@@ -643,13 +643,13 @@ def test_samples_of_a_contained_text_are_among_the_longer_texts_samples() -> Non
     16 shingles sampled, 56 shingles: no sample at all with probability 0.027)."""
     found = total = 0
     for seed in range(20):
-        story = dedup.sketch(long_story(seed, 900))
+        story = deduplicate.sketch(long_story(seed, 900))
         assert story.samples is not None and story.shingles is not None
         for start in range(0, 800, 80):
-            ex = dedup.sketch(excerpt(long_story(seed, 900), start, 60))
+            ex = deduplicate.sketch(excerpt(long_story(seed, 900), start, 60))
             assert ex.samples is not None
             assert set(ex.samples.tolist()) <= set(story.samples.tolist())
-            need = dedup.min_shared(ex.shingle_count, story.shingle_count)
+            need = deduplicate.min_shared(ex.shingle_count, story.shingle_count)
             total += 1
             found += int(ex.samples.size >= need)
     assert total == 200
@@ -660,12 +660,12 @@ def test_short_excerpt_of_a_long_story_is_found_as_contained(any_settings: Setti
     s = any_settings
     story = long_story(1, 900)
     brief = excerpt(story, 400, 60)
-    sk_story, sk_brief = dedup.sketch(story), dedup.sketch(brief)
+    sk_story, sk_brief = deduplicate.sketch(story), deduplicate.sketch(brief)
     assert sk_story.bands is not None and sk_brief.bands is not None
     # no LSH bucket in common (J ~ 0.06): only the containment index can find it
     assert not set(sk_story.bands.tolist()) & set(sk_brief.bands.tolist())
     assert sk_story.shingles is not None and sk_brief.shingles is not None
-    j, c = dedup.exact_similarity(sk_story.shingles, sk_brief.shingles)
+    j, c = deduplicate.exact_similarity(sk_story.shingles, sk_brief.shingles)
     assert j < 0.1 and c == 1.0
     long_id = add_article(s, story, host="full.example", published=T)
     short_id = add_article(s, brief, host="brief.example", published=T + timedelta(hours=1))
@@ -692,13 +692,13 @@ def test_without_the_containment_index_the_excerpt_is_missed(sqlite_settings: Se
     """What the test above would see without the sampled-shingle index (the LSH bands
     alone): the excerpt starts a group of its own."""
     s = sqlite_settings
-    params = dedup.DedupParams(sample_rate=0)
+    params = deduplicate.DedupParams(sample_rate=0)
     story = long_story(1, 900)
     long_id = add_article(s, story, published=T)
     short_id = add_article(s, excerpt(story, 400, 60), published=T + timedelta(hours=1))
     for aid in (long_id, short_id):
         with Session(get_engine(s)) as sess:
-            out = dedup.deduplicate_article(sess, aid, s, params)
+            out = deduplicate.deduplicate_article(sess, aid, s, params)
             sess.commit()
         assert out.matched_by is None
 
@@ -710,12 +710,12 @@ def _template_site(name: str, seed: int) -> tuple[str, list[str], str]:
     template = f"{TEMPLATE_HEAD}\n{menu}\n{{body}}\n{TEMPLATE_FOOT}"
     stories = [template.format(body=long_story(seed + i, 500)) for i in range(5)]
     page = template.format(body="Page not found. Try the search box or the front page.")
-    sk_page = dedup.sketch(page)
+    sk_page = deduplicate.sketch(page)
     for story in stories:  # the page is >= 90 % contained in each story, at J < 0.5
-        sk = dedup.sketch(story)
+        sk = deduplicate.sketch(story)
         assert sk_page.shingles is not None and sk.shingles is not None
-        j, c = dedup.exact_similarity(sk_page.shingles, sk.shingles)
-        assert c >= 0.9 and j < dedup.DEFAULT_PARAMS.excerpt_jaccard, (j, c)
+        j, c = deduplicate.exact_similarity(sk_page.shingles, sk.shingles)
+        assert c >= 0.9 and j < deduplicate.DEFAULT_PARAMS.excerpt_jaccard, (j, c)
     return template, stories, page
 
 
@@ -726,28 +726,28 @@ def test_common_samples_are_stopped_stored_no_more_and_ignored(
     stored (their rows stay at sample_df_max + 1) and lookups leave them out, so a
     lookup reads a bounded number of rows however common a phrase is."""
     s = sqlite_settings
-    params = dedup.DedupParams(sample_df_max=2)
+    params = deduplicate.DedupParams(sample_df_max=2)
     boiler = long_story(50, 200)
     texts = [f"{long_story(51 + i, 600)} {boiler}" for i in range(5)]
     ids = [add_article(s, t, published=T + timedelta(hours=i)) for i, t in enumerate(texts)]
     for aid in ids:
         with Session(get_engine(s)) as sess:
-            out = dedup.deduplicate_article(sess, aid, s, params)
+            out = deduplicate.deduplicate_article(sess, aid, s, params)
             sess.commit()
         assert out.matched_by is None  # 200 shared words of 800: not duplicates
-    sk = dedup.sketch(boiler, params)
+    sk = deduplicate.sketch(boiler, params)
     assert sk.samples is not None and sk.samples.size > 0
     common = set(sk.samples.tolist())
     with Session(get_engine(s)) as sess:
         rows = sess.exec(select(DedupSample.hash, DedupSample.article_id)).all()
-        stopped = dedup.stopped_samples(sess, sk, params)
+        stopped = deduplicate.stopped_samples(sess, sk, params)
     per_hash: dict[int, int] = {}
     for h, _ in rows:
         per_hash[h] = per_hash.get(h, 0) + 1
     assert {h for h in common if per_hash.get(h) == 3} == common  # 5 carriers, 3 rows
     assert stopped == common
-    assert dedup.lock_keys(sk, stopped) == dedup.lock_keys(
-        dedup.TextSketch(sk.text_hash, sk.n_words, sk.shingle_count, sk.signature, sk.bands)
+    assert deduplicate.lock_keys(sk, stopped) == deduplicate.lock_keys(
+        deduplicate.TextSketch(sk.text_hash, sk.n_words, sk.shingle_count, sk.signature, sk.bands)
     )  # stopped samples take no lock
 
 
@@ -825,7 +825,7 @@ def _race(settings: Settings, ids: list[int]) -> list[BaseException]:
         try:
             barrier.wait(timeout=30)
             with Session(get_engine(settings)) as sess:
-                out = dedup.deduplicate_article(sess, aid, settings)
+                out = deduplicate.deduplicate_article(sess, aid, settings)
                 sess.commit()
                 assert out.advanced
         except BaseException as exc:  # collected and re-raised by the test

@@ -45,9 +45,9 @@ from tests.test_dedup import (
     long_story,
     stored_claim,
 )
-from worker import dedup
-from worker.db import dispose_engines, get_engine, init_db
-from worker.settings import Settings, reset_settings
+from worker.core.db import dispose_engines, get_engine, init_db
+from worker.core.settings import Settings, reset_settings
+from worker.dedup import deduplicate
 
 
 @pytest.fixture()
@@ -119,7 +119,7 @@ def _place(url: str, article_id: int, barrier: Any, results: Any) -> None:
     with Session(engine) as s:
         s.execute(text("SELECT 1"))  # connect before the barrier: start together
         barrier.wait(timeout=60)
-        out = dedup.deduplicate_article(s, article_id, settings)
+        out = deduplicate.deduplicate_article(s, article_id, settings)
         s.commit()
     results.put((article_id, out.advanced, out.matched_by, os.getpid()))
     dispose_engines()
@@ -171,7 +171,7 @@ def test_separate_processes_placing_a_story_and_its_excerpt_at_once_make_one_gro
     for round_no, seed in enumerate((61, 62, 63)):
         story = long_story(seed, 900)
         brief = excerpt(story, 300, 60)
-        sk_story, sk_brief = dedup.sketch(story), dedup.sketch(brief)
+        sk_story, sk_brief = deduplicate.sketch(story), deduplicate.sketch(brief)
         assert sk_story.bands is not None and sk_brief.bands is not None
         assert not set(sk_story.bands.tolist()) & set(sk_brief.bands.tolist())
         texts = [story, f"{BOILER_A_HEAD}\n{story}", f"{story}\n{BOILER_B_FOOT}"]
@@ -292,7 +292,7 @@ def _send_dedup(env: dict[str, str], ids: list[int], cwd: Path) -> None:
     code = (
         "import sys\n"
         "from worker.celery_app import app, celery_config\n"
-        "from worker.settings import get_settings\n"
+        "from worker.core.settings import get_settings\n"
         "app.conf.update(celery_config(get_settings()))\n"
         "from tasks.processing import dedup_article\n"
         "with app.producer_or_acquire() as producer:\n"
@@ -323,7 +323,7 @@ def test_demotion_waits_for_a_running_claims_step_and_removes_its_claims(
     s = pg_settings
     late = add_article(s, STORY, host="late.example", published=T + timedelta(hours=5))
     with Session(get_engine(s)) as sess:
-        dedup.deduplicate_article(sess, late, s)
+        deduplicate.deduplicate_article(sess, late, s)
         sess.commit()
     early = add_article(
         s, f"{BOILER_A_HEAD}\n{STORY}", host="early.example", published=T, discovered=None
@@ -340,13 +340,13 @@ def test_demotion_waits_for_a_running_claims_step_and_removes_its_claims(
         assert art is not None and art.duplicate_of_id is None
         pid = claims_step.execute(text("SELECT pg_backend_pid()")).scalar_one()
 
-        outcome: list[dedup.DedupOutcome] = []
+        outcome: list[deduplicate.DedupOutcome] = []
         errors: list[BaseException] = []
 
         def place_early() -> None:
             try:
                 with Session(engine) as other:
-                    outcome.append(dedup.deduplicate_article(other, early, s))
+                    outcome.append(deduplicate.deduplicate_article(other, early, s))
                     other.commit()
             except BaseException as exc:  # re-raised below
                 errors.append(exc)

@@ -10,9 +10,9 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlmodel import select
 
 from schemas.models import Feed
-from worker.db import init_db, unit_of_work
-from worker.feeds import add_feeds
-from worker.polling import count_due, make_due
+from worker.core.db import init_db, unit_of_work
+from worker.feeds.polling import count_due, make_due
+from worker.feeds.subscriptions import add_feeds
 
 
 def _due_feeds(settings: Any, n: int) -> None:
@@ -72,7 +72,7 @@ def test_dispatch_queues_every_claimed_feed_once_a_few_per_message(configure: An
 
 def test_a_message_takes_feeds_far_apart_in_the_claim_order() -> None:
     from tasks.maintenance import poll_messages
-    from worker.polling import Lease
+    from worker.feeds.polling import Lease
 
     leases = [Lease(i, f"t{i}") for i in range(25)]
     messages = poll_messages(leases, 10)
@@ -109,7 +109,7 @@ def test_a_message_that_could_outlive_its_time_limit_sends_the_rest_on(
     from tasks.polling import poll_feeds
     from tests.support.content import rss
     from tests.support.server import Reply
-    from worker.polling import claim_due_feeds
+    from worker.feeds.polling import claim_due_feeds
 
     settings = configure(task_time_limit=60, total_timeout=20)
     init_db(settings)

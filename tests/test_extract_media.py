@@ -1,4 +1,4 @@
-"""worker.extract_media: photo galleries found by structure and removed before extraction.
+"""worker.pages.prune_media: photo galleries found by structure and removed before extraction.
 
 Every page here is invented in the test.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from worker.extract_media import MediaSettings, gallery_blocks, without_galleries
-from worker.extraction import PROFILES, _parse, extract_page
+from worker.pages.extractor import PROFILES, _parse, extract_page
+from worker.pages.prune_media import MediaSettings, gallery_blocks, without_galleries
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 URL = "https://news.example.org/2025/05/orchard-festival"
@@ -110,7 +110,7 @@ def test_a_gallery_next_to_the_article_is_removed() -> None:
 
 
 def test_production_removes_a_gallery_next_to_the_article() -> None:
-    from worker.extraction import DEFAULT_PROFILE, EXTRACTOR_VERSION
+    from worker.pages.extractor import DEFAULT_PROFILE, EXTRACTOR_VERSION
 
     assert EXTRACTOR_VERSION.endswith("+cw5")
     text = extract_page(article_with_gallery(), URL, now=NOW, profile=DEFAULT_PROFILE).text

@@ -1,4 +1,4 @@
-"""worker.extraction: text, metadata, feed fallback, hostile input, the CLI helpers.
+"""worker.pages.extractor: text, metadata, feed fallback, hostile input, the CLI helpers.
 
 All pages here are invented in the test; one test reads a few real pages from the shared
 extraction corpus (never copied into the repo).
@@ -21,8 +21,7 @@ import trafilatura
 from schemas.records import ExtractedPage
 from tests.conftest import SHARED, need
 from tests.support.server import LocalServer
-from worker.charset import decode_html
-from worker.extract_arbiter import (
+from worker.pages.arbiter import (
     ArbiterSettings,
     agreement,
     containment,
@@ -30,13 +29,8 @@ from worker.extract_arbiter import (
     second_opinion,
     shingles,
 )
-from worker.extract_teasers import (
-    TeaserSettings,
-    linked_headings,
-    teaser_units,
-    without_teasers,
-)
-from worker.extraction import (
+from worker.pages.charset import decode_html
+from worker.pages.extractor import (
     DEFAULT_PROFILE,
     EXTRACTOR_NAME,
     EXTRACTOR_VERSION,
@@ -46,6 +40,12 @@ from worker.extraction import (
     extract_page,
     html_fragment_to_text,
     iter_inputs,
+)
+from worker.pages.prune_teasers import (
+    TeaserSettings,
+    linked_headings,
+    teaser_units,
+    without_teasers,
 )
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

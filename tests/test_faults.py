@@ -279,7 +279,7 @@ def _check_claims_match_a_clean_extraction(rig: Rig) -> None:
     """The claims stored for each article are exactly what one clean extraction of its
     stored text gives: none lost, none doubled by re-run steps."""
     from worker.claims import extract_claims, load_nlp
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
     nlp = load_nlp(Settings().spacy_model)
     rows = rig.sql(

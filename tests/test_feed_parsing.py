@@ -16,7 +16,7 @@ import pytest
 from lxml import etree
 
 from tests.conftest import shared_path
-from worker.feed_parsing import ParsedFeed, parse_feed
+from worker.feeds.parsing import ParsedFeed, parse_feed
 
 # --------------------------------------------------------------- our own fixtures
 

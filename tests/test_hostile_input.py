@@ -3,7 +3,7 @@ mis-encoded feeds of the real world.
 
 * every file of ``../shared/corpora/feeds/`` (news feeds, ill-formed and mis-encoded
   ones, and feedparser's own test files), read at run time, never copied, goes through
-  :func:`worker.feed_parsing.parse_feed` without raising, and what comes out can be
+  :func:`worker.feeds.parsing.parse_feed` without raising, and what comes out can be
   stored (on PostgreSQL, which refuses what SQLite would take);
 * entity expansion ("billion laughs", quadratic blow-up) and external entities (local
   files, URLs, external DTDs, parameter entities) in feeds and sitemaps are neither
@@ -36,8 +36,8 @@ import pytest
 
 from tests.conftest import shared_path
 from tests.support.server import LocalServer, Reply
-from worker.feed_parsing import ParsedFeed, parse_feed
-from worker.sitemaps import SitemapError, parse_sitemap
+from worker.feeds.parsing import ParsedFeed, parse_feed
+from worker.jobs.sitemaps import SitemapError, parse_sitemap
 
 # Characters no stored text may hold: PostgreSQL refuses NUL in text, UTF-8 cannot
 # encode lone surrogates, and the other C0 controls are never content.
@@ -180,8 +180,8 @@ def _store_entries(parsed: ParsedFeed, feed_url: str) -> list[int]:
     sightings of its entries, in one transaction."""
     from schemas.models import Feed
     from schemas.types import utcnow
-    from worker.db import unit_of_work
-    from worker.polling import record_entries
+    from worker.core.db import unit_of_work
+    from worker.feeds.polling import record_entries
 
     with unit_of_work() as session:
         feed = Feed(url=feed_url)
@@ -197,7 +197,7 @@ def _store_entries(parsed: ParsedFeed, feed_url: str) -> list[int]:
 def test_corpus_entries_can_be_stored_on_postgresql(configure: Any, pg_url: str) -> None:
     """Every corpus feed's entries through the poll step's recording, on PostgreSQL
     (which rejects NUL characters and badly encoded text that SQLite accepts)."""
-    from worker.db import init_db
+    from worker.core.db import init_db
 
     configure(database_url=pg_url)
     init_db()
@@ -267,7 +267,7 @@ def test_hostile_feed_fields_are_cleaned(name: str) -> None:
 
 @pytest.mark.postgres
 def test_hostile_feed_fields_can_be_stored_on_postgresql(configure: Any, pg_url: str) -> None:
-    from worker.db import init_db
+    from worker.core.db import init_db
 
     configure(database_url=pg_url)
     init_db()
@@ -529,8 +529,8 @@ HOSTILE_PAGES: dict[str, bytes] = {
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_PAGES))
 def test_hostile_page_extraction_gives_text_or_nothing(name: str) -> None:
-    from worker.charset import decode_html
-    from worker.extraction import MAX_HTML_CHARS, extract_page
+    from worker.pages.charset import decode_html
+    from worker.pages.extractor import MAX_HTML_CHARS, extract_page
 
     html, _encoding = decode_html(HOSTILE_PAGES[name], "text/html")
     page = extract_page(html, "https://site.example.org/a")
@@ -556,11 +556,14 @@ def test_hostile_pages_through_the_pipeline_steps(
     from sqlmodel import Session, select
 
     from schemas.models import Article, ArticleState
-    from worker import dedup, fetching, pages, runtime
     from worker.claims import store
-    from worker.db import init_db, unit_of_work
-    from worker.feed_parsing import Entry
-    from worker.settings import get_settings
+    from worker.core import resources
+    from worker.core.db import init_db, unit_of_work
+    from worker.core.settings import get_settings
+    from worker.dedup import deduplicate as dedup_module
+    from worker.feeds.parsing import Entry
+    from worker.pages import extract as extract_module
+    from worker.pages import fetch as fetch_module
 
     settings = configure(database_url=pg_url, broker_url=redis_url, extract_claims="true")
     init_db()
@@ -585,14 +588,18 @@ def test_hostile_pages_through_the_pipeline_steps(
     assert len(ids) == len(links)
 
     def fetch(s: Session, aid: int) -> bool:
-        http, limiter, archive = runtime.http_client(), runtime.host_limiter(), runtime.archive()
-        return fetching.fetch_article(s, aid, http, limiter, archive, settings).advanced
+        http, limiter, archive = (
+            resources.http_client(),
+            resources.host_limiter(),
+            resources.archive(),
+        )
+        return fetch_module.fetch_article(s, aid, http, limiter, archive, settings).advanced
 
     def extract(s: Session, aid: int) -> bool:
-        return pages.extract_stored_article(s, aid, runtime.archive(), settings)
+        return extract_module.extract_stored_article(s, aid, resources.archive(), settings)
 
     def deduplicate(s: Session, aid: int) -> bool:
-        return dedup.deduplicate_article(s, aid, settings).advanced
+        return dedup_module.deduplicate_article(s, aid, settings).advanced
 
     def claims(s: Session, aid: int) -> bool:
         return store.process_claims(s, aid, get_settings())

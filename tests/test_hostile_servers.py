@@ -101,7 +101,7 @@ def eager(configure: Any) -> Iterator[Any]:
 
     def setup(**overrides: str) -> Any:
         settings = configure(**{**LIMITS, **overrides})
-        from worker.db import init_db
+        from worker.core.db import init_db
 
         init_db()
         app.conf.task_always_eager = True
@@ -115,8 +115,8 @@ def eager(configure: Any) -> Iterator[Any]:
 
 def add_articles(*urls: str, **entry: Any) -> list[int]:
     from schemas.models import Article
-    from worker.db import unit_of_work
-    from worker.urls import host_of, url_hash
+    from worker.core.db import unit_of_work
+    from worker.network.urls import host_of, url_hash
 
     ids = []
     with unit_of_work() as s:
@@ -130,7 +130,7 @@ def add_articles(*urls: str, **entry: Any) -> list[int]:
 
 def row(article_id: int) -> dict[str, Any]:
     from schemas.models import Article
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
 
     with unit_of_work() as s:
         a = s.get(Article, article_id)
@@ -484,7 +484,7 @@ def test_direct_private_url_is_refused(guarded: tuple[LocalServer, LocalServer])
 
 
 def test_guard_setting_rejects_malformed_entries() -> None:
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
     with pytest.raises(ValueError, match="not-an-ip"):
         Settings(allowed_private_addresses="127.0.0.2, not-an-ip")
@@ -512,7 +512,7 @@ def test_real_worker_survives_a_mixed_batch(
     processes a page sent after the batch."""
     from tasks.fetching import fetch_article
     from tests.support.procs import celery_worker, processes, wait_until, worker_env
-    from worker.db import init_db
+    from worker.core.db import init_db
 
     overrides = {
         **LIMITS,

@@ -14,9 +14,9 @@ from tests.test_backfill_helpers import job_row, run_items, serve_articles
 
 
 def _urls_job(server, paths: list[str]) -> int:
-    from worker.backfill import create_urls_job
-    from worker.db import init_db, unit_of_work
-    from worker.settings import get_settings
+    from worker.core.db import init_db, unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs.discovery import create_urls_job
 
     init_db()
     with unit_of_work() as s:
@@ -34,7 +34,7 @@ def test_urls_job_runs_every_item_through_the_pipeline(configure, server) -> Non
     assert row["discovered"] == 12  # the tracking-parameter copy is the same article
     assert (row["done"], row["fetched"], row["pending"], row["failed"]) == (12, 12, 0, 0)
     assert all(server.hits[p] == 1 for p in site.pages)
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
 
     with unit_of_work() as s:
         states = s.exec(select(Article.state, func.count()).group_by(col(Article.state))).all()
@@ -47,18 +47,18 @@ def test_throttle_keeps_at_most_backfill_concurrency_in_flight(configure, server
     configure(backfill_concurrency=3)
     site = serve_articles(server, 10, "t")
     job_id = _urls_job(server, site.pages)
-    from worker import jobs
-    from worker.db import unit_of_work
-    from worker.settings import get_settings
+    from worker.core.db import unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs import lifecycle
 
     settings = get_settings()
     with unit_of_work() as s:
-        first = jobs.advance(s, settings)
+        first = lifecycle.advance(s, settings)
     with unit_of_work() as s:
-        second = jobs.advance(s, settings)  # nothing finished: nothing more goes out
+        second = lifecycle.advance(s, settings)  # nothing finished: nothing more goes out
     assert len(first.items) == 3 and second.items == []
     with unit_of_work() as s:
-        assert jobs.progress(s, job_id, settings).in_flight == 3
+        assert lifecycle.progress(s, job_id, settings).in_flight == 3
     # A second job shares the same budget: as items finish, the room they leave goes
     # round robin to both jobs, and the total in flight stays at 3.
     job2 = _urls_job(server, [p + "?v=2" for p in site.pages[:4]])
@@ -67,9 +67,9 @@ def test_throttle_keeps_at_most_backfill_concurrency_in_flight(configure, server
     for jid, aid in first.items:
         process_item(jid, aid)
     with unit_of_work() as s:
-        one = jobs.progress(s, job_id, settings).in_flight
-        two = jobs.progress(s, job2, settings).in_flight
-        assert jobs.advance(s, settings).items == []
+        one = lifecycle.progress(s, job_id, settings).in_flight
+        two = lifecycle.progress(s, job2, settings).in_flight
+        assert lifecycle.advance(s, settings).items == []
     assert one + two == 3 and one >= 1 and two >= 1
 
 
@@ -83,9 +83,9 @@ def test_interrupted_job_resumes_and_fetches_each_url_once(configure, server) ->
     run_items(job_id, limit=10)
 
     from tasks.jobs import item_steps
-    from worker import jobs
-    from worker.db import unit_of_work
-    from worker.settings import get_settings
+    from worker.core.db import unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs import lifecycle
 
     settings = get_settings()
     steps, _ = item_steps(job_id, settings)
@@ -109,10 +109,10 @@ def test_interrupted_job_resumes_and_fetches_each_url_once(configure, server) ->
         mid = {a.state for a in s.exec(select(Article).where(col(Article.id).in_(pending)))}
         assert mid == {"discovered", "fetched", "extracted", "deduplicated"}
         # while the leases run, nothing is sent again (no duplicate work) ...
-        assert jobs.advance(s, settings).items == []
+        assert lifecycle.advance(s, settings).items == []
     # ... and a restart reclaims them at once
     with unit_of_work() as s:
-        plan = jobs.advance(s, settings, reclaim=True)
+        plan = lifecycle.advance(s, settings, reclaim=True)
     assert len(plan.items) == settings.backfill_concurrency
     from tasks.jobs import process_item
 
@@ -132,42 +132,42 @@ def test_pause_resume_cancel(configure, server) -> None:
     site = serve_articles(server, 8, "p")
     job_id = _urls_job(server, site.pages)
     from tasks.jobs import process_item
-    from worker import jobs
-    from worker.db import unit_of_work
-    from worker.settings import get_settings
+    from worker.core.db import unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs import lifecycle
 
     settings = get_settings()
-    from worker.status import pending_work
+    from worker.pipeline.status import pending_work
 
     with unit_of_work() as s:
-        plan = jobs.advance(s, settings)
+        plan = lifecycle.advance(s, settings)
     with unit_of_work() as s:
-        jobs.pause(s, job_id)
+        lifecycle.pause(s, job_id)
     # messages already sent for a paused job do nothing and give their item back
     for jid, aid in plan.items:
         assert process_item(jid, aid) is None
     with unit_of_work() as s:
-        assert jobs.advance(s, settings).items == []
-        assert jobs.progress(s, job_id, settings).in_flight == 0
+        assert lifecycle.advance(s, settings).items == []
+        assert lifecycle.progress(s, job_id, settings).in_flight == 0
         assert pending_work(s) == 0  # run --until-idle does not wait for it
     assert not any(server.hits[p] for p in site.pages)
 
     with unit_of_work() as s:
-        jobs.resume(s, job_id)
+        lifecycle.resume(s, job_id)
     run_items(job_id, limit=3)
     with unit_of_work() as s:
-        jobs.cancel(s, job_id)
+        lifecycle.cancel(s, job_id)
     row = job_row(job_id)
     assert row["state"] == "cancelled" and row["done"] == 3
     with unit_of_work() as s:
         # the five articles it never started are forgotten; the three done stay
         assert s.exec(select(func.count()).select_from(Article)).one() == 3
-        assert jobs.jobs_pending_work(s) == 0
-        assert jobs.advance(s, settings).items == []
+        assert lifecycle.jobs_pending_work(s) == 0
+        assert lifecycle.advance(s, settings).items == []
     import pytest
 
-    with unit_of_work() as s, pytest.raises(jobs.JobStateError):
-        jobs.resume(s, job_id)
+    with unit_of_work() as s, pytest.raises(lifecycle.JobStateError):
+        lifecycle.resume(s, job_id)
 
 
 def test_held_articles_are_left_to_the_job(configure, server) -> None:
@@ -176,18 +176,18 @@ def test_held_articles_are_left_to_the_job(configure, server) -> None:
     configure()
     site = serve_articles(server, 5, "h")
     job_id = _urls_job(server, site.pages)
-    from worker import jobs
-    from worker.db import unit_of_work
-    from worker.status import pending_work
+    from worker.core.db import unit_of_work
+    from worker.jobs import lifecycle
+    from worker.pipeline.status import pending_work
 
     with unit_of_work() as s:
-        held = set(s.exec(jobs.held_article_ids()).all())
+        held = set(s.exec(lifecycle.held_article_ids()).all())
         assert len(held) == 5
         # queued job: 1 for the job + 5 items; articles not counted a second time
         assert pending_work(s) == 6
-        jobs.pause(s, job_id)
+        lifecycle.pause(s, job_id)
     with unit_of_work() as s:
-        assert len(set(s.exec(jobs.held_article_ids()).all())) == 5  # paused still holds
+        assert len(set(s.exec(lifecycle.held_article_ids()).all())) == 5  # paused still holds
         assert pending_work(s) == 0
 
 
@@ -200,7 +200,7 @@ def test_already_processed_articles_are_not_fetched_again(configure, server) -> 
     run_items(second)
     assert job_row(second)["done"] == 4
     assert all(server.hits[p] == 1 for p in site.pages)
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
 
     with unit_of_work() as s:
         assert s.exec(select(func.count()).select_from(Claim)).one() == 0
@@ -242,13 +242,13 @@ def test_item_whose_article_the_live_pipeline_finished_ends_at_the_next_round(
     site = serve_articles(server, 3, "live")
     job_id = _urls_job(server, site.pages)
     from tasks.jobs import item_steps
-    from worker import jobs
-    from worker.db import unit_of_work
-    from worker.settings import get_settings
+    from worker.core.db import unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs import lifecycle
 
     settings = get_settings()
     with unit_of_work() as s:
-        plan = jobs.advance(s, settings)
+        plan = lifecycle.advance(s, settings)
     assert len(plan.items) == 2  # backfill_concurrency
     (_, live_aid), (_, other) = plan.items
     # The live pipeline runs the first article to the end; the item's message finds it
@@ -261,8 +261,8 @@ def test_item_whose_article_the_live_pipeline_finished_ends_at_the_next_round(
             steps[article.state](s, live_aid)
     with unit_of_work() as s:
         assert s.get(Article, live_aid).state == "processed"  # type: ignore[union-attr]
-        assert jobs.progress(s, job_id, settings).in_flight == 2
-        plan = jobs.advance(s, settings)
+        assert lifecycle.progress(s, job_id, settings).in_flight == 2
+        plan = lifecycle.advance(s, settings)
     row = job_row(job_id)
     assert (row["done"], row["pending"]) == (1, 2), row
     # the room it left goes to the third article; the second is still in flight
@@ -279,10 +279,10 @@ def test_operation_tasks_create_and_steer_jobs(configure, server) -> None:
 
     from tasks import jobs as job_tasks
     from tests.test_backfill_helpers import DAY0, serve_atom_archive, serve_sitemaps
-    from worker import jobs
-    from worker.db import init_db, unit_of_work
-    from worker.feeds import FeedNotFound, add_feeds
-    from worker.settings import get_settings
+    from worker.core.db import init_db, unit_of_work
+    from worker.core.settings import get_settings
+    from worker.feeds.subscriptions import FeedNotFound, add_feeds
+    from worker.jobs import lifecycle
 
     configure(extract_claims="false")
     init_db()
@@ -307,25 +307,25 @@ def test_operation_tasks_create_and_steer_jobs(configure, server) -> None:
         job_tasks.start_backfill_sitemap(server.url("/"), since="last week")
 
     with unit_of_work() as s:
-        got = {j.id: j for j in jobs.list_jobs(s)}
+        got = {j.id: j for j in lifecycle.list_jobs(s)}
         assert sorted(got) == [1, 2, 3, 4, 5]  # the failed calls left nothing behind
         assert got[1].params["feeds"] == [1] and got[1].params["include_undated"] is True
         assert got[1].params["until"].startswith("2026-12-31")
         assert got[2].params["since"].startswith("2026-01-03")
         assert (got[3].state, got[3].params["invalid"]) == ("done", 1)
         assert got[4].params["states"] == ["processed", "failed"]
-        assert jobs.progress(s, 4, get_settings()).discovered == 2
+        assert lifecycle.progress(s, 4, get_settings()).discovered == 2
         assert got[5].params["feed"] == 1 and got[5].params["older_extractor"] is True
         assert got[1].state == "running"  # started at once, not at the next tick
 
     assert job_tasks.pause_job(a) == a
     with unit_of_work() as s:
-        assert jobs.get_job(s, a).state == "paused"
+        assert lifecycle.get_job(s, a).state == "paused"
     job_tasks.resume_job(a)
     with unit_of_work() as s:
-        assert jobs.get_job(s, a).state == "running"
+        assert lifecycle.get_job(s, a).state == "running"
     job_tasks.cancel_job(a)
     with unit_of_work() as s:
-        assert jobs.get_job(s, a).state == "cancelled"
-    with pytest.raises(jobs.JobStateError):
+        assert lifecycle.get_job(s, a).state == "cancelled"
+    with pytest.raises(lifecycle.JobStateError):
         job_tasks.resume_job(a)

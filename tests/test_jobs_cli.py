@@ -153,7 +153,7 @@ def test_embedded_broker_never_shows_a_half_written_message(
     an empty message, and the worker died on a JSONDecodeError)."""
     from kombu.utils import json as kombu_json
 
-    import worker.fsbroker
+    import worker.embedded.broker
     from worker.celery_app import app
 
     configure()
@@ -162,7 +162,7 @@ def test_embedded_broker_never_shows_a_half_written_message(
 
     with app.connection_for_write() as conn:
         channel = conn.default_channel
-        assert isinstance(channel, worker.fsbroker.Channel)
+        assert isinstance(channel, worker.embedded.broker.Channel)
 
         def dumps_and_peek(obj: object) -> str:
             # mid-write: a consumer polling the queue right now
@@ -172,9 +172,9 @@ def test_embedded_broker_never_shows_a_half_written_message(
                 seen.append(type(exc).__name__)
             return str(real_dumps(obj))
 
-        monkeypatch.setattr(worker.fsbroker.json, "dumps", dumps_and_peek)
+        monkeypatch.setattr(worker.embedded.broker.json, "dumps", dumps_and_peek)
         channel._put("backfill", {"body": "x", "n": 1})
-        monkeypatch.setattr(worker.fsbroker.json, "dumps", real_dumps)
+        monkeypatch.setattr(worker.embedded.broker.json, "dumps", real_dumps)
         assert seen == ["Empty"]  # nothing visible while it is being written
         assert channel._get("backfill") == {"body": "x", "n": 1}  # complete once visible
 
@@ -186,9 +186,9 @@ def test_jobs_list_counts_skipped_and_failed_items_as_finished(
     only over found). The first column counts every finished item; done has its own."""
     from tests.support.server import Reply
     from tests.test_backfill_helpers import job_row, run_items
-    from worker.backfill import create_urls_job
-    from worker.db import init_db, unit_of_work
-    from worker.settings import get_settings
+    from worker.core.db import init_db, unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs.discovery import create_urls_job
 
     configure(extract_claims="false")
     site = serve_articles(server, 2, "mix")

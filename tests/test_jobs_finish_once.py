@@ -12,19 +12,19 @@ def test_a_job_finished_by_a_concurrent_round_is_not_finished_again(
 ) -> None:
     configure()
     from schemas.models import Job, JobState
-    from worker import jobs
-    from worker.db import init_db, unit_of_work
-    from worker.settings import get_settings
+    from worker.core.db import init_db, unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs import lifecycle
 
     init_db()
     with unit_of_work() as s:
-        job = jobs.create_job(s, jobs.KIND_REPROCESS, {})
-        jobs.finish_discovery(job)
+        job = lifecycle.create_job(s, lifecycle.KIND_REPROCESS, {})
+        lifecycle.finish_discovery(job)
         job.state = JobState.running
         s.flush()
         job_id = int(job.id or 0)
 
-    real = jobs._finish_settled
+    real = lifecycle._finish_settled
     others: list[list[int]] = []
 
     def other_round_finishes_it_meanwhile(session, cutoff):  # type: ignore[no-untyped-def]
@@ -32,15 +32,15 @@ def test_a_job_finished_by_a_concurrent_round_is_not_finished_again(
         if not others:
             others.append([])
             with unit_of_work() as other:
-                others[0] = jobs.advance(other, get_settings(), job_ids=[job_id]).finished
+                others[0] = lifecycle.advance(other, get_settings(), job_ids=[job_id]).finished
         return real(session, cutoff)
 
-    monkeypatch.setattr(jobs, "_finish_settled", other_round_finishes_it_meanwhile)
+    monkeypatch.setattr(lifecycle, "_finish_settled", other_round_finishes_it_meanwhile)
     with unit_of_work() as s:
-        plan = jobs.advance(s, get_settings(), job_ids=[job_id])
+        plan = lifecycle.advance(s, get_settings(), job_ids=[job_id])
     assert others == [[job_id]]
     assert plan.finished == [], "finished (and logged) by the other round only"
-    monkeypatch.setattr(jobs, "_finish_settled", real)
+    monkeypatch.setattr(lifecycle, "_finish_settled", real)
     with unit_of_work() as s:
         row = s.get(Job, job_id)
         assert row is not None and row.state == JobState.done and row.finished_at is not None

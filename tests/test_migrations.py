@@ -9,8 +9,8 @@ from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 import schemas.models  # noqa: F401
-from worker.db import dispose_engines, get_engine, init_db
-from worker.settings import Settings
+from worker.core.db import dispose_engines, get_engine, init_db
+from worker.core.settings import Settings
 
 
 def _check(settings: Settings) -> None:

@@ -13,9 +13,9 @@ from sqlmodel import select
 
 from schemas.models import Feed
 from tests.conftest import claimwire, cli_env, shared_path
-from worker.db import init_db, unit_of_work
-from worker.feeds import add_feeds, all_feeds
-from worker.opml import OPMLError, read_opml, write_opml
+from worker.core.db import init_db, unit_of_work
+from worker.feeds.opml import OPMLError, read_opml, write_opml
+from worker.feeds.subscriptions import add_feeds, all_feeds
 
 NESTED = b"""<?xml version="1.0" encoding="UTF-8"?>
 <opml version="2.0"><head><title>Mine</title></head><body>
@@ -181,7 +181,7 @@ def test_listparser_category_fixtures() -> None:
 
 def test_importing_the_whole_corpus_into_the_database(configure: Any) -> None:
     """Thousands of feeds from many files, duplicates across files: one row each."""
-    from worker.urls import InvalidURL, canonicalize
+    from worker.network.urls import InvalidURL, canonicalize
 
     settings = configure()
     init_db(settings)

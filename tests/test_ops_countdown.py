@@ -25,14 +25,14 @@ WAIT = 5 * 3600.0  # longer than any countdown may be
 @pytest.fixture()
 def setup(configure: Any, redis_url: str, tmp_path: Any) -> Any:
     settings = configure(broker_url=redis_url, database_url=f"sqlite:///{tmp_path / 'cw.db'}")
-    from worker.db import init_db
+    from worker.core.db import init_db
 
     init_db(settings)
     return settings
 
 
 def _article(url: str) -> int:
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
 
     with unit_of_work() as s:
         a = Article(
@@ -79,8 +79,8 @@ def _queued_etas(redis_url: str) -> list[datetime]:
 
 
 def _swept(aid: int, settings: Any, now: datetime) -> bool:
-    from worker.db import unit_of_work
-    from worker.sweep import stale_articles
+    from worker.core.db import unit_of_work
+    from worker.pipeline.sweep import stale_articles
 
     with unit_of_work() as s:
         return aid in [i for i, _ in stale_articles(s, settings, now=now)]
@@ -101,13 +101,13 @@ def test_a_host_wait_longer_than_the_cap_is_scheduled_at_the_cap_and_swept_when_
     setup: Any, server: LocalServer, redis_url: str
 ) -> None:
     from tasks.fetching import fetch_article
-    from worker import runtime
     from worker.celery_app import max_countdown
+    from worker.core import resources
 
     cap = max_countdown(setup)
     server.routes["/news/a"] = Reply(body=b"<html><body><p>hello</p></body></html>")
     aid = _article(server.url("/news/a"))
-    runtime.host_limiter().back_off(urlsplit(server.url("/")).netloc, WAIT)
+    resources.host_limiter().back_off(urlsplit(server.url("/")).netloc, WAIT)
 
     before = utcnow()
     retry = _run_as_worker(fetch_article, aid)

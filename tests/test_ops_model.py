@@ -52,7 +52,7 @@ def test_run_with_a_model_that_cannot_load_fails_at_once_and_runs_nothing(
 
 
 def _deduplicated_article(tag: str) -> int:
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
 
     with unit_of_work() as s:
         a = Article(
@@ -73,7 +73,7 @@ def _deduplicated_article(tag: str) -> int:
 def _claims(aid: int) -> int:
     from sqlmodel import select
 
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
 
     with unit_of_work() as s:
         return len(s.exec(select(Claim).where(Claim.article_id == aid)).all())
@@ -85,7 +85,7 @@ def test_claims_step_waits_for_the_model_without_counting(configure: Any) -> Non
     pending, uncounted, for the sweep. With the setting fixed the same step processes it.
     A crash of the claims code itself still counts (the contrast)."""
     from tasks.processing import claims_article
-    from worker.db import init_db
+    from worker.core.db import init_db
 
     settings = configure(spacy_model=BOGUS, max_attempts=3)
     init_db(settings)
@@ -119,7 +119,7 @@ def test_worker_says_so_at_start_and_its_claims_steps_wait_until_fixed(
     client.flushdb()
     db_url = f"sqlite:///{tmp_path / 'cw.sqlite'}"
     settings = configure(database_url=db_url, broker_url=REDIS_URL, max_attempts=2)
-    from worker.db import init_db
+    from worker.core.db import init_db
 
     init_db(settings)
     aid = _deduplicated_article("w")

@@ -18,9 +18,10 @@ from sqlmodel import select
 from schemas.models import RobotsTxt
 from schemas.types import utcnow
 from tests.support.server import LocalServer, Reply
-from worker.db import init_db, unit_of_work
-from worker.http import HttpClient
-from worker.politeness import (
+from worker.core.db import init_db, unit_of_work
+from worker.core.settings import Settings
+from worker.network.http import HttpClient
+from worker.network.politeness import (
     ROBOTS_ERROR_TTL,
     HostBusy,
     LocalHostLimiter,
@@ -29,7 +30,6 @@ from worker.politeness import (
     forget_robots_failures,
     robots_allows,
 )
-from worker.settings import Settings
 
 ROBOTS = b"User-agent: *\nDisallow: /private/\n\nUser-agent: claimwire\nDisallow: /no-bots/\n"
 

@@ -18,11 +18,9 @@ from schemas.models import Article, Feed, FeedPoll, FeedState, Sighting
 from schemas.types import utcnow
 from tests.support.content import BASE_DAY, rss
 from tests.support.server import Reply
-from worker.db import init_db, unit_of_work
-from worker.feeds import add_feeds, set_interval
-from worker.http import HttpClient
-from worker.politeness import HostBusy, LocalHostLimiter
-from worker.polling import (
+from worker.core.db import init_db, unit_of_work
+from worker.core.settings import Settings
+from worker.feeds.polling import (
     HINT_CAP,
     HISTORY_TRIM_EVERY,
     Lease,
@@ -33,7 +31,9 @@ from worker.polling import (
     next_interval,
     poll_feed,
 )
-from worker.settings import Settings
+from worker.feeds.subscriptions import add_feeds, set_interval
+from worker.network.http import HttpClient
+from worker.network.politeness import HostBusy, LocalHostLimiter
 
 RSS = "application/rss+xml"
 

@@ -16,16 +16,16 @@ from tests.test_backfill_helpers import job_row, run_items
 
 
 def _reprocess(**filters: object) -> int:
-    from worker.db import unit_of_work
-    from worker.reprocess import ReprocessFilter, create_reprocess_job
-    from worker.settings import get_settings
+    from worker.core.db import unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs.reprocess import ReprocessFilter, create_reprocess_job
 
     with unit_of_work() as s:
         return int(create_reprocess_job(s, ReprocessFilter(**filters), get_settings()).id or 0)  # type: ignore[arg-type]
 
 
 def _claims() -> list[Claim]:
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
 
     with unit_of_work() as s:
         return list(s.exec(select(Claim).order_by(col(Claim.article_id), col(Claim.start))).all())
@@ -36,9 +36,9 @@ def test_reprocess_after_extractor_bump_rewrites_claims_once(
 ) -> None:
     configure()
     serve_site(server)
-    from worker.backfill import create_urls_job
-    from worker.db import init_db, unit_of_work
-    from worker.settings import get_settings
+    from worker.core.db import init_db, unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs.discovery import create_urls_job
 
     init_db()
     urls = [server.url(f"/news/{slug}") for slug, *_ in STORIES]
@@ -52,12 +52,12 @@ def test_reprocess_after_extractor_bump_rewrites_claims_once(
         bands_before = s.exec(select(func.count()).select_from(DedupBand)).one()
 
     import worker.claims
-    import worker.claims.extraction
+    import worker.claims.attribution
 
     old = worker.claims.EXTRACTOR_VERSION
     assert _reprocess(older_extractor=True) and job_row(_last_job())["discovered"] == 0
     monkeypatch.setattr(worker.claims, "EXTRACTOR_VERSION", old + "+bumped")
-    monkeypatch.setattr(worker.claims.extraction, "EXTRACTOR_VERSION", old + "+bumped")
+    monkeypatch.setattr(worker.claims.attribution, "EXTRACTOR_VERSION", old + "+bumped")
 
     job_id = _reprocess(older_extractor=True)
     assert job_row(job_id)["discovered"] == len(STORIES)
@@ -95,21 +95,21 @@ def test_reprocess_after_extractor_bump_rewrites_claims_once(
 
 
 def _last_job() -> int:
-    from worker import jobs
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
+    from worker.jobs import lifecycle
 
     with unit_of_work() as s:
-        return int(jobs.list_jobs(s, 1)[0].id or 0)
+        return int(lifecycle.list_jobs(s, 1)[0].id or 0)
 
 
 def test_reprocess_selection_filters(configure, server) -> None:
     configure(extract_claims="false")
     serve_site(server)
     serve_site(server, prefix="/other", site="Other")
-    from worker.backfill import create_urls_job
-    from worker.db import init_db, unit_of_work
-    from worker.reprocess import ReprocessFilter, count_selection
-    from worker.settings import get_settings
+    from worker.core.db import init_db, unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs.discovery import create_urls_job
+    from worker.jobs.reprocess import ReprocessFilter, count_selection
 
     init_db()
     urls = [server.url(f"/news/{slug}") for slug, *_ in STORIES]
@@ -136,7 +136,7 @@ def test_reprocess_selection_filters(configure, server) -> None:
 
 def _snapshot() -> dict[str, object]:
     """Groups, claims and clusters in terms that survive new row ids."""
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
 
     with unit_of_work() as s:
         arts = {a.id: a for a in s.exec(select(Article)).all()}
@@ -172,9 +172,9 @@ def test_reprocess_of_duplicate_groups_keeps_groups_claims_and_clusters(
     configure()
     serve_site(server)
     serve_site(server, prefix="/copy", site="Harbour Copy")
-    from worker.backfill import create_urls_job
-    from worker.db import init_db, unit_of_work
-    from worker.settings import get_settings
+    from worker.core.db import init_db, unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs.discovery import create_urls_job
 
     init_db()
     urls = [server.url(f"{pre}/news/{slug}") for pre in ("", "/copy") for slug, *_ in STORIES]
@@ -191,11 +191,11 @@ def test_reprocess_of_duplicate_groups_keeps_groups_claims_and_clusters(
     hits = dict(server.hits)
 
     import worker.claims
-    import worker.claims.extraction
+    import worker.claims.attribution
 
     bumped = worker.claims.EXTRACTOR_VERSION + "+dup"
     monkeypatch.setattr(worker.claims, "EXTRACTOR_VERSION", bumped)
-    monkeypatch.setattr(worker.claims.extraction, "EXTRACTOR_VERSION", bumped)
+    monkeypatch.setattr(worker.claims.attribution, "EXTRACTOR_VERSION", bumped)
     job_id = _reprocess(older_extractor=True, states=["processed"])
     # canonicals carry claims, copies none: a new claims extractor selects only the
     # canonicals (a copy's claims do not depend on it)
@@ -228,10 +228,10 @@ def test_older_extractor_skips_demoted_copies_of_a_fresh_run(configure, server) 
     serve_site(server, prefix="/copy", site="Harbour Copy")
     from datetime import timedelta
 
-    from worker.backfill import create_urls_job
-    from worker.db import init_db, unit_of_work
-    from worker.reprocess import ReprocessFilter, count_selection, selection
-    from worker.settings import get_settings
+    from worker.core.db import init_db, unit_of_work
+    from worker.core.settings import get_settings
+    from worker.jobs.discovery import create_urls_job
+    from worker.jobs.reprocess import ReprocessFilter, count_selection, selection
 
     init_db()
     copy_urls = [server.url(f"/copy/news/{slug}") for slug, *_ in STORIES]
@@ -266,11 +266,11 @@ def test_reprocess_selects_by_feed(configure, server) -> None:
     configure(extract_claims="false")
     serve_site(server)
     from schemas.models import Sighting
-    from worker.backfill import create_urls_job
-    from worker.db import init_db, insert_ignore, unit_of_work
-    from worker.feeds import add_feeds, find_feed
-    from worker.reprocess import ReprocessFilter, count_selection, selection
-    from worker.settings import get_settings
+    from worker.core.db import init_db, insert_ignore, unit_of_work
+    from worker.core.settings import get_settings
+    from worker.feeds.subscriptions import add_feeds, find_feed
+    from worker.jobs.discovery import create_urls_job
+    from worker.jobs.reprocess import ReprocessFilter, count_selection, selection
 
     init_db()
     urls = [server.url(f"/news/{slug}") for slug, *_ in STORIES]

@@ -194,10 +194,10 @@ def test_progress_lines_come_only_when_due_and_changed(
     printed only when a count changed since the last line."""
     configure(extract_claims="false")
     from schemas.types import utcnow
-    from worker.backfill import create_urls_job
-    from worker.db import init_db, unit_of_work
-    from worker.service import ProgressReporter
-    from worker.settings import get_settings
+    from worker.core.db import init_db, unit_of_work
+    from worker.core.settings import get_settings
+    from worker.embedded.run import ProgressReporter
+    from worker.jobs.discovery import create_urls_job
 
     init_db()
     now = [0.0]
@@ -220,9 +220,9 @@ def test_progress_lines_come_only_when_due_and_changed(
     from tests.test_backfill_helpers import run_items
 
     with unit_of_work() as s:
-        from worker import jobs
+        from worker.jobs import lifecycle
 
-        job_id = int(jobs.list_jobs(s, 1)[0].id or 0)
+        job_id = int(lifecycle.list_jobs(s, 1)[0].id or 0)
     run_items(job_id)
     now[0] = 45.0
     line = reporter.report()

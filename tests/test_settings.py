@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.conftest import ROOT
-from worker.settings import Settings, mask_url, settings_table
+from worker.core.settings import Settings, mask_url, settings_table
 
 
 def test_readme_configuration_table_lists_every_setting() -> None:

@@ -1,5 +1,5 @@
 """Deaths of a worker process during a step are counted by starts that never end
-(worker.quarantine.begin_step / end_step), on SQLite and PostgreSQL. The same with real
+(worker.pipeline.attempts.begin_step / end_step), on SQLite and PostgreSQL. The same with real
 worker processes killed by a page: tests/test_faults.py."""
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ def db(request: pytest.FixtureRequest, configure: Any) -> Any:
         settings = configure(database_url=request.getfixturevalue("pg_url"))
     else:
         settings = configure()
-    from worker.db import init_db
+    from worker.core.db import init_db
 
     init_db(settings)
     return settings
 
 
 def _article(state: ArticleState = ArticleState.extracted, tag: str = "a") -> int:
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
 
     old = utcnow() - timedelta(hours=1)
     with unit_of_work() as s:
@@ -48,25 +48,25 @@ def _article(state: ArticleState = ArticleState.extracted, tag: str = "a") -> in
 
 
 def _begin(aid: int, max_deaths: int = 3) -> Any:
-    from worker.db import unit_of_work
-    from worker.quarantine import begin_step
+    from worker.core.db import unit_of_work
+    from worker.pipeline.attempts import begin_step
 
     with unit_of_work() as s:
         return begin_step(s, aid, STEP, max_deaths)
 
 
 def _end(aid: int, advanced: bool) -> None:
-    from worker.db import unit_of_work
-    from worker.quarantine import end_step
+    from worker.core.db import unit_of_work
+    from worker.pipeline.attempts import end_step
 
     with unit_of_work() as s:
         end_step(s, aid, advanced=advanced)
 
 
 def test_steps_that_end_count_nothing_deaths_accumulate_then_quarantine(db: Any) -> None:
-    from worker.db import unit_of_work
-    from worker.quarantine import StepStart, replay
-    from worker.sweep import stale_articles
+    from worker.core.db import unit_of_work
+    from worker.pipeline.attempts import StepStart, replay
+    from worker.pipeline.sweep import stale_articles
 
     aid = _article()
     # steps that return or raise take their start back: no death, however many
@@ -104,7 +104,7 @@ def test_steps_that_end_count_nothing_deaths_accumulate_then_quarantine(db: Any)
 
 
 def test_a_step_that_moves_the_article_on_clears_its_deaths(db: Any) -> None:
-    from worker.quarantine import StepStart
+    from worker.pipeline.attempts import StepStart
 
     aid = _article()
     _begin(aid)
@@ -122,7 +122,7 @@ def test_a_step_that_moves_the_article_on_clears_its_deaths(db: Any) -> None:
 def test_finished_article_is_never_quarantined_by_deaths(db: Any) -> None:
     """A step re-run on a processed article (a reprocess restart) that keeps killing
     its worker: the message is dropped, the article keeps its state and data."""
-    from worker.quarantine import StepStart
+    from worker.pipeline.attempts import StepStart
 
     aid = _article(ArticleState.processed)
     for i in range(3):
@@ -142,8 +142,8 @@ def test_a_copy_of_a_running_step_neither_counts_nor_runs(configure: Any, pg_url
     """PostgreSQL: while a step holds its article's row lock, a second copy of its
     message (redelivered, or re-sent by the sweep) is told `busy` and counts nothing."""
     from tasks.base import lock_article
-    from worker.db import init_db, unit_of_work
-    from worker.quarantine import StepStart
+    from worker.core.db import init_db, unit_of_work
+    from worker.pipeline.attempts import StepStart
 
     init_db(configure(database_url=pg_url))
     aid = _article()
@@ -167,8 +167,8 @@ def test_a_copy_that_loses_the_row_takes_its_start_back(
     import psycopg
 
     import tasks.base as base
-    from worker.db import init_db
-    from worker.quarantine import StepStart
+    from worker.core.db import init_db
+    from worker.pipeline.attempts import StepStart
 
     init_db(configure(database_url=pg_url))
     aid = _article()
@@ -198,7 +198,7 @@ def test_articles_inserted_without_the_new_columns_start_at_zero(db: Any) -> Non
     fills the counter."""
     from sqlalchemy import insert
 
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
 
     with unit_of_work() as s:
         s.execute(
@@ -226,8 +226,8 @@ def test_sweep_sends_one_article_whose_worker_died_per_run(db: Any) -> None:
     from sqlalchemy import update
     from sqlmodel import col
 
-    from worker.db import unit_of_work
-    from worker.sweep import stale_articles
+    from worker.core.db import unit_of_work
+    from worker.pipeline.sweep import stale_articles
 
     died = [_article(tag=f"died{i}") for i in range(3)]
     fine = [_article(tag=f"fine{i}") for i in range(2)]

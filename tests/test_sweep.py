@@ -37,7 +37,7 @@ def test_sweep_resends_stuck_articles_but_not_into_a_backlogged_queue(
 
     settings = configure(broker_url=redis_url, sweep_backlog_limit=5, stale_after=60)
     from tasks.maintenance import sweep
-    from worker.db import init_db, unit_of_work
+    from worker.core.db import init_db, unit_of_work
 
     init_db(settings)
     with unit_of_work() as s:
@@ -68,7 +68,7 @@ def db_settings(request: pytest.FixtureRequest, configure: Any) -> Any:
     if request.param == "postgres":
         overrides["database_url"] = request.getfixturevalue("pg_url")
     settings = configure(**overrides)
-    from worker.db import init_db
+    from worker.core.db import init_db
 
     init_db(settings)
     return settings
@@ -88,10 +88,10 @@ def test_a_step_waiting_for_its_host_is_not_sent_again_by_the_sweep(
     from tasks.fetching import fetch_article
     from tasks.maintenance import sweep
     from tests.support.server import Reply
-    from worker.db import unit_of_work
-    from worker.politeness import HostBusy
-    from worker.sweep import stale_articles
-    from worker.urls import host_of, url_hash
+    from worker.core.db import unit_of_work
+    from worker.network.politeness import HostBusy
+    from worker.network.urls import host_of, url_hash
+    from worker.pipeline.sweep import stale_articles
 
     server.routes["/robots.txt"] = Reply(503, b"down", content_type="text/plain")
     url = server.url("/news/a")

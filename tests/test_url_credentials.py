@@ -84,7 +84,7 @@ def test_log_lines_are_masked(configure: Any, capsys: Any) -> None:
 
     import structlog
 
-    from worker.logs import configure_logging
+    from worker.core.logs import configure_logging
 
     # a handler already on the root logger, as Celery's is in a worker process
     stream = io.StringIO()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.urls import InvalidURL, canonicalize, host_of, origin_of, url_hash
+from worker.network.urls import InvalidURL, canonicalize, host_of, origin_of, url_hash
 
 SAME = [
     # (a spelling a feed may use, the canonical URL)

@@ -11,9 +11,9 @@ from tests.support.content import STORIES, serve_site
 def test_a_poll_and_each_finished_step_log_one_info_line(configure, server) -> None:
     from tasks.fetching import fetch_article
     from tasks.polling import _poll_one
-    from worker.db import init_db, unit_of_work
-    from worker.feeds import add_feeds
-    from worker.polling import claim_due_feeds
+    from worker.core.db import init_db, unit_of_work
+    from worker.feeds.polling import claim_due_feeds
+    from worker.feeds.subscriptions import add_feeds
 
     settings = configure(extract_claims="false")
     init_db(settings)

@@ -24,7 +24,7 @@ from celery.signals import (
 )
 from kombu.entity import Queue
 
-from worker.settings import Settings, get_settings
+from worker.core.settings import Settings, get_settings
 
 IO_QUEUE, CPU_QUEUE, BACKFILL_QUEUE = "io", "cpu", "backfill"
 # The scheduler's own short tasks: dispatch_due_feeds, sweep, advance_jobs. Consumed by
@@ -127,7 +127,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "store_processed": False,
         }
         conf["worker_enable_remote_control"] = False
-        conf["broker_transport"] = "worker.fsbroker:Transport"  # atomic message files
+        conf["broker_transport"] = "worker.embedded.broker:Transport"  # atomic message files
     else:
         # Longer than any task plus its retries' countdowns (capped by max_countdown),
         # so Redis does not hand an unacknowledged message to a second worker while the
@@ -150,9 +150,9 @@ app = create_app()
 @worker_init.connect  # type: ignore[untyped-decorator]
 def _size_db_pool(sender: Any = None, **_: Any) -> None:
     """A worker with a thread pool (``-P threads -c 32``) runs that many tasks at once in
-    one process: its database pool keeps as many connections (worker/db.py pool_size).
+    one process: its database pool keeps as many connections (worker/core/db.py pool_size).
     A prefork or solo worker runs one task per process."""
-    from worker.db import set_worker_threads
+    from worker.core.db import set_worker_threads
 
     pool = str(getattr(sender, "pool_cls", "") or "").lower()
     concurrency = getattr(sender, "concurrency", None)
@@ -163,7 +163,7 @@ def _size_db_pool(sender: Any = None, **_: Any) -> None:
 @worker_process_init.connect  # type: ignore[untyped-decorator]
 def _reset_after_fork(**_: Any) -> None:
     """A forked pool process must not share its parent's database connections."""
-    from worker.db import dispose_engines
+    from worker.core.db import dispose_engines
 
     dispose_engines()
 
@@ -183,7 +183,7 @@ def _consume_schedule(sender: Any = None, instance: Any = None, **_: Any) -> Non
 def _configure_structlog(**_kwargs: Any) -> None:
     """Worker and beat processes started with the plain ``celery`` command log through
     the same structlog setup as the CLI (plain tracebacks, no local variables)."""
-    from worker.logs import configure_logging
+    from worker.core.logs import configure_logging
 
     configure_logging(get_settings())
 
@@ -196,7 +196,7 @@ def _check_claims_model(sender: Any = None, **_: Any) -> None:
     setting is fixed and the worker restarted."""
     import structlog
 
-    from worker.claims_model import model_problem
+    from worker.claims.model import model_problem
 
     settings = get_settings()
     if not settings.extract_claims:

@@ -1,5 +1,5 @@
 """What counting worker deaths costs: the start of every step is committed in its own
-transaction before the step runs (``worker.quarantine.begin_step``) and taken back in
+transaction before the step runs (``worker.pipeline.attempts.begin_step``) and taken back in
 the step's transaction (``end_step``).
 
 Measures, interleaved so that both see the same machine load, one article step's
@@ -38,8 +38,8 @@ from bench.timing import pct  # noqa: E402
 
 def _setup(url: str | None, data_dir: Path, n: int) -> list[int]:
     from schemas.models import Article
-    from worker.db import dispose_engines, init_db, unit_of_work
-    from worker.settings import Settings, get_settings
+    from worker.core.db import dispose_engines, init_db, unit_of_work
+    from worker.core.settings import Settings, get_settings
 
     for k in [k for k in os.environ if k.startswith("CLAIMWIRE_")]:
         del os.environ[k]
@@ -65,7 +65,7 @@ def _bare(aid: int) -> None:
 
     from schemas.models import Article
     from tasks.base import lock_article
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
 
     with unit_of_work() as s:
         lock_article(s, aid)
@@ -80,8 +80,8 @@ def _counted(aid: int) -> None:
 
     from schemas.models import Article
     from tasks.base import lock_article
-    from worker.db import unit_of_work
-    from worker.quarantine import begin_step, end_step
+    from worker.core.db import unit_of_work
+    from worker.pipeline.attempts import begin_step, end_step
 
     with unit_of_work() as s:
         begin_step(s, aid, "bench", 5)
@@ -130,7 +130,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="cw-steps-") as tmp:
                 _run("postgresql", _setup(f"{base}/{name}", Path(tmp), args.steps))
         finally:
-            from worker.db import dispose_engines
+            from worker.core.db import dispose_engines
 
             dispose_engines()
             with psycopg.connect(args.postgres, autocommit=True) as conn:

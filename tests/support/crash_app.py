@@ -16,16 +16,16 @@ from pathlib import Path
 from sqlmodel import Session
 
 from schemas.models import Article, RawPage
-from worker import pages
-from worker.archive import Archive
 from worker.celery_app import app
-from worker.settings import Settings
+from worker.core.settings import Settings
+from worker.pages import extract
+from worker.pages.archive import Archive
 
 __all__ = ["MARKER", "app"]
 
 MARKER = b"<!-- claimwire-test: this page kills the worker -->"
 
-_real_extract = pages.extract_stored_article
+_real_extract = extract.extract_stored_article
 
 
 def _crashing_extract(
@@ -44,4 +44,4 @@ def _crashing_extract(
     return _real_extract(session, article_id, archive, settings)
 
 
-pages.extract_stored_article = _crashing_extract  # tasks.processing looks it up per call
+extract.extract_stored_article = _crashing_extract  # tasks.processing looks it up per call

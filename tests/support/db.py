@@ -7,7 +7,7 @@ from schemas.models import Article
 
 def load_article(article_id: int) -> Article:
     """The article as stored now, detached from its session."""
-    from worker.db import unit_of_work
+    from worker.core.db import unit_of_work
 
     with unit_of_work() as s:
         a = s.get(Article, article_id)

@@ -555,7 +555,7 @@ def claims_mismatch(database_url: str) -> list[int]:
     import psycopg
 
     from worker.claims import extract_claims, load_nlp
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
     nlp = load_nlp(Settings().spacy_model)
     url = database_url.replace("postgresql+psycopg://", "postgresql://")

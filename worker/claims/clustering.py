@@ -24,7 +24,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, Claim, ClaimCluster, ClaimClusterWord
-from worker.db import is_postgres
+from worker.core.db import is_postgres
 
 _TITLES = {
     "mr",

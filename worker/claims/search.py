@@ -19,7 +19,7 @@ def _lower(session: Session) -> Any:
     """SQL ``lower()`` that folds every letter: SQLite's own folds ASCII only, so
     ``--speaker Özdemir`` found nobody there (PostgreSQL's follows the database's
     Unicode locale)."""
-    from worker.db import is_postgres
+    from worker.core.db import is_postgres
 
     if is_postgres(session):
         return func.lower

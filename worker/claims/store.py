@@ -14,8 +14,8 @@ from sqlmodel import Session, col, select
 from schemas.models import Article, ArticleState, Claim
 from schemas.types import utcnow
 from worker.claims.clustering import assign_clusters, refresh_cluster
-from worker.fetching import set_state
-from worker.settings import Settings
+from worker.core.settings import Settings
+from worker.pages.fetch import set_state
 
 
 def _english(article: Article) -> bool:

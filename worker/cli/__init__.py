@@ -11,8 +11,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from worker.cli import feeds, jobs, service, tools  # noqa: F401  (register the commands)
-from worker.cli.common import UserError, app, settings_error
+from worker.cli import (  # noqa: F401  (register the commands)
+    feed_commands,
+    job_commands,
+    service_commands,
+    tool_commands,
+)
+from worker.cli.console import UserError, app, settings_error
 
 __all__ = ["app", "main"]
 
@@ -40,9 +45,9 @@ def _fail(message: str, status: int) -> SystemExit:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from worker.db import DatabaseUnavailable
-    from worker.feeds import FeedNotFound
-    from worker.urls import InvalidURL
+    from worker.core.db import DatabaseUnavailable
+    from worker.feeds.subscriptions import FeedNotFound
+    from worker.network.urls import InvalidURL
 
     return (UserError, DatabaseUnavailable, FeedNotFound, InvalidURL)
 
@@ -71,7 +76,7 @@ def _click_errors(name: str) -> tuple[type[BaseException], ...]:
 
 def _debug() -> bool:
     try:
-        from worker.settings import get_settings
+        from worker.core.settings import get_settings
 
         return bool(get_settings().log_level.upper() == "DEBUG")
     except Exception:  # noqa: BLE001 (invalid settings: reported elsewhere)
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         raise _fail(f"error:{where}: {exc.strerror or exc}", 2) from None
     except Exception as exc:
         if _database_unavailable(exc):
-            from worker.db import database_error
+            from worker.core.db import database_error
 
             raise _fail(f"error: {database_error(exc)}", 2) from None
         if _debug():

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection that worker.db.init_db hands over."""
+"""Alembic environment: runs on the connection that worker.core.db.init_db hands over."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool

@@ -1,0 +1,341 @@
+"""`claimwire feeds ...`: add, import, export, list, show, set, discover, remove, poll."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from worker.cli.console import UserError, _db, app, err, out
+from worker.core.settings import mask_secrets
+
+feeds_app = typer.Typer(help="Manage the feeds claimwire polls.", no_args_is_help=True)
+app.add_typer(feeds_app, name="feeds")
+
+
+# ----------------------------------------------------------------------------- feeds
+
+
+@feeds_app.command("add")
+def feeds_add(urls: list[str] = typer.Argument(..., help="Feed URLs.")) -> None:
+    """Add feeds (adding one that exists is a no-op)."""
+    from worker.core.db import unit_of_work
+    from worker.feeds.subscriptions import add_feeds
+    from worker.network.urls import InvalidURL
+
+    settings = _db()
+    try:
+        with unit_of_work() as s:
+            result = add_feeds(s, [(u, None, []) for u in urls], settings)
+    except InvalidURL as exc:
+        raise UserError(str(exc)) from exc
+    for u in result.added:
+        out.print(f"added {u}")
+    for u in result.existing:
+        out.print(f"already present: {u}")
+
+
+@feeds_app.command("import")
+def feeds_import(path: Path = typer.Argument(..., help="OPML file, or - for stdin.")) -> None:
+    """Import feeds from an OPML subscription list (folders become tags)."""
+    from worker.core.db import unit_of_work
+    from worker.feeds.opml import OPMLError, read_opml
+    from worker.feeds.subscriptions import add_feeds
+    from worker.network.urls import InvalidURL
+
+    try:
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        entries = read_opml(data)
+    except OPMLError as exc:
+        raise UserError(f"{path}: {exc}") from exc
+    settings = _db()
+    good, bad = [], []
+    for url, title, tags in entries:
+        try:
+            from worker.network.urls import canonicalize
+
+            canonicalize(url)
+            good.append((url, title, tags))
+        except InvalidURL as exc:
+            bad.append(f"{url}: {exc}")
+    with unit_of_work() as s:
+        result = add_feeds(s, good, settings)
+    out.print(
+        f"imported {len(result.added)} new feeds, {len(result.existing)} already present,"
+        f" {len(bad)} invalid"
+    )
+    for line in bad[:20]:
+        err.print(f"skipped {line}")
+
+
+@feeds_app.command("export")
+def feeds_export(
+    out_file: Path | None = typer.Option(None, "--out", help="File (default stdout)."),
+) -> None:
+    """Export feeds as OPML 2.0."""
+    from worker.core.db import unit_of_work
+    from worker.feeds.opml import write_opml
+    from worker.feeds.subscriptions import all_feeds
+
+    _db()
+    with unit_of_work() as s:
+        doc = write_opml(all_feeds(s))
+    if out_file:
+        out_file.write_text(doc, encoding="utf-8")
+    else:
+        sys.stdout.write(doc)
+
+
+@feeds_app.command("list")
+def feeds_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")) -> None:
+    """List feeds with their health."""
+    from worker.core.db import unit_of_work
+    from worker.feeds.subscriptions import all_feeds, feed_row
+
+    _db()
+    with unit_of_work() as s:
+        rows = [feed_row(f) for f in all_feeds(s)]
+    if as_json:
+        for r in rows:
+            sys.stdout.write(mask_secrets(json.dumps(r, ensure_ascii=False)) + "\n")
+        return
+    table = Table(
+        "id",
+        "state",
+        "url",
+        "last attempt",
+        "last success",
+        "last new entry",
+        "fails",
+        "HTTP",
+        "new/day",
+        "interval",
+        "next poll",
+        "last error",
+    )
+
+    def when(v: object) -> str:  # "MM-DD HH:MM" (UTC): enough to tell health apart
+        return str(v)[5:16].replace("T", " ") if v else "-"
+
+    for r in rows:
+        state = str(r["state"])
+        table.add_row(
+            str(r["id"]),
+            f"[bold red]{state}[/]" if state == "dead" else state,
+            str(r["url"]),
+            when(r["last_attempt_at"]),
+            when(r["last_success_at"]),
+            when(r["last_new_entry_at"]),
+            str(r["consecutive_failures"]),
+            str(r["last_status"] or "-"),
+            str(r["new_entries_per_day"]),
+            _duration(r["interval_override"] or r["poll_interval"])
+            + ("*" if r["interval_override"] else ""),
+            when(r["next_poll_at"]),
+            str(r["last_error"] or "")[:60],
+        )
+    out.print(table)
+    if any(r["interval_override"] for r in rows):
+        out.print("* interval set by hand (`claimwire feeds set ID --interval auto` to undo)")
+
+
+def _duration(value: object) -> str:
+    seconds = int(str(value)) if str(value).isdigit() else 0
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@feeds_app.command("set")
+def feeds_set(
+    ref: str = typer.Argument(..., help="Feed id or URL."),
+    interval: str | None = typer.Option(
+        None, "--interval", help="Fixed poll interval (900, 15m, 2h, 1d) or 'auto' (adaptive)."
+    ),
+    pause: bool = typer.Option(False, "--pause", help="Stop polling the feed."),
+    resume: bool = typer.Option(False, "--resume", help="Poll a paused feed again."),
+) -> None:
+    """Change one feed: a manual poll interval, or pause/resume it."""
+    from worker.core.db import unit_of_work
+    from worker.feeds.subscriptions import (
+        FeedNotFound,
+        find_feed,
+        parse_interval,
+        set_interval,
+        set_paused,
+    )
+
+    if interval is None and not pause and not resume:
+        raise UserError("nothing to change: give --interval, --pause or --resume")
+    if pause and resume:
+        raise UserError("--pause and --resume contradict each other")
+    try:
+        seconds = parse_interval(interval) if interval is not None else None
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    _db()
+    try:
+        with unit_of_work() as s:
+            feed = find_feed(s, ref)
+            if interval is not None:
+                set_interval(s, feed, seconds)
+            if pause or resume:
+                set_paused(s, feed, pause)
+            url, state = feed.url, feed.state
+    except FeedNotFound as exc:
+        raise UserError(str(exc)) from exc
+    if interval is not None:
+        shown = "adaptive" if seconds is None else f"every {_duration(seconds)}"
+        out.print(f"{url}: polled {shown}")
+    if pause or resume:
+        out.print(f"{url}: {state}")
+
+
+@feeds_app.command("discover")
+def feeds_discover(
+    site_url: str = typer.Argument(..., help="A site's address (or a feed's)."),
+    add: bool = typer.Option(False, "--add", help="Add the feeds found."),
+) -> None:
+    """Find a site's feeds (<link rel=alternate>, feed links, common paths)."""
+    from worker.core import resources
+    from worker.core.db import unit_of_work
+    from worker.feeds.subscriptions import add_feeds, discover_feeds
+    from worker.network.http import FetchError
+    from worker.network.politeness import HostBusy
+    from worker.network.urls import InvalidURL
+
+    settings = _db()
+    try:
+        with unit_of_work() as s:
+            found = discover_feeds(
+                s,
+                resources.http_client(settings),
+                resources.host_limiter(settings),
+                site_url,
+                settings,
+            )
+            result = add_feeds(s, [(f.url, f.title, []) for f in found], settings) if add else None
+    except InvalidURL as exc:
+        raise UserError(str(exc)) from exc
+    except FetchError as exc:
+        raise UserError(f"cannot fetch {site_url}: {exc.reason}") from exc
+    except HostBusy as exc:
+        raise UserError(f"cannot fetch {site_url} now: {exc}") from exc
+    if not found:
+        err.print(f"no feed found at {site_url}")
+        raise typer.Exit(1)
+    for f in found:
+        out.print(f"{f.url}  ({f.title or 'untitled'}, {f.entries} entries, by {f.found_by})")
+    if result is not None:
+        for u in result.added:
+            out.print(f"added {u}")
+        for u in result.existing:
+            out.print(f"already present: {u}")
+
+
+@feeds_app.command("show")
+def feeds_show(
+    ref: str = typer.Argument(..., help="Feed id or URL."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+    polls: int = typer.Option(10, "--polls", min=0, help="How many recent polls to show."),
+) -> None:
+    """One feed's health and its recent polls."""
+    from sqlmodel import col, select
+
+    from schemas.models import FeedPoll
+    from worker.core.db import unit_of_work
+    from worker.feeds.subscriptions import FeedNotFound, feed_row, find_feed
+
+    _db()
+    try:
+        with unit_of_work() as s:
+            feed = find_feed(s, ref)
+            row = feed_row(feed)
+            history = [
+                {
+                    "at": p.started_at.isoformat(),
+                    "outcome": p.outcome,
+                    "http_status": p.http_status,
+                    "duration_ms": p.duration_ms,
+                    "entries_seen": p.entries_seen,
+                    "entries_new": p.entries_new,
+                    "error": p.error,
+                }
+                for p in s.exec(
+                    select(FeedPoll)
+                    .where(col(FeedPoll.feed_id) == feed.id)
+                    .order_by(col(FeedPoll.started_at).desc(), col(FeedPoll.id).desc())
+                    .limit(polls)
+                ).all()
+            ]
+    except FeedNotFound as exc:
+        raise UserError(str(exc)) from exc
+    if as_json:
+        shown = json.dumps({**row, "polls": history}, ensure_ascii=False)
+        sys.stdout.write(mask_secrets(shown) + "\n")
+        return
+    facts = Table.grid(padding=(0, 2))
+    for key, value in row.items():
+        facts.add_row(key, "-" if value is None or value == [] else str(value))
+    out.print(facts)
+    table = Table("at (UTC)", "outcome", "HTTP", "ms", "seen", "new", "error", title="recent polls")
+    for h in history:
+        table.add_row(
+            str(h["at"])[:19].replace("T", " "),
+            str(h["outcome"]),
+            str(h["http_status"] or "-"),
+            str(h["duration_ms"]),
+            str(h["entries_seen"]),
+            str(h["entries_new"]),
+            str(h["error"] or "")[:60],
+        )
+    out.print(table)
+
+
+@feeds_app.command("remove")
+def feeds_remove(ref: str = typer.Argument(..., help="Feed id or URL.")) -> None:
+    """Remove a feed (its articles stay)."""
+    from worker.core.db import unit_of_work
+    from worker.feeds.subscriptions import FeedNotFound, find_feed
+
+    _db()
+    try:
+        with unit_of_work() as s:
+            feed = find_feed(s, ref)
+            url = feed.url
+            s.delete(feed)
+    except FeedNotFound as exc:
+        raise UserError(str(exc)) from exc
+    out.print(f"removed {url}")
+
+
+@feeds_app.command("poll")
+def feeds_poll(
+    ref: str | None = typer.Argument(None, help="Feed id or URL."),
+    all_: bool = typer.Option(False, "--all", help="Every feed."),
+) -> None:
+    """Make feeds due now; the running service (or the next `run`) polls them at once."""
+    from worker.core.db import unit_of_work
+    from worker.feeds.polling import make_due
+    from worker.feeds.subscriptions import FeedNotFound, find_feed
+
+    if not all_ and ref is None:
+        raise UserError("give a feed id or URL, or --all")
+    _db()
+    try:
+        with unit_of_work() as s:
+            ids = None if all_ else [find_feed(s, ref or "").id or 0]
+            n = make_due(s, ids)
+    except FeedNotFound as exc:
+        raise UserError(str(exc)) from exc
+    from tasks.maintenance import dispatch_now
+
+    dispatch_now()  # a running service polls them now, not at the dispatcher's next tick
+    out.print(f"{n} feed(s) due now")

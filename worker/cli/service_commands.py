@@ -1,0 +1,258 @@
+"""Commands of the service: init, run, status, export, replay."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from worker.cli.console import UserError, _db, _settings, app, err, out
+
+if TYPE_CHECKING:
+    from worker.pipeline.status import FailingFeeds
+
+# ------------------------------------------------------------------------------ init
+
+
+@app.command()
+def init() -> None:
+    """Create or upgrade the database schema (alembic upgrade head)."""
+    from worker.core.settings import mask_url
+
+    settings = _db()
+    out.print(f"database ready: {mask_url(settings.effective_database_url)}")
+
+
+# ------------------------------------------------------------------------------- run
+
+
+@app.command()
+def run(
+    until_idle: bool = typer.Option(
+        False, "--until-idle", help="Poll due feeds once, finish what follows, then exit."
+    ),
+) -> None:
+    """Run the service: worker and scheduler in one process (Ctrl-C stops it cleanly).
+
+    It prints a progress line every 15 s when a count changed. With --until-idle the
+    exit status says how the run ended: 0 when nothing is pending, 1 when a signal
+    stopped it first or the broker or database stayed unreachable (pending work stays
+    in the database for the next run) or every feed not paused failed its last poll
+    (the failing feeds are named either way), 2 when the broker cannot be reached at
+    the start or the spaCy model of the claims cannot be loaded."""
+    from worker.claims.model import model_problem
+    from worker.core.settings import mask_url
+    from worker.embedded.run import BrokerUnavailable, Ending, run_service
+    from worker.pipeline.status import archive_writable
+
+    settings = _settings()
+    if settings.extract_claims:
+        # Before anything runs: a wrong name would otherwise make every claims step
+        # wait (or, before this check, quarantine every article). Loaded once here, the
+        # embedded worker's threads use the same pipeline.
+        problem = model_problem(settings.spacy_model)
+        if problem is not None:
+            raise UserError(
+                f"{problem}; nothing was run (install it, or fix CLAIMWIRE_SPACY_MODEL, "
+                "or set CLAIMWIRE_EXTRACT_CLAIMS=false)"
+            )
+    settings = _db()
+    problem = archive_writable(settings.effective_archive_dir)
+    if problem:
+        err.print(f"warning: {problem}; pages will wait until it is writable")
+    err.print(
+        f"claimwire: database {mask_url(settings.effective_database_url)}, "
+        f"broker {mask_url(settings.effective_broker_url)}"
+    )
+    try:
+        ending = run_service(
+            settings,
+            until_idle=until_idle,
+            emit_progress=lambda line: err.print(f"claimwire: {line}", highlight=False),
+        )
+    except BrokerUnavailable as exc:
+        raise UserError(
+            f"{exc}; nothing was run (start the broker or fix CLAIMWIRE_BROKER_URL)"
+        ) from None
+    if not until_idle:
+        return
+    from worker.core.db import unit_of_work
+    from worker.pipeline.status import collect, failing_feeds, pending_work
+
+    headline = {
+        Ending.IDLE: "idle.",
+        Ending.STOPPED: "stopped before the work was done.",
+        Ending.GAVE_UP: "gave up: the broker or the database stayed unreachable.",
+    }[ending]
+    try:
+        with unit_of_work() as s:
+            data = collect(s, settings)
+            pending = pending_work(s)
+            failing = failing_feeds(s)
+    except Exception:  # noqa: BLE001 (the database may be what is down)
+        err.print(f"claimwire: {headline} (the database cannot be read for a summary)")
+        raise typer.Exit(1) from None
+    states = ", ".join(f"{k} {v}" for k, v in data["articles"].items() if v)
+    summary = f"articles: {states or 'none'}; claims: {data['claims']}"
+    if failing.failing:
+        summary += f"; {failing.failing} of {failing.unpaused} feed(s) failing"
+    if ending is Ending.IDLE:
+        err.print(f"claimwire: idle. {summary}", highlight=False)
+        _report_failing_feeds(failing)
+        if failing.all_failed:
+            err.print(
+                "claimwire: every feed failed its last poll: nothing new was read (exit 1)",
+                highlight=False,
+            )
+            raise typer.Exit(1)
+        return
+    _report_failing_feeds(failing)
+    err.print(
+        f"claimwire: {headline} {summary}; {pending} item(s) still pending stay in the "
+        "database: run again to finish them"
+    )
+    raise typer.Exit(1)
+
+
+def _report_failing_feeds(failing: FailingFeeds) -> None:
+    """The feeds whose last poll failed (a few, latest first) and where to look."""
+    if not failing.failing:
+        return
+    for feed_id, url, error in failing.examples:
+        err.print(f"claimwire:   feed {feed_id} {url}: {error}", highlight=False, markup=False)
+    more = failing.failing - len(failing.examples)
+    hidden = f" ({more} more not shown)" if more else ""
+    err.print(
+        f"claimwire: {failing.failing} feed(s) failing{hidden}:"
+        " see `claimwire feeds list` and `claimwire feeds show ID`",
+        highlight=False,
+        markup=False,
+    )
+
+
+# ---------------------------------------------------------------------------- export
+
+
+@app.command()
+def export(
+    what: str = typer.Argument(..., help="articles or claims"),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl or csv"),
+    out_file: Path | None = typer.Option(None, "--out", help="File (default stdout)."),
+) -> None:
+    """Export stored articles or claims."""
+    from schemas.exports import ArticleRow, ClaimRow
+    from worker.core.db import unit_of_work
+    from worker.pipeline.export import article_rows, claim_rows, write_rows
+
+    if what not in ("articles", "claims"):
+        raise UserError(f"export what? 'articles' or 'claims', not {what!r}")
+    if fmt not in ("jsonl", "csv"):
+        raise UserError(f"--format must be jsonl or csv, not {fmt!r}")
+    _db()
+    model = ArticleRow if what == "articles" else ClaimRow
+    fields = list(model.model_fields)
+    target: IO[str]
+    with (
+        (
+            out_file.open("w", encoding="utf-8", newline="")
+            if out_file
+            else nullcontext(sys.stdout)
+        ) as target,
+        unit_of_work() as s,
+    ):
+        rows = article_rows(s) if what == "articles" else claim_rows(s)
+        n = write_rows(rows, target, fmt, fields)
+    if out_file:
+        err.print(f"wrote {n} {what} to {out_file}")
+
+
+# ---------------------------------------------------------------------------- status
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Queue depths, articles by state, feed health, recent errors."""
+    from worker.core.db import unit_of_work
+    from worker.core.settings import mask_url
+    from worker.pipeline.status import collect
+
+    settings = _db()
+    with unit_of_work() as s:
+        data = collect(s, settings)
+    data["database"] = mask_url(data["database"])
+    data["broker"] = mask_url(data["broker"])
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    out.print(f"[bold]database[/] {data['database']}   [bold]broker[/] {data['broker']}")
+    if data["broker_reachable"] is False:
+        out.print(
+            f"queues: [bold]broker unreachable[/] ({escape(data['broker'])}): queue depths "
+            "unknown, and no worker can get work until it is back",
+            highlight=False,
+        )
+    else:
+        out.print(
+            "queues: "
+            + ", ".join(f"{k}={'?' if v is None else v}" for k, v in data["queues"].items())
+        )
+    out.print("articles: " + ", ".join(f"{k}={v}" for k, v in data["articles"].items()))
+    f = data["feeds"]
+    out.print(
+        f"feeds: {f['total']} total, {f['healthy']} healthy, {f['failing']} failing, "
+        f"{f['dead']} dead, {f['paused']} paused, {f['due']} due now"
+    )
+    out.print(
+        f"claims: {data['claims']} in {data['claim_clusters']} clusters; "
+        f"{data['articles_skipped_language']} processed article(s) not read for claims "
+        "(not in English)"
+    )
+    for e in data["recent_article_errors"]:
+        out.print(f"  article {e['id']} {e['state']}: {e['reason']}  ({e['url']})")
+    for e in data["recent_feed_errors"]:
+        out.print(
+            f"  feed {e['id']} {e['state']} ({e['failures']} failures): {e['error']}  ({e['url']})"
+        )
+
+
+@app.command()
+def replay(
+    ids: list[int] = typer.Argument(None, help="Article ids (default: all quarantined)."),
+) -> None:
+    """Send quarantined articles back to the step that failed."""
+    from worker.core.db import unit_of_work
+    from worker.pipeline.attempts import NotQuarantined
+    from worker.pipeline.attempts import replay as do_replay
+
+    _db()
+    try:
+        with unit_of_work() as s:
+            n = do_replay(s, ids or None)
+    except NotQuarantined as exc:
+        raise UserError(str(exc)) from exc
+    out.print(f"{n} article(s) sent back for another try; run or keep the service running")
+
+
+@app.command()
+def config(markdown: bool = typer.Option(False, "--markdown", help="The README table.")) -> None:
+    """Show every setting with its current value (passwords masked)."""
+    from worker.core.settings import mask_url, settings_table
+
+    if markdown:
+        sys.stdout.write("| Variable | Default | Meaning |\n|---|---|---|\n")
+        for var, default, meaning in settings_table():
+            sys.stdout.write(f"| `{var}` | `{default}` | {meaning} |\n".replace("``", "(empty)"))
+        return
+    settings = _settings()
+    table = Table("variable", "value", "meaning")
+    for var, _default, meaning in settings_table():
+        value = getattr(settings, var.removeprefix("CLAIMWIRE_").lower())
+        shown = mask_url(str(value)) if "url" in var.lower() else str(value)
+        table.add_row(var, shown, meaning)
+    out.print(table)

@@ -1,0 +1,223 @@
+"""Standalone tools that need no database: extract, claims (and `claims search`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from worker.cli.console import UserError, _db, _parse_date, _settings, app, out
+
+# ---------------------------------------------------------------- standalone tools
+
+
+def _emit(obj: dict[str, Any], jsonl: bool) -> None:
+    if jsonl:
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    else:
+        out.print_json(data=obj)
+
+
+@app.command()
+def extract(
+    paths: list[str] = typer.Argument(..., help="Files, directories, .gz, or URLs."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per line."),
+) -> None:
+    """Extract clean text and metadata, with no database.
+
+    One record per page, in the order given. A page that cannot be read or fetched, or
+    is not HTML (a PDF, an image), still gets its record, with an `error`; the command
+    then exits 1 after writing every record (0 when all pages were extracted)."""
+    from worker.pages.extractor import iter_inputs
+    from worker.pages.fetch import page_fetcher
+
+    settings = _settings()
+    # one client (one connection pool) for every URL given
+    fetch = page_fetcher(settings) if any("://" in p for p in paths) else None
+    records = failed = 0
+    for p in paths:
+        n = 0
+        for obj in iter_inputs([p], settings, fetch=fetch):
+            _emit(obj, jsonl)
+            n += 1
+            failed += "error" in obj
+        records += n
+        if n == 0:
+            _note(f"{p}: no pages in this directory (*.html, *.htm, *.gz)")
+    if failed:
+        _note(
+            f"{failed} of {records} page(s) failed: see the `error` of their record (exit status 1)"
+        )
+        raise typer.Exit(1)
+
+
+TEXT_SUFFIXES = (".txt",)
+"""Files `claimwire claims` reads from a directory (recursively)."""
+
+
+def _text_files(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    f
+                    for f in path.rglob("*")
+                    if f.is_file() and f.name.lower().endswith(TEXT_SUFFIXES)
+                )
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def _note(message: str) -> None:
+    sys.stderr.write(f"claimwire: {message}\n")
+    sys.stderr.flush()
+
+
+@app.command(context_settings={"allow_extra_args": False})
+def claims(
+    paths: list[str] = typer.Argument(
+        ...,
+        help="Text files or directories (their *.txt files); `search` to query stored "
+        "claims; `cluster ID` for one cluster's articles in time order.",
+    ),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per line."),
+    speaker: str | None = typer.Option(None, "--speaker", help="search: speaker contains."),
+    text: str | None = typer.Option(None, "--text", help="search: words in the claim."),
+    since: str | None = typer.Option(None, "--since", help="search: published on or after."),
+    limit: int = typer.Option(50, "--limit", min=1, help="search: rows shown."),
+) -> None:
+    """Extract claims from text files (no database), `claims search` stored ones, or
+    `claims cluster ID` to see where and when one claim was repeated."""
+    if paths and paths[0] == "search":
+        _claims_search(speaker, text, _parse_date(since, "--since"), limit, jsonl)
+        return
+    if paths and paths[0] == "cluster":
+        if len(paths) != 2 or not paths[1].isdigit():
+            raise UserError("usage: claimwire claims cluster ID (a cluster_id of export or search)")
+        _claims_cluster(int(paths[1]), jsonl)
+        return
+    from worker.claims import extract_claims, is_english, load_nlp
+    from worker.claims.attribution import MAX_CLAIM_TEXT
+
+    settings = _settings()
+    try:
+        nlp = load_nlp(settings.spacy_model)
+    except Exception as exc:  # any failure to load the pipeline is the setting's
+        raise UserError(
+            f"cannot load spaCy model {settings.spacy_model!r} (CLAIMWIRE_SPACY_MODEL): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    files = _text_files(paths)
+    if not files:
+        raise UserError("no text files (*.txt) in " + ", ".join(paths))
+    unreadable = 0
+    not_english: list[str] = []
+    for path in files:
+        try:
+            # bytes decoded as they are: no newline translation, so start/end index
+            # the file's text exactly (CRLF files included)
+            content = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            _note(f"error: cannot read {path}: {why}")
+            unreadable += 1
+            continue
+        # A byte-order mark is character 0 of the text as read, never part of a speaker.
+        skip = 1 if content.startswith("\ufeff") else 0
+        body = content[skip:]
+        if body.strip() and not is_english(body[:MAX_CLAIM_TEXT]):
+            not_english.append(str(path))
+            continue
+        if len(body) > MAX_CLAIM_TEXT:
+            _note(f"{path}: only the first {MAX_CLAIM_TEXT:,} characters are read for claims")
+        for c in extract_claims(body, nlp):
+            row = c.model_dump()
+            row["start"] += skip
+            row["end"] += skip
+            _emit({"file": str(path), **row}, jsonl)
+    if not_english:
+        shown = ", ".join(not_english[:5]) + (" ..." if len(not_english) > 5 else "")
+        _note(
+            f"skipped {len(not_english)} of {len(files)} file(s) not in English "
+            f"(claims are extracted from English only): {shown}"
+        )
+    if unreadable:
+        raise UserError(f"{unreadable} of {len(files)} file(s) could not be read (see above)")
+
+
+def _claims_cluster(cluster_id: int, jsonl: bool) -> None:
+    from worker.claims.search import cluster_report
+    from worker.core.db import unit_of_work
+
+    _db()
+    with unit_of_work() as s:
+        report = cluster_report(s, cluster_id)
+    if report is None:
+        raise UserError(f"no claim cluster {cluster_id}")
+    if jsonl:
+        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+        return
+    first = report["first_seen_at"] or "unknown"
+    out.print(
+        f"cluster {cluster_id}: {report['speaker']} — {report['n_articles']} article(s) "
+        f"in {report['n_outlets']} outlet(s); first seen {first} "
+        f"({report['first_outlet'] or '?'}: {report['first_url'] or '?'})"
+    )
+    table = Table("date", "outlet", "speaker", "claim", "url")
+    for m in report["members"]:
+        table.add_row(
+            str(m["published_at"] or "")[:16].replace("T", " "),
+            str(m["outlet"]) + (" (copy)" if m["copy"] else ""),
+            str(m["speaker"]),
+            str(m["text"])[:120],
+            str(m["url"]),
+        )
+    out.print(table)
+
+
+def _claims_search(
+    speaker: str | None, words: str | None, since: datetime | None, limit: int, jsonl: bool
+) -> None:
+    from worker.claims.search import search_claims
+    from worker.core.db import unit_of_work
+
+    _db()
+    with unit_of_work() as s:
+        rows = search_claims(s, speaker=speaker, words=words, since=since, limit=limit + 1)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        _note(f"showing the newest {limit} matching claims; more match (--limit N shows more)")
+    if not rows:
+        asked = [
+            f"{name} {value.date() if isinstance(value, datetime) else repr(value)}"
+            for name, value in (("--speaker", speaker), ("--text", words), ("--since", since))
+            if value
+        ]
+        what = " with " + ", ".join(asked) if asked else ""
+        _note(f"no stored claim{what}")
+        return
+    if jsonl:
+        for r in rows:
+            sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
+        return
+    table = Table("date", "outlet", "speaker", "claim", "cluster", "outlets", "first seen")
+    for r in rows:
+        table.add_row(
+            str(r["published_at"] or "")[:10],
+            str(r["outlet"]),
+            str(r["speaker"]),
+            str(r["text"])[:120],
+            str(r["cluster_id"] or ""),
+            str(r["cluster_outlets"]),
+            str(r["cluster_first_seen"] or "")[:10],
+        )
+    out.print(table)

@@ -1,0 +1,279 @@
+"""Database engine, units of work and schema migrations.
+
+Domain functions take a :class:`~sqlmodel.Session` and never commit; the caller (a
+Celery task or a CLI command) opens one :func:`unit_of_work` per step, so each step
+is one transaction: it happens whole or not at all.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool, QueuePool
+from sqlmodel import Session, create_engine
+
+from worker.core.settings import Settings, get_settings, mask_url
+
+MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+POOL_MARGIN = 2
+"""Connections kept beyond the threads of a process (the embedded run's idle watcher,
+its main thread's sweep): a thread never waits for a connection another one holds."""
+POOL_OVERFLOW = 10
+"""Extra connections opened for a burst and closed again when handed back."""
+POOL_TIMEOUT = 30.0
+"""Seconds a session waits for a connection when the pool and its overflow are in use."""
+
+_worker_threads: int | None = None
+
+
+def set_worker_threads(threads: int) -> None:
+    """Size the pools of this process for ``threads`` threads using the database at once
+    (a Celery worker's ``--concurrency`` with a thread pool; called at ``worker_init``).
+    An engine made before with another pool size is closed: the next session gets a
+    pool of the new size."""
+    global _worker_threads
+    if threads < 1 or threads == _worker_threads:
+        return
+    _worker_threads = threads
+    size = pool_size(get_settings())
+    with _engines_lock:
+        for url, engine in list(_engines.items()):
+            if isinstance(engine.pool, QueuePool) and engine.pool.size() != size:
+                del _engines[url]
+                engine.dispose()
+
+
+def pool_size(settings: Settings) -> int:
+    """Connections one engine keeps: ``CLAIMWIRE_DB_POOL_SIZE`` when set, else the threads
+    of this process (the Celery worker's concurrency, or ``CLAIMWIRE_WORKER_CONCURRENCY``
+    for the embedded run and the CLI) plus :data:`POOL_MARGIN`, and never below 5
+    (SQLAlchemy's default). The pool opens connections only as they are used."""
+    if settings.db_pool_size:
+        return int(settings.db_pool_size)
+    threads = _worker_threads or settings.worker_concurrency
+    return max(5, threads + POOL_MARGIN)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached; the message is safe to print (password masked)."""
+
+
+def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return on_connect
+
+
+def make_engine(
+    url: str, *, pool: bool = True, size: int = 5, busy_timeout: float = 60.0
+) -> Engine:
+    """An engine whose pool keeps ``size`` connections (plus :data:`POOL_OVERFLOW` for a
+    burst); ``pool=False`` opens one connection per session. ``busy_timeout``: seconds a
+    SQLite statement waits for another process's write lock before "database is locked"."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        memory = not path or path == ":memory:"
+        if not memory:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {}
+        if not pool:
+            kwargs["poolclass"] = NullPool
+        elif not memory:  # a file: the same queue pool as PostgreSQL, sized alike
+            kwargs.update(pool_size=size, max_overflow=POOL_OVERFLOW, pool_timeout=POOL_TIMEOUT)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": busy_timeout}, **kwargs
+        )
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
+        return engine
+    kwargs = {"pool_pre_ping": True}
+    if pool:
+        kwargs.update(
+            pool_size=size,
+            max_overflow=POOL_OVERFLOW,
+            pool_timeout=POOL_TIMEOUT,
+            pool_recycle=1800,
+        )
+    else:
+        kwargs["poolclass"] = NullPool
+    return create_engine(url, connect_args={"connect_timeout": 10}, **kwargs)
+
+
+def get_engine(settings: Settings | None = None) -> Engine:
+    settings = settings or get_settings()
+    url = settings.effective_database_url
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = make_engine(
+                url, size=pool_size(settings), busy_timeout=settings.sqlite_busy_timeout
+            )
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close pooled connections (after fork, and between tests)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+    _migrated.clear()
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def init_db(settings: Settings | None = None) -> None:
+    """Create or upgrade the schema to the newest migration (``alembic upgrade head``).
+
+    Safe to call from many processes at once: on PostgreSQL an advisory lock
+    serializes the upgrade; on SQLite the file lock does.
+    """
+    settings = settings or get_settings()
+    url = settings.effective_database_url
+    with _migrate_lock:
+        if url in _migrated:
+            return
+        engine = get_engine(settings)
+        try:
+            with engine.connect() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_lock(726354)"))
+                try:
+                    cfg = alembic_config(url)
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                    conn.commit()
+                finally:
+                    if engine.dialect.name == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_unlock(726354)"))
+                        conn.commit()
+        except OperationalError as exc:
+            raise DatabaseUnavailable(
+                database_error(exc, settings)
+                if is_locked(exc)
+                else f"cannot connect to the database {mask_url(url)}: {_first_line(exc)}"
+            ) from exc
+        _migrated.add(url)
+
+
+def _first_line(exc: BaseException) -> str:
+    msg = str(getattr(exc, "orig", None) or exc).strip()
+    return msg.splitlines()[0] if msg else type(exc).__name__
+
+
+def is_locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked": another process held the write lock longer than
+    ``CLAIMWIRE_SQLITE_BUSY_TIMEOUT``."""
+    return isinstance(exc, OperationalError) and "is locked" in _first_line(exc)
+
+
+def database_error(exc: BaseException, settings: Settings | None = None) -> str:
+    """One line for a database error met in the middle of a command (the statement and
+    its parameters left out, the password masked), saying what to do when it is known."""
+    settings = settings or get_settings()
+    url = settings.effective_database_url
+    if is_locked(exc):
+        where = url.split("///", 1)[-1] if url.startswith("sqlite") else mask_url(url)
+        return (
+            f"the database {where} is locked: another claimwire process (a `run`, an "
+            f"import, a worker) is writing to it and did not finish within "
+            f"{settings.sqlite_busy_timeout:g}s; wait for it to finish or stop it, then "
+            "try again (CLAIMWIRE_SQLITE_BUSY_TIMEOUT sets the wait)"
+        )
+    return f"database {mask_url(url)} failed: {_first_line(exc)}"
+
+
+@contextmanager
+def unit_of_work(settings: Settings | None = None) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error."""
+    session = Session(get_engine(settings), expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def is_postgres(session: Session) -> bool:
+    bind = session.get_bind()
+    return bind.dialect.name == "postgresql"
+
+
+def _insert(session: Session, model: type[Any]) -> Any:
+    if is_postgres(session):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(model.__table__)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(model.__table__)
+
+
+def upsert(
+    session: Session, model: type[Any], row: dict[str, Any], conflict_cols: list[str]
+) -> None:
+    """``INSERT ... ON CONFLICT DO UPDATE`` of one row: concurrent writers of the same
+    key both succeed and the last one's values stay."""
+    stmt = _insert(session, model).values(row)
+    updates = {k: getattr(stmt.excluded, k) for k in row if k not in conflict_cols}
+    session.execute(stmt.on_conflict_do_update(index_elements=conflict_cols, set_=updates))
+
+
+def insert_ignore(
+    session: Session,
+    model: type[Any],
+    rows: list[dict[str, Any]],
+    conflict_cols: list[str],
+    returning: list[Any] | None = None,
+) -> list[Any]:
+    """``INSERT ... ON CONFLICT DO NOTHING`` on PostgreSQL and SQLite alike.
+
+    Returns the ``returning`` columns of the rows actually inserted: under concurrent
+    writers the unique constraint decides who wins, and each loser sees nothing.
+    Large lists go in chunks, under PostgreSQL's 65,535 bind parameters per statement
+    (and SQLite's 32,766).
+    """
+    if not rows:
+        return []
+    # columns with Python-side defaults are bound too: count every column of the table
+    chunk = max(1, 30_000 // len(model.__table__.columns))
+    out: list[Any] = []
+    for i in range(0, len(rows), chunk):
+        stmt = (
+            _insert(session, model)
+            .values(rows[i : i + chunk])
+            .on_conflict_do_nothing(index_elements=conflict_cols)
+        )
+        if returning:
+            out.extend(session.execute(stmt.returning(*returning)).all())
+        else:
+            session.execute(stmt)
+    return out

@@ -1,0 +1,1 @@
+"""Deduplication: exact copies by text hash, near-copies by MinHash and LSH, duplicate groups."""

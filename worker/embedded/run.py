@@ -1,0 +1,282 @@
+"""`claimwire run`: the worker and the scheduler in one process.
+
+The embedded default needs no server: a filesystem broker under the data directory and
+a SQLite database. The same code runs against Redis and PostgreSQL when the settings
+name them. ``until_idle`` polls every due feed once, processes everything that follows,
+and stops once the database says nothing is pending.
+
+``run_service`` says how it ended. ``until_idle`` is a batch job, so it does not wait
+forever on a broker it cannot reach: it fails at once when the broker is unreachable at
+the start, and gives up when its checks have failed for
+``settings.until_idle_give_up`` seconds in a row. Nothing is lost either way: the
+database holds the pending work for the next run. The service itself (no
+``until_idle``) waits for its broker as long as it takes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, MutableMapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import structlog
+
+from worker.celery_app import QUEUES, app
+from worker.core.db import unit_of_work
+from worker.core.settings import Settings, mask_url
+from worker.pipeline.status import Progress, pending_work, progress
+
+log = structlog.get_logger("claimwire.service")
+
+
+# Seconds between the ``until_idle`` watcher's checks that the broker still answers.
+BROKER_PROBE_EVERY = 5.0
+
+# Seconds between two progress lines of the embedded run at least (a line is printed
+# only when a count changed).
+PROGRESS_EVERY = 15.0
+
+# Events the Celery workers log at INFO once per feed poll and per finished article
+# step; the embedded run prints progress lines instead (they come back at DEBUG).
+PER_ITEM_EVENTS = frozenset({"feed_polled", "article_step_done"})
+
+
+class ProgressReporter:
+    """Calls ``emit`` with a progress line at most every ``every`` seconds, and only when
+    the counts changed since the last line."""
+
+    def __init__(
+        self,
+        emit: Callable[[str], None],
+        since: datetime,
+        every: float = PROGRESS_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.emit = emit
+        self.since = since
+        self.every = every
+        self.clock = clock
+        self.last_check = clock()
+        self.previous: Progress | None = None
+
+    def due(self) -> bool:
+        return self.clock() - self.last_check >= self.every
+
+    def report(self) -> str | None:
+        """Count now (one unit of work) and emit a line if anything changed."""
+        self.last_check = self.clock()
+        with unit_of_work() as session:
+            now = progress(session, self.since)
+        if now == self.previous:
+            return None
+        self.previous = now
+        line = now.line()
+        self.emit(line)
+        return line
+
+
+def _progress_loop(stop: threading.Event, reporter: ProgressReporter, tick: float = 1.0) -> None:
+    while not stop.wait(tick):
+        if not reporter.due():
+            continue
+        try:
+            reporter.report()
+        except Exception as exc:  # noqa: BLE001 (the database may be down; the run says so)
+            log.debug("progress_failed", error=str(exc))
+
+
+def _drop_per_item_events(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if event.get("event") in PER_ITEM_EVENTS:
+        raise structlog.DropEvent
+    return event
+
+
+def _quiet_after_setup(**_kwargs: Any) -> None:
+    from worker.core.settings import get_settings
+
+    quiet_per_item_events(get_settings())
+
+
+def quiet_per_item_events(settings: Settings) -> None:
+    """In the embedded run at INFO, leave out the per-poll and per-step lines."""
+    if settings.log_level.upper() == "DEBUG":
+        return
+    processors = list(structlog.get_config()["processors"])
+    if _drop_per_item_events not in processors:
+        structlog.configure(processors=[_drop_per_item_events, *processors])
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker cannot be reached; the message names it (password masked by the CLI)."""
+
+
+class Ending(StrEnum):
+    IDLE = "idle"  # nothing pending: the work is done
+    STOPPED = "stopped"  # a signal (Ctrl-C, SIGTERM) stopped the run before that
+    GAVE_UP = "gave_up"  # until_idle: broker or database unreachable for too long
+
+
+def check_broker(settings: Settings, timeout: float = 5.0) -> None:
+    """Raise ``BrokerUnavailable`` unless the broker accepts a connection within about
+    ``timeout`` seconds (the embedded broker is a folder and always does)."""
+    if settings.broker_is_embedded:
+        return
+    url = settings.effective_broker_url
+    try:
+        with app.connection_for_write(url, connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+    except Exception as exc:  # kombu raises the transport's own errors
+        reason = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+        raise BrokerUnavailable(f"cannot connect to the broker {mask_url(url)}: {reason}") from exc
+
+
+def _transport_is_empty(settings: Settings) -> bool:
+    """True for the embedded broker, and for a broker whose every queue is known empty."""
+    if settings.broker_is_embedded:
+        return True
+    from worker.pipeline.status import queue_depths
+
+    depths = queue_depths(settings)
+    return all(depth == 0 for depth in depths.values())
+
+
+def _idle_watch(
+    stop: threading.Event,
+    settings: Settings,
+    ending: list[Ending],
+    tick: float = 0.5,
+) -> None:
+    """Dispatch due feeds at once (no waiting for the schedule) and stop the worker
+    after the database has shown no pending work for a few consecutive checks, or after
+    every check has failed for ``settings.until_idle_give_up`` seconds. ``ending`` gets
+    the reason."""
+    from tasks.jobs import advance_jobs
+    from tasks.maintenance import dispatch_due_feeds, sweep
+
+    if _transport_is_empty(settings):
+        # Nothing waits in the broker (the embedded queue has no other consumer; an
+        # empty Redis was flushed or restarted): whatever is pending lost its message,
+        # or is running on another worker, which holds its row lock and is skipped, so
+        # send it again now instead of after ``stale_after``.
+        sweep(older_than=0)
+        advance_jobs(reclaim=True)
+    quiet = 0
+    last_sweep = time.monotonic()
+    failing_since: float | None = None
+    give_up_after = settings.until_idle_give_up
+    last_probe = 0.0
+    while not stop.wait(tick):
+        try:
+            if time.monotonic() - last_probe >= BROKER_PROBE_EVERY:
+                # The database alone cannot tell that nothing will ever consume the
+                # pending work: a broker that went away mid-run must count as failing.
+                check_broker(settings, timeout=2.0)
+                last_probe = time.monotonic()
+            dispatch_due_feeds()
+            advance_jobs()
+            if time.monotonic() - last_sweep > settings.sweep_interval:
+                sweep()
+                last_sweep = time.monotonic()
+            with unit_of_work() as session:
+                pending = pending_work(session)
+        except Exception as exc:  # noqa: BLE001 (keep watching; the worker reports errors)
+            log.warning("idle_watch_error", error=str(exc))
+            quiet = 0
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since >= give_up_after:
+                log.error(
+                    "giving_up",
+                    msg=f"checks failing for {give_up_after:.0f} s; pending work stays "
+                    "in the database for the next run",
+                    error=str(exc),
+                )
+                ending.append(Ending.GAVE_UP)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            continue
+        failing_since = None
+        quiet = quiet + 1 if pending == 0 else 0
+        if quiet >= 3:
+            log.info("idle", msg="nothing pending; stopping")
+            ending.append(Ending.IDLE)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
+def run_service(
+    settings: Settings,
+    *,
+    until_idle: bool = False,
+    emit_progress: Callable[[str], None] | None = None,
+    progress_every: float = PROGRESS_EVERY,
+) -> Ending:
+    """Run the worker (and, unless ``until_idle``, the scheduler) until it stops, and
+    say why. ``until_idle`` raises ``BrokerUnavailable`` at once if the broker is down;
+    the service logs it and waits for the broker. ``emit_progress`` gets a progress
+    line (``worker.pipeline.status.Progress``) every ``progress_every`` seconds when a count
+    changed."""
+    try:
+        check_broker(settings)
+    except BrokerUnavailable as exc:
+        if until_idle:
+            raise
+        log.warning("broker_unavailable", error=str(exc), msg="waiting for it")
+    stop = threading.Event()
+    ending: list[Ending] = []
+    quiet_per_item_events(settings)
+    # The worker sets logging up again when it starts (worker.celery_app's
+    # after_setup_logger handler); this receiver, connected later, runs after it.
+    from celery.signals import after_setup_logger
+
+    after_setup_logger.connect(_quiet_after_setup, weak=False)
+    if emit_progress is not None:
+        from schemas.types import utcnow
+
+        reporter = ProgressReporter(emit_progress, utcnow(), progress_every)
+        threading.Thread(
+            target=_progress_loop,
+            args=(stop, reporter),
+            daemon=True,
+            name="claimwire-progress",
+        ).start()
+    worker = app.Worker(
+        queues=list(QUEUES),
+        pool="threads",
+        concurrency=settings.worker_concurrency,
+        beat=not until_idle,
+        schedule_filename=str((settings.data_dir / "beat-schedule").resolve()),
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+        # Celery's per-task lines only at DEBUG; claimwire's own log says what matters.
+        loglevel="WARNING" if settings.log_level.upper() == "INFO" else settings.log_level.upper(),
+        quiet=True,
+        hostname=f"claimwire@{os.uname().nodename}-{os.getpid()}",
+    )
+    watcher = None
+    if until_idle:
+        watcher = threading.Thread(
+            target=_idle_watch,
+            args=(stop, settings, ending),
+            daemon=True,
+            name="claimwire-idle-watch",
+        )
+        watcher.start()
+    elif settings.broker_is_embedded:
+        from tasks.jobs import advance_jobs
+        from tasks.maintenance import sweep
+
+        sweep(older_than=0)
+        advance_jobs(reclaim=True)
+    try:
+        worker.start()
+    finally:
+        stop.set()
+    return ending[0] if ending else Ending.STOPPED

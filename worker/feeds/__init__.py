@@ -1,0 +1,1 @@
+"""Feeds: subscriptions, OPML, parsing and polling."""

@@ -1,0 +1,511 @@
+"""Feed polling: which feeds are due, claiming them, and one poll of one feed.
+
+The database is the scheduler. ``next_poll_at`` says when a feed is due; the
+dispatcher claims due feeds in bounded batches by setting a lease (``lease_until``)
+under ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite serializes writers itself),
+so any number of dispatchers never hand out one feed twice. A poll ends by clearing
+the lease and choosing the next time, adapted to how often the feed brings news.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import NamedTuple
+
+import httpx
+from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select, update
+from sqlmodel import Session, col
+
+from schemas.models import Article, ArticleState, Feed, FeedPoll, FeedState, Sighting
+from schemas.types import utcnow
+from worker.core.db import insert_ignore, is_postgres
+from worker.core.settings import Settings
+from worker.feeds.parsing import ParsedFeed, parse_feed
+from worker.network.http import FetchError, HttpClient, classify_status, parse_retry_after
+from worker.network.politeness import HostBusy, HostLimiter, RobotsUnavailable, robots_allows
+from worker.network.urls import InvalidURL, canonicalize, host_of, url_hash
+
+
+def due(now: datetime) -> ColumnElement[bool]:
+    """The rule: a feed is due when its time has come, it is not paused, and no poll of
+    it is in flight (or the one in flight has outlived its lease)."""
+    return and_(
+        col(Feed.state) != FeedState.paused,
+        col(Feed.next_poll_at) <= now,
+        or_(col(Feed.lease_until).is_(None), col(Feed.lease_until) < now),
+    )
+
+
+class Lease(NamedTuple):
+    """A claimed feed and its lease token: the ``lease_until`` the claim wrote, in ISO
+    8601. Each claim of a feed writes a later ``lease_until`` (a new claim needs the old
+    lease to have expired), so the value fences off older poll messages."""
+
+    feed_id: int
+    token: str
+
+
+def lease_token(lease_until: datetime) -> str:
+    return lease_until.astimezone(UTC).isoformat()
+
+
+def claim_due_feeds(
+    session: Session, settings: Settings, now: datetime | None = None, limit: int | None = None
+) -> list[Lease]:
+    """Lease up to ``limit`` due feeds to the caller; return their ids and lease tokens."""
+    now = now or utcnow()
+    limit = limit or settings.dispatch_batch_size
+    query = select(col(Feed.id)).where(due(now)).order_by(col(Feed.next_poll_at)).limit(limit)
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    ids = [i for i in session.execute(query).scalars().all() if i is not None]
+    if not ids:
+        return []
+    # Microseconds dropped: the token must survive every backend's timestamp unchanged.
+    lease = (now + timedelta(seconds=settings.poll_lease_seconds)).replace(microsecond=0)
+    # Re-check the rule in the UPDATE: on SQLite a concurrent dispatcher may have
+    # claimed some of these between our SELECT and this statement.
+    result = session.execute(
+        update(Feed)
+        .where(col(Feed.id).in_(ids), due(now))
+        .values(lease_until=lease)
+        .returning(col(Feed.id))
+    )
+    token = lease_token(lease)
+    return [Lease(feed_id, token) for feed_id in result.scalars().all()]
+
+
+@dataclass
+class PollResult:
+    outcome: str  # ok, not_modified, unchanged, error, deferred, skipped
+    new_article_ids: list[int] = field(default_factory=list)
+    entries_seen: int = 0
+    error: str | None = None
+
+
+class LeaseLost(Exception):
+    """The feed was claimed again while this poll ran (its lease had run out): the newer
+    claim's poll owns the feed now, so this one must not write anything."""
+
+
+# Hints from the server (ttl, sy:updatePeriod, max-age, Expires, Retry-After) are obeyed
+# even above the ceiling, up to this bound: a week, against absurd values.
+HINT_CAP = 7 * 86_400
+
+
+def _header_hint(headers: httpx.Headers, now: datetime) -> int | None:
+    """Seconds the server asks us not to come back before (max-age, Expires)."""
+    hints: list[int] = []
+    cache_control = headers.get("cache-control", "")
+    for part in cache_control.split(","):
+        name, _, value = part.strip().partition("=")
+        value = value.strip().strip('"')
+        if name.lower() in ("max-age", "s-maxage") and value.isdigit():
+            hints.append(int(value))
+    expires = headers.get("expires")
+    if expires and "max-age" not in cache_control.lower():  # max-age overrides Expires
+        try:
+            when = parsedate_to_datetime(expires)
+            if when.tzinfo is not None:
+                hints.append(int((when - now).total_seconds()))
+        except (TypeError, ValueError, IndexError):
+            pass
+    positive = [h for h in hints if h > 0]
+    return max(positive) if positive else None
+
+
+def next_interval(feed: Feed, settings: Settings, *, new_entries: int, failed: bool) -> int:
+    """The adaptive interval: shorter when polls bring news, longer when they don't,
+    exponential backoff on failure (``consecutive_failures`` already counts this one);
+    clamped to the floor and ceiling."""
+    floor, ceiling = settings.poll_min_interval, settings.poll_max_interval
+    current = feed.poll_interval or settings.poll_initial_interval
+    if failed:
+        backoff = floor * 2 ** min(max(feed.consecutive_failures - 1, 0), 20)
+        interval = max(current, backoff)
+    elif new_entries > 0:
+        interval = int(current / (1.5 if new_entries < 5 else 2.0))
+    else:
+        interval = int(current * 1.25)
+    return int(max(floor, min(ceiling, interval)))
+
+
+def poll_delay(feed: Feed, interval: int, *, failed: bool, not_before: float | None) -> float:
+    """Seconds until the next poll (before jitter): the manual override if the feed has
+    one, else the adaptive interval; never sooner than the server allows (ttl,
+    sy:updatePeriod, max-age, Expires, Retry-After), and on failure never sooner than
+    the backoff, override or not."""
+    chosen = float(feed.interval_override or interval)
+    if failed:
+        chosen = max(chosen, float(interval))
+    for hint in (feed.min_interval_hint, not_before):
+        if hint:
+            chosen = max(chosen, min(float(hint), float(HINT_CAP)))
+    return chosen
+
+
+def _schedule(
+    feed: Feed,
+    settings: Settings,
+    now: datetime,
+    interval: int,
+    *,
+    failed: bool = False,
+    not_before: float | None = None,
+) -> None:
+    feed.poll_interval = interval
+    delay = poll_delay(feed, interval, failed=failed, not_before=not_before)
+    # Jitter: feeds added or polled together drift apart instead of coming due together.
+    jitter = random.uniform(0, settings.poll_jitter * delay)
+    feed.next_poll_at = now + timedelta(seconds=delay + jitter)
+    feed.lease_until = None
+
+
+# The history is trimmed back to ``poll_history_size`` rows once every this many polls
+# of a feed (when its ``polls_total`` reaches a multiple), and on every deferred poll
+# (which does not count in ``polls_total``). So a feed never has more than
+# ``poll_history_size + HISTORY_TRIM_EVERY - 1`` rows, and the DELETE costs one poll in
+# ten instead of every poll.
+HISTORY_TRIM_EVERY = 10
+
+_FEED: Table = Feed.__table__  # type: ignore[attr-defined]
+_FEEDPOLL: Table = FeedPoll.__table__  # type: ignore[attr-defined]
+_FEED_COLUMNS = tuple(c.key for c in _FEED.columns if c.key != "id")
+
+
+def _load_feed(session: Session, feed_id: int) -> tuple[Feed, dict[str, object]] | None:
+    """The feed, detached from the session (its changes are written by :func:`_finish`
+    in one fenced statement, never by an ORM flush), and a copy of its loaded values."""
+    feed = session.get(Feed, feed_id)
+    if feed is None:
+        return None
+    session.expunge(feed)
+    return feed, {k: getattr(feed, k) for k in _FEED_COLUMNS}
+
+
+def _finish(
+    session: Session,
+    feed: Feed,
+    loaded: dict[str, object],
+    lease: datetime,
+    settings: Settings,
+    started: float,
+    now: datetime,
+    result: PollResult,
+    status: int | None,
+) -> PollResult:
+    """Write the poll: the feed's changed columns, fenced by the lease, then its history.
+
+    The UPDATE matches only while ``lease_until`` is still our lease token. On
+    PostgreSQL it locks the row and re-reads the newest committed lease, on SQLite it
+    runs under the database write lock: a newer claim cannot slip in before our commit.
+    No match means the feed was claimed again meanwhile: :class:`LeaseLost`, and the
+    caller rolls back everything this poll wrote."""
+    feed_id = feed.id or 0
+    changes = {k: v for k in _FEED_COLUMNS if (v := getattr(feed, k)) != loaded[k]}
+    changes["lease_until"] = feed.lease_until
+    updated = session.execute(
+        update(_FEED).where(_FEED.c.id == feed_id, _FEED.c.lease_until == lease).values(changes)
+    )
+    if int(updated.rowcount) != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(f"feed {feed_id}: lease {lease.isoformat()} was replaced")
+    session.execute(
+        insert(_FEEDPOLL).values(
+            feed_id=feed_id,
+            started_at=now,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            outcome=result.outcome,
+            http_status=status,
+            entries_seen=result.entries_seen,
+            entries_new=len(result.new_article_ids),
+            error=result.error,
+        )
+    )
+    if result.outcome == "deferred" or feed.polls_total % HISTORY_TRIM_EVERY == 0:
+        _trim_history(session, feed_id, settings.poll_history_size)
+    return result
+
+
+def _trim_history(session: Session, feed_id: int, keep_rows: int) -> None:
+    """Keep only the newest ``keep_rows`` polls of the feed."""
+    keep = (
+        select(_FEEDPOLL.c.id)
+        .where(_FEEDPOLL.c.feed_id == feed_id)
+        .order_by(_FEEDPOLL.c.started_at.desc(), _FEEDPOLL.c.id.desc())
+        .limit(keep_rows)
+    )
+    session.execute(
+        delete(_FEEDPOLL).where(
+            _FEEDPOLL.c.feed_id == feed_id, _FEEDPOLL.c.id.not_in(keep.scalar_subquery())
+        )
+    )
+
+
+def _lease_of(token: str) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(token)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else None
+
+
+def poll_feed(
+    session: Session,
+    feed_id: int,
+    token: str,
+    http: HttpClient,
+    limiter: HostLimiter,
+    settings: Settings,
+) -> PollResult:
+    """Poll one leased feed once. Never commits.
+
+    ``token`` is the lease token the dispatcher sent with the message. Only the holder
+    of the feed's current, unexpired lease polls: a duplicate or a redelivered older
+    message does nothing (outcome ``skipped``). Raises :class:`LeaseLost` when the feed
+    was claimed again while this poll was on the network; the caller rolls back.
+    """
+    loaded = _load_feed(session, feed_id)
+    now = utcnow()
+    lease = _lease_of(token)
+    if loaded is None or lease is None:
+        return PollResult(outcome="skipped")
+    feed, before = loaded
+    if feed.lease_until is None or feed.lease_until != lease or lease <= now:
+        return PollResult(outcome="skipped")
+
+    def finish(result: PollResult, status: int | None) -> PollResult:
+        return _finish(session, feed, before, lease, settings, started, now, result, status)
+
+    url = feed.url
+    started = time.monotonic()
+    status: int | None = None
+    host = host_of(url)
+    try:
+        if not robots_allows(session, http, url, settings):
+            raise FetchError("robots.txt disallows this feed", transient=False)
+        headers: dict[str, str] = {
+            "Accept": "application/rss+xml, application/atom+xml, "
+            "application/feed+json, application/xml;q=0.9, */*;q=0.8"
+        }
+        if feed.etag:
+            headers["If-None-Match"] = feed.etag
+        if feed.last_modified:
+            headers["If-Modified-Since"] = feed.last_modified
+        with limiter.slot(host):
+            resp = http.get(url, headers)
+        status = resp.status
+        error = classify_status(resp.status, resp.headers)
+        if error is not None:
+            if resp.status in (429, 503) and error.retry_after:
+                limiter.back_off(host, error.retry_after)
+            raise error
+    except RobotsUnavailable as exc:
+        # The host's robots.txt is down: nothing may be fetched there for now (RFC 9309).
+        # A transient failure with its real cause; the error says when the feed is polled
+        # again (the backoff, not robots.txt's own 300 s memory).
+        down = FetchError(str(exc), transient=True, retry_after=exc.retry_after)
+        result = _failed(feed, settings, now, down, None)
+        result.error = feed.last_error = f"{exc}; next poll {_when(feed.next_poll_at, now)}"
+        return finish(result, None)
+    except HostBusy as exc:
+        # Our own per-host limit (or a host's Retry-After) says not now: come back then,
+        # without counting it against the feed.
+        feed.next_poll_at = now + timedelta(seconds=exc.retry_after + random.uniform(0, 5))
+        feed.lease_until = None
+        return finish(PollResult(outcome="deferred", error=str(exc)), None)
+    except FetchError as exc:
+        status = exc.status or status
+        return finish(_failed(feed, settings, now, exc, status), status)
+
+    feed.last_attempt_at = now
+    feed.polls_total += 1
+    hint = _header_hint(resp.headers, now)
+    feed.last_status = resp.status
+    # A 304 or the same bytes is the document the last successful poll parsed: an
+    # ill-formed one's complaint stays. (After failures, ``last_error`` is the failure's.)
+    complaint = feed.last_error if feed.consecutive_failures == 0 else None
+    if resp.status == 304:
+        _record_success(feed, settings, now, 0, hint)
+        feed.last_error = complaint
+        return finish(PollResult(outcome="not_modified"), status)
+    etag, last_modified = resp.headers.get("etag"), resp.headers.get("last-modified")
+    body_hash = hashlib.sha256(resp.body).hexdigest()
+    if body_hash == feed.body_hash:
+        # Same bytes under a fresh ETag: nothing downstream needs to look again.
+        feed.etag, feed.last_modified = etag, last_modified
+        _record_success(feed, settings, now, 0, hint)
+        feed.last_error = complaint
+        return finish(PollResult(outcome="unchanged"), status)
+
+    parsed = parse_feed(resp.body, resp.headers.get("content-type", ""), resp.url)
+    if not parsed.is_feed:
+        not_feed = FetchError(parsed.error or "not a feed", transient=False, status=resp.status)
+        feed.polls_total -= 1  # _failed counts the attempt
+        return finish(_failed(feed, settings, now, not_feed, status), status)
+    # Validators are kept only for a feed: a 304 to a non-feed's would pass as a success.
+    feed.etag, feed.last_modified = etag, last_modified
+    feed.body_hash = body_hash
+    feed.title = feed.title or parsed.title
+    feed.site_url = feed.site_url or parsed.site_url
+    feed.min_interval_hint = parsed.min_interval_hint
+    # The articles are written before the fenced UPDATE of the feed: if the lease turns
+    # out to be lost there, the caller's rollback takes them back too.
+    new_ids = record_entries(session, feed, parsed, now)
+    result = PollResult(
+        outcome="ok", new_article_ids=new_ids, entries_seen=len(parsed.entries), error=parsed.error
+    )
+    _record_success(feed, settings, now, len(new_ids), hint)
+    feed.last_error = parsed.error  # ill-formed but usable: keep the complaint visible
+    return finish(result, status)
+
+
+def _when(at: datetime | None, now: datetime) -> str:
+    """``in 42 min (2026-11-26 01:02 UTC)``: when something is due, for messages."""
+    if at is None:
+        return "not scheduled"
+    seconds = max(0.0, (at - now).total_seconds())
+    wait = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+    return f"in {wait} ({at.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+
+
+def _failed(
+    feed: Feed,
+    settings: Settings,
+    now: datetime,
+    exc: FetchError,
+    status: int | None,
+) -> PollResult:
+    feed.last_attempt_at = now
+    feed.polls_total += 1
+    _record_failure(feed, settings, now, exc, status)
+    return PollResult(outcome="error", error=exc.reason)
+
+
+def record_entries(session: Session, feed: Feed, parsed: ParsedFeed, now: datetime) -> list[int]:
+    """Insert unseen articles (state discovered) and a sighting of every entry; return
+    the ids of the articles this call created."""
+    rows: dict[str, dict[str, object]] = {}
+    links: dict[str, tuple[str, str | None]] = {}
+    for entry in parsed.entries:
+        try:
+            canonical = canonicalize(entry.link)
+        except InvalidURL:
+            continue
+        h = url_hash(canonical)
+        if h in rows:
+            continue
+        links[h] = (entry.link, entry.guid)
+        rows[h] = dict(
+            url=canonical,
+            url_hash=h,
+            host=host_of(canonical),
+            state=ArticleState.discovered,
+            state_changed_at=now,
+            discovered_at=now,
+            attempts=0,
+            entry_title=entry.title,
+            entry_published_at=entry.published_at,
+            entry_summary=entry.summary,
+            entry_content=entry.content,
+            categories=[],
+            tags=[],
+        )
+    if not rows:
+        return []
+    inserted = insert_ignore(
+        session, Article, list(rows.values()), ["url_hash"], returning=[Article.id]
+    )
+    new_ids = [r[0] for r in inserted]
+    ids: dict[str, int] = dict(
+        session.execute(
+            select(col(Article.url_hash), col(Article.id)).where(
+                col(Article.url_hash).in_(list(rows))
+            )
+        ).all()
+    )
+    sightings = [
+        dict(
+            article_id=ids[h],
+            feed_id=feed.id,
+            entry_url=links[h][0],
+            entry_guid=links[h][1],
+            seen_at=now,
+        )
+        for h in rows
+        if h in ids
+    ]
+    insert_ignore(session, Sighting, sightings, ["article_id", "feed_id"])
+    return new_ids
+
+
+def _record_success(
+    feed: Feed, settings: Settings, now: datetime, new: int, hint: int | None
+) -> None:
+    feed.last_success_at = now
+    feed.consecutive_failures = 0
+    feed.state = FeedState.active if feed.state != FeedState.paused else feed.state
+    feed.last_error = None
+    if new:
+        feed.last_new_entry_at = now
+        feed.entries_new_total += new
+    interval = next_interval(feed, settings, new_entries=new, failed=False)
+    _schedule(feed, settings, now, interval, not_before=hint)
+
+
+def _record_failure(
+    feed: Feed, settings: Settings, now: datetime, exc: FetchError, status: int | None
+) -> None:
+    """Count the failure (transient or permanent), back off, mark the feed failing, and
+    dead after ``feed_dead_after`` failures in a row. A dead feed is still polled, at
+    the backed-off interval, so it comes back by itself when the site does."""
+    feed.consecutive_failures += 1
+    if exc.transient:
+        feed.transient_failures += 1
+    else:
+        feed.permanent_failures += 1
+    feed.last_error = exc.reason
+    feed.last_status = status
+    if feed.state != FeedState.paused:
+        dead = feed.consecutive_failures >= settings.feed_dead_after
+        feed.state = FeedState.dead if dead else FeedState.failing
+    interval = next_interval(feed, settings, new_entries=0, failed=True)
+    _schedule(feed, settings, now, interval, failed=True, not_before=exc.retry_after)
+
+
+def make_due(session: Session, feed_ids: list[int] | None) -> int:
+    """Make feeds due now (all when ``feed_ids`` is None); dead feeds get another chance."""
+    now = utcnow()
+    stmt = update(Feed).values(next_poll_at=now)
+    if feed_ids is not None:
+        stmt = stmt.where(col(Feed.id).in_(feed_ids))
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def count_due(session: Session, now: datetime | None = None) -> int:
+    return int(
+        session.scalar(select(func.count()).select_from(Feed).where(due(now or utcnow()))) or 0
+    )
+
+
+__all__ = [
+    "HINT_CAP",
+    "HISTORY_TRIM_EVERY",
+    "Lease",
+    "LeaseLost",
+    "PollResult",
+    "claim_due_feeds",
+    "count_due",
+    "due",
+    "lease_token",
+    "make_due",
+    "next_interval",
+    "parse_retry_after",
+    "poll_delay",
+    "poll_feed",
+    "record_entries",
+]

@@ -1,0 +1,1 @@
+"""Jobs: backfills and reprocessing, as rows the database drives."""

@@ -1,0 +1,328 @@
+"""A safe HTTP GET for feeds, pages, robots.txt and sitemaps (httpx).
+
+Limits enforced while streaming: a connect timeout, a read timeout per socket read, and
+a total deadline for the whole call (redirects, TLS handshake, headers and body: every
+socket operation gets at most the time left, see :mod:`worker.network.netguard`, so a slow drip of
+headers or body cannot hold a worker); a maximum *decompressed* size (a gzip, deflate or
+brotli bomb is cut off after ``max_response_bytes``, and a declared ``Content-Length`` over
+the limit is refused before reading); a cap on redirect hops, followed by hand, each one
+connecting through the private-network guard again; and only ``http``/``https`` URLs.
+
+Errors are :class:`FetchError` with ``transient`` set for what is worth retrying
+(timeouts, connection errors, 5xx, 408/425/429) and unset for what is not (bad URL,
+blocked address, TLS certificate failure, too large, redirect loop, 4xx).
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import urljoin, urlsplit
+
+import brotli
+import httpcore
+import httpx
+
+from worker.core.settings import Settings
+from worker.network.netguard import BlockedAddress, GuardedBackend, deadline, parse_exceptions
+
+__all__ = ["BlockedAddress", "FetchError", "HttpClient", "Response"]
+
+
+class FetchError(Exception):
+    """A fetch that did not give a usable response.
+
+    ``transient`` errors (timeouts, connection resets, 5xx, 429) are worth retrying
+    later; the others (bad URL, blocked address, too large, redirect loop) are not.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass
+class Response:
+    url: str  # the final URL after redirects
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    redirects: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+    # True when the body was not downloaded because ``accept_type`` refused the type.
+    body_skipped: bool = False
+
+    @property
+    def content_type(self) -> str:
+        return _media_type(self.headers)
+
+
+MAX_RETRY_AFTER = 7 * 86_400.0
+"""The longest ``Retry-After`` honoured (a week, as polling's cap on a feed's hints): a
+server answering ``Retry-After: 999999999`` would otherwise close its host to every feed
+and page for decades, and park each article's retry as long."""
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait according to a ``Retry-After`` header (delta or HTTP date), at
+    most :data:`MAX_RETRY_AFTER`."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(MAX_RETRY_AFTER, max(0.0, (when - (now or datetime.now(UTC))).total_seconds()))
+
+
+class _Decoder:
+    """Incremental, bounded content decoding (gzip, deflate, br, identity)."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.limit = limit
+        self.encodings = [e.strip().lower() for e in encoding.split(",") if e.strip()]
+        self.encodings = [e for e in self.encodings if e != "identity"]
+        if len(self.encodings) > 1:
+            raise FetchError(f"unsupported stacked content-encoding {encoding!r}", transient=False)
+        self.kind = self.encodings[0] if self.encodings else "identity"
+        self._z: zlib._Decompress | None = None
+        self._br: brotli.Decompressor | None = None
+        if self.kind in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self.kind == "deflate":
+            self._z = zlib.decompressobj()
+        elif self.kind == "br":
+            self._br = brotli.Decompressor()
+        elif self.kind != "identity":
+            raise FetchError(f"unsupported content-encoding {encoding!r}", transient=False)
+
+    def feed(self, chunk: bytes, room: int) -> bytes:
+        """Decode ``chunk``, producing at most ``room + 1`` bytes (enough to see overflow)."""
+        cap = room + 1
+        if self._z is not None:
+            try:
+                return self._z.decompress(chunk, cap)
+            except zlib.error as exc:
+                raise FetchError(f"corrupt {self.kind} body: {exc}", transient=False) from exc
+        if self._br is not None:
+            try:
+                return bytes(self._br.process(chunk, output_buffer_limit=cap))
+            except brotli.error as exc:
+                raise FetchError(f"corrupt brotli body: {exc}", transient=False) from exc
+        return chunk
+
+
+class HttpClient:
+    """One client per worker process; thread-safe for concurrent ``get`` calls."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        transport = httpx.HTTPTransport(retries=0, trust_env=False)
+        # Route every connection through the guarded backend (see worker.network.netguard).
+        transport._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=GuardedBackend(
+                allow_private=settings.allow_private_networks,
+                exceptions=parse_exceptions(settings.allowed_private_addresses),
+            ),
+        )
+        self._client = httpx.Client(
+            transport=transport,
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout,
+                read=settings.read_timeout,
+                write=settings.read_timeout,
+                pool=settings.connect_timeout,
+            ),
+            headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate, br"},
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def get(
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        *,
+        max_bytes: int | None = None,
+        accept_type: Callable[[str], bool] | None = None,
+    ) -> Response:
+        """GET ``url`` following redirects by hand; raises :class:`FetchError`.
+
+        The whole call, redirects included, ends within ``total_timeout``: every socket
+        operation (connect, TLS handshake, each read of headers or body) is bounded by the
+        time left. When ``accept_type`` is given and returns False for a 2xx response's
+        media type, the body is not downloaded (``body_skipped``)."""
+        limit = max_bytes or self.settings.max_response_bytes
+        started = time.monotonic()
+        ends = started + self.settings.total_timeout
+        hops: list[str] = []
+        current = url
+        while True:
+            _check_scheme(current)
+            with deadline(ends):
+                resp = self._get_one(current, headers or {}, limit, ends, accept_type)
+            if (
+                resp.status in (301, 302, 303, 307, 308)
+                and not resp.headers.get("location", "").strip()
+            ):
+                # Nothing to follow: without this, an empty body went on as the page.
+                raise FetchError(
+                    f"HTTP {resp.status} redirect without a Location header",
+                    transient=False,
+                    status=resp.status,
+                )
+            if resp.status in (301, 302, 303, 307, 308):
+                target = urljoin(current, resp.headers["location"].strip())
+                hops.append(current)
+                if target in hops or target == current:
+                    raise FetchError(
+                        f"redirect loop at {target}", transient=False, status=resp.status
+                    )
+                if len(hops) > self.settings.max_redirects:
+                    raise FetchError(
+                        f"more than {self.settings.max_redirects} redirects",
+                        transient=False,
+                        status=resp.status,
+                    )
+                current = target
+                continue
+            resp.redirects = hops
+            resp.elapsed = time.monotonic() - started
+            return resp
+
+    def _get_one(
+        self,
+        url: str,
+        headers: dict[str, str],
+        limit: int,
+        ends: float,
+        accept_type: Callable[[str], bool] | None,
+    ) -> Response:
+        try:
+            with self._client.stream("GET", url, headers=headers) as r:
+                if r.status_code in (301, 302, 303, 307, 308, 304) or r.status_code >= 400:
+                    # Bodies of redirects and errors are not needed; don't download them.
+                    return Response(str(r.url), r.status_code, r.headers, b"")
+                media_type = _media_type(r.headers)
+                if accept_type is not None and not accept_type(media_type):
+                    return Response(str(r.url), r.status_code, r.headers, b"", body_skipped=True)
+                decoder = _Decoder(r.headers.get("content-encoding", ""), limit)
+                parts: list[bytes] = []
+                size = 0
+                declared = r.headers.get("content-length", "")
+                if declared.isdigit() and decoder.kind == "identity" and int(declared) > limit:
+                    raise FetchError(
+                        f"too large: {declared} bytes declared, limit {limit}",
+                        transient=False,
+                        status=r.status_code,
+                    )
+                for chunk in r.iter_raw(16_384):
+                    if time.monotonic() > ends:
+                        raise FetchError(
+                            f"too slow: over {self.settings.total_timeout:g}s in total",
+                            transient=True,
+                            status=r.status_code,
+                        )
+                    out = decoder.feed(chunk, limit - size)
+                    size += len(out)
+                    if size > limit:
+                        raise FetchError(
+                            f"too large: over {limit} bytes", transient=False, status=r.status_code
+                        )
+                    parts.append(out)
+                    # Drain output a bounded decompressor kept back.
+                    while decoder._br is not None and not decoder._br.can_accept_more_data():
+                        out = decoder.feed(b"", limit - size)
+                        size += len(out)
+                        if size > limit:
+                            raise FetchError(
+                                f"too large: over {limit} bytes",
+                                transient=False,
+                                status=r.status_code,
+                            )
+                        parts.append(out)
+                return Response(str(r.url), r.status_code, r.headers, b"".join(parts))
+        except BlockedAddress as exc:
+            raise FetchError(f"blocked address: {exc}", transient=False) from exc
+        except httpx.TimeoutException as exc:
+            if time.monotonic() >= ends:
+                raise FetchError(
+                    f"too slow: over {self.settings.total_timeout:g}s in total", transient=True
+                ) from exc
+            raise FetchError(f"timeout: {type(exc).__name__}", transient=True) from exc
+        except httpx.TransportError as exc:
+            tls = _tls_error(exc)
+            if tls is not None:
+                # A certificate the client does not trust will not fix itself within the
+                # retry window; an operator or the site owner has to act.
+                raise FetchError(f"TLS error: {tls}", transient=False) from exc
+            msg = str(exc) or type(exc).__name__
+            raise FetchError(f"network error: {msg}", transient=True) from exc
+        except httpx.InvalidURL as exc:
+            raise FetchError(f"invalid URL: {exc}", transient=False) from exc
+
+
+def _media_type(headers: httpx.Headers) -> str:
+    return str(headers.get("content-type", "")).split(";", 1)[0].strip().lower()
+
+
+def _tls_error(exc: BaseException) -> str | None:
+    """The TLS failure behind a transport error (certificate, handshake), if any."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {cur.verify_message or cur.reason}"
+        if isinstance(cur, ssl.SSLError):
+            return str(cur.reason or cur)
+        cur = cur.__cause__ or cur.__context__
+    msg = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in msg or "[SSL" in msg:
+        return msg
+    return None
+
+
+def _check_scheme(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise FetchError(f"invalid URL {url!r}: {exc}", transient=False) from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(f"not an http(s) URL: {url!r}", transient=False)
+
+
+def classify_status(status: int, headers: httpx.Headers) -> FetchError | None:
+    """Map an HTTP status to an error (``None`` for success)."""
+    if status < 400:
+        return None
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    transient = status in (408, 425, 429) or status >= 500
+    return FetchError(f"HTTP {status}", transient=transient, status=status, retry_after=retry_after)

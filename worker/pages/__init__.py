@@ -1,0 +1,1 @@
+"""Pages: fetching, the raw archive, decoding and extraction of text and metadata."""

@@ -1,0 +1,131 @@
+"""Second opinion on trafilatura's text: detect a page where it kept blocks around the article.
+
+The failure this targets (see ``docs/extraction-eval.md``): on some pages trafilatura's
+default pass takes a container that holds the article *and* neighbouring blocks (lists of
+other stories, hidden elements), so the text is two to four times the article. The
+detector compares three candidate texts of the same page:
+
+* ``main``: trafilatura's default pass (what claimwire would keep otherwise);
+* ``precise``: trafilatura with ``favor_precision`` (and ``fast``: no internal fallbacks);
+* ``other``: the article found by readability-lxml's algorithm (arc90's content scoring, a
+  different method), as ported into trafilatura (``trafilatura.readability_lxml``: no extra
+  dependency), run on a copy of the page without its hidden elements.
+
+It fires when both the precise pass and readability return much less text than the
+main pass (each at most ``ratio`` of its length) *and* agree with each other (word 4-gram
+containment both ways at least ``agreement``). Two independent extractors converging on the
+same shorter text is the sign that the extra text is not article. The text then kept is
+trafilatura's precise pass (so the output keeps trafilatura's conventions; readability is
+only a witness).
+
+Readability alone is not a good replacement: on the trafilatura evaluation pages its
+snippet F1 is far below trafilatura's (it often keeps one block of a longer article), and a
+rule "readability when it is much shorter" alone loses there too. The agreement of the
+precise pass is what separates "trafilatura kept extra blocks" from "readability kept too
+little". Thresholds were chosen by 2-fold cross-validation (``bench/extraction_quality.py
+--cv``); nothing here raises on content.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lxml.etree import _Element
+
+__all__ = [
+    "ArbiterSettings",
+    "agreement",
+    "containment",
+    "readability_text",
+    "second_opinion",
+    "shingles",
+]
+
+_WORD = re.compile(r"\w+")
+
+# Elements a reader never sees; readability-lxml drops them before scoring, trafilatura's
+# port does not.
+_HIDDEN = (
+    "//*[@hidden or @aria-hidden='true'"
+    " or contains(translate(@style, ' ', ''), 'display:none')"
+    " or contains(translate(@style, ' ', ''), 'visibility:hidden')]"
+)
+
+
+@dataclass(frozen=True)
+class ArbiterSettings:
+    """When the second opinion is asked for and when it wins."""
+
+    ratio: float = 0.7
+    """Both other candidates must be at most this share of the main text's length."""
+    agreement: float = 0.6
+    """Minimum word 4-gram containment, both ways, between the precise and readability texts."""
+    min_chars: int = 200
+    """The precise text must have at least this many characters (else keep the main text)."""
+
+
+def shingles(text: str, n: int = 4) -> set[tuple[str, ...]]:
+    """Set of lower-cased word ``n``-grams (a text shorter than ``n`` words is one shingle)."""
+    words = _WORD.findall(text.lower())
+    if len(words) < n:
+        return {tuple(words)} if words else set()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def containment(a: set[tuple[str, ...]], b: set[tuple[str, ...]]) -> float:
+    """Share of ``a``'s shingles that are also in ``b`` (0.0 for an empty ``a``)."""
+    return len(a & b) / len(a) if a else 0.0
+
+
+def agreement(a: str, b: str) -> float:
+    """The smaller of the two containments: 1.0 only when each text holds the other."""
+    sa, sb = shingles(a), shingles(b)
+    return min(containment(sa, sb), containment(sb, sa))
+
+
+def readability_text(tree: _Element, html_to_text: Callable[[str], str]) -> str:
+    """Article text by trafilatura's readability port from a copy of ``tree`` without its
+    hidden elements; "" on any failure.
+
+    ``html_to_text`` turns the article HTML into lines (claimwire's
+    :func:`worker.pages.extractor.html_fragment_to_text`).
+    """
+    from trafilatura.readability_lxml import Document
+
+    try:
+        doc = copy.deepcopy(tree)  # the port rewrites the tree it is given
+        for el in doc.xpath(_HIDDEN):
+            el.drop_tree()
+        summary = Document(doc).summary()
+    except Exception:  # noqa: BLE001 - lxml errors, RecursionError...: no opinion
+        return ""
+    return html_to_text(summary) if isinstance(summary, str) else ""
+
+
+def second_opinion(
+    main: str,
+    precise: Callable[[], str],
+    other: Callable[[], str],
+    settings: ArbiterSettings = ArbiterSettings(),
+) -> str | None:
+    """The precise text when the detector fires, else None (keep ``main``).
+
+    ``other`` (readability, the cheaper pass) is called first; ``precise`` only when
+    readability's text is already much shorter than ``main`` (about one page in five).
+    The decision does not depend on the order.
+    """
+    if not main:
+        return None
+    limit = settings.ratio * len(main)
+    o_text = other()
+    if not o_text or len(o_text) > limit:
+        return None
+    p_text = precise()
+    if len(p_text) < settings.min_chars or len(p_text) > limit:
+        return None
+    if agreement(p_text, o_text) < settings.agreement:
+        return None
+    return p_text

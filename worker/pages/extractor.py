@@ -1,0 +1,814 @@
+"""Page HTML to clean text and metadata with trafilatura; settings chosen by measurement.
+
+See ``docs/extraction-eval.md`` and ``bench/extraction_quality.py`` for how the settings in
+:data:`DEFAULT_PROFILE` were chosen. The production profile adds a second opinion
+(:mod:`worker.pages.arbiter`): when trafilatura's precise pass and its readability port
+agree on a much shorter text than the default pass, the precise text is kept. Since
+revision 4 lists of other stories inside the article's container (teaser lists:
+:mod:`worker.pages.prune_teasers`) are removed before extraction. The profile
+``balanced+teasers+media+arbiter`` (the default since revision 5) also removes photo
+galleries found by structure (:mod:`worker.pages.prune_media`).
+
+Failure contract: :func:`extract_page` **never raises** on page content. Empty, binary,
+script-only, absurdly nested or otherwise unparseable input gives an :class:`ExtractedPage`
+whose ``text`` is empty (or the feed entry's text, when one was given, with ``text_source``
+saying so); metadata fields are then None/empty. An empty ``text`` is the signal a caller maps
+to a recorded failure reason (e.g. ``"no text extracted"``). Deterministic content problems
+are therefore never retried; only environment errors (``MemoryError``, ``KeyboardInterrupt``)
+propagate.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import html as htmllib
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import courlan
+import lxml.html
+import trafilatura
+from lxml.etree import _Element
+from trafilatura.utils import load_html
+
+from schemas.records import ExtractedPage, TextSource
+from worker.pages.arbiter import ArbiterSettings, readability_text, second_opinion
+from worker.pages.charset import decode_html
+from worker.pages.prune_media import MediaSettings, without_galleries
+from worker.pages.prune_teasers import TeaserSettings, without_teasers
+
+__all__ = [
+    "DEFAULT_PROFILE",
+    "EXTRACTOR_NAME",
+    "EXTRACTOR_VERSION",
+    "PROFILES",
+    "SETTINGS_REVISION",
+    "ExtractedPage",
+    "Profile",
+    "extract_file",
+    "extract_page",
+    "extract_text",
+    "html_fragment_to_text",
+    "iter_inputs",
+]
+
+EXTRACTOR_NAME = "trafilatura"
+SETTINGS_REVISION = 5
+"""Bump whenever :data:`DEFAULT_PROFILE` or the post-processing here changes output."""
+EXTRACTOR_VERSION = f"{trafilatura.__version__}+cw{SETTINGS_REVISION}"
+
+MAX_HTML_CHARS = 8_000_000
+"""Longer documents are cut (after the fallback decision is possible) to bound time/memory."""
+
+HTML_SUFFIXES = (".html", ".htm", ".html.gz", ".htm.gz", ".gz")
+
+# trafilatura logs every discarded document at WARNING; that is normal operation here.
+logging.getLogger("trafilatura").setLevel(logging.ERROR)
+logging.getLogger("htmldate").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One way of calling trafilatura (the benchmark compares several)."""
+
+    name: str
+    favor_precision: bool = False
+    favor_recall: bool = False
+    fast: bool = False
+    include_comments: bool = False
+    include_tables: bool = True
+    deduplicate: bool = False
+    # "recall rescue": when the main pass yields less than this share of what a
+    # favor_recall pass yields, take the recall text. None disables the second pass.
+    recall_rescue_ratio: float | None = None
+    # XPath expressions (keys of PRUNE_XPATHS) removed from the tree before extraction.
+    prune: tuple[str, ...] = ()
+    # Drop separator-only lines ("| | |", "___") and repeated identical lines.
+    postclean: bool = False
+    # Second opinion (worker/pages/arbiter.py): when trafilatura's precise pass and
+    # readability agree on a much shorter text, keep the precise pass. None disables.
+    arbiter: ArbiterSettings | None = None
+    # trafilatura's include_images: keeps figures and their captions (without it, blocks
+    # whose class or id says "caption" are discarded). The image itself (markdown
+    # ``![alt](src)``) is removed from the text; its caption stays.
+    include_images: bool = False
+    # Lists of other stories (worker/pages/prune_teasers.py): sibling teaser units (a linked
+    # headline and its summary) removed before extraction. None disables.
+    teasers: TeaserSettings | None = None
+    # Figure captions (<figcaption>) kept as paragraphs after their figure: trafilatura
+    # drops every <figure> (or keeps it without its caption with include_images).
+    captions: bool = False
+    # Photo galleries (worker/pages/prune_media.py): blocks of many pictures with short
+    # captions next to the article's text, removed before extraction. None disables.
+    media: MediaSettings | None = None
+
+
+PRUNE_XPATHS: dict[str, str] = {
+    "noscript": "//noscript",
+    "dialog": "//*[@role='dialog' or @role='alertdialog' or @aria-modal='true']",
+    "player": "//*[contains(@class, 'vjs-') or contains(@class, 'jw-') or @data-vjs-player]",
+    "hidden": "//*[@hidden or contains(translate(@style, ' ', ''), 'display:none')"
+    " or contains(translate(@style, ' ', ''), 'visibility:hidden')]",
+    "aria-hidden": "//*[@aria-hidden='true']",
+    # Photo galleries and slideshows: a container named so, never one holding the headline.
+    "gallery": "//*[self::div or self::section or self::ul or self::ol or self::aside"
+    " or self::figure][not(.//h1)][contains(@class, 'gallery') or contains(@id, 'gallery')"
+    " or contains(@class, 'slideshow') or contains(@class, 'carousel')]",
+}
+
+
+_PRUNE_REV2 = ("noscript", "dialog", "player", "hidden", "aria-hidden")
+"""The prune set measured in settings revision 2 (``+prune`` profiles)."""
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("balanced"),
+        Profile("precision", favor_precision=True),
+        Profile("recall", favor_recall=True),
+        Profile("fast", fast=True),
+        Profile("balanced+tables-off", include_tables=False),
+        Profile("precision+recall-rescue", favor_precision=True, recall_rescue_ratio=0.5),
+        Profile("balanced+prune+postclean", prune=_PRUNE_REV2, postclean=True),
+        Profile("recall+prune+postclean", favor_recall=True, prune=_PRUNE_REV2, postclean=True),
+        Profile("balanced+arbiter", arbiter=ArbiterSettings()),
+        Profile("balanced+images", include_images=True),
+        Profile("balanced+images+arbiter", include_images=True, arbiter=ArbiterSettings()),
+        Profile("balanced+gallery+arbiter", prune=("gallery",), arbiter=ArbiterSettings()),
+        Profile("balanced+captions+arbiter", captions=True, arbiter=ArbiterSettings()),
+        Profile("balanced+teasers+arbiter", teasers=TeaserSettings(), arbiter=ArbiterSettings()),
+        Profile(
+            "balanced+teasers+media+arbiter",
+            teasers=TeaserSettings(),
+            media=MediaSettings(),
+            arbiter=ArbiterSettings(),
+        ),
+    )
+}
+
+DEFAULT_PROFILE = PROFILES["balanced+teasers+media+arbiter"]
+"""The settings used in production (see docs/extraction-eval.md for the measurements)."""
+
+
+TEASER_MIN_TEXT = 200
+"""Characters the text must keep once teaser lists are removed; else they are kept."""
+
+MEDIA_MIN_TEXT = 200
+"""Characters the text must keep once photo galleries are removed; else they are kept."""
+
+# ------------------------------------------------------------------------- helpers
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
+_BLOCK_TAGS = {
+    "p",
+    "div",
+    "br",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "tr",
+    "pre",
+    "section",
+    "article",
+    "figure",
+    "figcaption",
+    "dd",
+    "dt",
+    "hr",
+    "table",
+    "ul",
+    "ol",
+}
+_DROP_TAGS = ("script", "style", "noscript", "template", "iframe", "object", "embed", "svg")
+
+
+# A start tag longer than this is cut down to its name before parsing: libxml2 checks
+# every attribute against the ones before it, so one tag with 100,000 attributes (a 1 MB
+# page) keeps a worker busy for minutes. No text lives in attributes.
+_HUGE_TAG = re.compile(r"<([A-Za-z][A-Za-z0-9:-]{0,40}+)[^<>]{8192,}+>")
+
+
+def _sanitize(html: str) -> str:
+    """Remove characters libxml2 rejects or truncates on (NUL, C0 controls, lone surrogates)
+    and cut absurdly long start tags (see ``_HUGE_TAG``)."""
+    return _HUGE_TAG.sub(r"<\1>", _CONTROL_CHARS.sub("", html))
+
+
+def _clean_lines(text: str) -> str:
+    """One paragraph per line (as trafilatura's text output), spaces collapsed, no blanks."""
+    lines = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def html_fragment_to_text(fragment: str | None) -> str:
+    """Feed-entry HTML (or plain text) to text, one line per block element. Never raises."""
+    if not fragment or not fragment.strip():
+        return ""
+    fragment = _sanitize(fragment)
+    if "<" not in fragment:
+        return _clean_lines(htmllib.unescape(fragment))
+    try:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+        for bad in root.xpath("|".join(f".//{t}" for t in _DROP_TAGS)):
+            bad.drop_tree()
+        for el in root.iter():
+            if isinstance(el.tag, str) and el.tag.lower() in _BLOCK_TAGS:
+                el.tail = "\n" + (el.tail or "")
+                if el.tag.lower() != "br":
+                    el.text = "\n" + (el.text or "")
+        text = str(root.text_content())
+    except Exception:  # noqa: BLE001 - any parser failure: fall back to tag stripping
+        text = htmllib.unescape(re.sub(r"<[^>]*>", " ", fragment))
+    return _clean_lines(text)
+
+
+def _registered_domain(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    domain = courlan.extract_domain(url)
+    return (domain or parts.hostname).lower()
+
+
+def _canonical_url(tree: _Element, url: str | None) -> str | None:
+    """What the page declares as its canonical URL: ``<link rel=canonical>``, else
+    ``og:url``, made absolute against ``url``, on any site (a syndicated copy naming
+    its original outlet is what researchers of syndication look for), http(s) only.
+    It is stored and exported, never fetched and never used for the article's identity
+    (that is the canonicalized URL of the feed entry, ``worker/network/urls.py``)."""
+    candidates: list[str] = []
+    for link in tree.iterfind(".//link"):
+        rel = (link.get("rel") or "").lower().split()
+        if "canonical" in rel and link.get("href"):
+            candidates.append(str(link.get("href")))
+    for meta in tree.iterfind(".//meta"):
+        if (meta.get("property") or meta.get("name") or "").lower() == "og:url":
+            content = meta.get("content")
+            if content:
+                candidates.append(str(content))
+    for cand in candidates:
+        try:
+            absolute = urljoin(url or "", cand.strip())
+            parts = urlsplit(absolute)
+        except ValueError:
+            continue
+        if parts.scheme in ("http", "https") and parts.hostname:
+            return absolute
+    return None
+
+
+_LANG = re.compile(r"^([a-zA-Z]{2,3})(?:[-_][a-zA-Z0-9]{1,8})*$")
+
+
+def _language(tree: _Element) -> str | None:
+    """Primary language subtag from ``<html lang>``, content-language or og:locale."""
+    values: list[str] = []
+    root = tree.getroottree().getroot()
+    for attr in ("lang", "{http://www.w3.org/XML/1998/namespace}lang", "xml:lang"):
+        if root.get(attr):
+            values.append(str(root.get(attr)))
+    for meta in tree.iterfind(".//meta"):
+        key = (meta.get("http-equiv") or meta.get("property") or meta.get("name") or "").lower()
+        if key in ("content-language", "og:locale", "language", "dc.language") and meta.get(
+            "content"
+        ):
+            values.append(str(meta.get("content")))
+    for value in values:
+        m = _LANG.match(value.strip().split(",")[0].strip())
+        if m:
+            return m.group(1).lower()
+    return None
+
+
+def _parse_date(value: str | None, now: datetime) -> datetime | None:
+    """htmldate output to an aware UTC datetime; None if unparseable or after ``now``."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    when = when.astimezone(UTC)
+    if when > now:
+        return None
+    return when
+
+
+def _str_or_none(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = _SPACES.sub(" ", value).strip()
+    return value or None
+
+
+def _str_list(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    out: list[str] = []
+    for item in value:
+        s = _str_or_none(item)
+        if s and s not in out:
+            out.append(s)
+    return out
+
+
+def _split_tags(values: list[str]) -> list[str]:
+    """``<meta name=keywords content="a, b">`` arrives as one string: one tag per item."""
+    out: list[str] = []
+    for value in values:
+        for part in re.split(r"[,;]", value):
+            tag = part.strip()
+            if tag and tag not in out:
+                out.append(tag)
+    return out
+
+
+def _bare(
+    tree: _Element,
+    url: str | None,
+    profile: Profile,
+    *,
+    with_metadata: bool,
+    now: datetime,
+) -> Any:
+    return trafilatura.bare_extraction(
+        tree,
+        url=url,
+        fast=profile.fast,
+        favor_precision=profile.favor_precision,
+        favor_recall=profile.favor_recall,
+        include_comments=profile.include_comments,
+        include_tables=profile.include_tables,
+        include_formatting=False,
+        include_links=False,
+        include_images=profile.include_images,
+        # True would share trafilatura's process-wide LRU cache across pages: a later page
+        # of the same site would lose paragraphs already seen on an earlier one.
+        deduplicate=profile.deduplicate,
+        with_metadata=with_metadata,
+        prune_xpath=[PRUNE_XPATHS[k] for k in profile.prune] or None,
+        date_extraction_params=_date_params(profile, now),
+    )
+
+
+def _date_params(profile: Profile, now: datetime) -> dict[str, Any]:
+    return {
+        "original_date": True,
+        "extensive_search": not profile.fast,
+        "max_date": now.astimezone(UTC).strftime("%Y-%m-%d"),
+        "outputformat": "%Y-%m-%dT%H:%M:%S%z",
+    }
+
+
+def _metadata_doc(tree: _Element, url: str | None, profile: Profile, now: datetime) -> Any:
+    """trafilatura's metadata of the page as it is (what :func:`_bare` with metadata finds),
+    for a text taken from a rewritten copy of the page; None on failure."""
+    from trafilatura.metadata import extract_metadata
+
+    try:
+        # the same call as bare_extraction's (which passes ``fast`` as ``extensive``),
+        # on a copy as there
+        return extract_metadata(
+            copy.deepcopy(tree), url, _date_params(profile, now), profile.fast, set()
+        )
+    except Exception:  # noqa: BLE001 - metadata is best effort
+        return None
+
+
+_SEPARATOR_LINE = re.compile(r"^[\W_]*$")
+
+
+def _postclean(text: str) -> str:
+    """Drop lines without any letter/digit and exact repeats of an earlier line."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for line in text.split("\n"):
+        if _SEPARATOR_LINE.match(line):
+            continue
+        if len(line) >= 20:
+            if line in seen:
+                continue
+            seen.add(line)
+        out.append(line)
+    return "\n".join(out)
+
+
+# trafilatura's text form of an image (include_images): ``![title alt](src)``.
+_MD_IMAGE = re.compile(r"!\[(?:[^\]\\]|\\.)*\]\((?:[^()\s]|\([^()\s]*\))*\)")
+
+
+def _doc_text(doc: Any, postclean: bool = False, images: bool = False) -> str:
+    if doc is None:
+        return ""
+    text = getattr(doc, "text", None)
+    if not isinstance(text, str):
+        return ""
+    if images:
+        text = _MD_IMAGE.sub(" ", text)
+    text = _clean_lines(text)
+    return _postclean(text) if postclean else text
+
+
+def _parse(html: str) -> _Element | None:
+    html = _sanitize(html[:MAX_HTML_CHARS])
+    if not html.strip():
+        return None
+    try:
+        tree = load_html(html)
+    except Exception:  # noqa: BLE001 - unparseable markup is "no text", not an error
+        return None
+    if tree is None:
+        return None
+    # <noscript> holds "please enable JavaScript" notices, never the article itself.
+    for el in tree.xpath("//noscript"):
+        el.drop_tree()
+    return tree
+
+
+def extract_text(
+    html: str,
+    url: str | None = None,
+    profile: Profile = DEFAULT_PROFILE,
+    *,
+    now: datetime | None = None,
+) -> tuple[str, Any]:
+    """Main text (and trafilatura's Document, or None) of a page under ``profile``.
+
+    Never raises on content: failures give ``("", None)``.
+    """
+    now = now or datetime.now(UTC)
+    tree = _parse(html) if isinstance(html, str) else None
+    if tree is None:
+        return "", None
+    return _extract_tree(tree, url, profile, now)
+
+
+def _extract_tree(
+    tree: _Element, url: str | None, profile: Profile, now: datetime, with_metadata: bool = True
+) -> tuple[str, Any]:
+    """Text and trafilatura's Document (its metadata, when ``with_metadata``). When the text
+    comes from a rewritten copy of the page (captions, teaser lists, galleries), the metadata still
+    comes from the page as it is."""
+    if profile.captions:
+        rewritten = _captions_as_paragraphs(tree)
+        if rewritten is not tree:
+            text, _ = _extract_tree(rewritten, url, replace(profile, captions=False), now, False)
+            return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
+        profile = replace(profile, captions=False)
+    if profile.teasers is not None:
+        pruned = without_teasers(tree, profile.teasers)
+        if pruned is not tree:
+            text, _ = _extract_tree(pruned, url, replace(profile, teasers=None), now, False)
+            # a page that is only a list of stories (a section front): nothing is left of
+            # it once the teasers are gone, so it is extracted as it is
+            if len(text) >= TEASER_MIN_TEXT:
+                return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
+        profile = replace(profile, teasers=None)
+    if profile.media is not None:
+        pruned = without_galleries(tree, profile.media)
+        if pruned is not tree:
+            text, _ = _extract_tree(pruned, url, replace(profile, media=None), now, False)
+            # a page that is only a gallery keeps its captions
+            if len(text) >= MEDIA_MIN_TEXT:
+                return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
+        profile = replace(profile, media=None)
+    try:
+        doc = _bare(tree, url, profile, with_metadata=with_metadata, now=now)
+    except Exception:  # noqa: BLE001 - trafilatura/lxml failure (incl. RecursionError)
+        doc = None
+    text = _doc_text(doc, profile.postclean, profile.include_images)
+    if profile.recall_rescue_ratio is not None:
+        recall = Profile(
+            f"{profile.name}/recall",
+            favor_recall=True,
+            include_comments=profile.include_comments,
+            include_tables=profile.include_tables,
+            prune=profile.prune,
+        )
+        try:
+            rdoc = _bare(tree, url, recall, with_metadata=False, now=now)
+        except Exception:  # noqa: BLE001 - same as above
+            rdoc = None
+        rtext = _doc_text(rdoc, profile.postclean)
+        if len(text) < profile.recall_rescue_ratio * len(rtext):
+            text = rtext
+    if profile.arbiter is not None and text:
+        text = _arbitrate(tree, url, profile, now, text)
+    return text, doc
+
+
+def _captions_as_paragraphs(tree: _Element) -> _Element:
+    """A copy of ``tree`` where each ``<figcaption>``'s text follows its figure as a ``<p>``
+    (``tree`` itself when it has none, or on any failure)."""
+    if next(tree.iter("figcaption"), None) is None:
+        return tree
+    try:
+        doc = copy.deepcopy(tree)
+        for cap in list(doc.iter("figcaption")):
+            text = " ".join(" ".join(cap.itertext()).split())
+            figure = next((a for a in cap.iterancestors() if a.tag == "figure"), None)
+            anchor = figure if figure is not None else cap
+            if text and anchor.getparent() is not None:
+                para = lxml.html.Element("p")
+                para.text = text
+                para.tail = anchor.tail
+                anchor.tail = None
+                anchor.addnext(para)
+            if figure is not None:
+                cap.getparent().remove(cap)
+            else:
+                cap.drop_tree()
+        return doc
+    except Exception:  # noqa: BLE001 - leave the page as it is
+        return tree
+
+
+def _arbitrate(tree: _Element, url: str | None, profile: Profile, now: datetime, text: str) -> str:
+    """``text``, or trafilatura's precise pass when the second opinion says ``text`` holds
+    blocks around the article (see :mod:`worker.pages.arbiter`)."""
+    assert profile.arbiter is not None
+    # fast: without trafilatura's own fallback comparison (its readability port and jusText);
+    # chosen by measurement (cheaper and at least as good as a second full pass).
+    precise_profile = Profile(
+        f"{profile.name}/precision",
+        favor_precision=True,
+        fast=True,
+        include_comments=profile.include_comments,
+        include_tables=profile.include_tables,
+        prune=profile.prune,
+        include_images=profile.include_images,
+    )
+
+    def precise() -> str:
+        try:
+            pdoc = _bare(tree, url, precise_profile, with_metadata=False, now=now)
+        except Exception:  # noqa: BLE001 - same as the main pass
+            return ""
+        return _doc_text(pdoc, profile.postclean, profile.include_images)
+
+    def other() -> str:
+        return readability_text(tree, html_fragment_to_text)
+
+    chosen = second_opinion(text, precise, other, profile.arbiter)
+    return text if chosen is None else chosen
+
+
+# --------------------------------------------------------------------------- API
+
+
+LANGUAGE_SAMPLE = 3000
+"""Characters of text given to the language identifier when the page does not say."""
+
+
+def detect_language(text: str) -> str | None:
+    """ISO 639-1 code of ``text`` by py3langid, for pages whose markup names no
+    language; None for text too short to tell (under 100 characters)."""
+    if len(text) < 100:
+        return None
+    import py3langid
+
+    lang, _score = py3langid.classify(text[:LANGUAGE_SAMPLE])
+    return str(lang) if lang else None
+
+
+def extract_page(
+    html: str,
+    url: str | None = None,
+    *,
+    fallback_content: str | None = None,
+    fallback_summary: str | None = None,
+    min_text_chars: int = 200,
+    now: datetime | None = None,
+    profile: Profile = DEFAULT_PROFILE,
+) -> ExtractedPage:
+    """Clean text and metadata of one decoded page. Never raises on content (module doc).
+
+    When the page's text is shorter than ``min_text_chars`` (paywall, script-rendered page),
+    the longest of page text, the feed entry's content (HTML is converted to text) and the
+    feed entry's summary is kept, and ``text_source`` says which one it is. Metadata always
+    comes from the page; ``language`` from its markup, else detected from the text.
+    ``published_at`` is aware UTC and never later than ``now``.
+    """
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    text = ""
+    meta: dict[str, Any] = {}
+    tree = _parse(html) if isinstance(html, str) else None
+    if tree is not None:
+        text, doc = _extract_tree(tree, url, profile, now)
+        try:
+            meta = _metadata(doc, tree, url, now)
+        except Exception:  # noqa: BLE001 - metadata is best effort
+            meta = {}
+
+    source: TextSource = "page"
+    if len(text) < min_text_chars:
+        best_len = len(text)
+        for candidate, kind in (
+            (fallback_content, "feed_content"),
+            (fallback_summary, "feed_summary"),
+        ):
+            alt = html_fragment_to_text(candidate)
+            if len(alt) > best_len:
+                text, source, best_len = alt, kind, len(alt)  # type: ignore[assignment]
+    if not meta.get("language"):
+        meta["language"] = detect_language(text)
+    return ExtractedPage(
+        text=text,
+        text_source=source,
+        extractor=EXTRACTOR_NAME,
+        extractor_version=EXTRACTOR_VERSION,
+        **meta,
+    )
+
+
+_HOST_LIKE = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+$", re.IGNORECASE)
+
+
+def _site_name(name: str | None, url: str | None) -> str | None:
+    """The page's site name. Without ``og:site_name`` trafilatura names the site after
+    the host of the page's canonical URL, which may be another site's (a syndicated copy
+    pointing at the original, or a hostile page): a host name on another registered
+    domain than the page's own is replaced by the page's own host."""
+    if not name or not url or not _HOST_LIKE.match(name):
+        return name
+    own = _registered_domain(url)
+    if own is None or _registered_domain(f"https://{name}/") == own:
+        return name
+    return urlsplit(url).hostname
+
+
+def _metadata(doc: Any, tree: _Element, url: str | None, now: datetime) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "language": _language(tree),
+        "page_canonical_url": _canonical_url(tree, url),
+    }
+    if doc is None:
+        return meta
+    image = _str_or_none(getattr(doc, "image", None))
+    if image and url:
+        image = urljoin(url, image)
+    meta.update(
+        title=_str_or_none(getattr(doc, "title", None)),
+        author=_str_or_none(getattr(doc, "author", None)),
+        published_at=_parse_date(getattr(doc, "date", None), now),
+        sitename=_site_name(_str_or_none(getattr(doc, "sitename", None)), url),
+        description=_str_or_none(getattr(doc, "description", None)),
+        categories=_str_list(getattr(doc, "categories", None)),
+        tags=_split_tags(_str_list(getattr(doc, "tags", None))),
+        image=image if image and image.startswith(("http://", "https://")) else None,
+    )
+    return meta
+
+
+# --------------------------------------------------------------- files for the CLI
+
+
+def _read_file(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.suffix.lower() == ".gz" or data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    return data
+
+
+# WHATWG MIME Sniffing's "binary data bytes": never in text, HTML included
+_BINARY_BYTES = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+_TEXT_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+SNIFF_BYTES = 1445
+"""Bytes looked at to tell a binary file from text (the WHATWG sniffing window)."""
+
+
+def binary_type(body: bytes) -> str | None:
+    """The media type of a body that is not text at all (a PDF, an image, an archive,
+    an office document: named from its magic bytes by ``filetype``;
+    ``application/octet-stream`` for other bytes no text has), or None for text, which
+    may be HTML. A UTF-8 or UTF-16 byte-order mark means text."""
+    import filetype
+
+    if body.startswith(_TEXT_BOMS):
+        return None
+    kind = filetype.guess_mime(body[:8192])
+    if kind:
+        return str(kind)
+    return "application/octet-stream" if _BINARY_BYTES.search(body[:SNIFF_BYTES]) else None
+
+
+def extract_file(path: str | Path, *, min_text_chars: int = 200) -> dict[str, Any]:
+    """Extract one local file (``.gz`` is decompressed). Returns the CLI's JSON object.
+
+    Keys: ``file, title, author, published_at`` (ISO 8601 or None), ``language, sitename,
+    text``, plus ``encoding``. An unreadable file, or one that is not text (a PDF, an
+    image: :func:`binary_type`), gives an ``error`` key and empty text.
+    """
+    p = Path(path)
+    try:
+        body = _read_file(p)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        return _as_output(str(p), None, error=f"{type(exc).__name__}: {exc}")
+    kind = binary_type(body)
+    if kind is not None:
+        return _as_output(str(p), None, error=f"not HTML: {kind}")
+    html, encoding = decode_html(body, None)
+    page = extract_page(html, None, min_text_chars=min_text_chars)
+    return _as_output(str(p), page, encoding=encoding)
+
+
+def _as_output(
+    name: str,
+    page: ExtractedPage | None,
+    *,
+    encoding: str | None = None,
+    error: str | None = None,
+    key: str = "file",
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        key: name,
+        "title": page.title if page else None,
+        "author": page.author if page else None,
+        "published_at": page.published_at.isoformat() if page and page.published_at else None,
+        "language": page.language if page else None,
+        "sitename": page.sitename if page else None,
+        "text": page.text if page else "",
+    }
+    if encoding is not None:
+        out["encoding"] = encoding
+    if error is not None:
+        out["error"] = error
+    return out
+
+
+def _is_url(value: str) -> bool:
+    return value.lower().startswith(("http://", "https://"))
+
+
+def _expand(path: Path) -> Iterator[Path]:
+    if path.is_dir():
+        for child in sorted(path.rglob("*")):
+            if child.is_file() and child.name.lower().endswith(HTML_SUFFIXES):
+                yield child
+    else:
+        yield path
+
+
+FetchFn = Callable[[str], tuple[bytes, str | None, str]]
+"""``fetch(url) -> (body, content_type_header, final_url)``."""
+
+
+def iter_inputs(
+    paths: Iterable[str],
+    settings: Any = None,
+    *,
+    fetch: FetchFn | None = None,
+) -> Iterator[dict[str, Any]]:
+    """One output object per input: files, directories (recursive: ``*.html``, ``*.htm``,
+    ``*.gz``), ``.gz`` files, and ``http(s)://`` URLs. File results carry ``file``, URL
+    results ``url``.
+
+    URLs are fetched with ``fetch`` or, when it is None and ``settings`` is given, with
+    :class:`worker.network.http.HttpClient` (same guards as the pipeline); otherwise they give an
+    ``error`` object. ``settings.min_text_chars`` is honoured when present.
+    """
+    min_chars = int(getattr(settings, "min_text_chars", 200) or 200)
+    for raw in paths:
+        if _is_url(raw):
+            if fetch is None and settings is not None:
+                from worker.pages.fetch import page_fetcher
+
+                fetch = page_fetcher(settings)
+            if fetch is None:
+                yield _as_output(raw, None, error="URL given but no fetcher configured", key="url")
+                continue
+            try:
+                body, content_type, final_url = fetch(raw)
+            except Exception as exc:  # noqa: BLE001 - report per input, keep going
+                yield _as_output(raw, None, error=f"{type(exc).__name__}: {exc}", key="url")
+                continue
+            html, encoding = decode_html(body, content_type)
+            page = extract_page(html, final_url, min_text_chars=min_chars)
+            yield _as_output(raw, page, encoding=encoding, key="url")
+            continue
+        p = Path(raw)
+        if not p.exists():
+            yield _as_output(raw, None, error="no such file or directory")
+            continue
+        for f in _expand(p):
+            yield extract_file(f, min_text_chars=min_chars)

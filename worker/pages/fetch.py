@@ -1,0 +1,158 @@
+"""Article fetching: one discovered article's page, downloaded politely and safely,
+archived, and the article moved to ``fetched`` (or ended with a recorded reason)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlmodel import Session
+
+from schemas.models import Article, ArticleState, RawPage
+from schemas.types import utcnow
+from worker.core.db import insert_ignore
+from worker.core.settings import Settings
+from worker.network.http import FetchError, HttpClient, classify_status
+from worker.network.politeness import HostLimiter, robots_allows
+from worker.pages.archive import Archive
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+"""Media types taken as HTML without looking at the bytes."""
+SNIFFED_TYPES = ("", "application/octet-stream", "text/plain")
+"""Media types servers send for anything: the body is downloaded and sniffed."""
+
+
+def html_like(content_type: str) -> bool:
+    """Whether a response of this media type may be HTML (so worth downloading)."""
+    return content_type in HTML_TYPES or content_type in SNIFFED_TYPES
+
+
+@dataclass
+class FetchOutcome:
+    advanced: bool  # the article moved on to ``fetched``
+    state: str
+    reason: str | None = None
+
+
+def set_state(article: Article, state: ArticleState, reason: str | None = None) -> None:
+    article.state = state
+    article.state_changed_at = utcnow()
+    if reason is not None:
+        article.failure_reason = reason
+
+
+def _sniff_html(body: bytes) -> bool:
+    head = body[:2048].lstrip().lower()
+    return head.startswith(
+        (
+            b"<!doctype html",
+            b"<html",
+            b"<head",
+            b"<body",
+            b"<meta",
+            b"<!--",
+            b"<div",
+            b"<p",
+            b"<title",
+            b"<article",
+        )
+    )
+
+
+def is_html(content_type: str, body: bytes) -> bool:
+    if content_type in HTML_TYPES:
+        return True
+    if content_type in SNIFFED_TYPES:
+        return _sniff_html(body)
+    return False
+
+
+HTML_ACCEPT = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"}
+
+PageFetch = Callable[[str], tuple[bytes, str | None, str]]
+"""``fetch(url) -> (body, content_type_header, final_url)``; raises :class:`FetchError`."""
+
+
+def page_fetcher(settings: Settings) -> PageFetch:
+    """A page fetched outside the pipeline (``claimwire extract URL``) as the pipeline
+    fetches it: the same guarded client and headers, the same statuses as errors, and a
+    body that is not HTML an error naming its type (not an empty text)."""
+    client = HttpClient(settings)
+
+    def fetch(url: str) -> tuple[bytes, str | None, str]:
+        resp = client.get(url, HTML_ACCEPT, accept_type=html_like)
+        error = classify_status(resp.status, resp.headers)
+        if error is not None:
+            raise error
+        if resp.body_skipped or not is_html(resp.content_type, resp.body):
+            raise FetchError(
+                f"not HTML: content type {resp.content_type or 'unknown'}", transient=False
+            )
+        return resp.body, resp.headers.get("content-type"), resp.url
+
+    return fetch
+
+
+def fetch_article(
+    session: Session,
+    article_id: int,
+    http: HttpClient,
+    limiter: HostLimiter,
+    archive: Archive,
+    settings: Settings,
+) -> FetchOutcome:
+    """Fetch a discovered article. Transient errors raise :class:`FetchError` (the task
+    retries); permanent ones end the article as ``failed`` or ``skipped`` with a reason.
+    Pages are archived before the article is marked fetched."""
+    article = session.get(Article, article_id)
+    if article is None or article.state != ArticleState.discovered:
+        return FetchOutcome(False, article.state if article else "missing")
+    if not robots_allows(session, http, article.url, settings):
+        set_state(article, ArticleState.skipped, "robots.txt disallows this URL")
+        return FetchOutcome(False, article.state, article.failure_reason)
+    try:
+        with limiter.slot(article.host):
+            resp = http.get(article.url, HTML_ACCEPT, accept_type=html_like)
+        error = classify_status(resp.status, resp.headers)
+        if error is not None:
+            if resp.status in (429, 503) and error.retry_after:
+                limiter.back_off(article.host, error.retry_after)
+            raise error
+    except FetchError as exc:
+        article.http_status = exc.status
+        if exc.transient:
+            raise
+        set_state(article, ArticleState.failed, exc.reason)
+        return FetchOutcome(False, article.state, exc.reason)
+
+    article.http_status = resp.status
+    article.final_url = resp.url
+    article.content_type = resp.headers.get("content-type")
+    if resp.body_skipped or not is_html(resp.content_type, resp.body):
+        set_state(
+            article,
+            ArticleState.skipped,
+            f"not HTML: content type {resp.content_type or 'unknown'}",
+        )
+        return FetchOutcome(False, article.state, article.failure_reason)
+    sha, key, stored = archive.put(resp.body)
+    insert_ignore(
+        session,
+        RawPage,
+        [
+            dict(
+                sha256=sha,
+                size=len(resp.body),
+                stored_size=stored,
+                content_type=article.content_type,
+                storage_key=key,
+                created_at=utcnow(),
+            )
+        ],
+        ["sha256"],
+    )
+    article.raw_sha256 = sha
+    article.fetched_at = utcnow()
+    article.failure_reason = None
+    set_state(article, ArticleState.fetched)
+    return FetchOutcome(True, article.state)

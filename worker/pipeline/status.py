@@ -1,0 +1,230 @@
+"""What `claimwire status` reports: queues, states, feed health, recent errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from schemas.models import (
+    PENDING_ARTICLE_STATES,
+    Article,
+    ArticleState,
+    Claim,
+    ClaimCluster,
+    Feed,
+    FeedState,
+)
+from schemas.types import utcnow
+from worker.celery_app import QUEUES
+from worker.core.settings import Settings, mask_secrets
+from worker.feeds.polling import count_due
+from worker.jobs.lifecycle import held_article_ids, jobs_pending_work
+
+
+def queue_depths(settings: Settings) -> dict[str, int | None]:
+    """Messages waiting per queue; None when the broker cannot be asked."""
+    url = settings.effective_broker_url
+    if settings.broker_is_embedded:
+        folder = settings.broker_dir / "queue"
+        names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+        return {q: sum(1 for n in names if n.endswith(f".{q}.msg")) for q in QUEUES}
+    if url.startswith(("redis://", "rediss://")):
+        try:
+            client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+            return {q: int(client.llen(q)) for q in QUEUES}
+        except redis.RedisError:
+            return dict.fromkeys(QUEUES)
+    return dict.fromkeys(QUEUES)
+
+
+def pending_work(session: Session) -> int:
+    """Items the database says are not finished: due or leased feeds, pending articles,
+    and backfill/reprocess jobs (articles held by a job's pending items counted once,
+    as the job's). Paused jobs wait for a person and are not counted."""
+    now = utcnow()
+    leased = session.exec(
+        select(func.count())
+        .select_from(Feed)
+        .where(col(Feed.lease_until).is_not(None), col(Feed.lease_until) > now)
+    ).one()
+    articles = session.exec(
+        select(func.count())
+        .select_from(Article)
+        .where(
+            col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]),
+            col(Article.id).not_in(held_article_ids()),
+        )
+    ).one()
+    return int(leased) + int(articles) + count_due(session, now) + jobs_pending_work(session)
+
+
+def collect(session: Session, settings: Settings) -> dict[str, Any]:
+    states = dict(
+        session.exec(select(Article.state, func.count()).group_by(col(Article.state))).all()
+    )
+    feed_states = dict(
+        session.exec(select(Feed.state, func.count()).group_by(col(Feed.state))).all()
+    )
+    recent_article_errors = [
+        {
+            "id": a.id,
+            "url": mask_secrets(a.url),
+            "state": a.state,
+            "reason": mask_secrets(a.failure_reason or "") or None,
+            "at": a.state_changed_at.isoformat(),
+        }
+        for a in session.exec(
+            select(Article)
+            .where(
+                col(Article.state).in_([ArticleState.failed.value, ArticleState.quarantined.value])
+            )
+            .order_by(col(Article.state_changed_at).desc())
+            .limit(5)
+        ).all()
+    ]
+    recent_feed_errors = [
+        {
+            "id": f.id,
+            "url": mask_secrets(f.url),
+            "state": f.state,
+            "error": mask_secrets(f.last_error or "") or None,
+            "failures": f.consecutive_failures,
+        }
+        for f in session.exec(
+            select(Feed)
+            .where(col(Feed.last_error).is_not(None))
+            .order_by(col(Feed.last_attempt_at).desc())
+            .limit(5)
+        ).all()
+    ]
+    skipped_language = session.exec(
+        select(func.count()).select_from(Article).where(Article.claims_status == "skipped_language")
+    ).one()
+    queues = queue_depths(settings)
+    url = settings.effective_broker_url
+    reachable: bool | None = None  # unknown: a broker whose queues are not read here
+    if settings.broker_is_embedded:
+        reachable = True
+    elif url.startswith(("redis://", "rediss://")):
+        reachable = all(depth is not None for depth in queues.values())
+    return {
+        "database": settings.effective_database_url,
+        "broker": url,
+        "broker_reachable": reachable,
+        "queues": queues,
+        "articles": {s.value: int(states.get(s.value, 0)) for s in ArticleState},
+        "feeds": {
+            "total": int(sum(feed_states.values())),
+            "healthy": int(feed_states.get(FeedState.active.value, 0)),
+            "failing": int(feed_states.get(FeedState.failing.value, 0)),
+            "dead": int(feed_states.get(FeedState.dead.value, 0)),
+            "paused": int(feed_states.get(FeedState.paused.value, 0)),
+            "due": count_due(session),
+        },
+        "claims": int(session.exec(select(func.count()).select_from(Claim)).one()),
+        "claim_clusters": int(session.exec(select(func.count()).select_from(ClaimCluster)).one()),
+        "articles_skipped_language": int(skipped_language),
+        "recent_article_errors": recent_article_errors,
+        "recent_feed_errors": recent_feed_errors,
+    }
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the embedded ``claimwire run`` prints every so often (``progress``)."""
+
+    feeds_polled: int  # feeds polled (successfully or not) since the run started
+    feeds_failing: int  # feeds whose last poll failed (failing or dead), now
+    processed: int
+    pending: int  # articles on their way (discovered .. deduplicated)
+    failed: int  # failed or quarantined
+    skipped: int
+    claims: int
+
+    def line(self) -> str:
+        return (
+            f"feeds: {self.feeds_polled} polled, {self.feeds_failing} failing; "
+            f"articles: {self.processed} processed, {self.pending} pending, "
+            f"{self.failed} failed, {self.skipped} skipped; claims: {self.claims}"
+        )
+
+
+def progress(session: Session, since: datetime) -> Progress:
+    """Counts for a progress line: three small aggregate queries (articles by state
+    through the state index, feeds, claims)."""
+    states = dict(
+        session.exec(select(Article.state, func.count()).group_by(col(Article.state))).all()
+    )
+    feeds = session.exec(
+        select(
+            func.count().filter(col(Feed.last_attempt_at) >= since),
+            func.count().filter(
+                col(Feed.state).in_([FeedState.failing.value, FeedState.dead.value])
+            ),
+        ).select_from(Feed)
+    ).one()
+    pending = sum(int(states.get(s.value, 0)) for s in PENDING_ARTICLE_STATES)
+    return Progress(
+        feeds_polled=int(feeds[0]),
+        feeds_failing=int(feeds[1]),
+        processed=int(states.get(ArticleState.processed.value, 0)),
+        pending=pending,
+        failed=int(states.get(ArticleState.failed.value, 0))
+        + int(states.get(ArticleState.quarantined.value, 0)),
+        skipped=int(states.get(ArticleState.skipped.value, 0)),
+        claims=int(session.exec(select(func.count()).select_from(Claim)).one()),
+    )
+
+
+@dataclass(frozen=True)
+class FailingFeeds:
+    """Feeds whose last poll failed, among those not paused."""
+
+    failing: int  # failing or dead
+    unpaused: int  # every feed not paused
+    examples: list[tuple[int, str, str]]  # (id, url masked, last error), latest first
+
+    @property
+    def all_failed(self) -> bool:
+        return self.unpaused > 0 and self.failing == self.unpaused
+
+
+def failing_feeds(session: Session, limit: int = 3) -> FailingFeeds:
+    bad = [FeedState.failing.value, FeedState.dead.value]
+    counts = session.exec(
+        select(
+            func.count().filter(col(Feed.state).in_(bad)),
+            func.count().filter(col(Feed.state) != FeedState.paused.value),
+        ).select_from(Feed)
+    ).one()
+    examples = [
+        (
+            int(f.id or 0),
+            mask_secrets(f.url),
+            mask_secrets(f.last_error or "") or "no error recorded",
+        )
+        for f in session.exec(
+            select(Feed)
+            .where(col(Feed.state).in_(bad))
+            .order_by(col(Feed.last_attempt_at).desc(), col(Feed.id))
+            .limit(limit)
+        ).all()
+    ]
+    return FailingFeeds(failing=int(counts[0]), unpaused=int(counts[1]), examples=examples)
+
+
+def archive_writable(path: Path) -> str | None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        return f"archive {path} is not writable: {exc.strerror or exc}"
+    return None

@@ -1,0 +1,88 @@
+"""Recovery: the database says what is pending, the broker is only transport.
+
+An article left in a pending state longer than ``stale_after`` (its message lost in a
+broker flush, a worker killed before acknowledging, an enqueue that failed while the
+broker was down) is handed back to the step for its state. Redelivered steps are
+harmless: each one acts only on the state it expects, under the article's row lock
+(see ``tasks.base.lock_article``), and the sweep skips rows locked by a running step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from schemas.models import PENDING_ARTICLE_STATES, Article
+from schemas.types import utcnow
+from worker.core.db import is_postgres
+from worker.core.settings import Settings
+from worker.jobs.lifecycle import held_article_ids
+
+
+def stale_articles(
+    session: Session,
+    settings: Settings,
+    now: datetime | None = None,
+    limit: int = 1000,
+    older_than: float | None = None,
+    states: Collection[str] | None = None,
+) -> list[tuple[int, str]]:
+    """Claim pending articles untouched for ``stale_after`` seconds: their
+    ``state_changed_at`` is moved to now so the next sweep leaves them alone for as long.
+    ``states``: only articles in these pending states (default: all of them). At most
+    one of them is an article whose worker died during its step (``step_starts > 0``).
+    """
+    now = now or utcnow()
+    age = settings.stale_after if older_than is None else older_than
+    cutoff = now - timedelta(seconds=age)
+    if age <= 0:
+        # Everything pending, also the articles whose step waits for a scheduled retry
+        # (their mark is in the future: ``tasks.base._take_back_start``).
+        cutoff = now + timedelta(days=3650)
+    wanted = [s.value for s in PENDING_ARTICLE_STATES]
+    if states is not None:
+        wanted = [s for s in wanted if s in states]
+    if not wanted:
+        return []
+
+    def claim(*where: Any, n: int) -> list[tuple[int | None, str]]:
+        query = (
+            select(Article.id, Article.state)
+            .where(
+                col(Article.state).in_(wanted),
+                col(Article.state_changed_at) <= cutoff,
+                # articles of pending job items are their job's (throttled on `backfill`)
+                col(Article.id).not_in(held_article_ids()),
+                *where,
+            )
+            .order_by(col(Article.state_changed_at))
+            .limit(n)
+        )
+        if is_postgres(session):
+            # A locked row is an article whose step is running right now (the step
+            # holds its row lock until it commits): it is not stuck, however long the
+            # step takes, and two sweeps at once (two schedulers) never claim the same
+            # article.
+            query = query.with_for_update(skip_locked=True)
+        return list(session.exec(query).all())
+
+    # Articles whose worker died during their step (a start never taken back) go one
+    # per sweep: a thread-pool worker killed by one poison page took the steps running
+    # next to it down too, and re-sent together they would run together again, each
+    # innocent one counting a death every time the poison page kills the process.
+    rows = claim(col(Article.step_starts) == 0, n=limit) + claim(col(Article.step_starts) > 0, n=1)
+    found = [(i, s) for i, s in rows if i is not None]
+    if found:
+        session.execute(
+            update(Article)
+            .where(
+                col(Article.id).in_([i for i, _ in found]),
+                col(Article.state_changed_at) <= cutoff,
+            )
+            .values(state_changed_at=now)
+        )
+    return found
