@@ -88,7 +88,7 @@ def main() -> int:
     os.environ.update(settings_env)
 
     from schemas.models import Article
-    from tasks.fetching import fetch_article
+    from tasks.articles import fetch_article
     from worker.celery_app import app, celery_config
     from worker.core.db import dispose_engines, init_db, unit_of_work
     from worker.core.settings import get_settings, reset_settings

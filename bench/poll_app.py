@@ -4,7 +4,7 @@ Workers and beat of the poll benchmark run ``celery -A bench.poll_app ...``. Thi
 ``worker.celery_app.app`` itself (same tasks, settings, queues and dispatcher) with two
 bench-only additions:
 
-* ``tasks.fetching.*`` (article fetches) is routed to the queue ``bench-fetch``, which
+* the fetch step's task (article fetches) is routed to the queue ``bench-fetch``, which
   no benchmark worker consumes. Article fetching is not part of a poll cycle; the
   messages stay in Redis and the benchmark counts them.
 * ``worker.feeds.polling.claim_due_feeds`` and the dispatcher task are timed, and every call
@@ -24,13 +24,15 @@ from celery.signals import task_postrun, task_prerun, worker_shutdown
 from sqlmodel import Session
 
 from worker.celery_app import app
+from worker.core import queues
 from worker.core.settings import Settings, get_settings
 from worker.feeds import polling
+from worker.pipeline.steps import FIRST
 
 FETCH_QUEUE = "bench-fetch"
-DISPATCH_TASK = "tasks.maintenance.dispatch_due_feeds"
+DISPATCH_TASK = queues.DISPATCH_TASK
 
-app.conf.task_routes = {**app.conf.task_routes, "tasks.fetching.*": {"queue": FETCH_QUEUE}}
+app.conf.task_routes = {**app.conf.task_routes, FIRST.task_name: {"queue": FETCH_QUEUE}}
 
 _redis: redis.Redis | None = None
 
@@ -57,7 +59,7 @@ def _timed_claim(
     return ids
 
 
-polling.claim_due_feeds = _timed_claim  # tasks.maintenance calls polling.claim_due_feeds
+polling.claim_due_feeds = _timed_claim  # tasks.schedule calls polling.claim_due_feeds
 
 _starts: dict[str, tuple[float, float]] = {}
 

@@ -357,7 +357,11 @@ def main(argv: list[str] | None = None) -> int:
 
         reset_settings()
         settings = get_settings()
-        from tasks.maintenance import dispatch_now  # after the settings: it builds the app
+        from worker.core.outbox import send_now  # after the settings: it builds the app
+        from worker.core.queues import DISPATCH_TASK
+
+        def dispatch_now() -> None:
+            send_now(DISPATCH_TASK)
 
         init_db(settings)
         sql = psycopg.connect(db, autocommit=True)

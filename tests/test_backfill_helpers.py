@@ -228,7 +228,7 @@ def run_discovery(job_id: int, max_steps: int = 500) -> int:
 def run_items(job_id: int, rounds: int = 10_000, limit: int | None = None) -> int:
     """Process the job's items in this process, as workers would (advance, then each
     dispatched item's task body); stop after ``limit`` items. Returns items run."""
-    from tasks.jobs import process_item
+    from tasks.job_steps import process_item
     from worker.core.db import unit_of_work
     from worker.core.settings import get_settings
     from worker.jobs import lifecycle

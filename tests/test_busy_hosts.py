@@ -50,7 +50,7 @@ def test_an_article_on_an_unreachable_host_ends_quarantined_with_the_cause(
 ) -> None:
     from celery.exceptions import Retry
 
-    from tasks.fetching import fetch_article
+    from tasks.articles import fetch_article
     from worker.core.db import init_db
 
     settings = configure(MAX_ATTEMPTS=3)
@@ -93,7 +93,7 @@ def test_a_busy_host_is_still_waited_for_uncounted(configure: Any, server: Any) 
     is free, so its articles wait without counting an attempt."""
     from celery.exceptions import Retry
 
-    from tasks.fetching import fetch_article
+    from tasks.articles import fetch_article
     from worker.core import resources
     from worker.core.db import init_db
 

@@ -294,7 +294,7 @@ def _send_dedup(env: dict[str, str], ids: list[int], cwd: Path) -> None:
         "from worker.celery_app import app, celery_config\n"
         "from worker.core.settings import get_settings\n"
         "app.conf.update(celery_config(get_settings()))\n"
-        "from tasks.processing import dedup_article\n"
+        "from tasks.articles import dedup_article\n"
         "with app.producer_or_acquire() as producer:\n"
         "    for aid in map(int, sys.argv[1:]):\n"
         "        dedup_article.apply_async(args=[aid], producer=producer)\n"

@@ -52,7 +52,7 @@ def _queued_polls() -> list[tuple[str, list[Any]]]:
 def test_dispatch_queues_every_claimed_feed_once_a_few_per_message(configure: Any) -> None:
     settings = configure(dispatch_batch_size=3, poll_feeds_per_message=2)
     _due_feeds(settings, 5)
-    from tasks.maintenance import dispatch_due_feeds
+    from tasks.schedule import dispatch_due_feeds
 
     assert dispatch_due_feeds() == 5  # two claims: 3 + 2
     assert _leased() == 5
@@ -71,8 +71,7 @@ def test_dispatch_queues_every_claimed_feed_once_a_few_per_message(configure: An
 
 
 def test_a_message_takes_feeds_far_apart_in_the_claim_order() -> None:
-    from tasks.maintenance import poll_messages
-    from worker.feeds.polling import Lease
+    from worker.feeds.polling import Lease, poll_messages
 
     leases = [Lease(i, f"t{i}") for i in range(25)]
     messages = poll_messages(leases, 10)
@@ -88,13 +87,14 @@ def test_broker_failure_gives_the_feeds_back(
 ) -> None:
     settings = configure()
     _due_feeds(settings, 3)
-    from tasks import maintenance
+    from tasks.schedule import dispatch_due_feeds
+    from worker.celery_app import app
 
     def broker_down(*_: Any, **__: Any) -> Any:
         raise BrokerError("connection refused")
 
-    monkeypatch.setattr(maintenance.app, "producer_or_acquire", broker_down)
-    assert maintenance.dispatch_due_feeds() == 0
+    monkeypatch.setattr(app, "producer_or_acquire", broker_down)
+    assert dispatch_due_feeds() == 0
     assert _leased() == 0
     with unit_of_work() as s:
         assert count_due(s) == 3  # the next run claims them again, no lease to wait out
@@ -106,7 +106,7 @@ def test_a_message_that_could_outlive_its_time_limit_sends_the_rest_on(
     """With a time limit too short for a second poll (task_time_limit 60 s against two
     downloads of up to 20 s each and the limiter's wait), one message polls its first
     feed and queues the others in a new message, leases unchanged."""
-    from tasks.polling import poll_feeds
+    from tasks.polls import poll_feeds
     from tests.support.content import rss
     from tests.support.server import Reply
     from worker.feeds.polling import claim_due_feeds

@@ -140,7 +140,7 @@ def row(article_id: int) -> dict[str, Any]:
 
 def fetch(url: str, **entry: Any) -> dict[str, Any]:
     """Run the fetch task for a new article at ``url`` (and, eagerly, what follows)."""
-    from tasks.fetching import fetch_article
+    from tasks.articles import fetch_article
 
     (aid,) = add_articles(url, **entry)
     result = fetch_article.apply(args=[aid])
@@ -510,7 +510,7 @@ def test_real_worker_survives_a_mixed_batch(
     guard on except for 127.0.0.2: every hostile page ends failed, skipped or
     quarantined with a reason, every good page is processed, and the same worker then
     processes a page sent after the batch."""
-    from tasks.fetching import fetch_article
+    from tasks.articles import fetch_article
     from tests.support.procs import celery_worker, processes, wait_until, worker_env
     from worker.core.db import init_db
 

@@ -62,7 +62,7 @@ def test_throttle_keeps_at_most_backfill_concurrency_in_flight(configure, server
     # A second job shares the same budget: as items finish, the room they leave goes
     # round robin to both jobs, and the total in flight stays at 3.
     job2 = _urls_job(server, [p + "?v=2" for p in site.pages[:4]])
-    from tasks.jobs import process_item
+    from tasks.job_steps import process_item
 
     for jid, aid in first.items:
         process_item(jid, aid)
@@ -82,13 +82,12 @@ def test_interrupted_job_resumes_and_fetches_each_url_once(configure, server) ->
     job_id = _urls_job(server, site.pages)
     run_items(job_id, limit=10)
 
-    from tasks.jobs import item_steps
     from worker.core.db import unit_of_work
     from worker.core.settings import get_settings
     from worker.jobs import lifecycle
+    from worker.pipeline.steps import step_for
 
     settings = get_settings()
-    steps, _ = item_steps(job_id, settings)
     with unit_of_work() as s:
         pending = s.exec(
             select(JobItem.article_id)
@@ -101,7 +100,9 @@ def test_interrupted_job_resumes_and_fetches_each_url_once(configure, server) ->
         for _ in range(n % 4):
             with unit_of_work() as s:
                 state = s.get(Article, aid).state  # type: ignore[union-attr]
-                steps[state](s, aid)
+                step = step_for(state)
+                assert step is not None
+                step.run(s, aid, settings)
         with unit_of_work() as s:
             item = s.exec(select(JobItem).where(JobItem.article_id == aid)).one()
             item.updated_at = utcnow()
@@ -114,7 +115,7 @@ def test_interrupted_job_resumes_and_fetches_each_url_once(configure, server) ->
     with unit_of_work() as s:
         plan = lifecycle.advance(s, settings, reclaim=True)
     assert len(plan.items) == settings.backfill_concurrency
-    from tasks.jobs import process_item
+    from tasks.job_steps import process_item
 
     for jid, aid in plan.items:
         process_item(jid, aid)
@@ -131,7 +132,7 @@ def test_pause_resume_cancel(configure, server) -> None:
     configure(extract_claims="false")
     site = serve_articles(server, 8, "p")
     job_id = _urls_job(server, site.pages)
-    from tasks.jobs import process_item
+    from tasks.job_steps import process_item
     from worker.core.db import unit_of_work
     from worker.core.settings import get_settings
     from worker.jobs import lifecycle
@@ -241,10 +242,10 @@ def test_item_whose_article_the_live_pipeline_finished_ends_at_the_next_round(
     configure(extract_claims="false", stale_after=3600)
     site = serve_articles(server, 3, "live")
     job_id = _urls_job(server, site.pages)
-    from tasks.jobs import item_steps
     from worker.core.db import unit_of_work
     from worker.core.settings import get_settings
     from worker.jobs import lifecycle
+    from worker.pipeline.steps import step_for
 
     settings = get_settings()
     with unit_of_work() as s:
@@ -253,12 +254,13 @@ def test_item_whose_article_the_live_pipeline_finished_ends_at_the_next_round(
     (_, live_aid), (_, other) = plan.items
     # The live pipeline runs the first article to the end; the item's message finds it
     # locked (PostgreSQL) and leaves it, so the item stays pending with a running lease.
-    steps, _ = item_steps(0, settings)
     for _ in range(4):
         with unit_of_work() as s:
             article = s.get(Article, live_aid)
             assert article is not None
-            steps[article.state](s, live_aid)
+            step = step_for(article.state)
+            assert step is not None
+            step.run(s, live_aid, settings)
     with unit_of_work() as s:
         assert s.get(Article, live_aid).state == "processed"  # type: ignore[union-attr]
         assert lifecycle.progress(s, job_id, settings).in_flight == 2
@@ -277,7 +279,7 @@ def test_operation_tasks_create_and_steer_jobs(configure, server) -> None:
     arguments fail the call without creating a job."""
     import pytest
 
-    from tasks import jobs as job_tasks
+    from tasks import operations as job_tasks
     from tests.test_backfill_helpers import DAY0, serve_atom_archive, serve_sitemaps
     from worker.core.db import init_db, unit_of_work
     from worker.core.settings import get_settings

@@ -87,7 +87,8 @@ def _swept(aid: int, settings: Any, now: datetime) -> bool:
 
 
 def test_cap_is_below_the_visibility_timeout(setup: Any) -> None:
-    from worker.celery_app import celery_config, max_countdown
+    from worker.celery_app import celery_config
+    from worker.core.queues import max_countdown
 
     visibility = celery_config(setup.model_copy(update={"broker_url": "redis://x/0"}))[
         "broker_transport_options"
@@ -100,9 +101,9 @@ def test_cap_is_below_the_visibility_timeout(setup: Any) -> None:
 def test_a_host_wait_longer_than_the_cap_is_scheduled_at_the_cap_and_swept_when_due(
     setup: Any, server: LocalServer, redis_url: str
 ) -> None:
-    from tasks.fetching import fetch_article
-    from worker.celery_app import max_countdown
+    from tasks.articles import fetch_article
     from worker.core import resources
+    from worker.core.queues import max_countdown
 
     cap = max_countdown(setup)
     server.routes["/news/a"] = Reply(body=b"<html><body><p>hello</p></body></html>")
@@ -139,8 +140,8 @@ def test_a_host_wait_longer_than_the_cap_is_scheduled_at_the_cap_and_swept_when_
 def test_a_retry_after_of_hours_counts_once_and_waits_in_the_database(
     setup: Any, server: LocalServer, redis_url: str
 ) -> None:
-    from tasks.fetching import fetch_article
-    from worker.celery_app import max_countdown
+    from tasks.articles import fetch_article
+    from worker.core.queues import max_countdown
 
     cap = max_countdown(setup)
     server.routes["/news/b"] = Reply(status=429, headers={"Retry-After": str(int(WAIT))})

@@ -84,7 +84,7 @@ def test_claims_step_waits_for_the_model_without_counting(configure: Any) -> Non
     after its environment retries the message is dropped and the article is still
     pending, uncounted, for the sweep. With the setting fixed the same step processes it.
     A crash of the claims code itself still counts (the contrast)."""
-    from tasks.processing import claims_article
+    from tasks.articles import claims_article
     from worker.core.db import init_db
 
     settings = configure(spacy_model=BOGUS, max_attempts=3)
@@ -133,7 +133,7 @@ def test_worker_says_so_at_start_and_its_claims_steps_wait_until_fixed(
         start_lines = [ln for ln in worker.log().splitlines() if "claims_model_unavailable" in ln]
         assert "CLAIMWIRE_SPACY_MODEL='en_core_web_bogus'" in start_lines[0]
 
-        from tasks.processing import claims_article
+        from tasks.articles import claims_article
 
         claims_article.apply_async(args=(aid,))
         wait_until(lambda: worker.log().count("environment_error") >= 2, timeout=120)
@@ -149,7 +149,7 @@ def test_worker_says_so_at_start_and_its_claims_steps_wait_until_fixed(
     fixed = celery_worker("cpu-fixed", worker_env(base, db_url, REDIS_URL), tmp_path, "cpu")
     fixed.start()
     try:
-        from tasks.processing import claims_article
+        from tasks.articles import claims_article
 
         claims_article.apply_async(args=(aid,))
         wait_until(lambda: load_article(aid).state == ArticleState.processed, timeout=180)

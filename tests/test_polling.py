@@ -643,7 +643,7 @@ def test_a_poll_whose_feed_was_claimed_again_meanwhile_writes_nothing(
 
 
 def test_the_task_ignores_messages_without_a_current_lease(poller: Any, server: Any) -> None:
-    from tasks.polling import poll_feed as poll_task
+    from tasks.polls import poll_feed as poll_task
 
     p = poller()
     server.routes["/feed.xml"] = Reply(body=rss(server.url("/"), []), content_type=RSS)
@@ -662,7 +662,7 @@ def test_a_message_of_several_feeds_polls_each_on_its_own(
 ) -> None:
     """poll_feeds: one feed polled, one with an outdated token skipped, one that crashes
     left to its lease, and the feed after the crash still polled."""
-    from tasks import polling as poll_tasks
+    from tasks import polls as poll_tasks
 
     p = poller()
     for name in ("a", "b", "c", "d"):
@@ -697,7 +697,7 @@ def test_an_environment_error_retries_that_feed_and_the_rest_of_the_message(
     not polled again), the second and third are polled by the retry."""
     from sqlalchemy.exc import OperationalError
 
-    from tasks import polling as poll_tasks
+    from tasks import polls as poll_tasks
 
     p = poller()
     for name in ("a", "b", "c"):

@@ -65,7 +65,8 @@ def _end(aid: int, advanced: bool) -> None:
 
 def test_steps_that_end_count_nothing_deaths_accumulate_then_quarantine(db: Any) -> None:
     from worker.core.db import unit_of_work
-    from worker.pipeline.attempts import StepStart, replay
+    from worker.pipeline.attempts import StepStart
+    from worker.pipeline.replay import replay
     from worker.pipeline.sweep import stale_articles
 
     aid = _article()
@@ -141,9 +142,8 @@ def test_finished_article_is_never_quarantined_by_deaths(db: Any) -> None:
 def test_a_copy_of_a_running_step_neither_counts_nor_runs(configure: Any, pg_url: str) -> None:
     """PostgreSQL: while a step holds its article's row lock, a second copy of its
     message (redelivered, or re-sent by the sweep) is told `busy` and counts nothing."""
-    from tasks.base import lock_article
     from worker.core.db import init_db, unit_of_work
-    from worker.pipeline.attempts import StepStart
+    from worker.pipeline.attempts import StepStart, lock_article
 
     init_db(configure(database_url=pg_url))
     aid = _article()
@@ -162,20 +162,22 @@ def test_a_copy_that_loses_the_row_takes_its_start_back(
     once the other copy's transaction ends. When that other copy dies (its connection
     goes, as with a SIGKILL), its own start is the only one left: one death, not two."""
     import threading
-    from types import SimpleNamespace
+    from dataclasses import replace
 
     import psycopg
 
-    import tasks.base as base
     from worker.core.db import init_db
+    from worker.pipeline import attempts
     from worker.pipeline.attempts import StepStart
+    from worker.pipeline.runner import run_step
+    from worker.pipeline.steps import step_named
 
     init_db(configure(database_url=pg_url))
     aid = _article()
     assert _begin(aid) == (StepStart.run, 0)  # copy A: started, not yet locked
     copy_a = psycopg.connect(pg_url)
     dies = threading.Timer(1.0, copy_a.close)
-    real_lock = base.lock_article
+    real_lock = attempts.lock_article
 
     def copy_a_locks_first(session: Any, article_id: int) -> bool:
         # between copy B's start and its lock, copy A takes the row, then dies
@@ -183,12 +185,13 @@ def test_a_copy_that_loses_the_row_takes_its_start_back(
         dies.start()
         return real_lock(session, article_id)
 
-    def step(session: Any, article_id: int) -> bool:
+    def must_not_run(session: Any, article_id: int, settings: Any) -> Any:
         raise AssertionError("the copy that found the row locked must not run the step")
 
-    monkeypatch.setattr(base, "lock_article", copy_a_locks_first)
-    task = SimpleNamespace(name=STEP, request=SimpleNamespace(retries=0))
-    assert base.run_article_step(task, aid, step, None) is False  # type: ignore[arg-type]
+    monkeypatch.setattr(attempts, "lock_article", copy_a_locks_first)
+    dedup = replace(step_named("dedup"), run=must_not_run)
+    outcome = run_step(dedup, aid)
+    assert not outcome.advanced and outcome.retry_in is None
     dies.join()
     assert load_article(aid).step_starts == 1  # copy A's death; copy B's start taken back
 

@@ -36,7 +36,7 @@ def test_sweep_resends_stuck_articles_but_not_into_a_backlogged_queue(
     import redis
 
     settings = configure(broker_url=redis_url, sweep_backlog_limit=5, stale_after=60)
-    from tasks.maintenance import sweep
+    from tasks.schedule import sweep
     from worker.core.db import init_db, unit_of_work
 
     init_db(settings)
@@ -85,8 +85,8 @@ def test_a_step_waiting_for_its_host_is_not_sent_again_by_the_sweep(
     of the embedded service (``older_than=0``) sends it at once."""
     from celery.exceptions import Retry
 
-    from tasks.fetching import fetch_article
-    from tasks.maintenance import sweep
+    from tasks.articles import fetch_article
+    from tasks.schedule import sweep
     from tests.support.server import Reply
     from worker.core.db import unit_of_work
     from worker.network.politeness import HostBusy

@@ -9,8 +9,8 @@ from tests.support.content import STORIES, serve_site
 
 
 def test_a_poll_and_each_finished_step_log_one_info_line(configure, server) -> None:
-    from tasks.fetching import fetch_article
-    from tasks.polling import _poll_one
+    from tasks.articles import fetch_article
+    from tasks.polls import _poll_one
     from worker.core.db import init_db, unit_of_work
     from worker.feeds.polling import claim_due_feeds
     from worker.feeds.subscriptions import add_feeds

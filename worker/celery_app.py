@@ -24,39 +24,26 @@ from celery.signals import (
 )
 from kombu.entity import Queue
 
+from worker.core.queues import (
+    ADVANCE_JOBS_TASK,
+    BACKFILL_QUEUE,
+    CPU_QUEUE,
+    DISPATCH_TASK,
+    IO_QUEUE,
+    QUEUES,
+    REDIS_VISIBILITY_TIMEOUT,
+    SCHEDULE_QUEUE,
+    SWEEP_TASK,
+)
 from worker.core.settings import Settings, get_settings
-
-IO_QUEUE, CPU_QUEUE, BACKFILL_QUEUE = "io", "cpu", "backfill"
-# The scheduler's own short tasks: dispatch_due_feeds, sweep, advance_jobs. Consumed by
-# every io worker (added to its -Q by _consume_schedule), so the deployment's commands
-# need no change; a separate list in the broker, so they are not behind the io backlog
-# (a worker takes from its queues in turn).
-SCHEDULE_QUEUE = "schedule"
-QUEUES = (IO_QUEUE, CPU_QUEUE, BACKFILL_QUEUE, SCHEDULE_QUEUE)
-
-# Redis hands a message that is still unacknowledged this long after its delivery to
-# another worker. A retry with a countdown is delivered at once and held by the worker
-# until its time: the countdown plus the task's own run must stay below this, or the
-# task runs twice (Celery documents it for eta/countdown on Redis).
-REDIS_VISIBILITY_TIMEOUT = 3600
-COUNTDOWN_MARGIN = 300  # seconds kept free below the visibility timeout
-
-
-def max_countdown(settings: Settings) -> float:
-    """The longest countdown a task may schedule: the visibility timeout less the task's
-    hard time limit and a margin (3,000 s with the defaults). A longer wait is held by
-    the database instead (the article's sweep mark, ``tasks.base._take_back_start``):
-    the capped retry finds the wait not over and waits again, and if that chain is lost
-    the sweep sends the step when it is due."""
-    return float(max(60, REDIS_VISIBILITY_TIMEOUT - settings.task_time_limit - COUNTDOWN_MARGIN))
-
+from worker.pipeline.steps import task_routes
 
 TASK_MODULES = [
-    "tasks.polling",
-    "tasks.fetching",
-    "tasks.processing",
-    "tasks.maintenance",
-    "tasks.jobs",
+    "tasks.articles",
+    "tasks.polls",
+    "tasks.schedule",
+    "tasks.job_steps",
+    "tasks.operations",
 ]
 
 
@@ -76,12 +63,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         task_default_queue=IO_QUEUE,
         task_queues=[Queue(q) for q in QUEUES],  # type: ignore[no-untyped-call]
         task_routes={
+            **task_routes(),  # the article steps, each to its queue (worker.pipeline.steps)
             "tasks.polling.*": {"queue": IO_QUEUE},
-            "tasks.fetching.*": {"queue": IO_QUEUE},
             "tasks.maintenance.*": {"queue": SCHEDULE_QUEUE},
-            "tasks.processing.*": {"queue": CPU_QUEUE},
             # scheduling only: never behind backfill items (an exact name wins over *)
-            "tasks.jobs.advance_jobs": {"queue": SCHEDULE_QUEUE},
+            ADVANCE_JOBS_TASK: {"queue": SCHEDULE_QUEUE},
             "tasks.jobs.*": {"queue": BACKFILL_QUEUE},
         },
         # A broker that is down must not hang a task that only wanted to enqueue a
@@ -104,12 +90,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         enable_utc=True,
         beat_schedule={
             "dispatch-due-feeds": {
-                "task": "tasks.maintenance.dispatch_due_feeds",
+                "task": DISPATCH_TASK,
                 "schedule": settings.dispatch_interval,
             },
-            "sweep": {"task": "tasks.maintenance.sweep", "schedule": settings.sweep_interval},
+            "sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval},
             "advance-jobs": {
-                "task": "tasks.jobs.advance_jobs",
+                "task": ADVANCE_JOBS_TASK,
                 "schedule": settings.dispatch_interval,
                 "options": {"queue": SCHEDULE_QUEUE},  # never behind backfill items
             },

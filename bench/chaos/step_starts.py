@@ -64,8 +64,8 @@ def _bare(aid: int) -> None:
     from sqlmodel import col
 
     from schemas.models import Article
-    from tasks.base import lock_article
     from worker.core.db import unit_of_work
+    from worker.pipeline.attempts import lock_article
 
     with unit_of_work() as s:
         lock_article(s, aid)
@@ -79,9 +79,8 @@ def _counted(aid: int) -> None:
     from sqlmodel import col
 
     from schemas.models import Article
-    from tasks.base import lock_article
     from worker.core.db import unit_of_work
-    from worker.pipeline.attempts import begin_step, end_step
+    from worker.pipeline.attempts import begin_step, end_step, lock_article
 
     with unit_of_work() as s:
         begin_step(s, aid, "bench", 5)

@@ -44,4 +44,4 @@ def _crashing_extract(
     return _real_extract(session, article_id, archive, settings)
 
 
-extract.extract_stored_article = _crashing_extract  # tasks.processing looks it up per call
+extract.extract_stored_article = _crashing_extract  # the extract step looks it up per call

@@ -322,7 +322,9 @@ def feeds_poll(
     all_: bool = typer.Option(False, "--all", help="Every feed."),
 ) -> None:
     """Make feeds due now; the running service (or the next `run`) polls them at once."""
+    from worker.core import outbox
     from worker.core.db import unit_of_work
+    from worker.core.queues import DISPATCH_TASK
     from worker.feeds.polling import make_due
     from worker.feeds.subscriptions import FeedNotFound, find_feed
 
@@ -333,9 +335,8 @@ def feeds_poll(
         with unit_of_work() as s:
             ids = None if all_ else [find_feed(s, ref or "").id or 0]
             n = make_due(s, ids)
+            # a running service polls them now, not at the dispatcher's next tick
+            outbox.send_after_commit(s, DISPATCH_TASK)
     except FeedNotFound as exc:
         raise UserError(str(exc)) from exc
-    from tasks.maintenance import dispatch_now
-
-    dispatch_now()  # a running service polls them now, not at the dispatcher's next tick
     out.print(f"{n} feed(s) due now")

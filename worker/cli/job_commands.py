@@ -75,7 +75,7 @@ def _started(job_id: int, kind: str, wait: bool, detail: str = "") -> None:
 def _kick(job_id: int) -> None:
     """Start the job now instead of at the next scheduler tick (best effort)."""
     try:
-        from tasks.jobs import advance_once
+        from worker.jobs.work import advance_once
 
         advance_once(job_ids=[job_id])
     except Exception as exc:  # noqa: BLE001 (the scheduler starts it anyway)
@@ -441,9 +441,9 @@ def _report(row: dict[str, Any]) -> int:
 def _work_in_process(job_id: int, settings: Any, refresh: Any) -> dict[str, Any]:
     """Run an embedded Celery worker on the ``backfill`` queue in this process, advance
     the job every half second, and stop the worker once the job has ended."""
-    from tasks.jobs import advance_once
-    from worker.celery_app import BACKFILL_QUEUE
     from worker.celery_app import app as celery_app
+    from worker.core.queues import BACKFILL_QUEUE
+    from worker.jobs.work import advance_once
 
     result: dict[str, Any] = {}
     stop = threading.Event()

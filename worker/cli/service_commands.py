@@ -227,8 +227,8 @@ def replay(
 ) -> None:
     """Send quarantined articles back to the step that failed."""
     from worker.core.db import unit_of_work
-    from worker.pipeline.attempts import NotQuarantined
-    from worker.pipeline.attempts import replay as do_replay
+    from worker.pipeline.replay import NotQuarantined
+    from worker.pipeline.replay import replay as do_replay
 
     _db()
     try:

@@ -2,7 +2,8 @@
 
 Domain functions take a :class:`~sqlmodel.Session` and never commit; the caller (a
 Celery task or a CLI command) opens one :func:`unit_of_work` per step, so each step
-is one transaction: it happens whole or not at all.
+is one transaction: it happens whole or not at all, and the messages it records for
+later are sent only once it has committed (:mod:`worker.core.outbox`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool, QueuePool
 from sqlmodel import Session, create_engine
 
+from worker.core import outbox
 from worker.core.settings import Settings, get_settings, mask_url
 
 MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"
@@ -210,16 +212,20 @@ def database_error(exc: BaseException, settings: Settings | None = None) -> str:
 
 @contextmanager
 def unit_of_work(settings: Settings | None = None) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any error."""
+    """One transaction: commit on success, roll back on any error. The messages
+    recorded on the session (:func:`worker.core.outbox.send_after_commit`) are sent
+    once the commit succeeded, never after a rollback."""
     session = Session(get_engine(settings), expire_on_commit=False)
     try:
         yield session
         session.commit()
     except BaseException:
         session.rollback()
+        outbox.discard(session)
         raise
     finally:
         session.close()
+    outbox.deliver(outbox.take(session))
 
 
 def is_postgres(session: Session) -> bool:

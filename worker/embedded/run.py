@@ -26,8 +26,9 @@ from typing import Any
 
 import structlog
 
-from worker.celery_app import QUEUES, app
+from worker.celery_app import app
 from worker.core.db import unit_of_work
+from worker.core.queues import QUEUES
 from worker.core.settings import Settings, mask_url
 from worker.pipeline.status import Progress, pending_work, progress
 
@@ -157,8 +158,7 @@ def _idle_watch(
     after the database has shown no pending work for a few consecutive checks, or after
     every check has failed for ``settings.until_idle_give_up`` seconds. ``ending`` gets
     the reason."""
-    from tasks.jobs import advance_jobs
-    from tasks.maintenance import dispatch_due_feeds, sweep
+    from tasks.schedule import advance_jobs, dispatch_due_feeds, sweep
 
     if _transport_is_empty(settings):
         # Nothing waits in the broker (the embedded queue has no other consumer; an
@@ -270,8 +270,7 @@ def run_service(
         )
         watcher.start()
     elif settings.broker_is_embedded:
-        from tasks.jobs import advance_jobs
-        from tasks.maintenance import sweep
+        from tasks.schedule import advance_jobs, sweep
 
         sweep(older_than=0)
         advance_jobs(reclaim=True)

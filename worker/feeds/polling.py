@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select, update
@@ -509,3 +509,27 @@ __all__ = [
     "poll_feed",
     "record_entries",
 ]
+
+
+def poll_messages(leases: list[Lease], per_message: int) -> list[list[list[Any]]]:
+    """Split claimed feeds into the arguments of at most ``per_message`` feeds each.
+    Message ``j`` of ``n`` takes feeds ``j, j + n, j + 2n, ...``: feeds next to each
+    other in the claim order (often of one host, or added together) go to different
+    messages, so one host's politeness interval does not make a single worker thread
+    wait for it over and over."""
+    per_message = max(1, per_message)
+    n = -(-len(leases) // per_message)
+    return [[[feed_id, token] for feed_id, token in leases[j::n]] for j in range(n)]
+
+
+def release_leases(session: Session, leases: list[Lease]) -> None:
+    """Give back claimed feeds whose poll messages may not have been queued, so that the
+    next dispatcher run claims them again instead of waiting ``poll_lease_seconds`` for
+    the leases to run out. A message that did reach the broker carries the old lease
+    token and does nothing; a poll already running loses its lease and rolls back (or,
+    if it committed first, the feed is no longer due)."""
+    session.execute(
+        update(Feed)
+        .where(col(Feed.id).in_([feed_id for feed_id, _ in leases]))
+        .values(lease_until=None)
+    )

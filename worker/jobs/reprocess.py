@@ -33,7 +33,7 @@ from schemas.models import (
 from worker.core.settings import Settings
 from worker.jobs import lifecycle
 from worker.pages.archive import Archive
-from worker.pages.fetch import set_state
+from worker.pipeline.states import set_state
 
 REPROCESSABLE_STATES = tuple(s.value for s in FINAL_ARTICLE_STATES)
 

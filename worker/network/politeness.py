@@ -253,7 +253,7 @@ def turn_spacing(settings: Settings) -> float:
 
 
 def _default_max_ahead(settings: Settings) -> float:
-    from worker.celery_app import max_countdown
+    from worker.core.queues import max_countdown
 
     return max_countdown(settings)
 

@@ -15,7 +15,7 @@ from worker.core.settings import Settings
 from worker.pages.archive import Archive
 from worker.pages.charset import decode_html
 from worker.pages.extractor import extract_page
-from worker.pages.fetch import set_state
+from worker.pipeline.states import set_state
 
 NO_TEXT_REASON = "no text extracted (page and feed entry give no text)"
 

@@ -15,6 +15,7 @@ from worker.core.settings import Settings
 from worker.network.http import FetchError, HttpClient, classify_status
 from worker.network.politeness import HostLimiter, robots_allows
 from worker.pages.archive import Archive
+from worker.pipeline.states import set_state
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 """Media types taken as HTML without looking at the bytes."""
@@ -32,13 +33,6 @@ class FetchOutcome:
     advanced: bool  # the article moved on to ``fetched``
     state: str
     reason: str | None = None
-
-
-def set_state(article: Article, state: ArticleState, reason: str | None = None) -> None:
-    article.state = state
-    article.state_changed_at = utcnow()
-    if reason is not None:
-        article.failure_reason = reason
 
 
 def _sniff_html(body: bytes) -> bool:

@@ -1,25 +1,103 @@
-"""Quarantined articles: a step failed ``max_attempts`` times, or its worker process
-died ``max_step_deaths`` times while running it. Replay sends them back.
+"""The bookkeeping of a pipeline step: its start, its end, and what a failure costs.
 
-Deaths are counted with *starts*: before a step runs, :func:`begin_step` records the
-start in its own short transaction; :func:`end_step` clears it when the step returns or
-raises. A process that dies (out of memory, a crash in a C library, SIGKILL) clears
-nothing, so the starts left on an article are the deaths during its current step.
+A step runs in three transactions (:func:`worker.pipeline.runner.run_step`):
+
+1. :func:`begin_step` commits the step's *start* on the article. A start that is never
+   taken back is a *death*: the worker process died during the step (out of memory, a
+   crash in a C library, SIGKILL), which no exception reports. After
+   ``max_step_deaths`` of them the article is quarantined instead of run again.
+2. The step itself, under the article's row lock (:func:`lock_article`), ends with
+   :func:`end_step`, which takes the start back.
+3. If the step raised, :func:`settle` decides what the failure costs, in a short
+   transaction of its own, and what the task does next (an :class:`Outcome`):
+
+   * errors of the environment (database, broker, archive, a claims model that cannot
+     load) retry later without counting against the article (:data:`ENVIRONMENT_ERRORS`);
+   * a host that asks to wait (:class:`~worker.network.politeness.HostBusy`) retries when
+     it is free, uncounted, and *holds the sweep* until then: the article's sweep mark
+     (``state_changed_at``) moves to the end of the wait (:func:`hold_sweep`);
+   * transient fetch errors, and a robots.txt that cannot be read, count an *attempt*
+     and retry with backoff;
+   * anything else counts an attempt too; after ``max_attempts`` the article is
+     *quarantined* with its error (visible in ``claimwire status``,
+     ``claimwire replay`` sends it back: :mod:`worker.pipeline.replay`).
+
+The functions that take a session never commit; :func:`settle` and
+:func:`take_back_start` open their own short transactions, because what they record
+must outlive the step's rolled-back one.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import random
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import redis.exceptions
+import structlog
+from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import case, text, update
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, col, select
 
-from schemas.models import PENDING_ARTICLE_STATES, Article, ArticleState, RawPage
+from schemas.models import PENDING_ARTICLE_STATES, Article, ArticleState
 from schemas.types import utcnow
-from worker.core.db import is_postgres
-from worker.pages.archive import Archive, ArchiveError
+from worker.claims.model import ModelUnavailable
+from worker.core.db import is_postgres, unit_of_work
+from worker.core.queues import max_countdown
+from worker.core.settings import Settings
+from worker.network.http import FetchError
+from worker.network.politeness import HostBusy, RobotsUnavailable
+from worker.pages.archive import ArchiveError
+
+log = structlog.get_logger("claimwire.pipeline")
+
+# Errors of the environment, not of the item: retried without counting an attempt, so
+# that a database restart, a Redis restart (the host limiter lives there) or a full disk
+# never quarantines good articles.
+ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,  # includes deadlocks and serialization failures (SQLSTATE 40xxx)
+    InterfaceError,  # "connection already closed" after a server restart
+    DisconnectionError,
+    PoolTimeout,
+    ArchiveError,
+    BrokerError,
+    ConnectionError,
+    TimeoutError,
+    redis.exceptions.ConnectionError,  # includes BusyLoadingError, AuthenticationError
+    redis.exceptions.TimeoutError,
+    ModelUnavailable,
+)
+
+ENV_MAX_RETRIES = 8
+"""Retries of one message after environment errors. Past this the message is dropped
+(acknowledged) and the article waits in its pending state for the sweep, which sends at
+most one fresh message per article per ``stale_after``: a long outage never piles up
+retry chains."""
+
+NO_RETRY_LIMIT = sys.maxsize
+"""The retry limit of the retries that must go on: a host that asks to wait, and
+transient or item errors (bounded by ``max_attempts`` through quarantine instead).
+Celery's ``max_retries=None`` would mean its default limit, 3, not "no limit"."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a step's task does next: it is done, or it runs again in ``retry_in``
+    seconds (at most ``max_retries`` times in all; ``cause`` is the error that asked
+    for it)."""
+
+    advanced: bool = False  # the step moved its article on
+    retry_in: float | None = None
+    max_retries: int = NO_RETRY_LIMIT
+    cause: BaseException | None = None
+    state: str | None = None  # the article's state after the step, when known
+    new_canonicals: tuple[int, ...] = ()  # articles whose claims step must run now
+
 
 _BEGIN_STEP_PG = text(
     """
@@ -124,67 +202,201 @@ def end_step(session: Session, article_id: int, *, advanced: bool) -> None:
     )
 
 
-def _page_readable(session: Session, article: Article, archive: Archive) -> bool:
-    raw = session.get(RawPage, article.raw_sha256) if article.raw_sha256 else None
-    if raw is None:
-        return False
-    try:
-        archive.get(raw.storage_key)
-    except ArchiveError:
-        return False
-    except Exception:  # noqa: BLE001 (corrupt bytes: the page must be fetched again)
-        return False
-    return True
+def lock_article(session: Session, article_id: int) -> bool:
+    """Take the article's row lock for this step's transaction (PostgreSQL).
+
+    Returns False when another worker holds it: the same step of the same article is
+    running right now (a message redelivered after a broker restart, or re-sent by the
+    sweep while the first copy still runs), so this copy does nothing and the one in
+    flight finishes the work. A killed worker's lock goes with its connection, and the
+    sweep sends the step again. On SQLite the database lock serializes writers instead.
+    Also returns False for an article that no longer exists."""
+    if not is_postgres(session):
+        return True
+    row = session.execute(
+        select(Article.id).where(Article.id == article_id).with_for_update(skip_locked=True)
+    ).first()
+    return row is not None
 
 
-class NotQuarantined(LookupError):
-    """An article given to replay does not exist or is not quarantined."""
-
-
-def _check_ids(session: Session, ids: list[int]) -> None:
-    """Every id must name a quarantined article; otherwise nothing is replayed."""
-    for i in ids:
-        if not 0 < i < 2**63:  # beyond any database integer: no article either
-            raise NotQuarantined(f"no article with id {i}; nothing replayed")
-    states = dict(
-        session.exec(select(Article.id, Article.state).where(col(Article.id).in_(ids))).all()
+def hold_sweep(session: Session, article_id: int, seconds: float) -> None:
+    """Move a pending article's sweep mark to ``seconds`` from now (never back): its step
+    waits for a retry until then, which may be later than the retry's countdown
+    (:func:`capped`); the sweep sends it again ``stale_after`` after that if no retry
+    did."""
+    until = utcnow() + timedelta(seconds=seconds)
+    session.execute(
+        update(Article)
+        .where(
+            col(Article.id) == article_id,
+            col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]),
+            col(Article.state_changed_at) < until,
+        )
+        .values(state_changed_at=until)
     )
-    for i in ids:
-        if i not in states:
-            raise NotQuarantined(f"no article with id {i}; nothing replayed")
-        if states[i] != ArticleState.quarantined:
-            raise NotQuarantined(
-                f"article {i} is not quarantined (state {states[i]}); nothing replayed"
+
+
+def count_attempt(
+    session: Session,
+    article_id: int,
+    error: str,
+    *,
+    quarantine_after: int,
+    hold_sweep_for: float | None = None,
+) -> bool:
+    """Count a failed attempt on an article; quarantine it when it has failed too
+    often. Returns True when it was quarantined (or is gone). ``hold_sweep_for``: the
+    server asked to wait that long (``Retry-After``): the sweep leaves the article
+    alone until then."""
+    article = session.get(Article, article_id, with_for_update=is_postgres(session))
+    if article is None or article.state == ArticleState.quarantined:
+        return True  # gone, or another copy of this message already gave up on it
+    article.attempts += 1
+    article.step_starts = max(0, article.step_starts - 1)  # it raised: not a death
+    article.failure_reason = error[:2000]
+    article.state_changed_at = utcnow()
+    if article.attempts >= quarantine_after:
+        article.failed_state = article.state
+        article.state = ArticleState.quarantined
+        log.error("quarantined", article_id=article_id, error=error)
+        return True
+    if hold_sweep_for:
+        session.flush()
+        hold_sweep(session, article_id, hold_sweep_for)
+    return False
+
+
+# ------------------------------------------------------------ settling a failed step
+
+
+def capped(countdown: float, settings: Settings) -> float:
+    """``countdown`` or, when longer, the longest a retry may wait in the broker
+    (:func:`worker.core.queues.max_countdown`: below Redis's visibility timeout, which
+    would otherwise deliver the waiting message a second time). A longer wait is kept
+    by the article's sweep mark and by the host limiter, which the early retry meets
+    again."""
+    return min(countdown, max_countdown(settings))
+
+
+def backoff(retries: int, base: float = 5.0, cap: float = 600.0) -> float:
+    return float(min(cap, base * 2 ** int(retries or 0)) * random.uniform(0.8, 1.2))
+
+
+def short_error(exc: BaseException) -> str:
+    """The first line of an error (SQLAlchemy appends the statement and its
+    parameters, which may carry article text; never a password, but noisy)."""
+    msg = str(getattr(exc, "orig", None) or exc).strip()
+    return msg.splitlines()[0][:500] if msg else type(exc).__name__
+
+
+def is_item_fault(exc: BaseException) -> bool:
+    """An environment error that is really about this one item: the archive works but
+    this page's bytes are gone. Counted (and so bounded by quarantine) instead of being
+    retried for ever."""
+    return isinstance(exc, ArchiveError) and isinstance(exc.__cause__, FileNotFoundError)
+
+
+def is_environment_error(exc: BaseException) -> bool:
+    """An error of the environment, not of the item (a database connection that was
+    lost counts; any other database error is the item's)."""
+    if isinstance(exc, ENVIRONMENT_ERRORS):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def settle(
+    label: str, article_id: int, exc: Exception, retries: int, settings: Settings
+) -> Outcome:
+    """A step of ``article_id`` raised ``exc`` (its transaction rolled back; ``label``
+    names the task, ``retries`` how often its message ran again already): record what
+    it costs and say what the task does next. See the module's docstring."""
+    if isinstance(exc, RobotsUnavailable):
+        # Nothing on the host may be fetched until its robots.txt can be read (RFC 9309).
+        # Unlike a busy host this says nothing about when it will end (DNS failure, no
+        # route, 5xx), so it counts: the retry comes when robots.txt is asked again, and
+        # after max_attempts such checks the article is quarantined with the real cause
+        # instead of waiting, uncounted, for ever (and `run --until-idle` with it).
+        countdown = exc.retry_after + random.uniform(0, 1)
+        wait = capped(countdown, settings)
+        return _count(article_id, exc, f"{label}: {exc}", wait, wait, countdown, settings)
+    if isinstance(exc, HostBusy):
+        countdown = exc.retry_after + random.uniform(0, 1)
+        # The retry is the article's message: the sweep must not send another copy while
+        # it waits, or every stale_after adds one more endless retry chain (a host whose
+        # robots.txt stays unreachable would pile them up for as long as it is down). A
+        # wait beyond the cap: the mark still moves to its end, and the retry (at the
+        # cap) meets the host's wait again and schedules the rest.
+        take_back_start(article_id, hold_sweep_for=countdown)
+        return Outcome(retry_in=capped(countdown, settings), cause=exc)
+    if is_environment_error(exc) and not is_item_fault(exc):
+        take_back_start(article_id)
+        return environment_retry(label, exc, retries, article_id=article_id)
+    if isinstance(exc, FetchError):  # transient: permanent ones are recorded by the step
+        # A Retry-After beyond the cap: the step has put the host in back-off for all of
+        # it (the limiter), so the capped retry meets HostBusy, uncounted, and waits on.
+        wait = capped(exc.retry_after if exc.retry_after else backoff(retries), settings)
+        error = f"{label}: {exc.reason}"
+        return _count(article_id, exc, error, wait, wait, exc.retry_after, settings)
+    # a crash in a step (or a database error that is not an outage) is the item's fault
+    log.exception("step_failed", task=label, article_id=article_id)
+    error = f"{label}: {type(exc).__name__}: {short_error(exc)}"
+    wait = backoff(retries, base=2.0)
+    return _count(article_id, exc, error, wait, backoff(retries), None, settings)
+
+
+def environment_retry(label: str, exc: BaseException, retries: int, **item: int) -> Outcome:
+    """Retry later without counting; past :data:`ENV_MAX_RETRIES` drop the message and
+    leave the work to recovery (the sweep re-sends an article, a feed's or a job item's
+    lease runs out). ``item`` names what the message is about, for the log."""
+    log.warning("environment_error", task=label, error=short_error(exc), **item)
+    if retries >= ENV_MAX_RETRIES:
+        log.warning("left_to_sweep", task=label, **item)
+        return Outcome()
+    return Outcome(retry_in=backoff(retries), max_retries=ENV_MAX_RETRIES, cause=exc)
+
+
+def _count(
+    article_id: int,
+    exc: BaseException,
+    error: str,
+    retry_in: float,
+    retry_in_uncounted: float,
+    hold_sweep_for: float | None,
+    settings: Settings,
+) -> Outcome:
+    """A failure of the item: count the attempt with ``error`` on the article and retry
+    in ``retry_in`` seconds, or, after ``max_attempts``, quarantine it (done). With the
+    database unreachable nothing is counted: retry in ``retry_in_uncounted``."""
+    try:
+        with unit_of_work() as session:
+            quarantined = count_attempt(
+                session,
+                article_id,
+                error,
+                quarantine_after=settings.max_attempts,
+                hold_sweep_for=hold_sweep_for,
             )
+    except ENVIRONMENT_ERRORS as env_exc:
+        return Outcome(retry_in=retry_in_uncounted, cause=env_exc)
+    if quarantined:
+        return Outcome(state=ArticleState.quarantined.value)
+    return Outcome(retry_in=retry_in, cause=exc)
 
 
-def replay(session: Session, ids: list[int] | None = None, archive: Archive | None = None) -> int:
-    """Put quarantined articles back into the state whose step failed, with a fresh
-    attempt count, and old enough that the next sweep sends them at once.
+def take_back_start(article_id: int, hold_sweep_for: float | None = None) -> None:
+    """The step raised (or did not run), so its process lives: the start it recorded
+    is not a death. Best effort: with the database down the start stays, and counts as
+    one death until the step next ends (``max_step_deaths`` leaves room for such
+    outages).
 
-    Explicit ``ids`` must all be quarantined articles: otherwise :class:`NotQuarantined`
-    is raised before anything changes.
-
-    An article quarantined in extraction whose archived page is missing or unreadable
-    goes back to ``discovered`` instead, so that the page is fetched again."""
-    if archive is None:
-        from worker.core import resources
-
-        archive = resources.archive()
-    query = select(Article).where(Article.state == ArticleState.quarantined)
-    if ids:
-        _check_ids(session, ids)
-        query = query.where(col(Article.id).in_(ids))
-    n = 0
-    pending = {s.value for s in PENDING_ARTICLE_STATES}
-    for article in session.exec(query).all():
-        back = article.failed_state if article.failed_state in pending else "discovered"
-        if back == ArticleState.fetched and not _page_readable(session, article, archive):
-            back = ArticleState.discovered
-        article.state = back
-        article.attempts = 0
-        article.step_starts = 0
-        article.failed_state = None
-        article.state_changed_at = utcnow().replace(year=2000)
-        n += 1
-    return n
+    ``hold_sweep_for``: the step is retried in that many seconds; the article's sweep
+    mark moves to then (:func:`hold_sweep`)."""
+    try:
+        with unit_of_work() as session:
+            if is_postgres(session):  # as cheap as the start (a host-busy retry does this)
+                session.execute(text("SET LOCAL synchronous_commit = off"))
+            end_step(session, article_id, advanced=False)
+            if hold_sweep_for is not None:
+                hold_sweep(session, article_id, hold_sweep_for)
+    except Exception as exc:  # noqa: BLE001 (best effort: the retry is what matters)
+        log.warning("start_not_taken_back", article_id=article_id, error=short_error(exc))

@@ -21,7 +21,7 @@ from schemas.models import (
     FeedState,
 )
 from schemas.types import utcnow
-from worker.celery_app import QUEUES
+from worker.core.queues import QUEUES
 from worker.core.settings import Settings, mask_secrets
 from worker.feeds.polling import count_due
 from worker.jobs.lifecycle import held_article_ids, jobs_pending_work

@@ -2,9 +2,11 @@
 
 An article left in a pending state longer than ``stale_after`` (its message lost in a
 broker flush, a worker killed before acknowledging, an enqueue that failed while the
-broker was down) is handed back to the step for its state. Redelivered steps are
-harmless: each one acts only on the state it expects, under the article's row lock
-(see ``tasks.base.lock_article``), and the sweep skips rows locked by a running step.
+broker was down) is handed back to the step for its state
+(:data:`worker.pipeline.steps.PIPELINE`). Redelivered steps are harmless: each one acts
+only on the state it expects, under the article's row lock
+(:func:`worker.pipeline.attempts.lock_article`), and the sweep skips rows locked by a
+running step.
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from schemas.models import PENDING_ARTICLE_STATES, Article
 from schemas.types import utcnow
+from worker.core import outbox
 from worker.core.db import is_postgres
 from worker.core.settings import Settings
 from worker.jobs.lifecycle import held_article_ids
+from worker.pipeline.steps import step_for
+
+log = structlog.get_logger("claimwire.pipeline")
 
 
 def stale_articles(
@@ -41,7 +48,7 @@ def stale_articles(
     cutoff = now - timedelta(seconds=age)
     if age <= 0:
         # Everything pending, also the articles whose step waits for a scheduled retry
-        # (their mark is in the future: ``tasks.base._take_back_start``).
+        # (their mark is in the future: ``worker.pipeline.attempts.hold_sweep``).
         cutoff = now + timedelta(days=3650)
     wanted = [s.value for s in PENDING_ARTICLE_STATES]
     if states is not None:
@@ -86,3 +93,39 @@ def stale_articles(
             .values(state_changed_at=now)
         )
     return found
+
+
+def sweepable_states(settings: Settings) -> set[str]:
+    """Pending states whose step's queue is not backlogged. While more than
+    ``sweep_backlog_limit`` messages wait in a queue, the articles of its steps are
+    most likely among them: re-sending would only pile duplicates onto the backlog (a
+    large first import would grow without end). Once the queue drains below the limit,
+    anything truly lost is re-sent. A broker that cannot be asked counts as empty."""
+    from worker.pipeline.status import queue_depths
+
+    pending = {s.value for s in PENDING_ARTICLE_STATES}
+    limit = settings.sweep_backlog_limit
+    if not limit:
+        return pending
+    depths = queue_depths(settings)
+    busy = {q for q, depth in depths.items() if depth is not None and depth > limit}
+    if busy:
+        log.info("sweep_deferred", backlogged=sorted(busy), limit=limit)
+    return {state for state in pending if (step := step_for(state)) and step.queue not in busy}
+
+
+def resend_stale(
+    session: Session,
+    settings: Settings,
+    *,
+    older_than: float | None = None,
+    states: Collection[str] | None = None,
+) -> list[tuple[int, str]]:
+    """Claim the stale articles (:func:`stale_articles`) and send each to the step of
+    its state once the claim has committed."""
+    stale = stale_articles(session, settings, older_than=older_than, states=states)
+    for article_id, state in stale:
+        step = step_for(state)
+        if step is not None:
+            outbox.send_after_commit(session, step.task_name, article_id)
+    return stale

@@ -1,9 +1,10 @@
-"""Polling tasks.
+"""Feed polls (``io`` queue).
 
 The dispatcher sends ``poll_feeds`` with a few leased feeds per message (Celery's cost
 per message is a large share of a poll that answers 304); ``poll_feed`` polls one and
 is kept for messages sent by older versions. Either way each feed is polled in its own
 transaction under its own lease token, and one feed's failure never touches the others.
+Each new article's first step is sent once its poll has committed.
 """
 
 from __future__ import annotations
@@ -11,31 +12,39 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tasks.base import ENVIRONMENT_ERRORS, backoff, log, send
+import structlog
+
+from tasks.base import ClaimwireTask
 from worker.celery_app import app
-from worker.core import resources
+from worker.core import outbox, resources
 from worker.core.db import unit_of_work
+from worker.core.queues import POLL_FEEDS_TASK
 from worker.core.settings import Settings, get_settings
 from worker.feeds import polling
+from worker.pipeline.attempts import ENVIRONMENT_ERRORS, environment_retry
+from worker.pipeline.steps import FIRST
+
+log = structlog.get_logger("claimwire.tasks")
 
 
 def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
-    """Poll one leased feed in its own transaction, then queue a fetch for every
-    article it brought. Environment errors propagate (the caller retries); any other
-    failure is logged and leaves the feed to its lease (the dispatcher tries again)."""
-    from tasks.fetching import fetch_article
-
+    """Poll one leased feed in its own transaction; every article it brought gets its
+    fetch once that commits. Environment errors propagate (the caller retries); any
+    other failure is logged and leaves the feed to its lease (the dispatcher tries
+    again)."""
     try:
         with unit_of_work() as session:
             result = polling.poll_feed(
                 session, feed_id, lease, resources.http_client(), resources.host_limiter(), settings
             )
+            for article_id in result.new_article_ids:
+                outbox.send_after_commit(session, FIRST.task_name, article_id)
     except polling.LeaseLost:
         log.info("poll_lease_lost", feed_id=feed_id)
         return 0
     except ENVIRONMENT_ERRORS:
         raise
-    except Exception:  # noqa: BLE001 (the lease expires and the dispatcher tries again)
+    except Exception:
         log.exception("poll_crashed", feed_id=feed_id)
         return 0
     if result.outcome == "skipped":
@@ -48,35 +57,38 @@ def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
             new=len(result.new_article_ids),
             error=result.error,
         )
-    for article_id in result.new_article_ids:
-        send(fetch_article, article_id)
     return len(result.new_article_ids)
 
 
-@app.task(bind=True, name="tasks.polling.poll_feed")
-def poll_feed(self: Any, feed_id: int, lease: str | None = None) -> int:
+@app.task(bind=True, base=ClaimwireTask, name="tasks.polling.poll_feed")
+def poll_feed(self: ClaimwireTask, feed_id: int, lease: str | None = None) -> int:
     """Poll one leased feed; queue a fetch for every article it brought.
 
     ``lease`` is the token of the claim that sent this message; a message without one
-    (sent by an older version) or with an outdated one does nothing."""
+    (sent by an older version) or with an outdated one does nothing. After
+    ``ENV_MAX_RETRIES`` environment errors the message is dropped: the lease runs out
+    and the dispatcher claims the feed again."""
     if lease is None:
         log.info("poll_without_lease", feed_id=feed_id)
         return 0
     try:
         return _poll_one(feed_id, lease, get_settings())
     except ENVIRONMENT_ERRORS as exc:
-        raise self.retry(countdown=backoff(self.request.retries), max_retries=None) from exc
+        self.settle(environment_retry(self.name, exc, self.request.retries or 0, feed_id=feed_id))
+        return 0
 
 
-@app.task(bind=True, name="tasks.polling.poll_feeds")
-def poll_feeds(self: Any, leases: list[list[Any]]) -> int:
+@app.task(bind=True, base=ClaimwireTask, name=POLL_FEEDS_TASK)
+def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
     """Poll a few leased feeds one after another: ``leases`` is ``[[feed_id, token],
     ...]``. Each feed is its own transaction, with the same fencing, error handling and
     follow-ups as :func:`poll_feed`; a redelivered message re-polls nothing that
     committed (those leases are spent).
 
     * An environment error (database, broker, Redis) stops the batch: the feed that
-      met it and the ones not yet polled are retried together, later.
+      met it and the ones not yet polled are retried together, later (at most
+      ``ENV_MAX_RETRIES`` times; then their leases run out and the dispatcher claims
+      them again).
     * Once one more poll might not end within the task's soft time limit (slow hosts,
       per-host waits), the feeds not yet polled go out in a new message, so the limit
       never stops a message midway. The first feed is always polled.
@@ -92,12 +104,17 @@ def poll_feeds(self: Any, leases: list[list[Any]]) -> int:
     for i, (feed_id, lease) in enumerate(leases):
         if i and time.monotonic() - started > budget:
             log.info("poll_batch_split", polled=i, left=len(leases) - i)
-            send(poll_feeds, leases[i:])
+            outbox.send_now(POLL_FEEDS_TASK, leases[i:])
             break
         try:
             total += _poll_one(int(feed_id), str(lease), settings)
         except ENVIRONMENT_ERRORS as exc:
-            raise self.retry(
-                args=(leases[i:],), countdown=backoff(self.request.retries), max_retries=None
-            ) from exc
+            outcome = environment_retry(
+                self.name, exc, self.request.retries or 0, feed_id=int(feed_id)
+            )
+            if outcome.retry_in is not None:
+                raise self.retry(
+                    args=(leases[i:],), countdown=outcome.retry_in, max_retries=outcome.max_retries
+                ) from exc
+            break
     return total

@@ -1,0 +1,79 @@
+"""Messages sent once their transaction has committed (enqueue-after-commit).
+
+Whoever decides, inside a unit of work, that a task must run next (a step's follow-up,
+the fetch of a new article, a sweep's re-send) records it on the session with
+:func:`send_after_commit`; :func:`worker.core.db.unit_of_work` delivers what was
+recorded once the commit succeeded. A transaction that rolls back sends nothing, and no
+message names a row that the worker taking it cannot see yet.
+
+Delivery that fails (the broker is down) is logged and nothing more: the rows say what
+is pending, and the recovery sweep (or a feed's lease running out) sends it again.
+Messages name their task as it is known on the wire; the routes of
+:mod:`worker.celery_app` decide their queue. A unit of work's messages share one
+producer and, on Redis, one round trip per 500 of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import structlog
+from sqlmodel import Session
+
+log = structlog.get_logger("claimwire.outbox")
+
+_KEY = "claimwire.outbox"
+
+
+class Message(NamedTuple):
+    task: str  # a Celery task name, as on the wire
+    args: tuple[Any, ...]
+
+
+def send_after_commit(session: Session, task: str, *args: Any) -> None:
+    """Send ``task(*args)`` once ``session``'s transaction has committed."""
+    session.info.setdefault(_KEY, []).append(Message(task, args))
+
+
+def take(session: Session) -> list[Message]:
+    """The messages recorded on ``session``, removed from it."""
+    messages: list[Message] = session.info.pop(_KEY, [])
+    return messages
+
+
+def discard(session: Session) -> None:
+    """Forget what was recorded (the transaction rolled back)."""
+    session.info.pop(_KEY, None)
+
+
+def deliver(messages: Sequence[Message]) -> bool:
+    """Send ``messages`` through one producer; False (and a warning) if the broker
+    refused any of them."""
+    if not messages:
+        return True
+    from worker.celery_app import app
+
+    try:
+        with app.producer_or_acquire() as producer, producer.batch(max_size=500):
+            for message in messages:
+                # the registered task, so that its options hold (eager runs in tests too)
+                task = app.tasks.get(message.task)
+                if task is None:
+                    app.send_task(message.task, args=message.args, producer=producer)
+                else:
+                    task.apply_async(args=message.args, producer=producer)
+    except Exception as exc:  # noqa: BLE001 (any broker failure: the sweep recovers it)
+        log.warning(
+            "enqueue_failed",
+            tasks=sorted({m.task for m in messages}),
+            count=len(messages),
+            error=str(exc),
+        )
+        return False
+    return True
+
+
+def send_now(task: str, *args: Any) -> bool:
+    """Send one message outside any transaction (nothing to wait for)."""
+    return deliver([Message(task, args)])

@@ -1,0 +1,149 @@
+"""The article pipeline, declared once.
+
+::
+
+    discovered ─fetch─► fetched ─extract─► extracted ─dedup─► deduplicated ─claims─► processed
+                 io                cpu               cpu                      cpu
+
+Each row of :data:`PIPELINE` is one step: the article state it takes, the function that
+does the work, the queue its task travels on, the state it leaves the article in, and
+the name its Celery task has on the wire. Everything that moves articles along is
+derived from this table:
+
+* :mod:`worker.celery_app` routes each step's task to its queue (:func:`task_routes`);
+* :mod:`tasks.articles` makes one task per row;
+* :mod:`worker.pipeline.runner` follows a step that moved its article on with the next
+  row's task;
+* the recovery sweep (:mod:`worker.pipeline.sweep`) re-sends a stale article to the
+  step of its state, and leaves alone the states whose queue is backlogged;
+* a job item (:mod:`worker.jobs.work`) runs the rows from its article's state on, inline;
+* a poll or a backfill queues :data:`FIRST` for each new article.
+
+A step function takes a session, an article id and the settings, does its work in that
+one transaction (never committing), and returns a :class:`StepResult`. It acts only on
+an article in its ``takes`` state, so a redelivered message does nothing. The functions
+below are thin: they fetch the process's shared resources and call the domain code of
+their folder, imported when first run (a process that only routes messages, such as the
+CLI, never loads trafilatura, numpy or spaCy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlmodel import Session
+
+from schemas.models import ArticleState
+from worker.core.queues import CPU_QUEUE, IO_QUEUE
+from worker.core.settings import Settings
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step did to its article."""
+
+    advanced: bool  # the article moved on to the step's ``gives`` state (or ended)
+    # Other articles that became their duplicate group's canonical and need their claims
+    # step run (dedup and reprocess take a canonical out of a group).
+    new_canonicals: tuple[int, ...] = ()
+
+
+StepFunction = Callable[[Session, int, Settings], StepResult]
+
+
+def fetch(session: Session, article_id: int, settings: Settings) -> StepResult:
+    """Download the page politely and safely, and archive it (worker/pages/fetch.py)."""
+    from worker.core import resources
+    from worker.pages.fetch import fetch_article
+
+    outcome = fetch_article(
+        session,
+        article_id,
+        resources.http_client(),
+        resources.host_limiter(),
+        resources.archive(),
+        settings,
+    )
+    return StepResult(outcome.advanced)
+
+
+def extract(session: Session, article_id: int, settings: Settings) -> StepResult:
+    """Clean the archived page to text and metadata (worker/pages/extract.py)."""
+    from worker.core import resources
+    from worker.pages.extract import extract_stored_article
+
+    return StepResult(extract_stored_article(session, article_id, resources.archive(), settings))
+
+
+def dedup(session: Session, article_id: int, settings: Settings) -> StepResult:
+    """Place the article in its duplicate group (worker/dedup/)."""
+    from worker.dedup.deduplicate import deduplicate_article
+
+    outcome = deduplicate_article(session, article_id, settings)
+    moved = outcome.canonical_changed_to
+    return StepResult(
+        outcome.advanced, (moved,) if moved is not None and moved != article_id else ()
+    )
+
+
+def claims(session: Session, article_id: int, settings: Settings) -> StepResult:
+    """Extract, store and cluster the claims of a group's canonical (worker/claims/)."""
+    from worker.claims.model import require_model
+    from worker.claims.store import process_claims
+
+    require_model(settings)  # a model that cannot load is the setting's fault: wait
+    return StepResult(process_claims(session, article_id, settings))
+
+
+@dataclass(frozen=True)
+class Step:
+    takes: ArticleState
+    run: StepFunction
+    queue: str
+    gives: ArticleState
+    task_name: str  # the Celery task's name on the wire (unchanged since 0.1)
+
+    @property
+    def name(self) -> str:
+        return self.run.__name__
+
+
+S = ArticleState
+
+# fmt: off
+PIPELINE: tuple[Step, ...] = (
+    #     takes           run      queue      gives           task name on the wire
+    Step(S.discovered,   fetch,   IO_QUEUE,  S.fetched,      "tasks.fetching.fetch_article"),
+    Step(S.fetched,      extract, CPU_QUEUE, S.extracted,    "tasks.processing.extract_article"),
+    Step(S.extracted,    dedup,   CPU_QUEUE, S.deduplicated, "tasks.processing.dedup_article"),
+    Step(S.deduplicated, claims,  CPU_QUEUE, S.processed,    "tasks.processing.claims_article"),
+)
+# fmt: on
+
+FIRST = PIPELINE[0]
+"""The step of a new article: a poll or a backfill queues it."""
+CLAIMS = PIPELINE[-1]
+"""The step a group's new canonical article needs (:attr:`StepResult.new_canonicals`)."""
+
+_BY_STATE = {step.takes.value: step for step in PIPELINE}
+_BY_NAME = {step.name: step for step in PIPELINE}
+
+
+def step_for(state: str) -> Step | None:
+    """The step that takes an article out of ``state``; None for a final state."""
+    return _BY_STATE.get(str(state))
+
+
+def step_named(name: str) -> Step:
+    return _BY_NAME[name]
+
+
+def next_step(step: Step) -> Step | None:
+    """The step that follows ``step`` (None after the last)."""
+    return step_for(step.gives)
+
+
+def task_routes() -> dict[str, dict[str, str]]:
+    """Each step's task to its queue (``worker.celery_app``)."""
+    return {step.task_name: {"queue": step.queue} for step in PIPELINE}
