@@ -357,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
 
         reset_settings()
         settings = get_settings()
-        from worker.core.outbox import send_now  # after the settings: it builds the app
+        import worker.celery_app  # noqa: F401  (after the settings: it builds the app)
+        from worker.core.outbox import send_now
         from worker.core.queues import DISPATCH_TASK
 
         def dispatch_now() -> None:

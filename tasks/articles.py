@@ -1,6 +1,6 @@
 """The article pipeline's tasks: one per row of ``worker.pipeline.steps.PIPELINE``,
 named and routed as the row says. Each runs its step for one article
-(``worker.pipeline.runner.run_step``) and retries when the outcome asks for it."""
+(``worker.pipeline.attempts.run_step``) and retries when the outcome asks for it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from tasks.base import ClaimwireTask
 from worker.celery_app import app
-from worker.pipeline.runner import run_step
+from worker.pipeline.attempts import run_step
 from worker.pipeline.steps import PIPELINE, Step
 
 

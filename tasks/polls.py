@@ -16,11 +16,12 @@ import structlog
 
 from tasks.base import ClaimwireTask
 from worker.celery_app import app
-from worker.core import outbox, resources
+from worker.core import outbox
 from worker.core.db import unit_of_work
 from worker.core.queues import POLL_FEEDS_TASK
 from worker.core.settings import Settings, get_settings
 from worker.feeds import polling
+from worker.pipeline import resources
 from worker.pipeline.attempts import ENVIRONMENT_ERRORS, environment_retry
 from worker.pipeline.steps import FIRST
 

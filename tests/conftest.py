@@ -148,9 +148,9 @@ def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Point claimwire's settings (read from the environment) at a test setup and
     return the Settings. Defaults: SQLite in tmp_path, private networks allowed,
     no politeness delay."""
-    from worker.core import resources
     from worker.core.db import dispose_engines
     from worker.core.settings import get_settings, reset_settings
+    from worker.pipeline import resources
 
     def apply(**overrides: Any) -> Any:
         env = {

@@ -62,11 +62,11 @@ def test_absurd_retry_after_on_an_article_backs_its_host_off_a_week_at_most(
     parked the article's retry as long)."""
     settings = configure()
     from schemas.models import Article
-    from worker.core import resources
     from worker.core.db import get_engine, init_db
     from worker.network.politeness import HostBusy
     from worker.network.urls import host_of, url_hash
     from worker.pages.fetch import fetch_article
+    from worker.pipeline import resources
 
     init_db()
     server.routes["/busy"] = Reply(429, b"later", headers={"Retry-After": "999999999"})
@@ -147,12 +147,12 @@ def test_archived_copy_of_other_bytes_is_never_extracted_as_the_page(
 
     settings = configure()
     from schemas.models import Article, ArticleState, RawPage
-    from worker.core import resources
     from worker.core.db import get_engine, init_db
     from worker.network.urls import host_of, url_hash
     from worker.pages.archive import ArchivedPageCorrupt
     from worker.pages.extract import extract_stored_article
     from worker.pages.fetch import fetch_article
+    from worker.pipeline import resources
 
     init_db()
     server.routes["/story"] = Reply(body=PAGE)

@@ -153,10 +153,10 @@ def test_discovery_resumes_from_its_cursor(configure, server) -> None:
     feed_url = serve_atom_archive(server, site, per_page=8)
     feed_id = _add_feed(feed_url)
 
-    from worker.core import resources
     from worker.core.db import unit_of_work
     from worker.core.settings import get_settings
     from worker.jobs import discovery, lifecycle
+    from worker.pipeline import resources
 
     settings = get_settings()
     with unit_of_work() as s:

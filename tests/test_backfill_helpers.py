@@ -205,10 +205,10 @@ def serve_sitemaps(server: LocalServer, site: Site, old_before: datetime) -> dic
 
 def run_discovery(job_id: int, max_steps: int = 500) -> int:
     """Start the job and run its discovery to the end in this process; returns pages."""
-    from worker.core import resources
     from worker.core.db import unit_of_work
     from worker.core.settings import get_settings
     from worker.jobs import discovery, lifecycle
+    from worker.pipeline import resources
 
     settings = get_settings()
     with unit_of_work() as s:

@@ -94,8 +94,8 @@ def test_a_busy_host_is_still_waited_for_uncounted(configure: Any, server: Any) 
     from celery.exceptions import Retry
 
     from tasks.articles import fetch_article
-    from worker.core import resources
     from worker.core.db import init_db
+    from worker.pipeline import resources
 
     init_db(configure())
     aid = _discovered(server.url("/news/b"))

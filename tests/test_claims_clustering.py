@@ -31,7 +31,7 @@ from worker.claims.clustering import (
 )
 from worker.core.db import get_engine
 from worker.core.settings import Settings
-from worker.pipeline.status import collect
+from worker.reports.status import collect
 
 # Outlet A reports Novak's claim; outlet B rewords it; outlet A repeats it a day later;
 # outlet C has an opposition leader saying nearly the same words.

@@ -557,13 +557,13 @@ def test_hostile_pages_through_the_pipeline_steps(
 
     from schemas.models import Article, ArticleState
     from worker.claims import store
-    from worker.core import resources
     from worker.core.db import init_db, unit_of_work
     from worker.core.settings import get_settings
     from worker.dedup import deduplicate as dedup_module
     from worker.feeds.parsing import Entry
     from worker.pages import extract as extract_module
     from worker.pages import fetch as fetch_module
+    from worker.pipeline import resources
 
     settings = configure(database_url=pg_url, broker_url=redis_url, extract_claims="true")
     init_db()

@@ -138,7 +138,7 @@ def test_pause_resume_cancel(configure, server) -> None:
     from worker.jobs import lifecycle
 
     settings = get_settings()
-    from worker.pipeline.status import pending_work
+    from worker.reports.status import pending_work
 
     with unit_of_work() as s:
         plan = lifecycle.advance(s, settings)
@@ -179,16 +179,17 @@ def test_held_articles_are_left_to_the_job(configure, server) -> None:
     job_id = _urls_job(server, site.pages)
     from worker.core.db import unit_of_work
     from worker.jobs import lifecycle
-    from worker.pipeline.status import pending_work
+    from worker.pipeline.sweep import held_article_ids
+    from worker.reports.status import pending_work
 
     with unit_of_work() as s:
-        held = set(s.exec(lifecycle.held_article_ids()).all())
+        held = set(s.exec(held_article_ids()).all())
         assert len(held) == 5
         # queued job: 1 for the job + 5 items; articles not counted a second time
         assert pending_work(s) == 6
         lifecycle.pause(s, job_id)
     with unit_of_work() as s:
-        assert len(set(s.exec(lifecycle.held_article_ids()).all())) == 5  # paused still holds
+        assert len(set(s.exec(held_article_ids()).all())) == 5  # paused still holds
         assert pending_work(s) == 0
 
 

@@ -102,8 +102,8 @@ def test_a_host_wait_longer_than_the_cap_is_scheduled_at_the_cap_and_swept_when_
     setup: Any, server: LocalServer, redis_url: str
 ) -> None:
     from tasks.articles import fetch_article
-    from worker.core import resources
     from worker.core.queues import max_countdown
+    from worker.pipeline import resources
 
     cap = max_countdown(setup)
     server.routes["/news/a"] = Reply(body=b"<html><body><p>hello</p></body></html>")

@@ -22,7 +22,7 @@ def test_off_site_canonical_is_exported_and_identity_stays_the_link(configure, s
     from worker.core.db import init_db, unit_of_work
     from worker.core.settings import get_settings
     from worker.jobs.discovery import create_urls_job
-    from worker.pipeline.export import article_rows, write_rows
+    from worker.reports.export import article_rows, write_rows
 
     slug, title, author, paragraphs = STORIES[0]
     html = (

@@ -168,8 +168,7 @@ def test_a_copy_that_loses_the_row_takes_its_start_back(
 
     from worker.core.db import init_db
     from worker.pipeline import attempts
-    from worker.pipeline.attempts import StepStart
-    from worker.pipeline.runner import run_step
+    from worker.pipeline.attempts import StepStart, run_step
     from worker.pipeline.steps import step_named
 
     init_db(configure(database_url=pg_url))

@@ -15,7 +15,7 @@ from schemas.models import Article, ArticleState, Claim
 from schemas.types import utcnow
 from worker.claims.clustering import assign_clusters, refresh_cluster
 from worker.core.settings import Settings
-from worker.pipeline.states import set_state
+from worker.core.states import set_state
 
 
 def _english(article: Article) -> bool:

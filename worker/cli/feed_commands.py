@@ -204,12 +204,12 @@ def feeds_discover(
     add: bool = typer.Option(False, "--add", help="Add the feeds found."),
 ) -> None:
     """Find a site's feeds (<link rel=alternate>, feed links, common paths)."""
-    from worker.core import resources
     from worker.core.db import unit_of_work
     from worker.feeds.subscriptions import add_feeds, discover_feeds
     from worker.network.http import FetchError
     from worker.network.politeness import HostBusy
     from worker.network.urls import InvalidURL
+    from worker.pipeline import resources
 
     settings = _db()
     try:
@@ -322,6 +322,7 @@ def feeds_poll(
     all_: bool = typer.Option(False, "--all", help="Every feed."),
 ) -> None:
     """Make feeds due now; the running service (or the next `run`) polls them at once."""
+    import worker.celery_app  # noqa: F401 (it sends the dispatcher's message)
     from worker.core import outbox
     from worker.core.db import unit_of_work
     from worker.core.queues import DISPATCH_TASK

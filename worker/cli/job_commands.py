@@ -75,6 +75,7 @@ def _started(job_id: int, kind: str, wait: bool, detail: str = "") -> None:
 def _kick(job_id: int) -> None:
     """Start the job now instead of at the next scheduler tick (best effort)."""
     try:
+        import worker.celery_app  # noqa: F401 (it sends the messages of the round)
         from worker.jobs.work import advance_once
 
         advance_once(job_ids=[job_id])

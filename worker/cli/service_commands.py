@@ -15,7 +15,7 @@ from rich.table import Table
 from worker.cli.console import UserError, _db, _settings, app, err, out
 
 if TYPE_CHECKING:
-    from worker.pipeline.status import FailingFeeds
+    from worker.reports.status import FailingFeeds
 
 # ------------------------------------------------------------------------------ init
 
@@ -49,7 +49,7 @@ def run(
     from worker.claims.model import model_problem
     from worker.core.settings import mask_url
     from worker.embedded.run import BrokerUnavailable, Ending, run_service
-    from worker.pipeline.status import archive_writable
+    from worker.reports.status import archive_writable
 
     settings = _settings()
     if settings.extract_claims:
@@ -83,7 +83,7 @@ def run(
     if not until_idle:
         return
     from worker.core.db import unit_of_work
-    from worker.pipeline.status import collect, failing_feeds, pending_work
+    from worker.reports.status import collect, failing_feeds, pending_work
 
     headline = {
         Ending.IDLE: "idle.",
@@ -148,7 +148,7 @@ def export(
     """Export stored articles or claims."""
     from schemas.exports import ArticleRow, ClaimRow
     from worker.core.db import unit_of_work
-    from worker.pipeline.export import article_rows, claim_rows, write_rows
+    from worker.reports.export import article_rows, claim_rows, write_rows
 
     if what not in ("articles", "claims"):
         raise UserError(f"export what? 'articles' or 'claims', not {what!r}")
@@ -180,7 +180,7 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
     """Queue depths, articles by state, feed health, recent errors."""
     from worker.core.db import unit_of_work
     from worker.core.settings import mask_url
-    from worker.pipeline.status import collect
+    from worker.reports.status import collect
 
     settings = _db()
     with unit_of_work() as s:

@@ -8,14 +8,14 @@ message names a row that the worker taking it cannot see yet.
 
 Delivery that fails (the broker is down) is logged and nothing more: the rows say what
 is pending, and the recovery sweep (or a feed's lease running out) sends it again.
-Messages name their task as it is known on the wire; the routes of
-:mod:`worker.celery_app` decide their queue. A unit of work's messages share one
-producer and, on Redis, one round trip per 500 of them.
+Messages name their task as it is known on the wire; :mod:`worker.celery_app` sends
+them (:func:`set_sender`), its routes deciding their queue. A unit of work's messages
+share one producer and, on Redis, one round trip per 500 of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import structlog
@@ -47,22 +47,25 @@ def discard(session: Session) -> None:
     session.info.pop(_KEY, None)
 
 
+Sender = Callable[[Sequence[Message]], None]
+_sender: Sender | None = None
+
+
+def set_sender(sender: Sender) -> None:
+    """Send messages with ``sender`` (``worker.celery_app`` sets its app's, when it is
+    imported: every process that sends messages imports it)."""
+    global _sender
+    _sender = sender
+
+
 def deliver(messages: Sequence[Message]) -> bool:
-    """Send ``messages`` through one producer; False (and a warning) if the broker
-    refused any of them."""
+    """Send ``messages``; False (and a warning) if the broker refused any of them."""
     if not messages:
         return True
-    from worker.celery_app import app
-
+    if _sender is None:
+        raise RuntimeError("no message sender: worker.celery_app was not imported")
     try:
-        with app.producer_or_acquire() as producer, producer.batch(max_size=500):
-            for message in messages:
-                # the registered task, so that its options hold (eager runs in tests too)
-                task = app.tasks.get(message.task)
-                if task is None:
-                    app.send_task(message.task, args=message.args, producer=producer)
-                else:
-                    task.apply_async(args=message.args, producer=producer)
+        _sender(messages)
     except Exception as exc:  # noqa: BLE001 (any broker failure: the sweep recovers it)
         log.warning(
             "enqueue_failed",

@@ -11,6 +11,8 @@ Which article step goes to which queue is declared in :mod:`worker.pipeline.step
 
 from __future__ import annotations
 
+import redis
+
 from worker.core.settings import Settings
 
 IO_QUEUE = "io"
@@ -18,6 +20,23 @@ CPU_QUEUE = "cpu"
 BACKFILL_QUEUE = "backfill"
 SCHEDULE_QUEUE = "schedule"
 QUEUES = (IO_QUEUE, CPU_QUEUE, BACKFILL_QUEUE, SCHEDULE_QUEUE)
+
+
+def queue_depths(settings: Settings) -> dict[str, int | None]:
+    """Messages waiting per queue; None when the broker cannot be asked."""
+    url = settings.effective_broker_url
+    if settings.broker_is_embedded:
+        folder = settings.broker_dir / "queue"
+        names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+        return {q: sum(1 for n in names if n.endswith(f".{q}.msg")) for q in QUEUES}
+    if url.startswith(("redis://", "rediss://")):
+        try:
+            client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+            return {q: int(client.llen(q)) for q in QUEUES}
+        except redis.RedisError:
+            return dict.fromkeys(QUEUES)
+    return dict.fromkeys(QUEUES)
+
 
 # Redis hands a message that is still unacknowledged this long after its delivery to
 # another worker. A retry with a countdown is delivered at once and held by the worker

@@ -7,6 +7,7 @@ lists them all; ``tests/test_settings.py`` checks that it does.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +18,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("claimwire-data")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def parse_networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """``"127.0.0.2, 10.1.0.0/16"`` to networks; raises ValueError on a bad entry."""
+    return [
+        ipaddress.ip_network(item.strip(), strict=False)
+        for item in value.split(",")
+        if item.strip()
+    ]
 
 
 class Settings(BaseSettings):
@@ -212,9 +222,7 @@ class Settings(BaseSettings):
     @field_validator("allowed_private_addresses")
     @classmethod
     def _check_private_addresses(cls, v: str) -> str:
-        from worker.network.netguard import parse_exceptions
-
-        parse_exceptions(v)  # ValueError names the bad entry
+        parse_networks(v)  # ValueError names the bad entry
         return v.strip()
 
     @field_validator("poll_jitter")

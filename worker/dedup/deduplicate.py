@@ -65,7 +65,7 @@ from schemas.models import (
 )
 from worker.core.db import insert_ignore, is_postgres
 from worker.core.settings import Settings
-from worker.pipeline.states import set_state
+from worker.core.states import set_state
 
 U64 = np.uint64
 UInt32Array = npt.NDArray[np.uint32]

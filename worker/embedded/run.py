@@ -30,7 +30,7 @@ from worker.celery_app import app
 from worker.core.db import unit_of_work
 from worker.core.queues import QUEUES
 from worker.core.settings import Settings, mask_url
-from worker.pipeline.status import Progress, pending_work, progress
+from worker.reports.status import Progress, pending_work, progress
 
 log = structlog.get_logger("claimwire.service")
 
@@ -142,7 +142,7 @@ def _transport_is_empty(settings: Settings) -> bool:
     """True for the embedded broker, and for a broker whose every queue is known empty."""
     if settings.broker_is_embedded:
         return True
-    from worker.pipeline.status import queue_depths
+    from worker.core.queues import queue_depths
 
     depths = queue_depths(settings)
     return all(depth == 0 for depth in depths.values())
@@ -220,7 +220,7 @@ def run_service(
     """Run the worker (and, unless ``until_idle``, the scheduler) until it stops, and
     say why. ``until_idle`` raises ``BrokerUnavailable`` at once if the broker is down;
     the service logs it and waits for the broker. ``emit_progress`` gets a progress
-    line (``worker.pipeline.status.Progress``) every ``progress_every`` seconds when a count
+    line (``worker.reports.status.Progress``) every ``progress_every`` seconds when a count
     changed."""
     try:
         check_broker(settings)

@@ -18,8 +18,8 @@ Scheduling (see ``docs/backfill.md``):
   with ``reclaim``, when the embedded worker starts). Items are idempotent: each step
   acts only on the article state it expects, and a finished item is never redone.
 * The articles of pending items of active jobs are *held*: the live recovery sweep
-  must leave them alone (:func:`held_article_ids`), so a backfill never floods the
-  live ``io``/``cpu`` queues.
+  must leave them alone (:func:`worker.pipeline.sweep.held_article_ids`), so a backfill
+  never floods the live ``io``/``cpu`` queues.
 
 Domain functions take a Session and never commit.
 """
@@ -555,20 +555,6 @@ def finish_item(session: Session, job_id: int, article_id: int) -> str | None:
 # ------------------------------------------------------------ live service integration
 
 
-def held_article_ids() -> Select[Any]:
-    """Articles that pending items of active jobs will take care of. The live recovery
-    sweep must skip them (``worker.pipeline.sweep.stale_articles``) and ``pending_work`` must not
-    count them twice (``worker.pipeline.status.pending_work``)."""
-    return (
-        sa_select(col(JobItem.article_id))
-        .join(Job, col(Job.id) == col(JobItem.job_id))
-        .where(
-            col(JobItem.state) == JobItemState.pending,
-            col(Job.state).in_([s.value for s in ACTIVE_STATES]),
-        )
-    )
-
-
 def jobs_pending_work(session: Session) -> int:
     """Work jobs still have to do: one per queued or running job (discovery, final
     bookkeeping) plus their pending items. Paused jobs wait for a person: not counted,
@@ -608,7 +594,6 @@ __all__ = [
     "create_job",
     "finish_item",
     "get_job",
-    "held_article_ids",
     "jobs_pending_work",
     "list_jobs",
     "pause",

@@ -31,9 +31,9 @@ from schemas.models import (
     Sighting,
 )
 from worker.core.settings import Settings
+from worker.core.states import set_state
 from worker.jobs import lifecycle
 from worker.pages.archive import Archive
-from worker.pipeline.states import set_state
 
 REPROCESSABLE_STATES = tuple(s.value for s in FINAL_ARTICLE_STATES)
 

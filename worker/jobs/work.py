@@ -4,7 +4,7 @@ These are what the ``backfill`` queue's tasks do (``tasks.job_steps``): each ret
 :class:`~worker.pipeline.attempts.Outcome`, which the task maps to done or to a retry.
 An item runs its article's steps inline, one after the other, from the article's state
 on, as declared in :data:`worker.pipeline.steps.PIPELINE`; each step is its own unit of
-work with the live pipeline's bookkeeping (:func:`worker.pipeline.runner.run_step`), so
+work with the live pipeline's bookkeeping (:func:`worker.pipeline.attempts.run_step`), so
 backfill work never enters the ``io`` or ``cpu`` queues.
 """
 
@@ -19,15 +19,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from schemas.models import Article, ArticleState, Job
-from worker.core import outbox, resources
+from worker.core import outbox
 from worker.core.db import unit_of_work
 from worker.core.queues import BACKFILL_QUEUE, DISCOVER_JOB_TASK, PROCESS_ITEM_TASK
 from worker.core.settings import Settings, get_settings
 from worker.jobs import lifecycle
 from worker.network.politeness import HostBusy
-from worker.pipeline import attempts
-from worker.pipeline.attempts import ENVIRONMENT_ERRORS, Outcome
-from worker.pipeline.runner import run_step
+from worker.pipeline import attempts, resources
+from worker.pipeline.attempts import ENVIRONMENT_ERRORS, Outcome, run_step
 from worker.pipeline.steps import PIPELINE, Step, StepResult, step_for
 
 log = structlog.get_logger("claimwire.jobs")

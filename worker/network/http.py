@@ -28,8 +28,8 @@ import brotli
 import httpcore
 import httpx
 
-from worker.core.settings import Settings
-from worker.network.netguard import BlockedAddress, GuardedBackend, deadline, parse_exceptions
+from worker.core.settings import Settings, parse_networks
+from worker.network.netguard import BlockedAddress, GuardedBackend, deadline
 
 __all__ = ["BlockedAddress", "FetchError", "HttpClient", "Response"]
 
@@ -146,7 +146,7 @@ class HttpClient:
             keepalive_expiry=5.0,
             network_backend=GuardedBackend(
                 allow_private=settings.allow_private_networks,
-                exceptions=parse_exceptions(settings.allowed_private_addresses),
+                exceptions=parse_networks(settings.allowed_private_addresses),
             ),
         )
         self._client = httpx.Client(

@@ -48,12 +48,6 @@ class BlockedAddress(Exception):
     """The URL's host resolves to an address the settings forbid."""
 
 
-def parse_exceptions(value: str | Iterable[str]) -> list[IPNetwork]:
-    """``"127.0.0.2, 10.1.0.0/16"`` to networks; raises ValueError on a bad entry."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return [ipaddress.ip_network(item.strip(), strict=False) for item in items if item.strip()]
-
-
 def _unmapped(ip: IPAddress) -> IPAddress:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:

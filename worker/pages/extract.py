@@ -12,10 +12,10 @@ from schemas.models import Article, ArticleState, RawPage
 from schemas.records import ExtractedPage
 from schemas.types import utcnow
 from worker.core.settings import Settings
+from worker.core.states import set_state
 from worker.pages.archive import Archive
 from worker.pages.charset import decode_html
 from worker.pages.extractor import extract_page
-from worker.pipeline.states import set_state
 
 NO_TEXT_REASON = "no text extracted (page and feed entry give no text)"
 

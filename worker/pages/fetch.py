@@ -12,10 +12,10 @@ from schemas.models import Article, ArticleState, RawPage
 from schemas.types import utcnow
 from worker.core.db import insert_ignore
 from worker.core.settings import Settings
+from worker.core.states import set_state
 from worker.network.http import FetchError, HttpClient, classify_status
 from worker.network.politeness import HostLimiter, robots_allows
 from worker.pages.archive import Archive
-from worker.pipeline.states import set_state
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 """Media types taken as HTML without looking at the bytes."""

@@ -55,7 +55,7 @@ def replay(session: Session, ids: list[int] | None = None, archive: Archive | No
     An article quarantined in extraction whose archived page is missing or unreadable
     goes back to ``discovered`` instead, so that the page is fetched again."""
     if archive is None:
-        from worker.core import resources
+        from worker.pipeline import resources
 
         archive = resources.archive()
     query = select(Article).where(Article.state == ArticleState.quarantined)

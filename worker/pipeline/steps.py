@@ -12,7 +12,7 @@ derived from this table:
 
 * :mod:`worker.celery_app` routes each step's task to its queue (:func:`task_routes`);
 * :mod:`tasks.articles` makes one task per row;
-* :mod:`worker.pipeline.runner` follows a step that moved its article on with the next
+* :func:`worker.pipeline.attempts.run_step` follows a step that moved its article on with the next
   row's task;
 * the recovery sweep (:mod:`worker.pipeline.sweep`) re-sends a stale article to the
   step of its state, and leaves alone the states whose queue is backlogged;
@@ -54,8 +54,8 @@ StepFunction = Callable[[Session, int, Settings], StepResult]
 
 def fetch(session: Session, article_id: int, settings: Settings) -> StepResult:
     """Download the page politely and safely, and archive it (worker/pages/fetch.py)."""
-    from worker.core import resources
     from worker.pages.fetch import fetch_article
+    from worker.pipeline import resources
 
     outcome = fetch_article(
         session,
@@ -70,8 +70,8 @@ def fetch(session: Session, article_id: int, settings: Settings) -> StepResult:
 
 def extract(session: Session, article_id: int, settings: Settings) -> StepResult:
     """Clean the archived page to text and metadata (worker/pages/extract.py)."""
-    from worker.core import resources
     from worker.pages.extract import extract_stored_article
+    from worker.pipeline import resources
 
     return StepResult(extract_stored_article(session, article_id, resources.archive(), settings))
 

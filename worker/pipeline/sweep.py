@@ -16,18 +16,31 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import Select, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from schemas.models import PENDING_ARTICLE_STATES, Article
+from schemas.models import PENDING_ARTICLE_STATES, Article, Job, JobItem, JobItemState, JobState
 from schemas.types import utcnow
 from worker.core import outbox
 from worker.core.db import is_postgres
 from worker.core.settings import Settings
-from worker.jobs.lifecycle import held_article_ids
 from worker.pipeline.steps import step_for
 
 log = structlog.get_logger("claimwire.pipeline")
+
+
+def held_article_ids() -> Select[Any]:
+    """Articles that pending items of active (queued, running or paused) jobs will take
+    care of: the job runs their steps, throttled on the ``backfill`` queue. The sweep
+    leaves them alone (re-sending them to the ``io`` queue would un-throttle the job),
+    and ``worker.reports.status.pending_work`` counts them once, as the job's."""
+    active = [JobState.queued.value, JobState.running.value, JobState.paused.value]
+    return (
+        sa_select(col(JobItem.article_id))
+        .join(Job, col(Job.id) == col(JobItem.job_id))
+        .where(col(JobItem.state) == JobItemState.pending, col(Job.state).in_(active))
+    )
 
 
 def stale_articles(
@@ -101,7 +114,7 @@ def sweepable_states(settings: Settings) -> set[str]:
     most likely among them: re-sending would only pile duplicates onto the backlog (a
     large first import would grow without end). Once the queue drains below the limit,
     anything truly lost is re-sent. A broker that cannot be asked counts as empty."""
-    from worker.pipeline.status import queue_depths
+    from worker.core.queues import queue_depths
 
     pending = {s.value for s in PENDING_ARTICLE_STATES}
     limit = settings.sweep_backlog_limit

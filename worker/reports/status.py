@@ -7,7 +7,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import redis
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -21,26 +20,11 @@ from schemas.models import (
     FeedState,
 )
 from schemas.types import utcnow
-from worker.core.queues import QUEUES
+from worker.core.queues import queue_depths
 from worker.core.settings import Settings, mask_secrets
 from worker.feeds.polling import count_due
-from worker.jobs.lifecycle import held_article_ids, jobs_pending_work
-
-
-def queue_depths(settings: Settings) -> dict[str, int | None]:
-    """Messages waiting per queue; None when the broker cannot be asked."""
-    url = settings.effective_broker_url
-    if settings.broker_is_embedded:
-        folder = settings.broker_dir / "queue"
-        names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
-        return {q: sum(1 for n in names if n.endswith(f".{q}.msg")) for q in QUEUES}
-    if url.startswith(("redis://", "rediss://")):
-        try:
-            client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
-            return {q: int(client.llen(q)) for q in QUEUES}
-        except redis.RedisError:
-            return dict.fromkeys(QUEUES)
-    return dict.fromkeys(QUEUES)
+from worker.jobs.lifecycle import jobs_pending_work
+from worker.pipeline.sweep import held_article_ids
 
 
 def pending_work(session: Session) -> int:
