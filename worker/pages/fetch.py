@@ -13,7 +13,8 @@ from schemas.types import utcnow
 from worker.core.db import insert_ignore
 from worker.core.settings import Settings
 from worker.network.http import FetchError, HttpClient, classify_status
-from worker.network.politeness import HostLimiter, robots_allows
+from worker.network.politeness import HostLimiter
+from worker.network.robots import robots_allows
 from worker.pages.archive import Archive
 from worker.pipeline.states import set_state
 
