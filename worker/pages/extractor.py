@@ -24,6 +24,7 @@ import copy
 import html as htmllib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -453,35 +454,50 @@ def extract_text(
     return _extract_tree(tree, url, profile, now)
 
 
+def _with_captions(tree: _Element, profile: Profile) -> _Element:
+    return _captions_as_paragraphs(tree)
+
+
+def _without_teasers(tree: _Element, profile: Profile) -> _Element:
+    assert profile.teasers is not None
+    return without_teasers(tree, profile.teasers)
+
+
+def _without_galleries(tree: _Element, profile: Profile) -> _Element:
+    assert profile.media is not None
+    return without_galleries(tree, profile.media)
+
+
+_REWRITES: tuple[tuple[str, Any, Callable[[_Element, Profile], _Element], int], ...] = (
+    # figure captions as paragraphs: the rewritten page is always taken
+    ("captions", False, _with_captions, 0),
+    # a page that is only a list of stories (a section front): nothing is left of it once
+    # the teasers are gone, so it is extracted as it is
+    ("teasers", None, _without_teasers, TEASER_MIN_TEXT),
+    # a page that is only a gallery keeps its captions
+    ("media", None, _without_galleries, MEDIA_MIN_TEXT),
+)
+"""The rewrites of the page tried before extraction, in this order: the :class:`Profile`
+field that turns one on and its value when off, the rewrite (a copy of the tree, or the
+tree itself when there is nothing to rewrite), and the characters of text the rewritten
+page must give for its text to be taken instead of the page's."""
+
+
 def _extract_tree(
     tree: _Element, url: str | None, profile: Profile, now: datetime, with_metadata: bool = True
 ) -> tuple[str, Any]:
     """Text and trafilatura's Document (its metadata, when ``with_metadata``). When the text
     comes from a rewritten copy of the page (captions, teaser lists, galleries), the metadata still
     comes from the page as it is."""
-    if profile.captions:
-        rewritten = _captions_as_paragraphs(tree)
+    for field, off, rewrite, min_text in _REWRITES:
+        if not getattr(profile, field):
+            continue
+        rewritten = rewrite(tree, profile)
         if rewritten is not tree:
-            text, _ = _extract_tree(rewritten, url, replace(profile, captions=False), now, False)
-            return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
-        profile = replace(profile, captions=False)
-    if profile.teasers is not None:
-        pruned = without_teasers(tree, profile.teasers)
-        if pruned is not tree:
-            text, _ = _extract_tree(pruned, url, replace(profile, teasers=None), now, False)
-            # a page that is only a list of stories (a section front): nothing is left of
-            # it once the teasers are gone, so it is extracted as it is
-            if len(text) >= TEASER_MIN_TEXT:
+            text, _ = _extract_tree(rewritten, url, replace(profile, **{field: off}), now, False)
+            if len(text) >= min_text:
                 return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
-        profile = replace(profile, teasers=None)
-    if profile.media is not None:
-        pruned = without_galleries(tree, profile.media)
-        if pruned is not tree:
-            text, _ = _extract_tree(pruned, url, replace(profile, media=None), now, False)
-            # a page that is only a gallery keeps its captions
-            if len(text) >= MEDIA_MIN_TEXT:
-                return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
-        profile = replace(profile, media=None)
+        profile = replace(profile, **{field: off})
     try:
         doc = _bare(tree, url, profile, with_metadata=with_metadata, now=now)
     except Exception:  # noqa: BLE001 - trafilatura/lxml failure (incl. RecursionError)
