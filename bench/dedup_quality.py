@@ -1,4 +1,4 @@
-"""Near-duplicate quality of worker.dedup.deduplicate against exact all-pairs Jaccard.
+"""Near-duplicate quality of worker.dedup against exact all-pairs Jaccard.
 
     .venv/bin/python -m bench.dedup_quality [--configs default,k3,...] [--no-db] [--corpus DIR]
 
@@ -42,8 +42,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from worker.core.settings import Settings  # noqa: E402
-from worker.dedup import deduplicate  # noqa: E402
-from worker.dedup.deduplicate import DedupParams  # noqa: E402
+from worker.dedup import deduplicate, sketch  # noqa: E402
+from worker.dedup import groups as dedup_groups  # noqa: E402
+from worker.dedup import index as dedup_index  # noqa: E402
+from worker.dedup.sketch import DedupParams  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "near-duplicates"
 FILES = ("helsinki_articles.csv", "census_articles.csv")
@@ -51,7 +53,7 @@ FILES = ("helsinki_articles.csv", "census_articles.csv")
 # A configuration is written
 # k<k>p<num_perm>b<bands>r<rows>[m<margin in 1/100>][v<verify window in 1/100>]
 # [s<containment index sample rate, 0: no containment index>],
-# e.g. k7p256b32r4 or k5p128b32r4s0; "default" is deduplicate.DEFAULT_PARAMS.
+# e.g. k7p256b32r4 or k5p128b32r4s0; "default" is sketch.DEFAULT_PARAMS.
 DEFAULT_CONFIGS = (
     "default,k5p128b32r4s0,k5p128b32r4s8,k5p128b32r4s32,k5p128b32r4v0,k5p256b32r4v0,k5p512b32r4v0,k3p128b32r4,k7p128b32r4,"
     "k5p64b16r4,k5p128b16r4,k5p128b32r3"
@@ -60,7 +62,7 @@ DEFAULT_CONFIGS = (
 
 def parse_config(name: str) -> DedupParams:
     if name == "default":
-        return deduplicate.DEFAULT_PARAMS
+        return sketch.DEFAULT_PARAMS
     m = re.fullmatch(r"k(\d+)p(\d+)b(\d+)r(\d+)(?:m(\d+))?(?:v(\d+))?(?:s(\d+))?", name)
     if m is None:
         raise SystemExit(f"bad config {name!r}: expected like k7p256b32r4 or k5p128b32r4v0")
@@ -72,7 +74,7 @@ def parse_config(name: str) -> DedupParams:
         rows=int(r),
         margin=int(margin or 0) / 100,
         verify_window=int(verify) / 100 if verify is not None else 0.1,
-        sample_rate=int(rate) if rate is not None else deduplicate.DEFAULT_PARAMS.sample_rate,
+        sample_rate=int(rate) if rate is not None else sketch.DEFAULT_PARAMS.sample_rate,
     )
 
 
@@ -115,9 +117,7 @@ def truth_pairs(
 ) -> tuple[set[Pair], set[Pair]]:
     """(J >= threshold pairs, J >= threshold or containment >= containment pairs),
     within each corpus file (articles of different files are different events)."""
-    sets = [
-        frozenset(deduplicate.shingle_hashes(deduplicate.words(d.text), k).tolist()) for d in docs
-    ]
+    sets = [frozenset(sketch.shingle_hashes(sketch.words(d.text), k).tolist()) for d in docs]
     corpus = [d.key.split(":")[0] for d in docs]
     jac: set[Pair] = set()
     both: set[Pair] = set()
@@ -143,27 +143,30 @@ def truth_pairs(
 # exact checks, LSH candidate pairs, containment-index-only candidate pairs (of the last
 # memory_pairs run)
 VERIFIED = [0, 0, 0]
-_exact = deduplicate.exact_similarity
+_exact = sketch.exact_similarity
 
 
-def _counting_exact(a: deduplicate.UInt64Array, b: deduplicate.UInt64Array) -> tuple[float, float]:
+def _counting_exact(a: sketch.UInt64Array, b: sketch.UInt64Array) -> tuple[float, float]:
     VERIFIED[0] += 1
     return _exact(a, b)
 
 
-deduplicate.exact_similarity = _counting_exact  # count the exact checks, same code
+# count the exact checks, same code: in every module that calls it
+sketch.exact_similarity = _counting_exact
+dedup_index.exact_similarity = _counting_exact
+dedup_groups.exact_similarity = _counting_exact
 
 
 def _const(
-    shingles: deduplicate.UInt64Array | None,
-) -> Callable[[], deduplicate.UInt64Array | None]:
+    shingles: sketch.UInt64Array | None,
+) -> Callable[[], sketch.UInt64Array | None]:
     return lambda: shingles
 
 
 def memory_pairs(
     docs: list[Doc], params: DedupParams, threshold: float, containment: float
 ) -> set[Pair]:
-    sks = [deduplicate.sketch(d.text, params) for d in docs]
+    sks = [sketch.sketch(d.text, params) for d in docs]
     corpus = [d.key.split(":")[0] for d in docs]
     pred: set[Pair] = set()
     by_hash: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -204,7 +207,7 @@ def memory_pairs(
     contained = {
         (a, b)
         for (a, b), n in together.items()
-        if n >= deduplicate.min_shared(sks[a].shingle_count, sks[b].shingle_count, params)
+        if n >= sketch.min_shared(sks[a].shingle_count, sks[b].shingle_count, params)
     } - cands
     settings = Settings(dedup_threshold=threshold, dedup_containment=containment)
     VERIFIED[1] = len(cands)
@@ -216,10 +219,10 @@ def memory_pairs(
         assert sa.signature is not None and sb.signature is not None
         if (i, j) in contained:  # decided exactly, as find_near_matches does
             assert sa.shingles is not None and sb.shingles is not None
-            ej, ec = deduplicate.exact_similarity(sa.shingles, sb.shingles)
+            ej, ec = sketch.exact_similarity(sa.shingles, sb.shingles)
             ok = ej >= t or ec >= ct
         else:
-            ok, _, _ = deduplicate.decide(
+            ok, _, _ = sketch.decide(
                 sa, sb.signature, sb.shingle_count, _const(sb.shingles), settings, params
             )
         if ok:
@@ -287,7 +290,7 @@ def db_pairs(
                 groups: dict[int, list[int]] = defaultdict(list)
                 for aid, a in arts.items():
                     assert aid is not None and a.dup_group_id is not None
-                    if a.text_hash and deduplicate.words(a.text):
+                    if a.text_hash and sketch.words(a.text):
                         by_hash[a.text_hash].append(back[aid])
                     groups[a.dup_group_id].append(back[aid])
                 for members in groups.values():
@@ -296,8 +299,8 @@ def db_pairs(
                     decided.update(itertools.combinations(sorted(members), 2))
                 for aid, a in arts.items():
                     assert aid is not None
-                    sk = deduplicate.sketch(a.text, params)
-                    for m in deduplicate.find_near_matches(s, sk, settings, params, exclude=aid):
+                    sk = sketch.sketch(a.text, params)
+                    for m in dedup_index.find_near_matches(s, sk, settings, params, exclude=aid):
                         other = arts[m.article_id]
                         same = by_hash.get(other.text_hash or "", [back[m.article_id]])
                         for j in same:

@@ -46,7 +46,7 @@ from sqlmodel import Session  # noqa: E402
 from schemas.models import Article, ArticleState  # noqa: E402
 from worker.core.db import dispose_engines, get_engine, init_db  # noqa: E402
 from worker.core.settings import Settings  # noqa: E402
-from worker.dedup import deduplicate  # noqa: E402
+from worker.dedup import deduplicate, sketch  # noqa: E402
 
 DB_PREFIX = "cw_bench_dedup_"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -73,7 +73,7 @@ def bulk_load(url: str, start: int, stop: int, rng: np.random.Generator) -> floa
     """Index articles with ids [start, stop): one group each, random signatures."""
     import psycopg
 
-    p = deduplicate.DEFAULT_PARAMS
+    p = sketch.DEFAULT_PARAMS
     t = time.perf_counter()
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
         conn.execute("SET session_replication_role = replica")  # no FK triggers in the load
@@ -109,11 +109,11 @@ def bulk_load(url: str, start: int, stop: int, rng: np.random.Generator) -> floa
                 conn,
                 "COPY articlesignature (article_id, signature, shingle_count) FROM STDIN",
                 [
-                    f"{i}\t\\\\x{deduplicate.signature_bytes(s).hex()}\t{c}\n"
+                    f"{i}\t\\\\x{sketch.signature_bytes(s).hex()}\t{c}\n"
                     for i, s, c in zip(ids.tolist(), sigs, counts.tolist(), strict=True)
                 ],
             )
-            bands = deduplicate.band_hashes(sigs, p.bands, p.rows)
+            bands = sketch.band_hashes(sigs, p.bands, p.rows)
             band_no = np.tile(np.arange(p.bands), hi - lo)
             art = np.repeat(ids, p.bands)
             copy_rows(

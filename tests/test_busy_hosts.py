@@ -17,7 +17,7 @@ from schemas.models import Article, ArticleState
 from schemas.types import utcnow
 from tests.support.db import load_article
 from tests.support.server import Reply
-from worker.network.politeness import ROBOTS_ERROR_TTL, forget_robots_failures
+from worker.network.robots import ROBOTS_ERROR_TTL, forget_robots_failures
 
 
 @pytest.fixture(autouse=True)

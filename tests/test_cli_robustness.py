@@ -197,7 +197,7 @@ def test_extract_exits_1_when_an_input_failed_and_writes_every_record(tmp_path: 
 def test_extract_a_binary_file_is_an_error_naming_its_type(
     tmp_path: Path, name: str, body: bytes, kind: str
 ) -> None:
-    from worker.pages.extractor import extract_file
+    from worker.pages.inputs import extract_file
 
     path = tmp_path / name
     path.write_bytes(body)
@@ -207,7 +207,7 @@ def test_extract_a_binary_file_is_an_error_naming_its_type(
 
 
 def test_extract_text_files_are_not_mistaken_for_binary(tmp_path: Path) -> None:
-    from worker.pages.extractor import extract_file
+    from worker.pages.inputs import extract_file
 
     utf16 = tmp_path / "utf16.html"
     utf16.write_bytes(PAGE.encode("utf-16"))  # NUL bytes, after a byte-order mark

@@ -28,7 +28,9 @@ from schemas.models import (
 )
 from worker.core.db import dispose_engines, get_engine, init_db
 from worker.core.settings import Settings, reset_settings
-from worker.dedup import deduplicate
+from worker.dedup import deduplicate, sketch
+from worker.dedup import groups as dedup_groups
+from worker.dedup import index as dedup_index
 
 T = datetime(2024, 3, 5, 9, 0, tzinfo=UTC)
 
@@ -218,24 +220,24 @@ def canonicals(settings: Settings, group_id: int) -> list[int]:
 
 
 def test_normalized_hash_folds_case_whitespace_and_punctuation() -> None:
-    a = deduplicate.normalized_text_hash("Dock workers walked off -- the job, on Tuesday!")
-    b = deduplicate.normalized_text_hash("  dock WORKERS walked\n\noff the job on tuesday ")
-    c = deduplicate.normalized_text_hash("Dock workers walked off the job on Wednesday")
+    a = sketch.normalized_text_hash("Dock workers walked off -- the job, on Tuesday!")
+    b = sketch.normalized_text_hash("  dock WORKERS walked\n\noff the job on tuesday ")
+    c = sketch.normalized_text_hash("Dock workers walked off the job on Wednesday")
     assert a == b
     assert a != c
     assert len(a) == 64
 
 
 def test_signature_estimates_track_exact_jaccard() -> None:
-    p = deduplicate.DEFAULT_PARAMS
-    a = deduplicate.sketch(STORY)
-    b = deduplicate.sketch(BOILER_A_HEAD + "\n" + STORY + "\n" + BOILER_A_FOOT)
-    c = deduplicate.sketch(SECOND_STORY)
+    p = sketch.DEFAULT_PARAMS
+    a = sketch.sketch(STORY)
+    b = sketch.sketch(BOILER_A_HEAD + "\n" + STORY + "\n" + BOILER_A_FOOT)
+    c = sketch.sketch(SECOND_STORY)
     assert a.signature is not None and b.signature is not None and c.signature is not None
     assert a.shingles is not None and b.shingles is not None
-    exact_j, _ = deduplicate.exact_similarity(a.shingles, b.shingles)
-    assert abs(deduplicate.estimated_jaccard(a.signature, b.signature) - exact_j) < 0.12
-    assert deduplicate.estimated_jaccard(a.signature, c.signature) < 0.1
+    exact_j, _ = sketch.exact_similarity(a.shingles, b.shingles)
+    assert abs(sketch.estimated_jaccard(a.signature, b.signature) - exact_j) < 0.12
+    assert sketch.estimated_jaccard(a.signature, c.signature) < 0.1
     assert a.bands is not None and a.bands.shape == (p.bands,)
     # identical texts share every bucket, unrelated ones (almost surely) none
     assert c.bands is not None and not set(a.bands.tolist()) & set(c.bands.tolist())
@@ -325,7 +327,7 @@ def test_earlier_published_copy_found_later_becomes_canonical(any_settings: Sett
         assert sess.exec(select(Claim).where(Claim.article_id == late)).all() == []
         g = sess.get(DupGroup, group)
         assert g is not None and g.canonical_article_id == early
-    members = deduplicate.group_members(Session(get_engine(s)), group)
+    members = dedup_groups.group_members(Session(get_engine(s)), group)
     assert [m.article_id for m in members] == [early, late, copy]
     assert members[0].is_canonical and members[0].host == "early.example"
     assert {m.host for m in members} == {"early.example", "late.example", "copy.example"}
@@ -401,7 +403,7 @@ def test_a_text_matching_two_groups_merges_them(any_settings: Settings) -> None:
         assert len(sess.exec(select(DupGroup)).all()) == 1
         g = sess.get(DupGroup, group)
         assert g is not None and g.canonical_article_id == y
-        members = deduplicate.group_members(sess, group)
+        members = dedup_groups.group_members(sess, group)
     assert [m.article_id for m in members] == [y, x, bare]
 
 
@@ -426,7 +428,7 @@ def test_exact_copy_follows_its_match_into_the_group_it_was_merged_into(
     assert gx is not None and gy is not None and gx != gy
     copy = add_article(s, y_text, host="copy.example", published=T + timedelta(hours=4))
 
-    original = deduplicate._lock_group
+    original = dedup_groups.lock_group
     merged: list[bool] = []
 
     def merge_first(session: Session, group_id: int) -> DupGroup | None:
@@ -435,13 +437,13 @@ def test_exact_copy_follows_its_match_into_the_group_it_was_merged_into(
             with Session(get_engine(s)) as other:
                 into, gone = original(other, gx), original(other, gy)
                 assert into is not None and gone is not None
-                deduplicate._merge(other, into, [gone])
+                dedup_groups.merge_groups(other, into, [gone])
                 other.commit()
         return original(session, group_id)
 
-    monkeypatch.setattr(deduplicate, "_lock_group", merge_first)
+    monkeypatch.setattr(dedup_groups, "lock_group", merge_first)
     out = run(s, copy)
-    monkeypatch.setattr(deduplicate, "_lock_group", original)
+    monkeypatch.setattr(dedup_groups, "lock_group", original)
     assert merged and out.matched_by == "hash"
     assert get(s, y).dup_group_id == gx
     assert get(s, copy).dup_group_id == gx and get(s, copy).duplicate_of_id == y
@@ -558,7 +560,7 @@ def test_redelivery_and_other_states_do_nothing(sqlite_settings: Settings) -> No
 def test_short_texts_use_the_hash_only(sqlite_settings: Settings) -> None:
     s = sqlite_settings
     short = "Port strike: dock workers walk out at Harlow Bay over automation."
-    assert len(deduplicate.words(short)) < deduplicate.MIN_NEAR_WORDS
+    assert len(sketch.words(short)) < sketch.MIN_NEAR_WORDS
     a = add_article(s, short)
     b = add_article(s, short.lower(), published=T + timedelta(hours=1))
     c = add_article(s, short.replace("Harlow Bay", "Corrin"), published=T + timedelta(hours=2))
@@ -643,13 +645,13 @@ def test_samples_of_a_contained_text_are_among_the_longer_texts_samples() -> Non
     16 shingles sampled, 56 shingles: no sample at all with probability 0.027)."""
     found = total = 0
     for seed in range(20):
-        story = deduplicate.sketch(long_story(seed, 900))
+        story = sketch.sketch(long_story(seed, 900))
         assert story.samples is not None and story.shingles is not None
         for start in range(0, 800, 80):
-            ex = deduplicate.sketch(excerpt(long_story(seed, 900), start, 60))
+            ex = sketch.sketch(excerpt(long_story(seed, 900), start, 60))
             assert ex.samples is not None
             assert set(ex.samples.tolist()) <= set(story.samples.tolist())
-            need = deduplicate.min_shared(ex.shingle_count, story.shingle_count)
+            need = sketch.min_shared(ex.shingle_count, story.shingle_count)
             total += 1
             found += int(ex.samples.size >= need)
     assert total == 200
@@ -660,12 +662,12 @@ def test_short_excerpt_of_a_long_story_is_found_as_contained(any_settings: Setti
     s = any_settings
     story = long_story(1, 900)
     brief = excerpt(story, 400, 60)
-    sk_story, sk_brief = deduplicate.sketch(story), deduplicate.sketch(brief)
+    sk_story, sk_brief = sketch.sketch(story), sketch.sketch(brief)
     assert sk_story.bands is not None and sk_brief.bands is not None
     # no LSH bucket in common (J ~ 0.06): only the containment index can find it
     assert not set(sk_story.bands.tolist()) & set(sk_brief.bands.tolist())
     assert sk_story.shingles is not None and sk_brief.shingles is not None
-    j, c = deduplicate.exact_similarity(sk_story.shingles, sk_brief.shingles)
+    j, c = sketch.exact_similarity(sk_story.shingles, sk_brief.shingles)
     assert j < 0.1 and c == 1.0
     long_id = add_article(s, story, host="full.example", published=T)
     short_id = add_article(s, brief, host="brief.example", published=T + timedelta(hours=1))
@@ -692,7 +694,7 @@ def test_without_the_containment_index_the_excerpt_is_missed(sqlite_settings: Se
     """What the test above would see without the sampled-shingle index (the LSH bands
     alone): the excerpt starts a group of its own."""
     s = sqlite_settings
-    params = deduplicate.DedupParams(sample_rate=0)
+    params = sketch.DedupParams(sample_rate=0)
     story = long_story(1, 900)
     long_id = add_article(s, story, published=T)
     short_id = add_article(s, excerpt(story, 400, 60), published=T + timedelta(hours=1))
@@ -710,12 +712,12 @@ def _template_site(name: str, seed: int) -> tuple[str, list[str], str]:
     template = f"{TEMPLATE_HEAD}\n{menu}\n{{body}}\n{TEMPLATE_FOOT}"
     stories = [template.format(body=long_story(seed + i, 500)) for i in range(5)]
     page = template.format(body="Page not found. Try the search box or the front page.")
-    sk_page = deduplicate.sketch(page)
+    sk_page = sketch.sketch(page)
     for story in stories:  # the page is >= 90 % contained in each story, at J < 0.5
-        sk = deduplicate.sketch(story)
+        sk = sketch.sketch(story)
         assert sk_page.shingles is not None and sk.shingles is not None
-        j, c = deduplicate.exact_similarity(sk_page.shingles, sk.shingles)
-        assert c >= 0.9 and j < deduplicate.DEFAULT_PARAMS.excerpt_jaccard, (j, c)
+        j, c = sketch.exact_similarity(sk_page.shingles, sk.shingles)
+        assert c >= 0.9 and j < sketch.DEFAULT_PARAMS.excerpt_jaccard, (j, c)
     return template, stories, page
 
 
@@ -726,7 +728,7 @@ def test_common_samples_are_stopped_stored_no_more_and_ignored(
     stored (their rows stay at sample_df_max + 1) and lookups leave them out, so a
     lookup reads a bounded number of rows however common a phrase is."""
     s = sqlite_settings
-    params = deduplicate.DedupParams(sample_df_max=2)
+    params = sketch.DedupParams(sample_df_max=2)
     boiler = long_story(50, 200)
     texts = [f"{long_story(51 + i, 600)} {boiler}" for i in range(5)]
     ids = [add_article(s, t, published=T + timedelta(hours=i)) for i, t in enumerate(texts)]
@@ -735,19 +737,19 @@ def test_common_samples_are_stopped_stored_no_more_and_ignored(
             out = deduplicate.deduplicate_article(sess, aid, s, params)
             sess.commit()
         assert out.matched_by is None  # 200 shared words of 800: not duplicates
-    sk = deduplicate.sketch(boiler, params)
+    sk = sketch.sketch(boiler, params)
     assert sk.samples is not None and sk.samples.size > 0
     common = set(sk.samples.tolist())
     with Session(get_engine(s)) as sess:
         rows = sess.exec(select(DedupSample.hash, DedupSample.article_id)).all()
-        stopped = deduplicate.stopped_samples(sess, sk, params)
+        stopped = dedup_index.stopped_samples(sess, sk, params)
     per_hash: dict[int, int] = {}
     for h, _ in rows:
         per_hash[h] = per_hash.get(h, 0) + 1
     assert {h for h in common if per_hash.get(h) == 3} == common  # 5 carriers, 3 rows
     assert stopped == common
-    assert deduplicate.lock_keys(sk, stopped) == deduplicate.lock_keys(
-        deduplicate.TextSketch(sk.text_hash, sk.n_words, sk.shingle_count, sk.signature, sk.bands)
+    assert dedup_index.lock_keys(sk, stopped) == dedup_index.lock_keys(
+        sketch.TextSketch(sk.text_hash, sk.n_words, sk.shingle_count, sk.signature, sk.bands)
     )  # stopped samples take no lock
 
 

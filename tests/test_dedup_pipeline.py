@@ -35,7 +35,7 @@ from tests.test_dedup import (
 from worker.claims import store
 from worker.core.db import get_engine
 from worker.core.settings import Settings
-from worker.dedup import deduplicate
+from worker.dedup.groups import group_members
 
 
 def export_articles(settings: Settings, tmp_path: Path) -> dict[str, dict[str, object]]:
@@ -102,7 +102,7 @@ def test_group_records_every_outlet_and_url_with_times(any_settings: Settings) -
     group = get(s, ids[0]).dup_group_id
     assert group is not None
     with Session(get_engine(s)) as sess:
-        members = deduplicate.group_members(sess, group)
+        members = group_members(sess, group)
     # canonical (earliest published) first, then in publication order
     assert [m.article_id for m in members] == [ids[1], ids[2], ids[0], ids[3]]
     assert members[0].is_canonical and not any(m.is_canonical for m in members[1:])

@@ -47,7 +47,7 @@ from tests.test_dedup import (
 )
 from worker.core.db import dispose_engines, get_engine, init_db
 from worker.core.settings import Settings, reset_settings
-from worker.dedup import deduplicate
+from worker.dedup import deduplicate, sketch
 
 
 @pytest.fixture()
@@ -171,7 +171,7 @@ def test_separate_processes_placing_a_story_and_its_excerpt_at_once_make_one_gro
     for round_no, seed in enumerate((61, 62, 63)):
         story = long_story(seed, 900)
         brief = excerpt(story, 300, 60)
-        sk_story, sk_brief = deduplicate.sketch(story), deduplicate.sketch(brief)
+        sk_story, sk_brief = sketch.sketch(story), sketch.sketch(brief)
         assert sk_story.bands is not None and sk_brief.bands is not None
         assert not set(sk_story.bands.tolist()) & set(sk_brief.bands.tolist())
         texts = [story, f"{BOILER_A_HEAD}\n{story}", f"{story}\n{BOILER_B_FOOT}"]

@@ -1,4 +1,5 @@
-"""worker.pages.extractor: text, metadata, feed fallback, hostile input, the CLI helpers.
+"""worker.pages.extractor: text, metadata, feed fallback, hostile input; the CLI helpers
+(worker.pages.inputs).
 
 All pages here are invented in the test; one test reads a few real pages from the shared
 extraction corpus (never copied into the repo).
@@ -36,11 +37,10 @@ from worker.pages.extractor import (
     EXTRACTOR_VERSION,
     PROFILES,
     _parse,
-    extract_file,
     extract_page,
     html_fragment_to_text,
-    iter_inputs,
 )
+from worker.pages.inputs import extract_file, iter_inputs
 from worker.pages.prune_teasers import (
     TeaserSettings,
     linked_headings,

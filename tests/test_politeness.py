@@ -21,11 +21,9 @@ from tests.support.server import LocalServer, Reply
 from worker.core.db import init_db, unit_of_work
 from worker.core.settings import Settings
 from worker.network.http import HttpClient
-from worker.network.politeness import (
+from worker.network.politeness import HostBusy, LocalHostLimiter, RedisHostLimiter
+from worker.network.robots import (
     ROBOTS_ERROR_TTL,
-    HostBusy,
-    LocalHostLimiter,
-    RedisHostLimiter,
     RobotsUnavailable,
     forget_robots_failures,
     robots_allows,

@@ -33,8 +33,8 @@ def extract(
     One record per page, in the order given. A page that cannot be read or fetched, or
     is not HTML (a PDF, an image), still gets its record, with an `error`; the command
     then exits 1 after writing every record (0 when all pages were extracted)."""
-    from worker.pages.extractor import iter_inputs
     from worker.pages.fetch import page_fetcher
+    from worker.pages.inputs import iter_inputs
 
     settings = _settings()
     # one client (one connection pool) for every URL given

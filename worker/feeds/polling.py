@@ -27,7 +27,8 @@ from worker.core.db import insert_ignore, is_postgres
 from worker.core.settings import Settings
 from worker.feeds.parsing import ParsedFeed, parse_feed
 from worker.network.http import FetchError, HttpClient, classify_status, parse_retry_after
-from worker.network.politeness import HostBusy, HostLimiter, RobotsUnavailable, robots_allows
+from worker.network.politeness import HostBusy, HostLimiter
+from worker.network.robots import RobotsUnavailable, robots_allows
 from worker.network.urls import InvalidURL, canonicalize, host_of, url_hash
 
 

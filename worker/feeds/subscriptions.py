@@ -15,7 +15,8 @@ from worker.core.db import insert_ignore
 from worker.core.settings import Settings
 from worker.feeds.parsing import parse_feed
 from worker.network.http import FetchError, HttpClient, Response, classify_status
-from worker.network.politeness import HostBusy, HostLimiter, robots_allows
+from worker.network.politeness import HostBusy, HostLimiter
+from worker.network.robots import robots_allows
 from worker.network.urls import InvalidURL, canonicalize, host_of, origin_of
 
 

@@ -43,7 +43,8 @@ from worker.jobs.sitemaps import (
     robots_sitemaps,
 )
 from worker.network.http import FetchError, HttpClient, classify_status
-from worker.network.politeness import HostLimiter, robots_allows
+from worker.network.politeness import HostLimiter
+from worker.network.robots import robots_allows
 from worker.network.urls import InvalidURL, canonicalize, host_of, origin_of, url_hash
 
 FEED_ACCEPT = (

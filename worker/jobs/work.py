@@ -198,7 +198,7 @@ def _warm_robots(article_id: int, settings: Settings) -> None:
     """Cache the host's robots.txt in its own transaction before the fetch step. Many
     items of one new host start at once; the first to commit wins and the others'
     insert conflicts here, harmlessly, instead of failing (and retrying) their fetch."""
-    from worker.network.politeness import robots_allows
+    from worker.network.robots import robots_allows
 
     try:
         with unit_of_work() as session:

@@ -1,16 +1,11 @@
-"""Politeness shared by feed polling and page fetching: robots.txt and per-host limits.
+"""Per-host limits shared by feed polling, page fetching and discovery.
 
-* robots.txt is parsed with protego and cached per origin in the database (shared by
-  every worker, refreshed after ``robots_cache_ttl``). Each process also keeps the
-  parsed rules of a good copy for up to ``ROBOTS_MEMORY_TTL`` seconds (never past the
-  database copy's own expiry), so that polls and fetches of one host do not read and
-  parse the same row every time.
-* Per-host limits hold across all workers on all machines when the broker is Redis
-  (Lua scripts on Redis keys); the embedded single-process mode uses in-process locks.
-  A host answering 429/503 with ``Retry-After`` is backed off for that long. A request
-  waits for its host itself at most ``MAX_WAIT`` seconds; further back in the host's
-  line it raises ``HostBusy`` with its turn, and the task retries then, without holding
-  a worker thread.
+Per-host limits hold across all workers on all machines when the broker is Redis (Lua
+scripts on Redis keys); the embedded single-process mode uses in-process locks. A host
+answering 429/503 with ``Retry-After`` is backed off for that long. A request waits for
+its host itself at most ``MAX_WAIT`` seconds; further back in the host's line it raises
+``HostBusy`` with its turn, and the task retries then, without holding a worker thread.
+(robots.txt is :mod:`worker.network.robots`.)
 """
 
 from __future__ import annotations
@@ -20,19 +15,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timedelta
 from typing import Protocol
 
 import redis
-from protego import Protego
-from sqlmodel import Session
 
-from schemas.models import RobotsTxt
-from schemas.types import utcnow
-from worker.core.db import upsert
 from worker.core.settings import Settings
-from worker.network.http import FetchError, HttpClient
-from worker.network.urls import host_of, origin_of
 
 
 class HostBusy(Exception):
@@ -42,152 +29,6 @@ class HostBusy(Exception):
         super().__init__(f"host {host} is rate-limited for {retry_after:.1f}s")
         self.host = host
         self.retry_after = retry_after
-
-
-# ---------------------------------------------------------------------------- robots
-
-# How long an unreachable robots.txt (5xx, 429, network error) is remembered before we
-# ask again. Meanwhile the host is treated as disallowing everything (RFC 9309 2.3.1.4),
-# unless an earlier good copy is cached: that copy stays in force (RFC 9309 2.4).
-ROBOTS_ERROR_TTL = 300
-
-
-class RobotsUnavailable(HostBusy):
-    """robots.txt could not be read (server error or unreachable): nothing on the host
-    may be fetched for now. ``why`` is the real cause (``HTTP 503``, ``network error:
-    cannot resolve HOST: ...``, ``timeout: ConnectTimeout``); ``retry_after`` is when
-    robots.txt is asked again. A ``HostBusy`` for polls and discovery (they wait); an
-    article step counts it as a transient attempt (``tasks.base``), so a host that stays
-    unreachable ends its articles in quarantine with this message."""
-
-    def __init__(self, host: str, retry_after: float, why: str) -> None:
-        super().__init__(host, retry_after)
-        self.args = (f"robots.txt of {host} unreachable: {why}",)
-        self.why = why
-
-
-# Origins whose robots.txt just failed, in this process: (when, status, why). The
-# database row would say the same, but a caller that lets RobotsUnavailable propagate
-# rolls its transaction back, and the many items of one host must not each ask again.
-_robots_down: dict[str, tuple[datetime, int | None, str]] = {}
-_robots_down_lock = threading.Lock()
-
-
-# Parsed good copies in this process: origin -> (until, status, rules). ``until`` is
-# the earlier of ``ROBOTS_MEMORY_TTL`` from when it was read and the database copy's
-# expiry, so the memory never outlives the shared cache's TTL; a copy refreshed by
-# another worker is seen here at most ``ROBOTS_MEMORY_TTL`` seconds later.
-ROBOTS_MEMORY_TTL = 60.0
-_robots_rules: dict[str, tuple[datetime, int | None, Protego | None]] = {}
-
-
-def forget_robots_failures() -> None:
-    """Forget the in-process memory of robots.txt: failed downloads and the parsed
-    rules of good copies (tests)."""
-    with _robots_down_lock:
-        _robots_down.clear()
-        _robots_rules.clear()
-
-
-def _decide(url: str, status: int | None, rules: Protego | None, settings: Settings) -> bool:
-    if status is not None and status in (401, 403):
-        return False  # the whole site is closed to robots
-    if rules is None:
-        return True
-    return bool(rules.can_fetch(url, settings.user_agent))
-
-
-def _unreachable(status: int | None) -> bool:
-    """RFC 9309: a 5xx (and, like Google, a 429) or no answer at all means unreachable."""
-    return status is None or status == 429 or status >= 500
-
-
-def robots_allows(session: Session, http: HttpClient, url: str, settings: Settings) -> bool:
-    """Whether robots.txt of ``url``'s origin lets our user agent fetch it.
-
-    Raises :class:`RobotsUnavailable` while the host's robots.txt answers 5xx/429 or
-    cannot be reached and no earlier good copy is cached (complete disallow, temporary).
-    """
-    if not settings.respect_robots:
-        return True
-    origin = origin_of(url)
-    now = utcnow()
-    with _robots_down_lock:
-        remembered = _robots_rules.get(origin)
-    if remembered is not None and now < remembered[0]:
-        return _decide(url, remembered[1], remembered[2], settings)
-    row = session.get(RobotsTxt, origin)
-    age = (now - row.fetched_at).total_seconds() if row is not None else None
-    ttl = settings.robots_cache_ttl
-    if row is not None and _unreachable(row.status):
-        ttl = min(ttl, ROBOTS_ERROR_TTL)
-    with _robots_down_lock:
-        down = _robots_down.get(origin)
-    recent = down is not None and (now - down[0]).total_seconds() < ROBOTS_ERROR_TTL
-    if down is not None and recent:
-        stale = row is None or age is None or age > ttl or row.fetched_at < down[0]
-        if stale:
-            retry = ROBOTS_ERROR_TTL - (now - down[0]).total_seconds()
-            raise RobotsUnavailable(host_of(url), max(1.0, retry), down[2])
-    if row is None or age is None or age > ttl:
-        status, body = _download_robots(http, origin)
-        with _robots_down_lock:
-            _robots_rules.pop(origin, None)
-            if _unreachable(status) and (row is None or _unreachable(row.status)):
-                _robots_down[origin] = (now, status, body)
-            else:
-                _robots_down.pop(origin, None)
-        values: dict[str, object] = {"origin": origin, "fetched_at": now, "status": status}
-        values["body"] = body  # for an unreachable answer: its cause, for other workers
-        if _unreachable(status) and row is not None and not _unreachable(row.status):
-            # Keep the last good copy; look again in ROBOTS_ERROR_TTL seconds.
-            values["status"], values["body"] = row.status, row.body
-            values["fetched_at"] = now - timedelta(seconds=max(0, ttl - ROBOTS_ERROR_TTL))
-        # An upsert: another worker may be storing the same origin's robots.txt now.
-        upsert(session, RobotsTxt, values, ["origin"])
-        if row is not None:
-            session.refresh(row)
-        else:
-            row = session.get(RobotsTxt, origin)
-        assert row is not None
-        age = (now - row.fetched_at).total_seconds()
-    if _unreachable(row.status):
-        why = row.body or (f"HTTP {row.status}" if row.status else "no answer")
-        retry = max(1.0, ROBOTS_ERROR_TTL - max(age, 0.0))
-        raise RobotsUnavailable(host_of(url), retry, why)
-    rules = Protego.parse(row.body) if row.body else None
-    until = min(now + timedelta(seconds=ROBOTS_MEMORY_TTL), row.fetched_at + timedelta(seconds=ttl))
-    with _robots_down_lock:
-        _robots_rules[origin] = (until, row.status, rules)
-    return _decide(url, row.status, rules, settings)
-
-
-def _download_robots(http: HttpClient, origin: str) -> tuple[int | None, str]:
-    """(status, body); status None when the server could not be reached at all.
-
-    For an unreachable answer (:func:`_unreachable`) the body is instead its real cause,
-    as the HTTP client words it (``network error: cannot resolve HOST: Name or service
-    not known``, ``timeout: ConnectTimeout``, ``HTTP 503``): it is what the feed's last
-    error and the article's failure reason show, and the database row keeps it for the
-    other workers (no rules are ever parsed from an unreachable answer)."""
-    try:
-        resp = http.get(origin + "/robots.txt", max_bytes=500_000)
-    except FetchError as exc:
-        if exc.transient:
-            # timeout, refused, reset, a name that does not resolve: unreachable
-            return (exc.status if exc.status and _unreachable(exc.status) else None), exc.reason
-        # Blocked address, redirect loop, too large...: no usable file, and asking again
-        # will not help. Treated as unavailable (allow); the fetch itself meets the same
-        # error and records it.
-        return exc.status or 0, ""
-    if _unreachable(resp.status):
-        return resp.status, f"HTTP {resp.status}"
-    if resp.status >= 400:
-        return resp.status, ""
-    return resp.status, resp.body.decode("utf-8", errors="replace")
-
-
-# ------------------------------------------------------------------------ host limits
 
 
 class HostLimiter(Protocol):

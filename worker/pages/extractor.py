@@ -21,14 +21,12 @@ propagate.
 from __future__ import annotations
 
 import copy
-import gzip
 import html as htmllib
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -40,7 +38,6 @@ from trafilatura.utils import load_html
 
 from schemas.records import ExtractedPage, TextSource
 from worker.pages.arbiter import ArbiterSettings, readability_text, second_opinion
-from worker.pages.charset import decode_html
 from worker.pages.prune_media import MediaSettings, without_galleries
 from worker.pages.prune_teasers import TeaserSettings, without_teasers
 
@@ -52,11 +49,9 @@ __all__ = [
     "SETTINGS_REVISION",
     "ExtractedPage",
     "Profile",
-    "extract_file",
     "extract_page",
     "extract_text",
     "html_fragment_to_text",
-    "iter_inputs",
 ]
 
 EXTRACTOR_NAME = "trafilatura"
@@ -66,8 +61,6 @@ EXTRACTOR_VERSION = f"{trafilatura.__version__}+cw{SETTINGS_REVISION}"
 
 MAX_HTML_CHARS = 8_000_000
 """Longer documents are cut (after the fallback decision is possible) to bound time/memory."""
-
-HTML_SUFFIXES = (".html", ".htm", ".html.gz", ".htm.gz", ".gz")
 
 # trafilatura logs every discarded document at WARNING; that is normal operation here.
 logging.getLogger("trafilatura").setLevel(logging.ERROR)
@@ -461,35 +454,50 @@ def extract_text(
     return _extract_tree(tree, url, profile, now)
 
 
+def _with_captions(tree: _Element, profile: Profile) -> _Element:
+    return _captions_as_paragraphs(tree)
+
+
+def _without_teasers(tree: _Element, profile: Profile) -> _Element:
+    assert profile.teasers is not None
+    return without_teasers(tree, profile.teasers)
+
+
+def _without_galleries(tree: _Element, profile: Profile) -> _Element:
+    assert profile.media is not None
+    return without_galleries(tree, profile.media)
+
+
+_REWRITES: tuple[tuple[str, Any, Callable[[_Element, Profile], _Element], int], ...] = (
+    # figure captions as paragraphs: the rewritten page is always taken
+    ("captions", False, _with_captions, 0),
+    # a page that is only a list of stories (a section front): nothing is left of it once
+    # the teasers are gone, so it is extracted as it is
+    ("teasers", None, _without_teasers, TEASER_MIN_TEXT),
+    # a page that is only a gallery keeps its captions
+    ("media", None, _without_galleries, MEDIA_MIN_TEXT),
+)
+"""The rewrites of the page tried before extraction, in this order: the :class:`Profile`
+field that turns one on and its value when off, the rewrite (a copy of the tree, or the
+tree itself when there is nothing to rewrite), and the characters of text the rewritten
+page must give for its text to be taken instead of the page's."""
+
+
 def _extract_tree(
     tree: _Element, url: str | None, profile: Profile, now: datetime, with_metadata: bool = True
 ) -> tuple[str, Any]:
     """Text and trafilatura's Document (its metadata, when ``with_metadata``). When the text
     comes from a rewritten copy of the page (captions, teaser lists, galleries), the metadata still
     comes from the page as it is."""
-    if profile.captions:
-        rewritten = _captions_as_paragraphs(tree)
+    for field, off, rewrite, min_text in _REWRITES:
+        if not getattr(profile, field):
+            continue
+        rewritten = rewrite(tree, profile)
         if rewritten is not tree:
-            text, _ = _extract_tree(rewritten, url, replace(profile, captions=False), now, False)
-            return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
-        profile = replace(profile, captions=False)
-    if profile.teasers is not None:
-        pruned = without_teasers(tree, profile.teasers)
-        if pruned is not tree:
-            text, _ = _extract_tree(pruned, url, replace(profile, teasers=None), now, False)
-            # a page that is only a list of stories (a section front): nothing is left of
-            # it once the teasers are gone, so it is extracted as it is
-            if len(text) >= TEASER_MIN_TEXT:
+            text, _ = _extract_tree(rewritten, url, replace(profile, **{field: off}), now, False)
+            if len(text) >= min_text:
                 return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
-        profile = replace(profile, teasers=None)
-    if profile.media is not None:
-        pruned = without_galleries(tree, profile.media)
-        if pruned is not tree:
-            text, _ = _extract_tree(pruned, url, replace(profile, media=None), now, False)
-            # a page that is only a gallery keeps its captions
-            if len(text) >= MEDIA_MIN_TEXT:
-                return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
-        profile = replace(profile, media=None)
+        profile = replace(profile, **{field: off})
     try:
         doc = _bare(tree, url, profile, with_metadata=with_metadata, now=now)
     except Exception:  # noqa: BLE001 - trafilatura/lxml failure (incl. RecursionError)
@@ -678,137 +686,3 @@ def _metadata(doc: Any, tree: _Element, url: str | None, now: datetime) -> dict[
         image=image if image and image.startswith(("http://", "https://")) else None,
     )
     return meta
-
-
-# --------------------------------------------------------------- files for the CLI
-
-
-def _read_file(path: Path) -> bytes:
-    data = path.read_bytes()
-    if path.suffix.lower() == ".gz" or data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    return data
-
-
-# WHATWG MIME Sniffing's "binary data bytes": never in text, HTML included
-_BINARY_BYTES = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
-_TEXT_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
-SNIFF_BYTES = 1445
-"""Bytes looked at to tell a binary file from text (the WHATWG sniffing window)."""
-
-
-def binary_type(body: bytes) -> str | None:
-    """The media type of a body that is not text at all (a PDF, an image, an archive,
-    an office document: named from its magic bytes by ``filetype``;
-    ``application/octet-stream`` for other bytes no text has), or None for text, which
-    may be HTML. A UTF-8 or UTF-16 byte-order mark means text."""
-    import filetype
-
-    if body.startswith(_TEXT_BOMS):
-        return None
-    kind = filetype.guess_mime(body[:8192])
-    if kind:
-        return str(kind)
-    return "application/octet-stream" if _BINARY_BYTES.search(body[:SNIFF_BYTES]) else None
-
-
-def extract_file(path: str | Path, *, min_text_chars: int = 200) -> dict[str, Any]:
-    """Extract one local file (``.gz`` is decompressed). Returns the CLI's JSON object.
-
-    Keys: ``file, title, author, published_at`` (ISO 8601 or None), ``language, sitename,
-    text``, plus ``encoding``. An unreadable file, or one that is not text (a PDF, an
-    image: :func:`binary_type`), gives an ``error`` key and empty text.
-    """
-    p = Path(path)
-    try:
-        body = _read_file(p)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        return _as_output(str(p), None, error=f"{type(exc).__name__}: {exc}")
-    kind = binary_type(body)
-    if kind is not None:
-        return _as_output(str(p), None, error=f"not HTML: {kind}")
-    html, encoding = decode_html(body, None)
-    page = extract_page(html, None, min_text_chars=min_text_chars)
-    return _as_output(str(p), page, encoding=encoding)
-
-
-def _as_output(
-    name: str,
-    page: ExtractedPage | None,
-    *,
-    encoding: str | None = None,
-    error: str | None = None,
-    key: str = "file",
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        key: name,
-        "title": page.title if page else None,
-        "author": page.author if page else None,
-        "published_at": page.published_at.isoformat() if page and page.published_at else None,
-        "language": page.language if page else None,
-        "sitename": page.sitename if page else None,
-        "text": page.text if page else "",
-    }
-    if encoding is not None:
-        out["encoding"] = encoding
-    if error is not None:
-        out["error"] = error
-    return out
-
-
-def _is_url(value: str) -> bool:
-    return value.lower().startswith(("http://", "https://"))
-
-
-def _expand(path: Path) -> Iterator[Path]:
-    if path.is_dir():
-        for child in sorted(path.rglob("*")):
-            if child.is_file() and child.name.lower().endswith(HTML_SUFFIXES):
-                yield child
-    else:
-        yield path
-
-
-FetchFn = Callable[[str], tuple[bytes, str | None, str]]
-"""``fetch(url) -> (body, content_type_header, final_url)``."""
-
-
-def iter_inputs(
-    paths: Iterable[str],
-    settings: Any = None,
-    *,
-    fetch: FetchFn | None = None,
-) -> Iterator[dict[str, Any]]:
-    """One output object per input: files, directories (recursive: ``*.html``, ``*.htm``,
-    ``*.gz``), ``.gz`` files, and ``http(s)://`` URLs. File results carry ``file``, URL
-    results ``url``.
-
-    URLs are fetched with ``fetch`` or, when it is None and ``settings`` is given, with
-    :class:`worker.network.http.HttpClient` (same guards as the pipeline); otherwise they give an
-    ``error`` object. ``settings.min_text_chars`` is honoured when present.
-    """
-    min_chars = int(getattr(settings, "min_text_chars", 200) or 200)
-    for raw in paths:
-        if _is_url(raw):
-            if fetch is None and settings is not None:
-                from worker.pages.fetch import page_fetcher
-
-                fetch = page_fetcher(settings)
-            if fetch is None:
-                yield _as_output(raw, None, error="URL given but no fetcher configured", key="url")
-                continue
-            try:
-                body, content_type, final_url = fetch(raw)
-            except Exception as exc:  # noqa: BLE001 - report per input, keep going
-                yield _as_output(raw, None, error=f"{type(exc).__name__}: {exc}", key="url")
-                continue
-            html, encoding = decode_html(body, content_type)
-            page = extract_page(html, final_url, min_text_chars=min_chars)
-            yield _as_output(raw, page, encoding=encoding, key="url")
-            continue
-        p = Path(raw)
-        if not p.exists():
-            yield _as_output(raw, None, error="no such file or directory")
-            continue
-        for f in _expand(p):
-            yield extract_file(f, min_text_chars=min_chars)

@@ -14,7 +14,8 @@ from worker.core.db import insert_ignore
 from worker.core.settings import Settings
 from worker.core.states import set_state
 from worker.network.http import FetchError, HttpClient, classify_status
-from worker.network.politeness import HostLimiter, robots_allows
+from worker.network.politeness import HostLimiter
+from worker.network.robots import robots_allows
 from worker.pages.archive import Archive
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")

@@ -57,7 +57,8 @@ from worker.core.db import is_postgres, unit_of_work
 from worker.core.queues import max_countdown
 from worker.core.settings import Settings, get_settings
 from worker.network.http import FetchError
-from worker.network.politeness import HostBusy, RobotsUnavailable
+from worker.network.politeness import HostBusy
+from worker.network.robots import RobotsUnavailable
 from worker.pages.archive import ArchiveError
 from worker.pipeline.steps import CLAIMS, Step, StepResult, next_step
 
