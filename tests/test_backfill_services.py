@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import claimwire, cli_env
-from tests.support.content import STORIES, serve_site
-from tests.support.procs import celery_beat, celery_worker, processes, wait_until, worker_env
+from tests.support.procs import processes
 from tests.test_backfill_helpers import DAY0, serve_articles, serve_sitemaps
+from worker.testing.content import STORIES, serve_site
+from worker.testing.procs import celery_beat, celery_worker, wait_until, worker_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -110,7 +111,7 @@ def test_killed_backfill_resumes_and_processes_every_url_once(
     assert _one(pg_url, "SELECT count(*) FROM jobitem") == 60
     # processed exactly once: no duplicated article, sighting or claim, every article
     # through the claims step
-    from tests.support.procs import integrity
+    from worker.testing.checks import integrity
 
     facts = integrity(pg_url)
     assert facts.duplicated == 0 and facts.pending == 0, facts
@@ -201,9 +202,10 @@ def test_operations_called_by_other_systems_with_send_task_and_celery_call(
 
     from celery import Celery
 
-    from tests.support.procs import CELERY, integrity
-    from tests.support.server import Reply
     from tests.test_backfill_helpers import serve_atom_archive
+    from worker.testing.checks import integrity
+    from worker.testing.procs import CELERY
+    from worker.testing.server import Reply
 
     site = serve_articles(server, 30, "atom", paragraphs=2)
     feed_url = serve_atom_archive(server, site, per_page=6)  # feed.xml, archive-4..1

@@ -25,23 +25,20 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import need
-from tests.support.content import serve_site
-from tests.support.procs import (
-    ROOT,
+from tests.conftest import ROOT, need
+from tests.support.procs import in_flight, processes
+from worker.testing.checks import integrity
+from worker.testing.content import distinct_stories, serve_site
+from worker.testing.procs import (
     PostgresServer,
     Proc,
     RedisServer,
     celery_beat,
     celery_worker,
-    distinct_stories,
-    in_flight,
-    integrity,
-    processes,
     wait_until,
     worker_env,
 )
-from tests.support.server import LocalServer, Reply
+from worker.testing.server import LocalServer, Reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -120,7 +117,8 @@ class Rig:
                 route.delay = delay
         base = {k: v for k, v in os.environ.items() if not k.startswith("CLAIMWIRE_")}
         settings = {**FAULT_SETTINGS, "DATA_DIR": str(tmp / "data"), **overrides}
-        self.env = worker_env(base, self.db_url, redis.url(), **settings)
+        # ROOT on the workers' path: the poison-page test runs tests.support.crash_app
+        self.env = worker_env(base, self.db_url, redis.url(), pythonpath=[ROOT], **settings)
         self.procs: list[Proc] = []
         r = self.cli("init")
         assert r.returncode == 0, r.stderr

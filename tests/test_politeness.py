@@ -17,7 +17,6 @@ from sqlmodel import select
 
 from schemas.models import RobotsTxt
 from schemas.types import utcnow
-from tests.support.server import LocalServer, Reply
 from worker.core.db import init_db, unit_of_work
 from worker.core.settings import Settings
 from worker.network.http import HttpClient
@@ -30,6 +29,7 @@ from worker.network.politeness import (
     forget_robots_failures,
     robots_allows,
 )
+from worker.testing.server import LocalServer, Reply
 
 ROBOTS = b"User-agent: *\nDisallow: /private/\n\nUser-agent: claimwire\nDisallow: /no-bots/\n"
 

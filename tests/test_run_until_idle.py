@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import claimwire, cli_env, need
-from tests.support.content import STORIES, serve_site
-from tests.support.procs import RedisServer, wait_until
-from tests.support.server import LocalServer, Reply
+from worker.testing.content import STORIES, serve_site
+from worker.testing.procs import RedisServer, wait_until
+from worker.testing.server import LocalServer, Reply
 
 SECRET = "Sw0rdfish-broker"
 
