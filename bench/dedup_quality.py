@@ -1,5 +1,8 @@
 """Near-duplicate quality of worker.dedup against exact all-pairs Jaccard.
 
+Usage, from the repository root (``bench`` is found there; claimwire is the installed
+package):
+
     .venv/bin/python -m bench.dedup_quality [--configs default,k3,...] [--no-db] [--corpus DIR]
 
 Corpora: ../shared/corpora/near-duplicates/{helsinki,census}_articles.csv (one news
@@ -28,7 +31,6 @@ import argparse
 import csv
 import itertools
 import re
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -37,15 +39,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from worker.core.settings import Settings
+from worker.dedup import deduplicate, sketch
+from worker.dedup import groups as dedup_groups
+from worker.dedup import index as dedup_index
+from worker.dedup.sketch import DedupParams
 
-from worker.core.settings import Settings  # noqa: E402
-from worker.dedup import deduplicate, sketch  # noqa: E402
-from worker.dedup import groups as dedup_groups  # noqa: E402
-from worker.dedup import index as dedup_index  # noqa: E402
-from worker.dedup.sketch import DedupParams  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "near-duplicates"
 FILES = ("helsinki_articles.csv", "census_articles.csv")

@@ -1,5 +1,8 @@
 """Cost of one deduplicate_article call (lookup + insert + commit) as the index grows.
 
+Usage, from the repository root (``bench`` is found there; claimwire is the installed
+package):
+
     .venv/bin/python -m bench.dedup_scale [--sizes 10000,100000,1000000] [--calls 300]
         [--rounds 10] [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--keep]
 
@@ -33,20 +36,14 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
+from sqlmodel import Session
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from sqlmodel import Session  # noqa: E402
-
-from schemas.models import Article, ArticleState  # noqa: E402
-from worker.core.db import dispose_engines, get_engine, init_db  # noqa: E402
-from worker.core.settings import Settings  # noqa: E402
-from worker.dedup import deduplicate, sketch  # noqa: E402
+from schemas.models import Article, ArticleState
+from worker.core.db import dispose_engines, get_engine, init_db
+from worker.core.settings import Settings
+from worker.dedup import deduplicate, sketch
 
 DB_PREFIX = "cw_bench_dedup_"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -1,6 +1,7 @@
 """Extraction quality and speed of several trafilatura configurations, on two public corpora.
 
-Usage (from the repo root)::
+Usage, from the repository root (``bench`` is found there; claimwire is the installed
+package)::
 
     .venv/bin/python -m bench.extraction_quality [--limit N] [--jobs 2] [--corpora PATH]
         [--configs NAME,NAME...] [--cv] [--cv-options "BASE;NAME;NAME..."]
@@ -82,23 +83,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPORA = Path("/work/shared/corpora/extraction")
-RESULTS = ROOT / "bench" / "results"
-CACHE = Path("/tmp/claimwire-bench-cache")
+import trafilatura
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import trafilatura  # noqa: E402
-
-from worker.pages.arbiter import (  # noqa: E402
+from worker.pages.arbiter import (
     ArbiterSettings,
     agreement,
     readability_text,
 )
-from worker.pages.charset import decode_html  # noqa: E402
-from worker.pages.extractor import (  # noqa: E402
+from worker.pages.charset import decode_html
+from worker.pages.extractor import (
     DEFAULT_PROFILE,
     EXTRACTOR_VERSION,
     PROFILES,
@@ -109,8 +102,13 @@ from worker.pages.extractor import (  # noqa: E402
     extract_page,
     html_fragment_to_text,
 )
-from worker.pages.prune_media import MediaSettings, gallery_blocks  # noqa: E402
-from worker.pages.prune_teasers import TeaserSettings, teaser_units, without_teasers  # noqa: E402
+from worker.pages.prune_media import MediaSettings, gallery_blocks
+from worker.pages.prune_teasers import TeaserSettings, teaser_units, without_teasers
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPORA = Path("/work/shared/corpora/extraction")
+RESULTS = ROOT / "bench" / "results"
+CACHE = Path("/tmp/claimwire-bench-cache")
 
 NOW = datetime(2100, 1, 1, tzinfo=UTC)  # gold dates are historical; do not clip them
 

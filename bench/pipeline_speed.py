@@ -1,5 +1,8 @@
 """Extraction alone vs fetch+extract+store through the queue, page by page, same pages.
 
+Usage, from the repository root (``bench`` is found there; claimwire is the installed
+package):
+
     .venv/bin/python -m bench.pipeline_speed [--pages 100] [--redis URL] [--pg URL]
 
 Pages: Mozilla Readability's test pages in ../shared (read from there, served from memory
@@ -28,7 +31,6 @@ import argparse
 import gzip
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -53,13 +55,12 @@ def main() -> int:
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--warmup", type=int, default=3)
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
 
     import psycopg
     import redis
 
-    from tests.support.procs import celery_worker, worker_env
-    from tests.support.server import LocalServer, Reply
+    from worker.testing.procs import celery_worker, worker_env
+    from worker.testing.server import LocalServer, Reply
 
     dirs = sorted(p for p in PAGES.iterdir() if (p / "source.html.gz").exists())[: args.pages]
     bodies = {d.name: gzip.decompress((d / "source.html.gz").read_bytes()) for d in dirs}

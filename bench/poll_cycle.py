@@ -1,5 +1,8 @@
 """One full poll cycle of many feeds with the production topology.
 
+Usage, from the repository root (``bench`` is found there; claimwire is the installed
+package):
+
     .venv/bin/python -m bench.poll_cycle                 # 10,000 feeds on 1,000 hosts
     .venv/bin/python -m bench.poll_cycle --feeds 1000 --hosts 100
 
@@ -49,10 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.support.procs import (  # noqa: E402
+from worker.testing.procs import (
     PostgresServer,
     Proc,
     RedisServer,
@@ -64,6 +64,9 @@ from tests.support.procs import (  # noqa: E402
 
 FETCH_QUEUE = "bench-fetch"  # bench/poll_app.py
 BENCH_APP = "bench.poll_app"
+# The checkout holding bench/: the Celery processes import BENCH_APP from it (they run
+# in a work directory of their own, and bench/ is not part of the installed package).
+CHECKOUT = Path(__file__).resolve().parents[1]
 # Counters of the feed server (shared memory).
 C_FEED_200, C_FEED_304, C_ROBOTS, C_OTHER, C_CONNECTIONS = range(5)
 
@@ -341,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             base,
             db,
             redis_srv.url(),
+            pythonpath=[CHECKOUT],
             DATA_DIR=str(work / "data"),
             ALLOW_PRIVATE_NETWORKS="true",
             **overrides,

@@ -136,7 +136,7 @@ def redis_url(redis_available: bool) -> Iterator[str]:
 
 @pytest.fixture()
 def server() -> Iterator[Any]:
-    from tests.support.server import LocalServer
+    from worker.testing.server import LocalServer
 
     srv = LocalServer().start()
     yield srv

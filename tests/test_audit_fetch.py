@@ -10,8 +10,8 @@ from typing import Any
 from sqlmodel import Session
 
 from tests.conftest import claimwire, cli_env
-from tests.support.server import LocalServer, Reply
 from worker.network.http import MAX_RETRY_AFTER, FetchError, parse_retry_after
+from worker.testing.server import LocalServer, Reply
 
 PAGE = (
     "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Ferry news</title>"

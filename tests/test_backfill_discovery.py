@@ -11,7 +11,6 @@ import pytest
 from sqlmodel import col, func, select
 
 from schemas.models import Article, Feed, JobItem, Sighting
-from tests.support.server import Reply
 from tests.test_backfill_helpers import (
     DAY0,
     run_discovery,
@@ -21,6 +20,7 @@ from tests.test_backfill_helpers import (
     serve_sitemaps,
     serve_wordpress,
 )
+from worker.testing.server import Reply
 
 
 def _add_feed(url: str) -> int:

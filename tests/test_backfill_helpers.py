@@ -13,9 +13,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
-from tests.support.content import article_html, rss
-from tests.support.procs import distinct_stories
-from tests.support.server import LocalServer, Reply
+from worker.testing.content import article_html, distinct_stories, rss
+from worker.testing.server import LocalServer, Reply
 
 DAY0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

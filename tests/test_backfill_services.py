@@ -3,17 +3,21 @@ documented production commands.
 
 * A sitemap backfill (an index, gzip and news sitemaps) of 60 URLs whose worker is
   SIGKILLed halfway finishes after a restart: every URL processed (claims included),
-  pages finished before the kill never fetched again, at most the pages in flight at
+  pages finished before the kill never fetched again, only the pages in flight at
   the kill fetched twice, no row duplicated.
-* With a large backfill queued, a live feed's articles finish while almost all of the
-  backfill is still pending: one worker consumes io, cpu and backfill, and the
-  backfill queue never holds more than ``backfill_concurrency`` item messages.
+* With a large backfill in flight, a live feed's articles finish while the backfill
+  holds a page: one worker consumes io, cpu and backfill, the backfill never has more
+  than ``backfill_concurrency`` pages requested, and the backfill queue never holds
+  more than that many item messages.
+
+"Halfway" and "in flight" are made by the site, not by timing: it answers a given
+number of pages and holds the next requests until the test lets them go.
 """
 
 from __future__ import annotations
 
 import sys
-import time
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,9 +25,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import claimwire, cli_env
-from tests.support.content import STORIES, serve_site
-from tests.support.procs import celery_beat, celery_worker, processes, wait_until, worker_env
+from tests.support.procs import processes
 from tests.test_backfill_helpers import DAY0, serve_articles, serve_sitemaps
+from worker.testing.content import STORIES, serve_site
+from worker.testing.procs import celery_beat, celery_worker, wait_until, worker_env
+from worker.testing.server import LocalServer, Reply
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -52,6 +58,48 @@ def _env(tmp_path: Path, pg_url: str, redis_url: str, **overrides: str) -> dict[
     return worker_env(base, pg_url, redis_url)
 
 
+# A page held by the site must not time out in the worker meanwhile (a timeout is a
+# retry: one more request of the same page).
+HOLD_TIMEOUTS = {"READ_TIMEOUT": "150", "TOTAL_TIMEOUT": "180"}
+
+
+class Gate:
+    """Holds the site's answers to some pages: ``answer(path)`` says whether a request
+    of ``path`` is answered at once; the others wait until :meth:`open`. Every request
+    is logged, in the order the site received them, with whether it was held."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.opened = threading.Event()
+        self.lock = threading.Lock()
+        self.log: list[tuple[str, bool]] = []
+
+    def wrap(self, server: LocalServer, paths: list[str]) -> None:
+        for path in paths:
+            reply = server.routes[path]
+            assert isinstance(reply, Reply)
+            server.routes[path] = self._handler(path, reply)
+
+    def _handler(self, path: str, reply: Reply) -> Any:
+        def handler(_req: Any) -> Reply:
+            with self.lock:
+                hold = not self.opened.is_set() and not self.answer(path)
+                self.log.append((path, hold))
+            if hold:
+                self.opened.wait(170)
+            return reply
+
+        return handler
+
+    def open(self) -> None:
+        with self.lock:
+            self.opened.set()
+
+    def seen(self, *, held: bool | None = None) -> list[str]:
+        with self.lock:
+            return [p for p, h in self.log if held is None or h == held]
+
+
 def test_killed_backfill_resumes_and_processes_every_url_once(
     pg_url: str, redis_url: str, server, tmp_path: Path
 ) -> None:
@@ -62,6 +110,18 @@ def test_killed_backfill_resumes_and_processes_every_url_once(
     assert len(wanted) == 60
     for p in site.pages:
         server.routes[p].delay = 0.01  # type: ignore[union-attr]
+    # The site answers the first 20 article pages asked for; the next ones wait, so the
+    # kill finds exactly 20 items done and the following ones in flight.
+    answered: list[str] = []
+
+    def first_20(path: str) -> bool:
+        if len(answered) < 20:
+            answered.append(path)
+            return True
+        return False
+
+    gate = Gate(first_20)
+    gate.wrap(server, site.pages)
     env = _env(
         tmp_path,
         pg_url,
@@ -69,6 +129,7 @@ def test_killed_backfill_resumes_and_processes_every_url_once(
         BACKFILL_CONCURRENCY="6",
         STALE_AFTER="4",
         EXTRACT_CLAIMS="true",
+        **HOLD_TIMEOUTS,
     )
 
     def done() -> int:
@@ -82,13 +143,24 @@ def test_killed_backfill_resumes_and_processes_every_url_once(
             ["backfill", "sitemap", server.url("/"), "--since", "2026-01-21"], env, tmp_path
         )
         assert r.returncode == 0 and "job 1 queued" in r.stdout, r.stderr
-        wait_until(lambda: done() >= 20, 60, 0.1, "20 items done")
+        wait_until(
+            lambda: done() >= 20 and len(gate.seen(held=True)) >= 1,
+            120,
+            0.1,
+            "20 items done and the next ones in flight",
+        )
         worker.kill()  # SIGKILL, mid-item
+        in_flight_at_kill = set(gate.seen(held=True))
         processed_at_kill = {
             str(u).removeprefix(server.url(""))
             for (u,) in _q(pg_url, "SELECT url FROM article WHERE state = 'processed'")
         }
-        assert 20 <= len(processed_at_kill) < 58
+        gate.open()
+        assert processed_at_kill == set(answered), (processed_at_kill, answered)
+        assert done() == 20
+        # mid-job: pages of other items in flight, at most backfill_concurrency of them
+        assert 1 <= len(in_flight_at_kill) <= 6, in_flight_at_kill
+        assert not in_flight_at_kill & processed_at_kill
         worker.start()
         wait_until(
             lambda: _one(pg_url, "SELECT count(*) FROM job WHERE state = 'done'") == 1,
@@ -100,7 +172,9 @@ def test_killed_backfill_resumes_and_processes_every_url_once(
     hits = {p: server.hits[p] for p in site.pages}
     assert {p for p, n in hits.items() if n} == wanted  # every URL, nothing outside the range
     assert all(hits[p] == 1 for p in processed_at_kill)  # finished work never redone
-    assert sum(n - 1 for n in hits.values() if n) <= 6  # only pages in flight at the kill
+    # fetched again: only pages in flight at the kill, once each
+    assert {p for p, n in hits.items() if n > 1} <= in_flight_at_kill, hits
+    assert all(n <= 2 for n in hits.values()), hits
     assert server.hits["/sm/recent.xml"] == 1 and server.hits["/sm/middle.xml.gz"] == 1
     assert server.hits["/sm/old.xml"] == 0
     assert _one(pg_url, "SELECT count(*) FROM article") == 60
@@ -110,7 +184,7 @@ def test_killed_backfill_resumes_and_processes_every_url_once(
     assert _one(pg_url, "SELECT count(*) FROM jobitem") == 60
     # processed exactly once: no duplicated article, sighting or claim, every article
     # through the claims step
-    from tests.support.procs import integrity
+    from worker.testing.checks import integrity
 
     facts = integrity(pg_url)
     assert facts.duplicated == 0 and facts.pending == 0, facts
@@ -135,22 +209,31 @@ def test_live_feed_finishes_while_a_large_backfill_is_throttled(
     import redis
 
     bulk = serve_articles(server, 200, "bulk", paragraphs=1)
-    for p in bulk.pages:
-        server.routes[p].delay = 0.15  # type: ignore[union-attr]
     url_file = tmp_path / "urls.txt"
     url_file.write_text("\n".join(server.url(p) for p in bulk.pages))
     feed_url = serve_site(server)
+    live = {f"/news/{slug}" for slug, *_ in STORIES}
+    # The site holds every backfill page until the live articles are done (and answers
+    # the live pages at once): a backfill that took more than its one slot, or pages
+    # sent ahead of the live ones, would show in the site's log, and would leave the
+    # worker's threads waiting on held pages instead of the live articles.
+    bulk_pages = set(bulk.pages)
+    gate = Gate(lambda path: path not in bulk_pages)
+    gate.wrap(server, [*bulk.pages, *sorted(live)])
     # The live recovery sweep runs often here: it must leave the job's articles to the
     # job (a sweep that re-sent them to `io` would un-throttle the backfill).
     env = _env(
-        tmp_path, pg_url, redis_url, BACKFILL_CONCURRENCY="1", SWEEP_INTERVAL="1", STALE_AFTER="3"
+        tmp_path,
+        pg_url,
+        redis_url,
+        BACKFILL_CONCURRENCY="1",
+        SWEEP_INTERVAL="1",
+        STALE_AFTER="3",
+        **HOLD_TIMEOUTS,
     )
 
     r = claimwire(["backfill", "urls", str(url_file)], env, tmp_path)
     assert r.returncode == 0 and "job 1 queued (backfill urls, 200 URLs)" in r.stdout, r.stderr
-    assert claimwire(["feeds", "add", feed_url], env, tmp_path).returncode == 0
-
-    live = {f"/news/{slug}" for slug, *_ in STORIES}
     client = redis.Redis.from_url(redis_url)
     depth: list[int] = []
 
@@ -161,28 +244,36 @@ def test_live_feed_finishes_while_a_large_backfill_is_throttled(
         )
         return n == len(live)
 
+    def backfill_spread() -> bool:  # a second backfill page asked for: no use waiting
+        return len({p for p in gate.seen() if p in bulk_pages}) > 1
+
     worker = celery_worker("all", env, tmp_path, queues="io,cpu,backfill", concurrency=4)
     beat = celery_beat("beat", env, tmp_path)
     with processes(worker, beat):
-        started = time.monotonic()
-        wait_until(live_done, 40, 0.1, "the live feed's articles")
-        live_latency = time.monotonic() - started
+        # The feed is added once the backfill is in flight (its first page held).
+        wait_until(lambda: len(gate.seen(held=True)) >= 1, 60, 0.1, "the backfill's first page")
+        assert claimwire(["feeds", "add", feed_url], env, tmp_path).returncode == 0
+        wait_until(lambda: backfill_spread() or live_done(), 120, 0.1, "the live feed's articles")
+        seen = gate.seen()
         backfill_done = _one(pg_url, "SELECT count(*) FROM jobitem WHERE state = 'done'")
+        gate.open()
+        # Until the live articles were done, the site saw one backfill page (its one
+        # slot; asked again at most when its lease ran out), then every live page once.
+        bulk_seen = [p for p in seen if p in bulk_pages]
+        assert len(set(bulk_seen)) == 1, bulk_seen
+        assert seen[0] in bulk_pages and sorted(p for p in seen if p in live) == sorted(live), seen
         # the backfill moves on, one item at a time
         wait_until(
             lambda: (
                 _one(pg_url, "SELECT count(*) FROM jobitem WHERE state = 'done'") > backfill_done
             ),
-            20,
+            60,
             0.2,
             "backfill progress",
         )
 
     assert all(server.hits[p] == 1 for p in live)
-    # One backfill item at a time at ~0.15 s a page: most of the 200 are still pending
-    # when the live articles are done (a backfill on the io queue would have put 200
-    # fetches ahead of them).
-    assert backfill_done < 60, (backfill_done, live_latency)
+    assert backfill_done == 0  # its page was still held
     assert max(depth) <= 1, max(depth)
 
 
@@ -201,9 +292,10 @@ def test_operations_called_by_other_systems_with_send_task_and_celery_call(
 
     from celery import Celery
 
-    from tests.support.procs import CELERY, integrity
-    from tests.support.server import Reply
     from tests.test_backfill_helpers import serve_atom_archive
+    from worker.testing.checks import integrity
+    from worker.testing.procs import CELERY
+    from worker.testing.server import Reply
 
     site = serve_articles(server, 30, "atom", paragraphs=2)
     feed_url = serve_atom_archive(server, site, per_page=6)  # feed.xml, archive-4..1

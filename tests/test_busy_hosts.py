@@ -16,8 +16,8 @@ import pytest
 from schemas.models import Article, ArticleState
 from schemas.types import utcnow
 from tests.support.db import load_article
-from tests.support.server import Reply
 from worker.network.robots import ROBOTS_ERROR_TTL, forget_robots_failures
+from worker.testing.server import Reply
 
 
 @pytest.fixture(autouse=True)
@@ -128,7 +128,7 @@ def _states(database_url: str) -> list[tuple[str, str, Any, int]]:
 
 
 def _serve_feed(server: Any, prefix: str, n: int) -> str:
-    from tests.support.content import BASE_DAY, rss
+    from worker.testing.content import BASE_DAY, rss
 
     links = []
     for i in range(n):
@@ -154,8 +154,9 @@ def test_a_feed_on_an_idle_host_is_not_held_up_by_another_hosts_backlog(
     longer queue behind the fetches (their own queue, which an io worker consumes too),
     and a fetch of the busy host no longer holds a worker thread for up to 10 s."""
     from tests.conftest import claimwire, cli_env
-    from tests.support.procs import celery_beat, celery_worker, processes, wait_until, worker_env
-    from tests.support.server import LocalServer
+    from tests.support.procs import processes
+    from worker.testing.procs import celery_beat, celery_worker, wait_until, worker_env
+    from worker.testing.server import LocalServer
 
     busy, idle = LocalServer("127.0.0.1").start(), LocalServer("127.0.0.2").start()
     try:

@@ -29,7 +29,7 @@ from sqlmodel import Session, col, select
 
 from schemas.models import Article, ArticleState, Claim, ClaimCluster, DupGroup
 from tests.conftest import ROOT
-from tests.support.procs import celery_beat, celery_worker, processes, wait_until, worker_env
+from tests.support.procs import processes
 from tests.test_dedup import (
     BOILER_A_FOOT,
     BOILER_A_HEAD,
@@ -48,6 +48,7 @@ from tests.test_dedup import (
 from worker.core.db import dispose_engines, get_engine, init_db
 from worker.core.settings import Settings, reset_settings
 from worker.dedup import deduplicate, sketch
+from worker.testing.procs import celery_beat, celery_worker, wait_until, worker_env
 
 
 @pytest.fixture()

@@ -107,9 +107,9 @@ def test_a_message_that_could_outlive_its_time_limit_sends_the_rest_on(
     downloads of up to 20 s each and the limiter's wait), one message polls its first
     feed and queues the others in a new message, leases unchanged."""
     from tasks.polls import poll_feeds
-    from tests.support.content import rss
-    from tests.support.server import Reply
     from worker.feeds.polling import claim_due_feeds
+    from worker.testing.content import rss
+    from worker.testing.server import Reply
 
     settings = configure(task_time_limit=60, total_timeout=20)
     init_db(settings)

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import claimwire, cli_env
-from tests.support.content import STORIES, STORY_META, serve_site
+from worker.testing.content import STORIES, STORY_META, serve_site
 
 ROOT = Path(__file__).resolve().parents[1]
 

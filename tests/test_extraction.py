@@ -21,7 +21,6 @@ import trafilatura
 
 from schemas.records import ExtractedPage
 from tests.conftest import SHARED, need
-from tests.support.server import LocalServer
 from worker.pages.arbiter import (
     ArbiterSettings,
     agreement,
@@ -47,6 +46,7 @@ from worker.pages.prune_teasers import (
     teaser_units,
     without_teasers,
 )
+from worker.testing.server import LocalServer
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 CORPUS = SHARED / "corpora" / "extraction" / "trafilatura-eval"
@@ -436,7 +436,7 @@ def test_extract_command_jsonl_files_directories_gz_and_urls(
     """`claimwire extract PATH_OR_URL... --jsonl`: one JSON object per line and input, no
     database created, URLs fetched through the guarded client (here from a local server)."""
     from tests.conftest import claimwire, cli_env
-    from tests.support.server import Reply
+    from worker.testing.server import Reply
 
     pages = tmp_path / "pages"
     (pages / "deep").mkdir(parents=True)

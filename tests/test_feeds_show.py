@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.conftest import claimwire, cli_env
-from tests.support.content import STORIES, serve_site
+from worker.testing.content import STORIES, serve_site
 
 
 def test_feeds_show_lists_health_and_recent_polls(server, tmp_path: Path) -> None:

@@ -35,9 +35,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import shared_path
-from tests.support.server import LocalServer, Reply
 from worker.feeds.parsing import ParsedFeed, parse_feed
 from worker.jobs.sitemaps import SitemapError, parse_sitemap
+from worker.testing.server import LocalServer, Reply
 
 # Characters no stored text may hold: PostgreSQL refuses NUL in text, UTF-8 cannot
 # encode lone surrogates, and the other C0 controls are never content.

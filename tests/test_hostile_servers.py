@@ -27,7 +27,7 @@ import brotli
 import pytest
 
 from tests.conftest import cli_env, need
-from tests.support.server import LocalServer, Reply
+from worker.testing.server import LocalServer, Reply
 
 LIMIT = 3_000_000
 LIMITS = {
@@ -511,8 +511,9 @@ def test_real_worker_survives_a_mixed_batch(
     quarantined with a reason, every good page is processed, and the same worker then
     processes a page sent after the batch."""
     from tasks.articles import fetch_article
-    from tests.support.procs import celery_worker, processes, wait_until, worker_env
+    from tests.support.procs import processes
     from worker.core.db import init_db
+    from worker.testing.procs import celery_worker, wait_until, worker_env
 
     overrides = {
         **LIMITS,

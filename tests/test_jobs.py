@@ -209,7 +209,7 @@ def test_already_processed_articles_are_not_fetched_again(configure, server) -> 
 
 
 def test_robots_and_errors_end_items_as_skipped_or_failed(configure, server) -> None:
-    from tests.support.server import Reply
+    from worker.testing.server import Reply
 
     configure(extract_claims="false")
     site = serve_articles(server, 2, "ok")

@@ -184,11 +184,11 @@ def test_jobs_list_counts_skipped_and_failed_items_as_finished(
 ) -> None:
     """Audit LOW 14: a done job whose items were partly skipped showed "142/200" (done
     only over found). The first column counts every finished item; done has its own."""
-    from tests.support.server import Reply
     from tests.test_backfill_helpers import job_row, run_items
     from worker.core.db import init_db, unit_of_work
     from worker.core.settings import get_settings
     from worker.jobs.discovery import create_urls_job
+    from worker.testing.server import Reply
 
     configure(extract_claims="false")
     site = serve_articles(server, 2, "mix")

@@ -17,7 +17,7 @@ from celery.exceptions import Retry
 from schemas.models import Article, ArticleState
 from schemas.types import utcnow
 from tests.support.db import load_article
-from tests.support.server import LocalServer, Reply
+from worker.testing.server import LocalServer, Reply
 
 WAIT = 5 * 3600.0  # longer than any countdown may be
 

@@ -14,10 +14,10 @@ import pytest
 from schemas.models import Article, ArticleState, Claim
 from schemas.types import utcnow
 from tests.conftest import REDIS_URL, claimwire, cli_env, need
-from tests.support.content import serve_site
 from tests.support.db import load_article
-from tests.support.procs import celery_worker, wait_until, worker_env
-from tests.support.server import LocalServer
+from worker.testing.content import serve_site
+from worker.testing.procs import celery_worker, wait_until, worker_env
+from worker.testing.server import LocalServer
 
 BOGUS = "en_core_web_bogus"
 TEXT = (

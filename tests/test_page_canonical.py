@@ -10,9 +10,9 @@ import json
 from sqlmodel import select
 
 from schemas.models import Article
-from tests.support.content import STORIES, article_html
-from tests.support.server import Reply
 from tests.test_backfill_helpers import run_items
+from worker.testing.content import STORIES, article_html
+from worker.testing.server import Reply
 
 
 def test_off_site_canonical_is_exported_and_identity_stays_the_link(configure, server) -> None:

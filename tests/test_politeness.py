@@ -8,6 +8,7 @@ import itertools
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +18,6 @@ from sqlmodel import select
 
 from schemas.models import RobotsTxt
 from schemas.types import utcnow
-from tests.support.server import LocalServer, Reply
 from worker.core.db import init_db, unit_of_work
 from worker.core.settings import Settings
 from worker.network.http import HttpClient
@@ -28,6 +28,7 @@ from worker.network.robots import (
     forget_robots_failures,
     robots_allows,
 )
+from worker.testing.server import LocalServer, Reply
 
 ROBOTS = b"User-agent: *\nDisallow: /private/\n\nUser-agent: claimwire\nDisallow: /no-bots/\n"
 
@@ -277,6 +278,65 @@ def redis_limiters(configure: Any, redis_url: str) -> Any:
     return make
 
 
+# Lua's tostring keeps 14 significant digits: the limiter's clock readings stored as
+# strings in Redis (``cw:host:*:next``, ``cw:host:*:line``) are rounded to 1e-4 s.
+STORED = 1e-3
+
+
+def _redis_now(client: redis.Redis) -> float:
+    """Redis's clock: the one the Redis limiter reads inside its scripts."""
+    sec, usec = client.time()
+    return float(sec) + float(usec) / 1e6
+
+
+def _all_inside(
+    limiters: list[Any],
+    host: str,
+    n: int,
+    *,
+    on_enter: Callable[[], object] = lambda: None,
+    when_all_in: Callable[[], object] = lambda: None,
+) -> None:
+    """``n`` threads, spread over ``limiters``, each take a slot for ``host`` (running
+    ``on_enter`` first thing inside it) and keep it until all ``n`` are inside;
+    ``when_all_in`` runs once at that moment."""
+    errors: list[BaseException] = []
+    start, inside = threading.Barrier(n), threading.Barrier(n, action=when_all_in)
+
+    def one(limiter: Any) -> None:
+        start.wait()
+        try:
+            with limiter.slot(host):
+                on_enter()
+                inside.wait(timeout=120)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(limiters[i % len(limiters)],)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=150)
+    assert not errors, errors
+
+
+class _ThreadClock:
+    """``time.monotonic`` that remembers each thread's last reading. In a slot of the
+    local limiter, a thread's last reading is the ``now`` at which the limiter gave it
+    the slot (it reads the clock once per attempt, and nothing reads it after)."""
+
+    def __init__(self) -> None:
+        self.real = time.monotonic
+        self.local = threading.local()
+
+    def __call__(self) -> float:
+        self.local.last = self.real()
+        return float(self.local.last)
+
+    def last(self) -> float:
+        return float(self.local.last)
+
+
 def test_redis_limiter_caps_concurrency_per_host_across_workers(redis_limiters: Any) -> None:
     limiters = redis_limiters(4, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=0)
     most, starts = _hammer(limiters, "a.example", 12, hold=0.15)
@@ -287,21 +347,42 @@ def test_redis_limiter_caps_concurrency_per_host_across_workers(redis_limiters: 
     assert most_b == 2
 
 
-def test_redis_limiter_keeps_the_minimum_interval_between_requests(redis_limiters: Any) -> None:
+def test_redis_limiter_keeps_the_minimum_interval_between_requests(
+    redis_limiters: Any, redis_url: str
+) -> None:
+    """Six requests of three workers, all let in (concurrency 10), are started at least
+    ``host_min_interval`` apart. The start times are the limiter's own, on Redis's clock:
+    each slot is stored with its expiry, the start plus a fixed TTL. (Times seen by the
+    threads are not: a thread descheduled after getting its slot sees it late.)"""
     limiters = redis_limiters(3, HOST_MAX_CONCURRENCY=10, HOST_MIN_INTERVAL=0.2)
-    _, starts = _hammer(limiters, "slow.example", 6, hold=0.0)
-    # Six starts at least 0.2 s apart span at least 1 s. (Measured over the whole run:
-    # one gap seen from outside can shrink when a thread is descheduled.)
-    assert starts[-1] - starts[0] >= 5 * 0.2 - 0.1, starts
+    client = redis.Redis.from_url(redis_url)
+    slots: list[tuple[bytes, float]] = []
+
+    def record() -> None:  # all six inside: the six slots and their expiries
+        slots.extend(client.zrange("cw:host:slow.example:slots", 0, -1, withscores=True))
+
+    _all_inside(limiters, "slow.example", 6, when_all_in=record)
+    assert len(slots) == 6, slots  # all six in at once: only the interval spaced them
+    starts = sorted(score for _, score in slots)  # + the same TTL for every slot
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert all(gap >= 0.2 - STORED for gap in gaps), gaps
 
 
 def test_redis_back_off_holds_every_worker_off_the_host(redis_limiters: Any) -> None:
     a, b = redis_limiters(2, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=0)
+    client = a.r
+    before = _redis_now(client)
     a.back_off("busy.example", 30)
+    after = _redis_now(client)
+    until = float(client.get("cw:host:busy.example:backoff"))
+    assert before + 30 <= until <= after + 30  # 30 s from the call, on Redis's clock
     b.max_wait = 1.0
+    before = _redis_now(client)
     with pytest.raises(HostBusy) as busy, b.slot("busy.example"):
         pass
-    assert 25 < busy.value.retry_after <= 30
+    after = _redis_now(client)
+    # the other worker is told to come back when the back-off ends, not sooner or later
+    assert until - after <= busy.value.retry_after <= until - before
     with b.slot("other.example"):  # other hosts are free
         pass
 
@@ -316,16 +397,25 @@ def test_redis_slot_of_a_crashed_worker_expires(redis_limiters: Any, redis_url: 
         pass  # taken once the ghost's slot ran out, instead of waiting for ever
 
 
-def test_local_limiter_caps_concurrency_and_interval(configure: Any) -> None:
+def test_local_limiter_caps_concurrency_and_interval(
+    configure: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = configure(HOST_MAX_CONCURRENCY=3, HOST_MIN_INTERVAL=0)
     limiter = LocalHostLimiter(settings, max_wait=60)
     most, _ = _hammer([limiter], "a.example", 10, hold=0.1)
     assert most == 3
 
+    # Five requests let in at once (concurrency 10) start at least the interval apart, on
+    # the limiter's own clock (the reading it gave each its slot at).
     settings = configure(HOST_MAX_CONCURRENCY=10, HOST_MIN_INTERVAL=0.15)
     limiter = LocalHostLimiter(settings, max_wait=60)
-    _, starts = _hammer([limiter], "b.example", 5, hold=0.0)
-    assert starts[-1] - starts[0] >= 4 * 0.15 - 0.1, starts
+    clock = _ThreadClock()
+    monkeypatch.setattr(time, "monotonic", clock)
+    starts: list[float] = []
+    _all_inside([limiter], "b.example", 5, on_enter=lambda: starts.append(clock.last()))
+    assert len(starts) == 5
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sorted(starts))]
+    assert all(gap >= 0.15 for gap in gaps), gaps
 
 
 def test_local_limiter_back_off_and_give_up(configure: Any) -> None:
@@ -342,23 +432,52 @@ def test_requests_turned_away_by_a_busy_host_get_turns_at_its_pace(
 ) -> None:
     """Hundreds of articles of one busy host must not all come back in a second (and
     again, and again): each request that gives up gets its own turn in the host's line,
-    one ``host_min_interval`` after the one before, across every worker."""
-    a, b = redis_limiters(2, HOST_MAX_CONCURRENCY=4, HOST_MIN_INTERVAL=1)
-    local = LocalHostLimiter(configure(HOST_MAX_CONCURRENCY=4, HOST_MIN_INTERVAL=1))
-    for limiters in ([a, b], [local]):
+    one ``host_min_interval`` after the one before, across every worker.
+
+    The turns are read where the limiter keeps them (the Redis key ``...:line``, the
+    local limiter's ``_line``), in absolute time on its own clock; each request's
+    ``retry_after`` must be its turn less the limiter's clock when it was given, which
+    lies between two readings of that clock taken around the call."""
+    a, b = redis_limiters(2, HOST_MAX_CONCURRENCY=4, HOST_MIN_INTERVAL=60)
+    local = LocalHostLimiter(configure(HOST_MAX_CONCURRENCY=4, HOST_MIN_INTERVAL=60))
+    client = a.r
+
+    def redis_free_at() -> float:
+        return float(client.get("cw:host:line.example:next"))
+
+    def redis_line() -> float:
+        return float(client.get("cw:host:line.example:line"))
+
+    def local_free_at() -> float:
+        return local._next["line.example"]
+
+    def local_line() -> float:
+        return local._line["line.example"]
+
+    cases = [
+        ([a, b], lambda: _redis_now(client), redis_free_at, redis_line),
+        ([local], time.monotonic, local_free_at, local_line),
+    ]
+    for limiters, clock, free_at, line in cases:
         for limiter in limiters:
             limiter.max_wait = 0  # never wait in the thread: give up at once
         with limiters[0].slot("line.example"):
-            pass  # the host's next request may start in 1 s
-        turns = []
+            pass  # the host's next request may start in 60 s
+        free = free_at()
+        turns: list[float] = []
         for i in range(8):  # two "workers" taking turns alternately
+            before = clock()
             with pytest.raises(HostBusy) as busy, limiters[i % len(limiters)].slot("line.example"):
                 pass
-            turns.append(busy.value.retry_after)
+            after = clock()
+            turns.append(line())
+            told = busy.value.retry_after
+            assert turns[-1] - after - STORED <= told <= turns[-1] - before + STORED, (i, turns)
+        # the first turn when the host is free, then one per interval, in order
+        assert turns[0] == pytest.approx(free, abs=STORED), (free, turns)
         gaps = [later - earlier for earlier, later in itertools.pairwise(turns)]
-        assert 0 < turns[0] <= 1.0, turns
-        assert all(0.9 < gap <= 1.0 for gap in gaps), turns  # one per interval, in order
-        assert limiters[0].max_ahead > 60  # the countdown cap, by default
+        assert gaps == pytest.approx([60.0] * 7, abs=STORED), turns
+        assert limiters[0].max_ahead > 8 * 60  # the countdown cap, by default
 
 
 def test_a_turn_beyond_the_longest_countdown_is_not_kept(redis_limiters: Any) -> None:
@@ -368,9 +487,13 @@ def test_a_turn_beyond_the_longest_countdown_is_not_kept(redis_limiters: Any) ->
     (a,) = redis_limiters(1, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=1)
     a.max_wait, a.max_ahead = 0, 100
     a.back_off("far.example", 500)
-    waits = []
+    client = a.r
+    until = float(client.get("cw:host:far.example:backoff"))
     for _ in range(3):
+        before = _redis_now(client)
         with pytest.raises(HostBusy) as busy, a.slot("far.example"):
             pass
-        waits.append(busy.value.retry_after)
-    assert all(495 < w <= 500 for w in waits), waits  # all at its end, none pushed back
+        after = _redis_now(client)
+        # all at the back-off's end (on Redis's clock), none pushed back by the one before
+        assert until - after <= busy.value.retry_after <= until - before
+    assert client.get("cw:host:far.example:line") is None  # no turn kept

@@ -16,8 +16,6 @@ from sqlmodel import select
 
 from schemas.models import Article, Feed, FeedPoll, FeedState, Sighting
 from schemas.types import utcnow
-from tests.support.content import BASE_DAY, rss
-from tests.support.server import Reply
 from worker.core.db import init_db, unit_of_work
 from worker.core.settings import Settings
 from worker.feeds.polling import (
@@ -34,6 +32,8 @@ from worker.feeds.polling import (
 from worker.feeds.subscriptions import add_feeds, set_interval
 from worker.network.http import HttpClient
 from worker.network.politeness import HostBusy, LocalHostLimiter
+from worker.testing.content import BASE_DAY, rss
+from worker.testing.server import Reply
 
 RSS = "application/rss+xml"
 

@@ -11,8 +11,8 @@ import pytest
 from sqlmodel import col, func, select
 
 from schemas.models import Article, Claim, ClaimCluster, DedupBand, JobItem
-from tests.support.content import STORIES, serve_site
 from tests.test_backfill_helpers import job_row, run_items
+from worker.testing.content import STORIES, serve_site
 
 
 def _reprocess(**filters: object) -> int:
@@ -118,7 +118,7 @@ def test_reprocess_selection_filters(configure, server) -> None:
     run_items(job)
     from datetime import datetime, timedelta
 
-    from tests.support.content import BASE_DAY
+    from worker.testing.content import BASE_DAY
 
     with unit_of_work() as s:  # publication dates as the pages say: hourly from 9:00
         for i, a in enumerate(s.exec(select(Article).order_by(col(Article.id))).all()):

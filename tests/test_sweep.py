@@ -87,11 +87,11 @@ def test_a_step_waiting_for_its_host_is_not_sent_again_by_the_sweep(
 
     from tasks.articles import fetch_article
     from tasks.schedule import sweep
-    from tests.support.server import Reply
     from worker.core.db import unit_of_work
     from worker.network.politeness import HostBusy
     from worker.network.urls import host_of, url_hash
     from worker.pipeline.sweep import stale_articles
+    from worker.testing.server import Reply
 
     server.routes["/robots.txt"] = Reply(503, b"down", content_type="text/plain")
     url = server.url("/news/a")

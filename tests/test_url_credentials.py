@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import claimwire, cli_env
-from tests.support.content import BASE_DAY, STORIES, article_html, rss
-from tests.support.server import LocalServer, Reply
+from worker.testing.content import BASE_DAY, STORIES, article_html, rss
+from worker.testing.server import LocalServer, Reply
 
 FEED_SECRET = "feedpw-7781"  # lower case: canonical URLs lower-case the host part
 ARTICLE_SECRET = "articlepw-3390"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from tests.support.content import STORIES, serve_site
+from worker.testing.content import STORIES, serve_site
 
 
 def test_a_poll_and_each_finished_step_log_one_info_line(configure, server) -> None:

@@ -19,6 +19,9 @@ All three must be zero and nothing quarantined (every page is healthy); the exit
 status is 1 otherwise. Loopback only; bounded time; everything it started is stopped
 and removed at the end.
 
+Usage, from the repository root (``bench`` is found there; claimwire is the installed
+package):
+
     .venv/bin/python -m bench.chaos.run --feeds 100 --per-feed 4 --duration 120
 """
 
@@ -38,24 +41,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from tests.support.content import serve_site  # noqa: E402
-from tests.support.procs import (  # noqa: E402
+from worker.testing.checks import claims_mismatch, integrity
+from worker.testing.content import distinct_stories, serve_site
+from worker.testing.procs import (
     PostgresServer,
     Proc,
     RedisServer,
     celery_beat,
     celery_worker,
-    claims_mismatch,
-    distinct_stories,
-    integrity,
     terminate_backends,
     wait_until,
     worker_env,
 )
-from tests.support.server import LocalServer, Reply  # noqa: E402
+from worker.testing.server import LocalServer, Reply
 
 PENDING = ("discovered", "fetched", "extracted", "deduplicated")
 

@@ -14,6 +14,9 @@ On SQLite (a file in WAL mode, as ``claimwire run`` uses) and on PostgreSQL (a f
 database on the given server). The difference is the price per step; an article goes
 through four steps.
 
+Usage, from the repository root (``bench`` is found there; claimwire is the installed
+package):
+
     .venv/bin/python -m bench.chaos.step_starts --steps 2000 \\
         --postgres postgresql://postgres@127.0.0.1:5432/postgres
 """
@@ -23,17 +26,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from bench.timing import pct  # noqa: E402
+from bench.timing import pct
 
 
 def _setup(url: str | None, data_dir: Path, n: int) -> list[int]:

@@ -1,10 +1,14 @@
-"""Invented news content for tests: feeds and article pages written for claimwire."""
+"""Invented news content for tests and benchmarks: feeds, article pages and stories with
+attributed statements, written for claimwire (no real outlet's text)."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from xml.sax.saxutils import escape
+
+from worker.testing.server import LocalServer, Reply
 
 BASE_DAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -137,18 +141,15 @@ def rss(base_url: str, items: list[tuple[str, str, datetime]], title: str = "Tes
 
 
 def serve_site(
-    server: object,
+    server: LocalServer,
     prefix: str = "",
     site: str = "The Daily Harbour",
     stories: list[tuple[str, str, str, list[str]]] | None = None,
     tracking: str = "",
 ) -> str:
     """Register a feed and its article pages on ``server``; return the feed URL."""
-    from tests.support.server import LocalServer, Reply
-
-    assert isinstance(server, LocalServer)
     stories = stories if stories is not None else STORIES
-    items = []
+    items: list[tuple[str, str, datetime]] = []
     for i, (slug, title, author, paragraphs) in enumerate(stories):
         published = BASE_DAY + timedelta(hours=i)
         path = f"{prefix}/news/{slug}"
@@ -173,3 +174,99 @@ def serve_site(
         headers={"ETag": f'"{prefix}-v1"'},
     )
     return server.url(f"{prefix}/feed.xml")
+
+
+# ------------------------------------------------------------ many distinct stories
+
+
+_FIRST = ["Maria", "Jonas", "Anna", "Lena", "Petr", "Ivo", "Sara", "Tomas", "Olga", "Karel"]
+# Surnames built from syllables: 12 x 14 = 168 of them. Real news has many speakers;
+# with a dozen names every story would quote the same few people and the claims step
+# (one advisory lock per speaker, one cluster per repeated statement) would serialize
+# and grow clusters of hundreds of members: a load pattern of its own, not a fault.
+_LAST = [
+    a + b
+    for a in [
+        "Nov",
+        "Berg",
+        "Kow",
+        "Fisch",
+        "Dan",
+        "Hor",
+        "Lind",
+        "Mor",
+        "Varg",
+        "Ostr",
+        "Brand",
+        "Kell",
+    ]
+    for b in [
+        "ak",
+        "er",
+        "ski",
+        "qvist",
+        "eau",
+        "ova",
+        "ek",
+        "mann",
+        "ic",
+        "sen",
+        "ard",
+        "ow",
+        "ani",
+        "ley",
+    ]
+]
+_ROLES = ["Minister", "Mayor", "Councillor", "Director", "Senator", "Union leader"]
+_TOPICS = [
+    "the harbour",
+    "the new tram line",
+    "school funding",
+    "the flood barriers",
+    "the hospital budget",
+    "the library",
+    "the bridge repairs",
+    "the water supply",
+    "the airport expansion",
+    "the housing plan",
+]
+_VERBS = ["said", "told reporters", "insisted", "warned", "claimed", "argued"]
+_FILLER = [
+    "Residents gathered outside the town hall on {day} to follow the debate.",
+    "Officials expect a decision on {topic} before the end of the month.",
+    "The local newspaper counted {n} letters from readers about {topic}.",
+    "Engineers inspected {topic} for {n} hours and published a short report.",
+    "Shop owners near {topic} reported {n} fewer customers than last year.",
+]
+_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+
+
+def distinct_stories(
+    n: int, seed: int = 7, paragraphs: int = 6
+) -> list[tuple[str, str, str, list[str]]]:
+    """``n`` invented stories, each with different wording (so that deduplication keeps
+    them apart) and attributed statements (so that the claims step has work)."""
+    rnd = random.Random(seed)
+    stories = []
+    for i in range(n):
+        first, last = rnd.choice(_FIRST), rnd.choice(_LAST)
+        role, topic = rnd.choice(_ROLES), rnd.choice(_TOPICS)
+        paras = []
+        for j in range(paragraphs):
+            fill = rnd.choice(_FILLER).format(
+                day=rnd.choice(_DAYS), topic=rnd.choice(_TOPICS), n=rnd.randint(2, 900)
+            )
+            quote = (
+                f"{role} {first} {last} {rnd.choice(_VERBS)} that {topic} would cost "
+                f"{rnd.randint(2, 99)} million euros more than planned."
+            )
+            # (no "according to story i": that would make "story" the speaker of every
+            # article, one hot speaker for the claims step's clustering)
+            paras.append(
+                f"{fill} {quote} Reference number {i}-{j}-{rnd.randint(1000, 9999)} "
+                f"of story {i}, paragraph {j}."
+            )
+        slug = f"story-{seed}-{i}"
+        title = f"{role} {last} on {topic} (report {i})"
+        stories.append((slug, title, f"{first} {last}", paras))
+    return stories
