@@ -20,12 +20,13 @@ default settings except ``ALLOW_PRIVATE_NETWORKS`` (the sites are on loopback).
   every feed has been polled once. It fills the ETags and the robots.txt cache.
 * Then ``--changed`` of the feeds (10%) get a new version with ``--new-per-change`` new
   items, every counter is reset, and cycle 2 starts with ``make_due`` for all feeds
-  (the code path of ``claimwire feeds poll --all``). Beat runs the real dispatcher on
+  and the dispatcher task sent at once, as ``claimwire feeds poll --all`` does (with
+  ``--wait-for-tick``, beat's next tick instead). Beat also runs the real dispatcher on
   its default schedule; cycle 2 ends when every feed's poll has committed. Its time is
-  measured from ``make_due`` (so it includes waiting for the next dispatcher tick).
+  measured from ``make_due`` (so it includes the wait for the dispatcher).
 * Article fetches are not part of a poll cycle: the workers are the production app
-  with ``tasks.fetching.*`` routed to a queue nobody consumes (``bench/poll_app.py``);
-  the queued fetches are counted there.
+  with the fetch step's task (``tasks.fetching.fetch_article`` on the wire) routed to a
+  queue nobody consumes (``bench/poll_app.py``); the queued fetches are counted there.
 
 Reported: cycle seconds, polls/s, poll outcomes and the server's 200/304 counts, the
 dispatcher's cost (runs, ``claim_due_feeds`` calls and time, its statements in

@@ -163,7 +163,7 @@ class Article(SQLModel, table=True):
     failure_reason: str | None = Field(default=None, sa_type=Text)
     # starts of the current step not known to have ended: recorded in their own
     # transaction before the step runs, cleared when it returns or raises, so what is
-    # left counts the worker processes that died during it (tasks.base.run_article_step)
+    # left counts the worker processes that died during it (worker.pipeline.attempts)
     step_starts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     step_started_at: datetime | None = _ts()
     discovered_at: datetime = _created()

@@ -332,7 +332,7 @@ def test_demotion_waits_for_a_running_claims_step_and_removes_its_claims(
     engine = get_engine(s)
     claims_step = Session(engine)
     try:
-        # the late article's claims step: holds its row (as tasks.base.lock_article does)
+        # the late article's claims step: holds its row (as attempts.lock_article does)
         # and has read it as canonical
         claims_step.execute(
             select(Article.id).where(col(Article.id) == late).with_for_update(skip_locked=True)

@@ -76,8 +76,9 @@ class DedupOutcome:
     was done, e.g. a redelivered message). ``canonical_changed_to``: the id of the article
     that became canonical of an existing group, replacing an earlier canonical whose
     claims were deleted (today this is always the article itself, whose own claims step
-    follows; a task layer should queue claim extraction for it if it is not this
-    article). ``group_id``/``duplicate_of_id``: where the article was placed.
+    follows; the pipeline's dedup step, ``worker.pipeline.steps.dedup``, asks for its
+    claims step when it is not this article). ``group_id``/``duplicate_of_id``: where
+    the article was placed.
     """
 
     advanced: bool
