@@ -52,8 +52,14 @@ def search_claims(
                 lower(Claim.speaker_resolved).contains(name, autoescape=True),
             )
         )
-    for word in (words or "").split():
-        query = query.where(lower(Claim.text).contains(word.lower(), autoescape=True))
+    if words and words.strip():
+        # the full-text index (worker.claims.fulltext): each word starts a word of the claim
+        from worker.claims.fulltext import text_condition
+
+        condition = text_condition(session, words, content_only=True)
+        if condition is None:  # punctuation only: nothing to look for
+            return []
+        query = query.where(condition)
     published = func.coalesce(
         Article.published_at, Article.entry_published_at, Article.discovered_at
     )
