@@ -138,7 +138,7 @@ def _pg_match(content: list[Term], speaker: list[Term], content_weights: str) ->
     if content:
         parts.append(pg_tsquery(content, content_weights))
     query = " & ".join(parts)
-    document = literal_column("(" + _pg_document("claim.") + ")")
+    document: Any = literal_column("(" + _pg_document("claim.") + ")")
     return document.op("@@")(func.to_tsquery(literal_column("'simple'::regconfig"), query))
 
 
