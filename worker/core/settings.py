@@ -189,6 +189,14 @@ class Settings(BaseSettings):
         "address but loopback. A secret: masked by `claimwire config`, never logged.",
     )
 
+    web_allowed_hosts: str = Field(
+        "",
+        description="Comma-separated host names `claimwire web` answers to (its name behind "
+        "a reverse proxy). Empty: on loopback, the loopback names only (`localhost`, "
+        "`127.0.0.1`, `::1`: a page cannot reach it by rebinding its own DNS name); on any "
+        "other address, any name.",
+    )
+
     # --- logging -----------------------------------------------------------------
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     log_json: bool = Field(False, description="Log as JSON lines instead of console text.")
