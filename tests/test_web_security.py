@@ -65,7 +65,7 @@ def test_every_answer_carries_the_security_headers(open_client: Any) -> None:
         assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp, path
         assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
         assert resp.headers["x-content-type-options"] == "nosniff"
-        assert resp.headers["referrer-policy"] == "no-referrer"
+        assert resp.headers["referrer-policy"] == "same-origin"
         assert resp.headers["x-frame-options"] == "DENY"
 
 
@@ -160,8 +160,17 @@ def test_forms_need_sign_in_and_the_csrf_token(open_client: Any) -> None:
         f"/feeds/{feed}/pause", data={"csrf": csrf}, headers={"Origin": "https://evil.example"}
     )
     assert cross.status_code == 403 and "another site" in cross.text
+    fetched = client.post(
+        f"/feeds/{feed}/pause", data={"csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert fetched.status_code == 403
+    sandboxed = client.post(f"/feeds/{feed}/pause", data={"csrf": csrf}, headers={"Origin": "null"})
+    assert sandboxed.status_code == 403
     ok = client.post(f"/feeds/{feed}/pause", data={"csrf": csrf}, headers={"Origin": BASE})
     assert ok.status_code == 303 and ok.headers["location"] == "/feeds"
+    flash = client.get("/feeds")  # the outcome is said once, on the next page
+    assert f"Feed {feed} paused" in flash.text
+    assert f"Feed {feed} paused" not in client.get("/feeds").text
     assert client.get("/api/v1/feeds").json()["items"][0]["state"] == "paused"
     # another session's CSRF token does not work in this one
     other = TestClient(client.app, base_url=BASE, follow_redirects=False)
@@ -203,6 +212,13 @@ def test_private_feed_refused_with_the_guard_on(configure: Any) -> None:
         csrf = sign_in(client)
         resp = client.post("/feeds/add", data={"url": "http://127.0.0.1:1/feed", "csrf": csrf})
         assert resp.status_code == 400 and "private or reserved address" in resp.text
+
+
+def test_empty_filter_fields_mean_no_filter(open_client: Any) -> None:
+    client, _ = open_client
+    resp = client.get("/api/v1/claims?q=steelworks&speaker=&since=&min_outlets=&kind=")
+    assert resp.status_code == 200 and len(resp.json()["items"]) == 3
+    assert client.get("/claims?q=&speaker=&min_outlets=").status_code == 200
 
 
 def test_host_names_other_than_loopback_are_refused(open_client: Any) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -47,7 +47,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     raw = request.cookies.get(FLASH_COOKIE)
     if raw:
         try:
-            value = json.loads(raw)
+            value = json.loads(unquote(raw))
             if isinstance(value, dict):
                 flash = {"kind": str(value.get("kind", "ok")), "text": str(value.get("text", ""))}
         except ValueError:

@@ -5,6 +5,7 @@ errors that say what was wrong (never a traceback)."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import structlog
 from fastapi import FastAPI, Request
@@ -12,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from worker.core.settings import Settings
 from worker.web import rendering
@@ -45,6 +47,22 @@ def _validation_message(exc: RequestValidationError) -> str:
         msg = str(err.get("msg", "invalid"))
         parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts) or "invalid request"
+
+
+class DropEmptyParams:
+    """``?q=steelworks&speaker=&since=`` is ``?q=steelworks``: a filter form's empty
+    fields mean "no filter", never a malformed value."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("query_string"):
+            pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            kept = [(k, v) for k, v in pairs if v.strip()]
+            if len(kept) != len(pairs):
+                scope = {**scope, "query_string": urlencode(kept).encode("latin-1")}
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings, *, bind_host: str = "127.0.0.1") -> FastAPI:
@@ -140,5 +158,6 @@ def create_app(settings: Settings, *, bind_host: str = "127.0.0.1") -> FastAPI:
     app.include_router(api.router)
     app.include_router(views.router)
     app.mount("/static", StaticFiles(directory=str(rendering.STATIC)), name="static")
+    app.add_middleware(DropEmptyParams)
     app.add_middleware(SecurityHeaders, allowed_hosts=allowed_hosts(settings, bind_host))
     return app

@@ -42,7 +42,8 @@ SECURITY_HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    # links out to articles carry no referrer; a form posted here keeps its Origin
+    "referrer-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
@@ -129,10 +130,17 @@ def set_cookie(response: Response, request: Request, name: str, value: str, max_
 
 
 def same_origin(request: Request) -> bool:
-    """A POST whose ``Origin`` (or, lacking it, ``Referer``) names this site, or none."""
+    """A POST sent by a page of this site: the browser's ``Sec-Fetch-Site`` says so, or
+    its ``Origin`` (else ``Referer``) names this host. A request naming neither (not a
+    browser: curl, scripts) passes; the CSRF token or the bearer token still decide."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin") or request.headers.get("referer")
-    if not origin or origin == "null":
-        return origin != "null"
+    if not origin:
+        return True
+    if origin == "null":
+        return False
     parts = urlsplit(origin)
     return parts.netloc.lower() == request.headers.get("host", "").lower()
 

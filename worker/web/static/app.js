@@ -1,5 +1,5 @@
 // claimwire: the little script the pages use (served by claimwire; CSP script-src 'self').
-// 1. Forms with data-confirm ask before they are sent.
+// 1. Forms with data-confirm ask before they are sent; filter forms drop empty fields.
 // 2. Elements with an id and data-live="N" are refreshed every N seconds from the same
 //    URL: the page is fetched again and the element replaced by its new version (our
 //    own server-rendered, escaped HTML; DOMParser runs no script).
@@ -7,10 +7,21 @@
 
 document.addEventListener("submit", function (event) {
   var form = event.target;
-  if (form instanceof HTMLFormElement && form.dataset.confirm) {
-    if (!window.confirm(form.dataset.confirm)) {
-      event.preventDefault();
-    }
+  if (!(form instanceof HTMLFormElement)) {
+    return;
+  }
+  if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+    event.preventDefault();
+    return;
+  }
+  // a filter form leaves its empty fields out of the URL: short, shareable links
+  if (form.method.toLowerCase() === "get") {
+    form.querySelectorAll("input[name], select[name]").forEach(function (field) {
+      if (!field.value) {
+        field.disabled = true;
+        window.setTimeout(function () { field.disabled = false; }, 0);
+      }
+    });
   }
 });
 
