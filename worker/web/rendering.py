@@ -194,7 +194,7 @@ def speaker_chart(clusters: list[dict[str, Any]]) -> dict[str, Any] | None:
     timed = [(c, t) for c in clusters if (t := _dt(c.get("first_seen_at"))) is not None]
     if not timed:
         return None
-    width, height, left, top, bottom = 960.0, 240.0, 50.0, 14.0, 30.0
+    width, height, left, top, bottom = 960.0, 240.0, 56.0, 24.0, 30.0
     plot_w, plot_h = width - left - 20, height - top - bottom
     times = [t.timestamp() for _, t in timed]
     t0, t1 = min(times), max(times)
