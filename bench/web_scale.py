@@ -193,6 +193,8 @@ def make_corpus(n_claims: int, seed: int) -> Corpus:
             )
         total += size
     rng.shuffle(c.claims)  # claims of one cluster are found at different times
+    # spans unique per article (the articles have no text here): the claim's rank
+    c.claims = [(*row[:6], i, i + len(row[5]), *row[8:]) for i, row in enumerate(c.claims)]
     return c
 
 
