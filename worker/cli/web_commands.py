@@ -38,10 +38,8 @@ def web(
     if not host:
         raise UserError("--host: give an address, e.g. 127.0.0.1")
     if not is_loopback(host) and not settings.web_token:
-        raise UserError(
-            f"refusing to listen on {host} without CLAIMWIRE_WEB_TOKEN: anyone who can "
-            "reach it could read everything (set a token, or use --host 127.0.0.1)"
-        )
+        # one line within 80 columns: anyone who can reach the port could read everything
+        raise UserError(f"--host {host} needs CLAIMWIRE_WEB_TOKEN (else loopback only)")
     why = _can_listen(host, port)
     if why:
         raise UserError(f"cannot listen on {host}:{port}: {why}")
