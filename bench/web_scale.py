@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.web_scale [--claims 1000000] [--db sqlite,postgresql]
         [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--rounds 3] [--seed 7]
-        [--keep DIR]
+        [--keep DIR [--reuse]]
 
 Fills a scratch SQLite file (in a temporary directory) and a scratch PostgreSQL database
 (``cw_bench_web``, dropped first and at the end) through claimwire's own migrations with
@@ -12,8 +12,8 @@ speakers (Zipf), 400 outlets (Zipf), one article per five claims over two years,
 clusters as news makes them: most claims alone, some repeated by a few outlets, a few
 by a hundred or more, each repeat verbatim or reworded (a word dropped or swapped). No
 corpus text is used. On SQLite the claims go in with the search triggers live; on
-PostgreSQL by COPY, with the GIN index of migration 0008 dropped during the load and
-created again (the migration's own expression), then ANALYZE.
+PostgreSQL by COPY (the stored ``search_vector`` column computed row by row), with the GIN
+index of migration 0008 dropped during the load and created again, then VACUUM ANALYZE.
 
 Then, through the real application (``create_app``, over httpx's ASGI transport: every
 request goes through routing, validation, the query, JSON or the rendered page), times:
@@ -310,7 +310,7 @@ def _copy(cur: Any, table: str, columns: str, rows: Iterator[tuple[Any, ...]]) -
 def fill_postgres(admin_url: str, c: Corpus) -> tuple[Any, str]:
     import psycopg
 
-    from worker.claims.fulltext import PG_DOCUMENT
+    from worker.claims.fulltext import PG_COLUMN
     from worker.core.db import dispose_engines, init_db
     from worker.core.settings import Settings
 
@@ -326,7 +326,7 @@ def fill_postgres(admin_url: str, c: Corpus) -> tuple[Any, str]:
     t = time.perf_counter()
     with psycopg.connect(url) as conn:
         cur = conn.cursor()
-        cur.execute("DROP INDEX ix_claim_search")
+        cur.execute("DROP INDEX ix_claim_search")  # built again after the load
         _copy(cur, "article", ARTICLE_COLUMNS, _article_rows(c))
         _copy(
             cur,
@@ -355,12 +355,21 @@ def fill_postgres(admin_url: str, c: Corpus) -> tuple[Any, str]:
         print(f"  postgresql: rows copied in {time.perf_counter() - t:.0f} s")
         t = time.perf_counter()
         cur.execute("SET maintenance_work_mem = '512MB'")
-        cur.execute(f"CREATE INDEX ix_claim_search ON claim USING gin (({PG_DOCUMENT}))")
+        cur.execute(f"CREATE INDEX ix_claim_search ON claim USING gin ({PG_COLUMN})")
         conn.commit()
         print(f"  postgresql: search index built in {time.perf_counter() - t:.0f} s")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return settings, name
+
+
+def kept_store(db: str, workdir: Path, admin_url: str) -> Any:
+    from worker.core.settings import Settings
+
+    if db == "sqlite":
+        return Settings(data_dir=workdir, _env_file=None)  # type: ignore[call-arg]
+    url = admin_url.rsplit("/", 1)[0] + "/cw_bench_web"
+    return Settings(database_url=url, data_dir=workdir, _env_file=None)  # type: ignore[call-arg]
 
 
 def search_queries(c: Corpus, rng: random.Random) -> list[dict[str, Any]]:
@@ -419,7 +428,12 @@ def main() -> None:
     )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--keep", type=Path, default=None, help="keep the SQLite file here")
+    ap.add_argument(
+        "--keep", type=Path, default=None, help="keep the SQLite file here, and the PG database"
+    )
+    ap.add_argument(
+        "--reuse", action="store_true", help="time the stores a --keep run left (no filling)"
+    )
     args = ap.parse_args()
     from starlette.testclient import TestClient
 
@@ -446,7 +460,9 @@ def main() -> None:
     try:
         for db in dbs:
             t = time.perf_counter()
-            if db == "sqlite":
+            if args.reuse and args.keep:
+                settings = kept_store(db, workdir, args.pg)
+            elif db == "sqlite":
                 settings = fill_sqlite(workdir, corpus)
             else:
                 settings, pg_name = fill_postgres(args.pg, corpus)
@@ -493,7 +509,7 @@ def main() -> None:
         from worker.core.db import dispose_engines
 
         dispose_engines()
-        if pg_name:
+        if pg_name and args.keep is None:
             import psycopg
 
             with psycopg.connect(args.pg, autocommit=True) as conn:

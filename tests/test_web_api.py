@@ -373,3 +373,33 @@ def test_openapi_schema_and_docs_page(client: TestClient) -> None:
     assert docs.status_code == 200
     assert "/api/v1/claims" in docs.text and "min_outlets" in docs.text
     assert "cdn" not in docs.text.lower() and "https://" not in docs.text
+
+
+def test_search_gives_the_same_rows_whichever_way_it_runs(
+    client: TestClient, store: tuple[Any, Seeded], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query takes another path for a small outlet (SQLite) and for rare words once
+    the table has statistics (PostgreSQL): the rows must not change."""
+    from sqlalchemy import text
+
+    from worker.claims import fulltext
+
+    settings, _ = store
+    queries: list[dict[str, Any]] = [
+        {"q": "steelworks"},
+        {"q": "steelworks", "outlet": "dailyledger.example"},
+        {"q": "harbour", "outlet": "dailyledger.example"},
+        {"q": '"reopen by spring"'},
+        {"q": "steelw*", "speaker": "novak"},
+        {"q": "korlin", "limit": 1},
+    ]
+    before = [ids(client.get("/api/v1/claims", params=q)) for q in queries]
+    assert all(before[:4])
+    monkeypatch.setattr(fulltext, "SMALL_OUTLET_ARTICLES", 0)  # SQLite: never small
+    monkeypatch.setattr(fulltext, "RARE_MATCHES", 10**9)  # PostgreSQL: always rare
+    with unit_of_work(settings) as s:
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(text("ANALYZE claim"))
+    fulltext._pg_stats.clear()
+    after = [ids(client.get("/api/v1/claims", params=q)) for q in queries]
+    assert after == before

@@ -1,6 +1,6 @@
 """Full-text search over stored claims, through the index of migration
-``0008_claim_search``: an FTS5 table on SQLite, a GIN index over a weighted tsvector on
-PostgreSQL.
+``0008_claim_search``: an FTS5 table on SQLite, a GIN index over a stored, weighted
+tsvector column (``claim.search_vector``) on PostgreSQL.
 
 What a user types is parsed here into words, ``"quoted phrases"`` and ``prefix*``
 words; only words (letters and digits) reach either engine, so no input is an
@@ -16,6 +16,8 @@ keyset pagination on the id.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,6 +41,7 @@ def _pg_document(prefix: str = "") -> str:
 
 
 PG_DOCUMENT = _pg_document()
+PG_COLUMN = "search_vector"  # claim.search_vector: PG_DOCUMENT, stored, GIN-indexed
 FTS_TABLE = "claim_fts"
 SEARCH_TABLES = frozenset(
     FTS_TABLE + suffix for suffix in ("", "_data", "_idx", "_docsize", "_config", "_content")
@@ -62,8 +65,10 @@ def is_search_index(name: str | None, type_: str) -> bool:
     ``include_object`` leaves them out of model/schema comparisons)."""
     if name is None:
         return False
-    return (type_ == "table" and name in SEARCH_TABLES) or (
-        type_ == "index" and name in SEARCH_INDEXES
+    return (
+        (type_ == "table" and name in SEARCH_TABLES)
+        or (type_ == "index" and name in SEARCH_INDEXES)
+        or (type_ == "column" and name == PG_COLUMN)
     )
 
 
@@ -138,7 +143,7 @@ def _pg_match(content: list[Term], speaker: list[Term], content_weights: str) ->
     if content:
         parts.append(pg_tsquery(content, content_weights))
     query = " & ".join(parts)
-    document: Any = literal_column("(" + _pg_document("claim.") + ")")
+    document: Any = literal_column(f"claim.{PG_COLUMN}")
     return document.op("@@")(func.to_tsquery(literal_column("'simple'::regconfig"), query))
 
 
@@ -185,6 +190,75 @@ class ClaimFilter:
     article_id: int | None = None
 
 
+SMALL_OUTLET_ARTICLES = 5000
+RARE_MATCHES = 20_000
+"""Below this many estimated matches, PostgreSQL takes every match from the GIN index."""
+STATS_SECONDS = 600.0
+
+_pg_stats: dict[str, tuple[float, dict[str, float], float]] = {}
+_pg_stats_lock = threading.Lock()
+
+
+def _pg_lexeme_stats(session: Session) -> tuple[dict[str, float], float] | None:
+    """The most common lexemes of ``claim.search_vector`` with their frequencies, and
+    the table's row count, from ANALYZE's statistics (kept for a few minutes); None
+    before the table was analyzed."""
+    key = str(session.get_bind().engine.url)
+    now = time.monotonic()
+    with _pg_stats_lock:
+        cached = _pg_stats.get(key)
+    if cached is not None and now - cached[0] < STATS_SECONDS:
+        return cached[1], cached[2]
+    row = session.execute(
+        text(
+            "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+            "WHERE schemaname = current_schema() AND tablename = 'claim' AND attname = :col"
+        ),
+        {"col": PG_COLUMN},
+    ).first()
+    rows = session.execute(
+        text("SELECT reltuples FROM pg_class WHERE oid = 'claim'::regclass")
+    ).scalar()
+    if row is None or row[0] is None or not rows or float(rows) <= 0:
+        return None
+    freqs = {str(k): float(v) for k, v in zip(row[0], row[1] or [], strict=False)}
+    with _pg_stats_lock:
+        _pg_stats[key] = (now, freqs, float(rows))
+    return freqs, float(rows)
+
+
+def _pg_rare(session: Session, terms: list[Term]) -> bool:
+    """Whether these AND-ed terms match fewer than :data:`RARE_MATCHES` claims, as far
+    as the statistics tell (a word outside the most common ones is rare)."""
+    stats = _pg_lexeme_stats(session)
+    if stats is None or not terms:
+        return False
+    freqs, rows = stats
+    share = 1.0
+    for t in terms:
+        words = []
+        for i, w in enumerate(t.words):
+            if t.prefix and i == len(t.words) - 1:
+                words.append(sum(f for lex, f in freqs.items() if lex.startswith(w)))
+            else:
+                words.append(freqs.get(w, 0.0))
+        share = min(share, min(words) * (0.1 if len(t.words) > 1 else 1.0))
+    return share * rows < RARE_MATCHES
+
+
+def _small_outlet(session: Session, outlet: str) -> bool:
+    """Whether the outlet has at most :data:`SMALL_OUTLET_ARTICLES` articles (an index
+    count that stops there)."""
+    some = (
+        select(Article.id)
+        .where(col(Article.host) == outlet.strip().lower())
+        .limit(SMALL_OUTLET_ARTICLES + 1)
+        .subquery()
+    )
+    n = session.exec(select(func.count()).select_from(some)).one()
+    return int(n) <= SMALL_OUTLET_ARTICLES
+
+
 def published_expr() -> Any:
     """When an article counts as published: the page's date, else the feed entry's,
     else when claimwire found it."""
@@ -204,9 +278,29 @@ def find_claims(
         .outerjoin(ClaimCluster, col(ClaimCluster.id) == col(Claim.cluster_id))
     )
     order: Any = col(Claim.id)
+    cursor_col: Any = col(Claim.id)
     if content or speaker:
         if _is_postgres(session):
             query = query.where(_pg_match(content, speaker, "BC"))
+            if _pg_rare(session, content + speaker):
+                # few matches: take them all from the GIN index and sort them, rather
+                # than walk the primary key backwards past rows that do not match (the
+                # planner's guess for words outside its statistics is far too high)
+                order = col(Claim.id) + 0
+        elif f.outlet and _small_outlet(session, f.outlet):
+            # a small outlet's claims, each checked against the FTS matches: cheaper
+            # than walking a common word's matches until enough are of that outlet
+            matches = (
+                select(_fts.c.rowid)
+                .select_from(_fts)
+                .where(
+                    text(f"{FTS_TABLE} MATCH :fts_query").bindparams(
+                        fts_query=_fts5_match(content, speaker, CONTENT_COLUMNS)
+                    )
+                )
+            )
+            # "+claim.id": SQLite checks membership instead of driving the loop with it
+            query = query.where(literal_column("+claim.id").in_(matches))
         else:
             # the FTS table drives the query: it yields ids newest first, and the
             # LIMIT stops it early
@@ -222,10 +316,10 @@ def find_claims(
                     )
                 )
             )
-            order = _fts.c.rowid
+            order = cursor_col = _fts.c.rowid
     conditions: list[ColumnElement[bool]] = []
     if before_id is not None:
-        conditions.append(order < before_id)
+        conditions.append(cursor_col < before_id)
     if f.outlet:
         conditions.append(col(Article.host) == f.outlet.strip().lower())
     if f.kind:

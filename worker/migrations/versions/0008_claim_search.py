@@ -6,8 +6,9 @@ Revises: 0005_claim_cluster_words
 Create Date: 2026-12-06 08:00:00
 
 The index holds the speaker (as written and as resolved; weight A on PostgreSQL), the
-claim's content (B) and its sentence (C). ``worker/claims/fulltext.py`` queries it and spells the same expression
-(``PG_DOCUMENT``, ``FTS_TABLE``): change both together. On SQLite a later migration
+claim's content (B) and its sentence (C); on PostgreSQL it is a stored generated column
+``claim.search_vector``, which no model declares (the ORM neither reads nor writes it). ``worker/claims/fulltext.py`` queries it and spells the same expression
+(``PG_DOCUMENT``, ``PG_COLUMN``, ``FTS_TABLE``): change both together. On SQLite a later migration
 that rebuilds the ``claim`` table (Alembic's batch mode copies it) drops the triggers
 and must create them again.
 """
@@ -54,7 +55,13 @@ def upgrade() -> None:
         for statement in _SQLITE:
             op.execute(statement)
     else:
-        op.execute(f"CREATE INDEX ix_claim_search ON claim USING gin (({_PG_DOCUMENT}))")
+        # a stored column: rows found through the index are checked (phrases, weights)
+        # and filtered without computing their tsvector again
+        op.execute(
+            "ALTER TABLE claim ADD COLUMN search_vector tsvector "
+            f"GENERATED ALWAYS AS ({_PG_DOCUMENT}) STORED"
+        )
+        op.execute("CREATE INDEX ix_claim_search ON claim USING gin (search_vector)")
 
 
 def downgrade() -> None:
@@ -64,3 +71,4 @@ def downgrade() -> None:
         op.execute("DROP TABLE IF EXISTS claim_fts")
     else:
         op.execute("DROP INDEX IF EXISTS ix_claim_search")
+        op.execute("ALTER TABLE claim DROP COLUMN IF EXISTS search_vector")
