@@ -53,13 +53,15 @@ def search_claims(
             )
         )
     if words and words.strip():
-        # the full-text index (worker.claims.fulltext): each word starts a word of the claim
+        # the full-text index (worker.claims.fulltext) narrows to claims with words
+        # starting so; the literal match below still decides ("50%" is not "50")
         from worker.claims.fulltext import text_condition
 
         condition = text_condition(session, words, content_only=True)
-        if condition is None:  # punctuation only: nothing to look for
-            return []
-        query = query.where(condition)
+        if condition is not None:
+            query = query.where(condition)
+    for word in (words or "").split():
+        query = query.where(lower(Claim.text).contains(word.lower(), autoescape=True))
     published = func.coalesce(
         Article.published_at, Article.entry_published_at, Article.discovered_at
     )
