@@ -163,6 +163,9 @@ def test_until_idle_on_postgres_through_redis(
     assert not (tmp_path / "data" / "claimwire.db").exists(), "must not fall back to SQLite"
 
 
+WEB_TOKEN = "compose-web-token-0123456789"
+
+
 def _compose_commands() -> dict[str, list[str]]:
     """The `command` of every claimwire service in docker-compose.yml."""
     spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -190,9 +193,15 @@ def test_docker_compose_services_run_the_pipeline(
     file and Flower's port are moved) against the real PostgreSQL and Redis, process a
     local feed end to end, and Flower answers."""
     commands = _compose_commands()
-    assert {"migrate", "worker-io", "worker-cpu", "worker-backfill", "scheduler", "flower"} <= set(
-        commands
-    )
+    assert {
+        "migrate",
+        "worker-io",
+        "worker-cpu",
+        "worker-backfill",
+        "scheduler",
+        "flower",
+        "web",
+    } <= set(commands)
     feed_url = serve_site(server)
     env = cli_env(tmp_path, DATABASE_URL=pg_url, BROKER_URL=redis_url, DISPATCH_INTERVAL="1")
     migrate = commands["migrate"]
@@ -201,8 +210,9 @@ def test_docker_compose_services_run_the_pipeline(
     assert claimwire(["feeds", "add", feed_url], env, tmp_path).returncode == 0
 
     flower_port = _free_port()
+    web_port = _free_port()
     procs = []
-    for name in ("worker-io", "worker-cpu", "worker-backfill", "scheduler", "flower"):
+    for name in ("worker-io", "worker-cpu", "worker-backfill", "scheduler", "flower", "web"):
         cmd = [
             str(tmp_path / "beat-schedule")
             if part == "/data/beat-schedule"
@@ -211,11 +221,15 @@ def test_docker_compose_services_run_the_pipeline(
             else part
             for part in commands[name]
         ]
-        assert cmd[0] == "celery"
+        if name == "web":  # `claimwire web ... --port 8000`: on a free port here
+            cmd[cmd.index("--port") + 1] = str(web_port)
+            cmd = ["worker.cli", *cmd[1:]]
+        else:
+            assert cmd[0] == "celery"
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", *cmd],
-                env=env,
+                env={**env, "CLAIMWIRE_WEB_TOKEN": WEB_TOKEN} if name == "web" else env,
                 cwd=tmp_path,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -238,6 +252,19 @@ def test_docker_compose_services_run_the_pipeline(
             except OSError:
                 time.sleep(1)
         assert "flower" in page.lower(), "Flower did not serve its dashboard"
+        # the web service reads the same database
+        body: dict[str, object] = {}
+        while time.monotonic() < deadline and not body:
+            try:
+                url = f"http://127.0.0.1:{web_port}/api/v1/articles?state=processed"
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                time.sleep(1)
+        items = body.get("items")
+        assert isinstance(items, list) and len(items) == len(STORIES), body
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/status", timeout=5) as r:
+            assert "processed" in r.read().decode()
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

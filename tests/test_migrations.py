@@ -9,6 +9,7 @@ from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 import schemas.models  # noqa: F401
+from worker.claims.fulltext import is_search_index
 from worker.core.db import dispose_engines, get_engine, init_db
 from worker.core.settings import Settings
 
@@ -29,7 +30,8 @@ def _check(settings: Settings) -> None:
             "job",
             "alembic_version",
         } <= tables
-        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        opts = {"include_object": lambda _o, name, type_, *_: not is_search_index(name, type_)}
+        diff = compare_metadata(MigrationContext.configure(conn, opts=opts), SQLModel.metadata)
     # Models and migrations agree (no table, column or index missing on either side).
     assert [
         d

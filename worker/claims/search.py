@@ -52,6 +52,14 @@ def search_claims(
                 lower(Claim.speaker_resolved).contains(name, autoescape=True),
             )
         )
+    if words and words.strip():
+        # the full-text index (worker.claims.fulltext) narrows to claims with words
+        # starting so; the literal match below still decides ("50%" is not "50")
+        from worker.claims.fulltext import text_condition
+
+        condition = text_condition(session, words, content_only=True)
+        if condition is not None:
+            query = query.where(condition)
     for word in (words or "").split():
         query = query.where(lower(Claim.text).contains(word.lower(), autoescape=True))
     published = func.coalesce(

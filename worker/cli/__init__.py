@@ -16,6 +16,7 @@ from worker.cli import (  # noqa: F401  (register the commands)
     job_commands,
     service_commands,
     tool_commands,
+    web_commands,
 )
 from worker.cli.console import UserError, app, settings_error
 

@@ -254,5 +254,7 @@ def config(markdown: bool = typer.Option(False, "--markdown", help="The README t
     for var, _default, meaning in settings_table():
         value = getattr(settings, var.removeprefix("CLAIMWIRE_").lower())
         shown = mask_url(str(value)) if "url" in var.lower() else str(value)
+        if "TOKEN" in var and value:
+            shown = "***"
         table.add_row(var, shown, meaning)
     out.print(table)

@@ -180,6 +180,23 @@ class Settings(BaseSettings):
         0.5, description="Content similarity above which two claims of one speaker share a cluster."
     )
 
+    # --- web view and HTTP API ----------------------------------------------------
+    web_token: str = Field(
+        "",
+        description="Token that unlocks every change made through `claimwire web` (adding "
+        "feeds, jobs, polls): `Authorization: Bearer <token>` on the API, a sign-in form in "
+        "the browser. Empty: the web view is read-only, and it refuses to listen on any "
+        "address but loopback. A secret: masked by `claimwire config`, never logged.",
+    )
+
+    web_allowed_hosts: str = Field(
+        "",
+        description="Comma-separated host names `claimwire web` answers to (its name behind "
+        "a reverse proxy). Empty: on loopback, the loopback names only (`localhost`, "
+        "`127.0.0.1`, `::1`: a page cannot reach it by rebinding its own DNS name); on any "
+        "other address, any name.",
+    )
+
     # --- logging -----------------------------------------------------------------
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     log_json: bool = Field(False, description="Log as JSON lines instead of console text.")
@@ -224,6 +241,14 @@ class Settings(BaseSettings):
     def _check_private_addresses(cls, v: str) -> str:
         parse_networks(v)  # ValueError names the bad entry
         return v.strip()
+
+    @field_validator("web_token")
+    @classmethod
+    def _check_web_token(cls, v: str) -> str:
+        v = v.strip()
+        if v and len(v) < 16:
+            raise ValueError("too short: use at least 16 characters (e.g. `openssl rand -hex 24`)")
+        return v
 
     @field_validator("poll_jitter")
     @classmethod

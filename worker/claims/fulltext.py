@@ -1,0 +1,367 @@
+"""Full-text search over stored claims, through the index of migration
+``0008_claim_search``: an FTS5 table on SQLite, a GIN index over a stored, weighted
+tsvector column (``claim.search_vector``) on PostgreSQL.
+
+What a user types is parsed here into words, ``"quoted phrases"`` and ``prefix*``
+words; only words (letters and digits) reach either engine, so no input is an
+engine-syntax error. Both engines match whole words, lower-cased, with no stemming
+(PostgreSQL's ``simple`` configuration, FTS5's ``unicode61`` tokenizer, which also
+folds diacritics). Every word must match (AND).
+
+:func:`find_claims` is the one claims query of the web view, its API and its
+downloads: filters, newest first (claim id descending, the order claims were found),
+keyset pagination on the id.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, column, func, literal_column, table, text
+from sqlmodel import Session, col, select
+
+from schemas.models import Article, Claim, ClaimCluster
+
+
+def _pg_document(prefix: str = "") -> str:
+    """The tsvector the GIN index is built on (keep in step with the migration):
+    speaker names weight A, claim content B, sentence C."""
+    p = prefix
+    return (
+        f"setweight(to_tsvector('simple'::regconfig, coalesce({p}speaker, '') || ' ' || "
+        f"coalesce({p}speaker_resolved, '')), 'A') || "
+        f"setweight(to_tsvector('simple'::regconfig, coalesce({p}text, '')), 'B') || "
+        f"setweight(to_tsvector('simple'::regconfig, coalesce({p}sentence, '')), 'C')"
+    )
+
+
+PG_DOCUMENT = _pg_document()
+PG_COLUMN = "search_vector"  # claim.search_vector: PG_DOCUMENT, stored, GIN-indexed
+FTS_TABLE = "claim_fts"
+SEARCH_TABLES = frozenset(
+    FTS_TABLE + suffix for suffix in ("", "_data", "_idx", "_docsize", "_config", "_content")
+)
+SEARCH_INDEXES = frozenset({"ix_claim_search"})
+
+MAX_QUERY_CHARS = 500
+MAX_TERMS = 16
+MAX_WORD_CHARS = 64
+
+_WORD = re.compile(r"[^\W_]+")
+_CHUNK = re.compile(r'"([^"]*)"?|([^\s"]+)')
+
+
+class SearchQueryError(ValueError):
+    """A search the user must change (too long, too many words); the message says how."""
+
+
+def is_search_index(name: str | None, type_: str) -> bool:
+    """The search index's own tables and index, which no model declares (Alembic's
+    ``include_object`` leaves them out of model/schema comparisons)."""
+    if name is None:
+        return False
+    return (
+        (type_ == "table" and name in SEARCH_TABLES)
+        or (type_ == "index" and name in SEARCH_INDEXES)
+        or (type_ == "column" and name == PG_COLUMN)
+    )
+
+
+@dataclass(frozen=True)
+class Term:
+    words: tuple[str, ...]  # one word, or the words of a phrase
+    prefix: bool = False  # the last word is a prefix
+
+
+def parse_terms(query: str | None, *, prefix_all: bool = False) -> list[Term]:
+    """Words, ``"phrases"`` and ``word*`` prefixes of a search; punctuation separates
+    words. ``prefix_all``: every word is a prefix."""
+    if not query or not query.strip():
+        return []
+    if len(query) > MAX_QUERY_CHARS:
+        raise SearchQueryError(f"search is too long: at most {MAX_QUERY_CHARS} characters")
+    terms: list[Term] = []
+    for match in _CHUNK.finditer(query):
+        phrase, bare = match.group(1), match.group(2)
+        chunk = phrase if phrase is not None else bare
+        words = tuple(w.lower()[:MAX_WORD_CHARS] for w in _WORD.findall(chunk or ""))
+        if not words:
+            continue
+        if phrase is not None:
+            terms.append(Term(words, prefix=prefix_all))
+            continue
+        star = (bare or "").endswith("*")
+        for i, word in enumerate(words):
+            terms.append(Term((word,), prefix=prefix_all or (star and i == len(words) - 1)))
+    if len(terms) > MAX_TERMS:
+        raise SearchQueryError(f"search has too many words: at most {MAX_TERMS}")
+    return terms
+
+
+# ------------------------------------------------------------------ engine syntax
+
+
+def fts5_expression(terms: list[Term], columns: tuple[str, ...]) -> str:
+    """``{col1 col2} : ("word" AND "a phrase" AND "pre"*)``; words hold no quote."""
+    parts = ['"' + " ".join(t.words) + '"' + ("*" if t.prefix else "") for t in terms]
+    return "{" + " ".join(columns) + "} : (" + " AND ".join(parts) + ")"
+
+
+def pg_tsquery(terms: list[Term], weights: str) -> str:
+    """``'word':BC & ('a':BC <-> 'phrase':BC) & 'pre':*BC``; words hold no quote."""
+
+    def lexeme(word: str, prefix: bool) -> str:
+        return f"'{word}':{'*' if prefix else ''}{weights}"
+
+    parts = []
+    for t in terms:
+        lexemes = [lexeme(w, t.prefix and i == len(t.words) - 1) for i, w in enumerate(t.words)]
+        parts.append(lexemes[0] if len(lexemes) == 1 else "(" + " <-> ".join(lexemes) + ")")
+    return " & ".join(parts)
+
+
+SPEAKER_COLUMNS = ("speaker", "speaker_resolved")
+CONTENT_COLUMNS = ("text", "sentence")
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+_fts = table(FTS_TABLE, column("rowid", Integer))
+
+
+def _pg_match(content: list[Term], speaker: list[Term], content_weights: str) -> Any:
+    parts = []
+    if speaker:
+        parts.append(pg_tsquery(speaker, "A"))
+    if content:
+        parts.append(pg_tsquery(content, content_weights))
+    query = " & ".join(parts)
+    document: Any = literal_column(f"claim.{PG_COLUMN}")
+    return document.op("@@")(func.to_tsquery(literal_column("'simple'::regconfig"), query))
+
+
+def _fts5_match(content: list[Term], speaker: list[Term], content_cols: tuple[str, ...]) -> str:
+    parts = []
+    if speaker:
+        parts.append(fts5_expression(speaker, SPEAKER_COLUMNS))
+    if content:
+        parts.append(fts5_expression(content, content_cols))
+    return " AND ".join(parts)
+
+
+def text_condition(session: Session, words: str, *, content_only: bool = False) -> Any:
+    """A WHERE condition on ``claim``: every word of ``words`` starts a word of the
+    claim's content (``content_only``) or of its content or sentence. For `claims
+    search`, which joins the claim with other tables as it likes."""
+    terms = parse_terms(words, prefix_all=True)
+    if not terms:
+        return None
+    if _is_postgres(session):
+        return _pg_match(terms, [], "B" if content_only else "BC")
+    expression = _fts5_match(terms, [], ("text",) if content_only else CONTENT_COLUMNS)
+    ids = (
+        select(_fts.c.rowid)
+        .select_from(_fts)
+        .where(text(f"{FTS_TABLE} MATCH :fts_words").bindparams(fts_words=expression))
+    )
+    return col(Claim.id).in_(ids)
+
+
+# ------------------------------------------------------------------- the claims list
+
+
+@dataclass(frozen=True)
+class ClaimFilter:
+    q: str | None = None  # words, "phrases", prefix* in the content or sentence
+    speaker: str | None = None  # words of the speaker's name
+    outlet: str | None = None  # the article's host, exactly
+    kind: str | None = None  # direct, indirect, mixed, according_to
+    since: datetime | None = None  # published at or after
+    until: datetime | None = None  # published before
+    min_outlets: int | None = None  # the claim's cluster reached this many outlets
+    cluster_id: int | None = None
+    article_id: int | None = None
+
+
+SMALL_OUTLET_ARTICLES = 5000
+RARE_MATCHES = 20_000
+"""Below this many estimated matches, PostgreSQL takes every match from the GIN index."""
+STATS_SECONDS = 600.0
+
+_pg_stats: dict[str, tuple[float, dict[str, float], float]] = {}
+_pg_stats_lock = threading.Lock()
+
+
+def _pg_lexeme_stats(session: Session) -> tuple[dict[str, float], float] | None:
+    """The most common lexemes of ``claim.search_vector`` with their frequencies, and
+    the table's row count, from ANALYZE's statistics (kept for a few minutes); None
+    before the table was analyzed."""
+    key = str(session.get_bind().engine.url)
+    now = time.monotonic()
+    with _pg_stats_lock:
+        cached = _pg_stats.get(key)
+    if cached is not None and now - cached[0] < STATS_SECONDS:
+        return cached[1], cached[2]
+    row = session.execute(
+        text(
+            "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+            "WHERE schemaname = current_schema() AND tablename = 'claim' AND attname = :col"
+        ),
+        {"col": PG_COLUMN},
+    ).first()
+    rows = session.execute(
+        text("SELECT reltuples FROM pg_class WHERE oid = 'claim'::regclass")
+    ).scalar()
+    if row is None or row[0] is None or not rows or float(rows) <= 0:
+        return None
+    freqs = {str(k): float(v) for k, v in zip(row[0], row[1] or [], strict=False)}
+    with _pg_stats_lock:
+        _pg_stats[key] = (now, freqs, float(rows))
+    return freqs, float(rows)
+
+
+def _pg_rare(session: Session, terms: list[Term]) -> bool:
+    """Whether these AND-ed terms match fewer than :data:`RARE_MATCHES` claims, as far
+    as the statistics tell (a word outside the most common ones is rare)."""
+    stats = _pg_lexeme_stats(session)
+    if stats is None or not terms:
+        return False
+    freqs, rows = stats
+    share = 1.0
+    for t in terms:
+        words = []
+        for i, w in enumerate(t.words):
+            if t.prefix and i == len(t.words) - 1:
+                words.append(sum(f for lex, f in freqs.items() if lex.startswith(w)))
+            else:
+                words.append(freqs.get(w, 0.0))
+        share = min(share, min(words) * (0.1 if len(t.words) > 1 else 1.0))
+    return share * rows < RARE_MATCHES
+
+
+def _small_outlet(session: Session, outlet: str) -> bool:
+    """Whether the outlet has at most :data:`SMALL_OUTLET_ARTICLES` articles (an index
+    count that stops there)."""
+    some = (
+        select(Article.id)
+        .where(col(Article.host) == outlet.strip().lower())
+        .limit(SMALL_OUTLET_ARTICLES + 1)
+        .subquery()
+    )
+    n = session.exec(select(func.count()).select_from(some)).one()
+    return int(n) <= SMALL_OUTLET_ARTICLES
+
+
+def published_expr() -> Any:
+    """When an article counts as published: the page's date, else the feed entry's,
+    else when claimwire found it."""
+    return func.coalesce(Article.published_at, Article.entry_published_at, Article.discovered_at)
+
+
+def find_claims(
+    session: Session, f: ClaimFilter, *, before_id: int | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Claims matching ``f``, newest first (by id), those with an id below
+    ``before_id``; each with its article, outlet and cluster."""
+    content = parse_terms(f.q)
+    speaker = parse_terms(f.speaker)
+    query = (
+        select(Claim, Article, ClaimCluster)
+        .join(Article, col(Article.id) == col(Claim.article_id))
+        .outerjoin(ClaimCluster, col(ClaimCluster.id) == col(Claim.cluster_id))
+    )
+    order: Any = col(Claim.id)
+    cursor_col: Any = col(Claim.id)
+    if content or speaker:
+        if _is_postgres(session):
+            query = query.where(_pg_match(content, speaker, "BC"))
+            if _pg_rare(session, content + speaker):
+                # few matches: take them all from the GIN index and sort them, rather
+                # than walk the primary key backwards past rows that do not match (the
+                # planner's guess for words outside its statistics is far too high)
+                order = col(Claim.id) + 0
+        elif f.outlet and _small_outlet(session, f.outlet):
+            # a small outlet's claims, each checked against the FTS matches: cheaper
+            # than walking a common word's matches until enough are of that outlet
+            matches = (
+                select(_fts.c.rowid)
+                .select_from(_fts)
+                .where(
+                    text(f"{FTS_TABLE} MATCH :fts_query").bindparams(
+                        fts_query=_fts5_match(content, speaker, CONTENT_COLUMNS)
+                    )
+                )
+            )
+            # "+claim.id": SQLite checks membership instead of driving the loop with it
+            query = query.where(literal_column("+claim.id").in_(matches))
+        else:
+            # the FTS table drives the query: it yields ids newest first, and the
+            # LIMIT stops it early
+            query = (
+                select(Claim, Article, ClaimCluster)
+                .select_from(_fts)
+                .join(Claim, col(Claim.id) == _fts.c.rowid)
+                .join(Article, col(Article.id) == col(Claim.article_id))
+                .outerjoin(ClaimCluster, col(ClaimCluster.id) == col(Claim.cluster_id))
+                .where(
+                    text(f"{FTS_TABLE} MATCH :fts_query").bindparams(
+                        fts_query=_fts5_match(content, speaker, CONTENT_COLUMNS)
+                    )
+                )
+            )
+            order = cursor_col = _fts.c.rowid
+    conditions: list[ColumnElement[bool]] = []
+    if before_id is not None:
+        conditions.append(cursor_col < before_id)
+    if f.outlet:
+        conditions.append(col(Article.host) == f.outlet.strip().lower())
+    if f.kind:
+        conditions.append(col(Claim.kind) == f.kind)
+    if f.since is not None:
+        conditions.append(published_expr() >= f.since)
+    if f.until is not None:
+        conditions.append(published_expr() < f.until)
+    if f.min_outlets is not None and f.min_outlets > 1:
+        conditions.append(func.coalesce(ClaimCluster.n_outlets, 1) >= f.min_outlets)
+    if f.cluster_id is not None:
+        conditions.append(col(Claim.cluster_id) == f.cluster_id)
+    if f.article_id is not None:
+        conditions.append(col(Claim.article_id) == f.article_id)
+    if conditions:
+        query = query.where(*conditions)
+    query = query.order_by(order.desc()).limit(limit)
+    return [claim_hit(c, a, cl) for c, a, cl in session.exec(query).all()]
+
+
+def _iso(v: datetime | None) -> str | None:
+    return v.isoformat() if v else None
+
+
+def claim_hit(claim: Claim, art: Article, cluster: ClaimCluster | None) -> dict[str, Any]:
+    return {
+        "id": claim.id,
+        "speaker": claim.speaker_resolved or claim.speaker,
+        "speaker_as_written": claim.speaker,
+        "verb": claim.verb,
+        "kind": claim.kind,
+        "text": claim.text,
+        "sentence": claim.sentence,
+        "start": claim.start,
+        "end": claim.end,
+        "article_id": claim.article_id,
+        "article_url": art.url,
+        "article_title": art.title or art.entry_title,
+        "outlet": art.host,
+        "published_at": _iso(art.published_at or art.entry_published_at),
+        "cluster_id": claim.cluster_id,
+        "cluster_articles": cluster.n_articles if cluster else 1,
+        "cluster_outlets": cluster.n_outlets if cluster else 1,
+        "cluster_first_seen": _iso(cluster.first_seen_at) if cluster else None,
+    }
