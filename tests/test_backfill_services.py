@@ -220,20 +220,28 @@ def test_live_feed_finishes_while_a_large_backfill_is_throttled(
     bulk_pages = set(bulk.pages)
     gate = Gate(lambda path: path not in bulk_pages)
     gate.wrap(server, [*bulk.pages, *sorted(live)])
-    # The live recovery sweep runs often here: it must leave the job's articles to the
-    # job (a sweep that re-sent them to `io` would un-throttle the backfill).
+    # The live recovery sweep runs every second here, and the job's articles look an
+    # hour old to it: it must leave them to the job (a sweep that re-sent them to `io`
+    # would un-throttle the backfill). An item's lease (`stale_after`) outlasts the time
+    # the live articles take, however loaded the machine: an item whose lease ran out is
+    # rightly handed out again, and would take the slot's second page.
     env = _env(
         tmp_path,
         pg_url,
         redis_url,
         BACKFILL_CONCURRENCY="1",
         SWEEP_INTERVAL="1",
-        STALE_AFTER="3",
+        STALE_AFTER="150",
         **HOLD_TIMEOUTS,
     )
 
     r = claimwire(["backfill", "urls", str(url_file)], env, tmp_path)
     assert r.returncode == 0 and "job 1 queued (backfill urls, 200 URLs)" in r.stdout, r.stderr
+    _q(
+        pg_url,
+        "UPDATE article SET state_changed_at = now() - interval '1 hour' "
+        "WHERE url LIKE '%/bulk/%' RETURNING id",
+    )
     client = redis.Redis.from_url(redis_url)
     depth: list[int] = []
 
