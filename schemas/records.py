@@ -41,3 +41,6 @@ class ExtractedPage(BaseModel):
     page_canonical_url: str | None = None
     extractor: str
     extractor_version: str
+    failure: str | None = None
+    """Why the page itself could not be read (e.g. ``"nesting too deep"``); None when it
+    was. ``text`` may still hold the feed entry's text (``text_source`` says so)."""

@@ -631,6 +631,9 @@ def test_hostile_pages_through_the_pipeline_steps(
     assert by_name["normal"].claims_status == "extracted"
     assert by_name["huge"].state == ArticleState.processed
     assert len(by_name["huge"].text or "") > 100_000
-    for name in ("nested-100k-unclosed", "all-script", "nul-bytes", "unclosed-comment"):
+    for name in ("all-script", "nul-bytes", "unclosed-comment"):
         assert by_name[name].state == ArticleState.processed, name
         assert by_name[name].claims_status == "no_text", name
+    for name in ("nested-100k-divs", "nested-100k-unclosed"):  # flattened (issue 18)
+        assert by_name[name].state == ArticleState.processed, name
+        assert "deepest paragraph was finally reached" in (by_name[name].text or ""), name

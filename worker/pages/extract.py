@@ -61,6 +61,11 @@ def extract_stored_article(
     )
     article.encoding = encoding
     apply_extraction(article, page)
+    if page.failure and not page.text:
+        # The page cannot be read (its markup nests too deep even once flattened) and the
+        # feed entry gives no text: the same on every retry, so a failure with its reason.
+        set_state(article, ArticleState.failed, page.failure)
+        return False
     # An empty text is not an error of the step (retrying gives the same result): the
     # article goes on, with the reason visible on it (export, database).
     article.failure_reason = None if page.text else NO_TEXT_REASON

@@ -10,10 +10,13 @@ revision 4 lists of other stories inside the article's container (teaser lists:
 galleries found by structure (:mod:`worker.pages.prune_media`).
 
 Failure contract: :func:`extract_page` **never raises** on page content. Empty, binary,
-script-only, absurdly nested or otherwise unparseable input gives an :class:`ExtractedPage`
+script-only or otherwise unparseable input gives an :class:`ExtractedPage`
 whose ``text`` is empty (or the feed entry's text, when one was given, with ``text_source``
 saying so); metadata fields are then None/empty. An empty ``text`` is the signal a caller maps
-to a recorded failure reason (e.g. ``"no text extracted"``). Deterministic content problems
+to a recorded failure reason (e.g. ``"no text extracted"``). Deeply nested markup is
+flattened before parsing (:mod:`worker.pages.nesting`); a page still too deep for the parser
+says so in ``failure`` (:data:`NESTING_TOO_DEEP`), which the callers record as a failure
+(the extract step's ``failed``, ``claimwire extract``'s error). Deterministic content problems
 are therefore never retried; only environment errors (``MemoryError``, ``KeyboardInterrupt``)
 propagate.
 """
@@ -38,6 +41,7 @@ from trafilatura.utils import load_html
 
 from schemas.records import ExtractedPage, TextSource
 from worker.pages.arbiter import ArbiterSettings, readability_text, second_opinion
+from worker.pages.nesting import flatten, too_deep
 from worker.pages.prune_media import MediaSettings, without_galleries
 from worker.pages.prune_teasers import TeaserSettings, without_teasers
 
@@ -45,9 +49,11 @@ __all__ = [
     "DEFAULT_PROFILE",
     "EXTRACTOR_NAME",
     "EXTRACTOR_VERSION",
+    "NESTING_TOO_DEEP",
     "PROFILES",
     "SETTINGS_REVISION",
     "ExtractedPage",
+    "NestingTooDeep",
     "Profile",
     "extract_page",
     "extract_text",
@@ -420,14 +426,33 @@ def _doc_text(doc: Any, postclean: bool = False, images: bool = False) -> str:
     return _postclean(text) if postclean else text
 
 
+class NestingTooDeep(Exception):
+    """The page's elements nest deeper than the parser goes, even once flattened."""
+
+
+NESTING_TOO_DEEP = "nesting too deep"
+"""The failure of a page whose markup nests too deep to be parsed (:func:`extract_page`)."""
+
+
+def _load(html: str) -> _Element | None:
+    try:
+        return load_html(html)
+    except Exception:  # noqa: BLE001 - unparseable markup is "no text", not an error
+        return None
+
+
 def _parse(html: str) -> _Element | None:
+    """The page's tree; deeply nested markup is flattened first (:mod:`worker.pages.nesting`:
+    libxml2 stops at 256 open elements and drops the rest of the page). Raises
+    :class:`NestingTooDeep` when even the flattened markup reaches the parser's limit."""
     html = _sanitize(html[:MAX_HTML_CHARS])
     if not html.strip():
         return None
-    try:
-        tree = load_html(html)
-    except Exception:  # noqa: BLE001 - unparseable markup is "no text", not an error
-        return None
+    tree = _load(html)
+    if tree is not None and too_deep(tree):
+        tree = _load(flatten(html))
+        if tree is not None and too_deep(tree):
+            raise NestingTooDeep(NESTING_TOO_DEEP)
     if tree is None:
         return None
     # <noscript> holds "please enable JavaScript" notices, never the article itself.
@@ -448,7 +473,10 @@ def extract_text(
     Never raises on content: failures give ``("", None)``.
     """
     now = now or datetime.now(UTC)
-    tree = _parse(html) if isinstance(html, str) else None
+    try:
+        tree = _parse(html) if isinstance(html, str) else None
+    except NestingTooDeep:
+        tree = None
     if tree is None:
         return "", None
     return _extract_tree(tree, url, profile, now)
@@ -620,7 +648,11 @@ def extract_page(
         now = now.replace(tzinfo=UTC)
     text = ""
     meta: dict[str, Any] = {}
-    tree = _parse(html) if isinstance(html, str) else None
+    failure: str | None = None
+    try:
+        tree = _parse(html) if isinstance(html, str) else None
+    except NestingTooDeep as exc:
+        tree, failure = None, str(exc)
     if tree is not None:
         text, doc = _extract_tree(tree, url, profile, now)
         try:
@@ -645,6 +677,7 @@ def extract_page(
         text_source=source,
         extractor=EXTRACTOR_NAME,
         extractor_version=EXTRACTOR_VERSION,
+        failure=failure,
         **meta,
     )
 

@@ -1,8 +1,9 @@
 """The inputs of ``claimwire extract``: local files, directories, ``.gz`` files and
 ``http(s)://`` URLs, each page turned into the command's output object by
 :func:`worker.pages.extractor.extract_page`. A file that cannot be read, or that is not
-text at all (a PDF, an image: :func:`binary_type`), and a URL that cannot be fetched give
-an object with an ``error`` key.
+text at all (a PDF, an image: :func:`binary_type`) or text with no HTML markup (a
+Markdown file: :func:`has_html_markup`), and a URL that cannot be fetched give an object
+with an ``error`` key.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from schemas.records import ExtractedPage
 from worker.pages.charset import decode_html
 from worker.pages.extractor import extract_page
 
-__all__ = ["FetchFn", "binary_type", "extract_file", "iter_inputs"]
+__all__ = ["FetchFn", "binary_type", "extract_file", "has_html_markup", "iter_inputs"]
 
 HTML_SUFFIXES = (".html", ".htm", ".html.gz", ".htm.gz", ".gz")
 
@@ -51,12 +52,37 @@ def binary_type(body: bytes) -> str | None:
     return "application/octet-stream" if _BINARY_BYTES.search(body[:SNIFF_BYTES]) else None
 
 
+# A start tag of an element every web page has some of (or a doctype, or a comment).
+_HTML_MARKUP = re.compile(
+    r"<(?:!doctype\s+html|!--|(?:html|head|body|title|meta|link|script|style|div|p|span|a|"
+    r"article|main|section|header|footer|nav|aside|h[1-6]|table|ul|ol|li|br|img|figure|"
+    r"form|iframe|noscript)[\s/>])",
+    re.IGNORECASE,
+)
+MARKUP_WINDOW = 65_536
+"""Characters of a local file searched for HTML markup (:func:`has_html_markup`)."""
+
+NOT_HTML_TEXT = (
+    "not HTML: text without HTML markup (Markdown or plain text?); `claimwire extract` "
+    "reads web pages, `claimwire claims FILE.txt` reads text"
+)
+
+
+def has_html_markup(text: str) -> bool:
+    """Whether ``text`` holds HTML markup (a start tag of a common element, a doctype or a
+    comment) in its first :data:`MARKUP_WINDOW` characters. A Markdown or plain-text file
+    has none: extracting it as a web page would give a made-up "article"."""
+    return _HTML_MARKUP.search(text, 0, MARKUP_WINDOW) is not None
+
+
 def extract_file(path: str | Path, *, min_text_chars: int = 200) -> dict[str, Any]:
     """Extract one local file (``.gz`` is decompressed). Returns the CLI's JSON object.
 
     Keys: ``file, title, author, published_at`` (ISO 8601 or None), ``language, sitename,
     text``, plus ``encoding``. An unreadable file, or one that is not text (a PDF, an
-    image: :func:`binary_type`), gives an ``error`` key and empty text.
+    image: :func:`binary_type`), or text without HTML markup (Markdown, plain text:
+    :func:`has_html_markup`) gives an ``error`` key and empty text, as does a page that
+    cannot be parsed (``"nesting too deep"``).
     """
     p = Path(path)
     try:
@@ -67,6 +93,8 @@ def extract_file(path: str | Path, *, min_text_chars: int = 200) -> dict[str, An
     if kind is not None:
         return _as_output(str(p), None, error=f"not HTML: {kind}")
     html, encoding = decode_html(body, None)
+    if not has_html_markup(html):
+        return _as_output(str(p), None, encoding=encoding, error=NOT_HTML_TEXT)
     page = extract_page(html, None, min_text_chars=min_text_chars)
     return _as_output(str(p), page, encoding=encoding)
 
@@ -90,6 +118,8 @@ def _as_output(
     }
     if encoding is not None:
         out["encoding"] = encoding
+    if error is None and page is not None and page.failure and not page.text:
+        error = page.failure
     if error is not None:
         out["error"] = error
     return out
