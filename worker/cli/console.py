@@ -18,6 +18,27 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        sys.stdout.write(f"claimwire {version('claimwire')}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=_show_version,
+        help="Show the version and exit.",
+    ),
+) -> None:
+    """claimwire: news feeds to clean text, duplicates and attributed claims."""
+
+
 class _MaskedStream:
     """sys.stdout or sys.stderr (looked up at each write, as rich does), with every
     ``scheme://user:password@`` masked: a feed or article URL carrying credentials is
@@ -28,7 +49,12 @@ class _MaskedStream:
 
     @property
     def stream(self) -> Any:
-        return getattr(sys, self.name)
+        """The stream itself. While a progress bar is live on a terminal, rich puts a proxy
+        in sys.stdout/sys.stderr that prints through the bar's console, which writes here:
+        writing to the proxy would go round that loop for ever (``--wait`` hung at full
+        CPU). The proxy names the file it stands for, as rich's own consoles read it."""
+        stream = getattr(sys, self.name)
+        return getattr(stream, "rich_proxied_file", stream)
 
     def write(self, text: str) -> int:
         from worker.core.settings import mask_secrets

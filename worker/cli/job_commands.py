@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -442,6 +441,8 @@ def _report(row: dict[str, Any]) -> int:
 def _work_in_process(job_id: int, settings: Any, refresh: Any) -> dict[str, Any]:
     """Run an embedded Celery worker on the ``backfill`` queue in this process, advance
     the job every half second, and stop the worker once the job has ended."""
+    from celery.worker import state as worker_state
+
     from worker.celery_app import app as celery_app
     from worker.core.queues import BACKFILL_QUEUE
     from worker.jobs.work import advance_once
@@ -464,7 +465,10 @@ def _work_in_process(job_id: int, settings: Any, refresh: Any) -> dict[str, Any]
                 continue
             if row["state"] in FINISHED or row["state"] == "paused":
                 result.update(row)
-                os.kill(os.getpid(), signal.SIGTERM)
+                # What a SIGTERM's handler does, without the handler's "worker: Warm
+                # shutdown" written straight to file descriptor 1 (stdout carries only the
+                # command's output: `jobs show N --wait --json` is JSON).
+                worker_state.should_stop = 0
                 return
 
     worker = celery_app.Worker(
@@ -486,6 +490,7 @@ def _work_in_process(job_id: int, settings: Any, refresh: Any) -> dict[str, Any]
         worker.start()
     finally:
         stop.set()
+        worker_state.should_stop = None  # a later worker of this process starts afresh
     if not result:
         result.update(refresh())
         err.print(f"claimwire: stopped; job {job_id} resumes with `claimwire run` or --wait")

