@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import claimwire, cli_env
 from tests.test_backfill_helpers import serve_articles
 
@@ -143,3 +145,44 @@ def test_extract_refuses_a_markdown_file(tmp_path: Path) -> None:
     assert md["error"].startswith("not HTML: text without HTML markup") and md["text"] == ""
     assert "error" not in html and "tram line" in html["text"]
     assert "1 of 2 page(s) failed" in r.stderr
+
+
+_IMPORTS_PROBE = """
+import json, sys
+from worker.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+NOT_AT_STARTUP = ("spacy", "thinc", "trafilatura", "lxml", "celery", "fastapi", "alembic")
+"""Libraries a command that reads the database needs none of (issue 18: `status`,
+`claims search` and `export` took about 2 s, most of it importing these)."""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["claims", "search", "--speaker", "mayor"], ["export", "claims"], ["--version"]],
+    ids=["status", "claims-search", "export", "version"],
+)
+def test_commands_that_need_no_model_import_none(command: list[str], tmp_path: Path) -> None:
+    """The set of modules imported, in a fresh interpreter, by a command on a migrated
+    database (the first command on a new database migrates it: Alembic then loads)."""
+    env = cli_env(tmp_path)
+    r = claimwire(["status"], env, tmp_path)  # create and migrate the database
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_PROBE, *command],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    modules = set(json.loads(r.stderr.strip().splitlines()[-1]))
+    loaded = sorted(m for m in NOT_AT_STARTUP if m in modules)
+    assert loaded == [], f"{command} imported {loaded}"

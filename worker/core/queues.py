@@ -11,8 +11,6 @@ Which article step goes to which queue is declared in :mod:`worker.pipeline.step
 
 from __future__ import annotations
 
-import redis
-
 from worker.core.settings import Settings
 
 IO_QUEUE = "io"
@@ -30,6 +28,8 @@ def queue_depths(settings: Settings) -> dict[str, int | None]:
         names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
         return {q: sum(1 for n in names if n.endswith(f".{q}.msg")) for q in QUEUES}
     if url.startswith(("redis://", "rediss://")):
+        import redis  # only here: the embedded broker's commands need no Redis client
+
         try:
             client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
             return {q: int(client.llen(q)) for q in QUEUES}

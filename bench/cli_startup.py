@@ -1,0 +1,128 @@
+"""Wall time of the `claimwire` commands that need no model (issue 18).
+
+Usage, from the repository root:
+
+    .venv/bin/python -m bench.cli_startup              # 9 runs of each command
+    .venv/bin/python -m bench.cli_startup --runs 15
+    git archive main | tar -x -C /tmp/main-src
+    .venv/bin/python -m bench.cli_startup --compare /tmp/main-src   # main's code too
+
+Each command runs as a user runs it (``python -m worker.cli ...``, a new process), on a
+SQLite database in a temporary data directory that an earlier ``status`` created and
+migrated (the first run of a new database also migrates it: not measured). The median
+and the fastest of ``--runs`` runs are printed, and the heavy libraries each command
+imported (read in a separate run of the same command in process). With ``--compare
+DIR``, the code in DIR (another checkout's root, put first on ``PYTHONPATH``) runs each
+command too, the two interleaved run by run so that both meet the same machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COMMANDS: list[list[str]] = [
+    ["--version"],
+    ["status"],
+    ["claims", "search", "--speaker", "mayor"],
+    ["export", "claims"],
+    ["feeds", "list"],
+    ["jobs", "list"],
+]
+
+HEAVY = [
+    "spacy",
+    "trafilatura",
+    "lxml",
+    "celery",
+    "kombu",
+    "fastapi",
+    "starlette",
+    "alembic",
+    "redis",
+    "httpx",
+    "feedparser",
+    "datasketch",
+    "numpy",
+    "courlan",
+]
+
+_PROBE = """
+import sys
+from worker.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+import json
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.stderr)
+"""
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    return time.perf_counter() - t0
+
+
+def _imported(args: list[str], env: dict[str, str], cwd: Path) -> list[str]:
+    r = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "[]"
+    try:
+        return list(json.loads(last))
+    except ValueError:
+        return ["?"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--compare", type=Path, help="another checkout's root")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLAIMWIRE_")}
+        env["CLAIMWIRE_DATA_DIR"] = str(cwd / "data")
+        env.pop("PYTHONPATH", None)
+        envs = {"this": env}
+        if args.compare is not None:
+            envs["compared"] = {**env, "PYTHONPATH": str(args.compare.resolve())}
+        _run(["status"], env, cwd)  # create and migrate the database
+        print(f"load average {os.getloadavg()[0]:.1f}; {args.runs} runs per command")
+        print(f"{'command':<34} {'code':<9} {'median s':>9} {'fastest s':>10}  heavy imports")
+        for command in COMMANDS:
+            times: dict[str, list[float]] = {name: [] for name in envs}
+            for _ in range(args.runs):
+                for name, e in envs.items():
+                    times[name].append(_run(command, e, cwd))
+            for name, e in envs.items():
+                heavy = _imported(command, e, cwd)
+                print(
+                    f"{' '.join(command):<34} {name:<9} {statistics.median(times[name]):>9.2f} "
+                    f"{min(times[name]):>10.2f}  {', '.join(heavy) or '-'}"
+                )
+
+
+if __name__ == "__main__":
+    main()
