@@ -23,13 +23,13 @@ from tests.test_backfill_helpers import serve_articles
 
 
 def on_terminal(
-    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120, columns: int = 100
 ) -> tuple[int | None, str]:
     """Run `claimwire ARGS` with stdin, stdout and stderr on a pseudo-terminal (what a
     user typing the command has); the exit status (None: still running at ``timeout``,
     then killed) and everything it wrote."""
     master, slave = pty.openpty()
-    env = {**env, "COLUMNS": "100", "LINES": "40", "TERM": "xterm-256color"}
+    env = {**env, "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", *args],
         stdin=slave,
@@ -66,7 +66,8 @@ def on_terminal(
     if status is None:
         proc.kill()
         proc.wait()
-    return status, _ANSI.sub("", b"".join(chunks).decode("utf-8", errors="replace"))
+    text = b"".join(chunks).decode("utf-8", errors="replace").replace("\r\n", "\n")
+    return status, _ANSI.sub("", text)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -186,3 +187,91 @@ def test_commands_that_need_no_model_import_none(command: list[str], tmp_path: P
     modules = set(json.loads(r.stderr.strip().splitlines()[-1]))
     loaded = sorted(m for m in NOT_AT_STARTUP if m in modules)
     assert loaded == [], f"{command} imported {loaded}"
+
+
+def test_blocked_feed_advice_names_feeds_poll(tmp_path: Path) -> None:
+    """A feed blocked by the private-network guard backs off; once the setting allows it,
+    the next runs would repeat the old error until the back-off ends. The advice says
+    `claimwire feeds poll ID` polls it now, and it does."""
+    url = "http://127.0.0.1:9/feed.xml"  # nothing listens on the discard port
+    blocked = cli_env(tmp_path, ALLOW_PRIVATE_NETWORKS="false")
+    assert claimwire(["feeds", "add", url], blocked, tmp_path).returncode == 0
+    r = claimwire(["run", "--until-idle"], blocked, tmp_path)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "blocked address" in r.stderr
+    assert "(next poll in " in r.stderr
+    assert "once the cause is fixed, `claimwire feeds poll 1` retries now" in r.stderr
+    r = claimwire(["status"], blocked, tmp_path)
+    assert "or now: `claimwire feeds poll 1`" in " ".join(r.stdout.split()), r.stdout
+
+    allowed = cli_env(tmp_path, ALLOW_PRIVATE_NETWORKS="true")
+    r = claimwire(["run", "--until-idle"], allowed, tmp_path)  # not due: the old error
+    assert "blocked address" in r.stderr
+    r = claimwire(["feeds", "poll", "1"], allowed, tmp_path)
+    assert r.returncode == 0 and "1 feed(s) due now" in r.stdout, r.stderr
+    claimwire(["run", "--until-idle"], allowed, tmp_path)
+    shown = json.loads(claimwire(["feeds", "show", "1", "--json"], allowed, tmp_path).stdout)
+    assert shown["polls_total"] == 2
+    assert "blocked address" not in (shown["last_error"] or "")  # polled: refused instead
+
+
+def _cells(line: str) -> int:
+    from rich.cells import cell_len
+
+    return cell_len(line)
+
+
+def test_tables_fit_80_columns_with_whole_values_and_one_duration_format(
+    tmp_path: Path,
+) -> None:
+    """At 80 columns: no line is wider, short values (ids, states, times, counts) are
+    whole, long text ends in "…" instead of being cut silently, and durations read
+    "37m 30s" / "1h 15m" everywhere (they read "2250s" next to "75m")."""
+    from tests.support.webdata import seed
+    from worker.core.settings import get_settings, reset_settings
+
+    env = cli_env(tmp_path)
+    os.environ["CLAIMWIRE_DATA_DIR"] = env["CLAIMWIRE_DATA_DIR"]
+    try:
+        reset_settings()
+        seed(get_settings())
+    finally:
+        del os.environ["CLAIMWIRE_DATA_DIR"]
+        reset_settings()
+    long_url = "https://www.example-regional-newspaper.org/sections/local-politics/feed.rss"
+    assert claimwire(["feeds", "add", long_url], env, tmp_path).returncode == 0
+    assert claimwire(["feeds", "set", "4", "--interval", "2250"], env, tmp_path).returncode == 0
+    r = claimwire(["feeds", "set", "1", "--interval", "75m"], env, tmp_path)
+    assert r.stdout.strip().endswith("polled every 1h 15m"), r.stdout
+    outputs = {}
+    for command in (
+        ["feeds", "list"],
+        ["feeds", "show", "4"],
+        ["jobs", "list"],
+        ["jobs", "show", "1"],
+        ["status"],
+        ["claims", "search"],
+    ):
+        status, output = on_terminal(command, env, tmp_path, columns=80)
+        assert status == 0, output
+        wide = [line for line in output.splitlines() if _cells(line) > 80]
+        assert wide == [], (command, wide)
+        outputs[" ".join(command)] = output
+    listing = outputs["feeds list"]
+    rows = [line for line in listing.splitlines() if line.startswith("│")]
+    assert len(rows) == 4  # one line per feed
+    assert "37m 30s*" in listing and "1h 15m*" in listing
+    (row4,) = [r for r in rows if r.split("│")[1].strip() == "4"]
+    assert row4.split("│")[3].strip().startswith("https://www") and "…" in row4.split("│")[3]
+    (row2,) = [r for r in rows if r.split("│")[1].strip() == "2"]
+    assert row2.split("│")[2].strip() == "failing" and "HTTP 503…" in row2
+    assert "37m 30s" in outputs["feeds show 4"]
+    assert "2250" not in outputs["feeds show 4"]
+    assert " reprocess " in outputs["jobs list"] and " running " in outputs["jobs list"]
+    search = outputs["claims search"]
+    # the claim wraps at words: every word of it is there whole
+    words = " ".join(
+        line.split("│")[4].strip() for line in search.splitlines() if line.count("│") > 5
+    ).split()
+    for word in ["the", "steelworks", "in", "Korlin", "will", "reopen", "by", "spring"]:
+        assert word in words, (word, search)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -138,3 +139,129 @@ def _parse_date(value: str | None, name: str) -> datetime | None:
     except ValueError as exc:
         raise UserError(f"{name}: not a date: {value!r} (use YYYY-MM-DD or ISO 8601)") from exc
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def human_duration(seconds: float | int | None) -> str:
+    """One format for every duration shown: the two largest units, ``"45s"``, ``"37m 30s"``,
+    ``"1h 15m"``, ``"2d 3h"`` (a zero second unit left out: ``"1h"``)."""
+    if seconds is None:
+        return "-"
+    total = max(round(float(seconds)), 0)
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        value, total = divmod(total, size)
+        if value or (parts and len(parts) < 2):
+            parts.append(f"{value}{unit}")
+        if len(parts) == 2:
+            break
+    parts = [p for p in parts if not p.startswith("0")] or ["0s"]
+    return " ".join(parts)
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` on one line in ``width`` cells: whole, or cut after a word with ``…`` (in
+    the middle of a word only when no word boundary is near)."""
+    from rich.cells import cell_len, set_cell_size
+
+    text = " ".join(text.split())
+    if cell_len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    cut = set_cell_size(text, width - 1)
+    space = cut.rfind(" ")
+    if space >= max(width * 0.6, 1):
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+@dataclass
+class Col:
+    """A column of :func:`fit_table`. ``flex`` columns hold long text (URLs, errors,
+    claims) and share the width left by the others, cut with ``…`` (or wrapped at words
+    with ``wrap``); the others are shown whole. When the console is too narrow for every
+    column, the ones with the highest ``drop`` are left out first (0: never)."""
+
+    header: str
+    flex: bool = False
+    drop: int = 0
+    wrap: bool = False
+    max_width: int | None = None
+    justify: Any = "left"
+
+
+FLEX_MIN = 12
+"""Cells a flexible column keeps at least (its whole content when shorter)."""
+
+
+def fit_table(
+    console: Console, cols: list[Col], rows: list[list[str]], **table_options: Any
+) -> Any:
+    """A rich Table of ``rows`` (plain strings, no markup) fitted to ``console``'s width:
+    no column cut in the middle of a value; long text shortened at a word with ``…``."""
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
+    def natural(i: int) -> int:
+        header = cell_len(cols[i].header)
+        widest = max((cell_len(" ".join(r[i].split())) for r in rows), default=0)
+        wanted = max(header, widest, 1)
+        cap = cols[i].max_width
+        return max(min(wanted, cap), header) if cap else wanted
+
+    def least(i: int) -> int:
+        return (
+            min(natural(i), max(FLEX_MIN, cell_len(cols[i].header))) if cols[i].flex else natural(i)
+        )
+
+    keep = list(range(len(cols)))
+    overhead = 3  # a border and a space either side of each cell
+
+    def needed(idx: list[int]) -> int:
+        return sum(least(i) for i in idx) + overhead * len(idx) + 1
+
+    width = console.width
+    while needed(keep) > width and any(cols[i].drop for i in keep):
+        keep.remove(max(keep, key=lambda i: (cols[i].drop, i)))
+    widths = {i: natural(i) for i in keep}
+    fixed = sum(widths[i] for i in keep if not cols[i].flex) + overhead * len(keep) + 1
+    flex = [i for i in keep if cols[i].flex]
+    room = width - fixed
+    total_natural = sum(widths[i] for i in flex)
+    if flex and total_natural > room:
+        # each gets its least; the rest of the room goes to the wrapped text first (the
+        # table's main content, shown whole), then to the others in proportion to what
+        # each wants more
+        spare = max(room - sum(least(i) for i in flex), 0)
+        for i in flex:
+            widths[i] = least(i)
+        for group in ([i for i in flex if cols[i].wrap], [i for i in flex if not cols[i].wrap]):
+            wants = {i: natural(i) - widths[i] for i in group}
+            total_want = sum(wants.values())
+            if not total_want:
+                continue
+            given = min(spare, total_want)
+            for i in group:
+                widths[i] += given * wants[i] // total_want
+            spare -= given
+    table = Table(**table_options)
+    for i in keep:
+        c = cols[i]
+        table.add_column(
+            c.header,
+            justify=c.justify,
+            width=widths[i],
+            no_wrap=not c.wrap,
+            overflow="fold" if c.wrap else "ellipsis",
+        )
+    for r in rows:
+        cells = []
+        for i in keep:
+            value = r[i] if cols[i].wrap else shorten(r[i], widths[i])
+            cells.append(Text(value))
+        table.add_row(*cells)
+    return table

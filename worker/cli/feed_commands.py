@@ -8,8 +8,18 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from worker.cli.console import UserError, _db, app, err, out
+from worker.cli.console import (
+    Col,
+    UserError,
+    _db,
+    app,
+    err,
+    fit_table,
+    human_duration,
+    out,
+)
 from worker.core.settings import mask_secrets
 
 feeds_app = typer.Typer(help="Manage the feeds claimwire polls.", no_args_is_help=True)
@@ -105,52 +115,53 @@ def feeds_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")
         for r in rows:
             sys.stdout.write(mask_secrets(json.dumps(r, ensure_ascii=False)) + "\n")
         return
-    table = Table(
-        "id",
-        "state",
-        "url",
-        "last attempt",
-        "last success",
-        "last new entry",
-        "fails",
-        "HTTP",
-        "new/day",
-        "interval",
-        "next poll",
-        "last error",
-    )
 
     def when(v: object) -> str:  # "MM-DD HH:MM" (UTC): enough to tell health apart
         return str(v)[5:16].replace("T", " ") if v else "-"
 
-    for r in rows:
-        state = str(r["state"])
-        table.add_row(
-            str(r["id"]),
-            f"[bold red]{state}[/]" if state == "dead" else state,
-            str(r["url"]),
-            when(r["last_attempt_at"]),
-            when(r["last_success_at"]),
-            when(r["last_new_entry_at"]),
-            str(r["consecutive_failures"]),
-            str(r["last_status"] or "-"),
-            str(r["new_entries_per_day"]),
-            _duration(r["interval_override"] or r["poll_interval"])
-            + ("*" if r["interval_override"] else ""),
-            when(r["next_poll_at"]),
-            str(r["last_error"] or "")[:60],
-        )
+    cols = [
+        Col("id", justify="right"),
+        Col("state"),
+        Col("url", flex=True),
+        Col("last attempt", drop=3),
+        Col("last success", drop=4),
+        Col("last new entry", drop=6),
+        Col("fails", justify="right", drop=2),
+        Col("HTTP", drop=7),
+        Col("new/day", justify="right", drop=5),
+        Col("interval", drop=1),
+        Col("next poll", drop=2),
+        Col("last error", flex=True, max_width=60),
+    ]
+    table = fit_table(
+        out,
+        cols,
+        [
+            [
+                str(r["id"]),
+                str(r["state"]),
+                str(r["url"]),
+                when(r["last_attempt_at"]),
+                when(r["last_success_at"]),
+                when(r["last_new_entry_at"]),
+                str(r["consecutive_failures"]),
+                str(r["last_status"] or "-"),
+                str(r["new_entries_per_day"]),
+                human_duration(_seconds(r["interval_override"] or r["poll_interval"]))
+                + ("*" if r["interval_override"] else ""),
+                when(r["next_poll_at"]),
+                str(r["last_error"] or ""),
+            ]
+            for r in rows
+        ],
+    )
     out.print(table)
     if any(r["interval_override"] for r in rows):
         out.print("* interval set by hand (`claimwire feeds set ID --interval auto` to undo)")
 
 
-def _duration(value: object) -> str:
-    seconds = int(str(value)) if str(value).isdigit() else 0
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+def _seconds(value: object) -> int:
+    return int(str(value)) if str(value).isdigit() else 0
 
 
 @feeds_app.command("set")
@@ -192,7 +203,7 @@ def feeds_set(
     except FeedNotFound as exc:
         raise UserError(str(exc)) from exc
     if interval is not None:
-        shown = "adaptive" if seconds is None else f"every {_duration(seconds)}"
+        shown = "adaptive" if seconds is None else f"every {human_duration(seconds)}"
         out.print(f"{url}: polled {shown}")
     if pause or resume:
         out.print(f"{url}: {state}")
@@ -283,20 +294,32 @@ def feeds_show(
         return
     facts = Table.grid(padding=(0, 2))
     for key, value in row.items():
-        facts.add_row(key, "-" if value is None or value == [] else str(value))
+        if key in ("poll_interval", "interval_override") and value is not None:
+            value = human_duration(_seconds(value))
+        facts.add_row(key, Text("-" if value is None or value == [] else str(value)))
     out.print(facts)
-    table = Table("at (UTC)", "outcome", "HTTP", "ms", "seen", "new", "error", title="recent polls")
-    for h in history:
-        table.add_row(
+    cols = [
+        Col("at (UTC)"),
+        Col("outcome"),
+        Col("HTTP", drop=3),
+        Col("ms", justify="right", drop=2),
+        Col("seen", justify="right", drop=1),
+        Col("new", justify="right"),
+        Col("error", flex=True),
+    ]
+    rows = [
+        [
             str(h["at"])[:19].replace("T", " "),
             str(h["outcome"]),
             str(h["http_status"] or "-"),
             str(h["duration_ms"]),
             str(h["entries_seen"]),
             str(h["entries_new"]),
-            str(h["error"] or "")[:60],
-        )
-    out.print(table)
+            str(h["error"] or ""),
+        ]
+        for h in history
+    ]
+    out.print(fit_table(out, cols, rows, title="recent polls"))
 
 
 @feeds_app.command("remove")

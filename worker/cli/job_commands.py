@@ -25,9 +25,8 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
-from worker.cli.console import UserError, _db, _parse_date, app, err, out
+from worker.cli.console import Col, UserError, _db, _parse_date, app, err, fit_table, out
 
 backfill_app = typer.Typer(
     help="Backfill the past: a feed's archives, sitemaps, or a list of URLs.",
@@ -261,32 +260,40 @@ def jobs_list(as_json: bool = typer.Option(False, "--json", help="JSON lines."))
         for r in rows:
             sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
         return
-    table = Table(
-        "id",
-        "kind",
-        "state",
-        "finished/found",
-        "done",
-        "fetched",
-        "skip",
-        "fail",
-        "created",
-        caption="finished = done + skip + fail; found ends in + while discovery goes on",
-    )
+    cols = [
+        Col("id", justify="right"),
+        Col("kind"),
+        Col("state"),
+        Col("finished/found", justify="right"),
+        Col("done", justify="right", drop=3),
+        Col("fetched", justify="right", drop=4),
+        Col("skip", justify="right", drop=2),
+        Col("fail", justify="right"),
+        Col("created", drop=1),
+    ]
+    cells = []
     for r in rows:
         finished = int(r["done"]) + int(r["skipped"]) + int(r["failed"])
         total = f"{finished}/{r['discovered']}" + ("" if r["discovery_done"] else "+")
-        table.add_row(
-            str(r["id"]),
-            str(r["kind"]).removeprefix("backfill_"),
-            str(r["state"]),
-            total,
-            str(r["done"]),
-            str(r["fetched"]),
-            str(r["skipped"]),
-            str(r["failed"]),
-            str(r["created_at"])[:16],
+        cells.append(
+            [
+                str(r["id"]),
+                str(r["kind"]).removeprefix("backfill_"),
+                str(r["state"]),
+                total,
+                str(r["done"]),
+                str(r["fetched"]),
+                str(r["skipped"]),
+                str(r["failed"]),
+                str(r["created_at"])[:16].replace("T", " "),
+            ]
         )
+    table = fit_table(
+        out,
+        cols,
+        cells,
+        caption="finished = done + skip + fail; found ends in + while discovery goes on",
+    )
     out.print(table)
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from worker.cli.console import UserError, _db, _settings, app, err, out
+from worker.cli.console import UserError, _db, _settings, app, err, human_duration, out
 
 if TYPE_CHECKING:
     from worker.reports.status import FailingFeeds
@@ -121,16 +121,36 @@ def run(
 
 
 def _report_failing_feeds(failing: FailingFeeds) -> None:
-    """The feeds whose last poll failed (a few, latest first) and where to look."""
+    """The feeds whose last poll failed (a few, latest first), when each is polled again,
+    and how to retry at once: a failing feed waits out its back-off, so after fixing the
+    cause (a setting such as CLAIMWIRE_ALLOW_PRIVATE_NETWORKS, the feed's server) the
+    next runs would repeat the same error until then."""
     if not failing.failing:
         return
-    for feed_id, url, error in failing.examples:
-        err.print(f"claimwire:   feed {feed_id} {url}: {error}", highlight=False, markup=False)
+    from schemas.types import utcnow
+
+    now = utcnow()
+    for n, (feed_id, url, error) in enumerate(failing.examples):
+        when = failing.next_polls[n] if n < len(failing.next_polls) else None
+        if when is None:
+            nxt = ""
+        elif when.replace(tzinfo=now.tzinfo) <= now:
+            nxt = " (polled again now)"
+        else:
+            wait = (when.replace(tzinfo=now.tzinfo) - now).total_seconds()
+            nxt = f" (next poll in {human_duration(wait)})"
+        err.print(f"claimwire:   feed {feed_id} {url}: {error}{nxt}", highlight=False, markup=False)
     more = failing.failing - len(failing.examples)
     hidden = f" ({more} more not shown)" if more else ""
+    retry = (
+        f"`claimwire feeds poll {failing.examples[0][0]}`"
+        if failing.failing == 1 and failing.examples
+        else "`claimwire feeds poll ID` (or `--all`)"
+    )
     err.print(
         f"claimwire: {failing.failing} feed(s) failing{hidden}:"
-        " see `claimwire feeds list` and `claimwire feeds show ID`",
+        " see `claimwire feeds list` and `claimwire feeds show ID`;"
+        f" once the cause is fixed, {retry} retries now instead of at the next poll",
         highlight=False,
         markup=False,
     )
@@ -218,7 +238,23 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
     for e in data["recent_feed_errors"]:
         out.print(
             f"  feed {e['id']} {e['state']} ({e['failures']} failures): {e['error']}  ({e['url']})"
+            + _next_poll(e.get("next_poll_at"), int(e["id"])),
+            highlight=False,
+            markup=False,
         )
+
+
+def _next_poll(when: str | None, feed_id: int) -> str:
+    """When a failing feed is polled again, and how to poll it now."""
+    from datetime import datetime
+
+    from schemas.types import utcnow
+
+    if not when:
+        return ""
+    wait = (datetime.fromisoformat(when) - utcnow()).total_seconds()
+    due = "due now" if wait <= 0 else f"next poll in {human_duration(wait)}"
+    return f"; {due}, or now: `claimwire feeds poll {feed_id}`"
 
 
 @app.command()

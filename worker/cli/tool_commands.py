@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from worker.cli.console import UserError, _db, _parse_date, _settings, app, out
+from worker.cli.console import Col, UserError, _db, _parse_date, _settings, app, fit_table, out
 
 # ---------------------------------------------------------------- standalone tools
 
@@ -172,16 +171,24 @@ def _claims_cluster(cluster_id: int, jsonl: bool) -> None:
         f"in {report['n_outlets']} outlet(s); first seen {first} "
         f"({report['first_outlet'] or '?'}: {report['first_url'] or '?'})"
     )
-    table = Table("date", "outlet", "speaker", "claim", "url")
-    for m in report["members"]:
-        table.add_row(
+    cols = [
+        Col("date"),
+        Col("outlet", flex=True, max_width=30),
+        Col("speaker", flex=True, max_width=30),
+        Col("claim", flex=True, wrap=True),
+        Col("url", flex=True, drop=1),
+    ]
+    rows = [
+        [
             str(m["published_at"] or "")[:16].replace("T", " "),
             str(m["outlet"]) + (" (copy)" if m["copy"] else ""),
             str(m["speaker"]),
-            str(m["text"])[:120],
+            str(m["text"]),
             str(m["url"]),
-        )
-    out.print(table)
+        ]
+        for m in report["members"]
+    ]
+    out.print(fit_table(out, cols, rows))
 
 
 def _claims_search(
@@ -209,15 +216,25 @@ def _claims_search(
         for r in rows:
             sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
         return
-    table = Table("date", "outlet", "speaker", "claim", "cluster", "outlets", "first seen")
-    for r in rows:
-        table.add_row(
+    cols = [
+        Col("date"),
+        Col("outlet", flex=True, max_width=30),
+        Col("speaker", flex=True, max_width=30),
+        Col("claim", flex=True, wrap=True),
+        Col("cluster", justify="right", drop=1),
+        Col("outlets", justify="right", drop=2),
+        Col("first seen", drop=3),
+    ]
+    cells = [
+        [
             str(r["published_at"] or "")[:10],
             str(r["outlet"]),
             str(r["speaker"]),
-            str(r["text"])[:120],
+            str(r["text"]),
             str(r["cluster_id"] or ""),
             str(r["cluster_outlets"]),
             str(r["cluster_first_seen"] or "")[:10],
-        )
-    out.print(table)
+        ]
+        for r in rows
+    ]
+    out.print(fit_table(out, cols, cells))

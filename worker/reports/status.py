@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,7 @@ def collect(session: Session, settings: Settings) -> dict[str, Any]:
             "state": f.state,
             "error": mask_secrets(f.last_error or "") or None,
             "failures": f.consecutive_failures,
+            "next_poll_at": f.next_poll_at.isoformat() if f.next_poll_at else None,
         }
         for f in session.exec(
             select(Feed)
@@ -178,6 +179,7 @@ class FailingFeeds:
     failing: int  # failing or dead
     unpaused: int  # every feed not paused
     examples: list[tuple[int, str, str]]  # (id, url masked, last error), latest first
+    next_polls: list[datetime | None] = field(default_factory=list)  # of the examples
 
     @property
     def all_failed(self) -> bool:
@@ -192,20 +194,26 @@ def failing_feeds(session: Session, limit: int = 3) -> FailingFeeds:
             func.count().filter(col(Feed.state) != FeedState.paused.value),
         ).select_from(Feed)
     ).one()
+    feeds = session.exec(
+        select(Feed)
+        .where(col(Feed.state).in_(bad))
+        .order_by(col(Feed.last_attempt_at).desc(), col(Feed.id))
+        .limit(limit)
+    ).all()
     examples = [
         (
             int(f.id or 0),
             mask_secrets(f.url),
             mask_secrets(f.last_error or "") or "no error recorded",
         )
-        for f in session.exec(
-            select(Feed)
-            .where(col(Feed.state).in_(bad))
-            .order_by(col(Feed.last_attempt_at).desc(), col(Feed.id))
-            .limit(limit)
-        ).all()
+        for f in feeds
     ]
-    return FailingFeeds(failing=int(counts[0]), unpaused=int(counts[1]), examples=examples)
+    return FailingFeeds(
+        failing=int(counts[0]),
+        unpaused=int(counts[1]),
+        examples=examples,
+        next_polls=[f.next_poll_at for f in feeds],
+    )
 
 
 def archive_writable(path: Path) -> str | None:
