@@ -18,28 +18,19 @@ from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
 import httpx
-from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlmodel import Session, col
 
 from schemas.models import Article, ArticleState, Feed, FeedPoll, FeedState, Sighting
 from schemas.types import utcnow
 from worker.core.db import insert_ignore, is_postgres
 from worker.core.settings import Settings
+from worker.feeds.due import count_due, due
 from worker.feeds.parsing import ParsedFeed, parse_feed
 from worker.network.http import FetchError, HttpClient, classify_status, parse_retry_after
 from worker.network.politeness import HostBusy, HostLimiter
 from worker.network.robots import RobotsUnavailable, robots_allows
 from worker.network.urls import InvalidURL, canonicalize, host_of, url_hash
-
-
-def due(now: datetime) -> ColumnElement[bool]:
-    """The rule: a feed is due when its time has come, it is not paused, and no poll of
-    it is in flight (or the one in flight has outlived its lease)."""
-    return and_(
-        col(Feed.state) != FeedState.paused,
-        col(Feed.next_poll_at) <= now,
-        or_(col(Feed.lease_until).is_(None), col(Feed.lease_until) < now),
-    )
 
 
 class Lease(NamedTuple):
@@ -485,12 +476,6 @@ def make_due(session: Session, feed_ids: list[int] | None) -> int:
     if feed_ids is not None:
         stmt = stmt.where(col(Feed.id).in_(feed_ids))
     return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
-
-
-def count_due(session: Session, now: datetime | None = None) -> int:
-    return int(
-        session.scalar(select(func.count()).select_from(Feed).where(due(now or utcnow()))) or 0
-    )
 
 
 __all__ = [

@@ -22,6 +22,7 @@ from schemas.models import (
 from schemas.types import utcnow
 from worker.core.queues import queue_depths
 from worker.core.settings import Settings, mask_secrets
+from worker.feeds.due import count_due
 from worker.jobs.lifecycle import jobs_pending_work
 from worker.pipeline.sweep import held_article_ids
 
@@ -44,16 +45,10 @@ def pending_work(session: Session) -> int:
             col(Article.id).not_in(held_article_ids()),
         )
     ).one()
-    from worker.feeds.polling import count_due  # as in collect()
-
     return int(leased) + int(articles) + count_due(session, now) + jobs_pending_work(session)
 
 
 def collect(session: Session, settings: Settings) -> dict[str, Any]:
-    # feeds.polling brings the HTTP client and the feed parser: imported when used, so
-    # that `claimwire status` starts without them
-    from worker.feeds.polling import count_due
-
     states = dict(
         session.exec(select(Article.state, func.count()).group_by(col(Article.state))).all()
     )
