@@ -135,6 +135,9 @@ class FeedPoll(SQLModel, table=True):
     http_status: int | None = None
     entries_seen: int = 0
     entries_new: int = 0
+    # entries refused (a link that is not http(s), over the per-poll limit...) and why
+    entries_rejected: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    rejected: str | None = Field(default=None, sa_type=Text)
     error: str | None = Field(default=None, sa_type=Text)
 
     __table_args__ = (Index("ix_feedpoll_feed_started", "feed_id", "started_at"),)

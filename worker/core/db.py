@@ -17,8 +17,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Engine, ExceptionContext
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool, QueuePool
 from sqlmodel import Session, create_engine
 
@@ -87,6 +87,45 @@ def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
     return on_connect
 
 
+# Statements a driver or the database refuses outright, the same way on every try, that
+# psycopg and sqlite3 report as OperationalError (the class of a lost connection).
+_REFUSALS = (
+    "number of parameters must be between",  # psycopg: more than 65,535 bind parameters
+    "too many sql variables",  # SQLite: more than SQLITE_MAX_VARIABLE_NUMBER
+    "string or blob too big",
+    "too many terms in compound select",
+    "expression tree is too large",
+)
+
+
+def refused_statement(orig: BaseException | None) -> bool:
+    """Whether a driver's OperationalError is a refusal of the statement itself, not of
+    the environment: PostgreSQL's class 54 (program limit exceeded: a statement too
+    complex, an index row too large) or a driver's own refusal before sending it."""
+    if orig is None:
+        return False
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate.startswith("54")
+    message = str(orig).lower()
+    return any(refusal in message for refusal in _REFUSALS)
+
+
+def _refusals_are_programming_errors(ctx: ExceptionContext) -> BaseException | None:
+    """Raise a refused statement as the ``ProgrammingError`` PEP 249 names for it ("wrong
+    number of parameters specified"), not as an ``OperationalError``: everything that
+    classes errors (``worker.pipeline.attempts.is_environment_error``) then counts it as
+    the item's error instead of retrying it, uncounted, as an outage, for ever."""
+    exc = ctx.sqlalchemy_exception
+    if ctx.is_disconnect or not isinstance(exc, OperationalError):
+        return None
+    if not refused_statement(ctx.original_exception):
+        return None
+    return ProgrammingError(
+        ctx.statement, ctx.parameters, ctx.original_exception, hide_parameters=True
+    )
+
+
 def make_engine(
     url: str, *, pool: bool = True, size: int = 5, busy_timeout: float = 60.0
 ) -> Engine:
@@ -107,6 +146,7 @@ def make_engine(
             url, connect_args={"check_same_thread": False, "timeout": busy_timeout}, **kwargs
         )
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
+        event.listen(engine, "handle_error", _refusals_are_programming_errors)
         return engine
     kwargs = {"pool_pre_ping": True}
     if pool:
@@ -118,7 +158,9 @@ def make_engine(
         )
     else:
         kwargs["poolclass"] = NullPool
-    return create_engine(url, connect_args={"connect_timeout": 10}, **kwargs)
+    engine = create_engine(url, connect_args={"connect_timeout": 10}, **kwargs)
+    event.listen(engine, "handle_error", _refusals_are_programming_errors)
+    return engine
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
