@@ -133,8 +133,10 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
                 self.name, exc, self.request.retries or 0, feed_id=int(feed_id)
             )
             if outcome.retry_in is not None:
-                raise self.retry(
+                retry = self.retry_or_leave(
                     args=(leases[i:],), countdown=outcome.retry_in, max_retries=outcome.max_retries
-                ) from exc
+                )
+                if retry is not None:
+                    raise retry from exc
             break
     return total
