@@ -205,8 +205,14 @@ def init_db(settings: Settings | None = None) -> None:
         engine = get_engine(settings)
         try:
             with engine.connect() as conn:
+                sqlite = engine.dialect.name == "sqlite"
                 if engine.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_lock(726354)"))
+                if sqlite:
+                    # Off around migrations (SQLite ignores it inside a transaction, so
+                    # before any): a migration that rebuilds a table drops the old one,
+                    # which with foreign keys on would delete its children's rows too.
+                    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
                 try:
                     cfg = alembic_config(url)
                     cfg.attributes["connection"] = conn
@@ -216,6 +222,9 @@ def init_db(settings: Settings | None = None) -> None:
                     if engine.dialect.name == "postgresql":
                         conn.execute(text("SELECT pg_advisory_unlock(726354)"))
                         conn.commit()
+                    if sqlite:
+                        conn.rollback()
+                        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
         except OperationalError as exc:
             raise DatabaseUnavailable(
                 database_error(exc, settings)
