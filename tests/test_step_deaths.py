@@ -291,10 +291,10 @@ def test_suspects_are_sent_one_after_the_other_as_each_settles(db: Any) -> None:
             if message.task != dedup.task_name:
                 continue  # the next step's message: not this test's business
             (aid,) = message.args
-            if aid == poison:
+            if aid == poison and load_article(aid).step_starts < db.max_step_deaths:
                 with unit_of_work() as s:
                     begin_step(s, aid, dedup.task_name, db.max_step_deaths)
-                continue
+                continue  # (at the limit, run_step quarantines it instead of running it)
             ran.append(aid)
             run_step(dedup, aid, follow_up=True, settings=db)
 
@@ -320,6 +320,14 @@ def test_suspects_are_sent_one_after_the_other_as_each_settles(db: Any) -> None:
     done = [load_article(a) for a in suspects if a != poison]
     assert all(a.state == ArticleState.deduplicated and a.step_starts == 0 for a in done)
     # The poison page keeps its count: sent alone each time, quarantined at the limit.
+    # A suspect left behind goes as soon as the poison page is quarantined.
+    late = _article(tag="late")
+    with unit_of_work() as s:
+        s.execute(
+            update(Article)
+            .where(col(Article.id) == late)
+            .values(step_starts=1, state_changed_at=gone)
+        )
     while load_article(poison).state != ArticleState.quarantined and sweeps < 20:
         with unit_of_work() as s:
             s.execute(
@@ -333,3 +341,5 @@ def test_suspects_are_sent_one_after_the_other_as_each_settles(db: Any) -> None:
     a = load_article(poison)
     assert a.state == ArticleState.quarantined, a
     assert a.failure_reason and f"died {db.max_step_deaths} times" in a.failure_reason
+    assert load_article(late).state == ArticleState.deduplicated, "sent when it was quarantined"
+    assert ran[-1] == late

@@ -150,6 +150,8 @@ def run_step(
             raise
         return environment_retry(label, exc, retries, article_id=article_id)
     if started is not StepStart.run:
+        if started is StepStart.quarantined and follow_up:
+            send_next_suspect(settings)  # the suspect in flight is settled: quarantined
         return _not_run(label, article_id, started, deaths)
     if deaths:
         log.warning("step_rerun_after_death", task=label, article_id=article_id, deaths=deaths)
