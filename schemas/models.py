@@ -84,6 +84,9 @@ class JobItemState(StrEnum):
 
 
 class Feed(SQLModel, table=True):
+    # ids never reused (SQLite: AUTOINCREMENT; PostgreSQL's sequences never go back)
+    __table_args__ = {"sqlite_autoincrement": True}
+
     id: int | None = Field(default=None, primary_key=True)
     url: str = Field(sa_type=Text, unique=True)
     title: str | None = None
@@ -135,6 +138,9 @@ class FeedPoll(SQLModel, table=True):
     http_status: int | None = None
     entries_seen: int = 0
     entries_new: int = 0
+    # entries refused (a link that is not http(s), over the per-poll limit...) and why
+    entries_rejected: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    rejected: str | None = Field(default=None, sa_type=Text)
     error: str | None = Field(default=None, sa_type=Text)
 
     __table_args__ = (Index("ix_feedpoll_feed_started", "feed_id", "started_at"),)
@@ -213,7 +219,11 @@ class Article(SQLModel, table=True):
     claims_status: str | None = None  # extracted, duplicate, skipped_language, no_text
     processed_at: datetime | None = _ts()
 
-    __table_args__ = (Index("ix_article_state_changed", "state", "state_changed_at"),)
+    # ids never reused (SQLite: AUTOINCREMENT; PostgreSQL's sequences never go back)
+    __table_args__ = (
+        Index("ix_article_state_changed", "state", "state_changed_at"),
+        {"sqlite_autoincrement": True},
+    )
 
 
 class Sighting(SQLModel, table=True):
@@ -283,6 +293,8 @@ class DedupSample(SQLModel, table=True):
 
 class ClaimCluster(SQLModel, table=True):
     """The same claim by the same speaker, repeated across outlets."""
+
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused, as Feed's
 
     id: int | None = Field(default=None, primary_key=True)
     speaker_key: str = Field(index=True)

@@ -22,7 +22,12 @@ from worker.core.queues import POLL_FEEDS_TASK
 from worker.core.settings import Settings, get_settings
 from worker.feeds import polling
 from worker.pipeline import resources
-from worker.pipeline.attempts import ENVIRONMENT_ERRORS, environment_retry
+from worker.pipeline.attempts import (
+    ENVIRONMENT_ERRORS,
+    environment_retry,
+    is_environment_error,
+    short_error,
+)
 from worker.pipeline.steps import FIRST
 
 log = structlog.get_logger("claimwire.tasks")
@@ -43,10 +48,13 @@ def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
     except polling.LeaseLost:
         log.info("poll_lease_lost", feed_id=feed_id)
         return 0
-    except ENVIRONMENT_ERRORS:
-        raise
-    except Exception:
+    except Exception as exc:
+        if is_environment_error(exc):
+            raise
+        # An error of this feed (a bug, a statement the database refuses): it would fail
+        # the same way on every retry. Recorded as a failed poll, counted and shown.
         log.exception("poll_crashed", feed_id=feed_id)
+        _record_crash(feed_id, lease, f"{type(exc).__name__}: {short_error(exc)}", settings)
         return 0
     if result.outcome == "skipped":
         log.info("poll_skipped_not_lease_holder", feed_id=feed_id)
@@ -59,6 +67,17 @@ def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
             error=result.error,
         )
     return len(result.new_article_ids)
+
+
+def _record_crash(feed_id: int, lease: str, error: str, settings: Settings) -> None:
+    """Record a crashed poll on its feed (:func:`worker.feeds.polling.record_crash`), in
+    a unit of work of its own; an environment error here propagates (the message is
+    retried and the poll runs again)."""
+    try:
+        with unit_of_work() as session:
+            polling.record_crash(session, feed_id, lease, error, settings)
+    except polling.LeaseLost:
+        log.info("poll_lease_lost", feed_id=feed_id)
 
 
 @app.task(bind=True, base=ClaimwireTask, name="tasks.polling.poll_feed")
@@ -114,8 +133,10 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
                 self.name, exc, self.request.retries or 0, feed_id=int(feed_id)
             )
             if outcome.retry_in is not None:
-                raise self.retry(
+                retry = self.retry_or_leave(
                     args=(leases[i:],), countdown=outcome.retry_in, max_retries=outcome.max_retries
-                ) from exc
+                )
+                if retry is not None:
+                    raise retry from exc
             break
     return total

@@ -314,6 +314,28 @@ def test_redis_flush_and_restart_recovered_by_the_sweep(rig_factory: Any) -> Non
     _check_no_secret_printed(rig)
 
 
+def test_redis_down_while_fetches_run_their_retries_left_to_the_sweep(rig_factory: Any) -> None:
+    """Redis stops while fetches download (slow pages): each fetch then meets it (its
+    host limiter lives there) and so does its retry, which cannot be sent. One warning
+    line per retry names the outage, Celery never rejects a message with chained
+    tracebacks (`reject requeue=False`), and once Redis is back the sweep re-sends the
+    articles from the database: every one processed once."""
+    rig: Rig = rig_factory(feeds=1, per_feed=6, delay=3.0)
+    worker = rig.worker("w1", concurrency=3)
+    with processes(rig.beat(), worker):
+        target = "tasks.fetching.fetch_article"
+        wait_until(lambda: bool(in_flight(current_log(worker), target)), 60, 0.05, "a fetch")
+        rig.redis.restart(down_for=8.0)  # the fetches in flight finish while it is down
+        rig.wait_done(timeout=120)
+    rig.check_exactly_once()
+    logs = worker.log()
+    assert "retry_not_sent_broker_down" in logs, "no retry met the outage"
+    line = next(x for x in logs.splitlines() if "retry_not_sent_broker_down" in x)
+    assert "task=tasks.fetching.fetch_article" in line and "left to the sweep" in line, line
+    assert "requeue=False" not in logs
+    assert rig.sql("SELECT max(attempts), max(step_starts) FROM article") == [(0, 0)]
+
+
 def _check_no_secret_printed(rig: Rig) -> None:
     """Passwords of both URLs are masked in everything the CLI prints and never appear
     in any worker or scheduler log."""

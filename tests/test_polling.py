@@ -661,7 +661,8 @@ def test_a_message_of_several_feeds_polls_each_on_its_own(
     poller: Any, server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """poll_feeds: one feed polled, one with an outdated token skipped, one that crashes
-    left to its lease, and the feed after the crash still polled."""
+    recorded as a failed poll (an error of the feed, counted and shown, not left to its
+    lease to fail again unseen), and the feed after the crash still polled."""
     from tasks import polls as poll_tasks
 
     p = poller()
@@ -684,9 +685,14 @@ def test_a_message_of_several_feeds_polls_each_on_its_own(
     assert [server.hits.get(f"/{n}.xml", 0) for n in "abcd"] == [1, 0, 0, 1]
     assert p.feed(a).lease_until is None and p.feed(d).lease_until is None
     assert p.feed(a).polls_total == p.feed(d).polls_total == 1
-    # b keeps the lease of its real claim; c's lease runs out and it is claimed again.
+    # b keeps the lease of its real claim; c's crash is its failed poll, backed off.
     assert p.feed(b).lease_until is not None and p.feed(b).lease_until.isoformat() == leases[b]
-    assert p.feed(c).lease_until is not None and p.feed(c).polls_total == 0
+    fc = p.feed(c)
+    assert fc.lease_until is None and fc.polls_total == 1 and fc.consecutive_failures == 1
+    assert fc.last_error == "RuntimeError: a bug met by feed c only"
+    with unit_of_work() as s:
+        (poll,) = s.exec(select(FeedPoll).where(FeedPoll.feed_id == c)).all()
+        assert poll.outcome == "error" and poll.error == fc.last_error
     assert p.count(Article) == 4
 
 

@@ -221,10 +221,12 @@ def test_articles_inserted_without_the_new_columns_start_at_zero(db: Any) -> Non
         assert a.step_starts == 0 and a.step_started_at is None
 
 
-def test_sweep_sends_one_article_whose_worker_died_per_run(db: Any) -> None:
+def test_sweep_sends_one_article_whose_worker_died_at_a_time(db: Any) -> None:
     """Steps whose worker died (a poison page's, and those of the articles that ran
-    next to it in the same process) go back one per sweep, so the innocent ones do not
-    run next to the poison page again and again; the others go all at once."""
+    next to it in the same process) go back one at a time, so the innocent ones do not
+    run next to the poison page again and again; the others go all at once. While the
+    suspect sent last is in flight (sent less than stale_after ago) the sweep sends no
+    other; once it has been gone that long (it died again), the next one goes."""
     from sqlalchemy import update
     from sqlmodel import col
 
@@ -236,8 +238,108 @@ def test_sweep_sends_one_article_whose_worker_died_per_run(db: Any) -> None:
     with unit_of_work() as s:
         s.execute(update(Article).where(col(Article.id).in_(died)).values(step_starts=1))
     sent: list[list[int]] = []
-    for _ in range(4):
+    for _ in range(2):
         with unit_of_work() as s:
             sent.append(sorted(i for i, _ in stale_articles(s, db)))
-    assert sent[0] == sorted([*fine, died[0]])
-    assert sent[1:] == [[died[1]], [died[2]], []]
+    assert sent == [sorted([*fine, died[0]]), []]
+    later = utcnow() + timedelta(seconds=db.stale_after + 1)
+    for _ in range(3):
+        with unit_of_work() as s:
+            sent.append(sorted(i for i, _ in stale_articles(s, db, now=later) if i in died))
+        later += timedelta(seconds=db.stale_after + 1)
+    # died[0] died again (still counted, mark older than stale_after): the next goes
+    assert sent[2:] == [[died[1]], [died[2]], [died[0]]]
+
+
+def test_suspects_are_sent_one_after_the_other_as_each_settles(db: Any) -> None:
+    """After a worker death with N suspects, the next suspect goes as soon as the one
+    before has settled, not a sweep later: N suspects finish after one sweep. A poison
+    page that kills its worker again ends the chain; the next sweep after stale_after
+    sends the next suspect, and the poison page is quarantined after max_step_deaths."""
+    from dataclasses import replace
+
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from worker.core import outbox
+    from worker.core.db import unit_of_work
+    from worker.pipeline.attempts import begin_step, run_step
+    from worker.pipeline.steps import StepResult, step_named
+    from worker.pipeline.sweep import resend_stale
+
+    sent: list[outbox.Message] = []
+    outbox.set_sender(sent.extend)
+    poison_tag = "died2"
+    suspects = [_article(tag=f"died{i}") for i in range(6)]
+    poison = suspects[2]
+    with unit_of_work() as s:
+        s.execute(update(Article).where(col(Article.id).in_(suspects)).values(step_starts=1))
+
+    def dedup_ok(session: Any, article_id: int, settings: Any) -> StepResult:
+        article = session.get(Article, article_id)
+        article.state = ArticleState.deduplicated
+        return StepResult(advanced=True)
+
+    dedup = replace(step_named("dedup"), run=dedup_ok)
+    ran: list[int] = []
+
+    def work() -> None:
+        """A worker: takes each message; the poison page's step kills the process (its
+        start is recorded, nothing after it runs)."""
+        while sent:
+            message = sent.pop(0)
+            if message.task != dedup.task_name:
+                continue  # the next step's message: not this test's business
+            (aid,) = message.args
+            if aid == poison and load_article(aid).step_starts < db.max_step_deaths:
+                with unit_of_work() as s:
+                    begin_step(s, aid, dedup.task_name, db.max_step_deaths)
+                continue  # (at the limit, run_step quarantines it instead of running it)
+            ran.append(aid)
+            run_step(dedup, aid, follow_up=True, settings=db)
+
+    def sweep(_: Any) -> None:
+        with unit_of_work() as s:
+            resend_stale(s, db)
+
+    sweeps = 1
+    sweep(None)
+    work()
+    # the first two went one after the other; the poison page killed its worker
+    assert ran == suspects[:2], (ran, poison_tag)
+    # The next sweep, once the poison page's message has been gone stale_after: the
+    # chain goes on with the innocent ones (oldest mark first), all in that one sweep.
+    gone = utcnow() - timedelta(seconds=db.stale_after + 1)
+    with unit_of_work() as s:
+        s.execute(update(Article).where(col(Article.id) == poison).values(state_changed_at=gone))
+    sweeps += 1
+    sweep(None)
+    work()
+    assert ran == [*suspects[:2], *suspects[3:]]
+    assert sweeps == 2, "N suspects, far fewer than N sweeps"
+    done = [load_article(a) for a in suspects if a != poison]
+    assert all(a.state == ArticleState.deduplicated and a.step_starts == 0 for a in done)
+    # The poison page keeps its count: sent alone each time, quarantined at the limit.
+    # A suspect left behind goes as soon as the poison page is quarantined.
+    late = _article(tag="late")
+    with unit_of_work() as s:
+        s.execute(
+            update(Article)
+            .where(col(Article.id) == late)
+            .values(step_starts=1, state_changed_at=gone)
+        )
+    while load_article(poison).state != ArticleState.quarantined and sweeps < 20:
+        with unit_of_work() as s:
+            s.execute(
+                update(Article)
+                .where(col(Article.id) == poison)
+                .values(state_changed_at=utcnow() - timedelta(hours=1))
+            )
+        sweeps += 1
+        sweep(None)
+        work()
+    a = load_article(poison)
+    assert a.state == ArticleState.quarantined, a
+    assert a.failure_reason and f"died {db.max_step_deaths} times" in a.failure_reason
+    assert load_article(late).state == ArticleState.deduplicated, "sent when it was quarantined"
+    assert ran[-1] == late

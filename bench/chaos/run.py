@@ -4,7 +4,8 @@ Starts a private PostgreSQL cluster and a private Redis (free ports, temporary
 directories), local sites on several loopback addresses serving a few hundred invented
 feeds and articles, several Celery workers (``-Q io,cpu --pool threads``) and
 ``celery beat``. For ``--duration`` seconds it kills and restarts, at random, workers
-(SIGKILL), the scheduler, Redis (restart without persistence, or FLUSHDB) and
+(SIGKILL), the scheduler, Redis (restart without persistence, a longer outage that
+retries meet, or FLUSHDB) and
 PostgreSQL (fast or immediate shutdown, or every connection terminated). Then it lets
 the system settle and compares the database with what the sites served:
 
@@ -165,12 +166,13 @@ def main(argv: list[str] | None = None) -> int:
                     "kill_worker",
                     "kill_beat",
                     "restart_redis",
+                    "redis_down_long",
                     "flush_redis",
                     "restart_pg_fast",
                     "restart_pg_crash",
                     "terminate_backends",
                 ],
-                weights=[5, 1, 2, 1, 1, 1, 1],
+                weights=[5, 1, 2, 1, 1, 1, 1, 1],
             )[0]
             faults[fault] = faults.get(fault, 0) + 1
             down = rnd.uniform(0.5, 3.0)
@@ -190,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                 beat.start()
             elif fault == "restart_redis":
                 redis.restart(down_for=down)
+            elif fault == "redis_down_long":
+                # long enough for steps to meet it and for their retries to fail too
+                redis.restart(down_for=down + 6.0)
             elif fault == "flush_redis":
                 redis.flushdb()
             elif fault == "restart_pg_fast":
@@ -240,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             for w in workers
             for n in re.findall(r"step_rerun_after_death\s.*?deaths=(\d+)", w.log())
         ]
+        logs = "\n".join(w.log() for w in workers)
         result: dict[str, Any] = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
@@ -264,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
             "quarantined": facts.by_state.get("quarantined", 0),
             "steps_rerun_after_a_worker_death": len(deaths),
             "most_deaths_of_one_step": max(deaths, default=0),
+            # suspects sent as soon as the one before settled (INFO logs only)
+            "suspects_sent_on_settle": logs.count("next_suspect_sent"),
+            # retries that met the broker down: one line each, left to the sweep...
+            "retries_left_to_sweep": logs.count("retry_not_sent_broker_down"),
+            # ...never Celery's reject with chained tracebacks
+            "retries_rejected_by_celery": logs.count("requeue=False"),
             "unexpected_urls": len(extra),
         }
         print(json.dumps(result, indent=2))
@@ -276,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             and result["duplicated"] == 0
             and result["stuck"] == 0
             and result["quarantined"] == 0  # every page is healthy: none may be given up on
+            and result["retries_rejected_by_celery"] == 0
             and not mismatched
         )
         log("PASS" if ok else "FAIL")

@@ -277,6 +277,8 @@ def feeds_show(
                     "duration_ms": p.duration_ms,
                     "entries_seen": p.entries_seen,
                     "entries_new": p.entries_new,
+                    "entries_rejected": p.entries_rejected,
+                    "rejected": p.rejected,
                     "error": p.error,
                 }
                 for p in s.exec(
@@ -320,6 +322,10 @@ def feeds_show(
         for h in history
     ]
     out.print(fit_table(out, cols, rows, title="recent polls"))
+    for h in history:  # entries a poll refused, and why (not http(s), over the limit)
+        if h["entries_rejected"]:
+            at = str(h["at"])[:19].replace("T", " ")
+            out.print(f"{at}: {h['entries_rejected']} refused: {h['rejected'] or ''}")
 
 
 @feeds_app.command("remove")

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, inspect, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Engine, ExceptionContext
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool, QueuePool
 from sqlmodel import Session, create_engine
 
@@ -90,6 +90,45 @@ def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
     return on_connect
 
 
+# Statements a driver or the database refuses outright, the same way on every try, that
+# psycopg and sqlite3 report as OperationalError (the class of a lost connection).
+_REFUSALS = (
+    "number of parameters must be between",  # psycopg: more than 65,535 bind parameters
+    "too many sql variables",  # SQLite: more than SQLITE_MAX_VARIABLE_NUMBER
+    "string or blob too big",
+    "too many terms in compound select",
+    "expression tree is too large",
+)
+
+
+def refused_statement(orig: BaseException | None) -> bool:
+    """Whether a driver's OperationalError is a refusal of the statement itself, not of
+    the environment: PostgreSQL's class 54 (program limit exceeded: a statement too
+    complex, an index row too large) or a driver's own refusal before sending it."""
+    if orig is None:
+        return False
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate.startswith("54")
+    message = str(orig).lower()
+    return any(refusal in message for refusal in _REFUSALS)
+
+
+def _refusals_are_programming_errors(ctx: ExceptionContext) -> BaseException | None:
+    """Raise a refused statement as the ``ProgrammingError`` PEP 249 names for it ("wrong
+    number of parameters specified"), not as an ``OperationalError``: everything that
+    classes errors (``worker.pipeline.attempts.is_environment_error``) then counts it as
+    the item's error instead of retrying it, uncounted, as an outage, for ever."""
+    exc = ctx.sqlalchemy_exception
+    if ctx.is_disconnect or not isinstance(exc, OperationalError):
+        return None
+    if not refused_statement(ctx.original_exception):
+        return None
+    return ProgrammingError(
+        ctx.statement, ctx.parameters, ctx.original_exception, hide_parameters=True
+    )
+
+
 def make_engine(
     url: str, *, pool: bool = True, size: int = 5, busy_timeout: float = 60.0
 ) -> Engine:
@@ -110,6 +149,7 @@ def make_engine(
             url, connect_args={"check_same_thread": False, "timeout": busy_timeout}, **kwargs
         )
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
+        event.listen(engine, "handle_error", _refusals_are_programming_errors)
         return engine
     kwargs = {"pool_pre_ping": True}
     if pool:
@@ -121,7 +161,9 @@ def make_engine(
         )
     else:
         kwargs["poolclass"] = NullPool
-    return create_engine(url, connect_args={"connect_timeout": 10}, **kwargs)
+    engine = create_engine(url, connect_args={"connect_timeout": 10}, **kwargs)
+    event.listen(engine, "handle_error", _refusals_are_programming_errors)
+    return engine
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
@@ -212,8 +254,14 @@ def init_db(settings: Settings | None = None) -> None:
             from alembic import command
 
             with engine.connect() as conn:
+                sqlite = engine.dialect.name == "sqlite"
                 if engine.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_lock(726354)"))
+                if sqlite:
+                    # Off around migrations (SQLite ignores it inside a transaction, so
+                    # before any): a migration that rebuilds a table drops the old one,
+                    # which with foreign keys on would delete its children's rows too.
+                    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
                 try:
                     cfg = alembic_config(url)
                     cfg.attributes["connection"] = conn
@@ -223,6 +271,9 @@ def init_db(settings: Settings | None = None) -> None:
                     if engine.dialect.name == "postgresql":
                         conn.execute(text("SELECT pg_advisory_unlock(726354)"))
                         conn.commit()
+                    if sqlite:
+                        conn.rollback()
+                        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
         except OperationalError as exc:
             raise DatabaseUnavailable(
                 database_error(exc, settings)

@@ -112,6 +112,13 @@ class Settings(BaseSettings):
         30, description="Consecutive failed polls after which a feed is marked dead."
     )
     poll_history_size: int = Field(50, description="Polls kept per feed in the history table.")
+    max_entries_per_poll: int = Field(
+        2_000,
+        ge=1,
+        description="Entries one poll of one feed takes at most (in the feed's order, "
+        "newest first in most feeds); the rest are refused, counted with the reason in the "
+        "poll's record (`feeds show`). A feed's older archive is `claimwire backfill`'s work.",
+    )
     poll_feeds_per_message: int = Field(
         10, ge=1, description="Feeds the dispatcher puts in one poll message (each its own poll)."
     )

@@ -42,6 +42,10 @@ class ParsedFeed:
     min_interval_hint: int | None = None  # from ttl / sy:updatePeriod, seconds
     error: str | None = None  # what was wrong with the document, if anything
     is_feed: bool = True
+    # Entries left out for want of a web address: the address each had instead
+    # (``file:``, ``javascript:``, a ``urn:`` id), or "" for none. A poll counts them
+    # refused, with the reason, in its record.
+    not_web: list[str] = field(default_factory=list)
 
 
 def _struct_to_dt(value: Any) -> datetime | None:
@@ -104,7 +108,10 @@ def _scrub(parsed: ParsedFeed) -> ParsedFeed:
         e.link = _clean(e.link) or ""
         e.guid, e.title = _clean(e.guid), _clean(e.title)
         e.summary, e.content = _clean(e.summary), _clean(e.content)
-    parsed.entries = [e for e in parsed.entries if e.link.strip()]
+    kept = [e for e in parsed.entries if e.link.strip()]
+    parsed.not_web += [""] * (len(parsed.entries) - len(kept))
+    parsed.not_web = [_clean(x) or "" for x in parsed.not_web]
+    parsed.entries = kept
     return parsed
 
 
@@ -149,6 +156,7 @@ def _parse_xml_feed(body: bytes, content_type: str, base_url: str | None) -> Par
         exc = d.get("bozo_exception")
         error = f"{type(exc).__name__}: {exc}" if exc else "ill-formed feed"
     entries: list[Entry] = []
+    not_web: list[str] = []
     site = d.feed.get("link")
     for e in d.entries:
         # feedparser's ``link`` (which may be a non-URL guid), then an alternate link,
@@ -166,6 +174,8 @@ def _parse_xml_feed(body: bytes, content_type: str, base_url: str | None) -> Par
             ]
         link = next((c.strip() for c in candidates if _is_web_url(c)), "")
         if not link:
+            other = (c.strip() for c in candidates if isinstance(c, str) and c.strip())
+            not_web.append(next(other, ""))
             continue
         content = None
         if e.get("content"):
@@ -190,6 +200,7 @@ def _parse_xml_feed(body: bytes, content_type: str, base_url: str | None) -> Par
         min_interval_hint=_hint(d.feed),
         error=error,
         is_feed=is_feed,
+        not_web=not_web,
     )
 
 
@@ -201,12 +212,14 @@ def _parse_json_feed(body: bytes, base_url: str | None = None) -> ParsedFeed:
     if not isinstance(doc, dict) or "jsonfeed.org" not in str(doc.get("version", "")):
         return ParsedFeed(error="not a feed: JSON without a JSON Feed version", is_feed=False)
     entries: list[Entry] = []
+    not_web: list[str] = []
     items = doc.get("items")
     for item in items if isinstance(items, list) else []:
         if not isinstance(item, dict):
             continue
         link = item.get("url") or item.get("external_url") or ""
-        if not isinstance(link, str) or not link:
+        if not isinstance(link, str) or not link.strip():
+            not_web.append("")
             continue
         base = doc.get("feed_url") or doc.get("home_page_url") or base_url
         entries.append(
@@ -226,4 +239,5 @@ def _parse_json_feed(body: bytes, base_url: str | None = None) -> ParsedFeed:
         entries=entries,
         title=title if isinstance(title, str) else None,
         site_url=home if isinstance(home, str) else None,
+        not_web=not_web,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
@@ -26,7 +26,7 @@ from schemas.types import utcnow
 from worker.core.db import insert_ignore, is_postgres
 from worker.core.settings import Settings
 from worker.feeds.due import count_due, due
-from worker.feeds.parsing import ParsedFeed, parse_feed
+from worker.feeds.parsing import Entry, ParsedFeed, parse_feed
 from worker.network.http import FetchError, HttpClient, classify_status, parse_retry_after
 from worker.network.politeness import HostBusy, HostLimiter
 from worker.network.robots import RobotsUnavailable, robots_allows
@@ -78,6 +78,8 @@ class PollResult:
     new_article_ids: list[int] = field(default_factory=list)
     entries_seen: int = 0
     error: str | None = None
+    entries_rejected: int = 0
+    rejected: str | None = None  # why, in one line: "2 not an absolute http(s) URL (...)"
 
 
 class LeaseLost(Exception):
@@ -215,6 +217,8 @@ def _finish(
             http_status=status,
             entries_seen=result.entries_seen,
             entries_new=len(result.new_article_ids),
+            entries_rejected=result.entries_rejected,
+            rejected=result.rejected,
             error=result.error,
         )
     )
@@ -347,13 +351,40 @@ def poll_feed(
     feed.min_interval_hint = parsed.min_interval_hint
     # The articles are written before the fenced UPDATE of the feed: if the lease turns
     # out to be lost there, the caller's rollback takes them back too.
-    new_ids = record_entries(session, feed, parsed, now)
+    screened = screen_entries(parsed, settings.max_entries_per_poll)
+    new_ids = record_entries(session, feed, screened.parsed, now)
     result = PollResult(
-        outcome="ok", new_article_ids=new_ids, entries_seen=len(parsed.entries), error=parsed.error
+        outcome="ok",
+        new_article_ids=new_ids,
+        entries_seen=len(parsed.entries) + len(parsed.not_web),
+        error=parsed.error,
+        entries_rejected=screened.rejected,
+        rejected=screened.reasons,
     )
     _record_success(feed, settings, now, len(new_ids), hint)
     feed.last_error = parsed.error  # ill-formed but usable: keep the complaint visible
     return finish(result, status)
+
+
+def record_crash(
+    session: Session, feed_id: int, token: str, error: str, settings: Settings
+) -> PollResult:
+    """A poll of the leased feed raised an error of the item (a bug met by this feed
+    only, a statement the database refuses for this document): the poll's own work was
+    rolled back; record it as a failed poll, counted against the feed (backoff, then
+    dead after ``feed_dead_after``) and shown in its history and ``last_error``, instead
+    of leaving the feed to its lease to fail the same way, unseen, every lease. Fenced
+    by the lease like :func:`poll_feed` (raises :class:`LeaseLost`). Never commits."""
+    loaded = _load_feed(session, feed_id)
+    now = utcnow()
+    lease = _lease_of(token)
+    if loaded is None or lease is None:
+        return PollResult(outcome="skipped")
+    feed, before = loaded
+    if feed.lease_until is None or feed.lease_until != lease:
+        return PollResult(outcome="skipped")
+    result = _failed(feed, settings, now, FetchError(error, transient=False), None)
+    return _finish(session, feed, before, lease, settings, time.monotonic(), now, result, None)
 
 
 def _when(at: datetime | None, now: datetime) -> str:
@@ -378,9 +409,74 @@ def _failed(
     return PollResult(outcome="error", error=exc.reason)
 
 
+@dataclass
+class Screened:
+    """The entries of a feed document a poll takes (``parsed``), and how many it refused
+    (``rejected``) with the reasons in one line (``reasons``)."""
+
+    parsed: ParsedFeed
+    rejected: int = 0
+    reasons: str | None = None
+
+
+def screen_entries(parsed: ParsedFeed, limit: int) -> Screened:
+    """Refuse, with a reason, the entries a poll must not take: a link that is not an
+    absolute http(s) URL (``file:///etc/passwd``, ``javascript:``...), and every entry
+    past the first ``limit`` distinct links (``CLAIMWIRE_MAX_ENTRIES_PER_POLL``: one
+    feed must not hold a worker for minutes; feeds list their newest entries first, and
+    a feed's archive is a backfill's work). Repeats of one link in the document are
+    neither taken twice nor refused."""
+    taken: list[Entry] = []
+    seen: set[str] = set()
+    refused: dict[str, list[str]] = {}  # reason -> first links
+    counts: dict[str, int] = {}
+
+    def refuse(reason: str, example: str) -> None:
+        counts[reason] = counts.get(reason, 0) + 1
+        if len(refused.setdefault(reason, [])) < 2 and example:
+            refused[reason].append(example[:120])
+
+    over = f"over the limit of {limit} entries per poll (CLAIMWIRE_MAX_ENTRIES_PER_POLL)"
+    for entry in parsed.entries:
+        try:
+            h = url_hash(canonicalize(entry.link))
+        except InvalidURL as exc:
+            refuse(str(exc).split(":", 1)[0], entry.link)
+            continue
+        if h in seen:
+            continue
+        if len(seen) >= limit:
+            refuse(over, entry.link)
+            continue
+        seen.add(h)
+        taken.append(entry)
+    for address in parsed.not_web:  # the parser found no web address for these
+        if address:
+            refuse("not an absolute http(s) URL", address)
+        else:
+            refuse("without a link", "")
+    if not counts:
+        return Screened(parsed)
+
+    def said(reason: str, n: int) -> str:  # "2 not an absolute http(s) URL ('a', 'b', ...)"
+        examples = ", ".join(map(repr, refused[reason])) + (
+            ", ..." if n > len(refused[reason]) else ""
+        )
+        return f"{n} {reason} ({examples})" if refused[reason] else f"{n} {reason}"
+
+    reasons = "; ".join(said(reason, n) for reason, n in counts.items())
+    return Screened(replace(parsed, entries=taken), sum(counts.values()), reasons[:2000])
+
+
+# Hashes per ``IN (...)`` when looking up the articles of a poll's entries: far below
+# PostgreSQL's 65,535 bind parameters and SQLite's 32,766 per statement.
+LOOKUP_CHUNK = 5_000
+
+
 def record_entries(session: Session, feed: Feed, parsed: ParsedFeed, now: datetime) -> list[int]:
     """Insert unseen articles (state discovered) and a sighting of every entry; return
-    the ids of the articles this call created."""
+    the ids of the articles this call created. Any number of entries: every statement
+    binds a bounded number of parameters."""
     rows: dict[str, dict[str, object]] = {}
     links: dict[str, tuple[str, str | None]] = {}
     for entry in parsed.entries:
@@ -413,13 +509,14 @@ def record_entries(session: Session, feed: Feed, parsed: ParsedFeed, now: dateti
         session, Article, list(rows.values()), ["url_hash"], returning=[Article.id]
     )
     new_ids = [r[0] for r in inserted]
-    ids: dict[str, int] = dict(
-        session.execute(
-            select(col(Article.url_hash), col(Article.id)).where(
-                col(Article.url_hash).in_(list(rows))
-            )
-        ).all()
-    )
+    hashes = list(rows)
+    ids: dict[str, int] = {}
+    for i in range(0, len(hashes), LOOKUP_CHUNK):
+        chunk = hashes[i : i + LOOKUP_CHUNK]
+        found = session.execute(
+            select(col(Article.url_hash), col(Article.id)).where(col(Article.url_hash).in_(chunk))
+        )
+        ids.update((h, i) for h, i in found.all())
     sightings = [
         dict(
             article_id=ids[h],
@@ -493,7 +590,9 @@ __all__ = [
     "parse_retry_after",
     "poll_delay",
     "poll_feed",
+    "record_crash",
     "record_entries",
+    "screen_entries",
 ]
 
 

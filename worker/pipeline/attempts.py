@@ -61,6 +61,7 @@ from worker.network.politeness import HostBusy
 from worker.network.robots import RobotsUnavailable
 from worker.pages.archive import ArchiveError
 from worker.pipeline.steps import CLAIMS, Step, StepResult, next_step
+from worker.pipeline.sweep import send_next_suspect
 
 log = structlog.get_logger("claimwire.pipeline")
 
@@ -149,6 +150,8 @@ def run_step(
             raise
         return environment_retry(label, exc, retries, article_id=article_id)
     if started is not StepStart.run:
+        if started is StepStart.quarantined and follow_up:
+            send_next_suspect(settings)  # the suspect in flight is settled: quarantined
         return _not_run(label, article_id, started, deaths)
     if deaths:
         log.warning("step_rerun_after_death", task=label, article_id=article_id, deaths=deaths)
@@ -166,7 +169,14 @@ def run_step(
                 if follow_up:
                     _follow_up(session, step, article_id, result)
     except Exception as exc:  # noqa: BLE001 (every failure is settled: counted or retried)
-        return settle(label, article_id, exc, retries, settings)
+        outcome = settle(label, article_id, exc, retries, settings)
+        if deaths and follow_up:
+            send_next_suspect(settings)  # this suspect settled: its process lives
+        return outcome
+    if deaths and follow_up:
+        # A suspect (its worker died during this step before) ran and its process
+        # lives: the next suspect goes now (worker.pipeline.sweep).
+        send_next_suspect(settings)
     if result is None:
         # Another copy took the row between our start and now (rare). Our start is not
         # a death: take it back (this waits for the other copy's transaction), or a copy

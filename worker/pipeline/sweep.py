@@ -50,11 +50,19 @@ def stale_articles(
     limit: int = 1000,
     older_than: float | None = None,
     states: Collection[str] | None = None,
+    suspects_only: bool = False,
 ) -> list[tuple[int, str]]:
     """Claim pending articles untouched for ``stale_after`` seconds: their
     ``state_changed_at`` is moved to now so the next sweep leaves them alone for as long.
-    ``states``: only articles in these pending states (default: all of them). At most
-    one of them is an article whose worker died during its step (``step_starts > 0``).
+    ``states``: only articles in these pending states (default: all of them).
+
+    At most one of them is a *suspect*, an article whose worker died during its step
+    (``step_starts > 0``), and none while another suspect is in flight (claimed less
+    than ``stale_after`` ago: :func:`suspect_in_flight`). The next suspect is sent as
+    soon as the one in flight has settled (:func:`send_next_suspect`, from the step's
+    runner), or by a later sweep once the one in flight has been gone ``stale_after``
+    (it died again, or its message was lost). ``suspects_only``: claim just the next
+    suspect, in flight or not.
     """
     now = now or utcnow()
     age = settings.stale_after if older_than is None else older_than
@@ -91,10 +99,15 @@ def stale_articles(
         return list(session.exec(query).all())
 
     # Articles whose worker died during their step (a start never taken back) go one
-    # per sweep: a thread-pool worker killed by one poison page took the steps running
+    # at a time: a thread-pool worker killed by one poison page took the steps running
     # next to it down too, and re-sent together they would run together again, each
     # innocent one counting a death every time the poison page kills the process.
-    rows = claim(col(Article.step_starts) == 0, n=limit) + claim(col(Article.step_starts) > 0, n=1)
+    if suspects_only:
+        rows = claim(col(Article.step_starts) > 0, n=1)
+    else:
+        rows = claim(col(Article.step_starts) == 0, n=limit)
+        if not suspect_in_flight(session, cutoff, now):
+            rows += claim(col(Article.step_starts) > 0, n=1)
     found = [(i, s) for i, s in rows if i is not None]
     if found:
         session.execute(
@@ -106,6 +119,45 @@ def stale_articles(
             .values(state_changed_at=now)
         )
     return found
+
+
+def suspect_in_flight(session: Session, cutoff: datetime, now: datetime) -> bool:
+    """Whether a suspect (a pending article with a death, ``step_starts > 0``) was sent
+    less than ``stale_after`` ago: its mark is after the sweep's cutoff and not in the
+    future (a future mark is a step waiting for its host, not one in flight)."""
+    pending = [s.value for s in PENDING_ARTICLE_STATES]
+    query = (
+        select(Article.id)
+        .where(
+            col(Article.state).in_(pending),
+            col(Article.step_starts) > 0,
+            col(Article.state_changed_at) > cutoff,
+            col(Article.state_changed_at) <= now,
+            col(Article.id).not_in(held_article_ids()),
+        )
+        .limit(1)
+    )
+    return session.exec(query).first() is not None
+
+
+def send_next_suspect(settings: Settings) -> int | None:
+    """A suspect's step has settled and its process lives (it returned, or raised and
+    was settled): send the next suspect now, not a sweep interval later. One at a time
+    still: a poison page that kills its worker again ends the chain there, and the
+    sweep sends the next one ``stale_after`` later. Returns the article sent, if any.
+    Best effort: a failure here leaves the next suspect to the sweep."""
+    from worker.core.db import unit_of_work
+
+    try:
+        with unit_of_work() as session:
+            found = resend_stale(session, settings, suspects_only=True)
+    except Exception as exc:  # noqa: BLE001 (the sweep sends it later)
+        log.warning("next_suspect_not_sent", error=str(exc).splitlines()[0][:200])
+        return None
+    if not found:
+        return None
+    log.info("next_suspect_sent", article_id=found[0][0], state=found[0][1])
+    return found[0][0]
 
 
 def sweepable_states(settings: Settings) -> set[str]:
@@ -133,10 +185,13 @@ def resend_stale(
     *,
     older_than: float | None = None,
     states: Collection[str] | None = None,
+    suspects_only: bool = False,
 ) -> list[tuple[int, str]]:
     """Claim the stale articles (:func:`stale_articles`) and send each to the step of
     its state once the claim has committed."""
-    stale = stale_articles(session, settings, older_than=older_than, states=states)
+    stale = stale_articles(
+        session, settings, older_than=older_than, states=states, suspects_only=suspects_only
+    )
     for article_id, state in stale:
         step = step_for(state)
         if step is not None:
