@@ -96,7 +96,7 @@ def cluster_report(session: Session, cluster_id: int) -> dict[str, Any] | None:
     """One cluster as users ask about it: who, first seen where and when, how many
     articles and outlets, and every article repeating it in time order (copies found by
     dedup included). None when there is no such cluster."""
-    from worker.claims.clustering import cluster_members
+    from worker.claims.firstseen import cluster_members
 
     cluster = session.get(ClaimCluster, cluster_id)
     if cluster is None:

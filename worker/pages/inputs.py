@@ -54,7 +54,8 @@ def binary_type(body: bytes) -> str | None:
 def extract_file(path: str | Path, *, min_text_chars: int = 200) -> dict[str, Any]:
     """Extract one local file (``.gz`` is decompressed). Returns the CLI's JSON object.
 
-    Keys: ``file, title, author, published_at`` (ISO 8601 or None), ``language, sitename,
+    Keys: ``file, title, author, published_at`` (ISO 8601 or None),
+    ``published_precision`` (``second``, ``minute``, ``day`` or None), ``language, sitename,
     text``, plus ``encoding``. An unreadable file, or one that is not text (a PDF, an
     image: :func:`binary_type`), gives an ``error`` key and empty text.
     """
@@ -84,6 +85,7 @@ def _as_output(
         "title": page.title if page else None,
         "author": page.author if page else None,
         "published_at": page.published_at.isoformat() if page and page.published_at else None,
+        "published_precision": page.published_precision if page else None,
         "language": page.language if page else None,
         "sitename": page.sitename if page else None,
         "text": page.text if page else "",
