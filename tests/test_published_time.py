@@ -420,6 +420,13 @@ def test_two_copies_and_an_original_on_one_day(pipeline: Any) -> None:
     kinds = {m["article_id"]: m["copy"] for m in report["members"]}
     assert kinds == {original: False, copy_late: True, copy_day: True, reworded: False}
     assert report["first_seen_precision"] == "minute"
+    repeats = {m["article_id"]: m["repeat"] for m in report["members"]}
+    assert repeats == {
+        original: "first",
+        copy_late: "verbatim copy",
+        copy_day: "verbatim copy",
+        reworded: "rewording",
+    }
 
 
 def test_reprocess_recomputes_times_and_the_canonical(pipeline: Any) -> None:

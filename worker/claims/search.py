@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -131,8 +132,20 @@ def cluster_report(session: Session, cluster_id: int) -> dict[str, Any] | None:
                 "copy": m.copy,
                 "copy_of": urls.get(m.copy_of) if m.copy_of is not None else None,
                 "copy_of_outlet": hosts.get(m.copy_of) if m.copy_of is not None else None,
-                "repeat": "first" if i == 0 else "verbatim copy" if m.copy else "rewording",
+                "repeat": (
+                    "first"
+                    if i == 0
+                    else "verbatim copy"
+                    if m.copy
+                    else "same words"
+                    if _words(m.text) == _words(members[0].text)
+                    else "rewording"
+                ),
             }
             for i, m in enumerate(members)
         ],
     }
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[^\W_]+", text.lower())

@@ -182,8 +182,8 @@ def _claims_cluster(cluster_id: int, jsonl: bool) -> None:
         what = m["repeat"]
         if m["copy"]:
             what = f"verbatim copy of {m['copy_of_outlet'] or m['copy_of']}"
-        elif what == "rewording":
-            what = f"rewording: {m['text']}"
+        elif what in ("rewording", "same words"):
+            what = f"{what}: {m['text']}"
         else:
             what = f"first: {m['text']}"
         when = _when(m["published_at"], m["published_precision"])
