@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, page in enumerate(pages):
         try:
             rows.append((page, measure(page)))
-        except Exception as exc:  # noqa: BLE001 - a crash is a miss, reported
+        except Exception as exc:
             print(f"{page.key}: {exc!r}", file=sys.stderr)
             rows.append((page, {"before": None, "after": None}))
         if (i + 1) % 200 == 0:
@@ -114,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 timed.append((r, gs))
         if timed:
             b = sum(
-                r["before"] is not None
-                and r["before"].replace(second=0) == gs.at.replace(second=0)
+                r["before"] is not None and r["before"].replace(second=0) == gs.at.replace(second=0)
                 for r, gs in timed
             )
             a = sum(
