@@ -113,6 +113,15 @@ def test_a_day_never_beats_a_precise_time_of_that_day() -> None:
     assert sort_time(late.at, late.precision) < sort_time(day.at, day.precision)  # type: ignore[operator]
 
 
+def test_a_time_with_seconds_hours_away_does_not_replace_the_meta_time() -> None:
+    meta = parse_stamp("2024-03-03T14:05:00+01:00", "meta")
+    later = parse_stamp("2024-03-03T18:22:41Z", "jsonld")  # an update, say
+    same = parse_stamp("2024-03-03T13:05:41Z", "jsonld")
+    assert meta is not None and later is not None and same is not None
+    assert choose([meta, later], NOW) == meta
+    assert choose([meta, same], NOW) == same
+
+
 def test_byline_date_plus_meta_time() -> None:
     html = page(CLAIM_PARAS, meta="2024-03-03T14:05:00+01:00", byline="3 March 2024")
     p = extract_page(html, "https://herald.example/2024/03/03/strike", now=NOW)

@@ -17,7 +17,9 @@ authority:
 
 :func:`choose` keeps the first candidate (the most authoritative) as the anchor, and
 among the candidates that agree with it on the day the most precise one (``second`` >
-``minute`` > ``day``; a tie goes to authority). A day-only date therefore never beats a
+``minute`` > ``day``; a tie goes to authority; seconds replace a minute only when they
+fall in that minute: two times hours apart are two readings, and the more authoritative
+one holds). A day-only date therefore never beats a
 precise time of the same day, a feed time is used where the page gives only the day,
 and a URL date is only ever a day. A time of exactly midnight (``T00:00:00``) is read as
 a day: it is how content systems write a date without a time.
@@ -380,7 +382,11 @@ def choose(candidates: list[Stamp], now: datetime | None = None) -> Stamp | None
     anchor = usable[0]
     best = anchor
     for c in usable[1:]:
-        if agree(anchor, c) and PRECISION_RANK[c.precision] > PRECISION_RANK[best.precision]:
+        if not agree(anchor, c) or PRECISION_RANK[c.precision] <= PRECISION_RANK[best.precision]:
+            continue
+        # a time replaces a day; seconds replace a minute only when they say that minute
+        # (two times hours apart are two readings, and the more authoritative one holds)
+        if best.precision == "day" or abs(c.at - best.at) < timedelta(minutes=1):
             best = c
     return best
 
