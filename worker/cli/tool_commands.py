@@ -199,7 +199,8 @@ def _when(iso: str | None, precision: str | None) -> str:
     if precision == "day":
         return f"{iso[:10]} (day)"
     shown = iso[: 19 if precision == "second" else 16].replace("T", " ")
-    return f"{shown} UTC ({precision or 'discovered'})"
+    # no precision: a time stored before precision was recorded, or a discovery time
+    return f"{shown} UTC ({precision})" if precision else f"{shown} UTC"
 
 
 def _claims_search(
