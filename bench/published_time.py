@@ -17,7 +17,9 @@ For every page:
 
 Reported: how many pages get a time to the minute (or second) and how many only a day;
 where it was read; the day accuracy against the gold date (trafilatura-eval: a day;
-readability: ``publishedTime``, by the rule of bench/extraction_quality.py); and, on the
+readability: ``publishedTime``, by the rule of bench/extraction_quality.py: the UTC day;
+and, after, also the local day of a time whose offset was kept, as the gold is the
+outlet's local day); and, on the
 readability pages whose gold ``publishedTime`` has a time and a zone, how many times
 equal the gold instant to the minute.
 """
@@ -100,12 +102,18 @@ def main(argv: list[str] | None = None) -> int:
         with_gold = [(p, r, g) for p, r in sel if (g := _gold(p))]
         ok_before = sum(_day(r["before"]) in gold_days(g) for _, r, g in with_gold)
         ok_after = sum(_day(r["after"]) in gold_days(g) for _, r, g in with_gold)
+        # the gold is the outlet's local day: the stored offset gives it back
+        ok_local = sum(
+            r["after"] is not None
+            and (r["after"].day.isoformat() in gold_days(g) or _day(r["after"]) in gold_days(g))
+            for _, r, g in with_gold
+        )
         lines.append(f"## {corpus}: {len(sel)} pages")
         lines.append(f"before: {dict(before)}")
         lines.append(f"after:  {dict(after)}  (sources: {dict(sources)})")
         lines.append(
             f"day right vs gold ({len(with_gold)} pages with a gold date): "
-            f"before {ok_before}, after {ok_after}"
+            f"before {ok_before}, after {ok_after} (UTC day), {ok_local} (UTC or local day)"
         )
         timed = []
         for _p, r, g in with_gold:
