@@ -21,6 +21,7 @@ from sqlmodel import col, select
 
 from schemas.models import Article, ArticleState, Claim, ClaimCluster, RawPage
 from tests.conftest import ROOT, claimwire, cli_env
+from tests.test_dedup import pg_settings, sqlite_settings  # noqa: F401  (fixtures)
 from worker.pages.extractor import extract_page
 from worker.pages.published import agree, choose, parse_stamp, sort_time, url_stamp
 
@@ -482,3 +483,55 @@ def test_reprocess_recomputes_times_and_the_canonical(pipeline: Any) -> None:
     cluster, claims = novak_cluster(s)
     assert {c.article_id for c in claims} == {original}
     assert cluster.first_article_id == original and cluster.first_seen_precision == "minute"
+
+
+# --------------------------------------------------------------- concurrency
+
+
+def _race_day_only_copies_and_the_original(settings: Any) -> None:
+    """Five copies dated only by their day (stored as midnight, the day) and a precise
+    copy at 11:00 are placed at the same time as the original (09:00 that day), the
+    original created last: whatever the order the workers commit in, one group, and the
+    original is its canonical (the day-only dates sort at the end of their day)."""
+    from sqlmodel import Session
+
+    from tests.test_dedup import (
+        BOILER_A_HEAD,
+        BOILER_B_FOOT,
+        STORY,
+        _check_one_group,
+        _race,
+        add_article,
+    )
+    from worker.core.db import get_engine
+
+    day = datetime(2024, 3, 3, tzinfo=UTC)
+    variants = [STORY, BOILER_A_HEAD + STORY, STORY + BOILER_B_FOOT, STORY.upper()]
+    times = [(day, "day")] * 5 + [(day + timedelta(hours=11), "minute")]
+    times.append((day + timedelta(hours=9), "minute"))  # the original, created last
+    ids = []
+    for i, (at, precision) in enumerate(times):
+        aid = add_article(
+            settings, variants[i % len(variants)], host=f"outlet{i}.example", published=at
+        )
+        with Session(get_engine(settings)) as s:
+            a = s.get(Article, aid)
+            assert a is not None
+            a.published_precision = precision
+            a.published_sort_at = sort_time(at, precision)
+            s.add(a)
+            s.commit()
+        ids.append(aid)
+    errors = _race(settings, ids)
+    assert not errors, errors
+    _check_one_group(settings, ids, ids[-1])
+
+
+@pytest.mark.timeout(300)
+def test_day_only_copies_racing_the_original_on_postgresql(pg_settings: Any) -> None:  # noqa: F811
+    _race_day_only_copies_and_the_original(pg_settings)
+
+
+@pytest.mark.timeout(300)
+def test_day_only_copies_racing_the_original_on_sqlite(sqlite_settings: Any) -> None:  # noqa: F811
+    _race_day_only_copies_and_the_original(sqlite_settings)
