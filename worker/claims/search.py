@@ -10,6 +10,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, Claim, ClaimCluster
+from worker.claims.firstseen import precision_of
 
 
 def _py_lower(value: object) -> object:
@@ -88,6 +89,8 @@ def search_claims(
                 "cluster_first_seen": (
                     cluster.first_seen_at.isoformat() if cluster and cluster.first_seen_at else None
                 ),
+                "cluster_first_seen_precision": cluster.first_seen_precision if cluster else None,
+                "published_precision": precision_of(art),
             }
         )
     return rows
