@@ -535,3 +535,44 @@ def test_day_only_copies_racing_the_original_on_postgresql(pg_settings: Any) -> 
 @pytest.mark.timeout(300)
 def test_day_only_copies_racing_the_original_on_sqlite(sqlite_settings: Any) -> None:  # noqa: F811
     _race_day_only_copies_and_the_original(sqlite_settings)
+
+
+# --------------------------------------------------------------- end to end
+
+
+def test_feed_time_reaches_the_article_through_a_real_poll(server: Any, tmp_path: Path) -> None:
+    """`claimwire feeds add` and `run --until-idle` on the embedded default: a page
+    dated only by its byline and URL takes its feed entry's pubDate (to the minute); a
+    page with a meta time keeps it, whatever its feed entry says."""
+    from worker.testing.content import rss
+    from worker.testing.server import Reply
+
+    pub = datetime(2024, 3, 3, 15, 7, tzinfo=UTC)
+    server.routes["/2024/03/03/strike"] = Reply(
+        body=page(CLAIM_PARAS, byline="3 March 2024").encode()
+    )
+    server.routes["/2024/03/03/ferries"] = Reply(
+        body=page(REWORDED_PARAS, meta="2024-03-03T08:15:00+01:00").encode()
+    )
+    server.routes["/feed.xml"] = Reply(
+        body=rss(
+            server.url("/"),
+            [
+                (server.url("/2024/03/03/strike"), "Strike", pub),
+                (server.url("/2024/03/03/ferries"), "Ferries", pub + timedelta(hours=2)),
+            ],
+        ),
+        content_type="application/rss+xml",
+    )
+    env = cli_env(tmp_path, EXTRACT_CLAIMS="false")
+    assert claimwire(["feeds", "add", server.url("/feed.xml")], env, tmp_path).returncode == 0
+    r = claimwire(["run", "--until-idle"], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = claimwire(["export", "articles"], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {json.loads(x)["url"]: json.loads(x) for x in r.stdout.splitlines() if x.strip()}
+    strike = rows[server.url("/2024/03/03/strike")]
+    assert (strike["published_at"], strike["published_precision"]) == (pub.isoformat(), "minute")
+    ferries = rows[server.url("/2024/03/03/ferries")]
+    assert ferries["published_at"] == "2024-03-03T07:15:00+00:00"
+    assert (ferries["published_precision"], ferries["published_offset"]) == ("minute", 60)
