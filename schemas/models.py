@@ -193,6 +193,13 @@ class Article(SQLModel, table=True):
     title: str | None = Field(default=None, sa_type=Text)
     author: str | None = Field(default=None, sa_type=Text)
     published_at: datetime | None = _ts(index=True)
+    # what published_at is known to ("second", "minute", "day"; None: no date found) and
+    # the UTC offset (minutes) its source gave; a day is stored as midnight UTC
+    published_precision: str | None = Field(default=None, max_length=8)
+    published_offset: int | None = None
+    # when the article sorts as published (canonical, first seen): published_at, or the
+    # end of its day for a day (worker.pages.published.sort_time)
+    published_sort_at: datetime | None = _ts()
     language: str | None = None
     sitename: str | None = None
     description: str | None = Field(default=None, sa_type=Text)
@@ -302,6 +309,8 @@ class ClaimCluster(SQLModel, table=True):
     text: str = Field(sa_type=Text)
     signature: bytes | None = None
     first_seen_at: datetime | None = _ts()
+    # the first article's published_precision (None: its discovery time)
+    first_seen_precision: str | None = Field(default=None, max_length=8)
     first_article_id: int | None = Field(
         default=None, sa_column=Column(Integer, ForeignKey("article.id", ondelete="SET NULL"))
     )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 ClaimKind = Literal["direct", "indirect", "mixed", "according_to"]
 TextSource = Literal["page", "feed_content", "feed_summary"]
+TimePrecision = Literal["second", "minute", "day"]
 
 
 class ExtractedClaim(BaseModel):
@@ -32,6 +33,10 @@ class ExtractedPage(BaseModel):
     title: str | None = None
     author: str | None = None
     published_at: datetime | None = None
+    # what published_at is known to: a day is stored as midnight UTC of that date
+    published_precision: TimePrecision | None = None
+    published_offset: int | None = None  # the source's UTC offset, minutes
+    published_source: str | None = None  # meta, jsonld, time, itemprop, dc, feed, visible, url
     language: str | None = None
     sitename: str | None = None
     description: str | None = None

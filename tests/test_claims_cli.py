@@ -199,10 +199,14 @@ def test_claims_cluster_shows_first_seen_counts_and_members_in_time_order(
 
     r = claimwire(["claims", "cluster", str(cluster_id)], env, ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "2 article(s) in 2 outlet(s)" in r.stdout and "first seen" in r.stdout
-    lines = [line for line in r.stdout.splitlines() if line.startswith("│")]
+    assert "2 article(s) in 2 outlet(s)" in r.stdout
+    (first,) = [line for line in r.stdout.splitlines() if line.startswith("first seen: ")]
+    assert "wire.example" in first and (T + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M") in first
+    # every repeat in time order, one line each, with its outlet and wording
+    lines = r.stdout.split("repeats in time order:\n", 1)[1].splitlines()
     assert len(lines) == 2, r.stdout
-    assert "wire.example" in lines[0] and "herald.example" in lines[1]
+    assert "wire.example" in lines[0] and "first:" in lines[0]
+    assert "herald.example" in lines[1] and "rewording:" in lines[1]
 
     r = claimwire(["claims", "cluster", "999999"], env, ROOT)
     assert r.returncode == 2 and "no claim cluster 999999" in r.stderr

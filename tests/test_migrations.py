@@ -49,3 +49,59 @@ def test_migrations_on_sqlite(tmp_path) -> None:
 @pytest.mark.postgres
 def test_migrations_on_postgres(pg_url: str, tmp_path) -> None:
     _check(Settings(data_dir=tmp_path, database_url=pg_url))
+
+
+def _old_database_upgrades(settings: Settings) -> None:
+    """A database at 0008_claim_search (before publication precision, issue 15) with an
+    article and a cluster in it upgrades to head: the new columns exist and are empty,
+    the rows are kept, and ordering falls back to the stored time."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from worker.core.db import alembic_config
+
+    engine = get_engine(settings)
+    with engine.connect() as conn:
+        cfg = alembic_config(settings.effective_database_url)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0008_claim_search")
+        conn.execute(
+            text(
+                "INSERT INTO article (url, url_hash, host, state, state_changed_at, attempts,"
+                " step_starts, discovered_at, published_at, categories, tags) VALUES"
+                " ('https://a.example/1', 'h1', 'a.example', 'processed', :t, 0, 0, :t,"
+                " :p, '[]', '[]')"
+            ),
+            {"t": "2024-03-04 10:00:00", "p": "2024-03-03 00:00:00"},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO claimcluster (speaker_key, speaker, text, first_seen_at,"
+                " n_articles, n_outlets, created_at) VALUES ('novak', 'Novak', 'x', :p, 1, 1, :t)"
+            ),
+            {"t": "2024-03-04 10:00:00", "p": "2024-03-03 00:00:00"},
+        )
+        conn.commit()
+    init_db(settings)
+    from sqlmodel import Session, select
+
+    from schemas.models import Article, ClaimCluster
+    from worker.claims.firstseen import order_key
+
+    with Session(engine) as s:
+        (a,) = s.exec(select(Article)).all()
+        assert a.published_precision is None and a.published_sort_at is None
+        assert a.published_offset is None
+        assert order_key(a)[0] == a.published_at  # sorts as before until reprocessed
+        (c,) = s.exec(select(ClaimCluster)).all()
+        assert c.first_seen_precision is None and c.first_seen_at is not None
+    dispose_engines()
+
+
+def test_old_database_upgrades_on_sqlite(tmp_path) -> None:
+    _old_database_upgrades(Settings(data_dir=tmp_path))
+
+
+@pytest.mark.postgres
+def test_old_database_upgrades_on_postgres(pg_url: str, tmp_path) -> None:
+    _old_database_upgrades(Settings(data_dir=tmp_path, database_url=pg_url))

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import CompoundSelect, Float, Select, case, func, literal, text
+from sqlalchemy import Float, Select, case, func, literal, text
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import select as sql_select
-from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, Claim, ClaimCluster, ClaimClusterWord
+
+# first seen and the members' time order live in firstseen (re-exported here)
+from worker.claims.firstseen import ClusterMember as ClusterMember
+from worker.claims.firstseen import cluster_members as cluster_members
+from worker.claims.firstseen import refresh_cluster as refresh_cluster
 from worker.core.db import is_postgres
 
 _TITLES = {
@@ -410,99 +412,6 @@ def assign_clusters(
     for cluster_id in touched:
         refresh_cluster(session, cluster_id)
     return touched
-
-
-@dataclass
-class ClusterMember:
-    claim_id: int
-    article_id: int
-    url: str
-    host: str
-    published_at: datetime | None
-    speaker: str
-    text: str
-    copy: bool  # a duplicate of the article that carries the claim
-
-
-def _member_articles(cluster_id: int) -> CompoundSelect[int, str, datetime]:
-    """Every article carrying a claim of the cluster, and every duplicate of one, with
-    its host and time (publication, or discovery when unknown): one row per claim."""
-    dup = aliased(Article)
-    at = func.coalesce(col(Article.published_at), col(Article.discovered_at))
-    dup_at = func.coalesce(col(dup.published_at), col(dup.discovered_at))
-    carrying: Select[int, str, datetime] = (
-        sql_select(col(Article.id).label("aid"), col(Article.host).label("host"), at.label("at"))
-        .join(Claim, col(Claim.article_id) == Article.id)
-        .where(col(Claim.cluster_id) == cluster_id)
-    )
-    copies: Select[int, str, datetime] = (
-        sql_select(col(dup.id).label("aid"), col(dup.host).label("host"), dup_at.label("at"))
-        .join(Claim, col(Claim.article_id) == dup.duplicate_of_id)
-        .where(col(Claim.cluster_id) == cluster_id)
-    )
-    return carrying.union_all(copies)
-
-
-def cluster_members(session: Session, cluster_id: int) -> list[ClusterMember]:
-    """Every article repeating the claim, its duplicates included, in time order (one
-    query)."""
-    dup = aliased(Article)
-    rows = session.exec(
-        select(Claim, Article, dup)
-        .join(Article, col(Article.id) == Claim.article_id)
-        .outerjoin(dup, col(dup.duplicate_of_id) == Article.id)
-        .where(Claim.cluster_id == cluster_id)
-    ).all()
-    members: list[ClusterMember] = []
-    seen: set[int] = set()
-    for claim, art, copy in rows:
-        assert claim.id is not None and art.id is not None
-        arts = [(art, False)] if claim.id not in seen else []
-        seen.add(claim.id)
-        if copy is not None:
-            arts.append((copy, True))
-        for a, is_copy in arts:
-            assert a.id is not None
-            members.append(
-                ClusterMember(
-                    claim.id,
-                    a.id,
-                    a.url,
-                    a.host,
-                    a.published_at or a.discovered_at,
-                    claim.speaker,
-                    claim.text,
-                    is_copy,
-                )
-            )
-    members.sort(key=lambda m: (m.published_at is None, m.published_at, m.article_id))
-    return members
-
-
-def refresh_cluster(session: Session, cluster_id: int) -> None:
-    """Recount a cluster's articles and outlets and its first appearance, in one
-    aggregate query over its member articles (duplicates included)."""
-    cluster = session.get(ClaimCluster, cluster_id)
-    if cluster is None:
-        return
-    m = _member_articles(cluster_id).cte("members")
-    first = sql_select(m.c.aid).order_by(m.c.at, m.c.aid).limit(1).scalar_subquery()
-    row = session.execute(
-        sql_select(
-            func.count(func.distinct(m.c.aid)),
-            func.count(func.distinct(m.c.host)),
-            func.min(m.c.at),
-            first,
-        )
-    ).one()
-    n_articles, n_outlets, first_seen, first_id = row
-    if not n_articles:
-        session.delete(cluster)
-        return
-    cluster.n_articles = n_articles
-    cluster.n_outlets = n_outlets
-    cluster.first_seen_at = first_seen
-    cluster.first_article_id = first_id
 
 
 def orphan_clusters(session: Session) -> int:

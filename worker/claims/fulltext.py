@@ -364,4 +364,5 @@ def claim_hit(claim: Claim, art: Article, cluster: ClaimCluster | None) -> dict[
         "cluster_articles": cluster.n_articles if cluster else 1,
         "cluster_outlets": cluster.n_outlets if cluster else 1,
         "cluster_first_seen": _iso(cluster.first_seen_at) if cluster else None,
+        "cluster_first_seen_precision": cluster.first_seen_precision if cluster else None,
     }

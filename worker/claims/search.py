@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, Claim, ClaimCluster
+from worker.claims.firstseen import precision_of
 
 
 def _py_lower(value: object) -> object:
@@ -87,26 +89,35 @@ def search_claims(
                 "cluster_first_seen": (
                     cluster.first_seen_at.isoformat() if cluster and cluster.first_seen_at else None
                 ),
+                "cluster_first_seen_precision": cluster.first_seen_precision if cluster else None,
+                "published_precision": precision_of(art),
             }
         )
     return rows
 
 
 def cluster_report(session: Session, cluster_id: int) -> dict[str, Any] | None:
-    """One cluster as users ask about it: who, first seen where and when, how many
-    articles and outlets, and every article repeating it in time order (copies found by
-    dedup included). None when there is no such cluster."""
-    from worker.claims.clustering import cluster_members
+    """One cluster as users ask about it: who, first seen where and when (with the
+    time's precision), how many articles and outlets, and every article repeating it in
+    time order (worker.claims.firstseen), each marked ``first``, ``verbatim copy`` (a
+    duplicate found by dedup, ``copy_of`` the article it copies) or ``rewording`` (an
+    article of its own carrying the claim in its words). None when there is no such
+    cluster."""
+    from worker.claims.firstseen import cluster_members
 
     cluster = session.get(ClaimCluster, cluster_id)
     if cluster is None:
         return None
     first = session.get(Article, cluster.first_article_id) if cluster.first_article_id else None
+    members = cluster_members(session, cluster_id)
+    hosts = {m.article_id: m.host for m in members}
+    urls = {m.article_id: m.url for m in members}
     return {
         "cluster_id": cluster_id,
         "speaker": cluster.speaker,
         "text": cluster.text,
         "first_seen_at": cluster.first_seen_at.isoformat() if cluster.first_seen_at else None,
+        "first_seen_precision": cluster.first_seen_precision,
         "first_outlet": first.host if first else None,
         "first_url": first.url if first else None,
         "n_articles": cluster.n_articles,
@@ -114,6 +125,7 @@ def cluster_report(session: Session, cluster_id: int) -> dict[str, Any] | None:
         "members": [
             {
                 "published_at": m.published_at.isoformat() if m.published_at else None,
+                "published_precision": m.precision,
                 "outlet": m.host,
                 "url": m.url,
                 "speaker": m.speaker,
@@ -121,7 +133,22 @@ def cluster_report(session: Session, cluster_id: int) -> dict[str, Any] | None:
                 "claim_id": m.claim_id,
                 "article_id": m.article_id,
                 "copy": m.copy,
+                "copy_of": urls.get(m.copy_of) if m.copy_of is not None else None,
+                "copy_of_outlet": hosts.get(m.copy_of) if m.copy_of is not None else None,
+                "repeat": (
+                    "first"
+                    if i == 0
+                    else "verbatim copy"
+                    if m.copy
+                    else "same words"
+                    if _words(m.text) == _words(members[0].text)
+                    else "rewording"
+                ),
             }
-            for m in cluster_members(session, cluster_id)
+            for i, m in enumerate(members)
         ],
     }
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[^\W_]+", text.lower())

@@ -13,7 +13,8 @@ from sqlmodel import Session, col, select
 
 from schemas.models import Article, ArticleState, Claim
 from schemas.types import utcnow
-from worker.claims.clustering import assign_clusters, refresh_cluster
+from worker.claims.clustering import assign_clusters
+from worker.claims.firstseen import refresh_cluster
 from worker.core.settings import Settings
 from worker.core.states import set_state
 

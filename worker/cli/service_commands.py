@@ -164,6 +164,12 @@ def export(
     what: str = typer.Argument(..., help="articles or claims"),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl or csv"),
     out_file: Path | None = typer.Option(None, "--out", help="File (default stdout)."),
+    with_copies: bool = typer.Option(
+        False,
+        "--with-copies",
+        help="claims: also one row per duplicate article (another outlet running the same "
+        "text), its copy_of naming the article that carries the claim.",
+    ),
 ) -> None:
     """Export stored articles or claims."""
     from schemas.exports import ArticleRow, ClaimRow
@@ -186,7 +192,7 @@ def export(
         ) as target,
         unit_of_work() as s,
     ):
-        rows = article_rows(s) if what == "articles" else claim_rows(s)
+        rows = article_rows(s) if what == "articles" else claim_rows(s, with_copies)
         n = write_rows(rows, target, fmt, fields)
     if out_file:
         err.print(f"wrote {n} {what} to {out_file}")

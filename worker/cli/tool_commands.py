@@ -165,30 +165,41 @@ def _claims_cluster(cluster_id: int, jsonl: bool) -> None:
     if jsonl:
         sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
         return
-    first = report["first_seen_at"] or "unknown"
-    out.print(
+    lines = [
         f"cluster {cluster_id}: {report['speaker']} — {report['n_articles']} article(s) "
-        f"in {report['n_outlets']} outlet(s); first seen {first} "
-        f"({report['first_outlet'] or '?'}: {report['first_url'] or '?'})"
-    )
-    cols = [
-        Col("date"),
-        Col("outlet", flex=True, max_width=30),
-        Col("speaker", flex=True, max_width=30),
-        Col("claim", flex=True, wrap=True),
-        Col("url", flex=True, drop=1),
+        f"in {report['n_outlets']} outlet(s)",
+        f"claim: {report['text']}",
+        "first seen: "
+        + (
+            f"{report['first_outlet'] or '?'}, "
+            f"{_when(report['first_seen_at'], report['first_seen_precision'])} "
+            f"{report['first_url'] or ''}"
+        ).rstrip(),
+        "repeats in time order:",
     ]
-    rows = [
-        [
-            str(m["published_at"] or "")[:16].replace("T", " "),
-            str(m["outlet"]) + (" (copy)" if m["copy"] else ""),
-            str(m["speaker"]),
-            str(m["text"]),
-            str(m["url"]),
-        ]
-        for m in report["members"]
-    ]
-    out.print(fit_table(out, cols, rows))
+    for m in report["members"]:
+        what = m["repeat"]
+        if m["copy"]:
+            what = f"verbatim copy of {m['copy_of_outlet'] or m['copy_of']}"
+        elif what in ("rewording", "same words"):
+            what = f"{what}: {m['text']}"
+        else:
+            what = f"first: {m['text']}"
+        when = _when(m["published_at"], m["published_precision"])
+        lines.append(f"  {when:<26} {m['outlet']:<24} {what}  {m['url']}")
+    for line in lines:  # plain lines (no markup, no wrapping), credentials masked
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _when(iso: str | None, precision: str | None) -> str:
+    """A time as the cluster view shows it: UTC to its precision, and the precision."""
+    if not iso:
+        return "unknown"
+    if precision == "day":
+        return f"{iso[:10]} (day)"
+    shown = iso[: 19 if precision == "second" else 16].replace("T", " ")
+    # no precision: a time stored before precision was recorded, or a discovery time
+    return f"{shown} UTC ({precision})" if precision else f"{shown} UTC"
 
 
 def _claims_search(

@@ -1,10 +1,14 @@
 """Duplicate groups: joining one, merging several, demoting a canonical, listing members.
 
-The canonical article of a group is the earliest published one (``published_at``, else
-``entry_published_at``, else ``discovered_at``; ties: ``discovered_at``, then id:
-``order_key``). Every other member has ``duplicate_of_id`` = the canonical; the
-canonical has None. A newcomer that sorts before the canonical takes over, and the old
-canonical is demoted (its claims go: the canonical carries a group's claims).
+The canonical article of a group is the earliest published one, in the order of
+``worker.claims.firstseen.order_key`` (publication time, a date known only to the day
+sorting at the end of its day, then discovery, then id: a day-only date never beats a
+precise time of the same day). Every other member has ``duplicate_of_id`` = the
+canonical; the canonical has None. A newcomer that sorts before the canonical takes
+over, even when it was fetched after its copies (an original read after the outlets
+that ran it), and the old canonical is demoted (its claims go: the canonical carries a
+group's claims; the claims step of the newcomer extracts them again, and the clusters'
+first seen is recounted).
 
 When a text's confirmed matches are in several groups, those groups are merged into the
 best match's (``merge_groups``): grouping does not depend on the order in which copies
@@ -25,16 +29,11 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, ArticleSignature, Claim, DupGroup
+from worker.claims.firstseen import order_key, precision_of
 from worker.core.db import is_postgres
 from worker.core.settings import Settings
 from worker.dedup.index import Match
 from worker.dedup.sketch import DedupParams, TextSketch, exact_similarity, shingle_hashes, words
-
-
-def order_key(article: Article) -> tuple[datetime, datetime, int]:
-    """Sort key of the canonical choice: earliest publication, then first seen, then id."""
-    published = article.published_at or article.entry_published_at or article.discovered_at
-    return (published, article.discovered_at, article.id or 0)
 
 
 def lock_group(session: Session, group_id: int) -> DupGroup | None:
@@ -61,7 +60,7 @@ def _demote(session: Session, article: Article) -> None:
         article.claims_status = "duplicate"
     if clusters:
         session.flush()
-        from worker.claims.clustering import refresh_cluster
+        from worker.claims.firstseen import refresh_cluster
 
         for cluster_id in sorted(clusters):
             refresh_cluster(session, cluster_id)
@@ -210,7 +209,7 @@ def merge_groups(session: Session, into: DupGroup, others: list[DupGroup]) -> No
         if c is not None
     }
     if clusters:
-        from worker.claims.clustering import refresh_cluster
+        from worker.claims.firstseen import refresh_cluster
 
         for cluster_id in sorted(clusters):
             refresh_cluster(session, cluster_id)
@@ -306,6 +305,7 @@ class GroupMember:
     discovered_at: datetime
     duplicate_of_id: int | None
     is_canonical: bool
+    published_precision: str | None = None  # of published_at, else of the entry's time
 
 
 def group_members(session: Session, group_id: int) -> list[GroupMember]:
@@ -323,6 +323,7 @@ def group_members(session: Session, group_id: int) -> list[GroupMember]:
             discovered_at=a.discovered_at,
             duplicate_of_id=a.duplicate_of_id,
             is_canonical=a.duplicate_of_id is None,
+            published_precision=precision_of(a),
         )
         for a in arts
     ]

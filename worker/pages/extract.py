@@ -16,6 +16,7 @@ from worker.core.states import set_state
 from worker.pages.archive import Archive
 from worker.pages.charset import decode_html
 from worker.pages.extractor import extract_page
+from worker.pages.published import sort_time
 
 NO_TEXT_REASON = "no text extracted (page and feed entry give no text)"
 
@@ -23,7 +24,12 @@ NO_TEXT_REASON = "no text extracted (page and feed entry give no text)"
 def apply_extraction(article: Article, page: ExtractedPage) -> None:
     article.title = page.title or article.entry_title
     article.author = page.author
-    article.published_at = page.published_at or article.entry_published_at
+    # the page's time with its precision, the feed entry's where the page gives only
+    # the day or nothing (extract_page was given it: worker.pages.published)
+    article.published_at = page.published_at
+    article.published_precision = page.published_precision
+    article.published_offset = page.published_offset
+    article.published_sort_at = sort_time(page.published_at, page.published_precision)
     article.language = page.language
     article.sitename = page.sitename
     article.description = page.description
@@ -58,6 +64,7 @@ def extract_stored_article(
         fallback_content=article.entry_content,
         fallback_summary=article.entry_summary,
         min_text_chars=settings.min_text_chars,
+        feed_published_at=article.entry_published_at,
     )
     article.encoding = encoding
     apply_extraction(article, page)

@@ -44,6 +44,7 @@ from worker.pages.arbiter import ArbiterSettings, readability_text, second_opini
 from worker.pages.nesting import flatten, too_deep
 from worker.pages.prune_media import MediaSettings, without_galleries
 from worker.pages.prune_teasers import TeaserSettings, without_teasers
+from worker.pages.published import choose, from_datetime, page_candidates
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 EXTRACTOR_NAME = "trafilatura"
-SETTINGS_REVISION = 5
+SETTINGS_REVISION = 6
 """Bump whenever :data:`DEFAULT_PROFILE` or the post-processing here changes output."""
 EXTRACTOR_VERSION = f"{trafilatura.__version__}+cw{SETTINGS_REVISION}"
 
@@ -634,6 +635,7 @@ def extract_page(
     min_text_chars: int = 200,
     now: datetime | None = None,
     profile: Profile = DEFAULT_PROFILE,
+    feed_published_at: datetime | None = None,
 ) -> ExtractedPage:
     """Clean text and metadata of one decoded page. Never raises on content (module doc).
 
@@ -641,7 +643,9 @@ def extract_page(
     the longest of page text, the feed entry's content (HTML is converted to text) and the
     feed entry's summary is kept, and ``text_source`` says which one it is. Metadata always
     comes from the page; ``language`` from its markup, else detected from the text.
-    ``published_at`` is aware UTC and never later than ``now``.
+    ``published_at`` is aware UTC and never later than ``now``, with its precision, UTC
+    offset and source (:mod:`worker.pages.published`: the page's markup, then the feed
+    entry's time ``feed_published_at``, then a visible or URL date).
     """
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
@@ -653,6 +657,11 @@ def extract_page(
         tree = _parse(html) if isinstance(html, str) else None
     except NestingTooDeep as exc:
         tree, failure = None, str(exc)
+    try:
+        # read before extraction, which may prune the tree in place
+        stamps = page_candidates(tree, url, None)
+    except Exception:  # noqa: BLE001 - metadata is best effort
+        stamps = []
     if tree is not None:
         text, doc = _extract_tree(tree, url, profile, now)
         try:
@@ -672,6 +681,17 @@ def extract_page(
                 text, source, best_len = alt, kind, len(alt)  # type: ignore[assignment]
     if not meta.get("language"):
         meta["language"] = detect_language(text)
+    extra = [
+        from_datetime(feed_published_at, "feed"),
+        from_datetime(meta.get("published_at"), "visible"),
+    ]
+    chosen = choose([*stamps, *(s for s in extra if s is not None)], now)
+    meta.update(
+        published_at=chosen.at if chosen else None,
+        published_precision=chosen.precision if chosen else None,
+        published_offset=chosen.offset if chosen else None,
+        published_source=chosen.source if chosen else None,
+    )
     return ExtractedPage(
         text=text,
         text_source=source,

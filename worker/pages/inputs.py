@@ -78,7 +78,8 @@ def has_html_markup(text: str) -> bool:
 def extract_file(path: str | Path, *, min_text_chars: int = 200) -> dict[str, Any]:
     """Extract one local file (``.gz`` is decompressed). Returns the CLI's JSON object.
 
-    Keys: ``file, title, author, published_at`` (ISO 8601 or None), ``language, sitename,
+    Keys: ``file, title, author, published_at`` (ISO 8601 or None),
+    ``published_precision`` (``second``, ``minute``, ``day`` or None), ``language, sitename,
     text``, plus ``encoding``. An unreadable file, or one that is not text (a PDF, an
     image: :func:`binary_type`), or text without HTML markup (Markdown, plain text:
     :func:`has_html_markup`) gives an ``error`` key and empty text, as does a page that
@@ -112,6 +113,7 @@ def _as_output(
         "title": page.title if page else None,
         "author": page.author if page else None,
         "published_at": page.published_at.isoformat() if page and page.published_at else None,
+        "published_precision": page.published_precision if page else None,
         "language": page.language if page else None,
         "sitename": page.sitename if page else None,
         "text": page.text if page else "",

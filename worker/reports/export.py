@@ -13,13 +13,25 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from schemas.exports import ArticleRow, ClaimRow
-from schemas.models import Article, Claim, Feed, Sighting
+from schemas.models import Article, Claim, ClaimCluster, Feed, Sighting
+from worker.claims.firstseen import precision_of
 
 BATCH = 500
 
 
 def _iso(v: datetime | None) -> str | None:
     return v.isoformat() if v else None
+
+
+def _when(v: datetime | None, precision: str | None) -> str | None:
+    """A publication time: ISO 8601 in UTC, or the date alone when known to the day."""
+    if v is None:
+        return None
+    return v.date().isoformat() if precision == "day" else v.isoformat()
+
+
+def _published(a: Article) -> str | None:
+    return _when(a.published_at or a.entry_published_at, precision_of(a))
 
 
 def article_rows(session: Session) -> Iterator[ArticleRow]:
@@ -51,7 +63,7 @@ def article_rows(session: Session) -> Iterator[ArticleRow]:
                 url=a.url,
                 title=a.title or a.entry_title,
                 author=a.author,
-                published_at=_iso(a.published_at or a.entry_published_at),
+                published_at=_published(a),
                 language=a.language,
                 sitename=a.sitename,
                 text=a.text,
@@ -71,25 +83,41 @@ def article_rows(session: Session) -> Iterator[ArticleRow]:
                 page_canonical_url=a.page_canonical_url,
                 extractor=a.extractor,
                 encoding=a.encoding,
+                published_precision=precision_of(a),
+                published_offset=a.published_offset,
             )
         last_id = ids[-1] or last_id
 
 
-def claim_rows(session: Session) -> Iterator[ClaimRow]:
+def claim_rows(session: Session, with_copies: bool = False) -> Iterator[ClaimRow]:
+    """One row per claim, with its article's time and precision and its cluster's first
+    seen. ``with_copies``: after each claim's row, one row per duplicate of its article
+    (an outlet that ran the same text, ``copy_of`` the carrying article's URL), so the
+    outlets repeating a claim can be counted from the export."""
     last_id = 0
     while True:
         batch = session.exec(
-            select(Claim, Article)
+            select(Claim, Article, ClaimCluster)
             .join(Article, col(Article.id) == Claim.article_id)
+            .outerjoin(ClaimCluster, col(ClaimCluster.id) == Claim.cluster_id)
             .where(col(Claim.id) > last_id)
             .order_by(col(Claim.id))
             .limit(BATCH)
         ).all()
         if not batch:
             return
-        for c, a in batch:
-            assert c.id is not None
-            yield ClaimRow(
+        copies: dict[int, list[Article]] = {}
+        if with_copies:
+            for dup in session.exec(
+                select(Article)
+                .where(col(Article.duplicate_of_id).in_({a.id for _, a, _ in batch}))
+                .order_by(col(Article.id))
+            ).all():
+                assert dup.duplicate_of_id is not None
+                copies.setdefault(dup.duplicate_of_id, []).append(dup)
+        for c, a, cluster in batch:
+            assert c.id is not None and a.id is not None
+            row = ClaimRow(
                 id=c.id,
                 article_url=a.url,
                 speaker=c.speaker,
@@ -101,10 +129,26 @@ def claim_rows(session: Session) -> Iterator[ClaimRow]:
                 end=c.end,
                 sentence=c.sentence,
                 cluster_id=c.cluster_id,
-                published_at=_iso(a.published_at or a.entry_published_at),
+                published_at=_published(a),
                 outlet=a.host,
                 extractor_version=c.extractor_version,
+                published_precision=precision_of(a),
+                first_seen_at=_when(cluster.first_seen_at, cluster.first_seen_precision)
+                if cluster
+                else None,
+                first_seen_precision=cluster.first_seen_precision if cluster else None,
             )
+            yield row
+            for dup in copies.get(a.id, []):
+                yield row.model_copy(
+                    update={
+                        "article_url": dup.url,
+                        "published_at": _published(dup),
+                        "published_precision": precision_of(dup),
+                        "outlet": dup.host,
+                        "copy_of": a.url,
+                    }
+                )
             last_id = c.id
 
 
