@@ -7,7 +7,9 @@ statement). Different speakers never share a cluster: the speaker key is part of
 lookup, not of the score.
 
 Concurrency: clustering for one speaker key is serialized with a transaction-scoped
-advisory lock on PostgreSQL; SQLite serializes all writers.
+advisory lock on PostgreSQL, every key of an article's claims taken up front in one
+sorted order (:func:`lock_speakers`), so two articles never deadlock on them; SQLite
+serializes all writers.
 """
 
 from __future__ import annotations
@@ -306,12 +308,26 @@ def similarity(a: set[str], b: set[str]) -> float:
     return len(a & b) / min(len(a), len(b))
 
 
-def _lock(session: Session, key: str) -> None:
-    if is_postgres(session):
-        h = int.from_bytes(
-            hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True
-        )
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": h})
+def speaker_lock_key(key: str) -> int:
+    """The advisory lock key of a speaker key (a signed 64-bit digest)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def lock_speakers(session: Session, keys: set[str]) -> None:
+    """Transaction-scoped advisory locks on every speaker key of a step, taken up front
+    in ascending lock-key order in one statement (a function scan over the sorted array
+    runs in array order). Two articles quoting the same speakers in opposite order wait
+    for each other instead of each holding one speaker and waiting for the other's (a
+    deadlock PostgreSQL breaks by aborting one). SQLite serializes writers already."""
+    if not keys or not is_postgres(session):
+        return
+    session.execute(
+        text(
+            "SELECT count(pg_advisory_xact_lock(k)) "
+            "FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, i)"
+        ),
+        {"keys": sorted({speaker_lock_key(k) for k in keys})},
+    )
 
 
 def _index_word(word: str) -> str:
@@ -389,11 +405,11 @@ def assign_clusters(
     A claim joins its speaker's most similar cluster (:func:`best_cluster`), or starts a
     new one, indexed by its content words."""
     touched: set[int] = set()
-    for claim in claims:
-        key = speaker_key(claim.speaker_resolved or claim.speaker)
+    keyed = [(claim, speaker_key(claim.speaker_resolved or claim.speaker)) for claim in claims]
+    lock_speakers(session, {key for _, key in keyed if key})
+    for claim, key in keyed:
         if not key:
             continue
-        _lock(session, key)
         found = best_cluster(session, key, content_words(claim.text), threshold)
         if found is None:
             cluster = ClaimCluster(
