@@ -142,10 +142,13 @@ def _send(messages: Sequence[outbox.Message]) -> None:
     with app.producer_or_acquire() as producer, producer.batch(max_size=500):
         for message in messages:
             task = app.tasks.get(message.task)
+            options: dict[str, Any] = {}
+            if message.countdown is not None and message.countdown > 0:
+                options["countdown"] = message.countdown
             if task is None:
-                app.send_task(message.task, args=message.args, producer=producer)
+                app.send_task(message.task, args=message.args, producer=producer, **options)
             else:
-                task.apply_async(args=message.args, producer=producer)
+                task.apply_async(args=message.args, producer=producer, **options)
 
 
 outbox.set_sender(_send)
