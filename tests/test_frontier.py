@@ -174,3 +174,42 @@ def test_the_dispatcher_spaces_one_hosts_feeds_by_its_turns(configure: Any) -> N
     # asked again (re-claimed), a feed keeps its turn
     again = plan_polls([Lease(0, "t0")], hosts, limiter, settings, horizon=3600)
     assert again.messages[0][0] == pytest.approx(plan.later[0], abs=0.3)
+
+
+@pytest.mark.redis
+def test_status_shows_the_frontier(
+    configure: Any, server: Any, redis_url: str, tmp_path: Any
+) -> None:
+    """`claimwire status` names the hosts with fetches waiting, the largest backlog
+    first, with when each one's next and last turns come and the turns reserved."""
+    from tests.conftest import claimwire, cli_env
+    from worker.core.db import init_db
+    from worker.pipeline.attempts import run_step
+    from worker.pipeline.steps import FIRST as FETCH
+    from worker.reports.status import frontier
+
+    init_db(configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2, BROKER_URL=redis_url))
+    ids = [_discovered(url) for url in _site(server, 5)]
+    other = LocalServer("127.0.0.2").start()
+    try:
+        lone = _discovered(_site(other, 2)[0])
+        for aid in [*ids, lone]:
+            run_step(FETCH, aid, follow_up=False)
+        from worker.core.db import unit_of_work
+        from worker.core.settings import get_settings
+
+        with unit_of_work() as s:
+            f = frontier(s, get_settings())
+        assert f["hosts_waiting"] == 1 and f["articles_waiting"] == 4
+        (busy,) = f["largest_backlogs"]
+        assert busy["host"] == "127.0.0.1" and busy["waiting"] == 4
+        assert 58 < busy["next_turn_in"] <= 61 and 238 < busy["last_turn_in"] <= 241
+        assert busy["turns_reserved"] == 4 and 58 < busy["free_in"] <= 241
+
+        env = cli_env(tmp_path, BROKER_URL=redis_url)
+        r = claimwire(["status"], env, tmp_path, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "frontier: 1 host(s) with fetches waiting (4 articles)" in r.stdout, r.stdout
+        assert "127.0.0.1: 4 waiting, next turn in" in r.stdout, r.stdout
+    finally:
+        other.stop()

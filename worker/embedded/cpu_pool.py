@@ -1,13 +1,13 @@
 """The CPU steps of `claimwire run` in worker processes of their own.
 
-Extraction, deduplication and claims are CPU-bound Python: in the threads of the
-`run` process they share one core (the GIL), however many the machine has. So
-``claimwire run`` starts a second Celery worker, with a process pool, for the ``cpu``
-queue of the same broker (``python -m worker.embedded.cpu_pool``), and its own worker
-consumes the other queues. The child stops when the `run` process stops it, and on its
-own when the `run` process is gone (a `kill -9` of the parent leaves no orphan
-consuming the queue). The embedded broker's consumers take a message by renaming its
-file (:mod:`worker.embedded.broker`), so the two processes never take one message twice.
+Extraction, deduplication and claims are CPU-bound Python: in the threads of the `run`
+process they share one core (the GIL), however many the machine has. So `claimwire run`
+starts Celery workers of their own for the ``cpu`` queue of the same broker, one process
+per core (``python -m worker.embedded.cpu_pool``, each running one step at a time), and
+its own worker consumes the other queues. The children stop when the `run` process
+stops them, and on their own when the `run` process is gone (a `kill -9` of the parent
+leaves no orphan consuming the queue). The embedded broker's consumers take a message by
+renaming its file (:mod:`worker.embedded.broker`), so no two processes take one message.
 """
 
 from __future__ import annotations
@@ -39,45 +39,49 @@ def cpu_processes(settings: Settings) -> int:
 
 
 class CpuPool:
-    """The child worker process, started and stopped by :func:`run_service`."""
+    """The child worker processes, started and stopped by :func:`run_service`: each a
+    fresh interpreter running one step at a time (``--pool solo``). Not a prefork pool:
+    a process forked from one that has the SQLite file open inherits SQLite's
+    in-process lock state, and its writes then wait for a lock nobody holds."""
 
     def __init__(self, settings: Settings, processes: int) -> None:
         self.settings = settings
         self.processes = processes
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
         self._stopping = threading.Event()
         self._watch: threading.Thread | None = None
 
     def start(self) -> CpuPool:
-        self._spawn()
+        self.procs = [self._spawn() for _ in range(self.processes)]
         self._watch = threading.Thread(target=self._supervise, daemon=True, name="claimwire-cpu")
         self._watch.start()
         return self
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         # The same interpreter and module, the environment inherited: the same settings.
-        args = [sys.executable, "-m", "worker.embedded.cpu_pool", str(self.processes)]
-        self.proc = subprocess.Popen([*args, str(os.getpid())])  # noqa: S603 (our own module)
+        args = [sys.executable, "-m", "worker.embedded.cpu_pool", str(os.getpid())]
+        return subprocess.Popen(args)  # noqa: S603 (our own module)
 
     def _supervise(self) -> None:
-        """Start the child again if it dies while the run goes on."""
+        """Start a child again if it dies while the run goes on."""
         while not self._stopping.wait(1.0):
-            proc = self.proc
-            if proc is not None and proc.poll() is not None and not self._stopping.is_set():
-                log.warning("cpu_pool_restarted", exit_code=proc.returncode)
-                self._spawn()
+            for i, proc in enumerate(self.procs):
+                if proc.poll() is not None and not self._stopping.is_set():
+                    log.warning("cpu_worker_restarted", exit_code=proc.returncode)
+                    self.procs[i] = self._spawn()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)  # warm shutdown: the steps in hand finish
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        running = [p for p in self.procs if p.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)  # warm shutdown: the step in hand finishes
+        deadline = time.monotonic() + timeout
+        for proc in running:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
 
 
 def _watch_parent(parent: int) -> None:
@@ -95,7 +99,7 @@ def main(argv: list[str]) -> int:
     from worker.embedded.run import quiet_per_item_events
 
     settings = get_settings()
-    parent = int(argv[1]) if len(argv) > 1 else 0
+    parent = int(argv[0]) if argv else 0
     if parent:
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     quiet_per_item_events(settings)
@@ -106,8 +110,8 @@ def main(argv: list[str]) -> int:
     after_setup_logger.connect(_quiet_after_setup, weak=False)
     worker = app.Worker(
         queues=[CPU_QUEUE],
-        pool="prefork",
-        concurrency=int(argv[0]) if argv else 1,
+        pool="solo",
+        concurrency=1,
         without_gossip=True,
         without_mingle=True,
         without_heartbeat=True,
