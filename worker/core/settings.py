@@ -146,7 +146,7 @@ class Settings(BaseSettings):
         8,
         ge=1,
         description="Threads of the embedded `claimwire run` (fetches, polls, the scheduler; "
-        "with `EMBEDDED_CPU_PROCESSES` 0 the CPU steps too). A thread never waits for a "
+        "with `CLAIMWIRE_EMBEDDED_CPU_PROCESSES` 0 the CPU steps too). A thread never waits for a "
         "busy host (the frontier), only for the network.",
     )
     embedded_cpu_processes: int = Field(
