@@ -70,7 +70,7 @@ class CpuPool:
                     log.warning("cpu_worker_restarted", exit_code=proc.returncode)
                     self.procs[i] = self._spawn()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
         running = [p for p in self.procs if p.poll() is None]
         for proc in running:
