@@ -213,3 +213,58 @@ def test_status_shows_the_frontier(
         assert "127.0.0.1: 4 waiting, next turn in" in r.stdout, r.stdout
     finally:
         other.stop()
+
+
+def test_two_consumers_of_the_embedded_broker_never_take_one_message(tmp_path: Any) -> None:
+    """`claimwire run` and its CPU worker processes consume one queue folder: each
+    message is taken by exactly one of them (an atomic rename), none lost."""
+    import threading
+
+    from kombu import Connection
+
+    folders = {k: tmp_path / k for k in ("queue", "processed", "control")}
+    for folder in folders.values():
+        folder.mkdir()
+    options = {
+        "data_folder_in": str(folders["queue"]),
+        "data_folder_out": str(folders["queue"]),
+        "processed_folder": str(folders["processed"]),
+        "control_folder": str(folders["control"]),
+        "store_processed": False,
+    }
+
+    def connection() -> Any:
+        return Connection(
+            "filesystem://", transport="worker.embedded.broker:Transport", transport_options=options
+        )
+
+    with connection() as conn:
+        queue = conn.SimpleQueue("cpu")
+        for i in range(300):
+            queue.put({"n": i})
+        queue.close()
+    taken: list[list[int]] = [[], [], []]
+
+    def consume(k: int) -> None:
+        with connection() as conn:
+            q = conn.SimpleQueue("cpu")
+            try:
+                while True:
+                    try:
+                        message = q.get(block=False)
+                    except q.Empty:
+                        return
+                    taken[k].append(message.payload["n"])
+                    message.ack()
+            finally:
+                q.close()
+
+    threads = [threading.Thread(target=consume, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    every = [n for part in taken for n in part]
+    assert sorted(every) == list(range(300))  # each once: none lost, none twice
+    assert sum(1 for part in taken if part) >= 2  # they did take turns
+    assert not list(folders["processed"].iterdir())
