@@ -15,8 +15,8 @@ process; nothing is copied into the repository). Page ``j`` belongs to host
 robots.txt and one RSS feed listing its pages.
 
 * **bare**: ``trafilatura.extract`` of every page (decoded as the pipeline decodes
-  it) in this process, one after another: the yardstick, measured in the same run,
-  before and after the pipeline (the machine is shared: both are printed).
+  it) in this process, one after another: the yardstick, measured in the same run just
+  before the pipeline (``--bare-after``: after it too; the machine is shared).
 * **embedded**: ``claimwire init``, ``claimwire feeds add`` (every host's feed), then
   ``claimwire run --until-idle`` timed as a user runs it: SQLite, the embedded broker,
   every setting at its default (1 s and 2 requests per host, claims on).
@@ -215,6 +215,38 @@ def states(database_url: str) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
+def timeline(database_url: str) -> dict[str, float]:
+    """Seconds from the first article's discovery to its first and last fetch and to the
+    last article processed: how much of the wall time was politeness (the fetches'
+    span) and how much the CPU steps' tail."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sqlalchemy.text(
+                    "SELECT min(discovered_at), min(fetched_at), max(fetched_at), "
+                    "max(processed_at) FROM article"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    from datetime import datetime
+
+    def at(x: Any) -> datetime:
+        return x if isinstance(x, datetime) else datetime.fromisoformat(str(x))
+
+    if row[0] is None or row[2] is None or row[3] is None:
+        return {}
+    t0 = at(row[0])
+    return {
+        "first_fetch": (at(row[1]) - t0).total_seconds(),
+        "last_fetch": (at(row[2]) - t0).total_seconds(),
+        "last_processed": (at(row[3]) - t0).total_seconds(),
+    }
+
+
 def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[float, str]:
     r = cli(env, work, "init")
     assert r.returncode == 0, r.stderr
@@ -345,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pending", type=int, default=100_000, help="--mode cost")
     ap.add_argument("--cost-hosts", type=int, default=10_000, help="--mode cost")
     ap.add_argument("--no-bare", action="store_true", help="skip the bare extraction")
+    ap.add_argument(
+        "--bare-after", action="store_true", help="measure the bare extraction after too"
+    )
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -393,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
             wall, db = run_production(env, work, feeds, len(pages), args.timeout)
         load_after = os.getloadavg()
         final = states(db)
-        if not args.no_bare:
+        spans = timeline(db)
+        if not args.no_bare and args.bare_after:
             bare_after = bare(pages)
             log(f"bare trafilatura.extract, one process: {bare_after:.1f} s")
     finally:
@@ -410,15 +446,21 @@ def main(argv: list[str] | None = None) -> int:
         f"load {load_before[0]:.1f} -> {load_after[0]:.1f} on {os.cpu_count()} cores"
     )
     print(f"articles by state: {final}")
+    if spans:
+        print(
+            "from the first discovery: first fetch {first_fetch:.1f} s, last fetch "
+            "{last_fetch:.1f} s, last article processed {last_processed:.1f} s".format(**spans)
+        )
     print(
         f"page requests {page_hits}; shortest gap between two page requests of one host "
         f"{min(gaps) if gaps else float('nan'):.3f} s"
     )
-    if bare_before is not None and bare_after is not None:
-        ref = (bare_before + bare_after) / 2
+    if bare_before is not None:
+        ref = (bare_before + bare_after) / 2 if bare_after is not None else bare_before
+        after = f", {bare_after:.1f} s after" if bare_after is not None else ""
         print(
-            f"bare extraction {bare_before:.1f} s before, {bare_after:.1f} s after; "
-            f"end to end / bare = {wall / ref:.2f}x (against the mean)"
+            f"bare extraction {bare_before:.1f} s before{after}; "
+            f"end to end / bare = {wall / ref:.2f}x"
         )
     if args.hosts == 1:
         print(f"one host: {wall / max(1, len(pages)):.3f} s per page (interval 1 s)")
