@@ -21,6 +21,7 @@ from worker.core.db import unit_of_work
 from worker.core.queues import POLL_FEEDS_TASK
 from worker.core.settings import Settings, get_settings
 from worker.feeds import polling
+from worker.network.politeness import KeyedLimiter
 from worker.pipeline import resources
 from worker.pipeline.attempts import (
     ENVIRONMENT_ERRORS,
@@ -40,8 +41,11 @@ def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
     again)."""
     try:
         with unit_of_work() as session:
+            # The feed's turn on its host's timeline was reserved by the dispatcher
+            # under this key (worker.feeds.polling.plan_polls).
+            limiter = KeyedLimiter(resources.host_limiter(), polling.turn_key(feed_id))
             result = polling.poll_feed(
-                session, feed_id, lease, resources.http_client(), resources.host_limiter(), settings
+                session, feed_id, lease, resources.http_client(), limiter, settings
             )
             for article_id in result.new_article_ids:
                 outbox.send_after_commit(session, FIRST.task_name, article_id)

@@ -12,6 +12,7 @@ from worker.core.queues import ADVANCE_JOBS_TASK, DISPATCH_TASK, POLL_FEEDS_TASK
 from worker.core.settings import get_settings
 from worker.feeds import polling
 from worker.jobs.work import advance_once
+from worker.pipeline import resources
 from worker.pipeline import sweep as sweeping
 from worker.pipeline.attempts import ENVIRONMENT_ERRORS, short_error
 
@@ -23,19 +24,30 @@ def dispatch_due_feeds() -> int:
     """Lease due feeds in bounded batches and queue their polls, a few feeds per
     message (``poll_feeds_per_message``), sent together once the leases have
     committed. When the broker refuses them, the feeds are given back at once instead
-    of waiting ``poll_lease_seconds`` for their leases to run out."""
+    of waiting ``poll_lease_seconds`` for their leases to run out. Each poll is sent
+    for its feed's turn on its host's timeline (``polling.plan_polls``), so many feeds
+    of one host are spaced by the host's politeness without holding a worker."""
     settings = get_settings()
     total = 0
     try:
         for _ in range(20):  # bounded: at most 20 batches per run
             with unit_of_work() as session:
                 leases = polling.claim_due_feeds(session, settings)
-            messages = polling.poll_messages(leases, settings.poll_feeds_per_message)
-            if not outbox.deliver([outbox.Message(POLL_FEEDS_TASK, (m,)) for m in messages]):
+                hosts = polling.feed_hosts(session, [lease.feed_id for lease in leases])
+            # Each feed gets its turn on its host's timeline; its poll is sent for then.
+            plan = polling.plan_polls(leases, hosts, resources.host_limiter(), settings)
+            if plan.later:
+                with unit_of_work() as session:
+                    polling.defer_feeds(session, plan.later)
+            messages = [
+                outbox.Message(POLL_FEEDS_TASK, (args,), countdown)
+                for countdown, args in plan.messages
+            ]
+            if not outbox.deliver(messages):
                 with unit_of_work() as session:
                     polling.release_leases(session, leases)
                 break  # the broker is failing: the next run tries again
-            total += len(leases)
+            total += len(leases) - len(plan.later)
             if len(leases) < settings.dispatch_batch_size:
                 break
     except ENVIRONMENT_ERRORS as exc:

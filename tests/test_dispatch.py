@@ -17,7 +17,8 @@ from worker.feeds.subscriptions import add_feeds
 
 def _due_feeds(settings: Any, n: int) -> None:
     init_db(settings)
-    urls = [(f"http://127.0.0.1:9/feed-{i}.xml", None, []) for i in range(n)]
+    # one host each: feeds of one host are sent for different turns (tests/test_frontier.py)
+    urls = [(f"http://127.0.{i}.1:9/feed-{i}.xml", None, []) for i in range(n)]
     with unit_of_work() as s:
         add_feeds(s, urls, settings)
     with unit_of_work() as s:

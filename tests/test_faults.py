@@ -336,6 +336,38 @@ def test_redis_down_while_fetches_run_their_retries_left_to_the_sweep(rig_factor
     assert rig.sql("SELECT max(attempts), max(step_starts) FROM article") == [(0, 0)]
 
 
+def test_redis_flush_loses_no_fetch_waiting_for_its_hosts_turn(rig_factory: Any) -> None:
+    """The crawl frontier (issue 16) keeps its turns in Redis: 16 articles of one host
+    allowed one request per 0.5 s at a time wait for their turns (their fetches sent
+    back with countdowns). FLUSHDB takes the turns, the host's timeline and the queued
+    messages: the database still says what waits, and every article is fetched and
+    processed exactly once, its host's requests still spaced (but for the one moment
+    of the flush, which forgot when the last request started)."""
+    import redis as redis_lib
+
+    interval = 0.5
+    rig: Rig = rig_factory(
+        feeds=2, per_feed=8, HOST_MIN_INTERVAL=str(interval), HOST_MAX_CONCURRENCY="1"
+    )
+    client = redis_lib.Redis.from_url(rig.redis.url())
+    with processes(rig.beat(), rig.worker("w1", concurrency=4), rig.worker("w2", concurrency=4)):
+        wait_until(lambda: rig.facts().articles == rig.expected, 40, what="feeds polled")
+        wait_until(
+            lambda: int(client.zcard("cw:host:127.0.0.1:turns")) >= 4,
+            40,
+            0.05,
+            "fetches waiting for their turns",
+        )
+        assert rig.facts().pending > 4
+        rig.redis.flushdb()
+        rig.wait_done(timeout=120)
+    rig.check_exactly_once()
+    pages = set(rig.page_paths)
+    starts = sorted(t for t, path in rig.server.arrivals if path in pages)
+    short = [b - a for a, b in itertools.pairwise(starts) if b - a < interval - 0.05]
+    assert len(short) <= 1, short
+
+
 def _check_no_secret_printed(rig: Rig) -> None:
     """Passwords of both URLs are masked in everything the CLI prints and never appear
     in any worker or scheduler log."""

@@ -431,11 +431,12 @@ def test_requests_turned_away_by_a_busy_host_get_turns_at_its_pace(
     redis_limiters: Any, configure: Any
 ) -> None:
     """Hundreds of articles of one busy host must not all come back in a second (and
-    again, and again): each request that gives up gets its own turn in the host's line,
-    one ``host_min_interval`` after the one before, across every worker.
+    again, and again): each request that is turned away gets its own turn on the host's
+    timeline, reserved under its key, one ``host_min_interval`` after the one before,
+    across every worker.
 
-    The turns are read where the limiter keeps them (the Redis key ``...:line``, the
-    local limiter's ``_line``), in absolute time on its own clock; each request's
+    The turns are read where the limiter keeps them (the Redis sorted set ``...:turns``,
+    the local limiter's ``_turns``), in absolute time on its own clock; each request's
     ``retry_after`` must be its turn less the limiter's clock when it was given, which
     lies between two readings of that clock taken around the call."""
     a, b = redis_limiters(2, HOST_MAX_CONCURRENCY=4, HOST_MIN_INTERVAL=60)
@@ -445,20 +446,20 @@ def test_requests_turned_away_by_a_busy_host_get_turns_at_its_pace(
     def redis_free_at() -> float:
         return float(client.get("cw:host:line.example:next"))
 
-    def redis_line() -> float:
-        return float(client.get("cw:host:line.example:line"))
+    def redis_turn(key: str) -> float:
+        return float(client.zscore("cw:host:line.example:turns", key))
 
     def local_free_at() -> float:
         return local._next["line.example"]
 
-    def local_line() -> float:
-        return local._line["line.example"]
+    def local_turn(key: str) -> float:
+        return local._turns["line.example"][key]
 
     cases = [
-        ([a, b], lambda: _redis_now(client), redis_free_at, redis_line),
-        ([local], time.monotonic, local_free_at, local_line),
+        ([a, b], lambda: _redis_now(client), redis_free_at, redis_turn),
+        ([local], time.monotonic, local_free_at, local_turn),
     ]
-    for limiters, clock, free_at, line in cases:
+    for limiters, clock, free_at, turn in cases:
         for limiter in limiters:
             limiter.max_wait = 0  # never wait in the thread: give up at once
         with limiters[0].slot("line.example"):
@@ -467,16 +468,23 @@ def test_requests_turned_away_by_a_busy_host_get_turns_at_its_pace(
         turns: list[float] = []
         for i in range(8):  # two "workers" taking turns alternately
             before = clock()
-            with pytest.raises(HostBusy) as busy, limiters[i % len(limiters)].slot("line.example"):
+            with (
+                pytest.raises(HostBusy) as busy,
+                limiters[i % len(limiters)].slot("line.example", f"article:{i}"),
+            ):
                 pass
             after = clock()
-            turns.append(line())
+            turns.append(turn(f"article:{i}"))
             told = busy.value.retry_after
             assert turns[-1] - after - STORED <= told <= turns[-1] - before + STORED, (i, turns)
         # the first turn when the host is free, then one per interval, in order
         assert turns[0] == pytest.approx(free, abs=STORED), (free, turns)
         gaps = [later - earlier for earlier, later in itertools.pairwise(turns)]
         assert gaps == pytest.approx([60.0] * 7, abs=STORED), turns
+        # asked again before its turn, a request keeps its turn (not pushed back)
+        with pytest.raises(HostBusy), limiters[-1].slot("line.example", "article:3"):
+            pass
+        assert turn("article:3") == pytest.approx(turns[3], abs=STORED)
         assert limiters[0].max_ahead > 8 * 60  # the countdown cap, by default
 
 
@@ -489,11 +497,12 @@ def test_a_turn_beyond_the_longest_countdown_is_not_kept(redis_limiters: Any) ->
     a.back_off("far.example", 500)
     client = a.r
     until = float(client.get("cw:host:far.example:backoff"))
-    for _ in range(3):
+    for i in range(3):
         before = _redis_now(client)
-        with pytest.raises(HostBusy) as busy, a.slot("far.example"):
+        with pytest.raises(HostBusy) as busy, a.slot("far.example", f"article:{i}"):
             pass
         after = _redis_now(client)
         # all at the back-off's end (on Redis's clock), none pushed back by the one before
         assert until - after <= busy.value.retry_after <= until - before
     assert client.get("cw:host:far.example:line") is None  # no turn kept
+    assert client.zcard("cw:host:far.example:turns") == 0

@@ -113,6 +113,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "processed_folder": str(folder / "processed"),
             "control_folder": str(folder / "control"),
             "store_processed": False,
+            # An idle consumer looks for messages 5 times a second (kombu's default: once
+            # a second, which a step's follow-up waited out at every hop).
+            "polling_interval": 0.2,
         }
         conf["worker_enable_remote_control"] = False
         conf["broker_transport"] = "worker.embedded.broker:Transport"  # atomic message files
@@ -142,10 +145,13 @@ def _send(messages: Sequence[outbox.Message]) -> None:
     with app.producer_or_acquire() as producer, producer.batch(max_size=500):
         for message in messages:
             task = app.tasks.get(message.task)
+            options: dict[str, Any] = {}
+            if message.countdown is not None and message.countdown > 0:
+                options["countdown"] = message.countdown
             if task is None:
-                app.send_task(message.task, args=message.args, producer=producer)
+                app.send_task(message.task, args=message.args, producer=producer, **options)
             else:
-                task.apply_async(args=message.args, producer=producer)
+                task.apply_async(args=message.args, producer=producer, **options)
 
 
 outbox.set_sender(_send)

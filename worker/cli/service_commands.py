@@ -6,7 +6,7 @@ import json
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -239,6 +239,7 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
         f"{data['articles_skipped_language']} processed article(s) not read for claims "
         "(not in English)"
     )
+    _print_frontier(data["frontier"])
     for e in data["recent_article_errors"]:
         out.print(f"  article {e['id']} {e['state']}: {e['reason']}  ({e['url']})")
     for e in data["recent_feed_errors"]:
@@ -261,6 +262,30 @@ def _next_poll(when: str | None, feed_id: int) -> str:
     wait = (datetime.fromisoformat(when) - utcnow()).total_seconds()
     due = "due now" if wait <= 0 else f"next poll in {human_duration(wait)}"
     return f"; {due}, or now: `claimwire feeds poll {feed_id}`"
+
+
+def _print_frontier(f: dict[str, Any]) -> None:
+    """The crawl frontier's lines of `claimwire status` (worker.reports.status.frontier)."""
+    out.print(
+        f"frontier: {f['hosts_waiting']} host(s) with fetches waiting "
+        f"({f['articles_waiting']} articles)",
+        highlight=False,
+    )
+    for b in f["largest_backlogs"]:
+        extra = f", {b['turns_reserved']} turns reserved" if b["turns_reserved"] else ""
+        out.print(
+            f"  {escape(b['host'])}: {b['waiting']} waiting, next turn in {b['next_turn_in']:g} s, "
+            f"last in {b['last_turn_in']:g} s{extra}",
+            highlight=False,
+        )
+    shown = {b["host"] for b in f["largest_backlogs"]}
+    for t in f["busiest_timelines"]:
+        if t["host"] not in shown:
+            out.print(
+                f"  {escape(t['host'])}: {t['turns_reserved']} turns reserved (polls, fetches), "
+                f"free in {t['free_in']:g} s, last turn in {t['last_turn_in']:g} s",
+                highlight=False,
+            )
 
 
 @app.command()

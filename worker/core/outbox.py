@@ -29,6 +29,7 @@ _KEY = "claimwire.outbox"
 class Message(NamedTuple):
     task: str  # a Celery task name, as on the wire
     args: tuple[Any, ...]
+    countdown: float | None = None  # seconds the broker holds it back (a host's turn)
 
 
 def send_after_commit(session: Session, task: str, *args: Any) -> None:

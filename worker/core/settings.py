@@ -149,7 +149,20 @@ class Settings(BaseSettings):
         description="Times the worker process may die during one step of an article (out "
         "of memory, a crash in a C library, SIGKILL) before the article is quarantined.",
     )
-    worker_concurrency: int = Field(4, description="Threads of the embedded `claimwire run`.")
+    worker_concurrency: int = Field(
+        8,
+        ge=1,
+        description="Threads of the embedded `claimwire run` (fetches, polls, the scheduler; "
+        "with `CLAIMWIRE_EMBEDDED_CPU_PROCESSES` 0 the CPU steps too). A thread never waits for a "
+        "busy host (the frontier), only for the network.",
+    )
+    embedded_cpu_processes: int = Field(
+        -1,
+        ge=-1,
+        description="Worker processes `claimwire run` starts for extraction, dedup and "
+        "claims (the `cpu` queue). -1: one per core, at most 4. 0: none, they run in the "
+        "threads of the `run` process (one core).",
+    )
     task_time_limit: int = Field(300, description="Hard time limit of a task (s).")
     min_text_chars: int = Field(
         200, description="Below this, extraction falls back to the feed entry's content."

@@ -18,6 +18,7 @@ from typing import Any
 
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
+from kombu.transport.virtual import Empty
 from kombu.utils import json
 
 
@@ -33,6 +34,32 @@ class Channel(filesystem.Channel):
             os.replace(partial, os.path.join(folder, name))
         except OSError as exc:
             raise ChannelError(f"Cannot add file {name!r} to directory") from exc
+
+    def _get(self, queue: Any, timeout: Any = None) -> Any:
+        """Take the oldest message of ``queue`` by renaming its file into the processed
+        folder (same file system: ``os.rename`` is atomic, so of two consumers, the
+        `run` process and its CPU worker process, exactly one gets each message; kombu's
+        own ``_get`` moves it to the system's temporary folder, a copy when that is
+        another file system)."""
+        wanted = f"{queue}.msg"
+        folder_in = str(self.data_folder_in)
+        processed = str(self.processed_folder)
+        for filename in sorted(os.listdir(folder_in)):
+            if filename.partition(".")[2] != wanted:
+                continue
+            claimed = os.path.join(processed, f"{os.getpid()}-{filename}")
+            try:
+                os.rename(os.path.join(folder_in, filename), claimed)
+            except OSError:
+                continue  # another consumer took it
+            try:
+                with open(claimed, "rb") as f:
+                    payload = f.read()
+                os.remove(claimed)
+            except OSError as exc:
+                raise ChannelError(f"Cannot read file {claimed!r} from queue.") from exc
+            return json.loads(payload.decode("utf-8"))  # type: ignore[no-untyped-call]
+        raise Empty()
 
 
 class Transport(filesystem.Transport):

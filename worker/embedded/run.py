@@ -28,8 +28,9 @@ import structlog
 
 from worker.celery_app import app
 from worker.core.db import unit_of_work
-from worker.core.queues import QUEUES
+from worker.core.queues import CPU_QUEUE, QUEUES
 from worker.core.settings import Settings, mask_url
+from worker.embedded.cpu_pool import CpuPool, cpu_processes
 from worker.reports.status import Progress, pending_work, progress
 
 log = structlog.get_logger("claimwire.service")
@@ -246,8 +247,10 @@ def run_service(
             daemon=True,
             name="claimwire-progress",
         ).start()
+    processes = cpu_processes(settings)
+    queues = [q for q in QUEUES if q != CPU_QUEUE] if processes else list(QUEUES)
     worker = app.Worker(
-        queues=list(QUEUES),
+        queues=queues,
         pool="threads",
         concurrency=settings.worker_concurrency,
         beat=not until_idle,
@@ -274,8 +277,11 @@ def run_service(
 
         sweep(older_than=0)
         advance_jobs(reclaim=True)
+    pool = CpuPool(settings, processes).start() if processes else None
     try:
         worker.start()
     finally:
         stop.set()
+        if pool is not None:
+            pool.stop()
     return ending[0] if ending else Ending.STOPPED

@@ -618,3 +618,96 @@ def release_leases(session: Session, leases: list[Lease]) -> None:
         .where(col(Feed.id).in_([feed_id for feed_id, _ in leases]))
         .values(lease_until=None)
     )
+
+
+# ------------------------------------------------------------------ dispatch by host turns
+
+
+def turn_key(feed_id: int) -> str:
+    """The key of a feed's poll turn on its host's timeline."""
+    return f"feed:{feed_id}"
+
+
+def feed_hosts(session: Session, feed_ids: list[int]) -> dict[int, str]:
+    """The host of each feed (the key of its host's timeline)."""
+    if not feed_ids:
+        return {}
+    rows = session.execute(select(col(Feed.id), col(Feed.url)).where(col(Feed.id).in_(feed_ids)))
+    out: dict[int, str] = {}
+    for feed_id, url in rows:
+        try:
+            out[int(feed_id)] = host_of(url)
+        except (InvalidURL, ValueError):
+            out[int(feed_id)] = ""
+    return out
+
+
+TURN_BUCKET = 0.25
+"""Seconds of turns one poll message may cover: the feeds of a message have their turns
+within this much of each other, and the message is held back until the last of them."""
+
+
+@dataclass
+class PollPlan:
+    """The dispatcher's plan for claimed feeds: poll messages (``countdown`` seconds
+    ahead, the turns of their feeds' hosts) and the feeds whose turn is too far ahead to
+    hold a lease for (given back, due again ``later[feed_id]`` seconds from now)."""
+
+    messages: list[tuple[float, list[list[Any]]]] = field(default_factory=list)
+    later: dict[int, float] = field(default_factory=dict)
+
+
+def plan_polls(
+    leases: list[Lease],
+    hosts: dict[int, str],
+    limiter: HostLimiter,
+    settings: Settings,
+    *,
+    horizon: float | None = None,
+) -> PollPlan:
+    """Reserve each claimed feed's turn on its host's timeline
+    (:func:`worker.network.politeness.reserve_turns`; a feed that has a turn keeps it)
+    and group the feeds into poll messages by turn: feeds whose turns fall within
+    :data:`TURN_BUCKET` of each other share messages (``per_message`` at most, mixed
+    over hosts as :func:`poll_messages` mixes them), each message held back until the
+    last turn it carries. So 40 feeds of one host go out for 40 different seconds and no
+    poll waits for its host in a worker thread, while the feeds of other hosts go at
+    once. A feed whose turn is further ahead than ``horizon`` (half the poll lease by
+    default: the lease must outlive the wait) is not sent: it goes to ``later``, to be
+    claimed again when its turn is near (it keeps its turn)."""
+    from worker.network.politeness import reserve_turns
+
+    horizon = settings.poll_lease_seconds / 2 if horizon is None else horizon
+    plan = PollPlan()
+    if not leases:
+        return plan
+    waits = reserve_turns(
+        limiter, [(hosts.get(x.feed_id, ""), turn_key(x.feed_id)) for x in leases]
+    )
+    buckets: dict[int, list[tuple[float, Lease]]] = {}
+    for lease, wait in zip(leases, waits, strict=True):
+        if wait > horizon:
+            plan.later[lease.feed_id] = wait
+            continue
+        buckets.setdefault(max(0, int(wait // TURN_BUCKET)), []).append((wait, lease))
+    for index in sorted(buckets):
+        members = buckets[index]
+        countdown = max(0.0, max(w for w, _ in members))
+        batch = [lease for _, lease in members]
+        plan.messages.extend(
+            (countdown, args) for args in poll_messages(batch, settings.poll_feeds_per_message)
+        )
+    return plan
+
+
+def defer_feeds(session: Session, later: dict[int, float], now: datetime | None = None) -> None:
+    """Give back claimed feeds whose host turn is far ahead: their lease is cleared and
+    they are due again a little before their turn (which they keep)."""
+    now = now or utcnow()
+    lead = 2 * TURN_BUCKET
+    for feed_id, wait in later.items():
+        session.execute(
+            update(Feed)
+            .where(col(Feed.id) == feed_id)
+            .values(lease_until=None, next_poll_at=now + timedelta(seconds=max(0.0, wait - lead)))
+        )

@@ -1,11 +1,33 @@
-"""Per-host limits shared by feed polling, page fetching and discovery.
+"""Per-host limits shared by feed polling, page fetching and discovery: the crawl frontier.
 
-Per-host limits hold across all workers on all machines when the broker is Redis (Lua
-scripts on Redis keys); the embedded single-process mode uses in-process locks. A host
-answering 429/503 with ``Retry-After`` is backed off for that long. A request waits for
-its host itself at most ``MAX_WAIT`` seconds; further back in the host's line it raises
-``HostBusy`` with its turn, and the task retries then, without holding a worker thread.
-(robots.txt is :mod:`worker.network.robots`.)
+Each host has a **timeline**: at most ``host_max_concurrency`` requests in flight, one
+start per ``host_min_interval`` seconds, and none during a back-off (``Retry-After``).
+The timeline holds across all workers on all machines when the broker is Redis (Lua
+scripts on Redis keys, Redis's own clock); the embedded single-process mode keeps the
+same timeline in process memory.
+
+A request whose host is free takes its slot at once. A request whose host is not free
+is never waited for in a worker thread: it is given a **turn**, the next free place on
+the host's timeline (one ``turn_spacing`` after the last turn given out, and not before
+the host is free), and raises :class:`HostBusy` with the seconds to its turn; its task
+is re-sent with that countdown, which frees the thread for work on other hosts. A turn
+is reserved under the caller's ``key`` (``article:ID`` for a fetch, ``feed:ID`` for a
+poll): when the re-sent message comes back at its turn, the slot is its own, and no
+request without a turn can take it in between. So the work of one host is done at the
+host's pace, in the order it arrived, each item taking exactly one more message, while
+every other host's work goes ahead: the host's readiness picks the work, not the queue
+order. The feed dispatcher reserves the turns of the feeds it hands out before it sends
+their polls (:func:`reserve_turns`), so 40 feeds of one host are sent for 40 different
+seconds.
+
+A worker thread waits only for less than ``max_wait`` (a fraction of a second: a
+message delivered a moment before its turn, or right after the request before it
+started late), never for a host's line.
+
+A turn is a reservation, not work: the work itself is the article's or the feed's row
+in the database. A turn whose message is lost (a killed worker, a Redis flush) is an
+unused second on the host's timeline; the row is re-sent by the sweep or the feed's
+lease runs out, and it takes a new turn. (robots.txt is :mod:`worker.network.robots`.)
 """
 
 from __future__ import annotations
@@ -13,8 +35,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis
@@ -23,7 +46,8 @@ from worker.core.settings import Settings
 
 
 class HostBusy(Exception):
-    """The host's limits say: not now. Try again after ``retry_after`` seconds."""
+    """The host's limits say: not now. Try again after ``retry_after`` seconds (the
+    caller's turn, when it gave a key)."""
 
     def __init__(self, host: str, retry_after: float) -> None:
         super().__init__(f"host {host} is rate-limited for {retry_after:.1f}s")
@@ -31,65 +55,50 @@ class HostBusy(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class HostLine:
+    """One host of the frontier as the limiter sees it: turns reserved and not yet
+    taken, seconds until the host's timeline is free for a request without a turn
+    (0: free now), and seconds until its last reserved turn."""
+
+    host: str
+    turns: int
+    free_in: float
+    last_turn_in: float
+
+
 class HostLimiter(Protocol):
-    def slot(self, host: str) -> AbstractContextManager[None]: ...
+    def slot(self, host: str, key: str | None = None) -> AbstractContextManager[None]: ...
 
     def back_off(self, host: str, seconds: float) -> None: ...
 
+    def reserve(self, host: str, key: str) -> float: ...
 
-# One round trip per attempt: the clock is Redis's own (one clock for every machine),
-# read inside the script (scripts are replicated by their effects, Redis >= 5).
-_ACQUIRE = """
-local slots, nxt, backoff = KEYS[1], KEYS[2], KEYS[3]
-local limit, interval, token, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3],
-    tonumber(ARGV[4])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local b = tonumber(redis.call('GET', backoff) or '0')
-if b > now then return tostring(b - now) end
-local n = tonumber(redis.call('GET', nxt) or '0')
-if n > now then return tostring(n - now) end
-redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
-if redis.call('ZCARD', slots) >= limit then return '0.2' end
-redis.call('ZADD', slots, now + ttl, token)
-redis.call('EXPIRE', slots, math.ceil(ttl) + 1)
-redis.call('SET', nxt, tostring(now + interval), 'PX', math.ceil(interval * 1000) + 1)
-return '0'
-"""
+    def lines(self, limit: int = 20) -> list[HostLine]: ...
 
 
-# A request that finds its host busy takes a turn in the host's line: the time it should
-# come back, ``spacing`` after the last turn given out (and not before the host is free).
-# Hundreds of articles of one busy host so come back one after another at the host's
-# pace, each about once, instead of all at once every second. A turn further ahead than
-# ``max_ahead`` (the longest countdown a retry may have) is not recorded: the retry comes
-# back early, finds the host still closed, and takes its turn then; recording it would
-# leave an unused hole in the line.
-_TURN = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local free_in, spacing, max_ahead = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local at = math.max(last + spacing, now + free_in)
-if at - now <= max_ahead then
-    redis.call('SET', KEYS[1], tostring(at), 'PX', math.ceil((at - now) * 1000) + 1)
-end
-return tostring(at - now)
-"""
+# How long a worker thread may wait for a host itself: only a message that arrives a
+# moment before its turn, or finds the request before it started a moment late. Anything
+# longer is a HostBusy with a turn, and the thread goes on with other work. (It was 10 s,
+# then 2 s, and every thread of a worker waited in one host's line while 99 hosts were
+# free: issue 16.)
+MAX_WAIT = 0.25
 
-# How long a worker thread may wait for a host itself (sleeping, holding the thread)
-# before it gives the host up: HostBusy with a turn in the host's line, and the task
-# retries then. A host that is free within it is waited for in the thread (a retry that
-# comes back a little before its turn, or a moment after another request took the
-# slot), without a turn: sending those to the back of the line cost a third of a busy
-# host's pace when measured. It used to be 10 s, so 32 threads of a worker all waited
-# for one host at 1 request/s.
-MAX_WAIT = 2.0
+# Turns further back than this are forgotten (their message was lost long ago).
+TURN_MEMORY = 3600.0
+
+# A turn this long past is no longer honoured: its message was lost, and the request
+# that now comes with its key (re-sent by the sweep) takes a new turn at the end of the
+# line. A message that is only late (its worker was busy) keeps its turn.
+STALE_TURN = 300.0
+
+FRONTIER_KEY = "cw:frontier"
+"""Redis sorted set of the hosts with reserved turns: host -> time of its last turn."""
 
 
 def turn_spacing(settings: Settings) -> float:
-    """Seconds between two turns of the line: the host's minimum interval, or, without
-    one, a guess of one second per request shared by the concurrent slots."""
+    """Seconds between two turns of a host's line: the host's minimum interval, or,
+    without one, a guess of one second per request shared by the concurrent slots."""
     return max(settings.host_min_interval, 1.0 / max(1, settings.host_max_concurrency))
 
 
@@ -99,11 +108,105 @@ def _default_max_ahead(settings: Settings) -> float:
     return max_countdown(settings)
 
 
+# One round trip per attempt; the clock is Redis's own (one clock for every machine),
+# read inside the script (scripts are replicated by their effects, Redis >= 5).
+# KEYS: slots, next, backoff, line, turns, frontier. ARGV: limit, interval, token, ttl,
+# key ('' for none), spacing, max_ahead, tolerance, host, mode ('take' or 'reserve'),
+# stale (seconds past which a turn is forgotten).
+# Returns the seconds to wait as a string: '0' means the slot was taken.
+_ACQUIRE = """
+local slots, nxt, backoff, line, turns, frontier = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
+    KEYS[5], KEYS[6]
+local limit, interval, token, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3],
+    tonumber(ARGV[4])
+local key, spacing, max_ahead, tol = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]),
+    tonumber(ARGV[8])
+local host, mode, stale = ARGV[9], ARGV[10], tonumber(ARGV[11])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local b = tonumber(redis.call('GET', backoff) or '0')
+local n = tonumber(redis.call('GET', nxt) or '0')
+local last = tonumber(redis.call('GET', line) or '0')
+
+local function book(at)
+    if at - now <= max_ahead then
+        redis.call('ZADD', turns, at, key)
+        redis.call('EXPIRE', turns, math.ceil(at - now + 3600))
+        if at > last then
+            redis.call('SET', line, tostring(at), 'PX', math.ceil((at - now) * 1000) + 1000)
+            redis.call('ZADD', frontier, at, host)
+        end
+    end
+    return tostring(at - now)
+end
+
+local function take()
+    redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+    if redis.call('ZCARD', slots) >= limit then return false end
+    redis.call('ZADD', slots, now + ttl, token)
+    redis.call('EXPIRE', slots, math.ceil(ttl) + 1)
+    if interval > 0 then
+        redis.call('SET', nxt, tostring(now + interval), 'PX', math.ceil(interval * 1000) + 1)
+    end
+    if key ~= '' then redis.call('ZREM', turns, key) end
+    return true
+end
+
+local r = nil
+if key ~= '' then r = tonumber(redis.call('ZSCORE', turns, key)) end
+-- a turn long past (its message was lost), or past when the dispatcher asks again: gone
+if r ~= nil and (r < now - stale or (mode == 'reserve' and r < now)) then r = nil end
+if r ~= nil then
+    if mode == 'reserve' or r > now + tol then return tostring(r - now) end
+    if b > now + tol then  -- backed off since: a new turn at the end of the line
+        return book(math.max(last + spacing, b))
+    end
+    local free = math.max(b, n, r)
+    if free > now + tol then  -- the request before started late: move this turn
+        redis.call('ZADD', turns, free, key)
+        return tostring(free - now)
+    end
+    if free > now then return tostring(free - now) end
+    if take() then return '0' end
+    redis.call('ZADD', turns, now + spacing, key)  -- every slot in flight
+    return tostring(spacing)
+end
+local at = math.max(now, b, n, last + spacing)
+if at <= now and mode ~= 'reserve' then
+    if take() then return '0' end
+    if key == '' then return '0.2' end  -- every slot in flight: one may end any moment
+    at = now + spacing
+end
+if key == '' then return tostring(at - now) end
+return book(at)
+"""
+
+# The hosts with turns, for `claimwire status`: ARGV: now-relative horizon, limit.
+_LINES = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60)
+local hosts = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', now - 60, 'WITHSCORES',
+    'LIMIT', 0, tonumber(ARGV[1]))
+local out = {}
+for i = 1, #hosts, 2 do
+    local h = hosts[i]
+    local p = 'cw:host:' .. h .. ':'
+    redis.call('ZREMRANGEBYSCORE', p .. 'turns', '-inf', now - 3600)
+    local count = redis.call('ZCARD', p .. 'turns')
+    local b = tonumber(redis.call('GET', p .. 'backoff') or '0')
+    local n = tonumber(redis.call('GET', p .. 'next') or '0')
+    local last = tonumber(hosts[i + 1])
+    table.insert(out, {h, count, tostring(math.max(0, b - now, n - now)), tostring(last - now)})
+end
+return out
+"""
+
+
 class RedisHostLimiter:
-    """At most ``host_max_concurrency`` requests in flight and one request per
-    ``host_min_interval`` seconds per host, across every process using this Redis.
-    A request that would wait longer than ``max_wait`` raises :class:`HostBusy` with
-    its turn in the host's line (``_TURN``)."""
+    """The frontier's timelines in Redis, across every process using this Redis.
+    A request that would wait longer than ``max_wait`` raises :class:`HostBusy` with the
+    seconds to its turn (reserved under its ``key``, when it has one)."""
 
     def __init__(
         self,
@@ -117,43 +220,61 @@ class RedisHostLimiter:
         self.max_wait = max_wait
         self.max_ahead = _default_max_ahead(settings) if max_ahead is None else max_ahead
         self._acquire = client.register_script(_ACQUIRE)
-        self._turn = client.register_script(_TURN)
+        self._lines = client.register_script(_LINES)
 
     def _keys(self, host: str) -> list[str]:
-        return [f"cw:host:{host}:slots", f"cw:host:{host}:next", f"cw:host:{host}:backoff"]
+        p = f"cw:host:{host}:"
+        return [p + "slots", p + "next", p + "backoff", p + "line", p + "turns", FRONTIER_KEY]
 
-    def _take_turn(self, host: str, free_in: float) -> float:
-        args = [free_in, turn_spacing(self.settings), self.max_ahead]
-        return float(self._turn(keys=[f"cw:host:{host}:line"], args=args))
+    def _args(self, host: str, token: str, key: str | None, mode: str) -> list[str | float]:
+        s = self.settings
+        return [
+            s.host_max_concurrency,
+            s.host_min_interval,
+            token,
+            s.total_timeout + 30,
+            key or "",
+            turn_spacing(s),
+            self.max_ahead,
+            min(self.max_wait, MAX_WAIT),
+            host,
+            mode,
+            STALE_TURN,
+        ]
 
     @contextmanager
-    def slot(self, host: str) -> Iterator[None]:
+    def slot(self, host: str, key: str | None = None) -> Iterator[None]:
         token = uuid.uuid4().hex
         waited = 0.0
         keys = self._keys(host)
-        ttl = self.settings.total_timeout + 30
         while True:
-            wait = float(
-                self._acquire(
-                    keys=keys,
-                    args=[
-                        self.settings.host_max_concurrency,
-                        self.settings.host_min_interval,
-                        token,
-                        ttl,
-                    ],
-                )
-            )
+            wait = float(self._acquire(keys=keys, args=self._args(host, token, key, "take")))
             if wait <= 0:
                 break
             if waited + wait > self.max_wait:
-                raise HostBusy(host, self._take_turn(host, wait))
-            time.sleep(wait)  # free soon: wait here (a retry at its turn, a little early)
+                raise HostBusy(host, wait)
+            time.sleep(wait)  # a moment before the turn (or the slot) is free
             waited += wait
         try:
             yield
         finally:
             self.r.zrem(keys[0], token)
+
+    def reserve(self, host: str, key: str) -> float:
+        """Reserve a turn for ``key`` on the host's timeline (or keep the one it has);
+        return the seconds until it. Nothing is taken: the request comes at its turn."""
+        return float(
+            self._acquire(keys=self._keys(host), args=self._args(host, "", key, "reserve"))
+        )
+
+    def reserve_many(self, items: Iterable[tuple[str, str]]) -> list[float]:
+        """:meth:`reserve` for many (host, key) pairs in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for host, key in items:
+            self._acquire(
+                keys=self._keys(host), args=self._args(host, "", key, "reserve"), client=pipe
+            )
+        return [float(x) for x in pipe.execute()]
 
     def _now(self) -> float:
         sec, usec = self.r.time()  # one clock for every machine
@@ -163,9 +284,24 @@ class RedisHostLimiter:
         until = self._now() + seconds
         self.r.set(self._keys(host)[2], str(until), px=int(seconds * 1000) + 1)
 
+    def lines(self, limit: int = 20) -> list[HostLine]:
+        """The hosts with the latest reserved turns (the longest lines first, roughly:
+        a host's last turn is as far ahead as its line is long)."""
+        rows = self._lines(keys=[FRONTIER_KEY], args=[limit])
+        out = [
+            HostLine(
+                host=(h.decode() if isinstance(h, bytes) else str(h)),
+                turns=int(count),
+                free_in=float(free),
+                last_turn_in=float(last),
+            )
+            for h, count, free, last in rows
+        ]
+        return sorted(out, key=lambda line: -line.turns)
+
 
 class LocalHostLimiter:
-    """The same limits inside one process (the embedded mode runs one process)."""
+    """The same timelines inside one process (the embedded mode runs one process)."""
 
     def __init__(
         self, settings: Settings, max_wait: float = MAX_WAIT, max_ahead: float | None = None
@@ -178,36 +314,77 @@ class LocalHostLimiter:
         self._next: dict[str, float] = {}
         self._backoff: dict[str, float] = {}
         self._line: dict[str, float] = {}
+        self._turns: dict[str, dict[str, float]] = {}
+        self.offset = 0.0  # seconds added to the clock (tests move time forward)
 
-    def _take_turn(self, host: str, free_in: float) -> float:
-        """The host's line (see ``_TURN``), in this process."""
-        now = time.monotonic()
-        with self._lock:
-            at = max(self._line.get(host, 0.0) + turn_spacing(self.settings), now + free_in)
-            if at - now <= self.max_ahead:
+    def _book(self, host: str, key: str, at: float, now: float) -> float:
+        if at - now <= self.max_ahead:
+            turns = self._turns.setdefault(host, {})
+            turns[key] = at
+            if at > self._line.get(host, 0.0):
                 self._line[host] = at
-            if self._line.get(host, now) < now:
-                del self._line[host]  # an empty line: nothing to keep
-            return at - now
+            if len(turns) > 64 and len(turns) % 64 == 0:  # forget turns lost long ago
+                for k in [k for k, v in turns.items() if v < now - TURN_MEMORY]:
+                    del turns[k]
+        return at - now
 
-    def _try(self, host: str) -> float:
-        now = time.monotonic()
+    def _take(self, host: str, key: str, now: float) -> bool:
+        """Take a slot now, if one of the host's concurrent slots is free."""
+        if self._inflight.get(host, 0) >= self.settings.host_max_concurrency:
+            return False
+        self._inflight[host] = self._inflight.get(host, 0) + 1
+        self._next[host] = now + self.settings.host_min_interval
+        turns = self._turns.get(host)
+        if turns is not None and key:
+            turns.pop(key, None)
+            if not turns:
+                del self._turns[host]
+        return True
+
+    def _try(self, host: str, key: str, mode: str) -> float:
+        """The Redis script's rules (``_ACQUIRE``), in this process."""
+        now = time.monotonic() + self.offset
+        tol = min(self.max_wait, MAX_WAIT)
+        spacing = turn_spacing(self.settings)
         with self._lock:
-            wait = max(self._backoff.get(host, 0.0), self._next.get(host, 0.0)) - now
-            if wait > 0:
-                return wait
-            if self._inflight.get(host, 0) >= self.settings.host_max_concurrency:
-                return 0.2
-            self._inflight[host] = self._inflight.get(host, 0) + 1
-            self._next[host] = now + self.settings.host_min_interval
-            return 0.0
+            b = self._backoff.get(host, 0.0)
+            n = self._next.get(host, 0.0)
+            last = self._line.get(host, 0.0)
+            r = self._turns.get(host, {}).get(key) if key else None
+            if r is not None and (r < now - STALE_TURN or (mode == "reserve" and r < now)):
+                r = None
+            if r is not None:
+                if mode == "reserve" or r > now + tol:
+                    return r - now
+                if b > now + tol:
+                    return self._book(host, key, max(last + spacing, b), now)
+                free = max(b, n, r)
+                if free > now + tol:
+                    self._turns[host][key] = free
+                    return free - now
+                if free > now:
+                    return free - now
+                if self._take(host, key, now):
+                    return 0.0
+                self._turns[host][key] = now + spacing
+                return spacing
+            at = max(now, b, n, last + spacing)
+            if at <= now and mode != "reserve":
+                if self._take(host, key, now):
+                    return 0.0
+                if not key:
+                    return 0.2
+                at = now + spacing
+            if not key:
+                return at - now
+            return self._book(host, key, at, now)
 
     @contextmanager
-    def slot(self, host: str) -> Iterator[None]:
+    def slot(self, host: str, key: str | None = None) -> Iterator[None]:
         waited = 0.0
-        while (wait := self._try(host)) > 0:
+        while (wait := self._try(host, key or "", "take")) > 0:
             if waited + wait > self.max_wait:
-                raise HostBusy(host, self._take_turn(host, wait))
+                raise HostBusy(host, wait)
             time.sleep(wait)
             waited += wait
         try:
@@ -216,9 +393,61 @@ class LocalHostLimiter:
             with self._lock:
                 self._inflight[host] -= 1
 
+    def reserve(self, host: str, key: str) -> float:
+        return self._try(host, key, "reserve")
+
+    def reserve_many(self, items: Iterable[tuple[str, str]]) -> list[float]:
+        return [self.reserve(host, key) for host, key in items]
+
     def back_off(self, host: str, seconds: float) -> None:
         with self._lock:
-            self._backoff[host] = time.monotonic() + seconds
+            self._backoff[host] = time.monotonic() + self.offset + seconds
+
+    def lines(self, limit: int = 20) -> list[HostLine]:
+        now = time.monotonic() + self.offset
+        with self._lock:
+            out = [
+                HostLine(
+                    host=host,
+                    turns=len(turns),
+                    free_in=max(
+                        0.0, self._backoff.get(host, 0.0) - now, self._next.get(host, 0.0) - now
+                    ),
+                    last_turn_in=self._line.get(host, now) - now,
+                )
+                for host, turns in self._turns.items()
+                if turns
+            ]
+        return sorted(out, key=lambda line: -line.turns)[:limit]
+
+
+class KeyedLimiter:
+    """A limiter whose every slot is asked under one key (a poll of one feed, whose code
+    does not know its key): ``slot(host)`` is ``limiter.slot(host, key)``."""
+
+    def __init__(self, limiter: HostLimiter, key: str) -> None:
+        self.limiter = limiter
+        self.key = key
+
+    def slot(self, host: str, key: str | None = None) -> AbstractContextManager[None]:
+        return self.limiter.slot(host, key or self.key)
+
+    def back_off(self, host: str, seconds: float) -> None:
+        self.limiter.back_off(host, seconds)
+
+    def reserve(self, host: str, key: str) -> float:
+        return self.limiter.reserve(host, key)
+
+    def lines(self, limit: int = 20) -> list[HostLine]:
+        return self.limiter.lines(limit)
+
+
+def reserve_turns(limiter: HostLimiter, items: list[tuple[str, str]]) -> list[float]:
+    """Reserve a turn for each (host, key), in order; the seconds until each."""
+    many = getattr(limiter, "reserve_many", None)
+    if many is not None:
+        return list(many(items))
+    return [limiter.reserve(host, key) for host, key in items]
 
 
 def make_limiter(settings: Settings) -> HostLimiter:

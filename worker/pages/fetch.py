@@ -88,6 +88,11 @@ def page_fetcher(settings: Settings) -> PageFetch:
     return fetch
 
 
+def turn_key(article_id: int) -> str:
+    """The key of an article's fetch turn on its host's timeline."""
+    return f"article:{article_id}"
+
+
 def fetch_article(
     session: Session,
     article_id: int,
@@ -106,7 +111,9 @@ def fetch_article(
         set_state(article, ArticleState.skipped, "robots.txt disallows this URL")
         return FetchOutcome(False, article.state, article.failure_reason)
     try:
-        with limiter.slot(article.host):
+        # Its turn on the host's timeline is kept under the article's key: a fetch sent
+        # back for its turn finds the slot reserved for it (worker.network.politeness).
+        with limiter.slot(article.host, turn_key(article_id)):
             resp = http.get(article.url, HTML_ACCEPT, accept_type=html_like)
         error = classify_status(resp.status, resp.headers)
         if error is not None:

@@ -88,6 +88,9 @@ ENV_MAX_RETRIES = 8
 most one fresh message per article per ``stale_after``: a long outage never piles up
 retry chains."""
 
+TURN_LATENESS = 0.005
+"""Seconds a retry for a host's turn is sent after the turn itself (never before it)."""
+
 NO_RETRY_LIMIT = sys.maxsize
 """The retry limit of the retries that must go on: a host that asks to wait, and
 transient or item errors (bounded by ``max_attempts`` through quarantine instead).
@@ -438,7 +441,10 @@ def settle(
         wait = capped(countdown, settings)
         return _count(article_id, exc, f"{label}: {exc}", wait, wait, countdown, settings)
     if isinstance(exc, HostBusy):
-        countdown = exc.retry_after + random.uniform(0, 1)
+        # The retry comes at the turn the host's timeline reserved for this article
+        # (worker.network.politeness), a few milliseconds after it: no jitter, or the
+        # turns of one host would come back out of order and the pace would suffer.
+        countdown = exc.retry_after + TURN_LATENESS
         # The retry is the article's message: the sweep must not send another copy while
         # it waits, or every stale_after adds one more endless retry chain (a host whose
         # robots.txt stays unreachable would pile them up for as long as it is down). A

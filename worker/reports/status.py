@@ -117,7 +117,86 @@ def collect(session: Session, settings: Settings) -> dict[str, Any]:
         "articles_skipped_language": int(skipped_language),
         "recent_article_errors": recent_article_errors,
         "recent_feed_errors": recent_feed_errors,
+        "frontier": frontier(session, settings),
     }
+
+
+def frontier(session: Session, settings: Settings, limit: int = 10) -> dict[str, Any]:
+    """The crawl frontier: hosts with fetches waiting, the largest backlogs first, each
+    with the seconds until its next turn and its last one.
+
+    The database says what waits (articles to fetch, by host) and when: a fetch sent
+    back for its host's turn holds its article's sweep mark until that turn. With Redis,
+    the hosts' timelines add the turns reserved (fetches and feed polls) and when each
+    host is next free for a request without a turn (``free_in``)."""
+    now = utcnow()
+    waiting = col(Article.state) == ArticleState.discovered.value
+    count = func.count()
+    rows = session.exec(
+        select(
+            Article.host,
+            count,
+            func.min(Article.state_changed_at),
+            func.max(Article.state_changed_at),
+        )
+        .where(waiting)
+        .group_by(col(Article.host))
+        .order_by(count.desc(), col(Article.host))
+        .limit(limit)
+    ).all()
+    hosts = int(
+        session.exec(select(func.count(func.distinct(col(Article.host)))).where(waiting)).one()
+    )
+    articles = int(session.exec(select(func.count()).select_from(Article).where(waiting)).one())
+    lines = _host_lines(settings, limit * 5)
+
+    def seconds(at: datetime | None) -> float:
+        return max(0.0, (at - now).total_seconds()) if at is not None else 0.0
+
+    backlogs = []
+    for host, n, first_mark, last_mark in rows:
+        line = lines.get(host)
+        backlogs.append(
+            {
+                "host": host,
+                "waiting": int(n),
+                "next_turn_in": round(seconds(first_mark), 1),
+                "last_turn_in": round(seconds(last_mark), 1),
+                "turns_reserved": line.turns if line else None,
+                "free_in": round(line.free_in, 1) if line else None,
+            }
+        )
+    return {
+        "hosts_waiting": hosts,
+        "articles_waiting": articles,
+        "largest_backlogs": backlogs,
+        "busiest_timelines": [
+            {
+                "host": line.host,
+                "turns_reserved": line.turns,
+                "free_in": round(line.free_in, 1),
+                "last_turn_in": round(line.last_turn_in, 1),
+            }
+            for line in sorted(lines.values(), key=lambda x: -x.turns)[:limit]
+        ],
+    }
+
+
+def _host_lines(settings: Settings, limit: int) -> dict[str, Any]:
+    """The hosts' timelines kept in Redis (none for the embedded broker, whose timelines
+    live in the `run` process), by host; empty when Redis cannot be asked."""
+    url = settings.effective_broker_url
+    if not url.startswith(("redis://", "rediss://")):
+        return {}
+    import redis
+
+    from worker.network.politeness import RedisHostLimiter
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        return {line.host: line for line in RedisHostLimiter(client, settings).lines(limit)}
+    except redis.RedisError:
+        return {}
 
 
 @dataclass(frozen=True)

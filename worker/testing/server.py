@@ -33,6 +33,7 @@ class LocalServer:
         self.routes: dict[str, Reply | Handler] = {}
         self.hits: Counter[str] = Counter()
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.arrivals: list[tuple[float, str]] = []  # (time.monotonic(), path) of each GET
         self._lock = threading.Lock()
         server = self
 
@@ -44,6 +45,7 @@ class LocalServer:
 
             def do_GET(self) -> None:
                 with server._lock:
+                    server.arrivals.append((time.monotonic(), self.path))
                     server.hits[self.path] += 1
                     server.requests.append((self.path, dict(self.headers.items())))
                 route = server.routes.get(self.path)

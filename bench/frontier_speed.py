@@ -1,0 +1,472 @@
+"""The crawl frontier end to end: real pages on many hosts, default politeness (issue 16).
+
+Usage, from the repository root (``bench`` is found there; claimwire is the installed
+package):
+
+    .venv/bin/python -m bench.frontier_speed --mode embedded      # 100 hosts, every page
+    .venv/bin/python -m bench.frontier_speed --mode production
+    .venv/bin/python -m bench.frontier_speed --mode embedded --hosts 1 --pages 200
+    .venv/bin/python -m bench.frontier_speed --mode cost --pending 100000 --cost-hosts 10000
+
+Pages: Mozilla Readability's test pages and trafilatura's evaluation pages in
+../shared/corpora/extraction (read from there, served from memory by a feed server
+process; nothing is copied into the repository). Page ``j`` belongs to host
+``j % hosts``; the hosts are loopback addresses 127.78.x.y on one port, each with a
+robots.txt and one RSS feed listing its pages.
+
+* **bare**: ``trafilatura.extract`` of every page (decoded as the pipeline decodes
+  it) in this process, one after another: the yardstick, measured in the same run just
+  before the pipeline (``--bare-after``: after it too; the machine is shared).
+* **embedded**: ``claimwire init``, ``claimwire feeds add`` (every host's feed), then
+  ``claimwire run --until-idle`` timed as a user runs it: SQLite, the embedded broker,
+  every setting at its default (1 s and 2 requests per host, claims on).
+* **production**: a private PostgreSQL cluster and a private Redis; the worker
+  processes of ``docker-compose.yml`` (``-Q io --pool threads -c 32``, ``-Q cpu --pool
+  prefork -c 2``) and ``celery beat``; the feeds are added while the scheduler cannot
+  reach them, then timed from ``claimwire feeds poll --all`` until no article is
+  pending.
+* **cost**: the frontier's own cost with Redis: ``--pending`` turns reserved over
+  ``--cost-hosts`` hosts (what as many waiting fetches hold), Redis memory and time per
+  reservation at each tenth, then each turn taken at its time; and the same for the
+  in-process timeline of the embedded mode (``tracemalloc``).
+
+The feed server counts every request per host, and the shortest gap between two page
+requests of one host, and the most requests of one host in flight at once: the proof
+that politeness held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPORA = ROOT.parent / "shared" / "corpora" / "extraction"
+PENDING = ("discovered", "fetched", "extracted", "deduplicated")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def load_pages(limit: int | None) -> list[bytes]:
+    pages: list[bytes] = []
+    for d in sorted((CORPORA / "readability-test-pages" / "pages").iterdir()):
+        src = d / "source.html.gz"
+        if src.exists():
+            pages.append(gzip.decompress(src.read_bytes()))
+    for f in sorted((CORPORA / "trafilatura-eval" / "html").glob("*.html.gz")):
+        pages.append(gzip.decompress(f.read_bytes()))
+    return pages[:limit] if limit else pages
+
+
+def host_address(k: int) -> str:
+    return f"127.78.{k // 250}.{k % 250 + 1}"
+
+
+# ---------------------------------------------------------------------- the server
+
+# per-host counters in shared memory: requests, page requests, in flight, most in flight
+# (ints); last page arrival, shortest gap between page arrivals (doubles)
+
+
+def serve(
+    port: int, pages: list[bytes], n_hosts: int, ints: Any, times: Any, ready: Any, stop: Any
+) -> None:
+    robots = b"User-agent: *\nDisallow: /private/\n"
+    index = {host_address(k).encode(): k for k in range(n_hosts)}
+
+    def feed(k: int, base: str) -> bytes:
+        items = []
+        for j in range(k, len(pages), n_hosts):
+            link = f"{base}/p/{j}.html"
+            items.append(
+                f"<item><title>Page {j}</title><link>{link}</link><guid>{link}</guid>"
+                f"<pubDate>Mon, {1 + j % 28:02d} Jun 2026 {j % 24:02d}:00:00 GMT</pubDate></item>"
+            )
+        return (
+            '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>'
+            f"<title>Host {k}</title><link>{base}/</link><description>bench</description>"
+            + "".join(items)
+            + "</channel></rss>\n"
+        ).encode()
+
+    def reply(ctype: bytes, body: bytes, status: bytes = b"200 OK") -> bytes:
+        return (
+            b"HTTP/1.1 "
+            + status
+            + b"\r\nContent-Type: "
+            + ctype
+            + b"\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+
+    def respond(path: bytes, host: bytes) -> bytes:
+        k = index.get(host.split(b":")[0], -1)
+        if k >= 0:
+            ints[4 * k] += 1
+        if path == b"/robots.txt":
+            return reply(b"text/plain", robots)
+        if path == b"/feed.xml" and k >= 0:
+            return reply(b"application/rss+xml", feed(k, "http://" + host.decode()))
+        if path.startswith(b"/p/") and path.endswith(b".html") and k >= 0:
+            now = time.monotonic()
+            last = times[2 * k]
+            if last:
+                gap = now - last
+                if times[2 * k + 1] == 0 or gap < times[2 * k + 1]:
+                    times[2 * k + 1] = gap
+            times[2 * k] = now
+            ints[4 * k + 1] += 1
+            try:
+                body = pages[int(path[3:-5])]
+            except (ValueError, IndexError):
+                return reply(b"text/plain", b"no", b"404 Not Found")
+            return reply(b"text/html; charset=utf-8", body)
+        return reply(b"text/plain", b"no", b"404 Not Found")
+
+    class Page(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.buf = b""
+
+        def data_received(self, data: bytes) -> None:
+            self.buf += data
+            while b"\r\n\r\n" in self.buf:
+                head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+                lines = head.split(b"\r\n")
+                parts = lines[0].split(b" ")
+                if len(parts) != 3:
+                    self.transport.close()
+                    return
+                host = b""
+                for line in lines[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"host":
+                        host = value.strip()
+                self.transport.write(respond(parts[1], host))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        servers = [
+            await loop.create_server(Page, host_address(k), port, backlog=512)
+            for k in range(n_hosts)
+        ]
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        for s in servers:
+            s.close()
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------- measures
+
+
+def bare(pages: list[bytes]) -> float:
+    import trafilatura
+
+    from worker.pages.charset import decode_html
+
+    started = time.perf_counter()
+    for body in pages:
+        html, _ = decode_html(body, "text/html; charset=utf-8")
+        trafilatura.extract(html)
+    return time.perf_counter() - started
+
+
+def cli(env: dict[str, str], work: Path, *args: str, timeout: float = 3600) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        cwd=work,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def states(database_url: str) -> dict[str, int]:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sqlalchemy.text("SELECT state, count(*) FROM article GROUP BY state")
+            ).all()
+    finally:
+        engine.dispose()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def timeline(database_url: str) -> dict[str, float]:
+    """Seconds from the first article's discovery to its first and last fetch and to the
+    last article processed: how much of the wall time was politeness (the fetches'
+    span) and how much the CPU steps' tail."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sqlalchemy.text(
+                    "SELECT min(discovered_at), min(fetched_at), max(fetched_at), "
+                    "max(processed_at) FROM article"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    from datetime import datetime
+
+    def at(x: Any) -> datetime:
+        return x if isinstance(x, datetime) else datetime.fromisoformat(str(x))
+
+    if row[0] is None or row[2] is None or row[3] is None:
+        return {}
+    t0 = at(row[0])
+    return {
+        "first_fetch": (at(row[1]) - t0).total_seconds(),
+        "last_fetch": (at(row[2]) - t0).total_seconds(),
+        "last_processed": (at(row[3]) - t0).total_seconds(),
+    }
+
+
+def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[float, str]:
+    r = cli(env, work, "init")
+    assert r.returncode == 0, r.stderr
+    r = cli(env, work, "feeds", "add", *feeds)
+    assert r.returncode == 0, r.stderr
+    started = time.perf_counter()
+    r = cli(env, work, "run", "--until-idle")
+    wall = time.perf_counter() - started
+    if r.returncode != 0:
+        log(f"run --until-idle exit {r.returncode}: {r.stderr[-2000:]}")
+    return wall, f"sqlite:///{work / 'data' / 'claimwire.db'}"
+
+
+def run_production(
+    env: dict[str, str], work: Path, feeds: list[str], expected: int, timeout: float
+) -> tuple[float, str]:
+    from worker.testing.procs import PostgresServer, RedisServer, celery_beat, celery_worker
+
+    pg = PostgresServer(work / "pg").init().start()
+    rd = RedisServer(work / "redis").start()
+    procs = []
+    try:
+        db = pg.create_database("frontier")
+        env = {**env, "CLAIMWIRE_DATABASE_URL": db, "CLAIMWIRE_BROKER_URL": rd.url()}
+        r = cli(env, work, "init")
+        assert r.returncode == 0, r.stderr
+        r = cli(env, work, "feeds", "add", *feeds)
+        assert r.returncode == 0, r.stderr
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(db)
+        with engine.begin() as conn:  # not due until `feeds poll --all`
+            conn.execute(sqlalchemy.text("UPDATE feed SET next_poll_at = now() + interval '1 day'"))
+        engine.dispose()
+        # the worker processes of docker-compose.yml, and its scheduler
+        procs = [
+            celery_worker("io", env, work, queues="io", concurrency=32, loglevel="WARNING"),
+            celery_worker(
+                "cpu", env, work, queues="cpu", pool="prefork", concurrency=2, loglevel="WARNING"
+            ),
+            celery_beat("beat", env, work),
+        ]
+        for p in procs:
+            p.start()
+        time.sleep(15)  # the workers start (the claims model loads in each cpu process)
+        started = time.perf_counter()
+        r = cli(env, work, "feeds", "poll", "--all")
+        assert r.returncode == 0, r.stderr
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = states(db)
+            if sum(s.values()) >= expected and not any(s.get(x) for x in PENDING):
+                break
+            time.sleep(0.25)
+        wall = time.perf_counter() - started
+        final = states(db)
+        log(f"production states: {final}")
+        return wall, db
+    finally:
+        for p in procs:
+            p.stop(timeout=10)
+        rd.stop()
+        # the database is read once more by the caller: keep the cluster until then
+        run_production.pg = pg  # type: ignore[attr-defined]
+
+
+def run_cost(pending: int, hosts: int) -> None:
+    import tracemalloc
+
+    import redis
+
+    from worker.core.settings import Settings
+    from worker.network.politeness import LocalHostLimiter, RedisHostLimiter
+    from worker.testing.procs import RedisServer
+
+    work = Path(tempfile.mkdtemp(prefix="cw-frontier-cost-"))
+    rd = RedisServer(work / "redis").start()
+    try:
+        client = redis.Redis.from_url(rd.url())
+        settings = Settings(host_min_interval=1.0, host_max_concurrency=2)
+        limiter = RedisHostLimiter(client, settings, max_ahead=10**9)
+        base = int(client.info("memory")["used_memory"])
+        step = max(1, pending // 10)
+        print("| pending turns | Redis memory (bytes per turn) | µs per reservation (this tenth) |")
+        print("|---|---|---|")
+        done = 0
+        while done < pending:
+            items = [(f"h{(done + i) % hosts}.example", f"article:{done + i}") for i in range(step)]
+            t = time.perf_counter()
+            for chunk in range(0, len(items), 1000):
+                limiter.reserve_many(items[chunk : chunk + 1000])
+            per = (time.perf_counter() - t) / len(items) * 1e6
+            done += step
+            mem = int(client.info("memory")["used_memory"]) - base
+            print(f"| {done:,} | {mem / done:.0f} | {per:.1f} |")
+        # the turns of the first host that are due: taken at their time (here: the
+        # first of every host, which is due now)
+        t = time.perf_counter()
+        took = 0
+        for h in range(min(hosts, 2000)):
+            with limiter.slot(f"h{h}.example", f"article:{h}"):
+                took += 1
+        per_take = (time.perf_counter() - t) / took * 1e6
+        print(f"\ntaking a due turn (slot at its turn, {took} hosts): {per_take:.1f} µs each")
+        local = LocalHostLimiter(settings, max_ahead=10**9)
+        tracemalloc.start()
+        t = time.perf_counter()
+        for i in range(pending):
+            local.reserve(f"h{i % hosts}.example", f"article:{i}")
+        per_local = (time.perf_counter() - t) / pending * 1e6
+        size, _peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(
+            f"in-process timeline (embedded): {size / pending:.0f} bytes per turn, "
+            f"{per_local:.1f} µs per reservation over {pending:,} turns on {hosts:,} hosts"
+        )
+    finally:
+        rd.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--mode", choices=("embedded", "production", "cost"), default="embedded")
+    ap.add_argument("--hosts", type=int, default=100)
+    ap.add_argument("--pages", type=int, default=0, help="0: every page of the corpora")
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--pending", type=int, default=100_000, help="--mode cost")
+    ap.add_argument("--cost-hosts", type=int, default=10_000, help="--mode cost")
+    ap.add_argument("--no-bare", action="store_true", help="skip the bare extraction")
+    ap.add_argument(
+        "--bare-after", action="store_true", help="measure the bare extraction after too"
+    )
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.mode == "cost":
+        log(f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        run_cost(args.pending, args.cost_hosts)
+        log(f"load {os.getloadavg()[0]:.1f}")
+        return 0
+
+    from worker.testing.procs import free_port
+
+    pages = load_pages(args.pages or None)
+    log(f"{len(pages)} pages over {args.hosts} hosts; load {os.getloadavg()[0]:.1f}")
+    work = Path(tempfile.mkdtemp(prefix="cw-frontier-"))
+    ctx = mp.get_context("fork")
+    ints = ctx.Array("q", 4 * args.hosts, lock=False)
+    times = ctx.Array("d", 2 * args.hosts, lock=False)
+    ready, stop = ctx.Event(), ctx.Event()
+    port = free_port()
+    server = ctx.Process(
+        target=serve, args=(port, pages, args.hosts, ints, times, ready, stop), daemon=True
+    )
+    server.start()
+    ready.wait(30)
+    feeds = [f"http://{host_address(k)}:{port}/feed.xml" for k in range(args.hosts)]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CLAIMWIRE_")}
+    env = {
+        **base,
+        "CLAIMWIRE_DATA_DIR": str(work / "data"),
+        "CLAIMWIRE_ALLOW_PRIVATE_NETWORKS": "true",
+        "CLAIMWIRE_LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for item in args.set:
+        name, _, value = item.partition("=")
+        env[f"CLAIMWIRE_{name.upper()}"] = value
+    bare_before = bare_after = None
+    try:
+        if not args.no_bare:
+            bare_before = bare(pages)
+            log(f"bare trafilatura.extract, one process: {bare_before:.1f} s")
+        load_before = os.getloadavg()
+        if args.mode == "embedded":
+            wall, db = run_embedded(env, work, feeds)
+        else:
+            wall, db = run_production(env, work, feeds, len(pages), args.timeout)
+        load_after = os.getloadavg()
+        final = states(db)
+        spans = timeline(db)
+        if not args.no_bare and args.bare_after:
+            bare_after = bare(pages)
+            log(f"bare trafilatura.extract, one process: {bare_after:.1f} s")
+    finally:
+        stop.set()
+        server.join(5)
+        pg = getattr(run_production, "pg", None)
+        if pg is not None:
+            pg.destroy()
+    gaps = [times[2 * k + 1] for k in range(args.hosts) if times[2 * k + 1] > 0]
+    page_hits = sum(ints[4 * k + 1] for k in range(args.hosts))
+    print()
+    print(
+        f"mode {args.mode}: {len(pages)} pages, {args.hosts} hosts; wall {wall:.1f} s; "
+        f"load {load_before[0]:.1f} -> {load_after[0]:.1f} on {os.cpu_count()} cores"
+    )
+    print(f"articles by state: {final}")
+    if spans:
+        print(
+            "from the first discovery: first fetch {first_fetch:.1f} s, last fetch "
+            "{last_fetch:.1f} s, last article processed {last_processed:.1f} s".format(**spans)
+        )
+    print(
+        f"page requests {page_hits}; shortest gap between two page requests of one host "
+        f"{min(gaps) if gaps else float('nan'):.3f} s"
+    )
+    if bare_before is not None:
+        ref = (bare_before + bare_after) / 2 if bare_after is not None else bare_before
+        after = f", {bare_after:.1f} s after" if bare_after is not None else ""
+        print(
+            f"bare extraction {bare_before:.1f} s before{after}; "
+            f"end to end / bare = {wall / ref:.2f}x"
+        )
+    if args.hosts == 1:
+        print(f"one host: {wall / max(1, len(pages)):.3f} s per page (interval 1 s)")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

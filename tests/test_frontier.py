@@ -1,0 +1,270 @@
+"""The crawl frontier (issue 16): work is picked by its host's readiness, not by queue
+order. A fetch or a poll whose host is not free never waits in a worker thread: it is
+given a turn on the host's timeline and sent back for then, while work on free hosts
+goes ahead; turns are kept in order and at the host's pace."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import pytest
+
+from schemas.models import Article, ArticleState
+from schemas.types import utcnow
+from tests.support.db import load_article
+from worker.feeds.polling import Lease, plan_polls, turn_key
+from worker.network.politeness import LocalHostLimiter
+from worker.network.robots import forget_robots_failures
+from worker.testing.server import LocalServer, Reply
+
+PAGE = b"<html><body><article><p>" + b"Some words of news. " * 40 + b"</p></article></body></html>"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_robots_memory() -> None:
+    forget_robots_failures()
+
+
+def _discovered(url: str) -> int:
+    from worker.core.db import unit_of_work
+    from worker.network.urls import host_of, url_hash
+
+    with unit_of_work() as s:
+        a = Article(
+            url=url,
+            url_hash=url_hash(url),
+            host=host_of(url),
+            state=ArticleState.discovered,
+            discovered_at=utcnow(),
+            state_changed_at=utcnow(),
+        )
+        s.add(a)
+        s.flush()
+        assert a.id is not None
+        return a.id
+
+
+def _site(server: Any, n: int) -> list[str]:
+    server.routes["/robots.txt"] = Reply(
+        body=b"User-agent: *\nDisallow:\n", content_type="text/plain"
+    )
+    for i in range(n):
+        server.routes[f"/n/{i}"] = Reply(body=PAGE.replace(b"Some", f"Story {i}".encode()))
+    return [server.url(f"/n/{i}") for i in range(n)]
+
+
+def test_a_fetch_on_a_busy_host_gets_a_turn_instead_of_a_thread(
+    configure: Any, server: Any
+) -> None:
+    """Interval 60 s: the first fetch of a host goes at once; the next ones are not
+    waited for but sent back for their turns (60 s, 120 s), uncounted, with the sweep
+    held until then; an article of another host goes at once meanwhile. At its turn an
+    article takes the slot kept for it, a newcomer cannot jump the line, and an article
+    asking before its turn keeps it."""
+    from worker.core.db import init_db
+    from worker.pipeline import resources
+    from worker.pipeline.attempts import run_step
+    from worker.pipeline.steps import FIRST as FETCH
+
+    init_db(configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2))
+    ids = [_discovered(url) for url in _site(server, 4)]
+    other = LocalServer("127.0.0.2").start()
+    try:
+        other_id = _discovered(_site(other, 1)[0])
+        limiter = resources.host_limiter()
+        assert isinstance(limiter, LocalHostLimiter)
+
+        def fetch(aid: int) -> Any:
+            return run_step(FETCH, aid, follow_up=False)
+
+        assert fetch(ids[0]).advanced
+        first, second = fetch(ids[1]), fetch(ids[2])
+        assert not first.advanced and not second.advanced
+        assert first.retry_in is not None and 59 < first.retry_in <= 60.1
+        assert second.retry_in is not None and 119 < second.retry_in <= 120.1
+        assert server.hits["/n/1"] == server.hits["/n/2"] == 0
+        held = (load_article(ids[1]).state_changed_at - utcnow()).total_seconds()
+        assert 58 < held <= 61  # the sweep sends no second copy while the retry waits
+        assert fetch(other_id).advanced  # another host is free: no waiting behind this one
+
+        limiter.offset = 60.0  # article 1's turn
+        newcomer = fetch(ids[3])  # no turn yet: behind the two waiting
+        assert newcomer.retry_in is not None and 119 < newcomer.retry_in <= 120.1
+        assert fetch(ids[1]).advanced  # its turn: the slot was kept for it
+        early = fetch(ids[2])  # asks again before its turn: keeps it
+        assert early.retry_in is not None and 59 < early.retry_in <= 60.1
+        limiter.offset = 120.0
+        assert fetch(ids[2]).advanced
+        limiter.offset = 180.0
+        assert fetch(ids[3]).advanced
+        for aid in [*ids, other_id]:
+            article = load_article(aid)
+            assert article.state == ArticleState.fetched
+            assert article.attempts == 0 and article.step_starts == 0
+        assert all(server.hits[f"/n/{i}"] == 1 for i in range(4))
+    finally:
+        other.stop()
+
+
+def test_a_turn_moves_when_the_request_before_it_started_late(configure: Any) -> None:
+    """Turns 1 s apart; the first one's request starts 0.8 s late: the second, on time,
+    must not start 0.2 s after it (the interval holds for requests, not for turns)."""
+    limiter = LocalHostLimiter(configure(HOST_MIN_INTERVAL=1, HOST_MAX_CONCURRENCY=2), max_wait=0)
+    host = "late.example"
+    with limiter.slot(host):
+        pass
+    waits = [limiter.reserve(host, k) for k in ("a", "b")]
+    assert waits[0] == pytest.approx(1.0, abs=0.05) and waits[1] == pytest.approx(2.0, abs=0.05)
+    limiter.offset = 1.8  # "a" comes late
+    with limiter.slot(host, "a"):
+        pass
+    limiter.offset = 2.0  # "b" on time: 0.2 s after "a" started
+    with pytest.raises(Exception) as busy, limiter.slot(host, "b"):
+        pass
+    assert 0.7 < busy.value.retry_after <= 0.81  # one interval after "a" started
+    limiter.offset = 2.8
+    with limiter.slot(host, "b"):
+        pass
+
+
+def test_a_back_off_sends_waiting_turns_after_it(configure: Any) -> None:
+    """A host answering Retry-After: 30 backs off every turn reserved before then."""
+    limiter = LocalHostLimiter(configure(HOST_MIN_INTERVAL=1, HOST_MAX_CONCURRENCY=2), max_wait=0)
+    host = "slow.example"
+    with limiter.slot(host):
+        pass
+    assert limiter.reserve(host, "a") == pytest.approx(1.0, abs=0.05)
+    limiter.back_off(host, 30)
+    limiter.offset = 1.0
+    with pytest.raises(Exception) as busy, limiter.slot(host, "a"):
+        pass
+    assert busy.value.retry_after >= 29.0 - 0.05
+
+
+def test_the_dispatcher_spaces_one_hosts_feeds_by_its_turns(configure: Any) -> None:
+    """40 feeds of one host, 3 of another and 1 of a third, claimed together: the other
+    hosts' feeds go at once, the 40 are sent for 40 different seconds, one per interval,
+    in messages of feeds whose turns are close; a feed further ahead than the horizon is
+    given back (keeping its turn); planning a feed again gives it the same turn."""
+    settings = configure(HOST_MIN_INTERVAL=1, HOST_MAX_CONCURRENCY=2, POLL_FEEDS_PER_MESSAGE=10)
+    limiter = LocalHostLimiter(settings)
+    hosts = {i: "big.example" for i in range(40)}
+    hosts.update({40: "small.example", 41: "small.example", 42: "small.example", 43: "one.example"})
+    leases = [Lease(i, f"t{i}") for i in itertools.chain(range(43, -1, -1))]
+    plan = plan_polls(leases, hosts, limiter, settings, horizon=30)
+    sent: dict[int, float] = {}
+    for countdown, args in plan.messages:
+        assert len(args) <= 10
+        for feed_id, token in args:
+            assert feed_id not in sent and token == f"t{feed_id}"
+            sent[feed_id] = countdown
+    assert set(plan.later) == set(range(9))  # big.example's turns past 30 s (the last planned)
+    assert set(sent) == set(range(9, 44))
+    assert sent[43] == pytest.approx(0, abs=0.3)  # the third host: at once
+    small = sorted(sent[i] for i in (40, 41, 42))
+    assert small == pytest.approx([0, 1, 2], abs=0.3)
+    big = sorted(sent[i] for i in range(9, 40))
+    assert big == pytest.approx([float(k) for k in range(31)], abs=0.3)
+    # each big feed's message is sent no earlier than its turn
+    for i in range(9, 40):
+        turn = limiter._turns["big.example"][turn_key(i)] - time.monotonic()
+        assert sent[i] >= turn - 0.3
+    # asked again (re-claimed), a feed keeps its turn
+    again = plan_polls([Lease(0, "t0")], hosts, limiter, settings, horizon=3600)
+    assert again.messages[0][0] == pytest.approx(plan.later[0], abs=0.3)
+
+
+@pytest.mark.redis
+def test_status_shows_the_frontier(
+    configure: Any, server: Any, redis_url: str, tmp_path: Any
+) -> None:
+    """`claimwire status` names the hosts with fetches waiting, the largest backlog
+    first, with when each one's next and last turns come and the turns reserved."""
+    from tests.conftest import claimwire, cli_env
+    from worker.core.db import init_db
+    from worker.pipeline.attempts import run_step
+    from worker.pipeline.steps import FIRST as FETCH
+    from worker.reports.status import frontier
+
+    init_db(configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2, BROKER_URL=redis_url))
+    ids = [_discovered(url) for url in _site(server, 5)]
+    other = LocalServer("127.0.0.2").start()
+    try:
+        lone = _discovered(_site(other, 2)[0])
+        for aid in [*ids, lone]:
+            run_step(FETCH, aid, follow_up=False)
+        from worker.core.db import unit_of_work
+        from worker.core.settings import get_settings
+
+        with unit_of_work() as s:
+            f = frontier(s, get_settings())
+        assert f["hosts_waiting"] == 1 and f["articles_waiting"] == 4
+        (busy,) = f["largest_backlogs"]
+        assert busy["host"] == "127.0.0.1" and busy["waiting"] == 4
+        assert 58 < busy["next_turn_in"] <= 61 and 238 < busy["last_turn_in"] <= 241
+        assert busy["turns_reserved"] == 4 and 58 < busy["free_in"] <= 241
+
+        env = cli_env(tmp_path, BROKER_URL=redis_url)
+        r = claimwire(["status"], env, tmp_path, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "frontier: 1 host(s) with fetches waiting (4 articles)" in r.stdout, r.stdout
+        assert "127.0.0.1: 4 waiting, next turn in" in r.stdout, r.stdout
+    finally:
+        other.stop()
+
+
+def test_two_consumers_of_the_embedded_broker_never_take_one_message(tmp_path: Any) -> None:
+    """`claimwire run` and its CPU worker processes consume one queue folder: each
+    message is taken by exactly one of them (an atomic rename), none lost."""
+    import threading
+
+    from kombu import Connection
+
+    folders = {k: tmp_path / k for k in ("queue", "processed", "control")}
+    for folder in folders.values():
+        folder.mkdir()
+    options = {
+        "data_folder_in": str(folders["queue"]),
+        "data_folder_out": str(folders["queue"]),
+        "processed_folder": str(folders["processed"]),
+        "control_folder": str(folders["control"]),
+        "store_processed": False,
+    }
+
+    def connection() -> Any:
+        return Connection(
+            "filesystem://", transport="worker.embedded.broker:Transport", transport_options=options
+        )
+
+    with connection() as conn:
+        queue = conn.SimpleQueue("cpu")
+        for i in range(300):
+            queue.put({"n": i})
+        queue.close()
+    taken: list[list[int]] = [[], [], []]
+
+    def consume(k: int) -> None:
+        with connection() as conn:
+            q = conn.SimpleQueue("cpu")
+            try:
+                while True:
+                    try:
+                        message = q.get(block=False)
+                    except q.Empty:
+                        return
+                    taken[k].append(message.payload["n"])
+                    message.ack()
+            finally:
+                q.close()
+
+    threads = [threading.Thread(target=consume, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    every = [n for part in taken for n in part]
+    assert sorted(every) == list(range(300))  # each once: none lost, none twice
+    assert sum(1 for part in taken if part) >= 2  # they did take turns
+    assert not list(folders["processed"].iterdir())
