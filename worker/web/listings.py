@@ -25,7 +25,13 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, Claim, ClaimCluster, DupGroup, Feed, Job
-from worker.claims.fulltext import ClaimFilter, claim_hit, find_claims, published_expr
+from worker.claims.fulltext import (
+    ClaimFilter,
+    claim_hit,
+    claim_key,
+    find_claims,
+    published_expr,
+)
 from worker.core.settings import Settings, mask_secrets
 from worker.feeds.subscriptions import feed_row
 from worker.jobs import lifecycle
@@ -92,9 +98,12 @@ def _iso(v: datetime | None) -> str | None:
 
 
 def claims_page(session: Session, f: ClaimFilter, cursor: str | None, limit: int) -> Page:
-    key = decode_cursor("claims", cursor, (int,))
-    rows = find_claims(session, f, before_id=key[0] if key else None, limit=limit + 1)
-    return _page(rows, limit, "claims", lambda r: [r["id"]])
+    """Claims, best match first for a search, newest first within (see
+    :func:`worker.claims.fulltext.find_claims`); the cursor is ``[tier, id]``."""
+    key = decode_cursor("claims", cursor, (int, int))
+    after = (key[0], key[1]) if key else None
+    rows = find_claims(session, f, after=after, limit=limit + 1)
+    return _page(rows, limit, "claims", lambda r: list(claim_key(r)))
 
 
 # ---------------------------------------------------------------------------- clusters
