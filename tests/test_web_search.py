@@ -201,7 +201,7 @@ def test_diacritics_fold_alike_on_both_databases(settings: Any, client: TestClie
             plain,
             accented,
         ], name
-    # what is not a diacritic stays: "bridge" is not "bridges", "o" is not "ø"
+    # folding is no stemming: "bridge" is not "bridges"
     assert ids(client.get("/api/v1/claims", params={"q": "bridges"})) == []
 
 
@@ -319,3 +319,153 @@ def test_a_read_past_its_time_limit_is_a_clear_503(
         assert "Traceback" not in page.text
         # other reads are not affected
         assert c.get("/api/v1/clusters").status_code == 200
+
+
+def big_cluster(settings: Any, repeats: int, outlets: int) -> tuple[int, list[int]]:
+    """A cluster repeated ``repeats`` times across ``outlets`` outlets, one an hour and
+    a half, a fifth of them reworded, and two copies of its first article; the article
+    ids in time order."""
+    from sqlalchemy import insert
+
+    with unit_of_work(settings) as s:
+        cl = ClaimCluster(speaker_key="brandt", speaker="Ivo Brandt", text="rates will fall")
+        s.add(cl)
+        s.flush()
+        cid = int(cl.id or 0)
+        arts = []
+        for i in range(repeats):
+            url = f"https://o{i % outlets}.example/{cid}/{i}"
+            arts.append(
+                {
+                    "url": url,
+                    "url_hash": url_hash(url),
+                    "host": f"o{i % outlets}.example",
+                    "state": "processed",
+                    "published_at": T0 + timedelta(minutes=90 * i),
+                    "discovered_at": T0 + timedelta(minutes=90 * i),
+                    "title": f"Rates {i}",
+                }
+            )
+        s.execute(insert(Article), arts)
+        art_ids = [
+            a.id
+            for a in s.exec(
+                __import__("sqlmodel")
+                .select(Article)
+                .where(col_like(Article.url, f"%/{cid}/%"))
+                .order_by(Article.published_at)
+            ).all()
+        ]
+        claims = []
+        for i, aid in enumerate(art_ids):
+            content = "rates will fall" if i % 5 else "rates are to fall"
+            if i == 0:
+                content = "rates will fall"
+            claims.append(
+                {
+                    "article_id": aid,
+                    "speaker": "Ivo Brandt",
+                    "speaker_resolved": "Ivo Brandt",
+                    "verb": "said",
+                    "kind": "indirect",
+                    "text": content,
+                    "start": 0,
+                    "end": len(content),
+                    "sentence": f"Ivo Brandt said {content}.",
+                    "extractor_version": "test",
+                    "cluster_id": cid,
+                }
+            )
+        s.execute(insert(Claim), claims)
+        for k in range(2):
+            url = f"https://copies{k}.example/{cid}"
+            s.add(
+                Article(
+                    url=url,
+                    url_hash=url_hash(url),
+                    host=f"copies{k}.example",
+                    state="processed",
+                    published_at=T0 + timedelta(days=40 + k),
+                    discovered_at=T0 + timedelta(days=40 + k),
+                    duplicate_of_id=art_ids[0],
+                )
+            )
+        cl.first_seen_at = T0
+        cl.first_article_id = art_ids[0]
+        cl.n_articles = repeats + 2
+        cl.n_outlets = outlets + 2
+    return cid, [int(a or 0) for a in art_ids]
+
+
+def col_like(column: Any, pattern: str) -> Any:
+    from sqlmodel import col
+
+    return col(column).like(pattern)
+
+
+def test_a_huge_cluster_is_paged_and_its_timeline_bounded(
+    settings: Any, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.web import listings
+
+    repeats, outlets = 430, 45
+    cid, art_ids = big_cluster(settings, repeats, outlets)
+    total = repeats + 2
+    # the API: pages of 97 repeats in time order, every repeat once, numbered
+    first = client.get(f"/api/v1/clusters/{cid}", params={"limit": 97}).json()
+    assert first["n_repeats"] == total
+    assert first["counts"] == {"verbatim": 345, "reworded": 85, "copy": 2}
+    assert len(first["members"]) == 97 and first["next_cursor"]
+    seen: list[dict[str, Any]] = []
+    body = first
+    while True:
+        seen += body["members"]
+        if not body["next"]:
+            break
+        body = client.get(body["next"]).json()
+    assert [m["position"] for m in seen] == list(range(1, total + 1))
+    assert [m["article_id"] for m in seen[:repeats]] == art_ids
+    assert [m["wording"] for m in seen[-2:]] == ["copy", "copy"]
+    times = [m["published_at"] for m in seen]
+    assert times == sorted(times)
+    assert seen[0]["first"] and not any(m["first"] for m in seen[1:])
+    # the timeline: the first 30 outlets a row each, the others one row, every repeat
+    # counted once; hours, or longer buckets when hours would make too many marks
+    timeline = first["timeline"]
+    assert timeline["rows"][:30] == [f"o{i}.example" for i in range(30)]
+    assert timeline["rows"][30] == "17 other outlets" and len(timeline["rows"]) == 31
+    assert sum(c["verbatim"] + c["reworded"] + c["copy"] for c in timeline["cells"]) == total
+    assert timeline["bucket_seconds"] == 3600
+    monkeypatch.setattr(listings, "CHART_MARKS", 100)
+    coarse = client.get(f"/api/v1/clusters/{cid}").json()["timeline"]
+    assert coarse["bucket_seconds"] > 3600 and len(coarse["cells"]) <= 100
+    assert sum(c["verbatim"] + c["reworded"] + c["copy"] for c in coarse["cells"]) == total
+    # the page: one page of repeats, a bounded chart, a link to the next page
+    monkeypatch.setattr(listings, "CLUSTER_PAGE", 50)
+    page = client.get(f"/clusters/{cid}")
+    assert page.status_code == 200
+    html = page.text
+    assert html.count('<tr id="repeat-') == 50
+    assert "Repeats 1–50 of 432" in html
+    assert html.count('class="mark ') == len(coarse["cells"])
+    assert html.count('class="outlet-label"') == 31
+    nxt = client.get(f"/clusters/{cid}", params={"cursor": first_cursor(client, cid, 50)})
+    assert 'id="repeat-51"' in nxt.text and 'id="repeat-1"' not in nxt.text
+    # a mark of many repeats opens the list at its time
+    start = coarse["cells"][3]["start"]
+    from_mark = client.get(f"/api/v1/clusters/{cid}", params={"start": start}).json()
+    at = from_mark["members"][0]
+    assert at["published_at"] >= start
+    assert at["position"] == 1 + sum(1 for m in seen if m["published_at"] < start)
+    # cursors of another cluster, malformed starts: 400
+    other, _ = big_cluster(settings, 3, 1)
+    resp = client.get(f"/api/v1/clusters/{other}", params={"cursor": first["next_cursor"]})
+    assert resp.status_code == 400 and "not one of the" in resp.json()["error"]
+    resp = client.get(f"/api/v1/clusters/{cid}", params={"start": "soon"})
+    assert resp.status_code == 400 and "start: not a date" in resp.json()["error"]
+
+
+def first_cursor(client: TestClient, cid: int, limit: int) -> str:
+    cursor = client.get(f"/api/v1/clusters/{cid}", params={"limit": limit}).json()["next_cursor"]
+    assert isinstance(cursor, str)
+    return cursor

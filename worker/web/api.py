@@ -274,11 +274,30 @@ def download_clusters(
 
 
 @router.get("/clusters/{cluster_id}", tags=["clusters"])
-def get_cluster(request: Request, cluster_id: Id) -> dict[str, Any]:
-    """How a claim spread: first seen, and every repeat in time order with its wording
-    (verbatim, reworded, or a copy of a whole article)."""
+def get_cluster(
+    request: Request,
+    cluster_id: Id,
+    cursor: Cursor = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description="Repeats per page (1-500).")
+    ] = listings.CLUSTER_PAGE,
+    start: Annotated[
+        str | None,
+        Query(max_length=40, description="Start the repeats at this time (ISO 8601, UTC)."),
+    ] = None,
+) -> dict[str, Any]:
+    """How a claim spread: first seen; counts of verbatim repeats, rewordings and
+    copies; `timeline`, the repeats counted per outlet and hour (a day, week or 30 days
+    for a long-lived claim; the first 30 outlets a row each); and `members`, one page of
+    the repeats in time order with their wording and `position` (`next_cursor`, `next`
+    for the next page, `start` to begin at a time)."""
     with read_session(settings_of(request)) as s:
-        return listings.cluster_detail(s, cluster_id)
+        body = listings.cluster_detail(s, cluster_id, cursor, limit, parse_when(start, "start"))
+    nxt = body["next_cursor"]
+    body["next"] = (
+        f"{request.url.path}?{urlencode([('limit', limit), ('cursor', nxt)])}" if nxt else None
+    )
+    return body
 
 
 # --------------------------------------------------------------------------- speakers

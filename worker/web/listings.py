@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -37,6 +37,9 @@ from worker.feeds.subscriptions import feed_row
 from worker.jobs import lifecycle
 
 MAX_ID = 2**63 - 1
+
+
+MALFORMED = "malformed cursor: use the next_cursor of a response as it is"
 
 
 class BadCursor(ValueError):
@@ -161,47 +164,243 @@ def _norm(text: str) -> str:
     return " ".join(re.findall(r"[^\W_]+", text.lower()))
 
 
-def cluster_detail(session: Session, cluster_id: int) -> dict[str, Any]:
-    """How a claim spread: the cluster, its first appearance, every repeat in time order
-    (article copies found by dedup included) with its wording, verbatim or reworded."""
-    from worker.claims.search import cluster_report
+CLUSTER_PAGE = 100
+"""Repeats listed per page of a cluster."""
+CHART_OUTLETS = 30
+"""Outlet rows of the timeline; later outlets share one last row."""
+CHART_MARKS = 1500
+"""At most this many marks: above, the timeline's buckets grow from an hour to a day,
+a week, 30 days."""
+BUCKETS = (3600, 86400, 7 * 86400, 30 * 86400)
 
-    report = cluster_report(session, cluster_id)
-    if report is None:
-        raise NotFound(f"no claim cluster with id {cluster_id}")
-    cluster = session.get(ClaimCluster, cluster_id)
-    report["speaker_key"] = cluster.speaker_key if cluster else ""
-    members = report["members"]
-    claim_ids = {m["claim_id"] for m in members}
-    claims = {
-        c.id: c for c in session.exec(select(Claim).where(col(Claim.id).in_(claim_ids))).all()
-    }
-    article_ids = {m["article_id"] for m in members}
-    titles = dict(
-        session.exec(
-            select(Article.id, func.coalesce(Article.title, Article.entry_title)).where(
-                col(Article.id).in_(article_ids)
+
+def _cluster_members(cluster_id: int) -> Any:
+    """Every repeat of a cluster: each claim in its article, and each copy of that
+    article found by dedup; one row each (``copy`` 1 for a copy)."""
+    from sqlalchemy import literal, union_all
+
+    def part(a: Any, is_copy: int, on: Any) -> Any:
+        return (
+            sa_select(
+                col(Claim.id).label("claim_id"),
+                a.id.label("article_id"),
+                func.coalesce(a.published_at, a.discovered_at).label("at"),
+                a.host.label("host"),
+                a.url.label("url"),
+                func.coalesce(a.title, a.entry_title).label("title"),
+                col(Claim.speaker).label("speaker"),
+                col(Claim.text).label("text"),
+                col(Claim.verb).label("verb"),
+                col(Claim.kind).label("kind"),
+                col(Claim.sentence).label("sentence"),
+                col(Claim.start).label("start"),
+                col(Claim.end).label("end"),
+                literal(is_copy).label("copy"),
             )
-        ).all()
+            .select_from(Claim)
+            .join(a, on)
+            .where(col(Claim.cluster_id) == cluster_id)
+        )
+
+    own, dup = aliased(Article), aliased(Article)
+    return union_all(
+        part(own, 0, own.id == col(Claim.article_id)),
+        part(dup, 1, dup.duplicate_of_id == col(Claim.article_id)),
+    ).subquery("members")
+
+
+def _member_after(m: Any, at: datetime, article_id: int, claim_id: int) -> Any:
+    from sqlalchemy import and_, or_
+
+    return or_(
+        m.c.at > at,
+        and_(
+            m.c.at == at,
+            or_(
+                m.c.article_id > article_id,
+                and_(m.c.article_id == article_id, m.c.claim_id > claim_id),
+            ),
+        ),
     )
-    first_words = _norm(members[0]["text"]) if members else ""
-    for i, m in enumerate(members):
-        claim = claims.get(m["claim_id"])
-        m["verb"] = claim.verb if claim else None
-        m["kind"] = claim.kind if claim else None
-        m["sentence"] = claim.sentence if claim else None
-        m["start"] = claim.start if claim else None
-        m["end"] = claim.end if claim else None
-        m["title"] = titles.get(m["article_id"])
-        m["first"] = i == 0
-        if m["copy"]:
-            m["wording"] = "copy"  # the whole article is a copy (dedup)
-        elif i == 0 or _norm(m["text"]) == first_words:
-            m["wording"] = "verbatim"
-        else:
-            m["wording"] = "reworded"
-    report["outlets"] = sorted({m["outlet"] for m in members})
-    return report
+
+
+def _hour(session: Session, at: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date_trunc("hour", at)
+    return func.strftime("%Y-%m-%d %H:00:00", at)
+
+
+def _when(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+def cluster_detail(
+    session: Session,
+    cluster_id: int,
+    cursor: str | None = None,
+    limit: int = CLUSTER_PAGE,
+    start: datetime | None = None,
+) -> dict[str, Any]:
+    """How a claim spread: the cluster, its first appearance, counts of verbatim
+    repeats, rewordings and copies, a timeline (repeats counted per outlet and hour,
+    or day, week, month for a long one: bounded whatever the cluster's size), and one
+    page of its repeats in time order (``cursor``, or ``start``: the first repeat at or
+    after that time), each with its wording and its position in the whole list."""
+    cluster = session.get(ClaimCluster, cluster_id)
+    if cluster is None:
+        raise NotFound(f"no claim cluster with id {cluster_id}")
+    key = decode_cursor(f"cluster{cluster_id}", cursor, (str, int, int, int))
+    m = _cluster_members(cluster_id)
+    order = (m.c.at, m.c.article_id, m.c.claim_id)
+    first_row = session.execute(sa_select(m).order_by(*order).limit(1)).mappings().first()
+    first_words = _norm(first_row["text"]) if first_row else ""
+
+    def wording(text: str, is_copy: Any) -> str:
+        if is_copy:
+            return "copy"  # the whole article is a copy (dedup)
+        return "verbatim" if _norm(text) == first_words else "reworded"
+
+    # the timeline: one pass over the members, grouped in the database
+    hour = _hour(session, m.c.at).label("hour")
+    groups = session.execute(
+        sa_select(m.c.host, hour, m.c.copy, m.c.text, func.count(), func.min(m.c.at)).group_by(
+            m.c.host, hour, m.c.copy, m.c.text
+        )
+    ).all()
+    counts = {"verbatim": 0, "reworded": 0, "copy": 0}
+    cells: dict[tuple[str, datetime], dict[str, int]] = {}
+    outlet_first: dict[str, datetime] = {}
+    for host, bucket, is_copy, text, n, earliest in groups:
+        w = wording(text or "", is_copy)
+        counts[w] += int(n)
+        when = _when(bucket)
+        cell = cells.setdefault((host, when), {"verbatim": 0, "reworded": 0, "copy": 0})
+        cell[w] += int(n)
+        first_at = _when(earliest)
+        if host not in outlet_first or first_at < outlet_first[host]:
+            outlet_first[host] = first_at
+    total = sum(counts.values())
+
+    # one page of repeats
+    position = 0
+    query = sa_select(m)
+    if key:
+        try:
+            at = datetime.fromisoformat(key[0])
+        except ValueError:
+            raise BadCursor(
+                "malformed cursor: use the next_cursor of a response as it is"
+            ) from None
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        query = query.where(_member_after(m, at, key[1], key[2]))
+        position = key[3]
+    elif start is not None:
+        query = query.where(m.c.at >= start)
+        position = session.execute(
+            sa_select(func.count()).select_from(m).where(m.c.at < start)
+        ).scalar_one()
+    rows = list(session.execute(query.order_by(*order).limit(limit + 1)).mappings().all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    first_key = (first_row["article_id"], first_row["claim_id"]) if first_row else None
+    members = []
+    for i, r in enumerate(rows):
+        at_value = _when(r["at"]) if r["at"] is not None else None
+        members.append(
+            {
+                "position": position + i + 1,
+                "published_at": _iso(at_value),
+                "outlet": r["host"],
+                "url": mask_secrets(r["url"]),
+                "title": r["title"],
+                "speaker": r["speaker"],
+                "text": r["text"],
+                "verb": r["verb"],
+                "kind": r["kind"],
+                "sentence": r["sentence"],
+                "start": r["start"],
+                "end": r["end"],
+                "claim_id": r["claim_id"],
+                "article_id": r["article_id"],
+                "copy": bool(r["copy"]),
+                "first": (r["article_id"], r["claim_id"]) == first_key,
+                "wording": wording(r["text"] or "", r["copy"]),
+            }
+        )
+    next_cursor = None
+    if more and members:
+        last = members[-1]
+        next_cursor = encode_cursor(
+            f"cluster{cluster_id}",
+            [last["published_at"], last["article_id"], last["claim_id"], last["position"]],
+        )
+    first = session.get(Article, cluster.first_article_id) if cluster.first_article_id else None
+    return {
+        "cluster_id": cluster_id,
+        "speaker": cluster.speaker,
+        "speaker_key": cluster.speaker_key,
+        "text": cluster.text,
+        "first_seen_at": _iso(cluster.first_seen_at),
+        "first_outlet": first.host if first else None,
+        "first_url": mask_secrets(first.url) if first else None,
+        "n_articles": cluster.n_articles,
+        "n_outlets": cluster.n_outlets,
+        "n_repeats": total,
+        "counts": counts,
+        "outlets": sorted(outlet_first, key=lambda h: (outlet_first[h], h)),
+        "timeline": _timeline(cells, outlet_first),
+        "first_repeat": (
+            {
+                "article_id": first_row["article_id"],
+                "claim_id": first_row["claim_id"],
+                "outlet": first_row["host"],
+                "published_at": _iso(_when(first_row["at"])),
+            }
+            if first_row
+            else None
+        ),
+        "members": members,
+        "next_cursor": next_cursor,
+    }
+
+
+def _timeline(
+    cells: dict[tuple[str, datetime], dict[str, int]], outlet_first: dict[str, datetime]
+) -> dict[str, Any]:
+    """Repeats per outlet and time bucket: the first :data:`CHART_OUTLETS` outlets to
+    carry the claim a row each, the others one row; buckets an hour, or longer when that
+    would make more than :data:`CHART_MARKS` marks."""
+    outlets = sorted(outlet_first, key=lambda h: (outlet_first[h], h))
+    shown = outlets[:CHART_OUTLETS]
+    others = len(outlets) - len(shown)
+    other_label = f"{others} other outlet{'s' if others != 1 else ''}" if others else None
+    row_of = {h: h for h in shown}
+    for bucket_seconds in BUCKETS:
+        merged: dict[tuple[str, float], dict[str, int]] = {}
+        for (host, when), cell in cells.items():
+            ts = when.timestamp()
+            start = ts - ts % bucket_seconds
+            row = row_of.get(host, other_label or host)
+            acc = merged.setdefault((row, start), {"verbatim": 0, "reworded": 0, "copy": 0})
+            for w, n in cell.items():
+                acc[w] += n
+        if len(merged) <= CHART_MARKS:
+            break
+    rows = shown + ([other_label] if other_label else [])
+    return {
+        "bucket_seconds": bucket_seconds,
+        "rows": rows,
+        "cells": [
+            {
+                "outlet": row,
+                "start": datetime.fromtimestamp(start, UTC).isoformat(),
+                **cell,
+            }
+            for (row, start), cell in sorted(merged.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        ],
+    }
 
 
 # ---------------------------------------------------------------------------- speakers

@@ -15,9 +15,10 @@ from starlette.exceptions import HTTPException
 
 from worker.claims.fulltext import ClaimFilter
 from worker.web import actions, listings, rendering
-from worker.web.actions import BadInput
+from worker.web.actions import BadInput, parse_when
 from worker.web.api import (
     Cursor,
+    Day,
     Id,
     article_filter,
     claim_filter,
@@ -133,20 +134,24 @@ def clusters_page(
 
 
 @router.get("/clusters/{cluster_id}")
-def cluster_page(request: Request, cluster_id: Id) -> HTMLResponse:
+def cluster_page(
+    request: Request, cluster_id: Id, cursor: Cursor = None, start: Day = None
+) -> HTMLResponse:
     with read_session(settings_of(request)) as s:
-        cluster = listings.cluster_detail(s, cluster_id)
+        cluster = listings.cluster_detail(
+            s, cluster_id, cursor, listings.CLUSTER_PAGE, parse_when(start, "start")
+        )
     members = cluster["members"]
+    one_page = not cursor and not start and cluster["next_cursor"] is None
     return render(
         request,
         "cluster.html",
         title=f"Cluster {cluster_id}",
         cluster=cluster,
-        chart=rendering.spread_chart(members),
-        counts={
-            w: sum(1 for m in members if m["wording"] == w)
-            for w in ("verbatim", "reworded", "copy")
-        },
+        chart=rendering.spread_chart(cluster, one_page),
+        counts=cluster["counts"],
+        paged=bool(cursor or start),
+        shown=(members[0]["position"], members[-1]["position"]) if members else None,
     )
 
 
