@@ -254,7 +254,31 @@ def cluster_detail(
     key = decode_cursor(f"cluster{cluster_id}", cursor, (str, int, int, int))
     m = _cluster_members(cluster_id)
     order = (m.c.at, m.c.article_id, m.c.claim_id)
-    first_row = session.execute(sa_select(m).order_by(*order).limit(1)).mappings().first()
+
+    # one page of repeats
+    position = 0
+    query = sa_select(m)
+    if key:
+        try:
+            at = datetime.fromisoformat(key[0])
+        except ValueError:
+            raise BadCursor(MALFORMED) from None
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        query = query.where(_member_after(m, at, key[1], key[2]))
+        position = key[3]
+    elif start is not None:
+        query = query.where(m.c.at >= start)
+        position = session.execute(
+            sa_select(func.count()).select_from(m).where(m.c.at < start)
+        ).scalar_one()
+    rows = list(session.execute(query.order_by(*order).limit(limit + 1)).mappings().all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    from_the_start = key is None and start is None
+    if from_the_start:
+        first_row = rows[0] if rows else None
+    else:
+        first_row = session.execute(sa_select(m).order_by(*order).limit(1)).mappings().first()
     first_words = _norm(first_row["text"]) if first_row else ""
 
     def wording(text: str, is_copy: Any) -> str:
@@ -262,13 +286,30 @@ def cluster_detail(
             return "copy"  # the whole article is a copy (dedup)
         return "verbatim" if _norm(text) == first_words else "reworded"
 
-    # the timeline: one pass over the members, grouped in the database
-    hour = _hour(session, m.c.at).label("hour")
-    groups = session.execute(
-        sa_select(m.c.host, hour, m.c.copy, m.c.text, func.count(), func.min(m.c.at)).group_by(
-            m.c.host, hour, m.c.copy, m.c.text
-        )
-    ).all()
+    # the timeline: repeats per outlet, hour, wording; from the page when it holds the
+    # whole cluster, else one pass over the members grouped in the database
+    groups: list[tuple[str, Any, Any, str, int, Any]]
+    if from_the_start and not more:
+        grouped: dict[tuple[str, datetime, Any, str], list[Any]] = {}
+        for r in rows:
+            at_r = _when(r["at"])
+            g = grouped.setdefault(
+                (r["host"], at_r.replace(minute=0, second=0, microsecond=0), r["copy"], r["text"]),
+                [0, at_r],
+            )
+            g[0] += 1
+            g[1] = min(g[1], at_r)
+        groups = [(h, hr, c, t, n, e) for (h, hr, c, t), (n, e) in grouped.items()]
+    else:
+        hour = _hour(session, m.c.at).label("hour")
+        groups = [
+            tuple(g)
+            for g in session.execute(
+                sa_select(
+                    m.c.host, hour, m.c.copy, m.c.text, func.count(), func.min(m.c.at)
+                ).group_by(m.c.host, hour, m.c.copy, m.c.text)
+            ).all()
+        ]
     counts = {"verbatim": 0, "reworded": 0, "copy": 0}
     cells: dict[tuple[str, datetime], dict[str, int]] = {}
     outlet_first: dict[str, datetime] = {}
@@ -283,27 +324,6 @@ def cluster_detail(
             outlet_first[host] = first_at
     total = sum(counts.values())
 
-    # one page of repeats
-    position = 0
-    query = sa_select(m)
-    if key:
-        try:
-            at = datetime.fromisoformat(key[0])
-        except ValueError:
-            raise BadCursor(
-                "malformed cursor: use the next_cursor of a response as it is"
-            ) from None
-        at = at if at.tzinfo else at.replace(tzinfo=UTC)
-        query = query.where(_member_after(m, at, key[1], key[2]))
-        position = key[3]
-    elif start is not None:
-        query = query.where(m.c.at >= start)
-        position = session.execute(
-            sa_select(func.count()).select_from(m).where(m.c.at < start)
-        ).scalar_one()
-    rows = list(session.execute(query.order_by(*order).limit(limit + 1)).mappings().all())
-    more = len(rows) > limit
-    rows = rows[:limit]
     first_key = (first_row["article_id"], first_row["claim_id"]) if first_row else None
     members = []
     for i, r in enumerate(rows):
