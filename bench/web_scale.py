@@ -386,15 +386,6 @@ def add_huge_cluster(db: str, settings: Any, n: int) -> int:
         top_cluster = int(conn.execute(sql("SELECT max(id) FROM claimcluster")).scalar() or 0)
         cid = top_cluster + 1
         now = datetime.now(UTC)
-        conn.execute(
-            sql(
-                "INSERT INTO claimcluster (id, speaker_key, speaker, text, first_seen_at, "
-                "first_article_id, n_articles, n_outlets, created_at) VALUES "
-                "(:id, :k, 'Huge Cluster', 'the huge claim repeated everywhere', :t0, :a0, "
-                ":n, 60, :now)"
-            ),
-            {"id": cid, "k": HUGE_KEY, "t0": T0, "a0": top_article + 1, "n": n, "now": now},
-        )
         arts = []
         claims = []
         for i in range(n):
@@ -435,6 +426,22 @@ def add_huge_cluster(db: str, settings: Any, n: int) -> int:
                 ":at, :title, :at, 'en', '[]', '[]')"
             ),
             arts,
+        )
+        conn.execute(
+            sql(
+                "INSERT INTO claimcluster (id, speaker_key, speaker, text, first_seen_at, "
+                "first_article_id, n_articles, n_outlets, created_at) VALUES "
+                "(:id, :k, 'Huge Cluster', 'the huge claim repeated everywhere', :t0, :a0, "
+                ":n, 60, :now)"
+            ),
+            {
+                "id": cid,
+                "k": HUGE_KEY,
+                "t0": T0 if db != "sqlite" else T0.replace(tzinfo=None),
+                "a0": top_article + 1,
+                "n": n,
+                "now": now if db != "sqlite" else now.replace(tzinfo=None),
+            },
         )
         if db == "sqlite":
             for row in claims:
