@@ -14,6 +14,7 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from schemas.models import Article, Claim, ClaimCluster
+from tests.support.webdata import big_cluster
 from worker.claims.clustering import speaker_key
 from worker.core.db import init_db, unit_of_work
 from worker.network.urls import url_hash
@@ -319,88 +320,6 @@ def test_a_read_past_its_time_limit_is_a_clear_503(
         assert "Traceback" not in page.text
         # other reads are not affected
         assert c.get("/api/v1/clusters").status_code == 200
-
-
-def big_cluster(settings: Any, repeats: int, outlets: int) -> tuple[int, list[int]]:
-    """A cluster repeated ``repeats`` times across ``outlets`` outlets, one an hour and
-    a half, a fifth of them reworded, and two copies of its first article; the article
-    ids in time order."""
-    from sqlalchemy import insert
-
-    with unit_of_work(settings) as s:
-        cl = ClaimCluster(speaker_key="brandt", speaker="Ivo Brandt", text="rates will fall")
-        s.add(cl)
-        s.flush()
-        cid = int(cl.id or 0)
-        arts = []
-        for i in range(repeats):
-            url = f"https://o{i % outlets}.example/{cid}/{i}"
-            arts.append(
-                {
-                    "url": url,
-                    "url_hash": url_hash(url),
-                    "host": f"o{i % outlets}.example",
-                    "state": "processed",
-                    "published_at": T0 + timedelta(minutes=90 * i),
-                    "discovered_at": T0 + timedelta(minutes=90 * i),
-                    "title": f"Rates {i}",
-                }
-            )
-        s.execute(insert(Article), arts)
-        art_ids = [
-            a.id
-            for a in s.exec(
-                __import__("sqlmodel")
-                .select(Article)
-                .where(col_like(Article.url, f"%/{cid}/%"))
-                .order_by(Article.published_at)
-            ).all()
-        ]
-        claims = []
-        for i, aid in enumerate(art_ids):
-            content = "rates will fall" if i % 5 else "rates are to fall"
-            if i == 0:
-                content = "rates will fall"
-            claims.append(
-                {
-                    "article_id": aid,
-                    "speaker": "Ivo Brandt",
-                    "speaker_resolved": "Ivo Brandt",
-                    "verb": "said",
-                    "kind": "indirect",
-                    "text": content,
-                    "start": 0,
-                    "end": len(content),
-                    "sentence": f"Ivo Brandt said {content}.",
-                    "extractor_version": "test",
-                    "cluster_id": cid,
-                }
-            )
-        s.execute(insert(Claim), claims)
-        for k in range(2):
-            url = f"https://copies{k}.example/{cid}"
-            s.add(
-                Article(
-                    url=url,
-                    url_hash=url_hash(url),
-                    host=f"copies{k}.example",
-                    state="processed",
-                    published_at=T0 + timedelta(days=40 + k),
-                    discovered_at=T0 + timedelta(days=40 + k),
-                    duplicate_of_id=art_ids[0],
-                )
-            )
-        cl.first_seen_at = T0
-        cl.first_article_id = art_ids[0]
-        cl.n_articles = repeats + 2
-        cl.n_outlets = outlets + 2
-    return cid, [int(a or 0) for a in art_ids]
-
-
-def col_like(column: Any, pattern: str) -> Any:
-    from sqlmodel import col
-
-    return col(column).like(pattern)
 
 
 def test_a_huge_cluster_is_paged_and_its_timeline_bounded(
