@@ -376,6 +376,37 @@ def test_a_huge_cluster_is_paged_and_its_timeline_bounded(
     at = from_mark["members"][0]
     assert at["published_at"] >= start
     assert at["position"] == 1 + sum(1 for m in seen if m["published_at"] < start)
+    # the counts of a cluster larger than a page are kept between views, until the
+    # cluster changes
+    with unit_of_work(settings) as s:
+        url = "https://late.example/one"
+        late = Article(
+            url=url,
+            url_hash=url_hash(url),
+            host="late.example",
+            state="processed",
+            published_at=T0 + timedelta(days=90),
+        )
+        s.add(late)
+        s.flush()
+        s.add(
+            Claim(
+                article_id=int(late.id or 0),
+                speaker="Ivo Brandt",
+                speaker_resolved="Ivo Brandt",
+                verb="said",
+                kind="indirect",
+                text="rates will fall",
+                start=0,
+                end=15,
+                sentence="Ivo Brandt said rates will fall.",
+                extractor_version="test",
+                cluster_id=cid,
+            )
+        )
+    again = client.get(f"/api/v1/clusters/{cid}").json()
+    assert again["n_repeats"] == total + 1 and again["counts"]["verbatim"] == 346
+    assert "late.example" in again["outlets"]
     # cursors of another cluster, malformed starts: 400
     other, _ = big_cluster(settings, 3, 1)
     resp = client.get(f"/api/v1/clusters/{other}", params={"cursor": first["next_cursor"]})

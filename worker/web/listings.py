@@ -14,6 +14,8 @@ import base64
 import binascii
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -224,16 +226,116 @@ def _member_after(m: Any, at: datetime, article_id: int, claim_id: int) -> Any:
     )
 
 
-def _hour(session: Session, at: Any) -> Any:
+def _truncated(session: Session, at: Any, unit: str) -> Any:
+    """``at`` to the start of its hour or day, in SQL."""
     if session.get_bind().dialect.name == "postgresql":
-        return func.date_trunc("hour", at)
-    return func.strftime("%Y-%m-%d %H:00:00", at)
+        return func.date_trunc(unit, at)
+    return func.strftime("%Y-%m-%d %H:00:00" if unit == "hour" else "%Y-%m-%d 00:00:00", at)
+
+
+BY_DAY_ABOVE = 5000
+"""A cluster with more articles is grouped by day in the database (an hour per mark
+would be more than :data:`CHART_MARKS` marks in almost every case)."""
 
 
 def _when(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+@dataclass
+class _Summary:
+    """What a cluster page shows about all its repeats: the first one, counts by
+    wording, repeats per outlet and hour, when each outlet first carried it."""
+
+    first: dict[str, Any] | None
+    first_words: str
+    counts: dict[str, int]
+    cells: dict[tuple[str, datetime], dict[str, int]]
+    outlet_first: dict[str, datetime]
+    timeline: dict[str, Any] | None = None
+    timeline_marks: int = 0  # the CHART_MARKS it was drawn for
+
+
+def _summarize(first: Any, groups: list[tuple[Any, ...]]) -> _Summary:
+    """``groups``: (host, hour, copy, text, count, earliest time)."""
+    first_row = dict(first) if first is not None else None
+    first_words = _norm(first_row["text"]) if first_row else ""
+    words: dict[tuple[str, bool], str] = {}
+    times: dict[Any, datetime] = {}
+
+    def when_of(value: Any) -> datetime:
+        t = times.get(value)
+        if t is None:
+            t = times[value] = _when(value)
+        return t
+
+    counts = {"verbatim": 0, "reworded": 0, "copy": 0}
+    cells: dict[tuple[str, datetime], dict[str, int]] = {}
+    outlet_first: dict[str, datetime] = {}
+    for host, bucket, is_copy, text, n, earliest in groups:
+        wkey = (text or "", bool(is_copy))
+        w = words.get(wkey)
+        if w is None:
+            w = words[wkey] = (
+                "copy" if is_copy else "verbatim" if _norm(wkey[0]) == first_words else "reworded"
+            )
+        counts[w] += int(n)
+        cell = cells.get((host, when_of(bucket)))
+        if cell is None:
+            cell = cells[(host, when_of(bucket))] = {"verbatim": 0, "reworded": 0, "copy": 0}
+        cell[w] += int(n)
+        first_at = when_of(earliest)
+        if host not in outlet_first or first_at < outlet_first[host]:
+            outlet_first[host] = first_at
+    return _Summary(first_row, first_words, counts, cells, outlet_first)
+
+
+SUMMARY_CACHE = 32
+_summaries: OrderedDict[tuple[Any, ...], _Summary] = OrderedDict()
+_summaries_lock = threading.Lock()
+
+
+def _cached_summary(session: Session, cluster: ClaimCluster, m: Any, order: Any) -> _Summary:
+    """The summary of a cluster larger than a page: two passes over its members in the
+    database (its first repeat; its repeats grouped by outlet, hour and wording), kept
+    for the latest :data:`SUMMARY_CACHE` clusters until the cluster changes (its counts,
+    first appearance or the newest of its claims)."""
+    newest = session.execute(
+        sa_select(func.max(Claim.id)).where(col(Claim.cluster_id) == cluster.id)
+    ).scalar()
+    key = (
+        str(session.get_bind().engine.url),
+        cluster.id,
+        cluster.n_articles,
+        cluster.n_outlets,
+        cluster.first_seen_at,
+        cluster.first_article_id,
+        newest,
+    )
+    with _summaries_lock:
+        hit = _summaries.get(key)
+        if hit is not None:
+            _summaries.move_to_end(key)
+            return hit
+    first = session.execute(sa_select(m).order_by(*order).limit(1)).mappings().first()
+    unit = "day" if (cluster.n_articles or 0) > BY_DAY_ABOVE else "hour"
+    hour = _truncated(session, m.c.at, unit).label("hour")
+    groups = [
+        tuple(g)
+        for g in session.execute(
+            sa_select(m.c.host, hour, m.c.copy, m.c.text, func.count(), func.min(m.c.at)).group_by(
+                m.c.host, hour, m.c.copy, m.c.text
+            )
+        ).all()
+    ]
+    summary = _summarize(first, groups)
+    with _summaries_lock:
+        _summaries[key] = summary
+        while len(_summaries) > SUMMARY_CACHE:
+            _summaries.popitem(last=False)
+    return summary
 
 
 def cluster_detail(
@@ -275,54 +377,36 @@ def cluster_detail(
     more = len(rows) > limit
     rows = rows[:limit]
     from_the_start = key is None and start is None
-    if from_the_start:
-        first_row = rows[0] if rows else None
+    if from_the_start and not more:
+        # the page holds the whole cluster: count from its rows
+        summary = _summarize(
+            rows[0] if rows else None,
+            [
+                (
+                    r["host"],
+                    _when(r["at"]).replace(minute=0, second=0, microsecond=0),
+                    r["copy"],
+                    r["text"],
+                    1,
+                    r["at"],
+                )
+                for r in rows
+            ],
+        )
     else:
-        first_row = session.execute(sa_select(m).order_by(*order).limit(1)).mappings().first()
-    first_words = _norm(first_row["text"]) if first_row else ""
+        summary = _cached_summary(session, cluster, m, order)
+    first_row = summary.first
+    first_words = summary.first_words
+    counts, outlet_first = summary.counts, summary.outlet_first
+    if summary.timeline is None or summary.timeline_marks != CHART_MARKS:
+        summary.timeline = _timeline(summary.cells, outlet_first)
+        summary.timeline_marks = CHART_MARKS
+    total = sum(counts.values())
 
     def wording(text: str, is_copy: Any) -> str:
         if is_copy:
             return "copy"  # the whole article is a copy (dedup)
         return "verbatim" if _norm(text) == first_words else "reworded"
-
-    # the timeline: repeats per outlet, hour, wording; from the page when it holds the
-    # whole cluster, else one pass over the members grouped in the database
-    groups: list[tuple[str, Any, Any, str, int, Any]]
-    if from_the_start and not more:
-        grouped: dict[tuple[str, datetime, Any, str], list[Any]] = {}
-        for r in rows:
-            at_r = _when(r["at"])
-            g = grouped.setdefault(
-                (r["host"], at_r.replace(minute=0, second=0, microsecond=0), r["copy"], r["text"]),
-                [0, at_r],
-            )
-            g[0] += 1
-            g[1] = min(g[1], at_r)
-        groups = [(h, hr, c, t, n, e) for (h, hr, c, t), (n, e) in grouped.items()]
-    else:
-        hour = _hour(session, m.c.at).label("hour")
-        groups = [
-            tuple(g)
-            for g in session.execute(
-                sa_select(
-                    m.c.host, hour, m.c.copy, m.c.text, func.count(), func.min(m.c.at)
-                ).group_by(m.c.host, hour, m.c.copy, m.c.text)
-            ).all()
-        ]
-    counts = {"verbatim": 0, "reworded": 0, "copy": 0}
-    cells: dict[tuple[str, datetime], dict[str, int]] = {}
-    outlet_first: dict[str, datetime] = {}
-    for host, bucket, is_copy, text, n, earliest in groups:
-        w = wording(text or "", is_copy)
-        counts[w] += int(n)
-        when = _when(bucket)
-        cell = cells.setdefault((host, when), {"verbatim": 0, "reworded": 0, "copy": 0})
-        cell[w] += int(n)
-        first_at = _when(earliest)
-        if host not in outlet_first or first_at < outlet_first[host]:
-            outlet_first[host] = first_at
-    total = sum(counts.values())
 
     first_key = (first_row["article_id"], first_row["claim_id"]) if first_row else None
     members = []
@@ -370,7 +454,7 @@ def cluster_detail(
         "n_repeats": total,
         "counts": counts,
         "outlets": sorted(outlet_first, key=lambda h: (outlet_first[h], h)),
-        "timeline": _timeline(cells, outlet_first),
+        "timeline": summary.timeline,
         "first_repeat": (
             {
                 "article_id": first_row["article_id"],
@@ -397,17 +481,26 @@ def _timeline(
     others = len(outlets) - len(shown)
     other_label = f"{others} other outlet{'s' if others != 1 else ''}" if others else None
     row_of = {h: h for h in shown}
-    for bucket_seconds in BUCKETS:
-        merged: dict[tuple[str, float], dict[str, int]] = {}
-        for (host, when), cell in cells.items():
-            ts = when.timestamp()
-            start = ts - ts % bucket_seconds
-            row = row_of.get(host, other_label or host)
-            acc = merged.setdefault((row, start), {"verbatim": 0, "reworded": 0, "copy": 0})
-            for w, n in cell.items():
-                acc[w] += n
-        if len(merged) <= CHART_MARKS:
+    stamped = [
+        (row_of.get(host, other_label or host), when.timestamp(), cell)
+        for (host, when), cell in cells.items()
+    ]
+    bucket_seconds = BUCKETS[-1]
+    for size in BUCKETS:  # the finest buckets that make at most CHART_MARKS marks
+        if len({(row, ts - ts % size) for row, ts, _ in stamped}) <= CHART_MARKS:
+            bucket_seconds = size
             break
+    merged: dict[tuple[str, float], dict[str, int]] = {}
+    for row, ts, cell in stamped:
+        acc = merged.get((row, ts - ts % bucket_seconds))
+        if acc is None:
+            acc = merged[(row, ts - ts % bucket_seconds)] = {
+                "verbatim": 0,
+                "reworded": 0,
+                "copy": 0,
+            }
+        for w, n in cell.items():
+            acc[w] += n
     rows = shown + ([other_label] if other_label else [])
     return {
         "bucket_seconds": bucket_seconds,
