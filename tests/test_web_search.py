@@ -268,6 +268,8 @@ def test_claims_of_a_speaker_go_by_key(settings: Any, client: TestClient) -> Non
     speaker = client.get(f"/speakers/{key}").text
     assert f'href="/claims?speaker_key={key}"' in speaker
     assert "clinic is late" not in speaker
+    for name in ("Health Minister Maria Novak", "Maria Novak", "Novak"):
+        assert f"<strong>{name}</strong>" in speaker
     # a claim not clustered yet has no key to link by: its name is shown, unlinked
     loose = add_claim(settings, "Ivo Brandt", "the clinic is small", cluster=False)
     page = client.get("/claims", params={"q": "small clinic"}).text

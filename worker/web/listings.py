@@ -554,6 +554,7 @@ def speakers_page(session: Session, name: str | None, cursor: str | None, limit:
 
 
 MAX_SPEAKER_CLUSTERS = 2000
+MAX_NAMES = 12  # the ways a speaker's name was written, most clusters first
 
 
 def speaker_detail(session: Session, key: str) -> dict[str, Any]:
@@ -575,8 +576,19 @@ def speaker_detail(session: Session, key: str) -> dict[str, Any]:
     total = session.exec(
         select(func.count()).select_from(ClaimCluster).where(ClaimCluster.speaker_key == key)
     ).one()
+    names = [
+        str(n)
+        for n in session.exec(
+            select(ClaimCluster.speaker)
+            .where(ClaimCluster.speaker_key == key)
+            .group_by(col(ClaimCluster.speaker))
+            .order_by(func.count().desc(), col(ClaimCluster.speaker))
+            .limit(MAX_NAMES)
+        ).all()
+    ]
     return {
         "key": key,
+        "names": names,
         "speaker": clusters[-1].speaker,
         "n_clusters": int(total),
         "cut": cut,
