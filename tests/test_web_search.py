@@ -409,6 +409,16 @@ def test_a_huge_cluster_is_paged_and_its_timeline_bounded(
     again = client.get(f"/api/v1/clusters/{cid}").json()
     assert again["n_repeats"] == total + 1 and again["counts"]["verbatim"] == 346
     assert "late.example" in again["outlets"]
+    # a cluster of many articles is counted by day in the database; the first repeat
+    # is still ringed in its day
+    monkeypatch.setattr(listings, "BY_DAY_ABOVE", 100)
+    monkeypatch.setattr(listings, "CHART_MARKS", 1500)
+    listings._summaries.clear()
+    daily = client.get(f"/api/v1/clusters/{cid}").json()["timeline"]
+    assert daily["bucket_seconds"] == 86400
+    assert sum(c["verbatim"] + c["reworded"] + c["copy"] for c in daily["cells"]) == total + 1
+    html = client.get(f"/clusters/{cid}").text
+    assert html.count('class="first-ring"') == 1 and "a mark per outlet and day" in html
     # cursors of another cluster, malformed starts: 400
     other, _ = big_cluster(settings, 3, 1)
     resp = client.get(f"/api/v1/clusters/{other}", params={"cursor": first["next_cursor"]})

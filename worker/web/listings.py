@@ -256,6 +256,7 @@ class _Summary:
     outlet_first: dict[str, datetime]
     timeline: dict[str, Any] | None = None
     timeline_marks: int = 0  # the CHART_MARKS it was drawn for
+    finest: int = 3600  # seconds of the buckets the cells were counted in
 
 
 def _summarize(first: Any, groups: list[tuple[Any, ...]]) -> _Summary:
@@ -331,6 +332,7 @@ def _cached_summary(session: Session, cluster: ClaimCluster, m: Any, order: Any)
         ).all()
     ]
     summary = _summarize(first, groups)
+    summary.finest = 86400 if unit == "day" else 3600
     with _summaries_lock:
         _summaries[key] = summary
         while len(_summaries) > SUMMARY_CACHE:
@@ -399,7 +401,7 @@ def cluster_detail(
     first_words = summary.first_words
     counts, outlet_first = summary.counts, summary.outlet_first
     if summary.timeline is None or summary.timeline_marks != CHART_MARKS:
-        summary.timeline = _timeline(summary.cells, outlet_first)
+        summary.timeline = _timeline(summary.cells, outlet_first, summary.finest)
         summary.timeline_marks = CHART_MARKS
     total = sum(counts.values())
 
@@ -471,7 +473,9 @@ def cluster_detail(
 
 
 def _timeline(
-    cells: dict[tuple[str, datetime], dict[str, int]], outlet_first: dict[str, datetime]
+    cells: dict[tuple[str, datetime], dict[str, int]],
+    outlet_first: dict[str, datetime],
+    finest: int = 3600,
 ) -> dict[str, Any]:
     """Repeats per outlet and time bucket: the first :data:`CHART_OUTLETS` outlets to
     carry the claim a row each, the others one row; buckets an hour, or longer when that
@@ -486,7 +490,7 @@ def _timeline(
         for (host, when), cell in cells.items()
     ]
     bucket_seconds = BUCKETS[-1]
-    for size in BUCKETS:  # the finest buckets that make at most CHART_MARKS marks
+    for size in [b for b in BUCKETS if b >= finest]:  # the finest that make few enough marks
         if len({(row, ts - ts % size) for row, ts, _ in stamped}) <= CHART_MARKS:
             bucket_seconds = size
             break
