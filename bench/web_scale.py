@@ -363,6 +363,132 @@ def fill_postgres(admin_url: str, c: Corpus) -> tuple[Any, str]:
     return settings, name
 
 
+HUGE_KEY = "bench-huge-cluster"
+
+
+def add_huge_cluster(db: str, settings: Any, n: int) -> int:
+    """One more cluster, repeated ``n`` times (one article each, over 60 outlets and
+    a year, a fifth reworded), unless a ``--keep`` store has it already; its id."""
+    from sqlalchemy import text as sql
+
+    from worker.core.db import get_engine
+    from worker.network.urls import url_hash
+
+    engine = get_engine(settings)
+    with engine.begin() as conn:
+        found = conn.execute(
+            sql("SELECT id FROM claimcluster WHERE speaker_key = :k"), {"k": HUGE_KEY}
+        ).scalar()
+        if found:
+            return int(found)
+        t = time.perf_counter()
+        top_article = int(conn.execute(sql("SELECT max(id) FROM article")).scalar() or 0)
+        top_cluster = int(conn.execute(sql("SELECT max(id) FROM claimcluster")).scalar() or 0)
+        cid = top_cluster + 1
+        now = datetime.now(UTC)
+        arts = []
+        claims = []
+        for i in range(n):
+            host = f"huge{i % 60}.example"
+            url = f"https://{host}/huge/{i}"
+            at = T0 + timedelta(seconds=365 * 86400 * i / n)
+            aid = top_article + 1 + i
+            arts.append(
+                {
+                    "id": aid,
+                    "url": url,
+                    "h": url_hash(url),
+                    "host": host,
+                    "at": at,
+                    "title": f"Huge {i}",
+                }
+            )
+            content = "the huge claim repeated everywhere" if i % 5 else "a huge claim, repeated"
+            claims.append(
+                {
+                    "a": aid,
+                    "text": content,
+                    "s": f"Huge Cluster said {content}.",
+                    "c": cid,
+                    "now": now,
+                    "start": 0,
+                    "end": len(content),
+                }
+            )
+        for row in arts:
+            if db == "sqlite":
+                row["at"] = row["at"].replace(tzinfo=None)
+        conn.execute(
+            sql(
+                "INSERT INTO article (id, url, url_hash, host, state, state_changed_at, "
+                "attempts, step_starts, discovered_at, title, published_at, language, "
+                "categories, tags) VALUES (:id, :url, :h, :host, 'processed', :at, 0, 0, "
+                ":at, :title, :at, 'en', '[]', '[]')"
+            ),
+            arts,
+        )
+        conn.execute(
+            sql(
+                "INSERT INTO claimcluster (id, speaker_key, speaker, text, first_seen_at, "
+                "first_article_id, n_articles, n_outlets, created_at) VALUES "
+                "(:id, :k, 'Huge Cluster', 'the huge claim repeated everywhere', :t0, :a0, "
+                ":n, 60, :now)"
+            ),
+            {
+                "id": cid,
+                "k": HUGE_KEY,
+                "t0": T0 if db != "sqlite" else T0.replace(tzinfo=None),
+                "a0": top_article + 1,
+                "n": n,
+                "now": now if db != "sqlite" else now.replace(tzinfo=None),
+            },
+        )
+        if db == "sqlite":
+            for row in claims:
+                row["now"] = row["now"].replace(tzinfo=None)
+        conn.execute(
+            sql(
+                "INSERT INTO claim (article_id, speaker, speaker_resolved, verb, kind, text, "
+                'start, "end", sentence, extractor_version, cluster_id, created_at) VALUES '
+                "(:a, 'Huge Cluster', 'Huge Cluster', 'said', 'indirect', :text, :start, "
+                ":end, :s, 'bench-1', :c, :now)"
+            ),
+            claims,
+        )
+        if db == "postgresql":
+            conn.execute(sql("SELECT setval('article_id_seq', (SELECT max(id) FROM article))"))
+            conn.execute(
+                sql("SELECT setval('claimcluster_id_seq', (SELECT max(id) FROM claimcluster))")
+            )
+    print(f"  {db}: a cluster of {n:,} repeats added in {time.perf_counter() - t:.0f} s")
+    return cid
+
+
+def time_huge_cluster(client: Any, cid: int, rounds: int) -> dict[str, list[float]]:
+    """The huge cluster's page: the first page, the sixth (by cursor), one that starts
+    in the middle of its year (``start=``), and the API's first page."""
+    first = client.get(f"/api/v1/clusters/{cid}").json()
+    cursor = first["next_cursor"]
+    for _ in range(4):
+        cursor = client.get(f"/api/v1/clusters/{cid}", params={"cursor": cursor}).json()[
+            "next_cursor"
+        ]
+    middle = (T0 + timedelta(days=182)).isoformat()
+    asks = {
+        "page 1": (f"/clusters/{cid}", {}),
+        "page 6": (f"/clusters/{cid}", {"cursor": cursor}),
+        "start=mid-year": (f"/clusters/{cid}", {"start": middle}),
+        "API page 1": (f"/api/v1/clusters/{cid}", {}),
+    }
+    times: dict[str, list[float]] = {k: [] for k in asks}
+    for _ in range(rounds):
+        for name, (url, params) in asks.items():
+            times[name].append(timed(client, url, params))
+    size = len(client.get(f"/clusters/{cid}").content)
+    print(f"    huge cluster page: {size / 1024:.0f} KiB of HTML")
+    return times
+
+
 def kept_store(db: str, workdir: Path, admin_url: str) -> Any:
     from worker.core.settings import Settings
 
@@ -429,6 +555,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument(
+        "--huge-cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also add one cluster of N repeats and time its page",
+    )
+    ap.add_argument(
         "--keep", type=Path, default=None, help="keep the SQLite file here, and the PG database"
     )
     ap.add_argument(
@@ -456,6 +589,7 @@ def main() -> None:
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="cw-bench-web-"))
     workdir.mkdir(parents=True, exist_ok=True)
     clients: dict[str, Any] = {}
+    huge: dict[str, int] = {}
     pg_name = None
     try:
         for db in dbs:
@@ -468,6 +602,8 @@ def main() -> None:
                 settings, pg_name = fill_postgres(args.pg, corpus)
             print(f"  {db}: filled in {time.perf_counter() - t:.0f} s")
             clients[db] = TestClient(create_app(settings), base_url="http://127.0.0.1:8000")
+            if args.huge_cluster:
+                huge[db] = add_huge_cluster(db, settings, args.huge_cluster)
         rng = random.Random(args.seed)
         queries = search_queries(corpus, rng)
         clusters = cluster_sample(corpus, rng)
@@ -498,6 +634,10 @@ def main() -> None:
                     f"{db:<11} {what:<14} {len(values):>4} {pct(values, 0.5):>8.1f} "
                     f"{pct(values, 0.95):>8.1f} {max(values):>8.1f}"
                 )
+        for db, cid in huge.items():
+            print(f"{db}: cluster {cid} of {args.huge_cluster:,} repeats, ms median / max")
+            for name, values in time_huge_cluster(clients[db], cid, args.rounds).items():
+                print(f"    {name:<16} {statistics.median(values):8.1f} {max(values):8.1f}")
         print("search, median ms per query:")
         for i, q in enumerate(queries):
             shown = " ".join(f"{k}={v}" for k, v in q.items()) or "(first page)"

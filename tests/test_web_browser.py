@@ -271,3 +271,53 @@ def test_status_page_refreshes_itself(tab: Tab) -> None:
     page.wait_for_function("() => document.documentElement.dataset.refreshed", timeout=15_000)
     assert page.locator("#status-live .tile").count() == 4
     assert tab.errors == []
+
+
+def test_a_long_cluster_pages_and_every_page_fits_a_phone(
+    browser: Any, site: tuple[WebServer, Seeded]
+) -> None:
+    from tests.support.webdata import big_cluster
+    from worker.core.db import dispose_engines
+    from worker.core.settings import Settings
+
+    server, _ = site
+    settings = Settings(data_dir=Path(server.env["CLAIMWIRE_DATA_DIR"]), _env_file=None)  # type: ignore[call-arg]
+    cid, _ = big_cluster(settings, 230, 40)
+    dispose_engines()
+    tab = Tab(browser, server.base)
+    page = tab.page
+    tab.go(f"/clusters/{cid}")
+    rows = page.locator("table.repeats tbody tr")
+    assert rows.count() == 100
+    assert page.locator("p.count").first.inner_text().startswith("Repeats 1–100 of 232")
+    chart = page.locator("svg#spread-chart")
+    assert chart.locator("circle.mark").count() > 100
+    assert "12 other outlets" in chart.locator("text.outlet-label").all_text_contents()
+    # a mark opens the list where its repeats are (the last of one outlet's row)
+    chart.locator("circle.mark", has=page.locator("title", has_text="o5.example,")).last.click()
+    page.wait_for_url("**start=**")
+    number = int(page.locator("table.repeats tbody tr td.num").first.inner_text())
+    assert number > 100
+    # the next page goes on where the first stopped
+    tab.go(f"/clusters/{cid}")
+    page.get_by_text("Next 100 repeats").click()
+    page.wait_for_url("**cursor=**")
+    assert page.locator("table.repeats tbody tr td.num").first.inner_text() == "101"
+    assert tab.errors == []
+    tab.close()
+
+    phone = Tab(browser, server.base)
+    phone.page.set_viewport_size({"width": 390, "height": 800})
+    for path in (f"/clusters/{cid}", "/claims?q=steelworks", "/feeds", "/articles", "/speakers"):
+        phone.go(path)
+        width = phone.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} is {width}px wide on a 390px screen"
+    # a table is one card per row, each cell named by its column
+    phone.go("/feeds")
+    cell = phone.page.locator("table.feeds tbody tr").first.locator("td").nth(1)
+    assert cell.get_attribute("data-label") == "State"
+    shown = cell.evaluate("e => getComputedStyle(e, '::before').content")
+    assert "State" in shown
+    assert phone.page.locator("table.feeds thead").is_hidden()
+    assert phone.errors == []
+    phone.close()

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert
+from sqlmodel import col, select
+
 from schemas.models import (
     Article,
     Claim,
@@ -23,6 +26,8 @@ from schemas.models import (
 from worker.claims.clustering import speaker_key
 from worker.core.db import init_db, unit_of_work
 from worker.network.urls import url_hash
+
+BIG_T0 = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
 
 T0 = datetime(2026, 11, 3, 7, 30, tzinfo=UTC)
 
@@ -287,3 +292,76 @@ def seed(settings: Any) -> Seeded:
         for a, state in ((first, "done"), (second, "done"), (third, "pending"), (copy, "pending")):
             s.add(JobItem(job_id=out.job_id, article_id=int(a.id or 0), state=state))
     return out
+
+
+def big_cluster(settings: Any, repeats: int, outlets: int) -> tuple[int, list[int]]:
+    """A cluster repeated ``repeats`` times across ``outlets`` outlets, one an hour and
+    a half, a fifth of them reworded, and two copies of its first article; the article
+    ids in time order."""
+    with unit_of_work(settings) as s:
+        cl = ClaimCluster(speaker_key="brandt", speaker="Ivo Brandt", text="rates will fall")
+        s.add(cl)
+        s.flush()
+        cid = int(cl.id or 0)
+        arts = []
+        for i in range(repeats):
+            url = f"https://o{i % outlets}.example/{cid}/{i}"
+            arts.append(
+                {
+                    "url": url,
+                    "url_hash": url_hash(url),
+                    "host": f"o{i % outlets}.example",
+                    "state": "processed",
+                    "published_at": BIG_T0 + timedelta(minutes=90 * i),
+                    "discovered_at": BIG_T0 + timedelta(minutes=90 * i),
+                    "title": f"Rates {i}",
+                }
+            )
+        s.execute(insert(Article), arts)
+        art_ids = [
+            a.id
+            for a in s.exec(
+                select(Article)
+                .where(col(Article.url).like(f"%/{cid}/%"))
+                .order_by(col(Article.published_at))
+            ).all()
+        ]
+        claims = []
+        for i, aid in enumerate(art_ids):
+            content = "rates will fall" if i % 5 else "rates are to fall"
+            if i == 0:
+                content = "rates will fall"
+            claims.append(
+                {
+                    "article_id": aid,
+                    "speaker": "Ivo Brandt",
+                    "speaker_resolved": "Ivo Brandt",
+                    "verb": "said",
+                    "kind": "indirect",
+                    "text": content,
+                    "start": 0,
+                    "end": len(content),
+                    "sentence": f"Ivo Brandt said {content}.",
+                    "extractor_version": "test",
+                    "cluster_id": cid,
+                }
+            )
+        s.execute(insert(Claim), claims)
+        for k in range(2):
+            url = f"https://copies{k}.example/{cid}"
+            s.add(
+                Article(
+                    url=url,
+                    url_hash=url_hash(url),
+                    host=f"copies{k}.example",
+                    state="processed",
+                    published_at=BIG_T0 + timedelta(days=40 + k),
+                    discovered_at=BIG_T0 + timedelta(days=40 + k),
+                    duplicate_of_id=art_ids[0],
+                )
+            )
+        cl.first_seen_at = BIG_T0
+        cl.first_article_id = art_ids[0]
+        cl.n_articles = repeats + 2
+        cl.n_outlets = outlets + 2
+    return cid, [int(a or 0) for a in art_ids]

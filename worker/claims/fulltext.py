@@ -1,16 +1,18 @@
-"""Full-text search over stored claims, through the index of migration
-``0008_claim_search``: an FTS5 table on SQLite, a GIN index over a stored, weighted
-tsvector column (``claim.search_vector``) on PostgreSQL.
+"""Full-text search over stored claims, through the index of migrations
+``0008_claim_search`` and ``0012_web_search``: an FTS5 table on SQLite, a GIN index
+over a stored, weighted tsvector column (``claim.search_vector``) on PostgreSQL.
 
 What a user types is parsed here into words, ``"quoted phrases"`` and ``prefix*``
 words; only words (letters and digits) reach either engine, so no input is an
-engine-syntax error. Both engines match whole words, lower-cased, with no stemming
-(PostgreSQL's ``simple`` configuration, FTS5's ``unicode61`` tokenizer, which also
-folds diacritics). Every word must match (AND).
+engine-syntax error. Both engines match whole words, lower-cased, with no stemming,
+diacritics folded ("Kovač" finds "Kovac" and the other way round): PostgreSQL's
+``claimwire_search`` configuration (``unaccent``, then ``simple``), FTS5's
+``unicode61 remove_diacritics 2`` tokenizer. Every word must match (AND).
 
 :func:`find_claims` is the one claims query of the web view, its API and its
-downloads: filters, newest first (claim id descending, the order claims were found),
-keyset pagination on the id.
+downloads: filters, best match first for a search (every word in the claim's own
+content, then some only in its sentence), newest first within that (claim id
+descending), keyset pagination on ``(tier, id)``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,16 +30,23 @@ from sqlmodel import Session, col, select
 
 from schemas.models import Article, Claim, ClaimCluster
 
+PG_CONFIG = "claimwire_search"
+"""The text search configuration of migration ``0012_web_search``: ``simple`` (words
+lower-cased, no stemming) with the ``unaccent`` dictionary first, so that "Kovač" is
+"kovac" as in SQLite's FTS5 (a plain copy of ``simple`` where ``unaccent`` could not be
+created)."""
+
 
 def _pg_document(prefix: str = "") -> str:
     """The tsvector the GIN index is built on (keep in step with the migration):
     speaker names weight A, claim content B, sentence C."""
     p = prefix
+    c = PG_CONFIG
     return (
-        f"setweight(to_tsvector('simple'::regconfig, coalesce({p}speaker, '') || ' ' || "
+        f"setweight(to_tsvector('{c}'::regconfig, coalesce({p}speaker, '') || ' ' || "
         f"coalesce({p}speaker_resolved, '')), 'A') || "
-        f"setweight(to_tsvector('simple'::regconfig, coalesce({p}text, '')), 'B') || "
-        f"setweight(to_tsvector('simple'::regconfig, coalesce({p}sentence, '')), 'C')"
+        f"setweight(to_tsvector('{c}'::regconfig, coalesce({p}text, '')), 'B') || "
+        f"setweight(to_tsvector('{c}'::regconfig, coalesce({p}sentence, '')), 'C')"
     )
 
 
@@ -126,6 +136,10 @@ def pg_tsquery(terms: list[Term], weights: str) -> str:
 
 
 SPEAKER_COLUMNS = ("speaker", "speaker_resolved")
+MATCH_CONTENT = 2  # every searched word is in the claim's own words
+MATCH_SENTENCE = 1  # some only in the sentence around it
+MATCH_ANY = 0  # no words searched: every claim of the filters
+MATCH_NAMES = {MATCH_CONTENT: "content", MATCH_SENTENCE: "sentence", MATCH_ANY: None}
 CONTENT_COLUMNS = ("text", "sentence")
 
 
@@ -136,23 +150,48 @@ def _is_postgres(session: Session) -> bool:
 _fts = table(FTS_TABLE, column("rowid", Integer))
 
 
-def _pg_match(content: list[Term], speaker: list[Term], content_weights: str) -> Any:
+def _pg_match(
+    content: list[Term], speaker: list[Term], content_weights: str, *, tier: int = 0
+) -> Any:
+    """``claim.search_vector @@ to_tsquery(...)``. ``tier`` 2: every content term in
+    the claim's content; 1: in its content or sentence but not every one in its content;
+    0: in either (``content_weights``)."""
     parts = []
     if speaker:
         parts.append(pg_tsquery(speaker, "A"))
     if content:
-        parts.append(pg_tsquery(content, content_weights))
+        if tier == MATCH_CONTENT:
+            parts.append(pg_tsquery(content, "B"))
+        elif tier == MATCH_SENTENCE:
+            parts.append(pg_tsquery(content, "BC"))
+            parts.append("!(" + pg_tsquery(content, "B") + ")")
+        else:
+            parts.append(pg_tsquery(content, content_weights))
     query = " & ".join(parts)
     document: Any = literal_column(f"claim.{PG_COLUMN}")
-    return document.op("@@")(func.to_tsquery(literal_column("'simple'::regconfig"), query))
+    return document.op("@@")(func.to_tsquery(literal_column(f"'{PG_CONFIG}'::regconfig"), query))
 
 
-def _fts5_match(content: list[Term], speaker: list[Term], content_cols: tuple[str, ...]) -> str:
+def _fts5_match(
+    content: list[Term], speaker: list[Term], content_cols: tuple[str, ...], *, tier: int = 0
+) -> str:
+    """The FTS5 query; ``tier`` as in :func:`_pg_match`."""
     parts = []
     if speaker:
         parts.append(fts5_expression(speaker, SPEAKER_COLUMNS))
     if content:
-        parts.append(fts5_expression(content, content_cols))
+        if tier == MATCH_CONTENT:
+            parts.append(fts5_expression(content, ("text",)))
+        elif tier == MATCH_SENTENCE:
+            parts.append(
+                "("
+                + fts5_expression(content, CONTENT_COLUMNS)
+                + " NOT "
+                + fts5_expression(content, ("text",))
+                + ")"
+            )
+        else:
+            parts.append(fts5_expression(content, content_cols))
     return " AND ".join(parts)
 
 
@@ -188,6 +227,7 @@ class ClaimFilter:
     min_outlets: int | None = None  # the claim's cluster reached this many outlets
     cluster_id: int | None = None
     article_id: int | None = None
+    speaker_key: str | None = None  # the cluster's speaker key, exactly
 
 
 SMALL_OUTLET_ARTICLES = 5000
@@ -227,6 +267,12 @@ def _pg_lexeme_stats(session: Session) -> tuple[dict[str, float], float] | None:
     return freqs, float(rows)
 
 
+def fold(word: str) -> str:
+    """A word without its diacritics ("kovač" -> "kovac"), as both engines index it."""
+    decomposed = unicodedata.normalize("NFD", word)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
 def _pg_rare(session: Session, terms: list[Term]) -> bool:
     """Whether these AND-ed terms match fewer than :data:`RARE_MATCHES` claims, as far
     as the statistics tell (a word outside the most common ones is rare)."""
@@ -237,7 +283,7 @@ def _pg_rare(session: Session, terms: list[Term]) -> bool:
     share = 1.0
     for t in terms:
         words = []
-        for i, w in enumerate(t.words):
+        for i, w in enumerate(fold(w) for w in t.words):
             if t.prefix and i == len(t.words) - 1:
                 words.append(sum(f for lex, f in freqs.items() if lex.startswith(w)))
             else:
@@ -266,12 +312,51 @@ def published_expr() -> Any:
 
 
 def find_claims(
-    session: Session, f: ClaimFilter, *, before_id: int | None = None, limit: int = 50
+    session: Session,
+    f: ClaimFilter,
+    *,
+    after: tuple[int, int] | None = None,
+    limit: int = 50,
 ) -> list[dict[str, Any]]:
-    """Claims matching ``f``, newest first (by id), those with an id below
-    ``before_id``; each with its article, outlet and cluster."""
+    """Claims matching ``f`` in a stable order, each with its article, outlet, cluster
+    and ``match`` (where its searched words are).
+
+    With searched words the best matches come first: claims whose own content holds
+    every word (``match`` "content"), then those where some are only in the sentence
+    around it ("sentence"); newest first (by id) within each. Without, newest first.
+    The order is the key ``(tier, id)`` descending, so ``after`` (the key of the last
+    row shown) continues the list and rows added meanwhile never shift it. A claim's
+    tier depends on its own text only, never on the rest of the store (as BM25's word
+    statistics would), which is what keeps cursors stable."""
     content = parse_terms(f.q)
     speaker = parse_terms(f.speaker)
+    tiers = [MATCH_CONTENT, MATCH_SENTENCE] if content else [MATCH_ANY]
+    rows: list[dict[str, Any]] = []
+    for tier in tiers:
+        if after is not None and tier > after[0]:
+            continue  # the pages already shown
+        before_id = after[1] if after is not None and tier == after[0] else None
+        rows += _find_tier(session, f, content, speaker, tier, before_id, limit - len(rows))
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def claim_key(row: dict[str, Any]) -> tuple[int, int]:
+    """The sort key of a row of :func:`find_claims` (for its ``after``)."""
+    tier = {name: t for t, name in MATCH_NAMES.items()}[row["match"]]
+    return tier, int(row["id"])
+
+
+def _find_tier(
+    session: Session,
+    f: ClaimFilter,
+    content: list[Term],
+    speaker: list[Term],
+    tier: int,
+    before_id: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
     query = (
         select(Claim, Article, ClaimCluster)
         .join(Article, col(Article.id) == col(Claim.article_id))
@@ -281,42 +366,36 @@ def find_claims(
     cursor_col: Any = col(Claim.id)
     if content or speaker:
         if _is_postgres(session):
-            query = query.where(_pg_match(content, speaker, "BC"))
+            query = query.where(_pg_match(content, speaker, "BC", tier=tier))
             if _pg_rare(session, content + speaker):
                 # few matches: take them all from the GIN index and sort them, rather
                 # than walk the primary key backwards past rows that do not match (the
                 # planner's guess for words outside its statistics is far too high)
                 order = col(Claim.id) + 0
-        elif f.outlet and _small_outlet(session, f.outlet):
-            # a small outlet's claims, each checked against the FTS matches: cheaper
-            # than walking a common word's matches until enough are of that outlet
-            matches = (
-                select(_fts.c.rowid)
-                .select_from(_fts)
-                .where(
-                    text(f"{FTS_TABLE} MATCH :fts_query").bindparams(
-                        fts_query=_fts5_match(content, speaker, CONTENT_COLUMNS)
-                    )
-                )
-            )
-            # "+claim.id": SQLite checks membership instead of driving the loop with it
-            query = query.where(literal_column("+claim.id").in_(matches))
         else:
-            # the FTS table drives the query: it yields ids newest first, and the
-            # LIMIT stops it early
-            query = (
-                select(Claim, Article, ClaimCluster)
-                .select_from(_fts)
-                .join(Claim, col(Claim.id) == _fts.c.rowid)
-                .join(Article, col(Article.id) == col(Claim.article_id))
-                .outerjoin(ClaimCluster, col(ClaimCluster.id) == col(Claim.cluster_id))
-                .where(
-                    text(f"{FTS_TABLE} MATCH :fts_query").bindparams(
-                        fts_query=_fts5_match(content, speaker, CONTENT_COLUMNS)
-                    )
+            fts_query = _fts5_match(content, speaker, CONTENT_COLUMNS, tier=tier)
+            if f.outlet and _small_outlet(session, f.outlet):
+                # a small outlet's claims, each checked against the FTS matches: cheaper
+                # than walking a common word's matches until enough are of that outlet
+                matches = (
+                    select(_fts.c.rowid)
+                    .select_from(_fts)
+                    .where(text(f"{FTS_TABLE} MATCH :fts_query").bindparams(fts_query=fts_query))
                 )
-            )
-            order = cursor_col = _fts.c.rowid
+                # "+claim.id": SQLite checks membership instead of driving the loop with it
+                query = query.where(literal_column("+claim.id").in_(matches))
+            else:
+                # the FTS table drives the query: it yields ids newest first, and the
+                # LIMIT stops it early
+                query = (
+                    select(Claim, Article, ClaimCluster)
+                    .select_from(_fts)
+                    .join(Claim, col(Claim.id) == _fts.c.rowid)
+                    .join(Article, col(Article.id) == col(Claim.article_id))
+                    .outerjoin(ClaimCluster, col(ClaimCluster.id) == col(Claim.cluster_id))
+                    .where(text(f"{FTS_TABLE} MATCH :fts_query").bindparams(fts_query=fts_query))
+                )
+                order = cursor_col = _fts.c.rowid
     conditions: list[ColumnElement[bool]] = []
     if before_id is not None:
         conditions.append(cursor_col < before_id)
@@ -334,10 +413,17 @@ def find_claims(
         conditions.append(col(Claim.cluster_id) == f.cluster_id)
     if f.article_id is not None:
         conditions.append(col(Claim.article_id) == f.article_id)
+    if f.speaker_key is not None:
+        conditions.append(col(ClaimCluster.speaker_key) == f.speaker_key)
     if conditions:
         query = query.where(*conditions)
     query = query.order_by(order.desc()).limit(limit)
-    return [claim_hit(c, a, cl) for c, a, cl in session.exec(query).all()]
+    found = []
+    for c, a, cl in session.exec(query).all():
+        hit = claim_hit(c, a, cl)
+        hit["match"] = MATCH_NAMES[tier]
+        found.append(hit)
+    return found
 
 
 def _iso(v: datetime | None) -> str | None:
@@ -365,4 +451,6 @@ def claim_hit(claim: Claim, art: Article, cluster: ClaimCluster | None) -> dict[
         "cluster_outlets": cluster.n_outlets if cluster else 1,
         "cluster_first_seen": _iso(cluster.first_seen_at) if cluster else None,
         "cluster_first_seen_precision": cluster.first_seen_precision if cluster else None,
+        "speaker_key": cluster.speaker_key if cluster else None,
+        "match": None,
     }

@@ -217,6 +217,16 @@ class Settings(BaseSettings):
         "other address, any name.",
     )
 
+    web_query_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds one read of `claimwire web` (a page, an API list, one page of "
+        "a download) may run in the database before it is stopped and answered with 503 "
+        "and a message saying to narrow it (PostgreSQL `statement_timeout`, SQLite a progress "
+        "handler).",
+    )
+
     # --- logging -----------------------------------------------------------------
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     log_json: bool = Field(False, description="Log as JSON lines instead of console text.")

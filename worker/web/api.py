@@ -19,10 +19,10 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from worker.claims.fulltext import ClaimFilter
-from worker.core.db import unit_of_work
 from worker.core.settings import Settings, mask_secrets, mask_url
 from worker.web import actions, listings
 from worker.web.actions import BadInput, parse_when
+from worker.web.reads import read_session
 from worker.web.webauth import Guard
 
 router = APIRouter(prefix="/api/v1")
@@ -88,7 +88,7 @@ Writer = Depends(require_token)
 
 def session_factory(request: Request) -> Callable[[], Any]:
     settings = settings_of(request)
-    return lambda: unit_of_work(settings)
+    return lambda: read_session(settings)
 
 
 def _page_out(request: Request, page: listings.Page) -> dict[str, Any]:
@@ -121,6 +121,14 @@ def claim_filter(
     min_outlets: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     cluster: Annotated[int | None, Query(ge=1, le=listings.MAX_ID)] = None,
     article: Annotated[int | None, Query(ge=1, le=listings.MAX_ID)] = None,
+    speaker_key: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="A speaker key, exactly (as in /speakers): that speaker's clustered "
+            "claims, whatever the name was written as.",
+        ),
+    ] = None,
 ) -> ClaimFilter:
     return ClaimFilter(
         q=q,
@@ -132,6 +140,7 @@ def claim_filter(
         min_outlets=min_outlets,
         cluster_id=cluster,
         article_id=article,
+        speaker_key=speaker_key.strip() if speaker_key and speaker_key.strip() else None,
     )
 
 
@@ -219,9 +228,11 @@ def list_claims(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:
-    """Claims, newest first: full-text search over the content and its sentence, and
-    filters. Each with its speaker, verb, article, outlet, time and cluster."""
-    with unit_of_work(settings_of(request)) as s:
+    """Claims: full-text search over the content and its sentence, and filters. With
+    `q`, best match first (`match` "content": every word in the claim itself, then
+    "sentence": some only in the sentence around it), newest first within; without,
+    newest first. Each with its speaker, verb, article, outlet, time and cluster."""
+    with read_session(settings_of(request)) as s:
         return _page_out(request, listings.claims_page(s, f, cursor, limit))
 
 
@@ -248,7 +259,7 @@ def list_clusters(
     limit: Limit = 50,
 ) -> dict[str, Any]:
     """Claim clusters (one claim by one speaker, repeated), newest first."""
-    with unit_of_work(settings_of(request)) as s:
+    with read_session(settings_of(request)) as s:
         return _page_out(request, listings.clusters_page(s, f, cursor, limit))
 
 
@@ -263,11 +274,30 @@ def download_clusters(
 
 
 @router.get("/clusters/{cluster_id}", tags=["clusters"])
-def get_cluster(request: Request, cluster_id: Id) -> dict[str, Any]:
-    """How a claim spread: first seen, and every repeat in time order with its wording
-    (verbatim, reworded, or a copy of a whole article)."""
-    with unit_of_work(settings_of(request)) as s:
-        return listings.cluster_detail(s, cluster_id)
+def get_cluster(
+    request: Request,
+    cluster_id: Id,
+    cursor: Cursor = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description="Repeats per page (1-500).")
+    ] = listings.CLUSTER_PAGE,
+    start: Annotated[
+        str | None,
+        Query(max_length=40, description="Start the repeats at this time (ISO 8601, UTC)."),
+    ] = None,
+) -> dict[str, Any]:
+    """How a claim spread: first seen; counts of verbatim repeats, rewordings and
+    copies; `timeline`, the repeats counted per outlet and hour (a day, week or 30 days
+    for a long-lived claim; the first 30 outlets a row each); and `members`, one page of
+    the repeats in time order with their wording and `position` (`next_cursor`, `next`
+    for the next page, `start` to begin at a time)."""
+    with read_session(settings_of(request)) as s:
+        body = listings.cluster_detail(s, cluster_id, cursor, limit, parse_when(start, "start"))
+    nxt = body["next_cursor"]
+    body["next"] = (
+        f"{request.url.path}?{urlencode([('limit', limit), ('cursor', nxt)])}" if nxt else None
+    )
+    return body
 
 
 # --------------------------------------------------------------------------- speakers
@@ -281,7 +311,7 @@ def list_speakers(
     limit: Limit = 50,
 ) -> dict[str, Any]:
     """Speakers of claim clusters, alphabetically by key."""
-    with unit_of_work(settings_of(request)) as s:
+    with read_session(settings_of(request)) as s:
         return _page_out(request, listings.speakers_page(s, name, cursor, limit))
 
 
@@ -300,7 +330,7 @@ def download_speakers(
 @router.get("/speakers/{key}", tags=["speakers"])
 def get_speaker(request: Request, key: Annotated[str, Path(max_length=200)]) -> dict[str, Any]:
     """A speaker's clusters over time (oldest first)."""
-    with unit_of_work(settings_of(request)) as s:
+    with read_session(settings_of(request)) as s:
         return listings.speaker_detail(s, key)
 
 
@@ -315,7 +345,7 @@ def list_articles(
     limit: Limit = 50,
 ) -> dict[str, Any]:
     """Articles, newest found first."""
-    with unit_of_work(settings_of(request)) as s:
+    with read_session(settings_of(request)) as s:
         return _page_out(request, listings.articles_page(s, f, cursor, limit))
 
 
@@ -333,7 +363,7 @@ def download_articles(
 def get_article(request: Request, article_id: Id) -> dict[str, Any]:
     """An article: metadata, clean text, claims with their offsets, duplicate group.
     The archived raw page is never served."""
-    with unit_of_work(settings_of(request)) as s:
+    with read_session(settings_of(request)) as s:
         return listings.article_detail(s, article_id)
 
 
@@ -348,7 +378,7 @@ def list_feeds(
     limit: Limit = 50,
 ) -> dict[str, Any]:
     """Feeds with their health."""
-    with unit_of_work(settings_of(request)) as s:
+    with read_session(settings_of(request)) as s:
         return _page_out(request, listings.feeds_page(s, state, cursor, limit))
 
 
@@ -405,7 +435,7 @@ def list_jobs(
 ) -> dict[str, Any]:
     """Backfill and reprocess jobs, newest first, with their progress."""
     settings = settings_of(request)
-    with unit_of_work(settings) as s:
+    with read_session(settings) as s:
         return _page_out(request, listings.jobs_page(s, state, cursor, limit, settings))
 
 
@@ -414,7 +444,7 @@ def get_job(request: Request, job_id: Id) -> dict[str, Any]:
     from worker.jobs import lifecycle
 
     settings = settings_of(request)
-    with unit_of_work(settings) as s:
+    with read_session(settings) as s:
         return listings.job_detail(s, lifecycle.get_job(s, job_id), settings)
 
 
@@ -457,7 +487,7 @@ def change_job(
 def status_data(settings: Settings) -> dict[str, Any]:
     from worker.reports.status import collect
 
-    with unit_of_work(settings) as s:
+    with read_session(settings) as s:
         data = collect(s, settings)
     data["database"] = mask_url(str(data["database"]))
     data["broker"] = mask_url(str(data["broker"]))

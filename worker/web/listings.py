@@ -14,9 +14,11 @@ import base64
 import binascii
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -25,12 +27,21 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, Claim, ClaimCluster, DupGroup, Feed, Job
-from worker.claims.fulltext import ClaimFilter, claim_hit, find_claims, published_expr
+from worker.claims.fulltext import (
+    ClaimFilter,
+    claim_hit,
+    claim_key,
+    find_claims,
+    published_expr,
+)
 from worker.core.settings import Settings, mask_secrets
 from worker.feeds.subscriptions import feed_row
 from worker.jobs import lifecycle
 
 MAX_ID = 2**63 - 1
+
+
+MALFORMED = "malformed cursor: use the next_cursor of a response as it is"
 
 
 class BadCursor(ValueError):
@@ -92,9 +103,12 @@ def _iso(v: datetime | None) -> str | None:
 
 
 def claims_page(session: Session, f: ClaimFilter, cursor: str | None, limit: int) -> Page:
-    key = decode_cursor("claims", cursor, (int,))
-    rows = find_claims(session, f, before_id=key[0] if key else None, limit=limit + 1)
-    return _page(rows, limit, "claims", lambda r: [r["id"]])
+    """Claims, best match first for a search, newest first within (see
+    :func:`worker.claims.fulltext.find_claims`); the cursor is ``[tier, id]``."""
+    key = decode_cursor("claims", cursor, (int, int))
+    after = (key[0], key[1]) if key else None
+    rows = find_claims(session, f, after=after, limit=limit + 1)
+    return _page(rows, limit, "claims", lambda r: list(claim_key(r)))
 
 
 # ---------------------------------------------------------------------------- clusters
@@ -152,47 +166,358 @@ def _norm(text: str) -> str:
     return " ".join(re.findall(r"[^\W_]+", text.lower()))
 
 
-def cluster_detail(session: Session, cluster_id: int) -> dict[str, Any]:
-    """How a claim spread: the cluster, its first appearance, every repeat in time order
-    (article copies found by dedup included) with its wording, verbatim or reworded."""
-    from worker.claims.search import cluster_report
+CLUSTER_PAGE = 100
+"""Repeats listed per page of a cluster."""
+CHART_OUTLETS = 30
+"""Outlet rows of the timeline; later outlets share one last row."""
+CHART_MARKS = 1500
+"""At most this many marks: above, the timeline's buckets grow from an hour to a day,
+a week, 30 days."""
+BUCKETS = (3600, 86400, 7 * 86400, 30 * 86400)
 
-    report = cluster_report(session, cluster_id)
-    if report is None:
-        raise NotFound(f"no claim cluster with id {cluster_id}")
-    cluster = session.get(ClaimCluster, cluster_id)
-    report["speaker_key"] = cluster.speaker_key if cluster else ""
-    members = report["members"]
-    claim_ids = {m["claim_id"] for m in members}
-    claims = {
-        c.id: c for c in session.exec(select(Claim).where(col(Claim.id).in_(claim_ids))).all()
-    }
-    article_ids = {m["article_id"] for m in members}
-    titles = dict(
-        session.exec(
-            select(Article.id, func.coalesce(Article.title, Article.entry_title)).where(
-                col(Article.id).in_(article_ids)
+
+def _cluster_members(cluster_id: int) -> Any:
+    """Every repeat of a cluster: each claim in its article, and each copy of that
+    article found by dedup; one row each (``copy`` 1 for a copy)."""
+    from sqlalchemy import literal, union_all
+
+    def part(a: Any, is_copy: int, on: Any) -> Any:
+        return (
+            sa_select(
+                col(Claim.id).label("claim_id"),
+                a.id.label("article_id"),
+                func.coalesce(a.published_at, a.discovered_at).label("at"),
+                a.host.label("host"),
+                a.url.label("url"),
+                func.coalesce(a.title, a.entry_title).label("title"),
+                col(Claim.speaker).label("speaker"),
+                col(Claim.text).label("text"),
+                col(Claim.verb).label("verb"),
+                col(Claim.kind).label("kind"),
+                col(Claim.sentence).label("sentence"),
+                col(Claim.start).label("start"),
+                col(Claim.end).label("end"),
+                literal(is_copy).label("copy"),
+            )
+            .select_from(Claim)
+            .join(a, on)
+            .where(col(Claim.cluster_id) == cluster_id)
+        )
+
+    own, dup = aliased(Article), aliased(Article)
+    return union_all(
+        part(own, 0, own.id == col(Claim.article_id)),
+        part(dup, 1, dup.duplicate_of_id == col(Claim.article_id)),
+    ).subquery("members")
+
+
+def _member_after(m: Any, at: datetime, article_id: int, claim_id: int) -> Any:
+    from sqlalchemy import and_, or_
+
+    return or_(
+        m.c.at > at,
+        and_(
+            m.c.at == at,
+            or_(
+                m.c.article_id > article_id,
+                and_(m.c.article_id == article_id, m.c.claim_id > claim_id),
+            ),
+        ),
+    )
+
+
+def _truncated(session: Session, at: Any, unit: str) -> Any:
+    """``at`` to the start of its hour or day, in SQL."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date_trunc(unit, at)
+    return func.strftime("%Y-%m-%d %H:00:00" if unit == "hour" else "%Y-%m-%d 00:00:00", at)
+
+
+BY_DAY_ABOVE = 5000
+"""A cluster with more articles is grouped by day in the database (an hour per mark
+would be more than :data:`CHART_MARKS` marks in almost every case)."""
+
+
+def _when(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+@dataclass
+class _Summary:
+    """What a cluster page shows about all its repeats: the first one, counts by
+    wording, repeats per outlet and hour, when each outlet first carried it."""
+
+    first: dict[str, Any] | None
+    first_words: str
+    counts: dict[str, int]
+    cells: dict[tuple[str, datetime], dict[str, int]]
+    outlet_first: dict[str, datetime]
+    timeline: dict[str, Any] | None = None
+    timeline_marks: int = 0  # the CHART_MARKS it was drawn for
+    finest: int = 3600  # seconds of the buckets the cells were counted in
+
+
+def _summarize(first: Any, groups: list[tuple[Any, ...]]) -> _Summary:
+    """``groups``: (host, hour, copy, text, count, earliest time)."""
+    first_row = dict(first) if first is not None else None
+    first_words = _norm(first_row["text"]) if first_row else ""
+    words: dict[tuple[str, bool], str] = {}
+    times: dict[Any, datetime] = {}
+
+    def when_of(value: Any) -> datetime:
+        t = times.get(value)
+        if t is None:
+            t = times[value] = _when(value)
+        return t
+
+    counts = {"verbatim": 0, "reworded": 0, "copy": 0}
+    cells: dict[tuple[str, datetime], dict[str, int]] = {}
+    outlet_first: dict[str, datetime] = {}
+    for host, bucket, is_copy, text, n, earliest in groups:
+        wkey = (text or "", bool(is_copy))
+        w = words.get(wkey)
+        if w is None:
+            w = words[wkey] = (
+                "copy" if is_copy else "verbatim" if _norm(wkey[0]) == first_words else "reworded"
+            )
+        counts[w] += int(n)
+        cell = cells.get((host, when_of(bucket)))
+        if cell is None:
+            cell = cells[(host, when_of(bucket))] = {"verbatim": 0, "reworded": 0, "copy": 0}
+        cell[w] += int(n)
+        first_at = when_of(earliest)
+        if host not in outlet_first or first_at < outlet_first[host]:
+            outlet_first[host] = first_at
+    return _Summary(first_row, first_words, counts, cells, outlet_first)
+
+
+SUMMARY_CACHE = 32
+_summaries: OrderedDict[tuple[Any, ...], _Summary] = OrderedDict()
+_summaries_lock = threading.Lock()
+
+
+def _cached_summary(session: Session, cluster: ClaimCluster, m: Any, order: Any) -> _Summary:
+    """The summary of a cluster larger than a page: two passes over its members in the
+    database (its first repeat; its repeats grouped by outlet, hour and wording), kept
+    for the latest :data:`SUMMARY_CACHE` clusters until the cluster changes (its counts,
+    first appearance or the newest of its claims)."""
+    newest = session.execute(
+        sa_select(func.max(Claim.id)).where(col(Claim.cluster_id) == cluster.id)
+    ).scalar()
+    key = (
+        str(session.get_bind().engine.url),
+        cluster.id,
+        cluster.n_articles,
+        cluster.n_outlets,
+        cluster.first_seen_at,
+        cluster.first_article_id,
+        newest,
+    )
+    with _summaries_lock:
+        hit = _summaries.get(key)
+        if hit is not None:
+            _summaries.move_to_end(key)
+            return hit
+    first = session.execute(sa_select(m).order_by(*order).limit(1)).mappings().first()
+    unit = "day" if (cluster.n_articles or 0) > BY_DAY_ABOVE else "hour"
+    hour = _truncated(session, m.c.at, unit).label("hour")
+    groups = [
+        tuple(g)
+        for g in session.execute(
+            sa_select(m.c.host, hour, m.c.copy, m.c.text, func.count(), func.min(m.c.at)).group_by(
+                m.c.host, hour, m.c.copy, m.c.text
             )
         ).all()
-    )
-    first_words = _norm(members[0]["text"]) if members else ""
-    for i, m in enumerate(members):
-        claim = claims.get(m["claim_id"])
-        m["verb"] = claim.verb if claim else None
-        m["kind"] = claim.kind if claim else None
-        m["sentence"] = claim.sentence if claim else None
-        m["start"] = claim.start if claim else None
-        m["end"] = claim.end if claim else None
-        m["title"] = titles.get(m["article_id"])
-        m["first"] = i == 0
-        if m["copy"]:
-            m["wording"] = "copy"  # the whole article is a copy (dedup)
-        elif i == 0 or _norm(m["text"]) == first_words:
-            m["wording"] = "verbatim"
-        else:
-            m["wording"] = "reworded"
-    report["outlets"] = sorted({m["outlet"] for m in members})
-    return report
+    ]
+    summary = _summarize(first, groups)
+    summary.finest = 86400 if unit == "day" else 3600
+    with _summaries_lock:
+        _summaries[key] = summary
+        while len(_summaries) > SUMMARY_CACHE:
+            _summaries.popitem(last=False)
+    return summary
+
+
+def cluster_detail(
+    session: Session,
+    cluster_id: int,
+    cursor: str | None = None,
+    limit: int = CLUSTER_PAGE,
+    start: datetime | None = None,
+) -> dict[str, Any]:
+    """How a claim spread: the cluster, its first appearance, counts of verbatim
+    repeats, rewordings and copies, a timeline (repeats counted per outlet and hour,
+    or day, week, month for a long one: bounded whatever the cluster's size), and one
+    page of its repeats in time order (``cursor``, or ``start``: the first repeat at or
+    after that time), each with its wording and its position in the whole list."""
+    cluster = session.get(ClaimCluster, cluster_id)
+    if cluster is None:
+        raise NotFound(f"no claim cluster with id {cluster_id}")
+    key = decode_cursor(f"cluster{cluster_id}", cursor, (str, int, int, int))
+    m = _cluster_members(cluster_id)
+    order = (m.c.at, m.c.article_id, m.c.claim_id)
+
+    # one page of repeats
+    position = 0
+    query = sa_select(m)
+    if key:
+        try:
+            at = datetime.fromisoformat(key[0])
+        except ValueError:
+            raise BadCursor(MALFORMED) from None
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        query = query.where(_member_after(m, at, key[1], key[2]))
+        position = key[3]
+    elif start is not None:
+        query = query.where(m.c.at >= start)
+        position = session.execute(
+            sa_select(func.count()).select_from(m).where(m.c.at < start)
+        ).scalar_one()
+    rows = list(session.execute(query.order_by(*order).limit(limit + 1)).mappings().all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    from_the_start = key is None and start is None
+    if from_the_start and not more:
+        # the page holds the whole cluster: count from its rows
+        summary = _summarize(
+            rows[0] if rows else None,
+            [
+                (
+                    r["host"],
+                    _when(r["at"]).replace(minute=0, second=0, microsecond=0),
+                    r["copy"],
+                    r["text"],
+                    1,
+                    r["at"],
+                )
+                for r in rows
+            ],
+        )
+    else:
+        summary = _cached_summary(session, cluster, m, order)
+    first_row = summary.first
+    first_words = summary.first_words
+    counts, outlet_first = summary.counts, summary.outlet_first
+    if summary.timeline is None or summary.timeline_marks != CHART_MARKS:
+        summary.timeline = _timeline(summary.cells, outlet_first, summary.finest)
+        summary.timeline_marks = CHART_MARKS
+    total = sum(counts.values())
+
+    def wording(text: str, is_copy: Any) -> str:
+        if is_copy:
+            return "copy"  # the whole article is a copy (dedup)
+        return "verbatim" if _norm(text) == first_words else "reworded"
+
+    first_key = (first_row["article_id"], first_row["claim_id"]) if first_row else None
+    members = []
+    for i, r in enumerate(rows):
+        at_value = _when(r["at"]) if r["at"] is not None else None
+        members.append(
+            {
+                "position": position + i + 1,
+                "published_at": _iso(at_value),
+                "outlet": r["host"],
+                "url": mask_secrets(r["url"]),
+                "title": r["title"],
+                "speaker": r["speaker"],
+                "text": r["text"],
+                "verb": r["verb"],
+                "kind": r["kind"],
+                "sentence": r["sentence"],
+                "start": r["start"],
+                "end": r["end"],
+                "claim_id": r["claim_id"],
+                "article_id": r["article_id"],
+                "copy": bool(r["copy"]),
+                "first": (r["article_id"], r["claim_id"]) == first_key,
+                "wording": wording(r["text"] or "", r["copy"]),
+            }
+        )
+    next_cursor = None
+    if more and members:
+        last = members[-1]
+        next_cursor = encode_cursor(
+            f"cluster{cluster_id}",
+            [last["published_at"], last["article_id"], last["claim_id"], last["position"]],
+        )
+    first = session.get(Article, cluster.first_article_id) if cluster.first_article_id else None
+    return {
+        "cluster_id": cluster_id,
+        "speaker": cluster.speaker,
+        "speaker_key": cluster.speaker_key,
+        "text": cluster.text,
+        "first_seen_at": _iso(cluster.first_seen_at),
+        "first_outlet": first.host if first else None,
+        "first_url": mask_secrets(first.url) if first else None,
+        "n_articles": cluster.n_articles,
+        "n_outlets": cluster.n_outlets,
+        "n_repeats": total,
+        "counts": counts,
+        "outlets": sorted(outlet_first, key=lambda h: (outlet_first[h], h)),
+        "timeline": summary.timeline,
+        "first_repeat": (
+            {
+                "article_id": first_row["article_id"],
+                "claim_id": first_row["claim_id"],
+                "outlet": first_row["host"],
+                "published_at": _iso(_when(first_row["at"])),
+            }
+            if first_row
+            else None
+        ),
+        "members": members,
+        "next_cursor": next_cursor,
+    }
+
+
+def _timeline(
+    cells: dict[tuple[str, datetime], dict[str, int]],
+    outlet_first: dict[str, datetime],
+    finest: int = 3600,
+) -> dict[str, Any]:
+    """Repeats per outlet and time bucket: the first :data:`CHART_OUTLETS` outlets to
+    carry the claim a row each, the others one row; buckets an hour, or longer when that
+    would make more than :data:`CHART_MARKS` marks."""
+    outlets = sorted(outlet_first, key=lambda h: (outlet_first[h], h))
+    shown = outlets[:CHART_OUTLETS]
+    others = len(outlets) - len(shown)
+    other_label = f"{others} other outlet{'s' if others != 1 else ''}" if others else None
+    row_of = {h: h for h in shown}
+    stamped = [
+        (row_of.get(host, other_label or host), when.timestamp(), cell)
+        for (host, when), cell in cells.items()
+    ]
+    bucket_seconds = BUCKETS[-1]
+    for size in [b for b in BUCKETS if b >= finest]:  # the finest that make few enough marks
+        if len({(row, ts - ts % size) for row, ts, _ in stamped}) <= CHART_MARKS:
+            bucket_seconds = size
+            break
+    merged: dict[tuple[str, float], dict[str, int]] = {}
+    for row, ts, cell in stamped:
+        acc = merged.get((row, ts - ts % bucket_seconds))
+        if acc is None:
+            acc = merged[(row, ts - ts % bucket_seconds)] = {
+                "verbatim": 0,
+                "reworded": 0,
+                "copy": 0,
+            }
+        for w, n in cell.items():
+            acc[w] += n
+    rows = shown + ([other_label] if other_label else [])
+    return {
+        "bucket_seconds": bucket_seconds,
+        "rows": rows,
+        "cells": [
+            {
+                "outlet": row,
+                "start": datetime.fromtimestamp(start, UTC).isoformat(),
+                **cell,
+            }
+            for (row, start), cell in sorted(merged.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        ],
+    }
 
 
 # ---------------------------------------------------------------------------- speakers
@@ -233,6 +558,7 @@ def speakers_page(session: Session, name: str | None, cursor: str | None, limit:
 
 
 MAX_SPEAKER_CLUSTERS = 2000
+MAX_NAMES = 12  # the ways a speaker's name was written, most clusters first
 
 
 def speaker_detail(session: Session, key: str) -> dict[str, Any]:
@@ -254,8 +580,19 @@ def speaker_detail(session: Session, key: str) -> dict[str, Any]:
     total = session.exec(
         select(func.count()).select_from(ClaimCluster).where(ClaimCluster.speaker_key == key)
     ).one()
+    names = [
+        str(n)
+        for n in session.exec(
+            select(ClaimCluster.speaker)
+            .where(ClaimCluster.speaker_key == key)
+            .group_by(col(ClaimCluster.speaker))
+            .order_by(func.count().desc(), col(ClaimCluster.speaker))
+            .limit(MAX_NAMES)
+        ).all()
+    ]
     return {
         "key": key,
+        "names": names,
         "speaker": clusters[-1].speaker,
         "n_clusters": int(total),
         "cut": cut,

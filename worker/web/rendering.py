@@ -138,21 +138,24 @@ def _ticks(t0: float, t1: float, x0: float, width: float, count: int = 5) -> lis
     return ticks
 
 
-def spread_chart(members: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """One row per outlet (in order of first appearance), a mark per repeat at its
-    time; the first repeat marked. Coordinates for an SVG ``viewBox``."""
-    timed = [(m, t) for m in members if (t := _dt(m.get("published_at"))) is not None]
-    if not timed:
+def spread_chart(cluster: dict[str, Any], one_page: bool) -> dict[str, Any] | None:
+    """The timeline of a cluster (``listings.cluster_detail``): one row per outlet in
+    order of first appearance (the last row for the outlets after the first few), a
+    mark per outlet and time bucket, sized by its number of repeats and coloured by
+    their wording, the first appearance ringed. A mark links to its repeat in the list
+    (``one_page``: the whole list is on this page) or to the page of the list starting
+    at its time. Coordinates for an SVG ``viewBox``."""
+    timeline = cluster["timeline"]
+    cells = timeline["cells"]
+    if not cells:
         return None
-    outlets: list[str] = []
-    for m, _ in timed:
-        if m["outlet"] not in outlets:
-            outlets.append(m["outlet"])
+    bucket = int(timeline["bucket_seconds"])
     label_w, width, row_h, top = 190.0, 960.0, 26.0, 16.0
     left = label_w + 16  # the marks start clear of the outlet names
     plot_w = width - left - 16
-    times = [t.timestamp() for _, t in timed]
-    t0, t1 = min(times), max(times)
+    starts = [t.timestamp() for c in cells if (t := _dt(c["start"])) is not None]
+    t0, t1 = min(starts), max(starts)
+    outlets = list(timeline["rows"])
     height = top + row_h * len(outlets) + 40
 
     def x_of(ts: float) -> float:
@@ -165,16 +168,44 @@ def spread_chart(members: list[dict[str, Any]]) -> dict[str, Any] | None:
         for i, o in enumerate(outlets)
     ]
     y_of = {r["outlet"]: r["y"] for r in rows}
+    first = cluster.get("first_repeat") or {}
+    first_at = _dt(first.get("published_at"))
+    first_cell = None
+    if first_at is not None:
+        ts = first_at.timestamp()
+        first_cell = (first.get("outlet"), ts - ts % bucket)
+    by_place: dict[tuple[str, float], int] = {}
+    if one_page:
+        for m in cluster["members"]:
+            at = _dt(m.get("published_at"))
+            if at is not None:
+                ts = at.timestamp()
+                by_place.setdefault((m["outlet"], ts - ts % bucket), int(m["position"]))
+    span = "hour" if bucket == 3600 else "day" if bucket == 86400 else f"{bucket // 86400} days"
     marks = []
-    for i, (m, t) in enumerate(timed):
+    for c in cells:
+        at = _dt(c["start"])
+        if at is None:
+            continue
+        counts = {w: int(c[w]) for w in ("verbatim", "reworded", "copy")}
+        n = sum(counts.values())
+        main = max(counts, key=lambda w: counts[w])
+        is_first = (c["outlet"], at.timestamp()) == first_cell
+        parts = ", ".join(f"{v} {w}" for w, v in counts.items() if v)
+        label = f"{c['outlet']}, {when(at)} (+1 {span}): {n} repeat{'s' if n != 1 else ''}"
+        position = by_place.get((c["outlet"], at.timestamp())) if n == 1 else None
         marks.append(
             {
-                "x": round(x_of(t.timestamp()), 1),
-                "y": y_of[m["outlet"]],
-                "first": bool(m.get("first")),
-                "wording": m.get("wording", "verbatim"),
-                "label": f"{m['outlet']} {when(t)} ({m.get('wording', '')})",
-                "anchor": f"repeat-{i + 1}",
+                "x": round(x_of(at.timestamp()), 1),
+                "y": y_of.get(c["outlet"], y_of[outlets[-1]]),
+                "r": round(6 + min(8.0, 2.2 * math.log2(n)), 1),
+                "n": n,
+                "first": is_first,
+                "wording": main,
+                "label": f"{label} ({parts})",
+                "href": f"#repeat-{position}"
+                if position is not None
+                else with_query({}, start=at.isoformat()) + "#repeats",
             }
         )
     return {
@@ -186,6 +217,7 @@ def spread_chart(members: list[dict[str, Any]]) -> dict[str, Any] | None:
         "rows": rows,
         "marks": marks,
         "ticks": _ticks(t0, t1, left, plot_w),
+        "bucket": span,
     }
 
 

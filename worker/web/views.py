@@ -14,11 +14,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from worker.claims.fulltext import ClaimFilter
-from worker.core.db import unit_of_work
 from worker.web import actions, listings, rendering
-from worker.web.actions import BadInput
+from worker.web.actions import BadInput, parse_when
 from worker.web.api import (
     Cursor,
+    Day,
     Id,
     article_filter,
     claim_filter,
@@ -27,6 +27,7 @@ from worker.web.api import (
     settings_of,
     status_data,
 )
+from worker.web.reads import read_session
 from worker.web.webauth import (
     PRESIGN_COOKIE,
     SESSION_COOKIE,
@@ -93,7 +94,7 @@ def claims_page(
     f: Annotated[ClaimFilter, Depends(claim_filter)],
     cursor: Cursor = None,
 ) -> HTMLResponse:
-    with unit_of_work(settings_of(request)) as s:
+    with read_session(settings_of(request)) as s:
         rows, nxt = listings.claims_page(s, f, cursor, PAGE_SIZE)
     download = _download_query(request)
     return render(
@@ -120,7 +121,7 @@ def clusters_page(
     f: Annotated[listings.ClusterFilter, Depends(cluster_filter)],
     cursor: Cursor = None,
 ) -> HTMLResponse:
-    with unit_of_work(settings_of(request)) as s:
+    with read_session(settings_of(request)) as s:
         rows, nxt = listings.clusters_page(s, f, cursor, PAGE_SIZE)
     return render(
         request,
@@ -133,20 +134,24 @@ def clusters_page(
 
 
 @router.get("/clusters/{cluster_id}")
-def cluster_page(request: Request, cluster_id: Id) -> HTMLResponse:
-    with unit_of_work(settings_of(request)) as s:
-        cluster = listings.cluster_detail(s, cluster_id)
+def cluster_page(
+    request: Request, cluster_id: Id, cursor: Cursor = None, start: Day = None
+) -> HTMLResponse:
+    with read_session(settings_of(request)) as s:
+        cluster = listings.cluster_detail(
+            s, cluster_id, cursor, listings.CLUSTER_PAGE, parse_when(start, "start")
+        )
     members = cluster["members"]
+    one_page = not cursor and not start and cluster["next_cursor"] is None
     return render(
         request,
         "cluster.html",
         title=f"Cluster {cluster_id}",
         cluster=cluster,
-        chart=rendering.spread_chart(members),
-        counts={
-            w: sum(1 for m in members if m["wording"] == w)
-            for w in ("verbatim", "reworded", "copy")
-        },
+        chart=rendering.spread_chart(cluster, one_page),
+        counts=cluster["counts"],
+        paged=bool(cursor or start),
+        shown=(members[0]["position"], members[-1]["position"]) if members else None,
     )
 
 
@@ -156,7 +161,7 @@ def speakers_page(
     name: Annotated[str | None, Query(max_length=200)] = None,
     cursor: Cursor = None,
 ) -> HTMLResponse:
-    with unit_of_work(settings_of(request)) as s:
+    with read_session(settings_of(request)) as s:
         rows, nxt = listings.speakers_page(s, name, cursor, PAGE_SIZE)
     return render(
         request,
@@ -172,7 +177,7 @@ def speakers_page(
 def speaker_page(request: Request, key: str) -> HTMLResponse:
     if len(key) > 200:
         raise BadInput("speaker key is too long")
-    with unit_of_work(settings_of(request)) as s:
+    with read_session(settings_of(request)) as s:
         speaker = listings.speaker_detail(s, key)
     return render(
         request,
@@ -189,7 +194,7 @@ def articles_page(
     f: Annotated[listings.ArticleFilter, Depends(article_filter)],
     cursor: Cursor = None,
 ) -> HTMLResponse:
-    with unit_of_work(settings_of(request)) as s:
+    with read_session(settings_of(request)) as s:
         rows, nxt = listings.articles_page(s, f, cursor, PAGE_SIZE)
     return render(
         request,
@@ -213,7 +218,7 @@ def articles_page(
 
 @router.get("/articles/{article_id}")
 def article_page(request: Request, article_id: Id) -> HTMLResponse:
-    with unit_of_work(settings_of(request)) as s:
+    with read_session(settings_of(request)) as s:
         article = listings.article_detail(s, article_id)
     return render(
         request,
@@ -232,7 +237,7 @@ def feeds_page(
 ) -> HTMLResponse:
     if state and state not in ("active", "failing", "dead", "paused"):
         raise BadInput(f"state: {state!r} is not one of active, failing, dead, paused")
-    with unit_of_work(settings_of(request)) as s:
+    with read_session(settings_of(request)) as s:
         rows, nxt = listings.feeds_page(s, state, cursor, PAGE_SIZE)
     return render(
         request,
@@ -247,7 +252,7 @@ def feeds_page(
 @router.get("/jobs")
 def jobs_page(request: Request, cursor: Cursor = None) -> HTMLResponse:
     settings = settings_of(request)
-    with unit_of_work(settings) as s:
+    with read_session(settings) as s:
         rows, nxt = listings.jobs_page(s, None, cursor, PAGE_SIZE, settings)
     return render(
         request,

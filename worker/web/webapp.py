@@ -75,6 +75,7 @@ def create_app(settings: Settings, *, bind_host: str = "127.0.0.1") -> FastAPI:
     from worker.web import api, views
     from worker.web.actions import BadInput
     from worker.web.listings import BadCursor, NotFound
+    from worker.web.reads import QueryTimeout
 
     app = FastAPI(
         title="claimwire",
@@ -134,6 +135,7 @@ def create_app(settings: Settings, *, bind_host: str = "127.0.0.1") -> FastAPI:
         (FeedNotFound, 404),
         (JobNotFound, 404),
         (JobStateError, 409),
+        (QueryTimeout, 503),
     ]
     for exc_type, status in user_errors:
 

@@ -1,6 +1,8 @@
 // claimwire: the little script the pages use (served by claimwire; CSP script-src 'self').
 // 1. Forms with data-confirm ask before they are sent; filter forms drop empty fields.
-// 2. Elements with an id and data-live="N" are refreshed every N seconds from the same
+// 2. Table cells get their column's name (data-label), which a narrow screen shows in
+//    front of each cell once the table is laid out as one card per row (style.css).
+// 3. Elements with an id and data-live="N" are refreshed every N seconds from the same
 //    URL: the page is fetched again and the element replaced by its new version (our
 //    own server-rendered, escaped HTML; DOMParser runs no script).
 "use strict";
@@ -25,6 +27,23 @@ document.addEventListener("submit", function (event) {
   }
 });
 
+function labelCells(root) {
+  root.querySelectorAll("table.list, table.repeats").forEach(function (table) {
+    var names = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+      return th.textContent.trim();
+    });
+    table.querySelectorAll("tbody tr").forEach(function (row) {
+      Array.prototype.forEach.call(row.children, function (cell, i) {
+        if (names[i] && !cell.dataset.label) {
+          cell.dataset.label = names[i];
+        }
+      });
+    });
+  });
+}
+
+document.addEventListener("DOMContentLoaded", function () { labelCells(document); });
+
 function refreshLive() {
   var live = document.querySelectorAll("[data-live][id]");
   if (!live.length || document.hidden) {
@@ -43,6 +62,7 @@ function refreshLive() {
           element.replaceWith(document.importNode(fresh, true));
         }
       });
+      labelCells(document);
       document.documentElement.dataset.refreshed = String(Date.now());
     })
     .catch(function () { /* the server may be restarting: try again next time */ });
