@@ -12,7 +12,7 @@ dropped with them on would cascade to its children). The claim table, whose full
 triggers come from 0008, is not touched.
 
 Revision ID: 0011_hardening
-Revises: 0008_claim_search
+Revises: 0009_claim_tracking
 Create Date: 2026-12-06 09:50:00
 """
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_hardening"
-down_revision: str | None = "0008_claim_search"
+down_revision: str | None = "0009_claim_tracking"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

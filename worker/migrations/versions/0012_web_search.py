@@ -3,7 +3,7 @@
 ``claim.search_vector`` computed with it
 
 Revision ID: 0012_web_search
-Revises: 0008_claim_search
+Revises: 0011_hardening
 Create Date: 2026-12-06 10:00:00
 
 SQLite's FTS5 tokenizer (``unicode61 remove_diacritics 2``) already folds "Kovač" to
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_web_search"
-down_revision: str | None = "0008_claim_search"
+down_revision: str | None = "0011_hardening"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
