@@ -49,6 +49,7 @@ class CpuPool:
         self.processes = processes
         self.procs: list[subprocess.Popen[bytes]] = []
         self._stopping = threading.Event()
+        self._signalled: set[int] = set()
         self._watch: threading.Thread | None = None
 
     def start(self) -> CpuPool:
@@ -70,11 +71,19 @@ class CpuPool:
                     log.warning("cpu_worker_restarted", exit_code=proc.returncode)
                     self.procs[i] = self._spawn()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def ask_to_stop(self) -> None:
+        """Tell every child to stop (warm: the step in hand finishes, no new one is
+        taken), without waiting; once only, since a second signal could make Celery's
+        shutdown cold."""
         self._stopping.set()
+        for proc in self.procs:
+            if proc.poll() is None and proc.pid not in self._signalled:
+                self._signalled.add(proc.pid)
+                proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 10.0) -> None:
         running = [p for p in self.procs if p.poll() is None]
-        for proc in running:
-            proc.send_signal(signal.SIGTERM)  # warm shutdown: the step in hand finishes
+        self.ask_to_stop()
         deadline = time.monotonic() + timeout
         for proc in running:
             try:

@@ -278,10 +278,23 @@ def run_service(
         sweep(older_than=0)
         advance_jobs(reclaim=True)
     pool = CpuPool(settings, processes).start() if processes else None
+    if pool is not None:
+        # The children stop taking steps the moment the run starts to stop (a signal,
+        # or idle), not once its io threads have finished: a run stopped by a signal
+        # leaves the rest pending, as it says.
+        from celery.signals import worker_shutting_down
+
+        def _children_stop(**_kwargs: Any) -> None:
+            pool.ask_to_stop()
+
+        worker_shutting_down.connect(_children_stop, weak=False)
     try:
         worker.start()
     finally:
         stop.set()
         if pool is not None:
+            from celery.signals import worker_shutting_down
+
+            worker_shutting_down.disconnect(_children_stop)
             pool.stop()
     return ending[0] if ending else Ending.STOPPED
