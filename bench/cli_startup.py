@@ -9,11 +9,12 @@ Usage, from the repository root:
 
 Each command runs as a user runs it (``python -m worker.cli ...``, a new process), on a
 SQLite database in a temporary data directory that an earlier ``status`` created and
-migrated (the first run of a new database also migrates it: not measured). The median
-and the fastest of ``--runs`` runs are printed, and the heavy libraries each command
-imported (read in a separate run of the same command in process). With ``--compare
-DIR``, the code in DIR (another checkout's root, put first on ``PYTHONPATH``) runs each
-command too, the two interleaved run by run so that both meet the same machine load.
+migrated (the first run of a new database also migrates it: not measured). Printed: the
+median and the fastest wall time of ``--runs`` runs, the median CPU time (user + system)
+of the command's process, and the heavy libraries each command imported (read in a
+separate run of the same command in process). With ``--compare DIR``, the code in DIR
+(another checkout's root, put first on ``PYTHONPATH``) runs each command too, the two
+interleaved run by run so that both meet the same machine load.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -66,7 +68,10 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.std
 """
 
 
-def _run(args: list[str], env: dict[str, str], cwd: Path) -> float:
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds (user + system) of the command's process: on a
+    loaded machine the CPU time moves much less than the wall time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "worker.cli", *args],
@@ -76,7 +81,10 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> float:
         stderr=subprocess.DEVNULL,
         check=False,
     )
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def _imported(args: list[str], env: dict[str, str], cwd: Path) -> list[str]:
@@ -110,17 +118,22 @@ def main() -> None:
             envs["compared"] = {**env, "PYTHONPATH": str(args.compare.resolve())}
         _run(["status"], env, cwd)  # create and migrate the database
         print(f"load average {os.getloadavg()[0]:.1f}; {args.runs} runs per command")
-        print(f"{'command':<34} {'code':<9} {'median s':>9} {'fastest s':>10}  heavy imports")
+        print(
+            f"{'command':<32} {'code':<9} {'median s':>9} {'fastest s':>10} {'CPU s':>6}"
+            "  heavy imports"
+        )
         for command in COMMANDS:
-            times: dict[str, list[float]] = {name: [] for name in envs}
+            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in envs}
             for _ in range(args.runs):
                 for name, e in envs.items():
-                    times[name].append(_run(command, e, cwd))
+                    runs[name].append(_run(command, e, cwd))
             for name, e in envs.items():
                 heavy = _imported(command, e, cwd)
+                wall = [w for w, _ in runs[name]]
+                cpu = [c for _, c in runs[name]]
                 print(
-                    f"{' '.join(command):<34} {name:<9} {statistics.median(times[name]):>9.2f} "
-                    f"{min(times[name]):>10.2f}  {', '.join(heavy) or '-'}"
+                    f"{' '.join(command):<32} {name:<9} {statistics.median(wall):>9.2f} "
+                    f"{min(wall):>10.2f} {statistics.median(cpu):>6.2f}  {', '.join(heavy) or '-'}"
                 )
 
 
