@@ -76,12 +76,17 @@ def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
 def _record_crash(feed_id: int, lease: str, error: str, settings: Settings) -> None:
     """Record a crashed poll on its feed (:func:`worker.feeds.polling.record_crash`), in
     a unit of work of its own; an environment error here propagates (the message is
-    retried and the poll runs again)."""
+    retried and the poll runs again), any other leaves the feed to its lease."""
     try:
         with unit_of_work() as session:
             polling.record_crash(session, feed_id, lease, error, settings)
     except polling.LeaseLost:
         log.info("poll_lease_lost", feed_id=feed_id)
+    except Exception as exc:
+        if is_environment_error(exc):
+            raise
+        # not even the failure could be written: the feed is left to its lease
+        log.exception("poll_crash_not_recorded", feed_id=feed_id)
 
 
 @app.task(bind=True, base=ClaimwireTask, name="tasks.polling.poll_feed")

@@ -9,7 +9,9 @@ PostgreSQL's sequences never go back, so nothing changes there.
 On SQLite the three tables are rebuilt with AUTOINCREMENT (the only way to add it), with
 foreign keys off (``worker.core.db.init_db`` turns them off around migrations: a table
 dropped with them on would cascade to its children). The claim table, whose full-text
-triggers come from 0008, is not touched.
+triggers come from 0008, is not touched. The rebuild copies every row once (the
+article table with its text): on a large database it takes time and free disk of the
+table's size.
 
 Revision ID: 0011_hardening
 Revises: 0009_claim_tracking
