@@ -292,11 +292,27 @@ def _migration_fills_old_clusters(settings: Settings) -> None:
                     ),
                     {"k": key, "t": body, "now": datetime.now(UTC)},
                 )
+        # keyed by the old speaker_key ("U.S." gave "s"); 0010 re-keys it
+        conn.execute(
+            text(
+                "INSERT INTO claimcluster (speaker_key, speaker, text, n_articles,"
+                " n_outlets, created_at) VALUES ('s', :sp, :t, 1, 1, :now)"
+            ),
+            {
+                "sp": "U.S. Ambassador Ana Kovač",
+                "t": "the embassy would reopen in spring",
+                "now": datetime.now(UTC),
+            },
+        )
     dispose_engines()
-    init_db(settings)  # upgrade to head: 0005 fills the index
+    init_db(settings)  # upgrade to head: 0005 fills the index, 0010 rebuilds it
     with Session(get_engine(settings)) as s:
         clusters = s.exec(select(ClaimCluster).order_by(col(ClaimCluster.id))).all()
-        assert len(clusters) == 5
+        assert len(clusters) == 6
+        assert clusters[5].speaker_key == "kovac"
+        assert best_cluster(s, "kovac", content_words("the embassy reopens in spring"), 0.5) == (
+            clusters[5].id
+        )
         expected = [
             r for c in clusters for r in cluster_word_rows(c.id or 0, c.speaker_key, c.text)
         ]
