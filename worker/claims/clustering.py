@@ -1,10 +1,12 @@
 """Clustering the same claim across outlets.
 
-Two claims share a cluster when their resolved speakers have the same key (a person's
-surname, or an organisation's normalized name) and their contents are similar
-(overlap of content words, a measure that tolerates rewording around the same core
-statement). Different speakers never share a cluster: the speaker key is part of the
-lookup, not of the score.
+A claim joins a cluster when its resolved speaker has the cluster's key (a person's
+surname, folded across spellings, or an organisation's normalized name; none for a
+speaker without a name) and it repeats one of the cluster's members (overlap of
+content-word stems, a measure that tolerates rewording around the same core statement)
+while staying close enough to the claim that founded it. Different speakers never share
+a cluster: the speaker key is part of the lookup, not of the score. Measured against a
+hand-made gold: docs/claims-eval.md ("Clusters against the gold").
 
 Concurrency: clustering for one speaker key is serialized with a transaction-scoped
 advisory lock on PostgreSQL, every key of an article's claims taken up front in one
