@@ -178,7 +178,7 @@ def scan_assign_clusters(
         key = clustering.speaker_key(claim.speaker_resolved or claim.speaker)
         if not key:
             continue
-        clustering._lock(session, key)
+        clustering.lock_speakers(session, {key})
         words = clustering.content_words(claim.text)
         best: tuple[float, ClaimCluster | None] = (0.0, None)
         for cluster in session.exec(sm_select(ClaimCluster).where(ClaimCluster.speaker_key == key)):

