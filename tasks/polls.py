@@ -21,10 +21,11 @@ from worker.core.db import unit_of_work
 from worker.core.queues import POLL_FEEDS_TASK
 from worker.core.settings import Settings, get_settings
 from worker.feeds import polling
-from worker.network.politeness import KeyedLimiter
+from worker.network.politeness import KeyedLimiter, TurnAhead
 from worker.pipeline import resources
 from worker.pipeline.attempts import (
     ENVIRONMENT_ERRORS,
+    TURN_LATENESS,
     environment_retry,
     is_environment_error,
     short_error,
@@ -43,7 +44,11 @@ def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
         with unit_of_work() as session:
             # The feed's turn on its host's timeline was reserved by the dispatcher
             # under this key (worker.feeds.polling.plan_polls).
-            limiter = KeyedLimiter(resources.host_limiter(), polling.turn_key(feed_id))
+            limiter = KeyedLimiter(
+                resources.host_limiter(),
+                polling.turn_key(feed_id),
+                send_back_within=settings.poll_lease_seconds / 4,
+            )
             result = polling.poll_feed(
                 session, feed_id, lease, resources.http_client(), limiter, settings
             )
@@ -51,6 +56,14 @@ def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
                 outbox.send_after_commit(session, FIRST.task_name, article_id)
     except polling.LeaseLost:
         log.info("poll_lease_lost", feed_id=feed_id)
+        return 0
+    except TurnAhead as exc:
+        # Its turn moved (the request before it on the host started late): the poll,
+        # rolled back, is sent back for the new turn under the same lease, as a fetch
+        # is, instead of being deferred to the dispatcher.
+        countdown = exc.retry_after + TURN_LATENESS
+        outbox.deliver([outbox.Message(POLL_FEEDS_TASK, ([[feed_id, lease]],), countdown)])
+        log.info("poll_sent_back_for_turn", feed_id=feed_id, seconds=round(countdown, 2))
         return 0
     except Exception as exc:
         if is_environment_error(exc):

@@ -268,3 +268,56 @@ def test_two_consumers_of_the_embedded_broker_never_take_one_message(tmp_path: A
     assert sorted(every) == list(range(300))  # each once: none lost, none twice
     assert sum(1 for part in taken if part) >= 2  # they did take turns
     assert not list(folders["processed"].iterdir())
+
+
+def test_a_poll_whose_turn_moved_is_sent_back_for_it_not_deferred(
+    configure: Any, server: Any
+) -> None:
+    """Two feeds of one host get turns 60 s apart; the first one's poll runs late (at the
+    second one's turn), so the second one's turn moves 60 s on: its poll is sent back
+    for the new turn under the same lease (like a fetch), not deferred to the
+    dispatcher, and nothing of it is written."""
+    from sqlmodel import select
+
+    from schemas.models import Feed, FeedPoll
+    from tasks.polls import poll_feeds
+    from tests.test_dispatch import _queued_polls
+    from worker.core.db import init_db, unit_of_work
+    from worker.feeds.polling import claim_due_feeds, feed_hosts
+    from worker.feeds.subscriptions import add_feeds
+    from worker.pipeline import resources
+    from worker.testing.content import rss
+
+    settings = configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2)
+    init_db(settings)
+    server.routes["/robots.txt"] = Reply(
+        body=b"User-agent: *\nDisallow:\n", content_type="text/plain"
+    )
+    for name in "ab":
+        server.routes[f"/{name}.xml"] = Reply(
+            body=rss(server.url("/"), []), content_type="application/rss+xml"
+        )
+    with unit_of_work() as s:
+        add_feeds(s, [(server.url(f"/{n}.xml"), None, []) for n in "ab"], settings)
+    with unit_of_work() as s:
+        leases = sorted(claim_due_feeds(s, settings))
+        hosts = feed_hosts(s, [x.feed_id for x in leases])
+    limiter = resources.host_limiter()
+    assert isinstance(limiter, LocalHostLimiter)
+    plan = plan_polls(leases, hosts, limiter, settings)
+    assert sorted(round(c) for c, _ in plan.messages) == [0, 60]
+    (first, token_a), (second, token_b) = leases
+    _queued_polls()  # (nothing was sent: the plan only)
+    limiter.offset = 60.0  # the first feed's poll runs late, at the second one's turn
+    assert poll_feeds([[first, token_a]]) == 0
+    assert server.hits["/a.xml"] == 1
+    assert poll_feeds([[second, token_b]]) == 0
+    assert server.hits["/b.xml"] == 0  # not now: one interval after the first one started
+    queued = _queued_polls()
+    assert [args for _, args in queued] == [[[[second, token_b]]]]
+    with unit_of_work() as s:
+        feed = s.get(Feed, second)
+        assert feed is not None and feed.lease_until is not None  # still its lease
+        assert s.exec(select(FeedPoll).where(FeedPoll.feed_id == second)).all() == []
+    turn = limiter._turns[hosts[second]][turn_key(second)] - time.monotonic() - limiter.offset
+    assert 58 < turn <= 60.1  # the turn it was sent back for

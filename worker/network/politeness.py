@@ -421,16 +421,38 @@ class LocalHostLimiter:
         return sorted(out, key=lambda line: -line.turns)[:limit]
 
 
+class TurnAhead(Exception):
+    """The request's turn is ``retry_after`` seconds ahead (it moved: the request before
+    it started late). Raised instead of :class:`HostBusy` by a :class:`KeyedLimiter`
+    with ``send_back_within``, so that its caller sends the request back for the turn
+    instead of handling it as a busy host."""
+
+    def __init__(self, host: str, retry_after: float) -> None:
+        super().__init__(f"the turn on {host} is {retry_after:.2f}s ahead")
+        self.host = host
+        self.retry_after = retry_after
+
+
 class KeyedLimiter:
     """A limiter whose every slot is asked under one key (a poll of one feed, whose code
-    does not know its key): ``slot(host)`` is ``limiter.slot(host, key)``."""
+    does not know its key): ``slot(host)`` is ``limiter.slot(host, key)``. With
+    ``send_back_within``, a turn at most that far ahead raises :class:`TurnAhead`
+    rather than :class:`HostBusy`."""
 
-    def __init__(self, limiter: HostLimiter, key: str) -> None:
+    def __init__(self, limiter: HostLimiter, key: str, send_back_within: float = 0.0) -> None:
         self.limiter = limiter
         self.key = key
+        self.send_back_within = send_back_within
 
-    def slot(self, host: str, key: str | None = None) -> AbstractContextManager[None]:
-        return self.limiter.slot(host, key or self.key)
+    @contextmanager
+    def slot(self, host: str, key: str | None = None) -> Iterator[None]:
+        try:
+            with self.limiter.slot(host, key or self.key):
+                yield
+        except HostBusy as exc:
+            if type(exc) is HostBusy and exc.retry_after <= self.send_back_within:
+                raise TurnAhead(host, exc.retry_after) from exc
+            raise
 
     def back_off(self, host: str, seconds: float) -> None:
         self.limiter.back_off(host, seconds)

@@ -4,7 +4,7 @@ claimclusterword rebuilt as every cluster's vocabulary: the content words (now S
 stems) of all its member claims, with the smallest member's word count
 
 Revision ID: 0010_claim_clusters
-Revises: 0008_claim_search
+Revises: 0009_claim_tracking
 Create Date: 2026-12-06 10:30:00
 
 Only rows change (no table is rebuilt). The rows are computed with the clustering's own
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_claim_clusters"
-down_revision: str | None = "0008_claim_search"
+down_revision: str | None = "0009_claim_tracking"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -14,7 +14,7 @@ article table with its text): on a large database it takes time and free disk of
 table's size.
 
 Revision ID: 0011_hardening
-Revises: 0009_claim_tracking
+Revises: 0010_claim_clusters
 Create Date: 2026-12-06 09:50:00
 """
 
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_hardening"
-down_revision: str | None = "0009_claim_tracking"
+down_revision: str | None = "0010_claim_clusters"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
