@@ -298,7 +298,9 @@ _summaries: OrderedDict[tuple[Any, ...], _Summary] = OrderedDict()
 _summaries_lock = threading.Lock()
 
 
-def _cached_summary(session: Session, cluster: ClaimCluster, m: Any, order: Any) -> _Summary:
+def _cached_summary(
+    session: Session, cluster: ClaimCluster, m: Any, order: Any, first: Any = None
+) -> _Summary:
     """The summary of a cluster larger than a page: two passes over its members in the
     database (its first repeat; its repeats grouped by outlet, hour and wording), kept
     for the latest :data:`SUMMARY_CACHE` clusters until the cluster changes (its counts,
@@ -320,7 +322,8 @@ def _cached_summary(session: Session, cluster: ClaimCluster, m: Any, order: Any)
         if hit is not None:
             _summaries.move_to_end(key)
             return hit
-    first = session.execute(sa_select(m).order_by(*order).limit(1)).mappings().first()
+    if first is None:  # the first page's first row, else read it
+        first = session.execute(sa_select(m).order_by(*order).limit(1)).mappings().first()
     unit = "day" if (cluster.n_articles or 0) > BY_DAY_ABOVE else "hour"
     hour = _truncated(session, m.c.at, unit).label("hour")
     groups = [
@@ -396,7 +399,9 @@ def cluster_detail(
             ],
         )
     else:
-        summary = _cached_summary(session, cluster, m, order)
+        summary = _cached_summary(
+            session, cluster, m, order, rows[0] if from_the_start and rows else None
+        )
     first_row = summary.first
     first_words = summary.first_words
     counts, outlet_first = summary.counts, summary.outlet_first
