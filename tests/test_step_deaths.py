@@ -251,7 +251,9 @@ def test_sweep_sends_one_article_whose_worker_died_at_a_time(db: Any) -> None:
     assert sent[2:] == [[died[1]], [died[2]], [died[0]]]
 
 
-def test_suspects_are_sent_one_after_the_other_as_each_settles(db: Any) -> None:
+def test_suspects_are_sent_one_after_the_other_as_each_settles(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """After a worker death with N suspects, the next suspect goes as soon as the one
     before has settled, not a sweep later: N suspects finish after one sweep. A poison
     page that kills its worker again ends the chain; the next sweep after stale_after
@@ -268,7 +270,9 @@ def test_suspects_are_sent_one_after_the_other_as_each_settles(db: Any) -> None:
     from worker.pipeline.sweep import resend_stale
 
     sent: list[outbox.Message] = []
-    outbox.set_sender(sent.extend)
+    # this test's own sender, put back afterwards (a sender left behind sent the later
+    # tests' messages of this process nowhere)
+    monkeypatch.setattr(outbox, "_sender", sent.extend)
     poison_tag = "died2"
     suspects = [_article(tag=f"died{i}") for i in range(6)]
     poison = suspects[2]
