@@ -138,7 +138,8 @@ def _quote_cluster(settings: Settings, article_id: int) -> ClaimCluster:
     with Session(get_engine(settings)) as sess:
         quote = sess.exec(
             select(Claim).where(
-                Claim.article_id == article_id, col(Claim.text).contains("regretted the action")
+                Claim.article_id == article_id,
+                col(Claim.text).contains("accept mediation"),
             )
         ).all()
         assert len(quote) == 1, quote
