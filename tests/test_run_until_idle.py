@@ -88,6 +88,7 @@ def _run_to_the_end(env: dict[str, str], cwd: Path, server: LocalServer, slow: s
     route.delay = 0.0
     r = claimwire(["run", "--until-idle"], env, cwd)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "Warm shutdown" not in r.stdout  # stdout carries only the command's output
     articles = _status(env, cwd)["articles"]
     assert isinstance(articles, dict) and articles["processed"] == len(STORIES), articles
     return r.stderr

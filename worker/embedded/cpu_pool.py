@@ -61,7 +61,9 @@ class CpuPool:
     def _spawn(self) -> subprocess.Popen[bytes]:
         # The same interpreter and module, the environment inherited: the same settings.
         args = [sys.executable, "-m", "worker.embedded.cpu_pool", str(os.getpid())]
-        return subprocess.Popen(args)  # noqa: S603 (our own module)
+        # Their stdout goes to stderr: the run's stdout carries only its own output
+        # (Celery's "worker: Warm shutdown" line at a child's stop included).
+        return subprocess.Popen(args, stdout=2)  # noqa: S603 (our own module)
 
     def _supervise(self) -> None:
         """Start a child again if it dies while the run goes on."""

@@ -16,7 +16,6 @@ database holds the pending work for the next run. The service itself (no
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, MutableMapping
@@ -149,6 +148,15 @@ def _transport_is_empty(settings: Settings) -> bool:
     return all(depth == 0 for depth in depths.values())
 
 
+def _stop_worker() -> None:
+    """Stop this process's worker warmly: what a SIGTERM's handler does, without the
+    handler's "worker: Warm shutdown" written straight to stdout (which carries only the
+    command's output)."""
+    from celery.worker import state as worker_state
+
+    worker_state.should_stop = 0
+
+
 def _idle_watch(
     stop: threading.Event,
     settings: Settings,
@@ -199,7 +207,7 @@ def _idle_watch(
                     error=str(exc),
                 )
                 ending.append(Ending.GAVE_UP)
-                os.kill(os.getpid(), signal.SIGTERM)
+                _stop_worker()
                 return
             continue
         failing_since = None
@@ -207,7 +215,7 @@ def _idle_watch(
         if quiet >= 3:
             log.info("idle", msg="nothing pending; stopping")
             ending.append(Ending.IDLE)
-            os.kill(os.getpid(), signal.SIGTERM)
+            _stop_worker()
             return
 
 
@@ -292,6 +300,9 @@ def run_service(
         worker.start()
     finally:
         stop.set()
+        from celery.worker import state as worker_state
+
+        worker_state.should_stop = None  # a later worker of this process starts afresh
         if pool is not None:
             from celery.signals import worker_shutting_down
 
