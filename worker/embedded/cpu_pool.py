@@ -107,7 +107,7 @@ def main(argv: list[str]) -> int:
     from worker.celery_app import app
     from worker.core.queues import CPU_QUEUE
     from worker.core.settings import get_settings
-    from worker.embedded.run import quiet_per_item_events
+    from worker.embedded.quiet import quiet_after_setup, quiet_per_item_events
 
     settings = get_settings()
     parent = int(argv[0]) if argv else 0
@@ -116,9 +116,7 @@ def main(argv: list[str]) -> int:
     quiet_per_item_events(settings)
     from celery.signals import after_setup_logger
 
-    from worker.embedded.run import _quiet_after_setup
-
-    after_setup_logger.connect(_quiet_after_setup, weak=False)
+    after_setup_logger.connect(quiet_after_setup, weak=False)
     worker = app.Worker(
         queues=[CPU_QUEUE],
         pool="solo",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -30,6 +30,7 @@ from worker.core.db import unit_of_work
 from worker.core.queues import CPU_QUEUE, QUEUES
 from worker.core.settings import Settings, mask_url
 from worker.embedded.cpu_pool import CpuPool, cpu_processes
+from worker.embedded.quiet import quiet_after_setup, quiet_per_item_events
 from worker.reports.status import Progress, pending_work, progress
 
 log = structlog.get_logger("claimwire.service")
@@ -44,7 +45,6 @@ PROGRESS_EVERY = 15.0
 
 # Events the Celery workers log at INFO once per feed poll and per finished article
 # step; the embedded run prints progress lines instead (they come back at DEBUG).
-PER_ITEM_EVENTS = frozenset({"feed_polled", "article_step_done"})
 
 
 class ProgressReporter:
@@ -89,29 +89,6 @@ def _progress_loop(stop: threading.Event, reporter: ProgressReporter, tick: floa
             reporter.report()
         except Exception as exc:  # noqa: BLE001 (the database may be down; the run says so)
             log.debug("progress_failed", error=str(exc))
-
-
-def _drop_per_item_events(
-    _logger: Any, _name: str, event: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    if event.get("event") in PER_ITEM_EVENTS:
-        raise structlog.DropEvent
-    return event
-
-
-def _quiet_after_setup(**_kwargs: Any) -> None:
-    from worker.core.settings import get_settings
-
-    quiet_per_item_events(get_settings())
-
-
-def quiet_per_item_events(settings: Settings) -> None:
-    """In the embedded run at INFO, leave out the per-poll and per-step lines."""
-    if settings.log_level.upper() == "DEBUG":
-        return
-    processors = list(structlog.get_config()["processors"])
-    if _drop_per_item_events not in processors:
-        structlog.configure(processors=[_drop_per_item_events, *processors])
 
 
 class BrokerUnavailable(RuntimeError):
@@ -244,7 +221,7 @@ def run_service(
     # after_setup_logger handler); this receiver, connected later, runs after it.
     from celery.signals import after_setup_logger
 
-    after_setup_logger.connect(_quiet_after_setup, weak=False)
+    after_setup_logger.connect(quiet_after_setup, weak=False)
     if emit_progress is not None:
         from schemas.types import utcnow
 

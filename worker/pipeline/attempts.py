@@ -190,7 +190,7 @@ def run_step(
         return Outcome()
     if result.advanced:
         # one INFO line per step that moved its article on (the embedded run leaves
-        # these out: worker.embedded.run.PER_ITEM_EVENTS)
+        # these out: worker.embedded.quiet.PER_ITEM_EVENTS)
         log.info("article_step_done", step=step.name, article_id=article_id)
     return Outcome(advanced=result.advanced, state=state, new_canonicals=result.new_canonicals)
 
