@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Session
 
@@ -172,6 +173,41 @@ def test_claims_model_setting_naming_something_else_is_one_line(tmp_path: Path) 
     assert code == 2 and rows == []
     assert "cannot load spaCy model 'pytest' (CLAIMWIRE_SPACY_MODEL)" in err
     assert "internal error" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_claims_search_by_outlet_date_range_and_outlet_count(
+    claims_settings: Settings,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    s = claims_settings
+    _fill(s)
+    env = cli_env(tmp_path, DATABASE_URL=s.effective_database_url)
+
+    def search(*args: str) -> list[dict[str, Any]]:
+        r = claimwire(["claims", "search", "--text", "steelworks", *args, "--jsonl"], env, ROOT)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    everything = search()
+    assert {row["outlet"] for row in everything} == {
+        "herald.example",
+        "wire.example",
+        "gazette.example",
+    }
+    # one outlet; a domain finds the hosts under it
+    assert {row["outlet"] for row in search("--outlet", "herald.example")} == {"herald.example"}
+    assert len(search("--outlet", "example")) == len(everything)
+    # a date range: --until a date takes the whole of that day
+    early = search("--until", (T + timedelta(days=1)).date().isoformat())
+    assert early and "gazette.example" not in {row["outlet"] for row in early}
+    assert {
+        row["outlet"] for row in search("--since", (T + timedelta(days=5)).date().isoformat())
+    } == {"gazette.example"}
+    # claims whose cluster spans two or more outlets: Novak's, repeated by two
+    spread = search("--min-outlets", "2")
+    assert spread and all(row["cluster_outlets"] >= 2 for row in spread)
+    assert len(spread) < len(everything)
+    assert search("--min-outlets", "3") == []
 
 
 def test_claims_cluster_shows_first_seen_counts_and_members_in_time_order(

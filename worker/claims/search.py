@@ -37,8 +37,15 @@ def search_claims(
     speaker: str | None = None,
     words: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    outlet: str | None = None,
+    min_outlets: int | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
+    """Stored claims, newest first. ``since``/``until`` bound the publication time (both
+    included), ``outlet`` is the article's host or a domain it ends with
+    (``example.org`` finds ``news.example.org``), ``min_outlets`` keeps claims whose
+    cluster spans at least that many outlets."""
     lower = _lower(session)
     query = (
         select(Claim, Article, ClaimCluster)
@@ -69,6 +76,19 @@ def search_claims(
     )
     if since:
         query = query.where(published >= since)
+    if until:
+        query = query.where(published <= until)
+    if outlet and outlet.strip():
+        host = outlet.strip().lower().removeprefix("www.")
+        query = query.where(
+            or_(
+                lower(Article.host) == host,
+                lower(Article.host) == f"www.{host}",
+                lower(Article.host).endswith(f".{host}", autoescape=True),
+            )
+        )
+    if min_outlets and min_outlets > 1:
+        query = query.where(col(ClaimCluster.n_outlets) >= min_outlets)
     query = query.order_by(published.desc(), col(Claim.id)).limit(limit)
     rows = []
     for claim, art, cluster in session.exec(query).all():

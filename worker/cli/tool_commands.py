@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +92,33 @@ def claims(
     speaker: str | None = typer.Option(None, "--speaker", help="search: speaker contains."),
     text: str | None = typer.Option(None, "--text", help="search: words in the claim."),
     since: str | None = typer.Option(None, "--since", help="search: published on or after."),
+    until: str | None = typer.Option(
+        None, "--until", help="search: published on or before (a date: the whole day)."
+    ),
+    outlet: str | None = typer.Option(
+        None, "--outlet", help="search: the outlet's host (or a domain it ends with)."
+    ),
+    min_outlets: int | None = typer.Option(
+        None, "--min-outlets", min=1, help="search: claims repeated by N or more outlets."
+    ),
     limit: int = typer.Option(50, "--limit", min=1, help="search: rows shown."),
 ) -> None:
     """Extract claims from text files (no database), `claims search` stored ones, or
     `claims cluster ID` to see where and when one claim was repeated."""
     if paths and paths[0] == "search":
-        _claims_search(speaker, text, _parse_date(since, "--since"), limit, jsonl)
+        last = _parse_date(until, "--until")
+        if last is not None and until is not None and len(until.strip()) == 10:
+            last += timedelta(days=1) - timedelta(microseconds=1)  # the whole day
+        _claims_search(
+            speaker,
+            text,
+            _parse_date(since, "--since"),
+            limit,
+            jsonl,
+            until=last,
+            outlet=outlet,
+            min_outlets=min_outlets,
+        )
         return
     if paths and paths[0] == "cluster":
         if len(paths) != 2 or not paths[1].isdigit():
@@ -203,21 +224,45 @@ def _when(iso: str | None, precision: str | None) -> str:
 
 
 def _claims_search(
-    speaker: str | None, words: str | None, since: datetime | None, limit: int, jsonl: bool
+    speaker: str | None,
+    words: str | None,
+    since: datetime | None,
+    limit: int,
+    jsonl: bool,
+    *,
+    until: datetime | None = None,
+    outlet: str | None = None,
+    min_outlets: int | None = None,
 ) -> None:
     from worker.claims.search import search_claims
     from worker.core.db import unit_of_work
 
     _db()
     with unit_of_work() as s:
-        rows = search_claims(s, speaker=speaker, words=words, since=since, limit=limit + 1)
+        rows = search_claims(
+            s,
+            speaker=speaker,
+            words=words,
+            since=since,
+            until=until,
+            outlet=outlet,
+            min_outlets=min_outlets,
+            limit=limit + 1,
+        )
     if len(rows) > limit:
         rows = rows[:limit]
         _note(f"showing the newest {limit} matching claims; more match (--limit N shows more)")
     if not rows:
         asked = [
             f"{name} {value.date() if isinstance(value, datetime) else repr(value)}"
-            for name, value in (("--speaker", speaker), ("--text", words), ("--since", since))
+            for name, value in (
+                ("--speaker", speaker),
+                ("--text", words),
+                ("--since", since),
+                ("--until", until),
+                ("--outlet", outlet),
+                ("--min-outlets", min_outlets),
+            )
             if value
         ]
         what = " with " + ", ".join(asked) if asked else ""
