@@ -403,3 +403,26 @@ def test_search_gives_the_same_rows_whichever_way_it_runs(
     fulltext._pg_stats.clear()
     after = [ids(client.get("/api/v1/claims", params=q)) for q in queries]
     assert after == before
+
+
+def test_a_day_only_time_is_shown_as_a_date_not_as_midnight(
+    client: TestClient, store: tuple[Any, Seeded]
+) -> None:
+    """A page that gave only its day (issue 15's precision) is shown with its date alone,
+    on the article page and in the API; a time to the minute keeps its hour."""
+    from sqlalchemy import update
+
+    from schemas.models import Article
+    from worker.core.db import unit_of_work
+
+    settings, seeded = store
+    aid = seeded.first_article_id
+    page = client.get(f"/articles/{aid}").text
+    assert 'title="the date only' not in page
+    with unit_of_work(settings) as s:
+        s.execute(update(Article).where(Article.id == aid).values(published_precision="day"))
+    body = client.get(f"/api/v1/articles/{aid}").json()
+    assert body["published_precision"] == "day"
+    page = client.get(f"/articles/{aid}").text
+    day = body["published_at"][:10]
+    assert f'<time datetime="{day}" title="the date only' in page

@@ -27,6 +27,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, Claim, ClaimCluster, DupGroup, Feed, Job
+from worker.claims.firstseen import precision_of
 from worker.claims.fulltext import (
     ClaimFilter,
     claim_hit,
@@ -133,6 +134,7 @@ def cluster_row(c: ClaimCluster) -> dict[str, Any]:
         "speaker_key": c.speaker_key,
         "text": c.text,
         "first_seen_at": _iso(c.first_seen_at),
+        "first_seen_precision": c.first_seen_precision,
         "n_articles": c.n_articles,
         "n_outlets": c.n_outlets,
     }
@@ -454,6 +456,7 @@ def cluster_detail(
         "speaker_key": cluster.speaker_key,
         "text": cluster.text,
         "first_seen_at": _iso(cluster.first_seen_at),
+        "first_seen_precision": cluster.first_seen_precision,
         "first_outlet": first.host if first else None,
         "first_url": mask_secrets(first.url) if first else None,
         "n_articles": cluster.n_articles,
@@ -624,6 +627,7 @@ def article_row(a: Article) -> dict[str, Any]:
         "author": a.author,
         "outlet": a.host,
         "published_at": _iso(a.published_at or a.entry_published_at),
+        "published_precision": precision_of(a),
         "discovered_at": _iso(a.discovered_at),
         "state": a.state,
         "language": a.language,
