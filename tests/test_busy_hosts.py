@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from schemas.models import Article, ArticleState
+from schemas.models import ArticleState
 from schemas.types import utcnow
-from tests.support.db import load_article
+from tests.support.db import discovered_article, load_article
 from worker.network.robots import ROBOTS_ERROR_TTL, forget_robots_failures
 from worker.testing.server import Reply
 
@@ -23,25 +23,6 @@ from worker.testing.server import Reply
 @pytest.fixture(autouse=True)
 def _fresh_robots_memory() -> None:
     forget_robots_failures()
-
-
-def _discovered(url: str) -> int:
-    from worker.core.db import unit_of_work
-    from worker.network.urls import host_of, url_hash
-
-    with unit_of_work() as s:
-        a = Article(
-            url=url,
-            url_hash=url_hash(url),
-            host=host_of(url),
-            state=ArticleState.discovered,
-            discovered_at=utcnow(),
-            state_changed_at=utcnow(),
-        )
-        s.add(a)
-        s.flush()
-        assert a.id is not None
-        return a.id
 
 
 @pytest.mark.parametrize("cause", ["dns", "http503"])
@@ -60,7 +41,7 @@ def test_an_article_on_an_unreachable_host_ends_quarantined_with_the_cause(
     else:
         server.routes["/robots.txt"] = Reply(503, b"down", content_type="text/plain")
         url, why = server.url("/news/a"), "HTTP 503"
-    aid = _discovered(url)
+    aid = discovered_article(url)
 
     for attempt in (1, 2):
         with pytest.raises(Retry):
@@ -98,7 +79,7 @@ def test_a_busy_host_is_still_waited_for_uncounted(configure: Any, server: Any) 
     from worker.pipeline import resources
 
     init_db(configure())
-    aid = _discovered(server.url("/news/b"))
+    aid = discovered_article(server.url("/news/b"))
     server.routes["/robots.txt"] = Reply(body=b"User-agent: *\nDisallow:\n")
     resources.host_limiter().back_off("127.0.0.1", 120)
     with pytest.raises(Retry):

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from schemas.models import Article, ArticleState
+from schemas.models import ArticleState
 from schemas.types import utcnow
-from tests.support.db import load_article
+from tests.support.db import discovered_article, load_article
 from worker.feeds.polling import Lease, plan_polls, turn_key
 from worker.network.politeness import LocalHostLimiter
 from worker.network.robots import forget_robots_failures
@@ -25,25 +25,6 @@ PAGE = b"<html><body><article><p>" + b"Some words of news. " * 40 + b"</p></arti
 @pytest.fixture(autouse=True)
 def _fresh_robots_memory() -> None:
     forget_robots_failures()
-
-
-def _discovered(url: str) -> int:
-    from worker.core.db import unit_of_work
-    from worker.network.urls import host_of, url_hash
-
-    with unit_of_work() as s:
-        a = Article(
-            url=url,
-            url_hash=url_hash(url),
-            host=host_of(url),
-            state=ArticleState.discovered,
-            discovered_at=utcnow(),
-            state_changed_at=utcnow(),
-        )
-        s.add(a)
-        s.flush()
-        assert a.id is not None
-        return a.id
 
 
 def _site(server: Any, n: int) -> list[str]:
@@ -69,10 +50,10 @@ def test_a_fetch_on_a_busy_host_gets_a_turn_instead_of_a_thread(
     from worker.pipeline.steps import FIRST as FETCH
 
     init_db(configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2))
-    ids = [_discovered(url) for url in _site(server, 4)]
+    ids = [discovered_article(url) for url in _site(server, 4)]
     other = LocalServer("127.0.0.2").start()
     try:
-        other_id = _discovered(_site(other, 1)[0])
+        other_id = discovered_article(_site(other, 1)[0])
         limiter = resources.host_limiter()
         assert isinstance(limiter, LocalHostLimiter)
 
@@ -189,10 +170,10 @@ def test_status_shows_the_frontier(
     from worker.reports.status import frontier
 
     init_db(configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2, BROKER_URL=redis_url))
-    ids = [_discovered(url) for url in _site(server, 5)]
+    ids = [discovered_article(url) for url in _site(server, 5)]
     other = LocalServer("127.0.0.2").start()
     try:
-        lone = _discovered(_site(other, 2)[0])
+        lone = discovered_article(_site(other, 2)[0])
         for aid in [*ids, lone]:
             run_step(FETCH, aid, follow_up=False)
         from worker.core.db import unit_of_work

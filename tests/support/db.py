@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.models import Article
+from schemas.models import Article, ArticleState
 
 
 def load_article(article_id: int) -> Article:
@@ -14,3 +14,24 @@ def load_article(article_id: int) -> Article:
         assert a is not None
         s.expunge(a)
         return a
+
+
+def discovered_article(url: str) -> int:
+    """A newly discovered article of ``url`` (its fetch not yet sent); its id."""
+    from schemas.types import utcnow
+    from worker.core.db import unit_of_work
+    from worker.network.urls import host_of, url_hash
+
+    with unit_of_work() as s:
+        a = Article(
+            url=url,
+            url_hash=url_hash(url),
+            host=host_of(url),
+            state=ArticleState.discovered,
+            discovered_at=utcnow(),
+            state_changed_at=utcnow(),
+        )
+        s.add(a)
+        s.flush()
+        assert a.id is not None
+        return a.id
