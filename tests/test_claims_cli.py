@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from tests.conftest import ROOT, claimwire, cli_env
 from tests.test_claims_clustering import GAZETTE, HERALD, WIRE, claims_settings, new  # noqa: F401
+from tests.test_cli_new_user import on_terminal
 from tests.test_dedup import (
     T,
     any_settings,  # noqa: F401  (fixture)
@@ -232,17 +233,26 @@ def test_claims_cluster_shows_first_seen_counts_and_members_in_time_order(
     assert report["first_seen_at"] == first_seen and report["first_outlet"] == "wire.example"
     assert (report["n_articles"], report["n_outlets"]) == (2, 2)
     assert [m["outlet"] for m in report["members"]] == ["wire.example", "herald.example"]
+    assert report["text"] == report["members"][0]["text"]  # the first seen wording
 
     r = claimwire(["claims", "cluster", str(cluster_id)], env, ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "2 article(s) in 2 outlet(s)" in r.stdout
     (first,) = [line for line in r.stdout.splitlines() if line.startswith("first seen: ")]
     assert "wire.example" in first and (T + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M") in first
-    # every repeat in time order, one line each, with its outlet and wording
-    lines = r.stdout.split("repeats in time order:\n", 1)[1].splitlines()
-    assert len(lines) == 2, r.stdout
-    assert "wire.example" in lines[0] and "first:" in lines[0]
-    assert "herald.example" in lines[1] and "rewording:" in lines[1]
+    # every repeat in time order, one numbered block each: time, outlet and kind, then
+    # the wording and the link indented under it
+    blocks = r.stdout.split("repeats in time order:\n", 1)[1].split("\n  2. ")
+    assert len(blocks) == 2 and blocks[0].startswith("  1. "), r.stdout
+    assert "wire.example  first" in blocks[0] and "“" in blocks[0]
+    assert "herald.example  rewording" in blocks[1] and "“" in blocks[1]
+    assert "/wire" in blocks[0] or "wire.example/" in blocks[0]
+
+    # at 80 columns every line fits, and a wording is wrapped, not cut
+    status, shown = on_terminal(["claims", "cluster", str(cluster_id)], env, ROOT, columns=80)
+    assert status == 0, shown[-2000:]
+    assert all(len(line) <= 80 for line in shown.splitlines() if "://" not in line), shown
+    assert " ".join(report["members"][1]["text"].split()) in " ".join(shown.split())
 
     r = claimwire(["claims", "cluster", "999999"], env, ROOT)
     assert r.returncode == 2 and "no claim cluster 999999" in r.stderr

@@ -135,7 +135,9 @@ def cluster_report(session: Session, cluster_id: int) -> dict[str, Any] | None:
     return {
         "cluster_id": cluster_id,
         "speaker": cluster.speaker,
-        "text": cluster.text,
+        # the wording of the first seen repeat (the cluster's own text is its founder's:
+        # the first claim stored, which need not be the first published)
+        "text": members[0].text if members else cluster.text,
         "first_seen_at": cluster.first_seen_at.isoformat() if cluster.first_seen_at else None,
         "first_seen_precision": cluster.first_seen_precision,
         "first_outlet": first.host if first else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -186,29 +187,48 @@ def _claims_cluster(cluster_id: int, jsonl: bool) -> None:
     if jsonl:
         sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
         return
+    width = max(40, out.width)
+
+    def wrapped(text: str, indent: str, first: str | None = None) -> list[str]:
+        return textwrap.wrap(
+            text,
+            width,
+            initial_indent=indent if first is None else first,
+            subsequent_indent=indent,
+            break_long_words=False,  # a URL stays whole, so it can be copied
+            break_on_hyphens=False,
+        ) or [indent if first is None else first]
+
     lines = [
         f"cluster {cluster_id}: {report['speaker']} — {report['n_articles']} article(s) "
         f"in {report['n_outlets']} outlet(s)",
-        f"claim: {report['text']}",
+        *wrapped(report["text"], "       ", first="claim: "),
         "first seen: "
-        + (
-            f"{report['first_outlet'] or '?'}, "
-            f"{_when(report['first_seen_at'], report['first_seen_precision'])} "
-            f"{report['first_url'] or ''}"
-        ).rstrip(),
-        "repeats in time order:",
+        + f"{report['first_outlet'] or '?'}, "
+        + _when(report["first_seen_at"], report["first_seen_precision"]),
     ]
-    for m in report["members"]:
-        what = m["repeat"]
+    if report["first_url"]:
+        lines += wrapped(report["first_url"], "  ")
+    lines.append("repeats in time order:")
+    # One block a repeat, so that the view fits the terminal (80 columns included): the
+    # time, outlet and kind on the first line, then the wording and the link indented.
+    number_width = len(str(len(report["members"])))
+    for n, m in enumerate(report["members"], 1):
+        head = f"  {n:>{number_width}}. "
+        indent = " " * len(head)
         if m["copy"]:
-            what = f"verbatim copy of {m['copy_of_outlet'] or m['copy_of']}"
-        elif what in ("rewording", "same words"):
-            what = f"{what}: {m['text']}"
+            kind = f"verbatim copy of {m['copy_of_outlet'] or m['copy_of']}"
+        elif m["repeat"] in ("rewording", "same words"):
+            kind = m["repeat"]
         else:
-            what = f"first: {m['text']}"
+            kind = "first"
         when = _when(m["published_at"], m["published_precision"])
-        lines.append(f"  {when:<26} {m['outlet']:<24} {what}  {m['url']}")
-    for line in lines:  # plain lines (no markup, no wrapping), credentials masked
+        lines += wrapped(f"{when}  {m['outlet']}  {kind}", indent, first=head)
+        if not m["copy"]:
+            lines += wrapped(f"“{m['text']}”", indent)
+        if m["url"]:
+            lines += wrapped(m["url"], indent)
+    for line in lines:  # plain lines (no markup), credentials masked
         out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
