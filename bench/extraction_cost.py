@@ -9,13 +9,18 @@ Usage, from the repository root::
     PYTHONPATH=/work/main python bench/extraction_cost.py records MAIN.jsonl
     .venv/bin/python -m bench.extraction_cost compare MAIN.jsonl OUT.jsonl
     # CPU per page, interleaved page by page: extract_page and trafilatura.extract
-    .venv/bin/python -m bench.extraction_cost cpu [--limit 200] [--profile OUT.html]
+    .venv/bin/python -m bench.extraction_cost cpu [--limit 200] [--profile OUT.txt]
 
-``cpu`` measures process CPU time (``time.process_time``) of each call, alternating the
-two callers on every page (the same page, the same moment of load), and prints the
-totals and their ratio; ``--profile`` also writes a pyinstrument profile of the
-``extract_page`` calls. Pages are read in place from the shared corpora (copyrighted:
-nothing of them is written to the repository; the records files go where you say).
+``cpu`` measures process CPU time (``time.process_time``) of each call of three callers,
+``trafilatura.extract(html, url=url)`` (the issue's yardstick), the same
+``with_metadata=True`` (title, author, date: what claimwire needs too) and
+``extract_page``, in a different order on each page (the same page, the same moment of
+load), after a warm-up (dateparser's one-time compilation of its locales, 2-3 s of CPU
+once per process, is measured and printed apart), and prints the totals and ratios.
+``--profile`` also writes a pyinstrument profile of the ``extract_page`` calls (the
+sampling adds to their CPU: take the ratios from a run without it). Pages are read in
+place from the shared corpora (copyrighted: nothing of them is written to the
+repository; the records files go where you say).
 """
 
 from __future__ import annotations
