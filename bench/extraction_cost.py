@@ -10,6 +10,8 @@ Usage, from the repository root::
     .venv/bin/python -m bench.extraction_cost compare MAIN.jsonl OUT.jsonl
     # CPU per page, interleaved page by page: extract_page and trafilatura.extract
     .venv/bin/python -m bench.extraction_cost cpu [--limit 200] [--profile OUT.txt]
+    # CPU of each part of extract_page, every 11th page
+    .venv/bin/python -m bench.extraction_cost parts [--every 11]
 
 ``cpu`` measures process CPU time (``time.process_time``) of each call of three callers,
 ``trafilatura.extract(html, url=url)`` (the issue's yardstick), the same
@@ -153,6 +155,70 @@ def cpu(corpora: Path, limit: int | None, profile_out: Path | None) -> None:
         print(f"profile -> {profile_out}")
 
 
+_PARTS = (
+    "_bare",
+    "_arbitrate",
+    "readability_text",
+    "_metadata_doc",
+    "without_galleries",
+    "without_teasers",
+    "_parse",
+    "_load",
+    "_sanitize",
+    "page_candidates",
+    "_metadata",
+    "detect_language",
+)
+
+
+def parts(corpora: Path, every: int) -> None:
+    """CPU of each part of ``extract_page`` (functions of ``worker.pages.extractor``,
+    wrapped with a CPU clock; nested parts are inside their callers' time), every
+    ``every``-th page, after the same warm-up as ``cpu``."""
+    from collections import Counter
+    from collections.abc import Callable
+    from typing import Any
+
+    import trafilatura
+    from htmldate.extractors import get_external_parser
+
+    from worker.pages import extractor
+
+    get_external_parser().get_date_data("0 x 2000")
+    pages = list(corpus_pages(corpora))
+    for _key, path, url in pages[:WARMUP]:
+        extractor.extract_page(_html(path), url, now=NOW)
+    spent: dict[str, float] = {}
+    calls: Counter[str] = Counter()
+
+    def clocked(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.process_time() - t0
+                calls[name] += 1
+
+        return run
+
+    for name in _PARTS:
+        setattr(extractor, name, clocked(name, getattr(extractor, name)))
+    total = bare = 0.0
+    chosen = pages[::every]
+    for _key, path, url in chosen:
+        html = _html(path)
+        t0 = time.process_time()
+        extractor.extract_page(html, url, now=NOW)
+        t1 = time.process_time()
+        trafilatura.extract(html, url=url)
+        total, bare = total + t1 - t0, bare + time.process_time() - t1
+    print(f"{len(chosen)} pages, load {os.getloadavg()[0]:.1f}; CPU seconds:")
+    print(f"  extract_page {total:.2f}; trafilatura.extract {bare:.2f}")
+    for name, secs in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:20s} {secs:6.2f} in {calls[name]} calls")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA)
@@ -166,11 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("cpu")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--profile", type=Path, default=None)
+    q = sub.add_parser("parts")
+    q.add_argument("--every", type=int, default=11)
     args = ap.parse_args(argv)
     if args.cmd == "records":
         records(args.out, args.corpora, args.jobs)
     elif args.cmd == "compare":
         return compare(args.a, args.b)
+    elif args.cmd == "parts":
+        parts(args.corpora, args.every)
     else:
         cpu(args.corpora, args.limit, args.profile)
     return 0
