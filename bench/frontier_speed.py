@@ -30,6 +30,10 @@ robots.txt and one RSS feed listing its pages.
   reservation at each tenth, then each turn taken at its time; and the same for the
   in-process timeline of the embedded mode (``tracemalloc``).
 
+In the embedded mode the CPU time of ``run --until-idle`` with all its processes (the
+children's rusage, once they have exited) is printed per page, next to the bare
+extraction's CPU per page (of the last bare pass measured).
+
 The feed server counts every request per host, and the shortest gap between two page
 requests of one host, and the most requests of one host in flight at once: the proof
 that politeness held.
@@ -182,11 +186,20 @@ def bare(pages: list[bytes]) -> float:
 
     from worker.pages.charset import decode_html
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for body in pages:
         html, _ = decode_html(body, "text/html; charset=utf-8")
         trafilatura.extract(html)
+    bare.cpu = time.process_time() - cpu  # type: ignore[attr-defined]
     return time.perf_counter() - started
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's finished (waited-for) children."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def cli(env: dict[str, str], work: Path, *args: str, timeout: float = 3600) -> Any:
@@ -253,8 +266,10 @@ def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[flo
     r = cli(env, work, "feeds", "add", *feeds)
     assert r.returncode == 0, r.stderr
     started = time.perf_counter()
+    cpu_before = _children_cpu()
     r = cli(env, work, "run", "--until-idle")
     wall = time.perf_counter() - started
+    run_embedded.cpu = _children_cpu() - cpu_before  # type: ignore[attr-defined]
     if r.returncode != 0:
         log(f"run --until-idle exit {r.returncode}: {r.stderr[-2000:]}")
     return wall, f"sqlite:///{work / 'data' / 'claimwire.db'}"
@@ -462,6 +477,16 @@ def main(argv: list[str] | None = None) -> int:
             f"bare extraction {bare_before:.1f} s before{after}; "
             f"end to end / bare = {wall / ref:.2f}x"
         )
+    run_cpu = getattr(run_embedded, "cpu", None)
+    if args.mode == "embedded" and run_cpu is not None:
+        n = max(1, len(pages))
+        line = f"CPU of run --until-idle (all its processes) {run_cpu:.1f} s"
+        line += f", {1000 * run_cpu / n:.0f} ms per page"
+        if bare_before is not None:
+            bare_cpu = getattr(bare, "cpu", 0.0) or float("nan")
+            line += f"; bare extraction CPU {1000 * bare_cpu / n:.0f} ms per page"
+            line += f" ({run_cpu / bare_cpu:.2f}x)"
+        print(line)
     if args.hosts == 1:
         print(f"one host: {wall / max(1, len(pages)):.3f} s per page (interval 1 s)")
     shutil.rmtree(work, ignore_errors=True)

@@ -583,6 +583,15 @@ def test_second_opinion_rule() -> None:
         second_opinion(main, text("p", PARAGRAPHS[0][:150]), text("o", article_text), rule) is None
     )
     assert second_opinion("", text("p", article_text), text("o", article_text), rule) is None
+    # A main text so short that no precise text can be 200 characters and at most 0.7 of
+    # it: neither witness is run, whatever they would say.
+    calls.clear()
+    short = "w " * 142  # 284 characters: 0.7 of it is 198.8, under min_chars
+    assert second_opinion(short, text("p", short[:200]), text("o", short[:200]), rule) is None
+    assert calls == []
+    longer = "w " * 150  # 300 characters: 0.7 of it is 210, the witnesses are asked
+    assert second_opinion(longer, text("p", "x"), text("o", longer[:200]), rule) is None
+    assert calls == ["o", "p"]
     assert agreement(article_text, article_text) == 1.0
     assert agreement(article_text, other) == 0.0
 

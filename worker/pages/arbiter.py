@@ -114,12 +114,15 @@ def second_opinion(
     """The precise text when the detector fires, else None (keep ``main``).
 
     ``other`` (readability, the cheaper pass) is called first; ``precise`` only when
-    readability's text is already much shorter than ``main`` (about one page in five).
-    The decision does not depend on the order.
+    readability's text is already much shorter than ``main`` (about one page in five);
+    neither when ``main`` is too short for any text to be both ``min_chars`` long and at
+    most ``ratio`` of it. The decision does not depend on the order.
     """
     if not main:
         return None
     limit = settings.ratio * len(main)
+    if limit < settings.min_chars:
+        return None  # no precise text can be both long enough and much shorter: no pass run
     o_text = other()
     if not o_text or len(o_text) > limit:
         return None

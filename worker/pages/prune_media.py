@@ -264,10 +264,17 @@ def without_galleries(tree: _Element, settings: MediaSettings = MediaSettings())
     """A copy of ``tree`` without its galleries, or ``tree`` itself when it has none (or on
     any failure)."""
     try:
-        if not gallery_blocks(tree, settings):
+        blocks = gallery_blocks(tree, settings)
+        if not blocks:
             return tree
+        # the blocks found on the page are the same elements of the copy, by their place
+        # in document order (a deep copy keeps every node, comments included, in order):
+        # the page is measured once, not once more on the copy
+        wanted = set(blocks)
+        places = [i for i, el in enumerate(tree.iter()) if el in wanted]
         doc = copy.deepcopy(tree)
-        for block in gallery_blocks(doc, settings):
+        wanted_places = set(places)
+        for block in [el for i, el in enumerate(doc.iter()) if i in wanted_places]:
             if block.getparent() is not None:
                 block.drop_tree()  # keeps the tail text (it belongs to the parent)
         return doc

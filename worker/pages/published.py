@@ -133,6 +133,14 @@ def _stamp(
     return Stamp(at, "second" if s else "minute", offset, source)
 
 
+def _stamp_of(m: re.Match[str], offset: int | None, source: str) -> Stamp | None:
+    """:func:`_stamp` of a match of ``_ISO`` or ``_COMPACT`` (year, month, day, hour,
+    minute, second; the zone, group 7, is read by the caller into ``offset``)."""
+    y, mo, d, h, mi, s = (int(g) if g is not None else None for g in m.groups()[:6])
+    assert y is not None and mo is not None and d is not None
+    return _stamp(y, mo, d, h, mi, s, offset, source)
+
+
 def parse_stamp(value: Any, source: str) -> Stamp | None:
     """A date or time as pages write it (ISO 8601, RFC 822, a compact ``YYYYMMDD``) to a
     :class:`Stamp`; None when it is not one."""
@@ -143,30 +151,10 @@ def parse_stamp(value: Any, source: str) -> Stamp | None:
         return None
     m = _ISO.match(value)
     if m:
-        y, mo, d, h, mi, s, zone = m.groups()
-        return _stamp(
-            int(y),
-            int(mo),
-            int(d),
-            int(h) if h is not None else None,
-            int(mi) if mi is not None else None,
-            int(s) if s is not None else None,
-            _offset_minutes(zone),
-            source,
-        )
+        return _stamp_of(m, _offset_minutes(m.group(7)), source)
     m = _COMPACT.match(value)
     if m:
-        y, mo, d, h, mi, s, zone = m.groups()
-        return _stamp(
-            int(y),
-            int(mo),
-            int(d),
-            int(h) if h is not None else None,
-            int(mi) if mi is not None else None,
-            int(s) if s is not None else None,
-            0 if zone else None,
-            source,
-        )
+        return _stamp_of(m, 0 if m.group(7) else None, source)
     try:  # "Sun, 03 Mar 2024 14:05:00 +0100"
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
