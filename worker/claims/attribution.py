@@ -805,7 +805,7 @@ class _Extractor:
         self.raw = _dedupe(self.raw)
         self.orphan_quotes()
         self.raw.sort(key=lambda r: (r.start, r.end))
-        resolver = Resolver(harvest_mentions(self.text))
+        resolver = Resolver(harvest_mentions(self.text), self.text)
         out: list[ExtractedClaim] = []
         for r in sorted(self.raw, key=lambda r: r.cue_pos):
             if r.antecedent is not None:

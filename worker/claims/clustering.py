@@ -299,6 +299,47 @@ _BODIES = {
     "secretariat",
     "kremlin",
     "pentagon",
+    "airlines",
+    "airways",
+    "rail",
+    "railways",
+    "holdings",
+    "industries",
+    "technologies",
+    "motors",
+    "plc",
+    "llc",
+}
+# Role nouns (besides titles) that a capitalized word before them modifies ("a Putin
+# aide", "the Kremlin official")
+_ROLES = {
+    "aide",
+    "aides",
+    "official",
+    "officials",
+    "spokesman",
+    "spokeswoman",
+    "spokesperson",
+    "lawmaker",
+    "lawmakers",
+    "diplomat",
+    "diplomats",
+    "leader",
+    "leaders",
+    "president",
+    "prime",
+    "minister",
+    "counterpart",
+    "ally",
+    "allies",
+    "adviser",
+    "advisers",
+    "advisor",
+    "critic",
+    "critics",
+    "lawyer",
+    "source",
+    "sources",
 }
 # What a person's possessive may head and still be that person's words ("Holub's
 # statement"); "Novak's spokesman" is someone else.
@@ -379,12 +420,15 @@ def speaker_key(speaker: str) -> str:
         names = [
             w for w in run if w.rstrip(".") not in _TITLES and w not in _NOT_NAMES and len(w) > 1
         ]
-        if not names:
-            continue
-        if a == 0 and b == 0 and len(words) > 1 and not words[1][:1].isupper():
-            # "Opposition leader ...": a common noun capitalized at the start.
-            nxt = _plain(words[1])
-            if nxt not in _STOP and nxt not in _UTTERANCES:
+        if not names or run[-1].rstrip(".") in _TITLES:
+            continue  # "The Norwegian President": a role, no name
+        if a == b and b + 1 < len(words) and not words[b + 1][:1].isupper():
+            # "Opposition leader ...": a common noun capitalized at the start; "the
+            # American president", "a Putin aide": a word before a role modifies it
+            nxt = _plain(words[b + 1])
+            if a == 0 and nxt not in _STOP and nxt not in _UTTERANCES:
+                continue
+            if nxt.rstrip(".") in _TITLES or nxt in _ROLES:
                 continue
         possessive = words[b].lower() != run[-1]
         if possessive and b + 1 < len(words) and _plain(words[b + 1]) not in _UTTERANCES:
