@@ -476,8 +476,11 @@ def similarity(a: set[str], b: set[str]) -> float:
 
 # The smallest denominator of :func:`repeats`: a claim of one or two content words ("a
 # witch hunt", "Putin") would otherwise match every member holding them, and once a
-# member it would pull unrelated claims into its cluster.
-_FEWEST = 4
+# member it would pull unrelated claims into its cluster. Five, not four: with four, a
+# short claim sharing two words with another statement of the speaker ("to make a good
+# impression with Trump") founded or joined its cluster, earlier than the statement
+# itself, and became its wrong first seen (docs/claims-eval.md).
+_FEWEST = 5
 # How close a claim joining through any member must still be to the cluster's founder:
 # matching members only would let a cluster drift from one statement to the next
 # through long claims that hold two of them.
@@ -486,7 +489,7 @@ FOUNDER_FLOOR = 0.3
 
 def repeats(a: set[str], b: set[str]) -> float:
     """How far a claim of content words ``a`` repeats one of content words ``b``: the
-    shared words over the smaller set, or over four when both are smaller."""
+    shared words over the smaller set, or over five when both are smaller."""
     if not a or not b:
         return 0.0
     return len(a & b) / max(min(len(a), len(b)), _FEWEST)
