@@ -44,10 +44,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
-from schemas.models import Article, ArticleState, Claim, ClaimCluster
-from worker.claims.clustering import content_words
+from schemas.models import Article, ArticleState, Claim, ClaimCluster, ClaimClusterWord
+from worker.claims.clustering import assign_clusters, content_words
+from worker.claims.firstseen import order_key
 from worker.core.db import dispose_engines, get_engine, init_db
 from worker.core.settings import Settings
 from worker.pipeline import steps
@@ -131,6 +133,34 @@ def stored_ids(docs: list[Doc], database_url: str) -> dict[str, int]:
         rows = s.exec(select(Article.url_hash, Article.id)).all()
     by_hash = {h: i for h, i in rows}
     return {d.key: by_hash[f"gold-{k}"] for k, d in enumerate(docs) if f"gold-{k}" in by_hash}
+
+
+def recluster(database_url: str) -> None:
+    """Cluster the stored claims of a database filled by :func:`run_pipeline` again, with
+    the current clustering code, without extracting them again: every cluster goes, then
+    each article's claims (in id order) are clustered by ``assign_clusters`` in the
+    order of who was first, as the claims step did. For trying a clustering change
+    (a change of the extractor or the speakers needs the whole pipeline)."""
+    settings = Settings(database_url=database_url)
+    engine = get_engine(settings)
+    with Session(engine) as s:
+        s.execute(update(Claim).values(cluster_id=None))
+        s.execute(delete(ClaimClusterWord))
+        s.execute(delete(ClaimCluster))
+        s.commit()
+        carrying = s.exec(
+            select(Article).where(col(Article.id).in_(select(Claim.article_id).distinct()))
+        ).all()
+        order = [a.id for a in sorted(carrying, key=order_key)]
+    for aid in order:
+        with Session(engine) as s:
+            art = s.get(Article, aid)
+            assert art is not None
+            claims = list(
+                s.exec(select(Claim).where(Claim.article_id == aid).order_by(col(Claim.id))).all()
+            )
+            assign_clusters(s, art, claims, settings.claim_cluster_threshold)
+            s.commit()
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> int:
@@ -266,12 +296,22 @@ def main() -> None:
         action="store_true",
         help="score the database --database-url filled by an earlier run (no pipeline)",
     )
+    ap.add_argument(
+        "--recluster",
+        action="store_true",
+        help="cluster the claims of the database --database-url filled by an earlier run"
+        " again with the current clustering code (no extraction), then score",
+    )
     args = ap.parse_args()
     docs = load_corpus(args.corpus)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/gold.db"
         t0 = time.perf_counter()
-        ids = stored_ids(docs, url) if args.score_only else run_pipeline(docs, url)
+        if args.recluster:
+            recluster(url)
+        ids = (
+            stored_ids(docs, url) if args.score_only or args.recluster else run_pipeline(docs, url)
+        )
         elapsed = time.perf_counter() - t0
         splits = ("dev", "heldout") if args.split == "all" else (args.split,)
         for split in splits:

@@ -278,7 +278,7 @@ def _migration_fills_old_clusters(settings: Settings) -> None:
             "the strikes at the steelworks were planned abroad",
             "the hospital wing opens in May",
             "It was 12 of the 40.",  # no content word: no rows
-            f"a {LONG} word",
+            f"a {LONG} junk word",
         ],
         "health ministry": ["the hospital wing opens in May"],
     }
@@ -332,10 +332,13 @@ def _migration_fills_old_clusters(settings: Settings) -> None:
             best_cluster(s, "health ministry", content_words("hospital wing opened"), 0.5)
             == clusters[4].id
         )
-        # one shared (junk) word is no repeat: a claim of fewer than four content words
-        # is compared as if it had four
+        # one shared (junk) word is no repeat, nor are two: a claim of fewer than five
+        # content words is compared as if it had five
         assert best_cluster(s, "novak", content_words(f"the {LONG}"), 0.5) is None
-        assert best_cluster(s, "novak", content_words(f"the {LONG} word"), 0.5) == clusters[3].id
+        assert best_cluster(s, "novak", content_words(f"the {LONG} word"), 0.5) is None
+        assert (
+            best_cluster(s, "novak", content_words(f"the {LONG} junk word"), 0.5) == clusters[3].id
+        )
     dispose_engines()
 
 

@@ -630,3 +630,84 @@ def test_the_deputy_minister_is_the_named_deputy_minister(nlp: Language) -> None
     )
     found = extract_claims(text, nlp)
     assert [c.speaker_resolved for c in found] == ["Deputy Minister Ana Kovac"]
+
+
+def test_a_role_only_body_resolves_to_the_named_body(nlp: Language) -> None:
+    """ "the carrier", "the company", "the agency" and "the ministry's spokesman" are the
+    body the article names with a word of that role; the key is its name, never the
+    common noun."""
+    from worker.claims.clustering import speaker_key
+
+    text = (
+        "Nordic Rail cancelled forty trains on Tuesday after a signal failure near Bergen. "
+        "The carrier said the line would reopen on Friday. "
+        "The Transport Ministry opened an inquiry into the failure. "
+        "The ministry's spokesman said the report was due in May. "
+        "The Rail Safety Agency sent two inspectors. "
+        "The agency said it had warned about the signals in 2019."
+    )
+    resolved = {c.speaker: c.speaker_resolved for c in extract_claims(text, nlp)}
+    assert resolved["The carrier"] == "Nordic Rail"
+    assert resolved["The ministry's spokesman"] == "Transport Ministry"
+    assert resolved["The agency"] == "Rail Safety Agency"
+    assert speaker_key(resolved["The carrier"]) == "nordic rail"
+    assert speaker_key(resolved["The ministry's spokesman"]) == "transport ministry"
+
+
+def test_a_role_only_body_without_a_named_one_stays_unresolved(nlp: Language) -> None:
+    """A ministry named nowhere is no speaker: "the carrier" is not "Nordic Rail"'s
+    neighbour "Bergen", and "the ministry" is not a person's title."""
+    from worker.claims.clustering import speaker_key
+
+    text = (
+        "Trains stopped near Bergen on Tuesday after Petra Lindqvist reported smoke. "
+        "The ministry said the line would reopen on Friday. "
+        "The carrier said refunds would be paid."
+    )
+    found = extract_claims(text, nlp)
+    assert found and {speaker_key(c.speaker_resolved) for c in found} == {""}
+
+
+def test_a_document_is_resolved_to_its_issuer_or_left_without_a_key(nlp: Language) -> None:
+    """ "The statement said" is the claim of whoever issued the statement the article
+    tells of; with no issuer named, the claim has no speaker key."""
+    from worker.claims.clustering import speaker_key
+
+    issued = (
+        "The Transport Ministry issued a statement on Tuesday evening. "
+        "The statement said the line would reopen on Friday."
+    )
+    found = extract_claims(issued, nlp)
+    assert [speaker_key(c.speaker_resolved) for c in found] == ["transport ministry"]
+    orphan = "Trains stopped on Tuesday. The statement said the line would reopen on Friday."
+    found = extract_claims(orphan, nlp)
+    assert found and [speaker_key(c.speaker_resolved) for c in found] == [""]
+
+
+def test_a_nationality_or_capitalized_title_after_an_article_is_a_role(nlp: Language) -> None:
+    """ "the Russian president" is the named president of Russia ("Russia's Dana
+    Volkova"), "The US President" a role too: never the keys "russian" or "us"."""
+    from worker.claims.clustering import speaker_key
+
+    text = (
+        "President Arne Holm met Russia's President Dana Volkova in Oslo. "
+        "The Russian president said the talks had been useful. "
+        "The Norwegian President said the harbour deal would be signed in May."
+    )
+    resolved = {c.speaker: c.speaker_resolved for c in extract_claims(text, nlp)}
+    assert speaker_key(resolved["The Russian president"]) == "volkova"
+    assert speaker_key(resolved["The Norwegian President"]) == ""
+    assert speaker_key("the American president") == ""
+
+
+def test_a_headline_ending_with_a_name_is_not_the_fuller_name(nlp: Language) -> None:
+    """A capitalized headline ("HOLM SAYS HE'S BEEN IN TOUCH WITH VOLKOVA", "Hadn't
+    Thought About Asking Volkova") is not a fuller form of "Volkova" or "Dana Volkova"."""
+    text = (
+        "HOLM SAYS HE'S BEEN IN TOUCH WITH VOLKOVA\n\n"
+        "Holm Hadn't Thought About Asking Volkova\n\n"
+        "Dana Volkova arrived in Oslo on Monday. "
+        "Volkova said the talks would be difficult."
+    )
+    claims = extract_claims(text, nlp)
+    assert only(claims, "talks would be difficult").speaker_resolved == "Dana Volkova"

@@ -53,7 +53,7 @@ from worker.claims.speakers import (
     looks_like_name,
 )
 
-EXTRACTOR_VERSION = "rules-5"
+EXTRACTOR_VERSION = "rules-6"
 
 # Pipeline components the rules need; everything else is excluded at load time.
 _KEEP = ("tok2vec", "transformer", "parser")
@@ -805,7 +805,7 @@ class _Extractor:
         self.raw = _dedupe(self.raw)
         self.orphan_quotes()
         self.raw.sort(key=lambda r: (r.start, r.end))
-        resolver = Resolver(harvest_mentions(self.text))
+        resolver = Resolver(harvest_mentions(self.text), self.text)
         out: list[ExtractedClaim] = []
         for r in sorted(self.raw, key=lambda r: r.cue_pos):
             if r.antecedent is not None:

@@ -299,6 +299,47 @@ _BODIES = {
     "secretariat",
     "kremlin",
     "pentagon",
+    "airlines",
+    "airways",
+    "rail",
+    "railways",
+    "holdings",
+    "industries",
+    "technologies",
+    "motors",
+    "plc",
+    "llc",
+}
+# Role nouns (besides titles) that a capitalized word before them modifies ("a Putin
+# aide", "the Kremlin official")
+_ROLES = {
+    "aide",
+    "aides",
+    "official",
+    "officials",
+    "spokesman",
+    "spokeswoman",
+    "spokesperson",
+    "lawmaker",
+    "lawmakers",
+    "diplomat",
+    "diplomats",
+    "leader",
+    "leaders",
+    "president",
+    "prime",
+    "minister",
+    "counterpart",
+    "ally",
+    "allies",
+    "adviser",
+    "advisers",
+    "advisor",
+    "critic",
+    "critics",
+    "lawyer",
+    "source",
+    "sources",
 }
 # What a person's possessive may head and still be that person's words ("Holub's
 # statement"); "Novak's spokesman" is someone else.
@@ -379,12 +420,15 @@ def speaker_key(speaker: str) -> str:
         names = [
             w for w in run if w.rstrip(".") not in _TITLES and w not in _NOT_NAMES and len(w) > 1
         ]
-        if not names:
-            continue
-        if a == 0 and b == 0 and len(words) > 1 and not words[1][:1].isupper():
-            # "Opposition leader ...": a common noun capitalized at the start.
-            nxt = _plain(words[1])
-            if nxt not in _STOP and nxt not in _UTTERANCES:
+        if not names or run[-1].rstrip(".") in _TITLES:
+            continue  # "The Norwegian President": a role, no name
+        if a == b and b + 1 < len(words) and not words[b + 1][:1].isupper():
+            # "Opposition leader ...": a common noun capitalized at the start; "the
+            # American president", "a Putin aide": a word before a role modifies it
+            nxt = _plain(words[b + 1])
+            if a == 0 and nxt not in _STOP and nxt not in _UTTERANCES:
+                continue
+            if nxt.rstrip(".") in _TITLES or nxt in _ROLES:
                 continue
         possessive = words[b].lower() != run[-1]
         if possessive and b + 1 < len(words) and _plain(words[b + 1]) not in _UTTERANCES:
@@ -432,8 +476,11 @@ def similarity(a: set[str], b: set[str]) -> float:
 
 # The smallest denominator of :func:`repeats`: a claim of one or two content words ("a
 # witch hunt", "Putin") would otherwise match every member holding them, and once a
-# member it would pull unrelated claims into its cluster.
-_FEWEST = 4
+# member it would pull unrelated claims into its cluster. Five, not four: with four, a
+# short claim sharing two words with another statement of the speaker ("to make a good
+# impression with Trump") founded or joined its cluster, earlier than the statement
+# itself, and became its wrong first seen (docs/claims-eval.md).
+_FEWEST = 5
 # How close a claim joining through any member must still be to the cluster's founder:
 # matching members only would let a cluster drift from one statement to the next
 # through long claims that hold two of them.
@@ -442,7 +489,7 @@ FOUNDER_FLOOR = 0.3
 
 def repeats(a: set[str], b: set[str]) -> float:
     """How far a claim of content words ``a`` repeats one of content words ``b``: the
-    shared words over the smaller set, or over four when both are smaller."""
+    shared words over the smaller set, or over five when both are smaller."""
     if not a or not b:
         return 0.0
     return len(a & b) / max(min(len(a), len(b)), _FEWEST)

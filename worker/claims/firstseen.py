@@ -90,34 +90,25 @@ class ClusterMember:
     copy_of: int | None = None  # the article carrying the claim, for a copy
 
 
+def _article_rows(article: Any, carries: Any) -> Select[Any]:
+    """One row per claim of the cluster for ``article`` (the model or an alias) joined to
+    the claims through ``carries`` (its own claims, or its canonical's for a copy)."""
+    return sql_select(
+        col(article.id).label("aid"),
+        col(article.host).label("host"),
+        order_at(article).label("at"),
+        col(article.discovered_at).label("disc"),
+        shown_at(article).label("shown"),
+        shown_precision(article).label("prec"),
+    ).join(Claim, col(Claim.article_id) == carries)
+
+
 def member_articles(cluster_id: int) -> CompoundSelect[Any]:
     """Every article carrying a claim of the cluster, and every duplicate of one, with
     its host, order time and discovery time: one row per claim."""
     dup = aliased(Article)
-    carrying: Select[Any] = (
-        sql_select(
-            col(Article.id).label("aid"),
-            col(Article.host).label("host"),
-            order_at(Article).label("at"),
-            col(Article.discovered_at).label("disc"),
-            shown_at(Article).label("shown"),
-            shown_precision(Article).label("prec"),
-        )
-        .join(Claim, col(Claim.article_id) == Article.id)
-        .where(col(Claim.cluster_id) == cluster_id)
-    )
-    copies: Select[Any] = (
-        sql_select(
-            col(dup.id).label("aid"),
-            col(dup.host).label("host"),
-            order_at(dup).label("at"),
-            col(dup.discovered_at).label("disc"),
-            shown_at(dup).label("shown"),
-            shown_precision(dup).label("prec"),
-        )
-        .join(Claim, col(Claim.article_id) == dup.duplicate_of_id)
-        .where(col(Claim.cluster_id) == cluster_id)
-    )
+    carrying = _article_rows(Article, Article.id).where(col(Claim.cluster_id) == cluster_id)
+    copies = _article_rows(dup, dup.duplicate_of_id).where(col(Claim.cluster_id) == cluster_id)
     return carrying.union_all(copies)
 
 

@@ -148,6 +148,21 @@ def looks_like_name(text: str) -> bool:
     return bool(_name_tokens(toks))
 
 
+# A fuller form of a name has at most this many name words of two letters or more
+# ("Russian President Vladimir Putin"): a longer capitalized run ending with the name
+# is a headline ("Hadn't Thought About Asking Putin"), not the name.
+_MOST_NAME_WORDS = 4
+
+
+def _fuller_form(m: Mention) -> bool:
+    """Whether a mention can stand for a person's full name: not a headline in capitals
+    ("PUTIN SAYS HE'S BEEN IN REGULAR CONTACT WITH TRUMP") and no more than
+    :data:`_MOST_NAME_WORDS` name words."""
+    if len(m.tokens) > 1 and m.text.isupper():
+        return False
+    return len([t for t in _name_tokens(m.tokens) if len(t) > 1]) <= _MOST_NAME_WORDS
+
+
 def is_description(surface: str) -> bool:
     """A speaker given by role, not by name: the head (last word) is a lower-case noun
     ("the interior minister", "The union's chairman"), not a pronoun."""
@@ -182,6 +197,18 @@ _NATION_WORDS: dict[str, set[str]] = {
 }
 
 
+def _nation_words(nation: str) -> set[str]:
+    """The words of a mention that carry a nationality: the adjective and its country
+    ("russian": "russian", "russia"; "american" also "us", "america")."""
+    known = _NATION_WORDS.get(nation)
+    if known is not None:
+        return known
+    out = {nation}
+    if nation.endswith("an"):
+        out.add(nation[:-1])  # russian -> russia, korean -> korea
+    return out
+
+
 def _role(surface: str) -> tuple[str, set[str], list[str]] | None:
     """A role-only description: its head title, its lower-case modifiers and its
     nationalities ("the Russian leader" -> ("leader", set(), ["russian"]), "the deputy
@@ -189,12 +216,15 @@ def _role(surface: str) -> tuple[str, set[str], list[str]] | None:
     capitalized word that is no nationality ("the Health Ministry", "the Kremlin
     spokesman") or a head that is no title ("the statement")."""
     parts = [p.strip(",.;:") for p in surface.split()]
-    if parts and parts[0].lower() in {"the", "a", "an"}:
+    article = bool(parts) and parts[0].lower() in {"the", "a", "an"}
+    if article:
         parts = parts[1:]
     if not parts:
         return None
     head = parts[-1].lower()
-    if head not in TITLE_WORDS or not parts[-1].islower():
+    # "the President", "The US President": a title capitalized after an article is
+    # still a role ("President Kovac" without one is a name)
+    if head not in TITLE_WORDS or not (parts[-1].islower() or (article and parts[-1].istitle())):
         return None
     modifiers: set[str] = set()
     nations: list[str] = []
@@ -213,11 +243,66 @@ def _role(surface: str) -> tuple[str, set[str], list[str]] | None:
     return head, modifiers, nations
 
 
+_CORPORATE = wordset(
+    """company inc corp corporation ltd plc llc co group holdings airlines airline airways
+    air motors industries technologies systems energy rail railways lines"""
+)
+# A role-only body ("the company", "the carrier", "the agency") and the words a named
+# body's mention must hold to be the one it stands for ("Nordic Rail", "Acme Corp.").
+_BODY_ROLES: dict[str, frozenset[str]] = {
+    "company": _CORPORATE,
+    "firm": _CORPORATE,
+    "operator": _CORPORATE,
+    "carrier": frozenset({"airlines", "airline", "airways", "air", "rail", "railways", "lines"}),
+    "airline": frozenset({"airlines", "airline", "airways", "air"}),
+    "agency": frozenset({"agency", "administration", "bureau", "service", "authority"}),
+    "regulator": frozenset({"agency", "authority", "commission", "regulator", "office"}),
+    **{
+        w: frozenset({w})
+        for w in wordset(
+            """ministry department government bank union party police university
+            committee commission council court campaign embassy office authority
+            administration"""
+        )
+    },
+}
+# Who speaks for a body ("the ministry's spokesman"), and what a body issues ("the
+# ministry's statement"): the body is the speaker.
+_FOR_BODY = wordset(
+    """spokesman spokeswoman spokesperson official officials representative statement
+    report letter"""
+)
+# Documents: never speakers of their own; "the statement said" is its issuer's claim.
+DOCUMENTS = wordset(
+    """statement report study letter memo document filing complaint lawsuit ruling
+    release indictment analysis survey poll"""
+)
+_ISSUED_RE = re.compile(
+    r"\b(?:a|an|its|his|her|their)\s+(?:[a-z]+\s+){0,2}(" + "|".join(sorted(DOCUMENTS)) + r")\b"
+)
+
+
+def _body_role(surface: str) -> str | None:
+    """The head of a role-only body: "the company" -> "company", "the ministry's
+    spokesman" -> "ministry"; None for anything else."""
+    parts = [p.strip(",.;:").lower() for p in surface.split()]
+    if len(parts) < 2 or parts[0] != "the" or not surface.split()[1].islower():
+        return None
+    if len(parts) == 2 and parts[1] in _BODY_ROLES:
+        return parts[1]
+    if len(parts) == 3 and parts[2] in _FOR_BODY:
+        head = parts[1].removesuffix("'s").removesuffix("’s")
+        if head != parts[1] and head in _BODY_ROLES:
+            return head
+    return None
+
+
 @dataclass
 class Resolver:
     """Resolves surface speakers in document order; keeps gender and alias memory."""
 
     mentions: list[Mention]
+    text: str = ""  # the article, for finding who issued a document
     aliases: dict[str, str] = field(default_factory=dict)
     gender: dict[str, str] = field(default_factory=dict)
     history: list[tuple[int, str, str]] = field(default_factory=list)  # (pos, surface, resolved)
@@ -229,12 +314,17 @@ class Resolver:
             if names and not is_org(m.tokens):
                 self._by_surname.setdefault(names[-1], []).append(m)
 
-    def fullest(self, surname: str, pos: int) -> str | None:
-        """The longest mention whose name part ends with ``surname`` (earlier ones first)."""
+    def fullest(self, surname: str, pos: int, given: frozenset[str] = frozenset()) -> str | None:
+        """The longest mention whose name part ends with ``surname`` (earlier ones first)
+        that can be a fuller form of a name holding the ``given`` words (its first
+        names): it holds them, and it is a name, not a headline or a phrase ending with
+        the name (:func:`_fuller_form`)."""
         best: Mention | None = None
         for m in self._by_surname.get(surname, ()):
             if m.start > pos and best is not None:
                 break
+            if not _fuller_form(m) or not given <= set(m.tokens):
+                continue
             if best is None or len(m.tokens) > len(best.tokens):
                 best = m
         return best.text if best else None
@@ -297,7 +387,7 @@ class Resolver:
         caps = [w for w in surface.split() if w[:1].isupper()]
         if not caps or is_org(toks):
             return surface
-        full = self.fullest(names[-1], pos)
+        full = self.fullest(names[-1], pos, frozenset(n for n in names[:-1] if len(n) > 1))
         if full and len(words(full)) >= len(toks):
             return full
         return surface
@@ -322,7 +412,8 @@ class Resolver:
             heads = _LEADERS if head == "leader" else {head}
             if not toks & heads or names[-1] in heads:
                 continue
-            if nations and not all(toks & _NATION_WORDS.get(n, {n}) for n in nations):
+            bare = {t.removesuffix("'s").removesuffix("’s") for t in toks}  # "Russia's"
+            if nations and not all(bare & _nation_words(n) for n in nations):
                 continue
             full.append((len(toks & modifiers), names[-1], m))
         if not full:
@@ -338,6 +429,46 @@ class Resolver:
         surname = max(sorted(surnames), key=weight)
         return self.fullest(surname, pos) or surname
 
+    def by_body(self, head: str, pos: int) -> str | None:
+        """The named body a role-only body stands for ("the company" -> "Acme Corp."):
+        among the article's mentions holding one of the words of its role
+        (:data:`_BODY_ROLES`), the one named most often, ties to the one named last
+        before ``pos``. None when the article names no such body."""
+        fits = _BODY_ROLES[head]
+        named: dict[str, list[int]] = {}
+        for m in self.mentions:
+            if len(m.tokens) < 2 and head not in {"company", "firm", "operator"}:
+                continue  # "Ministry" alone names no ministry
+            if m.tokens[0] == "the" or not set(m.tokens) & fits:
+                continue
+            if m.text.lower() == head or (m.text.isupper() and len(m.tokens) > 3):
+                continue
+            named.setdefault(m.text, []).append(m.start)
+        if not named:
+            return None
+        return max(
+            sorted(named),
+            key=lambda t: (len(named[t]), max((p for p in named[t] if p < pos), default=-1)),
+        )
+
+    def issuer(self, pos: int) -> str | None:
+        """Who issued the document a claim cites ("the statement said"): the first
+        named person or body of the last earlier sentence (within 600 characters) that
+        tells of such a document ("The Health Ministry issued a statement"). None when
+        none does."""
+        before = self.text[max(0, pos - 600) : pos]
+        found = list(_ISSUED_RE.finditer(before))
+        if not found:
+            return None
+        at = max(0, pos - 600) + found[-1].start()
+        start = max(self.text.rfind(". ", 0, at), self.text.rfind("\n", 0, at)) + 1
+        for m in self.mentions:
+            if start <= m.start < at and (is_org(m.tokens) or _name_tokens(m.tokens)):
+                if m.tokens[0] in {"the", "a", "an"}:
+                    continue
+                return m.text if is_org(m.tokens) else self.canonical(m.text, m.start)
+        return None
+
     def resolve(self, surface: str, pos: int) -> str:
         """The resolved speaker for ``surface`` appearing at ``pos``; records it."""
         low = surface.lower().strip()
@@ -348,6 +479,10 @@ class Resolver:
         elif toks and toks[0] in {"the", "a", "an"} and _role(surface) is not None:
             key = " ".join(toks[1:])
             resolved = self.aliases.get(key) or self.by_role(surface, pos)
+        elif (body := _body_role(surface)) is not None:
+            resolved = self.aliases.get(" ".join(toks[1:])) or self.by_body(body, pos)
+        elif len(toks) == 2 and toks[0] == "the" and toks[1] in DOCUMENTS:
+            resolved = self.issuer(pos)
         else:
             resolved = self.canonical(surface, pos)
         resolved = resolved or surface
