@@ -7,26 +7,31 @@ package):
     .venv/bin/python -m bench.poll_cycle --feeds 1000 --hosts 100
 
 What it starts (and stops and removes at the end): a private PostgreSQL cluster (with
-``pg_stat_statements``) and a private Redis on free ports, a feed server process, and
-``celery worker -Q io --pool threads`` processes plus ``celery beat``, all with the
-default settings except ``ALLOW_PRIVATE_NETWORKS`` (the sites are on loopback).
+``pg_stat_statements``) and a private Redis on free ports, a site server process
+(``bench/sites.py``), ``celery worker -Q io --pool threads`` processes, the ``cpu``
+worker of ``docker-compose.yml`` (``-Q cpu --pool prefork -c 2``) and ``celery beat``,
+all with the default settings except ``ALLOW_PRIVATE_NETWORKS`` (the sites are on
+loopback).
 
-* The feed server (asyncio, one process) listens on ``--hosts`` loopback addresses
-  127.77.x.y, one port. Feeds are assigned to hosts at random (``--seed``), so the
-  dispatcher's order mixes hosts as a real feed list would. Each feed is RSS 2.0 with
-  ``--per-feed`` items and an ETag; ``If-None-Match`` with the current ETag gets 304.
+* The site server listens on ``--hosts`` loopback addresses 127.77.x.y, one port.
+  Feeds are assigned to hosts at random (``--seed``), so the dispatcher's order mixes
+  hosts as a real feed list would. Each feed is RSS 2.0 with ``--per-feed`` items and
+  an ETag; ``If-None-Match`` with the current ETag gets 304. Each item's link is a
+  small generated article page on the feed's host (six paragraphs of invented text).
   ``/robots.txt`` allows everything.
-* Cycle 1: the feeds are added (``worker.feeds.subscriptions.add_feeds``) and made due; it ends when
-  every feed has been polled once. It fills the ETags and the robots.txt cache.
+* Cycle 1: the feeds are added (``worker.feeds.subscriptions.add_feeds``) and made
+  due; it ends when every feed has been polled once. It fills the ETags and the
+  robots.txt cache. Its articles (every item of every feed) are not fetched: the fetch
+  step's task is routed to a queue of its own (``bench/poll_app.py``) that nobody
+  consumes in cycle 1; the queue is emptied and the articles set aside (``skipped``).
 * Then ``--changed`` of the feeds (10%) get a new version with ``--new-per-change`` new
-  items, every counter is reset, and cycle 2 starts with ``make_due`` for all feeds
-  and the dispatcher task sent at once, as ``claimwire feeds poll --all`` does (with
-  ``--wait-for-tick``, beat's next tick instead). Beat also runs the real dispatcher on
-  its default schedule; cycle 2 ends when every feed's poll has committed. Its time is
-  measured from ``make_due`` (so it includes the wait for the dispatcher).
-* Article fetches are not part of a poll cycle: the workers are the production app
-  with the fetch step's task (``tasks.fetching.fetch_article`` on the wire) routed to a
-  queue nobody consumes (``bench/poll_app.py``); the queued fetches are counted there.
+  items, every counter is reset, the io workers are started again consuming the fetch
+  queue too (in production it is ``io`` itself), and cycle 2 starts with ``make_due``
+  for all feeds and the dispatcher task sent at once, as ``claimwire feeds poll --all``
+  does (with ``--wait-for-tick``, beat's next tick instead). Beat also runs the real
+  dispatcher on its default schedule. Cycle 2 is timed from ``make_due`` to the last
+  poll committed and, unless ``--no-fetch``, to the last new article processed
+  (fetched, extracted, deduplicated, claims).
 
 Reported: cycle seconds, polls/s, poll outcomes and the server's 200/304 counts, the
 dispatcher's cost (runs, ``claim_due_feeds`` calls and time, its statements in
