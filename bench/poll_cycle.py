@@ -475,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"cycle 2: {len(changed)} feeds changed, the rest answer 304")
         if args.profile:
             Path(str(args.profile.resolve()) + ".on").touch()
+        log_from = {p.name: len(p.log()) for p in io}
         t2 = datetime.now(UTC)
         with unit_of_work() as s:
             made_due = make_due(s, None)
@@ -531,6 +532,9 @@ def main(argv: list[str] | None = None) -> int:
         cycle2 = (last_end - t2).total_seconds()
         polling_phase = (last_end - first_start).total_seconds()
         new_articles = one("SELECT count(*) FROM article") - articles_before
+        # polls sent back for a turn that moved (each started, rolled back and sent
+        # again: its CPU spent twice), from the io workers' logs
+        sent_back = sum(p.log()[log_from[p.name] :].count("poll_sent_back_for_turn") for p in io)
         new_states = dict(
             sql.execute(
                 "SELECT state, count(*) FROM article WHERE discovered_at >= %s GROUP BY 1",
@@ -632,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
                     "tcp_connections": counters[C_CONNECTIONS],
                 },
                 "new_articles": new_articles,
+                "polls_sent_back_for_a_moved_turn": sent_back,
                 "new_articles_by_state": new_states,
                 "pages_served": counters[C_PAGE],
                 "fetches_queued_not_run": None if args.fetch else rconn.llen(FETCH_QUEUE),
