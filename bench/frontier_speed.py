@@ -169,10 +169,15 @@ def states(database_url: str) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
+# Wall-clock (UTC epoch) start and end of the timed run, for :func:`timeline`.
+RUN_CLOCK: list[float] = []
+
+
 def timeline(database_url: str) -> dict[str, float]:
     """Seconds from the first article's discovery to its first and last fetch and to the
     last article processed: how much of the wall time was politeness (the fetches'
-    span) and how much the CPU steps' tail."""
+    span) and how much the CPU steps' tail; and, from :data:`RUN_CLOCK`, the run's start
+    (to the first discovery) and its stop (from the last article processed)."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(database_url)
@@ -186,19 +191,24 @@ def timeline(database_url: str) -> dict[str, float]:
             ).one()
     finally:
         engine.dispose()
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     def at(x: Any) -> datetime:
-        return x if isinstance(x, datetime) else datetime.fromisoformat(str(x))
+        t = x if isinstance(x, datetime) else datetime.fromisoformat(str(x))
+        return t if t.tzinfo else t.replace(tzinfo=UTC)  # SQLite: naive UTC
 
     if row[0] is None or row[2] is None or row[3] is None:
         return {}
     t0 = at(row[0])
-    return {
+    out = {
         "first_fetch": (at(row[1]) - t0).total_seconds(),
         "last_fetch": (at(row[2]) - t0).total_seconds(),
         "last_processed": (at(row[3]) - t0).total_seconds(),
     }
+    if len(RUN_CLOCK) == 2:
+        out["start"] = t0.timestamp() - RUN_CLOCK[0]
+        out["stop"] = RUN_CLOCK[1] - at(row[3]).timestamp()
+    return out
 
 
 def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[float, str]:
@@ -207,8 +217,10 @@ def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[flo
     r = cli(env, work, "feeds", "add", *feeds)
     assert r.returncode == 0, r.stderr
     started = time.perf_counter()
+    RUN_CLOCK[:] = [time.time()]
     r = cli(env, work, "run", "--until-idle")
     wall = time.perf_counter() - started
+    RUN_CLOCK.append(time.time())
     if r.returncode != 0:
         log(f"run --until-idle exit {r.returncode}: {r.stderr[-2000:]}")
     return wall, f"sqlite:///{work / 'data' / 'claimwire.db'}"
@@ -397,6 +409,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "from the first discovery: first fetch {first_fetch:.1f} s, last fetch "
             "{last_fetch:.1f} s, last article processed {last_processed:.1f} s".format(**spans)
+        )
+    if "start" in spans:
+        print(
+            "the run's start (to the first discovery) {start:.1f} s, its stop (after the "
+            "last article processed) {stop:.1f} s".format(**spans)
         )
     print(
         f"page requests {page_hits}; shortest gap between two page requests of one host "
