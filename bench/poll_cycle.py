@@ -371,55 +371,56 @@ def main(argv: list[str] | None = None) -> int:
             row = sql.execute(query, params).fetchone()
             return row[0] if row else None
 
-        def wait_cycle(since: datetime, label: str) -> float:
-            """Seconds until every feed's poll that started after ``since`` committed."""
+        def wait_until(done: Any) -> float:
+            """Seconds until ``done()`` (which returns whether it is done and a progress
+            line) says so; a progress line every 10 s; an error when a process died or
+            after ``--timeout``."""
             t = time.monotonic()
             deadline = t + args.timeout
             last_report = 0.0
             while True:
-                done = one(
-                    "/* bench */ SELECT count(*) FROM feed "
-                    "WHERE last_attempt_at >= %s AND lease_until IS NULL",
-                    since,
-                )
-                if done >= args.feeds:
+                finished, line = done()
+                if finished:
                     return time.monotonic() - t
                 now = time.monotonic()
                 if now > deadline:
-                    raise TimeoutError(f"{label}: {done}/{args.feeds} feeds polled in time")
+                    raise TimeoutError(f"not in time: {line}")
                 if now - last_report > 10:
-                    log(f"{label}: {done}/{args.feeds} polled, load {os.getloadavg()[0]:.2f}")
+                    log(f"{line}, load {os.getloadavg()[0]:.2f}")
                     last_report = now
                 for p in procs:
                     if not p.alive():
                         raise RuntimeError(f"{p.name} died: {p.log()[-2000:]}")
                 time.sleep(0.2)
 
+        def wait_cycle(since: datetime, label: str) -> float:
+            """Seconds until every feed's poll that started after ``since`` committed."""
+
+            def polled() -> tuple[bool, str]:
+                n = one(
+                    "/* bench */ SELECT count(*) FROM feed "
+                    "WHERE last_attempt_at >= %s AND lease_until IS NULL",
+                    since,
+                )
+                return n >= args.feeds, f"{label}: {n}/{args.feeds} polled"
+
+            return wait_until(polled)
+
         def wait_processed(since: datetime, expected: int) -> float:
             """Seconds until ``expected`` articles discovered since ``since`` are all out
             of the pending states (processed, or failed, skipped, quarantined)."""
-            t = time.monotonic()
-            deadline = t + args.timeout
-            last_report = 0.0
-            while True:
+
+            def processed() -> tuple[bool, str]:
                 total, pending = sql.execute(
                     "/* bench */ SELECT count(*), count(*) FILTER (WHERE state IN "
                     "('discovered', 'fetched', 'extracted', 'deduplicated')) "
                     "FROM article WHERE discovered_at >= %s",
                     (since,),
                 ).fetchone() or (0, 0)
-                if total >= expected and not pending:
-                    return time.monotonic() - t
-                now = time.monotonic()
-                if now > deadline:
-                    raise TimeoutError(f"{pending} of {total} new articles pending in time")
-                if now - last_report > 10:
-                    log(f"articles: {total - pending}/{expected} done, {pending} pending")
-                    last_report = now
-                for p in procs:
-                    if not p.alive():
-                        raise RuntimeError(f"{p.name} died: {p.log()[-2000:]}")
-                time.sleep(0.2)
+                line = f"articles: {total - pending}/{expected} done, {pending} pending"
+                return total >= expected and not pending, line
+
+            return wait_until(processed)
 
         # ---- cycle 1: fill ETags and the robots.txt cache
         log(f"cycle 1: {args.feeds} feeds on {args.hosts} hosts")
