@@ -42,7 +42,6 @@ that politeness held.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gzip
 import multiprocessing as mp
 import os
@@ -55,13 +54,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.sites import NOT_FOUND, ROBOTS, Respond, log, reply, start_sites
+from bench.sites import host_address as host_address_of
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = ROOT.parent / "shared" / "corpora" / "extraction"
 PENDING = ("discovered", "fetched", "extracted", "deduplicated")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def load_pages(limit: int | None) -> list[bytes]:
@@ -75,8 +73,11 @@ def load_pages(limit: int | None) -> list[bytes]:
     return pages[:limit] if limit else pages
 
 
+PREFIX = "127.78"
+
+
 def host_address(k: int) -> str:
-    return f"127.78.{k // 250}.{k % 250 + 1}"
+    return host_address_of(PREFIX, k)
 
 
 # ---------------------------------------------------------------------- the server
@@ -85,10 +86,8 @@ def host_address(k: int) -> str:
 # (ints); last page arrival, shortest gap between page arrivals (doubles)
 
 
-def serve(
-    port: int, pages: list[bytes], n_hosts: int, ints: Any, times: Any, ready: Any, stop: Any
-) -> None:
-    robots = b"User-agent: *\nDisallow: /private/\n"
+def page_server(pages: list[bytes], n_hosts: int, ints: Any, times: Any) -> Respond:
+    """What the hosts answer: robots.txt, one feed per host, its pages."""
     index = {host_address(k).encode(): k for k in range(n_hosts)}
 
     def feed(k: int, base: str) -> bytes:
@@ -106,24 +105,12 @@ def serve(
             + "</channel></rss>\n"
         ).encode()
 
-    def reply(ctype: bytes, body: bytes, status: bytes = b"200 OK") -> bytes:
-        return (
-            b"HTTP/1.1 "
-            + status
-            + b"\r\nContent-Type: "
-            + ctype
-            + b"\r\nContent-Length: "
-            + str(len(body)).encode()
-            + b"\r\n\r\n"
-            + body
-        )
-
-    def respond(path: bytes, host: bytes) -> bytes:
+    def respond(path: bytes, host: bytes, _headers: dict[bytes, bytes]) -> bytes:
         k = index.get(host.split(b":")[0], -1)
         if k >= 0:
             ints[4 * k] += 1
         if path == b"/robots.txt":
-            return reply(b"text/plain", robots)
+            return reply(b"text/plain", ROBOTS)
         if path == b"/feed.xml" and k >= 0:
             return reply(b"application/rss+xml", feed(k, "http://" + host.decode()))
         if path.startswith(b"/p/") and path.endswith(b".html") and k >= 0:
@@ -138,44 +125,11 @@ def serve(
             try:
                 body = pages[int(path[3:-5])]
             except (ValueError, IndexError):
-                return reply(b"text/plain", b"no", b"404 Not Found")
+                return NOT_FOUND
             return reply(b"text/html; charset=utf-8", body)
-        return reply(b"text/plain", b"no", b"404 Not Found")
+        return NOT_FOUND
 
-    class Page(asyncio.Protocol):
-        def connection_made(self, transport: Any) -> None:
-            self.transport = transport
-            self.buf = b""
-
-        def data_received(self, data: bytes) -> None:
-            self.buf += data
-            while b"\r\n\r\n" in self.buf:
-                head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-                lines = head.split(b"\r\n")
-                parts = lines[0].split(b" ")
-                if len(parts) != 3:
-                    self.transport.close()
-                    return
-                host = b""
-                for line in lines[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"host":
-                        host = value.strip()
-                self.transport.write(respond(parts[1], host))
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        servers = [
-            await loop.create_server(Page, host_address(k), port, backlog=512)
-            for k in range(n_hosts)
-        ]
-        ready.set()
-        while not stop.is_set():
-            await asyncio.sleep(0.2)
-        for s in servers:
-            s.close()
-
-    asyncio.run(main())
+    return respond
 
 
 # ---------------------------------------------------------------------- measures
@@ -228,10 +182,15 @@ def states(database_url: str) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
+# Wall-clock (UTC epoch) start and end of the timed run, for :func:`timeline`.
+RUN_CLOCK: list[float] = []
+
+
 def timeline(database_url: str) -> dict[str, float]:
     """Seconds from the first article's discovery to its first and last fetch and to the
     last article processed: how much of the wall time was politeness (the fetches'
-    span) and how much the CPU steps' tail."""
+    span) and how much the CPU steps' tail; and, from :data:`RUN_CLOCK`, the run's start
+    (to the first discovery) and its stop (from the last article processed)."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(database_url)
@@ -245,19 +204,24 @@ def timeline(database_url: str) -> dict[str, float]:
             ).one()
     finally:
         engine.dispose()
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     def at(x: Any) -> datetime:
-        return x if isinstance(x, datetime) else datetime.fromisoformat(str(x))
+        t = x if isinstance(x, datetime) else datetime.fromisoformat(str(x))
+        return t if t.tzinfo else t.replace(tzinfo=UTC)  # SQLite: naive UTC
 
     if row[0] is None or row[2] is None or row[3] is None:
         return {}
     t0 = at(row[0])
-    return {
+    out = {
         "first_fetch": (at(row[1]) - t0).total_seconds(),
         "last_fetch": (at(row[2]) - t0).total_seconds(),
         "last_processed": (at(row[3]) - t0).total_seconds(),
     }
+    if len(RUN_CLOCK) == 2:
+        out["start"] = t0.timestamp() - RUN_CLOCK[0]
+        out["stop"] = RUN_CLOCK[1] - at(row[3]).timestamp()
+    return out
 
 
 def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[float, str]:
@@ -267,8 +231,10 @@ def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[flo
     assert r.returncode == 0, r.stderr
     started = time.perf_counter()
     cpu_before = _children_cpu()
+    RUN_CLOCK[:] = [time.time()]
     r = cli(env, work, "run", "--until-idle")
     wall = time.perf_counter() - started
+    RUN_CLOCK.append(time.time())
     run_embedded.cpu = _children_cpu() - cpu_before  # type: ignore[attr-defined]
     if r.returncode != 0:
         log(f"run --until-idle exit {r.returncode}: {r.stderr[-2000:]}")
@@ -404,22 +370,16 @@ def main(argv: list[str] | None = None) -> int:
         log(f"load {os.getloadavg()[0]:.1f}")
         return 0
 
-    from worker.testing.procs import free_port
-
     pages = load_pages(args.pages or None)
     log(f"{len(pages)} pages over {args.hosts} hosts; load {os.getloadavg()[0]:.1f}")
     work = Path(tempfile.mkdtemp(prefix="cw-frontier-"))
     ctx = mp.get_context("fork")
     ints = ctx.Array("q", 4 * args.hosts, lock=False)
     times = ctx.Array("d", 2 * args.hosts, lock=False)
-    ready, stop = ctx.Event(), ctx.Event()
-    port = free_port()
-    server = ctx.Process(
-        target=serve, args=(port, pages, args.hosts, ints, times, ready, stop), daemon=True
+    sites = start_sites(
+        PREFIX, args.hosts, lambda: page_server(pages, args.hosts, ints, times), timeout=30
     )
-    server.start()
-    ready.wait(30)
-    feeds = [f"http://{host_address(k)}:{port}/feed.xml" for k in range(args.hosts)]
+    feeds = [sites.url(k, "/feed.xml") for k in range(args.hosts)]
     base = {k: v for k, v in os.environ.items() if not k.startswith("CLAIMWIRE_")}
     env = {
         **base,
@@ -448,8 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             bare_after = bare(pages)
             log(f"bare trafilatura.extract, one process: {bare_after:.1f} s")
     finally:
-        stop.set()
-        server.join(5)
+        sites.stop()
         pg = getattr(run_production, "pg", None)
         if pg is not None:
             pg.destroy()
@@ -465,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "from the first discovery: first fetch {first_fetch:.1f} s, last fetch "
             "{last_fetch:.1f} s, last article processed {last_processed:.1f} s".format(**spans)
+        )
+    if "start" in spans:
+        print(
+            "the run's start (to the first discovery) {start:.1f} s, its stop (after the "
+            "last article processed) {stop:.1f} s".format(**spans)
         )
     print(
         f"page requests {page_hits}; shortest gap between two page requests of one host "

@@ -4,9 +4,9 @@ Workers and beat of the poll benchmark run ``celery -A bench.poll_app ...``. Thi
 ``worker.celery_app.app`` itself (same tasks, settings, queues and dispatcher) with two
 bench-only additions:
 
-* the fetch step's task (article fetches) is routed to the queue ``bench-fetch``, which
-  no benchmark worker consumes. Article fetching is not part of a poll cycle; the
-  messages stay in Redis and the benchmark counts them.
+* the fetch step's task (article fetches) is routed to the queue ``bench-fetch``: no
+  worker consumes it in the benchmark's first cycle (every feed new: its fetches are
+  counted and dropped), the io workers do in the second.
 * ``worker.feeds.polling.claim_due_feeds`` and the dispatcher task are timed, and every call
   is appended as a JSON line to the Redis lists ``bench:claims`` and ``bench:dispatch``.
 """

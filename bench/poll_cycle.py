@@ -7,26 +7,31 @@ package):
     .venv/bin/python -m bench.poll_cycle --feeds 1000 --hosts 100
 
 What it starts (and stops and removes at the end): a private PostgreSQL cluster (with
-``pg_stat_statements``) and a private Redis on free ports, a feed server process, and
-``celery worker -Q io --pool threads`` processes plus ``celery beat``, all with the
-default settings except ``ALLOW_PRIVATE_NETWORKS`` (the sites are on loopback).
+``pg_stat_statements``) and a private Redis on free ports, a site server process
+(``bench/sites.py``), ``celery worker -Q io --pool threads`` processes, the ``cpu``
+worker of ``docker-compose.yml`` (``-Q cpu --pool prefork -c 2``) and ``celery beat``,
+all with the default settings except ``ALLOW_PRIVATE_NETWORKS`` (the sites are on
+loopback).
 
-* The feed server (asyncio, one process) listens on ``--hosts`` loopback addresses
-  127.77.x.y, one port. Feeds are assigned to hosts at random (``--seed``), so the
-  dispatcher's order mixes hosts as a real feed list would. Each feed is RSS 2.0 with
-  ``--per-feed`` items and an ETag; ``If-None-Match`` with the current ETag gets 304.
+* The site server listens on ``--hosts`` loopback addresses 127.77.x.y, one port.
+  Feeds are assigned to hosts at random (``--seed``), so the dispatcher's order mixes
+  hosts as a real feed list would. Each feed is RSS 2.0 with ``--per-feed`` items and
+  an ETag; ``If-None-Match`` with the current ETag gets 304. Each item's link is a
+  small generated article page on the feed's host (six paragraphs of invented text).
   ``/robots.txt`` allows everything.
-* Cycle 1: the feeds are added (``worker.feeds.subscriptions.add_feeds``) and made due; it ends when
-  every feed has been polled once. It fills the ETags and the robots.txt cache.
+* Cycle 1: the feeds are added (``worker.feeds.subscriptions.add_feeds``) and made
+  due; it ends when every feed has been polled once. It fills the ETags and the
+  robots.txt cache. Its articles (every item of every feed) are not fetched: the fetch
+  step's task is routed to a queue of its own (``bench/poll_app.py``) that nobody
+  consumes in cycle 1; the queue is emptied and the articles set aside (``skipped``).
 * Then ``--changed`` of the feeds (10%) get a new version with ``--new-per-change`` new
-  items, every counter is reset, and cycle 2 starts with ``make_due`` for all feeds
-  and the dispatcher task sent at once, as ``claimwire feeds poll --all`` does (with
-  ``--wait-for-tick``, beat's next tick instead). Beat also runs the real dispatcher on
-  its default schedule; cycle 2 ends when every feed's poll has committed. Its time is
-  measured from ``make_due`` (so it includes the wait for the dispatcher).
-* Article fetches are not part of a poll cycle: the workers are the production app
-  with the fetch step's task (``tasks.fetching.fetch_article`` on the wire) routed to a
-  queue nobody consumes (``bench/poll_app.py``); the queued fetches are counted there.
+  items, every counter is reset, the io workers are started again consuming the fetch
+  queue too (in production it is ``io`` itself), and cycle 2 starts with ``make_due``
+  for all feeds and the dispatcher task sent at once, as ``claimwire feeds poll --all``
+  does (with ``--wait-for-tick``, beat's next tick instead). Beat also runs the real
+  dispatcher on its default schedule. Cycle 2 is timed from ``make_due`` to the last
+  poll committed and, unless ``--no-fetch``, to the last new article processed
+  (fetched, extracted, deduplicated, claims).
 
 Reported: cycle seconds, polls/s, poll outcomes and the server's 200/304 counts, the
 dispatcher's cost (runs, ``claim_due_feeds`` calls and time, its statements in
@@ -37,7 +42,6 @@ load average of this shared machine.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import multiprocessing as mp
 import os
@@ -53,13 +57,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.sites import NOT_FOUND, ROBOTS, Respond, log, reply, start_sites
+from bench.sites import host_address as host_address_of
 from worker.testing.procs import (
     PostgresServer,
     Proc,
     RedisServer,
     celery_beat,
     celery_worker,
-    free_port,
     worker_env,
 )
 
@@ -69,18 +74,15 @@ BENCH_APP = "bench.poll_app"
 # in a work directory of their own, and bench/ is not part of the installed package).
 CHECKOUT = Path(__file__).resolve().parents[1]
 # Counters of the feed server (shared memory).
-C_FEED_200, C_FEED_304, C_ROBOTS, C_OTHER, C_CONNECTIONS = range(5)
+C_FEED_200, C_FEED_304, C_ROBOTS, C_OTHER, C_CONNECTIONS, C_PAGE = range(6)
+N_COUNTERS = 6
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-# ---------------------------------------------------------------------- feed server
+PREFIX = "127.77"
 
 
 def host_address(k: int) -> str:
-    return f"127.77.{k // 250}.{k % 250 + 1}"
+    return host_address_of(PREFIX, k)
 
 
 def feed_body(i: int, version: int, base: str, per_feed: int, new_per_change: int) -> bytes:
@@ -103,21 +105,28 @@ def feed_body(i: int, version: int, base: str, per_feed: int, new_per_change: in
     ).encode()
 
 
-def serve_feeds(
-    port: int,
-    n_hosts: int,
-    versions: Any,
-    counters: Any,
-    per_feed: int,
-    new_per_change: int,
-    ready: Any,
-    stop: Any,
-) -> None:
-    """A minimal HTTP/1.1 server (keep-alive, GET only): ``/f/<i>.xml`` and robots.txt."""
-    cache: dict[tuple[int, int], bytes] = {}
-    robots = b"User-agent: *\nDisallow: /private/\n"
+def page_body(i: int, n: int) -> bytes:
+    """A small generated article page (``--fetch``): invented text, a few paragraphs,
+    different for every story so that dedup sees no copies."""
+    words = ["harbour", "council", "budget", "river", "school", "market", "bridge", "rail"]
+    paras = "".join(
+        f"<p>Paragraph {p} of story {n} from feed {i}: the {words[(i + p) % 8]} committee "
+        f"met on day {n % 28 + 1} and the {words[(n + p) % 8]} plan number {i * 31 + p} was "
+        f"discussed at length by {p + 3} members, who said the work would go on.</p>"
+        for p in range(6)
+    )
+    return (
+        f"<!doctype html><html><head><title>Story {n} of feed {i}</title></head><body>"
+        f"<article><h1>Story {n} of feed {i}</h1>{paras}</article></body></html>"
+    ).encode()
 
-    def respond(path: bytes, host: bytes, inm: bytes | None) -> bytes:
+
+def feed_server(versions: Any, counters: Any, per_feed: int, new_per_change: int) -> Respond:
+    """``/f/<i>.xml`` (ETag; 304 for the current one), ``/a/<i>/<n>.html`` pages and
+    robots.txt."""
+    cache: dict[tuple[int, int], bytes] = {}
+
+    def respond(path: bytes, host: bytes, headers: dict[bytes, bytes]) -> bytes:
         if path.startswith(b"/f/") and path.endswith(b".xml"):
             try:
                 i = int(path[3:-4])
@@ -126,7 +135,7 @@ def serve_feeds(
                 i, version = -1, 0
             if i >= 0:
                 etag = f'"{i}-{version}"'.encode()
-                if inm == etag:
+                if headers.get(b"if-none-match") == etag:
                     counters[C_FEED_304] += 1
                     return b"HTTP/1.1 304 Not Modified\r\nETag: " + etag + b"\r\n\r\n"
                 body = cache.get((i, version))
@@ -136,63 +145,24 @@ def serve_feeds(
                         i, version, base, per_feed, new_per_change
                     )
                 counters[C_FEED_200] += 1
-                return (
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml; charset=utf-8\r\n"
-                    b"ETag: "
-                    + etag
-                    + b"\r\nContent-Length: "
-                    + str(len(body)).encode()
-                    + b"\r\n\r\n"
-                ) + body
+                return reply(
+                    b"application/rss+xml; charset=utf-8", body, extra=b"ETag: " + etag + b"\r\n"
+                )
+        if path.startswith(b"/a/") and path.endswith(b".html"):
+            try:
+                i, n = (int(x) for x in path[3:-5].split(b"/"))
+            except ValueError:
+                i = n = -1
+            if i >= 0:
+                counters[C_PAGE] += 1
+                return reply(b"text/html; charset=utf-8", page_body(i, n))
         if path == b"/robots.txt":
             counters[C_ROBOTS] += 1
-            return (
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
-                + str(len(robots)).encode()
-                + b"\r\n\r\n"
-                + robots
-            )
+            return reply(b"text/plain", ROBOTS)
         counters[C_OTHER] += 1
-        return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+        return NOT_FOUND
 
-    class FeedProtocol(asyncio.Protocol):
-        def connection_made(self, transport: Any) -> None:
-            self.transport = transport
-            self.buf = b""
-            counters[C_CONNECTIONS] += 1
-
-        def data_received(self, data: bytes) -> None:
-            self.buf += data
-            while b"\r\n\r\n" in self.buf:
-                head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-                lines = head.split(b"\r\n")
-                parts = lines[0].split(b" ")
-                if len(parts) != 3:
-                    self.transport.close()
-                    return
-                host, inm = b"", None
-                for line in lines[1:]:
-                    name, _, value = line.partition(b":")
-                    name = name.strip().lower()
-                    if name == b"host":
-                        host = value.strip()
-                    elif name == b"if-none-match":
-                        inm = value.strip()
-                self.transport.write(respond(parts[1], host, inm))
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        servers = [
-            await loop.create_server(FeedProtocol, host_address(k), port, backlog=512)
-            for k in range(n_hosts)
-        ]
-        ready.set()
-        while not stop.is_set():
-            await asyncio.sleep(0.2)
-        for s in servers:
-            s.close()
-
-    asyncio.run(main())
+    return respond
 
 
 # ------------------------------------------------------------------------ processes
@@ -243,12 +213,14 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
-def bench_worker(name: str, env: dict[str, str], work: Path, args: argparse.Namespace) -> Proc:
+def bench_worker(
+    name: str, env: dict[str, str], work: Path, args: argparse.Namespace, queues: str = "io"
+) -> Proc:
     p = celery_worker(
         name,
         env,
         work,
-        queues="io",
+        queues=queues,
         pool=args.pool,
         concurrency=args.concurrency,
         loglevel="WARNING",
@@ -277,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=16, help="-c of each worker")
     ap.add_argument("--pool", default="threads")
     ap.add_argument("--timeout", type=float, default=900, help="max seconds per cycle")
+    ap.add_argument(
+        "--no-fetch",
+        dest="fetch",
+        action="store_false",
+        help="cycle 2 ends when every poll committed; its fetches are queued, not run "
+        "(the bench before: no cpu worker)",
+    )
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--json", type=Path, help="write the result here too")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -309,30 +288,21 @@ def main(argv: list[str] | None = None) -> int:
     log(f"work directory {work}")
     ctx = mp.get_context("fork")
     versions = ctx.Array("i", args.feeds, lock=False)
-    counters = ctx.Array("q", 5, lock=False)
-    ready, stop = ctx.Event(), ctx.Event()
-    port = free_port()
-    server = ctx.Process(
-        target=serve_feeds,
-        args=(
-            port,
-            args.hosts,
-            versions,
-            counters,
-            args.per_feed,
-            args.new_per_change,
-            ready,
-            stop,
-        ),
-        daemon=True,
+    counters = ctx.Array("q", N_COUNTERS, lock=False)
+
+    def connection() -> None:
+        counters[C_CONNECTIONS] += 1
+
+    sites = start_sites(
+        PREFIX,
+        args.hosts,
+        lambda: feed_server(versions, counters, args.per_feed, args.new_per_change),
+        on_connection=connection,
     )
-    server.start()
     pg: PostgresServer | None = None
     redis_srv: RedisServer | None = None
     procs: list[Proc] = []
     try:
-        if not ready.wait(60):
-            raise RuntimeError("the feed server did not start")
         pg = PostgresServer(work / "pg").init()
         with (pg.data / "postgresql.conf").open("a") as conf:
             conf.write("\nshared_preload_libraries = 'pg_stat_statements'\n")
@@ -376,43 +346,81 @@ def main(argv: list[str] | None = None) -> int:
 
         hosts = [k % args.hosts for k in range(args.feeds)]
         rnd.shuffle(hosts)
-        urls = [f"http://{host_address(hosts[i])}:{port}/f/{i}.xml" for i in range(args.feeds)]
+        urls = [sites.url(hosts[i], f"/f/{i}.xml") for i in range(args.feeds)]
 
-        procs = [bench_worker(f"w{i}", env, work, args) for i in range(args.workers)]
-        if args.profile:
-            procs[0].env = {**env, "BENCH_PROFILE": str(args.profile.resolve())}
-        procs.append(bench_beat(env, work))
+        def io_workers(queues: str) -> list[Proc]:
+            ws = [bench_worker(f"w{i}", env, work, args, queues) for i in range(args.workers)]
+            if args.profile:
+                ws[0].env = {**env, "BENCH_PROFILE": str(args.profile.resolve())}
+            return ws
+
+        io = io_workers("io")
+        procs = [*io, bench_beat(env, work)]
+        if args.fetch:
+            # docker-compose.yml's cpu worker: extraction, dedup, claims
+            cpu = celery_worker(
+                "cpu", env, work, queues="cpu", pool="prefork", concurrency=2, loglevel="WARNING"
+            )
+            cpu.args[cpu.args.index("worker.celery_app")] = BENCH_APP
+            procs.append(cpu)
         for p in procs:
             p.start()
-        time.sleep(3)
+        time.sleep(15 if args.fetch else 3)  # (the cpu processes load the claims model)
 
         def one(query: str, *params: Any) -> Any:
             row = sql.execute(query, params).fetchone()
             return row[0] if row else None
 
-        def wait_cycle(since: datetime, label: str) -> float:
-            """Seconds until every feed's poll that started after ``since`` committed."""
+        def wait_until(done: Any) -> float:
+            """Seconds until ``done()`` (which returns whether it is done and a progress
+            line) says so; a progress line every 10 s; an error when a process died or
+            after ``--timeout``."""
             t = time.monotonic()
             deadline = t + args.timeout
             last_report = 0.0
             while True:
-                done = one(
-                    "/* bench */ SELECT count(*) FROM feed "
-                    "WHERE last_attempt_at >= %s AND lease_until IS NULL",
-                    since,
-                )
-                if done >= args.feeds:
+                finished, line = done()
+                if finished:
                     return time.monotonic() - t
                 now = time.monotonic()
                 if now > deadline:
-                    raise TimeoutError(f"{label}: {done}/{args.feeds} feeds polled in time")
+                    raise TimeoutError(f"not in time: {line}")
                 if now - last_report > 10:
-                    log(f"{label}: {done}/{args.feeds} polled, load {os.getloadavg()[0]:.2f}")
+                    log(f"{line}, load {os.getloadavg()[0]:.2f}")
                     last_report = now
                 for p in procs:
                     if not p.alive():
                         raise RuntimeError(f"{p.name} died: {p.log()[-2000:]}")
                 time.sleep(0.2)
+
+        def wait_cycle(since: datetime, label: str) -> float:
+            """Seconds until every feed's poll that started after ``since`` committed."""
+
+            def polled() -> tuple[bool, str]:
+                n = one(
+                    "/* bench */ SELECT count(*) FROM feed "
+                    "WHERE last_attempt_at >= %s AND lease_until IS NULL",
+                    since,
+                )
+                return n >= args.feeds, f"{label}: {n}/{args.feeds} polled"
+
+            return wait_until(polled)
+
+        def wait_processed(since: datetime, expected: int) -> float:
+            """Seconds until ``expected`` articles discovered since ``since`` are all out
+            of the pending states (processed, or failed, skipped, quarantined)."""
+
+            def processed() -> tuple[bool, str]:
+                total, pending = sql.execute(
+                    "/* bench */ SELECT count(*), count(*) FILTER (WHERE state IN "
+                    "('discovered', 'fetched', 'extracted', 'deduplicated')) "
+                    "FROM article WHERE discovered_at >= %s",
+                    (since,),
+                ).fetchone() or (0, 0)
+                line = f"articles: {total - pending}/{expected} done, {pending} pending"
+                return total >= expected and not pending, line
+
+            return wait_until(processed)
 
         # ---- cycle 1: fill ETags and the robots.txt cache
         log(f"cycle 1: {args.feeds} feeds on {args.hosts} hosts")
@@ -428,6 +436,19 @@ def main(argv: list[str] | None = None) -> int:
         cycle1 = wait_cycle(t1, "cycle 1")
         log(f"cycle 1 took {cycle1:.1f}s; fetches queued {rconn.llen(FETCH_QUEUE)}")
         rconn.delete(FETCH_QUEUE)
+        # Cycle 1's articles (every item of every feed) are not fetched: out of the way.
+        sql.execute("UPDATE article SET state = 'skipped' WHERE state = 'discovered'")
+        if args.fetch:
+            # From cycle 2 on, the io workers fetch too, as in production (there the
+            # fetch step's queue is io itself; here it has a name of its own so that
+            # cycle 1's fetches could be left out).
+            for p in io:
+                p.stop(timeout=15)
+            io = io_workers(f"io,{FETCH_QUEUE}")
+            procs = [*io, *procs[len(io) :]]
+            for p in io:
+                p.start()
+            time.sleep(5)
 
         # ---- the change
         changed = sorted(rnd.sample(range(args.feeds), round(args.feeds * args.changed)))
@@ -444,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         assert redis_srv.proc is not None
         groups: dict[str, list[int]] = {
             **{p.name: proc_tree(p.pid) for p in procs},
-            "feed server": [server.pid or 0],
+            "feed server": [sites.process.pid or 0],
             "postgresql": proc_tree(postmaster),
             "redis": [redis_srv.proc.pid],
             "this bench": [os.getpid()],
@@ -455,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"cycle 2: {len(changed)} feeds changed, the rest answer 304")
         if args.profile:
             Path(str(args.profile.resolve()) + ".on").touch()
+        log_from = {p.name: len(p.log()) for p in io}
         t2 = datetime.now(UTC)
         with unit_of_work() as s:
             made_due = make_due(s, None)
@@ -465,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def sample() -> None:
             loads.append(os.getloadavg()[0])
-            for p in procs[:-1]:
+            for p in io:
                 for pid in proc_tree(p.pid):
                     m = memory_kib(pid)
                     if m:
@@ -482,8 +504,12 @@ def main(argv: list[str] | None = None) -> int:
 
         th = threading.Thread(target=sampler, daemon=True)
         th.start()
+        expected = len(changed) * args.new_per_change
         try:
             cycle2_seen = wait_cycle(t2, "cycle 2")
+            polls_seen = cycle2_seen
+            if args.fetch:
+                cycle2_seen = polls_seen + wait_processed(t2, expected)
         finally:
             sampling.set()
             th.join()
@@ -507,6 +533,23 @@ def main(argv: list[str] | None = None) -> int:
         cycle2 = (last_end - t2).total_seconds()
         polling_phase = (last_end - first_start).total_seconds()
         new_articles = one("SELECT count(*) FROM article") - articles_before
+        # polls sent back for a turn that moved (each started, rolled back and sent
+        # again: its CPU spent twice), from the io workers' logs
+        sent_back = sum(p.log()[log_from[p.name] :].count("poll_sent_back_for_turn") for p in io)
+        new_states = dict(
+            sql.execute(
+                "SELECT state, count(*) FROM article WHERE discovered_at >= %s GROUP BY 1",
+                (t2,),
+            ).fetchall()
+        )
+        whole = None
+        if args.fetch:
+            last_done = one(
+                "SELECT max(greatest(processed_at, state_changed_at)) FROM article "
+                "WHERE discovered_at >= %s",
+                t2,
+            )
+            whole = (max(last_done, last_end) - t2).total_seconds() if last_done else None
 
         claims = [json.loads(x) for x in rconn.lrange("bench:claims", 0, -1)]
         dispatches = [json.loads(x) for x in rconn.lrange("bench:dispatch", 0, -1)]
@@ -594,7 +637,11 @@ def main(argv: list[str] | None = None) -> int:
                     "tcp_connections": counters[C_CONNECTIONS],
                 },
                 "new_articles": new_articles,
-                "fetches_queued_not_run": rconn.llen(FETCH_QUEUE),
+                "polls_sent_back_for_a_moved_turn": sent_back,
+                "new_articles_by_state": new_states,
+                "pages_served": counters[C_PAGE],
+                "fetches_queued_not_run": None if args.fetch else rconn.llen(FETCH_QUEUE),
+                "whole_cycle_seconds": round(whole, 2) if whole is not None else None,
             },
             "dispatcher": {
                 "runs": len(dispatches),
@@ -636,8 +683,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         sql.close()
-        ok = cycle2 <= 60
-        log(f"cycle 2: {cycle2:.1f}s for {args.feeds} feeds ({'within' if ok else 'over'} 60 s)")
+        log(f"cycle 2: every poll committed {cycle2:.1f}s after make_due ({args.feeds} feeds)")
+        if whole is not None:
+            ok = whole <= 60
+            log(
+                f"cycle 2 to the last new article processed: {whole:.1f}s "
+                f"({'within' if ok else 'over'} 60 s); new articles {new_states}"
+            )
         per_poll = result["cpu_seconds"]
         peak = max(loads, default=load_after[0])
         log(
@@ -653,10 +705,7 @@ def main(argv: list[str] | None = None) -> int:
             redis_srv.stop()
         if pg is not None:
             pg.destroy()
-        stop.set()
-        server.join(5)
-        if server.is_alive():
-            server.kill()
+        sites.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

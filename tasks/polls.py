@@ -21,11 +21,10 @@ from worker.core.db import unit_of_work
 from worker.core.queues import POLL_FEEDS_TASK
 from worker.core.settings import Settings, get_settings
 from worker.feeds import polling
-from worker.network.politeness import KeyedLimiter, TurnAhead
+from worker.network.politeness import KeyedLimiter, TurnAhead, turn_countdown
 from worker.pipeline import resources
 from worker.pipeline.attempts import (
     ENVIRONMENT_ERRORS,
-    TURN_LATENESS,
     environment_retry,
     is_environment_error,
     short_error,
@@ -61,7 +60,7 @@ def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
         # Its turn moved (the request before it on the host started late): the poll,
         # rolled back, is sent back for the new turn under the same lease, as a fetch
         # is, instead of being deferred to the dispatcher.
-        countdown = exc.retry_after + TURN_LATENESS
+        countdown = turn_countdown(exc.retry_after)
         outbox.deliver([outbox.Message(POLL_FEEDS_TASK, ([[feed_id, lease]],), countdown)])
         log.info("poll_sent_back_for_turn", feed_id=feed_id, seconds=round(countdown, 2))
         return 0

@@ -21,7 +21,14 @@ from schemas.types import utcnow
 from worker.core.db import init_db, unit_of_work
 from worker.core.settings import Settings
 from worker.network.http import HttpClient
-from worker.network.politeness import HostBusy, LocalHostLimiter, RedisHostLimiter
+from worker.network.politeness import (
+    MAX_WAIT,
+    TURN_LEAD,
+    HostBusy,
+    LocalHostLimiter,
+    RedisHostLimiter,
+    turn_countdown,
+)
 from worker.network.robots import (
     ROBOTS_ERROR_TTL,
     RobotsUnavailable,
@@ -506,3 +513,49 @@ def test_a_turn_beyond_the_longest_countdown_is_not_kept(redis_limiters: Any) ->
         assert until - after <= busy.value.retry_after <= until - before
     assert client.get("cw:host:far.example:line") is None  # no turn kept
     assert client.zcard("cw:host:far.example:turns") == 0
+
+
+def test_a_request_sent_back_for_its_turn_comes_early_and_starts_at_the_turn(
+    redis_limiters: Any, configure: Any
+) -> None:
+    """A message sent back for a turn is due ``TURN_LEAD`` before it (so that its
+    delivery and the step's first transaction do not make the request late, which would
+    move the host's later turns). Arriving that early, the request waits in the limiter
+    and takes its slot at its turn: never before it, and without a second message."""
+    (a,) = redis_limiters(1, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=1)
+    local = LocalHostLimiter(configure(HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=1))
+    client = a.r
+    cases = [
+        (
+            a,
+            lambda: _redis_now(client),
+            lambda: float(client.get("cw:host:lead.example:next")),
+            lambda: float(client.zscore("cw:host:lead.example:turns", "article:1")),
+        ),
+        (
+            local,
+            time.monotonic,
+            lambda: local._next["lead.example"],
+            lambda: local._turns["lead.example"]["article:1"],
+        ),
+    ]
+    assert 0 < TURN_LEAD < MAX_WAIT
+    for limiter, clock, next_free, reserved in cases:
+        with limiter.slot("lead.example"):
+            pass  # the host's next request may start one interval from now
+        with pytest.raises(HostBusy) as busy:
+            saved, limiter.max_wait = limiter.max_wait, 0
+            try:
+                with limiter.slot("lead.example", "article:1"):
+                    pass
+            finally:
+                limiter.max_wait = saved
+        turn = reserved()  # on the limiter's clock
+        countdown = turn_countdown(busy.value.retry_after)
+        assert countdown == pytest.approx(busy.value.retry_after - TURN_LEAD)
+        time.sleep(countdown)  # the message is delivered a moment before the turn
+        with limiter.slot("lead.example", "article:1"):
+            started = clock()
+        # the slot was taken at the turn (its start recorded on the limiter's clock)
+        assert next_free() - 1.0 >= turn - STORED
+        assert started >= turn - STORED

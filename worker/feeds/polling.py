@@ -678,7 +678,7 @@ def plan_polls(
     once. A feed whose turn is further ahead than ``horizon`` (half the poll lease by
     default: the lease must outlive the wait) is not sent: it goes to ``later``, to be
     claimed again when its turn is near (it keeps its turn)."""
-    from worker.network.politeness import reserve_turns
+    from worker.network.politeness import reserve_turns, turn_countdown
 
     horizon = settings.poll_lease_seconds / 2 if horizon is None else horizon
     plan = PollPlan()
@@ -695,7 +695,9 @@ def plan_polls(
         buckets.setdefault(max(0, int(wait // TURN_BUCKET)), []).append((wait, lease))
     for index in sorted(buckets):
         members = buckets[index]
-        countdown = max(0.0, max(w for w, _ in members))
+        # due a moment before the last turn it carries (TURN_LEAD): its thread waits
+        # the rest in the limiter, and the first turns in it are late by less
+        countdown = turn_countdown(max(w for w, _ in members))
         batch = [lease for _, lease in members]
         plan.messages.extend(
             (countdown, args) for args in poll_messages(batch, settings.poll_feeds_per_message)

@@ -92,6 +92,19 @@ TURN_MEMORY = 3600.0
 # line. A message that is only late (its worker was busy) keeps its turn.
 STALE_TURN = 300.0
 
+TURN_LEAD = 0.1
+"""Seconds a message for a host's turn is due before the turn. It comes a moment early
+and its thread waits out the rest in :meth:`slot` (under :data:`MAX_WAIT`), which
+starts the request at its turn, never before; the message's delivery and the step's
+first transaction then happen within the lead instead of making the request late, which
+moved every later turn of the host by as much (on one host, 4.6% a turn: issue 16)."""
+
+
+def turn_countdown(seconds_to_turn: float) -> float:
+    """The countdown of a message for a turn ``seconds_to_turn`` seconds ahead."""
+    return max(0.0, seconds_to_turn - TURN_LEAD)
+
+
 FRONTIER_KEY = "cw:frontier"
 """Redis sorted set of the hosts with reserved turns: host -> time of its last turn."""
 

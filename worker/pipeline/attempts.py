@@ -57,7 +57,7 @@ from worker.core.db import is_postgres, unit_of_work
 from worker.core.queues import max_countdown
 from worker.core.settings import Settings, get_settings
 from worker.network.http import FetchError
-from worker.network.politeness import HostBusy
+from worker.network.politeness import HostBusy, turn_countdown
 from worker.network.robots import RobotsUnavailable
 from worker.pages.archive import ArchiveError
 from worker.pipeline.steps import CLAIMS, Step, StepResult, next_step
@@ -88,8 +88,6 @@ ENV_MAX_RETRIES = 8
 most one fresh message per article per ``stale_after``: a long outage never piles up
 retry chains."""
 
-TURN_LATENESS = 0.005
-"""Seconds a retry for a host's turn is sent after the turn itself (never before it)."""
 
 NO_RETRY_LIMIT = sys.maxsize
 """The retry limit of the retries that must go on: a host that asks to wait, and
@@ -442,9 +440,9 @@ def settle(
         return _count(article_id, exc, f"{label}: {exc}", wait, wait, countdown, settings)
     if isinstance(exc, HostBusy):
         # The retry comes at the turn the host's timeline reserved for this article
-        # (worker.network.politeness), a few milliseconds after it: no jitter, or the
+        # (worker.network.politeness), a moment before it (TURN_LEAD): no jitter, or the
         # turns of one host would come back out of order and the pace would suffer.
-        countdown = exc.retry_after + TURN_LATENESS
+        countdown = turn_countdown(exc.retry_after)
         # The retry is the article's message: the sweep must not send another copy while
         # it waits, or every stale_after adds one more endless retry chain (a host whose
         # robots.txt stays unreachable would pile them up for as long as it is down). A
