@@ -14,7 +14,7 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from schemas.models import Article, Claim, ClaimCluster
-from tests.support.webdata import big_cluster
+from tests.support.webdata import BIG_T0, big_cluster
 from worker.claims.clustering import speaker_key
 from worker.claims.firstseen import page_at
 from worker.core.db import init_db, unit_of_work
@@ -450,3 +450,42 @@ def first_cursor(client: TestClient, cid: int, limit: int) -> str:
     cursor = client.get(f"/api/v1/clusters/{cid}", params={"limit": limit}).json()["next_cursor"]
     assert isinstance(cursor, str)
     return cursor
+
+
+def test_a_cluster_pages_alike_with_its_copies_kept_or_joined(
+    settings: Any, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copies of a cluster larger than a page are kept with its counts; pages read
+    from them and pages that join the copies again give the same rows, by cursor and
+    from a time."""
+    from worker.web import listings
+
+    cid, _ = big_cluster(settings, 150, 7)
+    start = (BIG_T0 + timedelta(days=5)).isoformat()
+
+    def read() -> tuple[list[Any], list[Any]]:
+        listings._summaries.clear()
+        by_cursor = [
+            (m["position"], m["article_id"], m["claim_id"], m["copy"], m["published_at"])
+            for m in every_member(client, cid)
+        ]
+        body = client.get(f"/api/v1/clusters/{cid}", params={"start": start}).json()
+        from_time = [(m["position"], m["article_id"], m["copy"]) for m in body["members"]]
+        return by_cursor, from_time
+
+    kept = read()
+    monkeypatch.setattr(listings, "COPIES_KEPT", 0)
+    joined = read()
+    assert kept == joined
+    assert len(kept[0]) == 152 and sum(1 for m in kept[0] if m[3]) == 2
+    assert [m[0] for m in kept[0]] == list(range(1, 153))
+    assert kept[1][0][0] == 1 + sum(1 for m in kept[0] if m[4] < start)
+
+
+def every_member(client: TestClient, cid: int) -> list[dict[str, Any]]:
+    body = client.get(f"/api/v1/clusters/{cid}", params={"limit": 40}).json()
+    seen = list(body["members"])
+    while body["next"]:
+        body = client.get(body["next"]).json()
+        seen += body["members"]
+    return seen

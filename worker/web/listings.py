@@ -244,11 +244,13 @@ def _members_page(
     after: tuple[datetime, int, int] | None,
     start: datetime | None,
     n: int,
+    copies_kept: list[Any] | None = None,
 ) -> list[Any]:
     """The first ``n`` repeats in time order (time, article, claim) after the key
     ``after``, or at or after ``start``: the claims from ``ix_claim_cluster_at`` (a
-    keyset read, whatever the cluster's size), the copies of their articles by a join
-    (copies are few), merged."""
+    keyset read, whatever the cluster's size), the copies of their articles by a join,
+    or from ``copies_kept`` (every copy of the cluster in time order, kept with its
+    summary: the join visits every claim of the cluster), merged."""
     from sqlalchemy import literal, tuple_
 
     from schemas.types import UTCDateTime
@@ -270,22 +272,31 @@ def _members_page(
         copies = copies.where(_copy_at(dup) >= start)
     claims = claims.order_by(col(Claim.article_at), col(Claim.article_id), col(Claim.id))
     copies = copies.order_by(_copy_at(dup), dup.id, col(Claim.id))
-    rows = [
-        *session.execute(claims.limit(n)).mappings().all(),
-        *session.execute(copies.limit(n)).mappings().all(),
-    ]
+    if copies_kept is None:
+        more = list(session.execute(copies.limit(n)).mappings().all())
+    elif after is not None:
+        more = [r for r in copies_kept if _member_key(r) > after][:n]
+    elif start is not None:
+        more = [r for r in copies_kept if _when(r["at"]) >= start][:n]
+    else:
+        more = copies_kept[:n]
+    rows = [*session.execute(claims.limit(n)).mappings().all(), *more]
     rows.sort(key=_member_key)
     return rows[:n]
 
 
-def _count_before(session: Session, cluster_id: int, start: datetime) -> int:
+def _count_before(
+    session: Session, cluster_id: int, start: datetime, copies_kept: list[Any] | None = None
+) -> int:
     """How many repeats of the cluster are before ``start`` (an index range count for
-    the claims, a join for the copies)."""
+    the claims; the copies by a join, or from ``copies_kept``)."""
     own = session.execute(
         sa_select(func.count())
         .select_from(Claim)
         .where(col(Claim.cluster_id) == cluster_id, col(Claim.article_at) < start)
     ).scalar_one()
+    if copies_kept is not None:
+        return int(own) + sum(1 for r in copies_kept if _when(r["at"]) < start)
     query, dup = _copy_repeats(cluster_id)
     copies = session.execute(
         sa_select(func.count()).select_from(query.where(_copy_at(dup) < start).subquery())
@@ -324,6 +335,7 @@ class _Summary:
     timeline: dict[str, Any] | None = None
     timeline_marks: int = 0  # the CHART_MARKS it was drawn for
     finest: int = 3600  # seconds of the buckets the cells were counted in
+    copies: list[Any] | None = None  # every copy in time order (None: too many to keep)
 
 
 def _summarize(first: Any, groups: list[tuple[Any, ...]]) -> _Summary:
@@ -361,6 +373,9 @@ def _summarize(first: Any, groups: list[tuple[Any, ...]]) -> _Summary:
 
 
 SUMMARY_CACHE = 32
+COPIES_KEPT = 5000
+"""A cluster's copies are kept with its summary up to this many (a page then reads only
+the index of its claims); above, each page joins them again."""
 _summaries: OrderedDict[tuple[Any, ...], _Summary] = OrderedDict()
 _summaries_lock = threading.Lock()
 
@@ -387,9 +402,20 @@ def _cached_summary(session: Session, cluster: ClaimCluster, first: Any = None) 
         if hit is not None:
             _summaries.move_to_end(key)
             return hit
+    assert cluster.id is not None
+    query, dup = _copy_repeats(cluster.id)
+    copies: list[Any] | None = [
+        dict(r)
+        for r in session.execute(
+            query.order_by(_copy_at(dup), dup.id, col(Claim.id)).limit(COPIES_KEPT + 1)
+        )
+        .mappings()
+        .all()
+    ]
+    if copies is not None and len(copies) > COPIES_KEPT:
+        copies = None
     if first is None:  # the first page's first row, else read it
-        assert cluster.id is not None
-        found = _members_page(session, cluster.id, None, None, 1)
+        found = _members_page(session, cluster.id, None, None, 1, copies)
         first = found[0] if found else None
     m = _cluster_members(int(cluster.id or 0))
     unit = "day" if (cluster.n_articles or 0) > BY_DAY_ABOVE else "hour"
@@ -404,6 +430,7 @@ def _cached_summary(session: Session, cluster: ClaimCluster, first: Any = None) 
     ]
     summary = _summarize(first, groups)
     summary.finest = 86400 if unit == "day" else 3600
+    summary.copies = copies
     with _summaries_lock:
         _summaries[key] = summary
         while len(_summaries) > SUMMARY_CACHE:
@@ -428,6 +455,13 @@ def cluster_detail(
         raise NotFound(f"no claim cluster with id {cluster_id}")
     key = decode_cursor(f"cluster{cluster_id}", cursor, (str, int, int, int))
 
+    # the counts of a cluster larger than a page first: kept, they hold its copies
+    from_the_start = key is None and start is None
+    summary: _Summary | None = None
+    if not from_the_start or (cluster.n_articles or 0) > limit:
+        summary = _cached_summary(session, cluster)
+    copies_kept = summary.copies if summary is not None else None
+
     # one page of repeats
     position = 0
     after = None
@@ -439,12 +473,11 @@ def cluster_detail(
         after = (at if at.tzinfo else at.replace(tzinfo=UTC), key[1], key[2])
         position = key[3]
     elif start is not None:
-        position = _count_before(session, cluster_id, start)
-    rows = _members_page(session, cluster_id, after, start, limit + 1)
+        position = _count_before(session, cluster_id, start, copies_kept)
+    rows = _members_page(session, cluster_id, after, start, limit + 1, copies_kept)
     more = len(rows) > limit
     rows = rows[:limit]
-    from_the_start = key is None and start is None
-    if from_the_start and not more:
+    if summary is None and not more:
         # the page holds the whole cluster: count from its rows
         summary = _summarize(
             rows[0] if rows else None,
@@ -460,8 +493,8 @@ def cluster_detail(
                 for r in rows
             ],
         )
-    else:
-        summary = _cached_summary(session, cluster, rows[0] if from_the_start and rows else None)
+    elif summary is None:
+        summary = _cached_summary(session, cluster, rows[0] if rows else None)
     first_row = summary.first
     first_words = summary.first_words
     counts, outlet_first = summary.counts, summary.outlet_first
