@@ -189,6 +189,7 @@ def make_corpus(n_claims: int, seed: int) -> Corpus:
                     sentence,
                     "bench-1",
                     cluster_id,
+                    art[3],  # claim.article_at: the article's time, as the claims step writes it
                 )
             )
         total += size
@@ -200,7 +201,7 @@ def make_corpus(n_claims: int, seed: int) -> Corpus:
 
 CLAIM_COLUMNS = (
     'article_id, speaker, speaker_resolved, verb, kind, text, start, "end", sentence, '
-    "extractor_version, cluster_id, created_at"
+    "extractor_version, cluster_id, article_at, created_at"
 )
 
 
@@ -289,8 +290,11 @@ def fill_sqlite(path: Path, c: Corpus) -> Any:
     for i in range(0, len(c.claims), batch):
         with db:
             db.executemany(
-                f"INSERT INTO claim ({CLAIM_COLUMNS}) VALUES ({','.join('?' * 12)})",
-                ((*row, now.isoformat()) for row in c.claims[i : i + batch]),
+                f"INSERT INTO claim ({CLAIM_COLUMNS}) VALUES ({','.join('?' * 13)})",
+                (
+                    (*row[:-1], row[-1].isoformat(), now.isoformat())
+                    for row in c.claims[i : i + batch]
+                ),
             )
     print(f"  sqlite: claims inserted with the search triggers in {time.perf_counter() - t:.0f} s")
     with db:
@@ -410,6 +414,7 @@ def add_huge_cluster(db: str, settings: Any, n: int) -> int:
                     "text": content,
                     "s": f"Huge Cluster said {content}.",
                     "c": cid,
+                    "at": at if db != "sqlite" else at.replace(tzinfo=None),
                     "now": now,
                     "start": 0,
                     "end": len(content),
@@ -449,9 +454,9 @@ def add_huge_cluster(db: str, settings: Any, n: int) -> int:
         conn.execute(
             sql(
                 "INSERT INTO claim (article_id, speaker, speaker_resolved, verb, kind, text, "
-                'start, "end", sentence, extractor_version, cluster_id, created_at) VALUES '
-                "(:a, 'Huge Cluster', 'Huge Cluster', 'said', 'indirect', :text, :start, "
-                ":end, :s, 'bench-1', :c, :now)"
+                'start, "end", sentence, extractor_version, cluster_id, article_at, '
+                "created_at) VALUES (:a, 'Huge Cluster', 'Huge Cluster', 'said', 'indirect', "
+                ":text, :start, :end, :s, 'bench-1', :c, :at, :now)"
             ),
             claims,
         )
@@ -567,6 +572,11 @@ def main() -> None:
     ap.add_argument(
         "--reuse", action="store_true", help="time the stores a --keep run left (no filling)"
     )
+    ap.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="with --reuse: first upgrade the kept stores to this code's migrations",
+    )
     args = ap.parse_args()
     from starlette.testclient import TestClient
 
@@ -596,6 +606,12 @@ def main() -> None:
             t = time.perf_counter()
             if args.reuse and args.keep:
                 settings = kept_store(db, workdir, args.pg)
+                if args.upgrade:
+                    from worker.core.db import init_db
+
+                    up = time.perf_counter()
+                    init_db(settings)  # the running code's migrations
+                    print(f"  {db}: upgraded in {time.perf_counter() - up:.0f} s")
             elif db == "sqlite":
                 settings = fill_sqlite(workdir, corpus)
             else:

@@ -312,7 +312,8 @@ class ClaimCluster(SQLModel, table=True):
     # the first article's published_precision (None: its discovery time)
     first_seen_precision: str | None = Field(default=None, max_length=8)
     first_article_id: int | None = Field(
-        default=None, sa_column=Column(Integer, ForeignKey("article.id", ondelete="SET NULL"))
+        default=None,
+        sa_column=Column(Integer, ForeignKey("article.id", ondelete="SET NULL"), index=True),
     )
     n_articles: int = 0
     n_outlets: int = 0
@@ -358,10 +359,16 @@ class Claim(SQLModel, table=True):
         default=None,
         sa_column=Column(Integer, ForeignKey("claimcluster.id", ondelete="SET NULL"), index=True),
     )
+    # when a cluster page lists this claim's article: its publication time, else its
+    # discovery (worker.claims.firstseen.page_at), copied here by the claims step and
+    # kept when the article's time changes, so that a cluster's repeats are read in
+    # time order from ix_claim_cluster_at (migration 0013)
+    article_at: datetime | None = _ts()
     created_at: datetime = _created()
 
     __table_args__ = (
         UniqueConstraint("article_id", "start", "end", "verb", name="uq_claim_article_span"),
+        Index("ix_claim_cluster_at", "cluster_id", "article_at", "article_id", "id"),
     )
 
 

@@ -81,12 +81,20 @@ def _old_database_upgrades(settings: Settings) -> None:
             ),
             {"t": "2024-03-04 10:00:00", "p": "2024-03-03 00:00:00"},
         )
+        conn.execute(
+            text(
+                "INSERT INTO claim (article_id, speaker, speaker_resolved, verb, kind, text,"
+                ' start, "end", sentence, extractor_version, created_at) VALUES'
+                " (1, 'Novak', 'Novak', 'said', 'indirect', 'x', 0, 1, 'Novak said x.', 't', :t)"
+            ),
+            {"t": "2024-03-04 10:00:00"},
+        )
         conn.commit()
     init_db(settings)
     from sqlmodel import Session, select
 
-    from schemas.models import Article, ClaimCluster
-    from worker.claims.firstseen import order_key
+    from schemas.models import Article, Claim, ClaimCluster
+    from worker.claims.firstseen import order_key, page_at
 
     with Session(engine) as s:
         (a,) = s.exec(select(Article)).all()
@@ -95,6 +103,9 @@ def _old_database_upgrades(settings: Settings) -> None:
         assert order_key(a)[0] == a.published_at  # sorts as before until reprocessed
         (c,) = s.exec(select(ClaimCluster)).all()
         assert c.first_seen_precision is None and c.first_seen_at is not None
+        # 0013 back-fills the claim's copy of its article's time (published, else found)
+        (claim,) = s.exec(select(Claim)).all()
+        assert claim.article_at == a.published_at == page_at(a)
     dispose_engines()
 
 

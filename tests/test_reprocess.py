@@ -47,6 +47,7 @@ def test_reprocess_after_extractor_bump_rewrites_claims_once(
     run_items(first)
     before = _claims()
     assert before, "the stories carry attributed statements"
+    _claim_times_follow_their_articles()
     hits = dict(server.hits)
     with unit_of_work() as s:
         bands_before = s.exec(select(func.count()).select_from(DedupBand)).one()
@@ -89,9 +90,38 @@ def test_reprocess_after_extractor_bump_rewrites_claims_once(
     job3 = _reprocess(outlet="127.0.0.1")
     run_items(job3)
     assert len(_claims()) == len(before)
+    _claim_times_follow_their_articles()
+    # the restart of a reprocess puts the article's (new) time on its claims at once,
+    # before its claims step replaces them (cluster pages read the time from the claims)
+    from sqlalchemy import update
+
+    from worker.core.settings import get_settings
+    from worker.jobs.reprocess import restart_article
+    from worker.pipeline import resources
+
+    aid = before[0].article_id
+    with unit_of_work() as s:
+        s.execute(update(Claim).where(col(Claim.article_id) == aid).values(article_at=None))
+    with unit_of_work() as s:
+        assert restart_article(s, aid, resources.archive(), get_settings())
+        art = s.get(Article, aid)
+        assert art is not None and art.state == "extracted"
+    _claim_times_follow_their_articles()
     with unit_of_work() as s:
         # the URLs job, the bumped reprocess, the outlet reprocess (the empty ones hold none)
         assert s.exec(select(func.count()).select_from(JobItem)).one() == 3 * len(STORIES)
+
+
+def _claim_times_follow_their_articles() -> None:
+    """Every claim carries its article's time as a cluster page sorts it."""
+    from worker.claims.firstseen import page_at
+    from worker.core.db import unit_of_work
+
+    with unit_of_work() as s:
+        rows = s.exec(select(Claim, Article).join(Article)).all()
+        assert rows
+        for claim, art in rows:
+            assert claim.article_at == page_at(art), (claim.id, art.id)
 
 
 def _last_job() -> int:

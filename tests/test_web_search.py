@@ -14,8 +14,9 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from schemas.models import Article, Claim, ClaimCluster
-from tests.support.webdata import big_cluster
+from tests.support.webdata import BIG_T0, big_cluster
 from worker.claims.clustering import speaker_key
+from worker.claims.firstseen import page_at
 from worker.core.db import init_db, unit_of_work
 from worker.network.urls import url_hash
 
@@ -99,6 +100,7 @@ def add_claim(
             sentence=sentence,
             extractor_version="test",
             cluster_id=cluster_id,
+            article_at=page_at(art),
         )
         s.add(claim)
         s.flush()
@@ -219,11 +221,26 @@ def test_folding_comes_with_the_migration_on_postgres(pg_url: str, configure: An
     with engine.connect() as conn:
         cfg = alembic_config(pg_url)
         cfg.attributes["connection"] = conn
-        # the revision just before 0012 (the rows below are written with today's models)
+        # the revision just before 0012, and a claim written as it was then
         command.upgrade(cfg, "0011_hardening")
+        conn.execute(
+            text(
+                "INSERT INTO article (url, url_hash, host, state, state_changed_at, attempts,"
+                " step_starts, discovered_at, categories, tags) VALUES ('https://a.example/1',"
+                " 'h1', 'a.example', 'processed', now(), 0, 0, now(), '[]', '[]')"
+            )
+        )
+        claim = conn.execute(
+            text(
+                "INSERT INTO claim (article_id, speaker, speaker_resolved, verb, kind, text,"
+                ' start, "end", sentence, extractor_version, created_at) SELECT id,'
+                " 'Ana Kovač', 'Ana Kovač', 'said', 'indirect', 'the Šibenik bridge will reopen',"
+                " 0, 1, 'Ana Kovač said the Šibenik bridge will reopen.', 't', now()"
+                " FROM article RETURNING id"
+            )
+        ).scalar_one()
         conn.commit()
     dispose_engines()
-    claim = add_claim(settings, "Ana Kovač", "the Šibenik bridge will reopen")
     with unit_of_work(settings) as s:
         found = s.execute(
             text("SELECT id FROM claim WHERE search_vector @@ to_tsquery('simple', 'sibenik')")
@@ -405,6 +422,7 @@ def test_a_huge_cluster_is_paged_and_its_timeline_bounded(
                 sentence="Ivo Brandt said rates will fall.",
                 extractor_version="test",
                 cluster_id=cid,
+                article_at=page_at(late),
             )
         )
     again = client.get(f"/api/v1/clusters/{cid}").json()
@@ -432,3 +450,42 @@ def first_cursor(client: TestClient, cid: int, limit: int) -> str:
     cursor = client.get(f"/api/v1/clusters/{cid}", params={"limit": limit}).json()["next_cursor"]
     assert isinstance(cursor, str)
     return cursor
+
+
+def test_a_cluster_pages_alike_with_its_copies_kept_or_joined(
+    settings: Any, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copies of a cluster larger than a page are kept with its counts; pages read
+    from them and pages that join the copies again give the same rows, by cursor and
+    from a time."""
+    from worker.web import listings
+
+    cid, _ = big_cluster(settings, 150, 7)
+    start = (BIG_T0 + timedelta(days=5)).isoformat()
+
+    def read() -> tuple[list[Any], list[Any]]:
+        listings._summaries.clear()
+        by_cursor = [
+            (m["position"], m["article_id"], m["claim_id"], m["copy"], m["published_at"])
+            for m in every_member(client, cid)
+        ]
+        body = client.get(f"/api/v1/clusters/{cid}", params={"start": start}).json()
+        from_time = [(m["position"], m["article_id"], m["copy"]) for m in body["members"]]
+        return by_cursor, from_time
+
+    kept = read()
+    monkeypatch.setattr(listings, "COPIES_KEPT", 0)
+    joined = read()
+    assert kept == joined
+    assert len(kept[0]) == 152 and sum(1 for m in kept[0] if m[3]) == 2
+    assert [m[0] for m in kept[0]] == list(range(1, 153))
+    assert kept[1][0][0] == 1 + sum(1 for m in kept[0] if m[4] < start)
+
+
+def every_member(client: TestClient, cid: int) -> list[dict[str, Any]]:
+    body = client.get(f"/api/v1/clusters/{cid}", params={"limit": 40}).json()
+    seen = list(body["members"])
+    while body["next"]:
+        body = client.get(body["next"]).json()
+        seen += body["members"]
+    return seen

@@ -24,6 +24,7 @@ from schemas.models import (
     Sighting,
 )
 from worker.claims.clustering import speaker_key
+from worker.claims.firstseen import page_at
 from worker.core.db import init_db, unit_of_work
 from worker.network.urls import url_hash
 
@@ -108,6 +109,7 @@ def _claim(
         sentence=text[sentence_start : sentence_end + 1 if sentence_end >= 0 else len(text)],
         extractor_version="rules-test",
         cluster_id=cluster,
+        article_at=page_at(article),  # as the claims step writes it
     )
     session.add(c)
     session.flush()
@@ -344,6 +346,7 @@ def big_cluster(settings: Any, repeats: int, outlets: int) -> tuple[int, list[in
                     "sentence": f"Ivo Brandt said {content}.",
                     "extractor_version": "test",
                     "cluster_id": cid,
+                    "article_at": BIG_T0 + timedelta(minutes=90 * i),
                 }
             )
         s.execute(insert(Claim), claims)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select, case, func, literal
+from sqlalchemy import CompoundSelect, Select, case, func, literal, or_, update
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -55,6 +55,28 @@ def shown_at(article: Any = Article) -> Any:
     """When an article was published, as shown: its time, else the feed entry's, else
     its discovery."""
     return func.coalesce(article.published_at, article.entry_published_at, article.discovered_at)
+
+
+def page_at(article: Article) -> datetime:
+    """When a cluster page lists ``article``: its publication time, else its discovery.
+    Stored on each of its claims (``claim.article_at``), so that a cluster's repeats are
+    read in this order from an index."""
+    return article.published_at or article.discovered_at
+
+
+def sync_claim_times(session: Session, article: Article) -> None:
+    """Write :func:`page_at` on the claims of ``article``, after its time changed (a
+    reprocess extracts the article again before its claims step replaces them)."""
+    at = page_at(article)
+    session.execute(
+        update(Claim)
+        .where(
+            col(Claim.article_id) == article.id,
+            or_(col(Claim.article_at).is_(None), col(Claim.article_at) != at),
+        )
+        .values(article_at=at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def precision_of(article: Article) -> str | None:
@@ -200,8 +222,10 @@ __all__ = [
     "member_articles",
     "order_at",
     "order_key",
+    "page_at",
     "precision_of",
     "refresh_cluster",
     "shown_at",
     "shown_precision",
+    "sync_claim_times",
 ]

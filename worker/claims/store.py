@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from schemas.models import Article, ArticleState, Claim
 from schemas.types import utcnow
 from worker.claims.clustering import assign_clusters
-from worker.claims.firstseen import refresh_cluster
+from worker.claims.firstseen import page_at, refresh_cluster
 from worker.core.settings import Settings
 from worker.core.states import set_state
 
@@ -55,6 +55,7 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
     else:
         found = extract_claims(article.text, load_nlp(settings.spacy_model))
         seen: set[tuple[int, int, str]] = set()
+        at = page_at(article)
         stored = []
         for c in found:
             key = (c.start, c.end, c.verb)
@@ -73,6 +74,7 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
                     end=c.end,
                     sentence=c.sentence,
                     extractor_version=EXTRACTOR_VERSION,
+                    article_at=at,
                 )
             )
         session.add_all(stored)

@@ -30,6 +30,7 @@ from schemas.models import (
     RawPage,
     Sighting,
 )
+from worker.claims.firstseen import sync_claim_times
 from worker.core.settings import Settings
 from worker.core.states import set_state
 from worker.jobs import lifecycle
@@ -196,7 +197,11 @@ def restart_article(
     article.failure_reason = None
     set_state(article, ArticleState.fetched)
     session.flush()
-    return extract_stored_article(session, article_id, archive, settings)
+    advanced = extract_stored_article(session, article_id, archive, settings)
+    # the article's claims stay until its claims step replaces them: their time follows
+    # the article's new one at once (cluster pages read it from the claim rows)
+    sync_claim_times(session, article)
+    return advanced
 
 
 __all__ = [

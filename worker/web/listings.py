@@ -178,54 +178,130 @@ a week, 30 days."""
 BUCKETS = (3600, 86400, 7 * 86400, 30 * 86400)
 
 
-def _cluster_members(cluster_id: int) -> Any:
-    """Every repeat of a cluster: each claim in its article, and each copy of that
-    article found by dedup; one row each (``copy`` 1 for a copy)."""
-    from sqlalchemy import literal, union_all
+def _member_columns(a: Any, at: Any, is_copy: int) -> list[Any]:
+    from sqlalchemy import literal
 
-    def part(a: Any, is_copy: int, on: Any) -> Any:
-        return (
-            sa_select(
-                col(Claim.id).label("claim_id"),
-                a.id.label("article_id"),
-                func.coalesce(a.published_at, a.discovered_at).label("at"),
-                a.host.label("host"),
-                a.url.label("url"),
-                func.coalesce(a.title, a.entry_title).label("title"),
-                col(Claim.speaker).label("speaker"),
-                col(Claim.text).label("text"),
-                col(Claim.verb).label("verb"),
-                col(Claim.kind).label("kind"),
-                col(Claim.sentence).label("sentence"),
-                col(Claim.start).label("start"),
-                col(Claim.end).label("end"),
-                literal(is_copy).label("copy"),
-            )
-            .select_from(Claim)
-            .join(a, on)
-            .where(col(Claim.cluster_id) == cluster_id)
-        )
-
-    own, dup = aliased(Article), aliased(Article)
-    return union_all(
-        part(own, 0, own.id == col(Claim.article_id)),
-        part(dup, 1, dup.duplicate_of_id == col(Claim.article_id)),
-    ).subquery("members")
+    return [
+        col(Claim.id).label("claim_id"),
+        a.id.label("article_id"),
+        at.label("at"),
+        a.host.label("host"),
+        a.url.label("url"),
+        func.coalesce(a.title, a.entry_title).label("title"),
+        col(Claim.speaker).label("speaker"),
+        col(Claim.text).label("text"),
+        col(Claim.verb).label("verb"),
+        col(Claim.kind).label("kind"),
+        col(Claim.sentence).label("sentence"),
+        col(Claim.start).label("start"),
+        col(Claim.end).label("end"),
+        literal(is_copy).label("copy"),
+    ]
 
 
-def _member_after(m: Any, at: datetime, article_id: int, claim_id: int) -> Any:
-    from sqlalchemy import and_, or_
+def _copy_at(dup: Any) -> Any:
+    return func.coalesce(dup.published_at, dup.discovered_at)
 
-    return or_(
-        m.c.at > at,
-        and_(
-            m.c.at == at,
-            or_(
-                m.c.article_id > article_id,
-                and_(m.c.article_id == article_id, m.c.claim_id > claim_id),
-            ),
-        ),
+
+def _own_repeats(cluster_id: int) -> Any:
+    """The claims of a cluster, each in its article, at the time stored on the claim
+    (``claim.article_at``); ``copy`` 0."""
+    own: Any = aliased(Article)
+    return (
+        sa_select(*_member_columns(own, col(Claim.article_at), 0))
+        .select_from(Claim)
+        .join(own, own.id == col(Claim.article_id))
+        .where(col(Claim.cluster_id) == cluster_id)
     )
+
+
+def _copy_repeats(cluster_id: int) -> tuple[Any, Any]:
+    """Each copy (found by dedup) of an article carrying a claim of the cluster, at the
+    copy's own time; ``copy`` 1. With the copy's article alias."""
+    dup: Any = aliased(Article)
+    return (
+        sa_select(*_member_columns(dup, _copy_at(dup), 1))
+        .select_from(Claim)
+        .join(dup, dup.duplicate_of_id == col(Claim.article_id))
+        .where(col(Claim.cluster_id) == cluster_id)
+    ), dup
+
+
+def _cluster_members(cluster_id: int) -> Any:
+    """Every repeat of a cluster, claims and copies: one row each."""
+    from sqlalchemy import union_all
+
+    return union_all(_own_repeats(cluster_id), _copy_repeats(cluster_id)[0]).subquery("members")
+
+
+def _member_key(r: Any) -> tuple[datetime, int, int]:
+    return (_when(r["at"]), r["article_id"], r["claim_id"])
+
+
+def _members_page(
+    session: Session,
+    cluster_id: int,
+    after: tuple[datetime, int, int] | None,
+    start: datetime | None,
+    n: int,
+    copies_kept: list[Any] | None = None,
+) -> list[Any]:
+    """The first ``n`` repeats in time order (time, article, claim) after the key
+    ``after``, or at or after ``start``: the claims from ``ix_claim_cluster_at`` (a
+    keyset read, whatever the cluster's size), the copies of their articles by a join,
+    or from ``copies_kept`` (every copy of the cluster in time order, kept with its
+    summary: the join visits every claim of the cluster), merged."""
+    from sqlalchemy import literal, tuple_
+
+    from schemas.types import UTCDateTime
+
+    claims = _own_repeats(cluster_id)
+    copies, dup = _copy_repeats(cluster_id)
+    if after is not None:
+        at = literal(after[0], UTCDateTime())
+        claims = claims.where(
+            tuple_(col(Claim.article_at), col(Claim.article_id), col(Claim.id))
+            > tuple_(at, literal(after[1]), literal(after[2]))
+        )
+        copies = copies.where(
+            tuple_(_copy_at(dup), dup.id, col(Claim.id))
+            > tuple_(at, literal(after[1]), literal(after[2]))
+        )
+    elif start is not None:
+        claims = claims.where(col(Claim.article_at) >= start)
+        copies = copies.where(_copy_at(dup) >= start)
+    claims = claims.order_by(col(Claim.article_at), col(Claim.article_id), col(Claim.id))
+    copies = copies.order_by(_copy_at(dup), dup.id, col(Claim.id))
+    if copies_kept is None:
+        more = list(session.execute(copies.limit(n)).mappings().all())
+    elif after is not None:
+        more = [r for r in copies_kept if _member_key(r) > after][:n]
+    elif start is not None:
+        more = [r for r in copies_kept if _when(r["at"]) >= start][:n]
+    else:
+        more = copies_kept[:n]
+    rows = [*session.execute(claims.limit(n)).mappings().all(), *more]
+    rows.sort(key=_member_key)
+    return rows[:n]
+
+
+def _count_before(
+    session: Session, cluster_id: int, start: datetime, copies_kept: list[Any] | None = None
+) -> int:
+    """How many repeats of the cluster are before ``start`` (an index range count for
+    the claims; the copies by a join, or from ``copies_kept``)."""
+    own = session.execute(
+        sa_select(func.count())
+        .select_from(Claim)
+        .where(col(Claim.cluster_id) == cluster_id, col(Claim.article_at) < start)
+    ).scalar_one()
+    if copies_kept is not None:
+        return int(own) + sum(1 for r in copies_kept if _when(r["at"]) < start)
+    query, dup = _copy_repeats(cluster_id)
+    copies = session.execute(
+        sa_select(func.count()).select_from(query.where(_copy_at(dup) < start).subquery())
+    ).scalar_one()
+    return int(own) + int(copies)
 
 
 def _truncated(session: Session, at: Any, unit: str) -> Any:
@@ -259,6 +335,7 @@ class _Summary:
     timeline: dict[str, Any] | None = None
     timeline_marks: int = 0  # the CHART_MARKS it was drawn for
     finest: int = 3600  # seconds of the buckets the cells were counted in
+    copies: list[Any] | None = None  # every copy in time order (None: too many to keep)
 
 
 def _summarize(first: Any, groups: list[tuple[Any, ...]]) -> _Summary:
@@ -296,13 +373,14 @@ def _summarize(first: Any, groups: list[tuple[Any, ...]]) -> _Summary:
 
 
 SUMMARY_CACHE = 32
+COPIES_KEPT = 5000
+"""A cluster's copies are kept with its summary up to this many (a page then reads only
+the index of its claims); above, each page joins them again."""
 _summaries: OrderedDict[tuple[Any, ...], _Summary] = OrderedDict()
 _summaries_lock = threading.Lock()
 
 
-def _cached_summary(
-    session: Session, cluster: ClaimCluster, m: Any, order: Any, first: Any = None
-) -> _Summary:
+def _cached_summary(session: Session, cluster: ClaimCluster, first: Any = None) -> _Summary:
     """The summary of a cluster larger than a page: two passes over its members in the
     database (its first repeat; its repeats grouped by outlet, hour and wording), kept
     for the latest :data:`SUMMARY_CACHE` clusters until the cluster changes (its counts,
@@ -324,8 +402,22 @@ def _cached_summary(
         if hit is not None:
             _summaries.move_to_end(key)
             return hit
+    assert cluster.id is not None
+    query, dup = _copy_repeats(cluster.id)
+    copies: list[Any] | None = [
+        dict(r)
+        for r in session.execute(
+            query.order_by(_copy_at(dup), dup.id, col(Claim.id)).limit(COPIES_KEPT + 1)
+        )
+        .mappings()
+        .all()
+    ]
+    if copies is not None and len(copies) > COPIES_KEPT:
+        copies = None
     if first is None:  # the first page's first row, else read it
-        first = session.execute(sa_select(m).order_by(*order).limit(1)).mappings().first()
+        found = _members_page(session, cluster.id, None, None, 1, copies)
+        first = found[0] if found else None
+    m = _cluster_members(int(cluster.id or 0))
     unit = "day" if (cluster.n_articles or 0) > BY_DAY_ABOVE else "hour"
     hour = _truncated(session, m.c.at, unit).label("hour")
     groups = [
@@ -338,6 +430,7 @@ def _cached_summary(
     ]
     summary = _summarize(first, groups)
     summary.finest = 86400 if unit == "day" else 3600
+    summary.copies = copies
     with _summaries_lock:
         _summaries[key] = summary
         while len(_summaries) > SUMMARY_CACHE:
@@ -361,30 +454,30 @@ def cluster_detail(
     if cluster is None:
         raise NotFound(f"no claim cluster with id {cluster_id}")
     key = decode_cursor(f"cluster{cluster_id}", cursor, (str, int, int, int))
-    m = _cluster_members(cluster_id)
-    order = (m.c.at, m.c.article_id, m.c.claim_id)
+
+    # the counts of a cluster larger than a page first: kept, they hold its copies
+    from_the_start = key is None and start is None
+    summary: _Summary | None = None
+    if not from_the_start or (cluster.n_articles or 0) > limit:
+        summary = _cached_summary(session, cluster)
+    copies_kept = summary.copies if summary is not None else None
 
     # one page of repeats
     position = 0
-    query = sa_select(m)
+    after = None
     if key:
         try:
             at = datetime.fromisoformat(key[0])
         except ValueError:
             raise BadCursor(MALFORMED) from None
-        at = at if at.tzinfo else at.replace(tzinfo=UTC)
-        query = query.where(_member_after(m, at, key[1], key[2]))
+        after = (at if at.tzinfo else at.replace(tzinfo=UTC), key[1], key[2])
         position = key[3]
     elif start is not None:
-        query = query.where(m.c.at >= start)
-        position = session.execute(
-            sa_select(func.count()).select_from(m).where(m.c.at < start)
-        ).scalar_one()
-    rows = list(session.execute(query.order_by(*order).limit(limit + 1)).mappings().all())
+        position = _count_before(session, cluster_id, start, copies_kept)
+    rows = _members_page(session, cluster_id, after, start, limit + 1, copies_kept)
     more = len(rows) > limit
     rows = rows[:limit]
-    from_the_start = key is None and start is None
-    if from_the_start and not more:
+    if summary is None and not more:
         # the page holds the whole cluster: count from its rows
         summary = _summarize(
             rows[0] if rows else None,
@@ -400,10 +493,8 @@ def cluster_detail(
                 for r in rows
             ],
         )
-    else:
-        summary = _cached_summary(
-            session, cluster, m, order, rows[0] if from_the_start and rows else None
-        )
+    elif summary is None:
+        summary = _cached_summary(session, cluster, rows[0] if rows else None)
     first_row = summary.first
     first_words = summary.first_words
     counts, outlet_first = summary.counts, summary.outlet_first
