@@ -195,6 +195,53 @@ def test_a_copy_that_loses_the_row_takes_its_start_back(
     assert load_article(aid).step_starts == 1  # copy A's death; copy B's start taken back
 
 
+def test_a_late_message_of_a_step_done_counts_no_start_and_holds_no_lock(db: Any) -> None:
+    """A message of a step its article has already passed (the live pipeline's extract
+    message, delivered after a job item extracted the article itself) does nothing, and
+    neither counts a start (the next step would take it for a death) nor, on
+    PostgreSQL, takes the row: the next step, begun meanwhile, runs. It used to be told
+    `busy`, and the job item then left the article to its lease (`stale_after`, 600 s),
+    so `jobs show --wait` waited that long (a flaky test under load)."""
+    from dataclasses import replace
+
+    from worker.core.db import is_postgres, unit_of_work
+    from worker.pipeline.attempts import (
+        StepStart,
+        begin_step,
+        end_step,
+        lock_article,
+        run_step,
+    )
+    from worker.pipeline.steps import StepResult, step_named
+
+    aid = _article(ArticleState.extracted)
+    extract, dedup = step_named("extract"), step_named("dedup")
+    with unit_of_work() as late:  # the late extract message, its transaction still open
+        started = begin_step(late, aid, extract.task_name, 3, takes=extract.takes.value)
+        assert started == (StepStart.not_its_state, 0)
+        if is_postgres(late):
+            # the job item's next step, meanwhile: its start (no death) and its row lock
+            with unit_of_work() as item:
+                assert begin_step(item, aid, dedup.task_name, 3, takes=dedup.takes.value) == (
+                    StepStart.run,
+                    0,
+                )
+            with unit_of_work() as item:
+                assert lock_article(item, aid)
+                end_step(item, aid, advanced=False)
+    assert load_article(aid).step_starts == 0
+
+    def must_not_run(session: Any, article_id: int, settings: Any) -> StepResult:
+        raise AssertionError("a step must not run on an article past its state")
+
+    # The whole step: nothing run, nothing counted, and the article's state told (a job
+    # item goes on with the step of that state instead of leaving the article).
+    outcome = run_step(replace(extract, run=must_not_run), aid, follow_up=False, settings=db)
+    assert outcome.state == ArticleState.extracted and not outcome.advanced
+    assert outcome.retry_in is None
+    assert load_article(aid).step_starts == 0
+
+
 def test_articles_inserted_without_the_new_columns_start_at_zero(db: Any) -> None:
     """Bulk inserts (feed polls, backfill) name their columns; the database default
     fills the counter."""

@@ -60,7 +60,7 @@ from worker.network.http import FetchError
 from worker.network.politeness import HostBusy, turn_countdown
 from worker.network.robots import RobotsUnavailable
 from worker.pages.archive import ArchiveError
-from worker.pipeline.steps import CLAIMS, Step, StepResult, next_step
+from worker.pipeline.steps import CLAIMS, PIPELINE, Step, StepResult, next_step
 from worker.pipeline.sweep import send_next_suspect
 
 log = structlog.get_logger("claimwire.pipeline")
@@ -88,6 +88,10 @@ ENV_MAX_RETRIES = 8
 most one fresh message per article per ``stale_after``: a long outage never piles up
 retry chains."""
 
+
+_ROW_TASKS = frozenset(step.task_name for step in PIPELINE)
+"""The tasks of the pipeline's rows: each acts only on an article in its ``takes`` state
+(a reprocess restart, not a row, takes any final state)."""
 
 NO_RETRY_LIMIT = sys.maxsize
 """The retry limit of the retries that must go on: a host that asks to wait, and
@@ -145,11 +149,22 @@ def run_step(
         with unit_of_work() as session:
             if on_begin is not None:
                 on_begin(session)
-            started, deaths = begin_step(session, article_id, label, settings.max_step_deaths)
+            started, deaths = begin_step(
+                session,
+                article_id,
+                label,
+                settings.max_step_deaths,
+                takes=step.takes.value if step.task_name in _ROW_TASKS else None,
+            )
     except Exception as exc:
         if not is_environment_error(exc):
             raise
         return environment_retry(label, exc, retries, article_id=article_id)
+    if started is StepStart.not_its_state:
+        # A message of a step already done (or not yet due): nothing to do here. The
+        # article's state goes back, so a job item goes on with the step of that state.
+        log.info("step_skipped", task=label, article_id=article_id, why=started.value)
+        return Outcome(state=_state_of(article_id))
     if started is not StepStart.run:
         if started is StepStart.quarantined and follow_up:
             send_next_suspect(settings)  # the suspect in flight is settled: quarantined
@@ -193,6 +208,17 @@ def run_step(
     return Outcome(advanced=result.advanced, state=state, new_canonicals=result.new_canonicals)
 
 
+def _state_of(article_id: int) -> str | None:
+    """The article's state now (None when it is gone or the database does not answer:
+    the caller then leaves the article to its lease or the sweep)."""
+    try:
+        with unit_of_work() as session:
+            article = session.get(Article, article_id)
+            return str(article.state) if article is not None else None
+    except ENVIRONMENT_ERRORS:
+        return None
+
+
 def _follow_up(session: Session, step: Step, article_id: int, result: StepResult) -> None:
     """The messages a step's success calls for, sent once its transaction commits."""
     following = next_step(step)
@@ -223,7 +249,8 @@ _BEGIN_STEP_PG = text(
     WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)),
     cur AS (
         SELECT id, state, step_starts, step_started_at FROM article
-        WHERE id = :id FOR UPDATE SKIP LOCKED
+        WHERE id = :id AND (CAST(:takes AS text) IS NULL OR state = CAST(:takes AS text))
+        FOR UPDATE SKIP LOCKED
     ),
     upd AS (
         UPDATE article SET step_starts = article.step_starts + 1, step_started_at = :now
@@ -242,15 +269,30 @@ class StepStart(StrEnum):
 
     run = "run"  # start recorded: run the step
     busy = "busy"  # another copy of the step holds the article (or it does not exist)
+    not_its_state = "not_its_state"  # the article is not (or no longer) in the step's state
     already_quarantined = "already_quarantined"  # nothing to run
     quarantined = "quarantined"  # too many deaths: quarantined now, not run
     abandoned = "abandoned"  # too many deaths re-running a finished article's step
 
 
 def begin_step(
-    session: Session, article_id: int, step: str, max_deaths: int, now: datetime | None = None
+    session: Session,
+    article_id: int,
+    step: str,
+    max_deaths: int,
+    now: datetime | None = None,
+    *,
+    takes: str | None = None,
 ) -> tuple[StepStart, int]:
     """Record the start of ``step`` on the article, to be committed before the step runs.
+
+    ``takes``: the state the step acts on (a pipeline row's). An article in another state
+    (a message of a step already done, delivered late or twice) is left alone: no start
+    counted, no row lock taken, :attr:`StepStart.not_its_state`. Such a message used to
+    take the row and count a start while doing nothing, and a job item running the
+    article's next step at that moment met a locked row (or a false death) and left the
+    article to its lease, ``stale_after`` later. None: any state (a reprocess restart
+    takes any final state).
 
     The row is taken with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: a locked row is the
     same step running in another worker, so this copy neither counts nor runs. Starts
@@ -269,10 +311,18 @@ def begin_step(
         # to every session at once, and can only be lost with the server itself,
         # which leaves one death uncounted). See docs/reliability.md for its price.
         row = session.execute(
-            _BEGIN_STEP_PG, {"id": article_id, "now": now, "max": max_deaths}
+            _BEGIN_STEP_PG, {"id": article_id, "now": now, "max": max_deaths, "takes": takes}
         ).first()
         if row is not None and row[3]:
             return StepStart.run, int(row[1])
+        if row is None and takes is not None:
+            # Not taken: locked by a running step, or not in the step's state (then the
+            # statement took no lock). Which one, read without a lock.
+            state = session.execute(
+                select(Article.state).where(col(Article.id) == article_id)
+            ).scalar()
+            if state is not None and state != takes:
+                return _not_its_state(state), 0
     else:
         row = session.execute(
             select(Article.state, Article.step_starts, Article.step_started_at).where(
@@ -284,6 +334,8 @@ def begin_step(
     state, deaths, last_start = row[0], int(row[1]), row[2]
     if state == ArticleState.quarantined:
         return StepStart.already_quarantined, deaths
+    if takes is not None and state != takes:
+        return _not_its_state(state), 0
     if deaths >= max_deaths:
         values: dict[str, object] = {"step_starts": 0}
         if state in {s.value for s in PENDING_ARTICLE_STATES}:
@@ -305,6 +357,12 @@ def begin_step(
         .values(step_starts=col(Article.step_starts) + 1, step_started_at=now)
     )
     return StepStart.run, deaths
+
+
+def _not_its_state(state: str) -> StepStart:
+    if state == ArticleState.quarantined:
+        return StepStart.already_quarantined
+    return StepStart.not_its_state
 
 
 def end_step(session: Session, article_id: int, *, advanced: bool) -> None:
