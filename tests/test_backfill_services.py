@@ -315,7 +315,7 @@ def test_operations_called_by_other_systems_with_send_task_and_celery_call(
 
     def gated(reply: Reply) -> Any:
         def handler(_req: Any) -> Reply:
-            gate.wait(60)
+            gate.wait(170)
             return reply
 
         return handler
@@ -324,7 +324,15 @@ def test_operations_called_by_other_systems_with_send_task_and_celery_call(
         route = server.routes[p]
         assert isinstance(route, Reply)
         server.routes[p] = gated(route)
-    env = _env(tmp_path, pg_url, redis_url, EXTRACT_CLAIMS="true", BACKFILL_CONCURRENCY="3")
+    # a page held at the gate must not time out meanwhile (a second request of it)
+    env = _env(
+        tmp_path,
+        pg_url,
+        redis_url,
+        EXTRACT_CLAIMS="true",
+        BACKFILL_CONCURRENCY="3",
+        **HOLD_TIMEOUTS,
+    )
     assert claimwire(["init"], env, tmp_path).returncode == 0
     assert claimwire(["feeds", "add", feed_url], env, tmp_path).returncode == 0
 
@@ -350,17 +358,24 @@ def test_operations_called_by_other_systems_with_send_task_and_celery_call(
             text=True,
         )
         try:
+            # The gate opens once the command has read the job (running: no item can end
+            # before the gate opens) and decided to wait: its connection's last statement
+            # reads the job's items (`_rows` reads the job, then its items' progress).
+            # Opening it at the command's first connection (its schema check) let a fast
+            # job end before a slow start read it, and `jobs show` then printed the
+            # finished job without waiting (seen once at load 20).
             wait_until(
                 lambda: (
                     _one(
                         pg_url,
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cw-wait'",
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cw-wait'"
+                        " AND query ILIKE '%jobitem%'",
                     )
                     > 0
                 ),
                 60,
                 0.1,
-                "`jobs show 1 --wait` to connect",
+                "`jobs show 1 --wait` to read the job",
             )
             gate.set()
             _out, err = watch.communicate(timeout=180)
