@@ -13,6 +13,7 @@ from sqlmodel import select
 
 from schemas.models import Article, ArticleState
 from schemas.types import utcnow
+from tests.support.db import discovered_article
 
 
 def _articles(n: int, state: ArticleState, tag: str) -> list[Article]:
@@ -89,25 +90,12 @@ def test_a_step_waiting_for_its_host_is_not_sent_again_by_the_sweep(
     from tasks.schedule import sweep
     from worker.core.db import unit_of_work
     from worker.network.politeness import HostBusy
-    from worker.network.urls import host_of, url_hash
     from worker.pipeline.sweep import stale_articles
     from worker.testing.server import Reply
 
     server.routes["/robots.txt"] = Reply(503, b"down", content_type="text/plain")
     url = server.url("/news/a")
-    old = utcnow() - timedelta(hours=1)
-    with unit_of_work() as s:
-        a = Article(
-            url=url,
-            url_hash=url_hash(url),
-            host=host_of(url),
-            state=ArticleState.discovered,
-            discovered_at=old,
-            state_changed_at=old,
-        )
-        s.add(a)
-        s.flush()
-        aid = a.id
+    aid = discovered_article(url, at=utcnow() - timedelta(hours=1))
     with pytest.raises(Retry) as retry:  # the retry is scheduled (on the embedded broker)
         fetch_article(aid)
     assert isinstance(retry.value.__cause__, HostBusy), retry.value.__cause__

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from schemas.models import Article, ArticleState
 
 
@@ -16,20 +18,22 @@ def load_article(article_id: int) -> Article:
         return a
 
 
-def discovered_article(url: str) -> int:
-    """A newly discovered article of ``url`` (its fetch not yet sent); its id."""
+def discovered_article(url: str, at: datetime | None = None) -> int:
+    """A newly discovered article of ``url`` (its fetch not yet sent), discovered ``at``
+    (now by default); its id."""
     from schemas.types import utcnow
     from worker.core.db import unit_of_work
     from worker.network.urls import host_of, url_hash
 
+    at = at or utcnow()
     with unit_of_work() as s:
         a = Article(
             url=url,
             url_hash=url_hash(url),
             host=host_of(url),
             state=ArticleState.discovered,
-            discovered_at=utcnow(),
-            state_changed_at=utcnow(),
+            discovered_at=at,
+            state_changed_at=at,
         )
         s.add(a)
         s.flush()
