@@ -34,11 +34,17 @@ from worker.pipeline.steps import FIRST
 log = structlog.get_logger("claimwire.tasks")
 
 
-def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
+def _poll_one(
+    feed_id: int,
+    lease: str,
+    settings: Settings,
+    preloaded: dict[int, polling.Loaded] | None = None,
+) -> int:
     """Poll one leased feed in its own transaction; every article it brought gets its
     fetch once that commits. Environment errors propagate (the caller retries); any
     other failure is logged and leaves the feed to its lease (the dispatcher tries
-    again)."""
+    again). ``preloaded``: the message's feeds, read together
+    (:func:`worker.feeds.polling.load_feeds`)."""
     try:
         with unit_of_work() as session:
             # The feed's turn on its host's timeline was reserved by the dispatcher
@@ -49,7 +55,7 @@ def _poll_one(feed_id: int, lease: str, settings: Settings) -> int:
                 send_back_within=settings.poll_lease_seconds / 4,
             )
             result = polling.poll_feed(
-                session, feed_id, lease, resources.http_client(), limiter, settings
+                session, feed_id, lease, resources.http_client(), limiter, settings, preloaded
             )
             for article_id in result.new_article_ids:
                 outbox.send_after_commit(session, FIRST.task_name, article_id)
@@ -119,6 +125,11 @@ def poll_feed(self: ClaimwireTask, feed_id: int, lease: str | None = None) -> in
         return 0
 
 
+PRELOAD_FRESH = 10.0
+"""Seconds the feeds of a message read together stay good for its polls; read again
+after that (a message of slow hosts can take minutes)."""
+
+
 @app.task(bind=True, base=ClaimwireTask, name=POLL_FEEDS_TASK)
 def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
     """Poll a few leased feeds one after another: ``leases`` is ``[[feed_id, token],
@@ -126,6 +137,9 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
     follow-ups as :func:`poll_feed`; a redelivered message re-polls nothing that
     committed (those leases are spent).
 
+    * The feeds are read in one statement before the first poll (again after
+      :data:`PRELOAD_FRESH` seconds); each poll's fenced ``UPDATE`` still checks its
+      lease and writes only the columns it changed.
     * An environment error (database, broker, Redis) stops the batch: the feed that
       met it and the ones not yet polled are retried together, later (at most
       ``ENV_MAX_RETRIES`` times; then their leases run out and the dispatcher claims
@@ -142,13 +156,20 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
     soft_limit = settings.task_time_limit - 30  # as worker.celery_app sets it
     budget = soft_limit - longest_poll
     total = 0
+    preloaded: dict[int, polling.Loaded] | None = None
+    loaded_at = 0.0
     for i, (feed_id, lease) in enumerate(leases):
         if i and time.monotonic() - started > budget:
             log.info("poll_batch_split", polled=i, left=len(leases) - i)
             outbox.send_now(POLL_FEEDS_TASK, leases[i:])
             break
         try:
-            total += _poll_one(int(feed_id), str(lease), settings)
+            if preloaded is None or time.monotonic() - loaded_at > PRELOAD_FRESH:
+                # The message's feeds in one statement (those not yet polled)
+                loaded_at = time.monotonic()
+                with unit_of_work() as session:
+                    preloaded = polling.load_feeds(session, [int(f) for f, _ in leases[i:]])
+            total += _poll_one(int(feed_id), str(lease), settings, preloaded)
         except ENVIRONMENT_ERRORS as exc:
             outcome = environment_retry(
                 self.name, exc, self.request.retries or 0, feed_id=int(feed_id)

@@ -696,6 +696,50 @@ def test_a_message_of_several_feeds_polls_each_on_its_own(
     assert p.count(Article) == 4
 
 
+def test_feeds_read_together_for_a_message_keep_what_changed_after_the_read(
+    poller: Any, server: Any
+) -> None:
+    """poll_feeds reads its feeds in one statement before the first poll
+    (``load_feeds``); each poll still writes only the columns it changed, fenced by its
+    lease. So an operator's pause made after the read stays, a feed whose lease was
+    replaced after the read writes nothing, and a feed the read did not find is
+    skipped."""
+    from worker.feeds.polling import load_feeds
+
+    p = poller(POLL_LEASE_SECONDS=900)
+    for name in ("a", "b", "c"):
+        server.routes[f"/{name}.xml"] = Reply(
+            body=rss(server.url("/"), items(server, 2, prefix=f"/{name}")), content_type=RSS
+        )
+    a, b, c = p.add(*[server.url(f"/{name}.xml") for name in "abc"])
+    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    with unit_of_work() as s:
+        preloaded = load_feeds(s, [a, b, c, 999_999])
+    assert sorted(preloaded) == [a, b, c]
+    del preloaded[c]  # as if the read had not found it (removed before the message ran)
+    with unit_of_work() as s:  # after the read: a paused, b claimed again
+        fa, fb = s.get(Feed, a), s.get(Feed, b)
+        assert fa is not None and fb is not None
+        fa.state = FeedState.paused
+        fb.lease_until = fb.lease_until + timedelta(seconds=5)  # type: ignore[operator]
+
+    def poll(feed_id: int) -> PollResult:
+        with unit_of_work() as s:
+            return poll_feed(s, feed_id, leases[feed_id], p.http, p.limiter, p.settings, preloaded)
+
+    assert poll(a).outcome == "ok"
+    feed_a = p.feed(a)
+    assert feed_a.state == FeedState.paused and feed_a.polls_total == 1
+    assert feed_a.lease_until is None
+    with pytest.raises(LeaseLost):
+        poll(b)
+    assert p.feed(b).polls_total == 0
+    assert poll(c).outcome == "skipped"
+    assert preloaded == {}  # each feed's snapshot is used once
+    assert server.hits["/a.xml"] == 1 and server.hits.get("/c.xml", 0) == 0
+    assert p.count(Article) == 2  # a's only: b's poll rolled back
+
+
 def test_an_environment_error_retries_that_feed_and_the_rest_of_the_message(
     poller: Any, server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

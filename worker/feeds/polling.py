@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
 import httpx
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlmodel import Session, col
 
 from schemas.models import Article, ArticleState, Feed, FeedPoll, FeedState, Sighting
@@ -172,14 +172,44 @@ _FEEDPOLL: Table = FeedPoll.__table__  # type: ignore[attr-defined]
 _FEED_COLUMNS = tuple(c.key for c in _FEED.columns if c.key != "id")
 
 
-def _load_feed(session: Session, feed_id: int) -> tuple[Feed, dict[str, object]] | None:
+Loaded = tuple[Feed, dict[str, object]]
+"""A feed detached from its session and a copy of its loaded values."""
+
+
+def _detach(session: Session, feed: Feed) -> Loaded:
+    session.expunge(feed)
+    return feed, {k: getattr(feed, k) for k in _FEED_COLUMNS}
+
+
+def _load_feed(session: Session, feed_id: int) -> Loaded | None:
     """The feed, detached from the session (its changes are written by :func:`_finish`
     in one fenced statement, never by an ORM flush), and a copy of its loaded values."""
     feed = session.get(Feed, feed_id)
     if feed is None:
         return None
-    session.expunge(feed)
-    return feed, {k: getattr(feed, k) for k in _FEED_COLUMNS}
+    return _detach(session, feed)
+
+
+def load_feeds(session: Session, feed_ids: list[int]) -> dict[int, Loaded]:
+    """The feeds of one poll message in one ``SELECT``, each as :func:`_load_feed`
+    gives it (a feed not found is left out). Loading them one by one cost a statement
+    and an ORM load per poll (issue 16); the lease is still checked by each poll's
+    fenced ``UPDATE``, and a poll writes only the columns it changed."""
+    if not feed_ids:
+        return {}
+    feeds = session.execute(select(Feed).where(col(Feed.id).in_(feed_ids))).scalars().all()
+    return {feed.id: _detach(session, feed) for feed in feeds if feed.id is not None}
+
+
+# Constant statements (the SET clause is made of the parameters' column names): the
+# compiled form is found in SQLAlchemy's cache at once, where a statement built with
+# its values was built and hashed anew on every poll.
+_INSERT_POLL = insert(_FEEDPOLL)
+_FENCED_UPDATE = (
+    update(_FEED)
+    .where(_FEED.c.id == bindparam("fenced_id"))
+    .where(_FEED.c.lease_until == bindparam("fenced_lease"))
+)
 
 
 def _finish(
@@ -204,12 +234,14 @@ def _finish(
     changes = {k: v for k in _FEED_COLUMNS if (v := getattr(feed, k)) != loaded[k]}
     changes["lease_until"] = feed.lease_until
     updated = session.execute(
-        update(_FEED).where(_FEED.c.id == feed_id, _FEED.c.lease_until == lease).values(changes)
+        _FENCED_UPDATE,
+        {**changes, "fenced_id": feed_id, "fenced_lease": lease},
     )
     if int(updated.rowcount) != 1:  # type: ignore[attr-defined]
         raise LeaseLost(f"feed {feed_id}: lease {lease.isoformat()} was replaced")
     session.execute(
-        insert(_FEEDPOLL).values(
+        _INSERT_POLL,
+        dict(
             feed_id=feed_id,
             started_at=now,
             duration_ms=int((time.monotonic() - started) * 1000),
@@ -220,7 +252,7 @@ def _finish(
             entries_rejected=result.entries_rejected,
             rejected=result.rejected,
             error=result.error,
-        )
+        ),
     )
     if result.outcome == "deferred" or feed.polls_total % HISTORY_TRIM_EVERY == 0:
         _trim_history(session, feed_id, settings.poll_history_size)
@@ -257,6 +289,7 @@ def poll_feed(
     http: HttpClient,
     limiter: HostLimiter,
     settings: Settings,
+    preloaded: dict[int, Loaded] | None = None,
 ) -> PollResult:
     """Poll one leased feed once. Never commits.
 
@@ -264,8 +297,10 @@ def poll_feed(
     of the feed's current, unexpired lease polls: a duplicate or a redelivered older
     message does nothing (outcome ``skipped``). Raises :class:`LeaseLost` when the feed
     was claimed again while this poll was on the network; the caller rolls back.
+    ``preloaded``: the feeds of the message, read together (:func:`load_feeds`); a feed
+    missing from it is gone. The poll then reads nothing before its host slot.
     """
-    loaded = _load_feed(session, feed_id)
+    loaded = _load_feed(session, feed_id) if preloaded is None else preloaded.pop(feed_id, None)
     now = utcnow()
     lease = _lease_of(token)
     if loaded is None or lease is None:
@@ -588,6 +623,7 @@ __all__ = [
     "count_due",
     "due",
     "lease_token",
+    "load_feeds",
     "make_due",
     "next_interval",
     "parse_retry_after",
