@@ -1,9 +1,10 @@
 """The HTTP client keeps one small connection pool per origin (issue 16): a host's
-connection is reused by its next request even when many other hosts were asked in
-between, and pools of origins no longer asked are let go."""
+connection is reused by its next request, also after a 304, when many other hosts were
+asked in between, and pools of origins no longer asked are let go."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -15,21 +16,25 @@ import pytest
 from worker.network.http import HttpClient, PoolPerOrigin
 from worker.testing.server import LocalServer, Reply
 
+_CONNECTIONS = itertools.count()
+
 
 def _peer_port_server() -> LocalServer:
-    """A server whose ``/who`` answers with the client's port of the connection."""
+    """A server whose ``/who`` answers with the number of the connection it came on
+    (one handler serves every request of one connection)."""
     srv = LocalServer()
 
     def who(handler: BaseHTTPRequestHandler) -> Reply:
-        return Reply(200, str(handler.client_address[1]).encode(), content_type="text/plain")
+        number = handler.__dict__.setdefault("connection_number", next(_CONNECTIONS))
+        return Reply(200, str(number).encode(), content_type="text/plain")
 
     srv.routes["/who"] = who
+    srv.routes["/feed.xml"] = Reply(200, b"<rss/>", headers={"ETag": '"v1"'})
     return srv.start()
 
 
 @pytest.fixture()
 def servers() -> Iterator[list[LocalServer]]:
-    # more origins than the single pool of before kept alive (20)
     started = [_peer_port_server() for _ in range(24)]
     yield started
     stopping = [threading.Thread(target=srv.stop) for srv in started]  # 0.5 s each
@@ -46,10 +51,14 @@ def test_each_origin_keeps_its_connection_across_requests_to_other_origins(
     try:
         first = [http.get(srv.url("/who")).body for srv in servers]
         again = [http.get(srv.url("/who")).body for srv in servers]
-        # the same client port: the same TCP connection, for every origin
+        # the same TCP connection, for every origin
         assert again == first
         assert len(set(first)) == len(servers)
         assert len(http._pools) == len(servers)
+        # a 304 (a feed that did not change) leaves its connection to the next request
+        for srv in servers[:3]:
+            assert http.get(srv.url("/feed.xml"), {"If-None-Match": '"v1"'}).status == 304
+        assert [http.get(srv.url("/who")).body for srv in servers[:3]] == first[:3]
     finally:
         http.close()
     assert len(http._pools) == 0

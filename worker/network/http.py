@@ -311,7 +311,12 @@ class HttpClient:
     ) -> Response:
         try:
             with self._client.stream("GET", url, headers=headers) as r:
-                if r.status_code in (301, 302, 303, 307, 308, 304) or r.status_code >= 400:
+                if r.status_code == 304:
+                    # No body by definition: reading its end lets the connection serve
+                    # the host's next request (closed unread, it was dropped).
+                    r.read()
+                    return Response(str(r.url), r.status_code, r.headers, b"")
+                if r.status_code in (301, 302, 303, 307, 308) or r.status_code >= 400:
                     # Bodies of redirects and errors are not needed; don't download them.
                     return Response(str(r.url), r.status_code, r.headers, b"")
                 media_type = _media_type(r.headers)
