@@ -171,6 +171,36 @@ def test_the_dispatcher_spaces_one_hosts_feeds_by_its_turns(configure: Any) -> N
     assert again.messages[0][0] == pytest.approx(plan.later[0], abs=0.3)
 
 
+def test_many_free_hosts_get_their_first_turns_spread_over_one_interval(
+    configure: Any,
+) -> None:
+    """64 hosts with 3 feeds each, all free, planned together: their first turns are
+    spread evenly over one interval (not 64 polls at the same instant, then again every
+    second), each host's turns stay one interval apart, and every message carries
+    feeds of consecutive turns, due a moment before its last."""
+    settings = configure(HOST_MIN_INTERVAL=1, HOST_MAX_CONCURRENCY=2, POLL_FEEDS_PER_MESSAGE=10)
+    limiter = LocalHostLimiter(settings)
+    hosts = {i: f"h{i % 64}.example" for i in range(192)}
+    plan = plan_polls([Lease(i, f"t{i}") for i in range(192)], hosts, limiter, settings)
+    assert plan.later == {}
+    now = time.monotonic()
+    turns = {i: limiter._turns[hosts[i]][turn_key(i)] - now for i in range(192)}
+    first = sorted(turns[i] for i in range(64))
+    assert first[0] == pytest.approx(0, abs=0.1) and first[-1] < 1.0
+    gaps = [b - a for a, b in itertools.pairwise(first)]
+    assert max(gaps) < 2 / 64  # evenly: about 1/64 s apart
+    for h in range(64):
+        line = sorted(turns[i] for i in range(h, 192, 64))
+        assert [b - a for a, b in itertools.pairwise(line)] == pytest.approx([1, 1], abs=0.01)
+    sent = sorted(i for _, args in plan.messages for i, _ in args)
+    assert sent == list(range(192))
+    for countdown, args in plan.messages:
+        assert len(args) <= 10
+        own = [turns[i] for i, _ in args]
+        assert own == sorted(own) and max(own) - min(own) < 0.25
+        assert countdown == pytest.approx(max(own) - TURN_LEAD, abs=0.05)
+
+
 @pytest.mark.redis
 def test_status_shows_the_frontier(
     configure: Any, server: Any, redis_url: str, tmp_path: Any

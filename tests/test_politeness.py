@@ -559,3 +559,24 @@ def test_a_request_sent_back_for_its_turn_comes_early_and_starts_at_the_turn(
         # the slot was taken at the turn (its start recorded on the limiter's clock)
         assert next_free() - 1.0 >= turn - STORED
         assert started >= turn - STORED
+
+
+@pytest.mark.parametrize("kind", ["redis", "local"])
+def test_a_new_turn_is_not_sooner_than_asked_and_a_line_keeps_its_pace(
+    kind: str, configure: Any, request: pytest.FixtureRequest
+) -> None:
+    """``reserve(..., earliest)``: a free host's first turn comes no sooner than asked
+    (the dispatcher spreads many hosts' first turns), its next one an interval after
+    that; a host whose line is already further ahead keeps it."""
+    if kind == "redis":
+        (limiter,) = request.getfixturevalue("redis_limiters")(
+            1, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=1
+        )
+    else:
+        limiter = LocalHostLimiter(configure(HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=1))
+    waits = limiter.reserve_many(
+        [("free.example", "a"), ("free.example", "b"), ("lined.example", "c")], [0.6, 0.6, 0.0]
+    )
+    assert waits[:2] == pytest.approx([0.6, 1.6], abs=0.05)
+    assert limiter.reserve("lined.example", "d", 0.5) == pytest.approx(1.0, abs=0.05)
+    assert limiter.reserve("free.example", "a", 0.0) == pytest.approx(0.6, abs=0.05)  # kept

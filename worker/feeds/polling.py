@@ -707,38 +707,68 @@ def plan_polls(
     """Reserve each claimed feed's turn on its host's timeline
     (:func:`worker.network.politeness.reserve_turns`; a feed that has a turn keeps it)
     and group the feeds into poll messages by turn: feeds whose turns fall within
-    :data:`TURN_BUCKET` of each other share messages (``per_message`` at most, mixed
-    over hosts as :func:`poll_messages` mixes them), each message held back until the
-    last turn it carries. So 40 feeds of one host go out for 40 different seconds and no
+    :data:`TURN_BUCKET` of each other share messages (``per_message`` at most, of
+    consecutive turns, so of different hosts), each message held back until the last
+    turn it carries. So 40 feeds of one host go out for 40 different seconds and no
     poll waits for its host in a worker thread, while the feeds of other hosts go at
-    once. A feed whose turn is further ahead than ``horizon`` (half the poll lease by
+    once (many free hosts' first turns spread over one interval:
+    :func:`spread_first_turns`). A feed whose turn is further ahead than ``horizon`` (half the poll lease by
     default: the lease must outlive the wait) is not sent: it goes to ``later``, to be
     claimed again when its turn is near (it keeps its turn)."""
-    from worker.network.politeness import reserve_turns, turn_countdown
+    from worker.network.politeness import reserve_turns, turn_countdown, turn_spacing
 
     horizon = settings.poll_lease_seconds / 2 if horizon is None else horizon
     plan = PollPlan()
     if not leases:
         return plan
-    waits = reserve_turns(
-        limiter, [(hosts.get(x.feed_id, ""), turn_key(x.feed_id)) for x in leases]
-    )
+    items = [(hosts.get(x.feed_id, ""), turn_key(x.feed_id)) for x in leases]
+    waits = reserve_turns(limiter, items, spread_first_turns(items, turn_spacing(settings)))
     buckets: dict[int, list[tuple[float, Lease]]] = {}
     for lease, wait in zip(leases, waits, strict=True):
         if wait > horizon:
             plan.later[lease.feed_id] = wait
             continue
         buckets.setdefault(max(0, int(wait // TURN_BUCKET)), []).append((wait, lease))
+    per_message = max(1, settings.poll_feeds_per_message)
     for index in sorted(buckets):
-        members = buckets[index]
-        # due a moment before the last turn it carries (TURN_LEAD): its thread waits
-        # the rest in the limiter, and the first turns in it are late by less
-        countdown = turn_countdown(max(w for w, _ in members))
-        batch = [lease for _, lease in members]
-        plan.messages.extend(
-            (countdown, args) for args in poll_messages(batch, settings.poll_feeds_per_message)
-        )
+        # In turn order, cut into messages of consecutive turns: the first turns of a
+        # message are late by no more than the polls before them (a bucket is shorter
+        # than a host's interval: one host's feeds never share a message).
+        members = sorted(buckets[index], key=lambda m: m[0])
+        n = -(-len(members) // per_message)
+        for j in range(n):
+            chunk = members[j * len(members) // n : (j + 1) * len(members) // n]
+            # due a moment before the last turn it carries (TURN_LEAD): its thread waits
+            # the rest in the limiter, and the first turns in it are late by less
+            countdown = turn_countdown(chunk[-1][0])
+            plan.messages.append((countdown, [[x.feed_id, x.token] for _, x in chunk]))
     return plan
+
+
+SPREAD_FROM_HOSTS = 16
+"""A plan that starts more hosts' lines than this spreads their first turns over one
+turn spacing (:func:`spread_first_turns`)."""
+
+
+def spread_first_turns(items: list[tuple[str, str]], spacing: float) -> list[float]:
+    """The soonest each item's turn may be, in seconds from now: the distinct hosts of
+    the plan, in order, spread evenly over one ``spacing`` once there are more than
+    :data:`SPREAD_FROM_HOSTS` of them (0 for all, else). A host whose line already runs
+    further ahead keeps it; only a free host's first turn (and so its whole line) is
+    moved, by less than one interval: never sooner than politeness allows.
+
+    Without it, 256 free hosts got their first turns at the same instant, and their
+    later turns too: every second a burst of 256 polls, which two cores start over
+    0.6 s or more. The last ones started late, which moved their hosts' next turns, and
+    each such poll was sent back for its moved turn (17% of the polls at 10,240 feeds,
+    issue 16)."""
+    order: dict[str, int] = {}
+    for host, _ in items:
+        order.setdefault(host, len(order))
+    if len(order) <= SPREAD_FROM_HOSTS:
+        return [0.0] * len(items)
+    step = spacing / len(order)
+    return [order[host] * step for host, _ in items]
 
 
 def defer_feeds(session: Session, later: dict[int, float], now: datetime | None = None) -> None:

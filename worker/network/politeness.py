@@ -72,7 +72,7 @@ class HostLimiter(Protocol):
 
     def back_off(self, host: str, seconds: float) -> None: ...
 
-    def reserve(self, host: str, key: str) -> float: ...
+    def reserve(self, host: str, key: str, earliest: float = 0.0) -> float: ...
 
     def lines(self, limit: int = 20) -> list[HostLine]: ...
 
@@ -125,7 +125,8 @@ def _default_max_ahead(settings: Settings) -> float:
 # read inside the script (scripts are replicated by their effects, Redis >= 5).
 # KEYS: slots, next, backoff, line, turns, frontier. ARGV: limit, interval, token, ttl,
 # key ('' for none), spacing, max_ahead, tolerance, host, mode ('take' or 'reserve'),
-# stale (seconds past which a turn is forgotten).
+# stale (seconds past which a turn is forgotten), earliest (a new turn not sooner than
+# this many seconds from now).
 # Returns the seconds to wait as a string: '0' means the slot was taken.
 _ACQUIRE = """
 local slots, nxt, backoff, line, turns, frontier = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
@@ -134,7 +135,8 @@ local limit, interval, token, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3
     tonumber(ARGV[4])
 local key, spacing, max_ahead, tol = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]),
     tonumber(ARGV[8])
-local host, mode, stale = ARGV[9], ARGV[10], tonumber(ARGV[11])
+local host, mode, stale, earliest = ARGV[9], ARGV[10], tonumber(ARGV[11]),
+    tonumber(ARGV[12])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local b = tonumber(redis.call('GET', backoff) or '0')
@@ -184,7 +186,7 @@ if r ~= nil then
     redis.call('ZADD', turns, now + spacing, key)  -- every slot in flight
     return tostring(spacing)
 end
-local at = math.max(now, b, n, last + spacing)
+local at = math.max(now + earliest, b, n, last + spacing)
 if at <= now and mode ~= 'reserve' then
     if take() then return '0' end
     if key == '' then return '0.2' end  -- every slot in flight: one may end any moment
@@ -239,7 +241,9 @@ class RedisHostLimiter:
         p = f"cw:host:{host}:"
         return [p + "slots", p + "next", p + "backoff", p + "line", p + "turns", FRONTIER_KEY]
 
-    def _args(self, host: str, token: str, key: str | None, mode: str) -> list[str | float]:
+    def _args(
+        self, host: str, token: str, key: str | None, mode: str, earliest: float = 0.0
+    ) -> list[str | float]:
         s = self.settings
         return [
             s.host_max_concurrency,
@@ -253,6 +257,7 @@ class RedisHostLimiter:
             host,
             mode,
             STALE_TURN,
+            earliest,
         ]
 
     @contextmanager
@@ -273,19 +278,27 @@ class RedisHostLimiter:
         finally:
             self.r.zrem(keys[0], token)
 
-    def reserve(self, host: str, key: str) -> float:
+    def reserve(self, host: str, key: str, earliest: float = 0.0) -> float:
         """Reserve a turn for ``key`` on the host's timeline (or keep the one it has);
-        return the seconds until it. Nothing is taken: the request comes at its turn."""
+        return the seconds until it. Nothing is taken: the request comes at its turn.
+        A new turn is not sooner than ``earliest`` seconds from now."""
         return float(
-            self._acquire(keys=self._keys(host), args=self._args(host, "", key, "reserve"))
+            self._acquire(
+                keys=self._keys(host), args=self._args(host, "", key, "reserve", earliest)
+            )
         )
 
-    def reserve_many(self, items: Iterable[tuple[str, str]]) -> list[float]:
+    def reserve_many(
+        self, items: Iterable[tuple[str, str]], earliest: Iterable[float] | None = None
+    ) -> list[float]:
         """:meth:`reserve` for many (host, key) pairs in one round trip."""
         pipe = self.r.pipeline(transaction=False)
-        for host, key in items:
+        items = list(items)
+        for (host, key), soonest in zip(items, earliest or [0.0] * len(items), strict=True):
             self._acquire(
-                keys=self._keys(host), args=self._args(host, "", key, "reserve"), client=pipe
+                keys=self._keys(host),
+                args=self._args(host, "", key, "reserve", soonest),
+                client=pipe,
             )
         return [float(x) for x in pipe.execute()]
 
@@ -354,7 +367,7 @@ class LocalHostLimiter:
                 del self._turns[host]
         return True
 
-    def _try(self, host: str, key: str, mode: str) -> float:
+    def _try(self, host: str, key: str, mode: str, earliest: float = 0.0) -> float:
         """The Redis script's rules (``_ACQUIRE``), in this process."""
         now = time.monotonic() + self.offset
         tol = min(self.max_wait, MAX_WAIT)
@@ -381,7 +394,7 @@ class LocalHostLimiter:
                     return 0.0
                 self._turns[host][key] = now + spacing
                 return spacing
-            at = max(now, b, n, last + spacing)
+            at = max(now + earliest, b, n, last + spacing)
             if at <= now and mode != "reserve":
                 if self._take(host, key, now):
                     return 0.0
@@ -406,11 +419,17 @@ class LocalHostLimiter:
             with self._lock:
                 self._inflight[host] -= 1
 
-    def reserve(self, host: str, key: str) -> float:
-        return self._try(host, key, "reserve")
+    def reserve(self, host: str, key: str, earliest: float = 0.0) -> float:
+        return self._try(host, key, "reserve", earliest)
 
-    def reserve_many(self, items: Iterable[tuple[str, str]]) -> list[float]:
-        return [self.reserve(host, key) for host, key in items]
+    def reserve_many(
+        self, items: Iterable[tuple[str, str]], earliest: Iterable[float] | None = None
+    ) -> list[float]:
+        items = list(items)
+        return [
+            self.reserve(host, key, soonest)
+            for (host, key), soonest in zip(items, earliest or [0.0] * len(items), strict=True)
+        ]
 
     def back_off(self, host: str, seconds: float) -> None:
         with self._lock:
@@ -470,19 +489,23 @@ class KeyedLimiter:
     def back_off(self, host: str, seconds: float) -> None:
         self.limiter.back_off(host, seconds)
 
-    def reserve(self, host: str, key: str) -> float:
-        return self.limiter.reserve(host, key)
+    def reserve(self, host: str, key: str, earliest: float = 0.0) -> float:
+        return self.limiter.reserve(host, key, earliest)
 
     def lines(self, limit: int = 20) -> list[HostLine]:
         return self.limiter.lines(limit)
 
 
-def reserve_turns(limiter: HostLimiter, items: list[tuple[str, str]]) -> list[float]:
-    """Reserve a turn for each (host, key), in order; the seconds until each."""
+def reserve_turns(
+    limiter: HostLimiter, items: list[tuple[str, str]], earliest: list[float] | None = None
+) -> list[float]:
+    """Reserve a turn for each (host, key), in order; the seconds until each. A new turn
+    of item *i* is not sooner than ``earliest[i]`` seconds from now."""
+    soonest = earliest or [0.0] * len(items)
     many = getattr(limiter, "reserve_many", None)
     if many is not None:
-        return list(many(items))
-    return [limiter.reserve(host, key) for host, key in items]
+        return list(many(items, soonest))
+    return [limiter.reserve(host, key, e) for (host, key), e in zip(items, soonest, strict=True)]
 
 
 def make_limiter(settings: Settings) -> HostLimiter:
