@@ -138,8 +138,9 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
     committed (those leases are spent).
 
     * The feeds are read in one statement before the first poll (again after
-      :data:`PRELOAD_FRESH` seconds); each poll's fenced ``UPDATE`` still checks its
-      lease and writes only the columns it changed.
+      :data:`PRELOAD_FRESH` seconds; a message of one feed reads it in its poll's own
+      transaction); each poll's fenced ``UPDATE`` still checks its lease and writes
+      only the columns it changed.
     * An environment error (database, broker, Redis) stops the batch: the feed that
       met it and the ones not yet polled are retried together, later (at most
       ``ENV_MAX_RETRIES`` times; then their leases run out and the dispatcher claims
@@ -164,8 +165,11 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
             outbox.send_now(POLL_FEEDS_TASK, leases[i:])
             break
         try:
-            if preloaded is None or time.monotonic() - loaded_at > PRELOAD_FRESH:
-                # The message's feeds in one statement (those not yet polled)
+            # The message's feeds in one statement (those not yet polled); a message of
+            # one feed (a poll sent back for its turn) reads it in the poll's own
+            # transaction.
+            stale = preloaded is None or time.monotonic() - loaded_at > PRELOAD_FRESH
+            if len(leases) > 1 and stale:
                 loaded_at = time.monotonic()
                 with unit_of_work() as session:
                     preloaded = polling.load_feeds(session, [int(f) for f, _ in leases[i:]])

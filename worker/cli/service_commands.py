@@ -46,6 +46,26 @@ def run(
     in the database for the next run) or every feed not paused failed its last poll
     (the failing feeds are named either way), 2 when the broker cannot be reached at
     the start or the spaCy model of the claims cannot be loaded."""
+    try:
+        _run(until_idle)
+    except typer.Exit as done:
+        _exit_after_run(int(done.exit_code or 0))
+    _exit_after_run(0)
+
+
+def _exit_after_run(code: int) -> None:
+    """End the process once the run is over and its summary written, without the
+    interpreter's finalization: with the claims model loaded (the start's check loads
+    it), tearing the process down took 4.5-10 s at load 45-50, most of what the
+    embedded run spent after its last article (issue 16). The worker and its CPU
+    processes have stopped, every step has committed; the exit handlers still run
+    and the output is flushed (:func:`worker.embedded.cpu_pool.exit_now`)."""
+    from worker.embedded.cpu_pool import exit_now
+
+    exit_now(code)
+
+
+def _run(until_idle: bool) -> None:
     from worker.claims.model import model_problem
     from worker.core.settings import mask_url
     from worker.embedded.run import BrokerUnavailable, Ending, run_service

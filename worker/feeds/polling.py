@@ -712,9 +712,9 @@ def plan_polls(
     turn it carries. So 40 feeds of one host go out for 40 different seconds and no
     poll waits for its host in a worker thread, while the feeds of other hosts go at
     once (many free hosts' first turns spread over one interval:
-    :func:`spread_first_turns`). A feed whose turn is further ahead than ``horizon`` (half the poll lease by
-    default: the lease must outlive the wait) is not sent: it goes to ``later``, to be
-    claimed again when its turn is near (it keeps its turn)."""
+    :func:`spread_first_turns`). A feed whose turn is further ahead than ``horizon``
+    (half the poll lease by default: the lease must outlive the wait) is not sent: it
+    goes to ``later``, to be claimed again when its turn is near (it keeps its turn)."""
     from worker.network.politeness import reserve_turns, turn_countdown, turn_spacing
 
     horizon = settings.poll_lease_seconds / 2 if horizon is None else horizon
