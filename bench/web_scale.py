@@ -5,15 +5,16 @@
         [--keep DIR [--reuse]]
 
 Fills a scratch SQLite file (in a temporary directory) and a scratch PostgreSQL database
-(``cw_bench_web``, dropped first and at the end) through claimwire's own migrations with
-``--claims`` synthetic claims: invented words (syllables, Zipf-distributed over 20,000
-words, so that a few words are in a large share of the claims and most are rare), 5,000
-speakers (Zipf), 400 outlets (Zipf), one article per five claims over two years, and
-clusters as news makes them: most claims alone, some repeated by a few outlets, a few
-by a hundred or more, each repeat verbatim or reworded (a word dropped or swapped). No
-corpus text is used. On SQLite the claims go in with the search triggers live; on
-PostgreSQL by COPY (the stored ``search_vector`` column computed row by row), with the GIN
-index of migration 0008 dropped during the load and created again, then VACUUM ANALYZE.
+(``cw_bench_web``, or ``--pg-name``; dropped first and at the end) through claimwire's
+own migrations with ``--claims`` synthetic claims: invented words (syllables,
+Zipf-distributed over 20,000 words, so that a few words are in a large share of the
+claims and most are rare), 5,000 speakers (Zipf), 400 outlets (Zipf), one article per
+five claims over two years, and clusters as news makes them: most claims alone, some
+repeated by a few outlets, a few by a hundred or more, each repeat verbatim or reworded
+(a word dropped or swapped). No corpus text is used. On SQLite the claims go in with the
+search triggers live; on PostgreSQL by COPY (the stored ``search_vector`` column
+computed row by row), with the GIN index of migration 0008 dropped during the load and
+created again, then VACUUM ANALYZE.
 
 Then, through the real application (``create_app``, over httpx's ASGI transport: every
 request goes through routing, validation, the query, JSON or the rendered page), times:
@@ -311,14 +312,13 @@ def _copy(cur: Any, table: str, columns: str, rows: Iterator[tuple[Any, ...]]) -
             copy.write_row(row)
 
 
-def fill_postgres(admin_url: str, c: Corpus) -> tuple[Any, str]:
+def fill_postgres(admin_url: str, c: Corpus, name: str = "cw_bench_web") -> tuple[Any, str]:
     import psycopg
 
     from worker.claims.fulltext import PG_COLUMN
     from worker.core.db import dispose_engines, init_db
     from worker.core.settings import Settings
 
-    name = "cw_bench_web"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -494,12 +494,12 @@ def time_huge_cluster(client: Any, cid: int, rounds: int) -> dict[str, list[floa
     return times
 
 
-def kept_store(db: str, workdir: Path, admin_url: str) -> Any:
+def kept_store(db: str, workdir: Path, admin_url: str, name: str = "cw_bench_web") -> Any:
     from worker.core.settings import Settings
 
     if db == "sqlite":
         return Settings(data_dir=workdir, _env_file=None)  # type: ignore[call-arg]
-    url = admin_url.rsplit("/", 1)[0] + "/cw_bench_web"
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
     return Settings(database_url=url, data_dir=workdir, _env_file=None)  # type: ignore[call-arg]
 
 
@@ -557,6 +557,9 @@ def main() -> None:
             "CLAIMWIRE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
         ),
     )
+    ap.add_argument(
+        "--pg-name", default="cw_bench_web", help="the scratch PostgreSQL database's name"
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument(
@@ -605,7 +608,7 @@ def main() -> None:
         for db in dbs:
             t = time.perf_counter()
             if args.reuse and args.keep:
-                settings = kept_store(db, workdir, args.pg)
+                settings = kept_store(db, workdir, args.pg, args.pg_name)
                 if args.upgrade:
                     from worker.core.db import init_db
 
@@ -615,7 +618,7 @@ def main() -> None:
             elif db == "sqlite":
                 settings = fill_sqlite(workdir, corpus)
             else:
-                settings, pg_name = fill_postgres(args.pg, corpus)
+                settings, pg_name = fill_postgres(args.pg, corpus, args.pg_name)
             print(f"  {db}: filled in {time.perf_counter() - t:.0f} s")
             clients[db] = TestClient(create_app(settings), base_url="http://127.0.0.1:8000")
             if args.huge_cluster:
