@@ -307,7 +307,7 @@ def _count_before(
 def _truncated(session: Session, at: Any, unit: str) -> Any:
     """``at`` to the start of its hour or day, in SQL."""
     if session.get_bind().dialect.name == "postgresql":
-        return func.date_trunc(unit, at)
+        return func.date_trunc(unit, at, "UTC")  # UTC hours and days, as on SQLite
     return func.strftime("%Y-%m-%d %H:00:00" if unit == "hour" else "%Y-%m-%d 00:00:00", at)
 
 
@@ -372,6 +372,25 @@ def _summarize(first: Any, groups: list[tuple[Any, ...]]) -> _Summary:
     return _Summary(first_row, first_words, counts, cells, outlet_first)
 
 
+def _grouped_copies(copies: list[Any], unit: str) -> list[tuple[Any, ...]]:
+    """The copies' rows grouped as the database groups the claims (host, UTC hour or
+    day, copy, text, count, earliest time)."""
+    grouped: dict[tuple[Any, ...], list[Any]] = {}
+    for r in copies:
+        at = _when(r["at"])
+        bucket = at.replace(minute=0, second=0, microsecond=0)
+        if unit == "day":
+            bucket = bucket.replace(hour=0)
+        key = (r["host"], bucket, r["copy"], r["text"])
+        found = grouped.get(key)
+        if found is None:
+            grouped[key] = [1, at]
+        else:
+            found[0] += 1
+            found[1] = min(found[1], at)
+    return [(*key, n, earliest) for key, (n, earliest) in grouped.items()]
+
+
 SUMMARY_CACHE = 32
 COPIES_KEPT = 5000
 """A cluster's copies are kept with its summary up to this many (a page then reads only
@@ -417,8 +436,11 @@ def _cached_summary(session: Session, cluster: ClaimCluster, first: Any = None) 
     if first is None:  # the first page's first row, else read it
         found = _members_page(session, cluster.id, None, None, 1, copies)
         first = found[0] if found else None
-    m = _cluster_members(int(cluster.id or 0))
     unit = "day" if (cluster.n_articles or 0) > BY_DAY_ABOVE else "hour"
+    if copies is None:
+        m = _cluster_members(int(cluster.id or 0))
+    else:  # the claims only: the copies are counted here from the rows just read
+        m = _own_repeats(int(cluster.id or 0)).subquery("members")
     hour = _truncated(session, m.c.at, unit).label("hour")
     groups = [
         tuple(g)
@@ -428,6 +450,8 @@ def _cached_summary(session: Session, cluster: ClaimCluster, first: Any = None) 
             )
         ).all()
     ]
+    if copies:
+        groups += _grouped_copies(copies, unit)
     summary = _summarize(first, groups)
     summary.finest = 86400 if unit == "day" else 3600
     summary.copies = copies
