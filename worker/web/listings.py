@@ -217,13 +217,25 @@ def _own_repeats(cluster_id: int) -> Any:
 
 def _copy_repeats(cluster_id: int) -> tuple[Any, Any]:
     """Each copy (found by dedup) of an article carrying a claim of the cluster, at the
-    copy's own time; ``copy`` 1. With the copy's article alias."""
+    copy's own time; ``copy`` 1. With the copy's article alias.
+
+    The claims that have a copy are found first from two indexes alone
+    (``ix_claim_cluster_at`` holds each claim's article, ``ix_article_duplicate_of_id``
+    the copies): only their rows are read, not every claim of the cluster (100,000 rows
+    for a cluster of 100,000 repeats, most with no copy)."""
     dup: Any = aliased(Article)
+    carrier: Any = aliased(Claim)
+    copied: Any = aliased(Article)
+    with_copies = (
+        sa_select(carrier.id)
+        .join(copied, copied.duplicate_of_id == carrier.article_id)
+        .where(carrier.cluster_id == cluster_id)
+    )
     return (
         sa_select(*_member_columns(dup, _copy_at(dup), 1))
         .select_from(Claim)
         .join(dup, dup.duplicate_of_id == col(Claim.article_id))
-        .where(col(Claim.cluster_id) == cluster_id)
+        .where(col(Claim.cluster_id) == cluster_id, col(Claim.id).in_(with_copies))
     ), dup
 
 
