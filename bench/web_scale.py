@@ -471,8 +471,13 @@ def add_huge_cluster(db: str, settings: Any, n: int) -> int:
 
 def time_huge_cluster(client: Any, cid: int, rounds: int) -> dict[str, list[float]]:
     """The huge cluster's page: the first page, the sixth (by cursor), one that starts
-    in the middle of its year (``start=``), and the API's first page."""
-    first = client.get(f"/api/v1/clusters/{cid}").json()
+    in the middle of its year (``start=``), and the API's first page. Also the first
+    view of all (timed once: it counts the repeats, which later views reuse until the
+    cluster changes)."""
+    t = time.perf_counter()
+    resp = client.get(f"/api/v1/clusters/{cid}")
+    print(f"    first view (the counts computed): {(time.perf_counter() - t) * 1000:.1f} ms")
+    first = resp.json()
     cursor = first["next_cursor"]
     for _ in range(4):
         cursor = client.get(f"/api/v1/clusters/{cid}", params={"cursor": cursor}).json()[
@@ -492,6 +497,33 @@ def time_huge_cluster(client: Any, cid: int, rounds: int) -> dict[str, list[floa
     size = len(client.get(f"/clusters/{cid}").content)
     print(f"    huge cluster page: {size / 1024:.0f} KiB of HTML")
     return times
+
+
+def ab_windows(client: Any, queries: list[dict[str, Any]], rounds: int) -> None:
+    """Each search with PostgreSQL's id windows off, then on, ``rounds`` times in turn
+    (:func:`worker.claims.fulltext._pg_windows`); medians, and the p95 of each way."""
+    from worker.claims import fulltext
+
+    windows = fulltext._pg_windows
+    times: dict[bool, dict[int, list[float]]] = {False: {}, True: {}}
+    try:
+        for _ in range(rounds):
+            for i, q in enumerate(queries):
+                for on in (False, True):
+                    fulltext._pg_windows = windows if on else (lambda _e, _n: [])  # type: ignore[assignment]
+                    times[on].setdefault(i, []).append(timed(client, "/api/v1/claims", q))
+    finally:
+        fulltext._pg_windows = windows  # type: ignore[assignment]
+    print("postgresql search, id windows off / on, median ms:")
+    for i, q in enumerate(queries):
+        shown = " ".join(f"{k}={v}" for k, v in q.items()) or "(first page)"
+        off, on = (statistics.median(times[w][i]) for w in (False, True))
+        print(f"  {shown[:60]:<60} {off:8.1f} {on:8.1f}")
+    every = {w: [ms for v in times[w].values() for ms in v] for w in (False, True)}
+    print(
+        f"  p95 off {pct(every[False], 0.95):.1f} ms, on {pct(every[True], 0.95):.1f} ms "
+        f"({len(every[True])} searches each)"
+    )
 
 
 def kept_store(db: str, workdir: Path, admin_url: str, name: str = "cw_bench_web") -> Any:
@@ -576,6 +608,12 @@ def main() -> None:
         "--reuse", action="store_true", help="time the stores a --keep run left (no filling)"
     )
     ap.add_argument(
+        "--ab-windows",
+        action="store_true",
+        help="also time each search on PostgreSQL with its id windows off and on, "
+        "alternately (the same process, the same minute)",
+    )
+    ap.add_argument(
         "--upgrade",
         action="store_true",
         help="with --reuse: first upgrade the kept stores to this code's migrations",
@@ -657,6 +695,8 @@ def main() -> None:
             print(f"{db}: cluster {cid} of {args.huge_cluster:,} repeats, ms median / max")
             for name, values in time_huge_cluster(clients[db], cid, args.rounds).items():
                 print(f"    {name:<16} {statistics.median(values):8.1f} {max(values):8.1f}")
+        if args.ab_windows and "postgresql" in clients:
+            ab_windows(clients["postgresql"], queries, args.rounds)
         print("search, median ms per query:")
         for i, q in enumerate(queries):
             shown = " ".join(f"{k}={v}" for k, v in q.items()) or "(first page)"
