@@ -499,3 +499,20 @@ def every_member(client: TestClient, cid: int) -> list[dict[str, Any]]:
         body = client.get(body["next"]).json()
         seen += body["members"]
     return seen
+
+
+def test_postgres_reads_the_newest_claims_first_only_when_it_spares_rows() -> None:
+    """The id windows of a PostgreSQL search (the rows are the same either way: see
+    test_web_api's test_search_gives_the_same_rows_whichever_way_it_runs): for a phrase
+    of common words (17,800 rows to recheck for 1,780 matches) the first window holds
+    eight pages of matches; none when there are few matches, or too few candidate rows
+    to be worth a window of the primary key."""
+    from worker.claims.fulltext import _Estimate, _pg_windows
+
+    phrase = _Estimate(matches=2370, joint=1780, candidates=17_800, rows=1_000_000)
+    first, wider = _pg_windows(phrase, 51)
+    assert first == int(1_000_000 * 8 * 51 / 1780) and wider == 4 * first
+    assert _pg_windows(_Estimate(5233, 5233, 5233, 1_000_000), 51)[0] < first
+    assert _pg_windows(_Estimate(600, 600, 60_000, 1_000_000), 51) == []  # few matches
+    assert _pg_windows(_Estimate(3667, 3667, 3667, 1_000_000), 51) == []  # few rows
+    assert _pg_windows(None, 51) == []

@@ -275,31 +275,41 @@ def fold(word: str) -> str:
 
 @dataclass(frozen=True)
 class _Estimate:
-    matches: float  # claims the terms match
-    candidates: float  # claims with every word: what the GIN index gives to recheck
+    matches: float  # claims the terms match, at most (as the rarest term)
+    joint: float  # claims the terms match, with the words independent of each other
+    candidates: float  # claims with every word (independent): what the GIN index gives
     rows: float  # claims in the table
 
 
 def _pg_estimate(session: Session, terms: list[Term]) -> _Estimate | None:
     """What the statistics tell about a search of these AND-ed terms (a word outside
-    the most common ones: no claim; a phrase: a tenth of its rarest word's); None
+    the most common ones: no claim; a phrase: a tenth of its words together); None
     without statistics."""
     stats = _pg_lexeme_stats(session)
     if stats is None or not terms:
         return None
     freqs, rows = stats
     share = 1.0
-    every = 1.0
+    joint = 1.0
+    every: dict[str, float] = {}
     for t in terms:
-        words = []
+        words: dict[str, float] = {}
         for i, w in enumerate(fold(w) for w in t.words):
             if t.prefix and i == len(t.words) - 1:
-                words.append(min(1.0, sum(f for lex, f in freqs.items() if lex.startswith(w))))
+                words[w + "*"] = min(1.0, sum(f for lex, f in freqs.items() if lex.startswith(w)))
             else:
-                words.append(freqs.get(w, 0.0))
-        share = min(share, min(words) * (0.1 if len(t.words) > 1 else 1.0))
-        every = min(every, min(words))
-    return _Estimate(share * rows, every * rows, rows)
+                words[w] = freqs.get(w, 0.0)
+        phrase = 0.1 if len(t.words) > 1 else 1.0
+        share = min(share, min(words.values()) * phrase)
+        together = 1.0
+        for f in words.values():
+            together *= f
+        joint *= together * phrase
+        every.update(words)
+    candidates = 1.0
+    for f in every.values():
+        candidates *= f
+    return _Estimate(share * rows, joint * rows, candidates * rows, rows)
 
 
 WINDOW_PAGES = 8
@@ -322,10 +332,10 @@ def _pg_windows(estimate: _Estimate | None, limit: int) -> list[int]:
     times wider, then the rest, each read only when the windows before gave fewer than
     ``limit`` rows. [] (one query over every match) when the first window would be most
     of the table or the candidates are too few to be worth it."""
-    if estimate is None or estimate.matches <= 0:
+    if estimate is None or estimate.joint <= 0:
         return []
     low, high = WINDOW_SHARES
-    share = WINDOW_PAGES * limit / estimate.matches
+    share = WINDOW_PAGES * limit / estimate.joint
     if share >= high * 2:
         return []
     first = int(estimate.rows * min(high, max(low, share)))
