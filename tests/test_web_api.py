@@ -408,7 +408,7 @@ def test_search_gives_the_same_rows_whichever_way_it_runs(
     walk = {"q": "steelworks", "limit": 1}
     pages_before = every_id(client, walk)
     assert len(pages_before) >= 3
-    monkeypatch.setattr(fulltext, "_pg_estimate", lambda *_: fulltext._Estimate(1, 1, 1))
+    monkeypatch.setattr(fulltext, "_pg_estimate", lambda *_: fulltext._Estimate(1, 1, 1, 1))
     monkeypatch.setattr(fulltext, "_pg_windows", lambda _estimate, _limit: [1, 3])
     windowed = [ids(client.get("/api/v1/claims", params=q)) for q in queries]
     assert windowed == before
