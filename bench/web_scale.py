@@ -5,15 +5,16 @@
         [--keep DIR [--reuse]]
 
 Fills a scratch SQLite file (in a temporary directory) and a scratch PostgreSQL database
-(``cw_bench_web``, dropped first and at the end) through claimwire's own migrations with
-``--claims`` synthetic claims: invented words (syllables, Zipf-distributed over 20,000
-words, so that a few words are in a large share of the claims and most are rare), 5,000
-speakers (Zipf), 400 outlets (Zipf), one article per five claims over two years, and
-clusters as news makes them: most claims alone, some repeated by a few outlets, a few
-by a hundred or more, each repeat verbatim or reworded (a word dropped or swapped). No
-corpus text is used. On SQLite the claims go in with the search triggers live; on
-PostgreSQL by COPY (the stored ``search_vector`` column computed row by row), with the GIN
-index of migration 0008 dropped during the load and created again, then VACUUM ANALYZE.
+(``cw_bench_web``, or ``--pg-name``; dropped first and at the end) through claimwire's
+own migrations with ``--claims`` synthetic claims: invented words (syllables,
+Zipf-distributed over 20,000 words, so that a few words are in a large share of the
+claims and most are rare), 5,000 speakers (Zipf), 400 outlets (Zipf), one article per
+five claims over two years, and clusters as news makes them: most claims alone, some
+repeated by a few outlets, a few by a hundred or more, each repeat verbatim or reworded
+(a word dropped or swapped). No corpus text is used. On SQLite the claims go in with the
+search triggers live; on PostgreSQL by COPY (the stored ``search_vector`` column
+computed row by row), with the GIN index of migration 0008 dropped during the load and
+created again, then VACUUM ANALYZE.
 
 Then, through the real application (``create_app``, over httpx's ASGI transport: every
 request goes through routing, validation, the query, JSON or the rendered page), times:
@@ -311,14 +312,13 @@ def _copy(cur: Any, table: str, columns: str, rows: Iterator[tuple[Any, ...]]) -
             copy.write_row(row)
 
 
-def fill_postgres(admin_url: str, c: Corpus) -> tuple[Any, str]:
+def fill_postgres(admin_url: str, c: Corpus, name: str = "cw_bench_web") -> tuple[Any, str]:
     import psycopg
 
     from worker.claims.fulltext import PG_COLUMN
     from worker.core.db import dispose_engines, init_db
     from worker.core.settings import Settings
 
-    name = "cw_bench_web"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -471,8 +471,13 @@ def add_huge_cluster(db: str, settings: Any, n: int) -> int:
 
 def time_huge_cluster(client: Any, cid: int, rounds: int) -> dict[str, list[float]]:
     """The huge cluster's page: the first page, the sixth (by cursor), one that starts
-    in the middle of its year (``start=``), and the API's first page."""
-    first = client.get(f"/api/v1/clusters/{cid}").json()
+    in the middle of its year (``start=``), and the API's first page. Also the first
+    view of all (timed once: it counts the repeats, which later views reuse until the
+    cluster changes)."""
+    t = time.perf_counter()
+    resp = client.get(f"/api/v1/clusters/{cid}")
+    print(f"    first view (the counts computed): {(time.perf_counter() - t) * 1000:.1f} ms")
+    first = resp.json()
     cursor = first["next_cursor"]
     for _ in range(4):
         cursor = client.get(f"/api/v1/clusters/{cid}", params={"cursor": cursor}).json()[
@@ -494,12 +499,39 @@ def time_huge_cluster(client: Any, cid: int, rounds: int) -> dict[str, list[floa
     return times
 
 
-def kept_store(db: str, workdir: Path, admin_url: str) -> Any:
+def ab_windows(client: Any, queries: list[dict[str, Any]], rounds: int) -> None:
+    """Each search with PostgreSQL's id windows off, then on, ``rounds`` times in turn
+    (:func:`worker.claims.fulltext._pg_windows`); medians, and the p95 of each way."""
+    from worker.claims import fulltext
+
+    windows = fulltext._pg_windows
+    times: dict[bool, dict[int, list[float]]] = {False: {}, True: {}}
+    try:
+        for _ in range(rounds):
+            for i, q in enumerate(queries):
+                for on in (False, True):
+                    fulltext._pg_windows = windows if on else (lambda _e, _n: [])  # type: ignore[assignment]
+                    times[on].setdefault(i, []).append(timed(client, "/api/v1/claims", q))
+    finally:
+        fulltext._pg_windows = windows  # type: ignore[assignment]
+    print("postgresql search, id windows off / on, median ms:")
+    for i, q in enumerate(queries):
+        shown = " ".join(f"{k}={v}" for k, v in q.items()) or "(first page)"
+        off, on = (statistics.median(times[w][i]) for w in (False, True))
+        print(f"  {shown[:60]:<60} {off:8.1f} {on:8.1f}")
+    every = {w: [ms for v in times[w].values() for ms in v] for w in (False, True)}
+    print(
+        f"  p95 off {pct(every[False], 0.95):.1f} ms, on {pct(every[True], 0.95):.1f} ms "
+        f"({len(every[True])} searches each)"
+    )
+
+
+def kept_store(db: str, workdir: Path, admin_url: str, name: str = "cw_bench_web") -> Any:
     from worker.core.settings import Settings
 
     if db == "sqlite":
         return Settings(data_dir=workdir, _env_file=None)  # type: ignore[call-arg]
-    url = admin_url.rsplit("/", 1)[0] + "/cw_bench_web"
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
     return Settings(database_url=url, data_dir=workdir, _env_file=None)  # type: ignore[call-arg]
 
 
@@ -557,6 +589,9 @@ def main() -> None:
             "CLAIMWIRE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
         ),
     )
+    ap.add_argument(
+        "--pg-name", default="cw_bench_web", help="the scratch PostgreSQL database's name"
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument(
@@ -571,6 +606,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--reuse", action="store_true", help="time the stores a --keep run left (no filling)"
+    )
+    ap.add_argument(
+        "--ab-windows",
+        action="store_true",
+        help="also time each search on PostgreSQL with its id windows off and on, "
+        "alternately (the same process, the same minute)",
     )
     ap.add_argument(
         "--upgrade",
@@ -605,7 +646,7 @@ def main() -> None:
         for db in dbs:
             t = time.perf_counter()
             if args.reuse and args.keep:
-                settings = kept_store(db, workdir, args.pg)
+                settings = kept_store(db, workdir, args.pg, args.pg_name)
                 if args.upgrade:
                     from worker.core.db import init_db
 
@@ -615,7 +656,7 @@ def main() -> None:
             elif db == "sqlite":
                 settings = fill_sqlite(workdir, corpus)
             else:
-                settings, pg_name = fill_postgres(args.pg, corpus)
+                settings, pg_name = fill_postgres(args.pg, corpus, args.pg_name)
             print(f"  {db}: filled in {time.perf_counter() - t:.0f} s")
             clients[db] = TestClient(create_app(settings), base_url="http://127.0.0.1:8000")
             if args.huge_cluster:
@@ -654,6 +695,8 @@ def main() -> None:
             print(f"{db}: cluster {cid} of {args.huge_cluster:,} repeats, ms median / max")
             for name, values in time_huge_cluster(clients[db], cid, args.rounds).items():
                 print(f"    {name:<16} {statistics.median(values):8.1f} {max(values):8.1f}")
+        if args.ab_windows and "postgresql" in clients:
+            ab_windows(clients["postgresql"], queries, args.rounds)
         print("search, median ms per query:")
         for i, q in enumerate(queries):
             shown = " ".join(f"{k}={v}" for k, v in q.items()) or "(first page)"

@@ -369,6 +369,8 @@ class Claim(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("article_id", "start", "end", "verb", name="uq_claim_article_span"),
         Index("ix_claim_cluster_at", "cluster_id", "article_at", "article_id", "id"),
+        # a cluster's newest claim in one probe (migration 0014)
+        Index("ix_claim_cluster_newest", "cluster_id", "id"),
     )
 
 

@@ -403,6 +403,25 @@ def test_search_gives_the_same_rows_whichever_way_it_runs(
     fulltext._pg_stats.clear()
     after = [ids(client.get("/api/v1/claims", params=q)) for q in queries]
     assert after == before
+    # PostgreSQL reads the matches of a search with many in windows of claim ids, newest
+    # first (here windows of one and three ids, then the rest): the same rows and pages
+    walk = {"q": "steelworks", "limit": 1}
+    pages_before = every_id(client, walk)
+    assert len(pages_before) >= 3
+    monkeypatch.setattr(fulltext, "_pg_estimate", lambda *_: fulltext._Estimate(1, 1, 1, 1))
+    monkeypatch.setattr(fulltext, "_pg_windows", lambda _estimate, _limit: [1, 3])
+    windowed = [ids(client.get("/api/v1/claims", params=q)) for q in queries]
+    assert windowed == before
+    assert every_id(client, walk) == pages_before
+
+
+def every_id(client: TestClient, params: dict[str, Any]) -> list[int]:
+    body = client.get("/api/v1/claims", params=params).json()
+    seen = [row["id"] for row in body["items"]]
+    while body["next_cursor"]:
+        body = client.get("/api/v1/claims", params={**params, "cursor": body["next_cursor"]}).json()
+        seen += [row["id"] for row in body["items"]]
+    return seen
 
 
 def test_a_day_only_time_is_shown_as_a_date_not_as_midnight(

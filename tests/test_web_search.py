@@ -457,13 +457,14 @@ def test_a_cluster_pages_alike_with_its_copies_kept_or_joined(
 ) -> None:
     """The copies of a cluster larger than a page are kept with its counts; pages read
     from them and pages that join the copies again give the same rows, by cursor and
-    from a time."""
+    from a time, and the same counts and timeline (the kept copies are counted in
+    Python, the joined ones in the database), by hour and by day."""
     from worker.web import listings
 
     cid, _ = big_cluster(settings, 150, 7)
     start = (BIG_T0 + timedelta(days=5)).isoformat()
 
-    def read() -> tuple[list[Any], list[Any]]:
+    def read() -> tuple[list[Any], list[Any], list[Any]]:
         listings._summaries.clear()
         by_cursor = [
             (m["position"], m["article_id"], m["claim_id"], m["copy"], m["published_at"])
@@ -471,12 +472,21 @@ def test_a_cluster_pages_alike_with_its_copies_kept_or_joined(
         ]
         body = client.get(f"/api/v1/clusters/{cid}", params={"start": start}).json()
         from_time = [(m["position"], m["article_id"], m["copy"]) for m in body["members"]]
-        return by_cursor, from_time
+        summaries = []
+        for by_day_above in (10**9, 100):  # counted by hour, then by day
+            monkeypatch.setattr(listings, "BY_DAY_ABOVE", by_day_above)
+            listings._summaries.clear()
+            body = client.get(f"/api/v1/clusters/{cid}", params={"limit": 40}).json()
+            summaries.append((body["counts"], body["outlets"], body["timeline"], body["n_repeats"]))
+        return by_cursor, from_time, summaries
 
     kept = read()
     monkeypatch.setattr(listings, "COPIES_KEPT", 0)
     joined = read()
     assert kept == joined
+    hourly, daily = kept[2]
+    assert hourly[0]["copy"] == 2 and hourly[3] == 152
+    assert hourly[2]["bucket_seconds"] < daily[2]["bucket_seconds"] == 86400
     assert len(kept[0]) == 152 and sum(1 for m in kept[0] if m[3]) == 2
     assert [m[0] for m in kept[0]] == list(range(1, 153))
     assert kept[1][0][0] == 1 + sum(1 for m in kept[0] if m[4] < start)
@@ -489,3 +499,20 @@ def every_member(client: TestClient, cid: int) -> list[dict[str, Any]]:
         body = client.get(body["next"]).json()
         seen += body["members"]
     return seen
+
+
+def test_postgres_reads_the_newest_claims_first_only_when_it_spares_rows() -> None:
+    """The id windows of a PostgreSQL search (the rows are the same either way: see
+    test_web_api's test_search_gives_the_same_rows_whichever_way_it_runs): for a phrase
+    of common words (17,800 rows to recheck for 1,780 matches) the first window holds
+    eight pages of matches; none when there are few matches, or too few candidate rows
+    to be worth a window of the primary key."""
+    from worker.claims.fulltext import _Estimate, _pg_windows
+
+    phrase = _Estimate(matches=2370, joint=1780, candidates=17_800, rows=1_000_000)
+    first, wider = _pg_windows(phrase, 51)
+    assert first == int(1_000_000 * 8 * 51 / 1780) and wider == 4 * first
+    assert _pg_windows(_Estimate(5233, 5233, 5233, 1_000_000), 51)[0] < first
+    assert _pg_windows(_Estimate(600, 600, 60_000, 1_000_000), 51) == []  # few matches
+    assert _pg_windows(_Estimate(3667, 3667, 3667, 1_000_000), 51) == []  # few rows
+    assert _pg_windows(None, 51) == []
