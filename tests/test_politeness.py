@@ -559,3 +559,28 @@ def test_a_request_sent_back_for_its_turn_comes_early_and_starts_at_the_turn(
         # the slot was taken at the turn (its start recorded on the limiter's clock)
         assert next_free() - 1.0 >= turn - STORED
         assert started >= turn - STORED
+
+
+def test_booking_a_turn_takes_no_slot_and_keeps_the_turn_for_its_key(
+    redis_limiters: Any, configure: Any
+) -> None:
+    """``book`` (asked before a step's start is committed) says what ``slot`` would,
+    without taking a slot: on a free host 0, with the turn kept for its key, so that a
+    second request booked a moment later gets the next turn (one interval on), not a
+    "free" too; a request without a turn cannot take the booked one's place; the booked
+    request then takes its slot at once, and the next one at its turn, never before."""
+    (a,) = redis_limiters(1, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=60)
+    local = LocalHostLimiter(configure(HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=60))
+    for limiter in (a, local):
+        limiter.max_wait = 0
+        assert limiter.book("book.example", "article:1") == 0
+        assert limiter.book("book.example", "article:1") == 0  # asked again: the same
+        second = limiter.book("book.example", "article:2")
+        assert 60 - 1 < second <= 60
+        with pytest.raises(HostBusy), limiter.slot("book.example"):
+            pass  # a newcomer without a turn: behind both
+        with limiter.slot("book.example", "article:1"):
+            # taken now: the kept turn was its own; article 2's turn is still ahead
+            with pytest.raises(HostBusy) as busy, limiter.slot("book.example", "article:2"):
+                pass
+            assert 60 - 1 < busy.value.retry_after <= 60
