@@ -82,6 +82,9 @@ def host_address(k: int) -> str:
 
 # ---------------------------------------------------------------------- the server
 
+REQUEST_LOG: list[str] = []
+"""``--request-log``: the file the server appends each page request's arrival to."""
+
 # per-host counters in shared memory: requests, page requests, in flight, most in flight
 # (ints); last page arrival, shortest gap between page arrivals (doubles)
 
@@ -115,6 +118,9 @@ def page_server(pages: list[bytes], n_hosts: int, ints: Any, times: Any) -> Resp
             return reply(b"application/rss+xml", feed(k, "http://" + host.decode()))
         if path.startswith(b"/p/") and path.endswith(b".html") and k >= 0:
             now = time.monotonic()
+            if REQUEST_LOG:
+                with open(REQUEST_LOG[0], "a") as f:
+                    f.write(f"{host.split(b':')[0].decode()} {path.decode()} {now:.6f}\n")
             last = times[2 * k]
             if last:
                 gap = now - last
@@ -239,8 +245,12 @@ def dump_outputs(database_url: str, out: Path) -> None:
 def compare_outputs(a: Path, b: Path) -> int:
     """Print how two dumps differ; 0 when they are identical."""
     import json
+    import re
 
-    x, y = json.loads(a.read_text()), json.loads(b.read_text())
+    def unported(dump: Any) -> Any:  # each run's feed server has a port of its own
+        return json.loads(re.sub(r"(//127\.78\.\d+\.\d+):\d+/", r"\1/", json.dumps(dump)))
+
+    x, y = unported(json.loads(a.read_text())), unported(json.loads(b.read_text()))
     arts = set(x["articles"]) | set(y["articles"])
     differ = [u for u in sorted(arts) if x["articles"].get(u) != y["articles"].get(u)]
     n_claims = sum(len(v["claims"]) for v in x["articles"].values())
@@ -488,6 +498,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--dump", type=Path, help="write what the run produced here (JSON)")
     ap.add_argument(
+        "--request-log",
+        help="append each page request's host, path and arrival (CLOCK_MONOTONIC) here",
+    )
+    ap.add_argument(
         "--compare", type=Path, nargs=2, metavar="DUMP", help="compare two --dump files, only"
     )
     args = ap.parse_args(argv)
@@ -500,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"load {os.getloadavg()[0]:.1f}")
         return 0
 
+    if args.request_log:
+        REQUEST_LOG[:] = [args.request_log]  # before the server's fork
     pages = load_pages(args.pages or None)
     log(f"{len(pages)} pages over {args.hosts} hosts; load {os.getloadavg()[0]:.1f}")
     work = Path(tempfile.mkdtemp(prefix="cw-frontier-"))

@@ -4,7 +4,10 @@
 for each of its article's steps (``worker.jobs.work``). It needs no Celery: it returns an
 :class:`Outcome`, which the caller maps to done or to a retry of its message. The next
 step's message is recorded in the step's own transaction and sent once it has committed
-(:mod:`worker.core.outbox`). A step runs in three transactions:
+(:mod:`worker.core.outbox`). A step with a ``ready`` look (the fetch: is its host free
+for it?) asks it first, reading only; a step whose host is not free is sent back for its
+turn then (:func:`wait_for_host`), its sweep mark held, and nothing else written.
+Otherwise a step runs in three transactions:
 
 1. :func:`begin_step` commits the step's *start* on the article. A start that is never
    taken back is a *death*: the worker process died during the step (out of memory, a
@@ -129,6 +132,9 @@ def run_step(
 ) -> Outcome:
     """Run ``step`` for ``article_id``.
 
+    0. A step with a ``ready`` look (not for a job's item, ``on_begin``) asks it, in a
+       transaction that only reads: a host that is not free sends the step back for its
+       turn before anything else is written (:func:`wait_for_host`).
     1. Its start is committed on the article (:func:`begin_step`);
        an article that died too often during this step is quarantined instead, and a
        copy of a step that is running elsewhere does nothing. ``on_begin`` runs in that
