@@ -82,6 +82,9 @@ def host_address(k: int) -> str:
 
 # ---------------------------------------------------------------------- the server
 
+REQUEST_LOG: list[str] = []
+"""``--request-log``: the file the server appends each page request's arrival to."""
+
 # per-host counters in shared memory: requests, page requests, in flight, most in flight
 # (ints); last page arrival, shortest gap between page arrivals (doubles)
 
@@ -115,6 +118,9 @@ def page_server(pages: list[bytes], n_hosts: int, ints: Any, times: Any) -> Resp
             return reply(b"application/rss+xml", feed(k, "http://" + host.decode()))
         if path.startswith(b"/p/") and path.endswith(b".html") and k >= 0:
             now = time.monotonic()
+            if REQUEST_LOG:
+                with open(REQUEST_LOG[0], "a") as f:
+                    f.write(f"{host.split(b':')[0].decode()} {path.decode()} {now:.6f}\n")
             last = times[2 * k]
             if last:
                 gap = now - last
@@ -182,6 +188,85 @@ def states(database_url: str) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
+def dump_outputs(database_url: str, out: Path) -> None:
+    """What the run produced, independent of ids and of the order of processing, one
+    JSON object: per article (by URL) its state, text hash, the URL of the article it
+    copies, its claims (speaker, verb, kind, span, text); the duplicate groups and the
+    claim clusters as sets of members. Two runs (two versions of the code) are compared
+    with ``compare_outputs``."""
+    import json
+
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            q = conn.execute
+            arts = q(
+                sqlalchemy.text(
+                    "SELECT id, url, state, text_hash, duplicate_of_id, dup_group_id FROM article"
+                )
+            ).all()
+            claims = q(
+                sqlalchemy.text(
+                    'SELECT article_id, speaker, verb, kind, start, "end", text, cluster_id '
+                    "FROM claim"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    url = {r[0]: r[1] for r in arts}
+    per: dict[str, Any] = {
+        r[1]: {"state": r[2], "hash": r[3], "copy_of": url.get(r[4]), "claims": []} for r in arts
+    }
+    groups: dict[int, list[str]] = {}
+    for r in arts:
+        if r[5] is not None:
+            groups.setdefault(r[5], []).append(r[1])
+    clusters: dict[int, list[str]] = {}
+    for c in claims:
+        key = f"{url[c[0]]}#{c[4]}-{c[5]}:{c[2]}"
+        per[url[c[0]]]["claims"].append([c[1], c[2], c[3], c[4], c[5], c[6]])
+        if c[7] is not None:
+            clusters.setdefault(c[7], []).append(key)
+    for a in per.values():
+        a["claims"].sort()
+    out.write_text(
+        json.dumps(
+            {
+                "articles": per,
+                "groups": sorted(sorted(g) for g in groups.values()),
+                "clusters": sorted(sorted(c) for c in clusters.values()),
+            }
+        )
+    )
+
+
+def compare_outputs(a: Path, b: Path) -> int:
+    """Print how two dumps differ; 0 when they are identical."""
+    import json
+    import re
+
+    def unported(dump: Any) -> Any:  # each run's feed server has a port of its own
+        return json.loads(re.sub(r"(//127\.78\.\d+\.\d+):\d+/", r"\1/", json.dumps(dump)))
+
+    x, y = unported(json.loads(a.read_text())), unported(json.loads(b.read_text()))
+    arts = set(x["articles"]) | set(y["articles"])
+    differ = [u for u in sorted(arts) if x["articles"].get(u) != y["articles"].get(u)]
+    n_claims = sum(len(v["claims"]) for v in x["articles"].values())
+    print(f"articles {len(x['articles'])} / {len(y['articles'])}, claims {n_claims}: ", end="")
+    print(f"{len(differ)} articles differ (state, text hash, copy of, claims)")
+    for u in differ[:10]:
+        print("  ", u, x["articles"].get(u), "!=", y["articles"].get(u))
+    for name in ("groups", "clusters"):
+        same = x[name] == y[name]
+        print(f"{name}: {len(x[name])} / {len(y[name])}, {'identical' if same else 'DIFFER'}")
+        if not same:
+            xs, ys = {tuple(g) for g in x[name]}, {tuple(g) for g in y[name]}
+            print(f"  only in the first {len(xs - ys)}, only in the second {len(ys - xs)}")
+    return 0 if not differ and x["groups"] == y["groups"] and x["clusters"] == y["clusters"] else 1
+
+
 # Wall-clock (UTC epoch) start and end of the timed run, for :func:`timeline`.
 RUN_CLOCK: list[float] = []
 
@@ -224,7 +309,34 @@ def timeline(database_url: str) -> dict[str, float]:
     return out
 
 
+def _process_cpu(pid: int) -> tuple[int, float, str] | None:
+    """(parent pid, user + system CPU seconds, command line) of a live process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks, cmd
+
+
+def _watch_cpu(root: int, seen: dict[int, tuple[float, str]], stop: Any) -> None:
+    """Every half second, the CPU seconds of ``root`` and its children (the `run`
+    process and its CPU worker processes), the last reading of each kept in ``seen``."""
+    while not stop.wait(0.5):
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            info = _process_cpu(int(name))
+            if info is not None and (int(name) == root or info[0] == root):
+                seen[int(name)] = (info[1], info[2])
+
+
 def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[float, str]:
+    import threading
+
     r = cli(env, work, "init")
     assert r.returncode == 0, r.stderr
     r = cli(env, work, "feeds", "add", *feeds)
@@ -232,12 +344,34 @@ def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[flo
     started = time.perf_counter()
     cpu_before = _children_cpu()
     RUN_CLOCK[:] = [time.time()]
-    r = cli(env, work, "run", "--until-idle")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "run", "--until-idle"],
+        env=env,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: dict[int, tuple[float, str]] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_cpu, args=(proc.pid, seen, stop), daemon=True)
+    watcher.start()
+    _, err = proc.communicate()
+    stop.set()
+    watcher.join()
     wall = time.perf_counter() - started
     RUN_CLOCK.append(time.time())
     run_embedded.cpu = _children_cpu() - cpu_before  # type: ignore[attr-defined]
-    if r.returncode != 0:
-        log(f"run --until-idle exit {r.returncode}: {r.stderr[-2000:]}")
+    # by process, as last read (a CPU process's last half second may be missing)
+    # The `run` process's CPU as last read (its last half second may be missing); the
+    # rest of the total is its CPU worker processes'.
+    run_cpu = sum(c for pid, (c, _) in seen.items() if pid == proc.pid)
+    run_embedded.split = {  # type: ignore[attr-defined]
+        "run process": run_cpu,
+        "CPU processes": run_embedded.cpu - run_cpu,  # type: ignore[attr-defined]
+    }
+    if proc.returncode != 0:
+        log(f"run --until-idle exit {proc.returncode}: {err[-2000:]}")
     return wall, f"sqlite:///{work / 'data' / 'claimwire.db'}"
 
 
@@ -362,7 +496,17 @@ def main(argv: list[str] | None = None) -> int:
         "--bare-after", action="store_true", help="measure the bare extraction after too"
     )
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--dump", type=Path, help="write what the run produced here (JSON)")
+    ap.add_argument(
+        "--request-log",
+        help="append each page request's host, path and arrival (CLOCK_MONOTONIC) here",
+    )
+    ap.add_argument(
+        "--compare", type=Path, nargs=2, metavar="DUMP", help="compare two --dump files, only"
+    )
     args = ap.parse_args(argv)
+    if args.compare:
+        return compare_outputs(*args.compare)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.mode == "cost":
         log(f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -370,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"load {os.getloadavg()[0]:.1f}")
         return 0
 
+    if args.request_log:
+        REQUEST_LOG[:] = [args.request_log]  # before the server's fork
     pages = load_pages(args.pages or None)
     log(f"{len(pages)} pages over {args.hosts} hosts; load {os.getloadavg()[0]:.1f}")
     work = Path(tempfile.mkdtemp(prefix="cw-frontier-"))
@@ -404,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         load_after = os.getloadavg()
         final = states(db)
         spans = timeline(db)
+        if args.dump:
+            dump_outputs(db, args.dump)
         if not args.no_bare and args.bare_after:
             bare_after = bare(pages)
             log(f"bare trafilatura.extract, one process: {bare_after:.1f} s")
@@ -451,6 +599,10 @@ def main(argv: list[str] | None = None) -> int:
             line += f"; bare extraction CPU {1000 * bare_cpu / n:.0f} ms per page"
             line += f" ({run_cpu / bare_cpu:.2f}x)"
         print(line)
+        split = getattr(run_embedded, "split", {})
+        if split:
+            parts = [f"{k} {v:.1f} s ({1000 * v / n:.0f} ms a page)" for k, v in split.items()]
+            print("of which (read every 0.5 s): " + ", ".join(parts))
     if args.hosts == 1:
         print(f"one host: {wall / max(1, len(pages)):.3f} s per page (interval 1 s)")
     shutil.rmtree(work, ignore_errors=True)

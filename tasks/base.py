@@ -8,6 +8,7 @@ import structlog
 from celery import Task
 from celery.exceptions import Reject, Retry
 
+from worker.network.politeness import HostBusy
 from worker.pipeline.attempts import Outcome, is_environment_error, short_error
 
 log = structlog.get_logger("claimwire.tasks")
@@ -26,6 +27,16 @@ class ClaimwireTask(Task):  # type: ignore[misc]
         (the broker is down) is left to the sweep (:meth:`retry_or_leave`)."""
         if outcome.retry_in is None:
             return outcome.advanced
+        request = self.request
+        if isinstance(outcome.cause, HostBusy) and not (
+            request.is_eager or request.called_directly
+        ):
+            # Sent back for its host's turn, which is no error: the retry is sent and the
+            # task returns (its message acknowledged, as after a raised retry). Raised,
+            # Celery's retry makes an ExceptionInfo of the whole trace (every frame's
+            # code positions), which was a sixth of the `run` process's CPU (issue 16).
+            self.retry_or_leave(countdown=outcome.retry_in, max_retries=outcome.max_retries)
+            return False
         if outcome.cause is None:
             retry = self.retry_or_leave(countdown=outcome.retry_in, max_retries=outcome.max_retries)
             if retry is None:

@@ -36,6 +36,52 @@ def _site(server: Any, n: int) -> list[str]:
     return [server.url(f"/n/{i}") for i in range(n)]
 
 
+def test_a_fetch_sent_back_for_its_turn_writes_only_its_sweep_hold(
+    configure: Any, server: Any
+) -> None:
+    """A fetch whose host is not free is sent back for its turn before its start is
+    committed: the one write is its sweep mark held until the turn (no start committed
+    and taken back, two write transactions that waited for SQLite's write lock). At its
+    turn it runs, counting no attempt and no death."""
+    from sqlalchemy import event
+
+    from worker.core.db import get_engine, init_db
+    from worker.pipeline import resources
+    from worker.pipeline.attempts import run_step
+    from worker.pipeline.steps import FIRST as FETCH
+
+    init_db(configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2))
+    first, second = (discovered_article(url) for url in _site(server, 2))
+    limiter = resources.host_limiter()
+    assert isinstance(limiter, LocalHostLimiter)
+    assert run_step(FETCH, first, follow_up=False).advanced
+    writes: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.lstrip().upper().startswith("SELECT"):
+            writes.append(" ".join(statement.split()))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        waiting = run_step(FETCH, second, follow_up=False)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert waiting.retry_in is not None and not waiting.advanced
+    assert server.hits["/n/1"] == 0
+    assert len(writes) == 1, writes  # the hold, nothing else
+    assert writes[0].startswith("UPDATE article SET state_changed_at"), writes
+    article = load_article(second)
+    assert article.step_starts == 0 and article.attempts == 0
+    held = (article.state_changed_at - utcnow()).total_seconds()
+    assert 30 < held <= 61  # held to its turn, 60 s after the first fetch (less the time since)
+    limiter.offset = 60.0
+    assert run_step(FETCH, second, follow_up=False).advanced
+    article = load_article(second)
+    assert article.state == ArticleState.fetched
+    assert article.attempts == 0 and article.step_starts == 0
+
+
 def test_a_fetch_on_a_busy_host_gets_a_turn_instead_of_a_thread(
     configure: Any, server: Any
 ) -> None:

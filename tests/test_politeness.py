@@ -580,3 +580,26 @@ def test_a_new_turn_is_not_sooner_than_asked_and_a_line_keeps_its_pace(
     assert waits[:2] == pytest.approx([0.6, 1.6], abs=0.05)
     assert limiter.reserve("lined.example", "d", 0.5) == pytest.approx(1.0, abs=0.05)
     assert limiter.reserve("free.example", "a", 0.0) == pytest.approx(0.6, abs=0.05)  # kept
+def test_booking_a_turn_takes_no_slot_and_keeps_the_turn_for_its_key(
+    redis_limiters: Any, configure: Any
+) -> None:
+    """``book`` (asked before a step's start is committed) says what ``slot`` would,
+    without taking a slot: on a free host 0, with the turn kept for its key, so that a
+    second request booked a moment later gets the next turn (one interval on), not a
+    "free" too; a request without a turn cannot take the booked one's place; the booked
+    request then takes its slot at once, and the next one at its turn, never before."""
+    (a,) = redis_limiters(1, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=60)
+    local = LocalHostLimiter(configure(HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=60))
+    for limiter in (a, local):
+        limiter.max_wait = 0
+        assert limiter.book("book.example", "article:1") == 0
+        assert limiter.book("book.example", "article:1") == 0  # asked again: the same
+        second = limiter.book("book.example", "article:2")
+        assert 60 - 1 < second <= 60
+        with pytest.raises(HostBusy), limiter.slot("book.example"):
+            pass  # a newcomer without a turn: behind both
+        with limiter.slot("book.example", "article:1"):
+            # taken now: the kept turn was its own; article 2's turn is still ahead
+            with pytest.raises(HostBusy) as busy, limiter.slot("book.example", "article:2"):
+                pass
+            assert 60 - 1 < busy.value.retry_after <= 60

@@ -33,6 +33,20 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
     from worker.claims import EXTRACTOR_VERSION, extract_claims, load_nlp
 
     assert article.id is not None
+    # The parse first, before this transaction's first write: on SQLite the write lock
+    # is taken by the first write and held to the commit, and every other step of every
+    # process waited for it while spaCy parsed (issue 16). It reads only the article.
+    status: str | None = None
+    if article.duplicate_of_id is not None:
+        status = "duplicate"
+    elif not settings.extract_claims:
+        status = "disabled"
+    elif not article.text:
+        status = "no_text"
+    elif not _english(article):
+        status = "skipped_language"
+    else:
+        found = extract_claims(article.text, load_nlp(settings.spacy_model))
     old_clusters = {
         c
         for c in session.exec(select(Claim.cluster_id).where(Claim.article_id == article.id)).all()
@@ -40,20 +54,10 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
     }
     session.execute(delete(Claim).where(col(Claim.article_id) == article.id))
     article.claims_version = EXTRACTOR_VERSION
-    if article.duplicate_of_id is not None:
-        article.claims_status = "duplicate"
+    if status is not None:
+        article.claims_status = status
         stored: list[Claim] = []
-    elif not settings.extract_claims:
-        article.claims_status = "disabled"
-        stored = []
-    elif not article.text:
-        article.claims_status = "no_text"
-        stored = []
-    elif not _english(article):
-        article.claims_status = "skipped_language"
-        stored = []
     else:
-        found = extract_claims(article.text, load_nlp(settings.spacy_model))
         seen: set[tuple[int, int, str]] = set()
         at = page_at(article)
         stored = []

@@ -113,11 +113,24 @@ def deduplicate_article(
     """Place an ``extracted`` article in its duplicate group and move it to
     ``deduplicated``. Any other state: nothing happens (returns ``advanced=False``), so a
     redelivered message is harmless. Never commits."""
+    # The sketch (MinHash) first, from the text as read before the write lock: on SQLite
+    # the lock is held from the first write to the commit, and every other step of
+    # every process waited for it while this one hashed (issue 16). The text is read
+    # again under the lock; a text that changed meanwhile is sketched again.
+    before = session.get(Article, article_id)
+    early = (
+        (before.text, sketch(before.text, params))
+        if before is not None and before.state == ArticleState.extracted
+        else None
+    )
     _take_write_lock(session, article_id)
     article = session.get(Article, article_id, populate_existing=True)
     if article is None or article.state != ArticleState.extracted:
         return DedupOutcome(False)
-    sk = sketch(article.text, params)
+    if early is not None and early[0] == article.text:
+        sk = early[1]
+    else:
+        sk = sketch(article.text, params)
     # boilerplate samples: read before the locks (a stopped sample stays stopped), so
     # that every article carrying a common phrase does not wait on one lock key
     stopped = stopped_samples(session, sk, params) if sk.signature is not None else frozenset()

@@ -74,6 +74,8 @@ class HostLimiter(Protocol):
 
     def reserve(self, host: str, key: str, earliest: float = 0.0) -> float: ...
 
+    def book(self, host: str, key: str) -> float: ...
+
     def lines(self, limit: int = 20) -> list[HostLine]: ...
 
 
@@ -124,9 +126,9 @@ def _default_max_ahead(settings: Settings) -> float:
 # One round trip per attempt; the clock is Redis's own (one clock for every machine),
 # read inside the script (scripts are replicated by their effects, Redis >= 5).
 # KEYS: slots, next, backoff, line, turns, frontier. ARGV: limit, interval, token, ttl,
-# key ('' for none), spacing, max_ahead, tolerance, host, mode ('take' or 'reserve'),
-# stale (seconds past which a turn is forgotten), earliest (a new turn not sooner than
-# this many seconds from now).
+# key ('' for none), spacing, max_ahead, tolerance, host, mode ('take', 'reserve' or 'book':
+# see HostLimiter.book), stale (seconds past which a turn is forgotten), earliest (a new
+# turn not sooner than this many seconds from now).
 # Returns the seconds to wait as a string: '0' means the slot was taken.
 _ACQUIRE = """
 local slots, nxt, backoff, line, turns, frontier = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
@@ -158,6 +160,7 @@ end
 local function take()
     redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
     if redis.call('ZCARD', slots) >= limit then return false end
+    if mode == 'book' then return true end  -- a slot is free: nothing taken
     redis.call('ZADD', slots, now + ttl, token)
     redis.call('EXPIRE', slots, math.ceil(ttl) + 1)
     if interval > 0 then
@@ -188,9 +191,12 @@ if r ~= nil then
 end
 local at = math.max(now + earliest, b, n, last + spacing)
 if at <= now and mode ~= 'reserve' then
-    if take() then return '0' end
-    if key == '' then return '0.2' end  -- every slot in flight: one may end any moment
-    at = now + spacing
+    if take() then
+        if mode ~= 'book' then return '0' end
+    else
+        if key == '' then return '0.2' end  -- every slot in flight: one may end any moment
+        at = now + spacing
+    end
 end
 if key == '' then return tostring(at - now) end
 return book(at)
@@ -288,6 +294,14 @@ class RedisHostLimiter:
             )
         )
 
+    def book(self, host: str, key: str) -> float:
+        """What :meth:`slot` would say for ``key``, without taking a slot: 0 when the
+        request may start now (its turn, kept for it under ``key``, is now), else the
+        seconds to its turn (reserved, as :meth:`slot` reserves it). A caller asks this
+        before work it would undo for a busy host; the slot itself is then taken at the
+        turn, which no request without it can take."""
+        return float(self._acquire(keys=self._keys(host), args=self._args(host, "", key, "book")))
+
     def reserve_many(
         self, items: Iterable[tuple[str, str]], earliest: Iterable[float] | None = None
     ) -> list[float]:
@@ -354,10 +368,13 @@ class LocalHostLimiter:
                     del turns[k]
         return at - now
 
-    def _take(self, host: str, key: str, now: float) -> bool:
-        """Take a slot now, if one of the host's concurrent slots is free."""
+    def _take(self, host: str, key: str, now: float, mode: str = "take") -> bool:
+        """Take a slot now, if one of the host's concurrent slots is free (``book``:
+        only say whether one is)."""
         if self._inflight.get(host, 0) >= self.settings.host_max_concurrency:
             return False
+        if mode == "book":
+            return True
         self._inflight[host] = self._inflight.get(host, 0) + 1
         self._next[host] = now + self.settings.host_min_interval
         turns = self._turns.get(host)
@@ -390,17 +407,18 @@ class LocalHostLimiter:
                     return free - now
                 if free > now:
                     return free - now
-                if self._take(host, key, now):
+                if self._take(host, key, now, mode):
                     return 0.0
                 self._turns[host][key] = now + spacing
                 return spacing
             at = max(now + earliest, b, n, last + spacing)
             if at <= now and mode != "reserve":
-                if self._take(host, key, now):
+                if not self._take(host, key, now, mode):
+                    if not key:
+                        return 0.2
+                    at = now + spacing
+                elif mode != "book":
                     return 0.0
-                if not key:
-                    return 0.2
-                at = now + spacing
             if not key:
                 return at - now
             return self._book(host, key, at, now)
@@ -421,6 +439,9 @@ class LocalHostLimiter:
 
     def reserve(self, host: str, key: str, earliest: float = 0.0) -> float:
         return self._try(host, key, "reserve", earliest)
+
+    def book(self, host: str, key: str) -> float:
+        return self._try(host, key, "book")
 
     def reserve_many(
         self, items: Iterable[tuple[str, str]], earliest: Iterable[float] | None = None
@@ -491,6 +512,9 @@ class KeyedLimiter:
 
     def reserve(self, host: str, key: str, earliest: float = 0.0) -> float:
         return self.limiter.reserve(host, key, earliest)
+
+    def book(self, host: str, key: str) -> float:
+        return self.limiter.book(host, key)
 
     def lines(self, limit: int = 20) -> list[HostLine]:
         return self.limiter.lines(limit)

@@ -4,7 +4,10 @@
 for each of its article's steps (``worker.jobs.work``). It needs no Celery: it returns an
 :class:`Outcome`, which the caller maps to done or to a retry of its message. The next
 step's message is recorded in the step's own transaction and sent once it has committed
-(:mod:`worker.core.outbox`). A step runs in three transactions:
+(:mod:`worker.core.outbox`). A step with a ``ready`` look (the fetch: is its host free
+for it?) asks it first, reading only; a step whose host is not free is sent back for its
+turn then (:func:`wait_for_host`), its sweep mark held, and nothing else written.
+Otherwise a step runs in three transactions:
 
 1. :func:`begin_step` commits the step's *start* on the article. A start that is never
    taken back is a *death*: the worker process died during the step (out of memory, a
@@ -60,7 +63,7 @@ from worker.network.http import FetchError
 from worker.network.politeness import HostBusy, turn_countdown
 from worker.network.robots import RobotsUnavailable
 from worker.pages.archive import ArchiveError
-from worker.pipeline.steps import CLAIMS, PIPELINE, Step, StepResult, next_step
+from worker.pipeline.steps import CLAIMS, PIPELINE, HostWait, Step, StepResult, next_step
 from worker.pipeline.sweep import send_next_suspect
 
 log = structlog.get_logger("claimwire.pipeline")
@@ -129,6 +132,9 @@ def run_step(
 ) -> Outcome:
     """Run ``step`` for ``article_id``.
 
+    0. A step with a ``ready`` look (not for a job's item, ``on_begin``) asks it, in a
+       transaction that only reads: a host that is not free sends the step back for its
+       turn before anything else is written (:func:`wait_for_host`).
     1. Its start is committed on the article (:func:`begin_step`);
        an article that died too often during this step is quarantined instead, and a
        copy of a step that is running elsewhere does nothing. ``on_begin`` runs in that
@@ -145,6 +151,16 @@ def run_step(
     and failure reasons (the step's own task unless a job item runs it)."""
     settings = settings or get_settings()
     label = label or step.task_name
+    if step.ready is not None and on_begin is None:
+        try:
+            with unit_of_work() as session:
+                wait = step.ready(session, article_id, settings)
+        except Exception as exc:
+            if not is_environment_error(exc):
+                raise
+            return environment_retry(label, exc, retries, article_id=article_id)
+        if wait is not None:
+            return wait_for_host(article_id, wait, settings)
     try:
         with unit_of_work() as session:
             if on_begin is not None:
@@ -206,6 +222,25 @@ def run_step(
         # these out: worker.embedded.quiet.PER_ITEM_EVENTS)
         log.info("article_step_done", step=step.name, article_id=article_id)
     return Outcome(advanced=result.advanced, state=state, new_canonicals=result.new_canonicals)
+
+
+def wait_for_host(article_id: int, wait: HostWait, settings: Settings) -> Outcome:
+    """A step whose host is not free (its turn ``wait.seconds`` ahead, reserved for it),
+    found before anything was written: sent back for its turn as a :class:`HostBusy`
+    raised by the step is (:func:`settle`), with its sweep mark held until the turn
+    (:func:`hold_sweep`: no second copy from the sweep meanwhile, and `claimwire status`
+    reads the host's turns from the marks), in one short transaction, and no start to
+    commit and take back: those two write transactions were most of the `run`
+    process's waits for SQLite's write lock (issue 16)."""
+    countdown = turn_countdown(wait.seconds)
+    try:
+        with unit_of_work() as session:
+            if is_postgres(session):  # as cheap as a start
+                session.execute(text("SET LOCAL synchronous_commit = off"))
+            hold_sweep(session, article_id, countdown)
+    except Exception as exc:  # noqa: BLE001 (best effort: the retry is what matters)
+        log.warning("sweep_not_held", article_id=article_id, error=short_error(exc))
+    return Outcome(retry_in=capped(countdown, settings), cause=HostBusy(wait.host, wait.seconds))
 
 
 def _state_of(article_id: int) -> str | None:

@@ -52,6 +52,19 @@ class StepResult:
 StepFunction = Callable[[Session, int, Settings], StepResult]
 
 
+@dataclass(frozen=True)
+class HostWait:
+    """A step's host is not free for it: its turn is ``seconds`` ahead (reserved for it)."""
+
+    host: str
+    seconds: float
+
+
+ReadyFunction = Callable[[Session, int, Settings], HostWait | None]
+"""A step's look before its start is committed (read only, never writes): None when
+the step may run now, or the wait for its host (:func:`fetch_ready`)."""
+
+
 def fetch(session: Session, article_id: int, settings: Settings) -> StepResult:
     """Download the page politely and safely, and archive it (worker/pages/fetch.py)."""
     from worker.pages.fetch import fetch_article
@@ -66,6 +79,27 @@ def fetch(session: Session, article_id: int, settings: Settings) -> StepResult:
         settings,
     )
     return StepResult(outcome.advanced)
+
+
+def fetch_ready(session: Session, article_id: int, settings: Settings) -> HostWait | None:
+    """Whether the article's host is free for its fetch, asked before the step's start
+    is committed: a discovered article gets its turn on the host's timeline now (kept
+    under its key, nothing taken: :meth:`~worker.network.politeness.HostLimiter.book`),
+    and when that turn is ahead the fetch is sent back for it without writing anything.
+    The start, the row and the step's transaction are then spent only on a fetch that
+    runs; the step's slot is taken at the turn kept for it (worker/pages/fetch.py)."""
+    from schemas.models import Article
+    from worker.network.politeness import MAX_WAIT
+    from worker.pages.fetch import turn_key
+    from worker.pipeline import resources
+
+    article = session.get(Article, article_id)
+    if article is None or article.state != ArticleState.discovered or not article.host:
+        return None  # the step decides (not its state, gone)
+    wait = resources.host_limiter().book(article.host, turn_key(article_id))
+    if wait <= MAX_WAIT:
+        return None  # now, or a moment from now: the step's slot waits that out
+    return HostWait(article.host, wait)
 
 
 def extract(session: Session, article_id: int, settings: Settings) -> StepResult:
@@ -103,6 +137,7 @@ class Step:
     queue: str
     gives: ArticleState
     task_name: str  # the Celery task's name on the wire (unchanged since 0.1)
+    ready: ReadyFunction | None = None  # a look before the start (worker.pipeline.attempts)
 
     @property
     def name(self) -> str:
@@ -114,7 +149,8 @@ S = ArticleState
 # fmt: off
 PIPELINE: tuple[Step, ...] = (
     #     takes           run      queue      gives           task name on the wire
-    Step(S.discovered,   fetch,   IO_QUEUE,  S.fetched,      "tasks.fetching.fetch_article"),
+    Step(S.discovered,   fetch,   IO_QUEUE,  S.fetched,      "tasks.fetching.fetch_article",
+         ready=fetch_ready),
     Step(S.fetched,      extract, CPU_QUEUE, S.extracted,    "tasks.processing.extract_article"),
     Step(S.extracted,    dedup,   CPU_QUEUE, S.deduplicated, "tasks.processing.dedup_article"),
     Step(S.deduplicated, claims,  CPU_QUEUE, S.processed,    "tasks.processing.claims_article"),
