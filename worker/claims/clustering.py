@@ -3,8 +3,9 @@
 A claim joins a cluster when its resolved speaker has the cluster's key (a person's
 surname, folded across spellings, or an organisation's normalized name; none for a
 speaker without a name) and it repeats one of the cluster's members (overlap of
-content-word stems, a measure that tolerates rewording around the same core statement)
-while staying close enough to the claim that founded it. Different speakers never share
+content-word stems, a measure that tolerates rewording around the same core statement,
+or the same words in quotation marks) while staying close enough to the claim that
+founded it. Different speakers never share
 a cluster: the speaker key is part of the lookup, not of the score. Measured against a
 hand-made gold: docs/claims-eval.md ("Clusters against the gold").
 
