@@ -177,6 +177,29 @@ def test_index_chooses_what_the_scan_chooses(any_settings: Settings) -> None:  #
                     ), (key, words, threshold)
 
 
+def test_a_cluster_quoting_the_same_words_is_a_candidate(any_settings: Settings) -> None:  # noqa: F811
+    """A claim that shares only a quoted phrase with a cluster (fewer words than the
+    threshold asks of its size) is still scored against it, as the scan would."""
+    founder = 'the mill would close by winter, "a dark day for the valley"'
+    claim = 'it was "a dark day" and the unions should meet the owners next month in Graz'
+    words = content_words(claim)
+    assert len(words & content_words(founder)) == 2 and len(content_words(founder)) == 6
+    with Session(get_engine(any_settings)) as s:
+        article = new_article(s)
+        first = add_claim(s, article, "Maria Novak", founder, start=0)
+        assign_clusters(s, article, [first], 0.5)
+        assert first.cluster_id is not None
+        # by its words alone the claim is no repeat (2 of 6), nor does the index offer it
+        assert cluster_score(words, founder, [founder], 0.5) == 0.0
+        assert best_cluster(s, "novak", words, 0.5) is None
+        # the quoted phrase makes it one, and the index finds the cluster for it
+        assert cluster_score(words, founder, [founder], 0.5, claim) == 0.5
+        assert best_cluster(s, "novak", words, 0.5, claim) == first.cluster_id
+        second = add_claim(s, article, "Novak", claim, start=100)
+        assign_clusters(s, article, [second], 0.5)
+        assert second.cluster_id == first.cluster_id
+
+
 def test_index_rows_are_the_clusters_content_words(any_settings: Settings) -> None:  # noqa: F811
     with Session(get_engine(any_settings)) as s:
         article = new_article(s)

@@ -25,7 +25,9 @@ from worker.claims import EXTRACTOR_VERSION, extract_claims, load_nlp, store
 from worker.claims.clustering import (
     cluster_members,
     content_words,
+    quoted_phrases,
     refresh_cluster,
+    shares_quotation,
     similarity,
     speaker_key,
 )
@@ -325,6 +327,8 @@ def test_titles_initials_and_spelling_variants_give_one_key() -> None:
             "U.S. Ambassador Ana Kovač",
             "U.S. national security adviser Ana Kovac",
             "US Ambassador to Russia Ana Kovac",
+            "Ana M. Kovac Jr.",  # a suffix after the name is not a role (was no key)
+            "Ana Kovac III",
         )
     } == {"kovac"}
     assert speaker_key("Sergei Lavrenko") == speaker_key("Sergey Lavrenko")
@@ -414,3 +418,77 @@ def test_concurrent_first_loads_give_one_pipeline() -> None:
     for t in loaders:
         t.join()
     assert len(loaded) == 4 and all(x is loaded[0] for x in loaded)
+
+
+# Issue 15, a shared quotation: Holm's "honest reckoning", quoted whole by another outlet
+# in a claim too short to repeat the first one by its words; a different statement of
+# hers quoting another phrase with one of its words, and one using the same two words
+# without quotation marks.
+HOLM = (
+    "Harbour Commissioner Lena Holm met shipping firms in Tromso on Tuesday. "
+    "Holm said the new toll rules would bring an \u201chonest reckoning\u201d for the port "
+    "authority."
+)
+HOLM_QUOTED = (
+    "Lena Holm, the harbour commissioner, promised an 'honest reckoning' before the vote "
+    "on next year's budget."
+)
+HOLM_MISTAKE = (
+    "Harbour Commissioner Lena Holm answered questions on Friday. "
+    "Holm said the ferry timetable had been an \u201chonest mistake\u201d by her office."
+)
+HOLM_UNQUOTED = (
+    "Harbour Commissioner Lena Holm visited the ferry terminal. "
+    "Holm said an honest reckoning with the ferry unions was still years away."
+)
+
+
+def test_quoted_phrases_and_shared_quotations() -> None:
+    assert quoted_phrases("the workers' union and rock 'n' roll don't matter") == ()
+    assert quoted_phrases("he called it \u201ca \u2018total disaster\u2019 for us\u201d") == (
+        ("total", "disast"),
+    )
+    assert quoted_phrases("\u00aba grand bargain\u00bb and 'pretty silly'") == (
+        ("grand", "bargain"),
+        ("pretti", "silli"),
+    )
+    # a whole quoted phrase of two content words inside the other's quotation
+    assert shares_quotation(
+        "he hoped for an 'extraordinary relationship'",
+        '"I think we will end up having an extraordinary relationship," he said',
+    )
+    # three quoted words in a row, both quotations longer
+    assert shares_quotation(
+        'that "foreign agitators planned the strike" weeks ago',
+        '"Foreign agitators planned the strike from abroad"',
+    )
+    # one quoted word in common, or the same words quoted in one claim only: no
+    assert not shares_quotation('an "honest reckoning"', 'an "honest mistake"')
+    assert not shares_quotation('an "honest reckoning"', "an honest reckoning with the unions")
+
+
+def test_a_shared_quotation_joins_a_cluster_different_statements_do_not(
+    claims_settings: Settings,
+) -> None:
+    s = claims_settings
+    first = new(s, HOLM, "herald.example", 1)
+    quoted = new(s, HOLM_QUOTED, "wire.example", 2)
+    mistake = new(s, HOLM_MISTAKE, "gazette.example", 3)
+    unquoted = new(s, HOLM_UNQUOTED, "post.example", 4)
+    for aid in (first, quoted, mistake, unquoted):
+        process(s, aid)
+    reckoning = one(claims_of(s, first), "honest reckoning")
+    short = one(claims_of(s, quoted), "honest reckoning")
+    other = one(claims_of(s, mistake), "honest mistake")
+    plain = one(claims_of(s, unquoted), "honest reckoning")
+    words = content_words(short.text)
+    # too short a claim to repeat the first one by its words alone: the quotation does it
+    assert len(words & content_words(reckoning.text)) / 5 < s.claim_cluster_threshold
+    assert reckoning.cluster_id is not None
+    assert short.cluster_id == reckoning.cluster_id
+    assert other.cluster_id not in (None, reckoning.cluster_id)
+    assert plain.cluster_id not in (None, reckoning.cluster_id, other.cluster_id)
+    with Session(get_engine(s)) as sess:
+        cluster = sess.get(ClaimCluster, reckoning.cluster_id)
+        assert cluster is not None
+        assert cluster.speaker_key == "holm" and cluster.n_outlets == 2

@@ -3,8 +3,9 @@
 A claim joins a cluster when its resolved speaker has the cluster's key (a person's
 surname, folded across spellings, or an organisation's normalized name; none for a
 speaker without a name) and it repeats one of the cluster's members (overlap of
-content-word stems, a measure that tolerates rewording around the same core statement)
-while staying close enough to the claim that founded it. Different speakers never share
+content-word stems, a measure that tolerates rewording around the same core statement,
+or the same words in quotation marks) while staying close enough to the claim that
+founded it. Different speakers never share
 a cluster: the speaker key is part of the lookup, not of the score. Measured against a
 hand-made gold: docs/claims-eval.md ("Clusters against the gold").
 
@@ -22,7 +23,7 @@ import unicodedata
 from functools import lru_cache
 
 import snowballstemmer
-from sqlalchemy import Float, Select, case, func, literal, text, update
+from sqlalchemy import Float, Select, case, func, literal, or_, text, update
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
@@ -106,6 +107,8 @@ _TITLES = {
     "jr",
     "sr",
 }
+# What may follow a surname ("Jr.") without making the name a role
+_SUFFIXES = {"jr", "sr", "ii", "iii", "iv"}
 # Capitalized words that are not a name: country initials ("U.S.", "UK"), and common
 # nouns capitalized at a sentence start or in a header ("Officials said", "The Latest")
 _NOT_NAMES = {
@@ -418,9 +421,13 @@ def speaker_key(speaker: str) -> str:
             body = body or " ".join(run)
             continue
         names = [
-            w for w in run if w.rstrip(".") not in _TITLES and w not in _NOT_NAMES and len(w) > 1
+            w
+            for w in run
+            if w.rstrip(".") not in _TITLES | _SUFFIXES and w not in _NOT_NAMES and len(w) > 1
         ]
-        if not names or run[-1].rstrip(".") in _TITLES:
+        # a generational suffix ends a name, not a role: "Jon M. Huntsman Jr."
+        last = next((w for w in reversed(run) if w.rstrip(".") not in _SUFFIXES), run[-1])
+        if not names or last.rstrip(".") in _TITLES:
             continue  # "The Norwegian President": a role, no name
         if a == b and b + 1 < len(words) and not words[b + 1][:1].isupper():
             # "Opposition leader ...": a common noun capitalized at the start; "the
@@ -465,6 +472,61 @@ def _content_tokens(content: str) -> list[str]:
 def content_words(content: str) -> set[str]:
     """A claim's content words (stems, see :func:`_content_tokens`)."""
     return set(_content_tokens(content))
+
+
+# A quotation: double marks (straight, curly, guillemets), or single marks that open
+# after a non-letter and close before one (so "don't" and "the workers' union" are not).
+_DOUBLE_QUOTED = re.compile(r'[“"«]([^“”"«»]+)[”"»]')
+_SINGLE_QUOTED = re.compile(r"(?<!\w)[‘']([^‘’'\"“”]*?[^\s‘’'])[’'](?!\w)")
+# The fewest content words of a quoted phrase that is a signal of its own when another
+# claim quotes it whole ("an 'extraordinary relationship'", "'pretty silly'"), and of a
+# run of quoted words two quotations share.
+_PHRASE_WORDS = 2
+_RUN_WORDS = 3
+
+
+@lru_cache(maxsize=1 << 14)
+def quoted_phrases(text: str) -> tuple[tuple[str, ...], ...]:
+    """The quotations in a claim's text (single marks inside double ones included), each
+    as its content words in order (:func:`_content_tokens`); quotations without content
+    words are left out."""
+    segments = [m.group(1) for m in _DOUBLE_QUOTED.finditer(text)]
+    segments += [m.group(1) for m in _SINGLE_QUOTED.finditer(_DOUBLE_QUOTED.sub(" ", text))]
+    segments += [m.group(1) for s in list(segments) for m in _SINGLE_QUOTED.finditer(s)]
+    tokens = (tuple(_content_tokens(s)) for s in segments)
+    return tuple(dict.fromkeys(t for t in tokens if t))
+
+
+def _longest_run(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """The length of the longest run of words ``a`` and ``b`` share, in order."""
+    best = 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b, 1):
+            if x == y:
+                cur[j] = prev[j - 1] + 1
+                best = max(best, cur[j])
+        prev = cur
+    return best
+
+
+def shares_quotation(a: str, b: str) -> bool:
+    """Whether two claims quote the same words: a run of at least three content words
+    in quotations of both, or a whole quoted phrase of at least two content words of one
+    inside a quotation of the other ("extraordinary relationship" in "I think we will end
+    up having an extraordinary relationship")."""
+    for x in quoted_phrases(a):
+        for y in quoted_phrases(b):
+            run = _longest_run(x, y)
+            if run >= _RUN_WORDS or (run >= _PHRASE_WORDS and run in (len(x), len(y))):
+                return True
+    return False
+
+
+def quoted_words(text: str) -> set[str]:
+    """The content words of a claim's quotations."""
+    return {w for phrase in quoted_phrases(text) for w in phrase}
 
 
 def similarity(a: set[str], b: set[str]) -> float:
@@ -542,11 +604,14 @@ def word_rows(
     ]
 
 
-def candidate_query(key: str, words: set[str], threshold: float) -> Select[int, int, int]:
+def candidate_query(
+    key: str, words: set[str], threshold: float, quoted: set[str] | None = None
+) -> Select[int, int, int]:
     """Cluster id, its smallest member's number of content words and how many of
     ``words`` its vocabulary holds, for every cluster of speaker ``key`` that shares
-    enough of them for one of its members to possibly reach ``threshold`` (see
-    :func:`best_cluster`): one indexed lookup per word, grouped."""
+    enough of them for one of its members to possibly reach ``threshold``, or that
+    holds two of the claim's ``quoted`` words (a member may quote the same words: see
+    :func:`shares_quotation`): one indexed lookup per word, grouped."""
     keyed = {_index_word(w) for w in words}
     n = len(keyed)
     w = ClaimClusterWord
@@ -555,6 +620,10 @@ def candidate_query(key: str, words: set[str], threshold: float) -> Select[int, 
     # float rounding must not drop a cluster at the threshold: the filter is a little
     # looser than the exact test that follows it
     enough = shared >= literal(threshold, Float) * smaller - 1e-9
+    quotes = sorted({_index_word(q) for q in quoted or set()} & keyed)
+    if len(quotes) >= _PHRASE_WORDS:
+        in_quotes = func.sum(case((col(w.word).in_(quotes), 1), else_=0))
+        enough = or_(enough, in_quotes >= _PHRASE_WORDS)
     return (
         sql_select(col(w.cluster_id), col(w.n_words), shared)
         .where(col(w.speaker_key) == key, col(w.word).in_(sorted(keyed)))
@@ -563,17 +632,26 @@ def candidate_query(key: str, words: set[str], threshold: float) -> Select[int, 
     )
 
 
-def cluster_score(words: set[str], founder: str, members: list[str], threshold: float) -> float:
-    """How well a claim of content ``words`` repeats a cluster: the best :func:`repeats`
-    over its members, if at least ``threshold`` and if the claim is still at least
-    :data:`FOUNDER_FLOOR` close to the cluster's founding text; else 0."""
+def cluster_score(
+    words: set[str], founder: str, members: list[str], threshold: float, text: str = ""
+) -> float:
+    """How well a claim of content ``words`` (and ``text``) repeats a cluster: the best
+    :func:`repeats` over its members, if at least ``threshold``, or ``threshold`` when it
+    quotes the same words as a member (:func:`shares_quotation`), provided the claim is
+    still at least :data:`FOUNDER_FLOOR` close to the cluster's founding text; else 0."""
     if repeats(words, content_words(founder)) < FOUNDER_FLOOR:
         return 0.0
     best = max((repeats(words, content_words(m)) for m in members), default=0.0)
-    return best if best >= threshold and best > 0 else 0.0
+    if best >= threshold and best > 0:
+        return best
+    if text and quoted_phrases(text) and any(shares_quotation(text, m) for m in members):
+        return threshold
+    return 0.0
 
 
-def best_cluster(session: Session, key: str, words: set[str], threshold: float) -> int | None:
+def best_cluster(
+    session: Session, key: str, words: set[str], threshold: float, text: str = ""
+) -> int | None:
     """The cluster of speaker ``key`` that a claim of content ``words`` repeats best
     (:func:`cluster_score`), if any.
 
@@ -583,14 +661,15 @@ def best_cluster(session: Session, key: str, words: set[str], threshold: float) 
     count: a member of ``m`` content words sharing ``s`` of the claim's ``n`` scores at
     most ``s / min(m, n)``, and the vocabulary shares at least ``s``, so a cluster whose
     vocabulary shares fewer than ``threshold * min(m_min, n)`` holds no member that can
-    match. Only the texts of the clusters left (founder and members) are read and
-    scored.
+    match by its words; a cluster holding two of the words the claim ``text`` quotes is
+    kept too, as a member may quote the same words (:func:`shares_quotation`). Only the
+    texts of the clusters left (founder and members) are read and scored.
 
     Ties (several clusters with the best score) go to the lowest cluster id, the oldest
     cluster."""
     if not words:
         return None
-    rows = session.execute(candidate_query(key, words, threshold)).all()
+    rows = session.execute(candidate_query(key, words, threshold, quoted_words(text))).all()
     if not rows:
         return None
     candidates = sorted({r[0] for r in rows})
@@ -613,7 +692,7 @@ def best_cluster(session: Session, key: str, words: set[str], threshold: float) 
         founder = founders.get(cluster_id)
         if founder is None:
             continue
-        score = cluster_score(words, founder, members[cluster_id] or [founder], threshold)
+        score = cluster_score(words, founder, members[cluster_id] or [founder], threshold, text)
         if score > best[0]:
             best = (score, cluster_id)
     return best[1]
@@ -651,7 +730,7 @@ def assign_clusters(
         if not key:
             continue
         words = content_words(claim.text)
-        found = best_cluster(session, key, words, threshold)
+        found = best_cluster(session, key, words, threshold, claim.text)
         if found is None:
             cluster = ClaimCluster(
                 speaker_key=key, speaker=claim.speaker_resolved or claim.speaker, text=claim.text
