@@ -580,6 +580,8 @@ def test_a_new_turn_is_not_sooner_than_asked_and_a_line_keeps_its_pace(
     assert waits[:2] == pytest.approx([0.6, 1.6], abs=0.05)
     assert limiter.reserve("lined.example", "d", 0.5) == pytest.approx(1.0, abs=0.05)
     assert limiter.reserve("free.example", "a", 0.0) == pytest.approx(0.6, abs=0.05)  # kept
+
+
 def test_booking_a_turn_takes_no_slot_and_keeps_the_turn_for_its_key(
     redis_limiters: Any, configure: Any
 ) -> None:
