@@ -35,6 +35,7 @@ COMMANDS: list[list[str]] = [
     ["status"],
     ["claims", "search", "--speaker", "mayor"],
     ["export", "claims"],
+    ["export", "articles"],
     ["feeds", "list"],
     ["jobs", "list"],
 ]
