@@ -48,9 +48,11 @@ CORE_READERS: dict[str, list[str]] = {
     "export-articles": ["export", "articles"],
     "jobs-list": ["jobs", "list", "--json"],
     "feeds-list": ["feeds", "list", "--json"],
+    "claims-search": ["claims", "search", "--speaker", "novak", "--jsonl"],
 }
 OTHER_READERS: dict[str, list[str]] = {
-    "claims-search": ["claims", "search", "--speaker", "novak", "--jsonl"],
+    # --text narrows with the full-text index, whose conditions are built on the ORM
+    "claims-search-text": ["claims", "search", "--text", "reopen", "--jsonl"],
     "version": ["--version"],
 }
 
@@ -156,6 +158,20 @@ def test_core_readers_answer_what_is_stored(
     assert job["id"] == out.job_id and job["state"] == "running"
     assert (job["discovered"], job["done"], job["pending"]) == (4, 2, 2)
     assert job["articles"] == {"processed": 4}
+
+    novak = _lines(_probe(CORE_READERS["claims-search"], env, tmp_path)[0])
+    assert [c["id"] for c in novak] == out.claim_ids[::-1]  # newest first
+    assert novak[-1]["cluster_outlets"] == 4 and novak[-1]["cluster_first_seen"] == T0.isoformat()
+    reopen = _lines(_probe(OTHER_READERS["claims-search-text"], env, tmp_path)[0])
+    assert [c["id"] for c in reopen] == out.claim_ids[::-1]
+    (one,) = _lines(
+        _probe(
+            ["claims", "search", "--text", "vaccination", "--outlet", "wire.example", "--jsonl"],
+            env,
+            tmp_path,
+        )[0]
+    )
+    assert one["speaker"] == "the Health Ministry" and one["kind"] == "direct"
 
     feeds = _lines(_probe(CORE_READERS["feeds-list"], env, tmp_path)[0])
     assert [f["id"] for f in feeds] == out.feed_ids
