@@ -27,7 +27,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, Claim, ClaimCluster
-from worker.pages.shown import precision_of
+from worker.core.shown import precision_of
 
 
 def order_key(article: Article) -> tuple[datetime, datetime, int]:

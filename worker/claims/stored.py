@@ -16,7 +16,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Connection
 
 from schemas.tables import article, claim, claimcluster
-from worker.pages.shown import precision_of
+from worker.core.shown import precision_of
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from schemas.exports import ArticleRow, ClaimRow
 from schemas.tables import article, claim, claimcluster, feed, sighting
-from worker.pages.shown import precision_of
+from worker.core.shown import precision_of
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
