@@ -108,7 +108,7 @@ def feeds_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")
     from worker.core.db import reading
     from worker.feeds.rows import feed_row, listed_feeds
 
-    _db()
+    _db(reading=True)
     with reading() as conn:
         rows = [feed_row(f) for f in listed_feeds(conn)]
     if as_json:

@@ -254,7 +254,7 @@ def _rows(job_id: int | None = None) -> list[dict[str, Any]]:
 @jobs_app.command("list")
 def jobs_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")) -> None:
     """Recent jobs with their counts."""
-    _db()
+    _db(reading=True)
     rows = _rows()
     if as_json:
         for r in rows:

@@ -180,7 +180,7 @@ def export(
         raise UserError(f"export what? 'articles' or 'claims', not {what!r}")
     if fmt not in ("jsonl", "csv"):
         raise UserError(f"--format must be jsonl or csv, not {fmt!r}")
-    _db()
+    _db(reading=True)
     model = ArticleRow if what == "articles" else ClaimRow
     fields = list(model.model_fields)
     target: IO[str]
@@ -208,7 +208,7 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
     from worker.core.settings import mask_url
     from worker.reports.status import collect
 
-    settings = _db()
+    settings = _db(reading=True)
     with reading() as conn:
         data = collect(conn, settings)
     data["database"] = mask_url(data["database"])

@@ -257,7 +257,7 @@ def _claims_search(
     from worker.claims.stored import search_claims
     from worker.core.db import reading
 
-    _db()
+    _db(reading=True)
     with reading() as conn:
         rows = search_claims(
             conn,
