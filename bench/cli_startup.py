@@ -6,6 +6,7 @@ Usage, from the repository root:
     .venv/bin/python -m bench.cli_startup --runs 15
     git archive main | tar -x -C /tmp/main-src
     .venv/bin/python -m bench.cli_startup --compare /tmp/main-src   # main's code too
+    .venv/bin/python -m bench.cli_startup --postgres postgresql://postgres@127.0.0.1:5432/postgres
 
 Each command runs as a user runs it (``python -m worker.cli ...``, a new process), on a
 SQLite database in a temporary data directory that an earlier ``status`` created and
@@ -14,7 +15,9 @@ median and the fastest wall time of ``--runs`` runs, the median CPU time (user +
 of the command's process, and the heavy libraries each command imported (read in a
 separate run of the same command in process). With ``--compare DIR``, the code in DIR
 (another checkout's root, put first on ``PYTHONPATH``) runs each command too, the two
-interleaved run by run so that both meet the same machine load.
+interleaved run by run so that both meet the same machine load. With ``--postgres
+ADMIN_URL``, the commands read a PostgreSQL database created for the run (named
+``startup_cli_<pid>``, dropped at the end) instead of SQLite.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ COMMANDS: list[list[str]] = [
     ["status"],
     ["claims", "search", "--speaker", "mayor"],
     ["export", "claims"],
+    ["export", "articles"],
     ["feeds", "list"],
     ["jobs", "list"],
 ]
@@ -107,17 +111,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--compare", type=Path, help="another checkout's root")
+    parser.add_argument(
+        "--postgres", metavar="ADMIN_URL", help="read a PostgreSQL database made from here"
+    )
     args = parser.parse_args()
+    database = f"startup_cli_{os.getpid()}"
+    if args.postgres:
+        _admin(args.postgres, f'CREATE DATABASE "{database}"')
+    try:
+        _bench(args, database)
+    finally:
+        if args.postgres:
+            _admin(args.postgres, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def _admin(url: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement)  # type: ignore[arg-type]
+
+
+def _bench(args: argparse.Namespace, database: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLAIMWIRE_")}
         env["CLAIMWIRE_DATA_DIR"] = str(cwd / "data")
+        if args.postgres:
+            env["CLAIMWIRE_DATABASE_URL"] = args.postgres.rsplit("/", 1)[0] + "/" + database
         env.pop("PYTHONPATH", None)
         envs = {"this": env}
         if args.compare is not None:
             envs["compared"] = {**env, "PYTHONPATH": str(args.compare.resolve())}
         _run(["status"], env, cwd)  # create and migrate the database
-        print(f"load average {os.getloadavg()[0]:.1f}; {args.runs} runs per command")
+        where = "PostgreSQL" if args.postgres else "SQLite"
+        print(f"load average {os.getloadavg()[0]:.1f}; {args.runs} runs per command; {where}")
         print(
             f"{'command':<32} {'code':<9} {'median s':>9} {'fastest s':>10} {'CPU s':>6}"
             "  heavy imports"

@@ -9,12 +9,17 @@ skipped (robots, content type, ...), failed (permanent error) or quarantined
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from schemas.states import FINAL_ARTICLE_STATES as FINAL_ARTICLE_STATES
+from schemas.states import PENDING_ARTICLE_STATES as PENDING_ARTICLE_STATES
+from schemas.states import ArticleState as ArticleState
+from schemas.states import FeedState as FeedState
+from schemas.states import JobItemState as JobItemState
+from schemas.states import JobState as JobState
 from schemas.types import UTCDateTime, utcnow
 
 
@@ -33,54 +38,6 @@ def _created() -> Any:
         sa_type=UTCDateTime(),
         nullable=False,
     )
-
-
-class FeedState(StrEnum):
-    active = "active"
-    failing = "failing"
-    dead = "dead"
-    paused = "paused"
-
-
-class ArticleState(StrEnum):
-    discovered = "discovered"
-    fetched = "fetched"
-    extracted = "extracted"
-    deduplicated = "deduplicated"
-    processed = "processed"
-    skipped = "skipped"
-    failed = "failed"
-    quarantined = "quarantined"
-
-
-PENDING_ARTICLE_STATES = (
-    ArticleState.discovered,
-    ArticleState.fetched,
-    ArticleState.extracted,
-    ArticleState.deduplicated,
-)
-FINAL_ARTICLE_STATES = (
-    ArticleState.processed,
-    ArticleState.skipped,
-    ArticleState.failed,
-    ArticleState.quarantined,
-)
-
-
-class JobState(StrEnum):
-    queued = "queued"
-    running = "running"
-    paused = "paused"
-    done = "done"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-class JobItemState(StrEnum):
-    pending = "pending"
-    done = "done"
-    skipped = "skipped"
-    failed = "failed"
 
 
 class Feed(SQLModel, table=True):

@@ -274,6 +274,7 @@ def test_a_database_lost_mid_command_is_one_line_and_exit_2(
         raise OperationalError("SELECT feed.id FROM feed", {}, lost)
 
     monkeypatch.setattr(worker.core.db, "unit_of_work", broken)
+    monkeypatch.setattr(worker.core.db, "reading", broken)  # `feeds list` only reads
     with pytest.raises(SystemExit) as exit_:
         main(["feeds", "list"])
     assert exit_.value.code == 2

@@ -27,6 +27,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, Claim, ClaimCluster
+from worker.core.shown import precision_of
 
 
 def order_key(article: Article) -> tuple[datetime, datetime, int]:
@@ -77,16 +78,6 @@ def sync_claim_times(session: Session, article: Article) -> None:
         .values(article_at=at)
         .execution_options(synchronize_session=False)
     )
-
-
-def precision_of(article: Article) -> str | None:
-    """The precision of :func:`shown_at`: the article's, ``minute`` for a feed entry's
-    time (an article not extracted yet), None for a discovery time."""
-    if article.published_at is not None:
-        return article.published_precision
-    if article.entry_published_at is not None:
-        return "minute"
-    return None
 
 
 def shown_precision(article: Any = Article) -> Any:

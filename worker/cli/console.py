@@ -120,13 +120,15 @@ def _settings() -> Any:
         raise UserError(settings_error(exc)) from exc
 
 
-def _db() -> Any:
-    """Settings with the schema created or upgraded (every database command does this)."""
+def _db(*, reading: bool = False) -> Any:
+    """Settings with the schema created or upgraded (every database command does this).
+    ``reading``: a command that only reads (over :func:`worker.core.db.reading`), which
+    logs no event of its own: structlog is not even imported."""
     from worker.core.db import init_db
     from worker.core.logs import configure_logging
 
     settings = _settings()
-    configure_logging(settings)
+    configure_logging(settings, structured=not reading)
     init_db(settings)
     return settings
 

@@ -105,12 +105,12 @@ def feeds_export(
 @feeds_app.command("list")
 def feeds_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")) -> None:
     """List feeds with their health."""
-    from worker.core.db import unit_of_work
-    from worker.feeds.subscriptions import all_feeds, feed_row
+    from worker.core.db import reading
+    from worker.feeds.rows import feed_row, listed_feeds
 
-    _db()
-    with unit_of_work() as s:
-        rows = [feed_row(f) for f in all_feeds(s)]
+    _db(reading=True)
+    with reading() as conn:
+        rows = [feed_row(f) for f in listed_feeds(conn)]
     if as_json:
         for r in rows:
             sys.stdout.write(mask_secrets(json.dumps(r, ensure_ascii=False)) + "\n")

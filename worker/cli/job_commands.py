@@ -15,18 +15,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from worker.cli.console import Col, UserError, _db, _parse_date, app, err, fit_table, out
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 backfill_app = typer.Typer(
     help="Backfill the past: a feed's archives, sitemaps, or a list of URLs.",
@@ -235,26 +231,30 @@ def _job_id(value: str) -> int:
 
 
 def _rows(job_id: int | None = None) -> list[dict[str, Any]]:
-    from worker.core.db import unit_of_work
+    """One job's row (``jobs show``), or the newest jobs' (``jobs list``: read without
+    the ORM)."""
+    from worker.core.db import reading, unit_of_work
     from worker.core.settings import get_settings
-    from worker.jobs import lifecycle
+    from worker.jobs.progress import job_row, list_jobs, progress
 
     settings = get_settings()
+    if job_id is None:
+        with reading() as conn:
+            return [job_row(j, progress(conn, int(j.id), settings)) for j in list_jobs(conn)]
+    from worker.jobs import lifecycle
+
     with unit_of_work() as session:
         try:
-            found = [lifecycle.get_job(session, job_id)] if job_id else lifecycle.list_jobs(session)
+            found = lifecycle.get_job(session, job_id)
         except lifecycle.JobNotFound as exc:
             raise UserError(str(exc)) from exc
-        return [
-            lifecycle.job_row(j, lifecycle.progress(session, int(j.id or 0), settings))
-            for j in found
-        ]
+        return [job_row(found, progress(session, job_id, settings))]
 
 
 @jobs_app.command("list")
 def jobs_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")) -> None:
     """Recent jobs with their counts."""
-    _db()
+    _db(reading=True)
     rows = _rows()
     if as_json:
         for r in rows:
@@ -362,6 +362,14 @@ def jobs_cancel(job: str = typer.Argument(..., help="Job id.")) -> None:
 
 
 def _progress_bar() -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         TextColumn("[bold]job {task.fields[job]}[/] {task.fields[state]}"),
         BarColumn(bar_width=24),

@@ -193,14 +193,14 @@ def export(
 ) -> None:
     """Export stored articles or claims."""
     from schemas.exports import ArticleRow, ClaimRow
-    from worker.core.db import unit_of_work
+    from worker.core.db import reading
     from worker.reports.export import article_rows, claim_rows, write_rows
 
     if what not in ("articles", "claims"):
         raise UserError(f"export what? 'articles' or 'claims', not {what!r}")
     if fmt not in ("jsonl", "csv"):
         raise UserError(f"--format must be jsonl or csv, not {fmt!r}")
-    _db()
+    _db(reading=True)
     model = ArticleRow if what == "articles" else ClaimRow
     fields = list(model.model_fields)
     target: IO[str]
@@ -210,9 +210,9 @@ def export(
             if out_file
             else nullcontext(sys.stdout)
         ) as target,
-        unit_of_work() as s,
+        reading() as conn,
     ):
-        rows = article_rows(s) if what == "articles" else claim_rows(s, with_copies)
+        rows = article_rows(conn) if what == "articles" else claim_rows(conn, with_copies)
         n = write_rows(rows, target, fmt, fields)
     if out_file:
         err.print(f"wrote {n} {what} to {out_file}")
@@ -224,13 +224,13 @@ def export(
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json")) -> None:
     """Queue depths, articles by state, feed health, recent errors."""
-    from worker.core.db import unit_of_work
+    from worker.core.db import reading
     from worker.core.settings import mask_url
     from worker.reports.status import collect
 
-    settings = _db()
-    with unit_of_work() as s:
-        data = collect(s, settings)
+    settings = _db(reading=True)
+    with reading() as conn:
+        data = collect(conn, settings)
     data["database"] = mask_url(data["database"])
     data["broker"] = mask_url(data["broker"])
     if as_json:

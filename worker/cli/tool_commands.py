@@ -254,13 +254,13 @@ def _claims_search(
     outlet: str | None = None,
     min_outlets: int | None = None,
 ) -> None:
-    from worker.claims.search import search_claims
-    from worker.core.db import unit_of_work
+    from worker.claims.stored import search_claims
+    from worker.core.db import reading
 
-    _db()
-    with unit_of_work() as s:
+    _db(reading=True)
+    with reading() as conn:
         rows = search_claims(
-            s,
+            conn,
             speaker=speaker,
             words=words,
             since=since,

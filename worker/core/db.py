@@ -16,17 +16,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, inspect, text
-from sqlalchemy.engine import Engine, ExceptionContext
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool, QueuePool
-from sqlmodel import Session, create_engine
 
-from worker.core import outbox
 from worker.core.settings import Settings, get_settings, mask_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlmodel import Session
 
 MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"
 
@@ -315,6 +314,10 @@ def unit_of_work(settings: Settings | None = None) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error. The messages
     recorded on the session (:func:`worker.core.outbox.send_after_commit`) are sent
     once the commit succeeded, never after a rollback."""
+    from sqlmodel import Session
+
+    from worker.core import outbox
+
     session = Session(get_engine(settings), expire_on_commit=False)
     try:
         yield session
@@ -328,9 +331,21 @@ def unit_of_work(settings: Settings | None = None) -> Iterator[Session]:
     outbox.deliver(outbox.take(session))
 
 
-def is_postgres(session: Session) -> bool:
-    bind = session.get_bind()
-    return bind.dialect.name == "postgresql"
+@contextmanager
+def reading(settings: Settings | None = None) -> Iterator[Connection]:
+    """A connection for the commands that only read (``status``, ``export``, ``jobs
+    list``): SQLAlchemy Core over :mod:`schemas.tables`, without the ORM and the SQLModel
+    classes (a seventh of a second of every such command). Nothing is written; its
+    transaction is rolled back when it closes."""
+    with get_engine(settings).connect() as conn:
+        yield conn
+
+
+def is_postgres(session: Session | Connection) -> bool:
+    """Whether ``session`` (an ORM session or a Core connection) talks to PostgreSQL."""
+    if isinstance(session, Connection):
+        return session.dialect.name == "postgresql"
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def _insert(session: Session, model: type[Any]) -> Any:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
-
-import structlog
+from typing import TYPE_CHECKING, Any
 
 from worker.core.settings import Settings, mask_secrets
+
+if TYPE_CHECKING:
+    import structlog
 
 
 def _stderr_logger(*_args: object) -> structlog.PrintLogger:
     # Looked up at call time: sys.stderr may have been replaced since configuration.
+    import structlog
+
     return structlog.PrintLogger(sys.stderr)
 
 
@@ -33,9 +36,32 @@ class _MaskingFormatter(logging.Formatter):
         return mask_secrets(self.inner.format(record))
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, *, structured: bool = True) -> None:
+    """Log lines to stderr at ``CLAIMWIRE_LOG_LEVEL``, passwords masked: structlog's
+    (claimwire's own events) and the standard library's (other libraries').
+
+    ``structured=False``: the standard library's only, without importing structlog (a
+    thirtieth of a second): for the commands that only read the database, which log no
+    event of their own (``tests/test_cli_startup.py`` checks they never import it)."""
     # a name of LOG_LEVELS: the settings refuse anything else (no silent fallback)
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
+    if structured:
+        _configure_structlog(settings, level)
+    logging.basicConfig(
+        level=max(level, logging.WARNING),
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    for handler in logging.getLogger().handlers:  # ours, and Celery's in a worker
+        if not isinstance(handler.formatter, _MaskingFormatter):
+            handler.setFormatter(_MaskingFormatter(handler.formatter))
+    for noisy in ("trafilatura", "htmldate", "courlan", "httpx", "httpcore", "charset_normalizer"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _configure_structlog(settings: Settings, level: int) -> None:
+    import structlog
+
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if settings.log_json
@@ -57,13 +83,3 @@ def configure_logging(settings: Settings) -> None:
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(
-        level=max(level, logging.WARNING),
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    for handler in logging.getLogger().handlers:  # ours, and Celery's in a worker
-        if not isinstance(handler.formatter, _MaskingFormatter):
-            handler.setFormatter(_MaskingFormatter(handler.formatter))
-    for noisy in ("trafilatura", "htmldate", "courlan", "httpx", "httpcore", "charset_normalizer"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)

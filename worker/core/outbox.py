@@ -16,12 +16,10 @@ share one producer and, on Redis, one round trip per 500 of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import structlog
-from sqlmodel import Session
-
-log = structlog.get_logger("claimwire.outbox")
+if TYPE_CHECKING:  # the commands that only read import neither (worker.core.db.reading)
+    from sqlmodel import Session
 
 _KEY = "claimwire.outbox"
 
@@ -68,7 +66,9 @@ def deliver(messages: Sequence[Message]) -> bool:
     try:
         _sender(messages)
     except Exception as exc:  # noqa: BLE001 (any broker failure: the sweep recovers it)
-        log.warning(
+        import structlog
+
+        structlog.get_logger("claimwire.outbox").warning(
             "enqueue_failed",
             tasks=sorted({m.task for m in messages}),
             count=len(messages),

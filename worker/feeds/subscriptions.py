@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
@@ -14,6 +14,8 @@ from schemas.types import utcnow
 from worker.core.db import insert_ignore
 from worker.core.settings import Settings
 from worker.feeds.parsing import parse_feed
+from worker.feeds.rows import feed_row as feed_row
+from worker.feeds.rows import new_entries_per_day as new_entries_per_day
 from worker.network.http import FetchError, HttpClient, Response, classify_status
 from worker.network.politeness import HostBusy, HostLimiter
 from worker.network.robots import robots_allows
@@ -81,39 +83,6 @@ def find_feed(session: Session, ref: str) -> Feed:
 
 def all_feeds(session: Session) -> list[Feed]:
     return list(session.exec(select(Feed).order_by(col(Feed.id))).all())
-
-
-def new_entries_per_day(feed: Feed, now: datetime | None = None) -> float:
-    now = now or utcnow()
-    days = max((now - feed.created_at).total_seconds() / 86400, 1.0)
-    return round(feed.entries_new_total / days, 2)
-
-
-def feed_row(feed: Feed) -> dict[str, object]:
-    def iso(v: datetime | None) -> str | None:
-        return v.isoformat() if v else None
-
-    return {
-        "id": feed.id,
-        "url": feed.url,
-        "title": feed.title,
-        "state": feed.state,
-        "tags": feed.tags,
-        "next_poll_at": iso(feed.next_poll_at),
-        "poll_interval": feed.poll_interval,
-        "interval_override": feed.interval_override,
-        "last_attempt_at": iso(feed.last_attempt_at),
-        "last_success_at": iso(feed.last_success_at),
-        "last_new_entry_at": iso(feed.last_new_entry_at),
-        "consecutive_failures": feed.consecutive_failures,
-        "transient_failures": feed.transient_failures,
-        "permanent_failures": feed.permanent_failures,
-        "last_status": feed.last_status,
-        "last_error": feed.last_error,
-        "new_entries_per_day": new_entries_per_day(feed),
-        "polls_total": feed.polls_total,
-        "dead": feed.state == FeedState.dead,
-    }
 
 
 # ------------------------------------------------------------------ manual settings

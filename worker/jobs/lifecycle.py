@@ -48,6 +48,7 @@ from schemas.models import (
 from schemas.types import utcnow
 from worker.core.db import insert_ignore, is_postgres
 from worker.core.settings import Settings
+from worker.jobs.progress import JobProgress, job_row, list_jobs, progress
 
 KIND_FEED = "backfill_feed"
 KIND_SITEMAP = "backfill_sitemap"
@@ -135,93 +136,6 @@ def get_job(session: Session, job_id: int) -> Job:
     if job is None:
         raise JobNotFound(f"no job with id {job_id} (see `claimwire jobs list`)")
     return job
-
-
-def list_jobs(session: Session, limit: int = 50) -> list[Job]:
-    return list(session.exec(select(Job).order_by(col(Job.id).desc()).limit(limit)).all())
-
-
-@dataclass
-class JobProgress:
-    discovered: int = 0  # items the job has
-    fetched: int = 0  # items whose article page is in the archive
-    pending: int = 0
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    in_flight: int = 0
-    by_article_state: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def finished(self) -> int:
-        return self.done + self.skipped + self.failed
-
-
-def progress(session: Session, job_id: int, settings: Settings) -> JobProgress:
-    p = JobProgress()
-    for state, n in session.exec(
-        select(JobItem.state, func.count()).where(JobItem.job_id == job_id).group_by(JobItem.state)
-    ).all():
-        if str(state) in JobItemState.__members__:
-            setattr(p, str(state), int(n))
-    p.discovered = p.pending + p.done + p.skipped + p.failed
-    p.fetched = int(
-        session.exec(
-            select(func.count())
-            .select_from(JobItem)
-            .join(Article, col(Article.id) == col(JobItem.article_id))
-            .where(JobItem.job_id == job_id, col(Article.raw_sha256).is_not(None))
-        ).one()
-    )
-    p.by_article_state = {
-        str(s): int(n)
-        for s, n in session.exec(
-            select(Article.state, func.count())
-            .join(JobItem, col(Article.id) == col(JobItem.article_id))
-            .where(JobItem.job_id == job_id)
-            .group_by(col(Article.state))
-        ).all()
-    }
-    cutoff = utcnow() - timedelta(seconds=settings.stale_after)
-    p.in_flight = int(
-        session.exec(
-            select(func.count())
-            .select_from(JobItem)
-            .where(
-                JobItem.job_id == job_id,
-                JobItem.state == JobItemState.pending,
-                col(JobItem.updated_at) > cutoff,
-            )
-        ).one()
-    )
-    return p
-
-
-def job_row(job: Job, p: JobProgress) -> dict[str, Any]:
-    def iso(v: datetime | None) -> str | None:
-        return v.isoformat() if v else None
-
-    params = {k: v for k, v in job.params.items() if k not in ("cursor", "queue", "seen")}
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "state": job.state,
-        "params": params,
-        "created_at": iso(job.created_at),
-        "started_at": iso(job.started_at),
-        "finished_at": iso(job.finished_at),
-        "last_error": job.last_error,
-        "discovery_done": bool(job.params.get("discovery_done")),
-        "pages_read": int(job.params.get("pages", 0)),
-        "discovered": p.discovered,
-        "fetched": p.fetched,
-        "pending": p.pending,
-        "in_flight": p.in_flight,
-        "done": p.done,
-        "skipped": p.skipped,
-        "failed": p.failed,
-        "articles": p.by_article_state,
-    }
 
 
 # ------------------------------------------------------------------------ transitions
@@ -594,6 +508,7 @@ __all__ = [
     "create_job",
     "finish_item",
     "get_job",
+    "job_row",
     "jobs_pending_work",
     "list_jobs",
     "pause",

@@ -1,4 +1,9 @@
-"""Export rows for `claimwire export` (JSON lines or CSV), streamed in batches."""
+"""Export rows for `claimwire export` (JSON lines or CSV), streamed in batches.
+
+The queries are SQLAlchemy Core over :mod:`schemas.tables`: `claimwire export` reads on
+a plain connection (:func:`worker.core.db.reading`), without the ORM; an ORM session
+runs them the same.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,18 @@ import csv
 import json
 from collections.abc import Iterator
 from datetime import datetime
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from sqlalchemy.orm import aliased
-from sqlmodel import Session, col, select
+from sqlalchemy import select
 
 from schemas.exports import ArticleRow, ClaimRow
-from schemas.models import Article, Claim, ClaimCluster, Feed, Sighting
-from worker.claims.firstseen import precision_of
+from schemas.tables import article, claim, claimcluster, feed, sighting
+from worker.core.shown import precision_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 BATCH = 500
 
@@ -30,126 +38,151 @@ def _when(v: datetime | None, precision: str | None) -> str | None:
     return v.date().isoformat() if precision == "day" else v.isoformat()
 
 
-def _published(a: Article) -> str | None:
+def _published(a: Any) -> str | None:
     return _when(a.published_at or a.entry_published_at, precision_of(a))
 
 
-def article_rows(session: Session) -> Iterator[ArticleRow]:
-    canonical = aliased(Article)
+def article_rows(session: Session | Connection) -> Iterator[ArticleRow]:
+    a = article.c
+    canonical = article.alias("canonical")
     last_id = 0
     while True:
-        batch = session.exec(
-            select(Article, canonical.url)
-            .outerjoin(canonical, col(canonical.id) == col(Article.duplicate_of_id))
-            .where(col(Article.id) > last_id)
-            .order_by(col(Article.id))
+        batch = session.execute(
+            select(article, canonical.c.url.label("duplicate_of_url"))
+            .outerjoin(canonical, canonical.c.id == a.duplicate_of_id)
+            .where(a.id > last_id)
+            .order_by(a.id)
             .limit(BATCH)
         ).all()
         if not batch:
             return
-        ids = [a.id for a, _ in batch]
+        ids = [r.id for r in batch]
         feeds: dict[int, list[str]] = {}
-        for aid, url in session.exec(
-            select(Sighting.article_id, Feed.url)
-            .join(Feed, col(Feed.id) == Sighting.feed_id)
-            .where(col(Sighting.article_id).in_(ids))
-            .order_by(col(Sighting.id))
+        for aid, url in session.execute(
+            select(sighting.c.article_id, feed.c.url)
+            .join(feed, feed.c.id == sighting.c.feed_id)
+            .where(sighting.c.article_id.in_(ids))
+            .order_by(sighting.c.id)
         ).all():
             feeds.setdefault(aid, []).append(url)
-        for a, dup_url in batch:
-            assert a.id is not None
+        for r in batch:
             yield ArticleRow(
-                id=a.id,
-                url=a.url,
-                title=a.title or a.entry_title,
-                author=a.author,
-                published_at=_published(a),
-                language=a.language,
-                sitename=a.sitename,
-                text=a.text,
-                status=a.state,
-                failure_reason=a.failure_reason,
-                duplicate_of=dup_url,
-                feeds=feeds.get(a.id, []),
-                host=a.host,
-                description=a.description,
-                text_source=a.text_source,
-                extractor_version=a.extractor_version,
-                discovered_at=a.discovered_at.isoformat(),
-                fetched_at=_iso(a.fetched_at),
-                categories=list(a.categories or []),
-                tags=list(a.tags or []),
-                image=a.image,
-                page_canonical_url=a.page_canonical_url,
-                extractor=a.extractor,
-                encoding=a.encoding,
-                published_precision=precision_of(a),
-                published_offset=a.published_offset,
+                id=r.id,
+                url=r.url,
+                title=r.title or r.entry_title,
+                author=r.author,
+                published_at=_published(r),
+                language=r.language,
+                sitename=r.sitename,
+                text=r.text,
+                status=r.state,
+                failure_reason=r.failure_reason,
+                duplicate_of=r.duplicate_of_url,
+                feeds=feeds.get(r.id, []),
+                host=r.host,
+                description=r.description,
+                text_source=r.text_source,
+                extractor_version=r.extractor_version,
+                discovered_at=r.discovered_at.isoformat(),
+                fetched_at=_iso(r.fetched_at),
+                categories=list(r.categories or []),
+                tags=list(r.tags or []),
+                image=r.image,
+                page_canonical_url=r.page_canonical_url,
+                extractor=r.extractor,
+                encoding=r.encoding,
+                published_precision=precision_of(r),
+                published_offset=r.published_offset,
             )
         last_id = ids[-1] or last_id
 
 
-def claim_rows(session: Session, with_copies: bool = False) -> Iterator[ClaimRow]:
+# an article's columns that a claim's row shows (its time, precision and outlet)
+_ARTICLE_TIME = (
+    article.c.url,
+    article.c.host,
+    article.c.published_at,
+    article.c.published_precision,
+    article.c.entry_published_at,
+)
+
+
+def claim_rows(session: Session | Connection, with_copies: bool = False) -> Iterator[ClaimRow]:
     """One row per claim, with its article's time and precision and its cluster's first
     seen. ``with_copies``: after each claim's row, one row per duplicate of its article
     (an outlet that ran the same text, ``copy_of`` the carrying article's URL), so the
     outlets repeating a claim can be counted from the export."""
+    c, cl = claim.c, claimcluster.c
     last_id = 0
     while True:
-        batch = session.exec(
-            select(Claim, Article, ClaimCluster)
-            .join(Article, col(Article.id) == Claim.article_id)
-            .outerjoin(ClaimCluster, col(ClaimCluster.id) == Claim.cluster_id)
-            .where(col(Claim.id) > last_id)
-            .order_by(col(Claim.id))
+        batch = session.execute(
+            select(
+                c.id,
+                c.article_id,
+                c.speaker,
+                c.speaker_resolved,
+                c.verb,
+                c.text,
+                c.kind,
+                c.start,
+                c.end,
+                c.sentence,
+                c.cluster_id,
+                c.extractor_version,
+                *_ARTICLE_TIME,
+                cl.id.label("cluster_found"),
+                cl.first_seen_at,
+                cl.first_seen_precision,
+            )
+            .join(article, article.c.id == c.article_id)
+            .outerjoin(claimcluster, cl.id == c.cluster_id)
+            .where(c.id > last_id)
+            .order_by(c.id)
             .limit(BATCH)
         ).all()
         if not batch:
             return
-        copies: dict[int, list[Article]] = {}
+        copies: dict[int, list[Any]] = {}
         if with_copies:
-            for dup in session.exec(
-                select(Article)
-                .where(col(Article.duplicate_of_id).in_({a.id for _, a, _ in batch}))
-                .order_by(col(Article.id))
+            for dup in session.execute(
+                select(article.c.duplicate_of_id, *_ARTICLE_TIME)
+                .where(article.c.duplicate_of_id.in_({r.article_id for r in batch}))
+                .order_by(article.c.id)
             ).all():
-                assert dup.duplicate_of_id is not None
                 copies.setdefault(dup.duplicate_of_id, []).append(dup)
-        for c, a, cluster in batch:
-            assert c.id is not None and a.id is not None
+        for r in batch:
+            found = r.cluster_found is not None
             row = ClaimRow(
-                id=c.id,
-                article_url=a.url,
-                speaker=c.speaker,
-                speaker_resolved=c.speaker_resolved,
-                verb=c.verb,
-                text=c.text,
-                kind=c.kind,
-                start=c.start,
-                end=c.end,
-                sentence=c.sentence,
-                cluster_id=c.cluster_id,
-                published_at=_published(a),
-                outlet=a.host,
-                extractor_version=c.extractor_version,
-                published_precision=precision_of(a),
-                first_seen_at=_when(cluster.first_seen_at, cluster.first_seen_precision)
-                if cluster
-                else None,
-                first_seen_precision=cluster.first_seen_precision if cluster else None,
+                id=r.id,
+                article_url=r.url,
+                speaker=r.speaker,
+                speaker_resolved=r.speaker_resolved,
+                verb=r.verb,
+                text=r.text,
+                kind=r.kind,
+                start=r.start,
+                end=r.end,
+                sentence=r.sentence,
+                cluster_id=r.cluster_id,
+                published_at=_published(r),
+                outlet=r.host,
+                extractor_version=r.extractor_version,
+                published_precision=precision_of(r),
+                first_seen_at=_when(r.first_seen_at, r.first_seen_precision) if found else None,
+                first_seen_precision=r.first_seen_precision if found else None,
             )
             yield row
-            for dup in copies.get(a.id, []):
+            for dup in copies.get(r.article_id, []):
                 yield row.model_copy(
                     update={
                         "article_url": dup.url,
                         "published_at": _published(dup),
                         "published_precision": precision_of(dup),
                         "outlet": dup.host,
-                        "copy_of": a.url,
+                        "copy_of": r.url,
                     }
                 )
-            last_id = c.id
+            last_id = r.id
 
 
 def write_rows(rows: Iterator[BaseModel], out: IO[str], fmt: str, fields: list[str]) -> int:

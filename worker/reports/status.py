@@ -1,96 +1,111 @@
-"""What `claimwire status` reports: queues, states, feed health, recent errors."""
+"""What `claimwire status` reports: queues, states, feed health, recent errors.
+
+The queries are SQLAlchemy Core over :mod:`schemas.tables`: they run on an ORM session
+(the service, the web view) and on a plain connection (`claimwire status`,
+:func:`worker.core.db.reading`), which imports neither the ORM nor the SQLModel classes.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlalchemy import func, select
 
-from schemas.models import (
-    PENDING_ARTICLE_STATES,
-    Article,
-    ArticleState,
-    Claim,
-    ClaimCluster,
-    Feed,
-    FeedState,
-)
+from schemas.states import PENDING_ARTICLE_STATES, ArticleState, FeedState
+from schemas.tables import article, claim, claimcluster, feed
 from schemas.types import utcnow
 from worker.core.queues import queue_depths
 from worker.core.settings import Settings, mask_secrets
 from worker.feeds.due import count_due
-from worker.jobs.lifecycle import jobs_pending_work
-from worker.pipeline.sweep import held_article_ids
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
+    from sqlmodel import Session as ModelSession
 
 
-def pending_work(session: Session) -> int:
+def pending_work(session: ModelSession) -> int:
     """Items the database says are not finished: due or leased feeds, pending articles,
     and backfill/reprocess jobs (articles held by a job's pending items counted once,
-    as the job's). Paused jobs wait for a person and are not counted."""
+    as the job's). Paused jobs wait for a person and are not counted. (The service's
+    question, asked on its ORM session.)"""
+    from sqlmodel import col
+
+    from schemas.models import Article, Feed
+    from worker.jobs.lifecycle import jobs_pending_work
+    from worker.pipeline.sweep import held_article_ids
+
     now = utcnow()
-    leased = session.exec(
+    leased = session.scalar(
         select(func.count())
         .select_from(Feed)
         .where(col(Feed.lease_until).is_not(None), col(Feed.lease_until) > now)
-    ).one()
-    articles = session.exec(
+    )
+    articles = session.scalar(
         select(func.count())
         .select_from(Article)
         .where(
             col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]),
             col(Article.id).not_in(held_article_ids()),
         )
-    ).one()
-    return int(leased) + int(articles) + count_due(session, now) + jobs_pending_work(session)
+    )
+    return (
+        int(leased or 0) + int(articles or 0) + count_due(session, now) + jobs_pending_work(session)
+    )
 
 
-def collect(session: Session, settings: Settings) -> dict[str, Any]:
-    states = dict(
-        session.exec(select(Article.state, func.count()).group_by(col(Article.state))).all()
-    )
-    feed_states = dict(
-        session.exec(select(Feed.state, func.count()).group_by(col(Feed.state))).all()
-    )
+def _count(session: Session | Connection, query: Any) -> int:
+    return int(session.scalar(query) or 0)
+
+
+def collect(session: Session | Connection, settings: Settings) -> dict[str, Any]:
+    a, f = article.c, feed.c
+    states = {
+        str(k): int(n)
+        for k, n in session.execute(select(a.state, func.count()).group_by(a.state)).all()
+    }
+    feed_states = {
+        str(k): int(n)
+        for k, n in session.execute(select(f.state, func.count()).group_by(f.state)).all()
+    }
     recent_article_errors = [
         {
-            "id": a.id,
-            "url": mask_secrets(a.url),
-            "state": a.state,
-            "reason": mask_secrets(a.failure_reason or "") or None,
-            "at": a.state_changed_at.isoformat(),
+            "id": r.id,
+            "url": mask_secrets(r.url),
+            "state": r.state,
+            "reason": mask_secrets(r.failure_reason or "") or None,
+            "at": r.state_changed_at.isoformat(),
         }
-        for a in session.exec(
-            select(Article)
-            .where(
-                col(Article.state).in_([ArticleState.failed.value, ArticleState.quarantined.value])
-            )
-            .order_by(col(Article.state_changed_at).desc())
+        for r in session.execute(
+            select(a.id, a.url, a.state, a.failure_reason, a.state_changed_at)
+            .where(a.state.in_([ArticleState.failed.value, ArticleState.quarantined.value]))
+            .order_by(a.state_changed_at.desc())
             .limit(5)
         ).all()
     ]
     recent_feed_errors = [
         {
-            "id": f.id,
-            "url": mask_secrets(f.url),
-            "state": f.state,
-            "error": mask_secrets(f.last_error or "") or None,
-            "failures": f.consecutive_failures,
-            "next_poll_at": f.next_poll_at.isoformat() if f.next_poll_at else None,
+            "id": r.id,
+            "url": mask_secrets(r.url),
+            "state": r.state,
+            "error": mask_secrets(r.last_error or "") or None,
+            "failures": r.consecutive_failures,
+            "next_poll_at": r.next_poll_at.isoformat() if r.next_poll_at else None,
         }
-        for f in session.exec(
-            select(Feed)
-            .where(col(Feed.last_error).is_not(None))
-            .order_by(col(Feed.last_attempt_at).desc())
+        for r in session.execute(
+            select(f.id, f.url, f.state, f.last_error, f.consecutive_failures, f.next_poll_at)
+            .where(f.last_error.is_not(None))
+            .order_by(f.last_attempt_at.desc())
             .limit(5)
         ).all()
     ]
-    skipped_language = session.exec(
-        select(func.count()).select_from(Article).where(Article.claims_status == "skipped_language")
-    ).one()
+    skipped_language = _count(
+        session,
+        select(func.count()).select_from(article).where(a.claims_status == "skipped_language"),
+    )
     queues = queue_depths(settings)
     url = settings.effective_broker_url
     reachable: bool | None = None  # unknown: a broker whose queues are not read here
@@ -103,25 +118,25 @@ def collect(session: Session, settings: Settings) -> dict[str, Any]:
         "broker": url,
         "broker_reachable": reachable,
         "queues": queues,
-        "articles": {s.value: int(states.get(s.value, 0)) for s in ArticleState},
+        "articles": {s.value: states.get(s.value, 0) for s in ArticleState},
         "feeds": {
-            "total": int(sum(feed_states.values())),
-            "healthy": int(feed_states.get(FeedState.active.value, 0)),
-            "failing": int(feed_states.get(FeedState.failing.value, 0)),
-            "dead": int(feed_states.get(FeedState.dead.value, 0)),
-            "paused": int(feed_states.get(FeedState.paused.value, 0)),
+            "total": sum(feed_states.values()),
+            "healthy": feed_states.get(FeedState.active.value, 0),
+            "failing": feed_states.get(FeedState.failing.value, 0),
+            "dead": feed_states.get(FeedState.dead.value, 0),
+            "paused": feed_states.get(FeedState.paused.value, 0),
             "due": count_due(session),
         },
-        "claims": int(session.exec(select(func.count()).select_from(Claim)).one()),
-        "claim_clusters": int(session.exec(select(func.count()).select_from(ClaimCluster)).one()),
-        "articles_skipped_language": int(skipped_language),
+        "claims": _count(session, select(func.count()).select_from(claim)),
+        "claim_clusters": _count(session, select(func.count()).select_from(claimcluster)),
+        "articles_skipped_language": skipped_language,
         "recent_article_errors": recent_article_errors,
         "recent_feed_errors": recent_feed_errors,
         "frontier": frontier(session, settings),
     }
 
 
-def frontier(session: Session, settings: Settings, limit: int = 10) -> dict[str, Any]:
+def frontier(session: Session | Connection, settings: Settings, limit: int = 10) -> dict[str, Any]:
     """The crawl frontier: hosts with fetches waiting, the largest backlogs first, each
     with the seconds until its next turn and its last one.
 
@@ -130,24 +145,18 @@ def frontier(session: Session, settings: Settings, limit: int = 10) -> dict[str,
     the hosts' timelines add the turns reserved (fetches and feed polls) and when each
     host is next free for a request without a turn (``free_in``)."""
     now = utcnow()
-    waiting = col(Article.state) == ArticleState.discovered.value
+    a = article.c
+    waiting = a.state == ArticleState.discovered.value
     count = func.count()
-    rows = session.exec(
-        select(
-            Article.host,
-            count,
-            func.min(Article.state_changed_at),
-            func.max(Article.state_changed_at),
-        )
+    rows = session.execute(
+        select(a.host, count, func.min(a.state_changed_at), func.max(a.state_changed_at))
         .where(waiting)
-        .group_by(col(Article.host))
-        .order_by(count.desc(), col(Article.host))
+        .group_by(a.host)
+        .order_by(count.desc(), a.host)
         .limit(limit)
     ).all()
-    hosts = int(
-        session.exec(select(func.count(func.distinct(col(Article.host)))).where(waiting)).one()
-    )
-    articles = int(session.exec(select(func.count()).select_from(Article).where(waiting)).one())
+    hosts = _count(session, select(func.count(func.distinct(a.host))).where(waiting))
+    articles = _count(session, select(func.count()).select_from(article).where(waiting))
     lines = _host_lines(settings, limit * 5)
 
     def seconds(at: datetime | None) -> float:
@@ -219,30 +228,30 @@ class Progress:
         )
 
 
-def progress(session: Session, since: datetime) -> Progress:
+def progress(session: Session | Connection, since: datetime) -> Progress:
     """Counts for a progress line: three small aggregate queries (articles by state
     through the state index, feeds, claims)."""
-    states = dict(
-        session.exec(select(Article.state, func.count()).group_by(col(Article.state))).all()
-    )
-    feeds = session.exec(
+    a, f = article.c, feed.c
+    states = {
+        str(k): int(n)
+        for k, n in session.execute(select(a.state, func.count()).group_by(a.state)).all()
+    }
+    feeds = session.execute(
         select(
-            func.count().filter(col(Feed.last_attempt_at) >= since),
-            func.count().filter(
-                col(Feed.state).in_([FeedState.failing.value, FeedState.dead.value])
-            ),
-        ).select_from(Feed)
+            func.count().filter(f.last_attempt_at >= since),
+            func.count().filter(f.state.in_([FeedState.failing.value, FeedState.dead.value])),
+        ).select_from(feed)
     ).one()
-    pending = sum(int(states.get(s.value, 0)) for s in PENDING_ARTICLE_STATES)
+    pending = sum(states.get(s.value, 0) for s in PENDING_ARTICLE_STATES)
     return Progress(
         feeds_polled=int(feeds[0]),
         feeds_failing=int(feeds[1]),
-        processed=int(states.get(ArticleState.processed.value, 0)),
+        processed=states.get(ArticleState.processed.value, 0),
         pending=pending,
-        failed=int(states.get(ArticleState.failed.value, 0))
-        + int(states.get(ArticleState.quarantined.value, 0)),
-        skipped=int(states.get(ArticleState.skipped.value, 0)),
-        claims=int(session.exec(select(func.count()).select_from(Claim)).one()),
+        failed=states.get(ArticleState.failed.value, 0)
+        + states.get(ArticleState.quarantined.value, 0),
+        skipped=states.get(ArticleState.skipped.value, 0),
+        claims=_count(session, select(func.count()).select_from(claim)),
     )
 
 
@@ -260,33 +269,34 @@ class FailingFeeds:
         return self.unpaused > 0 and self.failing == self.unpaused
 
 
-def failing_feeds(session: Session, limit: int = 3) -> FailingFeeds:
+def failing_feeds(session: Session | Connection, limit: int = 3) -> FailingFeeds:
+    f = feed.c
     bad = [FeedState.failing.value, FeedState.dead.value]
-    counts = session.exec(
+    counts = session.execute(
         select(
-            func.count().filter(col(Feed.state).in_(bad)),
-            func.count().filter(col(Feed.state) != FeedState.paused.value),
-        ).select_from(Feed)
+            func.count().filter(f.state.in_(bad)),
+            func.count().filter(f.state != FeedState.paused.value),
+        ).select_from(feed)
     ).one()
-    feeds = session.exec(
-        select(Feed)
-        .where(col(Feed.state).in_(bad))
-        .order_by(col(Feed.last_attempt_at).desc(), col(Feed.id))
+    feeds = session.execute(
+        select(f.id, f.url, f.last_error, f.next_poll_at)
+        .where(f.state.in_(bad))
+        .order_by(f.last_attempt_at.desc(), f.id)
         .limit(limit)
     ).all()
     examples = [
         (
-            int(f.id or 0),
-            mask_secrets(f.url),
-            mask_secrets(f.last_error or "") or "no error recorded",
+            int(r.id or 0),
+            mask_secrets(r.url),
+            mask_secrets(r.last_error or "") or "no error recorded",
         )
-        for f in feeds
+        for r in feeds
     ]
     return FailingFeeds(
         failing=int(counts[0]),
         unpaused=int(counts[1]),
         examples=examples,
-        next_polls=[f.next_poll_at for f in feeds],
+        next_polls=[r.next_poll_at for r in feeds],
     )
 
 
