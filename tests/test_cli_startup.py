@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from schemas.render_tables import TARGET, render
 from tests.conftest import cli_env
 from tests.support.webdata import CLAIM, T0, Seeded, seed
+from worker.core.render_tables import TARGET, render
 from worker.core.settings import Settings
 
 HEAVY = (
@@ -89,11 +89,11 @@ def _lines(stdout: str) -> list[dict[str, Any]]:
 
 
 def test_core_tables_are_the_models_tables() -> None:
-    """schemas/tables.py is what `python -m schemas.render_tables` writes from the
+    """schemas/tables.py is what `python -m worker.core.render_tables` writes from the
     models: a column added, dropped or retyped in schemas/models.py fails here until the
     file is written again."""
     assert TARGET.read_text(encoding="utf-8") == render(), (
-        "schemas/tables.py is out of date: run python -m schemas.render_tables"
+        "schemas/tables.py is out of date: run python -m worker.core.render_tables"
     )
 
 
