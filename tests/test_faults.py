@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +156,13 @@ class Rig:
     def processed(self) -> int:
         return int(self.facts().by_state.get("processed", 0))
 
-    def wait_done(self, timeout: float = 90) -> None:
+    def wait_done(self, timeout: float = 90, each: Callable[[], None] | None = None) -> None:
+        """Wait until every article has left the pending states; ``each`` runs before
+        every look (a test's supervisor restarting a worker that exited)."""
+
         def done() -> bool:
+            if each is not None:
+                each()
             f = self.facts()
             return bool(f.articles == self.expected and f.pending == 0)
 
@@ -331,16 +336,11 @@ def test_redis_down_while_fetches_run_their_retries_left_to_the_sweep(rig_factor
         if not worker.alive():
             worker.start()
 
-    def done() -> bool:
-        supervise()
-        f = rig.facts()
-        return bool(f.articles == rig.expected and f.pending == 0)
-
     with processes(rig.beat(), worker):
         target = "tasks.fetching.fetch_article"
         wait_until(lambda: bool(in_flight(current_log(worker), target)), 60, 0.05, "a fetch")
         rig.redis.restart(down_for=8.0)  # the fetches in flight finish while it is down
-        wait_until(done, 120, 0.5, "every article to leave the pending states")
+        rig.wait_done(timeout=120, each=supervise)
     rig.check_exactly_once()
     assert worker.starts <= 2, "the worker exited more than once"
     logs = worker.log()
