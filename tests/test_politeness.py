@@ -605,3 +605,49 @@ def test_booking_a_turn_takes_no_slot_and_keeps_the_turn_for_its_key(
             with pytest.raises(HostBusy) as busy, limiter.slot("book.example", "article:2"):
                 pass
             assert 60 - 1 < busy.value.retry_after <= 60
+
+
+def test_late_requests_of_one_host_get_moved_turns_of_their_own(
+    redis_limiters: Any, configure: Any
+) -> None:
+    """Four requests of one host whose turns have all passed (their worker fell behind):
+    the first takes the host; each of the others finds its turn moved (the request
+    before it started late) to a place of its own, one interval after the one moved
+    before it, in the order they came. (All moved to the same instant, as before, only
+    one of them could take it each time and the others were sent back again and again:
+    a host's k late polls cost about k²/2 messages.)"""
+    (a,) = redis_limiters(1, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=60)
+    local = LocalHostLimiter(configure(HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=60))
+    client = a.r
+    host = "late.example"
+
+    def redis_case() -> tuple[Any, Callable[[str], float], float]:
+        now = _redis_now(client)
+        # turns of an earlier plan, 4 s to 1 s ago: every one of them is late
+        client.zadd(f"cw:host:{host}:turns", {f"feed:{i}": now - 4 + i for i in range(4)})
+        return a, lambda key: float(client.zscore(f"cw:host:{host}:turns", key)), now
+
+    def local_case() -> tuple[Any, Callable[[str], float], float]:
+        now = time.monotonic()
+        local._turns[host] = {f"feed:{i}": now - 4 + i for i in range(4)}
+        return local, lambda key: local._turns[host][key], now
+
+    for case in (redis_case, local_case):
+        limiter, turn, now = case()
+        limiter.max_wait = 0
+        with limiter.slot(host, "feed:0"):  # the first late one: the host is free
+            pass
+        told = []
+        for i in (1, 2, 3):
+            with pytest.raises(HostBusy) as busy, limiter.slot(host, f"feed:{i}"):
+                pass
+            told.append(busy.value.retry_after)
+        moved = [turn(f"feed:{i}") for i in (1, 2, 3)]
+        assert moved[0] == pytest.approx(now + 60, abs=1.0)  # one interval after feed:0
+        gaps = [later - earlier for earlier, later in itertools.pairwise(moved)]
+        assert gaps == pytest.approx([60.0, 60.0], abs=STORED), moved
+        assert told == sorted(told) and told[0] == pytest.approx(60, abs=1.0)
+        # a request without a turn queues after the moved ones
+        with pytest.raises(HostBusy) as busy, limiter.slot(host, "feed:9"):
+            pass
+        assert turn("feed:9") == pytest.approx(moved[-1] + 60, abs=STORED)

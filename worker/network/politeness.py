@@ -125,14 +125,15 @@ def _default_max_ahead(settings: Settings) -> float:
 
 # One round trip per attempt; the clock is Redis's own (one clock for every machine),
 # read inside the script (scripts are replicated by their effects, Redis >= 5).
-# KEYS: slots, next, backoff, line, turns, frontier. ARGV: limit, interval, token, ttl,
+# KEYS: slots, next, backoff, line, turns, frontier, moved (the last turn moved because
+# the request before it started late). ARGV: limit, interval, token, ttl,
 # key ('' for none), spacing, max_ahead, tolerance, host, mode ('take', 'reserve' or 'book':
 # see HostLimiter.book), stale (seconds past which a turn is forgotten), earliest (a new
 # turn not sooner than this many seconds from now).
 # Returns the seconds to wait as a string: '0' means the slot was taken.
 _ACQUIRE = """
-local slots, nxt, backoff, line, turns, frontier = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
-    KEYS[5], KEYS[6]
+local slots, nxt, backoff, line, turns, frontier, moved = KEYS[1], KEYS[2], KEYS[3],
+    KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local limit, interval, token, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3],
     tonumber(ARGV[4])
 local key, spacing, max_ahead, tol = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]),
@@ -180,9 +181,18 @@ if r ~= nil then
         return book(math.max(last + spacing, b))
     end
     local free = math.max(b, n, r)
-    if free > now + tol then  -- the request before started late: move this turn
-        redis.call('ZADD', turns, free, key)
-        return tostring(free - now)
+    if free > now + tol then  -- the request before started late: move this turn,
+        -- to a place of its own after every turn moved before it (in the order they
+        -- are moved: the first of many late requests of one host is not joined there
+        -- by all the others, each sent back again when one of them takes it)
+        local at = math.max(free, tonumber(redis.call('GET', moved) or '0') + spacing)
+        redis.call('ZADD', turns, at, key)
+        redis.call('SET', moved, tostring(at), 'PX', math.ceil((at - now) * 1000) + 1000)
+        if at > last then
+            redis.call('SET', line, tostring(at), 'PX', math.ceil((at - now) * 1000) + 1000)
+            redis.call('ZADD', frontier, at, host)
+        end
+        return tostring(at - now)
     end
     if free > now then return tostring(free - now) end
     if take() then return '0' end
@@ -245,7 +255,15 @@ class RedisHostLimiter:
 
     def _keys(self, host: str) -> list[str]:
         p = f"cw:host:{host}:"
-        return [p + "slots", p + "next", p + "backoff", p + "line", p + "turns", FRONTIER_KEY]
+        return [
+            p + "slots",
+            p + "next",
+            p + "backoff",
+            p + "line",
+            p + "turns",
+            FRONTIER_KEY,
+            p + "moved",
+        ]
 
     def _args(
         self, host: str, token: str, key: str | None, mode: str, earliest: float = 0.0
@@ -355,6 +373,7 @@ class LocalHostLimiter:
         self._backoff: dict[str, float] = {}
         self._line: dict[str, float] = {}
         self._turns: dict[str, dict[str, float]] = {}
+        self._moved: dict[str, float] = {}  # the last turn moved (see _ACQUIRE)
         self.offset = 0.0  # seconds added to the clock (tests move time forward)
 
     def _book(self, host: str, key: str, at: float, now: float) -> float:
@@ -402,9 +421,13 @@ class LocalHostLimiter:
                 if b > now + tol:
                     return self._book(host, key, max(last + spacing, b), now)
                 free = max(b, n, r)
-                if free > now + tol:
-                    self._turns[host][key] = free
-                    return free - now
+                if free > now + tol:  # moved after every turn moved before it
+                    at = max(free, self._moved.get(host, 0.0) + spacing)
+                    self._turns[host][key] = at
+                    self._moved[host] = at
+                    if at > last:
+                        self._line[host] = at
+                    return at - now
                 if free > now:
                     return free - now
                 if self._take(host, key, now, mode):
