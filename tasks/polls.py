@@ -9,6 +9,7 @@ Each new article's first step is sent once its poll has committed.
 
 from __future__ import annotations
 
+import heapq
 import time
 from typing import Any
 
@@ -34,17 +35,32 @@ from worker.pipeline.steps import FIRST
 log = structlog.get_logger("claimwire.tasks")
 
 
+class Held(Exception):
+    """The feed's turn moved ``seconds`` ahead (the request before it on its host
+    started late) and its message keeps it for then instead of sending it back."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"turn {seconds:.2f}s ahead")
+        self.seconds = seconds
+
+
 def _poll_one(
     feed_id: int,
     lease: str,
     settings: Settings,
     preloaded: dict[int, polling.Loaded] | None = None,
+    hold_within: float = 0.0,
+    batch: list[polling.PollWrite] | None = None,
 ) -> int:
     """Poll one leased feed in its own transaction; every article it brought gets its
     fetch once that commits. Environment errors propagate (the caller retries); any
     other failure is logged and leaves the feed to its lease (the dispatcher tries
     again). ``preloaded``: the message's feeds, read together
-    (:func:`worker.feeds.polling.load_feeds`)."""
+    (:func:`worker.feeds.polling.load_feeds`). A turn that moved at most
+    ``hold_within`` seconds ahead raises :class:`Held` (nothing written) instead of
+    sending the poll back in a message of its own. ``batch``: a 304's writes are left
+    there (:func:`worker.feeds.polling.write_polls`, :func:`_write_batch`)."""
+    before = len(batch) if batch is not None else 0
     try:
         with unit_of_work() as session:
             # The feed's turn on its host's timeline was reserved by the dispatcher
@@ -55,7 +71,14 @@ def _poll_one(
                 send_back_within=settings.poll_lease_seconds / 4,
             )
             result = polling.poll_feed(
-                session, feed_id, lease, resources.http_client(), limiter, settings, preloaded
+                session,
+                feed_id,
+                lease,
+                resources.http_client(),
+                limiter,
+                settings,
+                preloaded,
+                batch,
             )
             for article_id in result.new_article_ids:
                 outbox.send_after_commit(session, FIRST.task_name, article_id)
@@ -63,6 +86,8 @@ def _poll_one(
         log.info("poll_lease_lost", feed_id=feed_id)
         return 0
     except TurnAhead as exc:
+        if exc.retry_after <= hold_within:
+            raise Held(exc.retry_after) from exc
         # Its turn moved (the request before it on the host started late): the poll,
         # rolled back, is sent back for the new turn under the same lease, as a fetch
         # is, instead of being deferred to the dispatcher.
@@ -80,6 +105,8 @@ def _poll_one(
         return 0
     if result.outcome == "skipped":
         log.info("poll_skipped_not_lease_holder", feed_id=feed_id)
+    elif batch is not None and len(batch) > before:
+        pass  # logged once written (_write_batch)
     else:
         log.info(
             "feed_polled",
@@ -89,6 +116,22 @@ def _poll_one(
             error=result.error,
         )
     return len(result.new_article_ids)
+
+
+def _write_batch(batch: list[polling.PollWrite]) -> None:
+    """Write the 304s gathered by a message's polls in one transaction, and empty
+    ``batch``. Environment errors propagate (the caller retries those feeds: their
+    leases still hold, nothing of them was written)."""
+    if not batch:
+        return
+    with unit_of_work() as session:
+        done = {w.feed_id for w in polling.write_polls(session, batch)}
+    for w in batch:
+        if w.feed_id in done:
+            log.info("feed_polled", feed_id=w.feed_id, outcome=w.result.outcome, new=0, error=None)
+        else:
+            log.info("poll_lease_lost", feed_id=w.feed_id)
+    batch.clear()
 
 
 def _record_crash(feed_id: int, lease: str, error: str, settings: Settings) -> None:
@@ -130,6 +173,16 @@ PRELOAD_FRESH = 10.0
 after that (a message of slow hosts can take minutes)."""
 
 
+HOLD_WITHIN = 2.0
+"""Seconds ahead a moved turn may be for its poll message to keep the feed and poll it
+then (after the message's other feeds) rather than send it back in a message of its
+own: the request before it on its host started late, by a moment under load."""
+
+HOLD_AT_MOST = 4.0
+"""Seconds one message may spend waiting for moved turns, in all; past that, a moved
+turn is sent back for."""
+
+
 @app.task(bind=True, base=ClaimwireTask, name=POLL_FEEDS_TASK)
 def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
     """Poll a few leased feeds one after another: ``leases`` is ``[[feed_id, token],
@@ -141,6 +194,12 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
       :data:`PRELOAD_FRESH` seconds; a message of one feed reads it in its poll's own
       transaction); each poll's fenced ``UPDATE`` still checks its lease and writes
       only the columns it changed.
+    * A feed whose turn moved at most :data:`HOLD_WITHIN` seconds ahead (the request
+      before it on its host started late) is kept and polled at its new turn, after the
+      message's other feeds (the thread waits only when nothing else of the message is
+      ready, :data:`HOLD_AT_MOST` seconds in all); further ahead, or past that, it is
+      sent back for its turn. Politeness is the limiter's: the poll takes its slot at
+      its turn either way.
     * An environment error (database, broker, Redis) stops the batch: the feed that
       met it and the ones not yet polled are retried together, later (at most
       ``ENV_MAX_RETRIES`` times; then their leases run out and the dispatcher claims
@@ -155,34 +214,80 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
     # total_timeout, plus the host limiter's longest wait (10 s).
     longest_poll = 2 * settings.total_timeout + 10
     soft_limit = settings.task_time_limit - 30  # as worker.celery_app sets it
-    budget = soft_limit - longest_poll
+    budget = soft_limit - longest_poll - HOLD_AT_MOST
     total = 0
     preloaded: dict[int, polling.Loaded] | None = None
     loaded_at = 0.0
-    for i, (feed_id, lease) in enumerate(leases):
-        if i and time.monotonic() - started > budget:
-            log.info("poll_batch_split", polled=i, left=len(leases) - i)
-            outbox.send_now(POLL_FEEDS_TASK, leases[i:])
-            break
-        try:
+    todo = [(int(f), str(t)) for f, t in leases]
+    held: list[tuple[float, int, str]] = []  # (when, feed_id, token), by when
+    batch: list[polling.PollWrite] = []  # the 304s polled, written together
+    batched: list[tuple[int, str]] = []  # their feeds and tokens
+    waited = 0.0
+    polled = 0
+    current: tuple[int, str] | None = None
+
+    def flush() -> None:
+        _write_batch(batch)
+        batched.clear()
+
+    try:
+        while todo or held:
+            current = None
+            if polled and time.monotonic() - started > budget:
+                flush()
+                on = [[f, t] for f, t in todo] + [[f, t] for _, f, t in held]
+                log.info("poll_batch_split", polled=polled, left=len(on))
+                outbox.send_now(POLL_FEEDS_TASK, on)
+                return total
+            if held and (not todo or held[0][0] <= time.monotonic()):
+                when, feed_id, lease = heapq.heappop(held)
+                current = (feed_id, lease)
+                if when > time.monotonic():  # nothing else of the message is ready
+                    flush()
+                    pause = max(0.0, when - time.monotonic())
+                    time.sleep(pause)
+                    waited += pause
+            else:
+                feed_id, lease = current = todo.pop(0)
             # The message's feeds in one statement (those not yet polled); a message of
             # one feed (a poll sent back for its turn) reads it in the poll's own
             # transaction.
+            left = len(todo) + len(held) + 1
             stale = preloaded is None or time.monotonic() - loaded_at > PRELOAD_FRESH
-            if len(leases) > 1 and stale:
+            if left > 1 and stale:
                 loaded_at = time.monotonic()
                 with unit_of_work() as session:
-                    preloaded = polling.load_feeds(session, [int(f) for f, _ in leases[i:]])
-            total += _poll_one(int(feed_id), str(lease), settings, preloaded)
-        except ENVIRONMENT_ERRORS as exc:
-            outcome = environment_retry(
-                self.name, exc, self.request.retries or 0, feed_id=int(feed_id)
+                    ids = [feed_id, *(f for f, _ in todo), *(f for _, f, _ in held)]
+                    preloaded = polling.load_feeds(session, ids)
+            # (poll_feed takes the feed out of ``preloaded``; a held one is put back)
+            kept = preloaded.get(feed_id) if preloaded is not None else None
+            hold = max(0.0, min(HOLD_WITHIN, HOLD_AT_MOST - waited))
+            gathered = len(batch)
+            try:
+                total += _poll_one(feed_id, lease, settings, preloaded, hold, batch)
+                polled += 1
+            except Held as later:
+                if preloaded is not None and kept is not None:
+                    preloaded[feed_id] = kept
+                # due a moment before the turn: the limiter waits out the rest
+                due = time.monotonic() + turn_countdown(later.seconds)
+                heapq.heappush(held, (due, feed_id, lease))
+            if len(batch) > gathered:
+                batched.append((feed_id, lease))
+        current = None
+        flush()
+    except ENVIRONMENT_ERRORS as exc:
+        # retried together: the feed that met it, the ones not yet polled, and the 304s
+        # not yet written (their leases hold: nothing of them was written)
+        again = dict.fromkeys([*batched, *([current] if current else []), *todo])
+        again.update(dict.fromkeys((f, t) for _, f, t in held))
+        rest: list[list[Any]] = [[f, t] for f, t in again]
+        first = next(iter(again))[0] if again else 0
+        outcome = environment_retry(self.name, exc, self.request.retries or 0, feed_id=first)
+        if outcome.retry_in is not None and rest:
+            retry = self.retry_or_leave(
+                args=(rest,), countdown=outcome.retry_in, max_retries=outcome.max_retries
             )
-            if outcome.retry_in is not None:
-                retry = self.retry_or_leave(
-                    args=(leases[i:],), countdown=outcome.retry_in, max_retries=outcome.max_retries
-                )
-                if retry is not None:
-                    raise retry from exc
-            break
+            if retry is not None:
+                raise retry from exc
     return total

@@ -6,6 +6,7 @@ that fences off redelivered poll messages, and the dispatcher under concurrency.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -922,3 +923,92 @@ def test_feeds_commands_show_health_set_intervals_and_discover(tmp_path: Any, se
     status = json.loads(claimwire(["status", "--json"], env, tmp_path).stdout)
     assert status["feeds"]["paused"] == 1 and status["feeds"]["healthy"] == 0
     assert claimwire(["feeds", "set", "999", "--pause"], env, tmp_path).returncode == 2
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_a_messages_304s_are_written_together_and_a_replaced_lease_writes_nothing(
+    poller: Any, server: Any, db: str, request: pytest.FixtureRequest
+) -> None:
+    """poll_feeds writes the polls that answered 304 together, in one transaction at
+    the end of the message (``write_polls``): while its last feed is on the network,
+    the first one's poll is not written yet. Each write is still fenced by its own
+    lease: a feed claimed again meanwhile gets nothing written (no history row, no
+    count), the others are written as usual."""
+    from tasks import polls as poll_tasks
+
+    extra = {"DATABASE_URL": request.getfixturevalue("pg_url")} if db == "postgresql" else {}
+    p = poller(RESPECT_ROBOTS="false", POLL_LEASE_SECONDS=900, **extra)
+    for name in "abc":
+        server.routes[f"/{name}.xml"] = Reply(
+            body=rss(server.url("/"), items(server, 1, prefix=f"/{name}")),
+            content_type=RSS,
+            headers={"ETag": f'"{name}1"'},
+        )
+    a, b, c = p.add(*[server.url(f"/{name}.xml") for name in "abc"])
+    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    assert poll_tasks.poll_feeds([[f, leases[f]] for f in (a, b, c)]) == 3
+    with unit_of_work() as s:
+        make_due(s, [a, b, c])
+    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    seen: dict[str, Any] = {}
+
+    def not_modified(name: str) -> Any:
+        def reply(_: Any) -> Reply:
+            if name == "c":  # the last feed: a's and b's polls are done, not written
+                seen["a_polls"] = p.feed(a).polls_total
+                with unit_of_work() as s:  # b is claimed again (its lease ran out)
+                    fb = s.get(Feed, b)
+                    assert fb is not None and fb.lease_until is not None
+                    fb.lease_until = fb.lease_until + timedelta(seconds=5)
+                    seen["b_lease"] = fb.lease_until
+            return Reply(status=304, body=b"", headers={"ETag": f'"{name}1"'})
+
+        return reply
+
+    for name in "abc":
+        server.routes[f"/{name}.xml"] = not_modified(name)
+    assert poll_tasks.poll_feeds([[f, leases[f]] for f in (a, b, c)]) == 0
+    assert seen["a_polls"] == 1  # not written while the message was still polling
+    for f in (a, c):
+        feed = p.feed(f)
+        assert feed.polls_total == 2 and feed.lease_until is None
+    fb = p.feed(b)
+    assert fb.polls_total == 1 and fb.lease_until == seen["b_lease"]
+    with unit_of_work() as s:
+        outcomes = {
+            f: sorted(x.outcome for x in s.exec(select(FeedPoll).where(FeedPoll.feed_id == f)))
+            for f in (a, b, c)
+        }
+    assert outcomes == {a: ["not_modified", "ok"], b: ["ok"], c: ["not_modified", "ok"]}
+    assert [server.hits[f"/{n}.xml"] for n in "abc"] == [2, 2, 2]
+
+
+def test_a_poll_whose_turn_moved_a_moment_is_polled_at_it_within_its_message(
+    poller: Any, server: Any
+) -> None:
+    """Two feeds of one host in one message, the host's interval 1 s: the second one's
+    turn is a second after the first request started. Its message keeps it and polls
+    it then (no message sent back for it), never sooner than the interval."""
+    from tasks import polls as poll_tasks
+    from tests.test_dispatch import _queued_polls
+
+    p = poller(HOST_MIN_INTERVAL=1, HOST_MAX_CONCURRENCY=2, RESPECT_ROBOTS="false")
+    started: dict[str, float] = {}
+
+    def feed(name: str) -> Any:
+        def reply(_: Any) -> Reply:
+            started[name] = time.monotonic()
+            return Reply(body=rss(server.url("/"), []), content_type=RSS)
+
+        return reply
+
+    for name in "ab":
+        server.routes[f"/{name}.xml"] = feed(name)
+    a, b = p.add(*[server.url(f"/{name}.xml") for name in "ab"])
+    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    _queued_polls()
+    assert poll_tasks.poll_feeds([[a, leases[a]], [b, leases[b]]]) == 0
+    assert _queued_polls() == []  # nothing sent back
+    # a second apart (the limiter spaces starts; arrivals jitter by a loaded machine)
+    assert started["b"] - started["a"] >= 0.8
+    assert all(p.feed(f).lease_until is None and p.feed(f).polls_total == 1 for f in (a, b))

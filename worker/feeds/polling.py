@@ -212,6 +212,26 @@ _FENCED_UPDATE = (
 )
 
 
+@dataclass
+class PollWrite:
+    """What one poll writes, built by :func:`_finish`: the feed's changed columns
+    (``update``: the parameters of the fenced ``UPDATE``, with ``fenced_id`` and
+    ``fenced_lease``), its history row (``poll``), and whether the history is trimmed
+    back to ``keep`` rows."""
+
+    feed_id: int
+    update: dict[str, Any]
+    poll: dict[str, Any]
+    trim: bool
+    keep: int
+    result: PollResult
+
+
+BATCHED_OUTCOMES = frozenset({"not_modified", "unchanged"})
+"""Outcomes whose poll writes nothing but its feed row and its history row: their
+writes may be made together with others (:func:`write_polls`)."""
+
+
 def _finish(
     session: Session,
     feed: Feed,
@@ -222,6 +242,7 @@ def _finish(
     now: datetime,
     result: PollResult,
     status: int | None,
+    batch: list[PollWrite] | None = None,
 ) -> PollResult:
     """Write the poll: the feed's changed columns, fenced by the lease, then its history.
 
@@ -229,19 +250,19 @@ def _finish(
     PostgreSQL it locks the row and re-reads the newest committed lease, on SQLite it
     runs under the database write lock: a newer claim cannot slip in before our commit.
     No match means the feed was claimed again meanwhile: :class:`LeaseLost`, and the
-    caller rolls back everything this poll wrote."""
+    caller rolls back everything this poll wrote.
+
+    ``batch``: a poll whose outcome writes nothing else (:data:`BATCHED_OUTCOMES`: a
+    304, the same bytes) is not written here but appended to it, for
+    :func:`write_polls` to write with the other polls of its message in one
+    transaction."""
     feed_id = feed.id or 0
     changes = {k: v for k in _FEED_COLUMNS if (v := getattr(feed, k)) != loaded[k]}
     changes["lease_until"] = feed.lease_until
-    updated = session.execute(
-        _FENCED_UPDATE,
-        {**changes, "fenced_id": feed_id, "fenced_lease": lease},
-    )
-    if int(updated.rowcount) != 1:  # type: ignore[attr-defined]
-        raise LeaseLost(f"feed {feed_id}: lease {lease.isoformat()} was replaced")
-    session.execute(
-        _INSERT_POLL,
-        dict(
+    write = PollWrite(
+        feed_id=feed_id,
+        update={**changes, "fenced_id": feed_id, "fenced_lease": lease},
+        poll=dict(
             feed_id=feed_id,
             started_at=now,
             duration_ms=int((time.monotonic() - started) * 1000),
@@ -253,10 +274,43 @@ def _finish(
             rejected=result.rejected,
             error=result.error,
         ),
+        trim=result.outcome == "deferred" or feed.polls_total % HISTORY_TRIM_EVERY == 0,
+        keep=settings.poll_history_size,
+        result=result,
     )
-    if result.outcome == "deferred" or feed.polls_total % HISTORY_TRIM_EVERY == 0:
-        _trim_history(session, feed_id, settings.poll_history_size)
+    if batch is not None and result.outcome in BATCHED_OUTCOMES and not result.new_article_ids:
+        batch.append(write)
+        return result
+    if not _write_feed(session, write):
+        raise LeaseLost(f"feed {feed_id}: lease {lease.isoformat()} was replaced")
+    session.execute(_INSERT_POLL, write.poll)
+    if write.trim:
+        _trim_history(session, feed_id, write.keep)
     return result
+
+
+def _write_feed(session: Session, write: PollWrite) -> bool:
+    """The fenced ``UPDATE`` of one poll's feed; whether it matched (the lease held)."""
+    updated = session.execute(_FENCED_UPDATE, write.update)
+    return int(updated.rowcount) == 1  # type: ignore[attr-defined]
+
+
+def write_polls(session: Session, writes: list[PollWrite]) -> list[PollWrite]:
+    """Write the polls of :data:`BATCHED_OUTCOMES` gathered by :func:`poll_feed`
+    (``batch``) in the caller's transaction: each feed's fenced ``UPDATE``, then one
+    ``INSERT`` of their history rows, then the trims. Return the writes whose lease
+    held; a feed whose lease was replaced meanwhile matched no row, so nothing of its
+    poll is written (as :class:`LeaseLost` would have it). Never commits.
+
+    One transaction for a message's 304s instead of one each: a 304 poll cost a
+    ``BEGIN``, its ``UPDATE``, its ``INSERT`` and a ``COMMIT`` (issue 16)."""
+    done = [w for w in writes if _write_feed(session, w)]
+    if done:
+        session.execute(_INSERT_POLL, [w.poll for w in done])
+    for w in done:
+        if w.trim:
+            _trim_history(session, w.feed_id, w.keep)
+    return done
 
 
 def _trim_history(session: Session, feed_id: int, keep_rows: int) -> None:
@@ -290,6 +344,7 @@ def poll_feed(
     limiter: HostLimiter,
     settings: Settings,
     preloaded: dict[int, Loaded] | None = None,
+    batch: list[PollWrite] | None = None,
 ) -> PollResult:
     """Poll one leased feed once. Never commits.
 
@@ -299,6 +354,8 @@ def poll_feed(
     was claimed again while this poll was on the network; the caller rolls back.
     ``preloaded``: the feeds of the message, read together (:func:`load_feeds`); a feed
     missing from it is gone. The poll then reads nothing before its host slot.
+    ``batch``: a poll of :data:`BATCHED_OUTCOMES` leaves its writes there
+    (:func:`_finish`), for the caller to make with :func:`write_polls`.
     """
     loaded = _load_feed(session, feed_id) if preloaded is None else preloaded.pop(feed_id, None)
     now = utcnow()
@@ -310,7 +367,7 @@ def poll_feed(
         return PollResult(outcome="skipped")
 
     def finish(result: PollResult, status: int | None) -> PollResult:
-        return _finish(session, feed, before, lease, settings, started, now, result, status)
+        return _finish(session, feed, before, lease, settings, started, now, result, status, batch)
 
     url = feed.url
     started = time.monotonic()
@@ -619,6 +676,7 @@ __all__ = [
     "Lease",
     "LeaseLost",
     "PollResult",
+    "PollWrite",
     "claim_due_feeds",
     "count_due",
     "due",
@@ -632,6 +690,7 @@ __all__ = [
     "record_crash",
     "record_entries",
     "screen_entries",
+    "write_polls",
 ]
 
 
