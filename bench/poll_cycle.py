@@ -536,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         # polls sent back for a turn that moved (each started, rolled back and sent
         # again: its CPU spent twice), from the io workers' logs
         sent_back = sum(p.log()[log_from[p.name] :].count("poll_sent_back_for_turn") for p in io)
+        # ... and polls whose message kept them for their moved turn (tasks/polls.py)
+        held = sum(p.log()[log_from[p.name] :].count("poll_held_for_turn") for p in io)
         new_states = dict(
             sql.execute(
                 "SELECT state, count(*) FROM article WHERE discovered_at >= %s GROUP BY 1",
@@ -638,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 "new_articles": new_articles,
                 "polls_sent_back_for_a_moved_turn": sent_back,
+                "polls_held_for_a_moved_turn": held,
                 "new_articles_by_state": new_states,
                 "pages_served": counters[C_PAGE],
                 "fetches_queued_not_run": None if args.fetch else rconn.llen(FETCH_QUEUE),

@@ -270,6 +270,7 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
                 if preloaded is not None and kept is not None:
                     preloaded[feed_id] = kept
                 # due a moment before the turn: the limiter waits out the rest
+                log.info("poll_held_for_turn", feed_id=feed_id, seconds=round(later.seconds, 2))
                 due = time.monotonic() + turn_countdown(later.seconds)
                 heapq.heappush(held, (due, feed_id, lease))
             if len(batch) > gathered:
