@@ -1012,3 +1012,48 @@ def test_a_poll_whose_turn_moved_a_moment_is_polled_at_it_within_its_message(
     # a second apart (the limiter spaces starts; arrivals jitter by a loaded machine)
     assert started["b"] - started["a"] >= 0.8
     assert all(p.feed(f).lease_until is None and p.feed(f).polls_total == 1 for f in (a, b))
+
+
+def test_an_environment_error_writing_a_messages_304s_polls_them_again(
+    poller: Any, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails when the message writes its 304s together: nothing of them was
+    written, their leases still hold, and the retry polls them again: each poll is
+    recorded once."""
+    from sqlalchemy.exc import OperationalError
+
+    from tasks import polls as poll_tasks
+
+    p = poller(RESPECT_ROBOTS="false")
+    for name in "ab":
+        server.routes[f"/{name}.xml"] = Reply(
+            body=rss(server.url("/"), []), content_type=RSS, headers={"ETag": f'"{name}"'}
+        )
+    a, b = p.add(*[server.url(f"/{name}.xml") for name in "ab"])
+    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    assert poll_tasks.poll_feeds([[f, leases[f]] for f in (a, b)]) == 0
+    with unit_of_work() as s:
+        make_due(s, [a, b])
+    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    for name in "ab":
+        server.routes[f"/{name}.xml"] = Reply(status=304, headers={"ETag": f'"{name}"'})
+    real_write = poll_tasks.polling.write_polls
+    failed: list[int] = []
+
+    def database_blip(session: Any, writes: Any) -> Any:
+        if not failed:
+            failed.append(len(writes))
+            raise OperationalError("UPDATE feed", {}, ConnectionError("server closed"))
+        return real_write(session, writes)
+
+    monkeypatch.setattr(poll_tasks.polling, "write_polls", database_blip)
+    result = poll_tasks.poll_feeds.apply(args=([[f, leases[f]] for f in (a, b)],))
+    assert result.successful(), result.traceback
+    assert failed == [2]
+    assert [server.hits[f"/{n}.xml"] for n in "ab"] == [3, 3]  # 200, then 304 twice
+    for f in (a, b):
+        feed = p.feed(f)
+        assert feed.polls_total == 2 and feed.lease_until is None
+    with unit_of_work() as s:
+        polls = s.exec(select(FeedPoll).where(FeedPoll.outcome == "not_modified")).all()
+    assert sorted(x.feed_id for x in polls) == sorted([a, b])  # once each
