@@ -18,7 +18,7 @@ Usage, from the repository root::
     # instructions (load-independent) of extract_page on 20 pages in steady state: the
     # pages run twice, then once more with callgrind's instrumentation switched on
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.out \
-        .venv/bin/python -m bench.extraction_cost instructions [--pages 20]
+        .venv/bin/python -m bench.extraction_cost instructions [--pages 20] [--bare]
 
 ``cpu`` measures process CPU time (``time.process_time``) of each call of three callers,
 ``trafilatura.extract(html, url=url)`` (the issue's yardstick), the same
@@ -252,30 +252,39 @@ def ab(corpora: Path, baseline: Path, limit: int | None, rounds: int) -> None:
     )
 
 
-def instructions(corpora: Path, n_pages: int) -> None:
+def instructions(corpora: Path, n_pages: int, bare: bool) -> None:
     """Run ``extract_page`` on ``n_pages`` pages spread over both corpora twice, then once
     more between ``callgrind_control -i on`` and ``-i off`` for this process: under
     ``valgrind --tool=callgrind --instr-atstart=no`` the instruction count (valgrind's
     ``I refs``) is that of the last pass alone, without imports and one-time loads.
     Another checkout's code: ``PYTHONPATH=<other checkout> valgrind ... python
     bench/extraction_cost.py instructions`` (the script's path, not ``-m``: with ``-m`` the
-    current directory's ``worker`` comes first)."""
+    current directory's ``worker`` comes first). ``bare``: ``trafilatura.extract(html,
+    url=url)`` instead, the yardstick."""
     import subprocess
 
+    import trafilatura
+
     from worker.pages import extractor
+
+    def run(html: str, url: str | None) -> None:
+        if bare:
+            trafilatura.extract(html, url=url)
+        else:
+            extractor.extract_page(html, url, now=NOW)
 
     pages = list(corpus_pages(corpora))
     step = max(1, len(pages) // n_pages)
     chosen = [(_html(p), u) for _k, p, u in pages[7::step][:n_pages]]
     for _ in range(2):
         for html, url in chosen:
-            extractor.extract_page(html, url, now=NOW)
+            run(html, url)
     pid = str(os.getpid())
     subprocess.run(["callgrind_control", "-i", "on", pid], check=False, capture_output=True)
     for html, url in chosen:
-        extractor.extract_page(html, url, now=NOW)
+        run(html, url)
     subprocess.run(["callgrind_control", "-i", "off", pid], check=False, capture_output=True)
-    print(f"{len(chosen)} pages, extractor {extractor.__file__}")
+    print(f"{len(chosen)} pages, {'bare' if bare else extractor.__file__}")
 
 
 _PARTS = (
@@ -359,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--rounds", type=int, default=1)
     ins = sub.add_parser("instructions")
     ins.add_argument("--pages", type=int, default=20)
+    ins.add_argument("--bare", action="store_true")
     q = sub.add_parser("parts")
     q.add_argument("--every", type=int, default=11)
     args = ap.parse_args(argv)
@@ -369,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "ab":
         ab(args.corpora, args.baseline, args.limit, args.rounds)
     elif args.cmd == "instructions":
-        instructions(args.corpora, args.pages)
+        instructions(args.corpora, args.pages, args.bare)
     elif args.cmd == "parts":
         parts(args.corpora, args.every)
     else:
