@@ -12,6 +12,13 @@ Usage, from the repository root::
     .venv/bin/python -m bench.extraction_cost cpu [--limit 200] [--profile OUT.txt]
     # CPU of each part of extract_page, every 11th page
     .venv/bin/python -m bench.extraction_cost parts [--every 11]
+    # A/B in one process: another checkout's extract_page (e.g. main's, unpacked with
+    # ``git archive main | tar -x -C /tmp/main-src``) against this one's, page by page
+    .venv/bin/python -m bench.extraction_cost ab /tmp/main-src [--limit 280] [--rounds 2]
+    # instructions (load-independent) of extract_page on 20 pages in steady state: the
+    # pages run twice, then once more with callgrind's instrumentation switched on
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.out \
+        .venv/bin/python -m bench.extraction_cost instructions [--pages 20] [--bare]
 
 ``cpu`` measures process CPU time (``time.process_time``) of each call of three callers,
 ``trafilatura.extract(html, url=url)`` (the issue's yardstick), the same
@@ -34,10 +41,11 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 DEFAULT_CORPORA = Path("/work/shared/corpora/extraction")
 _ORDERS = ((0, 1, 2), (2, 0, 1), (1, 2, 0), (2, 1, 0), (0, 2, 1), (1, 0, 2))
@@ -155,6 +163,130 @@ def cpu(corpora: Path, limit: int | None, profile_out: Path | None) -> None:
         print(f"profile -> {profile_out}")
 
 
+def _baseline_extract_page(src: Path) -> Callable[..., Any]:
+    """``extract_page`` of the checkout at ``src``, loaded beside this one's in the same
+    process: the modules of ``worker/pages`` that differ are loaded from ``src`` under other
+    names, and its extractor is executed with them in place of this checkout's (its
+    ``from worker.pages.x import ...`` bind at import time; the rest is shared)."""
+    import importlib.util
+
+    names = ("nesting", "published", "prune_teasers", "prune_media", "arbiter", "extractor")
+    saved = {n: sys.modules.get(f"worker.pages.{n}") for n in names}
+    loaded: dict[str, Any] = {}
+    try:
+        for n in names:
+            spec = importlib.util.spec_from_file_location(
+                f"worker.pages.{n}", src / "worker" / "pages" / f"{n}.py"
+            )
+            assert spec is not None and spec.loader is not None
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[f"worker.pages.{n}"] = mod  # seen by the modules loaded after it
+            spec.loader.exec_module(mod)
+            loaded[n] = mod
+    finally:
+        for n, mod in saved.items():
+            if mod is None:
+                sys.modules.pop(f"worker.pages.{n}", None)
+            else:
+                sys.modules[f"worker.pages.{n}"] = mod
+    fn: Callable[..., Any] = loaded["extractor"].extract_page
+    return fn
+
+
+def ab(corpora: Path, baseline: Path, limit: int | None, rounds: int) -> None:
+    """CPU per page of bare ``trafilatura.extract``, ``baseline``'s ``extract_page`` and
+    this checkout's, interleaved page by page (the order changes from page to page), each
+    page ``rounds`` times after one untimed pass over all of them; and whether the two
+    ``extract_page`` give the same record."""
+    import trafilatura
+    from htmldate.extractors import get_external_parser
+
+    from worker.pages.extractor import extract_page
+
+    old = _baseline_extract_page(baseline)
+    get_external_parser().get_date_data("0 x 2000")
+    pages = list(corpus_pages(corpora))
+    if limit:
+        step = max(1, len(pages) // limit)
+        pages = pages[::step][:limit]
+    callers: tuple[Callable[[str, str | None], Any], ...] = (
+        lambda html, url: trafilatura.extract(html, url=url),
+        lambda html, url: old(html, url, now=NOW),
+        lambda html, url: extract_page(html, url, now=NOW),
+    )
+    # every page once, untimed: libraries load data lazily the first time a page needs
+    # it (dateparser a language's patterns, ...), a one-time cost of hundreds of ms that
+    # would fall on whichever caller meets it first
+    first = [0.0, 0.0, 0.0]
+    for i, (_key, path, url) in enumerate(pages):
+        html = _html(path)
+        for which in _ORDERS[i % len(_ORDERS)]:
+            t0 = time.process_time()
+            callers[which](html, url)
+            first[which] += time.process_time() - t0
+    cpu_s = [0.0, 0.0, 0.0]
+    differ = 0
+    load0 = os.getloadavg()[0]
+    for i, (_key, path, url) in enumerate(pages):
+        html = _html(path)
+        out: dict[int, Any] = {}
+        for r in range(rounds):
+            for which in _ORDERS[(i + r) % len(_ORDERS)]:
+                t0 = time.process_time()
+                out[which] = callers[which](html, url)
+                cpu_s[which] += time.process_time() - t0
+        if out[1].model_dump(mode="json") != out[2].model_dump(mode="json"):
+            differ += 1
+    n = len(pages) * rounds
+    bare, before, after = cpu_s
+    print(f"{platform.node()} {os.cpu_count()} cpus, load {load0:.1f} -> {os.getloadavg()[0]:.1f}")
+    print(f"{len(pages)} pages x {rounds}, CPU ms per page, interleaved page by page:")
+    print(f"  trafilatura.extract        {1000 * bare / n:6.1f}")
+    print(f"  extract_page ({baseline}) {1000 * before / n:6.1f}  ({before / bare:.2f}x bare)")
+    print(f"  extract_page (this)        {1000 * after / n:6.1f}  ({after / bare:.2f}x bare)")
+    print(f"  this / baseline: {after / before:.3f}; records that differ: {differ}")
+    f_bare, f_before, f_after = (1000 * x / len(pages) for x in first)
+    print(
+        f"  untimed first pass (one-time loads included): bare {f_bare:.1f},"
+        f" baseline {f_before:.1f}, this {f_after:.1f} ms per page"
+    )
+
+
+def instructions(corpora: Path, n_pages: int, bare: bool) -> None:
+    """Run ``extract_page`` on ``n_pages`` pages spread over both corpora twice, then once
+    more between ``callgrind_control -i on`` and ``-i off`` for this process: under
+    ``valgrind --tool=callgrind --instr-atstart=no`` the instruction count (valgrind's
+    ``I refs``) is that of the last pass alone, without imports and one-time loads.
+    Another checkout's code: ``PYTHONPATH=<other checkout> valgrind ... python
+    bench/extraction_cost.py instructions`` (the script's path, not ``-m``: with ``-m`` the
+    current directory's ``worker`` comes first). ``bare``: ``trafilatura.extract(html,
+    url=url)`` instead, the yardstick."""
+    import subprocess
+
+    import trafilatura
+
+    from worker.pages import extractor
+
+    def run(html: str, url: str | None) -> None:
+        if bare:
+            trafilatura.extract(html, url=url)
+        else:
+            extractor.extract_page(html, url, now=NOW)
+
+    pages = list(corpus_pages(corpora))
+    step = max(1, len(pages) // n_pages)
+    chosen = [(_html(p), u) for _k, p, u in pages[7::step][:n_pages]]
+    for _ in range(2):
+        for html, url in chosen:
+            run(html, url)
+    pid = str(os.getpid())
+    subprocess.run(["callgrind_control", "-i", "on", pid], check=False, capture_output=True)
+    for html, url in chosen:
+        run(html, url)
+    subprocess.run(["callgrind_control", "-i", "off", pid], check=False, capture_output=True)
+    print(f"{len(chosen)} pages, {'bare' if bare else extractor.__file__}")
+
+
 _PARTS = (
     "_bare",
     "_arbitrate",
@@ -176,8 +308,6 @@ def parts(corpora: Path, every: int) -> None:
     wrapped with a CPU clock; nested parts are inside their callers' time), every
     ``every``-th page, after the same warm-up as ``cpu``."""
     from collections import Counter
-    from collections.abc import Callable
-    from typing import Any
 
     import trafilatura
     from htmldate.extractors import get_external_parser
@@ -232,6 +362,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("cpu")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--profile", type=Path, default=None)
+    b = sub.add_parser("ab")
+    b.add_argument("baseline", type=Path)
+    b.add_argument("--limit", type=int, default=None)
+    b.add_argument("--rounds", type=int, default=1)
+    ins = sub.add_parser("instructions")
+    ins.add_argument("--pages", type=int, default=20)
+    ins.add_argument("--bare", action="store_true")
     q = sub.add_parser("parts")
     q.add_argument("--every", type=int, default=11)
     args = ap.parse_args(argv)
@@ -239,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         records(args.out, args.corpora, args.jobs)
     elif args.cmd == "compare":
         return compare(args.a, args.b)
+    elif args.cmd == "ab":
+        ab(args.corpora, args.baseline, args.limit, args.rounds)
+    elif args.cmd == "instructions":
+        instructions(args.corpora, args.pages, args.bare)
     elif args.cmd == "parts":
         parts(args.corpora, args.every)
     else:

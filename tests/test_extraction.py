@@ -527,7 +527,14 @@ def page_with_block_after_article(block_attrs: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "attrs", ["hidden", 'aria-hidden="true"', 'style="display: none"'], ids=str
+    "attrs",
+    [
+        "hidden",
+        'aria-hidden="true"',
+        'style="display: none"',
+        'style="color: red; visibility : hidden"',
+    ],
+    ids=str,
 )
 def test_second_opinion_drops_blocks_both_witnesses_leave_out(attrs: str) -> None:
     """trafilatura's default pass keeps the hidden block of other stories; its precise pass

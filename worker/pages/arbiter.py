@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lxml import etree
 from lxml.etree import _Element
 
 __all__ = [
@@ -48,10 +49,12 @@ _WORD = re.compile(r"\w+")
 
 # Elements a reader never sees; readability-lxml drops them before scoring, trafilatura's
 # port does not.
-_HIDDEN = (
+# ``@style[...]`` tests the attribute only on elements that have one (the same set as
+# ``contains(translate(@style, ...))`` on every element, at 60% of its cost); compiled once.
+_HIDDEN = etree.XPath(
     "//*[@hidden or @aria-hidden='true'"
-    " or contains(translate(@style, ' ', ''), 'display:none')"
-    " or contains(translate(@style, ' ', ''), 'visibility:hidden')]"
+    " or @style[contains(translate(., ' ', ''), 'display:none')"
+    " or contains(translate(., ' ', ''), 'visibility:hidden')]]"
 )
 
 
@@ -97,7 +100,7 @@ def readability_text(tree: _Element, html_to_text: Callable[[str], str]) -> str:
 
     try:
         doc = copy.deepcopy(tree)  # the port rewrites the tree it is given
-        for el in doc.xpath(_HIDDEN):
+        for el in _HIDDEN(doc):
             el.drop_tree()
         summary = Document(doc).summary()
     except Exception:  # noqa: BLE001 - lxml errors, RecursionError...: no opinion

@@ -384,11 +384,10 @@ def _metadata_doc(tree: _Element, url: str | None, profile: Profile, now: dateti
     from trafilatura.metadata import extract_metadata
 
     try:
-        # the same call as bare_extraction's (which passes ``fast`` as ``extensive``),
-        # on a copy as there
-        return extract_metadata(
-            copy.deepcopy(tree), url, _date_params(profile, now), profile.fast, set()
-        )
+        # the same call as bare_extraction's (which passes ``fast`` as ``extensive``). On the
+        # page itself, not a copy: extract_metadata changes no tree it is given (the author
+        # search and htmldate prune copies of their own)
+        return extract_metadata(tree, url, _date_params(profile, now), profile.fast, set())
     except Exception:  # noqa: BLE001 - metadata is best effort
         return None
 

@@ -127,24 +127,30 @@ class _Counts:
         self.h1: set[_Element] = set()
         self.extra: dict[_Element, int] = {}
         """:func:`_extra` of an element with no block left out (filled on demand)."""
+        images, chars_of, h1 = self.images, self.chars, self.h1
         elements = [e for e in tree.iter() if isinstance(e.tag, str)]
         for el in reversed(elements):  # children before their parents
-            tag = el.tag.lower() if isinstance(el.tag, str) else ""
-            kids = [c for c in el if isinstance(c.tag, str)]
-            n_img = sum(self.images.get(c, 0) for c in kids)
+            tag = str(el.tag).lower()
+            n_img = 0
             chars = 0 if tag in _NO_TEXT else _nonspace(el.text)
-            chars += sum(self.chars.get(c, 0) for c in kids)
-            chars += sum(_nonspace(c.tail) for c in el)  # a child's tail is this one's text
+            has_h1 = tag == "h1"
+            for c in el:  # one loop over the children (counted before their parent)
+                if c.tail:
+                    chars += _nonspace(c.tail)  # a child's tail is this one's text
+                if isinstance(c.tag, str):
+                    n_img += images[c]
+                    chars += chars_of[c]
+                    has_h1 = has_h1 or c in h1
             if tag in _IMG_TAGS:
                 n_img += 0 if _tiny(el) else 1
             elif tag == "picture":
                 n_img = 1  # one picture, whatever its sources and fallback
             elif n_img == 0 and tag not in _SOURCES and any(el.get(a) for a in _LAZY_ATTRS):
                 n_img = 1
-            self.images[el] = n_img
-            self.chars[el] = chars
-            if tag == "h1" or any(c in self.h1 for c in kids):
-                self.h1.add(el)
+            images[el] = n_img
+            chars_of[el] = chars
+            if has_h1:
+                h1.add(el)
 
     def own_chars(self, el: _Element) -> int:
         """Text of ``el`` outside its element children (its text and their tails)."""
