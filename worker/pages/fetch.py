@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 from sqlmodel import Session
 
 from schemas.models import Article, ArticleState, RawPage
 from schemas.types import utcnow
-from worker.core.db import insert_ignore
+from worker.core.db import is_postgres
 from worker.core.settings import Settings
 from worker.core.states import set_state
 from worker.network.http import FetchError, HttpClient, classify_status
@@ -88,6 +90,19 @@ def page_fetcher(settings: Settings) -> PageFetch:
     return fetch
 
 
+@cache
+def _insert_raw_page(postgres: bool) -> Any:
+    """``INSERT INTO rawpage ... ON CONFLICT (sha256) DO NOTHING`` with its values as
+    parameters: one statement, compiled once (built with ``.values(row)``, as
+    ``worker.core.db.insert_ignore`` builds it, it was compiled again for every page)."""
+    if postgres:
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    table: Any = RawPage.__table__  # type: ignore[attr-defined]
+    return insert(table).on_conflict_do_nothing(index_elements=["sha256"])
+
+
 def turn_key(article_id: int) -> str:
     """The key of an article's fetch turn on its host's timeline."""
     return f"article:{article_id}"
@@ -138,20 +153,16 @@ def fetch_article(
         )
         return FetchOutcome(False, article.state, article.failure_reason)
     sha, key, stored = archive.put(resp.body)
-    insert_ignore(
-        session,
-        RawPage,
-        [
-            dict(
-                sha256=sha,
-                size=len(resp.body),
-                stored_size=stored,
-                content_type=article.content_type,
-                storage_key=key,
-                created_at=utcnow(),
-            )
-        ],
-        ["sha256"],
+    session.execute(
+        _insert_raw_page(is_postgres(session)),
+        dict(
+            sha256=sha,
+            size=len(resp.body),
+            stored_size=stored,
+            content_type=article.content_type,
+            storage_key=key,
+            created_at=utcnow(),
+        ),
     )
     article.raw_sha256 = sha
     article.fetched_at = utcnow()
