@@ -96,10 +96,15 @@ def fetch_ready(session: Session, article_id: int, settings: Settings) -> HostWa
     article = session.get(Article, article_id)
     if article is None or article.state != ArticleState.discovered or not article.host:
         return None  # the step decides (not its state, gone)
-    wait = resources.host_limiter().book(article.host, turn_key(article_id))
+    host = article.host
+    if article.redirects and article.final_url:  # it goes on from a redirect hop
+        from worker.network.urls import host_of
+
+        host = host_of(article.final_url) or host
+    wait = resources.host_limiter().book(host, turn_key(article_id))
     if wait <= MAX_WAIT:
         return None  # now, or a moment from now: the step's slot waits that out
-    return HostWait(article.host, wait)
+    return HostWait(host, wait)
 
 
 def extract(session: Session, article_id: int, settings: Settings) -> StepResult:
