@@ -162,11 +162,18 @@ def fetch_article(
     resumed = article.final_url if article.redirects and article.final_url else None
     key = turn_key(article_id)
 
+    own_host = host_of(article.url)
+
+    def host(url: str) -> str:
+        """The limiter's name of ``url``'s host (the article's own as it was stored)."""
+        other = host_of(url)
+        return article.host if other == own_host else other
+
     def slot(url: str) -> AbstractContextManager[None]:
         # Every request of the fetch, the first and each redirect hop, takes its host's
         # slot: the turn kept under the article's key when it has one there
         # (worker.network.politeness), else the host's next free place.
-        return limiter.slot(article.host if url == article.url else host_of(url), key)
+        return limiter.slot(host(url), key)
 
     try:
         try:
@@ -187,7 +194,7 @@ def fetch_article(
         error = classify_status(resp.status, resp.headers)
         if error is not None:
             if resp.status in (429, 503) and error.retry_after:
-                limiter.back_off(host_of(resp.url) or article.host, error.retry_after)
+                limiter.back_off(host(resp.url), error.retry_after)
             raise error
     except FetchError as exc:
         article.http_status = exc.status

@@ -95,12 +95,12 @@ def fetch_ready(session: Session, article_id: int, settings: Settings) -> HostWa
     from worker.pages.fetch import turn_key
     from worker.pipeline import resources
 
-    # four columns, not the article loaded whole (its entry's text, JSON lists and
+    # five columns, not the article loaded whole (its entry's text, JSON lists and
     # times): the step loads it in its own transaction
     row = session.execute(
-        select(table.c.state, table.c.host, table.c.redirects, table.c.final_url).where(
-            table.c.id == article_id
-        )
+        select(
+            table.c.state, table.c.host, table.c.url, table.c.redirects, table.c.final_url
+        ).where(table.c.id == article_id)
     ).first()
     if row is None or row.state != ArticleState.discovered or not row.host:
         return None  # the step decides (not its state, gone)
@@ -108,7 +108,8 @@ def fetch_ready(session: Session, article_id: int, settings: Settings) -> HostWa
     if row.redirects and row.final_url:  # it goes on from a redirect hop
         from worker.network.urls import host_of
 
-        host = host_of(row.final_url) or host
+        hop = host_of(row.final_url)
+        host = host if hop == host_of(row.url) else hop
     wait = resources.host_limiter().book(host, turn_key(article_id))
     if wait <= MAX_WAIT:
         return None  # now, or a moment from now: the step's slot waits that out
