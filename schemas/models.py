@@ -142,6 +142,9 @@ class Article(SQLModel, table=True):
     http_status: int | None = None
     content_type: str | None = None
     final_url: str | None = Field(default=None, sa_type=Text)
+    # redirect hops the fetch in progress has followed: a hop whose host was not free
+    # is made later as a request of its own, from final_url (worker/pages/fetch.py)
+    redirects: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     raw_sha256: str | None = Field(default=None, foreign_key="rawpage.sha256", max_length=64)
     encoding: str | None = None
 

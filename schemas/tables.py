@@ -54,6 +54,7 @@ article = Table(
     Column("http_status", Integer(), nullable=True),
     Column("content_type", String(), nullable=True),
     Column("final_url", Text(), nullable=True),
+    Column("redirects", Integer(), nullable=False),
     Column("raw_sha256", String(64), ForeignKey("rawpage.sha256"), nullable=True),
     Column("encoding", String(), nullable=True),
     Column("extracted_at", UTCDateTime(), nullable=True),

@@ -20,7 +20,8 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -33,7 +34,14 @@ import httpx
 from worker.core.settings import Settings, parse_networks
 from worker.network.netguard import BlockedAddress, GuardedBackend, deadline
 
-__all__ = ["BlockedAddress", "FetchError", "HttpClient", "PoolPerOrigin", "Response"]
+__all__ = [
+    "BlockedAddress",
+    "FetchError",
+    "HttpClient",
+    "PoolPerOrigin",
+    "RedirectHeld",
+    "Response",
+]
 
 
 class FetchError(Exception):
@@ -56,6 +64,24 @@ class FetchError(Exception):
         self.transient = transient
         self.status = status
         self.retry_after = retry_after
+
+
+class RedirectHeld(Exception):
+    """A redirect hop whose ``slot`` refused it (its host is not free now, see
+    :meth:`HttpClient.get`): nothing was requested from ``url``. The caller goes on from
+    there later, as a new request (``redirected`` hops followed so far, the last one
+    answered ``status``); ``cause`` is what the slot raised."""
+
+    def __init__(self, url: str, redirected: int, status: int, cause: BaseException) -> None:
+        super().__init__(f"redirect to {url} held: {cause}")
+        self.url = url
+        self.redirected = redirected
+        self.status = status
+        self.cause = cause
+
+
+Slot = Callable[[str], AbstractContextManager[object]]
+"""``slot(url)``: entered around each request of a call (its host's politeness)."""
 
 
 @dataclass
@@ -256,22 +282,43 @@ class HttpClient:
         *,
         max_bytes: int | None = None,
         accept_type: Callable[[str], bool] | None = None,
+        slot: Slot | None = None,
+        redirected: int = 0,
+        seen: Sequence[str] = (),
     ) -> Response:
         """GET ``url`` following redirects by hand; raises :class:`FetchError`.
 
         The whole call, redirects included, ends within ``total_timeout``: every socket
         operation (connect, TLS handshake, each read of headers or body) is bounded by the
         time left. When ``accept_type`` is given and returns False for a 2xx response's
-        media type, the body is not downloaded (``body_skipped``)."""
+        media type, the body is not downloaded (``body_skipped``).
+
+        ``slot(url)``, when given, is entered around every request of the call, the first
+        and each redirect hop, each a request of its own to its host (the per-host
+        limits: a hop to the same host is not made inside the first request's turn).
+        What entering the first one raises goes to the caller; a hop whose slot raises
+        is not made, and :class:`RedirectHeld` says where the chain goes on.
+        ``redirected``: hops a chain resumed at ``url`` has followed already (they count
+        against ``max_redirects``); ``seen``: URLs it requested before (a redirect back
+        to one is a loop)."""
         limit = max_bytes or self.settings.max_response_bytes
         started = time.monotonic()
         ends = started + self.settings.total_timeout
         hops: list[str] = []
         current = url
+        status = 0
         while True:
             _check_scheme(current)
-            with deadline(ends):
-                resp = self._get_one(current, headers or {}, limit, ends, accept_type)
+            entered = False
+            try:
+                with slot(current) if slot is not None else nullcontext():
+                    entered = True
+                    with deadline(ends):
+                        resp = self._get_one(current, headers or {}, limit, ends, accept_type)
+            except Exception as exc:
+                if entered or not hops:
+                    raise
+                raise RedirectHeld(current, redirected + len(hops), status, exc) from exc
             if (
                 resp.status in (301, 302, 303, 307, 308)
                 and not resp.headers.get("location", "").strip()
@@ -285,17 +332,18 @@ class HttpClient:
             if resp.status in (301, 302, 303, 307, 308):
                 target = urljoin(current, resp.headers["location"].strip())
                 hops.append(current)
-                if target in hops or target == current:
+                if target in hops or target == current or target in seen:
                     raise FetchError(
                         f"redirect loop at {target}", transient=False, status=resp.status
                     )
-                if len(hops) > self.settings.max_redirects:
+                if redirected + len(hops) > self.settings.max_redirects:
                     raise FetchError(
                         f"more than {self.settings.max_redirects} redirects",
                         transient=False,
                         status=resp.status,
                     )
                 current = target
+                status = resp.status
                 continue
             resp.redirects = hops
             resp.elapsed = time.monotonic() - started

@@ -44,10 +44,16 @@ class Archive(Protocol):
         ...
 
 
+# zstd's own default level. Level 6 compressed 300 pages of the extraction corpora
+# 8% smaller (0.164 of their size against 0.177) for three times the CPU, 1.05 against
+# 0.33 ms a page, in the `run` process that also fetches (issue 16).
+ZSTD_LEVEL = 3
+
+
 class DirectoryArchive:
     """``<root>/ab/cd/<sha256>.zst``; writes are atomic (temporary file + rename)."""
 
-    def __init__(self, root: Path, level: int = 6) -> None:
+    def __init__(self, root: Path, level: int = ZSTD_LEVEL) -> None:
         self.root = root
         self.level = level
 

@@ -4,18 +4,23 @@ archived, and the article moved to ``fetched`` (or ended with a recorded reason)
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlmodel import Session, col
 
 from schemas.models import Article, ArticleState, RawPage
 from schemas.types import utcnow
-from worker.core.db import insert_ignore
+from worker.core.db import is_postgres
 from worker.core.settings import Settings
 from worker.core.states import set_state
-from worker.network.http import FetchError, HttpClient, classify_status
-from worker.network.politeness import HostLimiter
+from worker.network.http import FetchError, HttpClient, RedirectHeld, classify_status
+from worker.network.politeness import HostBusy, HostLimiter
 from worker.network.robots import robots_allows
+from worker.network.urls import host_of
 from worker.pages.archive import Archive
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -88,9 +93,52 @@ def page_fetcher(settings: Settings) -> PageFetch:
     return fetch
 
 
+@cache
+def _insert_raw_page(postgres: bool) -> Any:
+    """``INSERT INTO rawpage ... ON CONFLICT (sha256) DO NOTHING`` with its values as
+    parameters: one statement, compiled once (built with ``.values(row)``, as
+    ``worker.core.db.insert_ignore`` builds it, it was compiled again for every page)."""
+    if postgres:
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    table: Any = RawPage.__table__  # type: ignore[attr-defined]
+    return insert(table).on_conflict_do_nothing(index_elements=["sha256"])
+
+
 def turn_key(article_id: int) -> str:
     """The key of an article's fetch turn on its host's timeline."""
     return f"article:{article_id}"
+
+
+class RedirectWaits(HostBusy):
+    """A redirect hop of an article's fetch whose host is not free: the hop is a request
+    of its own, made at the turn its host gave it (``retry_after`` seconds ahead, kept
+    under the article's key), from ``url``. Raised by :func:`fetch_article`, which made
+    the requests before it; :meth:`keep` records where the fetch goes on, with the hold
+    of the article's sweep mark (the step's own transaction rolls back). As Scrapy's
+    redirect middleware hands a redirect back to the scheduler as a new request, which
+    then waits for its domain's download slot like any other."""
+
+    def __init__(
+        self, held: HostBusy, article_id: int, url: str, redirected: int, status: int
+    ) -> None:
+        super().__init__(held.host, held.retry_after)
+        self.article_id = article_id
+        self.url = url
+        self.redirected = redirected
+        self.status = status
+
+    def keep(self, session: Session) -> None:
+        """Record the hop the fetch goes on from (only while it is still to do)."""
+        session.execute(
+            update(Article)
+            .where(
+                col(Article.id) == self.article_id,
+                col(Article.state) == ArticleState.discovered.value,
+            )
+            .values(final_url=self.url, redirects=self.redirected, http_status=self.status)
+        )
 
 
 def fetch_article(
@@ -110,23 +158,53 @@ def fetch_article(
     if not robots_allows(session, http, article.url, settings):
         set_state(article, ArticleState.skipped, "robots.txt disallows this URL")
         return FetchOutcome(False, article.state, article.failure_reason)
+    # A fetch whose redirect hop had to wait for its host goes on from that hop.
+    resumed = article.final_url if article.redirects and article.final_url else None
+    key = turn_key(article_id)
+
+    own_host = host_of(article.url)
+
+    def host(url: str) -> str:
+        """The limiter's name of ``url``'s host (the article's own as it was stored)."""
+        other = host_of(url)
+        return article.host if other == own_host else other
+
+    def slot(url: str) -> AbstractContextManager[None]:
+        # Every request of the fetch, the first and each redirect hop, takes its host's
+        # slot: the turn kept under the article's key when it has one there
+        # (worker.network.politeness), else the host's next free place.
+        return limiter.slot(host(url), key)
+
     try:
-        # Its turn on the host's timeline is kept under the article's key: a fetch sent
-        # back for its turn finds the slot reserved for it (worker.network.politeness).
-        with limiter.slot(article.host, turn_key(article_id)):
-            resp = http.get(article.url, HTML_ACCEPT, accept_type=html_like)
+        try:
+            resp = http.get(
+                resumed or article.url,
+                HTML_ACCEPT,
+                accept_type=html_like,
+                slot=slot,
+                redirected=article.redirects if resumed else 0,
+                seen=(article.url,) if resumed else (),
+            )
+        except RedirectHeld as held:
+            if not isinstance(held.cause, HostBusy):
+                raise held.cause from held
+            raise RedirectWaits(
+                held.cause, article_id, held.url, held.redirected, held.status
+            ) from held
         error = classify_status(resp.status, resp.headers)
         if error is not None:
             if resp.status in (429, 503) and error.retry_after:
-                limiter.back_off(article.host, error.retry_after)
+                limiter.back_off(host(resp.url), error.retry_after)
             raise error
     except FetchError as exc:
         article.http_status = exc.status
         if exc.transient:
             raise
+        article.redirects = 0
         set_state(article, ArticleState.failed, exc.reason)
         return FetchOutcome(False, article.state, exc.reason)
 
+    article.redirects = 0
     article.http_status = resp.status
     article.final_url = resp.url
     article.content_type = resp.headers.get("content-type")
@@ -138,20 +216,16 @@ def fetch_article(
         )
         return FetchOutcome(False, article.state, article.failure_reason)
     sha, key, stored = archive.put(resp.body)
-    insert_ignore(
-        session,
-        RawPage,
-        [
-            dict(
-                sha256=sha,
-                size=len(resp.body),
-                stored_size=stored,
-                content_type=article.content_type,
-                storage_key=key,
-                created_at=utcnow(),
-            )
-        ],
-        ["sha256"],
+    session.execute(
+        _insert_raw_page(is_postgres(session)),
+        dict(
+            sha256=sha,
+            size=len(resp.body),
+            stored_size=stored,
+            content_type=article.content_type,
+            storage_key=key,
+            created_at=utcnow(),
+        ),
     )
     article.raw_sha256 = sha
     article.fetched_at = utcnow()

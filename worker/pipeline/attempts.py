@@ -541,7 +541,9 @@ def settle(
         # robots.txt stays unreachable would pile them up for as long as it is down). A
         # wait beyond the cap: the mark still moves to its end, and the retry (at the
         # cap) meets the host's wait again and schedules the rest.
-        take_back_start(article_id, hold_sweep_for=countdown)
+        # A wait that must keep something (a redirect hop the fetch goes on from:
+        # worker.pages.fetch.RedirectWaits) records it with the hold.
+        take_back_start(article_id, hold_sweep_for=countdown, keep=getattr(exc, "keep", None))
         return Outcome(retry_in=capped(countdown, settings), cause=exc)
     if is_environment_error(exc) and not is_item_fault(exc):
         take_back_start(article_id)
@@ -598,14 +600,19 @@ def _count(
     return Outcome(retry_in=retry_in, cause=exc)
 
 
-def take_back_start(article_id: int, hold_sweep_for: float | None = None) -> None:
+def take_back_start(
+    article_id: int,
+    hold_sweep_for: float | None = None,
+    keep: Callable[[Session], object] | None = None,
+) -> None:
     """The step raised (or did not run), so its process lives: the start it recorded
     is not a death. Best effort: with the database down the start stays, and counts as
     one death until the step next ends (``max_step_deaths`` leaves room for such
     outages).
 
     ``hold_sweep_for``: the step is retried in that many seconds; the article's sweep
-    mark moves to then (:func:`hold_sweep`)."""
+    mark moves to then (:func:`hold_sweep`). ``keep`` writes what the retry needs, in
+    the same transaction."""
     try:
         with unit_of_work() as session:
             if is_postgres(session):  # as cheap as the start (a host-busy retry does this)
@@ -613,5 +620,7 @@ def take_back_start(article_id: int, hold_sweep_for: float | None = None) -> Non
             end_step(session, article_id, advanced=False)
             if hold_sweep_for is not None:
                 hold_sweep(session, article_id, hold_sweep_for)
+            if keep is not None:
+                keep(session)
     except Exception as exc:  # noqa: BLE001 (best effort: the retry is what matters)
         log.warning("start_not_taken_back", article_id=article_id, error=short_error(exc))

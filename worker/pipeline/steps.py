@@ -88,18 +88,32 @@ def fetch_ready(session: Session, article_id: int, settings: Settings) -> HostWa
     and when that turn is ahead the fetch is sent back for it without writing anything.
     The start, the row and the step's transaction are then spent only on a fetch that
     runs; the step's slot is taken at the turn kept for it (worker/pages/fetch.py)."""
-    from schemas.models import Article
+    from sqlalchemy import select
+
+    from schemas.tables import article as table
     from worker.network.politeness import MAX_WAIT
     from worker.pages.fetch import turn_key
     from worker.pipeline import resources
 
-    article = session.get(Article, article_id)
-    if article is None or article.state != ArticleState.discovered or not article.host:
+    # five columns, not the article loaded whole (its entry's text, JSON lists and
+    # times): the step loads it in its own transaction
+    row = session.execute(
+        select(
+            table.c.state, table.c.host, table.c.url, table.c.redirects, table.c.final_url
+        ).where(table.c.id == article_id)
+    ).first()
+    if row is None or row.state != ArticleState.discovered or not row.host:
         return None  # the step decides (not its state, gone)
-    wait = resources.host_limiter().book(article.host, turn_key(article_id))
+    host = str(row.host)
+    if row.redirects and row.final_url:  # it goes on from a redirect hop
+        from worker.network.urls import host_of
+
+        hop = host_of(row.final_url)
+        host = host if hop == host_of(row.url) else hop
+    wait = resources.host_limiter().book(host, turn_key(article_id))
     if wait <= MAX_WAIT:
         return None  # now, or a moment from now: the step's slot waits that out
-    return HostWait(article.host, wait)
+    return HostWait(host, wait)
 
 
 def extract(session: Session, article_id: int, settings: Settings) -> StepResult:
