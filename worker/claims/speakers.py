@@ -90,6 +90,8 @@ def _clean_mention(text: str, start: int) -> Mention | None:
     if not parts:
         return None
     mtext = " ".join(parts)
+    if mtext.endswith(("'s", "’s")) and len(parts[-1]) > 3:
+        mtext = mtext[:-2]  # "President Dana Whitfield's plane": the name
     toks = words(mtext)
     if not toks:
         return None
@@ -195,6 +197,27 @@ _NATION_WORDS: dict[str, set[str]] = {
     "british": {"british", "uk", "britain"},
     "kremlin": {"russian", "russia", "kremlin"},
 }
+
+
+# Words of a mention that are no name: country initials ("U.S." is "u s", "US")
+_NOT_A_NAME = frozenset({"u", "s", "us", "uk", "eu", "un", "usa"})
+
+
+def _bare(word: str) -> str:
+    """A word without its possessive ("russia's" -> "russia")."""
+    return word.removesuffix("'s").removesuffix("’s")
+
+
+def _is_nationality(word: str) -> bool:
+    """A word of a mention before a title that gives the holder's country: "russian",
+    "u"/"s" (of "U.S."), a possessive ("russia's president")."""
+    bare = _bare(word)
+    return (
+        bare != word
+        or bare in _NOT_A_NAME
+        or bare in _NATION_WORDS
+        or bare.endswith(("an", "ese", "ish", "ch"))
+    )
 
 
 def _nation_words(nation: str) -> set[str]:
@@ -394,37 +417,64 @@ class Resolver:
 
     def by_role(self, surface: str, pos: int) -> str | None:
         """The person a role-only description names ("the president", "the Russian
-        leader", "the deputy minister"): among the article's named people whose mentions
-        carry the role (and the nationality, when the description gives one), the one
-        the article names most often (the one it is about, not merely the last one
-        named), ties to the one named last before ``pos``. None when no named person
-        carries the role: the description stays unresolved."""
+        leader", "the deputy minister"): among the people the article names before
+        ``pos`` with the role (and the nationality, when the description gives one), the
+        one the article names most often (the one it is about, not merely the last one
+        named), ties to the one named last before ``pos``. A title given without a
+        nationality ("President Dana Whitfield") is the article's own and wins over one
+        given with it ("Finnish President Aino Koskinen") for a description without one;
+        a former holder ("Former President ...") is no holder of "the president". A
+        description with a nationality no holder is given ("the American president")
+        takes the one holder given none, unless that person is named with another
+        nationality. None when no named person carries the role: the description stays
+        unresolved."""
         role = _role(surface)
         if role is None:
             return None
         head, modifiers, nations = role
-        full: list[tuple[int, str, Mention]] = []  # (words of the role matched, surname, m)
+        heads = _LEADERS if head == "leader" else {head}
+        holders: list[tuple[int, str]] = []  # (words of the role matched or -1, surname)
+        qualified_as: dict[str, set[str]] = {}  # surname -> words of its nationalities
         for m in self.mentions:
+            if m.start >= pos:
+                break
             names = _name_tokens(m.tokens)
             if not names or is_org(m.tokens) or len(m.tokens) < 2:
                 continue
-            toks = set(m.tokens)
-            heads = _LEADERS if head == "leader" else {head}
-            if not toks & heads or names[-1] in heads:
+            if not any(len(n) > 1 and _bare(n) not in _NOT_A_NAME for n in names):
+                continue  # "US President": a role, no name
+            at = next((i for i, t in enumerate(m.tokens) if t in heads), None)
+            if at is None or names[-1] in heads:
                 continue
-            bare = {t.removesuffix("'s").removesuffix("’s") for t in toks}  # "Russia's"
-            if nations and not all(bare & _nation_words(n) for n in nations):
+            before = m.tokens[:at]
+            if {"former", "ex", "late"} & set(before) and not {"former", "ex", "late"} & modifiers:
                 continue
-            full.append((len(toks & modifiers), names[-1], m))
-        if not full:
+            nation = {_bare(t) for t in before if _is_nationality(t)}
+            qualified_as.setdefault(names[-1], set()).update(nation)
+            if nations and not all(nation & _nation_words(n) for n in nations):
+                holders.append((-1, names[-1]))  # another nationality: the fallback's only
+                continue
+            holders.append((len(set(m.tokens) & modifiers), names[-1]))
+        fits = [h for h in holders if h[0] >= 0]
+        if not fits and nations:
+            # "the American president" of an article naming "President Dana Whitfield"
+            # only: the one holder named without a nationality, if named with no other
+            wanted = set().union(*(_nation_words(n) for n in nations))
+            fits = [(0, name) for _f, name in holders if not qualified_as.get(name, set()) - wanted]
+            if len({name for _f, name in fits}) != 1:
+                return None
+        if not fits:
             return None
-        best_fit = max(f for f, _, _ in full)
-        surnames = {name for f, name, _ in full if f == best_fit}
+        if not nations:
+            # a person named with a nationality (before pos) is a foreigner to the article
+            home = [h for h in fits if not qualified_as.get(h[1])]
+            fits = home or fits
+        best_fit = max(f for f, _ in fits)
+        surnames = {name for f, name in fits if f == best_fit}
 
         def weight(name: str) -> tuple[int, int]:
             named = self._by_surname.get(name, [])
-            before = [m.start for m in named if m.start < pos]
-            return len(named), max(before, default=-1)
+            return len(named), max((m.start for m in named if m.start < pos), default=-1)
 
         surname = max(sorted(surnames), key=weight)
         return self.fullest(surname, pos) or surname
