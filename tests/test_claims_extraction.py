@@ -758,17 +758,37 @@ def test_an_adverb_after_a_described_speaker_is_not_part_of_it(nlp: Language) ->
     assert _speakers(nlp, text) == [("The president", "President Dana Whitfield")]
 
 
-def test_the_president_is_the_one_named_without_a_nationality(nlp: Language) -> None:
-    """A president named without a country ("President Dana Whitfield") is the article's
-    own: "the President" is Whitfield, not "Russian President Ivan Petrov", even where
-    Petrov is named more often (and "Whitfield's" counts as a mention of Whitfield)."""
+def test_the_president_is_the_one_named_most_possessives_included(nlp: Language) -> None:
+    """ "Whitfield's plane" is a mention of Whitfield: "the President" is the president
+    the article names most (Whitfield, not Petrov), never a vice president."""
     text = (
         "President Dana Whitfield will meet Russian President Ivan Petrov in Oslo. "
-        "Petrov arrived on Sunday. Petrov toured the harbour. Petrov met the mayor. "
+        "Petrov arrived on Sunday. Petrov toured the harbour. "
         "Whitfield's plane landed late. Whitfield's aides were tired. "
+        "Whitfield's speech was short. Vice President Tom Berg stayed at home. "
         "The President said the talks would be difficult."
     )
     assert _speakers(nlp, text)[-1] == ("The President", "President Dana Whitfield")
+
+
+def test_a_role_named_later_is_the_person_named_before_or_an_indefinite_one(
+    nlp: Language,
+) -> None:
+    """A description before the role is given resolves to a person named before it by
+    name alone ("Whitfield" in the headline), and an indefinite one ("A federal judge")
+    to the holder named after it."""
+    text = (
+        "Whitfield heads to Oslo\n\n"
+        "The president said on Monday that the harbour deal was close. "
+        "President Dana Whitfield flew in from Bergen. "
+        "A federal judge said the ferry contract was void. "
+        "District Judge Tomas Beran wrote that the tender had been rigged."
+    )
+    from worker.claims.clustering import speaker_key
+
+    found = {c.speaker: c.speaker_resolved for c in extract_claims(text, nlp)}
+    assert speaker_key(found["The president"]) == "whitfield"
+    assert found["A federal judge"] == "District Judge Tomas Beran"
 
 
 def test_a_role_is_no_former_holder_no_later_one_and_no_country(nlp: Language) -> None:

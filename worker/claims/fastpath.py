@@ -89,9 +89,11 @@ ATTRIBUTION_START_RE = re.compile(
     rf"(?:{_NOT_NAME}{_LONG_NAME}|{_DESC}){_MID_APPOS}\s{_CUE}\b|(?:{_VERBS})\s{_LONG_SPEAKER}"
 )
 # An attribution right after a quotation, whatever follows it ('"...," Trump tweeted
-# Monday morning, blaming ...').
+# Monday morning, blaming ...'); an inverted one ('"...," said Maria Novak') ends at a
+# punctuation mark ('"Evening," said Putin goes into ...' is no attribution).
 _QUOTE_ATTRIBUTION_RE = re.compile(
-    rf"{_PEEL}(?:(?P<s1>{_LONG_SPEAKER}){_MID_APPOS}\s{_CUE}|(?P<cue2>{_VERBS})\s(?P<s2>{_LONG_SPEAKER}))\b"
+    rf"{_PEEL}(?:(?P<s1>{_LONG_SPEAKER}){_MID_APPOS}\s{_CUE}\b"
+    rf"|(?P<cue2>{_VERBS})\s(?P<s2>{_LONG_SPEAKER})(?=[,.;:!?]))"
 )
 _FORBIDDEN_CONTENT = re.compile(r"^(?:to|about|of|for|on|with|in|at|by|as|it|this|so)\b")
 _FUNCTION_WORDS = wordset(

@@ -203,6 +203,25 @@ _NATION_WORDS: dict[str, set[str]] = {
 _NOT_A_NAME = frozenset({"u", "s", "us", "uk", "eu", "un", "usa"})
 
 
+# Words before a title that make another role of it ("Vice President", "Former
+# President"): no holder of the bare title unless the description says them too
+_ROLE_CHANGERS = frozenset({"vice", "deputy", "former", "ex", "late", "acting", "assistant"})
+# Abbreviated titles as the title they stand for ("Sen. Rand Paul" is a senator)
+_TITLE_ABBREVIATED = {
+    "sen": "senator",
+    "rep": "representative",
+    "gov": "governor",
+    "pres": "president",
+    "gen": "general",
+    "atty": "attorney",
+    "supt": "superintendent",
+}
+
+
+def _title(word: str) -> str:
+    return _TITLE_ABBREVIATED.get(word, word)
+
+
 def _bare(word: str) -> str:
     """A word without its possessive ("russia's" -> "russia")."""
     return word.removesuffix("'s").removesuffix("’s")
@@ -417,37 +436,42 @@ class Resolver:
 
     def by_role(self, surface: str, pos: int) -> str | None:
         """The person a role-only description names ("the president", "the Russian
-        leader", "the deputy minister"): among the people the article names before
-        ``pos`` with the role (and the nationality, when the description gives one), the
-        one the article names most often (the one it is about, not merely the last one
-        named), ties to the one named last before ``pos``. A title given without a
-        nationality ("President Dana Whitfield") is the article's own and wins over one
-        given with it ("Finnish President Aino Koskinen") for a description without one;
-        a former holder ("Former President ...") is no holder of "the president". A
-        description with a nationality no holder is given ("the American president")
-        takes the one holder given none, unless that person is named with another
-        nationality. None when no named person carries the role: the description stays
+        leader", "the deputy minister"): among the article's named people whose mentions
+        carry the role (and the nationality, when the description gives one), the one
+        the article names most often (the one it is about, not merely the last one
+        named), ties to the one named last before ``pos``. A holder must be named before
+        ``pos`` (with the role, or by name alone before the role is given: "Whitfield
+        arrived ... the president said ... President Dana Whitfield"), except for an
+        indefinite description ("a federal judge ..., Judge Dana Sabraw wrote"). A
+        former holder ("Former President ...") or a deputy ("Vice President ...") is no
+        holder of "the president", and a mention with no name ("US President") none of
+        any role. A description with a nationality no holder is given ("the American
+        president") takes the one holder given none, when that person is named with no
+        other. None when no named person carries the role: the description stays
         unresolved."""
         role = _role(surface)
         if role is None:
             return None
         head, modifiers, nations = role
         heads = _LEADERS if head == "leader" else {head}
+        indefinite = surface.split()[0].lower() in {"a", "an"}
         holders: list[tuple[int, str]] = []  # (words of the role matched or -1, surname)
         qualified_as: dict[str, set[str]] = {}  # surname -> words of its nationalities
         for m in self.mentions:
-            if m.start >= pos:
-                break
             names = _name_tokens(m.tokens)
             if not names or is_org(m.tokens) or len(m.tokens) < 2:
                 continue
             if not any(len(n) > 1 and _bare(n) not in _NOT_A_NAME for n in names):
                 continue  # "US President": a role, no name
-            at = next((i for i, t in enumerate(m.tokens) if t in heads), None)
+            at = next((i for i, t in enumerate(m.tokens) if _title(t) in heads), None)
             if at is None or names[-1] in heads:
                 continue
-            before = m.tokens[:at]
-            if {"former", "ex", "late"} & set(before) and not {"former", "ex", "late"} & modifiers:
+            if m.start >= pos and not indefinite:
+                named = self._by_surname.get(names[-1], [])
+                if not named or named[0].start >= pos:
+                    continue  # not named before the description: not whom it means
+            before = set(m.tokens[:at])
+            if before & _ROLE_CHANGERS and not before & _ROLE_CHANGERS & modifiers:
                 continue
             nation = {_bare(t) for t in before if _is_nationality(t)}
             qualified_as.setdefault(names[-1], set()).update(nation)
@@ -465,10 +489,6 @@ class Resolver:
                 return None
         if not fits:
             return None
-        if not nations:
-            # a person named with a nationality (before pos) is a foreigner to the article
-            home = [h for h in fits if not qualified_as.get(h[1])]
-            fits = home or fits
         best_fit = max(f for f, _ in fits)
         surnames = {name for f, name in fits if f == best_fit}
 
