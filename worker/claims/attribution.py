@@ -411,7 +411,9 @@ class _Extractor:
         # "In a statement, X rejected ...": any verb may be a cue, so then look at all.
         lower = doc.to_array(LOWER).tolist()
         cues = [i for i, h in enumerate(lower) if h in _CUE_HASHES]
-        after_quote = self._after_quote_attributions(si) if quoted else {}
+        # the attributions after this sentence's quotations, read only when the parse
+        # fails a cue (a subject missing or inside a quotation)
+        after_quote: dict[int, tuple[int, int, int, int]] | None = None if quoted else {}
         statement = any(lower[i] in _NOUN_CUE_HASHES for i in cues)
         for i in range(len(doc)) if statement else cues:
             tok = doc[i]
@@ -440,6 +442,8 @@ class _Extractor:
             assert lemma is not None
             subj, _passive = _subject(tok) if tok.dep_ in _VERB_DEPS else (None, False)
             if subj is None:
+                if after_quote is None:
+                    after_quote = self._after_quote_attributions(si)
                 att = after_quote.get(abs_pos)
                 if att is not None:
                     # '"...," Trump tweeted Monday morning, blaming ...' parsed as a noun
@@ -453,6 +457,8 @@ class _Extractor:
                 # the parse took the subject from inside a quotation (a participle after a
                 # misparsed attribution: '"Our relationship ... worse," Trump tweeted,
                 # blaming ...'): the speaker is that of the attribution before the cue
+                if after_quote is None:
+                    after_quote = self._after_quote_attributions(si)
                 before = [pos for pos in after_quote if pos < abs_pos]
                 if not before:
                     continue
