@@ -53,7 +53,7 @@ from worker.claims.speakers import (
     looks_like_name,
 )
 
-EXTRACTOR_VERSION = "rules-6"
+EXTRACTOR_VERSION = "rules-7"
 
 # Pipeline components the rules need; everything else is excluded at load time.
 _KEEP = ("tok2vec", "transformer", "parser")
@@ -411,6 +411,9 @@ class _Extractor:
         # "In a statement, X rejected ...": any verb may be a cue, so then look at all.
         lower = doc.to_array(LOWER).tolist()
         cues = [i for i, h in enumerate(lower) if h in _CUE_HASHES]
+        # the attributions after this sentence's quotations, read only when the parse
+        # fails a cue (a subject missing or inside a quotation)
+        after_quote: dict[int, tuple[int, int, int, int]] | None = None if quoted else {}
         statement = any(lower[i] in _NOUN_CUE_HASHES for i in cues)
         for i in range(len(doc)) if statement else cues:
             tok = doc[i]
@@ -436,12 +439,31 @@ class _Extractor:
             if noun_cue and lemma is None:
                 self._noun_cue(si, doc, tok, base)
                 continue
-            if tok.dep_ not in _VERB_DEPS:
-                continue
             assert lemma is not None
-            subj, _passive = _subject(tok)
+            subj, _passive = _subject(tok) if tok.dep_ in _VERB_DEPS else (None, False)
             if subj is None:
+                if after_quote is None:
+                    after_quote = self._after_quote_attributions(si)
+                att = after_quote.get(abs_pos)
+                if att is not None:
+                    # '"...," Trump tweeted Monday morning, blaming ...' parsed as a noun
+                    # phrase ("Trump tweeted Monday morning") or a verb without a
+                    # subject: the attribution of the quotation before it all the same
+                    self._add_after_quote(si, att, lemma, abs_pos)
                 continue
+            speaker_span: tuple[int, int] | None = None
+            subj_end = base + subj.idx + len(subj.text) - 1
+            if quoted and _inside(base + subj.idx, quoted) and _inside(subj_end, quoted):
+                # the parse took the subject from inside a quotation (a participle after a
+                # misparsed attribution: '"Our relationship ... worse," Trump tweeted,
+                # blaming ...'): the speaker is that of the attribution before the cue
+                if after_quote is None:
+                    after_quote = self._after_quote_attributions(si)
+                before = [pos for pos in after_quote if pos < abs_pos]
+                if not before:
+                    continue
+                _qa, _qb, sa, sb = after_quote[max(before)]
+                speaker_span = (sa, sb)
             # "it shows that" / "there is" are rarely attributed; "it said" (a body) is
             if (
                 subj.lower_ in ("it", "there", "this")
@@ -477,7 +499,30 @@ class _Extractor:
             a, b = self._fix_span(span, base, doc, tok, subj)
             if b - a < _MIN_CONTENT:
                 continue
-            self._add(si, subj, lemma, a, b, base + tok.idx, doc)
+            self._add(si, subj, lemma, a, b, base + tok.idx, doc, speaker_span=speaker_span)
+
+    def _after_quote_attributions(self, si: int) -> dict[int, tuple[int, int, int, int]]:
+        """The attributions that follow a quotation in sentence ``si``, by where their
+        cue starts: (quotation start, end, speaker start, end)."""
+        s = self.sentences[si]
+        out: dict[int, tuple[int, int, int, int]] = {}
+        for qa, qb in self.quotes_in(s.start, s.end):
+            if qb < s.end:
+                found = fastpath.attribution_after(self.text, qb, s.end)
+                if found is not None:
+                    sa, sb, cue = found
+                    out[cue] = (qa, qb, sa, sb)
+        return out
+
+    def _add_after_quote(
+        self, si: int, att: tuple[int, int, int, int], lemma: str, cue_pos: int
+    ) -> None:
+        qa, qb, sa, sb = att
+        a, b = _trim(self.text, qa, qb)
+        if b - a < _MIN_CONTENT:
+            return
+        speaker = self.text[sa:sb]
+        self.raw.append(_Raw(speaker, sa, lemma, self._kind(a, b), a, b, si, cue_pos))
 
     def _statement_prep(self, verb: Token) -> bool:
         """'In a statement, the ministry rejected ...': the verb becomes a cue."""
@@ -589,8 +634,16 @@ class _Extractor:
         cue_pos: int,
         doc: Doc,
         kind: ClaimKind | None = None,
+        speaker_span: tuple[int, int] | None = None,
     ) -> None:
         base = self.sentences[si].start
+        if speaker_span is not None:
+            # a speaker read off the text, not the parse (absolute offsets)
+            sa, sb = speaker_span
+            self.raw.append(
+                _Raw(self.text[sa:sb], sa, lemma, kind or self._kind(a, b), a, b, si, cue_pos)
+            )
+            return
         # the "." that ends a cut sentence's parsed part is no text of the article
         limit = self.cut.get(si, self.sentences[si].end) - base
         s_span = _span_of(_speaker_tokens(subj))

@@ -19,9 +19,13 @@ from worker.claims.cues import has_cue, verb_lemma, wordset
 _TITLE = r"(?:(?:Mr|Mrs|Ms|Dr|Sen|Rep|Gov|Gen|Lt|Col|Prof|Rev|St)\.\s)"
 _CAP = r"[A-Z][A-Za-z'’\-]+"
 _NAME = rf"(?:{_TITLE}?{_CAP}(?:\s(?:{_CAP}|[A-Z]\.)){{0,3}})"
+# A description's last word is its head, never an adverb of the cue ("The president also
+# said": the speaker is "The president"). An auxiliary is not skipped: "The state had
+# added ..." is left to the parser ("The state had" is no plausible speaker).
+_CUE_ADVERBS = r"(?:also|later|then|previously|once)"
 _DESC = (
-    r"(?:[Tt]he\s(?:[a-z]+\s){0,2}[a-z]+|(?:(?:senior|top|campaign|administration|state|"
-    r"federal|local|party|company|police|U\.S\.|Western|European)\s)?(?:officials|aides|"
+    rf"(?:[Tt]he\s(?:[a-z]+\s){{0,2}}(?!{_CUE_ADVERBS}\b)[a-z]+|"
+    r"(?:(?:senior|top|campaign|administration|state|federal|local|party|company|police|U\.S\.|Western|European)\s)?(?:officials|aides|"
     r"sources|analysts|experts|advisers|lawmakers|critics|supporters|officers|investigators|"
     r"prosecutors|residents|witnesses|organizers|economists|researchers|scientists|doctors|"
     r"police|Democrats|Republicans|diplomats|activists|observers|strategists|insiders))"
@@ -39,18 +43,19 @@ _VERBS = (
     "told\\s[A-Z][A-Za-z]+|told\\sthe\\s[A-Za-z]+|asked|suggested|conceded|predicted|"
     "believes|thinks|contended|maintained|emphasized|observed|remarked"
 )
-_CUE = rf"(?:(?:also|later|then|previously|has|had|have|would|once)\s)?(?P<cue>{_VERBS})"
+_CUE = rf"(?:(?:{_CUE_ADVERBS}|has|had|have|would)\s)?(?P<cue>{_VERBS})"
 # Up to seven words after the cue ("said Friday in an interview with CNN") that hold no
 # clause boundary.
 _WHEN = (
     r"(?:\s+(?!(?:and|but|adding|saying|while|who|which|because|after|before|that|as|if)\b)"
     r"[^\s,;:“”\"—]+){0,7}"
 )
-# Indirect speech: only time and channel phrases may sit between the cue and the content.
+# Indirect speech: only time and channel phrases may sit between the cue and the content
+# ("tweeted Monday morning" is a time: "morning ..." is no content).
 _WHEN_SHORT = (
     r"(?:\s(?:on\s)?(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|today|"
     r"yesterday|recently|earlier|later|last\sweek|last\smonth|this\sweek|on\sTwitter|"
-    r"in\san\sinterview|in\sa\sstatement))?"
+    r"in\san\sinterview|in\sa\sstatement)(?:\s(?:morning|afternoon|evening|night))?)?"
 )
 _PEEL = r"[\s,.!?;:—–\-\"“”']*"
 # Descriptive words before a name: "Democratic presidential candidate Bernie Sanders".
@@ -76,6 +81,19 @@ _INDIRECT_RE = re.compile(
     rf"{_PREFIX}(?P<s1>{_LONG_SPEAKER}){_MID_APPOS}\s{_CUE}{_WHEN_SHORT}(?:,)?\s"
     r"(?P<content>(?:that\s)?[A-Za-z“\"‘'].*)$",
     re.DOTALL,
+)
+# The start of an attribution that follows a quotation ending with "?" or "!" ('"Why
+# sell?" Holub asked.'): a name or description and a cue, or a cue and its speaker. A
+# pronoun is left out ('"Why sell?" He left.' starts a sentence of its own).
+ATTRIBUTION_START_RE = re.compile(
+    rf"(?:{_NOT_NAME}{_LONG_NAME}|{_DESC}){_MID_APPOS}\s{_CUE}\b|(?:{_VERBS})\s{_LONG_SPEAKER}"
+)
+# An attribution right after a quotation, whatever follows it ('"...," Trump tweeted
+# Monday morning, blaming ...'); an inverted one ('"...," said Maria Novak') ends at a
+# punctuation mark ('"Evening," said Putin goes into ...' is no attribution).
+_QUOTE_ATTRIBUTION_RE = re.compile(
+    rf"{_PEEL}(?:(?P<s1>{_LONG_SPEAKER}){_MID_APPOS}\s{_CUE}\b"
+    rf"|(?P<cue2>{_VERBS})\s(?P<s2>{_LONG_SPEAKER})(?=[,.;:!?]))"
 )
 _FORBIDDEN_CONTENT = re.compile(r"^(?:to|about|of|for|on|with|in|at|by|as|it|this|so)\b")
 _FUNCTION_WORDS = wordset(
@@ -212,3 +230,16 @@ def indirect(
     if b - a < 12:
         return None
     return FastClaim(m.start("s1"), m.end("s1"), cue, a, b), _lemma(cue)
+
+
+def attribution_after(text: str, qb: int, end: int) -> tuple[int, int, int] | None:
+    """The attribution that follows a quotation ending at ``qb``, within text[qb:end]
+    ('"...," Trump tweeted Monday morning, blaming ...', '"...," said Maria Novak'):
+    (speaker start, speaker end, cue start), or None."""
+    m = _QUOTE_ATTRIBUTION_RE.match(text, qb, end)
+    if m is None:
+        return None
+    g, c = ("s1", "cue") if m.group("s1") else ("s2", "cue2")
+    if not _plausible(m.group(g)):
+        return None
+    return m.start(g), m.end(g), m.start(c)

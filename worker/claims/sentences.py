@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from worker.claims.cues import wordset
+from worker.claims.fastpath import ATTRIBUTION_START_RE
 
 # Abbreviations that end with a period without ending the sentence.
 _ABBREV = wordset(
@@ -24,6 +25,9 @@ _ABBREV = wordset(
 _BOUNDARY_RE = re.compile(r"[.!?]+[\"”’')\]]*\s+(?=(?:''|[\"“‘'(\[])?[A-Z0-9])|\n\s*")
 _WORD_BEFORE_RE = re.compile(r"([A-Za-z.]+)\.$")
 MAX_UNIT = 1200
+# A quotation that ends with "?" or "!" on one line ('"...?" Holub asked'): when an
+# attribution follows, the sentence goes on.
+_ATTRIBUTED_QUESTION_RE = re.compile(r"[!?]+[\"”’']+[ \t]+$")
 
 QUOTE_CHARS = '"“”„«»'
 # Two apostrophes ('') stand for a straight double quote in some newswire text.
@@ -83,6 +87,8 @@ def split_sentences(text: str) -> list[Sentence]:
         if sep[0] in ".!?":
             if sep[0] == "." and "\n" not in sep and _is_abbrev(text, m.start() + 1):
                 continue  # a line break ends a sentence even after "a.m."
+            if _ATTRIBUTED_QUESTION_RE.match(sep) and ATTRIBUTION_START_RE.match(text, m.end()):
+                continue  # '"Why sell?" Holub asked.': the quotation and its attribution
             pieces.append((pos, m.start() + len(sep.rstrip()), "\n" in sep))
         else:
             pieces.append((pos, m.start(), True))

@@ -90,6 +90,8 @@ def _clean_mention(text: str, start: int) -> Mention | None:
     if not parts:
         return None
     mtext = " ".join(parts)
+    if mtext.endswith(("'s", "’s")) and len(parts[-1]) > 3:
+        mtext = mtext[:-2]  # "President Dana Whitfield's plane": the name
     toks = words(mtext)
     if not toks:
         return None
@@ -195,6 +197,46 @@ _NATION_WORDS: dict[str, set[str]] = {
     "british": {"british", "uk", "britain"},
     "kremlin": {"russian", "russia", "kremlin"},
 }
+
+
+# Words of a mention that are no name: country initials ("U.S." is "u s", "US")
+_NOT_A_NAME = frozenset({"u", "s", "us", "uk", "eu", "un", "usa"})
+
+
+# Words before a title that make another role of it ("Vice President", "Former
+# President"): no holder of the bare title unless the description says them too
+_ROLE_CHANGERS = frozenset({"vice", "deputy", "former", "ex", "late", "acting", "assistant"})
+# Abbreviated titles as the title they stand for ("Sen. Rand Paul" is a senator)
+_TITLE_ABBREVIATED = {
+    "sen": "senator",
+    "rep": "representative",
+    "gov": "governor",
+    "pres": "president",
+    "gen": "general",
+    "atty": "attorney",
+    "supt": "superintendent",
+}
+
+
+def _title(word: str) -> str:
+    return _TITLE_ABBREVIATED.get(word, word)
+
+
+def _bare(word: str) -> str:
+    """A word without its possessive ("russia's" -> "russia")."""
+    return word.removesuffix("'s").removesuffix("’s")
+
+
+def _is_nationality(word: str) -> bool:
+    """A word of a mention before a title that gives the holder's country: "russian",
+    "u"/"s" (of "U.S."), a possessive ("russia's president")."""
+    bare = _bare(word)
+    return (
+        bare != word
+        or bare in _NOT_A_NAME
+        or bare in _NATION_WORDS
+        or bare.endswith(("an", "ese", "ish", "ch"))
+    )
 
 
 def _nation_words(nation: str) -> set[str]:
@@ -397,34 +439,62 @@ class Resolver:
         leader", "the deputy minister"): among the article's named people whose mentions
         carry the role (and the nationality, when the description gives one), the one
         the article names most often (the one it is about, not merely the last one
-        named), ties to the one named last before ``pos``. None when no named person
-        carries the role: the description stays unresolved."""
+        named), ties to the one named last before ``pos``. A holder must be named before
+        ``pos`` (with the role, or by name alone before the role is given: "Whitfield
+        arrived ... the president said ... President Dana Whitfield"), except for an
+        indefinite description ("a federal judge ..., Judge Dana Sabraw wrote"). A
+        former holder ("Former President ...") or a deputy ("Vice President ...") is no
+        holder of "the president", and a mention with no name ("US President") none of
+        any role. A description with a nationality no holder is given ("the American
+        president") takes the one holder given none, when that person is named with no
+        other. None when no named person carries the role: the description stays
+        unresolved."""
         role = _role(surface)
         if role is None:
             return None
         head, modifiers, nations = role
-        full: list[tuple[int, str, Mention]] = []  # (words of the role matched, surname, m)
+        heads = _LEADERS if head == "leader" else {head}
+        indefinite = surface.split()[0].lower() in {"a", "an"}
+        holders: list[tuple[int, str]] = []  # (words of the role matched or -1, surname)
+        qualified_as: dict[str, set[str]] = {}  # surname -> words of its nationalities
         for m in self.mentions:
             names = _name_tokens(m.tokens)
             if not names or is_org(m.tokens) or len(m.tokens) < 2:
                 continue
-            toks = set(m.tokens)
-            heads = _LEADERS if head == "leader" else {head}
-            if not toks & heads or names[-1] in heads:
+            if not any(len(n) > 1 and _bare(n) not in _NOT_A_NAME for n in names):
+                continue  # "US President": a role, no name
+            at = next((i for i, t in enumerate(m.tokens) if _title(t) in heads), None)
+            if at is None or names[-1] in heads:
                 continue
-            bare = {t.removesuffix("'s").removesuffix("’s") for t in toks}  # "Russia's"
-            if nations and not all(bare & _nation_words(n) for n in nations):
+            if m.start >= pos and not indefinite:
+                named = self._by_surname.get(names[-1], [])
+                if not named or named[0].start >= pos:
+                    continue  # not named before the description: not whom it means
+            before = set(m.tokens[:at])
+            if before & _ROLE_CHANGERS and not before & _ROLE_CHANGERS & modifiers:
                 continue
-            full.append((len(toks & modifiers), names[-1], m))
-        if not full:
+            nation = {_bare(t) for t in before if _is_nationality(t)}
+            qualified_as.setdefault(names[-1], set()).update(nation)
+            if nations and not all(nation & _nation_words(n) for n in nations):
+                holders.append((-1, names[-1]))  # another nationality: the fallback's only
+                continue
+            holders.append((len(set(m.tokens) & modifiers), names[-1]))
+        fits = [h for h in holders if h[0] >= 0]
+        if not fits and nations:
+            # "the American president" of an article naming "President Dana Whitfield"
+            # only: the one holder named without a nationality, if named with no other
+            wanted = set().union(*(_nation_words(n) for n in nations))
+            fits = [(0, name) for _f, name in holders if not qualified_as.get(name, set()) - wanted]
+            if len({name for _f, name in fits}) != 1:
+                return None
+        if not fits:
             return None
-        best_fit = max(f for f, _, _ in full)
-        surnames = {name for f, name, _ in full if f == best_fit}
+        best_fit = max(f for f, _ in fits)
+        surnames = {name for f, name in fits if f == best_fit}
 
         def weight(name: str) -> tuple[int, int]:
             named = self._by_surname.get(name, [])
-            before = [m.start for m in named if m.start < pos]
-            return len(named), max(before, default=-1)
+            return len(named), max((m.start for m in named if m.start < pos), default=-1)
 
         surname = max(sorted(surnames), key=weight)
         return self.fullest(surname, pos) or surname
