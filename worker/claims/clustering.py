@@ -5,14 +5,17 @@ surname, folded across spellings, or an organisation's normalized name; none for
 speaker without a name) and it repeats one of the cluster's members (overlap of
 content-word stems, a measure that tolerates rewording around the same core statement,
 or the same words in quotation marks) while staying close enough to the claim that
-founded it. Different speakers never share
-a cluster: the speaker key is part of the lookup, not of the score. Measured against a
-hand-made gold: docs/claims-eval.md ("Clusters against the gold").
+founded it; of clusters it repeats equally well, it joins the one with most members.
+Different speakers never share a cluster: the speaker key is part of the lookup, not of
+the score. Two clusters of one speaker that both hold the same wording (the same content
+words, at least five) are one statement split by a poor founder: the claim that finds
+its wording in both merges them. Measured against a hand-made gold:
+docs/claims-eval.md ("Clusters against the gold").
 
-Concurrency: clustering for one speaker key is serialized with a transaction-scoped
-advisory lock on PostgreSQL, every key of an article's claims taken up front in one
-sorted order (:func:`lock_speakers`), so two articles never deadlock on them; SQLite
-serializes all writers.
+Concurrency: clustering (and merging) for one speaker key is serialized with a
+transaction-scoped advisory lock on PostgreSQL, every key of an article's claims taken up
+front in one sorted order (:func:`lock_speakers`), so two articles never deadlock on
+them; SQLite serializes all writers.
 """
 
 from __future__ import annotations
