@@ -643,14 +643,29 @@ def cluster_score(
     :func:`repeats` over its members, if at least ``threshold``, or ``threshold`` when it
     quotes the same words as a member (:func:`shares_quotation`), provided the claim is
     still at least :data:`FOUNDER_FLOOR` close to the cluster's founding text; else 0."""
+    return _score(words, founder, members, threshold, text)[0]
+
+
+def _score(
+    words: set[str], founder: str, members: list[str], threshold: float, text: str
+) -> tuple[float, bool]:
+    """:func:`cluster_score`, and whether a member has the claim's wording
+    (:func:`is_same_wording`), from one pass over the members' content words."""
     if repeats(words, content_words(founder)) < FOUNDER_FLOOR:
-        return 0.0
-    best = max((repeats(words, content_words(m)) for m in members), default=0.0)
+        return 0.0, False
+    best = 0.0
+    same = False
+    for member in members:
+        theirs = content_words(member)
+        score = repeats(words, theirs)
+        best = max(best, score)
+        # the same wording repeats a member whole (score 1): only then compare the sets
+        same = same or (score >= 1.0 and is_same_wording(words, theirs))
     if best >= threshold and best > 0:
-        return best
+        return best, same
     if text and quoted_phrases(text) and any(shares_quotation(text, m) for m in members):
-        return threshold
-    return 0.0
+        return threshold, False
+    return 0.0, False
 
 
 def is_same_wording(a: set[str], b: set[str]) -> bool:
@@ -713,10 +728,8 @@ def scored_clusters(
         if founder is None:
             continue
         texts = members[cluster_id] or [founder]
-        score = cluster_score(words, founder, texts, threshold, text)
+        score, same = _score(words, founder, texts, threshold, text)
         if score > 0:
-            # the same wording repeats a member whole (score 1): only then look for it
-            same = score >= 1.0 and any(is_same_wording(words, content_words(m)) for m in texts)
             out.append(Candidate(cluster_id, score, len(texts), same))
     out.sort(key=lambda c: (-c.score, -c.n_members, c.cluster_id))
     return out
