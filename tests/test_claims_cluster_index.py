@@ -59,7 +59,7 @@ LONG = "z" * 70  # a junk word longer than the index keeps as it is
 
 def _scores(
     session: Session, key: str, words: set[str], threshold: float
-) -> list[tuple[float, int]]:
+) -> list[tuple[float, int, int]]:
     """Every cluster of the key scored on its founder and all its members, in id order."""
     out = []
     clusters = session.exec(
@@ -70,25 +70,25 @@ def _scores(
         members = [
             c.text for c in session.exec(select(Claim).where(Claim.cluster_id == cluster.id))
         ]
-        out.append(
-            (cluster_score(words, cluster.text, members or [cluster.text], threshold), cluster.id)
-        )
+        texts = members or [cluster.text]
+        out.append((cluster_score(words, cluster.text, texts, threshold), len(texts), cluster.id))
     return out
 
 
 def scan(session: Session, key: str, words: set[str], threshold: float) -> int | None:
     """The choice of a scan without the index: every cluster of the key scored on all
-    its members (and its founder), the first best kept, clusters in id order."""
-    best: tuple[float, int | None] = (0.0, None)
-    for score, cluster_id in _scores(session, key, words, threshold):
-        if score > best[0]:
-            best = (score, cluster_id)
-    return best[1]
+    its members (and its founder); the best score wins, then the most members, then the
+    lowest id."""
+    best: tuple[float, int, int | None] = (0.0, 0, None)
+    for score, size, cluster_id in _scores(session, key, words, threshold):
+        if score > best[0] or (score == best[0] and score > 0 and size > best[1]):
+            best = (score, size, cluster_id)
+    return best[2]
 
 
 def ties(session: Session, key: str, words: set[str], threshold: float) -> bool:
     """Whether several clusters of the key share the best score (at the threshold)."""
-    scores = [score for score, _ in _scores(session, key, words, threshold)]
+    scores = [score for score, _, _ in _scores(session, key, words, threshold)]
     top = max(scores, default=0.0)
     return top >= threshold and top > 0 and scores.count(top) > 1
 

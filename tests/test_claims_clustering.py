@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import Session, col, select
 
-from schemas.models import Article, ArticleState, Claim, ClaimCluster
+from schemas.models import Article, ArticleState, Claim, ClaimCluster, ClaimClusterWord
 from tests.test_dedup import (
     T,
     add_article,
@@ -23,6 +23,8 @@ from tests.test_dedup import (
 )
 from worker.claims import EXTRACTOR_VERSION, extract_claims, load_nlp, store
 from worker.claims.clustering import (
+    assign_clusters,
+    best_cluster,
     cluster_members,
     content_words,
     quoted_phrases,
@@ -492,3 +494,97 @@ def test_a_shared_quotation_joins_a_cluster_different_statements_do_not(
         cluster = sess.get(ClaimCluster, reckoning.cluster_id)
         assert cluster is not None
         assert cluster.speaker_key == "holm" and cluster.n_outlets == 2
+
+
+# One answer of Holm's, reworded by outlets; the first wording to found a cluster is
+# short of the later ones, so a rewording starts a second cluster, and a long quotation
+# holding both wordings then pulls the rewording into the first one as well.
+HOLM_TUNNEL = "the harbour tunnel will open in spring next year"
+HOLM_UNIONS = "whatever the unions decide, the tunnel will open and the fares stay frozen"
+HOLM_NEXT = "the harbour tunnel will open next spring whatever the unions decide"
+HOLM_WHOLE = (
+    "the harbour tunnel will open next spring whatever the unions decide, and the fares stay frozen"
+)
+# another statement of hers, and a claim holding both statements
+HOLM_FERRY = "the ferry fares will stay frozen until the election"
+HOLM_BOTH = (
+    "the harbour tunnel will open next spring and the ferry fares will stay frozen until "
+    "the election"
+)
+
+
+def said(settings: Settings, text: str, hours: int) -> Claim:
+    """An article of ``hours`` after T quoting Holm's ``text``, clustered."""
+    aid = new(settings, f"Holm said {text}.", f"outlet{hours}.example", hours)
+    with Session(get_engine(settings)) as s:
+        article = s.get(Article, aid)
+        assert article is not None
+        claim = Claim(
+            article_id=aid,
+            speaker="Holm",
+            speaker_resolved="Harbour Commissioner Lena Holm",
+            verb="said",
+            kind="indirect",
+            text=text,
+            start=10,
+            end=10 + len(text),
+            sentence=text,
+            extractor_version="test",
+        )
+        s.add(claim)
+        s.flush()
+        assign_clusters(s, article, [claim], settings.claim_cluster_threshold)
+        s.commit()
+        s.refresh(claim)
+        return claim
+
+
+def test_the_same_wording_in_two_clusters_merges_them(any_settings: Settings) -> None:  # noqa: F811
+    s = any_settings
+    founder = said(s, HOLM_TUNNEL, 1)
+    unions = said(s, HOLM_UNIONS, 2)
+    # too far from the founder's words to join: a second cluster of the same answer
+    assert unions.cluster_id not in (None, founder.cluster_id)
+    assert said(s, HOLM_NEXT, 3).cluster_id == founder.cluster_id
+    # repeats a member of each cluster whole: ties go to the cluster with more members
+    assert said(s, HOLM_WHOLE, 4).cluster_id == founder.cluster_id
+    # the same wording as the second cluster's, repeating the first's long member just
+    # as well: it joins the larger first cluster; no member of that one has its wording
+    # yet, so nothing merges
+    again = said(s, HOLM_UNIONS, 5)
+    assert again.cluster_id == founder.cluster_id
+    with Session(get_engine(s)) as sess:
+        assert sess.get(ClaimCluster, unions.cluster_id) is not None
+    # now both clusters hold that wording: they are one statement, merged into the one
+    # the claim joins, which keeps the founder, and counts every article
+    third = said(s, HOLM_UNIONS, 6)
+    assert third.cluster_id == founder.cluster_id
+    with Session(get_engine(s)) as sess:
+        assert sess.get(ClaimCluster, unions.cluster_id) is None
+        moved = sess.get(Claim, unions.id)
+        assert moved is not None and moved.cluster_id == founder.cluster_id
+        assert not sess.exec(
+            select(ClaimClusterWord).where(ClaimClusterWord.cluster_id == unions.cluster_id)
+        ).all()
+        # the vocabulary moved along: a claim of the gone cluster's words finds the merged one
+        assert (
+            best_cluster(
+                sess, "holm", content_words(HOLM_UNIONS), s.claim_cluster_threshold, HOLM_UNIONS
+            )
+            == founder.cluster_id
+        )
+        cluster = sess.get(ClaimCluster, founder.cluster_id)
+        assert cluster is not None
+        assert cluster.text == HOLM_TUNNEL
+        assert cluster.n_articles == 6 and cluster.n_outlets == 6
+        assert cluster.first_article_id == founder.article_id
+
+    # a different statement, and a claim holding both statements: it repeats each
+    # cluster, has the wording of neither, and merges nothing
+    ferry = said(s, HOLM_FERRY, 7)
+    assert ferry.cluster_id not in (None, founder.cluster_id)
+    both = said(s, HOLM_BOTH, 8)
+    assert both.cluster_id == ferry.cluster_id
+    with Session(get_engine(s)) as sess:
+        cluster = sess.get(ClaimCluster, founder.cluster_id)
+        assert cluster is not None and cluster.n_articles == 6

@@ -5,14 +5,17 @@ surname, folded across spellings, or an organisation's normalized name; none for
 speaker without a name) and it repeats one of the cluster's members (overlap of
 content-word stems, a measure that tolerates rewording around the same core statement,
 or the same words in quotation marks) while staying close enough to the claim that
-founded it. Different speakers never share
-a cluster: the speaker key is part of the lookup, not of the score. Measured against a
-hand-made gold: docs/claims-eval.md ("Clusters against the gold").
+founded it; of clusters it repeats equally well, it joins the one with most members.
+Different speakers never share a cluster: the speaker key is part of the lookup, not of
+the score. Two clusters of one speaker that both hold the same wording (the same content
+words, at least five) are one statement split by a poor founder: the claim that finds
+its wording in both merges them. Measured against a hand-made gold:
+docs/claims-eval.md ("Clusters against the gold").
 
-Concurrency: clustering for one speaker key is serialized with a transaction-scoped
-advisory lock on PostgreSQL, every key of an article's claims taken up front in one
-sorted order (:func:`lock_speakers`), so two articles never deadlock on them; SQLite
-serializes all writers.
+Concurrency: clustering (and merging) for one speaker key is serialized with a
+transaction-scoped advisory lock on PostgreSQL, every key of an article's claims taken up
+front in one sorted order (:func:`lock_speakers`), so two articles never deadlock on
+them; SQLite serializes all writers.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 
 import snowballstemmer
-from sqlalchemy import Float, Select, case, func, literal, or_, text, update
+from sqlalchemy import Float, Select, case, delete, func, literal, or_, text, update
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
@@ -639,21 +643,55 @@ def cluster_score(
     :func:`repeats` over its members, if at least ``threshold``, or ``threshold`` when it
     quotes the same words as a member (:func:`shares_quotation`), provided the claim is
     still at least :data:`FOUNDER_FLOOR` close to the cluster's founding text; else 0."""
+    return _score(words, founder, members, threshold, text)[0]
+
+
+def _score(
+    words: set[str], founder: str, members: list[str], threshold: float, text: str
+) -> tuple[float, bool]:
+    """:func:`cluster_score`, and whether a member has the claim's wording
+    (:func:`is_same_wording`), from one pass over the members' content words."""
     if repeats(words, content_words(founder)) < FOUNDER_FLOOR:
-        return 0.0
-    best = max((repeats(words, content_words(m)) for m in members), default=0.0)
+        return 0.0, False
+    best = 0.0
+    same = False
+    for member in members:
+        theirs = content_words(member)
+        score = repeats(words, theirs)
+        best = max(best, score)
+        # the same wording repeats a member whole (score 1): only then compare the sets
+        same = same or (score >= 1.0 and is_same_wording(words, theirs))
     if best >= threshold and best > 0:
-        return best
+        return best, same
     if text and quoted_phrases(text) and any(shares_quotation(text, m) for m in members):
-        return threshold
-    return 0.0
+        return threshold, False
+    return 0.0, False
 
 
-def best_cluster(
+def is_same_wording(a: set[str], b: set[str]) -> bool:
+    """Whether two claims are the same wording: the same content words (stems), at least
+    :data:`_FEWEST` of them (two claims of one or two shared words, "a witch hunt",
+    are not evidence of one statement)."""
+    return len(a) >= _FEWEST and a == b
+
+
+@dataclass
+class Candidate:
+    """A cluster a claim repeats (:func:`cluster_score` above 0)."""
+
+    cluster_id: int
+    score: float
+    n_members: int
+    same_wording: bool  # a member has the claim's wording (:func:`is_same_wording`)
+
+
+def scored_clusters(
     session: Session, key: str, words: set[str], threshold: float, text: str = ""
-) -> int | None:
-    """The cluster of speaker ``key`` that a claim of content ``words`` repeats best
-    (:func:`cluster_score`), if any.
+) -> list[Candidate]:
+    """Every cluster of speaker ``key`` that a claim of content ``words`` (and ``text``)
+    repeats (:func:`cluster_score` above 0), best first: the highest score, then the
+    cluster with the most members (the one most outlets carry, not a stray founded by a
+    fragment of the statement), then the oldest (lowest id).
 
     Every member counts, not only the claim that founded the cluster, so a cluster
     grows as outlets reword it. The index (``claimclusterword``) holds each cluster's
@@ -663,15 +701,12 @@ def best_cluster(
     vocabulary shares fewer than ``threshold * min(m_min, n)`` holds no member that can
     match by its words; a cluster holding two of the words the claim ``text`` quotes is
     kept too, as a member may quote the same words (:func:`shares_quotation`). Only the
-    texts of the clusters left (founder and members) are read and scored.
-
-    Ties (several clusters with the best score) go to the lowest cluster id, the oldest
-    cluster."""
+    texts of the clusters left (founder and members) are read and scored."""
     if not words:
-        return None
+        return []
     rows = session.execute(candidate_query(key, words, threshold, quoted_words(text))).all()
     if not rows:
-        return None
+        return []
     candidates = sorted({r[0] for r in rows})
     founders = dict(
         session.execute(
@@ -687,15 +722,54 @@ def best_cluster(
         )
     ).all():
         members[cluster_id].append(member)
-    best: tuple[float, int | None] = (0.0, None)
+    out: list[Candidate] = []
     for cluster_id in candidates:
         founder = founders.get(cluster_id)
         if founder is None:
             continue
-        score = cluster_score(words, founder, members[cluster_id] or [founder], threshold, text)
-        if score > best[0]:
-            best = (score, cluster_id)
-    return best[1]
+        texts = members[cluster_id] or [founder]
+        score, same = _score(words, founder, texts, threshold, text)
+        if score > 0:
+            out.append(Candidate(cluster_id, score, len(texts), same))
+    out.sort(key=lambda c: (-c.score, -c.n_members, c.cluster_id))
+    return out
+
+
+def best_cluster(
+    session: Session, key: str, words: set[str], threshold: float, text: str = ""
+) -> int | None:
+    """The cluster of speaker ``key`` that a claim of content ``words`` repeats best
+    (:func:`scored_clusters`), if any."""
+    found = scored_clusters(session, key, words, threshold, text)
+    return found[0].cluster_id if found else None
+
+
+def merge_clusters(session: Session, keep: int, gone: int) -> None:
+    """Move every claim of cluster ``gone`` into cluster ``keep`` (of the same speaker
+    key), with its words into ``keep``'s vocabulary, and delete ``gone``. The caller
+    holds the speaker's lock (:func:`lock_speakers`) and refreshes ``keep``."""
+    w = ClaimClusterWord
+    session.execute(update(Claim).where(col(Claim.cluster_id) == gone).values(cluster_id=keep))
+    rows = session.execute(
+        sql_select(col(w.word), col(w.n_words), col(w.speaker_key)).where(col(w.cluster_id) == gone)
+    ).all()
+    session.execute(delete(w).where(col(w.cluster_id) == gone))
+    if rows:
+        have = dict(
+            session.execute(
+                sql_select(col(w.word), col(w.n_words)).where(col(w.cluster_id) == keep)
+            ).all()
+        )
+        smallest = min([*have.values(), *(r[1] for r in rows)])
+        if have and smallest < min(have.values()):
+            session.execute(update(w).where(col(w.cluster_id) == keep).values(n_words=smallest))
+        new = {r[0] for r in rows} - set(have)
+        if new:
+            session.execute(sql_insert(w), word_rows(keep, rows[0][2], new, smallest))
+    cluster = session.get(ClaimCluster, gone)
+    if cluster is not None:
+        session.delete(cluster)
+    session.flush()
 
 
 def _grow_index(session: Session, cluster_id: int, key: str, words: set[str]) -> None:
@@ -721,8 +795,14 @@ def assign_clusters(
 ) -> set[int]:
     """Give every claim of ``article`` a cluster; return the clusters touched.
 
-    A claim joins the cluster of its speaker it repeats best (:func:`best_cluster`) and
-    adds its words to the cluster's vocabulary, or starts a new cluster."""
+    A claim joins the cluster of its speaker it repeats best (:func:`scored_clusters`)
+    and adds its words to the cluster's vocabulary, or starts a new cluster. When the
+    claim has the same wording (:func:`is_same_wording`) as a member of the cluster it
+    joins and as a member of another cluster it repeats, the two clusters hold one
+    statement (a poor founder, a fragment or a neighbouring sentence, kept its later
+    wordings out of the first cluster): the other cluster is merged into the one joined
+    (:func:`merge_clusters`; the speaker's lock is held). A claim merely repeating two
+    clusters, such as a long quotation holding two statements, merges nothing."""
     touched: set[int] = set()
     keyed = [(claim, speaker_key(claim.speaker_resolved or claim.speaker)) for claim in claims]
     lock_speakers(session, {key for _, key in keyed if key})
@@ -730,8 +810,8 @@ def assign_clusters(
         if not key:
             continue
         words = content_words(claim.text)
-        found = best_cluster(session, key, words, threshold, claim.text)
-        if found is None:
+        scored = scored_clusters(session, key, words, threshold, claim.text)
+        if not scored:
             cluster = ClaimCluster(
                 speaker_key=key, speaker=claim.speaker_resolved or claim.speaker, text=claim.text
             )
@@ -743,6 +823,12 @@ def assign_clusters(
                 session.execute(sql_insert(ClaimClusterWord), rows)
             found = cluster.id
         else:
+            found = scored[0].cluster_id
+            if scored[0].same_wording:
+                for other in scored[1:]:
+                    if other.same_wording:
+                        merge_clusters(session, found, other.cluster_id)
+                        touched.discard(other.cluster_id)
             _grow_index(session, found, key, words)
         claim.cluster_id = found
         session.flush()
