@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select, case, func, literal, or_, update
+from sqlalchemy import CompoundSelect, Select, bindparam, case, func, literal, or_, update
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -116,9 +117,10 @@ def _article_rows(article: Any, carries: Any) -> Select[Any]:
     ).join(Claim, col(Claim.article_id) == carries)
 
 
-def member_articles(cluster_id: int) -> CompoundSelect[Any]:
+def member_articles(cluster_id: Any) -> CompoundSelect[Any]:
     """Every article carrying a claim of the cluster, and every duplicate of one, with
-    its host, order time and discovery time: one row per claim."""
+    its host, order time and discovery time: one row per claim. ``cluster_id``: an id,
+    or a bound parameter (:func:`refresh_statement`)."""
     dup = aliased(Article)
     carrying = _article_rows(Article, Article.id).where(col(Claim.cluster_id) == cluster_id)
     copies = _article_rows(dup, dup.duplicate_of_id).where(col(Claim.cluster_id) == cluster_id)
@@ -166,6 +168,28 @@ def cluster_members(session: Session, cluster_id: int) -> list[ClusterMember]:
     return [m for _, m in members]
 
 
+@cache
+def refresh_statement() -> Select[Any]:
+    """A cluster's article and outlet counts and its first appearance (the module's
+    order over its member articles, duplicates included), for the bound parameter
+    ``cluster_id``. Built once per process: building it (an aliased article, a CTE,
+    three scalar subqueries) cost more CPU than the claims step's spaCy parse when it
+    was built anew for every cluster touched (issue 16); SQLAlchemy finds the compiled
+    form of one statement object in its cache at once."""
+    m = member_articles(bindparam("cluster_id")).cte("members")
+
+    def first(column: Any) -> Any:
+        return sql_select(column).order_by(m.c.at, m.c.disc, m.c.aid).limit(1).scalar_subquery()
+
+    return sql_select(
+        func.count(func.distinct(m.c.aid)),
+        func.count(func.distinct(m.c.host)),
+        first(m.c.aid),
+        first(m.c.shown),
+        first(m.c.prec),
+    )
+
+
 def refresh_cluster(session: Session, cluster_id: int) -> None:
     """Recount a cluster's articles and outlets and find its first appearance (the
     module's order over its member articles, duplicates included); a cluster left
@@ -173,19 +197,8 @@ def refresh_cluster(session: Session, cluster_id: int) -> None:
     cluster = session.get(ClaimCluster, cluster_id)
     if cluster is None:
         return
-    m = member_articles(cluster_id).cte("members")
-
-    def first(column: Any) -> Any:
-        return sql_select(column).order_by(m.c.at, m.c.disc, m.c.aid).limit(1).scalar_subquery()
-
     n_articles, n_outlets, first_id, first_at, first_precision = session.execute(
-        sql_select(
-            func.count(func.distinct(m.c.aid)),
-            func.count(func.distinct(m.c.host)),
-            first(m.c.aid),
-            first(m.c.shown),
-            first(m.c.prec),
-        )
+        refresh_statement(), {"cluster_id": cluster_id}
     ).one()
     if not n_articles:
         session.delete(cluster)
@@ -216,6 +229,7 @@ __all__ = [
     "page_at",
     "precision_of",
     "refresh_cluster",
+    "refresh_statement",
     "shown_at",
     "shown_precision",
     "sync_claim_times",
