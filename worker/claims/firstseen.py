@@ -17,6 +17,7 @@ the original's are extracted) and every cluster's first seen is recounted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -117,10 +118,9 @@ def _article_rows(article: Any, carries: Any) -> Select[Any]:
     ).join(Claim, col(Claim.article_id) == carries)
 
 
-def member_articles(cluster_id: Any) -> CompoundSelect[Any]:
+def member_articles(cluster_id: int) -> CompoundSelect[Any]:
     """Every article carrying a claim of the cluster, and every duplicate of one, with
-    its host, order time and discovery time: one row per claim. ``cluster_id``: an id,
-    or a bound parameter (:func:`refresh_statement`)."""
+    its host, order time and discovery time: one row per claim."""
     dup = aliased(Article)
     carrying = _article_rows(Article, Article.id).where(col(Claim.cluster_id) == cluster_id)
     copies = _article_rows(dup, dup.duplicate_of_id).where(col(Claim.cluster_id) == cluster_id)
@@ -168,46 +168,102 @@ def cluster_members(session: Session, cluster_id: int) -> list[ClusterMember]:
     return [m for _, m in members]
 
 
-@cache
-def refresh_statement() -> Select[Any]:
-    """A cluster's article and outlet counts and its first appearance (the module's
-    order over its member articles, duplicates included), for the bound parameter
-    ``cluster_id``. Built once per process: building it (an aliased article, a CTE,
-    three scalar subqueries) cost more CPU than the claims step's spaCy parse when it
-    was built anew for every cluster touched (issue 16); SQLAlchemy finds the compiled
-    form of one statement object in its cache at once."""
-    m = member_articles(bindparam("cluster_id")).cte("members")
-
-    def first(column: Any) -> Any:
-        return sql_select(column).order_by(m.c.at, m.c.disc, m.c.aid).limit(1).scalar_subquery()
-
-    return sql_select(
-        func.count(func.distinct(m.c.aid)),
-        func.count(func.distinct(m.c.host)),
-        first(m.c.aid),
-        first(m.c.shown),
-        first(m.c.prec),
+def _members_of_clusters() -> CompoundSelect[Any]:
+    """:func:`member_articles` for the clusters of the expanding bound parameter
+    ``ids``, with each row's cluster (``cid``)."""
+    dup = aliased(Article)
+    ids: Any = bindparam("ids", expanding=True)
+    carrying = _article_rows(Article, Article.id).add_columns(col(Claim.cluster_id).label("cid"))
+    copies = _article_rows(dup, dup.duplicate_of_id).add_columns(col(Claim.cluster_id).label("cid"))
+    return carrying.where(col(Claim.cluster_id).in_(ids)).union_all(
+        copies.where(col(Claim.cluster_id).in_(ids))
     )
 
 
+@cache
+def refresh_statement() -> Select[Any]:
+    """Per cluster of the expanding bound parameter ``ids`` that has a member: its id,
+    its article and outlet counts and its first appearance (the module's order over its
+    member articles, duplicates included: the first row of each cluster's window).
+
+    Built once per process: building it anew for every cluster touched (an aliased
+    article, a CTE, three scalar subqueries) cost more CPU than the claims step's spaCy
+    parse (issue 16); SQLAlchemy finds the compiled form of one statement object in its
+    cache at once. One statement for every cluster of a step, and their updates flushed
+    together."""
+    m = _members_of_clusters().cte("members")
+    counts = (
+        sql_select(
+            m.c.cid,
+            func.count(func.distinct(m.c.aid)).label("n_articles"),
+            func.count(func.distinct(m.c.host)).label("n_outlets"),
+        )
+        .group_by(m.c.cid)
+        .subquery("counts")
+    )
+    ranked = sql_select(
+        m.c.cid,
+        m.c.aid,
+        m.c.shown,
+        m.c.prec,
+        func.row_number()
+        .over(partition_by=m.c.cid, order_by=(m.c.at, m.c.disc, m.c.aid))
+        .label("rn"),
+    ).subquery("ranked")
+    return sql_select(
+        counts.c.cid,
+        counts.c.n_articles,
+        counts.c.n_outlets,
+        ranked.c.aid,
+        ranked.c.shown,
+        ranked.c.prec,
+    ).join(ranked, (ranked.c.cid == counts.c.cid) & (ranked.c.rn == 1))
+
+
+def refresh_clusters(session: Session, cluster_ids: Iterable[int]) -> None:
+    """Recount the articles and outlets of the clusters ``cluster_ids`` and find their
+    first appearances (the module's order over their member articles, duplicates
+    included), in one statement; a cluster left without claims is deleted."""
+    wanted = sorted(set(cluster_ids))
+    if not wanted:
+        return
+    clusters: dict[int, ClaimCluster] = {}
+    missing: list[int] = []
+    for cluster_id in wanted:
+        # One just created is in the session already: no read (``Session.get`` would
+        # read its columns filled by the database, such as ``created_at``, again).
+        held = session.identity_map.get(session.identity_key(ClaimCluster, cluster_id))
+        if isinstance(held, ClaimCluster):
+            clusters[cluster_id] = held
+        else:
+            missing.append(cluster_id)
+    if missing:
+        for cluster in session.exec(
+            select(ClaimCluster).where(col(ClaimCluster.id).in_(missing))
+        ).all():
+            assert cluster.id is not None
+            clusters[cluster.id] = cluster
+    if not clusters:
+        return
+    found = {
+        row[0]: row[1:]
+        for row in session.execute(refresh_statement(), {"ids": sorted(clusters)}).all()
+    }
+    for cluster_id, cluster in clusters.items():
+        if cluster_id not in found:
+            session.delete(cluster)
+            continue
+        n_articles, n_outlets, first_id, first_at, first_precision = found[cluster_id]
+        cluster.n_articles = n_articles
+        cluster.n_outlets = n_outlets
+        cluster.first_article_id = first_id
+        cluster.first_seen_at = _aware(first_at)
+        cluster.first_seen_precision = first_precision
+
+
 def refresh_cluster(session: Session, cluster_id: int) -> None:
-    """Recount a cluster's articles and outlets and find its first appearance (the
-    module's order over its member articles, duplicates included); a cluster left
-    without claims is deleted."""
-    cluster = session.get(ClaimCluster, cluster_id)
-    if cluster is None:
-        return
-    n_articles, n_outlets, first_id, first_at, first_precision = session.execute(
-        refresh_statement(), {"cluster_id": cluster_id}
-    ).one()
-    if not n_articles:
-        session.delete(cluster)
-        return
-    cluster.n_articles = n_articles
-    cluster.n_outlets = n_outlets
-    cluster.first_article_id = first_id
-    cluster.first_seen_at = _aware(first_at)
-    cluster.first_seen_precision = first_precision
+    """:func:`refresh_clusters` for one cluster."""
+    refresh_clusters(session, (cluster_id,))
 
 
 def _aware(value: Any) -> datetime | None:
@@ -229,6 +285,7 @@ __all__ = [
     "page_at",
     "precision_of",
     "refresh_cluster",
+    "refresh_clusters",
     "refresh_statement",
     "shown_at",
     "shown_precision",

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from schemas.models import Article, ArticleState, Claim
 from schemas.types import utcnow
 from worker.claims.clustering import assign_clusters
-from worker.claims.firstseen import page_at, refresh_cluster
+from worker.claims.firstseen import page_at, refresh_clusters
 from worker.core.settings import Settings
 from worker.core.states import set_state
 
@@ -85,18 +85,17 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
         session.flush()
         article.claims_status = "extracted"
     touched = assign_clusters(session, article, stored, settings.claim_cluster_threshold)
-    for cluster_id in old_clusters - touched:
-        refresh_cluster(session, cluster_id)
+    again = old_clusters - touched
     if article.duplicate_of_id is not None:
         # One more outlet repeats the canonical article's claims.
-        for cluster_id in {
+        again |= {
             c
             for c in session.exec(
                 select(Claim.cluster_id).where(Claim.article_id == article.duplicate_of_id)
             ).all()
             if c is not None
-        }:
-            refresh_cluster(session, cluster_id)
+        }
+    refresh_clusters(session, again)
     return len(stored)
 
 
