@@ -445,10 +445,14 @@ def lock_article(session: Session, article_id: int) -> bool:
     Also returns False for an article that no longer exists."""
     if not is_postgres(session):
         return True
-    row = session.execute(
-        select(Article.id).where(Article.id == article_id).with_for_update(skip_locked=True)
-    ).first()
-    return row is not None
+    return session.execute(_ROW_LOCK, {"article_id": article_id}).first() is not None
+
+
+_ROW_LOCK = (
+    select(Article.id)
+    .where(col(Article.id) == bindparam("article_id"))
+    .with_for_update(skip_locked=True)
+)
 
 
 def hold_sweep(session: Session, article_id: int, seconds: float) -> None:
