@@ -38,6 +38,7 @@ from schemas.models import Article, Claim, ClaimCluster, ClaimClusterWord
 from worker.claims.firstseen import ClusterMember as ClusterMember
 from worker.claims.firstseen import cluster_members as cluster_members
 from worker.claims.firstseen import refresh_cluster as refresh_cluster
+from worker.claims.firstseen import refresh_clusters
 from worker.core.db import is_postgres
 
 _TITLES = {
@@ -833,8 +834,7 @@ def assign_clusters(
         claim.cluster_id = found
         session.flush()
         touched.add(found)
-    for cluster_id in touched:
-        refresh_cluster(session, cluster_id)
+    refresh_clusters(session, touched)
     return touched
 
 

@@ -17,11 +17,13 @@ the original's are extracted) and every cluster's first seen is recounted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select, case, func, literal, or_, update
+from sqlalchemy import CompoundSelect, Select, bindparam, case, func, literal, or_, update
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -166,35 +168,102 @@ def cluster_members(session: Session, cluster_id: int) -> list[ClusterMember]:
     return [m for _, m in members]
 
 
-def refresh_cluster(session: Session, cluster_id: int) -> None:
-    """Recount a cluster's articles and outlets and find its first appearance (the
-    module's order over its member articles, duplicates included); a cluster left
-    without claims is deleted."""
-    cluster = session.get(ClaimCluster, cluster_id)
-    if cluster is None:
-        return
-    m = member_articles(cluster_id).cte("members")
+def _members_of_clusters() -> CompoundSelect[Any]:
+    """:func:`member_articles` for the clusters of the expanding bound parameter
+    ``ids``, with each row's cluster (``cid``)."""
+    dup = aliased(Article)
+    ids: Any = bindparam("ids", expanding=True)
+    carrying = _article_rows(Article, Article.id).add_columns(col(Claim.cluster_id).label("cid"))
+    copies = _article_rows(dup, dup.duplicate_of_id).add_columns(col(Claim.cluster_id).label("cid"))
+    return carrying.where(col(Claim.cluster_id).in_(ids)).union_all(
+        copies.where(col(Claim.cluster_id).in_(ids))
+    )
 
-    def first(column: Any) -> Any:
-        return sql_select(column).order_by(m.c.at, m.c.disc, m.c.aid).limit(1).scalar_subquery()
 
-    n_articles, n_outlets, first_id, first_at, first_precision = session.execute(
+@cache
+def refresh_statement() -> Select[Any]:
+    """Per cluster of the expanding bound parameter ``ids`` that has a member: its id,
+    its article and outlet counts and its first appearance (the module's order over its
+    member articles, duplicates included: the first row of each cluster's window).
+
+    Built once per process: building it anew for every cluster touched (an aliased
+    article, a CTE, three scalar subqueries) cost more CPU than the claims step's spaCy
+    parse (issue 16); SQLAlchemy finds the compiled form of one statement object in its
+    cache at once. One statement for every cluster of a step, and their updates flushed
+    together."""
+    m = _members_of_clusters().cte("members")
+    counts = (
         sql_select(
-            func.count(func.distinct(m.c.aid)),
-            func.count(func.distinct(m.c.host)),
-            first(m.c.aid),
-            first(m.c.shown),
-            first(m.c.prec),
+            m.c.cid,
+            func.count(func.distinct(m.c.aid)).label("n_articles"),
+            func.count(func.distinct(m.c.host)).label("n_outlets"),
         )
-    ).one()
-    if not n_articles:
-        session.delete(cluster)
+        .group_by(m.c.cid)
+        .subquery("counts")
+    )
+    ranked = sql_select(
+        m.c.cid,
+        m.c.aid,
+        m.c.shown,
+        m.c.prec,
+        func.row_number()
+        .over(partition_by=m.c.cid, order_by=(m.c.at, m.c.disc, m.c.aid))
+        .label("rn"),
+    ).subquery("ranked")
+    return sql_select(
+        counts.c.cid,
+        counts.c.n_articles,
+        counts.c.n_outlets,
+        ranked.c.aid,
+        ranked.c.shown,
+        ranked.c.prec,
+    ).join(ranked, (ranked.c.cid == counts.c.cid) & (ranked.c.rn == 1))
+
+
+def refresh_clusters(session: Session, cluster_ids: Iterable[int]) -> None:
+    """Recount the articles and outlets of the clusters ``cluster_ids`` and find their
+    first appearances (the module's order over their member articles, duplicates
+    included), in one statement; a cluster left without claims is deleted."""
+    wanted = sorted(set(cluster_ids))
+    if not wanted:
         return
-    cluster.n_articles = n_articles
-    cluster.n_outlets = n_outlets
-    cluster.first_article_id = first_id
-    cluster.first_seen_at = _aware(first_at)
-    cluster.first_seen_precision = first_precision
+    clusters: dict[int, ClaimCluster] = {}
+    missing: list[int] = []
+    for cluster_id in wanted:
+        # One just created is in the session already: no read (``Session.get`` would
+        # read its columns filled by the database, such as ``created_at``, again).
+        held = session.identity_map.get(session.identity_key(ClaimCluster, cluster_id))
+        if isinstance(held, ClaimCluster):
+            clusters[cluster_id] = held
+        else:
+            missing.append(cluster_id)
+    if missing:
+        for cluster in session.exec(
+            select(ClaimCluster).where(col(ClaimCluster.id).in_(missing))
+        ).all():
+            assert cluster.id is not None
+            clusters[cluster.id] = cluster
+    if not clusters:
+        return
+    found = {
+        row[0]: row[1:]
+        for row in session.execute(refresh_statement(), {"ids": sorted(clusters)}).all()
+    }
+    for cluster_id, cluster in clusters.items():
+        if cluster_id not in found:
+            session.delete(cluster)
+            continue
+        n_articles, n_outlets, first_id, first_at, first_precision = found[cluster_id]
+        cluster.n_articles = n_articles
+        cluster.n_outlets = n_outlets
+        cluster.first_article_id = first_id
+        cluster.first_seen_at = _aware(first_at)
+        cluster.first_seen_precision = first_precision
+
+
+def refresh_cluster(session: Session, cluster_id: int) -> None:
+    """:func:`refresh_clusters` for one cluster."""
+    refresh_clusters(session, (cluster_id,))
 
 
 def _aware(value: Any) -> datetime | None:
@@ -216,6 +285,8 @@ __all__ = [
     "page_at",
     "precision_of",
     "refresh_cluster",
+    "refresh_clusters",
+    "refresh_statement",
     "shown_at",
     "shown_precision",
     "sync_claim_times",

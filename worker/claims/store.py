@@ -8,13 +8,13 @@ inserted in the same transaction.
 
 from __future__ import annotations
 
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, ArticleState, Claim
 from schemas.types import utcnow
 from worker.claims.clustering import assign_clusters
-from worker.claims.firstseen import page_at, refresh_cluster
+from worker.claims.firstseen import page_at, refresh_clusters
 from worker.core.settings import Settings
 from worker.core.states import set_state
 
@@ -58,45 +58,53 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
         article.claims_status = status
         stored: list[Claim] = []
     else:
-        seen: set[tuple[int, int, str]] = set()
+        rows: dict[tuple[int, int, str], dict[str, object]] = {}
         at = page_at(article)
-        stored = []
+        now = utcnow()
         for c in found:
             key = (c.start, c.end, c.verb)
-            if key in seen:
+            if key in rows:
                 continue
-            seen.add(key)
-            stored.append(
-                Claim(
-                    article_id=article.id,
-                    speaker=c.speaker,
-                    speaker_resolved=c.speaker_resolved,
-                    verb=c.verb,
-                    kind=c.kind,
-                    text=c.text,
-                    start=c.start,
-                    end=c.end,
-                    sentence=c.sentence,
-                    extractor_version=EXTRACTOR_VERSION,
-                    article_at=at,
-                )
+            rows[key] = {
+                "article_id": article.id,
+                "speaker": c.speaker,
+                "speaker_resolved": c.speaker_resolved,
+                "verb": c.verb,
+                "kind": c.kind,
+                "text": c.text,
+                "start": c.start,
+                "end": c.end,
+                "sentence": c.sentence,
+                "extractor_version": EXTRACTOR_VERSION,
+                "article_at": at,
+                "created_at": now,
+            }
+        # One INSERT for all of them (an ORM bulk insert returning the new rows as
+        # objects of the session): the unit of work's flush inserts one row a statement
+        # on SQLite, which cannot return new ids in the order of the rows. The rows come
+        # back in any order; the span key (unique per article) puts them in the claims'.
+        by_key = {
+            (claim.start, claim.end, claim.verb): claim
+            for claim in (
+                session.scalars(insert(Claim).returning(Claim), list(rows.values())).all()
+                if rows
+                else []
             )
-        session.add_all(stored)
-        session.flush()
+        }
+        stored = [by_key[key] for key in rows]
         article.claims_status = "extracted"
     touched = assign_clusters(session, article, stored, settings.claim_cluster_threshold)
-    for cluster_id in old_clusters - touched:
-        refresh_cluster(session, cluster_id)
+    again = old_clusters - touched
     if article.duplicate_of_id is not None:
         # One more outlet repeats the canonical article's claims.
-        for cluster_id in {
+        again |= {
             c
             for c in session.exec(
                 select(Claim.cluster_id).where(Claim.article_id == article.duplicate_of_id)
             ).all()
             if c is not None
-        }:
-            refresh_cluster(session, cluster_id)
+        }
+    refresh_clusters(session, again)
     return len(stored)
 
 

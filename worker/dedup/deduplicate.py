@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, ArticleState, DupGroup
@@ -93,15 +93,22 @@ def _take_write_lock(session: Session, article_id: int) -> None:
     """SQLite: take the database write lock before reading anything (a no-op UPDATE is
     the transaction's first write, so the RESERVED lock is held from here to commit and
     every read after it sees the newest data). PostgreSQL: lock the article's row."""
-    if is_postgres(session):
-        session.execute(select(Article.id).where(col(Article.id) == article_id).with_for_update())
-    else:
-        session.execute(
-            update(Article)
-            .where(col(Article.id) == article_id)
-            .values(state=Article.state)
-            .execution_options(synchronize_session=False)
-        )
+    statement = _ROW_LOCK if is_postgres(session) else _WRITE_LOCK
+    session.execute(statement, {"article_id": article_id})
+
+
+_ROW_LOCK = select(Article.id).where(col(Article.id) == bindparam("article_id")).with_for_update()
+_WRITE_LOCK = (
+    update(Article)
+    .where(col(Article.id) == bindparam("article_id"))
+    .values(state=Article.state)
+    .execution_options(synchronize_session=False)
+)
+
+
+_TEXT_AND_STATE = select(Article.text, Article.state).where(
+    col(Article.id) == bindparam("article_id")
+)
 
 
 def deduplicate_article(
@@ -117,10 +124,10 @@ def deduplicate_article(
     # the lock is held from the first write to the commit, and every other step of
     # every process waited for it while this one hashed (issue 16). The text is read
     # again under the lock; a text that changed meanwhile is sketched again.
-    before = session.get(Article, article_id)
+    before = session.execute(_TEXT_AND_STATE, {"article_id": article_id}).first()
     early = (
-        (before.text, sketch(before.text, params))
-        if before is not None and before.state == ArticleState.extracted
+        (before[0], sketch(before[0], params))
+        if before is not None and before[1] == ArticleState.extracted
         else None
     )
     _take_write_lock(session, article_id)

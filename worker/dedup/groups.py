@@ -60,10 +60,9 @@ def _demote(session: Session, article: Article) -> None:
         article.claims_status = "duplicate"
     if clusters:
         session.flush()
-        from worker.claims.firstseen import refresh_cluster
+        from worker.claims.firstseen import refresh_clusters
 
-        for cluster_id in sorted(clusters):
-            refresh_cluster(session, cluster_id)
+        refresh_clusters(session, clusters)
 
 
 def set_canonical(session: Session, group: DupGroup, canonical_id: int) -> None:
@@ -209,10 +208,9 @@ def merge_groups(session: Session, into: DupGroup, others: list[DupGroup]) -> No
         if c is not None
     }
     if clusters:
-        from worker.claims.firstseen import refresh_cluster
+        from worker.claims.firstseen import refresh_clusters
 
-        for cluster_id in sorted(clusters):
-            refresh_cluster(session, cluster_id)
+        refresh_clusters(session, clusters)
 
 
 def _matches_text(

@@ -42,18 +42,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 import redis.exceptions
 import structlog
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy import case, text, update
+from sqlalchemy import bindparam, case, text, update
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, col, select
 
 from schemas.models import PENDING_ARTICLE_STATES, Article, ArticleState
-from schemas.types import utcnow
+from schemas.types import UTCDateTime, utcnow
 from worker.claims.model import ModelUnavailable
 from worker.core import outbox
 from worker.core.db import is_postgres, unit_of_work
@@ -193,9 +192,7 @@ def run_step(
         with unit_of_work() as session:
             if lock_article(session, article_id):
                 result = step.run(session, article_id, settings)
-                end_step(session, article_id, advanced=result.advanced)
-                article = session.get(Article, article_id)
-                state = article.state if article is not None else None
+                state = end_step(session, article_id, advanced=result.advanced)
                 if on_end is not None:
                     on_end(session)
                 if follow_up:
@@ -299,6 +296,19 @@ _BEGIN_STEP_PG = text(
 )
 
 
+_START_ROW = select(Article.state, Article.step_starts, Article.step_started_at).where(
+    col(Article.id) == bindparam("article_id")
+)
+_COUNT_START = (
+    update(Article)
+    .where(col(Article.id) == bindparam("article_id"))
+    .values(
+        step_starts=col(Article.step_starts) + 1,
+        step_started_at=bindparam("now", type_=UTCDateTime()),
+    )
+)
+
+
 class StepStart(StrEnum):
     """What :func:`begin_step` decided."""
 
@@ -359,11 +369,7 @@ def begin_step(
             if state is not None and state != takes:
                 return _not_its_state(state), 0
     else:
-        row = session.execute(
-            select(Article.state, Article.step_starts, Article.step_started_at).where(
-                col(Article.id) == article_id
-            )
-        ).first()
+        row = session.execute(_START_ROW, {"article_id": article_id}).first()
     if row is None:
         return StepStart.busy, 0
     state, deaths, last_start = row[0], int(row[1]), row[2]
@@ -386,11 +392,7 @@ def begin_step(
             )
         session.execute(update(Article).where(col(Article.id) == article_id).values(**values))
         return (StepStart.quarantined if "state" in values else StepStart.abandoned), deaths
-    session.execute(
-        update(Article)
-        .where(col(Article.id) == article_id)
-        .values(step_starts=col(Article.step_starts) + 1, step_started_at=now)
-    )
+    session.execute(_COUNT_START, {"article_id": article_id, "now": now})
     return StepStart.run, deaths
 
 
@@ -400,18 +402,36 @@ def _not_its_state(state: str) -> StepStart:
     return StepStart.not_its_state
 
 
-def end_step(session: Session, article_id: int, *, advanced: bool) -> None:
+_PENDING = [s.value for s in PENDING_ARTICLE_STATES]
+_STARTS = col(Article.step_starts)
+_END_STEP = {
+    # Built once: a step's bookkeeping statements are the same for every article (their
+    # values bound), and building them anew for each step was CPU of every step.
+    advanced: update(Article)
+    .where(col(Article.id) == bindparam("article_id"), _STARTS > 0)
+    .values(
+        step_starts=0
+        if advanced
+        else case((col(Article.state).in_(_PENDING), _STARTS - 1), else_=0)
+    )
+    .returning(col(Article.state))
+    for advanced in (True, False)
+}
+_STATE = select(Article.state).where(col(Article.id) == bindparam("article_id"))
+
+
+def end_step(session: Session, article_id: int, *, advanced: bool) -> str | None:
     """The step started by :func:`begin_step` returned or raised (its process lives):
     take its start back. A step that moved the article on clears the counter, so the
     next step starts from zero; so does any step that ends on a finished article (what
     is left there are starts whose take-back failed, say during a database outage, of
-    messages that found nothing to do: no step of that article is dying)."""
-    starts = col(Article.step_starts)
-    pending = [s.value for s in PENDING_ARTICLE_STATES]
-    value: Any = 0 if advanced else case((col(Article.state).in_(pending), starts - 1), else_=0)
-    session.execute(
-        update(Article).where(col(Article.id) == article_id, starts > 0).values(step_starts=value)
-    )
+    messages that found nothing to do: no step of that article is dying).
+
+    Returns the article's state (None: it is gone), read by the same statement."""
+    row = session.execute(_END_STEP[advanced], {"article_id": article_id}).first()
+    if row is None:  # no start to take back
+        row = session.execute(_STATE, {"article_id": article_id}).first()
+    return str(row[0]) if row is not None else None
 
 
 def lock_article(session: Session, article_id: int) -> bool:
@@ -425,10 +445,14 @@ def lock_article(session: Session, article_id: int) -> bool:
     Also returns False for an article that no longer exists."""
     if not is_postgres(session):
         return True
-    row = session.execute(
-        select(Article.id).where(Article.id == article_id).with_for_update(skip_locked=True)
-    ).first()
-    return row is not None
+    return session.execute(_ROW_LOCK, {"article_id": article_id}).first() is not None
+
+
+_ROW_LOCK = (
+    select(Article.id)
+    .where(col(Article.id) == bindparam("article_id"))
+    .with_for_update(skip_locked=True)
+)
 
 
 def hold_sweep(session: Session, article_id: int, seconds: float) -> None:
