@@ -39,8 +39,12 @@ def test_a_folder_written_by_kombus_own_transport_is_read_in_order(tmp_path: Pat
     """Messages left in the folder by an older claimwire (kombu's filesystem transport
     wrote them, names and bodies alike) are all taken, oldest first, none twice."""
     options = _options(tmp_path)
+    # A queue name of this test only: kombu keeps the exchanges a process declared in
+    # memory (shared by every filesystem transport), and an "io" exchange declared by
+    # an earlier test's Celery app, with another control folder, would route nothing.
+    name = f"io-{tmp_path.name}"
     with Connection("filesystem://", transport_options=options) as old:
-        queue = old.SimpleQueue("io")
+        queue = old.SimpleQueue(name)
         for n in range(30):
             queue.put({"n": n})
             time.sleep(0.002)  # the names carry the time in milliseconds
@@ -48,7 +52,7 @@ def test_a_folder_written_by_kombus_own_transport_is_read_in_order(tmp_path: Pat
     with Connection(
         "filesystem://", transport="worker.embedded.broker:Transport", transport_options=options
     ) as conn:
-        queue = conn.SimpleQueue("io")
+        queue = conn.SimpleQueue(name)
         taken = []
         while True:
             try:

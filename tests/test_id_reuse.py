@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, insert, text
+from sqlalchemy import JSON, column, delete, func, insert, table, text
 from sqlmodel import select
 
 from schemas.models import Article, ClaimCluster, Feed, FeedPoll, Sighting
@@ -29,6 +29,14 @@ def _article(n: int) -> dict[str, Any]:
         categories=[],
         tags=[],
     )
+
+
+def _old_article_row(n: int) -> Any:
+    """An INSERT of article ``n`` naming only the columns of ``_article`` (an old schema
+    lacks the columns added since, which the model's INSERT would name)."""
+    row = {"id": n, **_article(n)}
+    cols = [column(k, JSON) if k in ("categories", "tags") else column(k) for k in row]
+    return insert(table("article", *cols)).values(**row)
 
 
 def _new_ids_after_deleting_the_newest(settings: Any) -> None:
@@ -118,7 +126,7 @@ def test_a_database_migrated_from_0008_keeps_its_rows_and_never_reuses_ids(
                 ),
                 {"id": n, "now": now},
             )
-        conn.execute(insert(Article.__table__).values(id=1, **_article(1)))  # type: ignore[attr-defined]
+        conn.execute(_old_article_row(1))
         conn.execute(
             text(
                 "INSERT INTO sighting (article_id, feed_id, entry_url, seen_at) "
