@@ -267,3 +267,20 @@ def test_progress_lines_come_only_when_due_and_changed(
     line = reporter.report()
     assert line is not None and f"articles: {len(STORIES)} processed, 0 pending" in line
     assert lines == [first, line]
+
+
+@pytest.mark.parametrize(
+    ("setting", "cores", "expected"),
+    [(-1, 1, 2), (-1, 2, 3), (-1, 3, 4), (-1, 16, 4), (-1, None, 2), (0, 8, 0), (6, 2, 6)],
+)
+def test_the_cpu_processes_are_one_more_than_the_cores_at_most_four(
+    monkeypatch: pytest.MonkeyPatch, setting: int, cores: int | None, expected: int
+) -> None:
+    """The automatic count keeps the cores busy while a CPU process waits for SQLite's
+    write lock (one more than the cores), within the laptop's ceiling; a set count is
+    taken as it is, 0 included (the steps then run in the `run` process)."""
+    from worker.core.settings import Settings
+    from worker.embedded import cpu_pool
+
+    monkeypatch.setattr(cpu_pool.os, "cpu_count", lambda: cores)
+    assert cpu_pool.cpu_processes(Settings(embedded_cpu_processes=setting)) == expected

@@ -160,7 +160,8 @@ class Settings(BaseSettings):
         -1,
         ge=-1,
         description="Worker processes `claimwire run` starts for extraction, dedup and "
-        "claims (the `cpu` queue). -1: one per core, at most 4. 0: none, they run in the "
+        "claims (the `cpu` queue). -1: one more than the cores, at most 4 (a process "
+        "waiting for SQLite's write lock leaves its core to another). 0: none, they run in the "
         "threads of the `run` process (one core).",
     )
     task_time_limit: int = Field(300, description="Hard time limit of a task (s).")

@@ -34,11 +34,18 @@ extractor (a few hundred MB), and a laptop shares its cores with its user."""
 
 
 def cpu_processes(settings: Settings) -> int:
-    """Processes for the CPU steps: the setting, or with -1 one per core (at most
-    :data:`MAX_AUTO_PROCESSES`). 0: none, the steps run in the `run` process's threads."""
+    """Processes for the CPU steps: the setting, or with -1 one more than the cores (at
+    most :data:`MAX_AUTO_PROCESSES`). 0: none, the steps run in the `run` process's
+    threads.
+
+    One more than the cores: between two steps a CPU process waits (for SQLite's write
+    lock, held by another process's step, and for its next message), and with one
+    process a core those waits left the cores idle a third of the run; a third process
+    on two cores took 1,124 pages over 100 hosts from 87.6-87.9 s to 79.1-79.7 s (two
+    pairs run one after the other, docs/benchmarks.md)."""
     if settings.embedded_cpu_processes >= 0:
         return settings.embedded_cpu_processes
-    return max(1, min(MAX_AUTO_PROCESSES, os.cpu_count() or 1))
+    return max(1, min(MAX_AUTO_PROCESSES, (os.cpu_count() or 1) + 1))
 
 
 class CpuPool:
