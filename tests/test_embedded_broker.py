@@ -29,6 +29,13 @@ def _options(root: Path) -> dict[str, Any]:
     }
 
 
+def _ours(options: dict[str, Any]) -> Connection:
+    """A connection over claimwire's embedded broker (not kombu's own transport)."""
+    return Connection(
+        "filesystem://", transport="worker.embedded.broker:Transport", transport_options=options
+    )
+
+
 def _channel(conn: Connection) -> broker.Channel:
     channel = conn.default_channel
     assert isinstance(channel, broker.Channel)
@@ -49,9 +56,7 @@ def test_a_folder_written_by_kombus_own_transport_is_read_in_order(tmp_path: Pat
             queue.put({"n": n})
             time.sleep(0.002)  # the names carry the time in milliseconds
         queue.close()
-    with Connection(
-        "filesystem://", transport="worker.embedded.broker:Transport", transport_options=options
-    ) as conn:
+    with _ours(options) as conn:
         queue = conn.SimpleQueue(name)
         taken = []
         while True:
@@ -72,9 +77,7 @@ def test_messages_of_other_processes_are_found_by_the_next_listing(tmp_path: Pat
     older than RELIST_AFTER; one written by this process is taken at once."""
     options = _options(tmp_path)
     folder = Path(options["data_folder_in"])
-    with Connection(
-        "filesystem://", transport="worker.embedded.broker:Transport", transport_options=options
-    ) as conn:
+    with _ours(options) as conn:
         channel = _channel(conn)
         try:
             channel._get("cpu")
@@ -95,9 +98,7 @@ def test_a_stale_name_in_the_listing_is_skipped(tmp_path: Path) -> None:
     """Another consumer took a listed message first: the next one is taken."""
     options = _options(tmp_path)
     folder = Path(options["data_folder_in"])
-    with Connection(
-        "filesystem://", transport="worker.embedded.broker:Transport", transport_options=options
-    ) as conn:
+    with _ours(options) as conn:
         channel = _channel(conn)
         channel._put("io", {"n": 1})
         time.sleep(0.002)
