@@ -376,7 +376,12 @@ def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[flo
 
 
 def run_production(
-    env: dict[str, str], work: Path, feeds: list[str], expected: int, timeout: float
+    env: dict[str, str],
+    work: Path,
+    feeds: list[str],
+    expected: int,
+    timeout: float,
+    cpu_concurrency: int = 2,
 ) -> tuple[float, str]:
     from worker.testing.procs import PostgresServer, RedisServer, celery_beat, celery_worker
 
@@ -400,7 +405,13 @@ def run_production(
         procs = [
             celery_worker("io", env, work, queues="io", concurrency=32, loglevel="WARNING"),
             celery_worker(
-                "cpu", env, work, queues="cpu", pool="prefork", concurrency=2, loglevel="WARNING"
+                "cpu",
+                env,
+                work,
+                queues="cpu",
+                pool="prefork",
+                concurrency=cpu_concurrency,
+                loglevel="WARNING",
             ),
             celery_beat("beat", env, work),
         ]
@@ -496,6 +507,12 @@ def main(argv: list[str] | None = None) -> int:
         "--bare-after", action="store_true", help="measure the bare extraction after too"
     )
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument(
+        "--cpu-concurrency",
+        type=int,
+        default=2,
+        help="--mode production: processes of the cpu worker (docker-compose.yml: 2)",
+    )
     ap.add_argument("--dump", type=Path, help="write what the run produced here (JSON)")
     ap.add_argument(
         "--request-log",
@@ -546,7 +563,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "embedded":
             wall, db = run_embedded(env, work, feeds)
         else:
-            wall, db = run_production(env, work, feeds, len(pages), args.timeout)
+            wall, db = run_production(
+                env, work, feeds, len(pages), args.timeout, args.cpu_concurrency
+            )
         load_after = os.getloadavg()
         final = states(db)
         spans = timeline(db)
