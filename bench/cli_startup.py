@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from worker.testing import HEAVY_LIBRARIES
+
 COMMANDS: list[list[str]] = [
     ["--version"],
     ["status"],
@@ -41,23 +43,6 @@ COMMANDS: list[list[str]] = [
     ["export", "articles"],
     ["feeds", "list"],
     ["jobs", "list"],
-]
-
-HEAVY = [
-    "spacy",
-    "trafilatura",
-    "lxml",
-    "celery",
-    "kombu",
-    "fastapi",
-    "starlette",
-    "alembic",
-    "redis",
-    "httpx",
-    "feedparser",
-    "datasketch",
-    "numpy",
-    "courlan",
 ]
 
 _PROBE = """
@@ -93,7 +78,7 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]
 
 def _imported(args: list[str], env: dict[str, str], cwd: Path) -> list[str]:
     r = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *args],
+        [sys.executable, "-c", _PROBE.format(heavy=HEAVY_LIBRARIES), *args],
         env=env,
         cwd=cwd,
         capture_output=True,

@@ -19,25 +19,7 @@ from tests.conftest import cli_env
 from tests.support.webdata import CLAIM, T0, Seeded, seed
 from worker.core.render_tables import TARGET, render
 from worker.core.settings import Settings
-
-HEAVY = (
-    "spacy",
-    "thinc",
-    "numpy",
-    "trafilatura",
-    "lxml",
-    "celery",
-    "kombu",
-    "fastapi",
-    "starlette",
-    "alembic",
-    "redis",
-    "httpx",
-    "feedparser",
-    "courlan",
-    "datasketch",
-)
-"""Libraries no command that only reads the database needs (embedded broker)."""
+from worker.testing import HEAVY_LIBRARIES
 
 ORM = ("sqlalchemy.orm", "sqlmodel", "schemas.models", "structlog")
 """What the Core read path leaves out (about a seventh of a second of every command),
@@ -120,7 +102,7 @@ def test_read_only_commands_import_no_heavy_library(
     env, _, _ = seeded
     command = CORE_READERS.get(name) or OTHER_READERS[name]
     _, modules = _probe(command, env, tmp_path)
-    assert sorted(m for m in HEAVY if m in modules) == []
+    assert sorted(m for m in HEAVY_LIBRARIES if m in modules) == []
     if name in CORE_READERS:
         assert sorted(m for m in ORM if m in modules) == []
 

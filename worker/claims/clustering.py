@@ -756,17 +756,7 @@ def merge_clusters(session: Session, keep: int, gone: int) -> None:
     ).all()
     session.execute(delete(w).where(col(w.cluster_id) == gone))
     if rows:
-        have = dict(
-            session.execute(
-                sql_select(col(w.word), col(w.n_words)).where(col(w.cluster_id) == keep)
-            ).all()
-        )
-        smallest = min([*have.values(), *(r[1] for r in rows)])
-        if have and smallest < min(have.values()):
-            session.execute(update(w).where(col(w.cluster_id) == keep).values(n_words=smallest))
-        new = {r[0] for r in rows} - set(have)
-        if new:
-            session.execute(sql_insert(w), word_rows(keep, rows[0][2], new, smallest))
+        _add_words(session, keep, rows[0][2], {r[0] for r in rows}, min(r[1] for r in rows))
     cluster = session.get(ClaimCluster, gone)
     if cluster is not None:
         session.delete(cluster)
@@ -777,13 +767,20 @@ def _grow_index(session: Session, cluster_id: int, key: str, words: set[str]) ->
     """Add a new member's content words to its cluster's vocabulary, and keep the
     smallest member's word count on every row of the cluster."""
     keyed = {_index_word(w) for w in words}
+    _add_words(session, cluster_id, key, keyed, len(keyed))
+
+
+def _add_words(session: Session, cluster_id: int, key: str, keyed: set[str], n_words: int) -> None:
+    """Add index words ``keyed`` of a member of ``n_words`` content words (or of a
+    merged cluster whose smallest member had that many) to ``cluster_id``'s vocabulary,
+    keeping the smallest member's word count on every row of the cluster."""
     w = ClaimClusterWord
     have = dict(
         session.execute(
             sql_select(col(w.word), col(w.n_words)).where(col(w.cluster_id) == cluster_id)
         ).all()
     )
-    smallest = min([len(keyed), *have.values()])
+    smallest = min([n_words, *have.values()])
     if have and smallest < min(have.values()):
         session.execute(update(w).where(col(w.cluster_id) == cluster_id).values(n_words=smallest))
     new = keyed - set(have)

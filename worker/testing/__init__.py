@@ -16,3 +16,24 @@ and what only the tests need in ``tests/support``. Importing ``worker.testing`` 
 imports none of the submodules; PostgreSQL, Redis and Celery are only touched when a
 helper that needs them is called.
 """
+
+HEAVY_LIBRARIES = (
+    "spacy",
+    "thinc",
+    "numpy",
+    "trafilatura",
+    "lxml",
+    "celery",
+    "kombu",
+    "fastapi",
+    "starlette",
+    "alembic",
+    "redis",
+    "httpx",
+    "feedparser",
+    "courlan",
+    "datasketch",
+)
+"""Libraries no command that only reads the database needs (embedded broker): what
+``tests/test_cli_startup.py`` asserts such a command never imports and
+``bench/cli_startup.py`` reports."""
