@@ -16,8 +16,9 @@ gets its claims step again, as the workers do). Nothing is clustered by this scr
 The gold (see docs/claims-gold.md) lists clusters of one statement repeated by two or
 more outlets, as mentions (article, character offsets, speaker), and pairs of claims by
 one speaker that are different statements. A gold mention is found among the stored
-claims of its article (the claim overlapping it most); in an article deduplicated as a
-copy, among the claims its canonical carries for it (the canonical's claim whose content
+claims of its article (the claim overlapping it most; a copy carries the claims of the
+lines it adds to its canonical), else, in an article deduplicated as a copy, among the
+claims its canonical carries for it (the canonical's claim whose content
 words are closest to the mention's text, at least half of them shared). A mention found
 nowhere is a cluster of its own.
 
@@ -175,12 +176,12 @@ def locate(
     span = (mention["start"], mention["end"])
     art = session.get(Article, aid)
     assert art is not None
-    if art.duplicate_of_id is None:
-        claims = session.exec(select(Claim).where(Claim.article_id == aid)).all()
-        best = max(claims, key=lambda c: _overlap((c.start, c.end), span), default=None)
-        if best is None or _overlap((best.start, best.end), span) == 0:
-            return None
+    claims = session.exec(select(Claim).where(Claim.article_id == aid)).all()
+    best = max(claims, key=lambda c: _overlap((c.start, c.end), span), default=None)
+    if best is not None and _overlap((best.start, best.end), span) > 0:
         return best.cluster_id
+    if art.duplicate_of_id is None:
+        return None
     words = content_words(texts[mention["article"]][span[0] : span[1]])
     if not words:
         return None

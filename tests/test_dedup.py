@@ -379,15 +379,17 @@ def test_a_text_matching_two_groups_merges_them(any_settings: Settings) -> None:
         art = sess.get(Article, x)
         assert art is not None
         art.claims_version, art.claims_status = "v1", "extracted"
-        sess.add(
-            stored_claim(
-                x,
-                "tell",
-                "indirect",
-                "the walkout could be extended",
-                "The walkout could be extended.",
-            )
+        claim = stored_claim(
+            x,
+            "tell",
+            "indirect",
+            "the walkout could be extended",
+            "The walkout could be extended.",
         )
+        # where the claim is in x's text: in the lines the new canonical holds too
+        claim.start = (art.text or "").index("the walkout")
+        claim.end = claim.start + len("the walkout could be\nextended")
+        sess.add(claim)
         sess.commit()
     bare = add_article(s, NEAR_MISS, host="wire.example", published=T + timedelta(hours=3))
     out = run(s, bare)

@@ -1,7 +1,9 @@
 """The claims step of the pipeline: extract, replace and cluster an article's claims.
 
 A duplicate article is not read again: its group's canonical article carries the
-claims, and the copy counts as one more outlet repeating them (see clustering).
+claims, and the copy counts as one more outlet repeating them (see clustering). A copy
+that adds lines to its canonical (a later, longer version of the story) carries the
+claims of those lines only (:mod:`worker.claims.copies`).
 Replacing is idempotent: the article's old claims are deleted and the new ones
 inserted in the same transaction.
 """
@@ -14,6 +16,7 @@ from sqlmodel import Session, col, select
 from schemas.models import Article, ArticleState, Claim
 from schemas.types import utcnow
 from worker.claims.clustering import assign_clusters
+from worker.claims.copies import added_spans, within
 from worker.claims.firstseen import page_at, refresh_clusters
 from worker.core.settings import Settings
 from worker.core.states import set_state
@@ -28,6 +31,17 @@ def _english(article: Article) -> bool:
     return is_english(article.text or "")
 
 
+def _added_lines(session: Session, article: Article, settings: Settings) -> list[tuple[int, int]]:
+    """The lines a copy adds to its canonical (:func:`~worker.claims.copies.added_spans`),
+    when its claims would be read at all; else none."""
+    if not settings.extract_claims or not article.text or not _english(article):
+        return []
+    canonical = session.get(Article, article.duplicate_of_id)
+    if canonical is None or not canonical.text:
+        return []
+    return added_spans(article.text, canonical.text)
+
+
 def replace_claims(session: Session, article: Article, settings: Settings) -> int:
     """Extract the claims of ``article`` anew; return how many were stored."""
     from worker.claims import EXTRACTOR_VERSION, extract_claims, load_nlp
@@ -37,8 +51,16 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
     # is taken by the first write and held to the commit, and every other step of every
     # process waited for it while spaCy parsed (issue 16). It reads only the article.
     status: str | None = None
+    added: list[tuple[int, int]] = []
     if article.duplicate_of_id is not None:
         status = "duplicate"
+        added = _added_lines(session, article, settings)
+        if added:
+            found = [
+                c
+                for c in extract_claims(article.text or "", load_nlp(settings.spacy_model))
+                if within(added, c.start, c.end)
+            ]
     elif not settings.extract_claims:
         status = "disabled"
     elif not article.text:
@@ -54,7 +76,7 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
     }
     session.execute(delete(Claim).where(col(Claim.article_id) == article.id))
     article.claims_version = EXTRACTOR_VERSION
-    if status is not None:
+    if status is not None and not added:
         article.claims_status = status
         stored: list[Claim] = []
     else:
@@ -92,7 +114,7 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
             )
         }
         stored = [by_key[key] for key in rows]
-        article.claims_status = "extracted"
+        article.claims_status = status or "extracted"
     touched = assign_clusters(session, article, stored, settings.claim_cluster_threshold)
     again = old_clusters - touched
     if article.duplicate_of_id is not None:

@@ -47,14 +47,29 @@ def lock_group(session: Session, group_id: int) -> DupGroup | None:
 
 def _demote(session: Session, article: Article) -> None:
     """A canonical article becomes a copy: its claims go (the canonical carries them),
-    and the claim clusters they were in are recounted."""
+    but for those in lines the new canonical lacks (``worker.claims.copies``: what a
+    copy adds, it carries), and the claim clusters they were in are recounted."""
     assert article.id is not None
     clusters = {
         c
         for c in session.exec(select(Claim.cluster_id).where(Claim.article_id == article.id))
         if c is not None
     }
-    session.execute(delete(Claim).where(col(Claim.article_id) == article.id))
+    drop = delete(Claim).where(col(Claim.article_id) == article.id)
+    canonical = session.get(Article, article.duplicate_of_id) if article.duplicate_of_id else None
+    if canonical is not None and canonical.text and article.text:
+        from worker.claims.copies import added_spans, within
+
+        spans = added_spans(article.text, canonical.text)
+        kept = [
+            claim_id
+            for claim_id, start, end in session.exec(
+                select(Claim.id, Claim.start, Claim.end).where(Claim.article_id == article.id)
+            )
+            if within(spans, start, end)
+        ]
+        drop = drop.where(col(Claim.id).not_in(kept))
+    session.execute(drop)
     article.claims_version = None
     if article.claims_status is not None:
         article.claims_status = "duplicate"
