@@ -488,7 +488,7 @@ class Resolver:
             if len({name for _f, name in fits}) != 1:
                 return None
         if not fits:
-            return None
+            return None if holders or indefinite else self.last_speaker_named_most(pos)
         best_fit = max(f for f, _ in fits)
         surnames = {name for f, name in fits if f == best_fit}
 
@@ -498,6 +498,36 @@ class Resolver:
 
         surname = max(sorted(surnames), key=weight)
         return self.fullest(surname, pos) or surname
+
+    def last_speaker_named_most(self, pos: int) -> str | None:
+        """Whom a definite role description ("the president") means in an article that
+        names nobody with the role ("the unpredictable first-term American president",
+        then "Trump" throughout): the speaker of the last claim before ``pos`` (within
+        1,000 characters), when that is a person the article names more often than any
+        other, at least three times before ``pos``. Else None (unresolved)."""
+        last = next((r for p, _s, r in reversed(self.history) if p < pos and pos - p <= 1000), None)
+        if last is None:
+            return None
+        counts = {  # people: named with a first name or a title at least once
+            name: len(named)
+            for name, named in self._by_surname.items()
+            if len(name) > 1
+            and name not in _NOT_A_NAME
+            and any(len(m.tokens) > 1 and not m.text.isupper() for m in named)
+        }
+        if not counts:
+            return None
+        ranked = sorted(counts.values(), reverse=True)
+        top = [name for name, n in counts.items() if n == ranked[0]]
+        if len(top) != 1 or (len(ranked) > 1 and ranked[1] == ranked[0]):
+            return None
+        surname = top[0]
+        toks = words(last)
+        if is_org(toks) or not toks or _name_tokens(toks)[-1:] != [surname]:
+            return None
+        if sum(1 for m in self._by_surname[surname] if m.start < pos) < 3:
+            return None
+        return last
 
     def by_body(self, head: str, pos: int) -> str | None:
         """The named body a role-only body stands for ("the company" -> "Acme Corp."):
