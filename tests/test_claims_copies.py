@@ -34,6 +34,12 @@ ADDED = (
     "Port director Ivan Petrov said the container terminal would reopen on Thursday "
     "under a court order and that striking crews would be replaced by military staff."
 )
+# ... and a line repeating a statement the first version carries (Novak's): the copy
+# counts in that cluster as a copy already, so it carries no claim of it.
+REPEATED = (
+    "Health Minister Maria Novak repeated on Tuesday that the strike had been planned "
+    "abroad and financed by rival shipping interests."
+)
 # Another outlet's report of the same statement, later that day.
 REPORTED = (
     "Ivan Petrov, the port director, said the container terminal would reopen on "
@@ -98,8 +104,9 @@ def _petrov(claims: list[Claim]) -> list[Claim]:
 
 
 def _check_petrov_first_seen_in_the_update(s: Any, original: int, update: int) -> None:
-    """The update is a copy of the original; it carries Petrov's statement (only that),
-    where that statement is first seen; Novak's stays the original's."""
+    """The update is a copy of the original; it carries Petrov's statement (only that:
+    not Novak's repeated), where that statement is first seen; Novak's stays the
+    original's."""
     assert article(s, original).duplicate_of_id is None
     assert article(s, update).duplicate_of_id == original
     claims = _claims(s)
@@ -127,7 +134,7 @@ def test_a_copy_that_adds_a_statement_is_where_it_is_first_seen(pipeline: Any) -
     update = add_fetched(
         s,
         "wire.example",
-        page([*CLAIM_PARAS, ADDED], meta="2024-03-03T12:00:00+00:00", site="Wire"),
+        page([*CLAIM_PARAS, ADDED, REPEATED], meta="2024-03-03T12:00:00+00:00", site="Wire"),
     )
     report = add_fetched(
         s,
@@ -162,7 +169,7 @@ def test_the_update_fetched_first_keeps_what_it_adds(pipeline: Any) -> None:  # 
     update = add_fetched(
         s,
         "wire.example",
-        page([*CLAIM_PARAS, ADDED], meta="2024-03-03T12:00:00+00:00", site="Wire"),
+        page([*CLAIM_PARAS, ADDED, REPEATED], meta="2024-03-03T12:00:00+00:00", site="Wire"),
     )
     process(s, update)
     assert {c.article_id for c in _claims(s)} == {update}

@@ -3,7 +3,8 @@
 A duplicate article is not read again: its group's canonical article carries the
 claims, and the copy counts as one more outlet repeating them (see clustering). A copy
 that adds lines to its canonical (a later, longer version of the story) carries the
-claims of those lines only (:mod:`worker.claims.copies`).
+claims of those lines only (:mod:`worker.claims.copies`), but for those that join a
+cluster the canonical carries (the copy counts there already).
 Replacing is idempotent: the article's old claims are deleted and the new ones
 inserted in the same transaction.
 """
@@ -119,13 +120,33 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
     again = old_clusters - touched
     if article.duplicate_of_id is not None:
         # One more outlet repeats the canonical article's claims.
-        again |= {
+        theirs = {
             c
             for c in session.exec(
                 select(Claim.cluster_id).where(Claim.article_id == article.duplicate_of_id)
             ).all()
             if c is not None
         }
+        again |= theirs
+        # An added line repeating a statement the canonical carries: the copy is in
+        # that cluster already, as a copy.
+        for claim in [c for c in stored if c.cluster_id in theirs]:
+            session.delete(claim)
+            stored.remove(claim)
+        session.flush()
+    elif stored:
+        # the same for the claims its copies carry (kept when this article took over
+        # as the canonical, or extracted before): one cluster, counted once
+        mine = sorted({c.cluster_id for c in stored if c.cluster_id is not None})
+        redundant = session.exec(
+            select(Claim)
+            .join(Article, col(Article.id) == Claim.article_id)
+            .where(col(Article.duplicate_of_id) == article.id, col(Claim.cluster_id).in_(mine))
+        ).all()
+        again |= {c.cluster_id for c in redundant if c.cluster_id is not None}
+        for claim in redundant:
+            session.delete(claim)
+        session.flush()
     refresh_clusters(session, again)
     return len(stored)
 
