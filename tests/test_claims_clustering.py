@@ -341,6 +341,29 @@ def test_titles_initials_and_spelling_variants_give_one_key() -> None:
     assert speaker_key("The Russian Foreign Ministry") == "russian foreign ministry"
 
 
+def test_transliteration_variants_inside_a_surname_give_one_key() -> None:
+    """Issue 15: spellings of one surname transliterated from Cyrillic, inside the name
+    as at its end, are one key, and the key stays a readable spelling of the name."""
+    for variants, key in (
+        (("Defence Minister Sergei Shoigu", "Sergey Shoygu", "Shoygu"), "shoigu"),
+        (("Viktor Yanukovych", "Yanukovich", "Yanukovitch"), "ianukovich"),
+        (("Zelenskyy", "Zelenskiy", "Zelensky", "Zelenski", "Zelenskij"), "zelenski"),
+        (("Dostoyevsky", "Dostoevsky", "Dostoievski"), "dostoevski"),
+        (("Mikhail Khodorkovsky", "Hodorkovskiy"), "hodorkovski"),
+        (("Sergei Rachmaninoff", "Rachmaninov"), "rachmaninov"),
+        (("Tchaikovsky", "Chaikovsky"), "chaikovski"),
+        (("Boris Yeltsin", "Eltsin"), "eltsin"),
+        (("Kasyanov", "Kasianov"), "kasianov"),
+        (("Yevgeny Zhukov", "Evgeni Jukov"), "jukov"),
+        (("Ana Kovač", "Kovac"), "kovac"),
+        (("Yury Bystrov", "Yuri Bystrov"), "bystrov"),
+    ):
+        assert {speaker_key(v) for v in variants} == {key}, variants
+    # other names stay apart
+    assert speaker_key("Shoigu") != speaker_key("Shoig")
+    assert len({speaker_key(n) for n in ("Peskov", "Lavrov", "Putin", "Trump", "Bolton")}) == 5
+
+
 ARGUS = (
     "Opposition leader Karl Brandt spoke in Graz on Friday. "
     "Brandt said that the new toll on the ring road would cost commuters a fortune."

@@ -375,15 +375,31 @@ def _plain(word: str) -> str:
 
 
 def fold_name(name: str) -> str:
-    """A surname as a key that spelling variants share: without diacritics ("Kovač" ->
-    "kovac") and with the common variants of transliterations from Cyrillic folded
-    ("Zh"/"J", "Kh"/"H", "-iy"/"-yy"/"-y"/"-i" at the end, "ye"/"ie", "yu"/"iu", "ya"/"ia",
-    "ey"/"ei": "Zelenskyy", "Zelenskiy", "Zelensky" -> "zelenski")."""
+    """A surname as a key that spelling variants share, readable still: without
+    diacritics ("Kovač" -> "kovac") and with the common variants of transliterations
+    from Cyrillic folded, inside the name as at its end:
+
+    * "Zh"/"J" ("Zhelenko", "Jelenko"), "Dzh"/"J", "Kh"/"H", "Tch"/"Ch" ("Tchaikovsky");
+    * a "y" next to a vowel is "i" ("Shoygu"/"Shoigu", "Yanukovych" -> "ianukovich",
+      "Aleksey"), and "i" before "e" goes after a vowel or at the start ("Dostoyevsky",
+      "Dostoievsky", "Dostoevsky" -> "dostoevski"; "Sergeyev"/"Sergeev";
+      "Yeltsin"/"Eltsin");
+    * "-ych" is "-ich" ("Yanukovych"/"Yanukovich": the Ukrainian ending);
+    * the end "-iy"/"-yy"/"-ij"/"-ii"/"-y" is "-i" ("Zelenskyy", "Zelenskiy", "Zelensky",
+      "Zelenski" -> "zelenski"), and "-off"/"-eff" is "-ov"/"-ev" ("Rachmaninoff");
+    * doubled letters are one ("Sergeev" -> "sergev", "Kelly" -> "keli").
+
+    A "y" between two consonants stays ("Bystrov" -> "bystrov"): it is the Russian "ы",
+    never written "i" (so "Tymoshenko" and "Timoshenko", a Ukrainian "и", stay two keys).
+    """
     n = unicodedata.normalize("NFKD", name.lower())
     n = "".join(c for c in n if not unicodedata.combining(c))
-    n = n.replace("dzh", "j").replace("zh", "j").replace("kh", "h")
-    n = n.replace("yu", "iu").replace("ya", "ia").replace("ye", "ie").replace("ey", "ei")
-    n = re.sub(r"(?:iy|yy|ii|y)$", "i", n)
+    n = n.replace("dzh", "j").replace("zh", "j").replace("kh", "h").replace("tch", "ch")
+    n = re.sub(r"ych\b", "ich", n)
+    n = re.sub(r"(?<=[aeiou])y|y(?=[aeiou])", "i", n)
+    n = re.sub(r"(?<=[aeiou])i(?=e)|^i(?=e)", "", n)
+    n = re.sub(r"(?:iy|ij|yy|ii|y)$", "i", n)
+    n = re.sub(r"([oe])ff$", r"\1v", n)
     return re.sub(r"(.)\1+", r"\1", n)
 
 
