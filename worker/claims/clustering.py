@@ -760,6 +760,8 @@ def on_statement(member: str, founder: str) -> frozenset[str] | None:
     statement, or none). A claim then repeats the member only as far as it repeats
     those sentences, so that a claim holding two statements joins one cluster and does
     not bring the other statement's claims into it."""
+    if not _SENTENCE_END.search(member):
+        return None  # one sentence (most claims): no split, no words to count
     units = _sentences(member)
     if len(units) < 2:
         return None
