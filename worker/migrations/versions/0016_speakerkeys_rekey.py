@@ -135,6 +135,7 @@ def upgrade() -> None:
             kept_into.add(into)
     refresh_clusters(session, kept_into)
     session.flush()
+    session.close()  # the migration's transaction commits the rows
 
 
 def downgrade() -> None:
