@@ -6,11 +6,16 @@ speaker without a name) and it repeats one of the cluster's members (overlap of
 content-word stems, a measure that tolerates rewording around the same core statement,
 or the same words in quotation marks) while staying close enough to the claim that
 founded it; of clusters it repeats equally well, it joins the one with most members.
-Different speakers never share a cluster: the speaker key is part of the lookup, not of
-the score. Two clusters of one speaker that both hold the same wording (the same content
-words, at least five) are one statement split by a poor founder: the claim that finds
-its wording in both merges them. Measured against a hand-made gold:
-docs/claims-eval.md ("Clusters against the gold").
+A member quoting two statements does not pull the other statement's claims in when
+that statement has a cluster of its own: of clusters a claim repeats, one it reaches
+only through the other statement's sentence of such a member gives way to one it
+repeats on its own statement. A shared quotation counts only when it is a fair part of
+the claims (a fifth of the smaller one's words), not a phrase two long statements
+happen to share. Different speakers never share a cluster: the speaker key is part of
+the lookup, not of the score. Two clusters of one speaker that both hold the same
+wording (the same content words, at least five) are one statement split by a poor
+founder: the claim that finds its wording in both merges them. Measured against a
+hand-made gold: docs/claims-eval.md ("Clusters against the gold").
 
 Concurrency: clustering (and merging) for one speaker key is serialized with a
 transaction-scoped advisory lock on PostgreSQL, every key of an article's claims taken up
