@@ -341,6 +341,29 @@ def test_titles_initials_and_spelling_variants_give_one_key() -> None:
     assert speaker_key("The Russian Foreign Ministry") == "russian foreign ministry"
 
 
+def test_transliteration_variants_inside_a_surname_give_one_key() -> None:
+    """Issue 15: spellings of one surname transliterated from Cyrillic, inside the name
+    as at its end, are one key, and the key stays a readable spelling of the name."""
+    for variants, key in (
+        (("Defence Minister Sergei Shoigu", "Sergey Shoygu", "Shoygu"), "shoigu"),
+        (("Viktor Yanukovych", "Yanukovich", "Yanukovitch"), "ianukovich"),
+        (("Zelenskyy", "Zelenskiy", "Zelensky", "Zelenski", "Zelenskij"), "zelenski"),
+        (("Dostoyevsky", "Dostoevsky", "Dostoievski"), "dostoevski"),
+        (("Mikhail Khodorkovsky", "Hodorkovskiy"), "hodorkovski"),
+        (("Sergei Rachmaninoff", "Rachmaninov"), "rachmaninov"),
+        (("Tchaikovsky", "Chaikovsky"), "chaikovski"),
+        (("Boris Yeltsin", "Eltsin"), "eltsin"),
+        (("Kasyanov", "Kasianov"), "kasianov"),
+        (("Yevgeny Zhukov", "Evgeni Jukov"), "jukov"),
+        (("Ana Kovač", "Kovac"), "kovac"),
+        (("Yury Bystrov", "Yuri Bystrov"), "bystrov"),
+    ):
+        assert {speaker_key(v) for v in variants} == {key}, variants
+    # other names stay apart
+    assert speaker_key("Shoigu") != speaker_key("Shoig")
+    assert len({speaker_key(n) for n in ("Peskov", "Lavrov", "Putin", "Trump", "Bolton")}) == 5
+
+
 ARGUS = (
     "Opposition leader Karl Brandt spoke in Graz on Friday. "
     "Brandt said that the new toll on the ring road would cost commuters a fortune."
@@ -588,3 +611,68 @@ def test_the_same_wording_in_two_clusters_merges_them(any_settings: Settings) ->
     with Session(get_engine(s)) as sess:
         cluster = sess.get(ClaimCluster, founder.cluster_id)
         assert cluster is not None and cluster.n_articles == 6
+
+
+# Two statements of Holm's sharing two words, and a quotation running over both
+HOLM_CRANES = "the harbour cranes will be bought from a Finnish firm for nine million this winter"
+HOLM_PAY = "the dock workers in the harbour will get a pay rise of four percent this winter"
+HOLM_CRANES_AND_PAY = (
+    "The harbour cranes will be bought from a Finnish firm for nine million this winter. "
+    "The dock workers in the harbour will get a pay rise of four percent this winter"
+)
+HOLM_PAY_SHORT = "a pay rise for harbour workers this winter"
+HOLM_CRANES_AGAIN = "nine million for Finnish harbour cranes, bought this winter"
+
+
+def test_a_claim_quoting_two_statements_joins_one_and_bridges_nothing(
+    any_settings: Settings,  # noqa: F811
+) -> None:
+    """Chaining: a claim quoting two sentences, each a different statement with a
+    cluster of its own, joins one of them and merges nothing; a later rewording of the
+    other statement, which repeats that claim whole, still joins its own statement's
+    cluster, not the one the two-statement claim joined (which has more members)."""
+    s = any_settings
+    cranes = said(s, HOLM_CRANES, 1)
+    pay = said(s, HOLM_PAY, 2)
+    assert pay.cluster_id not in (None, cranes.cluster_id)
+    both = said(s, HOLM_CRANES_AND_PAY, 3)
+    assert both.cluster_id == cranes.cluster_id
+    with Session(get_engine(s)) as sess:
+        assert sess.get(ClaimCluster, pay.cluster_id) is not None  # not merged
+    # repeats the two-statement member whole (score 1, as its own cluster's founder):
+    # it joins the statement it is, not the larger cluster through the bridge
+    assert said(s, HOLM_PAY_SHORT, 4).cluster_id == pay.cluster_id
+    # the cranes statement reworded still joins its cluster
+    assert said(s, HOLM_CRANES_AGAIN, 5).cluster_id == cranes.cluster_id
+    with Session(get_engine(s)) as sess:
+        cluster = sess.get(ClaimCluster, pay.cluster_id)
+        assert cluster is not None and cluster.n_articles == 2
+
+
+# A quoted phrase of Holm's in two long, different statements
+HOLM_ROUTES = (
+    'the port authority has "a duty to the people of this town" and will keep every ferry '
+    "route open through the winter storms, whatever the budget cuts in the capital"
+)
+HOLM_MARKET = (
+    'the harbour board has "a duty to the people of this town" and must stop the closure of '
+    "the fish market and the old shipyard by the river this winter despite the budget"
+)
+
+
+def test_a_quoted_phrase_two_long_statements_share_does_not_join_them(
+    any_settings: Settings,  # noqa: F811
+) -> None:
+    """A shared quotation counts when it is a distinctive part of the claims (at least a
+    fifth of the smaller one's content words): three quoted words in two statements of
+    sixteen and more are a phrase the speaker used twice, not one statement."""
+    assert shares_quotation(HOLM_MARKET, HOLM_ROUTES)  # the phrase is shared...
+    s = any_settings
+    routes = said(s, HOLM_ROUTES, 1)
+    market = said(s, HOLM_MARKET, 2)
+    assert market.cluster_id not in (None, routes.cluster_id)  # ...and is not enough
+    # a claim that is mostly the phrase still joins through it (its words alone do not
+    # repeat either statement: 3 of 7 shared)
+    short = 'a "duty to the people of this town" that nobody in the government would question'
+    assert content_words(short) & content_words(HOLM_ROUTES) == {"duti", "peopl", "town"}
+    assert said(s, short, 3).cluster_id == routes.cluster_id

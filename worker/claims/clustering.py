@@ -6,11 +6,16 @@ speaker without a name) and it repeats one of the cluster's members (overlap of
 content-word stems, a measure that tolerates rewording around the same core statement,
 or the same words in quotation marks) while staying close enough to the claim that
 founded it; of clusters it repeats equally well, it joins the one with most members.
-Different speakers never share a cluster: the speaker key is part of the lookup, not of
-the score. Two clusters of one speaker that both hold the same wording (the same content
-words, at least five) are one statement split by a poor founder: the claim that finds
-its wording in both merges them. Measured against a hand-made gold:
-docs/claims-eval.md ("Clusters against the gold").
+A member quoting two statements does not pull the other statement's claims in when
+that statement has a cluster of its own: of clusters a claim repeats, one it reaches
+only through the other statement's sentence of such a member gives way to one it
+repeats on its own statement. A shared quotation counts only when it is a fair part of
+the claims (a fifth of the smaller one's words), not a phrase two long statements
+happen to share. Different speakers never share a cluster: the speaker key is part of
+the lookup, not of the score. Two clusters of one speaker that both hold the same
+wording (the same content words, at least five) are one statement split by a poor
+founder: the claim that finds its wording in both merges them. Measured against a
+hand-made gold: docs/claims-eval.md ("Clusters against the gold").
 
 Concurrency: clustering (and merging) for one speaker key is serialized with a
 transaction-scoped advisory lock on PostgreSQL, every key of an article's claims taken up
@@ -23,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -375,15 +381,31 @@ def _plain(word: str) -> str:
 
 
 def fold_name(name: str) -> str:
-    """A surname as a key that spelling variants share: without diacritics ("Kovač" ->
-    "kovac") and with the common variants of transliterations from Cyrillic folded
-    ("Zh"/"J", "Kh"/"H", "-iy"/"-yy"/"-y"/"-i" at the end, "ye"/"ie", "yu"/"iu", "ya"/"ia",
-    "ey"/"ei": "Zelenskyy", "Zelenskiy", "Zelensky" -> "zelenski")."""
+    """A surname as a key that spelling variants share, readable still: without
+    diacritics ("Kovač" -> "kovac") and with the common variants of transliterations
+    from Cyrillic folded, inside the name as at its end:
+
+    * "Zh"/"J" ("Zhelenko", "Jelenko"), "Dzh"/"J", "Kh"/"H", "Tch"/"Ch" ("Tchaikovsky");
+    * a "y" next to a vowel is "i" ("Shoygu"/"Shoigu", "Yanukovych" -> "ianukovich",
+      "Aleksey"), and "i" before "e" goes after a vowel or at the start ("Dostoyevsky",
+      "Dostoievsky", "Dostoevsky" -> "dostoevski"; "Sergeyev"/"Sergeev";
+      "Yeltsin"/"Eltsin");
+    * "-ych" is "-ich" ("Yanukovych"/"Yanukovich": the Ukrainian ending);
+    * the end "-iy"/"-yy"/"-ij"/"-ii"/"-y" is "-i" ("Zelenskyy", "Zelenskiy", "Zelensky",
+      "Zelenski" -> "zelenski"), and "-off"/"-eff" is "-ov"/"-ev" ("Rachmaninoff");
+    * doubled letters are one ("Sergeev" -> "sergev", "Kelly" -> "keli").
+
+    A "y" between two consonants stays ("Bystrov" -> "bystrov"): it is the Russian "ы",
+    never written "i" (so "Tymoshenko" and "Timoshenko", a Ukrainian "и", stay two keys).
+    """
     n = unicodedata.normalize("NFKD", name.lower())
     n = "".join(c for c in n if not unicodedata.combining(c))
-    n = n.replace("dzh", "j").replace("zh", "j").replace("kh", "h")
-    n = n.replace("yu", "iu").replace("ya", "ia").replace("ye", "ie").replace("ey", "ei")
-    n = re.sub(r"(?:iy|yy|ii|y)$", "i", n)
+    n = n.replace("dzh", "j").replace("zh", "j").replace("kh", "h").replace("tch", "ch")
+    n = re.sub(r"ych\b", "ich", n)
+    n = re.sub(r"(?<=[aeiou])y|y(?=[aeiou])", "i", n)
+    n = re.sub(r"(?<=[aeiou])i(?=e)|^i(?=e)", "", n)
+    n = re.sub(r"(?:iy|ij|yy|ii|y)$", "i", n)
+    n = re.sub(r"([oe])ff$", r"\1v", n)
     return re.sub(r"(.)\1+", r"\1", n)
 
 
@@ -504,16 +526,36 @@ def quoted_phrases(text: str) -> tuple[tuple[str, ...], ...]:
 
 def _longest_run(a: tuple[str, ...], b: tuple[str, ...]) -> int:
     """The length of the longest run of words ``a`` and ``b`` share, in order."""
-    best = 0
+    return _longest_run_end(a, b)[0]
+
+
+def _longest_run_end(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[int, int]:
+    """The length of the longest run of words ``a`` and ``b`` share, in order, and
+    where it ends in ``a`` (the first such run)."""
+    best, end = 0, 0
     prev = [0] * (len(b) + 1)
-    for x in a:
+    for i, x in enumerate(a, 1):
         cur = [0] * (len(b) + 1)
         for j, y in enumerate(b, 1):
             if x == y:
                 cur[j] = prev[j - 1] + 1
-                best = max(best, cur[j])
+                if cur[j] > best:
+                    best, end = cur[j], i
         prev = cur
-    return best
+    return best, end
+
+
+def shared_quotations(a: str, b: str) -> set[tuple[str, ...]]:
+    """The quoted words two claims share (see :func:`shares_quotation`): each run of at
+    least three content words in quotations of both, and each whole quoted phrase of at
+    least two content words of one inside a quotation of the other."""
+    out: set[tuple[str, ...]] = set()
+    for x in quoted_phrases(a):
+        for y in quoted_phrases(b):
+            run, end = _longest_run_end(x, y)
+            if run >= _RUN_WORDS or (run >= _PHRASE_WORDS and run in (len(x), len(y))):
+                out.add(x[end - run : end])
+    return out
 
 
 def shares_quotation(a: str, b: str) -> bool:
@@ -521,12 +563,7 @@ def shares_quotation(a: str, b: str) -> bool:
     in quotations of both, or a whole quoted phrase of at least two content words of one
     inside a quotation of the other ("extraordinary relationship" in "I think we will end
     up having an extraordinary relationship")."""
-    for x in quoted_phrases(a):
-        for y in quoted_phrases(b):
-            run = _longest_run(x, y)
-            if run >= _RUN_WORDS or (run >= _PHRASE_WORDS and run in (len(x), len(y))):
-                return True
-    return False
+    return bool(shared_quotations(a, b))
 
 
 def quoted_words(text: str) -> set[str]:
@@ -554,7 +591,7 @@ _FEWEST = 5
 FOUNDER_FLOOR = 0.3
 
 
-def repeats(a: set[str], b: set[str]) -> float:
+def repeats(a: AbstractSet[str], b: AbstractSet[str]) -> float:
     """How far a claim of content words ``a`` repeats one of content words ``b``: the
     shared words over the smaller set, or over five when both are smaller."""
     if not a or not b:
@@ -644,29 +681,100 @@ def cluster_score(
     :func:`repeats` over its members, if at least ``threshold``, or ``threshold`` when it
     quotes the same words as a member (:func:`shares_quotation`), provided the claim is
     still at least :data:`FOUNDER_FLOOR` close to the cluster's founding text; else 0."""
-    return _score(words, founder, members, threshold, text)[0]
+    return _score(words, founder, members, threshold, text).score
+
+
+# A quoted phrase two claims share is a signal of one statement only when it is at
+# least this share of the smaller claim's content words: three quoted words shared by
+# two long statements are a phrase the speaker used in both, not the statement.
+_QUOTE_SHARE = 0.2
+
+
+@dataclass
+class _Scored:
+    score: float  # :func:`cluster_score`
+    same: bool  # a member has the claim's wording (:func:`is_same_wording`)
+    single: float  # the score with every member counted on the cluster's statement only
 
 
 def _score(
     words: set[str], founder: str, members: list[str], threshold: float, text: str
-) -> tuple[float, bool]:
-    """:func:`cluster_score`, and whether a member has the claim's wording
-    (:func:`is_same_wording`), from one pass over the members' content words."""
-    if repeats(words, content_words(founder)) < FOUNDER_FLOOR:
-        return 0.0, False
-    best = 0.0
+) -> _Scored:
+    """:func:`cluster_score`, whether a member has the claim's wording
+    (:func:`is_same_wording`), from one pass over the members' content words, and the
+    score with each member holding two statements counted for the cluster's statement
+    only (:func:`on_statement`)."""
+    founder_words = content_words(founder)
+    if repeats(words, founder_words) < FOUNDER_FLOOR:
+        return _Scored(0.0, False, 0.0)
+    best = single = 0.0
     same = False
     for member in members:
         theirs = content_words(member)
         score = repeats(words, theirs)
         best = max(best, score)
+        if score >= threshold and score > single:
+            on = on_statement(member, founder)
+            single = max(single, score if on is None else min(score, repeats(words, on)))
         # the same wording repeats a member whole (score 1): only then compare the sets
         same = same or (score >= 1.0 and is_same_wording(words, theirs))
     if best >= threshold and best > 0:
-        return best, same
-    if text and quoted_phrases(text) and any(shares_quotation(text, m) for m in members):
-        return threshold, False
-    return 0.0, False
+        return _Scored(best, same, single if single >= threshold else 0.0)
+    if text and quoted_phrases(text):
+        for member in members:
+            if _shares_distinctive_quotation(text, words, member, founder):
+                return _Scored(threshold, False, threshold)
+    return _Scored(0.0, False, 0.0)
+
+
+def _shares_distinctive_quotation(text: str, words: set[str], member: str, founder: str) -> bool:
+    """Whether a claim (``text``, content ``words``) quotes the same words as a
+    ``member`` of the cluster founded by ``founder`` (:func:`shared_quotations`), in a
+    phrase that is at least :data:`_QUOTE_SHARE` of the smaller claim's content words
+    and, when the member holds two statements, inside its sentences on the cluster's
+    (:func:`on_statement`)."""
+    found = shared_quotations(text, member)
+    if not found:
+        return False
+    fewest = min(len(words), len(content_words(member)))
+    found = {r for r in found if len(r) >= _QUOTE_SHARE * fewest}
+    on = on_statement(member, founder) if found else None
+    return any(on is None or on.issuperset(r) for r in found)
+
+
+# Where a claim's text holds a new sentence: after ".", "!" or "?" (and the closing
+# quotation marks after them), before a capital (opening marks allowed)
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’»]*\s+(?=[\"“‘«]?[A-Z])")
+
+
+@lru_cache(maxsize=1 << 14)
+def _sentences(text: str) -> tuple[frozenset[str], ...]:
+    """The content words of each sentence of a claim's text (sentences without content
+    words left out)."""
+    units = (frozenset(content_words(part)) for part in _SENTENCE_END.split(text))
+    return tuple(u for u in units if u)
+
+
+@lru_cache(maxsize=1 << 14)
+def on_statement(member: str, founder: str) -> frozenset[str] | None:
+    """The content words of the sentences of a cluster's ``member`` that are on the
+    statement of the cluster founded by ``founder`` (each at least
+    :data:`FOUNDER_FLOOR` close to it, by :func:`repeats`), when the member also holds
+    sentences that are not (a quotation running over two statements: the chaining
+    case); ``None`` when the whole member counts (one sentence, all of them on the
+    statement, or none). A claim then repeats the member only as far as it repeats
+    those sentences, so that a claim holding two statements joins one cluster and does
+    not bring the other statement's claims into it."""
+    if not _SENTENCE_END.search(member):
+        return None  # one sentence (most claims): no split, no words to count
+    units = _sentences(member)
+    if len(units) < 2:
+        return None
+    founder_words = content_words(founder)
+    on = [u for u in units if repeats(u, founder_words) >= FOUNDER_FLOOR]
+    if not on or len(on) == len(units):
+        return None
+    return frozenset().union(*on)
 
 
 def is_same_wording(a: set[str], b: set[str]) -> bool:
@@ -724,14 +832,20 @@ def scored_clusters(
     ).all():
         members[cluster_id].append(member)
     out: list[Candidate] = []
+    single: dict[int, float] = {}
     for cluster_id in candidates:
         founder = founders.get(cluster_id)
         if founder is None:
             continue
         texts = members[cluster_id] or [founder]
-        score, same = _score(words, founder, texts, threshold, text)
-        if score > 0:
-            out.append(Candidate(cluster_id, score, len(texts), same))
+        scored = _score(words, founder, texts, threshold, text)
+        if scored.score > 0:
+            out.append(Candidate(cluster_id, scored.score, len(texts), scored.same))
+            single[cluster_id] = scored.single
+    if len(out) > 1 and any(single[c.cluster_id] > 0 for c in out):
+        # a claim repeating two clusters joins one it repeats on that cluster's
+        # statement, not one it reaches only through a member holding two statements
+        out = [c for c in out if single[c.cluster_id] > 0]
     out.sort(key=lambda c: (-c.score, -c.n_members, c.cluster_id))
     return out
 
