@@ -299,6 +299,10 @@ _BEGIN_STEP_PG = text(
 _START_ROW = select(Article.state, Article.step_starts, Article.step_started_at).where(
     col(Article.id) == bindparam("article_id")
 )
+# The bookkeeping's UPDATEs leave the session's objects alone
+# (``synchronize_session=False``): SQLAlchemy's default evaluates their WHERE against every
+# object the session holds, to copy ``step_starts`` into them, and nothing reads that
+# counter from an object in the step's transaction (they are expired at its commit).
 _COUNT_START = (
     update(Article)
     .where(col(Article.id) == bindparam("article_id"))
@@ -306,6 +310,7 @@ _COUNT_START = (
         step_starts=col(Article.step_starts) + 1,
         step_started_at=bindparam("now", type_=UTCDateTime()),
     )
+    .execution_options(synchronize_session=False)
 )
 
 
@@ -415,6 +420,7 @@ _END_STEP = {
         else case((col(Article.state).in_(_PENDING), _STARTS - 1), else_=0)
     )
     .returning(col(Article.state))
+    .execution_options(synchronize_session=False)  # as _COUNT_START's
     for advanced in (True, False)
 }
 _STATE = select(Article.state).where(col(Article.id) == bindparam("article_id"))
