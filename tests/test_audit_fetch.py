@@ -177,3 +177,42 @@ def test_archived_copy_of_other_bytes_is_never_extracted_as_the_page(
         else:
             raise AssertionError("another page's bytes must not be extracted")
         assert a.state == ArticleState.fetched and a.text is None
+
+
+def test_the_extract_step_reads_the_page_by_its_archive_key_or_fetches_it_again(
+    configure: Any, server: LocalServer
+) -> None:
+    """The step reads the archived page's key alone (not the whole ``rawpage`` row): a
+    page fetched in the same transaction is extracted from it, and an article whose page
+    never reached the archive goes back to be fetched, saying so."""
+    settings = configure()
+    from schemas.models import Article, ArticleState
+    from worker.core.db import get_engine, init_db
+    from worker.network.urls import host_of, url_hash
+    from worker.pages.extract import extract_stored_article
+    from worker.pages.fetch import fetch_article
+    from worker.pipeline import resources
+
+    init_db()
+    server.routes["/story"] = Reply(body=PAGE)
+    url = server.url("/story")
+    archive = resources.archive()
+    with Session(get_engine(settings)) as s:
+        fetched = Article(url=url, url_hash=url_hash(url), host=host_of(url))
+        lost = Article(
+            url=url + "?lost",
+            url_hash=url_hash(url + "?lost"),
+            host=host_of(url),
+            state=ArticleState.fetched,
+        )
+        s.add_all([fetched, lost])
+        s.flush()
+        assert fetched.id is not None and lost.id is not None
+        args = (resources.http_client(), resources.host_limiter(), archive, settings)
+        assert fetch_article(s, fetched.id, *args).advanced
+        assert extract_stored_article(s, fetched.id, archive, settings)
+        assert fetched.state == ArticleState.extracted
+        assert fetched.text is not None and "twice a day" in fetched.text
+        assert not extract_stored_article(s, lost.id, archive, settings)
+        assert lost.state == ArticleState.discovered
+        assert lost.failure_reason == "archived page missing; refetching"

@@ -6,7 +6,8 @@ metadata, and moves the article from ``fetched`` to ``extracted``.
 
 from __future__ import annotations
 
-from sqlmodel import Session
+from sqlalchemy import bindparam
+from sqlmodel import Session, col, select
 
 from schemas.models import Article, ArticleState, RawPage
 from schemas.records import ExtractedPage
@@ -19,6 +20,10 @@ from worker.pages.extractor import extract_page
 from worker.pages.published import sort_time
 
 NO_TEXT_REASON = "no text extracted (page and feed entry give no text)"
+
+# The archived page's key, one column built once: loading the whole ``RawPage`` row as an
+# object for it was CPU of every extraction step.
+_STORAGE_KEY = select(RawPage.storage_key).where(col(RawPage.sha256) == bindparam("sha"))
 
 
 def apply_extraction(article: Article, page: ExtractedPage) -> None:
@@ -51,12 +56,16 @@ def extract_stored_article(
     article = session.get(Article, article_id)
     if article is None or article.state != ArticleState.fetched:
         return False
-    raw = session.get(RawPage, article.raw_sha256) if article.raw_sha256 else None
-    if raw is None:
+    key = (
+        session.execute(_STORAGE_KEY, {"sha": article.raw_sha256}).scalar()
+        if article.raw_sha256
+        else None
+    )
+    if key is None:
         # The page never reached the archive: fetch it again.
         set_state(article, ArticleState.discovered, "archived page missing; refetching")
         return False
-    body = archive.get(raw.storage_key)
+    body = archive.get(key)
     html, encoding = decode_html(body, article.content_type)
     page = extract_page(
         html,
