@@ -447,7 +447,7 @@ def poll_feed(
     # The articles are written before the fenced UPDATE of the feed: if the lease turns
     # out to be lost there, the caller's rollback takes them back too.
     screened = screen_entries(parsed, settings.max_entries_per_poll)
-    new = _record_entries(session, feed, screened.parsed, now)
+    new = record_entries(session, feed, screened.parsed, now)
     new_ids = [article_id for article_id, _ in new]
     result = PollResult(
         outcome="ok",
@@ -573,17 +573,12 @@ def screen_entries(parsed: ParsedFeed, limit: int) -> Screened:
 LOOKUP_CHUNK = 5_000
 
 
-def record_entries(session: Session, feed: Feed, parsed: ParsedFeed, now: datetime) -> list[int]:
-    """Insert unseen articles (state discovered) and a sighting of every entry; return
-    the ids of the articles this call created. Any number of entries: every statement
-    binds a bounded number of parameters."""
-    return [article_id for article_id, _ in _record_entries(session, feed, parsed, now)]
-
-
-def _record_entries(
+def record_entries(
     session: Session, feed: Feed, parsed: ParsedFeed, now: datetime
 ) -> list[tuple[int, str]]:
-    """:func:`record_entries`, with the host of each new article."""
+    """Insert unseen articles (state discovered) and a sighting of every entry; return
+    the id and host of each article this call created. Any number of entries: every
+    statement binds a bounded number of parameters."""
     rows: dict[str, dict[str, object]] = {}
     links: dict[str, tuple[str, str | None]] = {}
     for entry in parsed.entries:

@@ -234,7 +234,8 @@ def wait_for_host(article_id: int, wait: HostWait, settings: Settings) -> Outcom
     (:func:`hold_sweep`: no second copy from the sweep meanwhile, and `claimwire status`
     reads the host's turns from the marks), in one short transaction, and no start to
     commit and take back: those two write transactions were most of the `run`
-    process's waits for SQLite's write lock (issue 16)."""
+    process's waits for SQLite's write lock (issue 16). A mark that already holds the
+    sweep until about the turn (:data:`HOLD_SLACK`) is left as it is: nothing written."""
     countdown = turn_countdown(wait.seconds)
     if wait.held_until is not None and wait.held_until >= utcnow() + timedelta(
         seconds=countdown - min(HOLD_SLACK, settings.stale_after / 4)
