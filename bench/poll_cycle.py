@@ -436,7 +436,14 @@ def main(argv: list[str] | None = None) -> int:
         cycle1 = wait_cycle(t1, "cycle 1")
         log(f"cycle 1 took {cycle1:.1f}s; fetches queued {rconn.llen(FETCH_QUEUE)}")
         rconn.delete(FETCH_QUEUE)
-        # Cycle 1's articles (every item of every feed) are not fetched: out of the way.
+        # Cycle 1's articles (every item of every feed) are not fetched: out of the way,
+        # and so are the turns their polls reserved for their fetches on the hosts'
+        # timelines (worker.feeds.polling.send_fetches), or cycle 2's polls would queue
+        # behind 5,000 fetches that never come.
+        for key in rconn.scan_iter("cw:host:*"):
+            if key.endswith((b":turns", b":line", b":moved")):
+                rconn.delete(key)
+        rconn.delete("cw:frontier")
         sql.execute("UPDATE article SET state = 'skipped' WHERE state = 'discovered'")
         if args.fetch:
             # From cycle 2 on, the io workers fetch too, as in production (there the

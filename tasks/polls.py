@@ -4,7 +4,8 @@ The dispatcher sends ``poll_feeds`` with a few leased feeds per message (Celery'
 per message is a large share of a poll that answers 304); ``poll_feed`` polls one and
 is kept for messages sent by older versions. Either way each feed is polled in its own
 transaction under its own lease token, and one feed's failure never touches the others.
-Each new article's first step is sent once its poll has committed.
+Each new article's first step is sent once its poll has committed, held back until
+its turn on its host's timeline (reserved by the poll: ``send_fetches``).
 """
 
 from __future__ import annotations
@@ -80,8 +81,15 @@ def _poll_one(
                 preloaded,
                 batch,
             )
-            for article_id in result.new_article_ids:
-                outbox.send_after_commit(session, FIRST.task_name, article_id)
+            # each new article's fetch, held back until its turn on its host (reserved
+            # now: the turn is known, and a fetch sent at once was only sent back for it)
+            polling.send_fetches(
+                session,
+                list(zip(result.new_article_ids, result.new_article_hosts, strict=True)),
+                resources.host_limiter(),
+                settings,
+                FIRST.task_name,
+            )
     except polling.LeaseLost:
         log.info("poll_lease_lost", feed_id=feed_id)
         return 0

@@ -143,7 +143,7 @@ def _pipeline(configure: Any, server: Any, **settings: str) -> tuple[Any, int]:
         feed = Feed(url=server.url("/feed.xml"))
         session.add(feed)
         session.flush()
-        (article_id,) = record_entries(session, feed, parsed, utcnow())
+        ((article_id, _host),) = record_entries(session, feed, parsed, utcnow())
     return configured, article_id
 
 

@@ -395,3 +395,97 @@ def test_a_poll_whose_turn_moved_is_sent_back_for_it_not_deferred(
         assert s.exec(select(FeedPoll).where(FeedPoll.feed_id == second)).all() == []
     turn = limiter._turns[hosts[second]][turn_key(second)] - time.monotonic() - limiter.offset
     assert 60 - (time.monotonic() - t0) - 0.1 < turn <= 60.1  # the turn it was sent back for
+
+
+def _queued_io() -> list[tuple[str, list[Any], float]]:
+    """(task, args, seconds until its ETA, 0 without one) of every message in the io
+    queue of the embedded broker, taken out of it."""
+    from datetime import datetime
+
+    from worker.celery_app import app
+
+    got = []
+    with app.connection_for_read() as conn:
+        queue = conn.SimpleQueue("io", no_ack=True)
+        try:
+            while True:
+                try:
+                    message = queue.get(block=False)
+                except queue.Empty:
+                    break
+                args, _kwargs, _embed = message.decode()
+                eta = message.headers.get("eta")
+                ahead = (datetime.fromisoformat(eta) - utcnow()).total_seconds() if eta else 0.0
+                got.append((message.headers["task"], args, ahead))
+        finally:
+            queue.close()
+    return got
+
+
+def test_a_polls_new_articles_are_sent_for_their_turns_and_each_fetched_by_one_message(
+    configure: Any, server: Any
+) -> None:
+    """A poll that finds 3 new articles of its host reserves their turns (one interval
+    apart, after the poll's own request) and sends each fetch held back until its turn,
+    with the article's sweep mark held until then. At its turn each fetch runs from that
+    one message (no message sent back for a turn that was already known); a fetch asked
+    before its turn is sent back without a write (its mark already holds the sweep)."""
+    from sqlalchemy import event
+
+    from tasks.polls import poll_feeds
+    from worker.core.db import get_engine, init_db, unit_of_work
+    from worker.feeds.polling import claim_due_feeds
+    from worker.feeds.subscriptions import add_feeds
+    from worker.pipeline import resources
+    from worker.pipeline.attempts import run_step
+    from worker.pipeline.steps import FIRST as FETCH
+    from worker.testing.content import rss
+
+    settings = configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2)
+    init_db(settings)
+    urls = _site(server, 3)
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), [(u, f"Story {i}", utcnow()) for i, u in enumerate(urls)]),
+        content_type="application/rss+xml",
+    )
+    with unit_of_work() as s:
+        add_feeds(s, [(server.url("/feed.xml"), None, [])], settings)
+    with unit_of_work() as s:
+        ((feed_id, token),) = claim_due_feeds(s, settings)
+    limiter = resources.host_limiter()
+    assert isinstance(limiter, LocalHostLimiter)
+    t0 = time.monotonic()  # the poll's request starts after this
+    assert poll_feeds([[feed_id, token]]) == 3
+    since = time.monotonic() - t0 + 0.1
+    fetches = sorted(_queued_io(), key=lambda m: m[2])
+    assert [task for task, _, _ in fetches] == [FETCH.task_name] * 3
+    ids = [args[0] for _, args, _ in fetches]
+    for k, (aid, (_, _, ahead)) in enumerate(zip(ids, fetches, strict=True), start=1):
+        turn = 60 * k - TURN_LEAD  # one interval after the poll's request, and so on
+        assert turn - since - 1 < ahead <= turn + 0.1, (k, ahead)
+        held = (load_article(aid).state_changed_at - utcnow()).total_seconds()
+        assert turn - since - 1 < held <= turn + 0.1, (k, held)
+        assert load_article(aid).state == ArticleState.discovered
+    assert sum(server.hits.get(f"/n/{i}", 0) for i in range(3)) == 0
+
+    writes: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.lstrip().upper().startswith("SELECT"):
+            writes.append(" ".join(statement.split()))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        early = run_step(FETCH, ids[1], follow_up=False)  # 60 s before its turn
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert early.retry_in is not None and not early.advanced
+    assert writes == []  # its mark holds the sweep until its turn already
+    for k, aid in enumerate(ids, start=1):
+        limiter.offset = 60.0 * k  # its turn (the message comes a moment before it)
+        assert run_step(FETCH, aid, follow_up=False).advanced, k
+        article = load_article(aid)
+        assert article.state == ArticleState.fetched
+        assert article.attempts == 0 and article.step_starts == 0
+    assert all(server.hits[f"/n/{i}"] == 1 for i in range(3))

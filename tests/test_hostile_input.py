@@ -190,7 +190,7 @@ def _store_entries(parsed: ParsedFeed, feed_url: str) -> list[int]:
         feed.title = parsed.title
         feed.site_url = parsed.site_url
         feed.last_error = parsed.error
-        return record_entries(session, feed, parsed, utcnow())
+        return [article_id for article_id, _host in record_entries(session, feed, parsed, utcnow())]
 
 
 @pytest.mark.postgres

@@ -607,6 +607,46 @@ def test_booking_a_turn_takes_no_slot_and_keeps_the_turn_for_its_key(
             assert 60 - 1 < busy.value.retry_after <= 60
 
 
+def test_a_look_whose_turn_moved_goes_to_the_end_of_its_hosts_line(
+    redis_limiters: Any, configure: Any
+) -> None:
+    """A host's line of turns now, +60 s and +120 s, and a request late for an earlier
+    turn takes the host now: the next request looking at its turn (``book``, a fetch
+    before its start) finds it moved and goes to the end of the line (+180 s), not onto
+    the next turn (+60 s), which keeps its place and is then taken at its time: one
+    message sent back, where a move onto the next turn moved that one too, and so on
+    down the line."""
+    (a,) = redis_limiters(1, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=60)
+    local = LocalHostLimiter(configure(HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=60))
+    client = a.r
+    host = "line.example"
+
+    def redis_case() -> tuple[Any, float]:
+        now = _redis_now(client)
+        turns = {"article:0": now - 10, "article:1": now, "article:2": now + 60}
+        turns["article:3"] = now + 120
+        client.zadd(f"cw:host:{host}:turns", turns)
+        client.set(f"cw:host:{host}:line", str(now + 120))
+        return a, now
+
+    def local_case() -> tuple[Any, float]:
+        now = time.monotonic()
+        local._turns[host] = {"article:0": now - 10, "article:1": now, "article:2": now + 60}
+        local._turns[host]["article:3"] = now + 120
+        local._line[host] = now + 120
+        return local, now
+
+    for case in (redis_case, local_case):
+        limiter, _now = case()
+        limiter.max_wait = 0
+        with limiter.slot(host, "article:0"):  # 10 s late: the host is free
+            pass
+        moved = limiter.book(host, "article:1")
+        assert 180 - 2 < moved <= 180  # after the line's last turn, not at +60
+        assert 60 - 2 < limiter.book(host, "article:2") <= 60  # its own turn, kept
+        assert 120 - 2 < limiter.book(host, "article:3") <= 120
+
+
 def test_late_requests_of_one_host_get_moved_turns_of_their_own(
     redis_limiters: Any, configure: Any
 ) -> None:

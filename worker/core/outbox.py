@@ -30,9 +30,12 @@ class Message(NamedTuple):
     countdown: float | None = None  # seconds the broker holds it back (a host's turn)
 
 
-def send_after_commit(session: Session, task: str, *args: Any) -> None:
-    """Send ``task(*args)`` once ``session``'s transaction has committed."""
-    session.info.setdefault(_KEY, []).append(Message(task, args))
+def send_after_commit(
+    session: Session, task: str, *args: Any, countdown: float | None = None
+) -> None:
+    """Send ``task(*args)`` once ``session``'s transaction has committed (held back by
+    the broker ``countdown`` seconds, when given)."""
+    session.info.setdefault(_KEY, []).append(Message(task, args, countdown))
 
 
 def take(session: Session) -> list[Message]:

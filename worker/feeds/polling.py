@@ -22,7 +22,9 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlmodel import Session, col
 
 from schemas.models import Article, ArticleState, Feed, FeedPoll, FeedState, Sighting
-from schemas.types import utcnow
+from schemas.tables import article as article_table
+from schemas.types import UTCDateTime, utcnow
+from worker.core import outbox
 from worker.core.db import insert_ignore, is_postgres
 from worker.core.settings import Settings
 from worker.feeds.due import count_due, due
@@ -76,6 +78,7 @@ def claim_due_feeds(
 class PollResult:
     outcome: str  # ok, not_modified, unchanged, error, deferred, skipped
     new_article_ids: list[int] = field(default_factory=list)
+    new_article_hosts: list[str] = field(default_factory=list)  # of new_article_ids, in order
     entries_seen: int = 0
     error: str | None = None
     entries_rejected: int = 0
@@ -444,10 +447,12 @@ def poll_feed(
     # The articles are written before the fenced UPDATE of the feed: if the lease turns
     # out to be lost there, the caller's rollback takes them back too.
     screened = screen_entries(parsed, settings.max_entries_per_poll)
-    new_ids = record_entries(session, feed, screened.parsed, now)
+    new = record_entries(session, feed, screened.parsed, now)
+    new_ids = [article_id for article_id, _ in new]
     result = PollResult(
         outcome="ok",
         new_article_ids=new_ids,
+        new_article_hosts=[host for _, host in new],
         entries_seen=len(parsed.entries) + len(parsed.not_web),
         error=parsed.error,
         entries_rejected=screened.rejected,
@@ -568,10 +573,12 @@ def screen_entries(parsed: ParsedFeed, limit: int) -> Screened:
 LOOKUP_CHUNK = 5_000
 
 
-def record_entries(session: Session, feed: Feed, parsed: ParsedFeed, now: datetime) -> list[int]:
+def record_entries(
+    session: Session, feed: Feed, parsed: ParsedFeed, now: datetime
+) -> list[tuple[int, str]]:
     """Insert unseen articles (state discovered) and a sighting of every entry; return
-    the ids of the articles this call created. Any number of entries: every statement
-    binds a bounded number of parameters."""
+    the id and host of each article this call created. Any number of entries: every
+    statement binds a bounded number of parameters."""
     rows: dict[str, dict[str, object]] = {}
     links: dict[str, tuple[str, str | None]] = {}
     for entry in parsed.entries:
@@ -601,9 +608,9 @@ def record_entries(session: Session, feed: Feed, parsed: ParsedFeed, now: dateti
     if not rows:
         return []
     inserted = insert_ignore(
-        session, Article, list(rows.values()), ["url_hash"], returning=[Article.id]
+        session, Article, list(rows.values()), ["url_hash"], returning=[Article.id, Article.host]
     )
-    new_ids = [r[0] for r in inserted]
+    new = [(int(r[0]), str(r[1] or "")) for r in inserted]
     hashes = list(rows)
     ids: dict[str, int] = {}
     for i in range(0, len(hashes), LOOKUP_CHUNK):
@@ -624,7 +631,7 @@ def record_entries(session: Session, feed: Feed, parsed: ParsedFeed, now: dateti
         if h in ids
     ]
     insert_ignore(session, Sighting, sightings, ["article_id", "feed_id"])
-    return new_ids
+    return new
 
 
 def _record_success(
@@ -690,6 +697,7 @@ __all__ = [
     "record_crash",
     "record_entries",
     "screen_entries",
+    "send_fetches",
     "write_polls",
 ]
 
@@ -716,6 +724,69 @@ def release_leases(session: Session, leases: list[Lease]) -> None:
         .where(col(Feed.id).in_([feed_id for feed_id, _ in leases]))
         .values(lease_until=None)
     )
+
+
+# ------------------------------------------------------------------ new articles' fetches
+
+
+def send_fetches(
+    session: Session,
+    articles: list[tuple[int, str]],
+    limiter: HostLimiter,
+    settings: Settings,
+    task: str,
+) -> None:
+    """Record the fetch message (``task``) of each new article ``(id, host)``, sent once
+    ``session`` commits and held back by the broker until the article's turn on its
+    host's timeline, reserved now (:func:`worker.network.politeness.reserve_turns`,
+    under the fetch's key; one round trip on Redis for all of them), a moment before it
+    (``TURN_LEAD``). The articles' sweep marks move to their turns in the same
+    transaction (one statement), as a fetch sent back for its turn holds its own.
+
+    The turn of a new article is known when its poll commits: sent at once, each fetch
+    of a feed's new articles was delivered, looked at its host, found its turn ahead
+    and was sent back for it, a message and a write transaction for nothing (most
+    fetches of a first poll; issue 16). Now a fetch comes once, at its turn. A turn
+    reserved for a poll that then rolls back is an unused place on the host's timeline,
+    as a lost message's is (the articles do not exist: nothing is sent for them)."""
+    if not articles:
+        return
+    from worker.core.queues import max_countdown
+    from worker.network.politeness import reserve_turns, turn_countdown
+    from worker.pages.fetch import turn_key
+
+    hosted = [(article_id, host) for article_id, host in articles if host]
+    waits = dict(
+        zip(
+            [article_id for article_id, _ in hosted],
+            reserve_turns(limiter, [(host, turn_key(article_id)) for article_id, host in hosted]),
+            strict=True,
+        )
+    )
+    now = utcnow()
+    cap = max_countdown(settings)
+    holds: list[dict[str, object]] = []
+    for article_id, _host in articles:
+        countdown = turn_countdown(waits.get(article_id, 0.0))
+        if countdown > 0:
+            holds.append({"b_id": article_id, "b_until": now + timedelta(seconds=countdown)})
+        outbox.send_after_commit(
+            session, task, article_id, countdown=min(countdown, cap) if countdown > 0 else None
+        )
+    if holds:
+        session.execute(_HOLD_MARK, holds)
+
+
+_HOLD_MARK = (
+    update(article_table)
+    .where(
+        article_table.c.id == bindparam("b_id"),
+        article_table.c.state == ArticleState.discovered.value,
+        article_table.c.state_changed_at < bindparam("b_until", type_=UTCDateTime()),
+    )
+    .values(state_changed_at=bindparam("b_until", type_=UTCDateTime()))
+)
+"""An article's sweep mark moved to its fetch's turn (never back), for many at once."""
 
 
 # ------------------------------------------------------------------ dispatch by host turns

@@ -14,8 +14,10 @@ is re-sent with that countdown, which frees the thread for work on other hosts. 
 is reserved under the caller's ``key`` (``article:ID`` for a fetch, ``feed:ID`` for a
 poll): when the re-sent message comes back at its turn, the slot is its own, and no
 request without a turn can take it in between. So the work of one host is done at the
-host's pace, in the order it arrived, each item taking exactly one more message, while
-every other host's work goes ahead: the host's readiness picks the work, not the queue
+host's pace, in the order it arrived (but for a fetch whose turn moved: the end of the
+line), each item taking at most one more message (none for a new article whose poll
+reserved its turn: ``worker.feeds.polling.send_fetches``), while every other host's
+work goes ahead: the host's readiness picks the work, not the queue
 order. The feed dispatcher reserves the turns of the feeds it hands out before it sends
 their polls (:func:`reserve_turns`), so 40 feeds of one host are sent for 40 different
 seconds.
@@ -186,6 +188,9 @@ if r ~= nil then
         -- are moved: the first of many late requests of one host is not joined there
         -- by all the others, each sent back again when one of them takes it)
         local at = math.max(free, tonumber(redis.call('GET', moved) or '0') + spacing)
+        -- a look ('book') whose line goes on after it: to the end of the line, not
+        -- onto the next turns (each taken at its own time would move it again)
+        if mode == 'book' and last > r then at = math.max(at, last + spacing) end
         redis.call('ZADD', turns, at, key)
         redis.call('SET', moved, tostring(at), 'PX', math.ceil((at - now) * 1000) + 1000)
         if at > last then
@@ -423,6 +428,8 @@ class LocalHostLimiter:
                 free = max(b, n, r)
                 if free > now + tol:  # moved after every turn moved before it
                     at = max(free, self._moved.get(host, 0.0) + spacing)
+                    if mode == "book" and last > r:  # and after the line (see _ACQUIRE)
+                        at = max(at, last + spacing)
                     self._turns[host][key] = at
                     self._moved[host] = at
                     if at > last:

@@ -221,6 +221,12 @@ def run_step(
     return Outcome(advanced=result.advanced, state=state, new_canonicals=result.new_canonicals)
 
 
+HOLD_SLACK = 30.0
+"""Seconds an article's sweep mark may be before the turn its fetch is sent back for
+and still count as holding the sweep (at most a quarter of ``stale_after``): a turn that
+moved a moment after the one its poll held the mark for costs no write transaction."""
+
+
 def wait_for_host(article_id: int, wait: HostWait, settings: Settings) -> Outcome:
     """A step whose host is not free (its turn ``wait.seconds`` ahead, reserved for it),
     found before anything was written: sent back for its turn as a :class:`HostBusy`
@@ -228,8 +234,17 @@ def wait_for_host(article_id: int, wait: HostWait, settings: Settings) -> Outcom
     (:func:`hold_sweep`: no second copy from the sweep meanwhile, and `claimwire status`
     reads the host's turns from the marks), in one short transaction, and no start to
     commit and take back: those two write transactions were most of the `run`
-    process's waits for SQLite's write lock (issue 16)."""
+    process's waits for SQLite's write lock (issue 16). A mark that already holds the
+    sweep until about the turn (:data:`HOLD_SLACK`) is left as it is: nothing written."""
     countdown = turn_countdown(wait.seconds)
+    if wait.held_until is not None and wait.held_until >= utcnow() + timedelta(
+        seconds=countdown - min(HOLD_SLACK, settings.stale_after / 4)
+    ):
+        # Its mark already holds the sweep until about its turn (the poll that found it
+        # set it to the turn reserved then, which moved a moment since): no write.
+        return Outcome(
+            retry_in=capped(countdown, settings), cause=HostBusy(wait.host, wait.seconds)
+        )
     try:
         with unit_of_work() as session:
             if is_postgres(session):  # as cheap as a start

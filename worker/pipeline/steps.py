@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlmodel import Session
 
@@ -58,6 +59,7 @@ class HostWait:
 
     host: str
     seconds: float
+    held_until: datetime | None = None  # the article's sweep mark, as the look read it
 
 
 ReadyFunction = Callable[[Session, int, Settings], HostWait | None]
@@ -95,11 +97,16 @@ def fetch_ready(session: Session, article_id: int, settings: Settings) -> HostWa
     from worker.pages.fetch import turn_key
     from worker.pipeline import resources
 
-    # five columns, not the article loaded whole (its entry's text, JSON lists and
+    # six columns, not the article loaded whole (its entry's text, JSON lists and
     # times): the step loads it in its own transaction
     row = session.execute(
         select(
-            table.c.state, table.c.host, table.c.url, table.c.redirects, table.c.final_url
+            table.c.state,
+            table.c.host,
+            table.c.url,
+            table.c.redirects,
+            table.c.final_url,
+            table.c.state_changed_at,
         ).where(table.c.id == article_id)
     ).first()
     if row is None or row.state != ArticleState.discovered or not row.host:
@@ -113,7 +120,7 @@ def fetch_ready(session: Session, article_id: int, settings: Settings) -> HostWa
     wait = resources.host_limiter().book(host, turn_key(article_id))
     if wait <= MAX_WAIT:
         return None  # now, or a moment from now: the step's slot waits that out
-    return HostWait(host, wait)
+    return HostWait(host, wait, row.state_changed_at)
 
 
 def extract(session: Session, article_id: int, settings: Settings) -> StepResult:
