@@ -141,6 +141,14 @@ def deduplicate_article(
         if before is not None and before[1] == ArticleState.extracted
         else None
     )
+    # boilerplate samples: read before the locks (a stopped sample stays stopped), so
+    # that every article carrying a common phrase does not wait on one lock key, and
+    # (SQLite) not under the write lock
+    early_stopped = (
+        stopped_samples(session, early[1], params)
+        if early is not None and early[1].signature is not None
+        else frozenset()
+    )
     if early is not None and not is_postgres(session):
         # SQLite: the write lock taken by writing the text hash already (of an article
         # still extracted; a text changed since is hashed again below and written over)
@@ -151,12 +159,10 @@ def deduplicate_article(
     if article is None or article.state != ArticleState.extracted:
         return DedupOutcome(False)
     if early is not None and early[0] == article.text:
-        sk = early[1]
+        sk, stopped = early[1], early_stopped
     else:
         sk = sketch(article.text, params)
-    # boilerplate samples: read before the locks (a stopped sample stays stopped), so
-    # that every article carrying a common phrase does not wait on one lock key
-    stopped = stopped_samples(session, sk, params) if sk.signature is not None else frozenset()
+        stopped = stopped_samples(session, sk, params) if sk.signature is not None else frozenset()
     if is_postgres(session) and sk.n_words > 0:  # an empty text matches nothing: no lock
         take_locks(session, lock_keys(sk, stopped))
 
