@@ -70,15 +70,12 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
         status = "skipped_language"
     else:
         found = extract_claims(article.text, load_nlp(settings.spacy_model))
+    # the old claims go, their clusters named by the same statement
+    gone = delete(Claim).where(col(Claim.article_id) == article.id)
     old_clusters = {
-        c
-        for c in session.exec(select(Claim.cluster_id).where(Claim.article_id == article.id)).all()
-        if c is not None
+        c for c in session.scalars(gone.returning(col(Claim.cluster_id))).all() if c is not None
     }
-    session.execute(delete(Claim).where(col(Claim.article_id) == article.id))
-    article.claims_version = EXTRACTOR_VERSION
     if status is not None and not added:
-        article.claims_status = status
         stored: list[Claim] = []
     else:
         rows: dict[tuple[int, int, str], dict[str, object]] = {}
@@ -115,7 +112,6 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
             )
         }
         stored = [by_key[key] for key in rows]
-        article.claims_status = status or "extracted"
     touched = assign_clusters(session, article, stored, settings.claim_cluster_threshold)
     again = old_clusters - touched
     if article.duplicate_of_id is not None:
@@ -148,6 +144,10 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
             session.delete(claim)
         session.flush()
     refresh_clusters(session, again)
+    # The article's own columns last: set before the clustering, they were flushed in
+    # one UPDATE each by the queries between (three UPDATEs of the row a step, not one).
+    article.claims_version = EXTRACTOR_VERSION
+    article.claims_status = status or "extracted"
     return len(stored)
 
 

@@ -9,7 +9,9 @@ later are sent only once it has committed (:mod:`worker.core.outbox`).
 from __future__ import annotations
 
 import re
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -77,10 +79,89 @@ class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached; the message is safe to print (password masked)."""
 
 
+SQLITE_BUSY = 5
+"""SQLite's result code for a lock another connection holds (its extended codes share
+the low byte: ``SQLITE_BUSY_SNAPSHOT``, 517, is a stale read snapshot that no wait cures,
+and is not waited for)."""
+SQLITE_BUSY_SNAPSHOT = 517
+BUSY_FIRST_PAUSE = 0.0002
+"""Seconds of the first pause before a statement that found SQLite's write lock taken
+is tried again; each pause doubles, up to :data:`BUSY_MAX_PAUSE`."""
+BUSY_MAX_PAUSE = 0.002
+"""The longest pause between two tries for SQLite's write lock: a waiter gets the lock
+at most this late after its holder commits."""
+
+
+def _busy_retry(connection: Any, call: Callable[[], Any]) -> Any:
+    """``call()`` (a statement, a commit) tried again while SQLite answers that another
+    connection holds the lock, for up to the connection's ``busy_wait`` seconds, then
+    its "database is locked" error. SQLite's own busy handler (``busy_timeout``) sleeps
+    1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and then 100 ms between its tries, so a
+    waiter got the lock up to 100 ms after it was free (a 5 ms hold cost a waiter 10 ms,
+    a 250 ms hold 330 ms), and a process waiting for it left its core idle meanwhile
+    (issue 16). Here the pauses are 0.2 ms doubling to 2 ms. A statement that failed to
+    get the lock did nothing (SQLite takes it before the statement's first row), so it
+    is run again as it was."""
+    deadline: float | None = None
+    pause = BUSY_FIRST_PAUSE
+    while True:
+        try:
+            return call()
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is None or code & 0xFF != SQLITE_BUSY or code == SQLITE_BUSY_SNAPSHOT:
+                raise
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + connection.busy_wait
+            if now >= deadline:
+                raise
+            time.sleep(min(pause, deadline - now))
+            pause = min(2 * pause, BUSY_MAX_PAUSE)
+
+
+class _SQLiteCursor(sqlite3.Cursor):
+    """A cursor whose statements wait for SQLite's lock in :func:`_busy_retry`."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _SQLiteCursor:
+        run = super().execute
+        result: _SQLiteCursor = _busy_retry(self.connection, lambda: run(sql, parameters))
+        return result
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> _SQLiteCursor:
+        rows = (
+            seq_of_parameters
+            if isinstance(seq_of_parameters, list | tuple)
+            else list(seq_of_parameters)
+        )
+        run = super().executemany
+        result: _SQLiteCursor = _busy_retry(self.connection, lambda: run(sql, rows))
+        return result
+
+
+class _SQLiteConnection(sqlite3.Connection):
+    """The connections of a SQLite engine: SQLite's busy handler off (``timeout=0``),
+    its waits done by :func:`_busy_retry` for ``busy_wait`` seconds (the
+    ``CLAIMWIRE_SQLITE_BUSY_TIMEOUT`` of the engine)."""
+
+    busy_wait: float = 60.0
+
+    def cursor(self, factory: Any = _SQLiteCursor) -> Any:
+        return super().cursor(factory)
+
+    def commit(self) -> None:
+        _busy_retry(self, super().commit)
+
+
 def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        if isinstance(dbapi_conn, _SQLiteConnection):
+            dbapi_conn.busy_wait = busy_timeout
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        # 0: the waits for another connection's lock are _busy_retry's (a statement of
+        # a connection made otherwise waits in SQLite's own busy handler)
+        wait = 0 if isinstance(dbapi_conn, _SQLiteConnection) else busy_timeout
+        cur.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -145,7 +226,9 @@ def make_engine(
         elif not memory:  # a file: the same queue pool as PostgreSQL, sized alike
             kwargs.update(pool_size=size, max_overflow=POOL_OVERFLOW, pool_timeout=POOL_TIMEOUT)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": busy_timeout}, **kwargs
+            url,
+            connect_args={"check_same_thread": False, "timeout": 0, "factory": _SQLiteConnection},
+            **kwargs,
         )
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
         event.listen(engine, "handle_error", _refusals_are_programming_errors)

@@ -106,6 +106,17 @@ _WRITE_LOCK = (
 )
 
 
+_WRITE_HASH = (
+    update(Article)
+    .where(
+        col(Article.id) == bindparam("article_id"),
+        col(Article.state) == ArticleState.extracted.value,
+    )
+    .values(text_hash=bindparam("text_hash"))
+    .execution_options(synchronize_session=False)
+)
+
+
 _TEXT_AND_STATE = select(Article.text, Article.state).where(
     col(Article.id) == bindparam("article_id")
 )
@@ -130,17 +141,28 @@ def deduplicate_article(
         if before is not None and before[1] == ArticleState.extracted
         else None
     )
-    _take_write_lock(session, article_id)
+    # boilerplate samples: read before the locks (a stopped sample stays stopped), so
+    # that every article carrying a common phrase does not wait on one lock key, and
+    # (SQLite) not under the write lock
+    early_stopped = (
+        stopped_samples(session, early[1], params)
+        if early is not None and early[1].signature is not None
+        else frozenset()
+    )
+    if early is not None and not is_postgres(session):
+        # SQLite: the write lock taken by writing the text hash already (of an article
+        # still extracted; a text changed since is hashed again below and written over)
+        session.execute(_WRITE_HASH, {"article_id": article_id, "text_hash": early[1].text_hash})
+    else:
+        _take_write_lock(session, article_id)
     article = session.get(Article, article_id, populate_existing=True)
     if article is None or article.state != ArticleState.extracted:
         return DedupOutcome(False)
     if early is not None and early[0] == article.text:
-        sk = early[1]
+        sk, stopped = early[1], early_stopped
     else:
         sk = sketch(article.text, params)
-    # boilerplate samples: read before the locks (a stopped sample stays stopped), so
-    # that every article carrying a common phrase does not wait on one lock key
-    stopped = stopped_samples(session, sk, params) if sk.signature is not None else frozenset()
+        stopped = stopped_samples(session, sk, params) if sk.signature is not None else frozenset()
     if is_postgres(session) and sk.n_words > 0:  # an empty text matches nothing: no lock
         take_locks(session, lock_keys(sk, stopped))
 
@@ -182,22 +204,30 @@ def deduplicate_article(
             if group_id is not None:
                 matched_by = "contained"
 
-    article.text_hash = sk.text_hash
     changed: int | None = None
-    joined = join_group(session, article, group_id) if group_id is not None else None
+    joined = None
+    if group_id is not None:
+        article.text_hash = sk.text_hash
+        joined = join_group(session, article, group_id)
+    new_group: int | None = None
     if joined is not None:
         changed = joined[1]
     else:
         matched_by = None
         group = DupGroup(canonical_article_id=article_id)
         session.add(group)
-        session.flush()
-        article.dup_group_id = group.id
-        article.duplicate_of_id = None
+        session.flush()  # the group alone: the article's columns are set below
+        new_group = group.id
     # Exact copies add nothing to the LSH index (their buckets equal the first copy's):
     # buckets stay small however many outlets carry a wire story.
     if sk.signature is not None and matched_by != "hash":
         index_article(session, article_id, sk, stopped)
+    # the article's columns last, in one UPDATE (set before the index's inserts, each
+    # was flushed by the next statement on its own)
+    article.text_hash = sk.text_hash
+    if new_group is not None:
+        article.dup_group_id = new_group
+        article.duplicate_of_id = None
     set_state(article, ArticleState.deduplicated)
     session.flush()
     return DedupOutcome(

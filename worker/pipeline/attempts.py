@@ -328,6 +328,26 @@ _COUNT_START = (
     .execution_options(synchronize_session=False)
 )
 
+_START_IF_RUNS = {
+    # SQLite: the start counted and its earlier starts read in one statement when the
+    # step runs (the article in its state, not quarantined, below the deaths' limit);
+    # only otherwise is the row read to say why not (a SELECT and an UPDATE a step)
+    has_state: update(Article)
+    .where(
+        col(Article.id) == bindparam("article_id"),
+        (col(Article.state) == bindparam("takes"))
+        if has_state
+        else (col(Article.state) != ArticleState.quarantined.value),
+        col(Article.step_starts) < bindparam("max"),
+    )
+    .values(
+        step_starts=col(Article.step_starts) + 1,
+        step_started_at=bindparam("now", type_=UTCDateTime()),
+    )
+    .returning(col(Article.step_starts))
+    for has_state in (True, False)
+}
+
 
 class StepStart(StrEnum):
     """What :func:`begin_step` decided."""
@@ -389,6 +409,11 @@ def begin_step(
             if state is not None and state != takes:
                 return _not_its_state(state), 0
     else:
+        if takes != ArticleState.quarantined.value:  # (no step takes that state)
+            params = {"article_id": article_id, "max": max_deaths, "now": now, "takes": takes}
+            started = session.execute(_START_IF_RUNS[takes is not None], params).first()
+            if started is not None:
+                return StepStart.run, int(started[0]) - 1
         row = session.execute(_START_ROW, {"article_id": article_id}).first()
     if row is None:
         return StepStart.busy, 0
