@@ -228,47 +228,6 @@ def test_normalized_hash_folds_case_whitespace_and_punctuation() -> None:
     assert len(a) == 64
 
 
-def test_minhash_is_datasketchs_affine64_minhash() -> None:
-    """The signature computed with numpy is datasketch's ``MinHash`` (``affine64``, the
-    same permutations) to the bit: stored signatures do not change with it."""
-    import numpy as np
-    from datasketch import MinHash
-
-    rng = random.Random(16)
-    for n in (0, 1, 2, 7, 300, 5000):
-        hashes = np.unique(np.array([rng.getrandbits(64) for _ in range(n)], dtype=np.uint64))
-        for num_perm in (64, 128):
-            m = MinHash(
-                num_perm=num_perm,
-                scheme="affine64",
-                hashfunc=int,
-                permutations=sketch._permutations(num_perm),
-            )
-            if hashes.size:
-                m.update_batch(hashes.tolist())
-            expected = (np.asarray(m.hashvalues, dtype=np.uint64) >> np.uint64(32)).astype(
-                np.uint32
-            )
-            got = sketch.minhash(hashes, num_perm)
-            assert got.dtype == np.uint32 and got.shape == (num_perm,)
-            assert np.array_equal(got, expected), (n, num_perm)
-    text = " ".join(f"word{rng.randrange(400)}" for _ in range(600))
-    sk = sketch.sketch(text)
-    assert sk.signature is not None
-    m = MinHash(
-        num_perm=sk.signature.size,
-        scheme="affine64",
-        hashfunc=int,
-        permutations=sketch._permutations(sk.signature.size),
-    )
-    m.update_batch(
-        sketch.shingle_hashes(sketch.words(text), sketch.DEFAULT_PARAMS.shingle_k).tolist()
-    )
-    assert np.array_equal(
-        sk.signature, (np.asarray(m.hashvalues, dtype=np.uint64) >> np.uint64(32)).astype(np.uint32)
-    )
-
-
 def test_signature_estimates_track_exact_jaccard() -> None:
     p = sketch.DEFAULT_PARAMS
     a = sketch.sketch(STORY)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from datasketch import MinHash
 
 from worker.core.settings import Settings
 
@@ -156,23 +157,20 @@ def _permutations(num_perm: int) -> UInt64Array:
 
 
 def minhash(hashes: UInt64Array, num_perm: int) -> UInt32Array:
-    """MinHash signature of a set of shingle hashes: the ``affine64`` scheme of
-    datasketch's ``MinHash`` (datasketch 2.0; each shingle mixed by the MurmurHash3
-    finalizer, then ``a*h+b mod 2**64`` for each permutation ``(a, b)``, the minimum
-    kept), with the top 32 bits of each minimum; an empty set gives datasketch's empty
-    signature (every value the largest). The scheme and the permutations are named here,
-    not left to a library's defaults, so the signatures stored in the database cannot
-    change with a release. Computed with numpy directly, the same values as
-    ``MinHash(num_perm, scheme="affine64", hashfunc=int, permutations=...)``'s
-    ``update_batch`` (``tests/test_dedup.py`` compares them): importing datasketch
-    imports its whole package, ``MinHashLSH`` and with it ``scipy.integrate``, 0.4-0.5 s
-    of CPU in every process that deduplicates, for the one function used here."""
-    if not hashes.size:
-        return np.full(num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
-    a, b = _permutations(num_perm)
-    with np.errstate(over="ignore"):
-        permuted = _fmix64(np.asarray(hashes, dtype=np.uint64)).reshape(-1, 1) * a + b
-    top: UInt32Array = (permuted.min(axis=0) >> U64(32)).astype(np.uint32)
+    """MinHash signature of a set of shingle hashes: datasketch's ``MinHash`` with its
+    ``affine64`` scheme (each shingle mixed, then ``a*h+b mod 2**64``), keeping the top 32
+    bits of each minimum. The scheme and the permutations are named here, not left to the
+    library's defaults, so a datasketch release that changes them (2.0 did) cannot change
+    the signatures stored in the database."""
+    m = MinHash(
+        num_perm=num_perm,
+        scheme="affine64",
+        hashfunc=int,  # shingles are hashed already (``shingle_hashes``)
+        permutations=_permutations(num_perm),
+    )
+    if hashes.size:
+        m.update_batch(hashes.tolist())
+    top: UInt32Array = (np.asarray(m.hashvalues, dtype=np.uint64) >> U64(32)).astype(np.uint32)
     return top
 
 
