@@ -320,7 +320,14 @@ def test_operations_called_by_other_systems_with_send_task_and_celery_call(
 
         return handler
 
+    # Not the subscription document's six: `feeds add` makes the feed due, and its live
+    # poll fetches those at once, ahead of the job (live work first). Held at the gate,
+    # they would hold the host's two slots, and the job's walk of the archive would wait
+    # for them: whether the job ran within the minute below depended on which came first.
+    live = set(sorted(site.pages, key=lambda p: site.dates[p], reverse=True)[:6])
     for p in site.pages:
+        if p in live:
+            continue
         route = server.routes[p]
         assert isinstance(route, Reply)
         server.routes[p] = gated(route)
