@@ -16,12 +16,15 @@ number of pages and holds the next requests until the test lets them go.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.conftest import claimwire, cli_env
@@ -61,6 +64,28 @@ def _env(tmp_path: Path, pg_url: str, redis_url: str, **overrides: str) -> dict[
 # A page held by the site must not time out in the worker meanwhile (a timeout is a
 # retry: one more request of the same page).
 HOLD_TIMEOUTS = {"READ_TIMEOUT": "150", "TOTAL_TIMEOUT": "180"}
+
+
+def _await_statement(
+    proc: subprocess.Popen[str], app: str, like: str, pg_url: str, timeout: float
+) -> None:
+    """Wait until a connection of ``app`` runs a statement ``ILIKE like``; fail at once,
+    with its output, if ``proc`` has ended."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                _out, err = proc.communicate()
+                raise AssertionError(f"{app} ended ({proc.returncode}) first: {err[-3000:]}")
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                " AND query ILIKE %s",
+                (app, like),
+            ).fetchone()
+            if row and row[0]:
+                return
+            time.sleep(0.001)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {app} to run {like}")
 
 
 class Gate:
@@ -366,24 +391,17 @@ def test_operations_called_by_other_systems_with_send_task_and_celery_call(
         )
         try:
             # The gate opens once the command has read the job (running: no item can end
-            # before the gate opens) and decided to wait: its connection's last statement
-            # reads the job's items (`_rows` reads the job, then its items' progress).
-            # Opening it at the command's first connection (its schema check) let a fast
-            # job end before a slow start read it, and `jobs show` then printed the
-            # finished job without waiting (seen once at load 20).
-            wait_until(
-                lambda: (
-                    _one(
-                        pg_url,
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cw-wait'"
-                        " AND query ILIKE '%jobitem%'",
-                    )
-                    > 0
-                ),
-                60,
-                0.1,
-                "`jobs show 1 --wait` to read the job",
-            )
+            # before the gate opens) and decided to wait: it reads the job's items
+            # (`_rows` reads the job, then its items' progress) at its start and again
+            # every second while it waits. Opening it at the command's first connection
+            # (its schema check) let a fast job end before a slow start read it, and
+            # `jobs show` then printed the finished job without waiting (seen once at
+            # load 20). An idle connection's last statement is its COMMIT, so a read of
+            # the items shows in `pg_stat_activity` only while its short transaction
+            # runs, a few milliseconds a second: one connection looks for it every
+            # millisecond or so (a new connection every 0.1 s missed it for a minute
+            # under the full suite's load).
+            _await_statement(watch, "cw-wait", "%jobitem%", pg_url, 150)
             gate.set()
             _out, err = watch.communicate(timeout=180)
         finally:
