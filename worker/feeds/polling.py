@@ -22,8 +22,7 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlmodel import Session, col
 
 from schemas.models import Article, ArticleState, Feed, FeedPoll, FeedState, Sighting
-from schemas.tables import article as article_table
-from schemas.types import UTCDateTime, utcnow
+from schemas.types import utcnow
 from worker.core import outbox
 from worker.core.db import insert_ignore, is_postgres
 from worker.core.settings import Settings
@@ -754,6 +753,7 @@ def send_fetches(
     from worker.core.queues import max_countdown
     from worker.network.politeness import reserve_turns, turn_countdown
     from worker.pages.fetch import turn_key
+    from worker.pipeline.attempts import hold_sweeps
 
     hosted = [(article_id, host) for article_id, host in articles if host]
     waits = dict(
@@ -765,28 +765,15 @@ def send_fetches(
     )
     now = utcnow()
     cap = max_countdown(settings)
-    holds: list[dict[str, object]] = []
+    holds: dict[int, datetime] = {}
     for article_id, _host in articles:
         countdown = turn_countdown(waits.get(article_id, 0.0))
         if countdown > 0:
-            holds.append({"b_id": article_id, "b_until": now + timedelta(seconds=countdown)})
+            holds[article_id] = now + timedelta(seconds=countdown)
         outbox.send_after_commit(
             session, task, article_id, countdown=min(countdown, cap) if countdown > 0 else None
         )
-    if holds:
-        session.execute(_HOLD_MARK, holds)
-
-
-_HOLD_MARK = (
-    update(article_table)
-    .where(
-        article_table.c.id == bindparam("b_id"),
-        article_table.c.state == ArticleState.discovered.value,
-        article_table.c.state_changed_at < bindparam("b_until", type_=UTCDateTime()),
-    )
-    .values(state_changed_at=bindparam("b_until", type_=UTCDateTime()))
-)
-"""An article's sweep mark moved to its fetch's turn (never back), for many at once."""
+    hold_sweeps(session, holds)
 
 
 # ------------------------------------------------------------------ dispatch by host turns

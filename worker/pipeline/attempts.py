@@ -46,12 +46,13 @@ from enum import StrEnum
 import redis.exceptions
 import structlog
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy import bindparam, case, text, update
+from sqlalchemy import bindparam, case, or_, text, update
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, col, select
 
 from schemas.models import PENDING_ARTICLE_STATES, Article, ArticleState
+from schemas.tables import article as article_table
 from schemas.types import UTCDateTime, utcnow
 from worker.claims.model import ModelUnavailable
 from worker.core import outbox
@@ -506,22 +507,33 @@ def hold_sweep(session: Session, article_id: int, seconds: float) -> None:
     waits for a retry until then, which may be later than the retry's countdown
     (:func:`capped`); the sweep sends it again ``stale_after`` after that if no retry
     did."""
-    until = utcnow() + timedelta(seconds=seconds)
-    session.execute(_HOLD_SWEEP, {"article_id": article_id, "until": until})
+    hold_sweeps(session, {article_id: utcnow() + timedelta(seconds=seconds)})
+
+
+def hold_sweeps(session: Session, until: dict[int, datetime]) -> None:
+    """Move each pending article's sweep mark to its time in ``until`` (never back), in
+    one statement: :func:`hold_sweep` for one, a poll's new articles held to the turns
+    it reserved for their fetches for many (``worker.feeds.polling.send_fetches``)."""
+    if until:
+        rows = [{"article_id": article_id, "until": at} for article_id, at in until.items()]
+        session.execute(_HOLD_SWEEP, rows)
 
 
 # Built once, its values bound (a fetch sent back for its host's turn holds its sweep mark:
 # thousands a run); as the start's and end's, it leaves the session's objects alone.
 _UNTIL = bindparam("until", type_=UTCDateTime())
 _HOLD_SWEEP = (
-    update(Article)
+    # of the table, not the entity: given many rows, the session runs it as one
+    # executemany (an entity's UPDATE with many rows is its bulk update by primary key)
+    update(article_table)
     .where(
-        col(Article.id) == bindparam("article_id"),
-        col(Article.state).in_([s.value for s in PENDING_ARTICLE_STATES]),
-        col(Article.state_changed_at) < _UNTIL,
+        article_table.c.id == bindparam("article_id"),
+        # one comparison a state, not IN: an IN list is an expanding parameter, which
+        # an executemany cannot take
+        or_(*(article_table.c.state == s.value for s in PENDING_ARTICLE_STATES)),
+        article_table.c.state_changed_at < _UNTIL,
     )
     .values(state_changed_at=_UNTIL)
-    .execution_options(synchronize_session=False)
 )
 
 
