@@ -1,0 +1,92 @@
+"""The claim-cluster gold (bench/data/claims_gold.json) is well formed: every split's
+clusters have mentions in two or more outlets, no mention belongs to two clusters or
+overlaps another cluster's mention (within a split or across splits), and every pair
+is of one speaker and two different clusters. The check against the extractor's claims
+(``python -m bench.claims_gold --check``) needs spaCy and is run by hand."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from bench.claims_gold import GOLD, SPLITS, load_corpus, validate
+from tests.conftest import shared_path
+
+
+@pytest.fixture(scope="module")
+def corpus() -> tuple[dict[str, str], dict[str, int]]:
+    docs = load_corpus(shared_path("corpora", "near-duplicates"))
+    return {d.key: d.publisher for d in docs}, {d.key: len(d.text) for d in docs}
+
+
+@pytest.fixture()
+def gold() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(GOLD.read_text())
+    return data
+
+
+def test_the_gold_validates(
+    gold: dict[str, Any], corpus: tuple[dict[str, str], dict[str, int]]
+) -> None:
+    publishers, lengths = corpus
+    assert validate(gold, publishers, lengths) == []
+    assert {c["split"] for c in gold["clusters"]} == set(SPLITS)
+    fresh = [c for c in gold["clusters"] if c["split"] == "fresh"]
+    fresh_pairs = [p for p in gold["pairs"] if p["split"] == "fresh"]
+    assert len(fresh) >= 20
+    assert len(fresh_pairs) >= 20
+    assert {m["article"].split(":")[0] for c in fresh for m in c["mentions"]} == {
+        "helsinki",
+        "census",
+    }
+
+
+def test_validate_finds_what_is_wrong(
+    gold: dict[str, Any], corpus: tuple[dict[str, str], dict[str, int]]
+) -> None:
+    publishers, lengths = corpus
+    fresh = [c for c in gold["clusters"] if c["split"] == "fresh"]
+    other = next(c for c in gold["clusters"] if c["split"] != "fresh")
+
+    one_outlet = copy.deepcopy(gold)
+    c = next(x for x in one_outlet["clusters"] if x["id"] == fresh[0]["id"])
+    first = c["mentions"][0]
+    c["mentions"] = [
+        m for m in c["mentions"] if publishers[m["article"]] == publishers[first["article"]]
+    ]
+    assert any("outlet" in e for e in validate(one_outlet, publishers, lengths))
+
+    twice = copy.deepcopy(gold)
+    fresh_c = next(x for x in twice["clusters"] if x["id"] == fresh[1]["id"])
+    fresh_c["mentions"].append(dict(other["mentions"][0]))
+    assert any("also a mention" in e for e in validate(twice, publishers, lengths))
+
+    overlap = copy.deepcopy(gold)
+    fresh_c = next(x for x in overlap["clusters"] if x["id"] == fresh[2]["id"])
+    m = dict(other["mentions"][0])
+    m["start"] += 1
+    fresh_c["mentions"].append(m)
+    assert any("overlap" in e for e in validate(overlap, publishers, lengths))
+
+    outside = copy.deepcopy(gold)
+    fresh_c = next(x for x in outside["clusters"] if x["id"] == fresh[3]["id"])
+    fresh_c["mentions"][0]["end"] = lengths[fresh_c["mentions"][0]["article"]] + 1
+    assert any("outside" in e for e in validate(outside, publishers, lengths))
+
+    same = copy.deepcopy(gold)
+    pair = next(p for p in same["pairs"] if p["split"] == "fresh")
+    cid = pair["a"]["cluster"]
+    cl = next(x for x in same["clusters"] if x["id"] == cid)
+    pair["b"] = dict(cl["mentions"][-1], cluster=cid)
+    if pair["b"] == pair["a"]:
+        pair["b"] = dict(cl["mentions"][0], cluster=cid)
+    assert any("one cluster" in e for e in validate(same, publishers, lengths))
+
+    claims: dict[str, set[tuple[int, int]]] = {
+        m["article"]: set() for c in fresh for m in c["mentions"]
+    }
+    errors = validate(gold, publishers, lengths, claims, "fresh")
+    assert any("no extracted claim" in e for e in errors)
