@@ -46,7 +46,7 @@ from worker.pages.arbiter import ArbiterSettings, readability_text, second_opini
 from worker.pages.nesting import flatten, too_deep
 from worker.pages.prune_media import MediaSettings, without_galleries
 from worker.pages.prune_teasers import TeaserSettings, without_teasers
-from worker.pages.published import choose, from_datetime, page_candidates
+from worker.pages.published import choose, from_datetime, page_candidates, settled
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -350,6 +350,7 @@ def _bare(
     *,
     with_metadata: bool,
     now: datetime,
+    dates: bool = True,
 ) -> Any:
     return trafilatura.bare_extraction(
         tree,
@@ -367,20 +368,25 @@ def _bare(
         deduplicate=profile.deduplicate,
         with_metadata=with_metadata,
         prune_xpath=[PRUNE_XPATHS[k] for k in profile.prune] or None,
-        date_extraction_params=_date_params(profile, now),
+        date_extraction_params=_date_params(profile, now, dates),
     )
 
 
-def _date_params(profile: Profile, now: datetime) -> dict[str, Any]:
+def _date_params(profile: Profile, now: datetime, dates: bool = True) -> dict[str, Any]:
+    """htmldate's parameters; ``dates`` False when its date cannot change the publication
+    time (:func:`worker.pages.published.settled`): no extensive search then (its
+    slowest part, dateparser, asks every locale about strings none of them knows)."""
     return {
         "original_date": True,
-        "extensive_search": not profile.fast,
+        "extensive_search": dates and not profile.fast,
         "max_date": now.astimezone(UTC).strftime("%Y-%m-%d"),
         "outputformat": "%Y-%m-%dT%H:%M:%S%z",
     }
 
 
-def _metadata_doc(tree: _Element, url: str | None, profile: Profile, now: datetime) -> Any:
+def _metadata_doc(
+    tree: _Element, url: str | None, profile: Profile, now: datetime, dates: bool = True
+) -> Any:
     """trafilatura's metadata of the page as it is (what :func:`_bare` with metadata finds),
     for a text taken from a rewritten copy of the page; None on failure."""
     from trafilatura.metadata import extract_metadata
@@ -389,7 +395,7 @@ def _metadata_doc(tree: _Element, url: str | None, profile: Profile, now: dateti
         # the same call as bare_extraction's (which passes ``fast`` as ``extensive``). On the
         # page itself, not a copy: extract_metadata changes no tree it is given (the author
         # search and htmldate prune copies of their own)
-        return extract_metadata(tree, url, _date_params(profile, now), profile.fast, set())
+        return extract_metadata(tree, url, _date_params(profile, now, dates), profile.fast, set())
     except Exception:  # noqa: BLE001 - metadata is best effort
         return None
 
@@ -570,11 +576,17 @@ page must give for its text to be taken instead of the page's."""
 
 
 def _extract_tree(
-    tree: _Element, url: str | None, profile: Profile, now: datetime, with_metadata: bool = True
+    tree: _Element,
+    url: str | None,
+    profile: Profile,
+    now: datetime,
+    with_metadata: bool = True,
+    dates: bool = True,
 ) -> tuple[str, Any]:
-    """Text and trafilatura's Document (its metadata, when ``with_metadata``). When the text
-    comes from a rewritten copy of the page (captions, teaser lists, galleries), the metadata still
-    comes from the page as it is."""
+    """Text and trafilatura's Document (its metadata, when ``with_metadata``; without
+    htmldate's extensive search unless ``dates``). When the text comes from a rewritten copy
+    of the page (captions, teaser lists, galleries), the metadata still comes from the page
+    as it is."""
     for field, off, rewrite, min_text in _REWRITES:
         if not getattr(profile, field):
             continue
@@ -582,10 +594,12 @@ def _extract_tree(
         if rewritten is not tree:
             text, _ = _extract_tree(rewritten, url, replace(profile, **{field: off}), now, False)
             if len(text) >= min_text:
-                return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
+                return text, (
+                    _metadata_doc(tree, url, profile, now, dates) if with_metadata else None
+                )
         profile = replace(profile, **{field: off})
     try:
-        doc = _bare(tree, url, profile, with_metadata=with_metadata, now=now)
+        doc = _bare(tree, url, profile, with_metadata=with_metadata, now=now, dates=dates)
     except Exception:  # noqa: BLE001 - trafilatura/lxml failure (incl. RecursionError)
         doc = None
     text = _doc_text(doc, profile.postclean, profile.include_images)
@@ -720,7 +734,9 @@ def extract_page(
     except Exception:  # noqa: BLE001 - metadata is best effort
         stamps = []
     if tree is not None:
-        text, doc = _extract_tree(tree, url, profile, now)
+        # htmldate's date is one reading of the publication time: not searched far when the
+        # page's markup settles it
+        text, doc = _extract_tree(tree, url, profile, now, dates=not settled(stamps, now))
         try:
             meta = _metadata(doc, tree, url, now)
         except Exception:  # noqa: BLE001 - metadata is best effort
