@@ -3,7 +3,7 @@
 Usage, from the repository root:
 
     .venv/bin/python -m bench.extract_step [--pages 1124] [--every 2] [--loads]
-        [--profile OUT.txt]
+        [--profile OUT.txt] [--bare]
 
 Pages: those of ``bench.frontier_speed`` (the extraction corpora's pages, read in place
 from ``../shared/corpora/extraction``, in the same order), stored as ``fetched``
@@ -20,7 +20,9 @@ twice is cheaper: the libraries' caches). Each step is timed in ``time.process_t
 and inside it ``extract_page``; the rest is reading the page from the archive, decoding
 it, the article's load and writes, the start and end of the step and the commits.
 ``--loads`` measures the known one-time loads apart first; ``--profile`` writes a
-pyinstrument profile of the second pass.
+pyinstrument profile of the second pass; ``--bare`` times bare ``trafilatura.extract`` (as
+``bench.frontier_speed``'s baseline calls it) on the second pass's pages after it, in the
+same process, and prints ``extract_page``'s ratio to it.
 
 For an A/B against older code, run it with that code first on ``PYTHONPATH``.
 """
@@ -141,6 +143,24 @@ def run_pass(root: Path, pages: list[bytes], profiler: Any = None) -> tuple[floa
     return spent, inner[0]
 
 
+def bare(pages: list[bytes]) -> float:
+    """CPU seconds of bare ``trafilatura.extract`` over ``pages`` (each decoded as the
+    pipeline decodes it, as ``bench.frontier_speed.bare``). The step saw these pages just
+    before: the libraries' caches favour the bare call a little, so the ratio is a little
+    high."""
+    import trafilatura
+
+    from worker.pages.charset import decode_html
+
+    spent = 0.0
+    for body in pages:
+        html, _ = decode_html(body, "text/html; charset=utf-8")
+        t0 = time.process_time()
+        trafilatura.extract(html)
+        spent += time.process_time() - t0
+    return spent
+
+
 def loads() -> list[tuple[str, float]]:
     """CPU seconds of what a new process loads once for extraction, measured apart."""
     spent: list[tuple[str, float]] = []
@@ -168,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=2, help="every Nth of them is measured")
     ap.add_argument("--loads", action="store_true", help="measure the one-time loads apart")
     ap.add_argument("--profile", type=Path, help="pyinstrument text profile of the 2nd pass")
+    ap.add_argument("--bare", action="store_true", help="bare trafilatura.extract after it")
     args = ap.parse_args(argv)
     import structlog
 
@@ -193,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {name}: {1000 * step / n:.2f}, {1000 * inner / n:.2f}, "
             f"{1000 * (step - inner) / n:.2f}"
+        )
+    if args.bare:
+        spent = bare(measured)
+        print(
+            f"  bare trafilatura.extract, the same pages: {1000 * spent / len(measured):.2f}"
+            f" (extract_page {second[1] / spent:.2f}x, the step {second[0] / spent:.2f}x;"
+            f" load {os.getloadavg()[0]:.1f})"
         )
     for name, secs in once:
         print(f"  once per process, before the passes: {name} {secs:.2f} s")

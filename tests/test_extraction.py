@@ -823,3 +823,39 @@ def test_benchmark_words_ignore_invisible_format_characters() -> None:
     assert shingle_prf(ours, gold) == (1.0, 1.0, 1.0)
     assert shingle_prf(ours, gold, v1=True)[2] < 0.7
     assert words("ﬁne ＡＢＣ") == ["fine", "abc"]  # NFKC
+
+
+# ------------------------------------------------------------ the page's parser
+
+
+def test_page_tree_is_trafilaturas_with_elements_classed_in_c() -> None:
+    """``_load`` parses as trafilatura's ``load_html`` does (the same tree, the same
+    rejections), with an element class lookup that calls no Python per element."""
+    from lxml import etree
+    from lxml.html import HtmlElement
+    from trafilatura.utils import load_html
+
+    from worker.pages.extractor import _load
+
+    pages = [
+        "<html><head><title>T</title></head><body><!-- c --><form><input name=q>"
+        "<textarea>x</textarea></form><p>One <b>two</b></p><?pi x?></body></html>",
+        '<?xml version="1.0" encoding="utf-8"?><html><body><p>declared</p></body></html>',
+        "<html/><body><p>faulty html element</p></body>",
+        "just some text, no markup at all",
+        "<p>one block</p>",
+        "<!DOCTYPE html><html><body><div><p>é ü 漢字</p></div></body></html>",
+    ]
+    corpus = CORPUS / "html"
+    if corpus.is_dir():
+        for path in sorted(corpus.glob("*.html.gz"))[:15]:
+            pages.append(decode_html(gzip.decompress(path.read_bytes()), None)[0])
+    for html in pages:
+        ours, theirs = _load(html), load_html(html)
+        assert (ours is None) == (theirs is None), html[:80]
+        if ours is not None and theirs is not None:
+            assert etree.tostring(ours) == etree.tostring(theirs), html[:80]
+            assert all(type(el) is HtmlElement for el in ours.iter(etree.Element))
+    tree = _load(pages[0])
+    assert tree is not None
+    assert tree.find(".//form").text_content() == "x"  # an HtmlElement's methods work

@@ -576,3 +576,30 @@ def test_feed_time_reaches_the_article_through_a_real_poll(server: Any, tmp_path
     ferries = rows[server.url("/2024/03/03/ferries")]
     assert ferries["published_at"] == "2024-03-03T07:15:00+00:00"
     assert (ferries["published_precision"], ferries["published_offset"]) == ("minute", 60)
+
+
+def test_settled_only_when_no_later_reading_can_change_the_choice() -> None:
+    from worker.pages.published import Stamp, settled
+
+    second = parse_stamp("2024-03-03T14:05:09+01:00", "meta")
+    minute = parse_stamp("2024-03-03T14:05:00+01:00", "meta")
+    day = parse_stamp("2024-03-03", "jsonld")
+    meta_day = parse_stamp("2024-03-03", "meta")
+    jsonld_second = parse_stamp("2024-03-03T14:05:09+01:00", "jsonld")
+    url = url_stamp("https://example.org/2024/03/03/story")
+    assert second and minute and day and meta_day and jsonld_second and url
+    future = Stamp(NOW + timedelta(days=1), "second", 0, "meta")
+    assert settled([second], NOW) and settled([second, day, url], NOW)
+    # a more authoritative reading to the minute or the day: later readings count
+    assert not settled([minute], NOW) and not settled([meta_day, jsonld_second], NOW)
+    assert settled([day, second], NOW)  # the order given does not matter
+    assert not settled([], NOW) and not settled([url], NOW)
+    # a time after now is not usable: the next reading is the anchor
+    assert not settled([future, day], NOW) and settled([future, second], NOW)
+    # whatever the feed and the visible date say, choose keeps the settled anchor
+    for later in (
+        Stamp(second.at + timedelta(seconds=30), "second", None, "feed"),
+        Stamp(second.at - timedelta(hours=30), "second", None, "visible"),
+        Stamp(second.at.replace(hour=0, minute=0, second=0), "day", None, "visible"),
+    ):
+        assert choose([second, later], NOW) == second

@@ -36,15 +36,17 @@ from urllib.parse import urljoin, urlsplit
 import courlan
 import lxml.html
 import trafilatura
+from lxml import etree
 from lxml.etree import _Element
-from trafilatura.utils import load_html
+from lxml.html import HtmlComment, HtmlElement, HtmlEntity, HtmlProcessingInstruction
+from trafilatura.utils import is_dubious_html, repair_faulty_html
 
 from schemas.records import ExtractedPage, TextSource
 from worker.pages.arbiter import ArbiterSettings, readability_text, second_opinion
 from worker.pages.nesting import flatten, too_deep
 from worker.pages.prune_media import MediaSettings, without_galleries
 from worker.pages.prune_teasers import TeaserSettings, without_teasers
-from worker.pages.published import choose, from_datetime, page_candidates
+from worker.pages.published import choose, from_datetime, page_candidates, settled
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -221,7 +223,7 @@ def html_fragment_to_text(fragment: str | None) -> str:
     if "<" not in fragment:
         return _clean_lines(htmllib.unescape(fragment))
     try:
-        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div", parser=_FRAGMENT_PARSER)
         for bad in root.xpath("|".join(f".//{t}" for t in _DROP_TAGS)):
             bad.drop_tree()
         for el in root.iter():
@@ -348,6 +350,7 @@ def _bare(
     *,
     with_metadata: bool,
     now: datetime,
+    dates: bool = True,
 ) -> Any:
     return trafilatura.bare_extraction(
         tree,
@@ -365,20 +368,25 @@ def _bare(
         deduplicate=profile.deduplicate,
         with_metadata=with_metadata,
         prune_xpath=[PRUNE_XPATHS[k] for k in profile.prune] or None,
-        date_extraction_params=_date_params(profile, now),
+        date_extraction_params=_date_params(profile, now, dates),
     )
 
 
-def _date_params(profile: Profile, now: datetime) -> dict[str, Any]:
+def _date_params(profile: Profile, now: datetime, dates: bool = True) -> dict[str, Any]:
+    """htmldate's parameters; ``dates`` False when its date cannot change the publication
+    time (:func:`worker.pages.published.settled`): no extensive search then (its
+    slowest part, dateparser, asks every locale about strings none of them knows)."""
     return {
         "original_date": True,
-        "extensive_search": not profile.fast,
+        "extensive_search": dates and not profile.fast,
         "max_date": now.astimezone(UTC).strftime("%Y-%m-%d"),
         "outputformat": "%Y-%m-%dT%H:%M:%S%z",
     }
 
 
-def _metadata_doc(tree: _Element, url: str | None, profile: Profile, now: datetime) -> Any:
+def _metadata_doc(
+    tree: _Element, url: str | None, profile: Profile, now: datetime, dates: bool = True
+) -> Any:
     """trafilatura's metadata of the page as it is (what :func:`_bare` with metadata finds),
     for a text taken from a rewritten copy of the page; None on failure."""
     from trafilatura.metadata import extract_metadata
@@ -387,7 +395,7 @@ def _metadata_doc(tree: _Element, url: str | None, profile: Profile, now: dateti
         # the same call as bare_extraction's (which passes ``fast`` as ``extensive``). On the
         # page itself, not a copy: extract_metadata changes no tree it is given (the author
         # search and htmldate prune copies of their own)
-        return extract_metadata(tree, url, _date_params(profile, now), profile.fast, set())
+        return extract_metadata(tree, url, _date_params(profile, now, dates), profile.fast, set())
     except Exception:  # noqa: BLE001 - metadata is best effort
         return None
 
@@ -434,9 +442,65 @@ NESTING_TOO_DEEP = "nesting too deep"
 """The failure of a page whose markup nests too deep to be parsed (:func:`extract_page`)."""
 
 
-def _load(html: str) -> _Element | None:
+def _html_parser(**options: Any) -> lxml.html.HTMLParser:
+    """``lxml.html``'s parser whose elements get their class in C: every element is an
+    ``HtmlElement`` (lxml.html's own lookup asks a Python method for every element object
+    lxml creates, about 9,000 calls a page and one sixth of ``extract_page``'s CPU; the
+    classes it adds for ``form``, ``input``, ``select``, ``textarea`` and ``label`` only
+    add form fields, which nothing here reads)."""
+    parser = lxml.html.HTMLParser(**options)
+    parser.set_element_class_lookup(
+        etree.ElementDefaultClassLookup(
+            element=HtmlElement,
+            comment=HtmlComment,
+            pi=HtmlProcessingInstruction,
+            entity=HtmlEntity,
+        )
+    )
+    return parser
+
+
+_PAGE_PARSER = _html_parser(
+    collect_ids=False,
+    default_doctype=False,
+    encoding="utf-8",
+    remove_comments=True,
+    remove_pis=True,
+)
+"""The options of trafilatura's parser (``trafilatura.utils.HTML_PARSER``), elements in C."""
+
+_FRAGMENT_PARSER = _html_parser()
+"""lxml.html's default parser's options, elements in C (:func:`html_fragment_to_text`)."""
+
+
+def _from_bytes(html: str) -> _Element | None:
     try:
-        return load_html(html)
+        return lxml.html.fromstring(html.encode("utf8", "surrogatepass"), parser=_PAGE_PARSER)
+    except Exception:  # noqa: BLE001 - as trafilatura's fromstring_bytes
+        return None
+
+
+def _load(html: str) -> _Element | None:
+    """The page's tree as ``trafilatura.utils.load_html`` makes it from a string (the same
+    repair, parse, fallback to bytes and rejection of what is not HTML), parsed with
+    :data:`_PAGE_PARSER`. trafilatura takes the tree as it is."""
+    try:
+        beginning = html[:50].lower()
+        dubious = is_dubious_html(beginning)
+        html = repair_faulty_html(html, beginning)
+        fallback = False
+        tree: _Element | None = None
+        try:
+            tree = lxml.html.fromstring(html, parser=_PAGE_PARSER)
+        except ValueError:  # "Unicode strings with encoding declaration are not supported."
+            tree, fallback = _from_bytes(html), True
+        except Exception:  # noqa: BLE001 - as load_html: try the bytes
+            tree = None
+        if (tree is None or len(tree) < 1) and not fallback:
+            tree = _from_bytes(html)
+        if tree is not None and dubious and len(tree) < 2:
+            return None
+        return tree
     except Exception:  # noqa: BLE001 - unparseable markup is "no text", not an error
         return None
 
@@ -512,11 +576,17 @@ page must give for its text to be taken instead of the page's."""
 
 
 def _extract_tree(
-    tree: _Element, url: str | None, profile: Profile, now: datetime, with_metadata: bool = True
+    tree: _Element,
+    url: str | None,
+    profile: Profile,
+    now: datetime,
+    with_metadata: bool = True,
+    dates: bool = True,
 ) -> tuple[str, Any]:
-    """Text and trafilatura's Document (its metadata, when ``with_metadata``). When the text
-    comes from a rewritten copy of the page (captions, teaser lists, galleries), the metadata still
-    comes from the page as it is."""
+    """Text and trafilatura's Document (its metadata, when ``with_metadata``; without
+    htmldate's extensive search unless ``dates``). When the text comes from a rewritten copy
+    of the page (captions, teaser lists, galleries), the metadata still comes from the page
+    as it is."""
     for field, off, rewrite, min_text in _REWRITES:
         if not getattr(profile, field):
             continue
@@ -524,10 +594,12 @@ def _extract_tree(
         if rewritten is not tree:
             text, _ = _extract_tree(rewritten, url, replace(profile, **{field: off}), now, False)
             if len(text) >= min_text:
-                return text, _metadata_doc(tree, url, profile, now) if with_metadata else None
+                return text, (
+                    _metadata_doc(tree, url, profile, now, dates) if with_metadata else None
+                )
         profile = replace(profile, **{field: off})
     try:
-        doc = _bare(tree, url, profile, with_metadata=with_metadata, now=now)
+        doc = _bare(tree, url, profile, with_metadata=with_metadata, now=now, dates=dates)
     except Exception:  # noqa: BLE001 - trafilatura/lxml failure (incl. RecursionError)
         doc = None
     text = _doc_text(doc, profile.postclean, profile.include_images)
@@ -662,7 +734,9 @@ def extract_page(
     except Exception:  # noqa: BLE001 - metadata is best effort
         stamps = []
     if tree is not None:
-        text, doc = _extract_tree(tree, url, profile, now)
+        # htmldate's date is one reading of the publication time: not searched far when the
+        # page's markup settles it
+        text, doc = _extract_tree(tree, url, profile, now, dates=not settled(stamps, now))
         try:
             meta = _metadata(doc, tree, url, now)
         except Exception:  # noqa: BLE001 - metadata is best effort

@@ -129,12 +129,17 @@ def without_teasers(tree: _Element, settings: TeaserSettings = TeaserSettings())
     """A copy of ``tree`` without its teaser units, or ``tree`` itself when it has none (or
     on any failure)."""
     try:
-        if len(teaser_units(tree, settings)) == 0:
+        units = teaser_units(tree, settings)
+        if not units:
             return tree
+        # the units found on the page are the same elements of the copy, by their place in
+        # document order (a deep copy keeps every node, comments included, in order): the
+        # page is searched once, not once more on the copy
+        wanted = set(units)
+        places = {i for i, el in enumerate(tree.iter()) if el in wanted}
         doc = copy.deepcopy(tree)
-        for unit in teaser_units(doc, settings):
-            parent = unit.getparent()
-            if parent is not None:
+        for unit in [el for i, el in enumerate(doc.iter()) if i in places]:
+            if unit.getparent() is not None:
                 # keep the tail text (it belongs to the parent)
                 unit.drop_tree()
         return doc

@@ -364,7 +364,7 @@ def choose(candidates: list[Stamp], now: datetime | None = None) -> Stamp | None
     ignored."""
     now = now or datetime.now(UTC)
     usable = [c for c in candidates if EARLIEST <= c.at <= now]
-    usable.sort(key=lambda c: SOURCES.index(c.source) if c.source in SOURCES else len(SOURCES))
+    usable.sort(key=_authority)
     if not usable:
         return None
     anchor = usable[0]
@@ -379,6 +379,22 @@ def choose(candidates: list[Stamp], now: datetime | None = None) -> Stamp | None
     return best
 
 
+def _authority(c: Stamp) -> int:
+    return SOURCES.index(c.source) if c.source in SOURCES else len(SOURCES)
+
+
+def settled(candidates: list[Stamp], now: datetime) -> bool:
+    """Whether :func:`choose` of ``candidates`` with any readings of the later sources
+    added (the feed's, the visible date, the URL's) is decided already: the most
+    authoritative usable candidate is the page markup's and to the second, so no later
+    reading can replace it (none is more precise, none more authoritative)."""
+    usable = [c for c in candidates if EARLIEST <= c.at <= now]
+    if not usable:
+        return False
+    anchor = min(usable, key=_authority)
+    return anchor.precision == "second" and _authority(anchor) < SOURCES.index("feed")
+
+
 __all__ = [
     "PRECISION_RANK",
     "Precision",
@@ -388,6 +404,7 @@ __all__ = [
     "from_datetime",
     "page_candidates",
     "parse_stamp",
+    "settled",
     "sort_time",
     "url_stamp",
 ]
