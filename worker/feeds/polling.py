@@ -737,10 +737,12 @@ def send_fetches(
 ) -> None:
     """Record the fetch message (``task``) of each new article ``(id, host)``, sent once
     ``session`` commits and held back by the broker until the article's turn on its
-    host's timeline, reserved now (:func:`worker.network.politeness.reserve_turns`,
-    under the fetch's key; one round trip on Redis for all of them), a moment before it
-    (``TURN_LEAD``). The articles' sweep marks move to their turns in the same
-    transaction (one statement), as a fetch sent back for its turn holds its own.
+    host's timeline, reserved now ahead of the host's waiting polls
+    (:func:`worker.network.politeness.reserve_ahead`: the next poll turn a second or
+    more ahead, whose poll goes to the end of the line; under the fetch's key; one round
+    trip on Redis for all of them), a moment before it (``TURN_LEAD``). The articles'
+    sweep marks move to their turns in the same transaction (one statement), as a fetch
+    sent back for its turn holds its own.
 
     The turn of a new article is known when its poll commits: sent at once, each fetch
     of a feed's new articles was delivered, looked at its host, found its turn ahead
@@ -751,7 +753,7 @@ def send_fetches(
     if not articles:
         return
     from worker.core.queues import max_countdown
-    from worker.network.politeness import reserve_turns, turn_countdown
+    from worker.network.politeness import reserve_ahead, turn_countdown
     from worker.pages.fetch import turn_key
     from worker.pipeline.attempts import hold_sweeps
 
@@ -759,7 +761,7 @@ def send_fetches(
     waits = dict(
         zip(
             [article_id for article_id, _ in hosted],
-            reserve_turns(limiter, [(host, turn_key(article_id)) for article_id, host in hosted]),
+            reserve_ahead(limiter, [(host, turn_key(article_id)) for article_id, host in hosted]),
             strict=True,
         )
     )
