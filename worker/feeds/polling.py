@@ -24,7 +24,7 @@ from sqlmodel import Session, col
 from schemas.models import Article, ArticleState, Feed, FeedPoll, FeedState, Sighting
 from schemas.types import utcnow
 from worker.core import outbox
-from worker.core.db import insert_ignore, is_postgres
+from worker.core.db import is_postgres
 from worker.core.settings import Settings
 from worker.feeds.due import count_due, due
 from worker.feeds.parsing import Entry, ParsedFeed, parse_feed
@@ -606,9 +606,8 @@ def record_entries(
         )
     if not rows:
         return []
-    inserted = insert_ignore(
-        session, Article, list(rows.values()), ["url_hash"], returning=[Article.id, Article.host]
-    )
+    insert_articles, insert_sightings = _entry_inserts(session)
+    inserted = session.execute(insert_articles, list(rows.values())).all()
     new = [(int(r[0]), str(r[1] or "")) for r in inserted]
     hashes = list(rows)
     ids: dict[str, int] = {}
@@ -629,8 +628,39 @@ def record_entries(
         for h in rows
         if h in ids
     ]
-    insert_ignore(session, Sighting, sightings, ["article_id", "feed_id"])
+    if sightings:
+        session.execute(insert_sightings, sightings)
     return new
+
+
+_ARTICLE: Table = Article.__table__  # type: ignore[attr-defined]
+_SIGHTING: Table = Sighting.__table__  # type: ignore[attr-defined]
+_ENTRY_INSERTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _entry_inserts(session: Session) -> tuple[Any, Any]:
+    """The ``INSERT ... ON CONFLICT DO NOTHING`` of a poll's articles (``RETURNING``
+    the id and host of those inserted) and of its sightings, built once per dialect and
+    executed with the rows as parameters (one executemany each, SQLAlchemy's
+    insertmanyvalues; no bind-parameter limit to chunk for). Built with the rows as
+    values (``insert_ignore``), each was compiled anew for every poll that brought
+    news: 1.9 ms of CPU against 0.8 for the constant statement (issue 16)."""
+    dialect = session.get_bind().dialect.name
+    got = _ENTRY_INSERTS.get(dialect)
+    if got is None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect_insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        articles = (
+            dialect_insert(_ARTICLE)
+            .on_conflict_do_nothing(index_elements=["url_hash"])
+            .returning(_ARTICLE.c.id, _ARTICLE.c.host)
+        )
+        sightings = dialect_insert(_SIGHTING).on_conflict_do_nothing(
+            index_elements=["article_id", "feed_id"]
+        )
+        got = _ENTRY_INSERTS[dialect] = (articles, sightings)
+    return got
 
 
 def _record_success(
