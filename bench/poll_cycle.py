@@ -552,6 +552,24 @@ def main(argv: list[str] | None = None) -> int:
             ).fetchall()
         )
         whole = None
+        # When the new articles were fetched and processed, in seconds after make_due
+        # (p50, p90, max), and how many were processed by the time every poll had
+        # committed: whether their CPU steps overlap the polls or come after them.
+        timing: dict[str, Any] = {}
+        if args.fetch:
+            for column in ("fetched_at", "processed_at"):
+                row = sql.execute(
+                    f"SELECT percentile_cont(ARRAY[0.5, 0.9, 1.0]) WITHIN GROUP "
+                    f"(ORDER BY extract(epoch FROM {column} - %s)) "
+                    "FROM article WHERE discovered_at >= %s",
+                    (t2, t2),
+                ).fetchone()
+                timing[column] = [round(float(x), 1) for x in (row[0] if row else None) or []]
+            timing["processed_by_last_poll"] = one(
+                "SELECT count(*) FROM article WHERE discovered_at >= %s AND processed_at <= %s",
+                t2,
+                last_end,
+            )
         if args.fetch:
             last_done = one(
                 "SELECT max(greatest(processed_at, state_changed_at)) FROM article "
@@ -652,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
                 "pages_served": counters[C_PAGE],
                 "fetches_queued_not_run": None if args.fetch else rconn.llen(FETCH_QUEUE),
                 "whole_cycle_seconds": round(whole, 2) if whole is not None else None,
+                "new_articles_seconds_p50_p90_max": timing,
             },
             "dispatcher": {
                 "runs": len(dispatches),
@@ -699,6 +718,11 @@ def main(argv: list[str] | None = None) -> int:
             log(
                 f"cycle 2 to the last new article processed: {whole:.1f}s "
                 f"({'within' if ok else 'over'} 60 s); new articles {new_states}"
+            )
+            log(
+                f"new articles (s after make_due, p50/p90/max): fetched {timing['fetched_at']}, "
+                f"processed {timing['processed_at']}; {timing['processed_by_last_poll']} "
+                "processed by the last poll's commit"
             )
         per_poll = result["cpu_seconds"]
         peak = max(loads, default=load_after[0])

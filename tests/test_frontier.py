@@ -551,3 +551,37 @@ def test_a_polls_new_article_is_fetched_before_the_polls_waiting_on_its_host(
     assert after[turn_key(second)] == pytest.approx(before[turn_key(third)] + 60, abs=0.01)
     assert after[turn_key(third)] == before[turn_key(third)]
     assert load_article(args[0]).state == ArticleState.discovered
+
+
+def test_a_poll_that_brought_a_backlog_queues_its_fetches_after_the_polls(
+    configure: Any,
+) -> None:
+    """A poll that brought more than ``AHEAD_AT_MOST`` new articles (a first poll)
+    queues their fetches at the end of the host's line, behind the polls waiting there,
+    which keep their turns; one that brought a few puts them ahead of those polls."""
+    from worker.core.db import init_db, unit_of_work
+    from worker.feeds.polling import AHEAD_AT_MOST, send_fetches
+    from worker.pipeline import resources
+    from worker.pipeline.steps import FIRST as FETCH
+
+    settings = configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2)
+    init_db(settings)
+    limiter = resources.host_limiter()
+    assert isinstance(limiter, LocalHostLimiter)
+    host = "backlog.example"
+    limiter.reserve_many([(host, turn_key(i)) for i in range(3)])
+    with limiter.slot(host, turn_key(0)):  # the first poll, at its turn
+        pass
+    polls = {k: at for k, at in limiter._turns[host].items()}
+    many = list(range(100, 101 + AHEAD_AT_MOST))
+    with unit_of_work() as s:
+        send_fetches(s, [(a, host) for a in many], limiter, settings, FETCH.task_name)
+    assert len(_queued_io()) == len(many)
+    turns = limiter._turns[host]
+    assert {k: turns[k] for k in polls} == polls  # the polls keep their turns
+    assert min(turns[f"article:{a}"] for a in many) > max(polls.values())
+    with unit_of_work() as s:
+        send_fetches(s, [(200, host)], limiter, settings, FETCH.task_name)
+    assert len(_queued_io()) == 1
+    assert turns["article:200"] == polls[turn_key(1)]  # ahead of the polls
+    assert turns[turn_key(1)] > max(turns[f"article:{a}"] for a in many)

@@ -758,6 +758,16 @@ def release_leases(session: Session, leases: list[Lease]) -> None:
 # ------------------------------------------------------------------ new articles' fetches
 
 
+AHEAD_AT_MOST = 3
+"""A poll's new articles go ahead of their host's waiting polls
+(:func:`worker.network.politeness.reserve_ahead`) when it brought at most this many: the
+news of a live poll. A poll that brought more (a first poll, a feed back after an
+outage) queues their fetches at the end of the host's line, as before: each fetch that
+goes ahead sends a poll to the end of the line, and that poll's message back for its
+new turn, so 40 feeds of one host bringing 5 each would push their own polls back by
+200 turns."""
+
+
 def send_fetches(
     session: Session,
     articles: list[tuple[int, str]],
@@ -767,10 +777,11 @@ def send_fetches(
 ) -> None:
     """Record the fetch message (``task``) of each new article ``(id, host)``, sent once
     ``session`` commits and held back by the broker until the article's turn on its
-    host's timeline, reserved now ahead of the host's waiting polls
-    (:func:`worker.network.politeness.reserve_ahead`: the next poll turn a second or
-    more ahead, whose poll goes to the end of the line; under the fetch's key; one round
-    trip on Redis for all of them), a moment before it (``TURN_LEAD``). The articles'
+    host's timeline, reserved now (under the fetch's key; one round trip on Redis for
+    all of them): ahead of the host's waiting polls when the poll brought at most
+    :data:`AHEAD_AT_MOST` (:func:`worker.network.politeness.reserve_ahead`: the next
+    poll turn a second or more ahead, whose poll goes to the end of the line), else at
+    the end of the line; the message is due a moment before the turn (``TURN_LEAD``). The articles'
     sweep marks move to their turns in the same transaction (one statement), as a fetch
     sent back for its turn holds its own.
 
@@ -783,17 +794,17 @@ def send_fetches(
     if not articles:
         return
     from worker.core.queues import max_countdown
-    from worker.network.politeness import reserve_ahead, turn_countdown
+    from worker.network.politeness import reserve_ahead, reserve_turns, turn_countdown
     from worker.pages.fetch import turn_key
     from worker.pipeline.attempts import hold_sweeps
 
     hosted = [(article_id, host) for article_id, host in articles if host]
+    items = [(host, turn_key(article_id)) for article_id, host in hosted]
+    # a live poll's few new articles go ahead of the host's waiting polls; a poll that
+    # brought a backlog (a first poll) queues its fetches at the end of the line
+    reserve = reserve_ahead if len(items) <= AHEAD_AT_MOST else reserve_turns
     waits = dict(
-        zip(
-            [article_id for article_id, _ in hosted],
-            reserve_ahead(limiter, [(host, turn_key(article_id)) for article_id, host in hosted]),
-            strict=True,
-        )
+        zip([article_id for article_id, _ in hosted], reserve(limiter, items), strict=True)
     )
     now = utcnow()
     cap = max_countdown(settings)
