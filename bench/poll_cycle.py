@@ -256,6 +256,14 @@ def main(argv: list[str] | None = None) -> int:
         help="cycle 2 ends when every poll committed; its fetches are queued, not run "
         "(the bench before: no cpu worker)",
     )
+    ap.add_argument(
+        "--warm-cpu",
+        type=int,
+        default=0,
+        metavar="N",
+        help="before cycle 2, run N of cycle 1's articles through the cpu worker, so that "
+        "its pool processes are warm (loaded the claims model) as a long-running one is",
+    )
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--json", type=Path, help="write the result here too")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -456,6 +464,32 @@ def main(argv: list[str] | None = None) -> int:
             for p in io:
                 p.start()
             time.sleep(5)
+            if args.warm_cpu:
+                # A long-running cpu worker is warm; this one's pool processes have run
+                # nothing yet (cycle 1 fetches nothing), and each would load the claims
+                # model and the extraction's libraries in cycle 2's first articles.
+                from worker.pipeline.steps import FIRST
+
+                warm = [
+                    r[0]
+                    for r in sql.execute(
+                        "SELECT id FROM article WHERE state = 'skipped' ORDER BY id LIMIT %s",
+                        (args.warm_cpu,),
+                    ).fetchall()
+                ]
+                sql.execute("UPDATE article SET state = 'discovered' WHERE id = ANY(%s)", (warm,))
+                for article_id in warm:
+                    send_now(FIRST.task_name, article_id)
+
+                def warmed() -> tuple[bool, str]:
+                    n = one(
+                        "/* bench */ SELECT count(*) FROM article WHERE id = ANY(%s) AND state "
+                        "IN ('discovered', 'fetched', 'extracted', 'deduplicated')",
+                        warm,
+                    )
+                    return n == 0, f"warming the cpu worker: {n} of {len(warm)} pending"
+
+                log(f"cpu worker warmed in {wait_until(warmed):.1f}s")
 
         # ---- the change
         changed = sorted(rnd.sample(range(args.feeds), round(args.feeds * args.changed)))
