@@ -256,6 +256,14 @@ def main(argv: list[str] | None = None) -> int:
         help="cycle 2 ends when every poll committed; its fetches are queued, not run "
         "(the bench before: no cpu worker)",
     )
+    ap.add_argument(
+        "--warm-cpu",
+        type=int,
+        default=0,
+        metavar="N",
+        help="before cycle 2, run N of cycle 1's articles through the cpu worker, so that "
+        "its pool processes are warm (loaded the claims model) as a long-running one is",
+    )
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--json", type=Path, help="write the result here too")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -456,6 +464,32 @@ def main(argv: list[str] | None = None) -> int:
             for p in io:
                 p.start()
             time.sleep(5)
+            if args.warm_cpu:
+                # A long-running cpu worker is warm; this one's pool processes have run
+                # nothing yet (cycle 1 fetches nothing), and each would load the claims
+                # model and the extraction's libraries in cycle 2's first articles.
+                from worker.pipeline.steps import FIRST
+
+                warm = [
+                    r[0]
+                    for r in sql.execute(
+                        "SELECT id FROM article WHERE state = 'skipped' ORDER BY id LIMIT %s",
+                        (args.warm_cpu,),
+                    ).fetchall()
+                ]
+                sql.execute("UPDATE article SET state = 'discovered' WHERE id = ANY(%s)", (warm,))
+                for article_id in warm:
+                    send_now(FIRST.task_name, article_id)
+
+                def warmed() -> tuple[bool, str]:
+                    n = one(
+                        "/* bench */ SELECT count(*) FROM article WHERE id = ANY(%s) AND state "
+                        "IN ('discovered', 'fetched', 'extracted', 'deduplicated')",
+                        warm,
+                    )
+                    return n == 0, f"warming the cpu worker: {n} of {len(warm)} pending"
+
+                log(f"cpu worker warmed in {wait_until(warmed):.1f}s")
 
         # ---- the change
         changed = sorted(rnd.sample(range(args.feeds), round(args.feeds * args.changed)))
@@ -552,6 +586,24 @@ def main(argv: list[str] | None = None) -> int:
             ).fetchall()
         )
         whole = None
+        # When the new articles were fetched and processed, in seconds after make_due
+        # (p50, p90, max), and how many were processed by the time every poll had
+        # committed: whether their CPU steps overlap the polls or come after them.
+        timing: dict[str, Any] = {}
+        if args.fetch:
+            for column in ("fetched_at", "processed_at"):
+                row = sql.execute(
+                    f"SELECT percentile_cont(ARRAY[0.5, 0.9, 1.0]) WITHIN GROUP "
+                    f"(ORDER BY extract(epoch FROM {column} - %s)) "
+                    "FROM article WHERE discovered_at >= %s",
+                    (t2, t2),
+                ).fetchone()
+                timing[column] = [round(float(x), 1) for x in (row[0] if row else None) or []]
+            timing["processed_by_last_poll"] = one(
+                "SELECT count(*) FROM article WHERE discovered_at >= %s AND processed_at <= %s",
+                t2,
+                last_end,
+            )
         if args.fetch:
             last_done = one(
                 "SELECT max(greatest(processed_at, state_changed_at)) FROM article "
@@ -652,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
                 "pages_served": counters[C_PAGE],
                 "fetches_queued_not_run": None if args.fetch else rconn.llen(FETCH_QUEUE),
                 "whole_cycle_seconds": round(whole, 2) if whole is not None else None,
+                "new_articles_seconds_p50_p90_max": timing,
             },
             "dispatcher": {
                 "runs": len(dispatches),
@@ -699,6 +752,11 @@ def main(argv: list[str] | None = None) -> int:
             log(
                 f"cycle 2 to the last new article processed: {whole:.1f}s "
                 f"({'within' if ok else 'over'} 60 s); new articles {new_states}"
+            )
+            log(
+                f"new articles (s after make_due, p50/p90/max): fetched {timing['fetched_at']}, "
+                f"processed {timing['processed_at']}; {timing['processed_by_last_poll']} "
+                "processed by the last poll's commit"
             )
         per_poll = result["cpu_seconds"]
         peak = max(loads, default=load_after[0])

@@ -489,3 +489,99 @@ def test_a_polls_new_articles_are_sent_for_their_turns_and_each_fetched_by_one_m
         assert article.state == ArticleState.fetched
         assert article.attempts == 0 and article.step_starts == 0
     assert all(server.hits[f"/n/{i}"] == 1 for i in range(3))
+
+
+def test_a_polls_new_article_is_fetched_before_the_polls_waiting_on_its_host(
+    configure: Any, server: Any
+) -> None:
+    """Three feeds of one host planned together get turns now, +60 s and +120 s. The
+    first poll finds a new article: its fetch is sent for the second poll's turn
+    (+60 s), not after the host's line (+180 s), and that poll goes to the end of the
+    line (+180 s); the third keeps its turn. The host's turns are the same instants,
+    one interval apart."""
+    from tasks.polls import poll_feeds
+    from worker.core.db import init_db, unit_of_work
+    from worker.feeds.polling import claim_due_feeds, feed_hosts
+    from worker.feeds.subscriptions import add_feeds
+    from worker.pipeline import resources
+    from worker.pipeline.steps import FIRST as FETCH
+    from worker.testing.content import rss
+
+    settings = configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2)
+    init_db(settings)
+    (url,) = _site(server, 1)
+    server.routes["/news.xml"] = Reply(
+        body=rss(server.url("/"), [(url, "Story 0", utcnow())]),
+        content_type="application/rss+xml",
+    )
+    for name in ("/a.xml", "/b.xml"):
+        server.routes[name] = Reply(
+            body=rss(server.url("/"), []), content_type="application/rss+xml"
+        )
+    with unit_of_work() as s:
+        add_feeds(
+            s, [(server.url(p), None, []) for p in ("/news.xml", "/a.xml", "/b.xml")], settings
+        )
+    with unit_of_work() as s:
+        leases = sorted(claim_due_feeds(s, settings))
+        hosts = feed_hosts(s, [lease.feed_id for lease in leases])
+    limiter = resources.host_limiter()
+    assert isinstance(limiter, LocalHostLimiter)
+    plan = plan_polls(leases, hosts, limiter, settings)
+    (host,) = set(hosts.values())
+    first, second, third = (lease.feed_id for lease in leases)
+
+    def turns() -> dict[str, float]:  # absolute, on the limiter's clock
+        return dict(limiter._turns[host])
+
+    before = turns()
+    t0 = time.monotonic()
+    assert before[turn_key(second)] - t0 == pytest.approx(60, abs=1)
+    assert before[turn_key(third)] - t0 == pytest.approx(120, abs=1)
+    assert plan.messages[0][0] == pytest.approx(0, abs=0.3)
+    assert poll_feeds([[first, leases[0].token]]) == 1
+    sent = time.monotonic()
+    ((task, args, ahead),) = _queued_io()
+    assert task == FETCH.task_name
+    after = turns()
+    # the second poll's turn, and the message is due a moment before it
+    assert after[f"article:{args[0]}"] == before[turn_key(second)]
+    due = after[f"article:{args[0]}"] - TURN_LEAD - sent
+    assert due - 1 < ahead <= due + (sent - t0) + 0.1
+    assert after[turn_key(second)] == pytest.approx(before[turn_key(third)] + 60, abs=0.01)
+    assert after[turn_key(third)] == before[turn_key(third)]
+    assert load_article(args[0]).state == ArticleState.discovered
+
+
+def test_a_poll_that_brought_a_backlog_queues_its_fetches_after_the_polls(
+    configure: Any,
+) -> None:
+    """A poll that brought more than ``AHEAD_AT_MOST`` new articles (a first poll)
+    queues their fetches at the end of the host's line, behind the polls waiting there,
+    which keep their turns; one that brought a few puts them ahead of those polls."""
+    from worker.core.db import init_db, unit_of_work
+    from worker.feeds.polling import AHEAD_AT_MOST, send_fetches
+    from worker.pipeline import resources
+    from worker.pipeline.steps import FIRST as FETCH
+
+    settings = configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2)
+    init_db(settings)
+    limiter = resources.host_limiter()
+    assert isinstance(limiter, LocalHostLimiter)
+    host = "backlog.example"
+    limiter.reserve_many([(host, turn_key(i)) for i in range(3)])
+    with limiter.slot(host, turn_key(0)):  # the first poll, at its turn
+        pass
+    polls = {k: at for k, at in limiter._turns[host].items()}
+    many = list(range(100, 101 + AHEAD_AT_MOST))
+    with unit_of_work() as s:
+        send_fetches(s, [(a, host) for a in many], limiter, settings, FETCH.task_name)
+    assert len(_queued_io()) == len(many)
+    turns = limiter._turns[host]
+    assert {k: turns[k] for k in polls} == polls  # the polls keep their turns
+    assert min(turns[f"article:{a}"] for a in many) > max(polls.values())
+    with unit_of_work() as s:
+        send_fetches(s, [(200, host)], limiter, settings, FETCH.task_name)
+    assert len(_queued_io()) == 1
+    assert turns["article:200"] == polls[turn_key(1)]  # ahead of the polls
+    assert turns[turn_key(1)] > max(turns[f"article:{a}"] for a in many)

@@ -27,6 +27,7 @@ from worker.network.politeness import (
     HostBusy,
     LocalHostLimiter,
     RedisHostLimiter,
+    reserve_ahead,
     turn_countdown,
 )
 from worker.network.robots import (
@@ -691,3 +692,94 @@ def test_late_requests_of_one_host_get_moved_turns_of_their_own(
         with pytest.raises(HostBusy) as busy, limiter.slot(host, "feed:9"):
             pass
         assert turn("feed:9") == pytest.approx(moved[-1] + 60, abs=STORED)
+
+
+@pytest.mark.parametrize("kind", ["redis", "local"])
+def test_a_new_articles_fetch_takes_the_next_poll_turn_and_the_poll_goes_to_the_end(
+    kind: str, configure: Any, request: pytest.FixtureRequest
+) -> None:
+    """A host's line of 5 poll turns, one interval apart; the first poll took the host
+    and found 2 new articles: their fetches (``reserve_ahead``) take the next two poll
+    turns, and those polls go to the end of the line. The host's turns are the same
+    instants with two more at the end, one interval apart: the pace is unchanged, only
+    the order. A reserve without ``ahead`` still goes to the end, a host with no poll
+    waiting gets the end of its line, and a turn already held is kept."""
+    if kind == "redis":
+        (limiter,) = request.getfixturevalue("redis_limiters")(
+            1, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=60
+        )
+
+        def turns(host: str) -> dict[str, float]:
+            now = _redis_now(limiter.r)
+            got = limiter.r.zrange(f"cw:host:{host}:turns", 0, -1, withscores=True)
+            return {k.decode(): at - now for k, at in got}
+    else:
+        limiter = LocalHostLimiter(configure(HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=60))
+
+        def turns(host: str) -> dict[str, float]:
+            now = time.monotonic()
+            return {k: at - now for k, at in limiter._turns.get(host, {}).items()}
+
+    limiter.max_wait = 0
+    host = "ahead.example"
+    waits = limiter.reserve_many([(host, f"feed:{i}") for i in range(5)])
+    assert waits == pytest.approx([0, 60, 120, 180, 240], abs=1)
+    with limiter.slot(host, "feed:0"):  # the first poll, at its turn
+        pass
+    got = reserve_ahead(limiter, [(host, "article:1"), (host, "article:2")])
+    assert got == pytest.approx([60, 120], abs=1)
+    line = turns(host)
+    assert line["article:1"] == pytest.approx(60, abs=1)
+    assert line["article:2"] == pytest.approx(120, abs=1)
+    assert line["feed:1"] == pytest.approx(300, abs=1)  # to the end of the line
+    assert line["feed:2"] == pytest.approx(360, abs=1)
+    assert sorted(line.values()) == pytest.approx([60, 120, 180, 240, 300, 360], abs=1)
+    # the displaced poll, come at its old turn, is told its new one
+    assert limiter.reserve(host, "feed:1") == pytest.approx(300, abs=1)
+    # held turns are kept; a plain reserve still queues at the end
+    assert reserve_ahead(limiter, [(host, "article:1")]) == pytest.approx([60], abs=1)
+    assert limiter.reserve(host, "article:9") == pytest.approx(420, abs=1)
+    # no poll waiting on the host: the end of its line, as before
+    other = "nopolls.example"
+    assert limiter.reserve(other, "article:20") == pytest.approx(0, abs=1)
+    assert reserve_ahead(limiter, [(other, "article:21")]) == pytest.approx([60], abs=1)
+    assert turns(other)["article:20"] == pytest.approx(0, abs=1)
+
+
+def test_a_late_fetchs_look_takes_the_next_poll_turn_before_the_end_of_the_line(
+    redis_limiters: Any, configure: Any
+) -> None:
+    """A late request took the host; the next fetch looking at its turn (``book``)
+    finds it moved: with polls waiting in the host's line it takes the first poll's
+    turn (+60 s), that poll going to the end (+180 s), instead of going itself to the
+    end of the line behind every poll."""
+    (a,) = redis_limiters(1, HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=60)
+    local = LocalHostLimiter(configure(HOST_MAX_CONCURRENCY=2, HOST_MIN_INTERVAL=60))
+    client = a.r
+    host = "polls.example"
+
+    def redis_case() -> tuple[Any, Callable[[str], float]]:
+        now = _redis_now(client)
+        turns = {"article:0": now - 10, "article:1": now, "feed:2": now + 61}
+        turns["feed:3"] = now + 121
+        client.zadd(f"cw:host:{host}:turns", turns)
+        client.set(f"cw:host:{host}:line", str(now + 121))
+        return a, lambda key: float(client.zscore(f"cw:host:{host}:turns", key)) - now
+
+    def local_case() -> tuple[Any, Callable[[str], float]]:
+        now = time.monotonic()
+        local._turns[host] = {"article:0": now - 10, "article:1": now, "feed:2": now + 61}
+        local._turns[host]["feed:3"] = now + 121
+        local._line[host] = now + 121
+        return local, lambda key: local._turns[host][key] - now
+
+    for case in (redis_case, local_case):
+        limiter, turn = case()
+        limiter.max_wait = 0
+        with limiter.slot(host, "article:0"):  # 10 s late: the host is free
+            pass
+        moved = limiter.book(host, "article:1")
+        assert 61 - 2 < moved <= 61  # the first poll's turn, not the end of the line
+        assert turn("article:1") == pytest.approx(61, abs=STORED)
+        assert turn("feed:2") == pytest.approx(181, abs=STORED)  # that poll: to the end
+        assert turn("feed:3") == pytest.approx(121, abs=STORED)  # kept

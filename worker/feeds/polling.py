@@ -24,7 +24,7 @@ from sqlmodel import Session, col
 from schemas.models import Article, ArticleState, Feed, FeedPoll, FeedState, Sighting
 from schemas.types import utcnow
 from worker.core import outbox
-from worker.core.db import insert_ignore, is_postgres
+from worker.core.db import is_postgres
 from worker.core.settings import Settings
 from worker.feeds.due import count_due, due
 from worker.feeds.parsing import Entry, ParsedFeed, parse_feed
@@ -606,9 +606,8 @@ def record_entries(
         )
     if not rows:
         return []
-    inserted = insert_ignore(
-        session, Article, list(rows.values()), ["url_hash"], returning=[Article.id, Article.host]
-    )
+    insert_articles, insert_sightings = _entry_inserts(session)
+    inserted = session.execute(insert_articles, list(rows.values())).all()
     new = [(int(r[0]), str(r[1] or "")) for r in inserted]
     hashes = list(rows)
     ids: dict[str, int] = {}
@@ -629,8 +628,39 @@ def record_entries(
         for h in rows
         if h in ids
     ]
-    insert_ignore(session, Sighting, sightings, ["article_id", "feed_id"])
+    if sightings:
+        session.execute(insert_sightings, sightings)
     return new
+
+
+_ARTICLE: Table = Article.__table__  # type: ignore[attr-defined]
+_SIGHTING: Table = Sighting.__table__  # type: ignore[attr-defined]
+_ENTRY_INSERTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _entry_inserts(session: Session) -> tuple[Any, Any]:
+    """The ``INSERT ... ON CONFLICT DO NOTHING`` of a poll's articles (``RETURNING``
+    the id and host of those inserted) and of its sightings, built once per dialect and
+    executed with the rows as parameters (one executemany each, SQLAlchemy's
+    insertmanyvalues; no bind-parameter limit to chunk for). Built with the rows as
+    values (``insert_ignore``), each was compiled anew for every poll that brought
+    news: 1.9 ms of CPU against 0.8 for the constant statement (issue 16)."""
+    dialect = session.get_bind().dialect.name
+    got = _ENTRY_INSERTS.get(dialect)
+    if got is None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect_insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        articles = (
+            dialect_insert(_ARTICLE)
+            .on_conflict_do_nothing(index_elements=["url_hash"])
+            .returning(_ARTICLE.c.id, _ARTICLE.c.host)
+        )
+        sightings = dialect_insert(_SIGHTING).on_conflict_do_nothing(
+            index_elements=["article_id", "feed_id"]
+        )
+        got = _ENTRY_INSERTS[dialect] = (articles, sightings)
+    return got
 
 
 def _record_success(
@@ -728,6 +758,16 @@ def release_leases(session: Session, leases: list[Lease]) -> None:
 # ------------------------------------------------------------------ new articles' fetches
 
 
+AHEAD_AT_MOST = 3
+"""A poll's new articles go ahead of their host's waiting polls
+(:func:`worker.network.politeness.reserve_ahead`) when it brought at most this many: the
+news of a live poll. A poll that brought more (a first poll, a feed back after an
+outage) queues their fetches at the end of the host's line, as before: each fetch that
+goes ahead sends a poll to the end of the line, and that poll's message back for its
+new turn, so 40 feeds of one host bringing 5 each would push their own polls back by
+200 turns."""
+
+
 def send_fetches(
     session: Session,
     articles: list[tuple[int, str]],
@@ -737,10 +777,13 @@ def send_fetches(
 ) -> None:
     """Record the fetch message (``task``) of each new article ``(id, host)``, sent once
     ``session`` commits and held back by the broker until the article's turn on its
-    host's timeline, reserved now (:func:`worker.network.politeness.reserve_turns`,
-    under the fetch's key; one round trip on Redis for all of them), a moment before it
-    (``TURN_LEAD``). The articles' sweep marks move to their turns in the same
-    transaction (one statement), as a fetch sent back for its turn holds its own.
+    host's timeline, reserved now (under the fetch's key; one round trip on Redis for
+    all of them): ahead of the host's waiting polls when the poll brought at most
+    :data:`AHEAD_AT_MOST` (:func:`worker.network.politeness.reserve_ahead`: the next
+    poll turn a second or more ahead, whose poll goes to the end of the line), else at
+    the end of the line; the message is due a moment before the turn (``TURN_LEAD``). The articles'
+    sweep marks move to their turns in the same transaction (one statement), as a fetch
+    sent back for its turn holds its own.
 
     The turn of a new article is known when its poll commits: sent at once, each fetch
     of a feed's new articles was delivered, looked at its host, found its turn ahead
@@ -751,17 +794,17 @@ def send_fetches(
     if not articles:
         return
     from worker.core.queues import max_countdown
-    from worker.network.politeness import reserve_turns, turn_countdown
+    from worker.network.politeness import reserve_ahead, reserve_turns, turn_countdown
     from worker.pages.fetch import turn_key
     from worker.pipeline.attempts import hold_sweeps
 
     hosted = [(article_id, host) for article_id, host in articles if host]
+    items = [(host, turn_key(article_id)) for article_id, host in hosted]
+    # a live poll's few new articles go ahead of the host's waiting polls; a poll that
+    # brought a backlog (a first poll) queues its fetches at the end of the line
+    reserve = reserve_ahead if len(items) <= AHEAD_AT_MOST else reserve_turns
     waits = dict(
-        zip(
-            [article_id for article_id, _ in hosted],
-            reserve_turns(limiter, [(host, turn_key(article_id)) for article_id, host in hosted]),
-            strict=True,
-        )
+        zip([article_id for article_id, _ in hosted], reserve(limiter, items), strict=True)
     )
     now = utcnow()
     cap = max_countdown(settings)

@@ -129,9 +129,10 @@ def _default_max_ahead(settings: Settings) -> float:
 # read inside the script (scripts are replicated by their effects, Redis >= 5).
 # KEYS: slots, next, backoff, line, turns, frontier, moved (the last turn moved because
 # the request before it started late). ARGV: limit, interval, token, ttl,
-# key ('' for none), spacing, max_ahead, tolerance, host, mode ('take', 'reserve' or 'book':
-# see HostLimiter.book), stale (seconds past which a turn is forgotten), earliest (a new
-# turn not sooner than this many seconds from now).
+# key ('' for none), spacing, max_ahead, tolerance, host, mode ('take', 'reserve', 'ahead'
+# (a reserve that first takes a poll's turn: reserve_ahead) or 'book': see HostLimiter.book),
+# stale (seconds past which a turn is forgotten), earliest (a new turn not sooner than this
+# many seconds from now).
 # Returns the seconds to wait as a string: '0' means the slot was taken.
 _ACQUIRE = """
 local slots, nxt, backoff, line, turns, frontier, moved = KEYS[1], KEYS[2], KEYS[3],
@@ -147,6 +148,27 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local b = tonumber(redis.call('GET', backoff) or '0')
 local n = tonumber(redis.call('GET', nxt) or '0')
 local last = tonumber(redis.call('GET', line) or '0')
+local reserving = mode == 'reserve' or mode == 'ahead'
+
+-- A fetch before the polls: the first poll turn ('feed:' key) at least ``from`` is given
+-- to ``key``, and that poll goes to the end of the line. The host's turns stay where
+-- they were, one more at the end: its pace is unchanged, only their order.
+local function displace(from)
+    local cand = redis.call('ZRANGEBYSCORE', turns, from, '+inf', 'WITHSCORES', 'LIMIT', 0, 64)
+    for i = 1, #cand, 2 do
+        if string.sub(cand[i], 1, 5) == 'feed:' then
+            local at = tonumber(cand[i + 1])
+            local to = math.max(last + spacing, b)
+            if at < b or to - now > max_ahead then return nil end
+            redis.call('ZADD', turns, at, key, to, cand[i])
+            redis.call('EXPIRE', turns, math.ceil(to - now + 3600))
+            redis.call('SET', line, tostring(to), 'PX', math.ceil((to - now) * 1000) + 1000)
+            redis.call('ZADD', frontier, to, host)
+            return tostring(at - now)
+        end
+    end
+    return nil
+end
 
 local function book(at)
     if at - now <= max_ahead then
@@ -176,9 +198,9 @@ end
 local r = nil
 if key ~= '' then r = tonumber(redis.call('ZSCORE', turns, key)) end
 -- a turn long past (its message was lost), or past when the dispatcher asks again: gone
-if r ~= nil and (r < now - stale or (mode == 'reserve' and r < now)) then r = nil end
+if r ~= nil and (r < now - stale or (reserving and r < now)) then r = nil end
 if r ~= nil then
-    if mode == 'reserve' or r > now + tol then return tostring(r - now) end
+    if reserving or r > now + tol then return tostring(r - now) end
     if b > now + tol then  -- backed off since: a new turn at the end of the line
         return book(math.max(last + spacing, b))
     end
@@ -189,8 +211,15 @@ if r ~= nil then
         -- by all the others, each sent back again when one of them takes it)
         local at = math.max(free, tonumber(redis.call('GET', moved) or '0') + spacing)
         -- a look ('book') whose line goes on after it: to the end of the line, not
-        -- onto the next turns (each taken at its own time would move it again)
-        if mode == 'book' and last > r then at = math.max(at, last + spacing) end
+        -- onto the next turns (each taken at its own time would move it again); a
+        -- fetch takes the next poll's turn instead, when there is one (displace)
+        if mode == 'book' and last > r then
+            if string.sub(key, 1, 8) == 'article:' then
+                local before = displace(at - tol)
+                if before then return before end
+            end
+            at = math.max(at, last + spacing)
+        end
         redis.call('ZADD', turns, at, key)
         redis.call('SET', moved, tostring(at), 'PX', math.ceil((at - now) * 1000) + 1000)
         if at > last then
@@ -204,8 +233,13 @@ if r ~= nil then
     redis.call('ZADD', turns, now + spacing, key)  -- every slot in flight
     return tostring(spacing)
 end
+if mode == 'ahead' then
+    local before = displace(now + earliest)
+    if before then return before end
+    earliest = 0
+end
 local at = math.max(now + earliest, b, n, last + spacing)
-if at <= now and mode ~= 'reserve' then
+if at <= now and not reserving then
     if take() then
         if mode ~= 'book' then return '0' end
     else
@@ -326,15 +360,21 @@ class RedisHostLimiter:
         return float(self._acquire(keys=self._keys(host), args=self._args(host, "", key, "book")))
 
     def reserve_many(
-        self, items: Iterable[tuple[str, str]], earliest: Iterable[float] | None = None
+        self,
+        items: Iterable[tuple[str, str]],
+        earliest: Iterable[float] | None = None,
+        *,
+        ahead: bool = False,
     ) -> list[float]:
-        """:meth:`reserve` for many (host, key) pairs in one round trip."""
+        """:meth:`reserve` for many (host, key) pairs in one round trip (``ahead``:
+        :func:`reserve_ahead`'s turns, ``earliest`` the soonest poll turn taken)."""
         pipe = self.r.pipeline(transaction=False)
         items = list(items)
+        mode = "ahead" if ahead else "reserve"
         for (host, key), soonest in zip(items, earliest or [0.0] * len(items), strict=True):
             self._acquire(
                 keys=self._keys(host),
-                args=self._args(host, "", key, "reserve", soonest),
+                args=self._args(host, "", key, mode, soonest),
                 client=pipe,
             )
         return [float(x) for x in pipe.execute()]
@@ -417,11 +457,12 @@ class LocalHostLimiter:
             b = self._backoff.get(host, 0.0)
             n = self._next.get(host, 0.0)
             last = self._line.get(host, 0.0)
+            reserving = mode in ("reserve", "ahead")
             r = self._turns.get(host, {}).get(key) if key else None
-            if r is not None and (r < now - STALE_TURN or (mode == "reserve" and r < now)):
+            if r is not None and (r < now - STALE_TURN or (reserving and r < now)):
                 r = None
             if r is not None:
-                if mode == "reserve" or r > now + tol:
+                if reserving or r > now + tol:
                     return r - now
                 if b > now + tol:
                     return self._book(host, key, max(last + spacing, b), now)
@@ -429,6 +470,10 @@ class LocalHostLimiter:
                 if free > now + tol:  # moved after every turn moved before it
                     at = max(free, self._moved.get(host, 0.0) + spacing)
                     if mode == "book" and last > r:  # and after the line (see _ACQUIRE)
+                        if key.startswith("article:"):  # or a poll's turn (displace)
+                            before = self._displace(host, key, at - tol, now, b, last, spacing)
+                            if before is not None:
+                                return before
                         at = max(at, last + spacing)
                     self._turns[host][key] = at
                     self._moved[host] = at
@@ -441,8 +486,13 @@ class LocalHostLimiter:
                     return 0.0
                 self._turns[host][key] = now + spacing
                 return spacing
+            if mode == "ahead":
+                before = self._displace(host, key, now + earliest, now, b, last, spacing)
+                if before is not None:
+                    return before
+                earliest = 0.0
             at = max(now + earliest, b, n, last + spacing)
-            if at <= now and mode != "reserve":
+            if at <= now and not reserving:
                 if not self._take(host, key, now, mode):
                     if not key:
                         return 0.2
@@ -452,6 +502,31 @@ class LocalHostLimiter:
             if not key:
                 return at - now
             return self._book(host, key, at, now)
+
+    def _displace(
+        self,
+        host: str,
+        key: str,
+        since: float,
+        now: float,
+        b: float,
+        last: float,
+        spacing: float,
+    ) -> float | None:
+        """The Redis script's ``displace``: ``key`` takes the first poll turn at
+        ``since`` or later, and that poll goes to the end of the host's line."""
+        turns = self._turns.get(host, {})
+        polls = [(at, k) for k, at in turns.items() if at >= since and k.startswith("feed:")]
+        if not polls:
+            return None
+        at, poll = min(polls)
+        to = max(last + spacing, b)
+        if at < b or to - now > self.max_ahead:
+            return None
+        turns[key] = at
+        turns[poll] = to
+        self._line[host] = to
+        return at - now
 
     @contextmanager
     def slot(self, host: str, key: str | None = None) -> Iterator[None]:
@@ -474,11 +549,16 @@ class LocalHostLimiter:
         return self._try(host, key, "book")
 
     def reserve_many(
-        self, items: Iterable[tuple[str, str]], earliest: Iterable[float] | None = None
+        self,
+        items: Iterable[tuple[str, str]],
+        earliest: Iterable[float] | None = None,
+        *,
+        ahead: bool = False,
     ) -> list[float]:
         items = list(items)
+        mode = "ahead" if ahead else "reserve"
         return [
-            self.reserve(host, key, soonest)
+            self._try(host, key, mode, soonest)
             for (host, key), soonest in zip(items, earliest or [0.0] * len(items), strict=True)
         ]
 
@@ -560,6 +640,29 @@ def reserve_turns(
     if many is not None:
         return list(many(items, soonest))
     return [limiter.reserve(host, key, e) for (host, key), e in zip(items, soonest, strict=True)]
+
+
+AHEAD_OF_POLLS = 1.0
+"""Seconds from now before which a new article's fetch does not take a poll's turn
+(:func:`reserve_ahead`): its poll commits and its message is delivered first."""
+
+
+def reserve_ahead(limiter: HostLimiter, items: list[tuple[str, str]]) -> list[float]:
+    """Reserve a turn for each new article's fetch ``(host, key)``, in order, ahead of
+    the polls waiting in the host's line: the fetch takes the first poll turn (a
+    ``feed:`` key) at least :data:`AHEAD_OF_POLLS` seconds from now, and that poll
+    goes to the end of the line (its message, come at its old turn, is sent back for
+    the new one). Without a poll turn ahead, the end of the line, as
+    :func:`reserve_turns`. The host's turns are the same instants, one more at the end:
+    its pace and concurrency are unchanged, only the order of the line.
+
+    A host's 40 feeds are 40 s of turns; a new article found by the first of them was
+    fetched after the 40th, and the CPU steps of a poll cycle's new articles all came
+    after its polls (issue 16). Now they overlap them."""
+    many = getattr(limiter, "reserve_many", None)
+    if many is None:
+        return reserve_turns(limiter, items)
+    return list(many(items, [AHEAD_OF_POLLS] * len(items), ahead=True))
 
 
 def make_limiter(settings: Settings) -> HostLimiter:
