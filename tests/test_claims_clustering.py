@@ -676,3 +676,25 @@ def test_a_quoted_phrase_two_long_statements_share_does_not_join_them(
     short = 'a "duty to the people of this town" that nobody in the government would question'
     assert content_words(short) & content_words(HOLM_ROUTES) == {"duti", "peopl", "town"}
     assert said(s, short, 3).cluster_id == routes.cluster_id
+
+
+def test_a_long_claim_does_not_join_through_a_short_member_quoting_its_phrase(
+    any_settings: Settings,  # noqa: F811
+) -> None:
+    """A shared quotation is evidence that the claim joining is the statement only when
+    it is a fair part of that claim's own words: once a short claim that is mostly the
+    phrase has joined a cluster, a long claim of another statement quoting the same
+    phrase does not join through it (the short member is no bridge)."""
+    s = any_settings
+    routes = said(s, HOLM_ROUTES, 1)
+    short = (
+        'a "duty to the people of this town" that nobody in the government would question '
+        "lightly today"
+    )
+    assert said(s, short, 2).cluster_id == routes.cluster_id
+    # the long claim quotes the short member's phrase (3 of its 16 words, 3 of the
+    # member's 8), and its words alone do not repeat the member (3 of 8)
+    assert shares_quotation(HOLM_MARKET, short)
+    assert len(content_words(HOLM_MARKET) & content_words(short)) == 3
+    market = said(s, HOLM_MARKET, 3)
+    assert market.cluster_id not in (None, routes.cluster_id)

@@ -10,11 +10,12 @@ A member quoting two statements does not pull the other statement's claims in wh
 that statement has a cluster of its own: of clusters a claim repeats, one it reaches
 only through the other statement's sentence of such a member gives way to one it
 repeats on its own statement. A shared quotation counts only when it is a fair part of
-the claims (a fifth of the smaller one's words), not a phrase two long statements
-happen to share. Different speakers never share a cluster: the speaker key is part of
-the lookup, not of the score. Two clusters of one speaker that both hold the same
-wording (the same content words, at least five) are one statement split by a poor
-founder: the claim that finds its wording in both merges them. Measured against a
+the claim joining (a fifth of its own words), not a phrase two long statements happen
+to share, nor a phrase a short member holds that a long claim also quotes. Different
+speakers never share a cluster: the speaker key is part of the lookup, not of the
+score. Two clusters of one speaker that both hold the same wording (the same content
+words, at least five) are one statement split by a poor founder: the claim that finds
+its wording in both merges them. Measured against a
 hand-made gold: docs/claims-eval.md ("Clusters against the gold").
 
 Concurrency: clustering (and merging) for one speaker key is serialized with a
@@ -684,9 +685,13 @@ def cluster_score(
     return _score(words, founder, members, threshold, text).score
 
 
-# A quoted phrase two claims share is a signal of one statement only when it is at
-# least this share of the smaller claim's content words: three quoted words shared by
-# two long statements are a phrase the speaker used in both, not the statement.
+# A quoted phrase a claim shares with a member is a signal that the claim is the
+# member's statement only when it is at least this share of the claim's own content
+# words: three quoted words shared by two long statements are a phrase the speaker
+# used in both, not the statement; and once a short claim that is mostly the phrase
+# has joined a cluster, a long claim quoting the phrase in another statement must not
+# join through it (the share of the smaller claim would let it: the short member
+# becomes a bridge from every statement holding the phrase).
 _QUOTE_SHARE = 0.2
 
 
@@ -730,14 +735,14 @@ def _score(
 def _shares_distinctive_quotation(text: str, words: set[str], member: str, founder: str) -> bool:
     """Whether a claim (``text``, content ``words``) quotes the same words as a
     ``member`` of the cluster founded by ``founder`` (:func:`shared_quotations`), in a
-    phrase that is at least :data:`_QUOTE_SHARE` of the smaller claim's content words
-    and, when the member holds two statements, inside its sentences on the cluster's
+    phrase that is at least :data:`_QUOTE_SHARE` of the claim's own content words (not
+    of the smaller of the two: a short member is no bridge for a long claim) and, when
+    the member holds two statements, inside its sentences on the cluster's
     (:func:`on_statement`)."""
     found = shared_quotations(text, member)
     if not found:
         return False
-    fewest = min(len(words), len(content_words(member)))
-    found = {r for r in found if len(r) >= _QUOTE_SHARE * fewest}
+    found = {r for r in found if len(r) >= _QUOTE_SHARE * len(words)}
     on = on_statement(member, founder) if found else None
     return any(on is None or on.issuperset(r) for r in found)
 
