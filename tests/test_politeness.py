@@ -700,11 +700,11 @@ def test_the_server_sees_the_interval_between_requests_that_left_late(
 ) -> None:
     """The interval holds when the host's server receives the requests, not only between
     the starts the limiter gives out: every other request leaves its thread late after
-    taking its slot (0.3 s, as a thread the system ran late), and the one after it, on
-    time for its own start, waits for the rest of the interval. Six threads, eight
+    taking its slot (0.6 s, as a thread the system ran late), and the one after it, on
+    time for its own start, waits for the rest of the interval. Six threads and
     requests, two at a time per host; on Redis, through two limiters (two processes).
-    Without the wait, a late request's successor arrived 0.4 - 0.3 = 0.1 s after it."""
-    interval = 0.4
+    Without the wait, a late request's successor arrived 0.8 - 0.6 = 0.2 s after it."""
+    interval = 0.8
     if kind == "local":
         settings = configure(HOST_MIN_INTERVAL=interval, HOST_MAX_CONCURRENCY=2)
         limiters: list[Any] = [LocalHostLimiter(settings, max_wait=60)]
@@ -728,7 +728,7 @@ def test_the_server_sees_the_interval_between_requests_that_left_late(
                 n = next(count)
                 late.append(n % 2 == 0)
             if n % 2 == 0:
-                time.sleep(0.3)  # the request leaves its thread late
+                time.sleep(0.6)  # the request leaves its thread late
             yield
 
     def fetch(i: int) -> None:
@@ -736,7 +736,7 @@ def test_the_server_sees_the_interval_between_requests_that_left_late(
         resp = http.get(server.url("/page"), slot=lambda url: slot(url, limiter))
         assert resp.status == 200
 
-    threads = [threading.Thread(target=fetch, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=fetch, args=(i,)) for i in range(6)]
     try:
         for t in threads:
             t.start()
@@ -745,10 +745,11 @@ def test_the_server_sees_the_interval_between_requests_that_left_late(
     finally:
         http.close()
     arrivals = sorted(at for at, path in server.arrivals if path == "/page")
-    assert len(arrivals) == 8 and sum(late) == 4
+    assert len(arrivals) == 6 and sum(late) == 3
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    # (a little under the interval: the server's own thread reads each request a
-    # moment after it arrived, and may read one later than the next)
-    assert min(gaps) >= interval - 0.05, gaps
+    # (with a margin: the server's own thread reads each request some time after it
+    # arrived, and on a loaded machine may read one later than the next: at load 50,
+    # gaps of 0.25 s were seen with a 0.4 s interval, the requests 0.4 s apart)
+    assert min(gaps) >= interval - 0.3, gaps
     # the waits are short: nothing waits a second interval for a request before it
-    assert arrivals[-1] - arrivals[0] <= 7 * interval + 4 * 0.3 + 1.0, gaps
+    assert arrivals[-1] - arrivals[0] <= 5 * interval + 3 * 0.6 + 2.0, gaps
