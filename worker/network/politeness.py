@@ -57,6 +57,10 @@ import redis
 from worker.core.settings import Settings
 from worker.network.netguard import send_gate
 
+SEND_SLACK = 0.005
+"""Seconds a request's write may end after its leaving was recorded without being
+recorded again (see :class:`SendPace`)."""
+
 
 class _Pacer(Protocol):
     def pace(self, host: str, force: bool = False) -> float: ...
@@ -66,27 +70,32 @@ class SendPace:
     """The :class:`~worker.network.netguard.SendGate` of a request of ``host``: before
     its headers leave, wait until the host's last request left ``interval`` seconds ago
     (at most ``interval`` in all: past that it leaves anyway), and record when it left
-    (before, and again after the write: a write that took long counts from its end)."""
+    (before the write, and again after it when the write ended more than
+    :data:`SEND_SLACK` later: a thread run late between the two counts from the end;
+    on Redis each record is a round trip)."""
 
-    __slots__ = ("host", "interval", "pacer")
+    __slots__ = ("checked", "host", "interval", "pacer")
 
     def __init__(self, pacer: _Pacer, host: str, interval: float) -> None:
         self.pacer = pacer
         self.host = host
         self.interval = interval
+        self.checked = 0.0
 
     def before_send(self) -> None:
         waited = 0.0
         while (wait := self.pacer.pace(self.host)) > 0:
             if waited >= self.interval:
                 self.pacer.pace(self.host, force=True)
-                return
+                break
             wait = min(wait, self.interval - waited)
             time.sleep(wait)
             waited += wait
+        self.checked = time.monotonic()
 
     def after_send(self) -> None:
-        self.pacer.pace(self.host, force=True)
+        if time.monotonic() - self.checked > SEND_SLACK:
+            self.pacer.pace(self.host, force=True)
 
 
 class HostBusy(Exception):
