@@ -1,4 +1,4 @@
-"""A wall-clock stack sampler for every Python process of a benchmark (no py-spy here).
+"""A stack sampler for every Python process of a benchmark (no py-spy here).
 
 With this folder on ``PYTHONPATH`` and ``CW_STACK_SAMPLES`` naming a folder, every Python
 process started with that environment (the benchmark, ``claimwire run``, its CPU
@@ -10,6 +10,12 @@ threads' time goes, not only the CPU's. Used for docs/benchmarks.md:
 
     PYTHONPATH=bench/stack_sampler CW_STACK_SAMPLES=/tmp/stacks \\
         .venv/bin/python -m bench.frontier_speed --mode embedded --hosts 20 --pages 150 --no-bare
+
+With ``CW_STACK_CPU`` set as well, each sample of a thread weighs the CPU time that
+thread used since its previous sample (read from ``/proc/self/task/TID/stat``, in clock
+ticks), so a waiting thread weighs nothing and the counts say where the CPU goes
+(ticks, 10 ms each on Linux; the sampler's own CPU is left out). A second section,
+``== lines``, then gives the self ticks per line (``file:line name``).
 """
 
 from __future__ import annotations
@@ -22,37 +28,70 @@ import threading
 import time
 
 
-def _start(folder: str) -> None:
+def _thread_ticks(native: int) -> int | None:
+    try:
+        with open(f"/proc/self/task/{native}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])
+
+
+def _start(folder: str, cpu: bool) -> None:
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
+    lines: collections.Counter[str] = collections.Counter()
+    last_ticks: dict[int, int] = {}
 
     def loop() -> None:
         me = threading.get_ident()
         while True:
             time.sleep(0.01)
+            natives = {t.ident: t.native_id for t in threading.enumerate()} if cpu else {}
             for tid, frame in sys._current_frames().items():
                 if tid == me:
                     continue
+                weight = 1
+                if cpu:
+                    native = natives.get(tid)
+                    ticks = _thread_ticks(native) if native is not None else None
+                    if ticks is None:
+                        continue
+                    weight = ticks - last_ticks.get(tid, ticks)
+                    last_ticks[tid] = ticks
+                    if weight <= 0:
+                        continue
                 stack: list[str] = []
                 f = frame
                 while f is not None and len(stack) < 80:
                     stack.append(f"{os.path.basename(f.f_code.co_filename)}:{f.f_code.co_name}")
                     f = f.f_back
-                own[stack[0]] += 1
-                inclusive.update(set(stack))
+                own[stack[0]] += weight
+                lines[
+                    f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+                    f" {frame.f_code.co_name}"
+                ] += weight
+                for name in set(stack):
+                    inclusive[name] += weight
 
     threading.Thread(target=loop, daemon=True, name="stack-sampler").start()
 
     def dump() -> None:
         with open(os.path.join(folder, f"{os.getpid()}.txt"), "w") as out:
-            out.write(" ".join(sys.argv) + "\n== inclusive\n")
-            out.writelines(f"{n} {k}\n" for k, n in inclusive.most_common(120))
+            out.write(" ".join(sys.argv) + "\n")
+            if cpu:
+                out.write(f"CPU ticks (10 ms) in all {sum(own.values())}\n")
+            out.write("== inclusive\n")
+            out.writelines(f"{n} {k}\n" for k, n in inclusive.most_common(160))
             out.write("== self\n")
-            out.writelines(f"{n} {k}\n" for k, n in own.most_common(60))
+            out.writelines(f"{n} {k}\n" for k, n in own.most_common(80))
+            if cpu:
+                out.write("== lines\n")
+                out.writelines(f"{n} {k}\n" for k, n in lines.most_common(60))
 
     atexit.register(dump)
 
 
 if os.environ.get("CW_STACK_SAMPLES"):
     os.makedirs(os.environ["CW_STACK_SAMPLES"], exist_ok=True)
-    _start(os.environ["CW_STACK_SAMPLES"])
+    _start(os.environ["CW_STACK_SAMPLES"], bool(os.environ.get("CW_STACK_CPU")))

@@ -28,7 +28,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import httpcore
 
@@ -134,8 +134,39 @@ def _clamp(timeout: float | None, exc: type[Exception]) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
+# ------------------------------------------------------------------- send gate
+
+
+class SendGate(Protocol):
+    """Called around the first write of a request (its request line and headers): the
+    moment the request actually leaves, as the server sees it (a host's politeness,
+    :mod:`worker.network.politeness`)."""
+
+    def before_send(self) -> None: ...
+
+    def after_send(self) -> None: ...
+
+
+_send_gate: contextvars.ContextVar[list[SendGate] | None] = contextvars.ContextVar(
+    "claimwire_send_gate", default=None
+)
+
+
+@contextlib.contextmanager
+def send_gate(gate: SendGate) -> Iterator[None]:
+    """Within this block, the first write on a stream of this thread (the request's
+    headers) waits for ``gate.before_send()`` and then calls ``gate.after_send()``;
+    later writes do not."""
+    token = _send_gate.set([gate])
+    try:
+        yield
+    finally:
+        _send_gate.reset(token)
+
+
 class DeadlineStream(httpcore.NetworkStream):
-    """A network stream whose every operation is bounded by the current deadline."""
+    """A network stream whose every operation is bounded by the current deadline, and
+    whose first write in a :func:`send_gate` block passes that gate."""
 
     def __init__(self, inner: httpcore.NetworkStream) -> None:
         self._inner = inner
@@ -144,7 +175,16 @@ class DeadlineStream(httpcore.NetworkStream):
         return self._inner.read(max_bytes, _clamp(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _clamp(timeout, httpcore.WriteTimeout))
+        gates = _send_gate.get()
+        if not gates or not buffer:
+            self._inner.write(buffer, _clamp(timeout, httpcore.WriteTimeout))
+            return
+        gate = gates.pop()  # the request's first write only
+        gate.before_send()
+        try:
+            self._inner.write(buffer, _clamp(timeout, httpcore.WriteTimeout))
+        finally:
+            gate.after_send()
 
     def close(self) -> None:
         self._inner.close()

@@ -26,6 +26,16 @@ A worker thread waits only for less than ``max_wait`` (a fraction of a second: a
 message delivered a moment before its turn, or right after the request before it
 started late), never for a host's line.
 
+The limiter spaces the *starts* it gives out; a request still leaves its thread a
+moment later (the connection, the request's headers, a thread the system ran late), and
+a request that left late was followed by the next one on time: the host's server saw
+two requests 0.78 s apart with a 1 s interval (issue 16). So the slot also paces the
+moment a request actually leaves: the first write of its headers on the socket
+(:func:`worker.network.netguard.send_gate`) waits, when the host's last request left
+less than ``host_min_interval`` ago, for the rest of the interval (a wait in the thread
+bounded by the interval, and only as long as the request before was late), and records
+when it left, per host, across threads (and across processes on Redis, on Redis's clock).
+
 A turn is a reservation, not work: the work itself is the article's or the feed's row
 in the database. A turn whose message is lost (a killed worker, a Redis flush) is an
 unused second on the host's timeline; the row is re-sent by the sweep or the feed's
@@ -45,6 +55,47 @@ from typing import Protocol
 import redis
 
 from worker.core.settings import Settings
+from worker.network.netguard import send_gate
+
+SEND_SLACK = 0.005
+"""Seconds a request's write may end after its leaving was recorded without being
+recorded again (see :class:`SendPace`)."""
+
+
+class _Pacer(Protocol):
+    def pace(self, host: str, force: bool = False) -> float: ...
+
+
+class SendPace:
+    """The :class:`~worker.network.netguard.SendGate` of a request of ``host``: before
+    its headers leave, wait until the host's last request left ``interval`` seconds ago
+    (at most ``interval`` in all: past that it leaves anyway), and record when it left
+    (before the write, and again after it when the write ended more than
+    :data:`SEND_SLACK` later: a thread run late between the two counts from the end;
+    on Redis each record is a round trip)."""
+
+    __slots__ = ("checked", "host", "interval", "pacer")
+
+    def __init__(self, pacer: _Pacer, host: str, interval: float) -> None:
+        self.pacer = pacer
+        self.host = host
+        self.interval = interval
+        self.checked = 0.0
+
+    def before_send(self) -> None:
+        waited = 0.0
+        while (wait := self.pacer.pace(self.host)) > 0:
+            if waited >= self.interval:
+                self.pacer.pace(self.host, force=True)
+                break
+            wait = min(wait, self.interval - waited)
+            time.sleep(wait)
+            waited += wait
+        self.checked = time.monotonic()
+
+    def after_send(self) -> None:
+        if time.monotonic() - self.checked > SEND_SLACK:
+            self.pacer.pace(self.host, force=True)
 
 
 class HostBusy(Exception):
@@ -251,6 +302,21 @@ if key == '' then return tostring(at - now) end
 return book(at)
 """
 
+# When a host's last request left (SendPace), on Redis's clock. KEYS: sent. ARGV:
+# interval, force ('1': record now, if later than the last). Returns the seconds to
+# wait before the request may leave ('0': it leaves now, recorded).
+_PACE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if ARGV[2] ~= '1' and last + interval > now then return tostring(last + interval - now) end
+if now > last then
+    redis.call('SET', KEYS[1], tostring(now), 'PX', math.ceil(interval * 1000) + 1000)
+end
+return '0'
+"""
+
 # The hosts with turns, for `claimwire status`: ARGV: now-relative horizon, limit.
 _LINES = """
 local t = redis.call('TIME')
@@ -291,6 +357,18 @@ class RedisHostLimiter:
         self.max_ahead = _default_max_ahead(settings) if max_ahead is None else max_ahead
         self._acquire = client.register_script(_ACQUIRE)
         self._lines = client.register_script(_LINES)
+        self._pace = client.register_script(_PACE)
+
+    def pace(self, host: str, force: bool = False) -> float:
+        """Seconds before a request of ``host`` may leave (its last one left less than
+        the interval ago), or 0 and the request's leaving recorded (``force``: recorded
+        whatever the wait)."""
+        return float(
+            self._pace(
+                keys=[f"cw:host:{host}:sent"],
+                args=[self.settings.host_min_interval, "1" if force else "0"],
+            )
+        )
 
     def _keys(self, host: str) -> list[str]:
         p = f"cw:host:{host}:"
@@ -337,7 +415,12 @@ class RedisHostLimiter:
             time.sleep(wait)  # a moment before the turn (or the slot) is free
             waited += wait
         try:
-            yield
+            interval = self.settings.host_min_interval
+            if interval > 0:
+                with send_gate(SendPace(self, host, interval)):
+                    yield
+            else:
+                yield
         finally:
             self.r.zrem(keys[0], token)
 
@@ -419,6 +502,7 @@ class LocalHostLimiter:
         self._line: dict[str, float] = {}
         self._turns: dict[str, dict[str, float]] = {}
         self._moved: dict[str, float] = {}  # the last turn moved (see _ACQUIRE)
+        self._sent: dict[str, float] = {}  # when the host's last request left
         self.offset = 0.0  # seconds added to the clock (tests move time forward)
 
     def _book(self, host: str, key: str, at: float, now: float) -> float:
@@ -528,6 +612,18 @@ class LocalHostLimiter:
         self._line[host] = to
         return at - now
 
+    def pace(self, host: str, force: bool = False) -> float:
+        """As :meth:`RedisHostLimiter.pace`, in this process."""
+        interval = self.settings.host_min_interval
+        with self._lock:
+            now = time.monotonic() + self.offset
+            last = self._sent.get(host)
+            if last is not None and not force and last + interval > now:
+                return last + interval - now
+            if last is None or now > last:
+                self._sent[host] = now
+            return 0.0
+
     @contextmanager
     def slot(self, host: str, key: str | None = None) -> Iterator[None]:
         waited = 0.0
@@ -537,7 +633,12 @@ class LocalHostLimiter:
             time.sleep(wait)
             waited += wait
         try:
-            yield
+            interval = self.settings.host_min_interval
+            if interval > 0:
+                with send_gate(SendPace(self, host, interval)):
+                    yield
+            else:
+                yield
         finally:
             with self._lock:
                 self._inflight[host] -= 1
