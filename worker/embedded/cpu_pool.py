@@ -187,6 +187,10 @@ def zygote(parent: int, processes: int) -> int:
     """The zygote: warm once, then fork ``processes`` workers, fork again any that dies,
     and on SIGTERM or SIGINT stop them (warm, then killed after :data:`STOP_TIMEOUT`).
     Stops them too when the `run` process (``parent``) is gone."""
+    # While it loads: a SIGTERM (the `run` process stopping) ends it at once, and a
+    # Ctrl-C, which the terminal sends to the whole process group, is the `run`
+    # process's to handle (it sends the SIGTERM), not a traceback here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import gc
 
     from worker.celery_app import app, warm_cpu_steps
@@ -223,6 +227,8 @@ def zygote(parent: int, processes: int) -> int:
                 exit_now(code)
         children.add(pid)
 
+    if os.getppid() != parent:
+        return 0  # the `run` process went while this one loaded
     for _ in range(processes):
         fork()
     while not stopping:
