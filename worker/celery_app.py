@@ -170,6 +170,76 @@ def _size_db_pool(sender: Any = None, **_: Any) -> None:
         set_worker_threads(concurrency)
 
 
+WARM_CLAIMS_TEXT = (
+    "The minister said the plant would reopen by spring. "
+    '"We will not close it," she told reporters on Monday.'
+)
+
+
+def warm_cpu_steps(settings: Settings) -> list[tuple[str, float]]:
+    """Load what the CPU steps (extraction, dedup, claims) load on their first use, in a
+    process that then forks the processes running them (the embedded run's zygote,
+    :mod:`worker.embedded.cpu_pool`, and a prefork ``cpu`` worker's parent): the
+    imports, dateparser's locales (htmldate), py3langid's model, datasketch and the
+    claims' spaCy pipeline with one parse. The children then start warm and share those
+    pages copy-on-write. Nothing here touches a database, the broker or a file of the
+    data directory. Returns the CPU seconds of each load."""
+    import time
+
+    spent: list[tuple[str, float]] = []
+    t0 = time.process_time()
+    import worker.claims.store
+    import worker.dedup.deduplicate
+    import worker.pages.extract  # noqa: F401 (trafilatura, htmldate, lxml, courlan)
+
+    spent.append(("imports", time.process_time() - t0))
+    t0 = time.process_time()
+    from htmldate.extractors import get_external_parser
+
+    # a string no locale knows: dateparser compiles every locale's patterns once
+    get_external_parser().get_date_data("0 x 2000")
+    spent.append(("dateparser's locales", time.process_time() - t0))
+    t0 = time.process_time()
+    from worker.pages.extractor import detect_language
+
+    detect_language("the language of this sentence is found by its model " * 3)
+    spent.append(("py3langid's model", time.process_time() - t0))
+    t0 = time.process_time()
+    from worker.dedup.sketch import sketch
+
+    sketch(" ".join(f"word{i}" for i in range(60)))
+    spent.append(("datasketch", time.process_time() - t0))
+    if settings.extract_claims:
+        t0 = time.process_time()
+        from worker.claims.model import model_problem
+
+        # a model that cannot be loaded is said by the worker at start, and by each
+        # claims step (worker.claims.model.require_model): nothing to do here
+        if model_problem(settings.spacy_model) is None:
+            from worker.claims import extract_claims, load_nlp
+
+            extract_claims(WARM_CLAIMS_TEXT, load_nlp(settings.spacy_model))
+        spent.append(("the claims model", time.process_time() - t0))
+    return spent
+
+
+@worker_init.connect  # type: ignore[untyped-decorator]
+def _warm_before_fork(sender: Any = None, **_: Any) -> bool:
+    """A prefork worker consuming ``cpu`` or ``backfill`` (``celery -Q cpu --pool
+    prefork``: docker-compose.yml) loads what the CPU steps need once, in its parent,
+    before the pool forks its processes: each of them would otherwise load it all again
+    at its first step (seconds of CPU each, and its own copy of the spaCy pipeline)."""
+    pool = str(getattr(sender, "pool_cls", "") or "").lower()
+    if "prefork" not in pool:
+        return False
+    consumed = getattr(getattr(sender, "app", app).amqp.queues, "consume_from", None)
+    names = set(consumed) if consumed else set(QUEUES)
+    if not names & {CPU_QUEUE, BACKFILL_QUEUE}:
+        return False
+    warm_cpu_steps(get_settings())
+    return True
+
+
 @worker_process_init.connect  # type: ignore[untyped-decorator]
 def _reset_after_fork(**_: Any) -> None:
     """A forked pool process must not share its parent's database connections."""

@@ -126,12 +126,10 @@ def shingle_hashes(tokens: Sequence[str], k: int) -> UInt64Array:
     words is one shingle). Order-sensitive: ``a b c`` and ``c b a`` differ."""
     if not tokens:
         return np.empty(0, dtype=np.uint64)
-    cache: dict[str, int] = {}
-    wh = np.fromiter(
-        (cache[w] if w in cache else cache.setdefault(w, _word_hash(w)) for w in tokens),
-        dtype=np.uint64,
-        count=len(tokens),
-    )
+    # each distinct word hashed once, then looked up by C-level calls (a generator
+    # testing a cache word by word cost as much again as the hashing)
+    hashed = {w: _word_hash(w) for w in set(tokens)}
+    wh = np.fromiter(map(hashed.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
     k = min(k, len(wh))
     n = len(wh) - k + 1
     acc = np.zeros(n, dtype=np.uint64)

@@ -2,17 +2,29 @@
 
 Extraction, deduplication and claims are CPU-bound Python: in the threads of the `run`
 process they share one core (the GIL), however many the machine has. So `claimwire run`
-starts Celery workers of their own for the ``cpu`` queue of the same broker, one process
-per core (``python -m worker.embedded.cpu_pool``, each running one step at a time), and
-its own worker consumes the other queues. The children stop when the `run` process
-stops them, and on their own when the `run` process is gone (a `kill -9` of the parent
-leaves no orphan consuming the queue). The embedded broker's consumers take a message by
-renaming its file (:mod:`worker.embedded.broker`), so no two processes take one message.
+starts Celery workers of their own for the ``cpu`` queue of the same broker (each running
+one step at a time), and its own worker consumes the other queues. The embedded broker's
+consumers take a message by renaming its file (:mod:`worker.embedded.broker`), so no two
+processes take one message.
+
+The workers start warm: the `run` process starts one **zygote** (``python -m
+worker.embedded.cpu_pool --zygote``), a fresh interpreter that imports and loads what
+the CPU steps need (:func:`worker.celery_app.warm_cpu_steps`: trafilatura, htmldate and
+dateparser's locales, py3langid's model, datasketch, the claims' spaCy pipeline), and
+then forks the worker processes. The loads are paid once instead of once a process, and
+the children share those pages copy-on-write. The zygote never opens the database, the
+broker or any engine (:func:`assert_no_database`, checked before every fork): a process
+forked from one that has the SQLite file open inherits SQLite's in-process lock state,
+and its writes then wait for a lock nobody holds. A child that dies is forked again from
+the zygote; a zygote that dies is started again by the `run` process. Everything stops
+when the `run` process stops it, and on its own when the `run` process is gone (a `kill
+-9` of the parent leaves no orphan consuming the queue).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -20,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import NoReturn
 
 import structlog
@@ -48,61 +61,104 @@ def cpu_processes(settings: Settings) -> int:
     return max(1, min(MAX_AUTO_PROCESSES, (os.cpu_count() or 1) + 1))
 
 
+STOP_TIMEOUT = 10.0
+"""Seconds the zygote waits for its children's warm stop before killing them."""
+
+
 class CpuPool:
-    """The child worker processes, started and stopped by :func:`run_service`: each a
-    fresh interpreter running one step at a time (``--pool solo``). Not a prefork pool:
-    a process forked from one that has the SQLite file open inherits SQLite's
-    in-process lock state, and its writes then wait for a lock nobody holds."""
+    """The zygote process that forks the CPU worker processes, started and stopped by
+    :func:`worker.embedded.run.run_service`. The workers are forked from it, not from the
+    `run` process: that one has the SQLite file open, and a process forked from it would
+    inherit SQLite's in-process lock state (its writes then wait for a lock nobody
+    holds); the zygote never opens it."""
 
     def __init__(self, settings: Settings, processes: int) -> None:
         self.settings = settings
         self.processes = processes
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.zygote: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._signalled: set[int] = set()
         self._watch: threading.Thread | None = None
 
     def start(self) -> CpuPool:
-        self.procs = [self._spawn() for _ in range(self.processes)]
+        self.zygote = self._spawn()
         self._watch = threading.Thread(target=self._supervise, daemon=True, name="claimwire-cpu")
         self._watch.start()
         return self
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         # The same interpreter and module, the environment inherited: the same settings.
-        args = [sys.executable, "-m", "worker.embedded.cpu_pool", str(os.getpid())]
+        args = [
+            sys.executable,
+            "-m",
+            "worker.embedded.cpu_pool",
+            "--zygote",
+            str(os.getpid()),
+            str(self.processes),
+        ]
         # Their stdout goes to stderr: the run's stdout carries only its own output
         # (Celery's "worker: Warm shutdown" line at a child's stop included).
         return subprocess.Popen(args, stdout=2)  # noqa: S603 (our own module)
 
     def _supervise(self) -> None:
-        """Start a child again if it dies while the run goes on."""
+        """Start the zygote again if it dies while the run goes on (it forks its workers
+        again; the old ones stop once they see their parent gone)."""
         while not self._stopping.wait(1.0):
-            for i, proc in enumerate(self.procs):
-                if proc.poll() is not None and not self._stopping.is_set():
-                    log.warning("cpu_worker_restarted", exit_code=proc.returncode)
-                    self.procs[i] = self._spawn()
+            zygote = self.zygote
+            if zygote is not None and zygote.poll() is not None and not self._stopping.is_set():
+                log.warning("cpu_zygote_restarted", exit_code=zygote.returncode)
+                self.zygote = self._spawn()
 
     def ask_to_stop(self) -> None:
-        """Tell every child to stop (warm: the step in hand finishes, no new one is
-        taken), without waiting; once only, since a second signal could make Celery's
-        shutdown cold."""
+        """Tell the zygote to stop its children (warm: the step in hand finishes, no new
+        one is taken), without waiting; once only."""
         self._stopping.set()
-        for proc in self.procs:
-            if proc.poll() is None and proc.pid not in self._signalled:
-                self._signalled.add(proc.pid)
-                proc.send_signal(signal.SIGTERM)
+        zygote = self.zygote
+        if zygote is not None and zygote.poll() is None and zygote.pid not in self._signalled:
+            self._signalled.add(zygote.pid)
+            zygote.send_signal(signal.SIGTERM)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        running = [p for p in self.procs if p.poll() is None]
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         self.ask_to_stop()
-        deadline = time.monotonic() + timeout
-        for proc in running:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        zygote = self.zygote
+        if zygote is None:
+            return
+        try:
+            # the zygote kills what is left of its children after STOP_TIMEOUT
+            zygote.wait(max(timeout, STOP_TIMEOUT) + 5.0)
+        except subprocess.TimeoutExpired:
+            zygote.kill()
+            zygote.wait(5)
+
+
+def assert_no_database(settings: Settings) -> None:
+    """Raise when this process has a database engine or the SQLite file open: the zygote
+    checks it before every fork (a forked child would inherit SQLite's lock state)."""
+    from worker.core import db
+
+    if db._engines:  # the engines this process made
+        raise RuntimeError(
+            f"the CPU workers' zygote has a database engine ({sorted(db._engines)}): "
+            "a process forked from it would inherit SQLite's lock state"
+        )
+    url = settings.effective_database_url
+    fds = Path("/proc/self/fd")
+    if not url.startswith("sqlite") or not fds.is_dir():
+        return
+    database = url.split(":///", 1)[-1].split("?", 1)[0]
+    if not database or database == ":memory:":
+        return
+    names = {str(Path(database).resolve()) + end for end in ("", "-wal", "-shm", "-journal")}
+    for fd in fds.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile (the listing's own descriptor)
+        if target in names:
+            raise RuntimeError(
+                f"the CPU workers' zygote has {target} open: a process forked from it "
+                "would inherit SQLite's lock state"
+            )
 
 
 def _watch_parent(parent: int) -> None:
@@ -113,7 +169,109 @@ def _watch_parent(parent: int) -> None:
             return
 
 
+def _only_thread(wait: float = 5.0) -> None:
+    """Wait (a little) for every other thread of the zygote to end before a fork: a
+    thread that holds a lock at the fork leaves it held in the child forever. The zygote
+    starts none; a ``sitecustomize`` of a bench may."""
+    deadline = time.monotonic() + wait
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if threading.active_count() > 1:
+        log.warning(
+            "cpu_zygote_threads",
+            threads=[t.name for t in threading.enumerate() if t is not threading.current_thread()],
+        )
+
+
+def zygote(parent: int, processes: int) -> int:
+    """The zygote: warm once, then fork ``processes`` workers, fork again any that dies,
+    and on SIGTERM or SIGINT stop them (warm, then killed after :data:`STOP_TIMEOUT`).
+    Stops them too when the `run` process (``parent``) is gone."""
+    # While it loads: a SIGTERM (the `run` process stopping) ends it at once, and a
+    # Ctrl-C, which the terminal sends to the whole process group, is the `run`
+    # process's to handle (it sends the SIGTERM), not a traceback here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import gc
+
+    from worker.celery_app import app, warm_cpu_steps
+    from worker.core.logs import configure_logging
+    from worker.core.settings import get_settings
+    from worker.embedded.quiet import quiet_per_item_events
+
+    settings = get_settings()
+    configure_logging(settings)
+    quiet_per_item_events(settings)
+    app.loader.import_default_modules()  # the task modules, as a worker imports them
+    warm_cpu_steps(settings)
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    children: set[int] = set()
+
+    def fork() -> None:
+        assert_no_database(settings)
+        _only_thread()
+        gc.freeze()  # the warm objects stay out of the children's collections (fewer copies)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                code = main([str(os.getppid())])
+            finally:
+                exit_now(code)
+        children.add(pid)
+
+    if os.getppid() != parent:
+        return 0  # the `run` process went while this one loaded
+    for _ in range(processes):
+        fork()
+    while not stopping:
+        if os.getppid() != parent:
+            stopping.append(signal.SIGTERM)
+            break
+        pid = _reap()
+        while pid:
+            if pid in children:
+                children.discard(pid)
+                if not stopping:
+                    log.warning("cpu_worker_restarted")
+                    fork()
+            pid = _reap()
+        time.sleep(0.2)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while children and time.monotonic() < deadline:
+        children.discard(_reap())
+        time.sleep(0.05)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    while children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(children.pop(), 0)
+    return 0
+
+
+def _reap() -> int:
+    """The pid of a child that has ended (reaped), or 0."""
+    try:
+        pid, _status = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return 0
+    return pid
+
+
 def main(argv: list[str]) -> int:
+    """A CPU worker process: a solo Celery worker on the ``cpu`` queue. ``argv``: the pid
+    of the process whose end stops it (a forked worker's zygote)."""
     from worker.celery_app import app
     from worker.core.queues import CPU_QUEUE
     from worker.core.settings import get_settings
@@ -156,4 +314,6 @@ def exit_now(code: int) -> NoReturn:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--zygote"]:
+        exit_now(zygote(int(sys.argv[2]), int(sys.argv[3])))
     exit_now(main(sys.argv[1:]))
