@@ -98,6 +98,17 @@ class SendPace:
             self.pacer.pace(self.host, force=True)
 
 
+@contextmanager
+def _paced(pacer: _Pacer, host: str, interval: float) -> Iterator[None]:
+    """A request's send inside a slot of ``host``: paced by :class:`SendPace` when the
+    host has an interval (both limiters' ``slot``)."""
+    if interval > 0:
+        with send_gate(SendPace(pacer, host, interval)):
+            yield
+    else:
+        yield
+
+
 class HostBusy(Exception):
     """The host's limits say: not now. Try again after ``retry_after`` seconds (the
     caller's turn, when it gave a key)."""
@@ -415,11 +426,7 @@ class RedisHostLimiter:
             time.sleep(wait)  # a moment before the turn (or the slot) is free
             waited += wait
         try:
-            interval = self.settings.host_min_interval
-            if interval > 0:
-                with send_gate(SendPace(self, host, interval)):
-                    yield
-            else:
+            with _paced(self, host, self.settings.host_min_interval):
                 yield
         finally:
             self.r.zrem(keys[0], token)
@@ -633,11 +640,7 @@ class LocalHostLimiter:
             time.sleep(wait)
             waited += wait
         try:
-            interval = self.settings.host_min_interval
-            if interval > 0:
-                with send_gate(SendPace(self, host, interval)):
-                    yield
-            else:
+            with _paced(self, host, self.settings.host_min_interval):
                 yield
         finally:
             with self._lock:
