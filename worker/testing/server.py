@@ -4,6 +4,7 @@ feeds, pages, robots.txt and hostile behaviour (slow drip, endless body, bombs..
 from __future__ import annotations
 
 import ssl
+import sys
 import threading
 import time
 from collections import Counter
@@ -11,6 +12,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that drops its connection before sending a request line (a test's
+    client giving up, a reset) is no error of the server's: not printed as a
+    traceback in the test run's output."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 @dataclass
@@ -90,7 +102,7 @@ class LocalServer:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer((host, 0), _H)
+        self.httpd = _QuietServer((host, 0), _H)
         self.httpd.daemon_threads = True
         self.scheme = "http"
         if ssl_context is not None:  # HTTPS (e.g. with a self-signed certificate)
