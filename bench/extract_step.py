@@ -163,23 +163,9 @@ def bare(pages: list[bytes]) -> float:
 
 def loads() -> list[tuple[str, float]]:
     """CPU seconds of what a new process loads once for extraction, measured apart."""
-    spent: list[tuple[str, float]] = []
-    t0 = time.process_time()
-    import worker.pages.extract  # noqa: F401 (trafilatura, htmldate, lxml.html, courlan)
+    from worker.pages.warm import extraction_loads
 
-    spent.append(("imports", time.process_time() - t0))
-    t0 = time.process_time()
-    from htmldate.extractors import get_external_parser
-
-    # a string no locale knows: dateparser compiles every locale's patterns
-    get_external_parser().get_date_data("0 x 2000")
-    spent.append(("dateparser's locales", time.process_time() - t0))
-    t0 = time.process_time()
-    from worker.pages.extractor import detect_language
-
-    detect_language("the language of this sentence is found by its model " * 3)
-    spent.append(("py3langid's model", time.process_time() - t0))
-    return spent
+    return extraction_loads()
 
 
 def main(argv: list[str] | None = None) -> int:

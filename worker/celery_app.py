@@ -186,24 +186,14 @@ def warm_cpu_steps(settings: Settings) -> list[tuple[str, float]]:
     data directory. Returns the CPU seconds of each load."""
     import time
 
-    spent: list[tuple[str, float]] = []
+    from worker.pages.warm import extraction_loads
+
+    spent = extraction_loads()
     t0 = time.process_time()
     import worker.claims.store
-    import worker.dedup.deduplicate
-    import worker.pages.extract  # noqa: F401 (trafilatura, htmldate, lxml, courlan)
+    import worker.dedup.deduplicate  # noqa: F401
 
-    spent.append(("imports", time.process_time() - t0))
-    t0 = time.process_time()
-    from htmldate.extractors import get_external_parser
-
-    # a string no locale knows: dateparser compiles every locale's patterns once
-    get_external_parser().get_date_data("0 x 2000")
-    spent.append(("dateparser's locales", time.process_time() - t0))
-    t0 = time.process_time()
-    from worker.pages.extractor import detect_language
-
-    detect_language("the language of this sentence is found by its model " * 3)
-    spent.append(("py3langid's model", time.process_time() - t0))
+    spent.append(("claims and dedup imports", time.process_time() - t0))
     t0 = time.process_time()
     from worker.dedup.sketch import sketch
 
