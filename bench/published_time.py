@@ -13,7 +13,9 @@ For every page:
   metadata (the same ``extract_metadata`` call with the same date parameters), read as
   the extract step stored it: a time of exactly midnight is a day posing as a time;
 * **after**: :mod:`worker.pages.published`'s choice over the page's markup readings and
-  htmldate's date (no feed entry: these pages come without their feeds).
+  htmldate's date, as ``extract_page`` reads it (without htmldate's extensive search when
+  the markup gives the time to the minute or the second: ``published.settled``; no feed
+  entry: these pages come without their feeds).
 
 Reported: how many pages get a time to the minute (or second) and how many only a day;
 where it was read; the day accuracy against the gold date (trafilatura-eval: a day;
@@ -38,7 +40,14 @@ from typing import Any
 from bench.extraction_quality import DEFAULT_CORPORA, Page, gold_days, load_pages
 from worker.pages.charset import decode_html
 from worker.pages.extractor import DEFAULT_PROFILE, _metadata_doc, _parse, _parse_date
-from worker.pages.published import Stamp, choose, from_datetime, page_candidates, parse_stamp
+from worker.pages.published import (
+    Stamp,
+    choose,
+    from_datetime,
+    page_candidates,
+    parse_stamp,
+    settled,
+)
 
 NOW = datetime(2100, 1, 1, tzinfo=UTC)  # gold dates are historical; do not clip them
 
@@ -58,7 +67,12 @@ def measure(page: Page) -> dict[str, Any]:
     stamps = page_candidates(copy.deepcopy(tree), page.url, None)
     doc = _metadata_doc(tree, page.url, DEFAULT_PROFILE, NOW)
     old = _parse_date(getattr(doc, "date", None), NOW) if doc is not None else None
-    visible = from_datetime(old, "visible")
+    # after: as extract_page reads it, htmldate without its extensive search when the
+    # markup gives the time to the minute or the second (worker.pages.published.settled)
+    if settled(stamps, NOW):
+        doc = _metadata_doc(tree, page.url, DEFAULT_PROFILE, NOW, dates=False)
+    date = _parse_date(getattr(doc, "date", None), NOW) if doc is not None else None
+    visible = from_datetime(date, "visible")
     after = choose([*stamps, *([visible] if visible else [])], NOW)
     return {"before": old, "after": after}
 

@@ -590,8 +590,12 @@ def test_settled_only_when_no_later_reading_can_change_the_choice() -> None:
     assert second and minute and day and meta_day and jsonld_second and url
     future = Stamp(NOW + timedelta(days=1), "second", 0, "meta")
     assert settled([second], NOW) and settled([second, day, url], NOW)
-    # a more authoritative reading to the minute or the day: later readings count
-    assert not settled([minute], NOW) and not settled([meta_day, jsonld_second], NOW)
+    # to the minute: no later reading replaces it, only seconds inside that minute refine it
+    assert settled([minute], NOW) and settled([minute, day, url], NOW)
+    # a more authoritative reading to the day: later readings count
+    assert not settled([meta_day, jsonld_second], NOW) and not settled([meta_day], NOW)
+    feed_minute = Stamp(minute.at, "minute", None, "feed")
+    assert not settled([feed_minute], NOW)  # the feed's own time is not the markup's
     assert settled([day, second], NOW)  # the order given does not matter
     assert not settled([], NOW) and not settled([url], NOW)
     # a time after now is not usable: the next reading is the anchor
@@ -603,3 +607,48 @@ def test_settled_only_when_no_later_reading_can_change_the_choice() -> None:
         Stamp(second.at.replace(hour=0, minute=0, second=0), "day", None, "visible"),
     ):
         assert choose([second, later], NOW) == second
+    # settled to the minute: a later reading replaces the anchor never, and refines it only
+    # with seconds inside that minute (the feed's, or the markup's read by htmldate)
+    for later in (
+        Stamp(minute.at + timedelta(minutes=3, seconds=9), "second", None, "visible"),
+        Stamp(minute.at - timedelta(hours=30), "second", None, "visible"),
+        Stamp(minute.at.replace(hour=0, minute=0, second=0), "day", None, "visible"),
+        url,
+    ):
+        assert choose([minute, later], NOW) == minute
+    inside = Stamp(minute.at + timedelta(seconds=9), "second", None, "feed")
+    assert choose([minute, inside], NOW) == inside
+
+
+@pytest.mark.parametrize(
+    ("published", "extensive"),
+    [
+        ("2024-03-03T14:05:09+01:00", False),  # to the second
+        ("2024-03-03T14:05+01:00", False),  # to the minute
+        ("2024-03-03", True),  # a day: the visible date may give the time
+    ],
+)
+def test_htmldate_searches_far_only_when_the_markup_gives_no_time(
+    monkeypatch: pytest.MonkeyPatch, published: str, extensive: bool
+) -> None:
+    import worker.pages.extractor as extractor
+
+    asked: list[bool] = []
+    real = extractor._date_params
+
+    def recorded(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        params = real(*args, **kwargs)
+        asked.append(params["extensive_search"])
+        return params
+
+    monkeypatch.setattr(extractor, "_date_params", recorded)
+    line = "of the report on the ferries and the strike."
+    body = "".join(f"<p>Paragraph {i} {line}</p>" for i in range(12))
+    html = (
+        f'<html lang="en"><head><meta property="article:published_time" content="{published}">'
+        f"<title>Ferries</title></head><body><article><h1>Ferries</h1>{body}</article></body></html>"
+    )
+    page = extractor.extract_page(html, "https://example.org/news/ferries", now=NOW)
+    assert asked == [extensive]
+    assert page.published_source == "meta"
+    assert page.published_precision == {10: "day", 22: "minute", 25: "second"}[len(published)]

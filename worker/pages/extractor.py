@@ -373,9 +373,10 @@ def _bare(
 
 
 def _date_params(profile: Profile, now: datetime, dates: bool = True) -> dict[str, Any]:
-    """htmldate's parameters; ``dates`` False when its date cannot change the publication
-    time (:func:`worker.pages.published.settled`): no extensive search then (its
-    slowest part, dateparser, asks every locale about strings none of them knows)."""
+    """htmldate's parameters; ``dates`` False when the page's markup gives the publication
+    time to the minute or the second (:func:`worker.pages.published.settled`): no
+    extensive search then (its slowest part, dateparser, asks every locale about strings
+    none of them knows)."""
     return {
         "original_date": True,
         "extensive_search": dates and not profile.fast,
@@ -735,7 +736,7 @@ def extract_page(
         stamps = []
     if tree is not None:
         # htmldate's date is one reading of the publication time: not searched far when the
-        # page's markup settles it
+        # page's markup gives the time to the minute or the second
         text, doc = _extract_tree(tree, url, profile, now, dates=not settled(stamps, now))
         try:
             meta = _metadata(doc, tree, url, now)

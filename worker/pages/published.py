@@ -384,15 +384,21 @@ def _authority(c: Stamp) -> int:
 
 
 def settled(candidates: list[Stamp], now: datetime) -> bool:
-    """Whether :func:`choose` of ``candidates`` with any readings of the later sources
-    added (the feed's, the visible date, the URL's) is decided already: the most
-    authoritative usable candidate is the page markup's and to the second, so no later
-    reading can replace it (none is more precise, none more authoritative)."""
+    """Whether htmldate's extensive search can be left out: the most authoritative usable
+    candidate is the page markup's (not the feed's, the visible date or the URL's) and
+    gives the time to the minute or the second. Then no later reading can replace it as
+    the anchor, and the only one that can still refine it is a reading with seconds inside
+    that minute (:func:`choose`): the feed's, which the caller adds apart, or htmldate's,
+    whose search without the extensive part still reads the markup. What the extensive
+    search adds (dates in the page's text, through dateparser) could matter only for a
+    minute whose seconds appear nowhere but in the visible text: none of the 141 such
+    pages of the 1,124 of ``bench.frontier_speed`` (docs/benchmarks.md, branch
+    ``extractq``)."""
     usable = [c for c in candidates if EARLIEST <= c.at <= now]
     if not usable:
         return False
     anchor = min(usable, key=_authority)
-    return anchor.precision == "second" and _authority(anchor) < SOURCES.index("feed")
+    return anchor.precision in ("second", "minute") and _authority(anchor) < SOURCES.index("feed")
 
 
 __all__ = [
