@@ -138,7 +138,7 @@ def test_pause_resume_cancel(configure, server) -> None:
     from worker.jobs import lifecycle
 
     settings = get_settings()
-    from worker.reports.status import pending_work
+    from worker.reports.status import pending_work, pending_work_at_most
 
     with unit_of_work() as s:
         plan = lifecycle.advance(s, settings)
@@ -151,6 +151,7 @@ def test_pause_resume_cancel(configure, server) -> None:
         assert lifecycle.advance(s, settings).items == []
         assert lifecycle.progress(s, job_id, settings).in_flight == 0
         assert pending_work(s) == 0  # run --until-idle does not wait for it
+        assert pending_work_at_most(s, 50) == 0
     assert not any(server.hits[p] for p in site.pages)
 
     with unit_of_work() as s:
@@ -180,17 +181,20 @@ def test_held_articles_are_left_to_the_job(configure, server) -> None:
     from worker.core.db import unit_of_work
     from worker.jobs import lifecycle
     from worker.pipeline.sweep import held_article_ids
-    from worker.reports.status import pending_work
+    from worker.reports.status import pending_work, pending_work_at_most
 
     with unit_of_work() as s:
         held = set(s.exec(held_article_ids()).all())
         assert len(held) == 5
         # queued job: 1 for the job + 5 items; articles not counted a second time
         assert pending_work(s) == 6
+        # the watcher's bounded count: the same up to its bound, the bound beyond it
+        assert [pending_work_at_most(s, n) for n in (50, 6, 4, 1)] == [6, 6, 4, 1]
         lifecycle.pause(s, job_id)
     with unit_of_work() as s:
         assert len(set(s.exec(held_article_ids()).all())) == 5  # paused still holds
         assert pending_work(s) == 0
+        assert pending_work_at_most(s, 50) == 0
 
 
 def test_already_processed_articles_are_not_fetched_again(configure, server) -> None:

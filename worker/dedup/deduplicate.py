@@ -39,10 +39,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
 
-from schemas.models import Article, ArticleState, DupGroup
+from schemas.models import Article, ArticleState
+from schemas.tables import article as article_table
+from schemas.tables import dupgroup as dupgroup_table
+from schemas.types import utcnow
 from worker.core.db import is_postgres
 from worker.core.settings import Settings
 from worker.core.states import set_state
@@ -97,6 +100,9 @@ def _take_write_lock(session: Session, article_id: int) -> None:
     session.execute(statement, {"article_id": article_id})
 
 
+# The step's statements are built once, over the Core tables (schemas.tables), their
+# values bound: the common path (a text that starts a group of its own) loads no ORM
+# object; the article is loaded as one only to join a group (``join_group``).
 _ROW_LOCK = select(Article.id).where(col(Article.id) == bindparam("article_id")).with_for_update()
 _WRITE_LOCK = (
     update(Article)
@@ -105,20 +111,53 @@ _WRITE_LOCK = (
     .execution_options(synchronize_session=False)
 )
 
+_EXTRACTED = ArticleState.extracted.value
 
+# SQLite: the write lock taken by writing the text hash of an article still extracted,
+# and its text read back under that lock, in one statement (no row: not extracted)
 _WRITE_HASH = (
-    update(Article)
+    update(article_table)
     .where(
-        col(Article.id) == bindparam("article_id"),
-        col(Article.state) == ArticleState.extracted.value,
+        article_table.c.id == bindparam("article_id"),
+        article_table.c.state == _EXTRACTED,
     )
     .values(text_hash=bindparam("text_hash"))
-    .execution_options(synchronize_session=False)
+    .returning(article_table.c.text)
 )
 
+_TEXT_AND_STATE = select(article_table.c.text, article_table.c.state).where(
+    article_table.c.id == bindparam("article_id")
+)
 
-_TEXT_AND_STATE = select(Article.text, Article.state).where(
-    col(Article.id) == bindparam("article_id")
+# the first deduplicated article with the same normalized text (exact layer)
+_SAME_HASH = (
+    select(article_table.c.id)
+    .where(
+        article_table.c.text_hash == bindparam("text_hash"),
+        article_table.c.dup_group_id.is_not(None),
+        article_table.c.id != bindparam("article_id"),
+    )
+    .order_by(article_table.c.id)
+    .limit(1)
+)
+
+_NEW_GROUP = (
+    insert(dupgroup_table)
+    .values(canonical_article_id=bindparam("article_id"), created_at=bindparam("created_at"))
+    .returning(dupgroup_table.c.id)
+)
+
+# the article's columns of a group of its own, in one UPDATE
+_PLACE_ALONE = (
+    update(article_table)
+    .where(article_table.c.id == bindparam("article_id"))
+    .values(
+        text_hash=bindparam("text_hash"),
+        dup_group_id=bindparam("group_id"),
+        duplicate_of_id=None,
+        state=ArticleState.deduplicated.value,
+        state_changed_at=bindparam("now"),
+    )
 )
 
 
@@ -138,7 +177,7 @@ def deduplicate_article(
     before = session.execute(_TEXT_AND_STATE, {"article_id": article_id}).first()
     early = (
         (before[0], sketch(before[0], params))
-        if before is not None and before[1] == ArticleState.extracted
+        if before is not None and before[1] == _EXTRACTED
         else None
     )
     # boilerplate samples: read before the locks (a stopped sample stays stopped), so
@@ -149,19 +188,27 @@ def deduplicate_article(
         if early is not None and early[1].signature is not None
         else frozenset()
     )
+    text: str | None
     if early is not None and not is_postgres(session):
-        # SQLite: the write lock taken by writing the text hash already (of an article
-        # still extracted; a text changed since is hashed again below and written over)
-        session.execute(_WRITE_HASH, {"article_id": article_id, "text_hash": early[1].text_hash})
+        # SQLite: the write lock taken by writing the text hash (of an article still
+        # extracted; a text changed since is hashed again below and written over), the
+        # text read back under it
+        locked = session.execute(
+            _WRITE_HASH, {"article_id": article_id, "text_hash": early[1].text_hash}
+        ).first()
+        if locked is None:  # gone, or no longer extracted: nothing was written
+            return DedupOutcome(False)
+        text = locked[0]
     else:
         _take_write_lock(session, article_id)
-    article = session.get(Article, article_id, populate_existing=True)
-    if article is None or article.state != ArticleState.extracted:
-        return DedupOutcome(False)
-    if early is not None and early[0] == article.text:
+        now_row = session.execute(_TEXT_AND_STATE, {"article_id": article_id}).first()
+        if now_row is None or now_row[1] != _EXTRACTED:
+            return DedupOutcome(False)
+        text = now_row[0]
+    if early is not None and early[0] == text:
         sk, stopped = early[1], early_stopped
     else:
-        sk = sketch(article.text, params)
+        sk = sketch(text, params)
         stopped = stopped_samples(session, sk, params) if sk.signature is not None else frozenset()
     if is_postgres(session) and sk.n_words > 0:  # an empty text matches nothing: no lock
         take_locks(session, lock_keys(sk, stopped))
@@ -170,14 +217,7 @@ def deduplicate_article(
     matched_by: str | None = None
     if sk.n_words > 0:  # an empty text is never anyone's duplicate
         row = session.execute(
-            select(Article.id)
-            .where(
-                col(Article.text_hash) == sk.text_hash,
-                col(Article.dup_group_id).is_not(None),
-                col(Article.id) != article_id,
-            )
-            .order_by(col(Article.id))
-            .limit(1)
+            _SAME_HASH, {"text_hash": sk.text_hash, "article_id": article_id}
         ).first()
         if row is not None:
             # The match's group is read again under its row lock: a step merging that
@@ -204,39 +244,44 @@ def deduplicate_article(
             if group_id is not None:
                 matched_by = "contained"
 
-    changed: int | None = None
-    joined = None
     if group_id is not None:
+        # Joining a group: the article as an ORM object (its publication order against
+        # the canonical's, the demotion of a canonical it displaces), read under the lock
+        article = session.get(Article, article_id, populate_existing=True)
+        assert article is not None
         article.text_hash = sk.text_hash
         joined = join_group(session, article, group_id)
-    new_group: int | None = None
-    if joined is not None:
-        changed = joined[1]
-    else:
-        matched_by = None
-        group = DupGroup(canonical_article_id=article_id)
-        session.add(group)
-        session.flush()  # the group alone: the article's columns are set below
-        new_group = group.id
-    # Exact copies add nothing to the LSH index (their buckets equal the first copy's):
-    # buckets stay small however many outlets carry a wire story.
-    if sk.signature is not None and matched_by != "hash":
-        index_article(session, article_id, sk, stopped)
-    # the article's columns last, in one UPDATE (set before the index's inserts, each
-    # was flushed by the next statement on its own)
-    article.text_hash = sk.text_hash
-    if new_group is not None:
-        article.dup_group_id = new_group
-        article.duplicate_of_id = None
-    set_state(article, ArticleState.deduplicated)
-    session.flush()
-    return DedupOutcome(
-        True,
-        canonical_changed_to=changed,
-        group_id=article.dup_group_id,
-        duplicate_of_id=article.duplicate_of_id,
-        matched_by=matched_by,
+        if joined is not None:
+            # Exact copies add nothing to the LSH index (their buckets equal the first
+            # copy's): buckets stay small however many outlets carry a wire story.
+            if sk.signature is not None and matched_by != "hash":
+                index_article(session, article_id, sk, stopped)
+            set_state(article, ArticleState.deduplicated)
+            session.flush()
+            return DedupOutcome(
+                True,
+                canonical_changed_to=joined[1],
+                group_id=article.dup_group_id,
+                duplicate_of_id=article.duplicate_of_id,
+                matched_by=matched_by,
+            )
+        session.flush()  # the text hash set above
+    # A group of its own: the group, the index, then the article's columns in one UPDATE
+    new_group = int(
+        session.execute(_NEW_GROUP, {"article_id": article_id, "created_at": utcnow()}).scalar_one()
     )
+    if sk.signature is not None:
+        index_article(session, article_id, sk, stopped)
+    session.execute(
+        _PLACE_ALONE,
+        {
+            "article_id": article_id,
+            "text_hash": sk.text_hash,
+            "group_id": new_group,
+            "now": utcnow(),
+        },
+    )
+    return DedupOutcome(True, group_id=new_group, duplicate_of_id=None, matched_by=None)
 
 
 # --- removal (reprocess) -----------------------------------------------------------

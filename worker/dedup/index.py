@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, delete, func, text
+from sqlalchemy import LargeBinary, TextClause, bindparam, delete, func, text
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, ArticleSignature, DedupBand, DedupSample
-from worker.core.db import insert_ignore
 from worker.core.settings import Settings
 from worker.dedup.sketch import (
     DEFAULT_PARAMS,
@@ -161,6 +160,12 @@ def _sample_candidates(session: Session, samples: list[int], limit: int) -> list
     return [(int(r[0]), int(r[1])) for r in rows]
 
 
+_INSERT_SIGNATURE_SQL = text(
+    "INSERT INTO articlesignature (article_id, signature, shingle_count) "
+    "VALUES (:a, :sig, :n) ON CONFLICT (article_id) DO NOTHING"
+).bindparams(bindparam("sig", type_=LargeBinary()))
+
+
 @lru_cache(maxsize=256)
 def _insert_samples_sql(n: int) -> TextClause:
     values = ", ".join(f"(:s{i}, :a)" for i in range(n))
@@ -280,17 +285,9 @@ def index_article(
     """Store an article's signature, LSH bands and sampled shingles (not the ``stopped``
     ones)."""
     assert sk.signature is not None and sk.bands is not None
-    insert_ignore(
-        session,
-        ArticleSignature,
-        [
-            {
-                "article_id": article_id,
-                "signature": signature_bytes(sk.signature),
-                "shingle_count": sk.shingle_count,
-            }
-        ],
-        ["article_id"],
+    session.execute(
+        _INSERT_SIGNATURE_SQL,
+        {"a": article_id, "sig": signature_bytes(sk.signature), "n": sk.shingle_count},
     )
     session.execute(_insert_bands_sql(len(sk.bands)), {**_band_params(sk.bands), "a": article_id})
     samples = [] if sk.samples is None else [x for x in sk.samples.tolist() if x not in stopped]

@@ -31,7 +31,7 @@ from worker.core.queues import CPU_QUEUE, QUEUES
 from worker.core.settings import Settings, mask_url
 from worker.embedded.cpu_pool import CpuPool, cpu_processes
 from worker.embedded.quiet import quiet_after_setup, quiet_per_item_events
-from worker.reports.status import Progress, pending_work, progress
+from worker.reports.status import Progress, pending_work_at_most, progress
 
 log = structlog.get_logger("claimwire.service")
 
@@ -178,7 +178,10 @@ def _idle_watch(
                 sweep()
                 last_sweep = time.monotonic()
             with unit_of_work() as session:
-                pending = pending_work(session)
+                # counted up to BUSY_PENDING only: the rule below needs no more (one
+                # statement, each count stopping there, where the whole count read every
+                # pending row every check)
+                pending = pending_work_at_most(session, BUSY_PENDING)
         except Exception as exc:  # noqa: BLE001 (keep watching; the worker reports errors)
             log.warning("idle_watch_error", error=str(exc))
             quiet = 0

@@ -57,6 +57,65 @@ def pending_work(session: ModelSession) -> int:
     )
 
 
+def pending_work_at_most(session: Session | Connection, at_most: int) -> int:
+    """``min(pending_work(session), at_most)``, in one statement that stops counting at
+    ``at_most``: each of ``pending_work``'s counts reads at most ``at_most`` rows (the
+    pending articles through the index on their state), so the ``run --until-idle``
+    watcher's check costs the same with 10 or 10,000 articles pending. ``at_most`` >= 1."""
+    result = session.execute(_pending_statement(), {"now": utcnow(), "n": at_most}).scalar()
+    return min(int(result or 0), at_most)
+
+
+_PENDING: list[Any] = []
+
+
+def _pending_statement() -> Any:
+    """Built once: the sum of ``pending_work``'s five counts, each over at most ``:n``
+    rows (the same conditions: leased feeds, pending articles not held by a job's
+    pending item, due feeds, active jobs and their pending items)."""
+    if _PENDING:
+        return _PENDING[0]
+    from typing import cast
+
+    from sqlalchemy import Integer, bindparam, literal
+
+    from schemas.states import JobItemState, JobState
+    from schemas.tables import job, jobitem
+    from worker.feeds.due import due
+
+    now = bindparam("now", type_=feed.c.lease_until.type)
+    n = bindparam("n", type_=Integer())
+
+    def bounded(rows: Any) -> Any:
+        return select(func.count()).select_from(rows.limit(n).subquery()).scalar_subquery()
+
+    active = [JobState.queued.value, JobState.running.value]
+    held_by = [*active, JobState.paused.value]
+    held = (
+        select(jobitem.c.article_id)
+        .join(job, job.c.id == jobitem.c.job_id)
+        .where(jobitem.c.state == JobItemState.pending.value, job.c.state.in_(held_by))
+    )
+    leased = select(literal(1)).where(feed.c.lease_until.is_not(None), feed.c.lease_until > now)
+    articles = select(literal(1)).where(
+        article.c.state.in_([s.value for s in PENDING_ARTICLE_STATES]),
+        article.c.id.not_in(held),
+    )
+    # the dispatcher's rule, its time bound at each check
+    due_feeds = select(literal(1)).where(due(cast(datetime, now), feed))
+    jobs = select(literal(1)).where(job.c.state.in_(active))
+    items = (
+        select(literal(1))
+        .select_from(jobitem.join(job, job.c.id == jobitem.c.job_id))
+        .where(job.c.state.in_(active), jobitem.c.state == JobItemState.pending.value)
+    )
+    statement = select(
+        bounded(articles) + bounded(leased) + bounded(due_feeds) + bounded(jobs) + bounded(items)
+    )
+    _PENDING.append(statement)
+    return statement
+
+
 def _count(session: Session | Connection, query: Any) -> int:
     return int(session.scalar(query) or 0)
 
