@@ -698,3 +698,24 @@ def test_a_long_claim_does_not_join_through_a_short_member_quoting_its_phrase(
     assert len(content_words(HOLM_MARKET) & content_words(short)) == 3
     market = said(s, HOLM_MARKET, 3)
     assert market.cluster_id not in (None, routes.cluster_id)
+
+
+def test_two_outlets_with_the_same_few_words_are_one_cluster(
+    any_settings: Settings,  # noqa: F811
+) -> None:
+    """Two outlets reporting one statement in the same few words (two content words,
+    under the smallest denominator of five) are one cluster, first seen at the earlier
+    one; a short claim holding only some of those words, or one of them, stays out, and
+    a longer claim holding them all does not join through the short member."""
+    s = any_settings
+    first = said(s, 'the hearing as "chaotic"', 1)
+    assert content_words(first.text) == {"hear", "chaotic"}
+    second = said(s, "the hearing as “chaotic”", 2)
+    assert second.cluster_id == first.cluster_id
+    assert said(s, '"chaotic"', 3).cluster_id != first.cluster_id  # one word: no wording
+    longer = said(s, "the hearing chaotic and the new pier too costly for the town", 4)
+    assert longer.cluster_id != first.cluster_id
+    with Session(get_engine(s)) as sess:
+        cluster = sess.get(ClaimCluster, first.cluster_id)
+        assert cluster is not None
+        assert cluster.n_articles == 2 and cluster.first_article_id == first.article_id

@@ -717,6 +717,10 @@ def _score(
     for member in members:
         theirs = content_words(member)
         score = repeats(words, theirs)
+        if score < threshold and is_short_same_wording(words, theirs):
+            # the same few words as a member ('the meeting as "unstructured"' in two
+            # outlets): the same wording, which the smallest denominator must not split
+            score = threshold
         best = max(best, score)
         if score >= threshold and score > single:
             on = on_statement(member, founder)
@@ -780,6 +784,23 @@ def on_statement(member: str, founder: str) -> frozenset[str] | None:
     if not on or len(on) == len(units):
         return None
     return frozenset().union(*on)
+
+
+# The fewest content words of a short claim that joins a member with exactly its words
+# (:func:`is_short_same_wording`).
+_SHORT_SAME = 2
+
+
+def is_short_same_wording(a: AbstractSet[str], b: AbstractSet[str]) -> bool:
+    """Whether a claim of content words ``a`` has exactly the words of a member ``b``,
+    at least :data:`_SHORT_SAME` of them: two outlets reporting one statement in the
+    same few words ('described the meeting as "unstructured"': ``meet``,
+    ``unstructur``). The smallest denominator (:data:`_FEWEST`) keeps a short claim
+    from joining a member that merely holds its words (2 of 5 is under the threshold),
+    which also kept two identical short wordings apart, each founding a cluster of
+    its own. A claim identical to a member is no bridge: it brings no word the member
+    lacks, and the founder floor still applies. One word is not a wording."""
+    return len(a) >= _SHORT_SAME and a == b
 
 
 def is_same_wording(a: set[str], b: set[str]) -> bool:
