@@ -27,6 +27,7 @@ from worker.claims.clustering import (
     best_cluster,
     cluster_members,
     content_words,
+    name_groups,
     quoted_phrases,
     refresh_cluster,
     shares_quotation,
@@ -698,3 +699,49 @@ def test_a_long_claim_does_not_join_through_a_short_member_quoting_its_phrase(
     assert len(content_words(HOLM_MARKET) & content_words(short)) == 3
     market = said(s, HOLM_MARKET, 3)
     assert market.cluster_id not in (None, routes.cluster_id)
+
+
+def test_two_outlets_with_the_same_few_words_are_one_cluster(
+    any_settings: Settings,  # noqa: F811
+) -> None:
+    """Two outlets reporting one statement in the same few words (two content words,
+    under the smallest denominator of five) are one cluster, first seen at the earlier
+    one; a short claim holding only some of those words, or one of them, stays out, and
+    a longer claim holding them all does not join through the short member."""
+    s = any_settings
+    first = said(s, 'the hearing as "chaotic"', 1)
+    assert content_words(first.text) == {"hear", "chaotic"}
+    second = said(s, "the hearing as “chaotic”", 2)
+    assert second.cluster_id == first.cluster_id
+    assert said(s, '"chaotic"', 3).cluster_id != first.cluster_id  # one word: no wording
+    longer = said(s, "the hearing chaotic and the new pier too costly for the town", 4)
+    assert longer.cluster_id != first.cluster_id
+    with Session(get_engine(s)) as sess:
+        cluster = sess.get(ClaimCluster, first.cluster_id)
+        assert cluster is not None
+        assert cluster.n_articles == 2 and cluster.first_article_id == first.article_id
+
+
+def test_a_shared_name_of_several_words_is_one_piece_of_evidence(
+    any_settings: Settings,  # noqa: F811
+) -> None:
+    """Two statements of one speaker naming the same body ("the Harbour Safety Board")
+    share its three words; counted as three, they made the later statement join the
+    earlier one's cluster (3 of 5), so its first seen was the other statement's. A name
+    counts once: the second statement founds its own cluster, and its rewording joins
+    it there."""
+    s = any_settings
+    server = said(s, "the Harbour Safety Board server was missing", 1)
+    hacked_text = "the Harbour Safety Board for letting the ferry accounts be hacked by outsiders"
+    assert name_groups(hacked_text) == (frozenset({"harbour", "safeti", "board"}),)
+    shared = content_words(hacked_text) & content_words(server.text)
+    assert shared == {"harbour", "safeti", "board"}  # 3 of 5: the plain overlap joins
+    hacked = said(s, hacked_text, 2)
+    assert hacked.cluster_id not in (None, server.cluster_id)
+    reworded = said(s, "the Harbour Safety Board, which let outsiders hack the ferry accounts", 3)
+    assert reworded.cluster_id == hacked.cluster_id
+    with Session(get_engine(s)) as sess:
+        cluster = sess.get(ClaimCluster, hacked.cluster_id)
+        assert cluster is not None and cluster.first_article_id == hacked.article_id
+    # a headline in title case is no name
+    assert name_groups("Holm Says Harbour Board Lost Its Server") == ()

@@ -4,8 +4,9 @@ A claim joins a cluster when its resolved speaker has the cluster's key (a perso
 surname, folded across spellings, or an organisation's normalized name; none for a
 speaker without a name) and it repeats one of the cluster's members (overlap of
 content-word stems, a measure that tolerates rewording around the same core statement,
-or the same words in quotation marks) while staying close enough to the claim that
-founded it; of clusters it repeats equally well, it joins the one with most members.
+with a name of several words counted as one, or the same words in quotation marks)
+while staying close enough to the claim that founded it; of clusters it repeats
+equally well, it joins the one with most members.
 A member quoting two statements does not pull the other statement's claims in when
 that statement has a cluster of its own: of clusters a claim repeats, one it reaches
 only through the other statement's sentence of such a member gives way to one it
@@ -600,6 +601,52 @@ def repeats(a: AbstractSet[str], b: AbstractSet[str]) -> float:
     return len(a & b) / max(min(len(a), len(b)), _FEWEST)
 
 
+# A name of two to four capitalized words ("Democratic National Committee", "Barack
+# Obama"); a longer run is a headline in title case, not a name.
+_NAME_RUN = re.compile(r"(?<![\w’'])(?:[A-Z][\w’'.-]*[ \t]+)+[A-Z][\w’'.-]*")
+_NAME_WORDS_MAX = 4
+
+
+@lru_cache(maxsize=1 << 14)
+def name_groups(text: str) -> tuple[frozenset[str], ...]:
+    """The content words (stems) of each name of two or more words in a claim's text
+    (a run of two to four capitalized words holding two content words or more):
+    "the Democratic National Committee" -> {democrat, nation, committe}."""
+    out = []
+    for m in _NAME_RUN.finditer(text):
+        run = m.group(0).split()
+        if len(run) > _NAME_WORDS_MAX or sum(w.isupper() for w in run) > 1:
+            continue  # a line in title case or in capitals
+        stems = frozenset(_content_tokens(m.group(0)))
+        if len(stems) >= 2:
+            out.append(stems)
+    return tuple(dict.fromkeys(out))
+
+
+def _units(words: AbstractSet[str], groups: tuple[frozenset[str], ...]) -> int:
+    """How many things ``words`` name when each name of ``groups`` counts once."""
+    n = len(words)
+    for g in groups:
+        n -= max(0, len(words & g) - 1)
+    return n
+
+
+def repeats_named(
+    a: AbstractSet[str], b: AbstractSet[str], groups: tuple[frozenset[str], ...]
+) -> float:
+    """:func:`repeats`, with each name of two or more words of the claim (``groups``,
+    :func:`name_groups`) counted as one word: three words of "Democratic National
+    Committee" are one piece of evidence that two claims are one statement, not three.
+    Never more than :func:`repeats` (so the index's candidate filter stays exact), and
+    1 for the same words."""
+    plain = repeats(a, b)
+    if not groups or plain == 0.0:
+        return plain
+    shared = a & b
+    named = _units(shared, groups) / max(min(_units(a, groups), _units(b, groups)), _FEWEST)
+    return min(plain, named)
+
+
 def speaker_lock_key(key: str) -> int:
     """The advisory lock key of a speaker key (a signed 64-bit digest)."""
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
@@ -679,7 +726,8 @@ def cluster_score(
     words: set[str], founder: str, members: list[str], threshold: float, text: str = ""
 ) -> float:
     """How well a claim of content ``words`` (and ``text``) repeats a cluster: the best
-    :func:`repeats` over its members, if at least ``threshold``, or ``threshold`` when it
+    :func:`repeats` over its members (:func:`repeats_named`: each name of several words
+    in ``text`` counted once), if at least ``threshold``, or ``threshold`` when it
     quotes the same words as a member (:func:`shares_quotation`), provided the claim is
     still at least :data:`FOUNDER_FLOOR` close to the cluster's founding text; else 0."""
     return _score(words, founder, members, threshold, text).score
@@ -710,13 +758,18 @@ def _score(
     score with each member holding two statements counted for the cluster's statement
     only (:func:`on_statement`)."""
     founder_words = content_words(founder)
-    if repeats(words, founder_words) < FOUNDER_FLOOR:
+    groups = name_groups(text) if text else ()
+    if repeats_named(words, founder_words, groups) < FOUNDER_FLOOR:
         return _Scored(0.0, False, 0.0)
     best = single = 0.0
     same = False
     for member in members:
         theirs = content_words(member)
-        score = repeats(words, theirs)
+        score = repeats_named(words, theirs, groups)
+        if score < threshold <= 1.0 and is_short_same_wording(words, theirs):
+            # the same few words as a member ('the meeting as "unstructured"' in two
+            # outlets): the same wording, which the smallest denominator must not split
+            score = threshold
         best = max(best, score)
         if score >= threshold and score > single:
             on = on_statement(member, founder)
@@ -780,6 +833,23 @@ def on_statement(member: str, founder: str) -> frozenset[str] | None:
     if not on or len(on) == len(units):
         return None
     return frozenset().union(*on)
+
+
+# The fewest content words of a short claim that joins a member with exactly its words
+# (:func:`is_short_same_wording`).
+_SHORT_SAME = 2
+
+
+def is_short_same_wording(a: AbstractSet[str], b: AbstractSet[str]) -> bool:
+    """Whether a claim of content words ``a`` has exactly the words of a member ``b``,
+    at least :data:`_SHORT_SAME` of them: two outlets reporting one statement in the
+    same few words ('described the meeting as "unstructured"': ``meet``,
+    ``unstructur``). The smallest denominator (:data:`_FEWEST`) keeps a short claim
+    from joining a member that merely holds its words (2 of 5 is under the threshold),
+    which also kept two identical short wordings apart, each founding a cluster of
+    its own. A claim identical to a member is no bridge: it brings no word the member
+    lacks, and the founder floor still applies. One word is not a wording."""
+    return len(a) >= _SHORT_SAME and a == b
 
 
 def is_same_wording(a: set[str], b: set[str]) -> bool:
