@@ -295,6 +295,9 @@ def test_speaker_key_is_the_surname_whatever_surrounds_it() -> None:
     assert speaker_key("Health Ministry") != speaker_key("Interior Ministry")
     assert speaker_key("a statement from the Health Ministry") == "health ministry"
     assert speaker_key("Maria Novak's spokesman") != "novak"  # someone else speaking
+    # a person's own document, a year between: "Novak's 2015 study" is Novak's
+    assert speaker_key("Novak's 2015 study") == speaker_key("Novak’s memo") == "novak"
+    assert speaker_key("Novak's 2015 spokesman") == ""
     assert speaker_key("She") == ""
 
 
