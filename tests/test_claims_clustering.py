@@ -701,3 +701,20 @@ def test_a_long_claim_does_not_join_through_a_short_member_quoting_its_phrase(
     assert len(content_words(HOLM_MARKET) & content_words(short)) == 3
     market = said(s, HOLM_MARKET, 3)
     assert market.cluster_id not in (None, routes.cluster_id)
+
+
+def test_a_short_claim_quoting_the_same_words_joins_its_same_wording(
+    any_settings: Settings,  # noqa: F811
+) -> None:
+    """Two outlets' "the plan as 'unworkable'" (two content words, the same one
+    quoted) are one statement though too short for the word overlap; the same words
+    quoting another word, or unquoted, are not joined."""
+    s = any_settings
+    first = said(s, 'the plan as "unworkable"', 1)
+    assert first.cluster_id is not None
+    assert said(s, "the plan as “unworkable,”", 2).cluster_id == first.cluster_id
+    # the same content words, nothing quoted: not the evidence
+    assert said(s, "the plan as unworkable", 3).cluster_id != first.cluster_id
+    # the same words, another quoted: no
+    other = said(s, '"the plan" as unworkable', 4)
+    assert other.cluster_id != first.cluster_id

@@ -724,11 +724,13 @@ def _score(
     if repeats(words, founder_words) < FOUNDER_FLOOR:
         return _Scored(0.0, False, 0.0)
     best = single = 0.0
-    same = False
+    same = short_same = False
     for member in members:
         theirs = content_words(member)
         score = repeats(words, theirs)
         best = max(best, score)
+        if not short_same and 1 < len(words) < _FEWEST and words == theirs and text:
+            short_same = _same_quoted(text, member)
         if score >= threshold and score > single:
             on = on_statement(member, founder)
             single = max(single, score if on is None else min(score, repeats(words, on)))
@@ -736,11 +738,22 @@ def _score(
         same = same or (score >= 1.0 and is_same_wording(words, theirs))
     if best >= threshold and best > 0:
         return _Scored(best, same, single if single >= threshold else 0.0)
+    if short_same:
+        return _Scored(threshold, False, threshold)
     if text and quoted_phrases(text):
         for member in members:
             if _shares_distinctive_quotation(text, words, member, founder):
                 return _Scored(threshold, False, threshold)
     return _Scored(0.0, False, 0.0)
+
+
+def _same_quoted(text: str, member: str) -> bool:
+    """Whether a short claim and a member with the same content words also quote the
+    same words ("the meeting as 'unstructured'" in two outlets): the same wording of a
+    statement too short for :func:`repeats` (its denominator is at least
+    :data:`_FEWEST`) and for a quoted phrase of :data:`_PHRASE_WORDS` words."""
+    mine = quoted_words(text)
+    return bool(mine) and mine == quoted_words(member)
 
 
 def _shares_distinctive_quotation(text: str, words: set[str], member: str, founder: str) -> bool:
