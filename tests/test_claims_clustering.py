@@ -296,6 +296,9 @@ def test_speaker_key_is_the_surname_whatever_surrounds_it() -> None:
     assert speaker_key("Health Ministry") != speaker_key("Interior Ministry")
     assert speaker_key("a statement from the Health Ministry") == "health ministry"
     assert speaker_key("Maria Novak's spokesman") != "novak"  # someone else speaking
+    # a person's own document, a year between: "Novak's 2015 study" is Novak's
+    assert speaker_key("Novak's 2015 study") == speaker_key("Novak’s memo") == "novak"
+    assert speaker_key("Novak's 2015 spokesman") == ""
     assert speaker_key("She") == ""
 
 
@@ -745,3 +748,18 @@ def test_a_shared_name_of_several_words_is_one_piece_of_evidence(
         assert cluster is not None and cluster.first_article_id == hacked.article_id
     # a headline in title case is no name
     assert name_groups("Holm Says Harbour Board Lost Its Server") == ()
+
+
+def test_a_short_claim_quoting_the_same_words_joins_its_same_wording(
+    any_settings: Settings,  # noqa: F811
+) -> None:
+    """Two outlets' "the plan as 'unworkable'" (two content words, the same one
+    quoted) are one statement though too short for the word overlap, whatever marks
+    quote it; the same words unquoted are the same wording too (the rule of
+    :func:`is_short_same_wording`); one of its words alone is not."""
+    s = any_settings
+    first = said(s, 'the plan as "unworkable"', 1)
+    assert first.cluster_id is not None
+    assert said(s, "the plan as “unworkable,”", 2).cluster_id == first.cluster_id
+    assert said(s, "the plan as unworkable", 3).cluster_id == first.cluster_id
+    assert said(s, '"unworkable"', 4).cluster_id != first.cluster_id

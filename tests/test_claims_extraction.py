@@ -823,3 +823,47 @@ def test_a_nationality_no_holder_is_given_takes_the_one_holder_given_none(
     assert _speakers(nlp, text)[-1] == ("The American president", "President Dana Whitfield")
     two = text.replace("Ivan Petrov", "President Ivan Petrov")
     assert _speakers(nlp, two)[-1] == ("The American president", "The American president")
+
+
+def test_an_agency_that_carried_a_quotation_is_not_its_speaker(nlp: Language) -> None:
+    """`"...," Holm said, according to the Baltic News agency`: the agency carried the
+    quotation; the person the attribution names is its speaker, also for the quotation
+    that follows, and for "Agency quoted Holm as saying"."""
+    claims = run(
+        nlp,
+        "“The ferry routes will reopen in spring,” Holm said on Friday, according to the "
+        "Baltic News agency. “We have the money for the new pier.”",
+    )
+    assert [c.speaker for c in claims] == ["Holm", "Holm"], claims
+    assert only(claims, "ferry routes").text == "“The ferry routes will reopen in spring,”"
+    quoted = run(nlp, "Nordpress quoted Mayor Arne Holm as saying the pier would cost less.")
+    assert [c.speaker for c in quoted] == ["Mayor Arne Holm"], quoted
+    # an "according to" claim with no person inside it keeps the agency
+    alone = run(nlp, "The pier will cost less than planned, according to Nordpress.")
+    assert [c.speaker for c in alone] == ["Nordpress"], alone
+
+
+def test_told_an_agency_keeps_the_agency_out_of_the_content(nlp: Language) -> None:
+    """ "Holm told the Baltic News agency that ...": the content starts at "that"."""
+    claims = run(nlp, "Holm told the Baltic News agency that the pier would cost less.")
+    assert [(c.speaker, c.text) for c in claims] == [("Holm", "that the pier would cost less")]
+    claims = run(
+        nlp, "Holm told the Nordpress news agency on Monday that the pier would cost less."
+    )
+    assert [(c.speaker, c.text) for c in claims] == [("Holm", "that the pier would cost less")]
+
+
+def test_a_persons_spokesman_is_the_one_spokesman_the_article_names(nlp: Language) -> None:
+    """ "Holub's spokesman" is the spokesman the article names, before or after; with two
+    named spokesmen it stays unresolved."""
+    text = (
+        "Holub's spokesman said the talks were a first step. "
+        "Later, government spokesman Pavel Dvorak told reporters that no deal was near."
+    )
+    first = only(run(nlp, text), "first step")
+    assert first.speaker_resolved == "Pavel Dvorak"
+    two = (
+        "Holub's spokesman said the talks were a first step. Government spokesman Pavel "
+        "Dvorak and party spokesman Jan Lenk met the press later that day."
+    )
+    assert only(run(nlp, two), "first step").speaker_resolved == "Holub's spokesman"

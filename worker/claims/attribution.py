@@ -53,7 +53,7 @@ from worker.claims.speakers import (
     looks_like_name,
 )
 
-EXTRACTOR_VERSION = "rules-7"
+EXTRACTOR_VERSION = "rules-8"
 
 # Pipeline components the rules need; everything else is excluded at load time.
 _KEEP = ("tok2vec", "transformer", "parser")
@@ -263,6 +263,12 @@ def _subject(verb: Token) -> tuple[Token | None, bool]:
         head = verb.head
         if head.dep_ == "prep" and head.head is not head:
             head = head.head
+        if head.lower_ in {"quoted", "quotes", "quoting"} and verb.lower_ in {"saying", "telling"}:
+            # "Interfax quoted Peskov as saying ...": the one quoted spoke, not the
+            # agency or outlet that carried it
+            quoted = next((c for c in head.children if c.dep_ == "dobj"), None)
+            if quoted is not None:
+                return quoted, False
         return _subject(head)
     if verb.dep_ == "acl" and verb.text.endswith("ing"):
         return verb.head, False
@@ -914,9 +920,40 @@ def words_lower(s: str) -> set[str]:
     return {w.lower() for w in re.findall(r"[A-Za-z]+", s)}
 
 
+# A news agency or outlet named as the source of an "according to" ("the Interfax news
+# agency", "Tass", "The Washington Post", "state broadcaster RT")
+_OUTLET_RE = re.compile(
+    r"\b(?:news|agency|newspaper|broadcaster|wire|television|radio|tv|channel|times|post|"
+    r"journal|gazette|herald|tribune|daily|reuters|interfax|tass|ria|sputnik|xinhua|"
+    r"bloomberg|associated\s+press|ap|afp|dpa|ansa|efe|bbc|cnn|msnbc|nbc|cbs|abc|npr|rt|"
+    r"pravda|izvestia|kommersant|vedomosti)\b",
+    re.IGNORECASE,
+)
+
+
+def _carriers(raw: list[_Raw]) -> set[int]:
+    """The "according to" claims of a news agency or outlet whose content holds another
+    claim's speaker and cue (`"...," Peskov said, according to Interfax`; "According to
+    Reuters, the minister said ..."): the outlet only carried the statement of the
+    person the attribution names, and is no speaker of it (ids of the raws). Any other
+    "according to" ("according to her lawyers, the police said ...") is a reporting
+    chain: it stays, as :func:`_dedupe` keeps it."""
+    inner = [r for r in raw if r.verb != "according to"]
+    return {
+        id(k)
+        for k in raw
+        if k.verb == "according to"
+        and _OUTLET_RE.search(k.speaker)
+        and any(k.start <= r.speaker_pos < k.end and k.start <= r.cue_pos < k.end for r in inner)
+    }
+
+
 def _dedupe(raw: list[_Raw]) -> list[_Raw]:
     """Drop a claim whose content lies inside another's with the same speaker position,
-    and nested claims of a reporting chain ('X said Y told Z that ...' keeps both)."""
+    nested claims of a reporting chain ('X said Y told Z that ...' keeps both), and an
+    "according to" claim carrying another's (:func:`_carriers`)."""
+    carriers = _carriers(raw)
+    raw = [r for r in raw if id(r) not in carriers]
     keep: list[_Raw] = []
     for r in sorted(raw, key=lambda r: (-(r.end - r.start), r.start)):
         dup = False

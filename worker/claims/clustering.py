@@ -375,6 +375,9 @@ _UTTERANCES = {
     "claims",
     "announcement",
 }
+# What a person's possessive may also head and still be that person's claim: their own
+# writings ("Hofeller's 2015 study"). Not words: "the Mueller report" keeps no key.
+_WRITINGS = {"study", "memo", "analysis", "report", "notes", "email"}
 
 
 def _plain(word: str) -> str:
@@ -458,16 +461,24 @@ def speaker_key(speaker: str) -> str:
         last = next((w for w in reversed(run) if w.rstrip(".") not in _SUFFIXES), run[-1])
         if not names or last.rstrip(".") in _TITLES:
             continue  # "The Norwegian President": a role, no name
-        if a == b and b + 1 < len(words) and not words[b + 1][:1].isupper():
+        possessive = words[b].lower() != run[-1]
+        after = b + 1
+        while possessive and after + 1 < len(words) and words[after].isdigit():
+            after += 1  # a year: "Hofeller's 2015 study"
+        if a == b and after < len(words) and not words[after][:1].isupper():
             # "Opposition leader ...": a common noun capitalized at the start; "the
             # American president", "a Putin aide": a word before a role modifies it
-            nxt = _plain(words[b + 1])
-            if a == 0 and nxt not in _STOP and nxt not in _UTTERANCES:
+            nxt = _plain(words[after])
+            own = _UTTERANCES | _WRITINGS if possessive else _UTTERANCES
+            if a == 0 and nxt not in _STOP and nxt not in own:
                 continue
             if nxt.rstrip(".") in _TITLES or nxt in _ROLES:
                 continue
-        possessive = words[b].lower() != run[-1]
-        if possessive and b + 1 < len(words) and _plain(words[b + 1]) not in _UTTERANCES:
+        if (
+            possessive
+            and after < len(words)
+            and _plain(words[after]) not in _UTTERANCES | _WRITINGS
+        ):
             continue  # a person's possessive heads their words, or someone else
         return fold_name(names[-1])
     # "a statement from the Health Ministry", "spokesman for the Health Ministry": the body

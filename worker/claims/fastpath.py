@@ -206,6 +206,16 @@ def inverted(
     return FastClaim(m.start(g), m.end(g), cue, m.start("content"), m.end("content")), _lemma(cue)
 
 
+# The content of a "told X" / "told the X" cue that is still the one told: a name
+# running on to "that" ("told the Washington Post that ...") or an outlet ("told the
+# RIA Novosti news agency that", "told the Tass news agency on Monday that")
+_TOLD_RUNS_ON = re.compile(
+    r"[A-Z]\S*\s(?:\S+\s){0,3}?that\b|(?:\S+\s){0,3}?(?:news\s)?(?:agency|newspaper|"
+    r"broadcaster|channel|network|radio|television|station|daily|magazine|website|paper|"
+    r"outlet)\b"
+)
+
+
 def indirect(
     text: str, start: int, end: int, quotes: list[tuple[int, int]]
 ) -> tuple[FastClaim, str] | None:
@@ -224,6 +234,8 @@ def indirect(
     cue = m.group("cue")
     if cue.startswith("asked") or cue == "told":
         return None  # "asked whether", "told X to": leave these to the parser
+    if cue.startswith("told ") and _TOLD_RUNS_ON.match(content):
+        return None  # "told the RIA Novosti news agency that": the name runs on; parse it
     b = end
     while b > a and text[b - 1] in ".!? ":
         b -= 1

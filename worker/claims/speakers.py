@@ -339,6 +339,18 @@ def _body_role(surface: str) -> str | None:
     return None
 
 
+# Whom a person's possessive role names: "Putin's spokesman", "Russian President Vladimir
+# Putin's spokesman", "the president's lawyer" -> (the principal, the role).
+_FOR_PERSON_ROLES = wordset(
+    """spokesman spokeswoman spokesperson aide adviser advisor lawyer attorney"""
+)
+_PRINCIPAL_RE = re.compile(
+    r"^(?:[Tt]he\s+)?(?:[\w.’'-]+\s+){0,4}?([A-Z][\w’'-]*?)['’]s\s+(?:[a-z]+\s+){0,2}("
+    + "|".join(sorted(_FOR_PERSON_ROLES))
+    + r")$"
+)
+
+
 @dataclass
 class Resolver:
     """Resolves surface speakers in document order; keeps gender and alias memory."""
@@ -551,6 +563,39 @@ class Resolver:
             key=lambda t: (len(named[t]), max((p for p in named[t] if p < pos), default=-1)),
         )
 
+    def for_principal(self, surface: str, pos: int) -> str | None:
+        """The person a possessive role names ("Putin's spokesman", "Russian President
+        Vladimir Putin's spokesman" -> "Kremlin spokesman Dmitry Peskov"): the one
+        person the article names with that role (before or after the description), who
+        is not the principal. None when it names none or several (a spokesman of each
+        side): the description stays unresolved."""
+        m = _PRINCIPAL_RE.match(surface.strip())
+        if m is None:
+            return None
+        principal, role = m.group(1).lower(), m.group(2).lower()
+        if is_org([principal]):
+            return None  # "the Health Ministry's spokesman": the body's (see by_body)
+        holders: set[str] = set()
+        for mention in self.mentions:
+            names = _name_tokens(mention.tokens)
+            if not names or len(mention.tokens) < 2 or names[-1] == principal:
+                continue
+            if len(names[-1]) < 2 or _bare(names[-1]) in _NOT_A_NAME:
+                continue
+            before = self.text[max(0, mention.start - 40) : mention.start]
+            end = mention.start + len(mention.text)
+            after = self.text[end : end + 60]
+            if (
+                role in mention.tokens
+                or re.search(rf"\b{role}\s+$", before, re.IGNORECASE)
+                or re.match(rf",\s+(?:[\w.’'-]+\s+){{0,4}}?{role}\b", after, re.IGNORECASE)
+            ):
+                holders.add(names[-1])
+        if len(holders) != 1:
+            return None
+        surname = holders.pop()
+        return self.fullest(surname, pos) or surname
+
     def issuer(self, pos: int) -> str | None:
         """Who issued the document a claim cites ("the statement said"): the first
         named person or body of the last earlier sentence (within 600 characters) that
@@ -576,6 +621,8 @@ class Resolver:
         resolved: str | None = None
         if low in PRONOUNS:
             resolved = self._pronoun(low, pos)
+        elif (spokesman := self.for_principal(surface, pos)) is not None:
+            resolved = spokesman
         elif toks and toks[0] in {"the", "a", "an"} and _role(surface) is not None:
             key = " ".join(toks[1:])
             resolved = self.aliases.get(key) or self.by_role(surface, pos)
