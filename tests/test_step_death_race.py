@@ -6,8 +6,9 @@ that arrived between the two used to read the first copy's start as a death: wit
 ``max_step_deaths - 1`` real deaths behind it, it quarantined the article one death early
 (``tests/test_faults.py::test_page_that_kills_the_worker_quarantined_visible_and_replayable``,
 2 kills counted as 3). The running copy now holds a lock from its start to its end that
-the database (PostgreSQL: a session-level advisory lock) or the kernel (SQLite: a lock
-file) releases when its process dies. Real databases, a real SIGKILL; no mocks."""
+the database (PostgreSQL: a session-level advisory lock) or the kernel (SQLite: a
+record lock on the article's byte of a file) releases when its process dies. Real
+databases, a real SIGKILL; no mocks."""
 
 from __future__ import annotations
 
@@ -109,11 +110,7 @@ def test_a_copy_arriving_between_the_start_and_the_step_counts_no_death(
     assert outcome_a.advanced and outcome_a.state == ArticleState.deduplicated
     a = load_article(aid)
     assert a.state == ArticleState.deduplicated and a.step_starts == 0 and a.failure_reason is None
-    # both copies released their locks (B never held it): nothing left behind
-    assert _lock_gone(db, aid)
-    if not db.effective_database_url.startswith("postgresql"):
-        locks = Path(str(db.effective_database_url).split("///", 1)[1] + "-steplocks")
-        assert locks.is_dir() and list(locks.iterdir()) == []
+    assert _lock_gone(db, aid), "A released its lock (B never held it)"
 
 
 _KILLED_STEP = textwrap.dedent(
@@ -151,16 +148,25 @@ def _step_in_a_process(aid: int, tmp_path: Path, where: str) -> subprocess.Popen
     )
 
 
+_TRY_BYTE = (
+    "import fcntl, os, sys\n"
+    "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+    "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, int(sys.argv[2]))\n"
+)
+
+
 def _lock_gone(db: Any, aid: int) -> bool:
-    """Whether the dead process's lock is gone (PostgreSQL ends a dead client's session
-    a moment after its socket closes; the kernel drops a dead process's file locks with
-    it)."""
+    """Whether no process holds the article's step lock (PostgreSQL ends a dead client's
+    session a moment after its socket closes; the kernel drops a dead process's file
+    locks with it). SQLite: another process takes the article's byte of the lock file."""
     if not db.effective_database_url.startswith("postgresql"):
-        return True
+        path = str(db.effective_database_url).split("///", 1)[1] + "-steplock"
+        taken = subprocess.run([sys.executable, "-c", _TRY_BYTE, path, str(aid)], check=False)
+        return taken.returncode == 0
     from sqlalchemy import text
 
     from worker.core.db import unit_of_work
-    from worker.pipeline.attempts import STEP_LOCK_CLASS
+    from worker.pipeline.steplock import STEP_LOCK_CLASS
 
     with unit_of_work() as s:
         held = s.execute(
@@ -189,6 +195,7 @@ def test_a_process_killed_during_its_step_counts_exactly_one_death(db: Any, tmp_
     wait_until(lambda: (tmp_path / "ready-window").exists() or proc.poll() is not None, 60, 0.05)
     assert proc.poll() is None, "the step process ended early"
     assert load_article(aid).step_starts == 1
+    assert not _lock_gone(db, aid), "the step's process holds its lock"
     copy = run_step(replace(dedup, run=_must_not_run), aid, follow_up=False, settings=db)
     assert copy.state != ArticleState.quarantined and load_article(aid).step_starts == 1
     # ... and is killed there: its start is now a death, counted once

@@ -15,21 +15,22 @@ released by whatever notices a process's death without its help:
   of the step's transactions. The server releases it when the connection goes (a killed
   worker's socket closes with it); the step releases it with one statement in
   autocommit once its start is settled. Workers on many machines see it.
-* **SQLite**: an exclusive ``flock`` on a file per article next to the database
-  (``claimwire.db-steplocks/<article>.lock``), taken while the start's transaction
-  holds SQLite's write lock. The kernel releases it when the process dies; threads and
-  processes alike see it (each hold opens the file itself). The holder deletes the file
-  before releasing it; a process that took a file deleted meanwhile takes the new one.
+* **SQLite**: a POSIX record lock (``lockf``) on the article's byte (its id as the
+  offset) of one empty file next to the database (``claimwire.db-steplock``), taken while
+  the start's transaction holds SQLite's write lock. The kernel releases it when the
+  process dies and other processes see it; the threads of one process, which POSIX locks
+  do not tell apart, see the bytes it holds in a set. No file is made or deleted per
+  step: a lock and an unlock are one system call each.
 
 :class:`StepLock` is the connection and the lock of one step; it never commits.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
+import threading
 from pathlib import Path
 from types import TracebackType
 
@@ -57,8 +58,7 @@ class StepLock:
         self.postgres = conn.dialect.name == "postgresql"
         self.held = False
         """PostgreSQL: the lock may be held (a statement that took it may have failed
-        after); SQLite: the file lock is held."""
-        self._fd: int | None = None
+        after); SQLite: its byte of the lock file is held."""
         self._path: Path | None = None
 
     def __enter__(self) -> StepLock:
@@ -76,36 +76,30 @@ class StepLock:
             self.conn.close()
 
     def take_file(self) -> bool:
-        """SQLite: take the article's lock file without waiting. False: another step of
-        the article holds it (a copy running now). A database in memory (one process, no
-        file to lock next to) is always taken."""
-        path = lock_path(self.conn, self.article_id)
+        """SQLite: take the article's byte of the lock file without waiting. False:
+        another step of the article holds it (a copy running now, in this process or
+        another). A database in memory (one process, no file to lock next to) is
+        always taken."""
+        path = lock_path(self.conn)
         if path is None:
             self.held = True
             return True
-        while True:
+        key = (path, self.article_id)
+        with _guard:
+            if key in _held:
+                return False  # a thread of this process (POSIX locks are per process)
+            fd = _files.get(path)
+            if fd is None:
+                fd = _files[path] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except FileNotFoundError:  # the first step next to this database
-                path.parent.mkdir(parents=True, exist_ok=True)
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.article_id)
             except OSError as exc:
-                os.close(fd)
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    return False
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    return False  # another process
                 raise
-            try:
-                now = os.stat(path)
-            except FileNotFoundError:
-                now = None
-            mine = os.fstat(fd)
-            if now is not None and (now.st_ino, now.st_dev) == (mine.st_ino, mine.st_dev):
-                self._fd, self._path, self.held = fd, path, True
-                return True
-            # its holder deleted the file after we opened it: take the one there now
-            os.close(fd)
+            _held.add(key)
+        self._path, self.held = path, True
+        return True
 
     def release(self) -> None:
         """Release the lock (nothing when not held). The step's start is settled: taken
@@ -115,11 +109,18 @@ class StepLock:
             return
         self.held = False
         if not self.postgres:
-            fd, path, self._fd, self._path = self._fd, self._path, None, None
-            if fd is not None and path is not None:
-                with contextlib.suppress(OSError):  # (the lock goes with the close)
-                    os.unlink(path)
-                os.close(fd)
+            path, self._path = self._path, None
+            if path is not None:
+                with _guard:
+                    _held.discard((path, self.article_id))
+                    fd = _files[path]
+                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, self.article_id)
+                    if not any(held == path for held, _ in _held):
+                        # none of this process's steps holds a byte of it: closing it
+                        # releases nothing (a process that used many databases, such
+                        # as a test run, keeps no descriptor for each)
+                        del _files[path]
+                        os.close(fd)
             return
         if self.conn.invalidated or self.conn.closed:
             return  # its server session is gone, and the lock with it
@@ -142,11 +143,29 @@ class StepLock:
             self.conn.invalidate()
 
 
-def lock_path(conn: Connection, article_id: int) -> Path | None:
-    """SQLite: the lock file of an article's steps, next to the database file (None for
-    a database in memory)."""
+def lock_path(conn: Connection) -> Path | None:
+    """SQLite: the file whose bytes lock the articles' steps, next to the database file
+    (None for a database in memory)."""
     database = conn.engine.url.database
     if not database or database == ":memory:" or database.startswith("file::memory:"):
         return None
     db = Path(database)
-    return db.with_name(db.name + "-steplocks") / f"{article_id}.lock"
+    return db.with_name(db.name + "-steplock")
+
+
+# SQLite's step locks: POSIX record locks (``lockf``) on one byte a step's article of
+# one file, which the kernel releases when the process ends. They belong to the process,
+# not to a descriptor or a thread: so one descriptor a file, open and never closed
+# while a step of the process holds a byte of it (closing any descriptor of the file
+# releases all of the process's locks on it), and the bytes its threads hold in ``_held``.
+_files: dict[Path, int] = {}
+_held: set[tuple[Path, int]] = set()
+_guard = threading.Lock()
+
+
+def _forget_held() -> None:
+    """A forked child holds none of its parent's locks (POSIX locks are not inherited)."""
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_held)
