@@ -483,11 +483,11 @@ def begin_step(
         lock.held = locked is not None and bool(locked[4])
         if locked is not None and not lock.held:
             return StepStart.busy, 0  # a copy of the step is running
-        if locked is not None and locked[0] is None:
-            return StepStart.busy, 0  # locked and not ours to read: another transaction's row
         if locked is not None and locked[3]:
             return StepStart.run, int(locked[1])
-        row = locked[:4] if locked is not None else None
+        # (no row: not in the step's state, or another transaction holds it; which one,
+        # read without a lock)
+        row = locked[:4] if locked is not None and locked[0] is not None else None
         if row is None and takes is not None:
             state = session.execute(
                 select(Article.state).where(col(Article.id) == article_id)
