@@ -8,7 +8,14 @@ database work without and with the count:
 * ``bare``: the step's transaction as before: take the row lock, read the article, move
   its state (an UPDATE), commit;
 * ``counted``: the same, preceded by the ``begin_step`` transaction and with the
-  ``end_step`` UPDATE inside the step's transaction.
+  ``end_step`` UPDATE inside the step's transaction, each transaction on a connection
+  of its own from the pool (the count before the step lock);
+* ``locked``: what ``run_step`` does now: the same two transactions on one connection
+  kept for the step, under the step's lock (``worker.pipeline.steplock``: taken in the
+  start's statement on PostgreSQL, a lock file on SQLite) released after the commit.
+
+Wall time (median, p95) and this process's CPU time (the server's is not in it) per
+step.
 
 On SQLite (a file in WAL mode, as ``claimwire run`` uses) and on PostgreSQL (a fresh
 database on the given server). The difference is the price per step; an article goes
@@ -91,21 +98,57 @@ def _counted(aid: int) -> None:
         end_step(s, aid, advanced=True)
 
 
+def _locked(aid: int) -> None:
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from schemas.models import Article
+    from worker.core.db import get_engine, unit_of_work
+    from worker.pipeline.attempts import begin_step, end_step, lock_article
+    from worker.pipeline.steplock import StepLock
+
+    with StepLock(get_engine().connect(), aid) as hold:
+        with unit_of_work(bind=hold.conn) as s:
+            begin_step(s, aid, "bench", 5, lock=hold)
+        with unit_of_work(bind=hold.conn, then=hold.release) as s:
+            lock_article(s, aid)
+            a = s.get(Article, aid)
+            assert a is not None
+            s.execute(update(Article).where(col(Article.id) == aid).values(state=a.state))
+            end_step(s, aid, advanced=True)
+
+
 def _run(name: str, ids: list[int]) -> None:
-    variants: dict[str, Callable[[int], None]] = {"bare": _bare, "counted": _counted}
+    variants: dict[str, Callable[[int], None]] = {
+        "bare": _bare,
+        "counted": _counted,
+        "locked": _locked,
+    }
     times: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, float] = dict.fromkeys(variants, 0.0)
     for i, aid in enumerate(ids):
-        order = list(variants.items()) if i % 2 == 0 else list(reversed(variants.items()))
+        order = list(variants.items())
+        order = order[i % 3 :] + order[: i % 3]  # each variant first, second, third in turn
         for key, fn in order:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn(aid)
             times[key].append((time.perf_counter() - t0) * 1000)
+            cpu[key] += time.process_time() - c0
     med = {k: statistics.median(v) for k, v in times.items()}
+    for key in variants:
+        print(
+            f"{name} {key}: median {med[key]:.3f} ms (p95 {pct(times[key], 0.95):.3f}), "
+            f"CPU {cpu[key] / len(ids) * 1000:.3f} ms a step"
+        )
+    for key in ("counted", "locked"):
+        print(
+            f"{name} {key} - bare: {med[key] - med['bare']:+.3f} ms a step (median), "
+            f"ratio {med[key] / med['bare']:.2f}; CPU "
+            f"{(cpu[key] - cpu['bare']) / len(ids) * 1000:+.3f} ms a step"
+        )
     print(
-        f"{name}: bare median {med['bare']:.3f} ms (p95 {pct(times['bare'], 0.95):.3f}), "
-        f"counted median {med['counted']:.3f} ms (p95 {pct(times['counted'], 0.95):.3f}); "
-        f"cost per step {med['counted'] - med['bare']:.3f} ms, "
-        f"ratio {med['counted'] / med['bare']:.2f}"
+        f"{name} locked - counted: {med['locked'] - med['counted']:+.3f} ms a step (median), "
+        f"CPU {(cpu['locked'] - cpu['counted']) / len(ids) * 1000:+.3f} ms a step"
     )
 
 

@@ -393,15 +393,24 @@ def database_error(exc: BaseException, settings: Settings | None = None) -> str:
 
 
 @contextmanager
-def unit_of_work(settings: Settings | None = None) -> Iterator[Session]:
+def unit_of_work(
+    settings: Settings | None = None,
+    *,
+    bind: Connection | None = None,
+    then: Callable[[], object] | None = None,
+) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error. The messages
     recorded on the session (:func:`worker.core.outbox.send_after_commit`) are sent
-    once the commit succeeded, never after a rollback."""
+    once the commit succeeded, never after a rollback.
+
+    ``bind``: run on this connection (kept by the caller across several transactions,
+    as a step keeps one for its start and its run) instead of one from the pool;
+    ``then``: called after the commit, before the messages are sent."""
     from sqlmodel import Session
 
     from worker.core import outbox
 
-    session = Session(get_engine(settings), expire_on_commit=False)
+    session = Session(bind if bind is not None else get_engine(settings), expire_on_commit=False)
     try:
         yield session
         session.commit()
@@ -411,6 +420,8 @@ def unit_of_work(settings: Settings | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+    if then is not None:
+        then()
     outbox.deliver(outbox.take(session))
 
 

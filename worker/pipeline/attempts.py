@@ -56,13 +56,14 @@ from schemas.tables import article as article_table
 from schemas.types import UTCDateTime, utcnow
 from worker.claims.model import ModelUnavailable
 from worker.core import outbox
-from worker.core.db import is_postgres, unit_of_work
+from worker.core.db import get_engine, is_postgres, unit_of_work
 from worker.core.queues import max_countdown
 from worker.core.settings import Settings, get_settings
 from worker.network.http import FetchError
 from worker.network.politeness import HostBusy, turn_countdown
 from worker.network.robots import RobotsUnavailable
 from worker.pages.archive import ArchiveError
+from worker.pipeline.steplock import STEP_LOCK_CLASS, StepLock
 from worker.pipeline.steps import CLAIMS, PIPELINE, HostWait, Step, StepResult, next_step
 from worker.pipeline.sweep import send_next_suspect
 
@@ -162,7 +163,42 @@ def run_step(
         if wait is not None:
             return wait_for_host(article_id, wait, settings)
     try:
-        with unit_of_work() as session:
+        hold = StepLock(get_engine(settings).connect(), article_id)
+    except Exception as exc:
+        if not is_environment_error(exc):
+            raise
+        return environment_retry(label, exc, retries, article_id=article_id)
+    with hold:
+        outcome, settled_suspect = _run_held(
+            hold, step, article_id, retries, label, follow_up, on_begin, on_end, settings
+        )
+    if settled_suspect and follow_up:
+        # A suspect (its worker died during this step before) ran and its process lives,
+        # or it was quarantined: the next suspect goes now (worker.pipeline.sweep).
+        send_next_suspect(settings)
+    return outcome
+
+
+def _run_held(
+    hold: StepLock,
+    step: Step,
+    article_id: int,
+    retries: int,
+    label: str,
+    follow_up: bool,
+    on_begin: Callable[[Session], object] | None,
+    on_end: Callable[[Session], object] | None,
+    settings: Settings,
+) -> tuple[Outcome, bool]:
+    """:func:`run_step`'s steps 1 to 3 on the connection of ``hold``, which holds the
+    article's step lock from the start until the start is settled (taken back, or the
+    article moved on, and committed): a copy of this step arriving meanwhile, even
+    between the two transactions, sees this one running and neither counts nor runs.
+    The lock is released before the step's follow-up messages are sent (the next step
+    must not find it held). Returns the outcome and whether a suspect settled (the next
+    one may go)."""
+    try:
+        with unit_of_work(bind=hold.conn) as session:
             if on_begin is not None:
                 on_begin(session)
             started, deaths = begin_step(
@@ -171,26 +207,31 @@ def run_step(
                 label,
                 settings.max_step_deaths,
                 takes=step.takes.value if step.task_name in _ROW_TASKS else None,
+                lock=hold,
             )
     except Exception as exc:
         if not is_environment_error(exc):
             raise
-        return environment_retry(label, exc, retries, article_id=article_id)
+        return environment_retry(label, exc, retries, article_id=article_id), False
     if started is StepStart.not_its_state:
         # A message of a step already done (or not yet due): nothing to do here. The
         # article's state goes back, so a job item goes on with the step of that state.
         log.info("step_skipped", task=label, article_id=article_id, why=started.value)
-        return Outcome(state=_state_of(article_id))
+        return Outcome(state=_state_of(article_id)), False
     if started is not StepStart.run:
-        if started is StepStart.quarantined and follow_up:
-            send_next_suspect(settings)  # the suspect in flight is settled: quarantined
-        return _not_run(label, article_id, started, deaths)
+        # the suspect in flight is settled when quarantined
+        return _not_run(label, article_id, started, deaths), started is StepStart.quarantined
     if deaths:
         log.warning("step_rerun_after_death", task=label, article_id=article_id, deaths=deaths)
     result: StepResult | None = None
     state: str | None = None
+
+    def ended() -> None:
+        if result is not None:  # its start taken back in the commit: settled
+            hold.release()
+
     try:
-        with unit_of_work() as session:
+        with unit_of_work(bind=hold.conn, then=ended) as session:
             if lock_article(session, article_id):
                 result = step.run(session, article_id, settings)
                 state = end_step(session, article_id, advanced=result.advanced)
@@ -199,27 +240,21 @@ def run_step(
                 if follow_up:
                     _follow_up(session, step, article_id, result)
     except Exception as exc:  # noqa: BLE001 (every failure is settled: counted or retried)
-        outcome = settle(label, article_id, exc, retries, settings)
-        if deaths and follow_up:
-            send_next_suspect(settings)  # this suspect settled: its process lives
-        return outcome
-    if deaths and follow_up:
-        # A suspect (its worker died during this step before) ran and its process
-        # lives: the next suspect goes now (worker.pipeline.sweep).
-        send_next_suspect(settings)
+        # this suspect settled: its process lives
+        return settle(label, article_id, exc, retries, settings), bool(deaths)
     if result is None:
-        # Another copy took the row between our start and now (rare). Our start is not
-        # a death: take it back (this waits for the other copy's transaction), or a copy
-        # that then dies would count two deaths, and one that ends without moving the
-        # article on would leave ours behind as a death.
+        # Another transaction holds the row (rare: the sweep claiming it, another step
+        # locking it). Our start is not a death: take it back (this waits for the other
+        # transaction), then release the lock.
         log.info("step_skipped_in_flight", task=label, article_id=article_id)
         take_back_start(article_id)
-        return Outcome()
+        return Outcome(), bool(deaths)
     if result.advanced:
         # one INFO line per step that moved its article on (the embedded run leaves
         # these out: worker.embedded.quiet.PER_ITEM_EVENTS)
         log.info("article_step_done", step=step.name, article_id=article_id)
-    return Outcome(advanced=result.advanced, state=state, new_canonicals=result.new_canonicals)
+    outcome = Outcome(advanced=result.advanced, state=state, new_canonicals=result.new_canonicals)
+    return outcome, bool(deaths)
 
 
 HOLD_SLACK = 30.0
@@ -311,6 +346,37 @@ _BEGIN_STEP_PG = text(
     """
 )
 
+_BEGIN_STEP_PG_LOCKED = text(
+    """
+    WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)),
+    seen AS (
+        SELECT id FROM article
+        WHERE id = :id AND (CAST(:takes AS text) IS NULL OR state = CAST(:takes AS text))
+    ),
+    held AS (SELECT pg_try_advisory_lock(:class, seen.id) AS got FROM seen),
+    cur AS (
+        SELECT article.id, article.state, article.step_starts, article.step_started_at
+        FROM article, held
+        WHERE held.got AND article.id = :id
+          AND (CAST(:takes AS text) IS NULL OR article.state = CAST(:takes AS text))
+        FOR UPDATE OF article SKIP LOCKED
+    ),
+    upd AS (
+        UPDATE article SET step_starts = article.step_starts + 1, step_started_at = :now
+        FROM cur, cfg
+        WHERE article.id = cur.id AND cur.state <> 'quarantined' AND cur.step_starts < :max
+        RETURNING article.id
+    )
+    SELECT cur.state, cur.step_starts, cur.step_started_at, (SELECT count(*) FROM upd),
+        held.got
+    FROM held LEFT JOIN cur ON true
+    """
+)
+""":data:`_BEGIN_STEP_PG` under the step's lock (:mod:`worker.pipeline.steplock`): the
+advisory lock is tried only on an article in the step's state (a late message of a step
+already done never takes it from the next step), and before the row and its count are
+read, so a start counted by a copy still running is never read as a death."""
+
 
 _START_ROW = select(Article.state, Article.step_starts, Article.step_started_at).where(
     col(Article.id) == bindparam("article_id")
@@ -326,6 +392,13 @@ _COUNT_START = (
         step_starts=col(Article.step_starts) + 1,
         step_started_at=bindparam("now", type_=UTCDateTime()),
     )
+    .execution_options(synchronize_session=False)
+)
+
+_UNCOUNT_START = (
+    update(Article)
+    .where(col(Article.id) == bindparam("article_id"))
+    .values(step_starts=col(Article.step_starts) - 1)
     .execution_options(synchronize_session=False)
 )
 
@@ -369,6 +442,7 @@ def begin_step(
     now: datetime | None = None,
     *,
     takes: str | None = None,
+    lock: StepLock | None = None,
 ) -> tuple[StepStart, int]:
     """Record the start of ``step`` on the article, to be committed before the step runs.
 
@@ -387,10 +461,40 @@ def begin_step(
     final state (a step re-run on it, such as a reprocess restart) is not quarantined:
     its counter is cleared and this message dropped.
 
+    ``lock``: the step's lock (:mod:`worker.pipeline.steplock`), taken here before the
+    count is read, for the caller to hold until the start is settled. A copy of the step
+    whose lock is held by another one, running right now (possibly between its start
+    and its step transaction, when the row is not locked), is told ``busy`` and counts
+    nothing; without it, a start such a copy had just counted would be read as a death.
+
     Returns the decision and the deaths found (starts of earlier deliveries that never
     ended)."""
     now = now or utcnow()
-    if is_postgres(session):
+    if is_postgres(session) and lock is not None:
+        lock.held = True  # (from here: a statement that fails may have taken it)
+        params = {
+            "id": article_id,
+            "now": now,
+            "max": max_deaths,
+            "takes": takes,
+            "class": STEP_LOCK_CLASS,
+        }
+        locked = session.execute(_BEGIN_STEP_PG_LOCKED, params).first()
+        lock.held = locked is not None and bool(locked[4])
+        if locked is not None and not lock.held:
+            return StepStart.busy, 0  # a copy of the step is running
+        if locked is not None and locked[3]:
+            return StepStart.run, int(locked[1])
+        # (no row: not in the step's state, or another transaction holds it; which one,
+        # read without a lock)
+        row = locked[:4] if locked is not None and locked[0] is not None else None
+        if row is None and takes is not None:
+            state = session.execute(
+                select(Article.state).where(col(Article.id) == article_id)
+            ).scalar()
+            if state is not None and state != takes:
+                return _not_its_state(state), 0
+    elif is_postgres(session):
         # One statement: lock the row unless a running step holds it, count the start
         # unless the step must not run, and let the commit skip the wait for the disk
         # (``synchronous_commit`` off for this transaction only: the start is visible
@@ -414,6 +518,11 @@ def begin_step(
             params = {"article_id": article_id, "max": max_deaths, "now": now, "takes": takes}
             started = session.execute(_START_IF_RUNS[takes is not None], params).first()
             if started is not None:
+                # Its lock only now, under SQLite's write lock: a copy that holds it
+                # committed its start before this statement and has not settled it yet.
+                if lock is not None and not lock.take_file():
+                    session.execute(_UNCOUNT_START, {"article_id": article_id})
+                    return StepStart.busy, 0
                 return StepStart.run, int(started[0]) - 1
         row = session.execute(_START_ROW, {"article_id": article_id}).first()
     if row is None:
@@ -424,6 +533,8 @@ def begin_step(
     if takes is not None and state != takes:
         return _not_its_state(state), 0
     if deaths >= max_deaths:
+        if lock is not None and not lock.postgres and not lock.take_file():
+            return StepStart.busy, 0  # one of those starts is a copy running now
         values: dict[str, object] = {"step_starts": 0}
         if state in {s.value for s in PENDING_ARTICLE_STATES}:
             when = f"{last_start:%Y-%m-%d %H:%M:%S} UTC" if last_start else "unknown"
