@@ -1064,7 +1064,7 @@ def test_write_polls_fences_each_feed_and_writes_only_its_changed_columns(
     poller: Any, db: str, request: pytest.FixtureRequest
 ) -> None:
     """``write_polls`` on PostgreSQL writes the feeds of a message that changed the same
-    columns in one ``UPDATE ... FROM (VALUES ...)`` (issue 16); on SQLite one statement
+    columns in one ``UPDATE ... FROM unnest(...)`` (issue 16); on SQLite one statement
     a feed. Either way each row is fenced by its own lease (a feed claimed again gets
     nothing written, not even its history row), only the columns a poll changed are
     written (a pause made meanwhile stays), and polls that changed other columns are
