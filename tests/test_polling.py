@@ -1057,3 +1057,72 @@ def test_an_environment_error_writing_a_messages_304s_polls_them_again(
     with unit_of_work() as s:
         polls = s.exec(select(FeedPoll).where(FeedPoll.outcome == "not_modified")).all()
     assert sorted(x.feed_id for x in polls) == sorted([a, b])  # once each
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_write_polls_fences_each_feed_and_writes_only_its_changed_columns(
+    poller: Any, db: str, request: pytest.FixtureRequest
+) -> None:
+    """``write_polls`` on PostgreSQL writes the feeds of a message that changed the same
+    columns in one ``UPDATE ... FROM unnest(...)`` (issue 16); on SQLite one statement
+    a feed. Either way each row is fenced by its own lease (a feed claimed again gets
+    nothing written, not even its history row), only the columns a poll changed are
+    written (a pause made meanwhile stays), and polls that changed other columns are
+    written with their own values."""
+    from sqlalchemy import event
+
+    from worker.core.db import get_engine
+    from worker.feeds.polling import PollWrite, write_polls
+
+    extra = {"DATABASE_URL": request.getfixturevalue("pg_url")} if db == "postgresql" else {}
+    p = poller(**extra)
+    a, b, c, d = p.add(*[f"http://feeds{i}.example/rss.xml" for i in range(4)])
+    leases = {lease.feed_id: datetime.fromisoformat(lease.token) for lease in p.claim()}
+    now = utcnow().replace(microsecond=0)
+    with unit_of_work() as s:  # meanwhile: a is paused, b is claimed again
+        fa, fb = s.get(Feed, a), s.get(Feed, b)
+        assert fa is not None and fb is not None and fb.lease_until is not None
+        fa.state = FeedState.paused
+        fb.lease_until = fb.lease_until + timedelta(seconds=5)
+
+    def write(feed_id: int, **changed: Any) -> PollWrite:
+        changed = {"polls_total": 1, "last_attempt_at": now, "lease_until": None, **changed}
+        poll = dict(
+            feed_id=feed_id, started_at=now, duration_ms=3, outcome="not_modified",
+            http_status=304, entries_seen=0, entries_new=0, entries_rejected=0,
+            rejected=None, error=None,
+        )  # fmt: skip
+        return PollWrite(
+            feed_id=feed_id,
+            update={**changed, "fenced_id": feed_id, "fenced_lease": leases[feed_id]},
+            poll=poll,
+            trim=False,
+            keep=10,
+            result=PollResult(outcome="not_modified"),
+        )
+
+    writes = [write(c), write(a), write(b), write(d, poll_interval=77, last_status=304)]
+    updates: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE"):
+            updates.append(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with unit_of_work() as s:
+            done = write_polls(s, writes)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert sorted(w.feed_id for w in done) == sorted([a, c, d])
+    assert len(updates) == (2 if db == "postgresql" else 4)
+    fa, fb, fc, fd = (p.feed(f) for f in (a, b, c, d))
+    assert fa.state == FeedState.paused and fa.polls_total == 1 and fa.lease_until is None
+    assert fb.polls_total == 0 and fb.lease_until is not None  # its lease was replaced
+    assert fc.state == FeedState.active and fc.polls_total == 1 and fc.last_attempt_at == now
+    assert (fd.poll_interval, fd.last_status, fd.polls_total) == (77, 304, 1)
+    assert fc.poll_interval != 77 and fc.last_status is None
+    with unit_of_work() as s:
+        polled = sorted(x.feed_id for x in s.exec(select(FeedPoll)))
+    assert polled == sorted([a, c, d])

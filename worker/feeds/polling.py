@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
 import httpx
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, text, update
 from sqlmodel import Session, col
 
 from schemas.models import Article, ArticleState, Feed, FeedPoll, FeedState, Sighting
@@ -306,13 +306,79 @@ def write_polls(session: Session, writes: list[PollWrite]) -> list[PollWrite]:
 
     One transaction for a message's 304s instead of one each: a 304 poll cost a
     ``BEGIN``, its ``UPDATE``, its ``INSERT`` and a ``COMMIT`` (issue 16)."""
-    done = [w for w in writes if _write_feed(session, w)]
+    if is_postgres(session) and len(writes) > 1:
+        held = _write_feeds_together(session, writes)
+        done = [w for w in writes if w.feed_id in held]
+    else:
+        done = [w for w in writes if _write_feed(session, w)]
     if done:
         session.execute(_INSERT_POLL, [w.poll for w in done])
     for w in done:
         if w.trim:
             _trim_history(session, w.feed_id, w.keep)
     return done
+
+
+_FENCE_KEYS = ("fenced_id", "fenced_lease")
+
+
+def _write_feeds_together(session: Session, writes: list[PollWrite]) -> set[int]:
+    """PostgreSQL: the fenced ``UPDATE`` of many polls' feeds as one statement per set
+    of changed columns, the ids of the feeds whose lease held::
+
+        UPDATE feed SET <column> = fenced.<column>, ...
+        FROM unnest(<ids>, <leases>, <column values>, ...) AS fenced (...)
+        WHERE feed.id = fenced.fenced_id AND feed.lease_until = fenced.fenced_lease
+        RETURNING feed.id
+
+    Each row is matched, locked and re-checked against its newest committed lease
+    exactly as by its own statement, and only the columns a poll changed are written,
+    as :func:`_write_feed` does. A message's 304s mostly change the same columns: one
+    statement instead of one a feed (issue 16). The values go as one array parameter
+    a column, so the statement's text depends on the columns only, not on the number
+    of feeds: one SQLAlchemy cache entry and one prepared statement for each set."""
+    groups: dict[tuple[str, ...], list[PollWrite]] = {}
+    for w in sorted(writes, key=lambda w: w.feed_id):  # rows locked in one order
+        keys = tuple(sorted(k for k in w.update if k not in _FENCE_KEYS))
+        groups.setdefault(keys, []).append(w)
+    held: set[int] = set()
+    dialect = session.get_bind().dialect
+    for keys, group in groups.items():
+        if len(group) == 1:
+            if _write_feed(session, group[0]):
+                held.add(group[0].feed_id)
+            continue
+        stmt, processors = _together_statement(keys, dialect)
+        params: dict[str, list[Any]] = {}
+        for name, process in zip((*_FENCE_KEYS, *keys), processors, strict=True):
+            column_values = [w.update[name] for w in group]
+            params[name] = [process(v) for v in column_values] if process else column_values
+        held.update(int(i) for i in session.execute(stmt, params).scalars())
+    return held
+
+
+_TOGETHER: dict[tuple[str, ...], tuple[Any, list[Any]]] = {}
+
+
+def _together_statement(keys: tuple[str, ...], dialect: Any) -> tuple[Any, list[Any]]:
+    """The statement of :func:`_write_feeds_together` for the columns ``keys``, and the
+    bind processor of each parameter (the fence's two, then ``keys``'): built once."""
+    got = _TOGETHER.get(keys)
+    if got is None:
+        columns = {"fenced_id": _FEED.c.id, "fenced_lease": _FEED.c.lease_until}
+        columns.update((k, _FEED.c[k]) for k in keys)
+        names = list(columns)
+        arrays = ", ".join(
+            f"CAST(:{n} AS {columns[n].type.compile(dialect=dialect)}[])" for n in names
+        )
+        sets = ", ".join(f"{k} = fenced.{k}" for k in keys)
+        stmt = text(
+            f"UPDATE feed SET {sets} FROM unnest({arrays}) AS fenced ({', '.join(names)}) "
+            "WHERE feed.id = fenced.fenced_id AND feed.lease_until = fenced.fenced_lease "
+            "RETURNING feed.id"
+        )
+        got = _TOGETHER[keys] = (stmt, [columns[n].type.bind_processor(dialect) for n in names])
+    return got
 
 
 def _trim_history(session: Session, feed_id: int, keep_rows: int) -> None:
