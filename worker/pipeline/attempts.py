@@ -485,15 +485,10 @@ def begin_step(
             return StepStart.busy, 0  # a copy of the step is running
         if locked is not None and locked[3]:
             return StepStart.run, int(locked[1])
-        # (no row: not in the step's state, or another transaction holds it; which one,
-        # read without a lock)
+        # (no row: not in the step's state, or another transaction holds it)
         row = locked[:4] if locked is not None and locked[0] is not None else None
-        if row is None and takes is not None:
-            state = session.execute(
-                select(Article.state).where(col(Article.id) == article_id)
-            ).scalar()
-            if state is not None and state != takes:
-                return _not_its_state(state), 0
+        if row is None and (moved := _moved_on(session, article_id, takes)) is not None:
+            return moved, 0
     elif is_postgres(session):
         # One statement: lock the row unless a running step holds it, count the start
         # unless the step must not run, and let the commit skip the wait for the disk
@@ -505,14 +500,10 @@ def begin_step(
         ).first()
         if row is not None and row[3]:
             return StepStart.run, int(row[1])
-        if row is None and takes is not None:
-            # Not taken: locked by a running step, or not in the step's state (then the
-            # statement took no lock). Which one, read without a lock.
-            state = session.execute(
-                select(Article.state).where(col(Article.id) == article_id)
-            ).scalar()
-            if state is not None and state != takes:
-                return _not_its_state(state), 0
+        # Not taken: locked by a running step, or not in the step's state (then the
+        # statement took no lock).
+        if row is None and (moved := _moved_on(session, article_id, takes)) is not None:
+            return moved, 0
     else:
         if takes != ArticleState.quarantined.value:  # (no step takes that state)
             params = {"article_id": article_id, "max": max_deaths, "now": now, "takes": takes}
@@ -551,6 +542,18 @@ def begin_step(
         return (StepStart.quarantined if "state" in values else StepStart.abandoned), deaths
     session.execute(_COUNT_START, {"article_id": article_id, "now": now})
     return StepStart.run, deaths
+
+
+def _moved_on(session: Session, article_id: int, takes: str | None) -> StepStart | None:
+    """Why a start statement found no row to take, read without a lock: the article
+    left the state the step takes (:func:`_not_its_state`), or ``None`` when it is
+    still in it (another transaction holds its row: a running copy of the step)."""
+    if takes is None:
+        return None
+    state = session.execute(select(Article.state).where(col(Article.id) == article_id)).scalar()
+    if state is not None and state != takes:
+        return _not_its_state(state)
+    return None
 
 
 def _not_its_state(state: str) -> StepStart:
