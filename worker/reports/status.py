@@ -82,6 +82,7 @@ def _pending_statement() -> Any:
     from schemas.states import JobItemState, JobState
     from schemas.tables import job, jobitem
     from worker.feeds.due import due
+    from worker.pipeline.sweep import held_article_ids
 
     now = bindparam("now", type_=feed.c.lease_until.type)
     n = bindparam("n", type_=Integer())
@@ -90,12 +91,7 @@ def _pending_statement() -> Any:
         return select(func.count()).select_from(rows.limit(n).subquery()).scalar_subquery()
 
     active = [JobState.queued.value, JobState.running.value]
-    held_by = [*active, JobState.paused.value]
-    held = (
-        select(jobitem.c.article_id)
-        .join(job, job.c.id == jobitem.c.job_id)
-        .where(jobitem.c.state == JobItemState.pending.value, job.c.state.in_(held_by))
-    )
+    held = held_article_ids()  # the sweep's rule: counted once, as the job's
     leased = select(literal(1)).where(feed.c.lease_until.is_not(None), feed.c.lease_until > now)
     articles = select(literal(1)).where(
         article.c.state.in_([s.value for s in PENDING_ARTICLE_STATES]),
