@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench.claims_gold import GOLD, SPLITS, load_corpus, validate
+from bench.claims_gold import GOLD, LATER_PARTS, SPLITS, load_corpus, validate
 from tests.conftest import shared_path
 
 
@@ -141,5 +141,64 @@ def test_validate_finds_a_fresh2_pair_naming_another_part(
     )
     assert any(
         "fresh2 pair names a cluster of another split" in e
+        for e in validate(mixed, publishers, lengths)
+    )
+
+
+def test_the_fresh3_part(
+    gold: dict[str, Any], corpus: tuple[dict[str, str], dict[str, int]]
+) -> None:
+    """The fifth part (``"split": "fresh3"``): 40 or more clusters, 28 or more pairs of
+    its own clusters (at most eight a speaker), both events, and no statement shared
+    with another part (no mention of it is a mention of, or overlaps, another part's
+    mention or pair side)."""
+    publishers, lengths = corpus
+    part = [c for c in gold["clusters"] if c["split"] == "fresh3"]
+    pairs = [p for p in gold["pairs"] if p["split"] == "fresh3"]
+    assert len(part) >= 40
+    assert len(pairs) >= 28
+    assert {m["article"].split(":")[0] for c in part for m in c["mentions"]} == {
+        "helsinki",
+        "census",
+    }
+    ids = {c["id"] for c in part}
+    assert all(p[s]["cluster"] in ids for p in pairs for s in ("a", "b"))
+    per_speaker: dict[str, int] = {}
+    for p in pairs:
+        per_speaker[p["speaker"]] = per_speaker.get(p["speaker"], 0) + 1
+    assert max(per_speaker.values()) <= 8
+    only = {**gold, "clusters": part, "pairs": pairs}
+    assert validate(only, publishers, lengths) == []
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for c in gold["clusters"]:
+        if c["split"] != "fresh3":
+            for m in c["mentions"]:
+                spans.setdefault(m["article"], []).append((m["start"], m["end"]))
+    for p in gold["pairs"]:
+        if p["split"] != "fresh3":
+            for s in ("a", "b"):
+                spans.setdefault(p[s]["article"], []).append((p[s]["start"], p[s]["end"]))
+    for c in part:
+        for m in c["mentions"]:
+            for s, e in spans.get(m["article"], []):
+                assert e <= m["start"] or s >= m["end"], (c["id"], m)
+
+
+@pytest.mark.parametrize("part", LATER_PARTS)
+def test_validate_finds_a_later_part_pair_naming_another_part(
+    part: str, gold: dict[str, Any], corpus: tuple[dict[str, str], dict[str, int]]
+) -> None:
+    """A pair of a part annotated later (fresh, fresh2, fresh3) names clusters of that
+    part only: pointing one side at a cluster of another part is reported."""
+    publishers, lengths = corpus
+    mixed = copy.deepcopy(gold)
+    pair = next(p for p in mixed["pairs"] if p["split"] == part)
+    elsewhere = [c for c in mixed["clusters"] if c["split"] != part]
+    same_speaker = [c for c in elsewhere if c["speaker"] == pair["speaker"]]
+    other = (same_speaker or elsewhere)[0]
+    pair["speaker"] = other["speaker"]
+    pair["b"] = dict(other["mentions"][0], cluster=other["id"])
+    assert any(
+        f"{part} pair names a cluster of another split" in e
         for e in validate(mixed, publishers, lengths)
     )
