@@ -5,8 +5,11 @@ Every page here is invented in the test.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
+
+import pytest
 
 from worker.pages.extractor import PROFILES, _parse, extract_page
 from worker.pages.prune_media import MediaSettings, gallery_blocks, without_galleries
@@ -124,6 +127,26 @@ def test_lazy_loaded_pictures_count_as_pictures() -> None:
     assert len(gallery_blocks(tree)) == 1
     text = extract_page(article_with_gallery(lazy=True), URL, now=NOW, profile=MEDIA).text
     assert all(p in text for p in ARTICLE) and not any(c in text for c in CAPTIONS)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "is_picture"),
+    [
+        ('data-original="/p.jpg"', True),
+        ('data-background-image="url(/p.jpg)"', True),
+        ('DATA-BG="/p.jpg"', True),  # HTML attribute names are case-insensitive
+        ('data-src=""', False),  # an empty lazy-load attribute holds no picture
+        ('data-id="slide"', False),  # another data- attribute
+        ('src="/p.jpg"', False),  # a list item is not a picture by its src
+    ],
+)
+def test_which_attributes_make_a_lazy_loaded_picture(attribute: str, is_picture: bool) -> None:
+    # the slideshow's pictures are list items that carry only this attribute
+    html = re.sub(r'data-src="/photos/\d+\.jpg"', attribute, article_with_gallery(lazy=True))
+    assert html.count(attribute) == len(CAPTIONS)
+    tree = _parse(html)
+    assert tree is not None
+    assert [b.get("class") for b in gallery_blocks(tree)] == (["embed"] if is_picture else [])
 
 
 def test_thresholds_are_honoured() -> None:

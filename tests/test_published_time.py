@@ -652,3 +652,26 @@ def test_htmldate_searches_far_only_when_the_markup_gives_no_time(
     assert asked == [extensive]
     assert page.published_source == "meta"
     assert page.published_precision == {10: "day", 22: "minute", 25: "second"}[len(published)]
+
+
+def test_itemprop_reading_is_the_first_date_published_element() -> None:
+    """The microdata reading: the first element whose ``itemprop`` is exactly
+    ``datePublished`` (its ``content``, ``datetime`` or text), not ``dateModified``."""
+    import lxml.html
+
+    from worker.pages.published import page_candidates
+
+    html = (
+        "<html><body><article>"
+        '<span itemprop="dateModified" content="2024-03-09T10:00:00Z"></span>'
+        '<span itemprop="datepublished" content="2024-03-07T10:00:00Z"></span>'
+        '<p>By <span itemprop="author">A. Writer</span></p>'
+        '<div itemprop="datePublished">  2024-03-05 08:15  </div>'
+        '<time itemprop="datePublished" datetime="2024-03-01T00:00:00Z"></time>'
+        "</article></body></html>"
+    )
+    stamps = page_candidates(lxml.html.fromstring(html), None, None)
+    assert [(s.source, s.at) for s in stamps] == [
+        ("time", datetime(2024, 3, 1, tzinfo=UTC)),
+        ("itemprop", datetime(2024, 3, 5, 8, 15, tzinfo=UTC)),
+    ]

@@ -49,12 +49,14 @@ _WORD = re.compile(r"\w+")
 
 # Elements a reader never sees; readability-lxml drops them before scoring, trafilatura's
 # port does not.
-# ``@style[...]`` tests the attribute only on elements that have one (the same set as
-# ``contains(translate(@style, ...))`` on every element, at 60% of its cost); compiled once.
+# Found from the attributes, each name looked up once over the document: the same
+# elements in the same (document) order as ``//*[@hidden or @aria-hidden='true' or
+# @style[...]]``, which tests three attributes on every element, at three times the cost;
+# compiled once.
 _HIDDEN = etree.XPath(
-    "//*[@hidden or @aria-hidden='true'"
-    " or @style[contains(translate(., ' ', ''), 'display:none')"
-    " or contains(translate(., ' ', ''), 'visibility:hidden')]]"
+    "//@hidden/.. | //@aria-hidden[.='true']/.."
+    " | //@style[contains(translate(., ' ', ''), 'display:none')"
+    " or contains(translate(., ' ', ''), 'visibility:hidden')]/.."
 )
 
 

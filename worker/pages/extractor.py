@@ -224,7 +224,8 @@ def html_fragment_to_text(fragment: str | None) -> str:
         return _clean_lines(htmllib.unescape(fragment))
     try:
         root = lxml.html.fragment_fromstring(fragment, create_parent="div", parser=_FRAGMENT_PARSER)
-        for bad in root.xpath("|".join(f".//{t}" for t in _DROP_TAGS)):
+        # in document order, as ``.//script|.//style|...`` (the root is the div made here)
+        for bad in list(root.iter(*_DROP_TAGS)):
             bad.drop_tree()
         for el in root.iter():
             if isinstance(el.tag, str) and el.tag.lower() in _BLOCK_TAGS:

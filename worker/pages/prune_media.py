@@ -35,9 +35,10 @@ as it was).
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 
-from lxml.etree import _Element
+from lxml.etree import XPath, _Element
 
 __all__ = ["MediaSettings", "gallery_blocks", "without_galleries"]
 
@@ -114,14 +115,17 @@ def _tiny(img: _Element) -> bool:
 
 
 def _nonspace(text: str | None) -> int:
-    return len("".join(text.split())) if text else 0
+    # most texts and tails between elements are indentation: tested at C level first
+    if not text or text.isspace():
+        return 0
+    return len("".join(text.split()))
 
 
 class _Counts:
     """Image units and text characters (without whitespace) of every element, in one
     bottom-up pass."""
 
-    def __init__(self, tree: _Element) -> None:
+    def __init__(self, tree: _Element, lazy: set[_Element]) -> None:
         self.images: dict[_Element, int] = {}
         self.chars: dict[_Element, int] = {}
         self.h1: set[_Element] = set()
@@ -130,13 +134,14 @@ class _Counts:
         images, chars_of, h1 = self.images, self.chars, self.h1
         elements = [e for e in tree.iter() if isinstance(e.tag, str)]
         for el in reversed(elements):  # children before their parents
-            tag = str(el.tag).lower()
+            tag = el.tag.lower()
             n_img = 0
             chars = 0 if tag in _NO_TEXT else _nonspace(el.text)
             has_h1 = tag == "h1"
             for c in el:  # one loop over the children (counted before their parent)
-                if c.tail:
-                    chars += _nonspace(c.tail)  # a child's tail is this one's text
+                tail = c.tail
+                if tail:
+                    chars += _nonspace(tail)  # a child's tail is this one's text
                 if isinstance(c.tag, str):
                     n_img += images[c]
                     chars += chars_of[c]
@@ -145,7 +150,12 @@ class _Counts:
                 n_img += 0 if _tiny(el) else 1
             elif tag == "picture":
                 n_img = 1  # one picture, whatever its sources and fallback
-            elif n_img == 0 and tag not in _SOURCES and any(el.get(a) for a in _LAZY_ATTRS):
+            elif (
+                n_img == 0
+                and el in lazy  # found by one query (each element tested here cost more)
+                and tag not in _SOURCES
+                and any(el.get(a) for a in _LAZY_ATTRS)
+            ):
                 n_img = 1
             images[el] = n_img
             chars_of[el] = chars
@@ -210,16 +220,25 @@ def _grow(counts: _Counts, seed: _Element, settings: MediaSettings) -> tuple[_El
         block = parent
 
 
-_UNIT_XPATH = (
-    "//img | //amp-img | //picture | //*[" + " or ".join(f"@{a}" for a in _LAZY_ATTRS) + "]"
-)
+_DATA_ATTRS = XPath("//@*[starts-with(name(), 'data-')]")
+_LAZY_SET = frozenset(_LAZY_ATTRS)
+_UNIT_TAGS = ("img", "amp-img", "picture")
 
 
-def _may_have_seed(tree: _Element, min_images: int) -> bool:
+def _lazy_elements(tree: _Element) -> set[_Element]:
+    """The elements that carry a lazy-load attribute (empty or not). One query for the
+    ``data-`` attributes: a query testing each lazy-load attribute on every element cost
+    three times as much, and was most of the pre-check's time."""
+    return {a.getparent() for a in _DATA_ATTRS(tree) if getattr(a, "attrname", None) in _LAZY_SET}
+
+
+def _may_have_seed(tree: _Element, lazy: set[_Element], min_images: int) -> bool:
     """Cheap pre-check (no text counted): some element has at least ``min_images`` children
-    that hold anything that may be a picture. False means no gallery on the page."""
+    that hold anything that may be a picture (an ``img``, ``amp-img`` or ``picture``, or an
+    element of ``lazy``). False means no gallery on the page. The result does not depend
+    on the order the units are taken in."""
     children: dict[_Element, set[_Element]] = {}
-    for unit in tree.xpath(_UNIT_XPATH):
+    for unit in itertools.chain(tree.iter(*_UNIT_TAGS), lazy):
         child = unit
         for anc in unit.iterancestors():
             kids = children.setdefault(anc, set())
@@ -234,9 +253,10 @@ def _may_have_seed(tree: _Element, min_images: int) -> bool:
 
 def gallery_blocks(tree: _Element, settings: MediaSettings = MediaSettings()) -> list[_Element]:
     """The galleries to remove (see the module doc), outermost only; [] when there is none."""
-    if not _may_have_seed(tree, settings.min_images):
+    lazy = _lazy_elements(tree)
+    if not _may_have_seed(tree, lazy, settings.min_images):
         return []
-    counts = _Counts(tree)
+    counts = _Counts(tree, lazy)
     found: list[_Element] = []
     for el, n in counts.images.items():
         tag = str(el.tag).lower()
