@@ -323,6 +323,32 @@ def test_speaker_key_is_never_a_common_noun_or_a_document() -> None:
         assert speaker_key(nameless) == "", nameless
 
 
+def test_a_capitalized_word_before_a_common_noun_is_no_key() -> None:
+    """A single capitalized word inside a description, before the noun it modifies, is a
+    nationality, a party, a place or a person the speaker works for, not the speaker: a
+    former aide of Trump is not Trump, "the Trump administration" is not Trump, "An
+    English version" of a sign has no key `english` (round 9). A name with its title
+    still is the speaker, and a person's own words and writings keep their key."""
+    for nameless in (
+        "a former Novak transition official",
+        "the Novak administration",
+        "The Novak team",
+        "12 Freedonian military intelligence officers",
+        "An English version",
+        "one Ukrainian poll",
+        "friendly Freedonian media",
+        "the city's Kallio church",
+        "The Newspaper's Editor",
+    ):
+        assert speaker_key(nameless) == "", nameless
+    assert speaker_key("Editor-in-chief Kaius Niemi") == "niemi"
+    assert speaker_key("a Novak aide") == ""
+    assert speaker_key("Minister Maria Novak") == speaker_key("Novak") == "novak"
+    assert speaker_key("looking Novak") == "novak"
+    assert speaker_key("by Novak's statement") == "novak"
+    assert speaker_key("the Novak memo") == ""
+
+
 def test_titles_initials_and_spelling_variants_give_one_key() -> None:
     assert {
         speaker_key(s)

@@ -108,6 +108,7 @@ _TITLES = {
     "commissioner",
     "chancellor",
     "premier",
+    "editor",
     "lawmaker",
     "lt",
     "col",
@@ -467,10 +468,12 @@ def speaker_key(speaker: str) -> str:
             after += 1  # a year: "Hofeller's 2015 study"
         if a == b and after < len(words) and not words[after][:1].isupper():
             # "Opposition leader ...": a common noun capitalized at the start; "the
-            # American president", "a Putin aide": a word before a role modifies it
+            # American president", "a Putin aide", "12 Russian nationals", "the Trump
+            # administration", "a former Trump transition official": a single
+            # capitalized word before a common noun modifies it, it is not who speaks
             nxt = _plain(words[after])
             own = _UTTERANCES | _WRITINGS if possessive else _UTTERANCES
-            if a == 0 and nxt not in _STOP and nxt not in own:
+            if nxt not in _STOP and nxt not in own:
                 continue
             if nxt.rstrip(".") in _TITLES or nxt in _ROLES:
                 continue
