@@ -367,7 +367,7 @@ _PREPOSITION_END_RE = re.compile(
     r"\b(?:for|to|of|with|by|from|about|against|on|in|at|like|than|and|or|as)\s+$",
     re.IGNORECASE,
 )
-_NEXT_WORD_RE = re.compile(r"\s+([a-z]+)\b")
+_NEXT_WORD_RE = re.compile(r"\s+([a-z]+)\b|(,)")
 _SENTENCE_STOP_RE = re.compile(r"([\w.]*)([.?!])[\"”’)]*\s")
 
 
@@ -449,7 +449,10 @@ class Resolver:
         if not caps:
             return False
         # any name word: "Sen. Mark R. Warner of Virginia" is Warner
-        if any(n in self._full_surnames for n in _name_tokens(words(resolved))):
+        names = [n for n in _name_tokens(words(resolved)) if len(n) > 1 and n not in _NOT_A_NAME]
+        if not names:
+            return False  # "U.S."
+        if any(n in self._full_surnames for n in names):
             return True
         # a name given alone ("Nielsen"), capitalized inside a sentence somewhere
         return re.search(rf"(?:\b[a-z]+|[,;])\s+{re.escape(caps[-1])}\b", self.text) is not None
@@ -489,8 +492,9 @@ class Resolver:
         """The person a "he"/"she" at ``pos`` stands for when its own sentence names one
         as its subject, after the last claim's speaker (at ``since``): the first person
         named in the sentence, outside quotation marks, after no preposition and before a
-        lower-case word ("In the interview, Trump declined to discuss it -- "...," he
-        said"; not "For Putin, she added"). The person must speak somewhere in the
+        lower-case word or a comma ("In the interview, Trump declined to discuss it --
+        "...," he said"; "Trump, appearing after her, cited problems that he blamed on
+        ..."; not "For Putin, she added"). The person must speak somewhere in the
         article. None when there is none, or their known gender is the other one."""
         start = max(since + 1, self._sentence_start(pos))
         found: Mention | None = None
@@ -509,7 +513,7 @@ class Resolver:
             if (
                 not _PREPOSITION_END_RE.search(before)
                 and after is not None
-                and after.group(1) not in _STOP_CAPS
+                and (after.group(2) or after.group(1) not in _STOP_CAPS)
             ):
                 found = m
             break  # only the first person named in the sentence
