@@ -5,7 +5,7 @@ package):
 
     .venv/bin/python -m bench.claims_speed [--polnear ../shared/corpora/attribution/polnear/dev]
         [--pages ../shared/corpora/extraction] [--repeat 3] [--limit N] [--profile]
-        [--against GIT_REV ...] [--tail-words N]
+        [--against GIT_REV ...] [--tail-words N] [--cpu]
 
 Two article sets, each timed article by article with the three measurements
 interleaved (so load from other processes hits all three alike):
@@ -26,8 +26,9 @@ p95 of each, the median of the per-article ratios, and times scaled to a
 A/B against earlier code: ``--against REV`` loads ``worker/claims`` as it was at git
 revision REV (into a temporary package, next to the current one) and times its
 ``extract_claims``, on the pipeline that revision's own ``load_nlp`` loads, in the same
-interleaved loop; ``--tail-words N`` sets ``PARSE_TAIL_WORDS`` of the current code (0:
-parse whole sentences).
+interleaved loop; ``--cpu`` times the thread's CPU time (``time.thread_time``) instead of
+wall time, for A/B rounds on a loaded machine; ``--tail-words N`` sets
+``PARSE_TAIL_WORDS`` of the current code (0: parse whole sentences).
 
 The full parse is spaCy's pipeline as ``spacy.load`` gives it (BLIS matrix products);
 ``--full-same-ops`` runs it on the matrix products the extractor's ``load_nlp`` uses
@@ -46,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -54,6 +56,7 @@ import spacy
 import trafilatura
 from thinc.api import Model
 
+from bench import timing
 from bench.timing import best_of, pct
 from worker.claims import extract_claims, is_english, load_nlp
 
@@ -265,7 +268,14 @@ def main() -> int:
         action="store_true",
         help="full parse on the extractor's matrix products, not spaCy's default",
     )
+    ap.add_argument(
+        "--cpu",
+        action="store_true",
+        help="time the thread's CPU time (time.thread_time), not wall time",
+    )
     args = ap.parse_args()
+    if args.cpu:
+        timing.CLOCK = time.thread_time
     if args.tail_words is not None:
         from worker.claims import attribution
 

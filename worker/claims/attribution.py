@@ -51,9 +51,10 @@ from worker.claims.speakers import (
     harvest_mentions,
     is_description,
     looks_like_name,
+    surname_of,
 )
 
-EXTRACTOR_VERSION = "rules-8"
+EXTRACTOR_VERSION = "rules-9"
 
 # Pipeline components the rules need; everything else is excluded at load time.
 _KEEP = ("tok2vec", "transformer", "parser")
@@ -864,7 +865,11 @@ class _Extractor:
         self.raw = _dedupe(self.raw)
         self.orphan_quotes()
         self.raw.sort(key=lambda r: (r.start, r.end))
-        resolver = Resolver(harvest_mentions(self.text), self.text)
+        named = {surname_of(n) for r in self.raw for n in (r.speaker, r.appos or "")}
+        named.discard(None)
+        resolver = Resolver(
+            harvest_mentions(self.text), self.text, speaker_names=frozenset(n for n in named if n)
+        )
         out: list[ExtractedClaim] = []
         for r in sorted(self.raw, key=lambda r: r.cue_pos):
             if r.antecedent is not None:

@@ -52,7 +52,8 @@ _STOP_CAPS = wordset(
 # break ends it ("Back to Gallery" over "President Ana Kovac" is two mentions).
 _MENTION_RE = re.compile(
     r"(?:(?:[A-Z]\.){2,}|[A-Z][A-Za-z'’\-]*\.?|[A-Z]\.)"
-    r"(?:[ \t](?:(?:[A-Z]\.){2,}|[A-Z][A-Za-z'’\-]*\.?|[A-Z]\.|de|van|von|bin|al-[A-Z][a-z]+))*"
+    r"(?:[ \t](?:(?:[A-Z]\.){2,}|[A-Z][A-Za-z'’\-]*\.?|[A-Z]\."
+    r"|(?:de|van|von|bin)(?![\w'’-])|al-[A-Z][a-z]+))*"
 )
 _INITIALS_RE = re.compile(r"(?:[A-Z]\.){2,}")
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'’\-]*")
@@ -167,12 +168,17 @@ def _fuller_form(m: Mention) -> bool:
 
 def is_description(surface: str) -> bool:
     """A speaker given by role, not by name: the head (last word) is a lower-case noun
-    ("the interior minister", "The union's chairman"), not a pronoun."""
+    ("the interior minister", "The union's chairman"), not a pronoun; or, whatever the
+    case of its head, a phrase led by an article or a possessive that is no name ("The
+    top Democrat", "The Newspaper's Editor")."""
     parts = surface.split()
     if not parts or surface.lower() in PRONOUNS or surface.lower() in RELATIVE:
         return False
     head = parts[-1]
-    return head.isalpha() and head.islower()
+    if head.isalpha() and head.islower():
+        return True
+    led = parts[0].lower() in {"the", "a", "an"} or any(p.endswith(("'s", "’s")) for p in parts)
+    return len(parts) > 1 and led and not looks_like_name(surface)
 
 
 def is_org(tokens: list[str]) -> bool:
@@ -320,8 +326,13 @@ DOCUMENTS = wordset(
     release indictment analysis survey poll"""
 )
 _ISSUED_RE = re.compile(
-    r"\b(?:a|an|its|his|her|their)\s+(?:[a-z]+\s+){0,2}(" + "|".join(sorted(DOCUMENTS)) + r")\b"
+    r"\b(?:a|an|its|his|her|their)\s+(?:[a-z]+\s+){0,2}((?:[A-Z][\w.’'-]*\s+){0,4})("
+    + "|".join(sorted(DOCUMENTS))
+    + r")\b"
 )
+# What a person's own staff says is the person's: "Finnish President Sauli Niinisto's
+# office", "Harlan's campaign" (a spokesman is :meth:`Resolver.for_principal`'s).
+_OWN_STAFF_RE = re.compile(r"^(?:[Tt]he\s+)?(.*?\S)['’]s\s+(?:office|campaign|camp|team)$")
 
 
 def _body_role(surface: str) -> str | None:
@@ -351,6 +362,21 @@ _PRINCIPAL_RE = re.compile(
 )
 
 
+# a preposition before a name ("For Putin, she added"), and the word after a subject
+_PREPOSITION_END_RE = re.compile(
+    r"\b(?:for|to|of|with|by|from|about|against|on|in|at|like|than|and|or|as)\s+$",
+    re.IGNORECASE,
+)
+_NEXT_WORD_RE = re.compile(r"\s+([a-z]+)\b|(,)")
+_SENTENCE_STOP_RE = re.compile(r"([\w.]*)([.?!])[\"”’)]*\s")
+
+
+def surname_of(surface: str) -> str | None:
+    """The last name word of a surface speaker ("Sen. Mark Lund" -> "lund"), if any."""
+    names = _name_tokens(words(surface))
+    return names[-1] if names else None
+
+
 @dataclass
 class Resolver:
     """Resolves surface speakers in document order; keeps gender and alias memory."""
@@ -360,9 +386,20 @@ class Resolver:
     aliases: dict[str, str] = field(default_factory=dict)
     gender: dict[str, str] = field(default_factory=dict)
     history: list[tuple[int, str, str]] = field(default_factory=list)  # (pos, surface, resolved)
+    # surnames of the article's surface speakers (a "he" may stand for one of them)
+    speaker_names: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self._by_surname: dict[str, list[Mention]] = {}
+        # surnames given with a first name or title somewhere ("State Mike Pompeo"), not
+        # after "the" ("the Daily Mail", "the Voting Rights Act")
+        self._full_surnames: set[str] = set()
+        for m in self.mentions:
+            full = _name_tokens(m.tokens)
+            if len(m.tokens) < 2 or not full or full[-1] != m.tokens[-1] or m.text.isupper():
+                continue
+            if self.text[max(0, m.start - 4) : m.start].lower() != "the ":
+                self._full_surnames.add(full[-1])
         for m in self.mentions:
             names = _name_tokens(m.tokens)
             if names and not is_org(m.tokens):
@@ -396,8 +433,108 @@ class Resolver:
             return "f"
         return None
 
+    def _person_named(self, resolved: str) -> bool:
+        """Whether a resolved speaker names a person: a capitalized word that is no title
+        nor stop word ("the report", "The report" do not), and a surname the article
+        gives with a first name or a title somewhere, or capitalized inside a sentence
+        ("Lawmakers" at a sentence's start only is none)."""
+        parts = [p.strip(",.;:") for p in resolved.split()]
+        caps = [
+            p
+            for p in parts
+            if p[:1].isupper()
+            and _bare(p.lower()).strip(".") not in TITLE_WORDS
+            and p.lower() not in _STOP_CAPS
+        ]
+        if not caps:
+            return False
+        # any name word: "Sen. Mark R. Warner of Virginia" is Warner
+        names = [n for n in _name_tokens(words(resolved)) if len(n) > 1 and n not in _NOT_A_NAME]
+        if not names:
+            return False  # "U.S."
+        if any(n in self._full_surnames for n in names):
+            return True
+        # a name given alone ("Nielsen"), capitalized inside a sentence somewhere
+        return re.search(rf"(?:\b[a-z]+|[,;])\s+{re.escape(caps[-1])}\b", self.text) is not None
+
+    def _sentence_start(self, p: int) -> int:
+        """Where the sentence holding ``p`` starts (roughly: after the last ". ", "? " or
+        "! " that is no title's or initial's period, or a line break)."""
+        line = self.text.rfind("\n", 0, p) + 1
+        for stop in reversed(list(_SENTENCE_STOP_RE.finditer(self.text, line, p))):
+            word = stop.group(1)
+            if stop.group(2) == "." and (
+                len(word) == 1 or word.lower() in _TITLE_ABBREVIATIONS or "." in word
+            ):
+                continue
+            return stop.end()
+        return line
+
+    def _in_quotation(self, p: int) -> bool:
+        """Whether ``p`` lies inside a quotation of its paragraph (an odd number of
+        straight marks before it on its line, or more opening than closing curly ones)."""
+        line = self.text[self.text.rfind("\n", 0, p) + 1 : p]
+        return line.count('"') % 2 == 1 or line.count("“") > line.count("”")
+
+    def _is_person_mention(self, m: Mention) -> str | None:
+        """The surname of a mention that names a person, else None: its last name word
+        is the last word of some mention of two words or more ("Mike Pompeo" in
+        "Secretary of State Mike Pompeo"), not a headline in capitals."""
+        names = _name_tokens(m.tokens)
+        if not names or (len(m.tokens) > 1 and m.text.isupper()):
+            return None
+        last = names[-1]
+        if len(last) < 2 or _bare(last) in _NOT_A_NAME or last in ORG_WORDS:
+            return None
+        return last if last in self._full_surnames else None
+
+    def _subject_named_since(self, since: int, pos: int, want: str) -> str | None:
+        """The person a "he"/"she" at ``pos`` stands for when its own sentence names one
+        as its subject, after the last claim's speaker (at ``since``): the first person
+        named in the sentence, outside quotation marks, after no preposition and before a
+        lower-case word or a comma ("In the interview, Trump declined to discuss it --
+        "...," he said"; "Trump, appearing after her, cited problems that he blamed on
+        ..."; not "For Putin, she added"). The person must speak somewhere in the
+        article. None when there is none, or their known gender is the other one."""
+        start = max(since + 1, self._sentence_start(pos))
+        found: Mention | None = None
+        for m in self.mentions:
+            if m.start >= pos:
+                break
+            if m.start < start or self._in_quotation(m.start):
+                continue
+            surname = self._is_person_mention(m)
+            if surname is None:
+                continue
+            if surname not in self.speaker_names:
+                break  # a person who says nothing in the article is named first
+            before = self.text[self._sentence_start(m.start) : m.start]
+            after = _NEXT_WORD_RE.match(self.text, m.start + len(m.text))
+            if (
+                not _PREPOSITION_END_RE.search(before)
+                and after is not None
+                and (after.group(2) or after.group(1) not in _STOP_CAPS)
+            ):
+                found = m
+            break  # only the first person named in the sentence
+        if found is None:
+            return None
+        surname = self._is_person_mention(found)
+        assert surname is not None
+        resolved = self.fullest(surname, pos) or found.text
+        g = self.gender.get(resolved) or self._gender_of_title(resolved)
+        if g and g != want:
+            return None
+        return resolved
+
     def _pronoun(self, pron: str, pos: int) -> str | None:
         want = {"he": "m", "him": "m", "she": "f", "her": "f"}.get(pron)
+        if want:
+            since = self.history[-1][0] if self.history else -1
+            named = self._subject_named_since(since, pos, want)
+            if named is not None:
+                self.gender.setdefault(named, want)
+                return named
         for hpos, _surface, resolved in reversed(self.history):
             if pos - hpos > 1500:
                 break
@@ -412,7 +549,7 @@ class Resolver:
                 if is_org(toks):
                     return resolved
                 continue
-            if is_org(toks) or len(_name_tokens(toks)) == 0:
+            if is_org(toks) or len(_name_tokens(toks)) == 0 or not self._person_named(resolved):
                 continue
             g = self.gender.get(resolved) or self._gender_of_title(resolved)
             if want and g and g != want:
@@ -426,7 +563,11 @@ class Resolver:
         for m in reversed(self.mentions):
             if m.start >= pos or pos - m.start > 1500:
                 continue
-            if len(_name_tokens(m.tokens)) >= 2 and not is_org(m.tokens):
+            if (
+                len(_name_tokens(m.tokens)) >= 2
+                and not is_org(m.tokens)
+                and self._person_named(m.text)
+            ):
                 g = self.gender.get(m.text) or self._gender_of_title(m.text)
                 if want and g and g != want:
                     continue
@@ -606,6 +747,15 @@ class Resolver:
         if not found:
             return None
         at = max(0, pos - 600) + found[-1].start()
+        if found[-1].group(1):
+            # "a bombshell Justice Department indictment": the document names its issuer
+            inside = at + found[-1].start(1) - found[-1].start()
+            for m in self.mentions:
+                if inside <= m.start < at + found[-1].end(1) - found[-1].start():
+                    if is_org(m.tokens):
+                        return m.text
+                    if _name_tokens(m.tokens):
+                        return self.canonical(m.text, m.start)
         start = max(self.text.rfind(". ", 0, at), self.text.rfind("\n", 0, at)) + 1
         for m in self.mentions:
             if start <= m.start < at and (is_org(m.tokens) or _name_tokens(m.tokens)):
@@ -630,6 +780,10 @@ class Resolver:
             resolved = self.aliases.get(" ".join(toks[1:])) or self.by_body(body, pos)
         elif len(toks) == 2 and toks[0] == "the" and toks[1] in DOCUMENTS:
             resolved = self.issuer(pos)
+        elif (staff := _OWN_STAFF_RE.match(surface.strip())) is not None and looks_like_name(
+            " ".join(p for p in staff.group(1).split() if p[:1].isupper())
+        ):
+            resolved = self.canonical(staff.group(1), pos)
         else:
             resolved = self.canonical(surface, pos)
         resolved = resolved or surface
