@@ -35,6 +35,9 @@ moment a request actually leaves: the first write of its headers on the socket
 less than ``host_min_interval`` ago, for the rest of the interval (a wait in the thread
 bounded by the interval, and only as long as the request before was late), and records
 when it left, per host, across threads (and across processes on Redis, on Redis's clock).
+On Redis the slot's take makes that first check and record in its own round trip; the
+gate asks again only for a request that did not leave when the take said (a new
+connection, a thread run late).
 
 A turn is a reservation, not work: the work itself is the article's or the feed's row
 in the database. A turn whose message is lost (a killed worker, a Redis flush) is an
