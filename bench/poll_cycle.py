@@ -35,7 +35,8 @@ loopback).
 
 Reported: cycle seconds, polls/s, poll outcomes and the server's 200/304 counts, the
 dispatcher's cost (runs, ``claim_due_feeds`` calls and time, its statements in
-``pg_stat_statements``), all database time per poll, RSS per worker process, and the
+``pg_stat_statements``), all database time per poll, Redis's commands per poll (``INFO
+commandstats``: the limiter's scripts, the broker's), RSS per worker process, and the
 load average of this shared machine.
 """
 
@@ -500,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
             counters[c] = 0
         rconn.delete("bench:claims", "bench:dispatch")
         sql.execute("SELECT pg_stat_statements_reset()")
+        rconn.config_resetstat()  # Redis's commands of cycle 2 (INFO commandstats)
         articles_before = one("SELECT count(*) FROM article")
         load_before = os.getloadavg()
         postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
@@ -612,6 +614,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             whole = (max(last_done, last_end) - t2).total_seconds() if last_done else None
 
+        # Redis's commands of the cycle (limiter, send gate, broker; those run inside a
+        # script are counted too): counts the load changes little, as the statements a
+        # poll. ``evalsha``: the limiter's and the send gate's scripts run.
+        redis_calls = {
+            name.removeprefix("cmdstat_"): int(v["calls"])
+            for name, v in rconn.info("commandstats").items()
+            if isinstance(v, dict) and name.removeprefix("cmdstat_") not in ("info", "config")
+        }
         claims = [json.loads(x) for x in rconn.lrange("bench:claims", 0, -1)]
         dispatches = [json.loads(x) for x in rconn.lrange("bench:dispatch", 0, -1)]
         stmts = sql.execute(
@@ -723,6 +733,12 @@ def main(argv: list[str] | None = None) -> int:
                 "exec_ms_per_poll": round((db_ms_total - claim_ms) / args.feeds, 3),
                 "top": top,
             },
+            "redis": {
+                "commands": sum(redis_calls.values()),
+                "commands_per_poll": round(sum(redis_calls.values()) / args.feeds, 2),
+                "scripts_per_poll": round(redis_calls.get("evalsha", 0) / args.feeds, 2),
+                "top": dict(sorted(redis_calls.items(), key=lambda kv: -kv[1])[:10]),
+            },
             "cpu_seconds": {
                 **{name: round(v, 2) for name, v in cpu.items()},
                 "total": round(sum(cpu.values()), 2),
@@ -747,6 +763,10 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         sql.close()
         log(f"cycle 2: every poll committed {cycle2:.1f}s after make_due ({args.feeds} feeds)")
+        log(
+            f"Redis commands a poll: {result['redis']['commands_per_poll']}, scripts "
+            f"{result['redis']['scripts_per_poll']} ({result['redis']['top']})"
+        )
         if whole is not None:
             ok = whole <= 60
             log(

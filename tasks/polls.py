@@ -52,6 +52,7 @@ def _poll_one(
     preloaded: dict[int, polling.Loaded] | None = None,
     hold_within: float = 0.0,
     batch: list[polling.PollWrite] | None = None,
+    sent_back: list[tuple[float, int, str]] | None = None,
 ) -> int:
     """Poll one leased feed in its own transaction; every article it brought gets its
     fetch once that commits. Environment errors propagate (the caller retries); any
@@ -60,7 +61,10 @@ def _poll_one(
     (:func:`worker.feeds.polling.load_feeds`). A turn that moved at most
     ``hold_within`` seconds ahead raises :class:`Held` (nothing written) instead of
     sending the poll back in a message of its own. ``batch``: a 304's writes are left
-    there (:func:`worker.feeds.polling.write_polls`, :func:`_write_batch`)."""
+    there (:func:`worker.feeds.polling.write_polls`, :func:`_write_batch`).
+    ``sent_back``: a poll sent back for its moved turn is left there, ``(when its
+    message is due, on time.monotonic(), feed_id, lease)``, for the caller to send
+    (:func:`_send_back`) instead of being sent in a message of its own at once."""
     before = len(batch) if batch is not None else 0
     try:
         with unit_of_work() as session:
@@ -100,7 +104,10 @@ def _poll_one(
         # rolled back, is sent back for the new turn under the same lease, as a fetch
         # is, instead of being deferred to the dispatcher.
         countdown = turn_countdown(exc.retry_after)
-        outbox.deliver([outbox.Message(POLL_FEEDS_TASK, ([[feed_id, lease]],), countdown)])
+        if sent_back is not None:
+            sent_back.append((time.monotonic() + countdown, feed_id, lease))
+        else:
+            outbox.deliver([outbox.Message(POLL_FEEDS_TASK, ([[feed_id, lease]],), countdown)])
         log.info("poll_sent_back_for_turn", feed_id=feed_id, seconds=round(countdown, 2))
         return 0
     except Exception as exc:
@@ -124,6 +131,29 @@ def _poll_one(
             error=result.error,
         )
     return len(result.new_article_ids)
+
+
+def _send_back(sent_back: list[tuple[float, int, str]]) -> None:
+    """Send the polls of a message sent back for their moved turns, and empty
+    ``sent_back``: those whose messages are due within :data:`HOLD_WITHIN` seconds of
+    the first of them go in one message, due then (its later polls are held for their
+    turns within it, :func:`poll_feeds`). Each was a message of its own, received, read
+    and run alone: most of a poll cycle's messages under load (issue 16). The turns are
+    the limiter's either way: each poll still takes its slot at its own turn.
+    An environment error propagates, ``sent_back`` left as it was."""
+    if not sent_back:
+        return
+    groups: list[tuple[float, list[list[Any]]]] = []
+    for due, feed_id, lease in sorted(sent_back):
+        if groups and due - groups[-1][0] <= HOLD_WITHIN:
+            groups[-1][1].append([feed_id, lease])
+        else:
+            groups.append((due, [[feed_id, lease]]))
+    now = time.monotonic()
+    outbox.deliver(
+        [outbox.Message(POLL_FEEDS_TASK, (feeds,), max(0.0, due - now)) for due, feeds in groups]
+    )
+    sent_back.clear()
 
 
 def _write_batch(batch: list[polling.PollWrite]) -> None:
@@ -208,6 +238,9 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
       ready, :data:`HOLD_AT_MOST` seconds in all); further ahead, or past that, it is
       sent back for its turn. Politeness is the limiter's: the poll takes its slot at
       its turn either way.
+    * The feeds sent back for turns moved further are sent together (:func:`_send_back`:
+      one message for those due within :data:`HOLD_WITHIN` seconds of each other),
+      before the message waits for a held feed, and at its end.
     * An environment error (database, broker, Redis) stops the batch: the feed that
       met it and the ones not yet polled are retried together, later (at most
       ``ENV_MAX_RETRIES`` times; then their leases run out and the dispatcher claims
@@ -230,6 +263,7 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
     held: list[tuple[float, int, str]] = []  # (when, feed_id, token), by when
     batch: list[polling.PollWrite] = []  # the 304s polled, written together
     batched: list[tuple[int, str]] = []  # their feeds and tokens
+    back: list[tuple[float, int, str]] = []  # sent back for their turns, not yet sent
     waited = 0.0
     polled = 0
     current: tuple[int, str] | None = None
@@ -237,6 +271,7 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
     def flush() -> None:
         _write_batch(batch)
         batched.clear()
+        _send_back(back)
 
     try:
         while todo or held:
@@ -272,7 +307,7 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
             hold = max(0.0, min(HOLD_WITHIN, HOLD_AT_MOST - waited))
             gathered = len(batch)
             try:
-                total += _poll_one(feed_id, lease, settings, preloaded, hold, batch)
+                total += _poll_one(feed_id, lease, settings, preloaded, hold, batch, back)
                 polled += 1
             except Held as later:
                 if preloaded is not None and kept is not None:
@@ -286,9 +321,12 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
         current = None
         flush()
     except ENVIRONMENT_ERRORS as exc:
-        # retried together: the feed that met it, the ones not yet polled, and the 304s
-        # not yet written (their leases hold: nothing of them was written)
-        again = dict.fromkeys([*batched, *([current] if current else []), *todo])
+        # retried together: the feed that met it, the ones not yet polled, the 304s not
+        # yet written and the polls not yet sent back (their leases hold: nothing of them
+        # was written)
+        again = dict.fromkeys(
+            [*batched, *((f, t) for _, f, t in back), *([current] if current else []), *todo]
+        )
         again.update(dict.fromkeys((f, t) for _, f, t in held))
         rest: list[list[Any]] = [[f, t] for f, t in again]
         first = next(iter(again))[0] if again else 0

@@ -397,6 +397,69 @@ def test_a_poll_whose_turn_moved_is_sent_back_for_it_not_deferred(
     assert 60 - (time.monotonic() - t0) - 0.1 < turn <= 60.1  # the turn it was sent back for
 
 
+def test_a_messages_polls_sent_back_for_near_turns_go_back_in_one_message(
+    configure: Any, server: Any
+) -> None:
+    """Two feeds of one message whose turns on their host both moved further than a
+    message holds a feed for (the request before them started 3 s late): they are sent
+    back in one message, due at the first one's turn (each was a message of its own),
+    and nothing of them is written. That message polls the first at its turn and holds
+    the second for its own, an interval later."""
+    from sqlmodel import select
+
+    from schemas.models import FeedPoll
+    from tasks.polls import HOLD_WITHIN, poll_feeds
+    from worker.core.db import init_db, unit_of_work
+    from worker.feeds.polling import claim_due_feeds, feed_hosts
+    from worker.feeds.subscriptions import add_feeds
+    from worker.pipeline import resources
+    from worker.testing.content import rss
+
+    settings = configure(HOST_MIN_INTERVAL=1, HOST_MAX_CONCURRENCY=2)
+    init_db(settings)
+    server.routes["/robots.txt"] = Reply(
+        body=b"User-agent: *\nDisallow:\n", content_type="text/plain"
+    )
+    for name in "ab":
+        server.routes[f"/{name}.xml"] = Reply(
+            body=rss(server.url("/"), []), content_type="application/rss+xml"
+        )
+    with unit_of_work() as s:
+        add_feeds(s, [(server.url(f"/{n}.xml"), None, []) for n in "ab"], settings)
+    with unit_of_work() as s:
+        leases = sorted(claim_due_feeds(s, settings))
+        hosts = feed_hosts(s, [x.feed_id for x in leases])
+    (first, token_a), (second, token_b) = leases
+    host = hosts[first]
+    limiter = resources.host_limiter()
+    assert isinstance(limiter, LocalHostLimiter)
+    now = time.monotonic()
+    # both turns are now; the host's request before them started late: free in 3 s
+    limiter._turns[host] = {turn_key(first): now, turn_key(second): now}
+    limiter._line[host] = now
+    limiter._next[host] = now + 3.0
+    _queued_io()
+    assert poll_feeds([[first, token_a], [second, token_b]]) == 0
+    assert server.hits["/a.xml"] == server.hits["/b.xml"] == 0
+    queued = _queued_io()
+    assert len(queued) == 1, queued  # one message for both
+    _task, args, ahead = queued[0]
+    assert args == [[[first, token_a], [second, token_b]]]
+    moved = {k: at - time.monotonic() for k, at in limiter._turns[host].items()}
+    assert moved[turn_key(second)] - moved[turn_key(first)] == pytest.approx(1.0, abs=0.01)
+    assert moved[turn_key(second)] - moved[turn_key(first)] <= HOLD_WITHIN
+    assert ahead == pytest.approx(moved[turn_key(first)] - TURN_LEAD, abs=0.5)
+    with unit_of_work() as s:
+        assert s.exec(select(FeedPoll)).all() == []  # nothing written
+    # the message, come at the first turn: both polled, each at its own turn
+    limiter.offset = moved[turn_key(first)]
+    assert poll_feeds(args[0]) == 0
+    assert server.hits["/a.xml"] == server.hits["/b.xml"] == 1
+    assert _queued_io() == []
+    with unit_of_work() as s:
+        assert len(s.exec(select(FeedPoll)).all()) == 2
+
+
 def _queued_io() -> list[tuple[str, list[Any], float]]:
     """(task, args, seconds until its ETA, 0 without one) of every message in the io
     queue of the embedded broker, taken out of it."""

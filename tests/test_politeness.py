@@ -21,6 +21,7 @@ from schemas.models import RobotsTxt
 from schemas.types import utcnow
 from worker.core.db import init_db, unit_of_work
 from worker.core.settings import Settings
+from worker.network import politeness
 from worker.network.http import HttpClient
 from worker.network.politeness import (
     MAX_WAIT,
@@ -845,3 +846,46 @@ def test_the_server_sees_the_interval_between_requests_that_left_late(
     assert min(gaps) >= interval - 0.3, gaps
     # the waits are short: nothing waits a second interval for a request before it
     assert arrivals[-1] - arrivals[0] <= 5 * interval + 3 * 0.6 + 2.0, gaps
+
+
+def test_a_redis_slot_records_its_requests_leaving_in_the_take(
+    configure: Any, server: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The take of a Redis slot also checks and records when its request leaves (one
+    round trip for what were two: the slot's script, then the send gate's): a request
+    that leaves when the take said asks the send gate's script nothing, and the next
+    request of the host, through another limiter (another process), is held off by that
+    record: the server sees it at least ``host_min_interval`` after the first (with a
+    margin for the server's own thread)."""
+    interval = 0.8
+    # every request here leaves "when the take said" (however loaded the machine)
+    monkeypatch.setattr(politeness, "SEND_SLACK", 30.0)
+    settings = configure(HOST_MIN_INTERVAL=interval, HOST_MAX_CONCURRENCY=2)
+    limiters = [
+        RedisHostLimiter(redis.Redis.from_url(redis_url), settings, max_wait=60) for _ in range(2)
+    ]
+    paced: list[tuple[str, bool]] = []
+    for limiter in limiters:
+        ask = limiter.pace
+
+        def counted(host: str, force: bool = False, own: str = "", ask: Any = ask) -> float:
+            paced.append((host, force))
+            return float(ask(host, force=force, own=own) if own else ask(host, force=force))
+
+        limiter.pace = counted  # type: ignore[method-assign]
+    server.routes["/page"] = Reply(200, b"<html><body>a page</body></html>")
+    client = redis.Redis.from_url(redis_url)
+    http = HttpClient(settings)
+    try:
+        http.get(server.url("/page"))  # a connection ready: the next requests reuse it
+        for limiter in limiters:
+            with limiter.slot("127.0.0.1"):
+                http.get(server.url("/page"))
+            # the take's own interval out of the way: only the record of the leave is left
+            client.delete("cw:host:127.0.0.1:next")
+    finally:
+        http.close()
+    assert paced == [], paced
+    arrivals = sorted(at for at, path in server.arrivals if path == "/page")[1:]
+    assert len(arrivals) == 2
+    assert arrivals[1] - arrivals[0] >= interval - 0.3, arrivals

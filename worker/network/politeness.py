@@ -35,6 +35,9 @@ moment a request actually leaves: the first write of its headers on the socket
 less than ``host_min_interval`` ago, for the rest of the interval (a wait in the thread
 bounded by the interval, and only as long as the request before was late), and records
 when it left, per host, across threads (and across processes on Redis, on Redis's clock).
+On Redis the slot's take makes that first check and record in its own round trip; the
+gate asks again only for a request that did not leave when the take said (a new
+connection, a thread run late).
 
 A turn is a reservation, not work: the work itself is the article's or the feed's row
 in the database. A turn whose message is lost (a killed worker, a Redis flush) is an
@@ -63,7 +66,7 @@ recorded again (see :class:`SendPace`)."""
 
 
 class _Pacer(Protocol):
-    def pace(self, host: str, force: bool = False) -> float: ...
+    def pace(self, host: str, force: bool = False, own: str = "") -> float: ...
 
 
 class SendPace:
@@ -72,19 +75,37 @@ class SendPace:
     (at most ``interval`` in all: past that it leaves anyway), and record when it left
     (before the write, and again after it when the write ended more than
     :data:`SEND_SLACK` later: a thread run late between the two counts from the end;
-    on Redis each record is a round trip)."""
+    on Redis each record is a round trip).
 
-    __slots__ = ("checked", "host", "interval", "pacer")
+    ``planned``, ``own``: the slot's take already did the first check and record (the
+    Redis limiter's script, in the same round trip): the request leaves at ``planned``
+    (``time.monotonic()``), recorded as ``own``. A request that is there by then plus
+    :data:`SEND_SLACK` leaves without asking again; a later one (a new connection, a
+    thread run late) asks as above, where its own record does not hold it back."""
 
-    def __init__(self, pacer: _Pacer, host: str, interval: float) -> None:
+    __slots__ = ("checked", "host", "interval", "own", "pacer", "planned")
+
+    def __init__(
+        self, pacer: _Pacer, host: str, interval: float, planned: float = 0.0, own: str = ""
+    ) -> None:
         self.pacer = pacer
         self.host = host
         self.interval = interval
+        self.planned = planned
+        self.own = own
         self.checked = 0.0
 
     def before_send(self) -> None:
         waited = 0.0
-        while (wait := self.pacer.pace(self.host)) > 0:
+        if self.own:
+            pause = self.planned - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+                waited = pause
+            if time.monotonic() - self.planned <= SEND_SLACK:
+                self.checked = self.planned  # (after_send counts from the record)
+                return
+        while (wait := self.pacer.pace(self.host, own=self.own)) > 0:
             if waited >= self.interval:
                 self.pacer.pace(self.host, force=True)
                 break
@@ -101,7 +122,8 @@ class SendPace:
 @contextmanager
 def _paced(pacer: _Pacer, host: str, interval: float) -> Iterator[None]:
     """A request's send inside a slot of ``host``: paced by :class:`SendPace` when the
-    host has an interval (both limiters' ``slot``)."""
+    host has an interval (the local limiter's ``slot``; the Redis one's take makes the
+    first record itself)."""
     if interval > 0:
         with send_gate(SendPace(pacer, host, interval)):
             yield
@@ -190,15 +212,17 @@ def _default_max_ahead(settings: Settings) -> float:
 # One round trip per attempt; the clock is Redis's own (one clock for every machine),
 # read inside the script (scripts are replicated by their effects, Redis >= 5).
 # KEYS: slots, next, backoff, line, turns, frontier, moved (the last turn moved because
-# the request before it started late). ARGV: limit, interval, token, ttl,
-# key ('' for none), spacing, max_ahead, tolerance, host, mode ('take', 'reserve', 'ahead'
-# (a reserve that first takes a poll's turn: reserve_ahead) or 'book': see HostLimiter.book),
-# stale (seconds past which a turn is forgotten), earliest (a new turn not sooner than this
-# many seconds from now).
-# Returns the seconds to wait as a string: '0' means the slot was taken.
+# the request before it started late), sent (when the host's last request left: _PACE).
+# ARGV: limit, interval, token, ttl, key ('' for none), spacing, max_ahead, tolerance,
+# host, mode ('take', 'reserve', 'ahead' (a reserve that first takes a poll's turn:
+# reserve_ahead) or 'book': see HostLimiter.book), stale (seconds past which a turn is
+# forgotten), earliest (a new turn not sooner than this many seconds from now).
+# Returns the seconds to wait as a string: '0' means the slot was taken, and so does
+# 'T<seconds> <record>' (a take with an interval: its request leaves in that many seconds,
+# recorded as the host's last one under that string; see SendPace).
 _ACQUIRE = """
-local slots, nxt, backoff, line, turns, frontier, moved = KEYS[1], KEYS[2], KEYS[3],
-    KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local slots, nxt, backoff, line, turns, frontier, moved, sent = KEYS[1], KEYS[2],
+    KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local limit, interval, token, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3],
     tonumber(ARGV[4])
 local key, spacing, max_ahead, tol = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]),
@@ -244,6 +268,10 @@ local function book(at)
     return tostring(at - now)
 end
 
+-- The slot's take: also when its request leaves (_PACE's first check and record, in
+-- this round trip): once the host's last request left ``interval`` ago, at most
+-- ``interval`` from now. Its return is 'T<seconds to the leave> <the record>'.
+local taken = '0'
 local function take()
     redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
     if redis.call('ZCARD', slots) >= limit then return false end
@@ -252,6 +280,13 @@ local function take()
     redis.call('EXPIRE', slots, math.ceil(ttl) + 1)
     if interval > 0 then
         redis.call('SET', nxt, tostring(now + interval), 'PX', math.ceil(interval * 1000) + 1)
+        local left = tonumber(redis.call('GET', sent) or '0')
+        local leave = math.min(math.max(now, left + interval), now + interval)
+        if leave > left then
+            local own = tostring(leave)
+            redis.call('SET', sent, own, 'PX', math.ceil((leave - now + interval) * 1000) + 1000)
+            taken = 'T' .. tostring(leave - now) .. ' ' .. own
+        end
     end
     if key ~= '' then redis.call('ZREM', turns, key) end
     return true
@@ -291,7 +326,7 @@ if r ~= nil then
         return tostring(at - now)
     end
     if free > now then return tostring(free - now) end
-    if take() then return '0' end
+    if take() then return taken end
     redis.call('ZADD', turns, now + spacing, key)  -- every slot in flight
     return tostring(spacing)
 end
@@ -303,7 +338,7 @@ end
 local at = math.max(now + earliest, b, n, last + spacing)
 if at <= now and not reserving then
     if take() then
-        if mode ~= 'book' then return '0' end
+        if mode ~= 'book' then return taken end
     else
         if key == '' then return '0.2' end  -- every slot in flight: one may end any moment
         at = now + spacing
@@ -314,14 +349,18 @@ return book(at)
 """
 
 # When a host's last request left (SendPace), on Redis's clock. KEYS: sent. ARGV:
-# interval, force ('1': record now, if later than the last). Returns the seconds to
-# wait before the request may leave ('0': it leaves now, recorded).
+# interval, force ('1': record now, if later than the last), own (the record the
+# request's take made: when it is still the last, it does not hold the request back).
+# Returns the seconds to wait before the request may leave ('0': it leaves now, recorded).
 _PACE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval = tonumber(ARGV[1])
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-if ARGV[2] ~= '1' and last + interval > now then return tostring(last + interval - now) end
+local raw = redis.call('GET', KEYS[1])
+local last = tonumber(raw or '0')
+if ARGV[2] ~= '1' and last + interval > now and not (ARGV[3] ~= '' and raw == ARGV[3]) then
+    return tostring(last + interval - now)
+end
 if now > last then
     redis.call('SET', KEYS[1], tostring(now), 'PX', math.ceil(interval * 1000) + 1000)
 end
@@ -370,14 +409,14 @@ class RedisHostLimiter:
         self._lines = client.register_script(_LINES)
         self._pace = client.register_script(_PACE)
 
-    def pace(self, host: str, force: bool = False) -> float:
+    def pace(self, host: str, force: bool = False, own: str = "") -> float:
         """Seconds before a request of ``host`` may leave (its last one left less than
-        the interval ago), or 0 and the request's leaving recorded (``force``: recorded
-        whatever the wait)."""
+        the interval ago, and that was not the request's own record ``own``), or 0 and
+        the request's leaving recorded (``force``: recorded whatever the wait)."""
         return float(
             self._pace(
                 keys=[f"cw:host:{host}:sent"],
-                args=[self.settings.host_min_interval, "1" if force else "0"],
+                args=[self.settings.host_min_interval, "1" if force else "0", own],
             )
         )
 
@@ -391,6 +430,7 @@ class RedisHostLimiter:
             p + "turns",
             FRONTIER_KEY,
             p + "moved",
+            p + "sent",
         ]
 
     def _args(
@@ -418,15 +458,26 @@ class RedisHostLimiter:
         waited = 0.0
         keys = self._keys(host)
         while True:
-            wait = float(self._acquire(keys=keys, args=self._args(host, token, key, "take")))
+            got = self._acquire(keys=keys, args=self._args(host, token, key, "take"))
+            said = got.decode() if isinstance(got, bytes) else str(got)
+            if said.startswith("T"):  # taken, and when its request leaves (SendPace)
+                leave_in, own = said[1:].split(" ", 1)
+                planned = time.monotonic() + max(0.0, float(leave_in))
+                break
+            wait = float(said)
             if wait <= 0:
+                planned, own = 0.0, ""
                 break
             if waited + wait > self.max_wait:
                 raise HostBusy(host, wait)
             time.sleep(wait)  # a moment before the turn (or the slot) is free
             waited += wait
+        interval = self.settings.host_min_interval
         try:
-            with _paced(self, host, self.settings.host_min_interval):
+            if interval > 0:
+                with send_gate(SendPace(self, host, interval, planned, own)):
+                    yield
+            else:
                 yield
         finally:
             self.r.zrem(keys[0], token)
@@ -619,8 +670,9 @@ class LocalHostLimiter:
         self._line[host] = to
         return at - now
 
-    def pace(self, host: str, force: bool = False) -> float:
-        """As :meth:`RedisHostLimiter.pace`, in this process."""
+    def pace(self, host: str, force: bool = False, own: str = "") -> float:
+        """As :meth:`RedisHostLimiter.pace`, in this process (its slots make no record
+        at the take: ``own`` is never given)."""
         interval = self.settings.host_min_interval
         with self._lock:
             now = time.monotonic() + self.offset
