@@ -356,25 +356,11 @@ def test_a_poll_whose_turn_moved_is_sent_back_for_it_not_deferred(
     from tasks.polls import poll_feeds
     from tests.test_dispatch import _queued_polls
     from worker.core.db import init_db, unit_of_work
-    from worker.feeds.polling import claim_due_feeds, feed_hosts
-    from worker.feeds.subscriptions import add_feeds
     from worker.pipeline import resources
-    from worker.testing.content import rss
 
     settings = configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2)
     init_db(settings)
-    server.routes["/robots.txt"] = Reply(
-        body=b"User-agent: *\nDisallow:\n", content_type="text/plain"
-    )
-    for name in "ab":
-        server.routes[f"/{name}.xml"] = Reply(
-            body=rss(server.url("/"), []), content_type="application/rss+xml"
-        )
-    with unit_of_work() as s:
-        add_feeds(s, [(server.url(f"/{n}.xml"), None, []) for n in "ab"], settings)
-    with unit_of_work() as s:
-        leases = sorted(claim_due_feeds(s, settings))
-        hosts = feed_hosts(s, [x.feed_id for x in leases])
+    leases, hosts = _two_empty_feeds_on_one_host(server, settings)
     limiter = resources.host_limiter()
     assert isinstance(limiter, LocalHostLimiter)
     plan = plan_polls(leases, hosts, limiter, settings)
@@ -410,25 +396,11 @@ def test_a_messages_polls_sent_back_for_near_turns_go_back_in_one_message(
     from schemas.models import FeedPoll
     from tasks.polls import HOLD_WITHIN, poll_feeds
     from worker.core.db import init_db, unit_of_work
-    from worker.feeds.polling import claim_due_feeds, feed_hosts
-    from worker.feeds.subscriptions import add_feeds
     from worker.pipeline import resources
-    from worker.testing.content import rss
 
     settings = configure(HOST_MIN_INTERVAL=1, HOST_MAX_CONCURRENCY=2)
     init_db(settings)
-    server.routes["/robots.txt"] = Reply(
-        body=b"User-agent: *\nDisallow:\n", content_type="text/plain"
-    )
-    for name in "ab":
-        server.routes[f"/{name}.xml"] = Reply(
-            body=rss(server.url("/"), []), content_type="application/rss+xml"
-        )
-    with unit_of_work() as s:
-        add_feeds(s, [(server.url(f"/{n}.xml"), None, []) for n in "ab"], settings)
-    with unit_of_work() as s:
-        leases = sorted(claim_due_feeds(s, settings))
-        hosts = feed_hosts(s, [x.feed_id for x in leases])
+    leases, hosts = _two_empty_feeds_on_one_host(server, settings)
     (first, token_a), (second, token_b) = leases
     host = hosts[first]
     limiter = resources.host_limiter()
@@ -648,3 +620,26 @@ def test_a_poll_that_brought_a_backlog_queues_its_fetches_after_the_polls(
     assert len(_queued_io()) == 1
     assert turns["article:200"] == polls[turn_key(1)]  # ahead of the polls
     assert turns[turn_key(1)] > max(turns[f"article:{a}"] for a in many)
+
+
+def _two_empty_feeds_on_one_host(server: Any, settings: Any) -> tuple[list[Any], dict[int, str]]:
+    """Two empty feeds of the test server (/a.xml, /b.xml), added and claimed due: their
+    leases, sorted, and each feed's host."""
+    from worker.core.db import unit_of_work
+    from worker.feeds.polling import claim_due_feeds, feed_hosts
+    from worker.feeds.subscriptions import add_feeds
+    from worker.testing.content import rss
+
+    server.routes["/robots.txt"] = Reply(
+        body=b"User-agent: *\nDisallow:\n", content_type="text/plain"
+    )
+    for name in "ab":
+        server.routes[f"/{name}.xml"] = Reply(
+            body=rss(server.url("/"), []), content_type="application/rss+xml"
+        )
+    with unit_of_work() as s:
+        add_feeds(s, [(server.url(f"/{n}.xml"), None, []) for n in "ab"], settings)
+    with unit_of_work() as s:
+        leases = sorted(claim_due_feeds(s, settings))
+        hosts = feed_hosts(s, [x.feed_id for x in leases])
+    return leases, hosts
