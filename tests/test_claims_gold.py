@@ -89,7 +89,25 @@ def test_validate_finds_what_is_wrong(
         m["article"]: set() for c in fresh for m in c["mentions"]
     }
     errors = validate(gold, publishers, lengths, claims, "fresh")
-    assert any("no extracted claim" in e for e in errors)
+    assert any("overlaps no extracted claim" in e for e in errors)
+
+    # the extractor's claims exactly at the fresh part's spans, but for one mention
+    # whose claim moved by a character: that one is listed as moved, no error
+    for c in fresh:
+        for m in c["mentions"]:
+            claims[m["article"]].add((m["start"], m["end"]))
+    shifted = fresh[0]["mentions"][0]
+    claims[shifted["article"]].discard((shifted["start"], shifted["end"]))
+    claims[shifted["article"]].add((shifted["start"] + 1, shifted["end"]))
+    for p in gold["pairs"]:
+        for side in ("a", "b"):
+            if p["split"] == "fresh" and p[side].get("cluster") is None:
+                claims.setdefault(p[side]["article"], set()).add((p[side]["start"], p[side]["end"]))
+    moved: list[str] = []
+    assert validate(gold, publishers, lengths, claims, "fresh", moved) == []
+    span = f"{shifted['article']} {shifted['start']}-{shifted['end']}"
+    assert f"{fresh[0]['id']}: {span}" in moved  # (a pair naming it is listed too)
+    assert all(x.endswith(span) for x in moved)
 
 
 def test_the_fresh2_part(
