@@ -496,8 +496,9 @@ class Resolver:
         "...," he said"; "Trump, appearing after her, cited problems that he blamed on
         ..."; not "For Putin, she added"). The person must speak somewhere in the
         article. None when there is none, or their known gender is the other one."""
-        start = max(since + 1, self._sentence_start(pos))
-        found: Mention | None = None
+        sentence = self._sentence_start(pos)  # (also each mention's in it, before pos)
+        start = max(since + 1, sentence)
+        found: tuple[Mention, str] | None = None
         for m in self.mentions:
             if m.start >= pos:
                 break
@@ -508,20 +509,17 @@ class Resolver:
                 continue
             if surname not in self.speaker_names:
                 break  # a person who says nothing in the article is named first
-            before = self.text[self._sentence_start(m.start) : m.start]
             after = _NEXT_WORD_RE.match(self.text, m.start + len(m.text))
             if (
-                not _PREPOSITION_END_RE.search(before)
+                not _PREPOSITION_END_RE.search(self.text[sentence : m.start])
                 and after is not None
                 and (after.group(2) or after.group(1) not in _STOP_CAPS)
             ):
-                found = m
+                found = (m, surname)
             break  # only the first person named in the sentence
         if found is None:
             return None
-        surname = self._is_person_mention(found)
-        assert surname is not None
-        resolved = self.fullest(surname, pos) or found.text
+        resolved = self.fullest(found[1], pos) or found[0].text
         g = self.gender.get(resolved) or self._gender_of_title(resolved)
         if g and g != want:
             return None
