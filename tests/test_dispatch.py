@@ -30,6 +30,23 @@ def _leased() -> int:
         return len(s.exec(select(Feed).where(Feed.lease_until != None)).all())  # noqa: E711
 
 
+def _empty_feeds_claimed(server: Any, settings: Any, names: str) -> list[Any]:
+    """Empty feeds of the test server, one a letter of ``names`` (/a.xml, ...), added
+    and claimed due: their leases, sorted."""
+    from worker.feeds.polling import claim_due_feeds
+    from worker.testing.content import rss
+    from worker.testing.server import Reply
+
+    for name in names:
+        server.routes[f"/{name}.xml"] = Reply(
+            body=rss(server.url("/"), []), content_type="application/rss+xml"
+        )
+    with unit_of_work() as s:
+        add_feeds(s, [(server.url(f"/{n}.xml"), None, []) for n in names], settings)
+    with unit_of_work() as s:
+        return sorted(claim_due_feeds(s, settings))
+
+
 def _queued_polls() -> list[tuple[str, list[Any]]]:
     """(task name, args) of every message waiting in the io queue (the embedded broker)."""
     from worker.celery_app import app
@@ -108,20 +125,10 @@ def test_a_message_that_could_outlive_its_time_limit_sends_the_rest_on(
     downloads of up to 20 s each and the limiter's wait), one message polls its first
     feed and queues the others in a new message, leases unchanged."""
     from tasks.polls import poll_feeds
-    from worker.feeds.polling import claim_due_feeds
-    from worker.testing.content import rss
-    from worker.testing.server import Reply
 
     settings = configure(task_time_limit=60, total_timeout=20)
     init_db(settings)
-    for name in "abc":
-        server.routes[f"/{name}.xml"] = Reply(
-            body=rss(server.url("/"), []), content_type="application/rss+xml"
-        )
-    with unit_of_work() as s:
-        add_feeds(s, [(server.url(f"/{n}.xml"), None, []) for n in "abc"], settings)
-    with unit_of_work() as s:
-        leases = sorted(claim_due_feeds(s, settings))
+    leases = _empty_feeds_claimed(server, settings, "abc")
     message = [[feed_id, token] for feed_id, token in leases]
     assert poll_feeds(message) == 0
     assert sum(server.hits.get(f"/{n}.xml", 0) for n in "abc") == 1

@@ -625,21 +625,13 @@ def test_a_poll_that_brought_a_backlog_queues_its_fetches_after_the_polls(
 def _two_empty_feeds_on_one_host(server: Any, settings: Any) -> tuple[list[Any], dict[int, str]]:
     """Two empty feeds of the test server (/a.xml, /b.xml), added and claimed due: their
     leases, sorted, and each feed's host."""
+    from tests.test_dispatch import _empty_feeds_claimed
     from worker.core.db import unit_of_work
-    from worker.feeds.polling import claim_due_feeds, feed_hosts
-    from worker.feeds.subscriptions import add_feeds
-    from worker.testing.content import rss
+    from worker.feeds.polling import feed_hosts
 
     server.routes["/robots.txt"] = Reply(
         body=b"User-agent: *\nDisallow:\n", content_type="text/plain"
     )
-    for name in "ab":
-        server.routes[f"/{name}.xml"] = Reply(
-            body=rss(server.url("/"), []), content_type="application/rss+xml"
-        )
+    leases = _empty_feeds_claimed(server, settings, "ab")
     with unit_of_work() as s:
-        add_feeds(s, [(server.url(f"/{n}.xml"), None, []) for n in "ab"], settings)
-    with unit_of_work() as s:
-        leases = sorted(claim_due_feeds(s, settings))
-        hosts = feed_hosts(s, [x.feed_id for x in leases])
-    return leases, hosts
+        return leases, feed_hosts(s, [x.feed_id for x in leases])
