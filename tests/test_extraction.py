@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trafilatura
@@ -859,3 +860,87 @@ def test_page_tree_is_trafilaturas_with_elements_classed_in_c() -> None:
     tree = _load(pages[0])
     assert tree is not None
     assert tree.find(".//form").text_content() == "x"  # an HtmlElement's methods work
+
+
+def test_page_metadata_is_trafilaturas_less_the_licence() -> None:
+    """The page's metadata is trafilatura's ``extract_metadata`` made of its own steps, less
+    the licence and the host name (claimwire stores neither): every other field the same,
+    on invented pages (a byline and categories and tags found in the markup, JSON-LD, a
+    licence link, no page URL) and corpus pages, with and without htmldate's extensive
+    search; with ``dates`` None the date alone is left out. The page's tree is unchanged.
+    ``_bare`` with metadata gives ``bare_extraction``'s Document the same way."""
+    from lxml import etree
+    from trafilatura.metadata import extract_metadata
+    from trafilatura.settings import Document
+
+    from worker.pages.extractor import _bare, _date_params, _page_metadata
+
+    head = (
+        '<script type="application/ld+json">{"@type": "NewsArticle", '
+        '"headline": "Lighthouse works start", "datePublished": "2024-03-05"}</script>'
+    )
+    byline = (
+        '<p class="byline">By Marta Ribeiro and Rui Sousa</p>'
+        '<div class="post-meta"><a href="/category/local-news/">Local news</a></div>'
+        '<div class="tags"><a href="/tag/heritage/">heritage</a> '
+        '<a href="/tag/harbour/">harbour</a></div>'
+        '<footer><a rel="license" href="https://creativecommons.org/licenses/by/4.0/">'
+        "CC BY 4.0</a></footer>"
+    )
+    invented = article(head_extra=head, body_paragraphs=[*PARAGRAPHS, "Published 5 March 2024"])
+    invented = invented.replace('<meta name="author" content="Marta Ribeiro">', "").replace(
+        "</article>", byline + "</article>"
+    )
+    pages: list[tuple[str, str | None]] = [
+        (invented, URL),
+        (
+            invented.replace('<link rel="canonical" href="/news/2024/lighthouse-restored">', ""),
+            None,
+        ),
+        (article(published=None, canonical=None), None),
+    ]
+    corpus = CORPUS / "html"
+    if corpus.is_dir():
+        for path in sorted(corpus.glob("*.html.gz"))[::200]:
+            pages.append((decode_html(gzip.decompress(path.read_bytes()), None)[0], URL))
+    fields = [f for f in Document.__slots__ if f not in ("license", "hostname")]
+
+    def value(doc: Any, field: str) -> Any:
+        found = getattr(doc, field)
+        return etree.tostring(found) if isinstance(found, etree._Element) else found
+
+    licences = 0
+    for html, url in pages:
+        tree = _parse(html)
+        assert tree is not None
+        before = etree.tostring(tree)
+        for dates in (True, False):
+            params = _date_params(DEFAULT_PROFILE, NOW, dates)
+            theirs = extract_metadata(tree, url, params, False, set())
+            ours = _page_metadata(tree, url, DEFAULT_PROFILE, NOW, dates)
+            for field in fields:
+                assert value(ours, field) == value(theirs, field), (field, html[:80])
+            assert ours.license is None
+            licences += theirs.license is not None
+            undated = _page_metadata(tree, url, DEFAULT_PROFILE, NOW, None)
+            for field in fields:
+                expected = None if field in ("date", "filedate") else value(theirs, field)
+                assert value(undated, field) == expected, field
+            whole = trafilatura.bare_extraction(
+                tree,
+                url=url,
+                include_comments=False,
+                include_formatting=False,
+                with_metadata=True,
+                date_extraction_params=params,
+            )
+            doc = _bare(tree, url, DEFAULT_PROFILE, with_metadata=True, now=NOW, dates=dates)
+            assert (doc is None) == (whole is None)
+            if doc is not None and whole is not None:
+                for field in fields:
+                    assert value(doc, field) == value(whole, field), field
+        assert etree.tostring(tree) == before
+    assert licences >= 2  # the invented page's licence link: trafilatura reads it, we do not
+    first = _page_metadata(_parse(invented), URL, DEFAULT_PROFILE, NOW)  # type: ignore[arg-type]
+    assert first.author == "Marta Ribeiro; Rui Sousa"
+    assert (first.categories, first.tags) == (["Local news"], ["heritage", "harbour"])

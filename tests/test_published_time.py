@@ -620,16 +620,74 @@ def test_settled_only_when_no_later_reading_can_change_the_choice() -> None:
     assert choose([minute, inside], NOW) == inside
 
 
+def test_final_when_the_readings_before_the_visible_date_give_the_second() -> None:
+    """``final``: what ``choose`` keeps of the readings more authoritative than the visible
+    date is to the second (the markup's time, or the feed's on a page whose markup gives
+    the day or nothing); then no visible or URL reading added can change it."""
+    from worker.pages.published import Stamp, final
+
+    second = parse_stamp("2024-03-03T14:05:09+01:00", "meta")
+    minute = parse_stamp("2024-03-03T14:05:00+01:00", "meta")
+    day = parse_stamp("2024-03-03", "jsonld")
+    meta_day = parse_stamp("2024-03-03", "meta")
+    jsonld_second = parse_stamp("2024-03-03T14:05:09+01:00", "jsonld")
+    url = url_stamp("https://example.org/2024/03/03/story")
+    assert second and minute and day and meta_day and jsonld_second and url
+    future = Stamp(NOW + timedelta(days=1), "second", 0, "meta")
+    feed_second = Stamp(second.at + timedelta(minutes=1), "second", None, "feed")
+    feed_inside = Stamp(minute.at + timedelta(seconds=9), "second", None, "feed")
+    feed_minute = Stamp(minute.at, "minute", None, "feed")
+    fixed = [
+        [second],
+        [day, second, url],
+        [Stamp(jsonld_second.at, "second", 60, "time")],
+        [future, second],
+        [meta_day, jsonld_second],  # the day refined to the second by the JSON-LD
+        [feed_second],  # nothing in the markup: the feed's time
+        [meta_day, feed_second, url],  # the markup's day refined by the feed's time
+        [url, feed_second],
+        [minute, feed_inside],  # the minute refined by the feed's seconds inside it
+    ]
+    open_ = [
+        [minute],  # to the minute: a visible time inside that minute can refine it
+        [minute, day],
+        [minute, feed_second],  # the feed's time outside the minute: the minute stays
+        [meta_day],
+        [feed_minute],
+        [Stamp(feed_second.at + timedelta(days=3), "second", None, "feed"), meta_day],
+        [],
+        [url],
+        [future, day],
+    ]
+    visible = [
+        Stamp(second.at + timedelta(seconds=1), "second", None, "visible"),
+        Stamp(minute.at + timedelta(seconds=30), "second", 60, "visible"),
+        Stamp(second.at - timedelta(hours=30), "second", 0, "visible"),
+        Stamp(second.at.replace(hour=0, minute=0, second=0), "day", None, "visible"),
+    ]
+    for readings in fixed:
+        assert final(readings, NOW), readings
+        kept = choose(readings, NOW)
+        for later in visible:
+            assert choose([*readings, later], NOW) == kept
+            assert choose([later, *readings, url], NOW) == kept
+    for readings in open_:
+        assert not final(readings, NOW), readings
+    # where it is not final, a visible reading can change the choice
+    assert choose([minute, visible[1]], NOW) == visible[1]
+    assert choose([meta_day, visible[0]], NOW) == visible[0]
+
+
 @pytest.mark.parametrize(
     ("published", "extensive"),
     [
-        ("2024-03-03T14:05:09+01:00", False),  # to the second
+        ("2024-03-03T14:05:09+01:00", None),  # to the second: htmldate not asked
         ("2024-03-03T14:05+01:00", False),  # to the minute
         ("2024-03-03", True),  # a day: the visible date may give the time
     ],
 )
 def test_htmldate_searches_far_only_when_the_markup_gives_no_time(
-    monkeypatch: pytest.MonkeyPatch, published: str, extensive: bool
+    monkeypatch: pytest.MonkeyPatch, published: str, extensive: bool | None
 ) -> None:
     import worker.pages.extractor as extractor
 
@@ -649,9 +707,49 @@ def test_htmldate_searches_far_only_when_the_markup_gives_no_time(
         f"<title>Ferries</title></head><body><article><h1>Ferries</h1>{body}</article></body></html>"
     )
     page = extractor.extract_page(html, "https://example.org/news/ferries", now=NOW)
-    assert asked == [extensive]
+    assert asked == ([] if extensive is None else [extensive])
     assert page.published_source == "meta"
     assert page.published_precision == {10: "day", 22: "minute", 25: "second"}[len(published)]
+
+
+@pytest.mark.parametrize(
+    ("feed", "asked", "source"),
+    [
+        (datetime(2024, 3, 3, 13, 5, 9, tzinfo=UTC), [], "feed"),  # to the second: not asked
+        (datetime(2024, 3, 3, 13, 5, tzinfo=UTC), [True], "feed"),  # to the minute
+        (None, [True], "meta"),
+    ],
+)
+def test_htmldate_not_asked_when_the_feed_gives_the_second(
+    monkeypatch: pytest.MonkeyPatch, feed: datetime | None, asked: list[bool], source: str
+) -> None:
+    """A page whose markup gives only the day: the feed's time to the second on that day
+    is what ``choose`` keeps whatever htmldate would find, so htmldate is not asked."""
+    import worker.pages.extractor as extractor
+
+    seen: list[bool] = []
+    real = extractor._date_params
+
+    def recorded(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        params = real(*args, **kwargs)
+        seen.append(params["extensive_search"])
+        return params
+
+    monkeypatch.setattr(extractor, "_date_params", recorded)
+    line = "of the report on the ferries and the strike."
+    body = "".join(f"<p>Paragraph {i} {line}</p>" for i in range(12))
+    html = (
+        '<html lang="en"><head><meta property="article:published_time" content="2024-03-03">'
+        "<title>Ferries</title></head><body><article><h1>Ferries</h1>"
+        f"<p>Updated 3 March 2024, 17:45</p>{body}</article></body></html>"
+    )
+    page = extractor.extract_page(
+        html, "https://example.org/news/ferries", now=NOW, feed_published_at=feed
+    )
+    assert seen == asked
+    assert page.published_source == source
+    if feed is not None:
+        assert page.published_at == feed
 
 
 def test_itemprop_reading_is_the_first_date_published_element() -> None:

@@ -23,6 +23,7 @@ propagate.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import html as htmllib
 import logging
@@ -46,7 +47,7 @@ from worker.pages.arbiter import ArbiterSettings, readability_text, second_opini
 from worker.pages.nesting import flatten, too_deep
 from worker.pages.prune_media import MediaSettings, without_galleries
 from worker.pages.prune_teasers import TeaserSettings, without_teasers
-from worker.pages.published import choose, from_datetime, page_candidates, settled
+from worker.pages.published import choose, final, from_datetime, page_candidates, settled
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -351,9 +352,13 @@ def _bare(
     *,
     with_metadata: bool,
     now: datetime,
-    dates: bool = True,
+    dates: bool | None = True,
 ) -> Any:
-    return trafilatura.bare_extraction(
+    """trafilatura's Document of the page (None when it finds no text), as
+    ``bare_extraction`` with ``with_metadata`` gives it: the text from ``bare_extraction``,
+    the metadata from :func:`_page_metadata` (``dates``: see there), taken only when there is
+    a text, and failing as ``bare_extraction`` would fail with its metadata."""
+    doc = trafilatura.bare_extraction(
         tree,
         url=url,
         fast=profile.fast,
@@ -367,10 +372,20 @@ def _bare(
         # True would share trafilatura's process-wide LRU cache across pages: a later page
         # of the same site would lose paragraphs already seen on an earlier one.
         deduplicate=profile.deduplicate,
-        with_metadata=with_metadata,
+        with_metadata=False,
         prune_xpath=[PRUNE_XPATHS[k] for k in profile.prune] or None,
-        date_extraction_params=_date_params(profile, now, dates),
     )
+    if doc is None or not with_metadata:
+        return doc
+    meta = _page_metadata(tree, url, profile, now, dates)
+    # what bare_extraction adds to its metadata Document once the text is found
+    for field in _TEXT_FIELDS:
+        setattr(meta, field, getattr(doc, field))
+    return meta
+
+
+_TEXT_FIELDS = ("body", "comments", "commentsbody", "raw_text", "text")
+"""The fields of trafilatura's Document that its extraction fills (the others: metadata)."""
 
 
 def _date_params(profile: Profile, now: datetime, dates: bool = True) -> dict[str, Any]:
@@ -386,18 +401,85 @@ def _date_params(profile: Profile, now: datetime, dates: bool = True) -> dict[st
     }
 
 
+def _page_metadata(
+    tree: _Element, url: str | None, profile: Profile, now: datetime, dates: bool | None = True
+) -> Any:
+    """trafilatura's metadata of the page as ``extract_metadata`` finds it in the call
+    ``bare_extraction`` makes (``fast`` as not ``extensive``, no author blacklist), made of
+    the same trafilatura and htmldate functions in the same order, less what claimwire
+    never reads: the licence (a search of the page's links and footers) and the host name.
+
+    ``dates`` is htmldate's extensive search (:func:`_date_params`); None: no htmldate
+    at all (``date`` None), for a page whose markup gives the time to the second, where no
+    date htmldate finds can change the time kept (:func:`worker.pages.published.final`).
+    Reads the tree and changes nothing in it (the author search and htmldate prune copies
+    of their own). Raises what those functions raise."""
+    from htmldate import find_date
+    from trafilatura.metadata import (
+        META_URL,
+        Document,
+        examine_meta,
+        extract_author,
+        extract_catstags,
+        extract_meta_json,
+        extract_sitename,
+        extract_title,
+        extract_url,
+    )
+    from trafilatura.utils import load_html
+
+    # trafilatura.metadata.extract_metadata (2.3.1), step by step
+    tree = load_html(tree)
+    if tree is None:
+        return Document()
+    metadata = examine_meta(tree)
+    if metadata.author and " " not in metadata.author:
+        metadata.author = None
+    # as extract_metadata: an error of its JSON-LD reading keeps what was read before
+    with contextlib.suppress(Exception):
+        metadata = extract_meta_json(tree, metadata)
+    if not metadata.title:
+        metadata.title = extract_title(tree)
+    if not metadata.author:
+        metadata.author = extract_author(tree)
+    if not metadata.url:
+        metadata.url = extract_url(tree, url)
+    if dates is not None:
+        params = {**_date_params(profile, now, dates), "url": metadata.url}
+        metadata.date = find_date(tree, **params)
+        metadata.filedate = params["max_date"]
+    else:
+        metadata.date = None
+    if not metadata.sitename:
+        metadata.sitename = extract_sitename(tree)
+    if metadata.sitename:
+        metadata.sitename = metadata.sitename.lstrip("@")
+        if (
+            metadata.sitename
+            and "." not in metadata.sitename
+            and not metadata.sitename[0].isupper()
+        ):
+            metadata.sitename = metadata.sitename.title()
+    elif metadata.url:
+        mymatch = META_URL.match(metadata.url)
+        if mymatch:
+            metadata.sitename = mymatch[1]
+    if not metadata.categories:
+        metadata.categories = extract_catstags("category", tree)
+    if not metadata.tags:
+        metadata.tags = extract_catstags("tag", tree)
+    metadata.clean_and_trim()
+    return metadata
+
+
 def _metadata_doc(
-    tree: _Element, url: str | None, profile: Profile, now: datetime, dates: bool = True
+    tree: _Element, url: str | None, profile: Profile, now: datetime, dates: bool | None = True
 ) -> Any:
     """trafilatura's metadata of the page as it is (what :func:`_bare` with metadata finds),
     for a text taken from a rewritten copy of the page; None on failure."""
-    from trafilatura.metadata import extract_metadata
-
     try:
-        # the same call as bare_extraction's (which passes ``fast`` as ``extensive``). On the
-        # page itself, not a copy: extract_metadata changes no tree it is given (the author
-        # search and htmldate prune copies of their own)
-        return extract_metadata(tree, url, _date_params(profile, now, dates), profile.fast, set())
+        # on the page itself, not a copy: nothing here changes the tree
+        return _page_metadata(tree, url, profile, now, dates)
     except Exception:  # noqa: BLE001 - metadata is best effort
         return None
 
@@ -583,10 +665,11 @@ def _extract_tree(
     profile: Profile,
     now: datetime,
     with_metadata: bool = True,
-    dates: bool = True,
+    dates: bool | None = True,
 ) -> tuple[str, Any]:
     """Text and trafilatura's Document (its metadata, when ``with_metadata``; without
-    htmldate's extensive search unless ``dates``). When the text comes from a rewritten copy
+    htmldate's extensive search unless ``dates``, without htmldate when ``dates`` is None).
+    When the text comes from a rewritten copy
     of the page (captions, teaser lists, galleries), the metadata still comes from the page
     as it is."""
     for field, off, rewrite, min_text in _REWRITES:
@@ -737,8 +820,12 @@ def extract_page(
         stamps = []
     if tree is not None:
         # htmldate's date is one reading of the publication time: not searched far when the
-        # page's markup gives the time to the minute or the second
-        text, doc = _extract_tree(tree, url, profile, now, dates=not settled(stamps, now))
+        # page's markup gives the time to the minute, not read at all when the markup or the
+        # feed already fix the time to the second (no later reading can change it then)
+        feed = from_datetime(feed_published_at, "feed")
+        fixed = final([*stamps, *([feed] if feed else [])], now)
+        dates = None if fixed else not settled(stamps, now)
+        text, doc = _extract_tree(tree, url, profile, now, dates=dates)
         try:
             meta = _metadata(doc, tree, url, now)
         except Exception:  # noqa: BLE001 - metadata is best effort

@@ -389,6 +389,16 @@ def _authority(c: Stamp) -> int:
     return SOURCES.index(c.source) if c.source in SOURCES else len(SOURCES)
 
 
+def _markup_anchor(candidates: list[Stamp], now: datetime) -> Stamp | None:
+    """The anchor :func:`choose` takes, when it is a reading of the page's markup (not the
+    feed's, the visible date or the URL's: those come later in authority)."""
+    usable = [c for c in candidates if EARLIEST <= c.at <= now]
+    if not usable:
+        return None
+    anchor = min(usable, key=_authority)
+    return anchor if _authority(anchor) < SOURCES.index("feed") else None
+
+
 def settled(candidates: list[Stamp], now: datetime) -> bool:
     """Whether htmldate's extensive search can be left out: the most authoritative usable
     candidate is the page markup's (not the feed's, the visible date or the URL's) and
@@ -400,11 +410,22 @@ def settled(candidates: list[Stamp], now: datetime) -> bool:
     minute whose seconds appear nowhere but in the visible text: none of the 141 such
     pages of the 1,124 of ``bench.frontier_speed`` (docs/benchmarks.md, branch
     ``extractq``)."""
-    usable = [c for c in candidates if EARLIEST <= c.at <= now]
-    if not usable:
-        return False
-    anchor = min(usable, key=_authority)
-    return anchor.precision in ("second", "minute") and _authority(anchor) < SOURCES.index("feed")
+    anchor = _markup_anchor(candidates, now)
+    return anchor is not None and anchor.precision in ("second", "minute")
+
+
+def final(candidates: list[Stamp], now: datetime) -> bool:
+    """Whether ``candidates`` already fix what :func:`choose` keeps, whatever is added of
+    the readings that come after them in authority (htmldate's visible date, the URL's):
+    :func:`choose` over the candidates more authoritative than the visible date keeps a
+    time to the second. It then keeps it with any such reading added: the anchor stays
+    (the added readings come later in authority), the readings before them in authority
+    are gone through as before, and nothing replaces a second. The markup's own time to the
+    second, or the feed's time to the second on a page whose markup gives only the day or
+    nothing. htmldate need not be asked then."""
+    before = [c for c in candidates if _authority(c) < SOURCES.index("visible")]
+    chosen = choose(before, now)
+    return chosen is not None and chosen.precision == "second"
 
 
 __all__ = [
@@ -413,6 +434,7 @@ __all__ = [
     "Stamp",
     "agree",
     "choose",
+    "final",
     "from_datetime",
     "page_candidates",
     "parse_stamp",
