@@ -292,6 +292,7 @@ _PARTS = (
     "_arbitrate",
     "readability_text",
     "_metadata_doc",
+    "_page_metadata",
     "without_galleries",
     "without_teasers",
     "_parse",
