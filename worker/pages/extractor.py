@@ -410,8 +410,9 @@ def _page_metadata(
     never reads: the licence (a search of the page's links and footers) and the host name.
 
     ``dates`` is htmldate's extensive search (:func:`_date_params`); None: no htmldate
-    at all (``date`` None), for a page whose markup gives the time to the second, where no
-    date htmldate finds can change the time kept (:func:`worker.pages.published.final`).
+    at all (``date`` None), for a page whose markup (or feed entry) already gives the time
+    to the second, where no date htmldate finds can change the time kept
+    (:func:`worker.pages.published.final`).
     Reads the tree and changes nothing in it (the author search and htmldate prune copies
     of their own). Raises what those functions raise."""
     from htmldate import find_date
@@ -669,9 +670,8 @@ def _extract_tree(
 ) -> tuple[str, Any]:
     """Text and trafilatura's Document (its metadata, when ``with_metadata``; without
     htmldate's extensive search unless ``dates``, without htmldate when ``dates`` is None).
-    When the text comes from a rewritten copy
-    of the page (captions, teaser lists, galleries), the metadata still comes from the page
-    as it is."""
+    When the text comes from a rewritten copy of the page (captions, teaser lists,
+    galleries), the metadata still comes from the page as it is."""
     for field, off, rewrite, min_text in _REWRITES:
         if not getattr(profile, field):
             continue
