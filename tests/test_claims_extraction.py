@@ -1018,3 +1018,21 @@ def test_a_he_is_never_a_law(nlp: Language) -> None:
         "This would, he wrote, help landlords and hurt tenants."
     )
     assert only(run(nlp, text), "help landlords").speaker_resolved == "Tomas Beran"
+
+
+def test_the_person_is_the_indefinite_speaker_before(nlp: Language) -> None:
+    """ "A Harbour Board representative said ... / "...," the person said" is the board's
+    (key ``harbour board``); after a named speaker "the person" stays unresolved."""
+    from worker.claims.clustering import speaker_key
+
+    text = (
+        "A Harbour Board representative said the claims were a last-ditch effort.\n\n"
+        '"The board looks forward to answering in court," the person said.'
+    )
+    c = only(run(nlp, text), "looks forward")
+    assert speaker_key(c.speaker_resolved) == "harbour board"
+    text = (
+        "Mayor Tom Harlan said the claims were a last-ditch effort.\n\n"
+        '"The board looks forward to answering in court," the person said.'
+    )
+    assert only(run(nlp, text), "looks forward").speaker_resolved == "the person"

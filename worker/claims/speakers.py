@@ -854,6 +854,22 @@ class Resolver:
         )
         return last if titled else None
 
+    def the_person(self, surface: str, pos: int) -> str | None:
+        """Whom "the person said" stands for: the speaker of the last claim before
+        ``pos`` (within 600 characters) when that claim's speaker was introduced by an
+        indefinite description ("A Justice Department representative said ... / "...,"
+        the person said"). None otherwise."""
+        if surface.strip().lower() != "the person":
+            return None
+        for p, earlier, resolved in reversed(self.history):
+            if p >= pos:
+                continue
+            if pos - p > 600:
+                return None
+            first = earlier.split()[0].lower() if earlier.split() else ""
+            return resolved if first in {"a", "an"} else None
+        return None
+
     def resolve(self, surface: str, pos: int) -> str:
         """The resolved speaker for ``surface`` appearing at ``pos``; records it."""
         low = surface.lower().strip()
@@ -874,6 +890,8 @@ class Resolver:
             resolved = party
         elif (member := self.party_member(surface, pos)) is not None:
             resolved = member
+        elif (earlier := self.the_person(surface, pos)) is not None:
+            resolved = earlier
         elif (staff := _OWN_STAFF_RE.match(surface.strip())) is not None and looks_like_name(
             " ".join(p for p in staff.group(1).split() if p[:1].isupper())
         ):
