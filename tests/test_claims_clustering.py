@@ -806,3 +806,12 @@ def test_may_is_a_surname_and_pm_a_title() -> None:
     assert speaker_key("Trump May Visit Helsinki") != "mai"
     assert speaker_key("the plaintiffs") == speaker_key("Plaintiffs") == "plaintiffs"
     assert speaker_key("the defendants") == ""
+
+
+def test_a_name_after_a_lower_case_title_is_the_key_not_the_employer() -> None:
+    """ "Freedonia Watch president Karen Hobert Lund": the name after the title is who
+    speaks, not the employer before it (round 10: was `watch`)."""
+    assert speaker_key("Freedonia Watch president Karen Hobert Lund") == "lund"
+    assert speaker_key("former San Marco mayor Henry Cisneros") == "cisneros"
+    assert speaker_key("Karen Hobert Lund") == "lund"
+    assert speaker_key("Civic Party leader Maria Novak") == "novak"

@@ -472,11 +472,18 @@ def speaker_key(speaker: str) -> str:
             i = j + 1
         else:
             i += 1
-    for a, b in runs:
+    for k, (a, b) in enumerate(runs):
         run = [_plain(w) for w in words[a : b + 1]]
         if any(w in _BODIES for w in run):
             body = body or " ".join(run)
             continue
+        if (
+            k + 1 < len(runs)
+            and runs[k + 1][0] == b + 2
+            and words[b + 1].islower()
+            and (words[b + 1] in _TITLES or words[b + 1] in _ROLES)
+        ):
+            continue  # "Common Cause president Karen Hobert Flynn": the name after the title
         names = [
             w
             for w in run
