@@ -789,3 +789,29 @@ def test_a_short_claim_quoting_the_same_words_joins_its_same_wording(
     assert said(s, "the plan as “unworkable,”", 2).cluster_id == first.cluster_id
     assert said(s, "the plan as unworkable", 3).cluster_id == first.cluster_id
     assert said(s, '"unworkable"', 4).cluster_id != first.cluster_id
+
+
+def test_may_is_a_surname_and_pm_a_title() -> None:
+    """ "Theresa May" and "British PM May" are `may`'s (folded `mai`), one key with
+    "Prime Minister Theresa May" (round 10: they were `theresa` and `pm`); the month or
+    the verb stays no name ("Last May", "May"), and "the plaintiffs" are a key."""
+    keys = {
+        speaker_key(s)
+        for s in ("Theresa May", "British PM May", "Prime Minister Theresa May", "PM May")
+    }
+    assert keys == {"mai"}
+    assert speaker_key("PM Anna Kovac") == "kovac"
+    assert speaker_key("May") == ""
+    assert speaker_key("Last May") != "mai"
+    assert speaker_key("Trump May Visit Helsinki") != "mai"
+    assert speaker_key("the plaintiffs") == speaker_key("Plaintiffs") == "plaintiffs"
+    assert speaker_key("the defendants") == ""
+
+
+def test_a_name_after_a_lower_case_title_is_the_key_not_the_employer() -> None:
+    """ "Freedonia Watch president Karen Hobert Lund": the name after the title is who
+    speaks, not the employer before it (round 10: was `watch`)."""
+    assert speaker_key("Freedonia Watch president Karen Hobert Lund") == "lund"
+    assert speaker_key("former San Marco mayor Henry Cisneros") == "cisneros"
+    assert speaker_key("Karen Hobert Lund") == "lund"
+    assert speaker_key("Civic Party leader Maria Novak") == "novak"

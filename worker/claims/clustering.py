@@ -50,6 +50,8 @@ from worker.claims.firstseen import refresh_clusters
 from worker.core.db import is_postgres
 
 _TITLES = {
+    "pm",  # "British PM May": prime minister
+    "fm",  # foreign minister
     "mr",
     "mrs",
     "ms",
@@ -415,6 +417,25 @@ def fold_name(name: str) -> str:
     return re.sub(r"(.)\1+", r"\1", n)
 
 
+# The plaintiffs of a lawsuit are a key of their own ("the plaintiffs": the resolver gives it to
+# the plaintiffs' lawyers, the groups that sued and their filings)
+_LAWSUIT_PARTIES = {"plaintiffs"}
+# What goes before the month "May" in a date, not before the surname ("Last May")
+_BEFORE_A_MONTH = {"last", "next", "early", "late", "mid", "since", "until", "in", "by", "of"}
+
+
+def _surname_may(words: list[str], k: int) -> bool:
+    """Whether ``words[k]`` is the surname "May" ("Theresa May", "British PM May"), not
+    the month or the verb: capitalized, after a capitalized word of the run that is no
+    date word, and the run's last word (nothing capitalized follows: "Trump May Visit"
+    is a headline)."""
+    if _plain(words[k]) != "may" or not words[k][:1].isupper() or k == 0:
+        return False
+    if _plain(words[k - 1]) in _BEFORE_A_MONTH or not words[k - 1][:1].isupper():
+        return False
+    return k + 1 == len(words) or not words[k + 1][:1].isupper()
+
+
 def speaker_key(speaker: str) -> str:
     """The part of a speaker that names them across articles and outlets.
 
@@ -433,6 +454,9 @@ def speaker_key(speaker: str) -> str:
     words = [w for w in _WORD.findall(speaker) if w]
     if not words:
         return ""
+    plain = [_plain(w) for w in words if _plain(w) not in {"the", "a", "an"}]
+    if len(plain) == 1 and plain[0] in _LAWSUIT_PARTIES:
+        return plain[0]  # "the plaintiffs": one side of a lawsuit (the resolver's)
     body: str | None = None
     # Runs of capitalized words (articles and other stop words break a run).
     runs: list[tuple[int, int]] = []
@@ -441,18 +465,25 @@ def speaker_key(speaker: str) -> str:
         if words[i][:1].isupper() and _plain(words[i]) not in _STOP:
             j = i
             while j + 1 < len(words) and words[j + 1][:1].isupper():
-                if _plain(words[j + 1]) in _STOP:
+                if _plain(words[j + 1]) in _STOP and not _surname_may(words, j + 1):
                     break
                 j += 1
             runs.append((i, j))
             i = j + 1
         else:
             i += 1
-    for a, b in runs:
+    for k, (a, b) in enumerate(runs):
         run = [_plain(w) for w in words[a : b + 1]]
         if any(w in _BODIES for w in run):
             body = body or " ".join(run)
             continue
+        if (
+            k + 1 < len(runs)
+            and runs[k + 1][0] == b + 2
+            and words[b + 1].islower()
+            and (words[b + 1] in _TITLES or words[b + 1] in _ROLES)
+        ):
+            continue  # "Common Cause president Karen Hobert Flynn": the name after the title
         names = [
             w
             for w in run

@@ -205,6 +205,8 @@ _NATION_WORDS: dict[str, set[str]] = {
 }
 
 
+# The last word of a law's or a treaty's name ("the Voting Rights Act"): no person
+_LAWS = frozenset({"act", "treaty", "amendment", "accord", "accords", "convention"})
 # Words of a mention that are no name: country initials ("U.S." is "u s", "US")
 _NOT_A_NAME = frozenset({"u", "s", "us", "uk", "eu", "un", "usa"})
 
@@ -362,6 +364,48 @@ _PRINCIPAL_RE = re.compile(
 )
 
 
+# The sides of a lawsuit: in an article that tells of one (it names its plaintiffs or
+# challengers, or someone sued or is suing), the plaintiffs' lawyers, the groups that
+# sued and what they filed speak for one party, "the plaintiffs" (issue 15's gold keys
+# them so). A side is a lower-case group noun ("lawyers", "the groups", "immigrant
+# advocacy groups", "the plaintiffs' lawyers"), or a filing of the suit ("A new court
+# filing", "A suit", "the letter") whose issuer the text does not name; never one said
+# to act for the other side ("Lawyers for President Donald Trump's administration", "a
+# letter from the Department of Justice", "lawyers for" whom the article says was sued).
+LAWSUIT_PARTY = "the plaintiffs"
+_LAWSUIT_RE = re.compile(r"\b(?:plaintiffs?|challengers|sued|suing|lawsuits?)\b", re.IGNORECASE)
+_PARTY_RE = re.compile(
+    r"^(?:the\s+|a\s+)?(?:plaintiffs['’]\s+)?(?:[a-z-]+\s+){0,2}"
+    r"(?:lawyers|attorneys|plaintiffs|groups|challengers|opponents)$",
+    re.IGNORECASE,
+)
+_SUIT_PAPER_RE = re.compile(
+    r"^(?:the\s+|a\s+|an\s+)?(?:new\s+)?(?:court\s+)?"
+    r"(?:suit|lawsuit|filing|filings|letter|evidence|motion|complaint)$",
+    re.IGNORECASE,
+)
+# "lawyers for ...", "a letter from ...": whom the (first five) words after a side name
+_FOR_SIDE_RE = re.compile(r"\s+(?:for|representing|from|of|by)\s+((?:[\w.’'-]+\s+){0,4}[\w.’'-]+)")
+_OTHER_SIDE = wordset(
+    """administration government department ministry office justice commerce doj state
+    states defendants defendant president bureau secretary officials agency city county
+    council"""
+)
+# whom the article says was sued ("sued the Freedonia Housing Office"): the other side
+_SUED_RE = re.compile(r"\b(?:sued|suing)\s+(?:the\s+)?((?:[A-Z][\w.’'-]*\s*){1,5})")
+
+
+# A politician named by state and party ("the Kentucky Republican", "the Virginia
+# Democrat"): the last speaker, when a legislator or governor by a title the article
+# gives them (:meth:`Resolver.party_member`)
+_PARTY_MEMBER_RE = re.compile(
+    r"^[Tt]he\s+(?:[A-Z][\w.’'-]*\s+){1,2}(?:Republican|Democrat|Independent)$"
+)
+_ELECTED_TITLES = wordset(
+    """sen senator senators rep representative congressman congresswoman gov governor"""
+)
+
+
 # a preposition before a name ("For Putin, she added"), and the word after a subject
 _PREPOSITION_END_RE = re.compile(
     r"\b(?:for|to|of|with|by|from|about|against|on|in|at|like|than|and|or|as)\s+$",
@@ -390,6 +434,8 @@ class Resolver:
     speaker_names: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
+        self._lawsuit: bool | None = None  # whether the text tells of a lawsuit (lazily)
+        self._sued: frozenset[str] = frozenset()  # the words of whom it says was sued
         self._by_surname: dict[str, list[Mention]] = {}
         # surnames given with a first name or title somewhere ("State Mike Pompeo"), not
         # after "the" ("the Daily Mail", "the Voting Rights Act")
@@ -450,8 +496,8 @@ class Resolver:
             return False
         # any name word: "Sen. Mark R. Warner of Virginia" is Warner
         names = [n for n in _name_tokens(words(resolved)) if len(n) > 1 and n not in _NOT_A_NAME]
-        if not names:
-            return False  # "U.S."
+        if not names or names[-1] in _LAWS:
+            return False  # "U.S.", "the Voting Rights Act"
         if any(n in self._full_surnames for n in names):
             return True
         # a name given alone ("Nielsen"), capitalized inside a sentence somewhere
@@ -762,6 +808,68 @@ class Resolver:
                 return m.text if is_org(m.tokens) else self.canonical(m.text, m.start)
         return None
 
+    def lawsuit_party(self, surface: str, pos: int) -> str | None:
+        """:data:`LAWSUIT_PARTY` for a side of a lawsuit the article tells of (see
+        :data:`_PARTY_RE`, :data:`_SUIT_PAPER_RE`): all its words lower-case but the
+        first, and no words after it that name the other side ("lawyers for the
+        administration"). None for anything else."""
+        stripped = surface.strip()
+        if not (_PARTY_RE.match(stripped) or _SUIT_PAPER_RE.match(stripped)):
+            return None
+        if any(not w.islower() for w in stripped.split()[1:]):
+            return None
+        if self._lawsuit is None:
+            self._lawsuit = _LAWSUIT_RE.search(self.text) is not None
+            self._sued = frozenset(
+                w for m in _SUED_RE.finditer(self.text) for w in words(m.group(1))
+            ) - {"the", "a", "an"}
+        if not self._lawsuit:
+            return None
+        at = self.text.find(stripped, max(0, pos - 5))
+        if at < 0 or at > pos + 5:
+            at = pos
+        after = _FOR_SIDE_RE.match(self.text, at + len(stripped))
+        if after is not None and set(words(after.group(1))) & (_OTHER_SIDE | self._sued):
+            return None
+        return LAWSUIT_PARTY
+
+    def party_member(self, surface: str, pos: int) -> str | None:
+        """The person a state-and-party description stands for ("The Kentucky
+        Republican says ..." after "Sen. Rand Paul tells CNN ..."): the speaker of the
+        last claim before ``pos`` (within 1,000 characters) when it names a person whom
+        the article gives a legislator's or governor's title somewhere ("Sen.",
+        "Senator", "Rep.", "Gov."). None otherwise: the description stays unresolved."""
+        if _PARTY_MEMBER_RE.match(surface.strip()) is None:
+            return None
+        last = next((r for p, _s, r in reversed(self.history) if p < pos and pos - p <= 1000), None)
+        if last is None:
+            return None
+        toks = words(last)
+        names = _name_tokens(toks)
+        if not names or is_org(toks) or not self._person_named(last):
+            return None
+        titled = any(
+            {t.strip(".") for t in m.tokens} & _ELECTED_TITLES
+            for m in self._by_surname.get(names[-1], ())
+        )
+        return last if titled else None
+
+    def the_person(self, surface: str, pos: int) -> str | None:
+        """Whom "the person said" stands for: the speaker of the last claim before
+        ``pos`` (within 600 characters) when that claim's speaker was introduced by an
+        indefinite description ("A Justice Department representative said ... / "...,"
+        the person said"). None otherwise."""
+        if surface.strip().lower() != "the person":
+            return None
+        for p, earlier, resolved in reversed(self.history):
+            if p >= pos:
+                continue
+            if pos - p > 600:
+                return None
+            first = earlier.split()[0].lower() if earlier.split() else ""
+            return resolved if first in {"a", "an"} else None
+        return None
+
     def resolve(self, surface: str, pos: int) -> str:
         """The resolved speaker for ``surface`` appearing at ``pos``; records it."""
         low = surface.lower().strip()
@@ -777,7 +885,13 @@ class Resolver:
         elif (body := _body_role(surface)) is not None:
             resolved = self.aliases.get(" ".join(toks[1:])) or self.by_body(body, pos)
         elif len(toks) == 2 and toks[0] == "the" and toks[1] in DOCUMENTS:
-            resolved = self.issuer(pos)
+            resolved = self.issuer(pos) or self.lawsuit_party(surface, pos)
+        elif (party := self.lawsuit_party(surface, pos)) is not None:
+            resolved = party
+        elif (member := self.party_member(surface, pos)) is not None:
+            resolved = member
+        elif (earlier := self.the_person(surface, pos)) is not None:
+            resolved = earlier
         elif (staff := _OWN_STAFF_RE.match(surface.strip())) is not None and looks_like_name(
             " ".join(p for p in staff.group(1).split() if p[:1].isupper())
         ):
