@@ -32,15 +32,33 @@ import re
 import unicodedata
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
+from typing import Any
 
 import snowballstemmer
-from sqlalchemy import Float, Select, case, delete, func, literal, or_, text, update
+from sqlalchemy import (
+    Float,
+    Integer,
+    Select,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    text,
+    update,
+)
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import select as sql_select
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from schemas.models import Article, Claim, ClaimCluster, ClaimClusterWord
+from schemas.models import Article, Claim, ClaimCluster
+from schemas.tables import claim as claim_table
+from schemas.tables import claimcluster as claimcluster_table
+from schemas.tables import claimclusterword as claimclusterword_table
+from schemas.types import UTCDateTime, utcnow
 
 # first seen and the members' time order live in firstseen (re-exported here)
 from worker.claims.firstseen import ClusterMember as ClusterMember
@@ -545,7 +563,14 @@ def _content_tokens(content: str) -> list[str]:
 
 def content_words(content: str) -> set[str]:
     """A claim's content words (stems, see :func:`_content_tokens`)."""
-    return set(_content_tokens(content))
+    return set(_content_set(content))
+
+
+@lru_cache(maxsize=1 << 14)
+def _content_set(content: str) -> frozenset[str]:
+    """:func:`content_words`, kept per text: a cluster's founder and members are scored
+    again for every claim that may join it (issue 16)."""
+    return frozenset(_content_tokens(content))
 
 
 # A quotation: double marks (straight, curly, guillemets), or single marks that open
@@ -746,25 +771,52 @@ def candidate_query(
     ``words`` its vocabulary holds, for every cluster of speaker ``key`` that shares
     enough of them for one of its members to possibly reach ``threshold``, or that
     holds two of the claim's ``quoted`` words (a member may quote the same words: see
-    :func:`shares_quotation`): one indexed lookup per word, grouped."""
-    keyed = {_index_word(w) for w in words}
-    n = len(keyed)
-    w = ClaimClusterWord
+    :func:`shares_quotation`): one indexed lookup per word, grouped. The values bound
+    into :func:`_candidate_statement` (the claims step runs that one, built once)."""
+    statement, params = _candidate_params(key, words, threshold, quoted)
+    return statement.params(params)
+
+
+@cache
+def _candidate_statement(with_quotes: bool) -> Select[int, int, int]:
+    """:func:`candidate_query`'s statement over the Core table, its values bound
+    (``key``, ``words``, ``n``, ``threshold``, and ``quotes`` when ``with_quotes``):
+    built once per process, where building it anew for every claim (its conditions,
+    its ``IN`` list) cost more CPU than running it (issue 16)."""
+    w = claimclusterword_table.c
+    n = bindparam("n", type_=Integer())
     shared = func.count()
-    smaller = case((col(w.n_words) < n, col(w.n_words)), else_=n)
+    smaller = case((w.n_words < n, w.n_words), else_=n)
     # float rounding must not drop a cluster at the threshold: the filter is a little
     # looser than the exact test that follows it
-    enough = shared >= literal(threshold, Float) * smaller - 1e-9
-    quotes = sorted({_index_word(q) for q in quoted or set()} & keyed)
-    if len(quotes) >= _PHRASE_WORDS:
-        in_quotes = func.sum(case((col(w.word).in_(quotes), 1), else_=0))
+    enough = shared >= bindparam("threshold", type_=Float()) * smaller - 1e-9
+    if with_quotes:
+        in_quotes = func.sum(case((w.word.in_(bindparam("quotes", expanding=True)), 1), else_=0))
         enough = or_(enough, in_quotes >= _PHRASE_WORDS)
     return (
-        sql_select(col(w.cluster_id), col(w.n_words), shared)
-        .where(col(w.speaker_key) == key, col(w.word).in_(sorted(keyed)))
-        .group_by(col(w.cluster_id), col(w.n_words))
+        sql_select(w.cluster_id, w.n_words, shared)
+        .where(w.speaker_key == bindparam("key"), w.word.in_(bindparam("words", expanding=True)))
+        .group_by(w.cluster_id, w.n_words)
         .having(enough)
     )
+
+
+def _candidate_params(
+    key: str, words: AbstractSet[str], threshold: float, quoted: AbstractSet[str] | None
+) -> tuple[Select[int, int, int], dict[str, object]]:
+    """The statement of :func:`candidate_query` and its values."""
+    keyed = {_index_word(w) for w in words}
+    quotes = sorted({_index_word(q) for q in quoted or set()} & keyed)
+    params: dict[str, object] = {
+        "key": key,
+        "words": sorted(keyed),
+        "n": len(keyed),
+        "threshold": threshold,
+    }
+    with_quotes = len(quotes) >= _PHRASE_WORDS
+    if with_quotes:
+        params["quotes"] = quotes
+    return _candidate_statement(with_quotes), params
 
 
 def cluster_score(
@@ -796,20 +848,20 @@ class _Scored:
 
 
 def _score(
-    words: set[str], founder: str, members: list[str], threshold: float, text: str
+    words: AbstractSet[str], founder: str, members: list[str], threshold: float, text: str
 ) -> _Scored:
     """:func:`cluster_score`, whether a member has the claim's wording
     (:func:`is_same_wording`), from one pass over the members' content words, and the
     score with each member holding two statements counted for the cluster's statement
     only (:func:`on_statement`)."""
-    founder_words = content_words(founder)
+    founder_words = _content_set(founder)
     groups = name_groups(text) if text else ()
     if repeats_named(words, founder_words, groups) < FOUNDER_FLOOR:
         return _Scored(0.0, False, 0.0)
     best = single = 0.0
     same = False
     for member in members:
-        theirs = content_words(member)
+        theirs = _content_set(member)
         score = repeats_named(words, theirs, groups)
         if score < threshold <= 1.0 and is_short_same_wording(words, theirs):
             # the same few words as a member ('the meeting as "unstructured"' in two
@@ -830,7 +882,9 @@ def _score(
     return _Scored(0.0, False, 0.0)
 
 
-def _shares_distinctive_quotation(text: str, words: set[str], member: str, founder: str) -> bool:
+def _shares_distinctive_quotation(
+    text: str, words: AbstractSet[str], member: str, founder: str
+) -> bool:
     """Whether a claim (``text``, content ``words``) quotes the same words as a
     ``member`` of the cluster founded by ``founder`` (:func:`shared_quotations`), in a
     phrase that is at least :data:`_QUOTE_SHARE` of the claim's own content words (not
@@ -854,7 +908,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’»]*\s+(?=[\"“‘«]?[A-Z])")
 def _sentences(text: str) -> tuple[frozenset[str], ...]:
     """The content words of each sentence of a claim's text (sentences without content
     words left out)."""
-    units = (frozenset(content_words(part)) for part in _SENTENCE_END.split(text))
+    units = (_content_set(part) for part in _SENTENCE_END.split(text))
     return tuple(u for u in units if u)
 
 
@@ -873,7 +927,7 @@ def on_statement(member: str, founder: str) -> frozenset[str] | None:
     units = _sentences(member)
     if len(units) < 2:
         return None
-    founder_words = content_words(founder)
+    founder_words = _content_set(founder)
     on = [u for u in units if repeats(u, founder_words) >= FOUNDER_FLOOR]
     if not on or len(on) == len(units):
         return None
@@ -897,7 +951,7 @@ def is_short_same_wording(a: AbstractSet[str], b: AbstractSet[str]) -> bool:
     return len(a) >= _SHORT_SAME and a == b
 
 
-def is_same_wording(a: set[str], b: set[str]) -> bool:
+def is_same_wording(a: AbstractSet[str], b: AbstractSet[str]) -> bool:
     """Whether two claims are the same wording: the same content words (stems), at least
     :data:`_FEWEST` of them (two claims of one or two shared words, "a witch hunt",
     are not evidence of one statement)."""
@@ -915,7 +969,12 @@ class Candidate:
 
 
 def scored_clusters(
-    session: Session, key: str, words: set[str], threshold: float, text: str = ""
+    session: Session,
+    key: str,
+    words: AbstractSet[str],
+    threshold: float,
+    text: str = "",
+    pending: dict[int, list[str]] | None = None,
 ) -> list[Candidate]:
     """Every cluster of speaker ``key`` that a claim of content ``words`` (and ``text``)
     repeats (:func:`cluster_score` above 0), best first: the highest score, then the
@@ -930,27 +989,29 @@ def scored_clusters(
     vocabulary shares fewer than ``threshold * min(m_min, n)`` holds no member that can
     match by its words; a cluster holding two of the words the claim ``text`` quotes is
     kept too, as a member may quote the same words (:func:`shares_quotation`). Only the
-    texts of the clusters left (founder and members) are read and scored."""
+    texts of the clusters left (founder and members) are read and scored.
+
+    ``pending``: members not written yet (the texts of claims the caller has placed in
+    each cluster since its last write: :func:`assign_clusters`), counted with those read."""
     if not words:
         return []
-    rows = session.execute(candidate_query(key, words, threshold, quoted_words(text))).all()
+    statement, params = _candidate_params(key, words, threshold, quoted_words(text))
+    rows = session.execute(statement, params).all()
     if not rows:
         return []
     candidates = sorted({r[0] for r in rows})
-    founders = dict(
-        session.execute(
-            sql_select(col(ClaimCluster.id), col(ClaimCluster.text)).where(
-                col(ClaimCluster.id).in_(candidates)
-            )
-        ).all()
-    )
+    founders: dict[int, str] = {}
     members: dict[int, list[str]] = {cid: [] for cid in candidates}
-    for cluster_id, member in session.execute(
-        sql_select(col(Claim.cluster_id), col(Claim.text)).where(
-            col(Claim.cluster_id).in_(candidates)
-        )
-    ).all():
-        members[cluster_id].append(member)
+    # the founders' and the members' texts in one statement (a member's order does not
+    # change the score: :func:`_score` takes the best of them)
+    for cluster_id, is_member, body in session.execute(_TEXTS, {"ids": candidates}).all():
+        if is_member:
+            members[cluster_id].append(body)
+        else:
+            founders[cluster_id] = body
+    for cluster_id, held in (pending or {}).items():
+        if cluster_id in members:
+            members[cluster_id].extend(held)
     out: list[Candidate] = []
     single: dict[int, float] = {}
     for cluster_id in candidates:
@@ -983,12 +1044,12 @@ def merge_clusters(session: Session, keep: int, gone: int) -> None:
     """Move every claim of cluster ``gone`` into cluster ``keep`` (of the same speaker
     key), with its words into ``keep``'s vocabulary, and delete ``gone``. The caller
     holds the speaker's lock (:func:`lock_speakers`) and refreshes ``keep``."""
-    w = ClaimClusterWord
+    w = claimclusterword_table.c
     session.execute(update(Claim).where(col(Claim.cluster_id) == gone).values(cluster_id=keep))
     rows = session.execute(
-        sql_select(col(w.word), col(w.n_words), col(w.speaker_key)).where(col(w.cluster_id) == gone)
+        sql_select(w.word, w.n_words, w.speaker_key).where(w.cluster_id == gone)
     ).all()
-    session.execute(delete(w).where(col(w.cluster_id) == gone))
+    session.execute(delete(claimclusterword_table).where(w.cluster_id == gone))
     if rows:
         _add_words(session, keep, rows[0][2], {r[0] for r in rows}, min(r[1] for r in rows))
     cluster = session.get(ClaimCluster, gone)
@@ -997,29 +1058,82 @@ def merge_clusters(session: Session, keep: int, gone: int) -> None:
     session.flush()
 
 
-def _grow_index(session: Session, cluster_id: int, key: str, words: set[str]) -> None:
+def _grow_index(session: Session, cluster_id: int, key: str, words: AbstractSet[str]) -> None:
     """Add a new member's content words to its cluster's vocabulary, and keep the
     smallest member's word count on every row of the cluster."""
     keyed = {_index_word(w) for w in words}
     _add_words(session, cluster_id, key, keyed, len(keyed))
 
 
-def _add_words(session: Session, cluster_id: int, key: str, keyed: set[str], n_words: int) -> None:
+# The statements of the clustering's loop, over the Core tables and built once with
+# bound values (issue 16): per claim they were built anew (their ``IN`` lists, the ORM
+# entities' columns), and an ORM statement flushed the session before it ran.
+_W = claimclusterword_table.c
+_IDS: Any = bindparam("ids", expanding=True)
+_TEXTS = (
+    sql_select(claimcluster_table.c.id, literal(0, Integer()), claimcluster_table.c.text)
+    .where(claimcluster_table.c.id.in_(_IDS))
+    .union_all(
+        sql_select(claim_table.c.cluster_id, literal(1, Integer()), claim_table.c.text).where(
+            claim_table.c.cluster_id.in_(_IDS)
+        )
+    )
+)
+_WORDS_OF = sql_select(_W.word, _W.n_words).where(_W.cluster_id == bindparam("cluster_id"))
+_SET_SMALLEST = (
+    update(claimclusterword_table)
+    .where(_W.cluster_id == bindparam("cid"))
+    .values(n_words=bindparam("smallest"))
+)
+_INSERT_WORDS = sql_insert(claimclusterword_table)
+_NEW_CLUSTER = (
+    sql_insert(claimcluster_table)
+    .values(
+        speaker_key=bindparam("speaker_key"),
+        speaker=bindparam("speaker"),
+        text=bindparam("text"),
+        n_articles=0,
+        n_outlets=0,
+        created_at=bindparam("created_at", type_=UTCDateTime()),
+    )
+    .returning(claimcluster_table.c.id)
+)
+_SET_CLUSTER = (
+    update(claim_table)
+    .where(claim_table.c.id == bindparam("claim_id"))
+    .values(cluster_id=bindparam("cid"))
+)
+
+
+def _add_words(
+    session: Session, cluster_id: int, key: str, keyed: AbstractSet[str], n_words: int
+) -> None:
     """Add index words ``keyed`` of a member of ``n_words`` content words (or of a
     merged cluster whose smallest member had that many) to ``cluster_id``'s vocabulary,
     keeping the smallest member's word count on every row of the cluster."""
-    w = ClaimClusterWord
-    have = dict(
-        session.execute(
-            sql_select(col(w.word), col(w.n_words)).where(col(w.cluster_id) == cluster_id)
-        ).all()
-    )
+    have = dict(session.execute(_WORDS_OF, {"cluster_id": cluster_id}).all())
     smallest = min([n_words, *have.values()])
     if have and smallest < min(have.values()):
-        session.execute(update(w).where(col(w.cluster_id) == cluster_id).values(n_words=smallest))
+        session.execute(_SET_SMALLEST, {"cid": cluster_id, "smallest": smallest})
     new = keyed - set(have)
     if new:
-        session.execute(sql_insert(w), word_rows(cluster_id, key, new, smallest))
+        session.execute(_INSERT_WORDS, word_rows(cluster_id, key, set(new), smallest))
+
+
+def _write_pending(
+    session: Session, placed: list[tuple[Claim, int]], pending: dict[int, list[str]]
+) -> None:
+    """Write the clusters of the claims placed since the last write (one statement for
+    all of them) and mark them written on the claims' objects."""
+    if placed:
+        session.execute(
+            _SET_CLUSTER,
+            [{"claim_id": claim.id, "cid": found} for claim, found in placed],
+        )
+        for claim, found in placed:
+            set_committed_value(claim, "cluster_id", found)
+    placed.clear()
+    pending.clear()
 
 
 def assign_clusters(
@@ -1034,37 +1148,51 @@ def assign_clusters(
     statement (a poor founder, a fragment or a neighbouring sentence, kept its later
     wordings out of the first cluster): the other cluster is merged into the one joined
     (:func:`merge_clusters`; the speaker's lock is held). A claim merely repeating two
-    clusters, such as a long quotation holding two statements, merges nothing."""
+    clusters, such as a long quotation holding two statements, merges nothing.
+
+    The claims' clusters are written together at the end (or before a merge, which
+    moves claims in the database): until then the claims placed are counted as members
+    from memory (``pending``), as the clusters' vocabulary is written as it grows."""
     touched: set[int] = set()
     keyed = [(claim, speaker_key(claim.speaker_resolved or claim.speaker)) for claim in claims]
     lock_speakers(session, {key for _, key in keyed if key})
-    for claim, key in keyed:
-        if not key:
-            continue
-        words = content_words(claim.text)
-        scored = scored_clusters(session, key, words, threshold, claim.text)
-        if not scored:
-            cluster = ClaimCluster(
-                speaker_key=key, speaker=claim.speaker_resolved or claim.speaker, text=claim.text
-            )
-            session.add(cluster)
-            session.flush()
-            assert cluster.id is not None
-            rows = cluster_word_rows(cluster.id, key, cluster.text)
-            if rows:
-                session.execute(sql_insert(ClaimClusterWord), rows)
-            found = cluster.id
-        else:
-            found = scored[0].cluster_id
-            if scored[0].same_wording:
-                for other in scored[1:]:
-                    if other.same_wording:
-                        merge_clusters(session, found, other.cluster_id)
-                        touched.discard(other.cluster_id)
-            _grow_index(session, found, key, words)
-        claim.cluster_id = found
-        session.flush()
-        touched.add(found)
+    placed: list[tuple[Claim, int]] = []  # claims placed, their cluster not written yet
+    pending: dict[int, list[str]] = {}  # the same claims' texts, by cluster
+    with session.no_autoflush:
+        for claim, key in keyed:
+            if not key:
+                continue
+            words = _content_set(claim.text)
+            scored = scored_clusters(session, key, words, threshold, claim.text, pending)
+            if not scored:
+                speaker = claim.speaker_resolved or claim.speaker
+                found = int(
+                    session.execute(
+                        _NEW_CLUSTER,
+                        {
+                            "speaker_key": key,
+                            "speaker": speaker,
+                            "text": claim.text,
+                            "created_at": utcnow(),
+                        },
+                    ).scalar_one()
+                )
+                rows = word_rows(found, key, {_index_word(w) for w in words})
+                if rows:
+                    session.execute(_INSERT_WORDS, rows)
+            else:
+                found = scored[0].cluster_id
+                if scored[0].same_wording:
+                    for other in scored[1:]:
+                        if other.same_wording:
+                            _write_pending(session, placed, pending)
+                            merge_clusters(session, found, other.cluster_id)
+                            touched.discard(other.cluster_id)
+                _grow_index(session, found, key, words)
+            placed.append((claim, found))
+            pending.setdefault(found, []).append(claim.text)
+            touched.add(found)
+        _write_pending(session, placed, pending)
     refresh_clusters(session, touched)
     return touched
 

@@ -23,12 +23,24 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select, bindparam, case, func, literal, or_, update
+from sqlalchemy import (
+    CompoundSelect,
+    Select,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    update,
+)
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, Claim, ClaimCluster
+from schemas.tables import claimcluster as claimcluster_table
+from schemas.types import UTCDateTime
 from worker.core.shown import precision_of
 
 
@@ -220,45 +232,66 @@ def refresh_statement() -> Select[Any]:
     ).join(ranked, (ranked.c.cid == counts.c.cid) & (ranked.c.rn == 1))
 
 
+# A refreshed cluster not held by the session is written by one statement for all of
+# them (an ``executemany``), not loaded as an object to be flushed (issue 16).
+_SET_REFRESHED = (
+    update(claimcluster_table)
+    .where(claimcluster_table.c.id == bindparam("cid"))
+    .values(
+        n_articles=bindparam("b_n_articles"),
+        n_outlets=bindparam("b_n_outlets"),
+        first_article_id=bindparam("b_first_article_id"),
+        first_seen_at=bindparam("b_first_seen_at", type_=UTCDateTime()),
+        first_seen_precision=bindparam("b_first_seen_precision"),
+    )
+)
+_DELETE_EMPTY: Any = delete(claimcluster_table).where(
+    claimcluster_table.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
 def refresh_clusters(session: Session, cluster_ids: Iterable[int]) -> None:
     """Recount the articles and outlets of the clusters ``cluster_ids`` and find their
     first appearances (the module's order over their member articles, duplicates
-    included), in one statement; a cluster left without claims is deleted."""
+    included), in one statement; a cluster left without claims is deleted. A cluster
+    the session holds as an object is updated there; the others are written directly."""
     wanted = sorted(set(cluster_ids))
     if not wanted:
         return
-    clusters: dict[int, ClaimCluster] = {}
-    missing: list[int] = []
+    found = {row[0]: row[1:] for row in session.execute(refresh_statement(), {"ids": wanted}).all()}
+    written: list[dict[str, Any]] = []
+    empty: list[int] = []
     for cluster_id in wanted:
-        # One just created is in the session already: no read (``Session.get`` would
-        # read its columns filled by the database, such as ``created_at``, again).
         held = session.identity_map.get(session.identity_key(ClaimCluster, cluster_id))
+        row = found.get(cluster_id)
         if isinstance(held, ClaimCluster):
-            clusters[cluster_id] = held
+            if row is None:
+                session.delete(held)
+                continue
+            n_articles, n_outlets, first_id, first_at, first_precision = row
+            held.n_articles = n_articles
+            held.n_outlets = n_outlets
+            held.first_article_id = first_id
+            held.first_seen_at = _aware(first_at)
+            held.first_seen_precision = first_precision
+        elif row is None:
+            empty.append(cluster_id)
         else:
-            missing.append(cluster_id)
-    if missing:
-        for cluster in session.exec(
-            select(ClaimCluster).where(col(ClaimCluster.id).in_(missing))
-        ).all():
-            assert cluster.id is not None
-            clusters[cluster.id] = cluster
-    if not clusters:
-        return
-    found = {
-        row[0]: row[1:]
-        for row in session.execute(refresh_statement(), {"ids": sorted(clusters)}).all()
-    }
-    for cluster_id, cluster in clusters.items():
-        if cluster_id not in found:
-            session.delete(cluster)
-            continue
-        n_articles, n_outlets, first_id, first_at, first_precision = found[cluster_id]
-        cluster.n_articles = n_articles
-        cluster.n_outlets = n_outlets
-        cluster.first_article_id = first_id
-        cluster.first_seen_at = _aware(first_at)
-        cluster.first_seen_precision = first_precision
+            n_articles, n_outlets, first_id, first_at, first_precision = row
+            written.append(
+                {
+                    "cid": cluster_id,
+                    "b_n_articles": n_articles,
+                    "b_n_outlets": n_outlets,
+                    "b_first_article_id": first_id,
+                    "b_first_seen_at": _aware(first_at),
+                    "b_first_seen_precision": first_precision,
+                }
+            )
+    if written:
+        session.execute(_SET_REFRESHED, written)
+    if empty:
+        session.execute(_DELETE_EMPTY, {"ids": empty})
 
 
 def refresh_cluster(session: Session, cluster_id: int) -> None:

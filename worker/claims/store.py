@@ -11,16 +11,32 @@ inserted in the same transaction.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam, delete, insert, select
+from sqlmodel import Session, col
 
 from schemas.models import Article, ArticleState, Claim
+from schemas.tables import claim as claim_table
 from schemas.types import utcnow
 from worker.claims.clustering import assign_clusters
 from worker.claims.copies import added_spans, within
 from worker.claims.firstseen import page_at, refresh_clusters
 from worker.core.settings import Settings
 from worker.core.states import set_state
+
+# The step's statements, built once with bound values (issue 16).
+# the clusters of an article's claims
+_CLUSTERS_OF = select(claim_table.c.cluster_id).where(
+    claim_table.c.article_id == bindparam("article_id")
+)
+# the claims of an article's copies in the clusters ``mine``
+_REDUNDANT = (
+    select(Claim)
+    .join(Article, col(Article.id) == Claim.article_id)
+    .where(
+        col(Article.duplicate_of_id) == bindparam("article_id"),
+        col(Claim.cluster_id).in_(bindparam("mine", expanding=True)),
+    )
+)
 
 
 def _english(article: Article) -> bool:
@@ -71,6 +87,8 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
     else:
         found = extract_claims(article.text, load_nlp(settings.spacy_model))
     # the old claims go, their clusters named by the same statement
+    # (built here with its value: the ORM removes the deleted claims it holds, which
+    # it finds by evaluating the condition with that value)
     gone = delete(Claim).where(col(Claim.article_id) == article.id)
     old_clusters = {
         c for c in session.scalars(gone.returning(col(Claim.cluster_id))).all() if c is not None
@@ -118,9 +136,7 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
         # One more outlet repeats the canonical article's claims.
         theirs = {
             c
-            for c in session.exec(
-                select(Claim.cluster_id).where(Claim.article_id == article.duplicate_of_id)
-            ).all()
+            for c in session.scalars(_CLUSTERS_OF, {"article_id": article.duplicate_of_id})
             if c is not None
         }
         again |= theirs
@@ -134,11 +150,11 @@ def replace_claims(session: Session, article: Article, settings: Settings) -> in
         # the same for the claims its copies carry (kept when this article took over
         # as the canonical, or extracted before): one cluster, counted once
         mine = sorted({c.cluster_id for c in stored if c.cluster_id is not None})
-        redundant = session.exec(
-            select(Claim)
-            .join(Article, col(Article.id) == Claim.article_id)
-            .where(col(Article.duplicate_of_id) == article.id, col(Claim.cluster_id).in_(mine))
-        ).all()
+        redundant = (
+            session.scalars(_REDUNDANT, {"article_id": article.id, "mine": mine}).all()
+            if mine
+            else []
+        )
         again |= {c.cluster_id for c in redundant if c.cluster_id is not None}
         for claim in redundant:
             session.delete(claim)

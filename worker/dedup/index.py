@@ -32,6 +32,8 @@ from sqlalchemy import LargeBinary, TextClause, bindparam, delete, func, text
 from sqlmodel import Session, col, select
 
 from schemas.models import Article, ArticleSignature, DedupBand, DedupSample
+from schemas.tables import article as article_table
+from schemas.tables import articlesignature as signature_table
 from worker.core.settings import Settings
 from worker.dedup.sketch import (
     DEFAULT_PARAMS,
@@ -166,19 +168,37 @@ _INSERT_SIGNATURE_SQL = text(
 ).bindparams(bindparam("sig", type_=LargeBinary()))
 
 
-@lru_cache(maxsize=256)
-def _insert_samples_sql(n: int) -> TextClause:
-    values = ", ".join(f"(:s{i}, :a)" for i in range(n))
-    return text(
-        f"INSERT INTO dedupsample (hash, article_id) VALUES {values} "
-        "ON CONFLICT (hash, article_id) DO NOTHING"
-    )
+# One row a parameter set, the rows given together (one ``executemany``): a statement of
+# as many rows as samples (1 to ``sample_cap``) was compiled again for every new count
+# in every process, and prepared again by the database for every count (issue 16).
+_INSERT_SAMPLES_SQL = text(
+    "INSERT INTO dedupsample (hash, article_id) VALUES (:s, :a) "
+    "ON CONFLICT (hash, article_id) DO NOTHING"
+)
 
 
 def _candidates(session: Session, bands: Int64Array, limit: int) -> list[int]:
     """Articles sharing at least one LSH bucket, the most shared buckets first."""
     rows = session.execute(_candidates_sql(len(bands)), {**_band_params(bands), "lim": limit}).all()
     return [int(r[0]) for r in rows]
+
+
+# The signatures of candidates placed in a group, and a candidate's text: built once,
+# over the Core tables (built for every article, with its ``IN`` list, they cost more
+# CPU than their run: issue 16).
+_SIGNATURES = (
+    select(
+        signature_table.c.article_id,
+        signature_table.c.signature,
+        signature_table.c.shingle_count,
+    )
+    .join(article_table, article_table.c.id == signature_table.c.article_id)
+    .where(
+        signature_table.c.article_id.in_(bindparam("ids", expanding=True)),
+        article_table.c.dup_group_id.is_not(None),
+    )
+)
+_TEXT = select(article_table.c.text).where(article_table.c.id == bindparam("article_id"))
 
 
 @dataclass(frozen=True)
@@ -227,16 +247,7 @@ def find_near_matches(
         ]
     if not ids and not shared:
         return []
-    fetched = session.execute(
-        select(
-            ArticleSignature.article_id, ArticleSignature.signature, ArticleSignature.shingle_count
-        )
-        .join(Article, col(Article.id) == col(ArticleSignature.article_id))
-        .where(
-            col(ArticleSignature.article_id).in_(ids + [i for i, _ in shared]),
-            col(Article.dup_group_id).is_not(None),
-        )
-    ).all()
+    fetched = session.execute(_SIGNATURES, {"ids": ids + [i for i, _ in shared]}).all()
     by_id = {int(r[0]): r for r in fetched}
     # A pair with containment >= 0.9 shares about 0.9 x the smaller text's expected
     # samples; far fewer (one common phrase of two long texts) is not worth a text load.
@@ -250,9 +261,7 @@ def find_near_matches(
 
     def loader(aid: int) -> Callable[[], UInt64Array | None]:
         def load() -> UInt64Array | None:
-            body = session.execute(
-                select(Article.text).where(col(Article.id) == aid)
-            ).scalar_one_or_none()
+            body = session.execute(_TEXT, {"article_id": aid}).scalar_one_or_none()
             return shingle_hashes(words(body), params.shingle_k) if body else None
 
         return load
@@ -292,10 +301,7 @@ def index_article(
     session.execute(_insert_bands_sql(len(sk.bands)), {**_band_params(sk.bands), "a": article_id})
     samples = [] if sk.samples is None else [x for x in sk.samples.tolist() if x not in stopped]
     if samples:
-        session.execute(
-            _insert_samples_sql(len(samples)),
-            {**{f"s{i}": x for i, x in enumerate(samples)}, "a": article_id},
-        )
+        session.execute(_INSERT_SAMPLES_SQL, [{"s": x, "a": article_id} for x in samples])
 
 
 def unindex_article(session: Session, article_id: int) -> bool:

@@ -118,6 +118,11 @@ def _word_hash(word: str) -> int:
     return int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
 
 
+# The word hashes of this process (``shingle_hashes``), emptied when it would exceed
+# this many words (about 15 MB).
+_WORD_HASHES: dict[str, int] = {}
+_WORD_HASHES_MAX = 100_000
+
 _SHINGLE_MULT = _fmix64(np.arange(1, 65, dtype=np.uint64)) | U64(1)  # odd multipliers
 
 
@@ -126,9 +131,16 @@ def shingle_hashes(tokens: Sequence[str], k: int) -> UInt64Array:
     words is one shingle). Order-sensitive: ``a b c`` and ``c b a`` differ."""
     if not tokens:
         return np.empty(0, dtype=np.uint64)
-    # each distinct word hashed once, then looked up by C-level calls (a generator
-    # testing a cache word by word cost as much again as the hashing)
-    hashed = {w: _word_hash(w) for w in set(tokens)}
+    # each distinct word hashed once per process (a text's words are mostly words of
+    # earlier texts: the hashing was a third of the sketch, issue 16), then looked up by
+    # C-level calls (a generator testing a cache word by word cost as much again)
+    hashed = _WORD_HASHES
+    missing = set(tokens).difference(hashed)
+    if missing:
+        if len(hashed) + len(missing) > _WORD_HASHES_MAX:
+            hashed.clear()
+            missing = set(tokens)
+        hashed.update({w: _word_hash(w) for w in missing})
     wh = np.fromiter(map(hashed.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
     k = min(k, len(wh))
     n = len(wh) - k + 1
