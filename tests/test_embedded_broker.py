@@ -114,3 +114,30 @@ def test_a_stale_name_in_the_listing_is_skipped(tmp_path: Path) -> None:
             raise AssertionError("the queue is empty")
         except broker.Empty:
             pass
+
+
+def test_a_worker_told_to_stop_takes_no_more_messages(tmp_path: Path) -> None:
+    """Once the worker is told to stop (`run --until-idle` found nothing pending), a wait
+    for messages ends without taking one: the worker's loop sees the stop at once
+    instead of after its wait. The message stays in the folder, taken by the next run."""
+    from celery.worker import state as worker_state
+
+    options = _options(tmp_path)
+    name = f"io-{tmp_path.name}"
+    with _ours(options) as conn:
+        queue = conn.SimpleQueue(name)
+        queue.put({"n": 1})
+        worker_state.should_stop = 0
+        try:
+            try:
+                queue.get(block=True, timeout=1.0)
+                raise AssertionError("a worker told to stop takes no message")
+            except queue.Empty:
+                pass
+        finally:
+            worker_state.should_stop = None
+        assert [n for n in os.listdir(options["data_folder_in"]) if n.endswith(".msg")]
+        message = queue.get(block=True, timeout=5.0)
+        assert message.payload == {"n": 1}
+        message.ack()
+        queue.close()

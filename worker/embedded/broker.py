@@ -26,6 +26,7 @@ from collections import deque
 from time import monotonic
 from typing import Any
 
+from celery.worker import state as worker_state
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.transport.virtual import Empty
@@ -173,6 +174,9 @@ class Transport(filesystem.Transport):
         for every ``polling_interval`` all the same)."""
         if timeout is not None:
             timeout = min(timeout, DRAIN_TIMEOUT)
+            if worker_state.should_stop is not None:
+                # the worker was told to stop: no wait, its loop stops now
+                raise TimeoutError()  # socket.timeout, which the loop expects
         return super().drain_events(connection, timeout=timeout)  # type: ignore[no-untyped-call]
 
 

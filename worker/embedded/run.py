@@ -130,13 +130,21 @@ def _transport_is_empty(settings: Settings) -> bool:
     return all(depth == 0 for depth in depths.values())
 
 
+_on_stop: list[Callable[[], None]] = []
+"""Called by :func:`_stop_worker` as the run's worker is told to stop (the CPU pool's
+stop, asked at once: its children have nothing left to take)."""
+
+
 def _stop_worker() -> None:
     """Stop this process's worker warmly: what a SIGTERM's handler does, without the
     handler's "worker: Warm shutdown" written straight to stdout (which carries only the
-    command's output)."""
+    command's output). The CPU processes are asked to stop at the same moment, not once
+    the worker has stopped: the two stops (about a second each at load 10) overlap."""
     from celery.worker import state as worker_state
 
     worker_state.should_stop = 0
+    for then in list(_on_stop):
+        then()
 
 
 def _idle_watch(
@@ -286,6 +294,8 @@ def run_service(
             pool.ask_to_stop()
 
         worker_shutting_down.connect(_children_stop, weak=False)
+        # (until_idle's watcher stops the worker without a signal: the same, at once)
+        _on_stop.append(pool.ask_to_stop)
     try:
         worker.start()
     finally:
@@ -297,5 +307,7 @@ def run_service(
             from celery.signals import worker_shutting_down
 
             worker_shutting_down.disconnect(_children_stop)
+            if pool.ask_to_stop in _on_stop:
+                _on_stop.remove(pool.ask_to_stop)
             pool.stop()
     return ending[0] if ending else Ending.STOPPED

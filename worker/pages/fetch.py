@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import load_only
 from sqlmodel import Session, col
 
 from schemas.models import Article, ArticleState, RawPage
@@ -141,6 +142,24 @@ class RedirectWaits(HostBusy):
         )
 
 
+_FETCH_COLUMNS = load_only(
+    # what fetch_article reads (the id always comes with them); any other column read
+    # later in the step's transaction (a job's ``on_end``) is loaded then
+    *(
+        getattr(Article, name)
+        for name in ("state", "url", "host", "redirects", "final_url", "failure_reason")
+    )
+)
+
+
+def _fetched_as(article: Article, status: int, url: str, content_type: str | None) -> None:
+    """The response's columns on the article (a fetch that got one)."""
+    article.redirects = 0
+    article.http_status = status
+    article.final_url = url
+    article.content_type = content_type
+
+
 def fetch_article(
     session: Session,
     article_id: int,
@@ -151,8 +170,14 @@ def fetch_article(
 ) -> FetchOutcome:
     """Fetch a discovered article. Transient errors raise :class:`FetchError` (the task
     retries); permanent ones end the article as ``failed`` or ``skipped`` with a reason.
-    Pages are archived before the article is marked fetched."""
-    article = session.get(Article, article_id)
+    Pages are archived before the article is marked fetched.
+
+    The article is loaded with the columns the fetch reads only (not its entry's text,
+    JSON lists and times: the columns it sets are written whether loaded or not), and
+    its columns are set once the raw page's row is inserted, so that they are written
+    in one ``UPDATE`` when the step's transaction flushes (set before the ``INSERT``,
+    they were flushed by it, and the state in a second ``UPDATE``)."""
+    article = session.get(Article, article_id, options=[_FETCH_COLUMNS])
     if article is None or article.state != ArticleState.discovered:
         return FetchOutcome(False, article.state if article else "missing")
     if not robots_allows(session, http, article.url, settings):
@@ -204,11 +229,9 @@ def fetch_article(
         set_state(article, ArticleState.failed, exc.reason)
         return FetchOutcome(False, article.state, exc.reason)
 
-    article.redirects = 0
-    article.http_status = resp.status
-    article.final_url = resp.url
-    article.content_type = resp.headers.get("content-type")
+    content_type = resp.headers.get("content-type")
     if resp.body_skipped or not is_html(resp.content_type, resp.body):
+        _fetched_as(article, resp.status, resp.url, content_type)
         set_state(
             article,
             ArticleState.skipped,
@@ -222,11 +245,12 @@ def fetch_article(
             sha256=sha,
             size=len(resp.body),
             stored_size=stored,
-            content_type=article.content_type,
+            content_type=content_type,
             storage_key=key,
             created_at=utcnow(),
         ),
     )
+    _fetched_as(article, resp.status, resp.url, content_type)
     article.raw_sha256 = sha
     article.fetched_at = utcnow()
     article.failure_reason = None

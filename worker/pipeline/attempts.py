@@ -378,47 +378,48 @@ already done never takes it from the next step), and before the row and its coun
 read, so a start counted by a copy still running is never read as a death."""
 
 
-_START_ROW = select(Article.state, Article.step_starts, Article.step_started_at).where(
-    col(Article.id) == bindparam("article_id")
+# The bookkeeping statements are of the table, not the entity (as _HOLD_SWEEP): an
+# entity's UPDATE or SELECT executed by the session goes through the ORM's bulk-update and
+# loading machinery (its plan for the session's objects, their synchronization), about a
+# fifth of a fetch step's CPU for statements that touch no object; the table's go
+# straight to the connection. They do not flush the session as the entity's did:
+# :func:`begin_step` and :func:`end_step` flush it first themselves.
+_T = article_table.c
+_START_ROW = select(_T.state, _T.step_starts, _T.step_started_at).where(
+    _T.id == bindparam("article_id")
 )
-# The bookkeeping's UPDATEs leave the session's objects alone
-# (``synchronize_session=False``): SQLAlchemy's default evaluates their WHERE against every
-# object the session holds, to copy ``step_starts`` into them, and nothing reads that
-# counter from an object in the step's transaction (they are expired at its commit).
 _COUNT_START = (
-    update(Article)
-    .where(col(Article.id) == bindparam("article_id"))
+    update(article_table)
+    .where(_T.id == bindparam("article_id"))
     .values(
-        step_starts=col(Article.step_starts) + 1,
+        step_starts=_T.step_starts + 1,
         step_started_at=bindparam("now", type_=UTCDateTime()),
     )
-    .execution_options(synchronize_session=False)
 )
 
 _UNCOUNT_START = (
-    update(Article)
-    .where(col(Article.id) == bindparam("article_id"))
-    .values(step_starts=col(Article.step_starts) - 1)
-    .execution_options(synchronize_session=False)
+    update(article_table)
+    .where(_T.id == bindparam("article_id"))
+    .values(step_starts=_T.step_starts - 1)
 )
 
 _START_IF_RUNS = {
     # SQLite: the start counted and its earlier starts read in one statement when the
     # step runs (the article in its state, not quarantined, below the deaths' limit);
     # only otherwise is the row read to say why not (a SELECT and an UPDATE a step)
-    has_state: update(Article)
+    has_state: update(article_table)
     .where(
-        col(Article.id) == bindparam("article_id"),
-        (col(Article.state) == bindparam("takes"))
+        _T.id == bindparam("article_id"),
+        (_T.state == bindparam("takes"))
         if has_state
-        else (col(Article.state) != ArticleState.quarantined.value),
-        col(Article.step_starts) < bindparam("max"),
+        else (_T.state != ArticleState.quarantined.value),
+        _T.step_starts < bindparam("max"),
     )
     .values(
-        step_starts=col(Article.step_starts) + 1,
+        step_starts=_T.step_starts + 1,
         step_started_at=bindparam("now", type_=UTCDateTime()),
     )
-    .returning(col(Article.step_starts))
+    .returning(_T.step_starts)
     for has_state in (True, False)
 }
 
@@ -505,6 +506,7 @@ def begin_step(
         if row is None and (moved := _moved_on(session, article_id, takes)) is not None:
             return moved, 0
     else:
+        session.flush()  # (what ``on_begin`` changed: written first, as before)
         if takes != ArticleState.quarantined.value:  # (no step takes that state)
             params = {"article_id": article_id, "max": max_deaths, "now": now, "takes": takes}
             started = session.execute(_START_IF_RUNS[takes is not None], params).first()
@@ -563,22 +565,18 @@ def _not_its_state(state: str) -> StepStart:
 
 
 _PENDING = [s.value for s in PENDING_ARTICLE_STATES]
-_STARTS = col(Article.step_starts)
 _END_STEP = {
     # Built once: a step's bookkeeping statements are the same for every article (their
     # values bound), and building them anew for each step was CPU of every step.
-    advanced: update(Article)
-    .where(col(Article.id) == bindparam("article_id"), _STARTS > 0)
+    advanced: update(article_table)
+    .where(_T.id == bindparam("article_id"), _T.step_starts > 0)
     .values(
-        step_starts=0
-        if advanced
-        else case((col(Article.state).in_(_PENDING), _STARTS - 1), else_=0)
+        step_starts=0 if advanced else case((_T.state.in_(_PENDING), _T.step_starts - 1), else_=0)
     )
-    .returning(col(Article.state))
-    .execution_options(synchronize_session=False)  # as _COUNT_START's
+    .returning(_T.state)
     for advanced in (True, False)
 }
-_STATE = select(Article.state).where(col(Article.id) == bindparam("article_id"))
+_STATE = select(_T.state).where(_T.id == bindparam("article_id"))
 
 
 def end_step(session: Session, article_id: int, *, advanced: bool) -> str | None:
@@ -589,6 +587,7 @@ def end_step(session: Session, article_id: int, *, advanced: bool) -> str | None
     messages that found nothing to do: no step of that article is dying).
 
     Returns the article's state (None: it is gone), read by the same statement."""
+    session.flush()  # the step's writes first: the statement reads the state they set
     row = session.execute(_END_STEP[advanced], {"article_id": article_id}).first()
     if row is None:  # no start to take back
         row = session.execute(_STATE, {"article_id": article_id}).first()
