@@ -1126,3 +1126,81 @@ def test_write_polls_fences_each_feed_and_writes_only_its_changed_columns(
     with unit_of_work() as s:
         polled = sorted(x.feed_id for x in s.exec(select(FeedPoll)))
     assert polled == sorted([a, c, d])
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_write_polls_inserts_a_messages_history_rows_in_one_statement(
+    poller: Any, db: str, request: pytest.FixtureRequest
+) -> None:
+    """The history rows of a message's 304s go in one ``INSERT`` on PostgreSQL (``...
+    SELECT * FROM unnest(...)``, one array a column; psycopg's ``executemany`` sent one
+    ``INSERT`` a row: issue 16), with each row's own values, nulls included; SQLite
+    keeps its ``executemany``. A feed whose lease was replaced gets no row."""
+    from sqlalchemy import event
+
+    from worker.core.db import get_engine
+    from worker.feeds.polling import PollWrite, write_polls
+
+    extra = {"DATABASE_URL": request.getfixturevalue("pg_url")} if db == "postgresql" else {}
+    p = poller(**extra)
+    ids = p.add(*[f"http://feeds{i}.example/rss.xml" for i in range(4)])
+    leases = {lease.feed_id: datetime.fromisoformat(lease.token) for lease in p.claim()}
+    lost = ids[2]
+    with unit_of_work() as s:  # meanwhile, one feed is claimed again
+        feed = s.get(Feed, lost)
+        assert feed is not None and feed.lease_until is not None
+        feed.lease_until = feed.lease_until + timedelta(seconds=5)
+    now = utcnow().replace(microsecond=0)
+    rows = {
+        f: dict(
+            feed_id=f,
+            started_at=now - timedelta(seconds=n),
+            duration_ms=10 + n,
+            outcome="unchanged" if n % 2 else "not_modified",
+            http_status=200 if n % 2 else 304,
+            entries_seen=n,
+            entries_new=0,
+            entries_rejected=n,
+            rejected=f"{n} not an absolute http(s) URL ('x{n}')" if n % 2 else None,
+            error=None if n == 0 else f"ill-formed {n}",
+        )
+        for n, f in enumerate(ids)
+    }
+    writes = [
+        PollWrite(
+            feed_id=f,
+            update={
+                "polls_total": 1,
+                "lease_until": None,
+                "fenced_id": f,
+                "fenced_lease": leases[f],
+            },
+            poll=rows[f],
+            trim=False,
+            keep=10,
+            result=PollResult(outcome=str(rows[f]["outcome"])),
+        )
+        for f in ids
+    ]
+    inserts: list[tuple[str, bool]] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            inserts.append((statement, many))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with unit_of_work() as s:
+            done = write_polls(s, writes)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert sorted(w.feed_id for w in done) == sorted(f for f in ids if f != lost)
+    assert len(inserts) == 1
+    if db == "postgresql":
+        assert "unnest" in inserts[0][0] and inserts[0][1] is False
+    columns = [k for k in rows[ids[0]] if k != "feed_id"]
+    with unit_of_work() as s:
+        stored = {x.feed_id: {k: getattr(x, k) for k in columns} for x in s.exec(select(FeedPoll))}
+    expected = {f: {k: rows[f][k] for k in columns} for f in ids if f != lost}
+    assert stored == expected
