@@ -58,7 +58,7 @@ def _poll_one(
     fetch once that commits. Environment errors propagate (the caller retries); any
     other failure is logged and leaves the feed to its lease (the dispatcher tries
     again). ``preloaded``: the message's feeds, read together
-    (:func:`worker.feeds.polling.load_feeds`). A turn that moved at most
+    (:func:`worker.feeds.polling.read_feeds`). A turn that moved at most
     ``hold_within`` seconds ahead raises :class:`Held` (nothing written) instead of
     sending the poll back in a message of its own. ``batch``: a 304's writes are left
     there (:func:`worker.feeds.polling.write_polls`, :func:`_write_batch`).
@@ -228,7 +228,8 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
     follow-ups as :func:`poll_feed`; a redelivered message re-polls nothing that
     committed (those leases are spent).
 
-    * The feeds are read in one statement before the first poll (again after
+    * The feeds are read in one statement before the first poll, outside a
+      transaction (:func:`worker.feeds.polling.read_feeds`; again after
       :data:`PRELOAD_FRESH` seconds; a message of one feed reads it in its poll's own
       transaction); each poll's fenced ``UPDATE`` still checks its lease and writes
       only the columns it changed.
@@ -299,9 +300,8 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
             stale = preloaded is None or time.monotonic() - loaded_at > PRELOAD_FRESH
             if left > 1 and stale:
                 loaded_at = time.monotonic()
-                with unit_of_work() as session:
-                    ids = [feed_id, *(f for f, _ in todo), *(f for _, f, _ in held)]
-                    preloaded = polling.load_feeds(session, ids)
+                ids = [feed_id, *(f for f, _ in todo), *(f for _, f, _ in held)]
+                preloaded = polling.read_feeds(ids)
             # (poll_feed takes the feed out of ``preloaded``; a held one is put back)
             kept = preloaded.get(feed_id) if preloaded is not None else None
             hold = max(0.0, min(HOLD_WITHIN, HOLD_AT_MOST - waited))

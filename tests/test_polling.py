@@ -1204,3 +1204,51 @@ def test_write_polls_inserts_a_messages_history_rows_in_one_statement(
         stored = {x.feed_id: {k: getattr(x, k) for k in columns} for x in s.exec(select(FeedPoll))}
     expected = {f: {k: rows[f][k] for k in columns} for f in ids if f != lost}
     assert stored == expected
+
+
+def test_a_messages_feeds_are_read_outside_a_transaction_on_postgresql(
+    poller: Any, pg_url: str
+) -> None:
+    """``read_feeds`` (a poll message's read of its feeds) runs its ``SELECT`` on
+    PostgreSQL outside a transaction (autocommit: no ``BEGIN`` and ``COMMIT`` around
+    it, two statements and round trips a message: issue 16), reads what ``load_feeds``
+    reads in a unit of work, and gives its connection back to the pool transactional
+    again: a unit of work on it still rolls back."""
+    import psycopg
+    from sqlalchemy import event
+
+    from worker.core.db import get_engine
+    from worker.feeds.polling import load_feeds, read_feeds
+
+    p = poller(DATABASE_URL=pg_url)
+    a, b = p.add("http://feeds-a.example/rss.xml", "http://feeds-b.example/rss.xml")
+    p.claim()
+    seen: list[tuple[str, Any, Any]] = []
+
+    def after(conn: Any, _cur: Any, statement: str, *_: Any) -> None:
+        raw = conn.connection.dbapi_connection
+        seen.append((statement, raw, raw.info.transaction_status))
+
+    engine = get_engine()
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        read = read_feeds([a, b, 999_999])
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+    ((statement, raw, status),) = seen
+    assert statement.lstrip().upper().startswith("SELECT")
+    assert status == psycopg.pq.TransactionStatus.IDLE  # in a transaction: INTRANS
+    assert raw.autocommit is False  # back in the pool as it was
+    with unit_of_work() as s:
+        loaded = load_feeds(s, [a, b, 999_999])
+    assert sorted(read) == sorted(loaded) == [a, b]
+    assert {f: v for f, (_, v) in read.items()} == {f: v for f, (_, v) in loaded.items()}
+    assert read[a][0].url == "http://feeds-a.example/rss.xml" and read[a][0].lease_until
+    for _ in range(3):  # whichever pooled connection comes: still transactional
+        with pytest.raises(RuntimeError), unit_of_work() as s:
+            feed = s.get(Feed, a)
+            assert feed is not None
+            feed.title = "written, then rolled back"
+            s.flush()
+            raise RuntimeError("undo")
+        assert p.feed(a).title != "written, then rolled back"

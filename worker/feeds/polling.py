@@ -24,7 +24,7 @@ from sqlmodel import Session, col
 from schemas.models import Article, ArticleState, Feed, FeedPoll, FeedState, Sighting
 from schemas.types import utcnow
 from worker.core import outbox
-from worker.core.db import is_postgres
+from worker.core.db import get_engine, is_postgres, unit_of_work
 from worker.core.settings import Settings
 from worker.feeds.due import count_due, due
 from worker.feeds.parsing import Entry, ParsedFeed, parse_feed
@@ -201,6 +201,22 @@ def load_feeds(session: Session, feed_ids: list[int]) -> dict[int, Loaded]:
         return {}
     feeds = session.execute(select(Feed).where(col(Feed.id).in_(feed_ids))).scalars().all()
     return {feed.id: _detach(session, feed) for feed in feeds if feed.id is not None}
+
+
+def read_feeds(feed_ids: list[int]) -> dict[int, Loaded]:
+    """:func:`load_feeds` on a connection of its own, outside a transaction on
+    PostgreSQL (``AUTOCOMMIT``: the ``SELECT`` is its own snapshot, as it was as the one
+    statement of a transaction). Its ``BEGIN`` and ``COMMIT`` were two of a poll
+    message's statements and round trips (issue 16). SQLite: a unit of work, as before.
+    Environment errors propagate."""
+    engine = get_engine()
+    if engine.dialect.name != "postgresql":
+        with unit_of_work() as session:
+            return load_feeds(session, feed_ids)
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        with Session(conn) as session:
+            return load_feeds(session, feed_ids)
 
 
 # Constant statements (the SET clause is made of the parameters' column names): the
@@ -837,6 +853,7 @@ __all__ = [
     "parse_retry_after",
     "poll_delay",
     "poll_feed",
+    "read_feeds",
     "record_crash",
     "record_entries",
     "screen_entries",
