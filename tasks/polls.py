@@ -242,6 +242,10 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
     * The feeds sent back for turns moved further are sent together (:func:`_send_back`:
       one message for those due within :data:`HOLD_WITHIN` seconds of each other),
       before the message waits for a held feed, and at its end.
+    * The 304s are written together at the message's end (:func:`_write_batch`), also
+      when it waited for a held feed meanwhile (at most :data:`HOLD_AT_MOST` seconds):
+      written before each wait, most of a loaded cycle's 304s were written alone, a
+      transaction each (issue 16). Their leases hold until then.
     * An environment error (database, broker, Redis) stops the batch: the feed that
       met it and the ones not yet polled are retried together, later (at most
       ``ENV_MAX_RETRIES`` times; then their leases run out and the dispatcher claims
@@ -287,7 +291,10 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
                 when, feed_id, lease = heapq.heappop(held)
                 current = (feed_id, lease)
                 if when > time.monotonic():  # nothing else of the message is ready
-                    flush()
+                    # the polls sent back go now (their turns may come during the wait);
+                    # the 304s wait for the message's end, to be written together (a
+                    # wait is at most HOLD_AT_MOST seconds in all)
+                    _send_back(back)
                     pause = max(0.0, when - time.monotonic())
                     time.sleep(pause)
                     waited += pause

@@ -1252,3 +1252,57 @@ def test_a_messages_feeds_are_read_outside_a_transaction_on_postgresql(
             s.flush()
             raise RuntimeError("undo")
         assert p.feed(a).title != "written, then rolled back"
+
+
+def test_a_messages_304s_are_written_together_also_when_it_waited_for_a_held_feed(
+    poller: Any, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two feeds of one host in one message answer 304, the host's interval 1 s: the
+    second is held for its turn a second later, and both 304s are written once the
+    message ends, in one ``write_polls`` (each was written alone: before the wait, and
+    at the end; issue 16). Each is recorded once, and its lease is cleared."""
+    from tasks import polls as poll_tasks
+    from tests.test_dispatch import _queued_polls
+
+    p = poller(HOST_MIN_INTERVAL=1, HOST_MAX_CONCURRENCY=2, RESPECT_ROBOTS="false")
+    for name in "ab":
+        server.routes[f"/{name}.xml"] = Reply(
+            body=rss(server.url("/"), []), content_type=RSS, headers={"ETag": f'"{name}"'}
+        )
+    a, b = p.add(*[server.url(f"/{name}.xml") for name in "ab"])
+    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    assert poll_tasks.poll_feeds([[f, leases[f]] for f in (a, b)]) == 0
+    with unit_of_work() as s:
+        make_due(s, [a, b])
+    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    started: dict[str, float] = {}
+
+    def not_modified(name: str) -> Any:
+        def reply(_: Any) -> Reply:
+            started[name] = time.monotonic()
+            return Reply(status=304, headers={"ETag": f'"{name}"'})
+
+        return reply
+
+    for name in "ab":
+        server.routes[f"/{name}.xml"] = not_modified(name)
+    real_write = poll_tasks.polling.write_polls
+    written: list[list[int]] = []
+
+    def write_polls(session: Any, writes: Any) -> Any:
+        written.append([w.feed_id for w in writes])
+        return real_write(session, writes)
+
+    monkeypatch.setattr(poll_tasks.polling, "write_polls", write_polls)
+    _queued_polls()
+    time.sleep(1.0)  # the host's interval since the first message's last request
+    assert poll_tasks.poll_feeds([[a, leases[a]], [b, leases[b]]]) == 0
+    assert _queued_polls() == []  # nothing sent back: b was held
+    assert started["b"] - started["a"] >= 0.8  # a second apart (b waited for its turn)
+    assert written == [[a, b]]
+    for f in (a, b):
+        feed = p.feed(f)
+        assert feed.lease_until is None and feed.polls_total == 2 and feed.last_status == 304
+    with unit_of_work() as s:
+        outcomes = sorted(x.feed_id for x in s.exec(select(FeedPoll)) if x.http_status == 304)
+    assert outcomes == [a, b]
