@@ -230,8 +230,8 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
 
     * The feeds are read in one statement before the first poll, outside a
       transaction (:func:`worker.feeds.polling.read_feeds`; again after
-      :data:`PRELOAD_FRESH` seconds; a message of one feed reads it in its poll's own
-      transaction); each poll's fenced ``UPDATE`` still checks its lease and writes
+      :data:`PRELOAD_FRESH` seconds; on SQLite a message of one feed reads it in its
+      poll's own transaction); each poll's fenced ``UPDATE`` still checks its lease and writes
       only the columns it changed.
     * A feed whose turn moved at most :data:`HOLD_WITHIN` seconds ahead (the request
       before it on its host started late) is kept and polled at its new turn, after the
@@ -300,12 +300,14 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
                     waited += pause
             else:
                 feed_id, lease = current = todo.pop(0)
-            # The message's feeds in one statement (those not yet polled); a message of
-            # one feed (a poll sent back for its turn) reads it in the poll's own
-            # transaction.
+            # The message's feeds in one statement (those not yet polled). On SQLite a
+            # message of one feed (a poll sent back for its turn) reads it in the
+            # poll's own transaction; on PostgreSQL it too is read outside a
+            # transaction (read_feeds): the poll's transaction then holds no snapshot
+            # during the request, and a poll sent back on has no BEGIN and ROLLBACK.
             left = len(todo) + len(held) + 1
             stale = preloaded is None or time.monotonic() - loaded_at > PRELOAD_FRESH
-            if left > 1 and stale:
+            if stale and (left > 1 or polling.reads_outside_a_transaction()):
                 loaded_at = time.monotonic()
                 ids = [feed_id, *(f for f, _ in todo), *(f for _, f, _ in held)]
                 preloaded = polling.read_feeds(ids)

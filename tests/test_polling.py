@@ -1306,3 +1306,41 @@ def test_a_messages_304s_are_written_together_also_when_it_waited_for_a_held_fee
     with unit_of_work() as s:
         outcomes = sorted(x.feed_id for x in s.exec(select(FeedPoll)) if x.http_status == 304)
     assert outcomes == [a, b]
+
+
+def test_a_message_of_one_feed_reads_it_outside_the_polls_transaction_on_postgresql(
+    poller: Any, server: Any, pg_url: str
+) -> None:
+    """On PostgreSQL a poll message of one feed (a poll sent back for its turn) reads
+    its feed as a longer message does, outside a transaction (``read_feeds``), not in
+    the poll's own transaction: that transaction holds no snapshot while the request
+    is on the network, and a poll sent back again leaves no ``BEGIN`` and
+    ``ROLLBACK`` behind. The poll is written as before."""
+    import re
+
+    import psycopg
+    from sqlalchemy import event
+
+    from tasks import polls as poll_tasks
+    from worker.core.db import get_engine
+
+    p = poller(DATABASE_URL=pg_url, RESPECT_ROBOTS="false")
+    server.routes["/a.xml"] = Reply(body=rss(server.url("/"), []), content_type=RSS)
+    (a,) = p.add(server.url("/a.xml"))
+    (lease,) = p.claim()
+    reads: list[Any] = []
+
+    def after(conn: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and re.search(r"\bFROM feed\b", statement):
+            reads.append(conn.connection.dbapi_connection.info.transaction_status)
+
+    engine = get_engine()
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        assert poll_tasks.poll_feeds([[a, lease.token]]) == 0
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+    assert reads == [psycopg.pq.TransactionStatus.IDLE]  # in the poll's: INTRANS
+    feed = p.feed(a)
+    assert feed.polls_total == 1 and feed.lease_until is None
+    assert server.hits["/a.xml"] == 1

@@ -203,17 +203,21 @@ def load_feeds(session: Session, feed_ids: list[int]) -> dict[int, Loaded]:
     return {feed.id: _detach(session, feed) for feed in feeds if feed.id is not None}
 
 
+def reads_outside_a_transaction() -> bool:
+    """Whether :func:`read_feeds` reads outside a transaction (PostgreSQL)."""
+    return get_engine().dialect.name == "postgresql"
+
+
 def read_feeds(feed_ids: list[int]) -> dict[int, Loaded]:
     """:func:`load_feeds` on a connection of its own, outside a transaction on
     PostgreSQL (``AUTOCOMMIT``: the ``SELECT`` is its own snapshot, as it was as the one
     statement of a transaction). Its ``BEGIN`` and ``COMMIT`` were two of a poll
     message's statements and round trips (issue 16). SQLite: a unit of work, as before.
     Environment errors propagate."""
-    engine = get_engine()
-    if engine.dialect.name != "postgresql":
+    if not reads_outside_a_transaction():
         with unit_of_work() as session:
             return load_feeds(session, feed_ids)
-    with engine.connect() as conn:
+    with get_engine().connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")
         with Session(conn) as session:
             return load_feeds(session, feed_ids)
@@ -854,6 +858,7 @@ __all__ = [
     "poll_delay",
     "poll_feed",
     "read_feeds",
+    "reads_outside_a_transaction",
     "record_crash",
     "record_entries",
     "screen_entries",
