@@ -304,7 +304,7 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
             # message of one feed (a poll sent back for its turn) reads it in the
             # poll's own transaction; on PostgreSQL it too is read outside a
             # transaction (read_feeds): the poll's transaction then holds no snapshot
-            # during the request, and a poll sent back on has no BEGIN and ROLLBACK.
+            # during the request, and a poll sent back again has no BEGIN and ROLLBACK.
             left = len(todo) + len(held) + 1
             stale = preloaded is None or time.monotonic() - loaded_at > PRELOAD_FRESH
             if stale and (left > 1 or polling.reads_outside_a_transaction()):
