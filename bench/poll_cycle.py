@@ -732,6 +732,11 @@ def main(argv: list[str] | None = None) -> int:
                 "statements_per_poll": round(db_calls_total / args.feeds, 1),
                 "exec_ms_per_poll": round((db_ms_total - claim_ms) / args.feeds, 3),
                 "top": top,
+                # every statement's calls (the statements a poll: BEGIN and COMMIT count)
+                "calls_by_statement": [
+                    {"query": " ".join(q.split())[:100], "calls": c, "exec_ms": round(t, 1)}
+                    for q, c, t, _ in sorted(stmts, key=lambda s: -s[1])
+                ],
             },
             "redis": {
                 "commands": sum(redis_calls.values()),

@@ -12,14 +12,20 @@ Each round leases ``--per-message`` × ``--messages`` feeds and writes their 304
 messages of ``--per-message``, in the transaction a poll message uses (``unit_of_work``):
 once with one fenced ``UPDATE`` a feed then one ``INSERT`` of the history rows (the
 code before), once with :func:`worker.feeds.polling.write_polls`; the two alternate.
-Printed per feed: the client's CPU (this process, ``time.process_time``) and the
-PostgreSQL backend's (its ``/proc/<pid>/stat``, in 10 ms ticks summed over the
-messages: read it as an average). Every write must find its lease.
+``--what history``: ``write_polls`` with its history rows in one statement against one
+``INSERT`` a row (psycopg's ``executemany``, before); ``--what read``: a message's read
+of its feeds, ``read_feeds`` (outside a transaction) against ``load_feeds`` in a unit of
+work (before; run it with ``CLAIMWIRE_DB_POOL_SIZE=1``: one connection, one backend).
+The order alternates from round to round. Printed per feed: the client's CPU (this
+process, ``time.process_time``) and the PostgreSQL backend's (its ``/proc/<pid>/stat``,
+in 10 ms ticks summed over the messages: read it as an average). Every write must find
+its lease.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from datetime import timedelta
 
@@ -87,6 +93,43 @@ def _writes(ids: list[int], lease: object, now: object) -> list[PollWrite]:
     ]
 
 
+def _history_one_a_row(session: object, rows: list[dict[str, object]]) -> None:
+    """The history rows as before ``_insert_history``: psycopg's ``executemany``, one
+    ``INSERT`` a row."""
+    session.execute(polling._INSERT_POLL, rows)  # type: ignore[attr-defined]
+
+
+def run_history(ids: list[int], per_message: int, unnest: bool) -> tuple[float, float]:
+    """``write_polls`` with the history rows in one statement (``unnest``) or one a
+    row (executemany, before); client and backend CPU milliseconds per feed."""
+    real = polling._insert_history
+    if not unnest:
+        polling._insert_history = _history_one_a_row  # type: ignore[assignment]
+    try:
+        return run(ids, per_message, True)
+    finally:
+        polling._insert_history = real  # type: ignore[assignment]
+
+
+def run_read(ids: list[int], per_message: int, outside: bool) -> tuple[float, float]:
+    """A message's read of its feeds: ``read_feeds`` (``outside`` a transaction) or
+    ``load_feeds`` in a unit of work (before); client and backend CPU milliseconds per
+    feed. Run with ``CLAIMWIRE_DB_POOL_SIZE=1``: one connection, one backend."""
+    with unit_of_work() as s:
+        pid = int(s.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    started, ticks = time.process_time(), _ticks(pid)
+    for i in range(0, len(ids), per_message):
+        chunk = ids[i : i + per_message]
+        if outside:
+            got = polling.read_feeds(chunk)
+        else:
+            with unit_of_work() as s:
+                got = polling.load_feeds(s, chunk)
+        assert len(got) == len(chunk)
+    client = time.process_time() - started
+    return client / len(ids) * 1000, (_ticks(pid) - ticks) * 10 / len(ids)
+
+
 def run(ids: list[int], per_message: int, together: bool) -> tuple[float, float]:
     """Client and backend CPU milliseconds per feed for one pass over ``ids``."""
     lease = (utcnow() + timedelta(seconds=900)).replace(microsecond=0)
@@ -117,6 +160,14 @@ def main() -> None:
     parser.add_argument("--per-message", type=int, default=8)
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--what",
+        choices=["update", "history", "read"],
+        default="update",
+        help="update: one fenced UPDATE a feed against write_polls; history: write_polls "
+        "with its history rows one INSERT a row (before) against one statement; read: a "
+        "message's feeds read in a unit of work (before) against read_feeds",
+    )
     args = parser.parse_args()
     init_db()
     wanted = args.per_message * args.messages
@@ -132,12 +183,21 @@ def main() -> None:
         ids = list(s.execute(select(FEED.c.id).order_by(FEED.c.id).limit(wanted)).scalars())
     with open("/proc/loadavg") as f:
         print(f"load average {f.read().split()[0]}; {wanted} feeds, {args.per_message} a message")
-    for _ in range(args.rounds):
-        for name, together in (("one UPDATE a feed", False), ("write_polls", True)):
-            client, backend = run(ids, args.per_message, together)
+    variants = {
+        "update": (run, ("one UPDATE a feed", "write_polls")),
+        "history": (run_history, ("history a row", "history together")),
+        "read": (run_read, ("read in a transaction", "read_feeds")),
+    }
+    measure, names = variants[args.what]
+    for n in range(args.rounds):
+        order = [(names[0], False), (names[1], True)]
+        for name, new in order if n % 2 == 0 else reversed(order):
+            client, backend = measure(ids, args.per_message, new)
             print(
-                f"{name:18s} client {client:.3f} ms a feed, "
-                f"PostgreSQL backend {backend:.3f} ms a feed"
+                f"{name:22s} client {client:.3f} ms a feed, "
+                f"PostgreSQL backend {backend:.3f} ms a feed; "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
             )
 
 

@@ -58,7 +58,7 @@ def _poll_one(
     fetch once that commits. Environment errors propagate (the caller retries); any
     other failure is logged and leaves the feed to its lease (the dispatcher tries
     again). ``preloaded``: the message's feeds, read together
-    (:func:`worker.feeds.polling.load_feeds`). A turn that moved at most
+    (:func:`worker.feeds.polling.read_feeds`). A turn that moved at most
     ``hold_within`` seconds ahead raises :class:`Held` (nothing written) instead of
     sending the poll back in a message of its own. ``batch``: a 304's writes are left
     there (:func:`worker.feeds.polling.write_polls`, :func:`_write_batch`).
@@ -228,9 +228,10 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
     follow-ups as :func:`poll_feed`; a redelivered message re-polls nothing that
     committed (those leases are spent).
 
-    * The feeds are read in one statement before the first poll (again after
-      :data:`PRELOAD_FRESH` seconds; a message of one feed reads it in its poll's own
-      transaction); each poll's fenced ``UPDATE`` still checks its lease and writes
+    * The feeds are read in one statement before the first poll, outside a
+      transaction (:func:`worker.feeds.polling.read_feeds`; again after
+      :data:`PRELOAD_FRESH` seconds; on SQLite a message of one feed reads it in its
+      poll's own transaction); each poll's fenced ``UPDATE`` still checks its lease and writes
       only the columns it changed.
     * A feed whose turn moved at most :data:`HOLD_WITHIN` seconds ahead (the request
       before it on its host started late) is kept and polled at its new turn, after the
@@ -241,6 +242,10 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
     * The feeds sent back for turns moved further are sent together (:func:`_send_back`:
       one message for those due within :data:`HOLD_WITHIN` seconds of each other),
       before the message waits for a held feed, and at its end.
+    * The 304s are written together at the message's end (:func:`_write_batch`), also
+      when it waited for a held feed meanwhile (at most :data:`HOLD_AT_MOST` seconds):
+      written before each wait, most of a loaded cycle's 304s were written alone, a
+      transaction each (issue 16). Their leases hold until then.
     * An environment error (database, broker, Redis) stops the batch: the feed that
       met it and the ones not yet polled are retried together, later (at most
       ``ENV_MAX_RETRIES`` times; then their leases run out and the dispatcher claims
@@ -286,22 +291,26 @@ def poll_feeds(self: ClaimwireTask, leases: list[list[Any]]) -> int:
                 when, feed_id, lease = heapq.heappop(held)
                 current = (feed_id, lease)
                 if when > time.monotonic():  # nothing else of the message is ready
-                    flush()
+                    # the polls sent back go now (their turns may come during the wait);
+                    # the 304s wait for the message's end, to be written together (a
+                    # wait is at most HOLD_AT_MOST seconds in all)
+                    _send_back(back)
                     pause = max(0.0, when - time.monotonic())
                     time.sleep(pause)
                     waited += pause
             else:
                 feed_id, lease = current = todo.pop(0)
-            # The message's feeds in one statement (those not yet polled); a message of
-            # one feed (a poll sent back for its turn) reads it in the poll's own
-            # transaction.
+            # The message's feeds in one statement (those not yet polled). On SQLite a
+            # message of one feed (a poll sent back for its turn) reads it in the
+            # poll's own transaction; on PostgreSQL it too is read outside a
+            # transaction (read_feeds): the poll's transaction then holds no snapshot
+            # during the request, and a poll sent back again has no BEGIN and ROLLBACK.
             left = len(todo) + len(held) + 1
             stale = preloaded is None or time.monotonic() - loaded_at > PRELOAD_FRESH
-            if left > 1 and stale:
+            if stale and (left > 1 or polling.reads_outside_a_transaction()):
                 loaded_at = time.monotonic()
-                with unit_of_work() as session:
-                    ids = [feed_id, *(f for f, _ in todo), *(f for _, f, _ in held)]
-                    preloaded = polling.load_feeds(session, ids)
+                ids = [feed_id, *(f for f, _ in todo), *(f for _, f, _ in held)]
+                preloaded = polling.read_feeds(ids)
             # (poll_feed takes the feed out of ``preloaded``; a held one is put back)
             kept = preloaded.get(feed_id) if preloaded is not None else None
             hold = max(0.0, min(HOLD_WITHIN, HOLD_AT_MOST - waited))

@@ -1126,3 +1126,221 @@ def test_write_polls_fences_each_feed_and_writes_only_its_changed_columns(
     with unit_of_work() as s:
         polled = sorted(x.feed_id for x in s.exec(select(FeedPoll)))
     assert polled == sorted([a, c, d])
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_write_polls_inserts_a_messages_history_rows_in_one_statement(
+    poller: Any, db: str, request: pytest.FixtureRequest
+) -> None:
+    """The history rows of a message's 304s go in one ``INSERT`` on PostgreSQL (``...
+    SELECT * FROM unnest(...)``, one array a column; psycopg's ``executemany`` sent one
+    ``INSERT`` a row: issue 16), with each row's own values, nulls included; SQLite
+    keeps its ``executemany``. A feed whose lease was replaced gets no row."""
+    from sqlalchemy import event
+
+    from worker.core.db import get_engine
+    from worker.feeds.polling import PollWrite, write_polls
+
+    extra = {"DATABASE_URL": request.getfixturevalue("pg_url")} if db == "postgresql" else {}
+    p = poller(**extra)
+    ids = p.add(*[f"http://feeds{i}.example/rss.xml" for i in range(4)])
+    leases = {lease.feed_id: datetime.fromisoformat(lease.token) for lease in p.claim()}
+    lost = ids[2]
+    with unit_of_work() as s:  # meanwhile, one feed is claimed again
+        feed = s.get(Feed, lost)
+        assert feed is not None and feed.lease_until is not None
+        feed.lease_until = feed.lease_until + timedelta(seconds=5)
+    now = utcnow().replace(microsecond=0)
+    rows = {
+        f: dict(
+            feed_id=f,
+            started_at=now - timedelta(seconds=n),
+            duration_ms=10 + n,
+            outcome="unchanged" if n % 2 else "not_modified",
+            http_status=200 if n % 2 else 304,
+            entries_seen=n,
+            entries_new=0,
+            entries_rejected=n,
+            rejected=f"{n} not an absolute http(s) URL ('x{n}')" if n % 2 else None,
+            error=None if n == 0 else f"ill-formed {n}",
+        )
+        for n, f in enumerate(ids)
+    }
+    writes = [
+        PollWrite(
+            feed_id=f,
+            update={
+                "polls_total": 1,
+                "lease_until": None,
+                "fenced_id": f,
+                "fenced_lease": leases[f],
+            },
+            poll=rows[f],
+            trim=False,
+            keep=10,
+            result=PollResult(outcome=str(rows[f]["outcome"])),
+        )
+        for f in ids
+    ]
+    inserts: list[tuple[str, bool]] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            inserts.append((statement, many))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with unit_of_work() as s:
+            done = write_polls(s, writes)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert sorted(w.feed_id for w in done) == sorted(f for f in ids if f != lost)
+    assert len(inserts) == 1
+    if db == "postgresql":
+        assert "unnest" in inserts[0][0] and inserts[0][1] is False
+    columns = [k for k in rows[ids[0]] if k != "feed_id"]
+    with unit_of_work() as s:
+        stored = {x.feed_id: {k: getattr(x, k) for k in columns} for x in s.exec(select(FeedPoll))}
+    expected = {f: {k: rows[f][k] for k in columns} for f in ids if f != lost}
+    assert stored == expected
+
+
+def test_a_messages_feeds_are_read_outside_a_transaction_on_postgresql(
+    poller: Any, pg_url: str
+) -> None:
+    """``read_feeds`` (a poll message's read of its feeds) runs its ``SELECT`` on
+    PostgreSQL outside a transaction (autocommit: no ``BEGIN`` and ``COMMIT`` around
+    it, two statements and round trips a message: issue 16), reads what ``load_feeds``
+    reads in a unit of work, and gives its connection back to the pool transactional
+    again: a unit of work on it still rolls back."""
+    import psycopg
+    from sqlalchemy import event
+
+    from worker.core.db import get_engine
+    from worker.feeds.polling import load_feeds, read_feeds
+
+    p = poller(DATABASE_URL=pg_url)
+    a, b = p.add("http://feeds-a.example/rss.xml", "http://feeds-b.example/rss.xml")
+    p.claim()
+    seen: list[tuple[str, Any, Any]] = []
+
+    def after(conn: Any, _cur: Any, statement: str, *_: Any) -> None:
+        raw = conn.connection.dbapi_connection
+        seen.append((statement, raw, raw.info.transaction_status))
+
+    engine = get_engine()
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        read = read_feeds([a, b, 999_999])
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+    ((statement, raw, status),) = seen
+    assert statement.lstrip().upper().startswith("SELECT")
+    assert status == psycopg.pq.TransactionStatus.IDLE  # in a transaction: INTRANS
+    assert raw.autocommit is False  # back in the pool as it was
+    with unit_of_work() as s:
+        loaded = load_feeds(s, [a, b, 999_999])
+    assert sorted(read) == sorted(loaded) == [a, b]
+    assert {f: v for f, (_, v) in read.items()} == {f: v for f, (_, v) in loaded.items()}
+    assert read[a][0].url == "http://feeds-a.example/rss.xml" and read[a][0].lease_until
+    for _ in range(3):  # whichever pooled connection comes: still transactional
+        with pytest.raises(RuntimeError), unit_of_work() as s:
+            feed = s.get(Feed, a)
+            assert feed is not None
+            feed.title = "written, then rolled back"
+            s.flush()
+            raise RuntimeError("undo")
+        assert p.feed(a).title != "written, then rolled back"
+
+
+def test_a_messages_304s_are_written_together_also_when_it_waited_for_a_held_feed(
+    poller: Any, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two feeds of one host in one message answer 304, the host's interval 1 s: the
+    second is held for its turn a second later, and both 304s are written once the
+    message ends, in one ``write_polls`` (each was written alone: before the wait, and
+    at the end; issue 16). Each is recorded once, and its lease is cleared."""
+    from tasks import polls as poll_tasks
+    from tests.test_dispatch import _queued_polls
+
+    p = poller(HOST_MIN_INTERVAL=1, HOST_MAX_CONCURRENCY=2, RESPECT_ROBOTS="false")
+    for name in "ab":
+        server.routes[f"/{name}.xml"] = Reply(
+            body=rss(server.url("/"), []), content_type=RSS, headers={"ETag": f'"{name}"'}
+        )
+    a, b = p.add(*[server.url(f"/{name}.xml") for name in "ab"])
+    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    assert poll_tasks.poll_feeds([[f, leases[f]] for f in (a, b)]) == 0
+    with unit_of_work() as s:
+        make_due(s, [a, b])
+    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    started: dict[str, float] = {}
+
+    def not_modified(name: str) -> Any:
+        def reply(_: Any) -> Reply:
+            started[name] = time.monotonic()
+            return Reply(status=304, headers={"ETag": f'"{name}"'})
+
+        return reply
+
+    for name in "ab":
+        server.routes[f"/{name}.xml"] = not_modified(name)
+    real_write = poll_tasks.polling.write_polls
+    written: list[list[int]] = []
+
+    def write_polls(session: Any, writes: Any) -> Any:
+        written.append([w.feed_id for w in writes])
+        return real_write(session, writes)
+
+    monkeypatch.setattr(poll_tasks.polling, "write_polls", write_polls)
+    _queued_polls()
+    time.sleep(1.0)  # the host's interval since the first message's last request
+    assert poll_tasks.poll_feeds([[a, leases[a]], [b, leases[b]]]) == 0
+    assert _queued_polls() == []  # nothing sent back: b was held
+    assert started["b"] - started["a"] >= 0.8  # a second apart (b waited for its turn)
+    assert written == [[a, b]]
+    for f in (a, b):
+        feed = p.feed(f)
+        assert feed.lease_until is None and feed.polls_total == 2 and feed.last_status == 304
+    with unit_of_work() as s:
+        outcomes = sorted(x.feed_id for x in s.exec(select(FeedPoll)) if x.http_status == 304)
+    assert outcomes == [a, b]
+
+
+def test_a_message_of_one_feed_reads_it_outside_the_polls_transaction_on_postgresql(
+    poller: Any, server: Any, pg_url: str
+) -> None:
+    """On PostgreSQL a poll message of one feed (a poll sent back for its turn) reads
+    its feed as a longer message does, outside a transaction (``read_feeds``), not in
+    the poll's own transaction: that transaction holds no snapshot while the request
+    is on the network, and a poll sent back again leaves no ``BEGIN`` and
+    ``ROLLBACK`` behind. The poll is written as before."""
+    import re
+
+    import psycopg
+    from sqlalchemy import event
+
+    from tasks import polls as poll_tasks
+    from worker.core.db import get_engine
+
+    p = poller(DATABASE_URL=pg_url, RESPECT_ROBOTS="false")
+    server.routes["/a.xml"] = Reply(body=rss(server.url("/"), []), content_type=RSS)
+    (a,) = p.add(server.url("/a.xml"))
+    (lease,) = p.claim()
+    reads: list[Any] = []
+
+    def after(conn: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and re.search(r"\bFROM feed\b", statement):
+            reads.append(conn.connection.dbapi_connection.info.transaction_status)
+
+    engine = get_engine()
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        assert poll_tasks.poll_feeds([[a, lease.token]]) == 0
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+    assert reads == [psycopg.pq.TransactionStatus.IDLE]  # in the poll's: INTRANS
+    feed = p.feed(a)
+    assert feed.polls_total == 1 and feed.lease_until is None
+    assert server.hits["/a.xml"] == 1

@@ -24,7 +24,7 @@ from sqlmodel import Session, col
 from schemas.models import Article, ArticleState, Feed, FeedPoll, FeedState, Sighting
 from schemas.types import utcnow
 from worker.core import outbox
-from worker.core.db import is_postgres
+from worker.core.db import get_engine, is_postgres, unit_of_work
 from worker.core.settings import Settings
 from worker.feeds.due import count_due, due
 from worker.feeds.parsing import Entry, ParsedFeed, parse_feed
@@ -203,6 +203,26 @@ def load_feeds(session: Session, feed_ids: list[int]) -> dict[int, Loaded]:
     return {feed.id: _detach(session, feed) for feed in feeds if feed.id is not None}
 
 
+def reads_outside_a_transaction() -> bool:
+    """Whether :func:`read_feeds` reads outside a transaction (PostgreSQL)."""
+    return get_engine().dialect.name == "postgresql"
+
+
+def read_feeds(feed_ids: list[int]) -> dict[int, Loaded]:
+    """:func:`load_feeds` on a connection of its own, outside a transaction on
+    PostgreSQL (``AUTOCOMMIT``: the ``SELECT`` is its own snapshot, as it was as the one
+    statement of a transaction). Its ``BEGIN`` and ``COMMIT`` were two of a poll
+    message's statements and round trips (issue 16). SQLite: a unit of work, as before.
+    Environment errors propagate."""
+    if not reads_outside_a_transaction():
+        with unit_of_work() as session:
+            return load_feeds(session, feed_ids)
+    with get_engine().connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        with Session(conn) as session:
+            return load_feeds(session, feed_ids)
+
+
 # Constant statements (the SET clause is made of the parameters' column names): the
 # compiled form is found in SQLAlchemy's cache at once, where a statement built with
 # its values was built and hashed anew on every poll.
@@ -312,7 +332,7 @@ def write_polls(session: Session, writes: list[PollWrite]) -> list[PollWrite]:
     else:
         done = [w for w in writes if _write_feed(session, w)]
     if done:
-        session.execute(_INSERT_POLL, [w.poll for w in done])
+        _insert_history(session, [w.poll for w in done])
     for w in done:
         if w.trim:
             _trim_history(session, w.feed_id, w.keep)
@@ -379,6 +399,54 @@ def _together_statement(keys: tuple[str, ...], dialect: Any) -> tuple[Any, list[
         )
         got = _TOGETHER[keys] = (stmt, [columns[n].type.bind_processor(dialect) for n in names])
     return got
+
+
+_HISTORY_COLUMNS = (
+    "feed_id",
+    "started_at",
+    "duration_ms",
+    "outcome",
+    "http_status",
+    "entries_seen",
+    "entries_new",
+    "entries_rejected",
+    "rejected",
+    "error",
+)
+_HISTORY: dict[str, tuple[Any, list[Any]]] = {}
+
+
+def _insert_history(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert the history rows of a message's polls (:data:`_HISTORY_COLUMNS` each).
+
+    PostgreSQL: one statement for all of them, the values as one array parameter a
+    column (the statement's text is one, whatever the number of rows)::
+
+        INSERT INTO feedpoll (<columns>) SELECT * FROM unnest(<one array a column>)
+
+    psycopg's ``executemany`` sent one ``INSERT`` a row (pipelined, but each parsed,
+    planned and executed by the server, and each row's parameters dumped on its own):
+    a statement a poll (issue 16). SQLite, and one row: the plain ``INSERT``."""
+    if len(rows) < 2 or not is_postgres(session):
+        session.execute(_INSERT_POLL, rows)
+        return
+    dialect = session.get_bind().dialect
+    got = _HISTORY.get(dialect.name)
+    if got is None:
+        columns = [_FEEDPOLL.c[n] for n in _HISTORY_COLUMNS]
+        arrays = ", ".join(
+            f"CAST(:{c.key} AS {c.type.compile(dialect=dialect)}[])" for c in columns
+        )
+        stmt = text(
+            f"INSERT INTO feedpoll ({', '.join(_HISTORY_COLUMNS)}) SELECT * FROM unnest({arrays})"
+        )
+        got = _HISTORY[dialect.name] = (stmt, [c.type.bind_processor(dialect) for c in columns])
+    stmt, processors = got
+    params: dict[str, list[Any]] = {}
+    for name, process in zip(_HISTORY_COLUMNS, processors, strict=True):
+        values = [row[name] for row in rows]
+        params[name] = [process(v) for v in values] if process else values
+    session.execute(stmt, params)
 
 
 def _trim_history(session: Session, feed_id: int, keep_rows: int) -> None:
@@ -789,6 +857,8 @@ __all__ = [
     "parse_retry_after",
     "poll_delay",
     "poll_feed",
+    "read_feeds",
+    "reads_outside_a_transaction",
     "record_crash",
     "record_entries",
     "screen_entries",
