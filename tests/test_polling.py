@@ -1025,16 +1025,7 @@ def test_an_environment_error_writing_a_messages_304s_polls_them_again(
     from tasks import polls as poll_tasks
 
     p = poller(RESPECT_ROBOTS="false")
-    for name in "ab":
-        server.routes[f"/{name}.xml"] = Reply(
-            body=rss(server.url("/"), []), content_type=RSS, headers={"ETag": f'"{name}"'}
-        )
-    a, b = p.add(*[server.url(f"/{name}.xml") for name in "ab"])
-    leases = {lease.feed_id: lease.token for lease in p.claim()}
-    assert poll_tasks.poll_feeds([[f, leases[f]] for f in (a, b)]) == 0
-    with unit_of_work() as s:
-        make_due(s, [a, b])
-    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    a, b, leases = _two_feeds_polled_once_and_due_again(p, server)
     for name in "ab":
         server.routes[f"/{name}.xml"] = Reply(status=304, headers={"ETag": f'"{name}"'})
     real_write = poll_tasks.polling.write_polls
@@ -1265,16 +1256,7 @@ def test_a_messages_304s_are_written_together_also_when_it_waited_for_a_held_fee
     from tests.test_dispatch import _queued_polls
 
     p = poller(HOST_MIN_INTERVAL=1, HOST_MAX_CONCURRENCY=2, RESPECT_ROBOTS="false")
-    for name in "ab":
-        server.routes[f"/{name}.xml"] = Reply(
-            body=rss(server.url("/"), []), content_type=RSS, headers={"ETag": f'"{name}"'}
-        )
-    a, b = p.add(*[server.url(f"/{name}.xml") for name in "ab"])
-    leases = {lease.feed_id: lease.token for lease in p.claim()}
-    assert poll_tasks.poll_feeds([[f, leases[f]] for f in (a, b)]) == 0
-    with unit_of_work() as s:
-        make_due(s, [a, b])
-    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    a, b, leases = _two_feeds_polled_once_and_due_again(p, server)
     started: dict[str, float] = {}
 
     def not_modified(name: str) -> Any:
@@ -1344,3 +1326,20 @@ def test_a_message_of_one_feed_reads_it_outside_the_polls_transaction_on_postgre
     feed = p.feed(a)
     assert feed.polls_total == 1 and feed.lease_until is None
     assert server.hits["/a.xml"] == 1
+
+
+def _two_feeds_polled_once_and_due_again(p: Any, server: Any) -> tuple[int, int, dict[int, str]]:
+    """Feeds ``/a.xml`` and ``/b.xml`` (empty, with an ETag) added, polled once, made due
+    again and claimed: their ids and the new leases."""
+    from tasks import polls as poll_tasks
+
+    for name in "ab":
+        server.routes[f"/{name}.xml"] = Reply(
+            body=rss(server.url("/"), []), content_type=RSS, headers={"ETag": f'"{name}"'}
+        )
+    a, b = p.add(*[server.url(f"/{name}.xml") for name in "ab"])
+    leases = {lease.feed_id: lease.token for lease in p.claim()}
+    assert poll_tasks.poll_feeds([[f, leases[f]] for f in (a, b)]) == 0
+    with unit_of_work() as s:
+        make_due(s, [a, b])
+    return a, b, {lease.feed_id: lease.token for lease in p.claim()}

@@ -691,21 +691,8 @@ def test_htmldate_searches_far_only_when_the_markup_gives_no_time(
 ) -> None:
     import worker.pages.extractor as extractor
 
-    asked: list[bool] = []
-    real = extractor._date_params
-
-    def recorded(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        params = real(*args, **kwargs)
-        asked.append(params["extensive_search"])
-        return params
-
-    monkeypatch.setattr(extractor, "_date_params", recorded)
-    line = "of the report on the ferries and the strike."
-    body = "".join(f"<p>Paragraph {i} {line}</p>" for i in range(12))
-    html = (
-        f'<html lang="en"><head><meta property="article:published_time" content="{published}">'
-        f"<title>Ferries</title></head><body><article><h1>Ferries</h1>{body}</article></body></html>"
-    )
+    asked = _htmldate_asks(monkeypatch)
+    html = _ferries_page(published)
     page = extractor.extract_page(html, "https://example.org/news/ferries", now=NOW)
     assert asked == ([] if extensive is None else [extensive])
     assert page.published_source == "meta"
@@ -727,22 +714,8 @@ def test_htmldate_not_asked_when_the_feed_gives_the_second(
     is what ``choose`` keeps whatever htmldate would find, so htmldate is not asked."""
     import worker.pages.extractor as extractor
 
-    seen: list[bool] = []
-    real = extractor._date_params
-
-    def recorded(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        params = real(*args, **kwargs)
-        seen.append(params["extensive_search"])
-        return params
-
-    monkeypatch.setattr(extractor, "_date_params", recorded)
-    line = "of the report on the ferries and the strike."
-    body = "".join(f"<p>Paragraph {i} {line}</p>" for i in range(12))
-    html = (
-        '<html lang="en"><head><meta property="article:published_time" content="2024-03-03">'
-        "<title>Ferries</title></head><body><article><h1>Ferries</h1>"
-        f"<p>Updated 3 March 2024, 17:45</p>{body}</article></body></html>"
-    )
+    seen = _htmldate_asks(monkeypatch)
+    html = _ferries_page("2024-03-03", before="<p>Updated 3 March 2024, 17:45</p>")
     page = extractor.extract_page(
         html, "https://example.org/news/ferries", now=NOW, feed_published_at=feed
     )
@@ -773,3 +746,32 @@ def test_itemprop_reading_is_the_first_date_published_element() -> None:
         ("time", datetime(2024, 3, 1, tzinfo=UTC)),
         ("itemprop", datetime(2024, 3, 5, 8, 15, tzinfo=UTC)),
     ]
+
+
+def _htmldate_asks(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records, for each time ``extract_page`` asks htmldate, whether its search was
+    extensive."""
+    import worker.pages.extractor as extractor
+
+    asked: list[bool] = []
+    real = extractor._date_params
+
+    def recorded(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        params = real(*args, **kwargs)
+        asked.append(params["extensive_search"])
+        return params
+
+    monkeypatch.setattr(extractor, "_date_params", recorded)
+    return asked
+
+
+def _ferries_page(published: str, before: str = "") -> str:
+    """An invented article whose markup gives ``published`` as its time; ``before`` comes
+    before its twelve paragraphs."""
+    line = "of the report on the ferries and the strike."
+    body = "".join(f"<p>Paragraph {i} {line}</p>" for i in range(12))
+    return (
+        f'<html lang="en"><head><meta property="article:published_time" content="{published}">'
+        f"<title>Ferries</title></head><body><article><h1>Ferries</h1>{before}{body}"
+        "</article></body></html>"
+    )
