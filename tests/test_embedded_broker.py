@@ -141,3 +141,41 @@ def test_a_worker_told_to_stop_takes_no_more_messages(tmp_path: Path) -> None:
         assert message.payload == {"n": 1}
         message.ack()
         queue.close()
+
+
+def _bind_at_once(options: dict[str, Any], exchange: str, queue: str, start: Any) -> None:
+    from kombu import Exchange, Queue
+
+    with _ours(options) as conn:
+        channel = conn.default_channel
+        start.wait(10)
+        Queue(queue, Exchange(exchange, type="direct"), routing_key=queue)(channel).declare()
+
+
+def test_processes_binding_one_exchange_at_once_lose_no_binding(tmp_path: Path) -> None:
+    """The CPU processes of a run start together and each binds its queues: processes
+    binding one exchange at the same moment, in a new control folder, all succeed (none
+    reads the table file another has created but not yet written) and the table holds
+    every binding."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    processes, rounds = 6, 15
+    for r in range(rounds):
+        root = tmp_path / f"round-{r}"
+        root.mkdir()
+        options = _options(root)
+        exchange = f"bind-{tmp_path.name}-{r}"
+        queues = [f"q{i}-{tmp_path.name}-{r}" for i in range(processes)]
+        start = ctx.Barrier(processes)
+        procs = [
+            ctx.Process(target=_bind_at_once, args=(options, exchange, q, start)) for q in queues
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0] * processes, f"round {r}: a binding failed"
+        with _ours(options) as conn:
+            table = _channel(conn).get_table(exchange)
+        assert sorted(q.queue for q in table) == sorted(queues)

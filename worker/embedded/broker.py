@@ -15,14 +15,25 @@ between its channels (:class:`_Listing`): listing and sorting the whole folder f
 every message taken, as kombu's ``_get`` does, was a fifth of the `run` process's CPU
 with the 1,000 fetches of a first poll waiting (issue 16). The folder and its file
 names are kombu's, unchanged, so a folder written by an older claimwire is read as is.
+
+An exchange's table of bindings (a file in the control folder) is created by kombu's
+``_queue_bind`` with ``open("wb")`` and locked only after: a process binding or reading
+the same exchange in between (the CPU processes of a run start together and each
+declares its queues) finds the file empty and its worker dies on a ``JSONDecodeError``
+(the same race with kombu's filesystem transport: treeverse/dvc-task#73). Here every
+process binds under one exclusive lock of a file of the control folder and reads a table
+under its shared lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import uuid
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from time import monotonic
 from typing import Any
 
@@ -112,7 +123,29 @@ def _listing(folder: str) -> _Listing:
         return found
 
 
+# The file whose lock the bindings of every process of one broker folder take.
+BIND_LOCK = ".bindings.lock"
+
+
 class Channel(filesystem.Channel):
+    @contextmanager
+    def _bindings_locked(self, how: int) -> Iterator[None]:
+        self.control_folder.mkdir(exist_ok=True)
+        with open(self.control_folder / BIND_LOCK, "a") as f:
+            fcntl.flock(f, how)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _queue_bind(self, exchange: Any, routing_key: Any, pattern: Any, queue: Any) -> None:
+        with self._bindings_locked(fcntl.LOCK_EX):
+            super()._queue_bind(exchange, routing_key, pattern, queue)  # type: ignore[no-untyped-call]
+
+    def get_table(self, exchange: Any) -> Any:
+        with self._bindings_locked(fcntl.LOCK_SH):
+            return super().get_table(exchange)  # type: ignore[no-untyped-call]
+
     # (kombu names the argument `message` in AbstractChannel, `payload` here)
     def _put(self, queue: Any, payload: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
