@@ -216,3 +216,45 @@ def test_a_process_killed_during_its_step_counts_exactly_one_death(db: Any, tmp_
     a = load_article(aid)
     assert a.state == ArticleState.quarantined and a.failure_reason is not None
     assert f"died {MAX_DEATHS} times" in a.failure_reason, a.failure_reason
+
+
+def test_a_step_waits_for_another_steps_transaction_holding_the_row(
+    configure: Any, pg_url: str
+) -> None:
+    """PostgreSQL: the step's lock is free (no copy of the step runs) but another
+    transaction holds the article's row, as another step writing the article does (a
+    group's new canonical taking its claims from a copy). The step waits for it and runs;
+    it used to be told ``busy`` and its message dropped, the article left to the sweep
+    ``stale_after`` later."""
+    import threading
+    import time
+
+    import psycopg
+
+    from worker.core.db import init_db
+    from worker.pipeline.attempts import run_step
+    from worker.pipeline.steps import step_named
+
+    settings = configure(max_step_deaths=MAX_DEATHS, database_url=pg_url)
+    init_db(settings)
+    aid = _article()
+    holding = threading.Event()
+
+    def other_step() -> None:
+        with psycopg.connect(pg_url) as conn, conn.transaction():
+            conn.execute("SELECT id FROM article WHERE id = %s FOR UPDATE", (aid,))
+            holding.set()
+            time.sleep(1.0)
+
+    holder = threading.Thread(target=other_step)
+    holder.start()
+    try:
+        assert holding.wait(30)
+        outcome = run_step(
+            replace(step_named("dedup"), run=_dedup_ok), aid, follow_up=False, settings=settings
+        )
+    finally:
+        holder.join(30)
+    assert outcome.advanced and outcome.state == ArticleState.deduplicated
+    a = load_article(aid)
+    assert a.state == ArticleState.deduplicated and a.step_starts == 0

@@ -388,6 +388,10 @@ _T = article_table.c
 _START_ROW = select(_T.state, _T.step_starts, _T.step_started_at).where(
     _T.id == bindparam("article_id")
 )
+# The row read waiting for its lock: the step's lock is this copy's (no copy of the step
+# runs) but another transaction holds the row, another step's writing the article (a
+# group's new canonical taking its claims from a copy): wait for it to end.
+_START_ROW_WAIT = _START_ROW.with_for_update()
 _COUNT_START = (
     update(article_table)
     .where(_T.id == bindparam("article_id"))
@@ -488,6 +492,11 @@ def begin_step(
             return StepStart.run, int(locked[1])
         # (no row: not in the step's state, or another transaction holds it)
         row = locked[:4] if locked is not None and locked[0] is not None else None
+        if row is None and lock.held:
+            # The article was in the step's state and the step's lock is ours: the row is
+            # held by another step's transaction, not a copy of this one. Dropping this
+            # message as busy left the article to the sweep, ``stale_after`` later.
+            row = session.execute(_START_ROW_WAIT, {"article_id": article_id}).first()
         if row is None and (moved := _moved_on(session, article_id, takes)) is not None:
             return moved, 0
     elif is_postgres(session):
