@@ -1177,7 +1177,7 @@ def assign_clusters(
                         },
                     ).scalar_one()
                 )
-                rows = word_rows(found, key, {_index_word(w) for w in words})
+                rows = cluster_word_rows(found, key, claim.text)
                 if rows:
                     session.execute(_INSERT_WORDS, rows)
             else:

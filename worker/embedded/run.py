@@ -130,20 +130,16 @@ def _transport_is_empty(settings: Settings) -> bool:
     return all(depth == 0 for depth in depths.values())
 
 
-_on_stop: list[Callable[[], None]] = []
-"""Called by :func:`_stop_worker` as the run's worker is told to stop (the CPU pool's
-stop, asked at once: its children have nothing left to take)."""
-
-
-def _stop_worker() -> None:
+def _stop_worker(on_stop: list[Callable[[], None]]) -> None:
     """Stop this process's worker warmly: what a SIGTERM's handler does, without the
     handler's "worker: Warm shutdown" written straight to stdout (which carries only the
-    command's output). The CPU processes are asked to stop at the same moment, not once
-    the worker has stopped: the two stops (about a second each at load 10) overlap."""
+    command's output). ``on_stop`` is called at the same moment (the CPU pool's stop:
+    its children have nothing left to take), not once the worker has stopped: the two
+    stops (about a second each at load 10) overlap."""
     from celery.worker import state as worker_state
 
     worker_state.should_stop = 0
-    for then in list(_on_stop):
+    for then in list(on_stop):
         then()
 
 
@@ -151,12 +147,13 @@ def _idle_watch(
     stop: threading.Event,
     settings: Settings,
     ending: list[Ending],
+    on_stop: list[Callable[[], None]],
     tick: float = 0.5,
 ) -> None:
     """Dispatch due feeds at once (no waiting for the schedule) and stop the worker
     after the database has shown no pending work for a few consecutive checks, or after
     every check has failed for ``settings.until_idle_give_up`` seconds. ``ending`` gets
-    the reason."""
+    the reason; ``on_stop``: see :func:`_stop_worker`."""
     from tasks.schedule import advance_jobs, dispatch_due_feeds, sweep
 
     if _transport_is_empty(settings):
@@ -202,7 +199,7 @@ def _idle_watch(
                     error=str(exc),
                 )
                 ending.append(Ending.GAVE_UP)
-                _stop_worker()
+                _stop_worker(on_stop)
                 return
             continue
         failing_since = None
@@ -213,7 +210,7 @@ def _idle_watch(
         if quiet >= 3:
             log.info("idle", msg="nothing pending; stopping")
             ending.append(Ending.IDLE)
-            _stop_worker()
+            _stop_worker(on_stop)
             return
 
 
@@ -270,10 +267,11 @@ def run_service(
         hostname=f"claimwire@{os.uname().nodename}-{os.getpid()}",
     )
     watcher = None
+    on_stop: list[Callable[[], None]] = []  # called as the idle watcher stops the worker
     if until_idle:
         watcher = threading.Thread(
             target=_idle_watch,
-            args=(stop, settings, ending),
+            args=(stop, settings, ending, on_stop),
             daemon=True,
             name="claimwire-idle-watch",
         )
@@ -295,7 +293,7 @@ def run_service(
 
         worker_shutting_down.connect(_children_stop, weak=False)
         # (until_idle's watcher stops the worker without a signal: the same, at once)
-        _on_stop.append(pool.ask_to_stop)
+        on_stop.append(pool.ask_to_stop)
     try:
         worker.start()
     finally:
@@ -307,7 +305,5 @@ def run_service(
             from celery.signals import worker_shutting_down
 
             worker_shutting_down.disconnect(_children_stop)
-            if pool.ask_to_stop in _on_stop:
-                _on_stop.remove(pool.ask_to_stop)
             pool.stop()
     return ending[0] if ending else Ending.STOPPED

@@ -818,11 +818,11 @@ def extract_page(
         stamps = page_candidates(tree, url, None)
     except Exception:  # noqa: BLE001 - metadata is best effort
         stamps = []
+    feed = from_datetime(feed_published_at, "feed")
     if tree is not None:
         # htmldate's date is one reading of the publication time: not searched far when the
         # page's markup gives the time to the minute, not read at all when the markup or the
         # feed already fix the time to the second (no later reading can change it then)
-        feed = from_datetime(feed_published_at, "feed")
         fixed = final([*stamps, *([feed] if feed else [])], now)
         dates = None if fixed else not settled(stamps, now)
         text, doc = _extract_tree(tree, url, profile, now, dates=dates)
@@ -843,10 +843,7 @@ def extract_page(
                 text, source, best_len = alt, kind, len(alt)  # type: ignore[assignment]
     if not meta.get("language"):
         meta["language"] = detect_language(text)
-    extra = [
-        from_datetime(feed_published_at, "feed"),
-        from_datetime(meta.get("published_at"), "visible"),
-    ]
+    extra = [feed, from_datetime(meta.get("published_at"), "visible")]
     chosen = choose([*stamps, *(s for s in extra if s is not None)], now)
     meta.update(
         published_at=chosen.at if chosen else None,
