@@ -317,10 +317,15 @@ def test_two_consumers_of_the_embedded_broker_never_take_one_message(tmp_path: A
             queue.put({"n": i})
         queue.close()
     taken: list[list[int]] = [[], [], []]
+    # Declaring the queue binds it under the control folder's lock, one consumer at a
+    # time: all three start taking only once each has its queue, and each pauses after a
+    # message as a worker would, so that the race for the next one is real.
+    ready = threading.Barrier(3, timeout=60)
 
     def consume(k: int) -> None:
         with connection() as conn:
             q = conn.SimpleQueue("cpu")
+            ready.wait()
             try:
                 while True:
                     try:
@@ -329,6 +334,7 @@ def test_two_consumers_of_the_embedded_broker_never_take_one_message(tmp_path: A
                         return
                     taken[k].append(message.payload["n"])
                     message.ack()
+                    time.sleep(0.001)
             finally:
                 q.close()
 
