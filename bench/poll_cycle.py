@@ -48,6 +48,7 @@ import multiprocessing as mp
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import sys
@@ -237,6 +238,79 @@ def bench_beat(env: dict[str, str], work: Path) -> Proc:
 
 
 # ------------------------------------------------------------------------ the run
+
+
+SENT_BACK = re.compile(r"poll_sent_back_for_turn\W.*?feed_id\W+(\d+)")
+HELD = re.compile(r"poll_held_for_turn\W.*?feed_id\W+(\d+)")
+
+
+def poll_tail(sql: Any, since: datetime, logs: list[str]) -> dict[str, Any]:
+    """Which hosts' polls ended last in cycle 2, and how many sends a poll took: the
+    cycle's tail (issue 16). Each poll's end, in seconds after ``since``, is read from
+    ``feedpoll``; the sends from the io workers' ``logs`` (one message at the
+    dispatcher, one more for each ``poll_sent_back_for_turn`` of its feed)."""
+    rows = sql.execute(
+        "SELECT f.url, extract(epoch FROM p.started_at - %s), "
+        "extract(epoch FROM p.started_at + p.duration_ms * interval '1 ms' - %s), f.id "
+        "FROM feedpoll p JOIN feed f ON f.id = p.feed_id WHERE p.started_at >= %s",
+        (since, since, since),
+    ).fetchall()
+    back: dict[int, int] = {}
+    held: dict[int, int] = {}
+    for text in logs:
+        for m in SENT_BACK.finditer(text):
+            back[int(m.group(1))] = back.get(int(m.group(1)), 0) + 1
+        for m in HELD.finditer(text):
+            held[int(m.group(1))] = held.get(int(m.group(1)), 0) + 1
+    hosts: dict[str, dict[str, Any]] = {}
+    for url, start, end, feed_id in rows:
+        host = url.split("/")[2]
+        h = hosts.setdefault(
+            host, {"polls": 0, "first_start": 1e9, "last_end": 0.0, "sent_back": 0, "held": 0}
+        )
+        h["polls"] += 1
+        h["first_start"] = min(h["first_start"], float(start))
+        h["last_end"] = max(h["last_end"], float(end))
+        h["sent_back"] += back.get(int(feed_id), 0)
+        h["held"] += held.get(int(feed_id), 0)
+    ends = sorted(float(end) for _, _, end, _ in rows)
+    sends: dict[int, int] = {}
+    for _, _, _, feed_id in rows:
+        n = 1 + back.get(int(feed_id), 0)
+        sends[n] = sends.get(n, 0) + 1
+    last = sorted(hosts.items(), key=lambda kv: -kv[1]["last_end"])
+    host_ends = sorted(h["last_end"] for h in hosts.values())
+
+    def at(q: float, xs: list[float]) -> float:
+        return round(xs[min(len(xs) - 1, int(q * len(xs)))], 1) if xs else 0.0
+
+    return {
+        "polls_ended_by_second": {
+            str(s): sum(1 for e in ends if e <= s)
+            for s in range(30, int(max(ends, default=0)) + 6, 5)
+        },
+        "host_last_poll_p50_p90_p99_max": [at(q, host_ends) for q in (0.5, 0.9, 0.99, 1.0)],
+        "hosts_last_poll_after_45s": sum(1 for e in host_ends if e > 45),
+        "sends_a_poll": {str(k): v for k, v in sorted(sends.items())},
+        "sends_a_poll_mean": round(sum(k * v for k, v in sends.items()) / max(1, len(rows)), 3),
+        "host_first_poll_p50_p90_max": [
+            at(q, sorted(h["first_start"] for h in hosts.values())) for q in (0.5, 0.9, 1.0)
+        ],
+        # the hosts by how many of their polls were sent back: how many, and their last
+        # poll's end (mean, max)
+        "hosts_by_polls_sent_back": {
+            str(n): [
+                len(group := [h["last_end"] for h in hosts.values() if h["sent_back"] == n]),
+                round(sum(group) / len(group), 1),
+                round(max(group), 1),
+            ]
+            for n in sorted({h["sent_back"] for h in hosts.values()})
+        },
+        "latest_hosts": [
+            {"host": host, **{k: round(v, 1) if isinstance(v, float) else v for k, v in h.items()}}
+            for host, h in last[:12]
+        ],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -581,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         sent_back = sum(p.log()[log_from[p.name] :].count("poll_sent_back_for_turn") for p in io)
         # ... and polls whose message kept them for their moved turn (tasks/polls.py)
         held = sum(p.log()[log_from[p.name] :].count("poll_held_for_turn") for p in io)
+        tail = poll_tail(sql, t2, [p.log()[log_from[p.name] :] for p in io])
         new_states = dict(
             sql.execute(
                 "SELECT state, count(*) FROM article WHERE discovered_at >= %s GROUP BY 1",
@@ -715,6 +790,7 @@ def main(argv: list[str] | None = None) -> int:
                 "fetches_queued_not_run": None if args.fetch else rconn.llen(FETCH_QUEUE),
                 "whole_cycle_seconds": round(whole, 2) if whole is not None else None,
                 "new_articles_seconds_p50_p90_max": timing,
+                "tail": tail,
             },
             "dispatcher": {
                 "runs": len(dispatches),
@@ -771,6 +847,11 @@ def main(argv: list[str] | None = None) -> int:
         log(
             f"Redis commands a poll: {result['redis']['commands_per_poll']}, scripts "
             f"{result['redis']['scripts_per_poll']} ({result['redis']['top']})"
+        )
+        log(
+            f"tail: polls ended by second {tail['polls_ended_by_second']}; hosts' last poll "
+            f"p50/p90/p99/max {tail['host_last_poll_p50_p90_p99_max']}; sends a poll "
+            f"{tail['sends_a_poll']}; latest hosts {tail['latest_hosts'][:5]}"
         )
         if whole is not None:
             ok = whole <= 60
