@@ -14,7 +14,7 @@ import pytest
 from schemas.models import ArticleState
 from schemas.types import utcnow
 from tests.support.db import discovered_article, load_article
-from worker.feeds.polling import Lease, plan_polls, turn_key
+from worker.feeds.polling import TURN_BUCKET, Lease, plan_polls, turn_key
 from worker.network.politeness import TURN_LEAD, LocalHostLimiter
 from worker.network.robots import forget_robots_failures
 from worker.testing.server import LocalServer, Reply
@@ -223,7 +223,10 @@ def test_many_free_hosts_get_their_first_turns_spread_over_one_interval(
     """64 hosts with 3 feeds each, all free, planned together: their first turns are
     spread evenly over one interval (not 64 polls at the same instant, then again every
     second), each host's turns stay one interval apart, and every message carries
-    feeds of consecutive turns, due a moment before its last."""
+    feeds whose turns are spread over its bucket (every n-th turn of the bucket's n
+    messages), due a moment before its first: its thread, which polls them one after
+    another, meets each at its turn instead of starting its last ones late by the polls
+    before them (fails on the messages of consecutive turns due at their last)."""
     settings = configure(HOST_MIN_INTERVAL=1, HOST_MAX_CONCURRENCY=2, POLL_FEEDS_PER_MESSAGE=10)
     limiter = LocalHostLimiter(settings)
     hosts = {i: f"h{i % 64}.example" for i in range(192)}
@@ -243,8 +246,16 @@ def test_many_free_hosts_get_their_first_turns_spread_over_one_interval(
     for countdown, args in plan.messages:
         assert len(args) <= 10
         own = [turns[i] for i, _ in args]
-        assert own == sorted(own) and max(own) - min(own) < 0.25
-        assert countdown == pytest.approx(max(own) - TURN_LEAD, abs=0.05)
+        assert own == sorted(own) and max(own) - min(own) < TURN_BUCKET
+        assert countdown == pytest.approx(max(0.0, min(own) - TURN_LEAD), abs=0.05)
+    # 16 turns a bucket (64 hosts over 1 s, 1/64 s apart) in two messages: each takes
+    # every other turn, spread over the bucket, not 8 turns in a row
+    for _, args in plan.messages:
+        own = [turns[i] for i, _ in args]
+        assert len(own) >= 2
+        assert min(b - a for a, b in itertools.pairwise(own)) > 1.5 / 64
+        if len(own) >= 6:
+            assert max(own) - min(own) > TURN_BUCKET / 2
 
 
 @pytest.mark.redis

@@ -979,7 +979,8 @@ def feed_hosts(session: Session, feed_ids: list[int]) -> dict[int, str]:
 
 TURN_BUCKET = 0.25
 """Seconds of turns one poll message may cover: the feeds of a message have their turns
-within this much of each other, and the message is held back until the last of them."""
+within this much of each other, spread over it (:func:`plan_polls`), and the message is
+held back until the first of them."""
 
 
 @dataclass
@@ -1004,11 +1005,14 @@ def plan_polls(
     (:func:`worker.network.politeness.reserve_turns`; a feed that has a turn keeps it)
     and group the feeds into poll messages by turn: feeds whose turns fall within
     :data:`TURN_BUCKET` of each other share messages (``per_message`` at most, of
-    consecutive turns, so of different hosts), each message held back until the last
-    turn it carries. So 40 feeds of one host go out for 40 different seconds and no
-    poll waits for its host in a worker thread, while the feeds of other hosts go at
-    once (many free hosts' first turns spread over one interval:
-    :func:`spread_first_turns`). A feed whose turn is further ahead than ``horizon``
+    different hosts), each message held back until the first turn it carries. A
+    bucket's ``n`` messages take its feeds in turn order by stride (message ``j`` the
+    ``j``-th, ``j + n``-th, ... turn), so a message's turns are spread over the bucket
+    and its thread, which polls them one after another, meets each at its turn rather
+    than all at once, late by the polls before it. So 40 feeds of one host go out for
+    40 different seconds and no poll waits for its host in a worker thread, while the
+    feeds of other hosts go at once (many free hosts' first turns spread over one
+    interval: :func:`spread_first_turns`). A feed whose turn is further ahead than ``horizon``
     (half the poll lease by default: the lease must outlive the wait) is not sent: it
     goes to ``later``, to be claimed again when its turn is near (it keeps its turn)."""
     from worker.network.politeness import reserve_turns, turn_countdown, turn_spacing
@@ -1027,16 +1031,20 @@ def plan_polls(
         buckets.setdefault(max(0, int(wait // TURN_BUCKET)), []).append((wait, lease))
     per_message = max(1, settings.poll_feeds_per_message)
     for index in sorted(buckets):
-        # In turn order, cut into messages of consecutive turns: the first turns of a
-        # message are late by no more than the polls before them (a bucket is shorter
-        # than a host's interval: one host's feeds never share a message).
+        # In turn order, dealt to the bucket's messages by stride (a bucket is shorter
+        # than a host's interval: one host's feeds never share a message). A message of
+        # consecutive turns (within a few milliseconds at 256 hosts) was due at its last
+        # turn and its thread polled them one after another: its k-th feed started k
+        # polls late, which moved the host's next turn (held or sent back, late again:
+        # a host's lateness adds up, the cycle's tail; issue 16). Spread over the
+        # bucket, the k-th turn comes about k polls' time after the first.
         members = sorted(buckets[index], key=lambda m: m[0])
         n = -(-len(members) // per_message)
         for j in range(n):
-            chunk = members[j * len(members) // n : (j + 1) * len(members) // n]
-            # due a moment before the last turn it carries (TURN_LEAD): its thread waits
-            # the rest in the limiter, and the first turns in it are late by less
-            countdown = turn_countdown(chunk[-1][0])
+            chunk = members[j::n]
+            # due a moment before the first turn it carries (TURN_LEAD): its thread
+            # waits the rest in the limiter
+            countdown = turn_countdown(chunk[0][0])
             plan.messages.append((countdown, [[x.feed_id, x.token] for _, x in chunk]))
     return plan
 
