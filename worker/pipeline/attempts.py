@@ -243,10 +243,9 @@ def _run_held(
         # this suspect settled: its process lives
         return settle(label, article_id, exc, retries, settings), bool(deaths)
     if result is None:
-        # Another transaction holds the row (rare: the sweep claiming it, another step
-        # locking it). Our start is not a death: take it back (this waits for the other
-        # transaction), then release the lock.
-        log.info("step_skipped_in_flight", task=label, article_id=article_id)
+        # The article is gone (its row deleted since the start). Our start is not a
+        # death: take it back, then release the lock.
+        log.info("step_skipped", task=label, article_id=article_id, why="gone")
         take_back_start(article_id)
         return Outcome(), bool(deaths)
     if result.advanced:
@@ -604,24 +603,24 @@ def end_step(session: Session, article_id: int, *, advanced: bool) -> str | None
 
 
 def lock_article(session: Session, article_id: int) -> bool:
-    """Take the article's row lock for this step's transaction (PostgreSQL).
+    """Take the article's row lock for this step's transaction (PostgreSQL), waiting for
+    a transaction that holds it.
 
-    Returns False when another worker holds it: the same step of the same article is
-    running right now (a message redelivered after a broker restart, or re-sent by the
-    sweep while the first copy still runs), so this copy does nothing and the one in
-    flight finishes the work. A killed worker's lock goes with its connection, and the
-    sweep sends the step again. On SQLite the database lock serializes writers instead.
-    Also returns False for an article that no longer exists."""
+    A step holds its step lock (:func:`run_step`, :mod:`worker.pipeline.steplock`), so no
+    copy of it runs: whatever holds the row is another transaction that will end,
+    another step writing the article (a group's new canonical demoting it) or one that
+    only took a foreign key's ``KEY SHARE`` on it (a copy joining its group, a poll
+    recording a sighting, a claim cluster first seen in it), which ``FOR UPDATE``
+    conflicts with. The step waits for it. It used to skip such a row (``SKIP LOCKED``)
+    as if a copy of the step held it, and its message ended with nothing sent: the
+    article waited for the sweep, ``stale_after`` later. On SQLite the database lock
+    serializes writers instead. Returns False for an article that no longer exists."""
     if not is_postgres(session):
         return True
     return session.execute(_ROW_LOCK, {"article_id": article_id}).first() is not None
 
 
-_ROW_LOCK = (
-    select(Article.id)
-    .where(col(Article.id) == bindparam("article_id"))
-    .with_for_update(skip_locked=True)
-)
+_ROW_LOCK = select(Article.id).where(col(Article.id) == bindparam("article_id")).with_for_update()
 
 
 def hold_sweep(session: Session, article_id: int, seconds: float) -> None:
