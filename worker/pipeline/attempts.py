@@ -64,7 +64,15 @@ from worker.network.politeness import HostBusy, turn_countdown
 from worker.network.robots import RobotsUnavailable
 from worker.pages.archive import ArchiveError
 from worker.pipeline.steplock import STEP_LOCK_CLASS, StepLock
-from worker.pipeline.steps import CLAIMS, PIPELINE, HostWait, Step, StepResult, next_step
+from worker.pipeline.steps import (
+    CLAIMS,
+    PIPELINE,
+    HostWait,
+    Step,
+    StepResult,
+    next_step,
+    step_for,
+)
 from worker.pipeline.sweep import send_next_suspect
 
 log = structlog.get_logger("claimwire.pipeline")
@@ -238,7 +246,7 @@ def _run_held(
                 if on_end is not None:
                     on_end(session)
                 if follow_up:
-                    _follow_up(session, step, article_id, result)
+                    _follow_up(session, step, article_id, result, state)
     except Exception as exc:  # noqa: BLE001 (every failure is settled: counted or retried)
         # this suspect settled: its process lives
         return settle(label, article_id, exc, retries, settings), bool(deaths)
@@ -301,10 +309,17 @@ def _state_of(article_id: int) -> str | None:
         return None
 
 
-def _follow_up(session: Session, step: Step, article_id: int, result: StepResult) -> None:
-    """The messages a step's success calls for, sent once its transaction commits."""
-    following = next_step(step)
-    if result.advanced and following is not None:
+def _follow_up(
+    session: Session, step: Step, article_id: int, result: StepResult, state: str | None
+) -> None:
+    """The messages a step calls for, sent once its transaction commits: the next
+    step's when it moved its article on, the step of the article's new state when it
+    sent it back (an extract whose archived page is missing sends it back to be fetched:
+    with no message it waited for the sweep), and a group's new canonical's claims step."""
+    following = next_step(step) if result.advanced else None
+    if following is None and state is not None and state != step.takes:
+        following = step_for(state)  # a pending state the step moved it back to
+    if following is not None:
         outbox.send_after_commit(session, following.task_name, article_id)
     for other in result.new_canonicals:
         outbox.send_after_commit(session, CLAIMS.task_name, other)
