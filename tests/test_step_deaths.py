@@ -400,3 +400,25 @@ def test_suspects_are_sent_one_after_the_other_as_each_settles(
     assert a.failure_reason and f"died {db.max_step_deaths} times" in a.failure_reason
     assert load_article(late).state == ArticleState.deduplicated, "sent when it was quarantined"
     assert ran[-1] == late
+
+
+def test_an_extract_that_sends_its_article_back_to_be_fetched_sends_the_fetch(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step's message ends when the step returns, so a step that leaves its article
+    pending must send that state's step after its commit, or the article waits for the
+    sweep (``stale_after``). An extract step whose archived page is missing sends its
+    article back to ``discovered`` ("archived page missing; refetching") and used to send
+    nothing; it now sends the fetch step. The messages are caught where the unit of work
+    hands them to Celery."""
+    from worker.core import outbox
+    from worker.pipeline.attempts import run_step
+    from worker.pipeline.steps import FIRST, step_named
+
+    sent: list[outbox.Message] = []
+    monkeypatch.setattr(outbox, "_sender", sent.extend)
+    aid = _article(ArticleState.fetched)  # fetched, its page in no archive
+    outcome = run_step(step_named("extract"), aid, settings=db)
+    assert outcome.retry_in is None and outcome.state == ArticleState.discovered
+    assert load_article(aid).state == ArticleState.discovered
+    assert [(m.task, m.args) for m in sent] == [(FIRST.task_name, (aid,))], sent
