@@ -258,3 +258,74 @@ def test_a_step_waits_for_another_steps_transaction_holding_the_row(
     assert outcome.advanced and outcome.state == ArticleState.deduplicated
     a = load_article(aid)
     assert a.state == ArticleState.deduplicated and a.step_starts == 0
+
+
+# What another step's transaction does to the article's row after the step's start has
+# committed and before its step takes the row: a copy of the article joining its group
+# (its ``duplicate_of_id`` names it: the foreign key's check holds the row ``FOR KEY
+# SHARE`` to the copy's commit), or a group's new canonical demoting it (an UPDATE of it).
+_OTHER_STEP_TAKES_THE_ROW = {
+    "a_copy_joins_its_group": "UPDATE article SET duplicate_of_id = %(aid)s WHERE id = %(copy)s",
+    "a_new_canonical_demotes_it": "UPDATE article SET duplicate_of_id = %(copy)s"
+    " WHERE id = %(aid)s",
+}
+
+
+@pytest.mark.parametrize("other", sorted(_OTHER_STEP_TAKES_THE_ROW))
+def test_a_step_waits_for_a_row_taken_between_its_start_and_its_step(
+    configure: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch, other: str
+) -> None:
+    """PostgreSQL: the step's start is committed (its step lock held: no copy of it
+    runs), then another step's transaction takes the article's row before the step does,
+    as a copy's dedup joining the article's group does (the production topology's stall
+    of 2026-12-07: a canonical's claims step, its row held by the dedup of the article
+    that demoted it). The step waits for that transaction and runs. It used to find the
+    row locked (``SKIP LOCKED``), log ``step_skipped_in_flight``, take its start back
+    and end its message: the article stayed in its state, no message left, until the
+    sweep re-sent it ``stale_after`` later."""
+    import threading
+
+    import psycopg
+
+    from worker.core.db import init_db, unit_of_work
+    from worker.pipeline import attempts
+    from worker.pipeline.attempts import run_step
+    from worker.pipeline.steps import step_named
+
+    settings = configure(max_step_deaths=MAX_DEATHS, database_url=pg_url)
+    init_db(settings)
+    aid = _article()
+    with unit_of_work() as s:
+        copy = Article(url="https://wire.example/a", url_hash="b", host="wire.example")
+        s.add(copy)
+        s.flush()
+        copy_id = copy.id
+    holding, done = threading.Event(), threading.Event()
+
+    def other_step() -> None:
+        with psycopg.connect(pg_url) as conn, conn.transaction():
+            conn.execute(_OTHER_STEP_TAKES_THE_ROW[other], {"aid": aid, "copy": copy_id})
+            holding.set()
+            done.wait(1.0)  # its work, then its commit
+
+    holder = threading.Thread(target=other_step)
+    real_lock = attempts.lock_article
+
+    def row_taken_first(session: Any, article_id: int) -> bool:
+        if not holder.is_alive() and not holding.is_set():  # once: this step's own
+            assert load_article(article_id).step_starts == 1  # the start is committed
+            holder.start()
+            assert holding.wait(30)
+        return real_lock(session, article_id)
+
+    monkeypatch.setattr(attempts, "lock_article", row_taken_first)
+    try:
+        outcome = run_step(
+            replace(step_named("dedup"), run=_dedup_ok), aid, follow_up=False, settings=settings
+        )
+    finally:
+        done.set()
+        holder.join(30)
+    assert outcome.advanced and outcome.state == ArticleState.deduplicated, outcome
+    a = load_article(aid)
+    assert a.state == ArticleState.deduplicated and a.step_starts == 0

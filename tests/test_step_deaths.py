@@ -154,13 +154,16 @@ def test_a_copy_of_a_running_step_neither_counts_nor_runs(configure: Any, pg_url
     assert load_article(aid).step_starts == 1
 
 
-def test_a_copy_that_loses_the_row_takes_its_start_back(
+def test_a_step_whose_row_is_held_by_a_transaction_that_dies_waits_and_runs(
     configure: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """PostgreSQL: two copies of a step record their starts before either holds the
-    row; the one that then finds the row locked runs nothing and takes its start back
-    once the other copy's transaction ends. When that other copy dies (its connection
-    goes, as with a SIGKILL), its own start is the only one left: one death, not two."""
+    """PostgreSQL: a start is counted (a worker that then died before its step, its
+    connection still open: no step lock held) and its transaction takes the row; the
+    step's message then runs (its step lock free) and finds the row held. It waits
+    for that transaction rather than skip the row (a skipped row used to end the
+    message with nothing sent, the article left to the sweep), and when that worker's
+    connection goes (a SIGKILL), runs the step: the start left behind is one death,
+    read as such, and the step that moved the article on clears it."""
     import threading
     from dataclasses import replace
 
@@ -169,30 +172,33 @@ def test_a_copy_that_loses_the_row_takes_its_start_back(
     from worker.core.db import init_db
     from worker.pipeline import attempts
     from worker.pipeline.attempts import StepStart, run_step
-    from worker.pipeline.steps import step_named
+    from worker.pipeline.steps import StepResult, step_named
 
     init_db(configure(database_url=pg_url))
     aid = _article()
-    assert _begin(aid) == (StepStart.run, 0)  # copy A: started, not yet locked
-    copy_a = psycopg.connect(pg_url)
-    dies = threading.Timer(1.0, copy_a.close)
+    assert _begin(aid) == (StepStart.run, 0)  # the other worker: started, not yet locked
+    other = psycopg.connect(pg_url)
+    dies = threading.Timer(1.0, other.close)
     real_lock = attempts.lock_article
+    ran: list[int] = []
 
-    def copy_a_locks_first(session: Any, article_id: int) -> bool:
-        # between copy B's start and its lock, copy A takes the row, then dies
-        copy_a.execute("SELECT id FROM article WHERE id = %s FOR UPDATE", (article_id,))
+    def other_locks_first(session: Any, article_id: int) -> bool:
+        # between this step's start and its lock, the other worker takes the row, then dies
+        other.execute("SELECT id FROM article WHERE id = %s FOR UPDATE", (article_id,))
         dies.start()
         return real_lock(session, article_id)
 
-    def must_not_run(session: Any, article_id: int, settings: Any) -> Any:
-        raise AssertionError("the copy that found the row locked must not run the step")
+    def dedup_ok(session: Any, article_id: int, settings: Any) -> StepResult:
+        ran.append(article_id)
+        session.get(Article, article_id).state = ArticleState.deduplicated
+        return StepResult(advanced=True)
 
-    monkeypatch.setattr(attempts, "lock_article", copy_a_locks_first)
-    dedup = replace(step_named("dedup"), run=must_not_run)
-    outcome = run_step(dedup, aid)
-    assert not outcome.advanced and outcome.retry_in is None
+    monkeypatch.setattr(attempts, "lock_article", other_locks_first)
+    outcome = run_step(replace(step_named("dedup"), run=dedup_ok), aid, follow_up=False)
     dies.join()
-    assert load_article(aid).step_starts == 1  # copy A's death; copy B's start taken back
+    assert ran == [aid] and outcome.advanced and outcome.state == ArticleState.deduplicated
+    a = load_article(aid)
+    assert a.state == ArticleState.deduplicated and a.step_starts == 0
 
 
 def test_a_late_message_of_a_step_done_counts_no_start_and_holds_no_lock(db: Any) -> None:
@@ -394,3 +400,25 @@ def test_suspects_are_sent_one_after_the_other_as_each_settles(
     assert a.failure_reason and f"died {db.max_step_deaths} times" in a.failure_reason
     assert load_article(late).state == ArticleState.deduplicated, "sent when it was quarantined"
     assert ran[-1] == late
+
+
+def test_an_extract_that_sends_its_article_back_to_be_fetched_sends_the_fetch(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step's message ends when the step returns, so a step that leaves its article
+    pending must send that state's step after its commit, or the article waits for the
+    sweep (``stale_after``). An extract step whose archived page is missing sends its
+    article back to ``discovered`` ("archived page missing; refetching") and used to send
+    nothing; it now sends the fetch step. The messages are caught where the unit of work
+    hands them to Celery."""
+    from worker.core import outbox
+    from worker.pipeline.attempts import run_step
+    from worker.pipeline.steps import FIRST, step_named
+
+    sent: list[outbox.Message] = []
+    monkeypatch.setattr(outbox, "_sender", sent.extend)
+    aid = _article(ArticleState.fetched)  # fetched, its page in no archive
+    outcome = run_step(step_named("extract"), aid, settings=db)
+    assert outcome.retry_in is None and outcome.state == ArticleState.discovered
+    assert load_article(aid).state == ArticleState.discovered
+    assert [(m.task, m.args) for m in sent] == [(FIRST.task_name, (aid,))], sent

@@ -64,7 +64,15 @@ from worker.network.politeness import HostBusy, turn_countdown
 from worker.network.robots import RobotsUnavailable
 from worker.pages.archive import ArchiveError
 from worker.pipeline.steplock import STEP_LOCK_CLASS, StepLock
-from worker.pipeline.steps import CLAIMS, PIPELINE, HostWait, Step, StepResult, next_step
+from worker.pipeline.steps import (
+    CLAIMS,
+    PIPELINE,
+    HostWait,
+    Step,
+    StepResult,
+    next_step,
+    step_for,
+)
 from worker.pipeline.sweep import send_next_suspect
 
 log = structlog.get_logger("claimwire.pipeline")
@@ -238,15 +246,14 @@ def _run_held(
                 if on_end is not None:
                     on_end(session)
                 if follow_up:
-                    _follow_up(session, step, article_id, result)
+                    _follow_up(session, step, article_id, result, state)
     except Exception as exc:  # noqa: BLE001 (every failure is settled: counted or retried)
         # this suspect settled: its process lives
         return settle(label, article_id, exc, retries, settings), bool(deaths)
     if result is None:
-        # Another transaction holds the row (rare: the sweep claiming it, another step
-        # locking it). Our start is not a death: take it back (this waits for the other
-        # transaction), then release the lock.
-        log.info("step_skipped_in_flight", task=label, article_id=article_id)
+        # The article is gone (its row deleted since the start). Our start is not a
+        # death: take it back, then release the lock.
+        log.info("step_skipped", task=label, article_id=article_id, why="gone")
         take_back_start(article_id)
         return Outcome(), bool(deaths)
     if result.advanced:
@@ -302,10 +309,17 @@ def _state_of(article_id: int) -> str | None:
         return None
 
 
-def _follow_up(session: Session, step: Step, article_id: int, result: StepResult) -> None:
-    """The messages a step's success calls for, sent once its transaction commits."""
-    following = next_step(step)
-    if result.advanced and following is not None:
+def _follow_up(
+    session: Session, step: Step, article_id: int, result: StepResult, state: str | None
+) -> None:
+    """The messages a step calls for, sent once its transaction commits: the next
+    step's when it moved its article on, the step of the article's new state when it
+    sent it back (an extract whose archived page is missing sends it back to be fetched:
+    with no message it waited for the sweep), and a group's new canonical's claims step."""
+    following = next_step(step) if result.advanced else None
+    if following is None and state is not None and state != step.takes:
+        following = step_for(state)  # a pending state the step moved it back to
+    if following is not None:
         outbox.send_after_commit(session, following.task_name, article_id)
     for other in result.new_canonicals:
         outbox.send_after_commit(session, CLAIMS.task_name, other)
@@ -604,24 +618,24 @@ def end_step(session: Session, article_id: int, *, advanced: bool) -> str | None
 
 
 def lock_article(session: Session, article_id: int) -> bool:
-    """Take the article's row lock for this step's transaction (PostgreSQL).
+    """Take the article's row lock for this step's transaction (PostgreSQL), waiting for
+    a transaction that holds it.
 
-    Returns False when another worker holds it: the same step of the same article is
-    running right now (a message redelivered after a broker restart, or re-sent by the
-    sweep while the first copy still runs), so this copy does nothing and the one in
-    flight finishes the work. A killed worker's lock goes with its connection, and the
-    sweep sends the step again. On SQLite the database lock serializes writers instead.
-    Also returns False for an article that no longer exists."""
+    A step holds its step lock (:func:`run_step`, :mod:`worker.pipeline.steplock`), so no
+    copy of it runs: whatever holds the row is another transaction that will end,
+    another step writing the article (a group's new canonical demoting it) or one that
+    only took a foreign key's ``KEY SHARE`` on it (a copy joining its group, a poll
+    recording a sighting, a claim cluster first seen in it), which ``FOR UPDATE``
+    conflicts with. The step waits for it. It used to skip such a row (``SKIP LOCKED``)
+    as if a copy of the step held it, and its message ended with nothing sent: the
+    article waited for the sweep, ``stale_after`` later. On SQLite the database lock
+    serializes writers instead. Returns False for an article that no longer exists."""
     if not is_postgres(session):
         return True
     return session.execute(_ROW_LOCK, {"article_id": article_id}).first() is not None
 
 
-_ROW_LOCK = (
-    select(Article.id)
-    .where(col(Article.id) == bindparam("article_id"))
-    .with_for_update(skip_locked=True)
-)
+_ROW_LOCK = select(Article.id).where(col(Article.id) == bindparam("article_id")).with_for_update()
 
 
 def hold_sweep(session: Session, article_id: int, seconds: float) -> None:
