@@ -124,7 +124,8 @@ def join_group(
         # (holding that row from start to commit), and the demotion must remove the
         # claims and set the claims_status that step commits, not the ones read before
         # it. Only on a demotion: a copy joining a group leaves the canonical's row alone,
-        # so it never makes the canonical's claims step skip as "in flight". The lock is
+        # so the canonical's claims step never waits for it (a step waits for a row
+        # another transaction holds: `worker.pipeline.attempts.lock_article`). The lock is
         # the one an UPDATE takes (FOR NO KEY UPDATE), not FOR UPDATE: claims steps of
         # copies take KEY SHARE locks on this row through foreign keys (a claim cluster's
         # first article) while we wait for their rows, which with FOR UPDATE deadlocks.
