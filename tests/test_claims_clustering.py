@@ -33,6 +33,7 @@ from worker.claims.clustering import (
     shares_quotation,
     similarity,
     speaker_key,
+    statement_day,
 )
 from worker.core.db import get_engine
 from worker.core.settings import Settings
@@ -566,9 +567,11 @@ HOLM_BOTH = (
 )
 
 
-def said(settings: Settings, text: str, hours: int) -> Claim:
-    """An article of ``hours`` after T quoting Holm's ``text``, clustered."""
-    aid = new(settings, f"Holm said {text}.", f"outlet{hours}.example", hours)
+def said(settings: Settings, text: str, hours: int, sentence: str | None = None) -> Claim:
+    """An article of ``hours`` after T quoting Holm's ``text`` (in ``sentence``, else
+    alone), clustered."""
+    sentence = sentence or text
+    aid = new(settings, sentence, f"outlet{hours}.example", hours)
     with Session(get_engine(settings)) as s:
         article = s.get(Article, aid)
         assert article is not None
@@ -579,10 +582,11 @@ def said(settings: Settings, text: str, hours: int) -> Claim:
             verb="said",
             kind="indirect",
             text=text,
-            start=10,
-            end=10 + len(text),
-            sentence=text,
+            start=sentence.find(text),
+            end=sentence.find(text) + len(text),
+            sentence=sentence,
             extractor_version="test",
+            article_at=article.published_at,
         )
         s.add(claim)
         s.flush()
@@ -815,3 +819,61 @@ def test_a_name_after_a_lower_case_title_is_the_key_not_the_employer() -> None:
     assert speaker_key("former San Marco mayor Henry Cisneros") == "cisneros"
     assert speaker_key("Karen Hobert Lund") == "lund"
     assert speaker_key("Civic Party leader Maria Novak") == "novak"
+
+
+def test_the_day_a_report_gives_a_statement() -> None:
+    """A reporting verb with a day name in the claim's sentence, outside its content, is
+    the statement's day: the latest such day on or before the report's date."""
+    tuesday = T  # 2024-03-05, a Tuesday
+    text = "the ferry fares will stay frozen"
+    day = statement_day(f"Holm said Friday that {text}.", text, tuesday)
+    assert day is not None and day.isoformat() == "2024-03-01"
+    day = statement_day(f"Holm told the Island Post on Tuesday that {text}.", text, tuesday)
+    assert day is not None and day.isoformat() == "2024-03-05"
+    day = statement_day(f"Holm said yesterday {text}.", text, tuesday)
+    assert day is not None and day.isoformat() == "2024-03-04"
+    day = statement_day(f"On Sunday night Holm said {text}.", text, tuesday)
+    assert day is not None and day.isoformat() == "2024-03-03"
+    # no day of the statement: none named, a day's event, a day inside the content
+    assert statement_day(f"Holm said {text}.", text, tuesday) is None
+    assert statement_day(f"Ahead of Monday's vote, Holm said {text}.", text, tuesday) is None
+    inside = "the ferry fares will stay frozen on Sunday"
+    assert statement_day(f"Holm said {inside}.", inside, tuesday) is None
+    assert statement_day(f"Holm said Friday that {text}.", text, None) is None
+
+
+# Holm's near-same words on two occasions: a Saturday tweet and a Monday answer
+HOLM_TWEET = "the ferry company cheated the island for years and the old council let it happen"
+HOLM_ANSWER = "the ferry company has cheated the island and the old council did nothing to stop it"
+
+
+def test_near_same_words_on_two_dated_occasions_are_two_statements(
+    any_settings: Settings,  # noqa: F811
+) -> None:
+    """One speaker says near-same words on two occasions (a tweet on Saturday, an answer
+    on Monday). Without the reports' days the answer joined the tweet's cluster, whose
+    first seen was then the tweet's; reports that date them two days apart are two
+    statements, each cluster founded by its own first report. A later report of either
+    (dated again, two days after the tweet, or "yesterday" for the answer) joins its own
+    cluster, and a report without a day still joins by words."""
+    s = any_settings
+    saturday, monday = 96, 144  # hours after T (Tuesday 2024-03-05, 09:00 UTC)
+    tweet = said(s, HOLM_TWEET, saturday, f"Holm tweeted on Saturday that {HOLM_TWEET}.")
+    answer = said(s, HOLM_ANSWER, monday, f"Holm said Monday that {HOLM_ANSWER}.")
+    # the words alone repeat the tweet (the rule this test guards is the only thing
+    # keeping them apart)
+    assert len(content_words(HOLM_TWEET) & content_words(HOLM_ANSWER)) >= 6
+    assert answer.cluster_id not in (None, tweet.cluster_id)
+    again = said(s, HOLM_TWEET, monday + 1, f"Holm tweeted Saturday that {HOLM_TWEET}.")
+    assert again.cluster_id == tweet.cluster_id
+    later = said(s, HOLM_ANSWER, monday + 24, f"Holm said yesterday that {HOLM_ANSWER}.")
+    assert later.cluster_id == answer.cluster_id
+    undated = said(s, HOLM_ANSWER, monday + 25)
+    assert undated.cluster_id == answer.cluster_id
+    with Session(get_engine(s)) as sess:
+        cluster = sess.get(ClaimCluster, answer.cluster_id)
+        assert cluster is not None and cluster.first_article_id == answer.article_id
+        assert cluster.n_articles == 3
+        cluster = sess.get(ClaimCluster, tweet.cluster_id)
+        assert cluster is not None and cluster.first_article_id == tweet.article_id
+        assert cluster.n_articles == 2

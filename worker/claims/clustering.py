@@ -32,6 +32,7 @@ import re
 import unicodedata
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from functools import cache, lru_cache
 from typing import Any
 
@@ -40,6 +41,7 @@ from sqlalchemy import (
     Float,
     Integer,
     Select,
+    Text,
     bindparam,
     case,
     delete,
@@ -958,6 +960,63 @@ def is_same_wording(a: AbstractSet[str], b: AbstractSet[str]) -> bool:
     return len(a) >= _FEWEST and a == b
 
 
+# The day a report gives a statement: a reporting verb with a day name ("said Friday",
+# "tweeted on Saturday", "told CBS News on Sunday", "on Sunday night said", "said
+# yesterday"), read in the claim's sentence outside its content.
+_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAY_CUES = (
+    r"(?:said|says|told|tweeted|wrote|added|stated|declared|insisted|argued|remarked"
+    r"|posted|explained)"
+)
+_DAY_WORD = "|".join(_DAY_NAMES)
+_DAY_AFTER_CUE = re.compile(
+    rf"\b{_DAY_CUES}\b[^.;:!?\"“”]{{0,40}}?\b(?:(?:on|last|earlier|this)\s+)?"
+    rf"({_DAY_WORD}|yesterday)\b(?!\s*['’]s)",
+    re.IGNORECASE,
+)
+_DAY_BEFORE_CUE = re.compile(
+    rf"\b(?:on|last)\s+({_DAY_WORD})\b[^.;:!?\"“”]{{0,40}}?\b{_DAY_CUES}\b", re.IGNORECASE
+)
+# Statements whose reports date them this many days apart or more are two occasions: one
+# day apart is still one ("recorded Saturday, aired Sunday"; "Sunday night" in the
+# speaker's zone is Monday in UTC).
+OCCASION_DAYS = 2
+
+
+@lru_cache(maxsize=1 << 14)
+def statement_day(sentence: str, text: str, at: datetime | None) -> date | None:
+    """The day a claim's report says its statement was made, when the report says it: a
+    reporting verb with a day name in the claim's ``sentence`` outside its content
+    ``text`` ("Trump said Friday", "tweeted on Saturday", "said yesterday"), the latest
+    such day on or before the report's date (``at``, its publication time). ``None``
+    when the sentence names no day ("Monday's summit" is no day of a statement)."""
+    if not sentence or at is None:
+        return None
+    i = sentence.find(text) if text else -1
+    if i < 0:
+        return None
+    outside = f"{sentence[:i]} {sentence[i + len(text) :]}"
+    m = _DAY_AFTER_CUE.search(outside) or _DAY_BEFORE_CUE.search(outside)
+    if m is None:
+        return None
+    word = m.group(1).lower()
+    reported = at.date()
+    if word == "yesterday":
+        return reported - timedelta(days=1)
+    return reported - timedelta(days=(reported.weekday() - _DAY_NAMES.index(word)) % 7)
+
+
+def other_occasion(day: date | None, days: AbstractSet[date]) -> bool:
+    """Whether a claim dated ``day`` (:func:`statement_day`) reports another occasion
+    than a cluster whose members are dated ``days``: both dated, and no member within
+    :data:`OCCASION_DAYS` of it. One speaker says near-same words on two occasions (a
+    tweet on Saturday, an answer on Monday, both blaming the same predecessor), which
+    words alone cannot tell apart; the reports that date them can."""
+    return (
+        day is not None and bool(days) and all(abs((day - d).days) >= OCCASION_DAYS for d in days)
+    )
+
+
 @dataclass
 class Candidate:
     """A cluster a claim repeats (:func:`cluster_score` above 0)."""
@@ -974,7 +1033,8 @@ def scored_clusters(
     words: AbstractSet[str],
     threshold: float,
     text: str = "",
-    pending: dict[int, list[str]] | None = None,
+    pending: dict[int, list[tuple[str, date | None]]] | None = None,
+    day: date | None = None,
 ) -> list[Candidate]:
     """Every cluster of speaker ``key`` that a claim of content ``words`` (and ``text``)
     repeats (:func:`cluster_score` above 0), best first: the highest score, then the
@@ -991,8 +1051,11 @@ def scored_clusters(
     kept too, as a member may quote the same words (:func:`shares_quotation`). Only the
     texts of the clusters left (founder and members) are read and scored.
 
-    ``pending``: members not written yet (the texts of claims the caller has placed in
-    each cluster since its last write: :func:`assign_clusters`), counted with those read."""
+    ``pending``: members not written yet (the texts and days of claims the caller has
+    placed in each cluster since its last write: :func:`assign_clusters`), counted with
+    those read. ``day``: the day the claim's report gives its statement
+    (:func:`statement_day`); a cluster whose members are dated another occasion
+    (:func:`other_occasion`) is not repeated, however close the words."""
     if not words:
         return []
     statement, params = _candidate_params(key, words, threshold, quoted_words(text))
@@ -1002,21 +1065,26 @@ def scored_clusters(
     candidates = sorted({r[0] for r in rows})
     founders: dict[int, str] = {}
     members: dict[int, list[str]] = {cid: [] for cid in candidates}
+    days: dict[int, set[date]] = {cid: set() for cid in candidates}
     # the founders' and the members' texts in one statement (a member's order does not
     # change the score: :func:`_score` takes the best of them)
-    for cluster_id, is_member, body in session.execute(_TEXTS, {"ids": candidates}).all():
+    rows_of = session.execute(_TEXTS, {"ids": candidates}).all()
+    for cluster_id, is_member, body, sentence, at in rows_of:
         if is_member:
             members[cluster_id].append(body)
+            if day is not None and (said := statement_day(sentence, body, at)) is not None:
+                days[cluster_id].add(said)
         else:
             founders[cluster_id] = body
     for cluster_id, held in (pending or {}).items():
         if cluster_id in members:
-            members[cluster_id].extend(held)
+            members[cluster_id].extend(body for body, _ in held)
+            days[cluster_id].update(said for _, said in held if said is not None)
     out: list[Candidate] = []
     single: dict[int, float] = {}
     for cluster_id in candidates:
         founder = founders.get(cluster_id)
-        if founder is None:
+        if founder is None or other_occasion(day, days[cluster_id]):
             continue
         texts = members[cluster_id] or [founder]
         scored = _score(words, founder, texts, threshold, text)
@@ -1071,12 +1139,22 @@ def _grow_index(session: Session, cluster_id: int, key: str, words: AbstractSet[
 _W = claimclusterword_table.c
 _IDS: Any = bindparam("ids", expanding=True)
 _TEXTS = (
-    sql_select(claimcluster_table.c.id, literal(0, Integer()), claimcluster_table.c.text)
+    sql_select(
+        claimcluster_table.c.id,
+        literal(0, Integer()),
+        claimcluster_table.c.text,
+        literal(None, Text()),
+        literal(None, UTCDateTime()),
+    )
     .where(claimcluster_table.c.id.in_(_IDS))
     .union_all(
-        sql_select(claim_table.c.cluster_id, literal(1, Integer()), claim_table.c.text).where(
-            claim_table.c.cluster_id.in_(_IDS)
-        )
+        sql_select(
+            claim_table.c.cluster_id,
+            literal(1, Integer()),
+            claim_table.c.text,
+            claim_table.c.sentence,
+            claim_table.c.article_at,
+        ).where(claim_table.c.cluster_id.in_(_IDS))
     )
 )
 _WORDS_OF = sql_select(_W.word, _W.n_words).where(_W.cluster_id == bindparam("cluster_id"))
@@ -1121,7 +1199,9 @@ def _add_words(
 
 
 def _write_pending(
-    session: Session, placed: list[tuple[Claim, int]], pending: dict[int, list[str]]
+    session: Session,
+    placed: list[tuple[Claim, int]],
+    pending: dict[int, list[tuple[str, date | None]]],
 ) -> None:
     """Write the clusters of the claims placed since the last write (one statement for
     all of them) and mark them written on the claims' objects."""
@@ -1157,13 +1237,14 @@ def assign_clusters(
     keyed = [(claim, speaker_key(claim.speaker_resolved or claim.speaker)) for claim in claims]
     lock_speakers(session, {key for _, key in keyed if key})
     placed: list[tuple[Claim, int]] = []  # claims placed, their cluster not written yet
-    pending: dict[int, list[str]] = {}  # the same claims' texts, by cluster
+    pending: dict[int, list[tuple[str, date | None]]] = {}  # their texts and days, by cluster
     with session.no_autoflush:
         for claim, key in keyed:
             if not key:
                 continue
             words = _content_set(claim.text)
-            scored = scored_clusters(session, key, words, threshold, claim.text, pending)
+            day = statement_day(claim.sentence, claim.text, claim.article_at)
+            scored = scored_clusters(session, key, words, threshold, claim.text, pending, day)
             if not scored:
                 speaker = claim.speaker_resolved or claim.speaker
                 found = int(
@@ -1190,7 +1271,7 @@ def assign_clusters(
                             touched.discard(other.cluster_id)
                 _grow_index(session, found, key, words)
             placed.append((claim, found))
-            pending.setdefault(found, []).append(claim.text)
+            pending.setdefault(found, []).append((claim.text, day))
             touched.add(found)
         _write_pending(session, placed, pending)
     refresh_clusters(session, touched)
