@@ -815,3 +815,15 @@ def test_a_name_after_a_lower_case_title_is_the_key_not_the_employer() -> None:
     assert speaker_key("former San Marco mayor Henry Cisneros") == "cisneros"
     assert speaker_key("Karen Hobert Lund") == "lund"
     assert speaker_key("Civic Party leader Maria Novak") == "novak"
+
+
+def test_a_department_of_a_name_is_the_name_department() -> None:
+    """ "the Department of Transport" and "the Transport Department" are one key, and so
+    are "Ministry of the Interior" and "Interior Ministry"; the name after "of" is no
+    surname ("Department of Homeland Defence" was ``defence``)."""
+    assert speaker_key("the Department of Transport") == "transport department"
+    assert speaker_key("Transport Department") == "transport department"
+    assert speaker_key("a senior Department of Transport official") == "transport department"
+    assert speaker_key("Ministry of the Interior") == speaker_key("the Interior Ministry")
+    assert speaker_key("Department of Homeland Defence") == "homeland defence department"
+    assert speaker_key("Department of Transport official Tom Harlan") == "harlan"

@@ -210,8 +210,6 @@ _LAWS = frozenset({"act", "treaty", "amendment", "accord", "accords", "conventio
 # Words of a mention that are no name: country initials ("U.S." is "u s", "US")
 _NOT_A_NAME = frozenset({"u", "s", "us", "uk", "eu", "un", "usa"})
 _NOT_A_NAME_CAPS = frozenset({"US", "UK", "EU", "UN", "USA"})
-# Words inside a body's name that say nothing of which body it is
-_NAME_JOINERS = frozenset({"the", "a", "an", "of", "for", "on", "and"})
 
 
 # Words before a title that make another role of it ("Vice President", "Former
@@ -438,13 +436,6 @@ COMMON_INITIALS = {
     "DHS": "the Homeland Security Department",
     "DOD": "the Defense Department",
 }
-# A named body the article says went to court: a side of the lawsuit, "the plaintiffs"
-# ("the ACLU, which sued ...", "Common Cause filed a lawsuit", "the groups that sued")
-_SUER_RE = re.compile(
-    r"((?:[A-Z][\w.’'-]*\s+(?:(?:of|for|on|and)\s+(?:the\s+)?)?){0,6}[A-Z][\w.’'-]*)"
-    r"(?:\s*\([A-Z]{2,6}\))?(?:,\s+(?:which|who)\s+|\s+)(?:(?:has|have|had)\s+)?"
-    r"(?:sued|(?:is|are|was|were)\s+suing|(?:filed|brought)\s+(?:a|the)\s+(?:law)?suit)\b"
-)
 # A dateline before the first sentence of a story ("HELSINKI: ...", "GLASGOW, Scotland
 # — ...", "MOSCOW (Reuters) - ..."): a place in capitals, never who speaks.
 _DATELINE_AFTER_RE = re.compile(
@@ -485,7 +476,6 @@ class Resolver:
         self._lawsuit: bool | None = None  # whether the text tells of a lawsuit (lazily)
         self._sued: frozenset[str] = frozenset()  # the words of whom it says was sued
         self._spelled: dict[str, str] | None = None  # initials -> the name (lazily)
-        self._suers: list[frozenset[str]] | None = None  # bodies that sued (lazily)
         self._by_surname: dict[str, list[Mention]] = {}
         # surnames given with a first name or title somewhere ("State Mike Pompeo"), not
         # after "the" ("the Daily Mail", "the Voting Rights Act")
@@ -921,16 +911,6 @@ class Resolver:
                 return m.text if is_org(m.tokens) else self.canonical(m.text, m.start)
         return None
 
-    def in_lawsuit(self) -> bool:
-        """Whether the article tells of a lawsuit (:data:`_LAWSUIT_RE`); notes whom it
-        says was sued."""
-        if self._lawsuit is None:
-            self._lawsuit = _LAWSUIT_RE.search(self.text) is not None
-            self._sued = frozenset(
-                w for m in _SUED_RE.finditer(self.text) for w in words(m.group(1))
-            ) - {"the", "a", "an"}
-        return self._lawsuit
-
     def lawsuit_party(self, surface: str, pos: int) -> str | None:
         """:data:`LAWSUIT_PARTY` for a side of a lawsuit the article tells of (see
         :data:`_PARTY_RE`, :data:`_SUIT_PAPER_RE`): all its words lower-case but the
@@ -941,7 +921,12 @@ class Resolver:
             return None
         if any(not w.islower() for w in stripped.split()[1:]):
             return None
-        if not self.in_lawsuit():
+        if self._lawsuit is None:
+            self._lawsuit = _LAWSUIT_RE.search(self.text) is not None
+            self._sued = frozenset(
+                w for m in _SUED_RE.finditer(self.text) for w in words(m.group(1))
+            ) - {"the", "a", "an"}
+        if not self._lawsuit:
             return None
         at = self.text.find(stripped, max(0, pos - 5))
         if at < 0 or at > pos + 5:
@@ -1023,23 +1008,6 @@ class Resolver:
             return None
         return self.spelled_out(m.group(1))
 
-    def sued(self, resolved: str) -> bool:
-        """Whether a named body is one the article says went to court ("the ACLU,
-        which sued ...", "Common Cause filed a lawsuit"), by its name or its initials."""
-        toks = frozenset(words(resolved)) - _NAME_JOINERS
-        if not (is_org(list(toks)) or _INITIALS_SPEAKER_RE.match(resolved)):
-            return False  # a person, a pronoun, a description: not a named body
-        if not self.in_lawsuit():
-            return False
-        if self._suers is None:
-            self._suers = []
-            for m in _SUER_RE.finditer(self.text):
-                name = m.group(1).strip()
-                if name.isupper() and len(name) <= 6:
-                    name = self.spelled_out(name) or name  # "the ACLU, which sued"
-                self._suers.append(frozenset(words(name)) - _NAME_JOINERS)
-        return any(toks == suer for suer in self._suers)
-
     def dateline(self, surface: str, pos: int) -> bool:
         """Whether ``surface`` at ``pos`` is a dateline: a place in capitals at the start
         of its line, before a colon or a dash ("HELSINKI: ...", "GLASGOW, Scotland —
@@ -1104,8 +1072,6 @@ class Resolver:
         else:
             resolved = self.canonical(surface, pos)
         resolved = resolved or surface
-        if self.sued(resolved):
-            resolved = LAWSUIT_PARTY  # "the ACLU, which sued ...": a side of the suit
         g = self._gender_of_title(surface)
         if g:
             self.gender.setdefault(resolved, g)
