@@ -1124,3 +1124,17 @@ def test_a_he_is_no_newspaper_nor_a_common_nouns_phrase(nlp: Language) -> None:
         'He said the talks "went better than expected."'
     )
     assert only(run(nlp, text), "better than").speaker_resolved == "President Karl Novak"
+
+
+def test_a_form_of_address_is_no_speaker_the_posts_author_is(nlp: Language) -> None:
+    """ "A better thing, Mr. President, would be to declare ..." in a post credited "— Ben
+    Vale (@benvale) July 16, 2018" is Vale's, not "Mr. President"'s."""
+    from worker.claims.clustering import speaker_key
+
+    text = (
+        "Senators were quick to respond on Twitter.\n\n"
+        'A better thing, Mr. President, would be to declare: "The border stays closed '
+        'until the talks resume." https://t.co/abc123\n\n— Ben Vale (@benvale) July 16, 2018'
+    )
+    c = only(run(nlp, text), "border stays closed")
+    assert speaker_key(c.speaker_resolved) == "vale"

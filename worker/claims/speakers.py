@@ -443,6 +443,16 @@ _DATELINE_AFTER_RE = re.compile(
 )
 
 
+# A form of address set off by commas ("A better thing, Mr. President, would be ..."):
+# who is spoken to, never who speaks
+_VOCATIVE_RE = re.compile(
+    r"^(?:Mr\.?|Mister|Madam|Madame)\s+(?:President|Speaker|Chairman|Secretary|Mayor"
+    r"|Prime\s+Minister|Vice\s+President)$"
+)
+# An embedded post's credit line after its text: "— Ben Vale (@benvale) July 16, 2018"
+_POST_CREDIT_RE = re.compile(r"[—–]\s*([A-Z][\w.’'-]*(?:\s+[A-Z][\w.’'-]*){0,3})\s*\(@\w+\)")
+
+
 def initials(name: str) -> set[str]:
     """The initials a name may go by: of its capitalized words ("American Civil
     Liberties Union" -> "ACLU") and of all its words ("Department of Justice" ->
@@ -1008,6 +1018,22 @@ class Resolver:
             return None
         return self.spelled_out(m.group(1))
 
+    def addressed(self, surface: str, pos: int) -> str | None:
+        """Who wrote a post in which ``surface`` is a form of address set off by commas
+        ("A better thing, Mr. President, would be to declare ..."): the name of the
+        post's credit line after it, in its paragraph or the next ("— Ben Vale
+        (@benvale)"). None for
+        any other speaker, or when no credit follows."""
+        if _VOCATIVE_RE.match(surface.strip()) is None:
+            return None
+        at = self.text.find(surface.strip(), max(0, pos - 5))
+        if at < 0 or at > pos + 5 or self.text[max(0, at - 2) : at] != ", ":
+            return None
+        end = self.text.find("\n\n", at)  # the credit: in the paragraph or the next one
+        end = -1 if end < 0 else self.text.find("\n\n", end + 2)
+        credit = _POST_CREDIT_RE.search(self.text, at, len(self.text) if end < 0 else end)
+        return None if credit is None else self.canonical(credit.group(1), credit.start(1))
+
     def dateline(self, surface: str, pos: int) -> bool:
         """Whether ``surface`` at ``pos`` is a dateline: a place in capitals at the start
         of its line, before a colon or a dash ("HELSINKI: ...", "GLASGOW, Scotland —
@@ -1048,6 +1074,8 @@ class Resolver:
             resolved = self._pronoun(low, pos)
         elif self.dateline(surface, pos) and (after := self.after_dateline(pos)) is not None:
             resolved = after
+        elif (author := self.addressed(surface, pos)) is not None:
+            resolved = author
         elif (body := self.initials_body(surface)) is not None:
             resolved = body
         elif (spokesman := self.for_principal(surface, pos)) is not None:
