@@ -877,3 +877,15 @@ def test_near_same_words_on_two_dated_occasions_are_two_statements(
         cluster = sess.get(ClaimCluster, tweet.cluster_id)
         assert cluster is not None and cluster.first_article_id == tweet.article_id
         assert cluster.n_articles == 2
+
+
+def test_a_department_of_a_name_is_the_name_department() -> None:
+    """ "the Department of Transport" and "the Transport Department" are one key, and so
+    are "Ministry of the Interior" and "Interior Ministry"; the name after "of" is no
+    surname ("Department of Homeland Defence" was ``defence``)."""
+    assert speaker_key("the Department of Transport") == "transport department"
+    assert speaker_key("Transport Department") == "transport department"
+    assert speaker_key("a senior Department of Transport official") == "transport department"
+    assert speaker_key("Ministry of the Interior") == speaker_key("the Interior Ministry")
+    assert speaker_key("Department of Homeland Defence") == "homeland defence department"
+    assert speaker_key("Department of Transport official Tom Harlan") == "harlan"

@@ -1036,3 +1036,105 @@ def test_the_person_is_the_indefinite_speaker_before(nlp: Language) -> None:
         '"The board looks forward to answering in court," the person said.'
     )
     assert only(run(nlp, text), "looks forward").speaker_resolved == "the person"
+
+
+def test_initials_are_the_body_the_article_spells_out(nlp: Language) -> None:
+    """ "a DOT spokesperson" in an article naming "the Department of Transport" is that
+    department (key ``transport department``, as "the Transport Department"); "the
+    FHA" after "the Freedonia Housing Agency (FHA)" is the agency. Initials the article
+    never spells out keep their own key."""
+    from worker.claims.clustering import speaker_key
+
+    text = (
+        "The Department of Transport approved the new bridge on Monday.\n\n"
+        '"The bridge is safe and will open in May," a DOT spokesperson said.\n\n'
+        "The Freedonia Housing Agency (FHA) was not consulted.\n\n"
+        "The FHA said the bridge would cut off two estates."
+    )
+    claims = run(nlp, text)
+    dot = only(claims, "bridge is safe")
+    assert speaker_key(dot.speaker_resolved) == "transport department"
+    assert speaker_key(dot.speaker_resolved) == speaker_key("the Transport Department")
+    fha = only(claims, "cut off")
+    assert fha.speaker_resolved == "Freedonia Housing Agency"
+    text = "The QRX said the bridge would cut off two estates."
+    assert speaker_key(only(run(nlp, text), "cut off").speaker_resolved) == "qrx"
+
+
+def test_a_dateline_is_no_speaker(nlp: Language) -> None:
+    """ "OSLO: President Karl Novak arrived ..., insisting that ..." is Novak's claim,
+    not the dateline's; a transcript's speaker label in capitals stays the speaker."""
+    from worker.claims.clustering import speaker_key
+
+    text = (
+        "OSLO: President Karl Novak arrived for the talks on Monday insisting that the "
+        "alliance had never been stronger.\n\n"
+        "The talks will last two days."
+    )
+    c = only(run(nlp, text), "never been stronger")
+    assert speaker_key(c.speaker_resolved) == "novak"
+    text = "SENATOR LUND: I said that the talks had failed and I meant it."
+    c = only(run(nlp, text), "talks had failed")
+    assert speaker_key(c.speaker_resolved) == "lund"
+
+
+def test_a_titled_surname_is_the_person_of_its_gender_named_last(nlp: Language) -> None:
+    """ "Mrs. Novak" after "first lady Maria Novak" is Maria Novak, not President Karl
+    Novak named more fully earlier; and a "he" later is not given Maria Novak."""
+    text = (
+        "President Karl Novak said on Monday that the talks had gone well.\n\n"
+        "First lady Maria Novak visited a school in the capital.\n\n"
+        "Mrs. Novak said the children had been wonderful hosts.\n\n"
+        "Novak thanks the teachers for their work. "
+        'He says the school "will get a new roof next year."'
+    )
+    claims = run(nlp, text)
+    assert only(claims, "wonderful hosts").speaker_resolved == "Maria Novak"
+    assert only(claims, "new roof").speaker_resolved == "President Karl Novak"
+
+
+def test_a_he_opening_a_sentence_is_the_subject_of_the_sentence_before(
+    nlp: Language,
+) -> None:
+    """ "Lund is again at odds with the mayor, Tom Harlan. He says ..." after a claim of
+    someone else is Lund's (who speaks in the article): the sentence before opens with
+    Lund as its subject. When that sentence is a claim, its speaker is the antecedent."""
+    text = (
+        "Mark Lund said on Monday that the budget would pass.\n\n"
+        'Paul Berg said the budget was "a disaster for the city."\n\n'
+        "Mark Lund is once again at odds with his rival, Tom Harlan, over the budget. "
+        'He says Harlan "never read the numbers."'
+    )
+    assert only(run(nlp, text), "never read").speaker_resolved == "Mark Lund"
+    text = (
+        'Paul Berg said the budget was "a disaster for the city."\n\n'
+        "Mark Lund said the vote was close. "
+        'He says Harlan "never read the numbers."'
+    )
+    assert only(run(nlp, text), "never read").speaker_resolved == "Mark Lund"
+
+
+def test_a_he_is_no_newspaper_nor_a_common_nouns_phrase(nlp: Language) -> None:
+    """A "he" is not given "Newspaper Daily Globe" nor "friendly TV networks" (a body, a
+    phrase with a common noun for its head), but the person who spoke before them."""
+    text = (
+        "President Karl Novak said on Sunday that the talks would be hard.\n\n"
+        "Newspaper Daily Globe said the summit was a success. "
+        "Several friendly TV networks said the same.\n\n"
+        'He said the talks "went better than expected."'
+    )
+    assert only(run(nlp, text), "better than").speaker_resolved == "President Karl Novak"
+
+
+def test_a_form_of_address_is_no_speaker_the_posts_author_is(nlp: Language) -> None:
+    """ "A better thing, Mr. President, would be to declare ..." in a post credited "— Ben
+    Vale (@benvale) July 16, 2018" is Vale's, not "Mr. President"'s."""
+    from worker.claims.clustering import speaker_key
+
+    text = (
+        "Senators were quick to respond on Twitter.\n\n"
+        'A better thing, Mr. President, would be to declare: "The border stays closed '
+        'until the talks resume." https://t.co/abc123\n\n— Ben Vale (@benvale) July 16, 2018'
+    )
+    c = only(run(nlp, text), "border stays closed")
+    assert speaker_key(c.speaker_resolved) == "vale"

@@ -23,27 +23,34 @@ HELICOPTERS = "the ministry would buy forty new helicopters for the northern fle
 PESKOV = "the talks in Geneva had been useful for both delegations"
 
 
-def _old_database(settings: Settings) -> dict[str, int]:
-    """A database at 0015 with clusters keyed the old way: "shoigu" (Shoigu), "shoygu"
-    (Shoygu, the same statement reworded, and a different statement), "peskov"."""
+OLD_CLUSTERS = (
+    ("troops", "shoigu", "Sergei Shoigu", TROOPS),
+    ("troops_again", "shoygu", "Defence Minister Sergey Shoygu", TROOPS_AGAIN),
+    ("helicopters", "shoygu", "Shoygu", HELICOPTERS),
+    ("peskov", "peskov", "Dmitry Peskov", PESKOV),
+)
+
+
+def _old_database(
+    settings: Settings,
+    revision: str = "0015_runproc_redirects",
+    clusters: tuple[tuple[str, str, str, str], ...] = OLD_CLUSTERS,
+) -> dict[str, int]:
+    """A database at ``revision`` with clusters keyed the old way, (name, old key,
+    speaker, text) each, one claim and one article a cluster: by default "shoigu"
+    (Shoigu), "shoygu" (Shoygu, the same statement reworded, and a different
+    statement), "peskov"."""
     engine = get_engine(settings)
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # as init_db runs migrations
         cfg = alembic_config(settings.effective_database_url)
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0015_runproc_redirects")
+        command.upgrade(cfg, revision)
         conn.commit()
     ids: dict[str, int] = {}
     with Session(engine) as s:
-        for n, (name, old_key, speaker, text) in enumerate(
-            (
-                ("troops", "shoigu", "Sergei Shoigu", TROOPS),
-                ("troops_again", "shoygu", "Defence Minister Sergey Shoygu", TROOPS_AGAIN),
-                ("helicopters", "shoygu", "Shoygu", HELICOPTERS),
-                ("peskov", "peskov", "Dmitry Peskov", PESKOV),
-            )
-        ):
+        for n, (name, old_key, speaker, text) in enumerate(clusters):
             article = Article(
                 url=f"https://o{n}.example/news/{n}",
                 url_hash=f"h{n}",
@@ -55,7 +62,6 @@ def _old_database(settings: Settings) -> dict[str, int]:
             )
             s.add(article)
             s.flush()
-            assert old_key != speaker_key(speaker) or name == "troops" or name == "peskov"
             cluster = ClaimCluster(
                 speaker_key=old_key,
                 speaker=speaker,

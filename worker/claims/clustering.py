@@ -456,6 +456,14 @@ def _surname_may(words: list[str], k: int) -> bool:
     return k + 1 == len(words) or not words[k + 1][:1].isupper()
 
 
+def _names_the_body(words: list[str], end: int, after: tuple[int, int]) -> bool:
+    """Whether the capitalized run ``after`` names the body whose run ends at ``end``:
+    "of" (or "of the") between them ("Department of Justice", "Ministry of the
+    Interior")."""
+    between = [_plain(w) for w in words[end + 1 : after[0]]]
+    return between in (["of"], ["of", "the"])
+
+
 def speaker_key(speaker: str) -> str:
     """The part of a speaker that names them across articles and outlets.
 
@@ -492,9 +500,18 @@ def speaker_key(speaker: str) -> str:
             i = j + 1
         else:
             i += 1
+    named_body: set[int] = set()  # runs that name a body after "of" ("of Justice")
     for k, (a, b) in enumerate(runs):
         run = [_plain(w) for w in words[a : b + 1]]
+        if k in named_body:
+            continue
         if any(w in _BODIES for w in run):
+            if run[-1] in _BODIES and k + 1 < len(runs) and _names_the_body(words, b, runs[k + 1]):
+                # "the Department of Justice" is "the Justice Department", "Ministry of
+                # Foreign Affairs" "Foreign Affairs Ministry": the name before the body
+                of_run = runs[k + 1]
+                named_body.add(k + 1)
+                run = run[:-1] + [_plain(w) for w in words[of_run[0] : of_run[1] + 1]] + run[-1:]
             body = body or " ".join(run)
             continue
         if (

@@ -35,7 +35,7 @@ ORG_WORDS = wordset(
     organisation commission office service police government institute center centre
     foundation group company administration bureau board network journal press reuters cnn
     fbi cia pac poll survey authority army navy federation league club church state states
-    nations republicans democrats gop team staff media
+    nations republicans democrats gop team staff media newspaper magazine broadcaster
     """
 )
 _STOP_CAPS = wordset(
@@ -209,6 +209,7 @@ _NATION_WORDS: dict[str, set[str]] = {
 _LAWS = frozenset({"act", "treaty", "amendment", "accord", "accords", "convention"})
 # Words of a mention that are no name: country initials ("U.S." is "u s", "US")
 _NOT_A_NAME = frozenset({"u", "s", "us", "uk", "eu", "un", "usa"})
+_NOT_A_NAME_CAPS = frozenset({"US", "UK", "EU", "UN", "USA"})
 
 
 # Words before a title that make another role of it ("Vice President", "Former
@@ -415,6 +416,54 @@ _NEXT_WORD_RE = re.compile(r"\s+([a-z]+)\b|(,)")
 _SENTENCE_STOP_RE = re.compile(r"([\w.]*)([.?!])[\"”’)]*\s")
 
 
+# An organisation by its initials ("the ACLU", "a DOJ spokesperson", "ACLU attorneys"):
+# the body the article spells out with those initials ("the American Civil Liberties
+# Union (ACLU)", or a name whose initials they are, "Department of Justice" for DOJ);
+# who speaks for it, or what it files, is the body (:meth:`Resolver.initials_body`).
+_INITIALS_SPEAKER_RE = re.compile(
+    r"^(?:[Tt]he\s+|[Aa]n?\s+)?([A-Z]{2,6})(?:\s+(?:spokesman|spokeswoman|spokesperson"
+    r"|official|officials|representative|lawyers|attorneys|statement|filing|letter))?$"
+)
+# A name of capitalized words, with "of", "for", "on", "and" (and "the") inside it
+_BODY_NAME_RE = re.compile(
+    r"\b[A-Z][a-z]+(?:\s+(?:(?:of|for|on|and)\s+(?:the\s+)?)?[A-Z][a-z]+){1,6}"
+    r"(?:\s*\(([A-Z]{2,6})\))?"
+)
+# The few initials so common that articles do not spell them out (their keys are those
+# of the full names: ``clustering.speaker_key("Justice Department")``).
+COMMON_INITIALS = {
+    "DOJ": "the Justice Department",
+    "DHS": "the Homeland Security Department",
+    "DOD": "the Defense Department",
+}
+# A dateline before the first sentence of a story ("HELSINKI: ...", "GLASGOW, Scotland
+# — ...", "MOSCOW (Reuters) - ..."): a place in capitals, never who speaks.
+_DATELINE_AFTER_RE = re.compile(
+    r"(?:,\s+[A-Z][\w.’'-]*(?:\s+[A-Z][\w.’'-]*)*)?\s*(?:\([A-Za-z .]+\)\s*)?[:—–-]"
+)
+
+
+# A form of address set off by commas ("A better thing, Mr. President, would be ..."):
+# who is spoken to, never who speaks
+_VOCATIVE_RE = re.compile(
+    r"^(?:Mr\.?|Mister|Madam|Madame)\s+(?:President|Speaker|Chairman|Secretary|Mayor"
+    r"|Prime\s+Minister|Vice\s+President)$"
+)
+# An embedded post's credit line after its text: "— Ben Vale (@benvale) July 16, 2018"
+_POST_CREDIT_RE = re.compile(r"[—–]\s*([A-Z][\w.’'-]*(?:\s+[A-Z][\w.’'-]*){0,3})\s*\(@\w+\)")
+
+
+def initials(name: str) -> set[str]:
+    """The initials a name may go by: of its capitalized words ("American Civil
+    Liberties Union" -> "ACLU") and of all its words ("Department of Justice" ->
+    "DOJ")."""
+    parts = [p for p in name.split() if p[:1].isalpha()]
+    return {
+        "".join(p[0] for p in parts if p[:1].isupper()).upper(),
+        "".join(p[0] for p in parts).upper(),
+    }
+
+
 def surname_of(surface: str) -> str | None:
     """The last name word of a surface speaker ("Sen. Mark Lund" -> "lund"), if any."""
     names = _name_tokens(words(surface))
@@ -436,6 +485,7 @@ class Resolver:
     def __post_init__(self) -> None:
         self._lawsuit: bool | None = None  # whether the text tells of a lawsuit (lazily)
         self._sued: frozenset[str] = frozenset()  # the words of whom it says was sued
+        self._spelled: dict[str, str] | None = None  # initials -> the name (lazily)
         self._by_surname: dict[str, list[Mention]] = {}
         # surnames given with a first name or title somewhere ("State Mike Pompeo"), not
         # after "the" ("the Daily Mail", "the Voting Rights Act")
@@ -492,8 +542,8 @@ class Resolver:
             and _bare(p.lower()).strip(".") not in TITLE_WORDS
             and p.lower() not in _STOP_CAPS
         ]
-        if not caps:
-            return False
+        if not caps or (parts[-1].isalpha() and parts[-1].islower()):
+            return False  # no name, or a common noun's phrase ("friendly TV networks")
         # any name word: "Sen. Mark R. Warner of Virginia" is Warner
         names = [n for n in _name_tokens(words(resolved)) if len(n) > 1 and n not in _NOT_A_NAME]
         if not names or names[-1] in _LAWS:
@@ -571,11 +621,44 @@ class Resolver:
             return None
         return resolved
 
+    def _subject_before(self, since: int, pos: int, want: str) -> str | None:
+        """The person a "he"/"she" opening its sentence at ``pos`` stands for when the
+        sentence before holds no claim (the last claim is at ``since``, before it) and
+        opens with a person as its subject ("Trump is again blaming his predecessor,
+        Barack Obama. He says ..."): that person, if they speak somewhere in the
+        article. None otherwise, or when their known gender is the other one."""
+        start = self._sentence_start(pos)
+        if self.text[start:pos].strip(" \t\"“‘'(") or start == 0:
+            return None  # the pronoun does not open its sentence
+        before = start - 1
+        while before > 0 and self.text[before - 1].isspace():
+            before -= 1
+        previous = self._sentence_start(before)
+        if since >= previous:
+            return None  # the sentence before holds a claim: its speaker is the antecedent
+        for m in self.mentions:
+            if m.start < previous:
+                continue
+            if m.start >= before or self.text[previous : m.start].strip():
+                return None  # the sentence before opens with no name
+            surname = self._is_person_mention(m)
+            after = _NEXT_WORD_RE.match(self.text, m.start + len(m.text))
+            if surname is None or surname not in self.speaker_names or after is None:
+                return None
+            if after.group(1) in _STOP_CAPS:
+                return None  # "Trump and Putin ...", "Trump in Helsinki ...": no lone subject
+            resolved = self.fullest(surname, pos) or m.text
+            g = self.gender.get(resolved) or self._gender_of_title(resolved)
+            return None if g and g != want else resolved
+        return None
+
     def _pronoun(self, pron: str, pos: int) -> str | None:
         want = {"he": "m", "him": "m", "she": "f", "her": "f"}.get(pron)
         if want:
             since = self.history[-1][0] if self.history else -1
-            named = self._subject_named_since(since, pos, want)
+            named = self._subject_named_since(since, pos, want) or self._subject_before(
+                since, pos, want
+            )
             if named is not None:
                 self.gender.setdefault(named, want)
                 return named
@@ -626,10 +709,40 @@ class Resolver:
         caps = [w for w in surface.split() if w[:1].isupper()]
         if not caps or is_org(toks):
             return surface
+        if len(names) == 1 and self._gender_of_title(surface) is not None:
+            nearest = self.nearest_named(names[0], pos, self._gender_of_title(surface))
+            if nearest is not None:
+                return nearest
         full = self.fullest(names[-1], pos, frozenset(n for n in names[:-1] if len(n) > 1))
         if full and len(words(full)) >= len(toks):
             return full
         return surface
+
+    def nearest_named(self, surname: str, pos: int, gender: str | None) -> str | None:
+        """Whom a titled surname ("Mrs. Novak", "Mr. Novak") stands for when the article
+        names two or more people of that surname ("President Karl Novak", "first lady
+        Maria Novak"): the one named last before ``pos`` with a first name, whose known
+        gender is not the other one. None when the surname names one person only."""
+        full = [
+            m
+            for m in self._by_surname.get(surname, ())
+            if len(_name_tokens(m.tokens)) >= 2
+            and _fuller_form(m)
+            and not m.text.isupper()
+            # a first name, not a word of the sentence capitalized at its start ("Did Trump")
+            and re.search(rf"\b{re.escape(_name_tokens(m.tokens)[-2])}\b", self.text) is None
+        ]
+        if len({_name_tokens(m.tokens)[-2] for m in full}) < 2:
+            return None
+        for m in reversed(full):
+            if m.start >= pos:
+                continue
+            g = self.gender.get(m.text) or self._gender_of_title(m.text)
+            if gender and g and g != gender:
+                continue
+            given = frozenset({_name_tokens(m.tokens)[-2]})
+            return self.fullest(surname, pos, given) or m.text
+        return None
 
     def by_role(self, surface: str, pos: int) -> str | None:
         """The person a role-only description names ("the president", "the Russian
@@ -870,6 +983,88 @@ class Resolver:
             return resolved if first in {"a", "an"} else None
         return None
 
+    def spelled_out(self, letters: str) -> str | None:
+        """The name the article gives for an organisation's ``letters`` ("ACLU"): one
+        it follows with them in parentheses ("the American Civil Liberties Union
+        (ACLU)"), else the first name of capitalized words whose initials they are
+        (:func:`initials`; "Department of Justice" for "DOJ"), else
+        :data:`COMMON_INITIALS`. None when there is none."""
+        if self._spelled is None:
+            self._spelled = {}
+            found: dict[str, str] = {}
+            for m in _BODY_NAME_RE.finditer(self.text):
+                name = m.group(0)
+                if m.group(1):
+                    name = name[: name.rfind("(")].rstrip()
+                parts = name.split()
+                for i in range(len(parts) - 1):  # "The American Civil Liberties Union"
+                    if not parts[i][:1].isupper() or parts[i].lower() in _STOP_CAPS:
+                        continue
+                    tail = " ".join(parts[i:])
+                    if m.group(1) and m.group(1) in initials(tail):
+                        self._spelled.setdefault(m.group(1), tail)
+                    for letters_of in initials(tail):
+                        found.setdefault(letters_of, tail)
+            for k, v in found.items():
+                self._spelled.setdefault(k, v)
+        return self._spelled.get(letters) or COMMON_INITIALS.get(letters)
+
+    def initials_body(self, surface: str) -> str | None:
+        """The body an organisation's initials stand for ("a DOJ spokesperson" ->
+        "Department of Justice", when the article names it; see :meth:`spelled_out`).
+        None for any other speaker, or initials the article does not spell out."""
+        m = _INITIALS_SPEAKER_RE.match(surface.strip())
+        if m is None or m.group(1) in _NOT_A_NAME_CAPS:
+            return None
+        return self.spelled_out(m.group(1))
+
+    def addressed(self, surface: str, pos: int) -> str | None:
+        """Who wrote a post in which ``surface`` is a form of address set off by commas
+        ("A better thing, Mr. President, would be to declare ..."): the name of the
+        post's credit line after it, in its paragraph or the next ("— Ben Vale
+        (@benvale)"). None for
+        any other speaker, or when no credit follows."""
+        if _VOCATIVE_RE.match(surface.strip()) is None:
+            return None
+        at = self.text.find(surface.strip(), max(0, pos - 5))
+        if at < 0 or at > pos + 5 or self.text[max(0, at - 2) : at] != ", ":
+            return None
+        end = self.text.find("\n\n", at)  # the credit: in the paragraph or the next one
+        end = -1 if end < 0 else self.text.find("\n\n", end + 2)
+        credit = _POST_CREDIT_RE.search(self.text, at, len(self.text) if end < 0 else end)
+        return None if credit is None else self.canonical(credit.group(1), credit.start(1))
+
+    def dateline(self, surface: str, pos: int) -> bool:
+        """Whether ``surface`` at ``pos`` is a dateline: a place in capitals at the start
+        of its line, before a colon or a dash ("HELSINKI: ...", "GLASGOW, Scotland —
+        ...", "MOSCOW (Reuters) - ...")."""
+        place = surface.strip()
+        if not place.isupper() or len(place) < 3 or set(words(place)) & (PRONOUNS | TITLE_WORDS):
+            return False  # "SENATOR PAUL:" is a transcript's speaker, no place
+        at = self.text.find(place, max(0, pos - 5))
+        if at < 0 or at > pos + 5:
+            return False
+        line = self.text.rfind("\n", 0, at) + 1
+        if self.text[line:at].strip():
+            return False
+        return _DATELINE_AFTER_RE.match(self.text, at + len(place)) is not None
+
+    def after_dateline(self, pos: int) -> str | None:
+        """Who speaks in a sentence led by a dateline: the first person it names after
+        the dateline ("HELSINKI: US President Donald Trump headed into ..., insisting
+        that ..."). None when it names none before the sentence ends."""
+        end = self.text.find(". ", pos)
+        end = len(self.text) if end < 0 else end
+        for m in self.mentions:
+            if m.start <= pos or m.text.isupper():
+                continue
+            if m.start >= end:
+                break
+            names = _name_tokens(m.tokens)
+            if names and not is_org(m.tokens) and self._person_named(m.text):
+                return self.canonical(m.text, m.start)
+        return None
+
     def resolve(self, surface: str, pos: int) -> str:
         """The resolved speaker for ``surface`` appearing at ``pos``; records it."""
         low = surface.lower().strip()
@@ -877,6 +1072,12 @@ class Resolver:
         resolved: str | None = None
         if low in PRONOUNS:
             resolved = self._pronoun(low, pos)
+        elif self.dateline(surface, pos) and (after := self.after_dateline(pos)) is not None:
+            resolved = after
+        elif (author := self.addressed(surface, pos)) is not None:
+            resolved = author
+        elif (body := self.initials_body(surface)) is not None:
+            resolved = body
         elif (spokesman := self.for_principal(surface, pos)) is not None:
             resolved = spokesman
         elif toks and toks[0] in {"the", "a", "an"} and _role(surface) is not None:
