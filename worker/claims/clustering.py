@@ -1084,12 +1084,14 @@ def scored_clusters(
     members: dict[int, list[str]] = {cid: [] for cid in candidates}
     days: dict[int, set[date]] = {cid: set() for cid in candidates}
     # the founders' and the members' texts in one statement (a member's order does not
-    # change the score: :func:`_score` takes the best of them)
-    rows_of = session.execute(_TEXTS, {"ids": candidates}).all()
-    for cluster_id, is_member, body, sentence, at in rows_of:
+    # change the score: :func:`_score` takes the best of them); the members' sentences and
+    # report times only for a dated claim, the only one whose occasion can differ
+    dated = day is not None
+    for row in session.execute(_TEXTS_DATED if dated else _TEXTS, {"ids": candidates}):
+        cluster_id, is_member, body = row[0], row[1], row[2]
         if is_member:
             members[cluster_id].append(body)
-            if day is not None and (said := statement_day(sentence, body, at)) is not None:
+            if dated and (said := statement_day(row[3], body, row[4])) is not None:
                 days[cluster_id].add(said)
         else:
             founders[cluster_id] = body
@@ -1156,6 +1158,16 @@ def _grow_index(session: Session, cluster_id: int, key: str, words: AbstractSet[
 _W = claimclusterword_table.c
 _IDS: Any = bindparam("ids", expanding=True)
 _TEXTS = (
+    sql_select(claimcluster_table.c.id, literal(0, Integer()), claimcluster_table.c.text)
+    .where(claimcluster_table.c.id.in_(_IDS))
+    .union_all(
+        sql_select(claim_table.c.cluster_id, literal(1, Integer()), claim_table.c.text).where(
+            claim_table.c.cluster_id.in_(_IDS)
+        )
+    )
+)
+# The same with each member's sentence and report time (:func:`statement_day`).
+_TEXTS_DATED = (
     sql_select(
         claimcluster_table.c.id,
         literal(0, Integer()),
