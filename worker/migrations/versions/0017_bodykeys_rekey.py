@@ -17,9 +17,9 @@ downgrade changes nothing; ``claimwire reprocess`` re-extracts the claims with t
 extractor (its speakers too) and rebuilds the clusters either way.
 """
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
+
+from alembic import op
 
 revision: str = "0017_bodykeys"
 down_revision: str | None = "0016_speakerkeys"
@@ -28,13 +28,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "claimwire_rekey_0016", Path(__file__).with_name("0016_speakerkeys_rekey.py")
-    )
-    assert spec is not None and spec.loader is not None
-    rekey = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rekey)
-    rekey.upgrade()
+    from worker.migrations.rekey import rekey_clusters
+
+    rekey_clusters(op.get_bind())
 
 
 def downgrade() -> None:
