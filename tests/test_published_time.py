@@ -23,7 +23,15 @@ from schemas.models import Article, ArticleState, Claim, ClaimCluster, RawPage
 from tests.conftest import ROOT, claimwire, cli_env
 from tests.test_dedup import pg_settings, sqlite_settings  # noqa: F401  (fixtures)
 from worker.pages.extractor import extract_page
-from worker.pages.published import agree, choose, parse_stamp, sort_time, url_stamp
+from worker.pages.published import (
+    Stamp,
+    agree,
+    choose,
+    from_datetime,
+    parse_stamp,
+    sort_time,
+    url_stamp,
+)
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 
@@ -167,6 +175,65 @@ def test_jsonld_and_time_element() -> None:
     assert p.published_at == datetime(2024, 3, 3, 7, 5, tzinfo=UTC) and p.published_source == "time"
 
 
+def test_a_time_without_zone_takes_the_zone_of_the_same_wall_clock() -> None:
+    """A markup time without a zone is the outlet's wall clock: another markup reading
+    with the same wall clock and a zone places it; nothing else does."""
+    naive = parse_stamp("2024-03-03T14:05:00", "meta")
+    zoned = parse_stamp("2024-03-03T14:05:00+01:00", "jsonld")
+    assert naive is not None and zoned is not None and naive.offset is None
+    chosen = choose([naive, zoned], NOW)
+    assert chosen == Stamp(datetime(2024, 3, 3, 13, 5, tzinfo=UTC), "minute", 60, "meta")
+    # seconds in the naive reading are kept, the zone taken from a reading to the minute
+    naive_s = parse_stamp("2024-03-03T14:05:41", "meta")
+    assert naive_s is not None
+    assert choose([naive_s, zoned], NOW) == Stamp(
+        datetime(2024, 3, 3, 13, 5, 41, tzinfo=UTC), "second", 60, "meta"
+    )
+    # another wall clock (an update an hour later) says nothing of the zone
+    other = parse_stamp("2024-03-03T15:05:00+01:00", "jsonld")
+    assert other is not None and choose([naive, other], NOW) == naive
+    # the feed's time (UTC, from feedparser) and htmldate's are no zone of the page
+    feed = from_datetime(datetime(2024, 3, 3, 14, 5, tzinfo=UTC), "feed")
+    assert feed is not None and choose([naive, feed], NOW) == naive
+    # through the page: naive article:published_time, zoned JSON-LD
+    p = extract_page(
+        page(CLAIM_PARAS, meta="2024-03-03T14:05:00", jsonld="2024-03-03T14:05:00-05:00"),
+        None,
+        now=NOW,
+    )
+    assert p.published_at == datetime(2024, 3, 3, 19, 5, tzinfo=UTC)
+    assert (p.published_precision, p.published_offset, p.published_source) == (
+        "minute",
+        -300,
+        "meta",
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("<![CDATA[", "]]>"),
+        ("\n//<![CDATA[\n", "\n//]]>\n"),
+        ("/*<![CDATA[*/", "/*]]>*/"),
+        ("<!--", "-->"),
+    ],
+)
+def test_jsonld_wrapped_in_cdata_or_a_comment_is_read(before: str, after: str) -> None:
+    """XHTML templates wrap a script's JSON in CDATA (or a comment); the HTML parser keeps
+    the wrapper in the script's text. The JSON-LD's time is read all the same."""
+    data = json.dumps({"@type": "NewsArticle", "datePublished": "2024-03-03T09:05:00+02:00"})
+    html = page(CLAIM_PARAS, byline="3 March 2024").replace(
+        "</head>", f'<script type="application/ld+json">{before}{data}{after}</script></head>'
+    )
+    p = extract_page(html, None, now=NOW)
+    assert p.published_at == datetime(2024, 3, 3, 7, 5, tzinfo=UTC)
+    assert (p.published_precision, p.published_offset, p.published_source) == (
+        "minute",
+        120,
+        "jsonld",
+    )
+
+
 # --------------------------------------------------------------- through the pipeline
 
 
@@ -288,6 +355,59 @@ def test_meta_time_in_another_zone_decides_the_canonical(pipeline: Any) -> None:
     assert {x.article_id for x in claims} == {original}
     assert cluster.first_article_id == original
     assert cluster.first_seen_at == o.published_at and cluster.first_seen_precision == "minute"
+
+
+def test_the_outlets_zone_and_cdata_jsonld_decide_the_canonical(pipeline: Any) -> None:
+    """Three outlets run one story on 3 March. The original's article:published_time
+    has no zone ("13:00:00"), its JSON-LD says 13:00 at +01:00: 12:00 UTC. A copy dates
+    itself only in JSON-LD wrapped in CDATA (12:10 UTC) and a byline; another copy says
+    12:30 UTC. Read as UTC, the original would be 13:00 and the CDATA copy only a day, and
+    the 12:30 copy the canonical and first seen."""
+    s = pipeline
+    cdata = json.dumps({"@type": "NewsArticle", "datePublished": "2024-03-03T12:10:00Z"})
+    copy_cdata = add_fetched(
+        s,
+        "mirror.example",
+        page(CLAIM_PARAS, byline="3 March 2024", site="Mirror").replace(
+            "</head>", f'<script type="application/ld+json"><![CDATA[{cdata}]]></script></head>'
+        ),
+    )
+    copy_late = add_fetched(
+        s, "copy.example", page(CLAIM_PARAS, meta="2024-03-03T12:30:00Z", site="Copy")
+    )
+    original = add_fetched(
+        s,
+        "wire.example",
+        page(
+            CLAIM_PARAS,
+            meta="2024-03-03T13:00:00",
+            jsonld="2024-03-03T13:00:00+01:00",
+            site="Wire",
+        ),
+    )
+    for aid in (copy_cdata, copy_late, original):
+        process(s, aid)
+    o = article(s, original)
+    assert (o.published_at, o.published_offset) == (datetime(2024, 3, 3, 12, 0, tzinfo=UTC), 60)
+    m = article(s, copy_cdata)
+    assert (m.published_at, m.published_precision) == (
+        datetime(2024, 3, 3, 12, 10, tzinfo=UTC),
+        "minute",
+    )
+    assert o.duplicate_of_id is None
+    assert m.duplicate_of_id == original and article(s, copy_late).duplicate_of_id == original
+    cluster, claims = novak_cluster(s)
+    assert {c.article_id for c in claims} == {original}
+    assert cluster.first_article_id == original
+    assert cluster.first_seen_at == datetime(2024, 3, 3, 12, 0, tzinfo=UTC)
+
+    from worker.claims.search import cluster_report
+    from worker.core.db import unit_of_work
+
+    with unit_of_work() as sess:
+        report = cluster_report(sess, cluster.id or 0)
+    assert report is not None
+    assert [x["article_id"] for x in report["members"]] == [original, copy_cdata, copy_late]
 
 
 def test_feed_time_only(pipeline: Any) -> None:

@@ -19,10 +19,14 @@ authority:
 among the candidates that agree with it on the day the most precise one (``second`` >
 ``minute`` > ``day``; a tie goes to authority; seconds replace a minute only when they
 fall in that minute: two times hours apart are two readings, and the more authoritative
-one holds). A day-only date therefore never beats a
-precise time of the same day, a feed time is used where the page gives only the day,
-and a URL date is only ever a day. A time of exactly midnight (``T00:00:00``) is read as
-a day: it is how content systems write a date without a time.
+one holds). A day-only date therefore never beats a precise time of the same day, a
+feed time is used where the page gives only the day, and a URL date is only ever a day. A
+time of exactly midnight (``T00:00:00``) is read as a day: it is how content systems
+write a date without a time. A time the markup gives without a zone is the outlet's wall
+clock: it takes the zone of another markup reading that gives the same wall clock with
+one (``_zoned``), and is read as UTC only when none does. JSON-LD wrapped in
+``<![CDATA[ ... ]]>`` or an HTML comment, as XHTML templates write it, is read
+(:func:`script_json`).
 
 "Agree on the day": a day-only date ``D`` agrees with a time whose offset is known when
 the time falls on ``D`` in its own zone; with an unknown offset (a naive time, a feed
@@ -247,6 +251,25 @@ def _walk_jsonld(node: Any) -> Iterator[dict[str, Any]]:
                 yield from _walk_jsonld(node[key])
 
 
+# A script's text wrapped as XHTML or old browsers needed it: ``<![CDATA[ ... ]]>`` (also
+# behind ``//`` or inside ``/* */``) or ``<!-- ... -->``. An HTML parser keeps the wrapper
+# in the script's text, where it makes the JSON unreadable.
+_SCRIPT_WRAPPER = re.compile(
+    r"^\s*(?:(?://|/\*)\s*)?(?:<!\[CDATA\[|<!--)(?:\s*\*/)?"
+    r"(?P<body>.*?)"
+    r"(?:(?://|/\*)\s*)?(?:\]\]>|-->)(?:\s*\*/)?\s*$",
+    re.S,
+)
+
+
+def script_json(text: str | None) -> Any:
+    """The JSON of a script's text, without a CDATA or comment wrapper around it;
+    ValueError when it is not JSON."""
+    text = text or ""
+    m = _SCRIPT_WRAPPER.match(text)
+    return json.loads(m.group("body") if m else text)
+
+
 def _jsonld_values(tree: _Element) -> list[str]:
     articles: list[str] = []
     others: list[str] = []
@@ -254,7 +277,7 @@ def _jsonld_values(tree: _Element) -> list[str]:
         if (script.get("type") or "").strip().lower() != "application/ld+json":
             continue
         try:
-            data = json.loads(script.text or "")
+            data = script_json(script.text)
         except (ValueError, RecursionError):
             continue
         for obj in _walk_jsonld(data):
@@ -382,6 +405,34 @@ def choose(candidates: list[Stamp], now: datetime | None = None) -> Stamp | None
         # (two times hours apart are two readings, and the more authoritative one holds)
         if best.precision == "day" or abs(c.at - best.at) < timedelta(minutes=1):
             best = c
+    return _zoned(best, usable)
+
+
+# The page's markup: a time it gives without a zone is its outlet's wall clock. The feed's
+# time and htmldate's are not (feedparser gives UTC; htmldate's is a day or a guess).
+_MARKUP = frozenset(("meta", "jsonld", "time", "itemprop", "dc"))
+
+
+def _zoned(best: Stamp, usable: list[Stamp]) -> Stamp:
+    """A time of the page's markup given without a zone ("2024-03-03T14:05:00") is the
+    outlet's wall clock, not UTC: when another reading of the markup gives that same wall
+    clock with its zone ("2024-03-03T14:05:00+01:00"), the time is in that zone. Nothing
+    else says which zone it was; it stays as it is (read as UTC) then."""
+    if best.precision == "day" or best.offset is not None or best.source not in _MARKUP:
+        return best
+    for c in usable:
+        if c.offset is None or c.precision == "day" or c.source not in _MARKUP:
+            continue
+        wall = c.at + timedelta(minutes=c.offset)
+        same = (
+            wall == best.at
+            if "minute" not in (c.precision, best.precision)
+            else wall.replace(second=0) == best.at.replace(second=0)
+        )
+        if same:
+            return Stamp(
+                best.at - timedelta(minutes=c.offset), best.precision, c.offset, best.source
+            )
     return best
 
 
@@ -438,6 +489,7 @@ __all__ = [
     "from_datetime",
     "page_candidates",
     "parse_stamp",
+    "script_json",
     "settled",
     "sort_time",
     "url_stamp",
