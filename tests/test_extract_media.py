@@ -115,7 +115,7 @@ def test_a_gallery_next_to_the_article_is_removed() -> None:
 def test_production_removes_a_gallery_next_to_the_article() -> None:
     from worker.pages.extractor import DEFAULT_PROFILE, EXTRACTOR_VERSION
 
-    assert EXTRACTOR_VERSION.endswith("+cw6")
+    assert EXTRACTOR_VERSION.endswith("+cw7")
     text = extract_page(article_with_gallery(), URL, now=NOW, profile=DEFAULT_PROFILE).text
     assert all(p in text for p in ARTICLE)
     assert not any(c in text for c in CAPTIONS)

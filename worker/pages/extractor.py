@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 EXTRACTOR_NAME = "trafilatura"
-SETTINGS_REVISION = 6
+SETTINGS_REVISION = 7
 """Bump whenever :data:`DEFAULT_PROFILE` or the post-processing here changes output."""
 EXTRACTOR_VERSION = f"{trafilatura.__version__}+cw{SETTINGS_REVISION}"
 
