@@ -16,7 +16,10 @@ to share, nor a phrase a short member holds that a long claim also quotes. Diffe
 speakers never share a cluster: the speaker key is part of the lookup, not of the
 score. Two clusters of one speaker that both hold the same wording (the same content
 words, at least five) are one statement split by a poor founder: the claim that finds
-its wording in both merges them. Measured against a
+its wording in both merges them. So does a claim quoting one sentence whole of which
+the two clusters' founders are separate pieces (:func:`parts_of_one_sentence`): outlets
+quote a speaker's sentence in pieces that share no word; the merged cluster is then
+founded by the whole sentence. Measured against a
 hand-made gold: docs/claims-eval.md ("Clusters against the gold").
 
 Concurrency: clustering (and merging) for one speaker key is serialized with a
@@ -1315,8 +1318,12 @@ def assign_clusters(
     joins and as a member of another cluster it repeats, the two clusters hold one
     statement (a poor founder, a fragment or a neighbouring sentence, kept its later
     wordings out of the first cluster): the other cluster is merged into the one joined
-    (:func:`merge_clusters`; the speaker's lock is held). A claim merely repeating two
-    clusters, such as a long quotation holding two statements, merges nothing.
+    (:func:`merge_clusters`; the speaker's lock is held). The same when the claim quotes
+    one sentence of which the founders of the cluster it joins and of another it
+    repeats are separate pieces (:func:`parts_of_one_sentence`); the merged cluster's
+    text (its founder) is then the claim's, the whole sentence. A claim merely
+    repeating two clusters, such as a long quotation holding two statements, merges
+    nothing.
 
     The claims' clusters are written together at the end (or before a merge, which
     moves claims in the database): until then the claims placed are counted as members
