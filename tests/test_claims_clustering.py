@@ -28,6 +28,7 @@ from worker.claims.clustering import (
     cluster_members,
     content_words,
     name_groups,
+    parts_of_one_sentence,
     quoted_phrases,
     refresh_cluster,
     shares_quotation,
@@ -889,3 +890,61 @@ def test_a_department_of_a_name_is_the_name_department() -> None:
     assert speaker_key("Ministry of the Interior") == speaker_key("the Interior Ministry")
     assert speaker_key("Department of Homeland Defence") == "homeland defence department"
     assert speaker_key("Department of Transport official Tom Harlan") == "harlan"
+
+
+# One sentence of Holm's, quoted in two pieces that share no word, then whole
+HOLM_PIER_A = 'the fishing harbour "has NEVER been emptier"'
+HOLM_PIER_B = '"many years of ministry neglect and the rigged tender for the new pier"'
+HOLM_PIER_WHOLE = (
+    '"Our fishing harbour has NEVER been emptier thanks to many years of ministry neglect '
+    'and the rigged tender for the new pier!"'
+)
+HOLM_PIER_TWO = (
+    '"Our fishing harbour has NEVER been emptier. Many years of ministry neglect and the '
+    'rigged tender for the new pier did it."'
+)
+
+
+def test_parts_of_one_quoted_sentence() -> None:
+    """Two founders are parts of one quoted sentence when each runs four content words
+    or more in it, in places that do not overlap; not in a claim of two sentences, not
+    through a common phrase of a few words, and not twice in the same place."""
+    assert parts_of_one_sentence(HOLM_PIER_WHOLE, HOLM_PIER_B, HOLM_PIER_A)
+    assert parts_of_one_sentence(HOLM_PIER_WHOLE, HOLM_PIER_A, HOLM_PIER_B)
+    assert not parts_of_one_sentence(HOLM_PIER_TWO, HOLM_PIER_A, HOLM_PIER_B)
+    # the same piece twice is one part, not two
+    assert not parts_of_one_sentence(HOLM_PIER_WHOLE, HOLM_PIER_A, HOLM_PIER_A + " today")
+    # unquoted, the sentence is the reporter's wording: no quoted sentence to be parts of
+    assert not parts_of_one_sentence(HOLM_PIER_WHOLE.strip('"'), HOLM_PIER_A, HOLM_PIER_B)
+    # three words in a row are no part ("has NEVER been emptier" alone)
+    assert not parts_of_one_sentence(HOLM_PIER_WHOLE, '"NEVER been emptier"', HOLM_PIER_B)
+
+
+def test_pieces_of_one_quoted_sentence_are_one_statement(
+    any_settings: Settings,  # noqa: F811
+) -> None:
+    """Outlets quote one sentence of a speaker in pieces that share no word, so each
+    piece founds a cluster; a report quoting the whole sentence merges the two (it
+    joins one and finds the other's founder a separate part of its sentence), and the
+    merged cluster is founded by the whole sentence, so that a later report of either
+    piece joins it. A claim quoting the two pieces as two sentences merges nothing."""
+    s = any_settings
+    a = said(s, HOLM_PIER_A, 1)
+    b = said(s, HOLM_PIER_B, 2)
+    assert b.cluster_id not in (None, a.cluster_id)  # no word in common
+    two = said(s, HOLM_PIER_TWO, 3)
+    with Session(get_engine(s)) as sess:
+        assert sess.get(ClaimCluster, a.cluster_id) is not None
+        assert sess.get(ClaimCluster, b.cluster_id) is not None
+    assert two.cluster_id in (a.cluster_id, b.cluster_id)
+    whole = said(s, HOLM_PIER_WHOLE, 4)
+    with Session(get_engine(s)) as sess:
+        kept = sess.get(ClaimCluster, whole.cluster_id)
+        assert kept is not None and kept.text == HOLM_PIER_WHOLE
+        ids = {c.cluster_id for c in sess.exec(select(Claim)).all()}
+        assert ids == {whole.cluster_id}  # both pieces' clusters are one
+        assert kept.n_articles == 4 and kept.first_article_id == a.article_id
+    # later reports of either piece join the whole sentence's cluster
+    later_a = said(s, 'the fishing harbour had "NEVER been emptier"', 5)
+    assert later_a.cluster_id == whole.cluster_id
+    assert said(s, HOLM_PIER_B, 6).cluster_id == whole.cluster_id

@@ -16,7 +16,10 @@ to share, nor a phrase a short member holds that a long claim also quotes. Diffe
 speakers never share a cluster: the speaker key is part of the lookup, not of the
 score. Two clusters of one speaker that both hold the same wording (the same content
 words, at least five) are one statement split by a poor founder: the claim that finds
-its wording in both merges them. Measured against a
+its wording in both merges them. So does a claim quoting one sentence whole of which
+the two clusters' founders are separate pieces (:func:`parts_of_one_sentence`): outlets
+quote a speaker's sentence in pieces that share no word; the merged cluster is then
+founded by the whole sentence. Measured against a
 hand-made gold: docs/claims-eval.md ("Clusters against the gold").
 
 Concurrency: clustering (and merging) for one speaker key is serialized with a
@@ -603,15 +606,21 @@ _PHRASE_WORDS = 2
 _RUN_WORDS = 3
 
 
+def _quoted_segments(text: str) -> list[str]:
+    """The quotations in a claim's text as written (single marks inside double ones
+    included)."""
+    segments = [m.group(1) for m in _DOUBLE_QUOTED.finditer(text)]
+    segments += [m.group(1) for m in _SINGLE_QUOTED.finditer(_DOUBLE_QUOTED.sub(" ", text))]
+    segments += [m.group(1) for s in list(segments) for m in _SINGLE_QUOTED.finditer(s)]
+    return segments
+
+
 @lru_cache(maxsize=1 << 14)
 def quoted_phrases(text: str) -> tuple[tuple[str, ...], ...]:
     """The quotations in a claim's text (single marks inside double ones included), each
     as its content words in order (:func:`_content_tokens`); quotations without content
     words are left out."""
-    segments = [m.group(1) for m in _DOUBLE_QUOTED.finditer(text)]
-    segments += [m.group(1) for m in _SINGLE_QUOTED.finditer(_DOUBLE_QUOTED.sub(" ", text))]
-    segments += [m.group(1) for s in list(segments) for m in _SINGLE_QUOTED.finditer(s)]
-    tokens = (tuple(_content_tokens(s)) for s in segments)
+    tokens = (tuple(_content_tokens(s)) for s in _quoted_segments(text))
     return tuple(dict.fromkeys(t for t in tokens if t))
 
 
@@ -953,6 +962,53 @@ def on_statement(member: str, founder: str) -> frozenset[str] | None:
     return frozenset().union(*on)
 
 
+@lru_cache(maxsize=1 << 14)
+def quoted_sentences(text: str) -> tuple[tuple[str, ...], ...]:
+    """Each sentence of each quotation in a claim's text, as its content words in order
+    (sentences without content words left out)."""
+    out = (
+        tuple(_content_tokens(part))
+        for segment in _quoted_segments(text)
+        for part in _SENTENCE_END.split(segment)
+    )
+    return tuple(dict.fromkeys(t for t in out if t))
+
+
+# The fewest content words in a row that a cluster's founder must share with a quoted
+# sentence to be a part of it (:func:`parts_of_one_sentence`): four, so that a common
+# phrase ("a good thing", "a witch hunt") is no part.
+_PART_WORDS = 4
+
+
+def _part_of(sentence: tuple[str, ...], founder: str) -> tuple[int, int] | None:
+    """Where in a quoted ``sentence`` (content words) the founder's words run for at
+    least :data:`_PART_WORDS` in a row (the longest such run), or ``None``."""
+    run, end = _longest_run_end(sentence, tuple(_content_tokens(founder)))
+    return (end - run, end) if run >= _PART_WORDS else None
+
+
+def parts_of_one_sentence(text: str, founder: str, other: str) -> bool:
+    """Whether a claim (``text``, one sentence) quotes a sentence of which the founders
+    of two clusters (``founder``, ``other``) are two different parts: each founder's
+    words run in it for :data:`_PART_WORDS` content words or more, in places that do not
+    overlap. Outlets quote one sentence of a speaker (a tweet, one line of an answer) in
+    pieces: "has NEVER been worse" in one report, "many years of foolishness and
+    stupidity" in another, sharing no words, so each piece founds a cluster; the report
+    quoting the whole sentence shows them one statement. Two sentences are not one
+    statement by this rule (a quotation running over two statements is the chaining
+    case, :func:`on_statement`), nor is a claim of more than one sentence."""
+    if _SENTENCE_END.search(text):
+        return False
+    for sentence in quoted_sentences(text):
+        if len(sentence) < 2 * _PART_WORDS:
+            continue
+        a = _part_of(sentence, founder)
+        b = _part_of(sentence, other) if a is not None else None
+        if a is not None and b is not None and (a[1] <= b[0] or b[1] <= a[0]):
+            return True
+    return False
+
+
 # The fewest content words of a short claim that joins a member with exactly its words
 # (:func:`is_short_same_wording`).
 _SHORT_SAME = 2
@@ -1042,6 +1098,7 @@ class Candidate:
     score: float
     n_members: int
     same_wording: bool  # a member has the claim's wording (:func:`is_same_wording`)
+    founder: str = ""  # the cluster's founding text (:func:`parts_of_one_sentence`)
 
 
 def scored_clusters(
@@ -1108,7 +1165,7 @@ def scored_clusters(
         texts = members[cluster_id] or [founder]
         scored = _score(words, founder, texts, threshold, text)
         if scored.score > 0:
-            out.append(Candidate(cluster_id, scored.score, len(texts), scored.same))
+            out.append(Candidate(cluster_id, scored.score, len(texts), scored.same, founder))
             single[cluster_id] = scored.single
     if len(out) > 1 and any(single[c.cluster_id] > 0 for c in out):
         # a claim repeating two clusters joins one it repeats on that cluster's
@@ -1193,6 +1250,11 @@ _SET_SMALLEST = (
     .values(n_words=bindparam("smallest"))
 )
 _INSERT_WORDS = sql_insert(claimclusterword_table)
+_SET_TEXT = (
+    update(claimcluster_table)
+    .where(claimcluster_table.c.id == bindparam("cid"))
+    .values(text=bindparam("text"))
+)
 _NEW_CLUSTER = (
     sql_insert(claimcluster_table)
     .values(
@@ -1256,8 +1318,12 @@ def assign_clusters(
     joins and as a member of another cluster it repeats, the two clusters hold one
     statement (a poor founder, a fragment or a neighbouring sentence, kept its later
     wordings out of the first cluster): the other cluster is merged into the one joined
-    (:func:`merge_clusters`; the speaker's lock is held). A claim merely repeating two
-    clusters, such as a long quotation holding two statements, merges nothing.
+    (:func:`merge_clusters`; the speaker's lock is held). The same when the claim quotes
+    one sentence of which the founders of the cluster it joins and of another it
+    repeats are separate pieces (:func:`parts_of_one_sentence`); the merged cluster's
+    text (its founder) is then the claim's, the whole sentence. A claim merely
+    repeating two clusters, such as a long quotation holding two statements, merges
+    nothing.
 
     The claims' clusters are written together at the end (or before a merge, which
     moves claims in the database): until then the claims placed are counted as members
@@ -1292,9 +1358,22 @@ def assign_clusters(
                     session.execute(_INSERT_WORDS, rows)
             else:
                 found = scored[0].cluster_id
+                founder = scored[0].founder
+                gone: set[int] = set()
+                for other in scored[1:]:
+                    if parts_of_one_sentence(claim.text, founder, other.founder):
+                        # two pieces of the sentence the claim quotes whole: one
+                        # statement, founded now by the whole sentence, so that later
+                        # reports of either piece are close to its founder
+                        _write_pending(session, placed, pending)
+                        merge_clusters(session, found, other.cluster_id)
+                        session.execute(_SET_TEXT, {"cid": found, "text": claim.text})
+                        founder = claim.text
+                        gone.add(other.cluster_id)
+                        touched.discard(other.cluster_id)
                 if scored[0].same_wording:
                     for other in scored[1:]:
-                        if other.same_wording:
+                        if other.same_wording and other.cluster_id not in gone:
                             _write_pending(session, placed, pending)
                             merge_clusters(session, found, other.cluster_id)
                             touched.discard(other.cluster_id)
