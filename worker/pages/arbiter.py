@@ -73,18 +73,16 @@ _HIDDEN = etree.XPath(
 # ``external`` module names it is therefore this subclass, which keeps each summary (and the
 # shape of the tree it read) while :func:`readability_seen` collects them; otherwise it is
 # trafilatura's class unchanged.
-_ELEMENTS = etree.XPath("count(descendant-or-self::*)")
-_ATTRIBUTES = etree.XPath("count(descendant-or-self::*/@*)")
+_ELEMENTS = etree.XPath("count(descendant::*)")  # 0.04 ms a page; with attributes 0.3
 
-Shape = tuple[float, float]
+Shape = float
 _SEEN: ContextVar[list[tuple[Shape, str]] | None] = ContextVar("readability_seen", default=None)
 
 
 def _shape(tree: _Element) -> Shape:
-    """Elements and attributes under ``tree``: what pruning elements changes. trafilatura's
-    prunes before readability only delete elements, so a copy of the page with the page's
-    counts is the page."""
-    return float(_ELEMENTS(tree)), float(_ATTRIBUTES(tree))
+    """The elements under ``tree``: what pruning changes. trafilatura's prunes before
+    readability only delete elements, so a copy of the page with as many is the page."""
+    return float(_ELEMENTS(tree))
 
 
 class _RecordingDocument(ReadabilityDocument):
