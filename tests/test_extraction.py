@@ -7,6 +7,7 @@ extraction corpus (never copied into the repo).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import random
@@ -604,6 +605,55 @@ def test_second_opinion_rule() -> None:
     assert agreement(article_text, other) == 0.0
 
 
+@pytest.mark.parametrize(
+    ("block_attrs", "comments", "runs"),
+    [
+        ('class="stream"', "", 1),  # nothing hidden, nothing trafilatura prunes: one run
+        ('class="stream" hidden', "", 2),  # the witness reads the page less the hidden block
+        ('class="stream"', '<div id="comments"><p>First!</p></div>', 2),  # trafilatura prunes
+    ],
+    ids=["same-tree", "hidden", "comments"],
+)
+def test_witness_takes_trafilaturas_readability_run_of_the_same_tree(
+    monkeypatch: pytest.MonkeyPatch, block_attrs: str, comments: str, runs: int
+) -> None:
+    """trafilatura's main pass runs readability on its copy of the page less its comment
+    sections; the witness on the page less its hidden elements. When both trees are the
+    page itself, the witness takes the main pass's summary instead of running readability
+    again; otherwise it runs its own. The witness's text is the same either way."""
+    from trafilatura.readability_lxml import Document
+
+    from worker.pages import extractor
+    from worker.pages.arbiter import readability_seen
+    from worker.pages.extractor import _bare
+
+    html = page_with_block_after_article(block_attrs).replace("</footer>", f"</footer>{comments}")
+    tree = _parse(html)
+    assert tree is not None
+    own = readability_text(tree, html_fragment_to_text)
+    with readability_seen() as seen:
+        _bare(tree, URL, DEFAULT_PROFILE, with_metadata=True, now=NOW)
+    assert seen  # the main pass ran readability
+    assert readability_text(tree, html_fragment_to_text, seen) == own
+    assert TEASERS[0] in own or "hidden" in block_attrs
+
+    summary = Document.summary
+    calls: list[int] = []
+
+    def counted(self: Document) -> str:
+        calls.append(1)
+        return summary(self)
+
+    monkeypatch.setattr(Document, "summary", counted)
+    page = extract_page(html, URL, now=NOW)
+    assert len(calls) == runs
+    # the same page with nothing collected: the witness always runs its own readability
+    monkeypatch.setattr(extractor, "readability_seen", lambda: contextlib.nullcontext([]))
+    calls.clear()
+    assert extract_page(html, URL, now=NOW) == page
+    assert len(calls) == 2
+
+
 def test_readability_witness_never_raises_on_hostile_trees() -> None:
     depth = 50_000
     html = "<html><body>" + "<div>" * depth + PARAGRAPHS[0] + "</div>" * depth + "</body></html>"
@@ -860,6 +910,57 @@ def test_page_tree_is_trafilaturas_with_elements_classed_in_c() -> None:
     tree = _load(pages[0])
     assert tree is not None
     assert tree.find(".//form").text_content() == "x"  # an HtmlElement's methods work
+
+
+def test_categories_and_tags_searched_only_when_a_link_can_name_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Categories and tags are trafilatura's ``extract_catstags``, whose queries keep only
+    links to ``/category/`` or ``/tag/`` paths (and their plurals): on a page without such
+    a link they are not run, and the categories are its fallback, the ``<meta>`` section.
+    The same lists on invented pages with and without such links."""
+    import trafilatura.metadata
+
+    from worker.pages.extractor import _CATSTAG_LINKS, _catstags, _page_metadata
+
+    meta_section = '<meta property="article:section" content="Local &amp; regional">'
+    links = {
+        "none": "",
+        "category": '<div class="post-meta"><a href="/category/local-news/">Local news</a></div>',
+        "categories": '<div class="entry-meta"><a href="/categories/port/">Port</a></div>',
+        "tag": '<div class="tags"><a href="/tag/heritage/">heritage</a> '
+        '<a href="/tags/harbour/">harbour</a></div>',
+        "elsewhere": '<p><a href="/category/sport/">Sport</a> <a href="/tag/x/">x</a></p>',
+        "near-miss": '<div class="tags"><a href="/tagged/heritage/">heritage</a> '
+        '<a href="/catalogue/">shop</a></div>',
+    }
+    original = trafilatura.metadata.extract_catstags
+    for head in ("", meta_section, '<meta name="dc.subject" content="Harbours">'):
+        for name, block in links.items():
+            html = article(head_extra=head).replace("</article>", block + "</article>")
+            tree = _parse(html)
+            assert tree is not None
+            found = [str(h) for h in _CATSTAG_LINKS(tree)]
+            for metatype in ("category", "tag"):
+                assert _catstags(metatype, tree, found) == original(metatype, tree), (name, head)
+
+    calls: list[str] = []
+
+    def counted(metatype: str, tree: Any) -> list[str]:
+        calls.append(metatype)
+        return original(metatype, tree)
+
+    monkeypatch.setattr(trafilatura.metadata, "extract_catstags", counted)
+    plain = _parse(article(head_extra=meta_section))
+    assert plain is not None
+    doc = _page_metadata(plain, URL, DEFAULT_PROFILE, NOW)
+    assert calls == []  # no link can name a category or a tag
+    assert doc.categories == ["Local & regional"] and doc.tags == []
+    tagged = _parse(article().replace("</article>", links["tag"] + "</article>"))
+    assert tagged is not None
+    doc = _page_metadata(tagged, URL, DEFAULT_PROFILE, NOW)
+    assert calls == ["tag"]
+    assert doc.categories == [] and doc.tags == ["heritage", "harbour"]
 
 
 def test_page_metadata_is_trafilaturas_less_the_licence() -> None:

@@ -28,18 +28,23 @@ little". Thresholds were chosen by 2-fold cross-validation (``bench/extraction_q
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
+import trafilatura.external
 from lxml import etree
 from lxml.etree import _Element
+from trafilatura.readability_lxml import Document as ReadabilityDocument
 
 __all__ = [
     "ArbiterSettings",
     "agreement",
     "containment",
+    "readability_seen",
     "readability_text",
     "second_opinion",
     "shingles",
@@ -58,6 +63,56 @@ _HIDDEN = etree.XPath(
     " | //@style[contains(translate(., ' ', ''), 'display:none')"
     " or contains(translate(., ' ', ''), 'visibility:hidden')]/.."
 )
+
+
+# trafilatura's main pass (not ``fast``) runs the same readability port on its own copy of
+# the page, less what it prunes first (comment sections, infinite-scroll containers):
+# ``compare_extraction`` -> ``try_readability``. On a page where it prunes nothing and that
+# has no hidden element, that copy is the witness's tree, so its summary is the witness's
+# (a page's summary depends only on its tree). Readability's Document as trafilatura's
+# ``external`` module names it is therefore this subclass, which keeps each summary (and the
+# shape of the tree it read) while :func:`readability_seen` collects them; otherwise it is
+# trafilatura's class unchanged.
+_ELEMENTS = etree.XPath("count(descendant::*)")  # 0.04 ms a page; with attributes 0.3
+
+Shape = float
+_SEEN: ContextVar[list[tuple[Shape, str]] | None] = ContextVar("readability_seen", default=None)
+
+
+def _shape(tree: _Element) -> Shape:
+    """The elements under ``tree``: what pruning changes. trafilatura's prunes before
+    readability only delete elements, so a copy of the page with as many is the page."""
+    return float(_ELEMENTS(tree))
+
+
+class _RecordingDocument(ReadabilityDocument):
+    """trafilatura's readability Document; its summaries kept while one is collected."""
+
+    __slots__ = ()
+
+    def summary(self) -> str:
+        seen = _SEEN.get()
+        if seen is None:
+            return super().summary()
+        shape = _shape(self.doc)  # before: summary() rewrites the tree
+        result = super().summary()
+        seen.append((shape, result))
+        return result
+
+
+trafilatura.external.ReadabilityDocument = _RecordingDocument  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def readability_seen() -> Iterator[list[tuple[Shape, str]]]:
+    """Collect the readability summaries trafilatura computes inside the block (each with
+    its tree's :func:`_shape`), for :func:`readability_text`'s ``seen``."""
+    seen: list[tuple[Shape, str]] = []
+    token = _SEEN.set(seen)
+    try:
+        yield seen
+    finally:
+        _SEEN.reset(token)
 
 
 @dataclass(frozen=True)
@@ -91,20 +146,30 @@ def agreement(a: str, b: str) -> float:
     return min(containment(sa, sb), containment(sb, sa))
 
 
-def readability_text(tree: _Element, html_to_text: Callable[[str], str]) -> str:
+def readability_text(
+    tree: _Element,
+    html_to_text: Callable[[str], str],
+    seen: list[tuple[Shape, str]] | None = None,
+) -> str:
     """Article text by trafilatura's readability port from a copy of ``tree`` without its
     hidden elements; "" on any failure.
 
     ``html_to_text`` turns the article HTML into lines (claimwire's
-    :func:`worker.pages.extractor.html_fragment_to_text`).
+    :func:`worker.pages.extractor.html_fragment_to_text`). ``seen``: the summaries
+    trafilatura's pass over ``tree`` computed (:func:`readability_seen`); when one of them
+    read a tree of ``tree``'s shape (trafilatura pruned nothing) and ``tree`` has no hidden
+    element, that summary is the one readability would give here, and is taken.
     """
-    from trafilatura.readability_lxml import Document
-
     try:
+        if seen:
+            shape = _shape(tree)
+            summary = next((s for sh, s in seen if sh == shape), None)
+            if summary is not None and not _HIDDEN(tree):
+                return html_to_text(summary)
         doc = copy.deepcopy(tree)  # the port rewrites the tree it is given
         for el in _HIDDEN(doc):
             el.drop_tree()
-        summary = Document(doc).summary()
+        summary = ReadabilityDocument(doc).summary()
     except Exception:  # noqa: BLE001 - lxml errors, RecursionError...: no opinion
         return ""
     return html_to_text(summary) if isinstance(summary, str) else ""

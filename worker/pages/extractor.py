@@ -43,7 +43,13 @@ from lxml.html import HtmlComment, HtmlElement, HtmlEntity, HtmlProcessingInstru
 from trafilatura.utils import is_dubious_html, repair_faulty_html
 
 from schemas.records import ExtractedPage, TextSource
-from worker.pages.arbiter import ArbiterSettings, readability_text, second_opinion
+from worker.pages.arbiter import (
+    ArbiterSettings,
+    Shape,
+    readability_seen,
+    readability_text,
+    second_opinion,
+)
 from worker.pages.nesting import flatten, too_deep
 from worker.pages.prune_media import MediaSettings, without_galleries
 from worker.pages.prune_teasers import TeaserSettings, without_teasers
@@ -421,7 +427,6 @@ def _page_metadata(
         Document,
         examine_meta,
         extract_author,
-        extract_catstags,
         extract_meta_json,
         extract_sitename,
         extract_title,
@@ -465,12 +470,43 @@ def _page_metadata(
         mymatch = META_URL.match(metadata.url)
         if mymatch:
             metadata.sitename = mymatch[1]
-    if not metadata.categories:
-        metadata.categories = extract_catstags("category", tree)
-    if not metadata.tags:
-        metadata.tags = extract_catstags("tag", tree)
+    links: list[str] | None = None
+    for field, metatype in (("categories", "category"), ("tags", "tag")):
+        if getattr(metadata, field):
+            continue
+        if links is None:
+            links = [str(href) for href in _CATSTAG_LINKS(tree)]
+        setattr(metadata, field, _catstags(metatype, tree, links))
     metadata.clean_and_trim()
     return metadata
+
+
+_CATSTAG_LINKS = etree.XPath("//a/@href[contains(., '/categor') or contains(., '/tag')]")
+"""The page's links that may name a category or a tag (:func:`_catstags`), found from the
+attribute, each ``a`` tested once."""
+
+_CATEGORY_META = etree.XPath(
+    './/head//meta[@property="article:section" or contains(@name, "subject")][@content]'
+)
+
+
+def _catstags(metatype: str, tree: _Element, links: list[str]) -> list[str]:
+    """``trafilatura.metadata.extract_catstags(metatype, tree)`` (2.3.1), ``links`` the
+    page's :data:`_CATSTAG_LINKS`. trafilatura's own queries (about ten, each a walk of
+    the page: 1-2 ms a page for each type) only keep ``a`` elements whose ``href`` matches
+    ``/category/`` (``/tag/``, ``/categories/``...): on a page without such a link they
+    find nothing, and what it returns is its fallback, the section named in ``<meta>``
+    (categories), or nothing (tags)."""
+    from trafilatura.metadata import extract_catstags
+    from trafilatura.utils import line_processing
+
+    pattern = re.compile("/" + metatype.rstrip("y") + "(?:y|ies|s)?/")  # extract_catstags'
+    if any(pattern.search(href) for href in links):
+        return extract_catstags(metatype, tree)
+    if metatype != "category":
+        return []
+    results = [str(el.attrib["content"]) for el in _CATEGORY_META(tree)]
+    return [r for r in dict.fromkeys(line_processing(x) for x in results if x) if r]
 
 
 def _metadata_doc(
@@ -683,10 +719,12 @@ def _extract_tree(
                     _metadata_doc(tree, url, profile, now, dates) if with_metadata else None
                 )
         profile = replace(profile, **{field: off})
-    try:
-        doc = _bare(tree, url, profile, with_metadata=with_metadata, now=now, dates=dates)
-    except Exception:  # noqa: BLE001 - trafilatura/lxml failure (incl. RecursionError)
-        doc = None
+    # the readability summaries of trafilatura's pass, which the arbiter's witness may reuse
+    with readability_seen() as seen:
+        try:
+            doc = _bare(tree, url, profile, with_metadata=with_metadata, now=now, dates=dates)
+        except Exception:  # noqa: BLE001 - trafilatura/lxml failure (incl. RecursionError)
+            doc = None
     text = _doc_text(doc, profile.postclean, profile.include_images)
     if profile.recall_rescue_ratio is not None:
         recall = Profile(
@@ -704,7 +742,7 @@ def _extract_tree(
         if len(text) < profile.recall_rescue_ratio * len(rtext):
             text = rtext
     if profile.arbiter is not None and text:
-        text = _arbitrate(tree, url, profile, now, text)
+        text = _arbitrate(tree, url, profile, now, text, seen)
     return text, doc
 
 
@@ -734,9 +772,18 @@ def _captions_as_paragraphs(tree: _Element) -> _Element:
         return tree
 
 
-def _arbitrate(tree: _Element, url: str | None, profile: Profile, now: datetime, text: str) -> str:
+def _arbitrate(
+    tree: _Element,
+    url: str | None,
+    profile: Profile,
+    now: datetime,
+    text: str,
+    seen: list[tuple[Shape, str]] | None = None,
+) -> str:
     """``text``, or trafilatura's precise pass when the second opinion says ``text`` holds
-    blocks around the article (see :mod:`worker.pages.arbiter`)."""
+    blocks around the article (see :mod:`worker.pages.arbiter`). ``seen``: the readability
+    summaries of the main pass over ``tree`` (:func:`worker.pages.arbiter.readability_seen`),
+    which the witness takes when it would compute the same."""
     assert profile.arbiter is not None
     # fast: without trafilatura's own fallback comparison (its readability port and jusText);
     # chosen by measurement (cheaper and at least as good as a second full pass).
@@ -758,7 +805,7 @@ def _arbitrate(tree: _Element, url: str | None, profile: Profile, now: datetime,
         return _doc_text(pdoc, profile.postclean, profile.include_images)
 
     def other() -> str:
-        return readability_text(tree, html_fragment_to_text)
+        return readability_text(tree, html_fragment_to_text, seen)
 
     chosen = second_opinion(text, precise, other, profile.arbiter)
     return text if chosen is None else chosen
