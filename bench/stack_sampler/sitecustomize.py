@@ -16,6 +16,12 @@ thread used since its previous sample (read from ``/proc/self/task/TID/stat``, i
 ticks), so a waiting thread weighs nothing and the counts say where the CPU goes
 (ticks, 10 ms each on Linux; the sampler's own CPU is left out). A second section,
 ``== lines``, then gives the self ticks per line (``file:line name``).
+
+A forked child (the embedded run's CPU processes, forked by their zygote) samples itself
+and writes its own file. The sampler reads a thread's stack when it gets the GIL, which
+a busy thread mostly lets go at a call that releases it (a system call, ``sleep``,
+SQLite's ``execute``): the CPU of the Python before such a call is counted on it. Read
+the self and line counts with that in mind, and time a suspect with ``thread_time``.
 """
 
 from __future__ import annotations
