@@ -17,6 +17,9 @@ Every round starts from a fresh database; the lowest CPU of the rounds is printe
 For an A/B against older code, run it with that code first on ``PYTHONPATH`` (its
 checkout's ``worker``), one after the other in turn: the same pages, the same steps.
 ``--dump FILE`` writes the stored claims, clusters and groups, to compare two runs.
+``--parts`` also prints where each step's CPU goes: the CPU (``time.thread_time``) of the
+functions it calls (:data:`PARTS`), per article, the rest of the step (its start, end,
+commits and the statements between) being the difference.
 """
 
 from __future__ import annotations
@@ -49,6 +52,43 @@ def texts(limit: int) -> list[str]:
         if len(found) >= limit:
             break
     return found
+
+
+# (module, function, label): the parts of the steps timed by ``--parts``, each where
+# the step looks it up
+PARTS = [
+    ("worker.claims", "extract_claims", "claims: extract_claims (spaCy, rules, speakers)"),
+    ("worker.claims.store", "assign_clusters", "claims: assign_clusters"),
+    ("worker.claims.store", "refresh_clusters", "claims: refresh_clusters"),
+    ("worker.claims.store", "replace_claims", "claims: replace_claims (all of the above)"),
+    ("worker.dedup.deduplicate", "sketch", "dedup: sketch (MinHash)"),
+    ("worker.dedup.deduplicate", "stopped_samples", "dedup: stopped_samples"),
+    ("worker.dedup.deduplicate", "find_near_matches", "dedup: find_near_matches"),
+    ("worker.dedup.deduplicate", "index_article", "dedup: index_article"),
+    ("worker.dedup.deduplicate", "deduplicate_article", "dedup: deduplicate_article (all)"),
+    ("worker.pipeline.attempts", "begin_step", "both steps: begin_step"),
+    ("worker.pipeline.attempts", "end_step", "both steps: end_step"),
+]
+
+
+def time_parts() -> dict[str, float]:
+    """Wrap each function of :data:`PARTS` to add its CPU seconds to the returned dict."""
+    import importlib
+
+    spent: dict[str, float] = {}
+    for module_name, name, label in PARTS:
+        module = importlib.import_module(module_name)
+        inner = getattr(module, name)
+
+        def timed(*args: Any, _inner: Any = inner, _label: str = label, **kwargs: Any) -> Any:
+            t0 = time.thread_time()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                spent[_label] = spent.get(_label, 0.0) + time.thread_time() - t0
+
+        setattr(module, name, timed)
+    return spent
 
 
 def run_round(url: str, pages: list[str], hosts: int) -> dict[str, Any]:
@@ -137,12 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--database-url", help="a fresh database (default: SQLite under /tmp)")
     ap.add_argument("--dump", type=Path)
+    ap.add_argument("--parts", action="store_true", help="where each step's CPU goes")
     args = ap.parse_args(argv)
     import structlog
 
     # the steps' INFO lines (one per article) left out
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     pages = texts(args.pages)
+    parts = time_parts() if args.parts else None
     best: dict[str, tuple[float, int]] = {}
     dump: Any = None
     for _ in range(args.rounds):
@@ -157,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{n} articles, load {os.getloadavg()[0]:.1f}, lowest of {args.rounds} rounds:")
     for name, (cpu, statements) in best.items():
         print(f"  {name}: {1000 * cpu / n:.2f} ms CPU, {statements / n:.1f} statements an article")
+    if parts is not None:
+        print(f"  where it goes, mean of the {args.rounds} rounds, ms CPU an article:")
+        for label, seconds in parts.items():
+            print(f"    {label}: {1000 * seconds / n / args.rounds:.2f}")
     if args.dump:
         args.dump.write_text(json.dumps(dump))
     return 0
