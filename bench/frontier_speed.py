@@ -403,7 +403,12 @@ def report_timeline(spans: dict[str, float], cores: int) -> list[str]:
             second += 1
         prev_t, prev_c = t, c
     used = [b - a for a, b in zip([0.0, *per], per, strict=False)]
-    lines.append("cores used, second by second: " + " ".join(f"{u:.1f}" for u in used))
+    width = 1 if len(used) <= 90 else 5  # a long run: the mean of each 5 s
+    bins = [sum(used[i : i + width]) / len(used[i : i + width]) for i in range(0, len(used), width)]
+    lines.append(
+        f"cores used, {'second by second' if width == 1 else 'each 5 s'}: "
+        + " ".join(f"{u:.1f}" for u in bins)
+    )
     if start is not None and "last_processed" in spans:
         end = int(start + spans["last_processed"])
         idle = sum(max(0.0, cores - u) for u in used[:end])
