@@ -284,7 +284,7 @@ def timeline(database_url: str) -> dict[str, float]:
             row = conn.execute(
                 sqlalchemy.text(
                     "SELECT min(discovered_at), min(fetched_at), max(fetched_at), "
-                    "max(processed_at) FROM article"
+                    "max(processed_at), min(extracted_at) FROM article"
                 )
             ).one()
     finally:
@@ -303,6 +303,8 @@ def timeline(database_url: str) -> dict[str, float]:
         "last_fetch": (at(row[2]) - t0).total_seconds(),
         "last_processed": (at(row[3]) - t0).total_seconds(),
     }
+    if row[4] is not None:
+        out["first_extract"] = (at(row[4]) - t0).total_seconds()
     if len(RUN_CLOCK) == 2:
         out["start"] = t0.timestamp() - RUN_CLOCK[0]
         out["stop"] = RUN_CLOCK[1] - at(row[3]).timestamp()
@@ -322,16 +324,99 @@ def _process_cpu(pid: int) -> tuple[int, float, str] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks, cmd
 
 
-def _watch_cpu(root: int, seen: dict[int, tuple[float, str]], stop: Any) -> None:
-    """Every half second, the CPU seconds of ``root`` and its children (the `run`
-    process and its CPU worker processes), the last reading of each kept in ``seen``."""
-    while not stop.wait(0.5):
+def _watch_cpu(
+    root: int,
+    seen: dict[int, tuple[float, str]],
+    stop: Any,
+    samples: list[tuple[float, float]] | None = None,
+    born: dict[int, tuple[float, int, str]] | None = None,
+    every: float = 0.5,
+) -> None:
+    """Every ``every`` seconds, the CPU seconds of ``root`` and its descendants (the
+    `run` process, the CPU processes' zygote and the workers it forks), the last reading
+    of each kept in ``seen``. ``samples`` gets (``time.monotonic()``, the sum of every
+    process's last reading: a process that ended counts with its last one) and ``born``
+    each process's first sighting (time, parent, command line): the run's timeline."""
+    tree = {root}
+    while not stop.wait(every):
+        now = time.monotonic()
         for name in os.listdir("/proc"):
             if not name.isdigit():
                 continue
             info = _process_cpu(int(name))
-            if info is not None and (int(name) == root or info[0] == root):
-                seen[int(name)] = (info[1], info[2])
+            if info is None:
+                continue
+            pid = int(name)
+            if pid == root or info[0] in tree:
+                tree.add(pid)
+                seen[pid] = (info[1], info[2])
+                if born is not None and pid not in born:
+                    born[pid] = (now, info[0], info[2])
+        if samples is not None:
+            samples.append((now, sum(c for c, _ in seen.values())))
+
+
+# The embedded run's timeline (monotonic clock): the command's start, and the CPU
+# readings of :func:`_watch_cpu`, for :func:`report_timeline`.
+TIMELINE: dict[str, Any] = {}
+
+
+def report_timeline(spans: dict[str, float], cores: int) -> list[str]:
+    """The run's timeline, from the command's start: when the zygote and each CPU
+    worker process appeared (a worker is forked once the zygote is warm), the first
+    discovery, fetch and extraction, the last fetch and article processed, the exit; the
+    cores used second by second, and the core-seconds left idle before the last article
+    was processed (what the wall holds beyond the CPU)."""
+    t0 = TIMELINE.get("t0")
+    samples: list[tuple[float, float]] = TIMELINE.get("samples", [])
+    born: dict[int, tuple[float, int, str]] = TIMELINE.get("born", {})
+    root = TIMELINE.get("root")
+    if t0 is None or not samples:
+        return []
+    # the zygote is the `run` process's child; the workers it forks keep its command line
+    zpids = {pid for pid, (_t, ppid, cmd) in born.items() if "--zygote" in cmd and ppid == root}
+    zygotes = sorted(born[pid][0] - t0 for pid in zpids)
+    workers = sorted(t - t0 for pid, (t, ppid, _c) in born.items() if ppid in zpids)
+    lines = []
+    start = spans.get("start")
+    marks = [
+        f"zygote {', '.join(f'{z:.1f}' for z in zygotes) or '-'}",
+        f"CPU workers forked {', '.join(f'{w:.1f}' for w in workers) or '-'}",
+    ]
+    if start is not None:
+        for name in ("first_fetch", "first_extract", "last_fetch", "last_processed"):
+            if name in spans:
+                marks.append(f"{name.replace('_', ' ')} {start + spans[name]:.1f}")
+        marks.append(f"first discovery {start:.1f}")
+    if "exit" in TIMELINE:
+        marks.append(f"exit {TIMELINE['exit'] - t0:.1f}")
+    lines.append("timeline (s from the command): " + "; ".join(marks))
+    # cores used in each whole second (linear between readings)
+    per: list[float] = []
+    prev_t, prev_c = t0, 0.0
+    second = 1
+    for t, c in samples:
+        while t - t0 >= second:
+            at = t0 + second
+            c_at = prev_c + (c - prev_c) * (at - prev_t) / max(1e-9, t - prev_t)
+            per.append(c_at)
+            second += 1
+        prev_t, prev_c = t, c
+    used = [b - a for a, b in zip([0.0, *per], per, strict=False)]
+    width = 1 if len(used) <= 90 else 5  # a long run: the mean of each 5 s
+    bins = [sum(used[i : i + width]) / len(used[i : i + width]) for i in range(0, len(used), width)]
+    lines.append(
+        f"cores used, {'second by second' if width == 1 else 'each 5 s'}: "
+        + " ".join(f"{u:.1f}" for u in bins)
+    )
+    if start is not None and "last_processed" in spans:
+        end = int(start + spans["last_processed"])
+        idle = sum(max(0.0, cores - u) for u in used[:end])
+        lines.append(
+            f"core-seconds idle before the last article was processed ({end} s x {cores} "
+            f"cores): {idle:.1f}; in the first 5 s {sum(max(0.0, cores - u) for u in used[:5]):.1f}"
+        )
+    return lines
 
 
 def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[float, str]:
@@ -344,6 +429,7 @@ def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[flo
     started = time.perf_counter()
     cpu_before = _children_cpu()
     RUN_CLOCK[:] = [time.time()]
+    t0 = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "run", "--until-idle"],
         env=env,
@@ -353,10 +439,16 @@ def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[flo
         text=True,
     )
     seen: dict[int, tuple[float, str]] = {}
+    samples: list[tuple[float, float]] = []
+    born: dict[int, tuple[float, int, str]] = {}
+    TIMELINE.update(t0=t0, samples=samples, born=born, root=proc.pid)
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch_cpu, args=(proc.pid, seen, stop), daemon=True)
+    watcher = threading.Thread(
+        target=_watch_cpu, args=(proc.pid, seen, stop, samples, born, 0.25), daemon=True
+    )
     watcher.start()
     _, err = proc.communicate()
+    TIMELINE["exit"] = time.monotonic()
     stop.set()
     watcher.join()
     wall = time.perf_counter() - started
@@ -622,6 +714,9 @@ def main(argv: list[str] | None = None) -> int:
         if split:
             parts = [f"{k} {v:.1f} s ({1000 * v / n:.0f} ms a page)" for k, v in split.items()]
             print("of which (read every 0.5 s): " + ", ".join(parts))
+    if args.mode == "embedded":
+        for line in report_timeline(spans, os.cpu_count() or 1):
+            print(line)
     if args.hosts == 1:
         print(f"one host: {wall / max(1, len(pages)):.3f} s per page (interval 1 s)")
     shutil.rmtree(work, ignore_errors=True)

@@ -113,6 +113,51 @@ def test_workers_are_forked_from_a_zygote_that_never_opens_the_database(
     wait_until(lambda: not any(_alive(p) for p in workers), 20, 0.1, "the workers stopped")
 
 
+def _waits_for_its_word(pid: int) -> bool:
+    """The process is blocked reading its stdin (the zygote, warm, before its release)."""
+    try:
+        syscall = Path(f"/proc/{pid}/syscall").read_text().split()
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+    return syscall[:2] == ["0", "0x0"] or "pipe" in wchan  # read(0, ...) on x86_64
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_a_zygote_not_released_warms_and_forks_no_worker_until_released(
+    configure: Any, tmp_path: Path
+) -> None:
+    """`claimwire run` starts the zygote before its database is ready: it loads what the
+    steps need, then forks no worker (none takes a step) until the run releases it; a
+    pool stopped before that ends its zygote with no worker ever forked."""
+    from worker.embedded.cpu_pool import CpuPool
+
+    settings = configure(extract_claims="false")
+    made = claimwire(["init"], dict(os.environ), tmp_path)
+    assert made.returncode == 0, made.stderr
+    pool = CpuPool(settings, 2).start(release=False)
+    try:
+        assert pool.zygote is not None
+        zygote = pool.zygote.pid
+        wait_until(lambda: _waits_for_its_word(zygote), 120, 0.1, "the zygote warm, waiting")
+        maps = Path(f"/proc/{zygote}/maps").read_text()
+        assert "lxml" in maps, "warm: the extraction's libraries are loaded"
+        assert _children(zygote) == set(), "no worker before the release"
+        pool.release()
+        wait_until(lambda: len(_children(zygote)) == 2, 120, 0.2, "two workers forked")
+        workers = _children(zygote)
+    finally:
+        pool.stop()
+    assert pool.zygote.poll() is not None
+    wait_until(lambda: not any(_alive(p) for p in workers), 20, 0.1, "the workers stopped")
+
+    never = CpuPool(settings, 2).start(release=False)
+    assert never.zygote is not None
+    wait_until(lambda: _waits_for_its_word(never.zygote.pid), 120, 0.1, "warm, waiting")  # type: ignore[union-attr]
+    never.stop()
+    assert never.zygote.returncode is not None
+
+
 def test_a_prefork_cpu_worker_warms_its_parent_before_forking(configure: Any) -> None:
     from celery.concurrency.prefork import TaskPool as PreforkPool
     from celery.concurrency.thread import TaskPool as ThreadPool

@@ -51,6 +51,27 @@ def test_run_with_a_model_that_cannot_load_fails_at_once_and_runs_nothing(
     assert server.hits["/feed.xml"] == 1
 
 
+def test_the_run_process_checks_an_installed_model_without_importing_spacy() -> None:
+    """With CPU processes, the `run` process only checks that the model is installed
+    (its zygote loads it): that check imports no spaCy (0.65 s of the run's start)."""
+    import subprocess
+    import sys
+
+    from worker.core.settings import get_settings
+
+    model = get_settings().spacy_model
+    code = (
+        "import sys\n"
+        "from worker.claims.model import model_problem\n"
+        f"assert model_problem({model!r}, load=False) is None\n"
+        f"assert 'cannot be loaded' in model_problem({BOGUS!r}, load=False)\n"
+        "assert model_problem('blank:en', load=False) is None\n"
+        "assert 'spacy' not in sys.modules, 'spaCy imported'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 def _deduplicated_article(tag: str) -> int:
     from worker.core.db import unit_of_work
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -284,3 +285,55 @@ def test_the_cpu_processes_are_one_more_than_the_cores_at_most_four(
 
     monkeypatch.setattr(cpu_pool.os, "cpu_count", lambda: cores)
     assert cpu_pool.cpu_processes(Settings(embedded_cpu_processes=setting)) == expected
+
+
+def test_the_watcher_does_not_stop_while_a_message_waits_in_a_queue(
+    configure: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing pending in the database is not enough: a message waiting in the embedded
+    broker's queue (here a claims message, as a group's new canonical gets after its
+    commit) keeps `run --until-idle` going, check after check, until a worker takes
+    it; then the run stops as idle."""
+    import uuid
+
+    from celery.worker import state as worker_state
+
+    from worker.embedded import run as run_module
+
+    assert callable(configure)
+    settings = configure()
+    made = claimwire(["init"], dict(os.environ), tmp_path)
+    assert made.returncode == 0, made.stderr
+    checks = [0]
+    counted = run_module.pending_work_at_most
+
+    def counting(session: object, at_most: int) -> int:
+        checks[0] += 1
+        return counted(session, at_most)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(run_module, "pending_work_at_most", counting)
+    folder = settings.broker_dir / "queue"
+    folder.mkdir(parents=True, exist_ok=True)
+    waiting = folder / f"1_{uuid.uuid4()}.cpu.msg"
+    waiting.write_text("{}")
+    stop = threading.Event()
+    ending: list[object] = []
+    stopped: list[bool] = []
+    watcher = threading.Thread(
+        target=run_module._idle_watch,
+        args=(stop, settings, ending, [lambda: stopped.append(True)]),
+        kwargs={"tick": 0.05},
+        daemon=True,
+    )
+    try:
+        watcher.start()
+        wait_until(lambda: checks[0] >= 8, 60, 0.02, "eight checks")
+        assert ending == [] and stopped == [], "stopped with a message waiting"
+        waiting.unlink()  # a worker took it
+        watcher.join(timeout=60)
+        assert not watcher.is_alive()
+        assert ending == [run_module.Ending.IDLE] and stopped == [True]
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+        worker_state.should_stop = None

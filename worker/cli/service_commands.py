@@ -15,6 +15,8 @@ from rich.table import Table
 from worker.cli.console import UserError, _db, _settings, app, err, human_duration, out
 
 if TYPE_CHECKING:
+    from worker.core.settings import Settings
+    from worker.embedded.cpu_pool import CpuPool
     from worker.reports.status import FailingFeeds
 
 # ------------------------------------------------------------------------------ init
@@ -66,22 +68,37 @@ def _exit_after_run(code: int) -> None:
 
 
 def _run(until_idle: bool) -> None:
+    from worker.embedded.cpu_pool import CpuPool, cpu_processes
+
+    settings = _settings()
+    # The CPU processes' zygote first: its loads (trafilatura, dateparser's locales,
+    # the spaCy pipeline: 3.6-4.9 s) overlap this process's start (the model check,
+    # the schema, the worker's start, the first polls) instead of following it, so the
+    # workers are warm when the first pages arrive. It forks them only once
+    # `run_service` releases it (the database is ready); stopped on every way out.
+    processes = cpu_processes(settings)
+    pool = CpuPool(settings, processes).start(release=False) if processes else None
+    try:
+        _run_with(settings, until_idle, pool)
+    finally:
+        if pool is not None:
+            pool.stop()
+
+
+def _run_with(settings: Settings, until_idle: bool, pool: CpuPool | None) -> None:
     from worker.claims.model import model_problem
     from worker.core.settings import mask_url
-    from worker.embedded.cpu_pool import cpu_processes
     from worker.embedded.run import BrokerUnavailable, Ending, run_service
     from worker.reports.status import archive_writable
 
-    settings = _settings()
     if settings.extract_claims:
         # Before anything runs: a wrong name would otherwise make every claims step
         # wait (or, before this check, quarantine every article). Without CPU processes
         # it is loaded once here, and the embedded worker's threads use the same
         # pipeline; with them, the CPU processes' zygote loads it, and this process
-        # only checks that spaCy finds it (loading it here cost the `run` process about
+        # only checks that it is installed (loading it here cost the `run` process about
         # 6 % of its CPU and slowed its exit, for a pipeline it never used).
-        parses_here = cpu_processes(settings) == 0
-        problem = model_problem(settings.spacy_model, load=parses_here)
+        problem = model_problem(settings.spacy_model, load=pool is None)
         if problem is not None:
             raise UserError(
                 f"{problem}; nothing was run (install it, or fix CLAIMWIRE_SPACY_MODEL, "
@@ -100,6 +117,7 @@ def _run(until_idle: bool) -> None:
             settings,
             until_idle=until_idle,
             emit_progress=lambda line: err.print(f"claimwire: {line}", highlight=False),
+            pool=pool,
         )
     except BrokerUnavailable as exc:
         raise UserError(

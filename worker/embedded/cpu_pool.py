@@ -79,12 +79,32 @@ class CpuPool:
         self._stopping = threading.Event()
         self._signalled: set[int] = set()
         self._watch: threading.Thread | None = None
+        self._released = False
 
-    def start(self) -> CpuPool:
+    def start(self, *, release: bool = True) -> CpuPool:
+        """Start the zygote. With ``release=False`` it warms but forks no worker until
+        :meth:`release`: `claimwire run` starts it first, so that its loads overlap the
+        run's own start (the model check, the schema's upgrade), and lets the workers
+        take steps only once the database is ready."""
         self.zygote = self._spawn()
+        if release:
+            self.release()
         self._watch = threading.Thread(target=self._supervise, daemon=True, name="claimwire-cpu")
         self._watch.start()
         return self
+
+    def release(self) -> None:
+        """Let the zygote fork its workers (once it is warm); once only."""
+        self._released = True
+        self._go(self.zygote)
+
+    @staticmethod
+    def _go(zygote: subprocess.Popen[bytes] | None) -> None:
+        if zygote is None or zygote.stdin is None:
+            return
+        with contextlib.suppress(OSError):  # a zygote that died: started again
+            zygote.stdin.write(b"go\n")
+            zygote.stdin.flush()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         # The same interpreter and module, the environment inherited: the same settings.
@@ -98,7 +118,9 @@ class CpuPool:
         ]
         # Their stdout goes to stderr: the run's stdout carries only its own output
         # (Celery's "worker: Warm shutdown" line at a child's stop included).
-        return subprocess.Popen(args, stdout=2)  # noqa: S603 (our own module)
+        # Its stdin: the `run` process's word that it may fork (:meth:`release`), and
+        # its end (the `run` process gone) while it waits for it.
+        return subprocess.Popen(args, stdout=2, stdin=subprocess.PIPE)  # noqa: S603
 
     def _supervise(self) -> None:
         """Start the zygote again if it dies while the run goes on (it forks its workers
@@ -108,6 +130,8 @@ class CpuPool:
             if zygote is not None and zygote.poll() is not None and not self._stopping.is_set():
                 log.warning("cpu_zygote_restarted", exit_code=zygote.returncode)
                 self.zygote = self._spawn()
+                if self._released:
+                    self._go(self.zygote)
 
     def ask_to_stop(self) -> None:
         """Tell the zygote to stop its children (warm: the step in hand finishes, no new
@@ -203,14 +227,29 @@ def zygote(parent: int, processes: int) -> int:
     quiet_per_item_events(settings)
     app.loader.import_default_modules()  # the task modules, as a worker imports them
     warm_cpu_steps(settings)
+    # Warm: fork once the `run` process says so (its database is ready); a SIGTERM
+    # meanwhile still ends this process at once, and so does the end of its stdin (the
+    # `run` process gone).
+    if not sys.stdin.buffer.readline():
+        return 0
     stopping: list[int] = []
+    children: set[int] = set()
+    told: set[int] = set()
+
+    def tell(pids: set[int]) -> None:
+        for pid in pids - told:
+            told.add(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
     def on_signal(signum: int, _frame: object) -> None:
+        # the workers are told at once, not at the loop's next turn: their warm stops
+        # overlap the `run` process's own (the loop below reaps them)
         stopping.append(signum)
+        tell(set(children))
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    children: set[int] = set()
 
     def fork() -> None:
         assert_no_database(settings)
@@ -244,9 +283,7 @@ def zygote(parent: int, processes: int) -> int:
                     fork()
             pid = _reap()
         time.sleep(0.2)
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+    tell(children)  # (told already by the handler, unless the parent went)
     deadline = time.monotonic() + STOP_TIMEOUT
     while children and time.monotonic() < deadline:
         children.discard(_reap())
