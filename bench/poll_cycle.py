@@ -123,12 +123,40 @@ def page_body(i: int, n: int) -> bytes:
     ).encode()
 
 
-def feed_server(versions: Any, counters: Any, per_feed: int, new_per_change: int) -> Respond:
+# Per host k, in ``arrivals`` (shared doubles): the first and the last request's arrival
+# (time.time()) and the shortest gap between two of its requests; ``requests[k]`` counts
+# them. Every request counts (feeds, pages, robots.txt): politeness spaces them all.
+A_FIRST, A_LAST, A_GAP, A_FIELDS = 0, 1, 2, 3
+
+
+def feed_server(
+    versions: Any,
+    counters: Any,
+    per_feed: int,
+    new_per_change: int,
+    arrivals: Any = None,
+    requests: Any = None,
+    host_index: dict[bytes, int] | None = None,
+) -> Respond:
     """``/f/<i>.xml`` (ETag; 304 for the current one), ``/a/<i>/<n>.html`` pages and
-    robots.txt."""
+    robots.txt. With ``arrivals``, ``requests`` and ``host_index`` (the ``Host`` header's
+    address to the host's number), each request's arrival is recorded per host."""
     cache: dict[tuple[int, int], bytes] = {}
 
     def respond(path: bytes, host: bytes, headers: dict[bytes, bytes]) -> bytes:
+        if host_index is not None:
+            hk = host_index.get(host.rsplit(b":", 1)[0], -1)
+            if hk >= 0:
+                now = time.time()
+                at = A_FIELDS * hk
+                if requests[hk]:
+                    gap = now - arrivals[at + A_LAST]
+                    if requests[hk] == 1 or gap < arrivals[at + A_GAP]:
+                        arrivals[at + A_GAP] = gap
+                else:
+                    arrivals[at + A_FIRST] = now
+                arrivals[at + A_LAST] = now
+                requests[hk] += 1
         if path.startswith(b"/f/") and path.endswith(b".xml"):
             try:
                 i = int(path[3:-4])
@@ -242,6 +270,37 @@ def bench_beat(env: dict[str, str], work: Path) -> Proc:
 
 SENT_BACK = re.compile(r"poll_sent_back_for_turn\W.*?feed_id\W+(\d+)")
 HELD = re.compile(r"poll_held_for_turn\W.*?feed_id\W+(\d+)")
+
+
+def host_pace(arrivals: Any, requests: Any, n_hosts: int, since: float) -> dict[str, Any]:
+    """Each host's requests as its server saw them in cycle 2 (``since``: ``make_due``'s
+    time.time()): how many, the last one's arrival, the floor politeness allows for it
+    (the first one's arrival plus one ``host_min_interval`` (1 s) per request after it),
+    the slip (last minus floor: the lateness its requests added up, issue 16) and the
+    shortest gap between two of a host's requests."""
+    seen = [k for k in range(n_hosts) if requests[k] > 0]
+    if not seen:
+        return {}
+    count = sorted(int(requests[k]) for k in seen)
+    last = sorted(arrivals[A_FIELDS * k + A_LAST] - since for k in seen)
+    floor = sorted(arrivals[A_FIELDS * k + A_FIRST] - since + requests[k] - 1 for k in seen)
+    slip = sorted(
+        arrivals[A_FIELDS * k + A_LAST] - arrivals[A_FIELDS * k + A_FIRST] - (requests[k] - 1) * 1.0
+        for k in seen
+    )
+    gaps = [arrivals[A_FIELDS * k + A_GAP] for k in seen if requests[k] > 1]
+
+    def q(xs: list[float]) -> list[float]:
+        return [round(xs[min(len(xs) - 1, int(p * len(xs)))], 2) for p in (0.5, 0.9, 1.0)]
+
+    return {
+        "requests_a_host_p50_p90_max": q([float(c) for c in count]),
+        "last_request_p50_p90_max": q(last),
+        "floor_p50_p90_max": q(floor),
+        "slip_p50_p90_max": q(slip),
+        "slip_mean": round(sum(slip) / len(slip), 3),
+        "shortest_gap": round(min(gaps), 4) if gaps else None,
+    }
 
 
 def poll_tail(sql: Any, since: datetime, logs: list[str]) -> dict[str, Any]:
@@ -373,13 +432,25 @@ def main(argv: list[str] | None = None) -> int:
     versions = ctx.Array("i", args.feeds, lock=False)
     counters = ctx.Array("q", N_COUNTERS, lock=False)
 
+    arrivals = ctx.Array("d", A_FIELDS * args.hosts, lock=False)
+    requests = ctx.Array("q", args.hosts, lock=False)
+    host_index = {host_address(k).encode(): k for k in range(args.hosts)}
+
     def connection() -> None:
         counters[C_CONNECTIONS] += 1
 
     sites = start_sites(
         PREFIX,
         args.hosts,
-        lambda: feed_server(versions, counters, args.per_feed, args.new_per_change),
+        lambda: feed_server(
+            versions,
+            counters,
+            args.per_feed,
+            args.new_per_change,
+            arrivals,
+            requests,
+            host_index,
+        ),
         on_connection=connection,
     )
     pg: PostgresServer | None = None
@@ -573,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2)  # let beat's idle dispatcher tick pass out of the way of the reset
         for c in range(5):
             counters[c] = 0
+        for k in range(args.hosts):
+            requests[k] = 0
         rconn.delete("bench:claims", "bench:dispatch")
         sql.execute("SELECT pg_stat_statements_reset()")
         rconn.config_resetstat()  # Redis's commands of cycle 2 (INFO commandstats)
@@ -656,6 +729,7 @@ def main(argv: list[str] | None = None) -> int:
         # ... and polls whose message kept them for their moved turn (tasks/polls.py)
         held = sum(p.log()[log_from[p.name] :].count("poll_held_for_turn") for p in io)
         tail = poll_tail(sql, t2, [p.log()[log_from[p.name] :] for p in io])
+        tail["host_pace"] = host_pace(arrivals, requests, args.hosts, t2.timestamp())
         new_states = dict(
             sql.execute(
                 "SELECT state, count(*) FROM article WHERE discovered_at >= %s GROUP BY 1",
@@ -852,6 +926,10 @@ def main(argv: list[str] | None = None) -> int:
             f"tail: polls ended by second {tail['polls_ended_by_second']}; hosts' last poll "
             f"p50/p90/p99/max {tail['host_last_poll_p50_p90_p99_max']}; sends a poll "
             f"{tail['sends_a_poll']}; latest hosts {tail['latest_hosts'][:5]}"
+        )
+        log(
+            "hosts' requests at their servers (all requests, 1 s interval): "
+            + "; ".join(f"{k} {v}" for k, v in tail["host_pace"].items())
         )
         if whole is not None:
             ok = whole <= 60
