@@ -125,8 +125,10 @@ def page_body(i: int, n: int) -> bytes:
 
 # Per host k, in ``arrivals`` (shared doubles): the first and the last request's arrival
 # (time.time()) and the shortest gap between two of its requests; ``requests[k]`` counts
-# them. Every request counts (feeds, pages, robots.txt): politeness spaces them all.
-A_FIRST, A_LAST, A_GAP, A_FIELDS = 0, 1, 2, 3
+# them, and A_SHORT the gaps under SHORT_GAP. Every request counts (feeds, pages,
+# robots.txt): politeness spaces them all.
+A_FIRST, A_LAST, A_GAP, A_SHORT, A_FIELDS = 0, 1, 2, 3, 4
+SHORT_GAP = 0.99  # seconds: a gap under the 1 s interval by more than the server's clock
 
 
 def feed_server(
@@ -153,6 +155,8 @@ def feed_server(
                     gap = now - arrivals[at + A_LAST]
                     if requests[hk] == 1 or gap < arrivals[at + A_GAP]:
                         arrivals[at + A_GAP] = gap
+                    if gap < SHORT_GAP:
+                        arrivals[at + A_SHORT] += 1
                 else:
                     arrivals[at + A_FIRST] = now
                 arrivals[at + A_LAST] = now
@@ -277,7 +281,8 @@ def host_pace(arrivals: Any, requests: Any, n_hosts: int, since: float) -> dict[
     time.time()): how many, the last one's arrival, the floor politeness allows for it
     (the first one's arrival plus one ``host_min_interval`` (1 s) per request after it),
     the slip (last minus floor: the lateness its requests added up, issue 16) and the
-    shortest gap between two of a host's requests."""
+    shortest gap between two of a host's requests (and how many were under
+    :data:`SHORT_GAP`)."""
     seen = [k for k in range(n_hosts) if requests[k] > 0]
     if not seen:
         return {}
@@ -300,6 +305,9 @@ def host_pace(arrivals: Any, requests: Any, n_hosts: int, since: float) -> dict[
         "slip_p50_p90_max": q(slip),
         "slip_mean": round(sum(slip) / len(slip), 3),
         "shortest_gap": round(min(gaps), 4) if gaps else None,
+        # gaps under SHORT_GAP, in all and the hosts that saw one
+        "gaps_under_0_99s": int(sum(arrivals[A_FIELDS * k + A_SHORT] for k in seen)),
+        "hosts_with_a_gap_under_0_99s": sum(1 for k in seen if arrivals[A_FIELDS * k + A_SHORT]),
     }
 
 
@@ -646,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
             counters[c] = 0
         for k in range(args.hosts):
             requests[k] = 0
+            arrivals[A_FIELDS * k + A_SHORT] = 0
         rconn.delete("bench:claims", "bench:dispatch")
         sql.execute("SELECT pg_stat_statements_reset()")
         rconn.config_resetstat()  # Redis's commands of cycle 2 (INFO commandstats)
