@@ -202,7 +202,7 @@ def test_a_copy_that_adds_nothing_carries_no_claims(pipeline: Any) -> None:  # n
 
 # An article that names its president without the title (invented).
 UNTITLED = (
-    "The first summit between the unpredictable first-term Norwegian president and the "
+    "The first summit between the erratic newly elected Norwegian president and the "
     "Danish prime minister opens on Monday.\n\n"
     "Dana Whitfield has said little about her goals. Whitfield told reporters on Friday "
     "that the fishing quotas were unfair to northern ports.\n\n"

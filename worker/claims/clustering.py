@@ -523,7 +523,7 @@ def speaker_key(speaker: str) -> str:
             and words[b + 1].islower()
             and (words[b + 1] in _TITLES or words[b + 1] in _ROLES)
         ):
-            continue  # "Common Cause president Karen Hobert Flynn": the name after the title
+            continue  # "Harbour Watch president Ada Lind": the name after the title
         names = [
             w
             for w in run
@@ -540,7 +540,7 @@ def speaker_key(speaker: str) -> str:
         if a == b and after < len(words) and not words[after][:1].isupper():
             # "Opposition leader ...": a common noun capitalized at the start; "the
             # American president", "a Putin aide", "12 Russian nationals", "the Trump
-            # administration", "a former Trump transition official": a single
+            # administration", "a former Novak campaign aide": a single
             # capitalized word before a common noun modifies it, it is not who speaks
             nxt = _plain(words[after])
             own = _UTTERANCES | _WRITINGS if possessive else _UTTERANCES
@@ -661,8 +661,8 @@ def shared_quotations(a: str, b: str) -> set[tuple[str, ...]]:
 def shares_quotation(a: str, b: str) -> bool:
     """Whether two claims quote the same words: a run of at least three content words
     in quotations of both, or a whole quoted phrase of at least two content words of one
-    inside a quotation of the other ("extraordinary relationship" in "I think we will end
-    up having an extraordinary relationship")."""
+    inside a quotation of the other ("lasting partnership" in "I believe we will end
+    up building a lasting partnership")."""
     return bool(shared_quotations(a, b))
 
 
@@ -681,8 +681,8 @@ def similarity(a: set[str], b: set[str]) -> float:
 # The smallest denominator of :func:`repeats`: a claim of one or two content words ("a
 # witch hunt", "Putin") would otherwise match every member holding them, and once a
 # member it would pull unrelated claims into its cluster. Five, not four: with four, a
-# short claim sharing two words with another statement of the speaker ("to make a good
-# impression with Trump") founded or joined its cluster, earlier than the statement
+# short claim sharing two words with another statement of the speaker (a wish to impress
+# the other leader) founded or joined its cluster, earlier than the statement
 # itself, and became its wrong first seen (docs/claims-eval.md).
 _FEWEST = 5
 # How close a claim joining through any member must still be to the cluster's founder:
@@ -992,8 +992,8 @@ def parts_of_one_sentence(text: str, founder: str, other: str) -> bool:
     of two clusters (``founder``, ``other``) are two different parts: each founder's
     words run in it for :data:`_PART_WORDS` content words or more, in places that do not
     overlap. Outlets quote one sentence of a speaker (a tweet, one line of an answer) in
-    pieces: "has NEVER been worse" in one report, "many years of foolishness and
-    stupidity" in another, sharing no words, so each piece founds a cluster; the report
+    pieces: "has NEVER been emptier" in one report, "many years of ministry neglect"
+    in another, sharing no words, so each piece founds a cluster; the report
     quoting the whole sentence shows them one statement. Two sentences are not one
     statement by this rule (a quotation running over two statements is the chaining
     case, :func:`on_statement`), nor is a claim of more than one sentence."""
