@@ -1017,8 +1017,8 @@ _SHORT_SAME = 2
 def is_short_same_wording(a: AbstractSet[str], b: AbstractSet[str]) -> bool:
     """Whether a claim of content words ``a`` has exactly the words of a member ``b``,
     at least :data:`_SHORT_SAME` of them: two outlets reporting one statement in the
-    same few words ('described the meeting as "unstructured"': ``meet``,
-    ``unstructur``). The smallest denominator (:data:`_FEWEST`) keeps a short claim
+    same few words ('described the talks as "chaotic"': ``talk``,
+    ``chaotic``). The smallest denominator (:data:`_FEWEST`) keeps a short claim
     from joining a member that merely holds its words (2 of 5 is under the threshold),
     which also kept two identical short wordings apart, each founding a cluster of
     its own. A claim identical to a member is no bridge: it brings no word the member
@@ -1034,7 +1034,7 @@ def is_same_wording(a: AbstractSet[str], b: AbstractSet[str]) -> bool:
 
 
 # The day a report gives a statement: a reporting verb with a day name ("said Friday",
-# "tweeted on Saturday", "told CBS News on Sunday", "on Sunday night said", "said
+# "tweeted on Saturday", "told Radio Nord on Sunday", "on Sunday night said", "said
 # yesterday"), read in the claim's sentence outside its content.
 _DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _DAY_CUES = (
