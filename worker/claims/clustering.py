@@ -975,7 +975,7 @@ def quoted_sentences(text: str) -> tuple[tuple[str, ...], ...]:
 
 
 # The fewest content words in a row that a cluster's founder must share with a quoted
-# sentence to be a part of it (:func:`parts_of_one_sentence`): four, so that a common
+# sentence to count as one of its parts (:func:`parts_of_one_sentence`): four, so that a common
 # phrase ("a good thing", "a witch hunt") is no part.
 _PART_WORDS = 4
 
