@@ -9,12 +9,17 @@ bench-only additions:
   counted and dropped), the io workers do in the second.
 * ``worker.feeds.polling.claim_due_feeds`` and the dispatcher task are timed, and every call
   is appended as a JSON line to the Redis lists ``bench:claims`` and ``bench:dispatch``.
+* each poll message and fetch that starts in a thread records how late it starts against
+  the time its message was due (its ``eta``; a message of the dispatcher is due
+  ``TURN_LEAD`` before its first turn) and how many tasks its process was running then,
+  in the Redis list ``bench:late`` (the poll cycle's slip, issue 16).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -62,6 +67,35 @@ def _timed_claim(
 polling.claim_due_feeds = _timed_claim  # tasks.schedule calls polling.claim_due_feeds
 
 _starts: dict[str, tuple[float, float]] = {}
+_LATE_TASKS = {queues.POLL_FEEDS_TASK: "poll", FIRST.task_name: "fetch"}
+_running = [0]  # tasks of this process between prerun and postrun (threads pool)
+_running_lock = threading.Lock()
+
+
+@task_prerun.connect  # type: ignore[untyped-decorator]
+def _late(task_id: str = "", task: Any = None, **_: Any) -> None:
+    name = getattr(task, "name", "")
+    with _running_lock:
+        _running[0] += 1
+    if name not in _LATE_TASKS:
+        return
+    try:
+        eta = task.request.eta
+        now = time.time()
+        due = datetime.fromisoformat(eta).timestamp() if eta else None
+        late = None if due is None else round(now - due, 4)
+        _push(
+            "bench:late",
+            {"at": now, "kind": _LATE_TASKS[name], "late": late, "running": _running[0]},
+        )
+    except Exception:  # (measurement must never break the system measured)
+        pass
+
+
+@task_postrun.connect  # type: ignore[untyped-decorator]
+def _ended(**_: Any) -> None:
+    with _running_lock:
+        _running[0] -= 1
 
 
 @task_prerun.connect  # type: ignore[untyped-decorator]

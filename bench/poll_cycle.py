@@ -43,6 +43,8 @@ load average of this shared machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -130,6 +132,47 @@ def page_body(i: int, n: int) -> bytes:
 A_FIRST, A_LAST, A_GAP, A_SHORT, A_FIELDS = 0, 1, 2, 3, 4
 SHORT_GAP = 0.99  # seconds: a gap under the 1 s interval by more than the server's clock
 
+# Every request of cycle 2 in order, as the server saw it (``RequestLog``): its arrival
+# (time.time()), its host's number and what it asked: feed ``i`` is ``i``, a page of
+# feed ``i`` is ``-1 - i``, robots.txt and anything else :data:`W_OTHER`.
+W_OTHER = -(2**40)
+
+
+class RequestLog:
+    """Shared arrays (fork context) of the server's requests, up to ``cap``."""
+
+    def __init__(self, ctx: Any, cap: int) -> None:
+        self.cap = cap
+        self.at = ctx.Array("d", cap, lock=False)
+        self.host = ctx.Array("i", cap, lock=False)
+        self.what = ctx.Array("q", cap, lock=False)
+        self.n = ctx.Array("q", 1, lock=False)
+
+    def add(self, at: float, host: int, what: int) -> None:
+        n = self.n[0]
+        if n < self.cap:
+            self.at[n], self.host[n], self.what[n] = at, host, what
+            self.n[0] = n + 1
+
+    def clear(self) -> None:
+        self.n[0] = 0
+
+    def rows(self) -> list[tuple[float, int, int]]:
+        return [(self.at[j], self.host[j], self.what[j]) for j in range(self.n[0])]
+
+
+def _what(path: bytes) -> int:
+    """A request's entry in :class:`RequestLog`: its feed's number, ``-1 - i`` for a page
+    of feed ``i``, else :data:`W_OTHER`."""
+    try:
+        if path.startswith(b"/f/") and path.endswith(b".xml"):
+            return int(path[3:-4])
+        if path.startswith(b"/a/") and path.endswith(b".html"):
+            return -1 - int(path[3:-5].split(b"/")[0])
+    except ValueError:
+        pass
+    return W_OTHER
+
 
 def feed_server(
     versions: Any,
@@ -139,6 +182,7 @@ def feed_server(
     arrivals: Any = None,
     requests: Any = None,
     host_index: dict[bytes, int] | None = None,
+    request_log: RequestLog | None = None,
 ) -> Respond:
     """``/f/<i>.xml`` (ETag; 304 for the current one), ``/a/<i>/<n>.html`` pages and
     robots.txt. With ``arrivals``, ``requests`` and ``host_index`` (the ``Host`` header's
@@ -161,6 +205,8 @@ def feed_server(
                     arrivals[at + A_FIRST] = now
                 arrivals[at + A_LAST] = now
                 requests[hk] += 1
+                if request_log is not None:
+                    request_log.add(now, hk, _what(path))
         if path.startswith(b"/f/") and path.endswith(b".xml"):
             try:
                 i = int(path[3:-4])
@@ -311,6 +357,123 @@ def host_pace(arrivals: Any, requests: Any, n_hosts: int, since: float) -> dict[
     }
 
 
+def _kind(what: int, back: dict[int, int], held: dict[int, int]) -> str:
+    if what == W_OTHER:
+        return "other"
+    if what < 0:
+        return "page"
+    if back.get(what):
+        return "poll sent back"
+    if held.get(what):
+        return "poll held in its message"
+    return "poll as dispatched"
+
+
+def host_slip(
+    rows: list[tuple[float, int, int]],
+    since: float,
+    back: dict[int, int],
+    held: dict[int, int],
+    articles: dict[int, list[tuple[float, float]]],
+    interval: float = 1.0,
+) -> dict[str, Any]:
+    """Where each host's slip (its last request minus its floor, :func:`host_pace`)
+    entered, from the server's log of cycle 2's requests (``rows``: arrival, host,
+    :func:`_what`). A host's requests are one ``interval`` apart at best, and a request
+    that starts late moves every later one of its host (a late start is never made
+    up): the slip is the sum of its requests' *increments*, ``max(0, gap - interval)``
+    each, charged to the request that came late: a poll as the dispatcher sent it, a
+    poll held in its message or sent back for a moved turn (``held``, ``back``: feed
+    number -> times, from the io workers' logs), a new article's page. ``articles``:
+    feed number -> its new articles' (fetched, processed) seconds after ``since``, for
+    the CPU steps after a host's last fetch. Reported: the increments by kind and by
+    10 s of the cycle, and the hosts that end last (their last request or their last
+    article processed) and the busiest, each with its first request, floor, slip by
+    kind and end."""
+    by_host: dict[int, list[tuple[float, int]]] = {}
+    for at, hk, what in rows:
+        by_host.setdefault(hk, []).append((at - since, what))
+    kinds: dict[str, list[float]] = {}
+    windows: dict[int, float] = {}
+    hosts: dict[int, dict[str, Any]] = {}
+    for hk, reqs in by_host.items():
+        reqs.sort()
+        own: dict[str, float] = {}
+        for (prev, _), (at, what) in itertools.pairwise(reqs):
+            inc = max(0.0, at - prev - interval)
+            kind = _kind(what, back, held)
+            kinds.setdefault(kind, []).append(inc)
+            own[kind] = own.get(kind, 0.0) + inc
+            windows[int(at // 10) * 10] = windows.get(int(at // 10) * 10, 0.0) + inc
+        first, last = reqs[0][0], reqs[-1][0]
+        feeds = {-1 - w for _, w in reqs if w < 0 and w != W_OTHER}
+        done = [a for i in feeds for a in articles.get(i, [])]
+        last_page = max((at for at, w in reqs if w < 0 and w != W_OTHER), default=None)
+        processed = max((p for _, p in done), default=None)
+        hosts[hk] = {
+            "host": hk,
+            "requests": len(reqs),
+            "pages": len(feeds),
+            "first": round(first, 2),
+            "floor": round(first + (len(reqs) - 1) * interval, 2),
+            "last": round(last, 2),
+            "slip": round(last - first - (len(reqs) - 1) * interval, 2),
+            "slip_by_kind": {k: round(v, 2) for k, v in sorted(own.items()) if v >= 0.005},
+            "last_is": _kind(reqs[-1][1], back, held),
+            "last_page": round(last_page, 2) if last_page is not None else None,
+            "last_processed": round(processed, 2) if processed is not None else None,
+            "end": round(max(last, processed or 0.0), 2),
+        }
+
+    def q(xs: list[float], p: float) -> float:
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else 0.0
+
+    total = sum(sum(v) for v in kinds.values()) or 1.0
+    lags = [p - f for a in articles.values() for f, p in a]
+    return {
+        # kind: requests, their increments' sum (s), share of all slip, mean and p90 (ms)
+        "increments_by_kind": {
+            k: [
+                len(v),
+                round(sum(v), 1),
+                round(sum(v) / total, 3),
+                round(1000 * sum(v) / len(v), 1),
+                round(1000 * q(v, 0.9), 1),
+            ]
+            for k, v in sorted(kinds.items())
+        },
+        "increments_by_10s": {str(k): round(v, 1) for k, v in sorted(windows.items())},
+        "fetch_to_processed_p50_p90_max": [round(q(lags, p), 2) for p in (0.5, 0.9, 1.0)],
+        "ending_last": sorted(hosts.values(), key=lambda h: -h["end"])[:8],
+        "busiest": sorted(hosts.values(), key=lambda h: (-h["requests"], -h["end"]))[:5],
+    }
+
+
+def starts_late(rows: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
+    """How late the poll messages and fetches of cycle 2 started in their threads
+    against the time their messages were due (``bench:late``, bench/poll_app.py), by
+    kind: how many (with a due time), late p50/p90/max (ms), how many later than
+    ``TURN_LEAD`` (0.1 s: their turn had come), and how many started while every thread
+    of their process was running (the io threads all busy)."""
+    out: dict[str, Any] = {}
+    for kind in sorted({r["kind"] for r in rows}):
+        mine = [r for r in rows if r["kind"] == kind]
+        late = sorted(r["late"] for r in mine if r["late"] is not None)
+
+        def at(p: float, xs: list[float] = late) -> float:
+            return round(1000 * xs[min(len(xs) - 1, int(p * len(xs)))], 1) if xs else 0.0
+
+        out[kind] = {
+            "started": len(mine),
+            "with_a_due_time": len(late),
+            "late_ms_p50_p90_max": [at(0.5), at(0.9), at(1.0)],
+            "later_than_0_1s": sum(1 for x in late if x > 0.1),
+            "started_with_every_thread_busy": sum(1 for r in mine if r["running"] >= concurrency),
+        }
+    return out
+
+
 def poll_tail(sql: Any, since: datetime, logs: list[str]) -> dict[str, Any]:
     """Which hosts' polls ended last in cycle 2, and how many sends a poll took: the
     cycle's tail (issue 16). Each poll's end, in seconds after ``since``, is read from
@@ -443,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     arrivals = ctx.Array("d", A_FIELDS * args.hosts, lock=False)
     requests = ctx.Array("q", args.hosts, lock=False)
     host_index = {host_address(k).encode(): k for k in range(args.hosts)}
+    request_log = RequestLog(ctx, 3 * args.feeds + 16 * args.hosts)
 
     def connection() -> None:
         counters[C_CONNECTIONS] += 1
@@ -458,6 +622,7 @@ def main(argv: list[str] | None = None) -> int:
             arrivals,
             requests,
             host_index,
+            request_log,
         ),
         on_connection=connection,
     )
@@ -655,7 +820,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.hosts):
             requests[k] = 0
             arrivals[A_FIELDS * k + A_SHORT] = 0
-        rconn.delete("bench:claims", "bench:dispatch")
+        request_log.clear()
+        rconn.delete("bench:claims", "bench:dispatch", "bench:late")
         sql.execute("SELECT pg_stat_statements_reset()")
         rconn.config_resetstat()  # Redis's commands of cycle 2 (INFO commandstats)
         articles_before = one("SELECT count(*) FROM article")
@@ -683,9 +849,19 @@ def main(argv: list[str] | None = None) -> int:
             dispatch_now()  # as `claimwire feeds poll --all` does
         rss: dict[int, dict[str, int]] = {}
         loads: list[float] = []
+        # PostgreSQL connections of the workers (each io thread may hold one): the
+        # most seen at once, sampled each second
+        pg_conns: list[int] = []
+        watch = psycopg.connect(db, autocommit=True)
 
         def sample() -> None:
             loads.append(os.getloadavg()[0])
+            with contextlib.suppress(psycopg.Error):
+                row = watch.execute(
+                    "/* bench */ SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()
+                pg_conns.append(int(row[0]) - 1 if row else 0)  # less the bench's own
             for p in io:
                 for pid in proc_tree(p.pid):
                     m = memory_kib(pid)
@@ -739,6 +915,30 @@ def main(argv: list[str] | None = None) -> int:
         held = sum(p.log()[log_from[p.name] :].count("poll_held_for_turn") for p in io)
         tail = poll_tail(sql, t2, [p.log()[log_from[p.name] :] for p in io])
         tail["host_pace"] = host_pace(arrivals, requests, args.hosts, t2.timestamp())
+        # where the hosts' slip entered: the server's log of the requests, the io
+        # workers' logs (polls held and sent back) and the new articles' times
+        number = {
+            int(feed_id): int(url.rsplit("/", 1)[1][:-4])
+            for feed_id, url in sql.execute("SELECT id, url FROM feed").fetchall()
+        }
+        back_n: dict[int, int] = {}
+        held_n: dict[int, int] = {}
+        for p in io:
+            text = p.log()[log_from[p.name] :]
+            for pattern, into in ((SENT_BACK, back_n), (HELD, held_n)):
+                for m in pattern.finditer(text):
+                    i = number.get(int(m.group(1)), -1)
+                    into[i] = into.get(i, 0) + 1
+        new_times: dict[int, list[tuple[float, float]]] = {}
+        for url, fetched, processed in sql.execute(
+            "SELECT url, extract(epoch FROM fetched_at - %s), "
+            "extract(epoch FROM processed_at - %s) FROM article "
+            "WHERE discovered_at >= %s AND processed_at IS NOT NULL",
+            (t2, t2, t2),
+        ).fetchall():
+            i = int(url.split("/a/", 1)[1].split("/", 1)[0])
+            new_times.setdefault(i, []).append((float(fetched), float(processed)))
+        tail["host_slip"] = host_slip(request_log.rows(), t2.timestamp(), back_n, held_n, new_times)
         new_states = dict(
             sql.execute(
                 "SELECT state, count(*) FROM article WHERE discovered_at >= %s GROUP BY 1",
@@ -782,6 +982,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         claims = [json.loads(x) for x in rconn.lrange("bench:claims", 0, -1)]
         dispatches = [json.loads(x) for x in rconn.lrange("bench:dispatch", 0, -1)]
+        tail["starts_late"] = starts_late(
+            [json.loads(x) for x in rconn.lrange("bench:late", 0, -1)], args.concurrency
+        )
+        log(f"poll messages and fetches, started after their due time: {tail['starts_late']}")
         stmts = sql.execute(
             "SELECT query, calls, total_exec_time, rows FROM pg_stat_statements "
             "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
@@ -830,6 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
                 "load_before": [round(x, 2) for x in load_before],
                 "load_after": [round(x, 2) for x in load_after],
                 "load_1min_max_during": round(max(loads), 2) if loads else None,
+                "postgresql_connections_max_during": max(pg_conns, default=None),
             },
             "topology": {
                 "workers": args.workers,
@@ -879,6 +1084,12 @@ def main(argv: list[str] | None = None) -> int:
                 "runs": len(dispatches),
                 "runs_that_claimed": sum(1 for d in dispatches if d["n"]),
                 "run_seconds": [round(d["s"], 3) for d in dispatches if d["n"]],
+                # when each run that claimed started, and each claim call ended (seconds
+                # after make_due), and how many feeds it claimed
+                "run_started_s": [round(d["at"] - t2.timestamp(), 2) for d in dispatches if d["n"]],
+                "claims_ended_s_n": [
+                    [round(c["at"] - t2.timestamp(), 2), c["n"]] for c in claims if c["n"]
+                ],
                 "claim_calls": len(claims),
                 "claim_seconds_total": round(sum(c["s"] for c in claims), 3),
                 "claim_ms_max": round(max((c["s"] for c in claims), default=0) * 1000, 1),
@@ -926,6 +1137,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         sql.close()
+        watch.close()
         log(f"cycle 2: every poll committed {cycle2:.1f}s after make_due ({args.feeds} feeds)")
         log(
             f"Redis commands a poll: {result['redis']['commands_per_poll']}, scripts "
@@ -940,6 +1152,16 @@ def main(argv: list[str] | None = None) -> int:
             "hosts' requests at their servers (all requests, 1 s interval): "
             + "; ".join(f"{k} {v}" for k, v in tail["host_pace"].items())
         )
+        slip = tail["host_slip"]
+        log(
+            "the slip's increments (requests, sum s, share, mean ms, p90 ms) by kind "
+            f"{slip['increments_by_kind']}; by 10 s {slip['increments_by_10s']}; "
+            f"fetch to processed p50/p90/max {slip['fetch_to_processed_p50_p90_max']}"
+        )
+        for h in slip["ending_last"][:5]:
+            log(f"ending last: {h}")
+        for h in slip["busiest"][:3]:
+            log(f"busiest: {h}")
         if whole is not None:
             ok = whole <= 60
             log(
