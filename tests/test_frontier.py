@@ -543,6 +543,98 @@ def test_a_polls_new_articles_are_sent_for_their_turns_and_each_fetched_by_one_m
     assert all(server.hits[f"/n/{i}"] == 1 for i in range(3))
 
 
+def test_the_embedded_run_holds_its_fetches_in_process_until_their_turns(
+    configure: Any, server: Any
+) -> None:
+    """In the embedded run's `run` process (a thread pool's worker on the embedded
+    broker), a poll's new articles' fetches and a fetch sent back for its host's turn
+    are held in the process and sent at their turns, without a countdown: sent at once
+    with countdowns, they waited in the broker's queue, read in the order sent, and came
+    together long after their turns when the process was behind, one host's fetches
+    sent back again and again (issue 16). Each is sent once, in the order of its turn."""
+    from celery.signals import worker_init
+
+    from tasks.articles import fetch_article
+    from tasks.polls import poll_feeds
+    from worker.core.db import init_db, unit_of_work
+    from worker.feeds.polling import claim_due_feeds
+    from worker.feeds.subscriptions import add_feeds
+    from worker.pipeline import attempts, resources
+    from worker.pipeline.steps import FIRST as FETCH
+    from worker.testing.content import rss
+
+    settings = configure(HOST_MIN_INTERVAL=3, HOST_MAX_CONCURRENCY=2)
+    init_db(settings)
+    urls = _site(server, 3)
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), [(u, f"Story {i}", utcnow()) for i, u in enumerate(urls)]),
+        content_type="application/rss+xml",
+    )
+    with unit_of_work() as s:
+        add_feeds(s, [(server.url("/feed.xml"), None, [])], settings)
+    with unit_of_work() as s:
+        ((feed_id, token),) = claim_due_feeds(s, settings)
+    limiter = resources.host_limiter()
+    assert isinstance(limiter, LocalHostLimiter)
+    # the `run` process's worker starts: a thread pool on the embedded broker
+    worker_init.send(sender=type("Worker", (), {"pool_cls": "threads"})())
+    try:
+        assert poll_feeds([[feed_id, token]]) == 3
+        got: list[tuple[str, list[Any], float]] = []
+        seen: dict[int, float] = {}  # article: when its message was found in the queue
+
+        def take() -> None:
+            found = _queued_io()
+            got.extend(found)
+            seen.update((args[0], time.monotonic()) for _, args, _ in found)
+
+        take()
+        # a fourth article of the host, its fetch before its turn: sent back, held
+        extra = discovered_article(server.url("/n/9"))
+        server.routes["/n/9"] = Reply(body=PAGE)
+        fetch_article.push_request(
+            args=[extra], kwargs={}, retries=0, is_eager=False, called_directly=False
+        )
+        try:
+            assert fetch_article.run(extra) is False
+        finally:
+            fetch_article.pop_request()
+        deadline = time.monotonic() + 60
+        while len(got) < 4 and time.monotonic() < deadline:
+            take()
+            time.sleep(0.05)
+    finally:
+        if (held := getattr(attempts, "HELD", None)) is not None:
+            held.enabled = False
+    assert [task for task, _, _ in got] == [FETCH.task_name] * 4
+    assert [ahead for _, _, ahead in got] == [0.0] * 4  # sent at the turn: no countdown
+    ids = [args[0] for _, args, _ in got]
+    assert sorted(ids) == sorted({*ids}) and extra in ids  # each sent once
+    turns = limiter._turns[load_article(extra).host]
+    assert ids == sorted(ids, key=lambda aid: turns[f"article:{aid}"])  # in turn order
+    for aid in ids:  # none in the queue before its turn (less the lead)
+        assert seen[aid] >= turns[f"article:{aid}"] - limiter.offset - TURN_LEAD - 0.01
+    assert server.hits.get("/n/9", 0) == 0  # nothing fetched before its turn
+
+
+def test_a_stopping_run_process_sends_its_held_fetches_with_their_countdowns() -> None:
+    """The fetches a `run` process holds until their turns are sent when it stops (its
+    worker's ``worker_shutting_down``), each held back by the broker for the rest of its
+    countdown, in the order of their turns: the next run takes them from the broker, as
+    it would have taken messages sent with their countdowns."""
+    from tasks.articles import _send_held_fetches
+    from worker.pipeline.attempts import HELD
+
+    sent: list[tuple[str, float | None]] = []
+    HELD.hold(600, lambda countdown: sent.append(("late", countdown)))
+    HELD.hold(300, lambda countdown: sent.append(("soon", countdown)))
+    assert HELD.pending() == 2
+    assert _send_held_fetches() == 2
+    assert HELD.pending() == 0
+    assert [name for name, _ in sent] == ["soon", "late"]
+    assert sent[0][1] == pytest.approx(300, abs=5) and sent[1][1] == pytest.approx(600, abs=5)
+
+
 def test_a_polls_new_article_is_fetched_before_the_polls_waiting_on_its_host(
     configure: Any, server: Any
 ) -> None:

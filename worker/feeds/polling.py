@@ -15,10 +15,11 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, NamedTuple
 
 import httpx
-from sqlalchemy import Table, bindparam, delete, insert, select, text, update
+from sqlalchemy import Table, bindparam, delete, event, insert, select, text, update
 from sqlmodel import Session, col
 
 from schemas.models import Article, ArticleState, Feed, FeedPoll, FeedState, Sighting
@@ -932,7 +933,7 @@ def send_fetches(
     from worker.core.queues import max_countdown
     from worker.network.politeness import reserve_ahead, reserve_turns, turn_countdown
     from worker.pages.fetch import turn_key
-    from worker.pipeline.attempts import hold_sweeps
+    from worker.pipeline.attempts import HELD, held, hold_sweeps
 
     hosted = [(article_id, host) for article_id, host in articles if host]
     items = [(host, turn_key(article_id)) for article_id, host in hosted]
@@ -945,14 +946,33 @@ def send_fetches(
     now = utcnow()
     cap = max_countdown(settings)
     holds: dict[int, datetime] = {}
+    in_process: list[tuple[float, int]] = []
     for article_id, _host in articles:
         countdown = turn_countdown(waits.get(article_id, 0.0))
         if countdown > 0:
             holds[article_id] = now + timedelta(seconds=countdown)
+        if held(min(countdown, cap)):  # the embedded run: sent at its turn (HeldSends)
+            in_process.append((min(countdown, cap), article_id))
+            continue
         outbox.send_after_commit(
             session, task, article_id, countdown=min(countdown, cap) if countdown > 0 else None
         )
     hold_sweeps(session, holds)
+    if in_process:
+        read_at = time.monotonic()
+
+        def hold_them(_session: Session) -> None:
+            # from the commit: a message is due its countdown after the turns were read
+            late = time.monotonic() - read_at
+            for countdown, article_id in in_process:
+                HELD.hold(countdown - late, partial(_send_fetch, task, article_id))
+
+        event.listen(session, "after_commit", hold_them, once=True)
+
+
+def _send_fetch(task: str, article_id: int, countdown: float | None) -> None:
+    """Send an article's fetch message held until its turn (``send_fetches``)."""
+    outbox.deliver([outbox.Message(task, (article_id,), countdown)])
 
 
 # ------------------------------------------------------------------ dispatch by host turns

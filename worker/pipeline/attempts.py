@@ -36,8 +36,11 @@ must outlive the step's rolled-back one.
 
 from __future__ import annotations
 
+import heapq
 import random
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -671,6 +674,99 @@ _HOLD_SWEEP = (
     )
     .values(state_changed_at=_UNTIL)
 )
+
+
+class HeldSends:
+    """Fetch messages held in this process until they are due, then sent (without a
+    countdown): the embedded run's (:data:`HELD`, switched on by :func:`hold_in_process`
+    in the `run` process, whose threads alone consume the ``io`` queue of its broker).
+
+    The embedded broker is a queue read in the order messages were sent. A message sent
+    with a countdown waits its turn in that order; when the `run` process is behind (its
+    threads busy, the machine loaded), it is taken from the queue after its turn with
+    the messages sent next to it. A poll's fetches, sent together for turns one interval
+    apart, then came together, long after their turns: one of them started, the others
+    found their host not free and were sent back, together again, and so on (issue 16:
+    3,857 fetch messages for 1,124 pages, 3.2 looks a page). Held here and sent at its
+    turn, a fetch enters the queue at its turn, between the other hosts' fetches, and
+    the queue's wait (when there is one) keeps the host's fetches one interval apart.
+
+    A process that stops sends what it holds with the rest of each countdown
+    (:meth:`flush`, on the worker's ``worker_shutting_down``), as the broker would have
+    kept it. One that dies loses it, as a message taken into Celery's timer already was
+    (the embedded broker gives a message up when it is read): the article's sweep mark,
+    held until the turn (:func:`hold_sweep`), makes the sweep send it again, as for any
+    lost message.
+
+    ``send(countdown)`` sends the message: ``None`` at its turn, else held back by the
+    broker that many seconds."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[float | None], object]]] = []
+        self._count = 0
+        self._thread: threading.Thread | None = None
+
+    def hold(self, seconds: float, send: Callable[[float | None], object]) -> None:
+        """Call ``send(None)`` in ``seconds`` (on this holder's thread)."""
+        with self._cond:
+            self._count += 1
+            heapq.heappush(self._heap, (time.monotonic() + seconds, self._count, send))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="claimwire-held-sends", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._heap)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                _due, _n, send = heapq.heappop(self._heap)
+            self._send(send, None)
+
+    def flush(self) -> int:
+        """Send everything held now, each with the rest of its countdown; how many."""
+        with self._cond:
+            held, self._heap = self._heap, []
+        now = time.monotonic()
+        for due, _n, send in sorted(held):
+            self._send(send, max(0.0, due - now) or None)
+        return len(held)
+
+    @staticmethod
+    def _send(send: Callable[[float | None], object], countdown: float | None) -> None:
+        try:
+            send(countdown)
+        except Exception as exc:  # noqa: BLE001 (the sweep sends it again)
+            log.warning("held_send_failed", error=short_error(exc))
+
+
+HELD = HeldSends()
+
+HOLD_AT_LEAST = 0.5
+"""Seconds to its turn below which a fetch message is sent at once, with its countdown,
+rather than held (:class:`HeldSends`)."""
+
+
+def hold_in_process(settings: Settings) -> bool:
+    """Switch :data:`HELD` on in a process that consumes the embedded broker's ``io``
+    queue (the `run` process: ``worker_init``); whether it is on."""
+    if settings.broker_is_embedded:
+        HELD.enabled = True
+    return HELD.enabled
+
+
+def held(seconds: float) -> bool:
+    """Whether a fetch message due in ``seconds`` is held in this process."""
+    return HELD.enabled and seconds >= HOLD_AT_LEAST
 
 
 def count_attempt(
