@@ -1211,6 +1211,8 @@ def test_an_ad_by_a_named_author_and_a_department_by_its_first_word(nlp: Languag
         "Officials met on Friday. A report by the committee on Monday said the bridge was unsafe."
     )
     assert only(run(nlp, text), "bridge was unsafe").speaker_resolved == "A report"
+    text = "A study by Harvard and the University of Oslo found that the bridge was unsafe."
+    assert only(run(nlp, text), "bridge was unsafe").speaker_resolved == "A study"
     text = (
         "The Justice Department denied the allegations on Thursday. In that 2017 "
         "letter, Justice said it needed the data to protect the voting rights of minorities."

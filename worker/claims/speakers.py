@@ -758,6 +758,8 @@ class Resolver:
                 continue  # "by Finnish newspaper Helsingin Sanomat": the name follows
             if len(gap) > 3 or not set(gap) <= _AUTHOR_WORDS:
                 return None  # "a report by the committee on Monday": no author named
+            if re.match(r"[ \t]+(?:and|or)[ \t]", self.text[m.start + len(m.text) :]):
+                return None  # "by Harvard and the University of ...": authors, not one
             if is_org(m.tokens) or _name_tokens(m.tokens):
                 return m.text if is_org(m.tokens) else self.canonical(m.text, m.start)
             return None
