@@ -464,6 +464,9 @@ _TURN_LABEL_RE = re.compile(
 # Ads and documents whose author follows them ("an advert by Finnish newspaper Helsingin
 # Sanomat stating ...", "a statement from the ministry said"): the author is the speaker
 _ADS = wordset("advert advertisement ad billboard banner poster")
+_DEPARTMENT_RE = re.compile(
+    r"\b([A-Z][a-z]{3,})\s+Department\b|\bDepartment\s+of\s+(?:the\s+)?([A-Z][a-z]{3,})\b"
+)
 _BY_AUTHOR_RE = re.compile(r"[ \t]+(?:by|from)[ \t]+")
 # A newspaper by role ("the newspaper", "the news organization"), and how an article
 # introduces the one it means: "newspaper Helsingin Posti", "Helsingin Posti, a
@@ -516,6 +519,7 @@ class Resolver:
         self._lawsuit: bool | None = None  # whether the text tells of a lawsuit (lazily)
         self._sued: frozenset[str] = frozenset()  # the words of whom it says was sued
         self._spelled: dict[str, str] | None = None  # initials -> the name (lazily)
+        self._departments: set[str] | None = None  # "Justice" of "Justice Department"
         self._by_surname: dict[str, list[Mention]] = {}
         # surnames given with a first name or title somewhere ("State Mike Pompeo"), not
         # after "the" ("the Daily Mail", "the Voting Rights Act")
@@ -783,10 +787,13 @@ class Resolver:
         "the Justice Department" when the article names it so or as "the Department
         of Justice". None for any other speaker."""
         word = surface.strip()
-        if not re.fullmatch(r"[A-Z][a-z]{3,}", word):
-            return None
-        pattern = rf"\b{word}\s+Department\b|\bDepartment\s+of\s+(?:the\s+)?{word}\b"
-        if re.search(pattern, self.text) is None:
+        if self._departments is None:  # the article's departments, read once
+            self._departments = (
+                {a or b for a, b in _DEPARTMENT_RE.findall(self.text)}
+                if "Department" in self.text
+                else set()
+            )
+        if word not in self._departments:
             return None
         return f"the {word} Department"
 
