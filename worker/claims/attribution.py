@@ -54,7 +54,7 @@ from worker.claims.speakers import (
     surname_of,
 )
 
-EXTRACTOR_VERSION = "rules-11"
+EXTRACTOR_VERSION = "rules-12"
 
 # Pipeline components the rules need; everything else is excluded at load time.
 _KEEP = ("tok2vec", "transformer", "parser")
@@ -218,6 +218,15 @@ def _span_of(tokens: Iterable[Token]) -> tuple[int, int] | None:
     return a, b
 
 
+# Times a parse may take into a speaker's noun phrase ("Last January bureau staff")
+_TIME_LEADS = wordset("last this next earlier")
+_TIMES = wordset(
+    """january february march april may june july august september october november
+    december monday tuesday wednesday thursday friday saturday sunday week month year
+    spring summer autumn fall winter"""
+)
+
+
 def _speaker_tokens(head: Token) -> list[Token]:
     """The noun phrase of a speaker, without appositions, relative clauses or commas."""
     out: list[Token] = []
@@ -237,7 +246,17 @@ def _speaker_tokens(head: Token) -> list[Token]:
     if left_cut:
         last = max(t.i for t in left_cut)
         out = [t for t in out if t.i > last]
-    return sorted(out, key=lambda t: t.i)
+    out = sorted(out, key=lambda t: t.i)
+    # a time the parse took into the subject ("Last January bureau staff estimated"):
+    # when the speaker is, not who
+    lead = 0
+    if len(out) > 1 and out[0].lower_ in _TIME_LEADS and out[1].lower_ in _TIMES:
+        lead = 2
+    elif out and out[0].lower_ in _TIMES and out[0].lower_ not in ("may", "march"):
+        lead = 1
+    if 0 < lead < len(out) and all(t.i < head.i for t in out[:lead]):
+        out = out[lead:]
+    return out
 
 
 def _appos(head: Token) -> Token | None:

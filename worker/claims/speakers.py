@@ -397,10 +397,12 @@ _SUED_RE = re.compile(r"\b(?:sued|suing)\s+(?:the\s+)?((?:[A-Z][\w.’'-]*\s*){1
 
 
 # A politician named by state and party ("the Kentucky Republican", "the Virginia
-# Democrat"): the last speaker, when a legislator or governor by a title the article
-# gives them (:meth:`Resolver.party_member`)
+# Democrat") or by rank and party ("the top Democrat on the committee"): the last
+# speaker, when a legislator or governor by a title the article gives them
+# (:meth:`Resolver.party_member`)
 _PARTY_MEMBER_RE = re.compile(
-    r"^[Tt]he\s+(?:[A-Z][\w.’'-]*\s+){1,2}(?:Republican|Democrat|Independent)$"
+    r"^[Tt]he\s+(?:(?:[A-Z][\w.’'-]*\s+){1,2}|(?:top|ranking|senior)\s+)"
+    r"(?:Republican|Democrat|Independent)$"
 )
 _ELECTED_TITLES = wordset(
     """sen senator senators rep representative congressman congresswoman gov governor"""
@@ -413,6 +415,7 @@ _PREPOSITION_END_RE = re.compile(
     re.IGNORECASE,
 )
 _NEXT_WORD_RE = re.compile(r"\s+([a-z]+)\b|(,)")
+_PARENTHESIS_RE = re.compile(r"[ \t]*\([^()\n]{1,30}\)")
 _SENTENCE_STOP_RE = re.compile(r"([\w.]*)([.?!])[\"”’)]*\s")
 
 
@@ -452,6 +455,36 @@ _VOCATIVE_RE = re.compile(
 # An embedded post's credit line after its text: "— Ben Vale (@benvale) July 16, 2018"
 _POST_CREDIT_RE = re.compile(r"[—–]\s*([A-Z][\w.’'-]*(?:\s+[A-Z][\w.’'-]*){0,3})\s*\(@\w+\)")
 
+# A transcript's turn label: a name in capitals, with its title, and a colon ("CHUCK
+# TODD:", "AMBASSADOR JON HUNTSMAN:"), at the start of a line or right after the end of
+# the turn before it; the "I" and "we" of the turn that follows are that speaker's
+_TURN_LABEL_RE = re.compile(
+    r"(?:^|(?<=[.?!\"”])\s*)([A-Z][A-Z.'’-]+(?:[ \t]+[A-Z][A-Z.'’-]+){0,3}):", re.MULTILINE
+)
+# Ads and documents whose author follows them ("an advert by Finnish newspaper Helsingin
+# Sanomat stating ...", "a statement from the ministry said"): the author is the speaker
+_ADS = wordset("advert advertisement ad billboard banner poster")
+_DEPARTMENT_RE = re.compile(
+    r"\b([A-Z][a-z]{3,})\s+Department\b|\bDepartment\s+of\s+(?:the\s+)?([A-Z][a-z]{3,})\b"
+)
+_BY_AUTHOR_RE = re.compile(r"[ \t]+(?:by|from)[ \t]+")
+# A newspaper by role ("the newspaper", "the news organization"), and how an article
+# introduces the one it means: "newspaper Helsingin Posti", "Helsingin Posti, a
+# Helsinki-based newspaper"
+_NEWSPAPER_ROLES = frozenset(
+    {"the newspaper", "the paper", "the daily", "the news organization", "the news organisation"}
+)
+_NAME = r"[A-Z][\w'’-]*(?:[ \t]+[A-Z][\w'’-]*){0,3}"
+_NEWSPAPER_NAMED_RE = re.compile(
+    rf"\b(?:newspaper|daily)[ \t]+({_NAME})"
+    rf"|\b({_NAME}),[ \t]+(?:an?|the)[ \t]+[^,.;\n]{{0,50}}?\b(?:newspaper|daily)\b"
+)
+# the words that may stand between "by" and the author's name ("by the newspaper ...")
+_AUTHOR_WORDS = wordset(
+    """the newspaper paper daily magazine broadcaster network website agency group company
+    firm organization organisation"""
+)
+
 
 def initials(name: str) -> set[str]:
     """The initials a name may go by: of its capitalized words ("American Civil
@@ -486,6 +519,7 @@ class Resolver:
         self._lawsuit: bool | None = None  # whether the text tells of a lawsuit (lazily)
         self._sued: frozenset[str] = frozenset()  # the words of whom it says was sued
         self._spelled: dict[str, str] | None = None  # initials -> the name (lazily)
+        self._departments: set[str] | None = None  # "Justice" of "Justice Department"
         self._by_surname: dict[str, list[Mention]] = {}
         # surnames given with a first name or title somewhere ("State Mike Pompeo"), not
         # after "the" ("the Daily Mail", "the Voting Rights Act")
@@ -584,14 +618,17 @@ class Resolver:
             return None
         return last if last in self._full_surnames else None
 
-    def _subject_named_since(self, since: int, pos: int, want: str) -> str | None:
+    def _subject_named_since(
+        self, since: int, pos: int, want: str, *, speaks: bool = True
+    ) -> str | None:
         """The person a "he"/"she" at ``pos`` stands for when its own sentence names one
         as its subject, after the last claim's speaker (at ``since``): the first person
         named in the sentence, outside quotation marks, after no preposition and before a
         lower-case word or a comma ("In the interview, Trump declined to discuss it --
         "...," he said"; "Trump, appearing after her, cited problems that he blamed on
         ..."; not "For Putin, she added"). The person must speak somewhere in the
-        article. None when there is none, or their known gender is the other one."""
+        article (unless ``speaks`` is False). None when there is none, or their known
+        gender is the other one."""
         sentence = self._sentence_start(pos)  # (also each mention's in it, before pos)
         start = max(since + 1, sentence)
         found: tuple[Mention, str] | None = None
@@ -603,11 +640,18 @@ class Resolver:
             surname = self._is_person_mention(m)
             if surname is None:
                 continue
-            if surname not in self.speaker_names:
+            if speaks and surname not in self.speaker_names:
                 break  # a person who says nothing in the article is named first
-            after = _NEXT_WORD_RE.match(self.text, m.start + len(m.text))
+            after_prep = _PREPOSITION_END_RE.search(self.text[sentence : m.start])
+            end = m.start + len(m.text)
+            if not speaks:
+                if after_prep:
+                    continue  # "In Texas, Novak calculated ...": no subject, read on
+                party = _PARENTHESIS_RE.match(self.text, end)  # "Sen. Ron Lund (R-Wis.),"
+                end = party.end() if party else end
+            after = _NEXT_WORD_RE.match(self.text, end)
             if (
-                not _PREPOSITION_END_RE.search(self.text[sentence : m.start])
+                not after_prep
                 and after is not None
                 and (after.group(2) or after.group(1) not in _STOP_CAPS)
             ):
@@ -652,12 +696,117 @@ class Resolver:
             return None if g and g != want else resolved
         return None
 
+    def _subject_before_quote(self, since: int, pos: int, want: str) -> str | None:
+        """The person a "he"/"she" right after a quotation that opens its sentence
+        stands for ('In Texas, Novak calculated that ... . "A switch would help," he
+        wrote.'): the subject of the sentence before the quotation, found as
+        :meth:`_subject_named_since` finds one, when that sentence holds no claim (the
+        last claim is at ``since``, before it). None otherwise."""
+        line = self.text.rfind("\n", 0, pos) + 1
+        close = re.search(r"[\"”][ \t]*$", self.text[line:pos])
+        if close is None:
+            return None
+        end = line + close.start()  # the closing mark
+        opened = max(self.text.rfind('"', line, end), self.text.rfind("“", line, end))
+        if opened < 0:
+            return None
+        before = self.text[line:opened].rstrip()
+        if before and before[-1] not in ".?!":
+            return None  # the quotation does not open its sentence
+        if not before:
+            return None  # a paragraph of its own: the sentence before is another one's
+        previous = self._sentence_start(line + len(before) - 1)
+        if since >= previous:
+            return None  # the sentence before holds a claim: its speaker is the antecedent
+        # the quotation's own attribution makes its subject a speaker
+        return self._subject_named_since(since, line + len(before), want, speaks=False)
+
+    def turn_speaker(self, pos: int) -> str | None:
+        """Who "I" or "we" at ``pos`` is in a transcript: the label of the turn it is
+        in, the last one before it on its line ("CHUCK TODD: ... AMBASSADOR JON
+        HUNTSMAN: Well, I don't think ..."). None outside a labelled turn."""
+        line = self.text.rfind("\n", 0, pos) + 1
+        label = None
+        for m in _TURN_LABEL_RE.finditer(self.text, line, pos):
+            label = m
+        if label is None or self._in_quotation(label.start(1)):
+            return None
+        name = label.group(1)
+        if not _name_tokens(words(name)) or self.dateline(name, label.start(1)) is not None:
+            return None
+        return self.canonical(name, label.start(1))
+
+    def author(self, surface: str, pos: int) -> str | None:
+        """Who made an ad or issued a document that the text names right after it
+        ("an advert by Finnish newspaper Helsingin Sanomat", "a statement from the
+        Health Ministry"): that named body or person. None for any other speaker."""
+        toks = words(surface)
+        if not 2 <= len(toks) <= 3 or toks[0] not in {"the", "a", "an"}:
+            return None
+        if toks[-1] not in DOCUMENTS and toks[-1] not in _ADS:
+            return None
+        at = self.text.find(surface.strip(), max(0, pos - 5))
+        if at < 0 or at > pos + 5:
+            return None
+        by = _BY_AUTHOR_RE.match(self.text, at + len(surface.strip()))
+        if by is None:
+            return None
+        gap: list[str] = []  # the words between "by" and the name
+        at = by.end()
+        for m in self.mentions:
+            if m.start < at:
+                continue
+            gap.extend(words(self.text[at : m.start]))
+            if len(m.tokens) == 1 and _is_nationality(m.tokens[0]):
+                at = m.start + len(m.text)
+                continue  # "by Finnish newspaper Helsingin Sanomat": the name follows
+            if len(gap) > 3 or not set(gap) <= _AUTHOR_WORDS:
+                return None  # "a report by the committee on Monday": no author named
+            if re.match(r"[ \t]+(?:and|or)[ \t]", self.text[m.start + len(m.text) :]):
+                return None  # "by Harvard and the University of ...": authors, not one
+            if is_org(m.tokens) or _name_tokens(m.tokens):
+                return m.text if is_org(m.tokens) else self.canonical(m.text, m.start)
+            return None
+        return None
+
+    def newspaper(self, surface: str) -> str | None:
+        """The newspaper "the newspaper" or "the news organization" stands for: the one
+        the article introduces as a newspaper ("Finnish newspaper Helsingin Posti",
+        "Helsingin Posti, a Helsinki-based newspaper"), when it introduces one only.
+        None otherwise: the description stays unresolved."""
+        if " ".join(surface.lower().split()) not in _NEWSPAPER_ROLES:
+            return None
+        named = {
+            (m.group(1) or m.group(2)).strip() for m in _NEWSPAPER_NAMED_RE.finditer(self.text)
+        }
+        named = {n for n in named if words(n)[0] not in _STOP_CAPS}
+        return named.pop() if len(named) == 1 else None
+
+    def department(self, surface: str) -> str | None:
+        """The department a capitalized word alone stands for ("Justice said ..."):
+        "the Justice Department" when the article names it so or as "the Department
+        of Justice". None for any other speaker."""
+        word = surface.strip()
+        if self._departments is None:  # the article's departments, read once
+            self._departments = (
+                {a or b for a, b in _DEPARTMENT_RE.findall(self.text)}
+                if "Department" in self.text
+                else set()
+            )
+        if word not in self._departments:
+            return None
+        return f"the {word} Department"
+
     def _pronoun(self, pron: str, pos: int) -> str | None:
+        if pron in ("i", "we") and (turn := self.turn_speaker(pos)) is not None:
+            return turn
         want = {"he": "m", "him": "m", "she": "f", "her": "f"}.get(pron)
         if want:
             since = self.history[-1][0] if self.history else -1
-            named = self._subject_named_since(since, pos, want) or self._subject_before(
-                since, pos, want
+            named = (
+                self._subject_named_since(since, pos, want)
+                or self._subject_before(since, pos, want)
+                or self._subject_before_quote(since, pos, want)
             )
             if named is not None:
                 self.gender.setdefault(named, want)
@@ -1034,29 +1183,32 @@ class Resolver:
         credit = _POST_CREDIT_RE.search(self.text, at, len(self.text) if end < 0 else end)
         return None if credit is None else self.canonical(credit.group(1), credit.start(1))
 
-    def dateline(self, surface: str, pos: int) -> bool:
-        """Whether ``surface`` at ``pos`` is a dateline: a place in capitals at the start
-        of its line, before a colon or a dash ("HELSINKI: ...", "GLASGOW, Scotland —
-        ...", "MOSCOW (Reuters) - ...")."""
+    def dateline(self, surface: str, pos: int) -> int | None:
+        """Where the dateline ends when ``surface`` at ``pos`` is one: a place in
+        capitals at the start of its line, before a colon or a dash ("HELSINKI: ...",
+        "GLASGOW, Scotland — ...", "MOSCOW (Reuters) - ..."); None when it is none."""
         place = surface.strip()
         if not place.isupper() or len(place) < 3 or set(words(place)) & (PRONOUNS | TITLE_WORDS):
-            return False  # "SENATOR PAUL:" is a transcript's speaker, no place
+            return None  # "SENATOR PAUL:" is a transcript's speaker, no place
         at = self.text.find(place, max(0, pos - 5))
         if at < 0 or at > pos + 5:
-            return False
+            return None
         line = self.text.rfind("\n", 0, at) + 1
         if self.text[line:at].strip():
-            return False
-        return _DATELINE_AFTER_RE.match(self.text, at + len(place)) is not None
+            return None
+        m = _DATELINE_AFTER_RE.match(self.text, at + len(place))
+        return None if m is None else m.end()
 
-    def after_dateline(self, pos: int) -> str | None:
+    def after_dateline(self, end_of_dateline: int) -> str | None:
         """Who speaks in a sentence led by a dateline: the first person it names after
         the dateline ("HELSINKI: US President Donald Trump headed into ..., insisting
-        that ..."). None when it names none before the sentence ends."""
+        that ..."), never a word of the dateline itself (the "Scotland" of "TURNBERRY,
+        Scotland (AP) -"). None when it names none before the sentence ends."""
+        pos = end_of_dateline
         end = self.text.find(". ", pos)
         end = len(self.text) if end < 0 else end
         for m in self.mentions:
-            if m.start <= pos or m.text.isupper():
+            if m.start < pos or m.text.isupper():
                 continue
             if m.start >= end:
                 break
@@ -1072,7 +1224,9 @@ class Resolver:
         resolved: str | None = None
         if low in PRONOUNS:
             resolved = self._pronoun(low, pos)
-        elif self.dateline(surface, pos) and (after := self.after_dateline(pos)) is not None:
+        elif (dated := self.dateline(surface, pos)) is not None and (
+            after := self.after_dateline(dated)
+        ) is not None:
             resolved = after
         elif (author := self.addressed(surface, pos)) is not None:
             resolved = author
@@ -1085,6 +1239,12 @@ class Resolver:
             resolved = self.aliases.get(key) or self.by_role(surface, pos)
         elif (body := _body_role(surface)) is not None:
             resolved = self.aliases.get(" ".join(toks[1:])) or self.by_body(body, pos)
+        elif (made_by := self.author(surface, pos)) is not None:
+            resolved = made_by
+        elif (paper := self.newspaper(surface)) is not None:
+            resolved = paper
+        elif (department := self.department(surface)) is not None:
+            resolved = department
         elif len(toks) == 2 and toks[0] == "the" and toks[1] in DOCUMENTS:
             resolved = self.issuer(pos) or self.lawsuit_party(surface, pos)
         elif (party := self.lawsuit_party(surface, pos)) is not None:
