@@ -937,8 +937,8 @@ def test_a_capitalized_description_with_a_name_in_apposition_is_the_name(
     of the description's head."""
     claims = run(
         nlp,
-        "The top Democrat on the Senate Finance Committee, Mark Lund, said he was worried "
-        "about the mayor being alone in the room with the governor.",
+        "The top Democrat on the House Finance Committee, Mark Lund, said he was worried "
+        "about the mayor meeting the governor without any aides.",
     )
     assert only(claims, "worried").speaker_resolved == "Mark Lund"
     claims = run(
@@ -1127,13 +1127,13 @@ def test_a_he_is_no_newspaper_nor_a_common_nouns_phrase(nlp: Language) -> None:
 
 
 def test_a_form_of_address_is_no_speaker_the_posts_author_is(nlp: Language) -> None:
-    """ "A better thing, Mr. President, would be to declare ..." in a post credited "— Ben
+    """ "The wiser course, Mr. President, would be to announce ..." in a post credited "— Ben
     Vale (@benvale) July 16, 2018" is Vale's, not "Mr. President"'s."""
     from worker.claims.clustering import speaker_key
 
     text = (
         "Senators were quick to respond on Twitter.\n\n"
-        'A better thing, Mr. President, would be to declare: "The border stays closed '
+        'The wiser course, Mr. President, would be to announce: "The border stays closed '
         'until the talks resume." https://t.co/abc123\n\n— Ben Vale (@benvale) July 16, 2018'
     )
     c = only(run(nlp, text), "border stays closed")
@@ -1209,7 +1209,7 @@ def test_an_ad_by_a_named_author_and_a_department_by_its_first_word(nlp: Languag
         "Officials met on Friday. A report by the committee on Monday said the bridge was unsafe."
     )
     assert only(run(nlp, text), "bridge was unsafe").speaker_resolved == "A report"
-    text = "A study by Harvard and the University of Oslo found that the bridge was unsafe."
+    text = "A study by Lake College and the University of Oslo found that the bridge was unsafe."
     assert only(run(nlp, text), "bridge was unsafe").speaker_resolved == "A study"
     text = (
         "The Justice Department filed its reply on Friday. In the reply, Justice said "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import html
 import re
 import subprocess
@@ -53,38 +52,6 @@ ALLOWED: frozenset[str] = frozenset(
         "may not be published broadcast rewritten or redistributed",
     }
 )
-
-# TEMPORARY, round 13: corpus runs still in files that branch `claims13` owns this
-# round (worker/claims/attribution.py, cues.py, sentences.py, fastpath.py, speakers.py,
-# model.py and tests/test_claims_extraction.py), which the lead scrubs after merging
-# it; then this table goes. Each run is allowed in its own file only, so new corpus text
-# still fails; it is given by the first 16 hex digits of the SHA-256 of the run (lower-
-# cased words joined by one space), so that this file holds none of the words.
-CLAIMS13_TEMPORARY: dict[str, frozenset[str]] = {
-    "tests/test_claims_extraction.py": frozenset(
-        {
-            "c9340d2664980c30",  # :1130, an addressed tweet's sentence (also :1136)
-            "8d5f32a557baccc9",  # :1130, the same sentence, one word on (also :1136)
-        }
-    ),
-    "worker/claims/fastpath.py": frozenset(
-        {
-            "f2c694169a9630f2",  # :64, a comment quoting a sentence naming an executive
-            "a747a7d7d655dabe",  # :66, a comment quoting a sentence naming an adviser
-            "bd04a3598fb7b596",  # :66, the same sentence, one word on
-        }
-    ),
-    "worker/claims/speakers.py": frozenset(
-        {
-            "c9340d2664980c30",  # :1023, the addressed tweet's sentence (as above)
-            "8d5f32a557baccc9",  # :1023, the same, one word on
-        }
-    ),
-}
-
-
-def digest(run: str) -> str:
-    return hashlib.sha256(run.encode("utf-8")).hexdigest()[:16]
 
 
 def words(text: str) -> list[str]:
@@ -166,7 +133,7 @@ def corpus_hits(
             if hash(run) not in found:
                 continue
             joined = " ".join(run)
-            if joined in ALLOWED or digest(joined) in CLAIMS13_TEMPORARY.get(name, frozenset()):
+            if joined in ALLOWED:
                 continue
             line = low.count("\n", 0, starts[i]) + 1
             if line not in seen_lines:

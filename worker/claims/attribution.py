@@ -402,7 +402,7 @@ class _Extractor:
             return s.end
         words = list(_TAIL_WORD_RE.finditer(self.text, last, s.end))
         k = PARSE_TAIL_WORDS
-        # "said at a stop in Toledo, Ohio, that it ...": keep a few words of the clause
+        # "said at a rally in Dayton, Ohio, that it ...": keep a few words of the clause
         opens = [
             j
             for j, w in enumerate(words[:k])
@@ -505,7 +505,7 @@ class _Extractor:
                 if sp is not None:
                     span = self._reach(si, doc, base + sp[0], base + sp[1])
             if span is None and tok.dep_ == "parataxis" and tok.head.i != tok.i:
-                # "In the years since, Barden says, far too many lives were lost"
+                # "In the months since, Ruiz says, far too few homes were built"
                 sub = {t.i for t in tok.subtree}
                 rest = [t for t in tok.head.subtree if t.i not in sub]
                 left = [t for t in rest if t.i < tok.i]

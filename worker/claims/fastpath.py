@@ -61,9 +61,9 @@ _PEEL = r"[\s,.!?;:—–\-\"“”']*"
 # Descriptive words before a name: "Democratic presidential candidate Bernie Sanders".
 _LONG_NAME = rf"(?:{_NOT_NAME}(?:{_CAP}|[a-z]+)\s){{0,4}}{_NOT_NAME}{_NAME}"
 _LONG_SPEAKER = rf"(?:{_PRON}|{_LONG_NAME}|{_DESC})"
-# "said Indra Nooyi, the chief executive of PepsiCo": an apposition after the speaker.
+# "said Ada Kerr, the chief executive of Norvale": an apposition after the speaker.
 _APPOS = r"(?:,\s(?!adding|saying|explaining|noting|arguing|according)[^“”\"]{0,150}?)?"
-# "Eric Fehrnstrom, a former senior adviser to Romney, said ...": between speaker and cue.
+# "Tom Reyes, a former aide to the mayor, said ...": between speaker and cue.
 _MID_APPOS = r"(?:,\s(?:an?|the|[A-Z])[^,“”\"]{2,100},)?"
 _ATTRIBUTION = (
     rf"(?:(?P<s1>{_LONG_SPEAKER}){_MID_APPOS}\s{_CUE}{_WHEN}|(?P<cue2>{_VERBS})\s(?P<s2>{_LONG_SPEAKER})"
@@ -130,7 +130,7 @@ def after_quote(
     before or after it and nothing else outside quotes. Returns the claim and cue lemma."""
     inside = [(a, b) for a, b in quotes if a < end and b > start]
     if len(inside) == 2:
-        # '"The risk," said Edward Leamer, an economist, "is that jobs leave."'
+        # '"The danger," said Lena Ortiz, an economist, "is that firms move."'
         (qa, qb), (qc, qd) = inside
         if qa <= start + 1 and qd >= end - 1:
             m = _INTERRUPT_RE.match(text, qb, qc)

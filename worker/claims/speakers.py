@@ -159,7 +159,7 @@ _MOST_NAME_WORDS = 4
 
 def _fuller_form(m: Mention) -> bool:
     """Whether a mention can stand for a person's full name: not a headline in capitals
-    ("PUTIN SAYS HE'S BEEN IN REGULAR CONTACT WITH TRUMP") and no more than
+    ("MAYOR SAYS SHE WILL STAND AGAIN NEXT YEAR") and no more than
     :data:`_MOST_NAME_WORDS` name words."""
     if len(m.tokens) > 1 and m.text.isupper():
         return False
@@ -371,8 +371,8 @@ _PRINCIPAL_RE = re.compile(
 # them so). A side is a lower-case group noun ("lawyers", "the groups", "immigrant
 # advocacy groups", "the plaintiffs' lawyers"), or a filing of the suit ("A new court
 # filing", "A suit", "the letter") whose issuer the text does not name; never one said
-# to act for the other side ("Lawyers for President Donald Trump's administration", "a
-# letter from the Department of Justice", "lawyers for" whom the article says was sued).
+# to act for the other side ("Lawyers for the governor's administration", "a
+# letter from the state attorney general", "lawyers for" whom the article says was sued).
 LAWSUIT_PARTY = "the plaintiffs"
 _LAWSUIT_RE = re.compile(r"\b(?:plaintiffs?|challengers|sued|suing|lawsuits?)\b", re.IGNORECASE)
 _PARTY_RE = re.compile(
@@ -446,7 +446,7 @@ _DATELINE_AFTER_RE = re.compile(
 )
 
 
-# A form of address set off by commas ("A better thing, Mr. President, would be ..."):
+# A form of address set off by commas ("The wiser course, Mr. President, would be ..."):
 # who is spoken to, never who speaks
 _VOCATIVE_RE = re.compile(
     r"^(?:Mr\.?|Mister|Madam|Madame)\s+(?:President|Speaker|Chairman|Secretary|Mayor"
@@ -461,8 +461,8 @@ _POST_CREDIT_RE = re.compile(r"[—–]\s*([A-Z][\w.’'-]*(?:\s+[A-Z][\w.’'-]
 _TURN_LABEL_RE = re.compile(
     r"(?:^|(?<=[.?!\"”])\s*)([A-Z][A-Z.'’-]+(?:[ \t]+[A-Z][A-Z.'’-]+){0,3}):", re.MULTILINE
 )
-# Ads and documents whose author follows them ("an advert by Finnish newspaper Helsingin
-# Sanomat stating ...", "a statement from the ministry said"): the author is the speaker
+# Ads and documents whose author follows them ("an advert by the newspaper Nordposten
+# stating ...", "a statement from the ministry said"): the author is the speaker
 _ADS = wordset("advert advertisement ad billboard banner poster")
 _DEPARTMENT_RE = re.compile(
     r"\b([A-Z][a-z]{3,})\s+Department\b|\bDepartment\s+of\s+(?:the\s+)?([A-Z][a-z]{3,})\b"
@@ -578,7 +578,7 @@ class Resolver:
         ]
         if not caps or (parts[-1].isalpha() and parts[-1].islower()):
             return False  # no name, or a common noun's phrase ("friendly TV networks")
-        # any name word: "Sen. Mark R. Warner of Virginia" is Warner
+        # any name word: "Sen. Mark T. Lund of Ohio" is Lund
         names = [n for n in _name_tokens(words(resolved)) if len(n) > 1 and n not in _NOT_A_NAME]
         if not names or names[-1] in _LAWS:
             return False  # "U.S.", "the Voting Rights Act"
@@ -738,7 +738,7 @@ class Resolver:
 
     def author(self, surface: str, pos: int) -> str | None:
         """Who made an ad or issued a document that the text names right after it
-        ("an advert by Finnish newspaper Helsingin Sanomat", "a statement from the
+        ("an advert by the newspaper Nordposten", "a statement from the
         Health Ministry"): that named body or person. None for any other speaker."""
         toks = words(surface)
         if not 2 <= len(toks) <= 3 or toks[0] not in {"the", "a", "an"}:
@@ -763,7 +763,7 @@ class Resolver:
             if len(gap) > 3 or not set(gap) <= _AUTHOR_WORDS:
                 return None  # "a report by the committee on Monday": no author named
             if re.match(r"[ \t]+(?:and|or)[ \t]", self.text[m.start + len(m.text) :]):
-                return None  # "by Harvard and the University of ...": authors, not one
+                return None  # "by Lake College and the University of ...": authors, not one
             if is_org(m.tokens) or _name_tokens(m.tokens):
                 return m.text if is_org(m.tokens) else self.canonical(m.text, m.start)
             return None
@@ -960,7 +960,7 @@ class Resolver:
 
     def last_speaker_named_most(self, pos: int) -> str | None:
         """Whom a definite role description ("the president") means in an article that
-        names nobody with the role ("the unpredictable first-term American president",
+        names nobody with the role ("the restless second-term president of the republic",
         then "Trump" throughout): the speaker of the last claim before ``pos`` (within
         1,000 characters), when that is a person the article names more often than any
         other, at least three times before ``pos``. Else None (unresolved)."""
@@ -1169,7 +1169,7 @@ class Resolver:
 
     def addressed(self, surface: str, pos: int) -> str | None:
         """Who wrote a post in which ``surface`` is a form of address set off by commas
-        ("A better thing, Mr. President, would be to declare ..."): the name of the
+        ("The wiser course, Mr. President, would be to announce ..."): the name of the
         post's credit line after it, in its paragraph or the next ("— Ben Vale
         (@benvale)"). None for
         any other speaker, or when no credit follows."""
@@ -1201,7 +1201,7 @@ class Resolver:
 
     def after_dateline(self, end_of_dateline: int) -> str | None:
         """Who speaks in a sentence led by a dateline: the first person it names after
-        the dateline ("HELSINKI: US President Donald Trump headed into ..., insisting
+        the dateline ("OSLO: Prime Minister Ana Kovac flew into ..., insisting
         that ..."), never a word of the dateline itself (the "Scotland" of "TURNBERRY,
         Scotland (AP) -"). None when it names none before the sentence ends."""
         pos = end_of_dateline
