@@ -136,6 +136,8 @@ def test_author_search_is_trafilaturas_when_trafilatura_changed(monkeypatch: Any
         [*txp.AUTHOR_DISCARD_XPATHS, etree.XPath("//aside")],
         [txp.AUTHOR_DISCARD_XPATHS[0], etree.XPath("//time[@datetime]")],
         [etree.XPath("//*[@class='date']"), txp.AUTHOR_DISCARD_XPATHS[1]],
+        # the same shape, another query
+        [etree.XPath(".//*[self::div][@class='date']"), txp.AUTHOR_DISCARD_XPATHS[1]],
     ):
         changed.append(search_of(**{"trafilatura.xpaths.AUTHOR_DISCARD_XPATHS": discard}))
     for search in changed:

@@ -18,7 +18,7 @@ the text of a kept element from a copy of that element alone, pruned by trafilat
 and without the discard queries over the whole page.
 
 The equivalence is of trafilatura 2.3.1's functions; when they are not the ones this was
-written against (their source, or the discard queries' shape), :func:`author` is
+written against (their source, or the discard queries' text), :func:`author` is
 ``extract_author`` itself.
 """
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -39,16 +38,19 @@ __all__ = ["author", "author_search"]
 _SOURCES = {
     "extract_author": "e356580cb8515cbb",
     "extract_metainfo": "a93943e7782f221a",
+    "AUTHOR_DISCARD_XPATHS": "bb846852c0255db3",
 }
 """The first 16 hex digits of the SHA-256 of the source of the trafilatura functions this
-module stands for (2.3.1); another source means another trafilatura: its own function is
-used."""
-
-_NAMES = re.compile(r"^//([A-Za-z][\w-]*)(?:\s*\|\s*//([A-Za-z][\w-]*))*$")
+module stands for (2.3.1), and of its discard queries' text; another source means another
+trafilatura: its own function is used."""
 
 
 def _digest(fn: Callable[..., Any]) -> str:
     return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
+
+
+def _queries_digest(queries: list[Any]) -> str:
+    return hashlib.sha256("\n".join(str(q.path) for q in queries).encode()).hexdigest()[:16]
 
 
 class _Search:
@@ -75,12 +77,10 @@ class _Search:
             )
         except (OSError, TypeError):  # no source to read
             known = False
-        if not known or len(self.discard) != 2:
+        if not known or _queries_digest(self.discard) != _SOURCES["AUTHOR_DISCARD_XPATHS"]:
             return
+        # the known queries: ``.//*[...][...]`` and ``//time|//figure``
         first, second = (str(q.path).strip() for q in self.discard)
-        names = _NAMES.match(second)
-        if not first.startswith(".//*[") or names is None:
-            return
         # the first discard query's step, asked of an element and its ancestors
         self.discarded_above = etree.XPath(
             "ancestor-or-self::*" + first.removeprefix(".//*"), namespaces={"re": REGEXP_NS}
