@@ -170,9 +170,19 @@ def _baseline_extract_page(src: Path) -> Callable[..., Any]:
     ``from worker.pages.x import ...`` bind at import time; the rest is shared)."""
     import importlib.util
 
+    import trafilatura.external
+
+    import worker.pages.arbiter  # noqa: F401 (this checkout's readability recorder first)
+
     names = ("nesting", "published", "prune_teasers", "prune_media", "arbiter", "extractor")
+    if (src / "worker" / "pages" / "author.py").is_file():
+        names = ("author", *names)
     saved = {n: sys.modules.get(f"worker.pages.{n}") for n in names}
     loaded: dict[str, Any] = {}
+    # each checkout's arbiter replaces trafilatura's readability class by its recorder
+    # (the witness's reuse of trafilatura's summary); the baseline's, loaded last, would
+    # leave this checkout's recorder out: both are kept, each recording for its own side
+    ours = trafilatura.external.ReadabilityDocument  # type: ignore[attr-defined]
     try:
         for n in names:
             spec = importlib.util.spec_from_file_location(
@@ -189,6 +199,11 @@ def _baseline_extract_page(src: Path) -> Callable[..., Any]:
                 sys.modules.pop(f"worker.pages.{n}", None)
             else:
                 sys.modules[f"worker.pages.{n}"] = mod
+    theirs = trafilatura.external.ReadabilityDocument  # type: ignore[attr-defined]
+    if theirs is not ours:
+        # cooperative: each class records only while its own side collects, then super()
+        both = type("BothRecorders", (theirs, ours), {"__slots__": ()})
+        trafilatura.external.ReadabilityDocument = both  # type: ignore[attr-defined]
     fn: Callable[..., Any] = loaded["extractor"].extract_page
     return fn
 

@@ -50,6 +50,7 @@ from worker.pages.arbiter import (
     readability_text,
     second_opinion,
 )
+from worker.pages.author import author
 from worker.pages.nesting import flatten, too_deep
 from worker.pages.prune_media import MediaSettings, without_galleries
 from worker.pages.prune_teasers import TeaserSettings, without_teasers
@@ -420,13 +421,13 @@ def _page_metadata(
     to the second, where no date htmldate finds can change the time kept
     (:func:`worker.pages.published.final`).
     Reads the tree and changes nothing in it (the author search and htmldate prune copies
-    of their own). Raises what those functions raise."""
+    of their own: htmldate of the page, the author search of its candidates alone, see
+    :mod:`worker.pages.author`). Raises what those functions raise."""
     from htmldate import find_date
     from trafilatura.metadata import (
         META_URL,
         Document,
         examine_meta,
-        extract_author,
         extract_meta_json,
         extract_sitename,
         extract_title,
@@ -447,7 +448,8 @@ def _page_metadata(
     if not metadata.title:
         metadata.title = extract_title(tree)
     if not metadata.author:
-        metadata.author = extract_author(tree)
+        # extract_author's value, without its copy of the whole page (worker/pages/author.py)
+        metadata.author = author(tree)
     if not metadata.url:
         metadata.url = extract_url(tree, url)
     if dates is not None:
