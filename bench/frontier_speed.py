@@ -298,7 +298,7 @@ def read_send_log(
     slots: list[dict[str, Any]] = []
     for line in send_path.read_text().splitlines():
         f = line.split("\t")
-        if f[0] == "R" and len(f) == 12:
+        if f[0] == "R" and len(f) >= 12:
             sends.append(
                 {
                     "pid": int(f[1]),
@@ -312,10 +312,11 @@ def read_send_log(
                     "gated": f[9] == "1",
                     "key": f[10],
                     "planned": float(f[11]),
+                    "recorded": float(f[12]) if len(f) > 12 else 0.0,
                     "arrival": None,
                 }
             )
-        elif f[0] == "S" and len(f) == 8:
+        elif f[0] == "S" and len(f) >= 8:
             slots.append(
                 {
                     "pid": int(f[1]),
@@ -378,8 +379,14 @@ def send_report(
     delays = [r["arrival"] - r["send"] for r in sends if r["arrival"] is not None]
     late = [r["send"] - r["grant"] for r in sends if r["grant"] is not None]
     gate_wait = [r["send"] - r["call"] for r in sends]
+    lags = [r["send"] - r["recorded"] for r in sends if r["recorded"]]
     violations: list[str] = []
     shorts: list[str] = []
+
+    def lag(r: dict[str, Any]) -> str:
+        """The request's send after the leave its Redis take recorded."""
+        return f"{1000 * (r['send'] - r['recorded']):.1f} ms" if r["recorded"] else "-"
+
     for host, rs in sorted(hosts.items()):
         for a, b in itertools.pairwise(rs):
             gap = b["send"] - a["send"]
@@ -390,7 +397,7 @@ def send_report(
                     f"{'slot' if a['grant'] is not None else 'no slot'}) then {b['path']} "
                     f"({_kind(b['path'])}, pid {b['pid']}, "
                     f"{'slot' if b['grant'] is not None else 'no slot'}) started "
-                    f"{gap:.3f} s apart"
+                    f"{gap:.3f} s apart; the first sent {lag(a)} after its take's record"
                 )
         pages = [r for r in rs if _kind(r["path"]) == "page"]
         for a, b in itertools.pairwise(pages):
@@ -417,7 +424,8 @@ def send_report(
                     f"{cgap:.3f} s, grants {ggap} s; arrived {1000 * da:.1f} ms and "
                     f"{1000 * db:.1f} ms after their sends (the first late by "
                     f"{1000 * (da - db):.1f} ms); pids {a['pid']}/{b['pid']}, gated "
-                    f"{int(a['gated'])}{int(b['gated'])}: {verdict}"
+                    f"{int(a['gated'])}{int(b['gated'])}, sent {lag(a)} / {lag(b)} after "
+                    f"their takes' records: {verdict}"
                 )
     # concurrency: slots of one host held at once (grant to release), as the limiter
     # allowed them
@@ -467,6 +475,17 @@ def send_report(
         + f"; the send gate's wait (write called to bytes sent), ms: max "
         f"{1000 * max(gate_wait, default=0.0):.1f}, over 5 ms: "
         f"{sum(1 for w in gate_wait if w > 0.005)}",
+        "send after the leave its Redis take recorded (Redis's clock), ms: p50 / p99 / "
+        "max "
+        + (
+            " / ".join(
+                f"{1000 * sorted(lags)[min(len(lags) - 1, int(q * len(lags)))]:.1f}"
+                for q in (0.5, 0.99, 1.0)
+            )
+            if lags
+            else "-"
+        )
+        + f"; over 5 ms: {sum(1 for x in lags if x > 0.005)} of {len(lags)}",
         f"slots of one host at once (limiter grants): most {max(most.values(), default=0)}"
         f" (over {concurrency}: {len(over)} hosts); slots granted {len(slots)}, with no "
         f"request {sum(1 for s in slots if s['requests'] == 0)}, with more than one "

@@ -17,14 +17,18 @@ the Celery workers of the production topology, ``feeds discover``...) appends to
 Tab-separated fields (times are ``time.monotonic()``: CLOCK_MONOTONIC, one clock for
 every process of the machine, the same as the feed server's ``--request-log``):
 
-    R pid tid host path t_grant t_call t_send t_end gated key planned
-    S pid tid host key t_grant t_release requests
+    R pid tid host path t_grant t_call t_send t_end gated key planned t_recorded
+    S pid tid host key t_grant t_release requests t_asked t_answered t_recorded
 
 ``t_grant``: when the limiter's ``slot`` let the request start (``-`` for a request made
 outside a slot); ``t_call``: the write called; ``t_send``: the bytes handed to the
 socket, after the send gate's wait; ``t_end``: the write returned; ``gated``: 1 when a
 send gate paced this write; ``key``: the slot's turn key (``-`` for none); ``planned``:
-when the Redis slot's take said the request leaves (0 for none). No production code
+when the Redis slot's take said the request leaves (0 for none); ``t_asked``,
+``t_answered``: the Redis slot's last script call began and returned (0 for the local
+limiter); ``t_recorded``: the leave the take recorded in Redis (``cw:host:<h>:sent``, on
+Redis's clock, the system clock of this machine, turned into ``time.monotonic()``; 0
+for none). No production code
 reads this variable: the patches are made here, when the modules are imported.
 
     .venv/bin/python -m bench.frontier_speed --mode production --hosts 100 --no-bare \\
@@ -140,6 +144,7 @@ def patch_netguard(module: ModuleType, log: SendLog) -> None:
                     "1" if gated else "0",
                     (slot[1] or "-") if slot else "-",
                     f"{slot[3]:.6f}" if slot else "0",
+                    f"{slot[7]:.6f}" if slot else "0",
                 ]
             )
 
@@ -150,15 +155,38 @@ def patch_politeness(module: ModuleType, log: SendLog) -> None:
     from worker.network import netguard
 
     gate_var = netguard._send_gate
+    redis_limiter = module.RedisHostLimiter
+    init = redis_limiter.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        script = self._acquire
+
+        def acquire(*a: Any, **k: Any) -> Any:  # when the slot's last script was asked
+            asked = time.monotonic()
+            try:
+                return script(*a, **k)
+            finally:
+                _slots.asked = (asked, time.monotonic())
+
+        self._acquire = acquire
+
+    redis_limiter.__init__ = __init__
 
     def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
         @contextmanager
         def slot(self: Any, host: str, key: str | None = None) -> Iterator[None]:
+            _slots.asked = None
             with original(self, host, key):
                 granted = time.monotonic()
+                clock = time.time() - granted  # the system clock (Redis's) on this one
                 gates = gate_var.get()
                 planned = float(getattr(gates[0], "planned", 0.0)) if gates else 0.0
-                entry = [host, key, granted, planned, 0]
+                own = str(getattr(gates[0], "own", "")) if gates else ""
+                asked = getattr(_slots, "asked", None) or (0.0, 0.0)
+                # the take's record of the leave (Redis's clock), on time.monotonic()
+                recorded = float(own) - clock if own else 0.0
+                entry = [host, key, granted, planned, 0, asked[0], asked[1], recorded]
                 stack = getattr(_slots, "stack", None)
                 if stack is None:
                     stack = _slots.stack = []
@@ -177,6 +205,9 @@ def patch_politeness(module: ModuleType, log: SendLog) -> None:
                             f"{granted:.6f}",
                             f"{time.monotonic():.6f}",
                             str(entry[4]),
+                            f"{asked[0]:.6f}",
+                            f"{asked[1]:.6f}",
+                            f"{recorded:.6f}",
                         ]
                     )
 
