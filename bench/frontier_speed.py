@@ -381,6 +381,7 @@ def send_report(
     gate_wait = [r["send"] - r["call"] for r in sends]
     lags = [r["send"] - r["recorded"] for r in sends if r["recorded"]]
     violations: list[str] = []
+    after_robots: list[float] = []  # a request right after robots.txt (taken outside a slot)
     shorts: list[str] = []
 
     def lag(r: dict[str, Any]) -> str:
@@ -391,7 +392,9 @@ def send_report(
         for a, b in itertools.pairwise(rs):
             gap = b["send"] - a["send"]
             client_all.append(gap)
-            if gap < interval:
+            if gap < interval and a["path"] == "/robots.txt" and a["grant"] is None:
+                after_robots.append(gap)
+            elif gap < interval:
                 violations.append(
                     f"  {host}: {a['path']} ({_kind(a['path'])}, pid {a['pid']}, "
                     f"{'slot' if a['grant'] is not None else 'no slot'}) then {b['path']} "
@@ -441,6 +444,7 @@ def send_report(
         most[host] = top
     over = {h: n for h, n in most.items() if n > concurrency}
     qs = "min / p1 / p5 / p50"
+    ar = sorted(after_robots)
     out += [
         f"client start gaps of one host, all requests ({len(client_all)}): {qs} "
         f"{_quantiles(client_all)} s; under {interval:g} s: "
@@ -492,7 +496,15 @@ def send_report(
         f"{sum(1 for s in slots if s['requests'] > 1)}",
         f"server page gaps under {short:g} s, with what the client did ({len(shorts)}):",
         *shorts,
-        f"two starts of one host less than {interval:g} s apart at the client ({len(violations)}):",
+        f"two starts of one host less than {interval:g} s apart at the client: "
+        f"{len(after_robots) + len(violations)}; of which after a robots.txt request "
+        f"made outside any slot {len(after_robots)} (gap min / p50 / max "
+        + (
+            " / ".join(f"{ar[min(len(ar) - 1, int(q * len(ar)))]:.3f}" for q in (0.0, 0.5, 1.0))
+            if after_robots
+            else "-"
+        )
+        + f" s); the others ({len(violations)}):",
         *violations[:40],
     ]
     if len(violations) > 40:

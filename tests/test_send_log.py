@@ -78,8 +78,11 @@ def test_every_request_is_logged_with_its_slot_and_joined_with_its_arrival(
     ]
     report = "\n".join(send_report(send_log, requests_log, interval=0.3, short=0.29))
     assert "3 requests sent by the client (1 outside a slot: robots 1," in report
-    assert "two starts of one host less than 0.3 s apart at the client (1):" in report
-    assert "/robots.txt (robots, pid" in report and "no slot) then /p/1.html (page" in report
+    assert (
+        "two starts of one host less than 0.3 s apart at the client: 1; of which after a "
+        "robots.txt request made outside any slot 1" in report
+    )
+    assert report.endswith("the others (0):")
     assert "slots of one host at once (limiter grants): most 1 (over 2: 0 hosts)" in report
 
 
@@ -111,5 +114,12 @@ def test_the_report_tells_arrival_jitter_from_a_short_start(tmp_path: Path) -> N
     assert "the first late by 118.0 ms" in jitter and "arrival jitter" in jitter
     short = next(line for line in report if "/p/2.html -> /p/3.html" in line)
     assert "client starts 0.500 s" in short and "SHORT START at the client" in short
-    assert "two starts of one host less than 1 s apart at the client (1):" in text
+    assert (
+        "two starts of one host less than 1 s apart at the client: 1; of which after a "
+        "robots.txt request made outside any slot 0 (gap min / p50 / max - s); the others (1):"
+        in text
+    )
+    assert (
+        "/p/2.html (page, pid 11, slot) then /p/3.html (page, pid 10, slot) started 0.500 s" in text
+    )
     assert "most 3 (over 2: 1 hosts)" in text
