@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import multiprocessing as mp
 import os
 import shutil
@@ -83,7 +84,8 @@ def host_address(k: int) -> str:
 # ---------------------------------------------------------------------- the server
 
 REQUEST_LOG: list[str] = []
-"""``--request-log``: the file the server appends each page request's arrival to."""
+"""``--request-log``: the file the server appends each request's arrival to (``host path
+time.monotonic()``, stamped when it parses the request: robots.txt, feeds and pages)."""
 
 # per-host counters in shared memory: requests, page requests, in flight, most in flight
 # (ints); last page arrival, shortest gap between page arrivals (doubles)
@@ -112,15 +114,15 @@ def page_server(pages: list[bytes], n_hosts: int, ints: Any, times: Any) -> Resp
         k = index.get(host.split(b":")[0], -1)
         if k >= 0:
             ints[4 * k] += 1
+        now = time.monotonic()
+        if REQUEST_LOG:  # every request, as it is parsed (its arrival)
+            with open(REQUEST_LOG[0], "a") as f:
+                f.write(f"{host.split(b':')[0].decode()} {path.decode()} {now:.6f}\n")
         if path == b"/robots.txt":
             return reply(b"text/plain", ROBOTS)
         if path == b"/feed.xml" and k >= 0:
             return reply(b"application/rss+xml", feed(k, "http://" + host.decode()))
         if path.startswith(b"/p/") and path.endswith(b".html") and k >= 0:
-            now = time.monotonic()
-            if REQUEST_LOG:
-                with open(REQUEST_LOG[0], "a") as f:
-                    f.write(f"{host.split(b':')[0].decode()} {path.decode()} {now:.6f}\n")
             last = times[2 * k]
             if last:
                 gap = now - last
@@ -265,6 +267,249 @@ def compare_outputs(a: Path, b: Path) -> int:
             xs, ys = {tuple(g) for g in x[name]}, {tuple(g) for g in y[name]}
             print(f"  only in the first {len(xs - ys)}, only in the second {len(ys - xs)}")
     return 0 if not differ and x["groups"] == y["groups"] and x["clusters"] == y["clusters"] else 1
+
+
+# ---------------------------------------------------------------------- the send log
+
+
+def _quantiles(values: list[float], qs: tuple[float, ...] = (0.0, 0.01, 0.05, 0.5)) -> str:
+    if not values:
+        return "-"
+    v = sorted(values)
+    return " / ".join(f"{v[min(len(v) - 1, int(q * len(v)))]:.3f}" for q in qs)
+
+
+def _kind(path: str) -> str:
+    if path == "/robots.txt":
+        return "robots"
+    if path.startswith("/p/"):
+        return "page"
+    return "feed" if path.startswith("/feed") else "other"
+
+
+def read_send_log(
+    send_path: Path, request_path: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
+    """The client's requests (``R`` lines of ``bench/send_log``), each joined with its
+    arrival at the server (``--request-log``): the *n*-th request of a host and path the
+    client sent is the *n*-th the server parsed. Returns (requests in send order, slots
+    (``S`` lines), counts: requests sent, arrivals, joined)."""
+    sends: list[dict[str, Any]] = []
+    slots: list[dict[str, Any]] = []
+    for line in send_path.read_text().splitlines():
+        f = line.split("\t")
+        if f[0] == "R" and len(f) >= 12:
+            sends.append(
+                {
+                    "pid": int(f[1]),
+                    "tid": int(f[2]),
+                    "host": f[3],
+                    "path": f[4],
+                    "grant": None if f[5] == "-" else float(f[5]),
+                    "call": float(f[6]),
+                    "send": float(f[7]),
+                    "end": float(f[8]),
+                    "gated": f[9] == "1",
+                    "key": f[10],
+                    "planned": float(f[11]),
+                    "recorded": float(f[12]) if len(f) > 12 else 0.0,
+                    "arrival": None,
+                }
+            )
+        elif f[0] == "S" and len(f) >= 8:
+            slots.append(
+                {
+                    "pid": int(f[1]),
+                    "host": f[3],
+                    "key": f[4],
+                    "grant": float(f[5]),
+                    "release": float(f[6]),
+                    "requests": int(f[7]),
+                }
+            )
+    arrivals: dict[tuple[str, str], list[float]] = {}
+    n_arrivals = 0
+    for line in request_path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            arrivals.setdefault((parts[0], parts[1]), []).append(float(parts[2]))
+            n_arrivals += 1
+    sends.sort(key=lambda r: r["send"])
+    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in sends:
+        by.setdefault((r["host"], r["path"]), []).append(r)
+    joined = 0
+    for hp, rs in by.items():
+        for r, t in zip(rs, sorted(arrivals.get(hp, [])), strict=False):
+            r["arrival"] = t
+            joined += 1
+    return sends, slots, {"sent": len(sends), "arrivals": n_arrivals, "joined": joined}
+
+
+def send_report(
+    send_path: Path,
+    request_path: Path,
+    interval: float = 1.0,
+    concurrency: int = 2,
+    short: float = 0.99,
+) -> list[str]:
+    """Per host, the gaps between the starts of its requests as the client sent them
+    (``t_send``: the bytes handed to the socket, after the send gate) against the gaps
+    between their arrivals at its server; each server gap between two page requests
+    under ``short`` with what the client did; two client starts of one host less than
+    ``interval`` apart, and more than ``concurrency`` slots of one host at once (from
+    the limiter's grants and releases)."""
+    sends, slots, counts = read_send_log(send_path, request_path)
+    out = [
+        f"send log: {counts['sent']} requests sent by the client "
+        f"({sum(1 for r in sends if r['grant'] is None)} outside a slot: "
+        + ", ".join(
+            f"{k} {sum(1 for r in sends if r['grant'] is None and _kind(r['path']) == k)}"
+            for k in ("robots", "feed", "page", "other")
+        )
+        + f"), {counts['arrivals']} arrivals at the server, {counts['joined']} joined; "
+        f"{len({r['pid'] for r in sends})} client processes"
+    ]
+    hosts: dict[str, list[dict[str, Any]]] = {}
+    for r in sends:
+        hosts.setdefault(r["host"], []).append(r)
+    client_all: list[float] = []
+    client_pages: list[float] = []
+    server_pages: list[float] = []
+    delays = [r["arrival"] - r["send"] for r in sends if r["arrival"] is not None]
+    late = [r["send"] - r["grant"] for r in sends if r["grant"] is not None]
+    gate_wait = [r["send"] - r["call"] for r in sends]
+    lags = [r["send"] - r["recorded"] for r in sends if r["recorded"]]
+    violations: list[str] = []
+    after_robots: list[float] = []  # a request right after robots.txt (taken outside a slot)
+    shorts: list[str] = []
+
+    def lag(r: dict[str, Any]) -> str:
+        """The request's send after the leave its Redis take recorded."""
+        return f"{1000 * (r['send'] - r['recorded']):.1f} ms" if r["recorded"] else "-"
+
+    for host, rs in sorted(hosts.items()):
+        for a, b in itertools.pairwise(rs):
+            gap = b["send"] - a["send"]
+            client_all.append(gap)
+            if gap < interval and a["path"] == "/robots.txt" and a["grant"] is None:
+                after_robots.append(gap)
+            elif gap < interval:
+                violations.append(
+                    f"  {host}: {a['path']} ({_kind(a['path'])}, pid {a['pid']}, "
+                    f"{'slot' if a['grant'] is not None else 'no slot'}) then {b['path']} "
+                    f"({_kind(b['path'])}, pid {b['pid']}, "
+                    f"{'slot' if b['grant'] is not None else 'no slot'}) started "
+                    f"{gap:.3f} s apart; the first sent {lag(a)} after its take's record"
+                )
+        pages = [r for r in rs if _kind(r["path"]) == "page"]
+        for a, b in itertools.pairwise(pages):
+            client_pages.append(b["send"] - a["send"])
+        arrived = sorted((r for r in pages if r["arrival"] is not None), key=lambda r: r["arrival"])
+        for a, b in itertools.pairwise(arrived):
+            sgap = b["arrival"] - a["arrival"]
+            server_pages.append(sgap)
+            if sgap < short:
+                cgap = b["send"] - a["send"]
+                ggap = (
+                    f"{b['grant'] - a['grant']:.3f}"
+                    if a["grant"] is not None and b["grant"] is not None
+                    else "-"
+                )
+                da, db = a["arrival"] - a["send"], b["arrival"] - b["send"]
+                verdict = (
+                    "arrival jitter (the client's starts were the interval apart)"
+                    if cgap >= interval
+                    else "SHORT START at the client"
+                )
+                shorts.append(
+                    f"  {host} {a['path']} -> {b['path']}: server {sgap:.3f} s, client starts "
+                    f"{cgap:.3f} s, grants {ggap} s; arrived {1000 * da:.1f} ms and "
+                    f"{1000 * db:.1f} ms after their sends (the first late by "
+                    f"{1000 * (da - db):.1f} ms); pids {a['pid']}/{b['pid']}, gated "
+                    f"{int(a['gated'])}{int(b['gated'])}, sent {lag(a)} / {lag(b)} after "
+                    f"their takes' records: {verdict}"
+                )
+    # concurrency: slots of one host held at once (grant to release), as the limiter
+    # allowed them
+    most: dict[str, int] = {}
+    events: dict[str, list[tuple[float, int]]] = {}
+    for s in slots:
+        events.setdefault(s["host"], []).extend([(s["grant"], 1), (s["release"], -1)])
+    for host, ev in events.items():
+        n = top = 0
+        for _t, d in sorted(ev, key=lambda e: (e[0], e[1])):
+            n += d
+            top = max(top, n)
+        most[host] = top
+    over = {h: n for h, n in most.items() if n > concurrency}
+    qs = "min / p1 / p5 / p50"
+    ar = sorted(after_robots)
+    out += [
+        f"client start gaps of one host, all requests ({len(client_all)}): {qs} "
+        f"{_quantiles(client_all)} s; under {interval:g} s: "
+        f"{sum(1 for g in client_all if g < interval)}",
+        f"client start gaps of one host, pages ({len(client_pages)}): {qs} "
+        f"{_quantiles(client_pages)} s; under {short:g} s: "
+        f"{sum(1 for g in client_pages if g < short)}; under {interval:g} s: "
+        f"{sum(1 for g in client_pages if g < interval)}",
+        f"server arrival gaps of one host, pages ({len(server_pages)}): {qs} "
+        f"{_quantiles(server_pages)} s; under {short:g} s: "
+        f"{sum(1 for g in server_pages if g < short)}; under {interval:g} s: "
+        f"{sum(1 for g in server_pages if g < interval)}",
+        "arrival after send (the server's delay), ms: min / p50 / p99 / max "
+        + (
+            " / ".join(
+                f"{1000 * sorted(delays)[min(len(delays) - 1, int(q * len(delays)))]:.1f}"
+                for q in (0.0, 0.5, 0.99, 1.0)
+            )
+            if delays
+            else "-"
+        )
+        + f"; negative (a join error): {sum(1 for d in delays if d < 0)}",
+        "send after the slot's grant, ms: p50 / p99 / max "
+        + (
+            " / ".join(
+                f"{1000 * sorted(late)[min(len(late) - 1, int(q * len(late)))]:.1f}"
+                for q in (0.5, 0.99, 1.0)
+            )
+            if late
+            else "-"
+        )
+        + f"; the send gate's wait (write called to bytes sent), ms: max "
+        f"{1000 * max(gate_wait, default=0.0):.1f}, over 5 ms: "
+        f"{sum(1 for w in gate_wait if w > 0.005)}",
+        "send after the leave its Redis take recorded (Redis's clock), ms: p50 / p99 / "
+        "max "
+        + (
+            " / ".join(
+                f"{1000 * sorted(lags)[min(len(lags) - 1, int(q * len(lags)))]:.1f}"
+                for q in (0.5, 0.99, 1.0)
+            )
+            if lags
+            else "-"
+        )
+        + f"; over 5 ms: {sum(1 for x in lags if x > 0.005)} of {len(lags)}",
+        f"slots of one host at once (limiter grants): most {max(most.values(), default=0)}"
+        f" (over {concurrency}: {len(over)} hosts); slots granted {len(slots)}, with no "
+        f"request {sum(1 for s in slots if s['requests'] == 0)}, with more than one "
+        f"{sum(1 for s in slots if s['requests'] > 1)}",
+        f"server page gaps under {short:g} s, with what the client did ({len(shorts)}):",
+        *shorts,
+        f"two starts of one host less than {interval:g} s apart at the client: "
+        f"{len(after_robots) + len(violations)}; of which after a robots.txt request "
+        f"made outside any slot {len(after_robots)} (gap min / p50 / max "
+        + (
+            " / ".join(f"{ar[min(len(ar) - 1, int(q * len(ar)))]:.3f}" for q in (0.0, 0.5, 1.0))
+            if after_robots
+            else "-"
+        )
+        + f" s); the others ({len(violations)}):",
+        *violations[:40],
+    ]
+    if len(violations) > 40:
+        out.append(f"  ... {len(violations) - 40} more")
+    return out
 
 
 # Wall-clock (UTC epoch) start and end of the timed run, for :func:`timeline`.
@@ -608,7 +853,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dump", type=Path, help="write what the run produced here (JSON)")
     ap.add_argument(
         "--request-log",
-        help="append each page request's host, path and arrival (CLOCK_MONOTONIC) here",
+        help="append each request's host, path and arrival (CLOCK_MONOTONIC) here",
+    )
+    ap.add_argument(
+        "--send-log",
+        type=Path,
+        help="log every request the client sends here (bench/send_log, on the children's "
+        "PYTHONPATH), joined at the end with the server's arrivals (--request-log, else "
+        "SEND_LOG.server): client start gaps against server arrival gaps per host; both "
+        "files are emptied first",
+    )
+    ap.add_argument(
+        "--send-report",
+        type=Path,
+        nargs=2,
+        metavar=("SEND_LOG", "REQUEST_LOG"),
+        help="only print the report of a --send-log run's two files",
     )
     ap.add_argument(
         "--compare", type=Path, nargs=2, metavar="DUMP", help="compare two --dump files, only"
@@ -616,6 +876,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.compare:
         return compare_outputs(*args.compare)
+    if args.send_report:
+        for line in send_report(*args.send_report):
+            print(line)
+        return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.mode == "cost":
         log(f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -623,6 +887,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"load {os.getloadavg()[0]:.1f}")
         return 0
 
+    if args.send_log and not args.request_log:
+        args.request_log = f"{args.send_log}.server"
+    if args.send_log:
+        for f in (args.send_log, Path(args.request_log)):
+            f.write_text("")
     if args.request_log:
         REQUEST_LOG[:] = [args.request_log]  # before the server's fork
     pages = load_pages(args.pages or None)
@@ -646,6 +915,11 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         name, _, value = item.partition("=")
         env[f"CLAIMWIRE_{name.upper()}"] = value
+    if args.send_log:  # the client's requests, in every process claimwire starts
+        env["CW_SEND_LOG"] = str(args.send_log.resolve())
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT / "bench" / "send_log"), *filter(None, [env.get("PYTHONPATH")])]
+        )
     bare_before = bare_after = None
     try:
         if not args.no_bare:
@@ -719,6 +993,9 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
     if args.hosts == 1:
         print(f"one host: {wall / max(1, len(pages)):.3f} s per page (interval 1 s)")
+    if args.send_log:
+        for line in send_report(args.send_log, Path(args.request_log)):
+            print(line)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

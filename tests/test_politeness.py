@@ -889,3 +889,43 @@ def test_a_redis_slot_records_its_requests_leaving_in_the_take(
     arrivals = sorted(at for at, path in server.arrivals if path == "/page")[1:]
     assert len(arrivals) == 2
     assert arrivals[1] - arrivals[0] >= interval - 0.3, arrivals
+
+
+def test_a_redis_take_answered_late_does_not_shorten_the_hosts_interval(
+    configure: Any, server: Any, redis_url: str
+) -> None:
+    """The take of a Redis slot records, on Redis's clock, when its request leaves; its
+    answer may reach the thread late (the thread waits for the GIL or a core: 0.5 s
+    here), and the request leaves that much after the record. The next request of the
+    host, through another limiter (another process), is counted from the record: it
+    left 0.5 s after the late one, and the host's server saw two requests 0.5 s apart
+    with a 1 s interval (the production bench's client log at load 30: two page
+    requests of one host sent 0.550 s apart, the first answered late). A request that
+    leaves more than ``SEND_SLACK`` after the moment its take was asked records its
+    leave again first, so the next one waits for the interval from there."""
+    interval = 1.0
+    settings = configure(HOST_MIN_INTERVAL=interval, HOST_MAX_CONCURRENCY=2)
+    late = RedisHostLimiter(redis.Redis.from_url(redis_url), settings, max_wait=60)
+    other = RedisHostLimiter(redis.Redis.from_url(redis_url), settings, max_wait=60)
+    script = late._acquire
+
+    def answered_late(*args: Any, **kwargs: Any) -> Any:
+        answer = script(*args, **kwargs)
+        time.sleep(0.5)  # the answer reaches the thread late
+        return answer
+
+    late._acquire = answered_late  # type: ignore[method-assign]
+    server.routes["/page"] = Reply(200, b"<html><body>a page</body></html>")
+    http = HttpClient(settings)
+    try:
+        http.get(server.url("/page"))  # a connection ready: the next requests reuse it
+        with late.slot("127.0.0.1"):
+            http.get(server.url("/page"))
+        with other.slot("127.0.0.1"):  # as soon as the host's timeline lets it
+            http.get(server.url("/page"))
+    finally:
+        http.close()
+    arrivals = sorted(at for at, path in server.arrivals if path == "/page")[1:]
+    assert len(arrivals) == 2
+    # (with the margin of the tests above for the server's own thread)
+    assert arrivals[1] - arrivals[0] >= interval - 0.3, arrivals

@@ -79,20 +79,36 @@ class SendPace:
 
     ``planned``, ``own``: the slot's take already did the first check and record (the
     Redis limiter's script, in the same round trip): the request leaves at ``planned``
-    (``time.monotonic()``), recorded as ``own``. A request that is there by then plus
-    :data:`SEND_SLACK` leaves without asking again; a later one (a new connection, a
-    thread run late) asks as above, where its own record does not hold it back."""
+    (``time.monotonic()``), recorded as ``own``. A request that is there by
+    ``recorded`` (the soonest moment the record can stand for: the take was asked then,
+    plus its wait) plus :data:`SEND_SLACK` leaves without asking again; a later one (a
+    new connection, a thread run late, a take whose answer reached its thread late)
+    asks as above, where its own record does not hold it back.
 
-    __slots__ = ("checked", "host", "interval", "own", "pacer", "planned")
+    A record made in Redis is only known to have been made after the call that made it
+    began: the answer can reach its thread late (a thread waiting for the GIL or a
+    core), and the request then leaves after its record by as much. So the slack is
+    counted from when the take, or the check, was asked (counted from when its answer
+    came, a take answered 0.5 s late left 0.5 s after its record, and the host's next
+    request, counted from the record, came 0.5 s after it: issue 16's client log)."""
+
+    __slots__ = ("checked", "host", "interval", "own", "pacer", "planned", "recorded")
 
     def __init__(
-        self, pacer: _Pacer, host: str, interval: float, planned: float = 0.0, own: str = ""
+        self,
+        pacer: _Pacer,
+        host: str,
+        interval: float,
+        planned: float = 0.0,
+        own: str = "",
+        recorded: float | None = None,
     ) -> None:
         self.pacer = pacer
         self.host = host
         self.interval = interval
         self.planned = planned
         self.own = own
+        self.recorded = planned if recorded is None else recorded
         self.checked = 0.0
 
     def before_send(self) -> None:
@@ -102,17 +118,22 @@ class SendPace:
             if pause > 0:
                 time.sleep(pause)
                 waited = pause
-            if time.monotonic() - self.planned <= SEND_SLACK:
-                self.checked = self.planned  # (after_send counts from the record)
+            if time.monotonic() - self.recorded <= SEND_SLACK:
+                self.checked = self.recorded  # (after_send counts from the record)
                 return
-        while (wait := self.pacer.pace(self.host, own=self.own)) > 0:
+        while True:
+            asked = time.monotonic()  # the record, if one is made, is not sooner
+            wait = self.pacer.pace(self.host, own=self.own)
+            if wait <= 0:
+                break
             if waited >= self.interval:
+                asked = time.monotonic()
                 self.pacer.pace(self.host, force=True)
                 break
             wait = min(wait, self.interval - waited)
             time.sleep(wait)
             waited += wait
-        self.checked = time.monotonic()
+        self.checked = asked
 
     def after_send(self) -> None:
         if time.monotonic() - self.checked > SEND_SLACK:
@@ -458,15 +479,19 @@ class RedisHostLimiter:
         waited = 0.0
         keys = self._keys(host)
         while True:
+            asked = time.monotonic()
             got = self._acquire(keys=keys, args=self._args(host, token, key, "take"))
             said = got.decode() if isinstance(got, bytes) else str(got)
             if said.startswith("T"):  # taken, and when its request leaves (SendPace)
                 leave_in, own = said[1:].split(" ", 1)
-                planned = time.monotonic() + max(0.0, float(leave_in))
+                leave = max(0.0, float(leave_in))
+                # not before the record (counted from the answer), and the record is not
+                # sooner than counted from the question
+                planned, recorded = time.monotonic() + leave, asked + leave
                 break
             wait = float(said)
             if wait <= 0:
-                planned, own = 0.0, ""
+                planned, own, recorded = 0.0, "", 0.0
                 break
             if waited + wait > self.max_wait:
                 raise HostBusy(host, wait)
@@ -475,7 +500,7 @@ class RedisHostLimiter:
         interval = self.settings.host_min_interval
         try:
             if interval > 0:
-                with send_gate(SendPace(self, host, interval, planned, own)):
+                with send_gate(SendPace(self, host, interval, planned, own, recorded)):
                     yield
             else:
                 yield
