@@ -491,6 +491,27 @@ def _scan_trees(roots: list[int]) -> dict[int, tuple[int, float, str]]:
 PRODUCTION_CPU: dict[str, float] = {}
 
 
+PRODUCTION_COUNTS: dict[str, int] = {}
+
+
+def _pg_transactions(db: str) -> dict[str, int]:
+    """PostgreSQL's counts for the database: commits, rollbacks, sessions opened."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(db, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sqlalchemy.text(
+                    "SELECT xact_commit, xact_rollback, sessions FROM pg_stat_database "
+                    "WHERE datname = current_database()"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    return {"pg commits": int(row[0]), "pg rollbacks": int(row[1]), "pg sessions": int(row[2])}
+
+
 def _production_cpu_groups(
     before: dict[int, tuple[int, float, str]],
     last: dict[int, tuple[int, float, str]],
@@ -579,6 +600,8 @@ def run_production(
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
+        rd.client().config_resetstat()  # Redis's commands of the timed part
+        xacts = _pg_transactions(db)
         started = time.perf_counter()
         cli_cpu = _children_cpu()
         r = cli(env, work, "feeds", "poll", "--all")
@@ -603,6 +626,13 @@ def run_production(
         last.update(_scan_trees(list(named)))
         PRODUCTION_CPU.update(_production_cpu_groups(before, last, named))
         PRODUCTION_CPU["feeds poll --all"] = cli_cpu
+        time.sleep(1.0)  # PostgreSQL's backends report their counts when idle
+        PRODUCTION_COUNTS.clear()
+        PRODUCTION_COUNTS.update(
+            {k: v - xacts.get(k, 0) for k, v in _pg_transactions(db).items()},
+        )
+        for name, stats in rd.client().info("commandstats").items():
+            PRODUCTION_COUNTS[f"redis {name.removeprefix('cmdstat_')}"] = int(stats["calls"])
         final = states(db)
         log(f"production states: {final}")
         return wall, db
@@ -816,6 +846,13 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(
                 f"{k[7:]} {v:.1f} s" for k, v in PRODUCTION_CPU.items() if k.startswith("start: ")
             )
+        )
+    if args.mode == "production" and PRODUCTION_COUNTS:
+        n = max(1, len(pages))
+        top = sorted(PRODUCTION_COUNTS.items(), key=lambda kv: -kv[1])
+        print(
+            "counts of the timed part, a page: "
+            + ", ".join(f"{k} {v / n:.2f}" for k, v in top if v >= n / 20)
         )
     if args.mode == "embedded":
         for line in report_timeline(spans, os.cpu_count() or 1):
