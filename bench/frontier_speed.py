@@ -712,6 +712,75 @@ def run_embedded(env: dict[str, str], work: Path, feeds: list[str]) -> tuple[flo
     return wall, f"sqlite:///{work / 'data' / 'claimwire.db'}"
 
 
+def _scan_trees(roots: list[int]) -> dict[int, tuple[int, float, str]]:
+    """One reading of ``/proc``: every live process in the trees of ``roots`` (the
+    roots and their descendants), as (parent pid, CPU seconds, command line)."""
+    live: dict[int, tuple[int, float, str]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            info = _process_cpu(int(name))
+            if info is not None:
+                live[int(name)] = info
+    tree, found = set(roots), True
+    while found:
+        found = False
+        for pid, (ppid, _c, _cmd) in live.items():
+            if pid not in tree and ppid in tree:
+                tree.add(pid)
+                found = True
+    return {pid: live[pid] for pid in tree if pid in live}
+
+
+# The production run's CPU by process (run_production): the readings of each process
+# at the start of the timed part and the last one before its end.
+PRODUCTION_CPU: dict[str, float] = {}
+
+
+PRODUCTION_COUNTS: dict[str, int] = {}
+
+
+def _pg_transactions(db: str) -> dict[str, int]:
+    """PostgreSQL's counts for the database: commits, rollbacks, sessions opened."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(db, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sqlalchemy.text(
+                    "SELECT xact_commit, xact_rollback, sessions FROM pg_stat_database "
+                    "WHERE datname = current_database()"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    return {"pg commits": int(row[0]), "pg rollbacks": int(row[1]), "pg sessions": int(row[2])}
+
+
+def _production_cpu_groups(
+    before: dict[int, tuple[int, float, str]],
+    last: dict[int, tuple[int, float, str]],
+    named: dict[int, str],
+) -> dict[str, float]:
+    """CPU seconds spent in the timed part by each kind of process: ``named`` maps a
+    root pid to its name; a prefork worker's children, PostgreSQL's backends and its
+    background processes are counted apart."""
+    out: dict[str, float] = {}
+    for pid, (ppid, cpu, cmd) in last.items():
+        spent = cpu - before.get(pid, (0, 0.0, ""))[1]
+        if pid in named:
+            name = named[pid]
+        elif ppid in named and named[ppid] == "postgresql":
+            # "postgres: user db 127.0.0.1(port) idle": a client's backend
+            name = "postgresql backends" if "127.0.0.1(" in cmd else "postgresql other"
+        elif ppid in named:
+            name = f"{named[ppid]} children"
+        else:
+            name = "other"
+        out[name] = out.get(name, 0.0) + spent
+    return out
+
+
 def run_production(
     env: dict[str, str],
     work: Path,
@@ -754,17 +823,61 @@ def run_production(
         ]
         for p in procs:
             p.start()
-        time.sleep(15)  # the workers start (the claims model loads in each cpu process)
+        time.sleep(15)  # the workers start (the cpu worker's parent loads the claims model)
+        # CPU by process over the timed part: read every 0.5 s (a PostgreSQL backend that
+        # ends counts with its last reading), and the workers' start before it
+        import threading
+
+        postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+        assert rd.proc is not None
+        named = {procs[0].pid: "io worker", procs[1].pid: "cpu worker", procs[2].pid: "beat"}
+        named |= {postmaster: "postgresql", rd.proc.pid: "redis"}
+        before = _scan_trees(list(named))
+        PRODUCTION_CPU.clear()
+        for k, v in _production_cpu_groups({}, before, named).items():
+            PRODUCTION_CPU[f"start: {k}"] = v
+        last = dict(before)
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(0.5):
+                last.update(_scan_trees(list(named)))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        rd.client().config_resetstat()  # Redis's commands of the timed part
+        xacts = _pg_transactions(db)
         started = time.perf_counter()
+        cli_cpu = _children_cpu()
         r = cli(env, work, "feeds", "poll", "--all")
         assert r.returncode == 0, r.stderr
+        cli_cpu = _children_cpu() - cli_cpu
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            s = states(db)
-            if sum(s.values()) >= expected and not any(s.get(x) for x in PENDING):
-                break
-            time.sleep(0.25)
+        # one connection for the checks (a new one each 0.25 s was a PostgreSQL backend
+        # started and a client connected 4 times a second, on the run's cores)
+        poller = sqlalchemy.create_engine(db, poolclass=sqlalchemy.pool.StaticPool)
+        count = sqlalchemy.text("SELECT state, count(*) FROM article GROUP BY state")
+        with poller.connect() as conn:
+            while time.monotonic() < deadline:
+                s = {str(k): int(v) for k, v in conn.execute(count).all()}
+                conn.rollback()  # a fresh snapshot at each check
+                if sum(s.values()) >= expected and not any(s.get(x) for x in PENDING):
+                    break
+                time.sleep(0.25)
+        poller.dispose()
         wall = time.perf_counter() - started
+        stop.set()
+        watcher.join()
+        last.update(_scan_trees(list(named)))
+        PRODUCTION_CPU.update(_production_cpu_groups(before, last, named))
+        PRODUCTION_CPU["feeds poll --all"] = cli_cpu
+        time.sleep(1.0)  # PostgreSQL's backends report their counts when idle
+        PRODUCTION_COUNTS.clear()
+        PRODUCTION_COUNTS.update(
+            {k: v - xacts.get(k, 0) for k, v in _pg_transactions(db).items()},
+        )
+        for name, stats in rd.client().info("commandstats").items():
+            PRODUCTION_COUNTS[f"redis {name.removeprefix('cmdstat_')}"] = int(stats["calls"])
         final = states(db)
         log(f"production states: {final}")
         return wall, db
@@ -988,6 +1101,33 @@ def main(argv: list[str] | None = None) -> int:
         if split:
             parts = [f"{k} {v:.1f} s ({1000 * v / n:.0f} ms a page)" for k, v in split.items()]
             print("of which (read every 0.5 s): " + ", ".join(parts))
+    if args.mode == "production" and PRODUCTION_CPU:
+        n = max(1, len(pages))
+        timed = {k: v for k, v in PRODUCTION_CPU.items() if not k.startswith("start: ")}
+        total = sum(timed.values())
+        line = f"CPU of the production processes, timed part {total:.1f} s"
+        line += f", {1000 * total / n:.0f} ms per page"
+        if bare_before is not None:
+            bare_cpu = getattr(bare, "cpu", 0.0) or float("nan")
+            line += f" ({total / bare_cpu:.2f}x bare extraction's)"
+        print(line)
+        print(
+            "of which (read every 0.5 s): "
+            + ", ".join(f"{k} {v:.1f} s ({1000 * v / n:.1f} ms a page)" for k, v in timed.items())
+        )
+        print(
+            "before it (the workers' start, 15 s): "
+            + ", ".join(
+                f"{k[7:]} {v:.1f} s" for k, v in PRODUCTION_CPU.items() if k.startswith("start: ")
+            )
+        )
+    if args.mode == "production" and PRODUCTION_COUNTS:
+        n = max(1, len(pages))
+        top = sorted(PRODUCTION_COUNTS.items(), key=lambda kv: -kv[1])
+        print(
+            "counts of the timed part, a page: "
+            + ", ".join(f"{k} {v / n:.2f}" for k, v in top if v >= n / 20)
+        )
     if args.mode == "embedded":
         for line in report_timeline(spans, os.cpu_count() or 1):
             print(line)

@@ -17,6 +17,8 @@ def kind(argv: list[str]) -> str:
     text = " ".join(argv)
     if "cpu_pool" in text:
         return "cpu processes"
+    if "celery" in text and "-Q" in argv:  # the production topology's workers
+        return f"celery worker -Q {argv[argv.index('-Q') + 1]}"
     if "worker.cli" in text or "claimwire" in text:
         return "run process"
     return text[:40]

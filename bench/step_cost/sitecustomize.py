@@ -90,6 +90,9 @@ def _install(path: str, sql: bool) -> None:
             f.write(json.dumps(line) + "\n")
 
     atexit.register(write)
+    # A prefork worker's pool processes end with os._exit (no atexit): Celery's signal
+    # just before a pool process exits writes theirs (the production cpu worker).
+    signals.worker_process_shutdown.connect(lambda **_: write(), weak=False)
 
 
 if os.environ.get("CW_STEP_COST"):
