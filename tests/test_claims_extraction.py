@@ -1231,6 +1231,18 @@ def test_a_time_is_no_part_of_the_speaker(nlp: Language) -> None:
     assert only(run(nlp, text), "two weeks").speaker == "agency staff"
 
 
+def test_a_time_that_owns_the_speaker_stays_in_it(nlp: Language) -> None:
+    """ "This year's survey of 900 farmers suggests that ..." keeps its time: the survey
+    is this year's, and cutting "This year" left a speaker starting with "'s"."""
+    for apostrophe in ("'", "’"):
+        text = (
+            f"Prices rose again. This year{apostrophe}s survey of 900 farmers suggests "
+            "that yields are falling across the valley."
+        )
+        speaker = only(run(nlp, text), "yields are falling").speaker
+        assert speaker.startswith("This year"), speaker
+
+
 def test_the_newspaper_is_the_one_the_article_introduces(nlp: Language) -> None:
     """ "The news organization" and "the newspaper" stand for the newspaper the article
     introduces as one ("Bergens Tidende, a Bergen-based newspaper", "newspaper Bergens

@@ -254,7 +254,11 @@ def _speaker_tokens(head: Token) -> list[Token]:
         lead = 2
     elif out and out[0].lower_ in _TIMES and out[0].lower_ not in ("may", "march"):
         lead = 1
-    if 0 < lead < len(out) and all(t.i < head.i for t in out[:lead]):
+    # ... but not a time that owns the speaker ("This year's survey", "Monday's report")
+    owned = 0 < lead < len(out) and (
+        out[lead].dep_ == "case" or out[lead].lower_ in ("'s", "’s", "'", "’")
+    )
+    if 0 < lead < len(out) and not owned and all(t.i < head.i for t in out[:lead]):
         out = out[lead:]
     return out
 
