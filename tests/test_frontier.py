@@ -36,6 +36,27 @@ def _site(server: Any, n: int) -> list[str]:
     return [server.url(f"/n/{i}") for i in range(n)]
 
 
+def _feed_of_three(server: Any, settings: Any) -> tuple[int, str]:
+    """A new database with one feed listing three pages of ``server``, claimed for a
+    poll: its id and lease token."""
+    from worker.core.db import init_db, unit_of_work
+    from worker.feeds.polling import claim_due_feeds
+    from worker.feeds.subscriptions import add_feeds
+    from worker.testing.content import rss
+
+    init_db(settings)
+    urls = _site(server, 3)
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), [(u, f"Story {i}", utcnow()) for i, u in enumerate(urls)]),
+        content_type="application/rss+xml",
+    )
+    with unit_of_work() as s:
+        add_feeds(s, [(server.url("/feed.xml"), None, [])], settings)
+    with unit_of_work() as s:
+        ((feed_id, token),) = claim_due_feeds(s, settings)
+    return feed_id, token
+
+
 def test_a_fetch_sent_back_for_its_turn_writes_only_its_sweep_hold(
     configure: Any, server: Any
 ) -> None:
@@ -485,25 +506,13 @@ def test_a_polls_new_articles_are_sent_for_their_turns_and_each_fetched_by_one_m
     from sqlalchemy import event
 
     from tasks.polls import poll_feeds
-    from worker.core.db import get_engine, init_db, unit_of_work
-    from worker.feeds.polling import claim_due_feeds
-    from worker.feeds.subscriptions import add_feeds
+    from worker.core.db import get_engine
     from worker.pipeline import resources
     from worker.pipeline.attempts import run_step
     from worker.pipeline.steps import FIRST as FETCH
-    from worker.testing.content import rss
 
     settings = configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2)
-    init_db(settings)
-    urls = _site(server, 3)
-    server.routes["/feed.xml"] = Reply(
-        body=rss(server.url("/"), [(u, f"Story {i}", utcnow()) for i, u in enumerate(urls)]),
-        content_type="application/rss+xml",
-    )
-    with unit_of_work() as s:
-        add_feeds(s, [(server.url("/feed.xml"), None, [])], settings)
-    with unit_of_work() as s:
-        ((feed_id, token),) = claim_due_feeds(s, settings)
+    feed_id, token = _feed_of_three(server, settings)
     limiter = resources.host_limiter()
     assert isinstance(limiter, LocalHostLimiter)
     t0 = time.monotonic()  # the poll's request starts after this
@@ -556,24 +565,11 @@ def test_the_embedded_run_holds_its_fetches_in_process_until_their_turns(
 
     from tasks.articles import fetch_article
     from tasks.polls import poll_feeds
-    from worker.core.db import init_db, unit_of_work
-    from worker.feeds.polling import claim_due_feeds
-    from worker.feeds.subscriptions import add_feeds
     from worker.pipeline import attempts, resources
     from worker.pipeline.steps import FIRST as FETCH
-    from worker.testing.content import rss
 
     settings = configure(HOST_MIN_INTERVAL=3, HOST_MAX_CONCURRENCY=2)
-    init_db(settings)
-    urls = _site(server, 3)
-    server.routes["/feed.xml"] = Reply(
-        body=rss(server.url("/"), [(u, f"Story {i}", utcnow()) for i, u in enumerate(urls)]),
-        content_type="application/rss+xml",
-    )
-    with unit_of_work() as s:
-        add_feeds(s, [(server.url("/feed.xml"), None, [])], settings)
-    with unit_of_work() as s:
-        ((feed_id, token),) = claim_due_feeds(s, settings)
+    feed_id, token = _feed_of_three(server, settings)
     limiter = resources.host_limiter()
     assert isinstance(limiter, LocalHostLimiter)
     # the `run` process's worker starts: a thread pool on the embedded broker
