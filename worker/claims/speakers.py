@@ -759,7 +759,7 @@ class Resolver:
             gap.extend(words(self.text[at : m.start]))
             if len(m.tokens) == 1 and _is_nationality(m.tokens[0]):
                 at = m.start + len(m.text)
-                continue  # "by Finnish newspaper Helsingin Sanomat": the name follows
+                continue  # "by Norwegian newspaper Nordposten": the name follows
             if len(gap) > 3 or not set(gap) <= _AUTHOR_WORDS:
                 return None  # "a report by the committee on Monday": no author named
             if re.match(r"[ \t]+(?:and|or)[ \t]", self.text[m.start + len(m.text) :]):
