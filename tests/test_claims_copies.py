@@ -75,6 +75,26 @@ def test_added_spans_are_the_lines_the_canonical_lacks() -> None:
     assert added_spans(f'{canonical}{weather} "Lovely."\n', canonical) != []
 
 
+def test_a_headline_quoting_in_single_marks_is_an_addition_to_read() -> None:
+    """A copy's headline quoting its speaker in single marks, as headlines do ("Mayor:
+    harbour deal 'a very, very fair start'"), holds a claim with no cue word: it is read
+    like a line with double marks (round 14: a copy whose only addition was such a
+    headline was never read). Apostrophes alone ("the workers' union", "don't") are no
+    quotation."""
+    canonical = "The council met on Monday and agreed the harbour budget for next year.\n"
+    for headline in (
+        "Brandt: harbour deal off to a 'very, very fair start' for the town",
+        "Brandt: harbour deal off to a ‘very, very fair start’ for the town",
+    ):
+        copy = f"{headline}\n\n{canonical}"
+        assert [copy[a:b] for a, b in added_spans(copy, canonical)] == [headline]
+    for plain in (
+        "Brandt: the dockers' union backs the harbour deal for the whole town",
+        "Brandt: don't expect the harbour deal before the end of the summer",
+    ):
+        assert added_spans(f"{plain}\n\n{canonical}", canonical) == []
+
+
 # --------------------------------------------------------------- through the pipeline
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from worker.claims.cues import has_cue
-from worker.claims.sentences import QUOTE_CHARS
+from worker.claims.sentences import QUOTE_CHARS, quote_spans, split_sentences
 from worker.dedup.sketch import words
 
 # The fewest words of an added line that count: a dateline, a byline, a time stamp
@@ -31,9 +31,9 @@ def added_spans(copy_text: str, canonical_text: str) -> list[tuple[int, int]]:
     consecutive lines whose words, in order, are nowhere in the canonical (case,
     punctuation and spacing folded as dedup folds them; a line without words neither
     starts nor breaks a run), each of at least :data:`MIN_ADDED_WORDS` words and holding
-    what may make a claim: a reporting cue word or a quotation mark (the extractor's own
-    cheap test of a candidate sentence; a copy adding only other lines, such as a
-    publisher's notice, is not parsed at all)."""
+    what may make a claim: a reporting cue word or a quotation (:func:`quotes`; the
+    extractor's own cheap test of a candidate sentence; a copy adding only other lines,
+    such as a publisher's notice, is not parsed at all)."""
     held = " " + " ".join(words(canonical_text)) + " "
     runs: list[list[int]] = []  # [start, end, words]
     extends = False
@@ -52,9 +52,19 @@ def added_spans(copy_text: str, canonical_text: str) -> list[tuple[int, int]]:
     return [
         (a, b)
         for a, b, n in runs
-        if n >= MIN_ADDED_WORDS
-        and (has_cue(copy_text[a:b]) or any(q in copy_text[a:b] for q in QUOTE_CHARS))
+        if n >= MIN_ADDED_WORDS and (has_cue(copy_text[a:b]) or quotes(copy_text[a:b]))
     ]
+
+
+def quotes(text: str) -> bool:
+    """Whether ``text`` holds a quotation: a double quotation mark, or a quotation in
+    single marks as the extractor reads them (a headline's "Mayor: budget 'a fair
+    deal'" quotes; the apostrophes of "don't" and "the workers' union" do not)."""
+    if any(q in text for q in QUOTE_CHARS):
+        return True
+    if "'" not in text and "‘" not in text and "’" not in text:
+        return False
+    return bool(quote_spans(text, split_sentences(text)))
 
 
 def within(spans: list[tuple[int, int]], start: int, end: int) -> bool:
