@@ -52,6 +52,7 @@ from sqlalchemy import (
     literal,
     or_,
     text,
+    true,
     update,
 )
 from sqlalchemy import insert as sql_insert
@@ -1308,7 +1309,12 @@ def _write_pending(
 
 
 def assign_clusters(
-    session: Session, article: Article, claims: list[Claim], threshold: float
+    session: Session,
+    article: Article,
+    claims: list[Claim],
+    threshold: float,
+    *,
+    refresh: bool = True,
 ) -> set[int]:
     """Give every claim of ``article`` a cluster; return the clusters touched.
 
@@ -1327,7 +1333,9 @@ def assign_clusters(
 
     The claims' clusters are written together at the end (or before a merge, which
     moves claims in the database): until then the claims placed are counted as members
-    from memory (``pending``), as the clusters' vocabulary is written as it grows."""
+    from memory (``pending``), as the clusters' vocabulary is written as it grows.
+    ``refresh=False`` leaves the touched clusters' counts and first seen to the caller
+    (:func:`recluster` refreshes them once at its end)."""
     touched: set[int] = set()
     keyed = [(claim, speaker_key(claim.speaker_resolved or claim.speaker)) for claim in claims]
     lock_speakers(session, {key for _, key in keyed if key})
@@ -1382,8 +1390,93 @@ def assign_clusters(
             pending.setdefault(found, []).append((claim.text, day))
             touched.add(found)
         _write_pending(session, placed, pending)
-    refresh_clusters(session, touched)
+    if refresh:
+        refresh_clusters(session, touched)
     return touched
+
+
+def claim_order(article: Article, claim: Claim) -> tuple[Any, ...]:
+    """Where a claim comes in :func:`recluster`: its article's time in the order of who
+    was first (:func:`worker.claims.firstseen.order_key`'s time: the publication time, a
+    day at its end, else the feed entry's time, else discovery), then the article's URL
+    (its identity, the same in every database; not its id or discovery time, which
+    follow the order the articles arrived in), then the claim's place in the text."""
+    at = (
+        article.published_sort_at
+        or article.published_at
+        or article.entry_published_at
+        or article.discovered_at
+    )
+    return (at, article.url, claim.start, claim.end, claim.verb, claim.text)
+
+
+def recluster(session: Session, threshold: float, keys: AbstractSet[str] | None = None) -> int:
+    """Cluster the stored claims of speaker ``keys`` (every clustered claim when
+    ``None``) again from nothing, in an order that depends on the articles only
+    (:func:`claim_order`), and return how many clusters they make.
+
+    Live clustering is online: a claim joins the best cluster there is when its article
+    is read, so the same articles read in another order can leave a claim in another
+    cluster (a claim repeating two statements founds one cluster when it comes first
+    and joins whichever it repeats best when it comes last). The same stored claims
+    reclustered here give the same clusters whatever order they arrived in, and two
+    databases holding the same articles agree. Clusters go with their word rows; each
+    article's claims of those keys are then placed by :func:`assign_clusters`, as the
+    claims step places them, with every speaker lock of ``keys`` held for the whole
+    run (live claims of those speakers wait). The counts and first seen are refreshed
+    once, at the end. Nothing is committed."""
+    k = claimcluster_table.c
+    of_keys = k.speaker_key.in_(sorted(keys)) if keys is not None else true()
+    if keys is None:
+        keys = set(session.scalars(sql_select(k.speaker_key).distinct()).all())
+    lock_speakers(session, set(keys))
+    if not keys:
+        return 0
+    clusters = sql_select(k.id).where(of_keys).scalar_subquery()
+    claim_ids = list(
+        session.scalars(sql_select(claim_table.c.id).where(claim_table.c.cluster_id.in_(clusters)))
+    )
+    session.execute(
+        update(claim_table).where(claim_table.c.cluster_id.in_(clusters)).values(cluster_id=None)
+    )
+    session.execute(delete(claimclusterword_table).where(_W.cluster_id.in_(clusters)))
+    session.execute(delete(claimcluster_table).where(of_keys))
+    session.expire_all()
+    by_article: dict[int, list[Claim]] = {}
+    for chunk in range(0, len(claim_ids), 500):
+        ids = claim_ids[chunk : chunk + 500]
+        for claim in session.exec(select(Claim).where(col(Claim.id).in_(ids))):
+            by_article.setdefault(claim.article_id, []).append(claim)
+    articles = {
+        a.id: a
+        for chunk in range(0, len(by_article), 500)
+        for a in session.exec(
+            select(Article).where(col(Article.id).in_(list(by_article)[chunk : chunk + 500]))
+        )
+    }
+    order = sorted(
+        ((claim_order(articles[aid], c), aid, c.id) for aid, cs in by_article.items() for c in cs),
+    )
+    claim_of = {c.id: c for cs in by_article.values() for c in cs}
+    touched: set[int] = set()
+    i = 0
+    while i < len(order):
+        aid = order[i][1]
+        j = i
+        while j < len(order) and order[j][1] == aid:
+            j += 1
+        claims = [claim_of[cid] for _, _, cid in order[i:j]]
+        touched |= assign_clusters(session, articles[aid], claims, threshold, refresh=False)
+        i = j
+    ids = sorted(touched)
+    alive = [
+        cid
+        for chunk in range(0, len(ids), 500)
+        for cid in session.scalars(sql_select(k.id).where(k.id.in_(ids[chunk : chunk + 500])))
+    ]
+    for chunk in range(0, len(alive), 500):
+        refresh_clusters(session, alive[chunk : chunk + 500])
+    return len(alive)
 
 
 def orphan_clusters(session: Session) -> int:

@@ -11,12 +11,16 @@ inserted in the same transaction.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, insert, select
+from collections.abc import Set as AbstractSet
+
+from sqlalchemy import bindparam, delete, exists, insert, select
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
-from schemas.models import Article, ArticleState, Claim
+from schemas.models import Article, ArticleState, Claim, ClaimCluster
 from schemas.tables import claim as claim_table
 from schemas.types import utcnow
+from worker.claims import clustering
 from worker.claims.clustering import assign_clusters
 from worker.claims.copies import added_spans, within
 from worker.claims.firstseen import page_at, refresh_clusters
@@ -176,3 +180,38 @@ def process_claims(session: Session, article_id: int, settings: Settings) -> boo
     article.processed_at = utcnow()
     set_state(article, ArticleState.processed)
     return True
+
+
+def recluster(session: Session, settings: Settings, keys: AbstractSet[str] | None = None) -> int:
+    """Cluster the stored claims of speaker ``keys`` (all when ``None``) again in an
+    order that does not depend on when the articles arrived
+    (:func:`worker.claims.clustering.recluster`), then drop each claim a copy carries in
+    a cluster its canonical carries too (the copy counts there as a copy, as the claims
+    step decides when it reads either of them). Returns the clusters made. Nothing is
+    committed."""
+    made = clustering.recluster(session, settings.claim_cluster_threshold, keys)
+    theirs = aliased(Claim)
+    copy = aliased(Article)
+    redundant = select(Claim).where(
+        exists()
+        .where(col(copy.id) == col(Claim.article_id), col(copy.duplicate_of_id).is_not(None))
+        .where(
+            exists().where(
+                col(theirs.article_id) == col(copy.duplicate_of_id),
+                col(theirs.cluster_id) == col(Claim.cluster_id),
+            )
+        )
+    )
+    if keys is not None:
+        redundant = redundant.where(
+            col(Claim.cluster_id).in_(
+                select(col(ClaimCluster.id)).where(col(ClaimCluster.speaker_key).in_(sorted(keys)))
+            )
+        )
+    gone = list(session.scalars(redundant))
+    again = {c.cluster_id for c in gone if c.cluster_id is not None}
+    for claim in gone:
+        session.delete(claim)
+    session.flush()
+    refresh_clusters(session, again)
+    return made - sum(1 for cid in again if session.get(ClaimCluster, cid) is None)

@@ -299,6 +299,12 @@ def advance(
             session.refresh(job)
             if ended.rowcount == 1:  # type: ignore[attr-defined]
                 plan.finished.append(job.id)
+                if job.kind == KIND_REPROCESS:
+                    # in the transaction that ends the job: clusters that do not
+                    # depend on the order the items ran in
+                    from worker.jobs.reprocess import recluster_job
+
+                    recluster_job(session, job.id, settings)
         else:
             running.append(job)
     session.flush()

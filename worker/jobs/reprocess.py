@@ -6,7 +6,10 @@ and gives each one a job item. The item restarts the article at ``fetched`` and 
 the live pipeline's steps on it; results replace the old ones: extraction overwrites
 the article's fields, the dedup index entries of the article are removed before it is
 placed again, and ``replace_claims`` deletes and re-inserts its claims (clusters
-refreshed) in one transaction, so a reprocess run twice leaves the same rows.
+refreshed) in one transaction, so a reprocess run twice leaves the same rows. When the
+job's last item is done, the claims of every speaker its articles' claims name are
+clustered again in an order that depends on the articles only (:func:`recluster_job`),
+so the same stored articles give the same clusters whatever order they arrived in.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from schemas.models import (
     FINAL_ARTICLE_STATES,
     Article,
     ArticleState,
+    Claim,
+    ClaimCluster,
     Job,
     JobItem,
     JobItemState,
@@ -204,6 +209,29 @@ def restart_article(
     return advanced
 
 
+def recluster_job(session: Session, job_id: int, settings: Settings) -> int:
+    """The end of a reprocess job: the claims of every speaker key that the claims of
+    its articles, or of their copies, are clustered under, clustered again from nothing
+    in an order that does not depend on arrival (:func:`worker.claims.store.recluster`).
+    Its items re-extracted each article in whatever order the workers took them, each
+    article's claims placed among the clusters there were then; reclustered, the same
+    stored articles give the same clusters, and two databases holding them agree.
+    Returns the clusters made."""
+    from worker.claims import store
+
+    articles = select(col(JobItem.article_id)).where(col(JobItem.job_id) == job_id)
+    copies = select(col(Article.id)).where(col(Article.duplicate_of_id).in_(articles))
+    keys = set(
+        session.scalars(
+            select(col(ClaimCluster.speaker_key))
+            .join(Claim, col(Claim.cluster_id) == col(ClaimCluster.id))
+            .where(or_(col(Claim.article_id).in_(articles), col(Claim.article_id).in_(copies)))
+            .distinct()
+        )
+    )
+    return store.recluster(session, settings, keys) if keys else 0
+
+
 __all__ = [
     "REPROCESSABLE_STATES",
     "ReprocessFilter",
@@ -212,6 +240,7 @@ __all__ = [
     "current_versions",
     "forget_dedup",
     "older_extractor_clauses",
+    "recluster_job",
     "restart_article",
     "selection",
 ]
