@@ -1277,32 +1277,3 @@ def test_the_top_democrat_is_the_legislator_who_spoke_last(nlp: Language) -> Non
     assert only(run(nlp, text), "across the region").speaker_resolved == "Sen. Mark Lund"
     text = "Lund arrived in Oslo on Monday.\n\n" + sentence
     assert only(run(nlp, text), "across the region").speaker_resolved == "The top Democrat"
-
-
-@pytest.mark.parametrize("dash", ["-", "--", "\u2013", "\u2014"])
-def test_a_quotation_set_off_by_dashes_is_the_attributions_content(
-    nlp: Language, dash: str
-) -> None:
-    """'X declined to name her aims - "Q," she said - but ...': the attribution inside
-    the dashes is the quotation's only; the clause before the dash is the reporter's
-    (round 14: the parse hung it on "said" after a spaced hyphen, so a copy writing an
-    em dash and its canonical writing a hyphen gave two different claims)."""
-    text = (
-        f"Mayor Ilse Brandt refused to name her budget priorities {dash} "
-        f'"You will hear them after the council votes," she said {dash} '
-        "but said such hearings are useful on their own."
-    )
-    claims = run(nlp, text)
-    quote = only(claims, "You will hear them")
-    assert quote.text == '"You will hear them after the council votes,"'
-    assert quote.kind == "direct" and quote.speaker == "she"
-    assert quote.speaker_resolved == "Mayor Ilse Brandt"
-    assert not [c for c in claims if "budget priorities" in c.text and c.verb == "say"]
-
-
-def test_a_dash_inside_the_content_before_its_quotation_stays(nlp: Language) -> None:
-    """Only a quotation the attribution follows is set off: a content whose quotation
-    comes after a dash but whose cue comes first keeps its whole span."""
-    text = 'Brandt said the harbour plan was late - "two years late, at least" - and over budget.'
-    claim = only(run(nlp, text), "harbour plan")
-    assert claim.text.startswith("the harbour plan was late")

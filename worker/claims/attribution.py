@@ -54,7 +54,7 @@ from worker.claims.speakers import (
     surname_of,
 )
 
-EXTRACTOR_VERSION = "rules-13"
+EXTRACTOR_VERSION = "rules-12"
 
 # Pipeline components the rules need; everything else is excluded at load time.
 _KEEP = ("tok2vec", "transformer", "parser")
@@ -193,8 +193,6 @@ class _Raw:
     appos_pos: int = -1
 
 
-# A dash set off by spaces at the end of a text: hyphen, two hyphens, en or em dash
-_DASH_BEFORE_RE = re.compile(r"\s(?:-{1,2}|[–—])\s*$")
 _DANGLING_CC = re.compile(r"[\s,;]+(?:and|but|or)$", re.IGNORECASE)
 
 
@@ -669,7 +667,6 @@ class _Extractor:
         speaker_span: tuple[int, int] | None = None,
     ) -> None:
         base = self.sentences[si].start
-        a = self._quote_after_dash(a, b, cue_pos)
         if speaker_span is not None:
             # a speaker read off the text, not the parse (absolute offsets)
             sa, sb = speaker_span
@@ -722,24 +719,6 @@ class _Extractor:
                 appos_pos,
             )
         )
-
-    def _quote_after_dash(self, a: int, b: int, cue_pos: int) -> int:
-        """Where a content ``text[a:b]`` attributed after it (the cue at ``cue_pos``,
-        past its end) starts when it ends with a quotation set off by a dash before it
-        ('Novak declined to name her aims - "You will see after the vote," she said -
-        but ...'): at the quotation. The clause before the dash is the sentence's own
-        (the reporter's), which the parse hangs on the quotation's verb when the dash is
-        a spaced hyphen or an en dash (an em dash it reads as the break it is); the
-        attribution inside the dashes is the quotation's only. Else ``a``."""
-        if cue_pos < b:
-            return a
-        quotes = self.quotes_in(a, b)
-        if not quotes:
-            return a
-        qa, qb = quotes[-1]
-        if qa <= a or qb < b - 1 or not _DASH_BEFORE_RE.search(self.text, a, qa):
-            return a
-        return qa
 
     def _kind(self, a: int, b: int) -> ClaimKind:
         quotes = self.quotes_in(a, b)
