@@ -58,12 +58,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
-from schemas.models import Article, ArticleState, Claim, ClaimCluster, ClaimClusterWord
-from worker.claims.clustering import assign_clusters, content_words
-from worker.claims.firstseen import order_key
+from schemas.models import Article, ArticleState, Claim, ClaimCluster
+from worker.claims import store
+from worker.claims.clustering import content_words
 from worker.core.db import dispose_engines, get_engine, init_db
 from worker.core.settings import Settings
 from worker.pipeline import steps
@@ -153,30 +152,15 @@ def stored_ids(docs: list[Doc], database_url: str) -> dict[str, int]:
 
 def recluster(database_url: str) -> None:
     """Cluster the stored claims of a database filled by :func:`run_pipeline` again, with
-    the current clustering code, without extracting them again: every cluster goes, then
-    each article's claims (in id order) are clustered by ``assign_clusters`` in the
-    order of who was first, as the claims step did. For trying a clustering change
-    (a change of the extractor or the speakers needs the whole pipeline)."""
+    the current clustering code, without extracting them again: what the end of a
+    ``claimwire reprocess`` job does (``worker.claims.store.recluster``: every cluster
+    goes, then the claims are clustered in the order of their articles' publication
+    times and URLs, whatever order the articles arrived in). For trying a clustering
+    change (a change of the extractor or the speakers needs the whole pipeline)."""
     settings = Settings(database_url=database_url)
-    engine = get_engine(settings)
-    with Session(engine) as s:
-        s.execute(update(Claim).values(cluster_id=None))
-        s.execute(delete(ClaimClusterWord))
-        s.execute(delete(ClaimCluster))
+    with Session(get_engine(settings)) as s:
+        store.recluster(s, settings)
         s.commit()
-        carrying = s.exec(
-            select(Article).where(col(Article.id).in_(select(Claim.article_id).distinct()))
-        ).all()
-        order = [a.id for a in sorted(carrying, key=order_key)]
-    for aid in order:
-        with Session(engine) as s:
-            art = s.get(Article, aid)
-            assert art is not None
-            claims = list(
-                s.exec(select(Claim).where(Claim.article_id == aid).order_by(col(Claim.id))).all()
-            )
-            assign_clusters(s, art, claims, settings.claim_cluster_threshold)
-            s.commit()
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> int:
