@@ -172,6 +172,21 @@ def test_a_copy_that_adds_a_statement_is_where_it_is_first_seen(pipeline: Any) -
     )
     for aid in (original, update, report):
         process(s, aid)
+    _check_update_and_report(s, original, update, report)
+    # clustered again from nothing, as the end of a reprocess job does: the copy keeps
+    # the claim of the line it adds (only a copy's claim in a cluster its canonical
+    # carries goes), and nothing else changes
+    from worker.claims import store
+    from worker.core.db import unit_of_work
+
+    before = [(c.article_id, c.start, c.end) for c in _claims(s)]
+    with unit_of_work() as sess:
+        store.recluster(sess, s)
+    assert [(c.article_id, c.start, c.end) for c in _claims(s)] == before
+    _check_update_and_report(s, original, update, report)
+
+
+def _check_update_and_report(s: Any, original: int, update: int, report: int) -> None:
     _check_petrov_first_seen_in_the_update(s, original, update)
     petrov = _petrov(_claims(s))
     assert {c.article_id for c in petrov} == {update, report}

@@ -192,14 +192,17 @@ def recluster(session: Session, settings: Settings, keys: AbstractSet[str] | Non
     made = clustering.recluster(session, settings.claim_cluster_threshold, keys)
     theirs = aliased(Claim)
     copy = aliased(Article)
-    redundant = select(Claim).where(
-        exists()
-        .where(col(copy.id) == col(Claim.article_id), col(copy.duplicate_of_id).is_not(None))
+    redundant = (
+        select(Claim)
+        .join(copy, col(copy.id) == col(Claim.article_id))
+        .where(col(copy.duplicate_of_id).is_not(None), col(Claim.cluster_id).is_not(None))
         .where(
-            exists().where(
+            exists()
+            .where(
                 col(theirs.article_id) == col(copy.duplicate_of_id),
                 col(theirs.cluster_id) == col(Claim.cluster_id),
             )
+            .correlate(Claim, copy)
         )
     )
     if keys is not None:
