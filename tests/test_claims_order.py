@@ -5,7 +5,7 @@ read. Three invented reports of one mayor: one on the harbour tunnel (a), one on
 fares (c), and one holding both (b), which repeats each of the others while they do not
 repeat each other. Read a, c, b, the tunnel and the fares found two clusters and b joins
 the fares; read b, a, c, b founds a cluster both others join. ``claimwire reprocess``
-(its job's end: ``worker.jobs.reprocess.recluster_job``) clusters the stored claims
+(its job's end: ``worker.jobs.work.recluster_ended_job``) clusters the stored claims
 again in the order of the articles' publication times and URLs, so two databases
 holding the same articles, filled in those two orders, agree after it (SQLite and
 PostgreSQL against SQLite; real extract, dedup, claims and reprocess steps).

@@ -213,6 +213,9 @@ class AdvancePlan:
     discover: list[int] = field(default_factory=list)
     items: list[tuple[int, int]] = field(default_factory=list)  # (job id, article id)
     finished: list[int] = field(default_factory=list)
+    # reprocess jobs that ended: their speakers' claims are clustered again once the
+    # round has committed (worker.jobs.work.recluster_ended_job)
+    recluster: list[int] = field(default_factory=list)
 
 
 def _lock_advance(session: Session) -> bool:
@@ -300,11 +303,9 @@ def advance(
             if ended.rowcount == 1:  # type: ignore[attr-defined]
                 plan.finished.append(job.id)
                 if job.kind == KIND_REPROCESS:
-                    # in the transaction that ends the job: clusters that do not
-                    # depend on the order the items ran in
-                    from worker.jobs.reprocess import recluster_job
-
-                    recluster_job(session, job.id, settings)
+                    # clusters that do not depend on the order the items ran in, made
+                    # after this round commits (one speaker a transaction)
+                    plan.recluster.append(job.id)
         else:
             running.append(job)
     session.flush()

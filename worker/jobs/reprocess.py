@@ -8,7 +8,7 @@ the article's fields, the dedup index entries of the article are removed before 
 placed again, and ``replace_claims`` deletes and re-inserts its claims (clusters
 refreshed) in one transaction, so a reprocess run twice leaves the same rows. When the
 job's last item is done, the claims of every speaker its articles' claims name are
-clustered again in an order that depends on the articles only (:func:`recluster_job`),
+clustered again in an order that depends on the articles only (:func:`job_speaker_keys`),
 so the same stored articles give the same clusters whatever order they arrived in.
 """
 
@@ -209,27 +209,24 @@ def restart_article(
     return advanced
 
 
-def recluster_job(session: Session, job_id: int, settings: Settings) -> int:
-    """The end of a reprocess job: the claims of every speaker key that the claims of
-    its articles, or of their copies, are clustered under, clustered again from nothing
-    in an order that does not depend on arrival (:func:`worker.claims.store.recluster`).
-    Its items re-extracted each article in whatever order the workers took them, each
-    article's claims placed among the clusters there were then; reclustered, the same
-    stored articles give the same clusters, and two databases holding them agree.
-    Returns the clusters made."""
-    from worker.claims import store
-
+def job_speaker_keys(session: Session, job_id: int) -> list[str]:
+    """The speaker keys that the claims of a reprocess job's articles, or of their
+    copies, are clustered under: at the job's end, those speakers' claims are clustered
+    again from nothing in an order that does not depend on arrival
+    (:func:`worker.claims.store.recluster`, one key a unit of work:
+    :func:`worker.jobs.work.recluster_ended_job`). The job's items re-extracted each
+    article in whatever order the workers took them, each article's claims placed among
+    the clusters there were then; reclustered, the same stored articles give the same
+    clusters, and two databases holding them agree."""
     articles = select(col(JobItem.article_id)).where(col(JobItem.job_id) == job_id)
     copies = select(col(Article.id)).where(col(Article.duplicate_of_id).in_(articles))
-    keys = set(
-        session.scalars(
-            select(col(ClaimCluster.speaker_key))
-            .join(Claim, col(Claim.cluster_id) == col(ClaimCluster.id))
-            .where(or_(col(Claim.article_id).in_(articles), col(Claim.article_id).in_(copies)))
-            .distinct()
-        )
+    keys = session.scalars(
+        select(col(ClaimCluster.speaker_key))
+        .join(Claim, col(Claim.cluster_id) == col(ClaimCluster.id))
+        .where(or_(col(Claim.article_id).in_(articles), col(Claim.article_id).in_(copies)))
+        .distinct()
     )
-    return store.recluster(session, settings, keys) if keys else 0
+    return sorted(set(keys))
 
 
 __all__ = [
@@ -239,8 +236,8 @@ __all__ = [
     "create_reprocess_job",
     "current_versions",
     "forget_dedup",
+    "job_speaker_keys",
     "older_extractor_clauses",
-    "recluster_job",
     "restart_article",
     "selection",
 ]

@@ -52,7 +52,36 @@ def advance_once(
             outbox.send_after_commit(session, PROCESS_ITEM_TASK, job_id, article_id)
     if plan.finished:
         log.info("jobs_finished", jobs=plan.finished)
+    for job_id in plan.recluster:
+        recluster_ended_job(job_id)
     return plan
+
+
+def recluster_ended_job(job_id: int) -> int:
+    """Cluster again the claims of the speakers an ended reprocess job's articles name
+    (:func:`worker.jobs.reprocess.job_speaker_keys`, :func:`worker.claims.store.recluster`),
+    one speaker key a unit of work (speakers' clusters never share a claim, so key by key
+    gives what all keys at once give), after the round that ended the job has committed:
+    neither the job scheduler's lock nor the other speakers' claims are held for it (on
+    SQLite a long transaction holds every writer). Each speaker reclustered is
+    committed; one that fails, or a process that dies meanwhile, leaves the rest as the
+    live clustering made them (valid clusters, only dependent on the order the articles
+    arrived in) and a warning in the log; a second ``claimwire reprocess`` of the same
+    articles does it again. Returns the clusters made."""
+    from worker.claims import store
+    from worker.jobs.reprocess import job_speaker_keys
+
+    settings = get_settings()
+    made = 0
+    try:
+        with unit_of_work() as session:
+            keys = job_speaker_keys(session, job_id)
+        for key in keys:
+            with unit_of_work() as session:
+                made += store.recluster(session, settings, {key})
+    except Exception as exc:  # noqa: BLE001 (the job is done; its clusters stay valid)
+        log.warning("recluster_failed", job_id=job_id, error=attempts.short_error(exc))
+    return made
 
 
 # -------------------------------------------------------------------------- discovery
