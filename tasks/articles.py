@@ -48,10 +48,10 @@ class InProcessRuns:
     a page). Held here, a fetch waits in the same process as before, and runs again from
     the pool's queue: the same look, the same slot, the same limits.
 
-    What a worker that dies loses: the fetches it holds, as it lost the messages it held
-    in its timer (Redis gave those back only after its visibility timeout, an hour): the
-    article's sweep mark is held until its turn, and the sweep sends it again
-    ``stale_after`` after that. A worker that stops sends each one as a message, with the
+    What a worker that dies loses: the fetches it holds. The article's sweep mark is held
+    until its turn, and the sweep sends it again ``stale_after`` after that, which is
+    also what first recovered the messages a dead worker held in its timer (Redis gives
+    those back only after its visibility timeout, an hour). A worker that stops sends each one as a message, with the
     rest of its countdown (:func:`_send_held_fetches`), including those waiting in its
     pool's queue (a pool that stops drops them); such a one that still starts does
     nothing."""
