@@ -51,10 +51,10 @@ class InProcessRuns:
     What a worker that dies loses: the fetches it holds. The article's sweep mark is held
     until its turn, and the sweep sends it again ``stale_after`` after that, which is
     also what first recovered the messages a dead worker held in its timer (Redis gives
-    those back only after its visibility timeout, an hour). A worker that stops sends each one as a message, with the
-    rest of its countdown (:func:`_send_held_fetches`), including those waiting in its
-    pool's queue (a pool that stops drops them); such a one that still starts does
-    nothing."""
+    those back only after its visibility timeout, an hour). A worker that stops sends
+    each one as a message, with the rest of its countdown (:func:`_send_held_fetches`),
+    including those waiting in its pool's queue (a pool that stops drops them); such a
+    one that still starts does nothing."""
 
     def __init__(self) -> None:
         self.worker: Any = None  # the WorkController whose pool runs them (worker_init)
