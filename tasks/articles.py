@@ -179,6 +179,7 @@ def _hold_fetches_in_process(sender: Any = None, **_: Any) -> bool:
     it reads) holds a poll's fetches too, and sends each at its turn; a worker on Redis
     (the production io worker) runs them again in its pool (:data:`RERUNS`)."""
     pool = str(getattr(sender, "pool_cls", "") or "").lower()
+    RERUNS.worker, RERUNS.stopping = None, False
     if "thread" not in pool:
         return False
     if hold_in_process(get_settings()):
