@@ -740,3 +740,118 @@ def _two_empty_feeds_on_one_host(server: Any, settings: Any) -> tuple[list[Any],
     leases = _empty_feeds_claimed(server, settings, "ab")
     with unit_of_work() as s:
         return leases, feed_hosts(s, [x.feed_id for x in leases])
+
+
+class _Pool:
+    """A Celery worker's pool as the io worker's in-process runs use it: what it was
+    given to run, and when."""
+
+    def __init__(self) -> None:
+        self.given: list[tuple[float, Any, tuple[Any, ...], Any]] = []
+
+    def apply_async(self, target: Any, args: tuple[Any, ...], callback: Any) -> None:
+        self.given.append((time.monotonic(), target, args, callback))
+
+
+def _redis_io_messages(redis_url: str) -> int:
+    """Messages in the Redis broker's ``io`` queue (its priority lists included)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    return sum(int(client.llen(key)) for key in client.keys("io*"))
+
+
+@pytest.fixture()
+def io_worker() -> Any:
+    """The production io worker's start (a thread pool on Redis: ``worker_init``), with
+    a :class:`_Pool`, once the test's settings name Redis; its in-process runs switched
+    off again after the test."""
+    from celery.signals import worker_init
+
+    from tasks.articles import RERUNS
+    from worker.pipeline.attempts import HELD
+
+    pool = _Pool()
+
+    def start() -> _Pool:
+        worker_init.send(sender=type("Worker", (), {"pool_cls": "threads", "pool": pool})())
+        assert RERUNS.active and not HELD.enabled
+        return pool
+
+    try:
+        yield start
+    finally:
+        RERUNS.worker = None
+        RERUNS.stopping = False
+        HELD.enabled = False
+
+
+def test_the_io_worker_runs_a_fetch_sent_back_for_its_turn_again_in_its_pool(
+    configure: Any, server: Any, redis_url: str, io_worker: Any
+) -> None:
+    """On Redis, the io worker holds a fetch sent back for its host's turn and gives it
+    to its own pool at the turn, where it runs again (the same look, the same slot):
+    no message is sent back for it. Sent back with a countdown, each such fetch was a
+    message the io worker published, read back at once, held in its memory anyway and
+    acknowledged (issue 16: 4.6–5.6 fetch messages a page in production)."""
+    from tasks.articles import fetch_article
+    from worker.core.db import init_db
+    from worker.network.politeness import RedisHostLimiter
+    from worker.pipeline import resources
+
+    init_db(configure(HOST_MIN_INTERVAL=2, HOST_MAX_CONCURRENCY=2, BROKER_URL=redis_url))
+    pool = io_worker()
+    (url,) = _site(server, 1)
+    aid = discovered_article(url)
+    limiter = resources.host_limiter()
+    assert isinstance(limiter, RedisHostLimiter)
+    with limiter.slot(load_article(aid).host):  # a request of the host starts now
+        pass
+    t0 = time.monotonic()
+    fetch_article.push_request(
+        args=[aid], kwargs={}, retries=0, is_eager=False, called_directly=False
+    )
+    try:
+        assert fetch_article.run(aid) is False  # its turn is 2 s ahead: sent back
+    finally:
+        fetch_article.pop_request()
+    assert _redis_io_messages(redis_url) == 0  # held in the process, not sent
+    assert server.hits.get("/n/0", 0) == 0
+    deadline = time.monotonic() + 30
+    while not pool.given and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ((at, target, args, callback),) = pool.given
+    assert at - t0 >= 2 - TURN_LEAD - 0.05  # given to the pool at its turn, not before
+    callback(target(*args))  # the pool runs it
+    article = load_article(aid)
+    assert article.state == ArticleState.fetched
+    assert article.attempts == 0 and article.step_starts == 0
+    assert server.hits["/n/0"] == 1
+    assert _redis_io_messages(redis_url) == 0  # fetched from that one message
+
+
+def test_a_stopping_io_worker_sends_the_fetches_it_holds_or_queued_in_its_pool(
+    configure: Any, server: Any, redis_url: str, io_worker: Any
+) -> None:
+    """A stopping io worker (``worker_shutting_down``) sends what it holds for the
+    broker to keep: a fetch held until its turn with the rest of its countdown, and one
+    given to its pool and not started (a stopping pool drops its queue) at once; that
+    one, if the pool still starts it, does nothing."""
+    from tasks.articles import RERUNS, _send_held_fetches
+    from worker.core.db import init_db
+    from worker.pipeline.attempts import HELD
+    from worker.pipeline.steps import FIRST as FETCH
+
+    init_db(configure(BROKER_URL=redis_url))
+    pool = io_worker()
+    first, second = (discovered_article(url) for url in _site(server, 2))
+    RERUNS.at_turn(FETCH, first, 1, None)  # its turn came: given to the pool
+    HELD.hold(300, lambda countdown: RERUNS.at_turn(FETCH, second, 1, countdown))
+    assert len(pool.given) == 1 and HELD.pending() == 1
+    assert _send_held_fetches() == 2
+    assert HELD.pending() == 0
+    assert _redis_io_messages(redis_url) == 2
+    _at, target, args, callback = pool.given[0]
+    callback(target(*args))  # started after the stop began: nothing
+    assert load_article(first).state == ArticleState.discovered
+    assert server.hits.get("/n/0", 0) == 0

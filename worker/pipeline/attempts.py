@@ -680,6 +680,9 @@ class HeldSends:
     """Fetch messages held in this process until they are due, then sent (without a
     countdown): the embedded run's (:data:`HELD`, switched on by :func:`hold_in_process`
     in the `run` process, whose threads alone consume the ``io`` queue of its broker).
+    The production io worker (a thread pool on Redis) holds here the fetches it sends
+    back for their turns, and at the turn runs each again in its own pool instead of
+    sending it (``tasks.articles.InProcessRuns``).
 
     The embedded broker is a queue read in the order messages were sent. A message sent
     with a countdown waits its turn in that order; when the `run` process is behind (its
@@ -758,7 +761,8 @@ rather than held (:class:`HeldSends`)."""
 
 def hold_in_process(settings: Settings) -> bool:
     """Switch :data:`HELD` on in a process that consumes the embedded broker's ``io``
-    queue (the `run` process: ``worker_init``); whether it is on."""
+    queue (the `run` process: ``worker_init``): a poll's fetches and those sent back are
+    held, and sent at their turns; whether it is on."""
     if settings.broker_is_embedded:
         HELD.enabled = True
     return HELD.enabled
