@@ -4,7 +4,7 @@ branch ``prodhold``).
 With this folder on ``PYTHONPATH`` and ``CW_FETCH_LOG`` naming a file, every process
 that runs claimwire's fetch task appends one JSON line to it per run: the article, the
 message's ``retries``, its ETA and when it started (``time.time()``; a run of a fetch
-held in the process and given to the worker's pool, ``tasks.articles.InProcessRuns``,
+held in the process and given to the worker's pool, ``worker.pipeline.reruns.InProcessRuns``,
 has no message: ``"in": 1`` and no ETA), its thread CPU, and its cause: ``ran`` (the
 step ran), ``look`` (sent back by the ready look: ``wait_for_host``), ``slot`` (sent back
 at the slot's take: ``settle`` on ``HostBusy``) or ``err:<type>``, with the seconds to
@@ -92,7 +92,7 @@ def _install(path: str) -> None:
 
     signals.task_prerun.connect(prerun, weak=False)
     signals.task_postrun.connect(postrun, weak=False)
-    runs = getattr(sys.modules["tasks.articles"], "InProcessRuns", None)
+    runs = getattr(sys.modules.get("worker.pipeline.reruns"), "InProcessRuns", None)
     if runs is None:
         return
     run = runs._run

@@ -682,7 +682,7 @@ class HeldSends:
     in the `run` process, whose threads alone consume the ``io`` queue of its broker).
     The production io worker (a thread pool on Redis) holds here the fetches it sends
     back for their turns, and at the turn runs each again in its own pool instead of
-    sending it (``tasks.articles.InProcessRuns``).
+    sending it (``worker.pipeline.reruns.InProcessRuns``).
 
     The embedded broker is a queue read in the order messages were sent. A message sent
     with a countdown waits its turn in that order; when the `run` process is behind (its
