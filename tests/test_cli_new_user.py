@@ -115,6 +115,41 @@ def test_jobs_show_wait_json_is_only_json(server: Any, tmp_path: Path) -> None:
     assert "Warm shutdown" not in r.stdout
 
 
+NOISE = ("SecurityWarning", "superuser", "--uid", "Warm shutdown", "poll_held_for_turn")
+"""What the embedded run and `--wait` printed besides their own lines: Celery's warning
+about root (nine lines, once per process: four times in a run with its CPU processes),
+each CPU process's "worker: Warm shutdown (MainProcess)", a log line per feed poll held
+for its host's turn, and a log line per article step under `--wait`'s progress bar."""
+
+
+def test_run_and_wait_print_claimwire_lines_only(server: Any, tmp_path: Path) -> None:
+    """What a new user reads after `claimwire run --until-idle` and `reprocess --wait`:
+    claimwire's own lines. (The root warning is only printed for root, as in CI and in
+    containers; the other lines for everyone.)"""
+    from worker.testing.content import STORIES, serve_site
+
+    # three feeds on one host, a second apart: the second and third polls wait their turn
+    feeds = [serve_site(server, prefix=f"/s{i}", site=f"Site {i}") for i in range(3)]
+    env = cli_env(tmp_path, EXTRACT_CLAIMS="false", HOST_MIN_INTERVAL="1")
+    assert claimwire(["feeds", "add", *feeds], env, tmp_path).returncode == 0
+    r = claimwire(["run", "--until-idle"], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"processed {3 * len(STORIES)}" in r.stderr
+    assert r.stdout == ""
+    shown = [line for line in r.stderr.splitlines() if any(n in line for n in NOISE)]
+    assert shown == [], r.stderr[-3000:]
+
+    r = claimwire(["reprocess", "--outlet", "127.0.0.1", "--wait"], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"{3 * len(STORIES)} selected, {3 * len(STORIES)} done" in r.stderr
+    noise = [
+        line
+        for line in r.stderr.splitlines()
+        if any(n in line for n in (*NOISE, "article_step_done"))
+    ]
+    assert noise == [], r.stderr[-3000:]
+
+
 def test_version(tmp_path: Path) -> None:
     from importlib.metadata import version
 
