@@ -310,7 +310,9 @@ def test_tables_fit_80_columns_with_whole_values_and_one_duration_format(
     assert len(rows) == 4  # one line per feed
     assert "37m 30s*" in listing and "1h 15m*" in listing
     (row4,) = [r for r in rows if r.split("│")[1].strip() == "4"]
-    assert row4.split("│")[3].strip().startswith("https://www") and "…" in row4.split("│")[3]
+    # a URL too long for its cell keeps its host's start and its path's end
+    url4 = row4.split("│")[3].strip()
+    assert url4.startswith("www.exampl") and url4.endswith("/feed.rss") and "…" in url4, url4
     (row2,) = [r for r in rows if r.split("│")[1].strip() == "2"]
     assert row2.split("│")[2].strip() == "failing" and "HTTP 503…" in row2
     assert "37m 30s" in outputs["feeds show 4"]
@@ -318,8 +320,53 @@ def test_tables_fit_80_columns_with_whole_values_and_one_duration_format(
     assert " reprocess " in outputs["jobs list"] and " running " in outputs["jobs list"]
     search = outputs["claims search"]
     # the claim wraps at words: every word of it is there whole
-    words = " ".join(
-        line.split("│")[4].strip() for line in search.splitlines() if line.count("│") > 5
-    ).split()
+    words = " ".join(_column(search, "claim")).split()
     for word in ["the", "steelworks", "in", "Korlin", "will", "reopen", "by", "spring"]:
         assert word in words, (word, search)
+
+
+def _column(table: str, header: str) -> list[str]:
+    """The cells of one column of a rich table, found by its header, top to bottom."""
+    lines = table.splitlines()
+    (head,) = [line for line in lines if line.startswith("┃")]
+    index = [cell.strip() for cell in head.split("┃")].index(header)
+    return [line.split("│")[index].strip() for line in lines if line.startswith("│")]
+
+
+def test_at_80_columns_names_claims_urls_and_settings_stay_readable(tmp_path: Path) -> None:
+    """At 80 columns `claims search` gave the claim 16 cells and the speaker 12, cut to
+    its title ("Director…", "Councillor…": every speaker a title); `feeds list` showed
+    every feed of one site as the same "http://127.0.0…"; `config` cut the variables'
+    names ("CLAIMWIRE_SQLITE_BUSY_…"). Now: the claim has 30 cells or more, a speaker
+    keeps the end of their name, a URL its host and the end of its path, and every
+    variable's name is whole."""
+    from tests.support.webdata import seed
+    from worker.core.settings import get_settings, reset_settings, settings_table
+
+    env = cli_env(tmp_path)
+    os.environ["CLAIMWIRE_DATA_DIR"] = env["CLAIMWIRE_DATA_DIR"]
+    try:
+        reset_settings()
+        seed(get_settings())
+    finally:
+        del os.environ["CLAIMWIRE_DATA_DIR"]
+        reset_settings()
+    site = "https://www.example-regional-newspaper.org/sections"
+    feeds = [f"{site}/local-politics/feed.rss", f"{site}/business-and-economy/feed.rss"]
+    assert claimwire(["feeds", "add", *feeds], env, tmp_path).returncode == 0
+    outputs = {}
+    for command in (["claims", "search", "--speaker", "Novak"], ["feeds", "list"], ["config"]):
+        status, output = on_terminal(command, env, tmp_path, columns=80)
+        assert status == 0, output
+        assert [line for line in output.splitlines() if _cells(line) > 80] == [], output
+        outputs[command[0]] = output
+    search = outputs["claims"]
+    head = next(line for line in search.splitlines() if line.startswith("┃")).split("┃")
+    claim_cell = head[[cell.strip() for cell in head].index("claim")]
+    assert _cells(claim_cell) - 2 >= 30, search  # (a space either side)
+    assert "Maria Novak" in _column(search, "speaker"), search
+    urls = _column(outputs["feeds"], "url")
+    assert urls[-2] != urls[-1], urls  # the two feeds of one site told apart
+    assert urls[-2].endswith("/feed.rss") and urls[-1].endswith("/feed.rss"), urls
+    names = _column(outputs["config"], "variable")
+    assert [var for var, _, _ in settings_table()] == [n for n in names if n], names

@@ -122,7 +122,7 @@ def feeds_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")
     cols = [
         Col("id", justify="right"),
         Col("state"),
-        Col("url", flex=True),
+        Col("url", flex=True, cut="url", min_width=24),
         Col("last attempt", drop=3),
         Col("last success", drop=4),
         Col("last new entry", drop=6),

@@ -10,9 +10,18 @@ from typing import IO, TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from worker.cli.console import UserError, _db, _settings, app, err, human_duration, out
+from worker.cli.console import (
+    Col,
+    UserError,
+    _db,
+    _settings,
+    app,
+    err,
+    fit_table,
+    human_duration,
+    out,
+)
 
 if TYPE_CHECKING:
     from worker.core.settings import Settings
@@ -360,11 +369,19 @@ def config(markdown: bool = typer.Option(False, "--markdown", help="The README t
             sys.stdout.write(f"| `{var}` | `{default}` | {meaning} |\n".replace("``", "(empty)"))
         return
     settings = _settings()
-    table = Table("variable", "value", "meaning")
+    rows = []
     for var, _default, meaning in settings_table():
         value = getattr(settings, var.removeprefix("CLAIMWIRE_").lower())
         shown = mask_url(str(value)) if "url" in var.lower() else str(value)
         if "TOKEN" in var and value:
             shown = "***"
-        table.add_row(var, shown, meaning)
-    out.print(table)
+        rows.append([var, shown or "(empty)", meaning])
+    # The variable's name whole (at 80 columns it was cut to "CLAIMWIRE_SQLITE_BUSY_…"),
+    # its value and meaning wrapped beside it; on a terminal too narrow for the meaning
+    # (see README or `config --markdown`), names and values only.
+    cols = [
+        Col("variable"),
+        Col("value", flex=True, wrap=True, min_width=14),
+        Col("meaning", flex=True, wrap=True, min_width=20, drop=1),
+    ]
+    out.print(fit_table(out, cols, rows))

@@ -293,13 +293,16 @@ def _claims_search(
             sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
         return
     cols = [
-        Col("date"),
+        # At 80 columns: outlet, speaker, the claim in 30 cells or more, and the cluster
+        # (what `claims cluster ID` takes); the date, count of outlets and first seen
+        # come back as the terminal widens.
+        Col("date", drop=3),
         Col("outlet", flex=True, max_width=30),
-        Col("speaker", flex=True, max_width=30),
-        Col("claim", flex=True, wrap=True),
-        Col("cluster", justify="right", drop=1),
-        Col("outlets", justify="right", drop=2),
-        Col("first seen", drop=3),
+        Col("speaker", flex=True, max_width=30, min_width=16, cut="start"),
+        Col("claim", flex=True, wrap=True, min_width=30),
+        Col("cluster", justify="right", drop=2),
+        Col("outlets", justify="right", drop=4),
+        Col("first seen", drop=5),
     ]
     cells = [
         [
