@@ -370,3 +370,38 @@ def test_at_80_columns_names_claims_urls_and_settings_stay_readable(tmp_path: Pa
     assert urls[-2].endswith("/feed.rss") and urls[-1].endswith("/feed.rss"), urls
     names = _column(outputs["config"], "variable")
     assert [var for var, _, _ in settings_table()] == [n for n in names if n], names
+
+
+def test_mistakes_are_named_and_notes_wrap_at_words(tmp_path: Path) -> None:
+    """A search from a later day to an earlier one said "no stored claim" as if nothing
+    matched; one bad URL among several said only what was wrong with it, not that the
+    others were not added either; a note wider than the terminal broke in the middle of
+    a word; the frontier's turns read "285.8 s" beside "1h 15m"."""
+    from tests.support.webdata import seed
+    from worker.core.settings import get_settings, reset_settings
+
+    env = cli_env(tmp_path)
+    r = claimwire(
+        ["claims", "search", "--since", "2026-03-02", "--until", "2026-03-01"], env, tmp_path
+    )
+    assert r.returncode == 2, r.stderr
+    assert "--since 2026-03-02 is after --until 2026-03-01" in r.stderr
+    r = claimwire(["feeds", "add", "https://fine.example/feed.xml", "not a url"], env, tmp_path)
+    assert r.returncode == 2 and "none of the others was added either" in r.stderr, r.stderr
+    assert claimwire(["feeds", "list", "--json"], env, tmp_path).stdout == ""
+
+    os.environ["CLAIMWIRE_DATA_DIR"] = env["CLAIMWIRE_DATA_DIR"]
+    try:
+        reset_settings()
+        seed(get_settings())
+    finally:
+        del os.environ["CLAIMWIRE_DATA_DIR"]
+        reset_settings()
+    status, output = on_terminal(["claims", "search", "--limit", "1"], env, tmp_path, columns=80)
+    assert status == 0, output
+    note = output[: output.index("┏")]
+    assert "--limit N shows more)" in " ".join(note.split()), note  # every word whole
+
+    from worker.cli.service_commands import _turn_in
+
+    assert _turn_in(285.8) == "4m 46s" and _turn_in(0.35) == "0.3s"

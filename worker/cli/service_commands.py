@@ -326,8 +326,8 @@ def _print_frontier(f: dict[str, Any]) -> None:
     for b in f["largest_backlogs"]:
         extra = f", {b['turns_reserved']} turns reserved" if b["turns_reserved"] else ""
         out.print(
-            f"  {escape(b['host'])}: {b['waiting']} waiting, next turn in {b['next_turn_in']:g} s, "
-            f"last in {b['last_turn_in']:g} s{extra}",
+            f"  {escape(b['host'])}: {b['waiting']} waiting, next turn in "
+            f"{_turn_in(b['next_turn_in'])}, last in {_turn_in(b['last_turn_in'])}{extra}",
             highlight=False,
         )
     shown = {b["host"] for b in f["largest_backlogs"]}
@@ -335,9 +335,15 @@ def _print_frontier(f: dict[str, Any]) -> None:
         if t["host"] not in shown:
             out.print(
                 f"  {escape(t['host'])}: {t['turns_reserved']} turns reserved (polls, fetches), "
-                f"free in {t['free_in']:g} s, last turn in {t['last_turn_in']:g} s",
+                f"free in {_turn_in(t['free_in'])}, last turn in {_turn_in(t['last_turn_in'])}",
                 highlight=False,
             )
+
+
+def _turn_in(seconds: float) -> str:
+    """A host's next turn as every duration reads ("4m 46s", not "285.8 s"); a turn less
+    than 10 s away to a tenth of a second (hosts take turns a second apart)."""
+    return f"{seconds:.1f}s" if seconds < 10 else human_duration(seconds)
 
 
 @app.command()
