@@ -156,6 +156,7 @@ def _run_with(settings: Settings, until_idle: bool, pool: CpuPool | None) -> Non
         summary += f"; {failing.failing} of {failing.unpaused} feed(s) failing"
     if ending is Ending.IDLE:
         err.print(f"claimwire: idle. {summary}", highlight=False)
+        _report_given_up(data["articles"])
         _report_failing_feeds(failing)
         if failing.all_failed:
             err.print(
@@ -170,6 +171,29 @@ def _run_with(settings: Settings, until_idle: bool, pool: CpuPool | None) -> Non
         "database: run again to finish them"
     )
     raise typer.Exit(1)
+
+
+def _report_given_up(articles: dict[str, int]) -> None:
+    """Articles a run gave up on (quarantined after ``max_attempts`` errors, or failed
+    for good): where their errors are, and how to try them again."""
+    quarantined = articles.get("quarantined", 0)
+    failed = articles.get("failed", 0)
+    if not quarantined and not failed:
+        return
+    what = " and ".join(
+        part
+        for part in (
+            f"{quarantined} article(s) quarantined after repeated errors" if quarantined else "",
+            f"{failed} failed" if failed else "",
+        )
+        if part
+    )
+    again = "; `claimwire replay` tries the quarantined ones again" if quarantined else ""
+    err.print(
+        f"claimwire: {what}: `claimwire status` shows the latest errors{again}",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _report_failing_feeds(failing: FailingFeeds) -> None:
