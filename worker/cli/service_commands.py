@@ -409,9 +409,15 @@ def config(markdown: bool = typer.Option(False, "--markdown", help="The README t
     # The variable's name whole (at 80 columns it was cut to "CLAIMWIRE_SQLITE_BUSY_…"),
     # its value and meaning wrapped beside it; on a terminal too narrow for the meaning
     # (see README or `config --markdown`), names and values only.
+    # A value (a path, a URL) is whole wherever the room allows, so it can be copied:
+    # the meaning takes what is left, 20 cells at least.
+    from rich.cells import cell_len
+
+    name_cells = max(cell_len(r[0]) for r in rows)
+    value_cells = max(cell_len(r[1]) for r in rows)
     cols = [
         Col("variable"),
-        Col("value", flex=True, wrap=True, min_width=14),
+        Col("value", flex=True, wrap=True, min_width=min(value_cells, out.width - name_cells - 30)),
         Col("meaning", flex=True, wrap=True, min_width=20, drop=1),
     ]
     out.print(fit_table(out, cols, rows))
