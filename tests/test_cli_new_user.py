@@ -115,6 +115,41 @@ def test_jobs_show_wait_json_is_only_json(server: Any, tmp_path: Path) -> None:
     assert "Warm shutdown" not in r.stdout
 
 
+NOISE = ("SecurityWarning", "superuser", "--uid", "Warm shutdown", "poll_held_for_turn")
+"""What the embedded run and `--wait` printed besides their own lines: Celery's warning
+about root (nine lines, once per process: four times in a run with its CPU processes),
+each CPU process's "worker: Warm shutdown (MainProcess)", a log line per feed poll held
+for its host's turn, and a log line per article step under `--wait`'s progress bar."""
+
+
+def test_run_and_wait_print_claimwire_lines_only(server: Any, tmp_path: Path) -> None:
+    """What a new user reads after `claimwire run --until-idle` and `reprocess --wait`:
+    claimwire's own lines. (The root warning is only printed for root, as in CI and in
+    containers; the other lines for everyone.)"""
+    from worker.testing.content import STORIES, serve_site
+
+    # three feeds on one host, a second apart: the second and third polls wait their turn
+    feeds = [serve_site(server, prefix=f"/s{i}", site=f"Site {i}") for i in range(3)]
+    env = cli_env(tmp_path, EXTRACT_CLAIMS="false", HOST_MIN_INTERVAL="1")
+    assert claimwire(["feeds", "add", *feeds], env, tmp_path).returncode == 0
+    r = claimwire(["run", "--until-idle"], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"processed {3 * len(STORIES)}" in r.stderr
+    assert r.stdout == ""
+    shown = [line for line in r.stderr.splitlines() if any(n in line for n in NOISE)]
+    assert shown == [], r.stderr[-3000:]
+
+    r = claimwire(["reprocess", "--outlet", "127.0.0.1", "--wait"], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"{3 * len(STORIES)} selected, {3 * len(STORIES)} done" in r.stderr
+    noise = [
+        line
+        for line in r.stderr.splitlines()
+        if any(n in line for n in (*NOISE, "article_step_done"))
+    ]
+    assert noise == [], r.stderr[-3000:]
+
+
 def test_version(tmp_path: Path) -> None:
     from importlib.metadata import version
 
@@ -275,7 +310,9 @@ def test_tables_fit_80_columns_with_whole_values_and_one_duration_format(
     assert len(rows) == 4  # one line per feed
     assert "37m 30s*" in listing and "1h 15m*" in listing
     (row4,) = [r for r in rows if r.split("│")[1].strip() == "4"]
-    assert row4.split("│")[3].strip().startswith("https://www") and "…" in row4.split("│")[3]
+    # a URL too long for its cell keeps its host's start and its path's end
+    url4 = row4.split("│")[3].strip()
+    assert url4.startswith("www.exampl") and url4.endswith("/feed.rss") and "…" in url4, url4
     (row2,) = [r for r in rows if r.split("│")[1].strip() == "2"]
     assert row2.split("│")[2].strip() == "failing" and "HTTP 503…" in row2
     assert "37m 30s" in outputs["feeds show 4"]
@@ -283,8 +320,88 @@ def test_tables_fit_80_columns_with_whole_values_and_one_duration_format(
     assert " reprocess " in outputs["jobs list"] and " running " in outputs["jobs list"]
     search = outputs["claims search"]
     # the claim wraps at words: every word of it is there whole
-    words = " ".join(
-        line.split("│")[4].strip() for line in search.splitlines() if line.count("│") > 5
-    ).split()
+    words = " ".join(_column(search, "claim")).split()
     for word in ["the", "steelworks", "in", "Korlin", "will", "reopen", "by", "spring"]:
         assert word in words, (word, search)
+
+
+def _column(table: str, header: str) -> list[str]:
+    """The cells of one column of a rich table, found by its header, top to bottom."""
+    lines = table.splitlines()
+    (head,) = [line for line in lines if line.startswith("┃")]
+    index = [cell.strip() for cell in head.split("┃")].index(header)
+    return [line.split("│")[index].strip() for line in lines if line.startswith("│")]
+
+
+def test_at_80_columns_names_claims_urls_and_settings_stay_readable(tmp_path: Path) -> None:
+    """At 80 columns `claims search` gave the claim 16 cells and the speaker 12, cut to
+    its title ("Director…", "Councillor…": every speaker a title); `feeds list` showed
+    every feed of one site as the same "http://127.0.0…"; `config` cut the variables'
+    names ("CLAIMWIRE_SQLITE_BUSY_…"). Now: the claim has 30 cells or more, a speaker
+    keeps the end of their name, a URL its host and the end of its path, and every
+    variable's name is whole."""
+    from tests.support.webdata import seed
+    from worker.core.settings import get_settings, reset_settings, settings_table
+
+    env = cli_env(tmp_path)
+    os.environ["CLAIMWIRE_DATA_DIR"] = env["CLAIMWIRE_DATA_DIR"]
+    try:
+        reset_settings()
+        seed(get_settings())
+    finally:
+        del os.environ["CLAIMWIRE_DATA_DIR"]
+        reset_settings()
+    site = "https://www.example-regional-newspaper.org/sections"
+    feeds = [f"{site}/local-politics/feed.rss", f"{site}/business-and-economy/feed.rss"]
+    assert claimwire(["feeds", "add", *feeds], env, tmp_path).returncode == 0
+    outputs = {}
+    for command in (["claims", "search", "--speaker", "Novak"], ["feeds", "list"], ["config"]):
+        status, output = on_terminal(command, env, tmp_path, columns=80)
+        assert status == 0, output
+        assert [line for line in output.splitlines() if _cells(line) > 80] == [], output
+        outputs[command[0]] = output
+    search = outputs["claims"]
+    head = next(line for line in search.splitlines() if line.startswith("┃")).split("┃")
+    claim_cell = head[[cell.strip() for cell in head].index("claim")]
+    assert _cells(claim_cell) - 2 >= 30, search  # (a space either side)
+    assert "Maria Novak" in _column(search, "speaker"), search
+    urls = _column(outputs["feeds"], "url")
+    assert urls[-2] != urls[-1], urls  # the two feeds of one site told apart
+    assert urls[-2].endswith("/feed.rss") and urls[-1].endswith("/feed.rss"), urls
+    names = _column(outputs["config"], "variable")
+    assert [var for var, _, _ in settings_table()] == [n for n in names if n], names
+
+
+def test_mistakes_are_named_and_notes_wrap_at_words(tmp_path: Path) -> None:
+    """A search from a later day to an earlier one said "no stored claim" as if nothing
+    matched; one bad URL among several said only what was wrong with it, not that the
+    others were not added either; a note wider than the terminal broke in the middle of
+    a word; the frontier's turns read "285.8 s" beside "1h 15m"."""
+    from tests.support.webdata import seed
+    from worker.core.settings import get_settings, reset_settings
+
+    env = cli_env(tmp_path)
+    r = claimwire(
+        ["claims", "search", "--since", "2026-03-02", "--until", "2026-03-01"], env, tmp_path
+    )
+    assert r.returncode == 2, r.stderr
+    assert "--since 2026-03-02 is after --until 2026-03-01" in r.stderr
+    r = claimwire(["feeds", "add", "https://fine.example/feed.xml", "not a url"], env, tmp_path)
+    assert r.returncode == 2 and "none of the others was added either" in r.stderr, r.stderr
+    assert claimwire(["feeds", "list", "--json"], env, tmp_path).stdout == ""
+
+    os.environ["CLAIMWIRE_DATA_DIR"] = env["CLAIMWIRE_DATA_DIR"]
+    try:
+        reset_settings()
+        seed(get_settings())
+    finally:
+        del os.environ["CLAIMWIRE_DATA_DIR"]
+        reset_settings()
+    status, output = on_terminal(["claims", "search", "--limit", "1"], env, tmp_path, columns=80)
+    assert status == 0, output
+    note = output[: output.index("┏")]
+    assert "--limit N shows more)" in " ".join(note.split()), note  # every word whole
+
+    from worker.cli.service_commands import _turn_in
+
+    assert _turn_in(285.8) == "4m 46s" and _turn_in(0.35) == "0.3s"

@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -225,6 +226,50 @@ def test_a_run_with_one_failing_feed_of_two_warns_and_exits_0(
     assert "; 1 of 2 feed(s) failing" in r.stderr
     assert f"feed 2 {missing}: " in r.stderr
     assert "every feed failed" not in r.stderr
+
+
+def test_a_run_names_the_articles_it_gave_up_on(server: LocalServer, tmp_path: Path) -> None:
+    """A page that kept failing ended the run with "quarantined 1" among the counts and
+    nothing more; the run now says where the error is and how to try again."""
+    env = cli_env(tmp_path, EXTRACT_CLAIMS="false", MAX_ATTEMPTS="1")
+    feed = serve_site(server)
+    slug = STORIES[0][0]
+    server.routes[f"/news/{slug}"] = Reply(503, b"try later", content_type="text/plain")
+    assert claimwire(["feeds", "add", feed], env, tmp_path).returncode == 0
+    r = claimwire(["run", "--until-idle"], env, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"processed {len(STORIES) - 1}, quarantined 1" in r.stderr
+    assert (
+        "claimwire: 1 article(s) quarantined after repeated errors: `claimwire status` "
+        "shows the latest errors; `claimwire replay` tries the quarantined ones again"
+    ) in r.stderr
+
+
+def test_the_progress_line_counts_the_pending_articles_retrying_after_an_error(
+    configure: Any,
+) -> None:
+    """A run whose pages wait for a retry (a host whose robots.txt cannot be read is
+    asked again every 5 minutes, five times) printed "13 pending" once and then nothing
+    for twenty minutes: the line says they are retrying after an error."""
+    configure(extract_claims="false")
+    from schemas.types import utcnow
+    from tests.support.webdata import _article
+    from worker.core.db import init_db, unit_of_work
+    from worker.reports.status import progress
+
+    init_db()
+    with unit_of_work() as s:
+        for n, attempts in enumerate((0, 2, 1)):
+            a = _article(
+                s, f"https://r.example/{n}", "r.example", "t", "", utcnow(), state="discovered"
+            )
+            a.attempts = attempts
+        done = _article(s, "https://r.example/d", "r.example", "t", "x", utcnow())
+        done.attempts = 3  # (failed once, then processed: not retrying)
+    with unit_of_work() as s:
+        now = progress(s, utcnow())
+    assert (now.pending, now.retrying) == (3, 2)
+    assert "articles: 1 processed, 3 pending (2 retrying after an error), 0 failed" in now.line()
 
 
 def test_progress_lines_come_only_when_due_and_changed(

@@ -321,3 +321,55 @@ def test_a_long_cluster_pages_and_every_page_fits_a_phone(
     assert phone.page.locator("table.feeds thead").is_hidden()
     assert phone.errors == []
     phone.close()
+
+
+def test_long_words_never_widen_a_page_and_right_to_left_text_reads_from_the_right(
+    browser: Any, site: tuple[WebServer, Seeded]
+) -> None:
+    """A word longer than the line (in a feed's title and URL, an article's title and
+    text, a speaker's name, a claim) made the claims page 2,300 px wide at 1280 and at
+    390; it breaks instead, on every page, at both widths. A claim in Arabic reads from
+    the right: its sentence starts at the right edge of its quote, not at the left."""
+    from tests.support.webdata import RTL_CLAIM, seed_unruly
+    from worker.core.db import dispose_engines
+    from worker.core.settings import Settings
+
+    server, _ = site
+    settings = Settings(data_dir=Path(server.env["CLAIMWIRE_DATA_DIR"]), _env_file=None)  # type: ignore[call-arg]
+    unruly = seed_unruly(settings)
+    dispose_engines()
+    paths = [
+        "/claims",
+        "/claims?speaker=Engineer",
+        "/clusters",
+        f"/clusters/{unruly.cluster_id}",
+        f"/clusters/{unruly.rtl_cluster_id}",
+        "/articles",
+        f"/articles/{unruly.article_id}",
+        f"/articles/{unruly.rtl_article_id}",
+        "/speakers",
+        "/feeds",
+        "/status",
+    ]
+    for width in (1280, 390):
+        tab = Tab(browser, server.base)
+        tab.page.set_viewport_size({"width": width, "height": 900})
+        for path in paths:
+            tab.go(path)
+            scroll = tab.page.evaluate("document.documentElement.scrollWidth")
+            assert scroll <= width, f"{path} is {scroll}px wide on a {width}px screen"
+        tab.go("/claims?speaker=Rahimi")
+        quote = tab.page.locator("li.claim blockquote")
+        assert quote.count() == 1 and RTL_CLAIM in quote.inner_text()
+        gap = quote.evaluate(
+            """q => { const r = document.createRange(); r.selectNodeContents(q);
+                      const t = r.getBoundingClientRect(), s = getComputedStyle(q);
+                      const b = q.getBoundingClientRect();
+                      return {left: t.left - b.left - parseFloat(s.paddingLeft)
+                                    - parseFloat(s.borderLeftWidth),
+                              right: b.right - t.right - parseFloat(s.paddingRight)
+                                     - parseFloat(s.borderRightWidth)}; }"""
+        )
+        assert gap["right"] < 3 and gap["left"] > 30, (width, gap)
+        assert tab.errors == []
+        tab.close()

@@ -368,3 +368,85 @@ def big_cluster(settings: Any, repeats: int, outlets: int) -> tuple[int, list[in
         cl.n_articles = repeats + 2
         cl.n_outlets = outlets + 2
     return cid, [int(a or 0) for a in art_ids]
+
+
+# A word longer than any line (a part number run together), and text written right to
+# left (invented Arabic: "the port will open on Monday"; "the bridge stays closed").
+LONG_WORD = "Xq" + "tramlinepartnumber" * 12
+RTL_CLAIM = "إن الميناء سيفتح يوم الاثنين"
+RTL_SENTENCE = f"قالت الوزيرة {RTL_CLAIM}."
+RTL_OTHER = "الجسر يبقى مغلقا"
+
+
+@dataclass
+class Unruly:
+    article_id: int = 0
+    rtl_article_id: int = 0
+    cluster_id: int = 0
+    rtl_cluster_id: int = 0
+
+
+def seed_unruly(settings: Any) -> Unruly:
+    """Text that must neither widen a page nor read backwards: a word longer than any
+    line in a feed's title and URL, an article's title and text, a speaker's name and a
+    claim; an article and a claim in Arabic."""
+    init_db(settings)
+    out = Unruly()
+    at = T0 + timedelta(days=5)
+    with unit_of_work(settings) as s:
+        s.add(
+            Feed(
+                url=f"https://{LONG_WORD.lower()}.example/{LONG_WORD}.xml",
+                title=LONG_WORD,
+                state="failing",
+                consecutive_failures=1,
+                last_error=f"HTTP 404 for https://unruly.example/{LONG_WORD}",
+                created_at=at,
+            )
+        )
+        speaker = f"Engineer {LONG_WORD}"
+        content = f"the part {LONG_WORD} was ordered twice"
+        article = _article(
+            s,
+            f"https://unruly.example/{LONG_WORD}",
+            "unruly.example",
+            f"Parts {LONG_WORD} ordered twice",
+            f"Crews waited all week. {speaker} said {content}. Nobody was hurt.",
+            at,
+            author=LONG_WORD,
+        )
+        cluster = ClaimCluster(
+            speaker_key=speaker_key(speaker) or LONG_WORD.lower(),
+            speaker=speaker,
+            text=content,
+            first_seen_at=at,
+            first_article_id=article.id,
+            n_articles=1,
+            n_outlets=1,
+        )
+        s.add(cluster)
+        s.flush()
+        _claim(s, article, speaker, "said", content, cluster.id)
+        out.article_id, out.cluster_id = int(article.id or 0), int(cluster.id or 0)
+        rtl = _article(
+            s,
+            "https://unruly.example/rtl",
+            "unruly.example",
+            RTL_OTHER,
+            f"{RTL_SENTENCE}\n\n{RTL_OTHER}.",
+            at + timedelta(hours=1),
+        )
+        rtl_cluster = ClaimCluster(
+            speaker_key="dana rahimi",
+            speaker="Dana Rahimi",
+            text=RTL_CLAIM,
+            first_seen_at=rtl.published_at,
+            first_article_id=rtl.id,
+            n_articles=1,
+            n_outlets=1,
+        )
+        s.add(rtl_cluster)
+        s.flush()
+        _claim(s, rtl, "Dana Rahimi", "said", RTL_CLAIM, rtl_cluster.id)
+        out.rtl_article_id, out.rtl_cluster_id = int(rtl.id or 0), int(rtl_cluster.id or 0)
+    return out

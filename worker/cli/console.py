@@ -163,6 +163,53 @@ def human_duration(seconds: float | int | None) -> str:
     return " ".join(parts)
 
 
+def shorten_start(text: str, width: int) -> str:
+    """``text`` on one line in ``width`` cells, cut at its start when too long: a name
+    keeps its end ("…Maria Novak", not "Health Mini…"), cut before a word where one is
+    near."""
+    from rich.cells import cell_len
+
+    text = " ".join(text.split())
+    if cell_len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    kept = ""
+    for word in reversed(text.split(" ")):  # whole words from the end, while they fit
+        longer = f"{word} {kept}" if kept else word
+        if cell_len(longer) > width - 1:
+            break
+        kept = longer
+    if not kept:  # one word longer than the room: its end
+        kept = text[::-1][: width - 1][::-1]
+        while cell_len(kept) > width - 1:
+            kept = kept[1:]
+    return "…" + kept.lstrip(" ,;:.-")
+
+
+def shorten_url(url: str, width: int) -> str:
+    """A URL on one line in ``width`` cells: whole, or its start (scheme and host) and
+    its end (the last part of its path) with ``…`` between, its scheme left out, so
+    that feeds of one site stay apart ("feeds.ex…/world/rss.xml", not "https://feeds.e…"
+    for all)."""
+    from rich.cells import cell_len, set_cell_size
+
+    url = "".join(url.split())
+    if cell_len(url) <= width:
+        return url
+    if width < 12:
+        return shorten(url, width)
+    # a shortened URL cannot be copied anyway: its scheme gives way to what tells it apart
+    url = url.split("://", 1)[-1]
+    if cell_len(url) <= width:
+        return url
+    # the end gets the larger part: feeds of one site differ there ("…/world/rss.xml",
+    # "…/business/rss.xml")
+    tail = url[-int((width - 1) * 0.6) :]
+    head = set_cell_size(url, width - 1 - cell_len(tail))
+    return head + "…" + tail
+
+
 def shorten(text: str, width: int) -> str:
     """``text`` on one line in ``width`` cells: whole, or cut after a word with ``…`` (in
     the middle of a word only when no word boundary is near)."""
@@ -180,6 +227,10 @@ def shorten(text: str, width: int) -> str:
     return cut.rstrip(" ,;:.-") + "…"
 
 
+FLEX_MIN_DEFAULT = 12
+"""Cells a flexible column keeps at least (its whole content when shorter)."""
+
+
 @dataclass
 class Col:
     """A column of :func:`fit_table`. ``flex`` columns hold long text (URLs, errors,
@@ -193,10 +244,13 @@ class Col:
     wrap: bool = False
     max_width: int | None = None
     justify: Any = "left"
-
-
-FLEX_MIN = 12
-"""Cells a flexible column keeps at least (its whole content when shorter)."""
+    # the least a flex column is given (its whole content when shorter) before columns
+    # with a ``drop`` are left out: the claim of a search is not squeezed to 16 cells
+    # to keep the count of outlets
+    min_width: int = FLEX_MIN_DEFAULT
+    # how a flex column is shortened: "end" (cut after a word), "start" (a name: its
+    # end kept), "url" (start and end kept)
+    cut: str = "end"
 
 
 def fit_table(
@@ -216,11 +270,15 @@ def fit_table(
         return max(min(wanted, cap), header) if cap else wanted
 
     def least(i: int) -> int:
-        return (
-            min(natural(i), max(FLEX_MIN, cell_len(cols[i].header))) if cols[i].flex else natural(i)
-        )
+        if not cols[i].flex:
+            return natural(i)
+        return min(natural(i), max(cols[i].min_width, cell_len(cols[i].header)))
 
-    keep = list(range(len(cols)))
+    # a column of long text that is empty in every row (no feed has a last error) says
+    # nothing: its room goes to the others
+    keep = [i for i in range(len(cols)) if not (cols[i].flex and all(not r[i] for r in rows))]
+    if not keep:
+        keep = list(range(len(cols)))
     overhead = 3  # a border and a space either side of each cell
 
     def needed(idx: list[int]) -> int:
@@ -263,7 +321,10 @@ def fit_table(
     for r in rows:
         cells = []
         for i in keep:
-            value = r[i] if cols[i].wrap else shorten(r[i], widths[i])
+            value = r[i] if cols[i].wrap else _CUTS[cols[i].cut](r[i], widths[i])
             cells.append(Text(value))
         table.add_row(*cells)
     return table
+
+
+_CUTS = {"end": shorten, "start": shorten_start, "url": shorten_url}

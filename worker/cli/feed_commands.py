@@ -41,7 +41,8 @@ def feeds_add(urls: list[str] = typer.Argument(..., help="Feed URLs.")) -> None:
         with unit_of_work() as s:
             result = add_feeds(s, [(u, None, []) for u in urls], settings)
     except InvalidURL as exc:
-        raise UserError(str(exc)) from exc
+        others = "; none of the others was added either" if len(urls) > 1 else ""
+        raise UserError(f"{exc}{others} (fix or leave out that URL)") from exc
     for u in result.added:
         out.print(f"added {u}")
     for u in result.existing:
@@ -122,7 +123,7 @@ def feeds_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")
     cols = [
         Col("id", justify="right"),
         Col("state"),
-        Col("url", flex=True),
+        Col("url", flex=True, cut="url", min_width=24),
         Col("last attempt", drop=3),
         Col("last success", drop=4),
         Col("last new entry", drop=6),

@@ -456,12 +456,18 @@ def _report(row: dict[str, Any]) -> int:
 def _work_in_process(job_id: int, settings: Any, refresh: Any) -> dict[str, Any]:
     """Run an embedded Celery worker on the ``backfill`` queue in this process, advance
     the job every half second, and stop the worker once the job has ended."""
+    from celery.signals import after_setup_logger
     from celery.worker import state as worker_state
 
     from worker.celery_app import app as celery_app
     from worker.core.queues import BACKFILL_QUEUE
+    from worker.embedded.quiet import quiet_after_setup, quiet_per_item_events
     from worker.jobs.work import advance_once
 
+    # The progress bar says how far the job is: no log line per article step under it
+    # (and no Celery warning about root), as in `claimwire run`.
+    quiet_per_item_events(settings)
+    after_setup_logger.connect(quiet_after_setup, weak=False)
     result: dict[str, Any] = {}
     stop = threading.Event()
     # The filesystem broker is polled; poll often so items follow each other closely.

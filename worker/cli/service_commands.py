@@ -10,9 +10,18 @@ from typing import IO, TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from worker.cli.console import UserError, _db, _settings, app, err, human_duration, out
+from worker.cli.console import (
+    Col,
+    UserError,
+    _db,
+    _settings,
+    app,
+    err,
+    fit_table,
+    human_duration,
+    out,
+)
 
 if TYPE_CHECKING:
     from worker.core.settings import Settings
@@ -147,6 +156,7 @@ def _run_with(settings: Settings, until_idle: bool, pool: CpuPool | None) -> Non
         summary += f"; {failing.failing} of {failing.unpaused} feed(s) failing"
     if ending is Ending.IDLE:
         err.print(f"claimwire: idle. {summary}", highlight=False)
+        _report_given_up(data["articles"])
         _report_failing_feeds(failing)
         if failing.all_failed:
             err.print(
@@ -161,6 +171,29 @@ def _run_with(settings: Settings, until_idle: bool, pool: CpuPool | None) -> Non
         "database: run again to finish them"
     )
     raise typer.Exit(1)
+
+
+def _report_given_up(articles: dict[str, int]) -> None:
+    """Articles a run gave up on (quarantined after ``max_attempts`` errors, or failed
+    for good): where their errors are, and how to try them again."""
+    quarantined = articles.get("quarantined", 0)
+    failed = articles.get("failed", 0)
+    if not quarantined and not failed:
+        return
+    what = " and ".join(
+        part
+        for part in (
+            f"{quarantined} article(s) quarantined after repeated errors" if quarantined else "",
+            f"{failed} failed" if failed else "",
+        )
+        if part
+    )
+    again = "; `claimwire replay` tries the quarantined ones again" if quarantined else ""
+    err.print(
+        f"claimwire: {what}: `claimwire status` shows the latest errors{again}",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _report_failing_feeds(failing: FailingFeeds) -> None:
@@ -317,8 +350,8 @@ def _print_frontier(f: dict[str, Any]) -> None:
     for b in f["largest_backlogs"]:
         extra = f", {b['turns_reserved']} turns reserved" if b["turns_reserved"] else ""
         out.print(
-            f"  {escape(b['host'])}: {b['waiting']} waiting, next turn in {b['next_turn_in']:g} s, "
-            f"last in {b['last_turn_in']:g} s{extra}",
+            f"  {escape(b['host'])}: {b['waiting']} waiting, next turn in "
+            f"{_turn_in(b['next_turn_in'])}, last in {_turn_in(b['last_turn_in'])}{extra}",
             highlight=False,
         )
     shown = {b["host"] for b in f["largest_backlogs"]}
@@ -326,9 +359,15 @@ def _print_frontier(f: dict[str, Any]) -> None:
         if t["host"] not in shown:
             out.print(
                 f"  {escape(t['host'])}: {t['turns_reserved']} turns reserved (polls, fetches), "
-                f"free in {t['free_in']:g} s, last turn in {t['last_turn_in']:g} s",
+                f"free in {_turn_in(t['free_in'])}, last turn in {_turn_in(t['last_turn_in'])}",
                 highlight=False,
             )
+
+
+def _turn_in(seconds: float) -> str:
+    """A host's next turn as every duration reads ("4m 46s", not "285.8 s"); a turn less
+    than 10 s away to a tenth of a second (hosts take turns a second apart)."""
+    return f"{seconds:.1f}s" if seconds < 10 else human_duration(seconds)
 
 
 @app.command()
@@ -360,11 +399,25 @@ def config(markdown: bool = typer.Option(False, "--markdown", help="The README t
             sys.stdout.write(f"| `{var}` | `{default}` | {meaning} |\n".replace("``", "(empty)"))
         return
     settings = _settings()
-    table = Table("variable", "value", "meaning")
+    rows = []
     for var, _default, meaning in settings_table():
         value = getattr(settings, var.removeprefix("CLAIMWIRE_").lower())
         shown = mask_url(str(value)) if "url" in var.lower() else str(value)
         if "TOKEN" in var and value:
             shown = "***"
-        table.add_row(var, shown, meaning)
-    out.print(table)
+        rows.append([var, shown or "(empty)", meaning])
+    # The variable's name whole (at 80 columns it was cut to "CLAIMWIRE_SQLITE_BUSY_…"),
+    # its value and meaning wrapped beside it; on a terminal too narrow for the meaning
+    # (see README or `config --markdown`), names and values only.
+    # A value (a path, a URL) is whole wherever the room allows, so it can be copied:
+    # the meaning takes what is left, 20 cells at least.
+    from rich.cells import cell_len
+
+    name_cells = max(cell_len(r[0]) for r in rows)
+    value_cells = max(cell_len(r[1]) for r in rows)
+    cols = [
+        Col("variable"),
+        Col("value", flex=True, wrap=True, min_width=min(value_cells, out.width - name_cells - 30)),
+        Col("meaning", flex=True, wrap=True, min_width=20, drop=1),
+    ]
+    out.print(fit_table(out, cols, rows))

@@ -11,7 +11,17 @@ from typing import Any
 
 import typer
 
-from worker.cli.console import Col, UserError, _db, _parse_date, _settings, app, fit_table, out
+from worker.cli.console import (
+    Col,
+    UserError,
+    _db,
+    _parse_date,
+    _settings,
+    app,
+    err,
+    fit_table,
+    out,
+)
 
 # ---------------------------------------------------------------- standalone tools
 
@@ -78,8 +88,9 @@ def _text_files(paths: list[str]) -> list[Path]:
 
 
 def _note(message: str) -> None:
-    sys.stderr.write(f"claimwire: {message}\n")
-    sys.stderr.flush()
+    """One line on stderr, wrapped at words on a terminal (the terminal broke it in the
+    middle of a word: "mo|re" at 80 columns); one line as it is when redirected."""
+    err.print(f"claimwire: {message}", markup=False, highlight=False, soft_wrap=not err.is_terminal)
 
 
 @app.command(context_settings={"allow_extra_args": False})
@@ -110,10 +121,15 @@ def claims(
         last = _parse_date(until, "--until")
         if last is not None and until is not None and len(until.strip()) == 10:
             last += timedelta(days=1) - timedelta(microseconds=1)  # the whole day
+        first = _parse_date(since, "--since")
+        if first is not None and last is not None and first > last:
+            raise UserError(
+                f"--since {since} is after --until {until}: no claim can match (swap them?)"
+            )
         _claims_search(
             speaker,
             text,
-            _parse_date(since, "--since"),
+            first,
             limit,
             jsonl,
             until=last,
@@ -293,13 +309,16 @@ def _claims_search(
             sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
         return
     cols = [
-        Col("date"),
+        # At 80 columns: outlet, speaker, the claim in 30 cells or more, and the cluster
+        # (what `claims cluster ID` takes); the date, count of outlets and first seen
+        # come back as the terminal widens.
+        Col("date", drop=3),
         Col("outlet", flex=True, max_width=30),
-        Col("speaker", flex=True, max_width=30),
-        Col("claim", flex=True, wrap=True),
-        Col("cluster", justify="right", drop=1),
-        Col("outlets", justify="right", drop=2),
-        Col("first seen", drop=3),
+        Col("speaker", flex=True, max_width=30, min_width=16, cut="start"),
+        Col("claim", flex=True, wrap=True, min_width=30),
+        Col("cluster", justify="right", drop=2),
+        Col("outlets", justify="right", drop=4),
+        Col("first seen", drop=5),
     ]
     cells = [
         [

@@ -116,11 +116,14 @@ class CpuPool:
             str(os.getpid()),
             str(self.processes),
         ]
-        # Their stdout goes to stderr: the run's stdout carries only its own output
-        # (Celery's "worker: Warm shutdown" line at a child's stop included).
+        # Their stdout is dropped: all Celery writes there is its "worker: Warm
+        # shutdown (MainProcess)" line at each child's stop (three such lines after the
+        # run's own summary); their log and any error go to stderr, as the run's do.
         # Its stdin: the `run` process's word that it may fork (:meth:`release`), and
         # its end (the `run` process gone) while it waits for it.
-        return subprocess.Popen(args, stdout=2, stdin=subprocess.PIPE)  # noqa: S603
+        return subprocess.Popen(  # noqa: S603
+            args, stdout=subprocess.DEVNULL, stdin=subprocess.PIPE
+        )
 
     def _supervise(self) -> None:
         """Start the zygote again if it dies while the run goes on (it forks its workers

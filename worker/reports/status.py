@@ -274,23 +274,36 @@ class Progress:
     failed: int  # failed or quarantined
     skipped: int
     claims: int
+    # pending articles that failed a step at least once and wait for its retry (a host
+    # whose robots.txt cannot be read is asked again every 5 minutes): a run that prints
+    # nothing new for minutes says what it waits for
+    retrying: int = 0
 
     def line(self) -> str:
+        retrying = f" ({self.retrying} retrying after an error)" if self.retrying else ""
         return (
             f"feeds: {self.feeds_polled} polled, {self.feeds_failing} failing; "
-            f"articles: {self.processed} processed, {self.pending} pending, "
+            f"articles: {self.processed} processed, {self.pending} pending{retrying}, "
             f"{self.failed} failed, {self.skipped} skipped; claims: {self.claims}"
         )
 
 
 def progress(session: Session | Connection, since: datetime) -> Progress:
-    """Counts for a progress line: three small aggregate queries (articles by state
-    through the state index, feeds, claims)."""
+    """Counts for a progress line: small aggregate queries (articles by state through
+    the state index, the pending ones that failed a step already, feeds, claims)."""
     a, f = article.c, feed.c
     states = {
         str(k): int(n)
         for k, n in session.execute(select(a.state, func.count()).group_by(a.state)).all()
     }
+    pending_states = [s.value for s in PENDING_ARTICLE_STATES]
+    # the pending rows only (found through the state index), not the whole table
+    retrying = _count(
+        session,
+        select(func.count())
+        .select_from(article)
+        .where(a.state.in_(pending_states), a.attempts > 0),
+    )
     feeds = session.execute(
         select(
             func.count().filter(f.last_attempt_at >= since),
@@ -307,6 +320,7 @@ def progress(session: Session | Connection, since: datetime) -> Progress:
         + states.get(ArticleState.quarantined.value, 0),
         skipped=states.get(ArticleState.skipped.value, 0),
         claims=_count(session, select(func.count()).select_from(claim)),
+        retrying=retrying,
     )
 
 
