@@ -487,9 +487,33 @@ def test_original_fetched_after_its_copy(pipeline: Any, tmp_path: Path) -> None:
     (copy_row,) = [row for row in novak if row["copy_of"]]
     assert copy_row["copy_of"] == article(s, original).url
     assert copy_row["published_at"] == "2024-03-03T16:00:00+00:00"
+    out = tmp_path / "claims.jsonl"
+    r = claimwire(["export", "claims", "--with-copies", "--out", str(out)], env, ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    written = [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
+    n_copies = sum(1 for row in written if row["copy_of"])
+    assert n_copies and len(written) > n_copies
+    # the count says claims, and the copies' rows apart (they are outlets, not claims)
+    assert f"wrote {len(written) - n_copies} claims and {n_copies} rows of copies" in r.stderr
     r = claimwire(["export", "claims"], env, ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert {json.loads(x)["outlet"] for x in r.stdout.splitlines() if x.strip()} == {"wire.example"}
+    # copy.example ran the statement in a verbatim copy: a search of that outlet finds
+    # it (the cluster counts the outlet), shown as the copy, at the copy's time
+    r = claimwire(["claims", "search", "--outlet", "copy.example", "--jsonl"], env, ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    found = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+    ran = [row for row in found if row["cluster_id"] == after.id and "planned" in row["text"]]
+    assert [(row["outlet"], row["copy_of"]) for row in ran] == [
+        ("copy.example", article(s, original).url)
+    ]
+    assert ran[0]["published_at"] == "2024-03-03T16:00:00+00:00"
+    assert {row["outlet"] for row in found} == {"copy.example"}
+    r = claimwire(["claims", "search", "--outlet", "wire.example", "--jsonl"], env, ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    own = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+    assert own and all(row["copy_of"] is None for row in own)
+    assert {row["outlet"] for row in own} == {"wire.example"}
     r = claimwire(["export", "articles"], env, ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     arts = {json.loads(x)["url"]: json.loads(x) for x in r.stdout.splitlines() if x.strip()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import String, func, literal, or_, select, union_all
 from sqlalchemy.engine import Connection
 
 from schemas.tables import article, claim, claimcluster
@@ -76,32 +76,101 @@ def search_claims(
     """Stored claims, newest first. ``since``/``until`` bound the publication time (both
     included), ``outlet`` is the article's host or a domain it ends with
     (``example.org`` finds ``news.example.org``), ``min_outlets`` keeps claims whose
-    cluster spans at least that many outlets."""
-    c, a, cl = claim.c, article.c, claimcluster.c
-    lower = _lower(session)
-    query = (
-        select(
-            c.id,
-            c.speaker,
-            c.speaker_resolved,
-            c.verb,
-            c.kind,
-            c.text,
-            c.cluster_id,
-            a.host,
-            a.url,
-            a.published_at,
-            a.published_precision,
-            a.entry_published_at,
-            cl.id.label("cluster_found"),
-            cl.n_articles,
-            cl.n_outlets,
-            cl.first_seen_at,
-            cl.first_seen_precision,
+    cluster spans at least that many outlets.
+
+    With ``outlet``, an outlet that ran a claim in a verbatim copy (a duplicate of the
+    article that carries the claim, counted among its cluster's outlets) is found too:
+    one row for the copy, its outlet, URL and time, ``copy_of`` the carrying article's
+    URL (as ``claimwire export claims --with-copies`` gives it)."""
+    if outlet and outlet.strip():
+        own = _claims_query(session, speaker, words, since, until, outlet, min_outlets, None)
+        copies = _claims_query(
+            session, speaker, words, since, until, outlet, min_outlets, article.alias("carrier")
         )
-        .join(article, a.id == c.article_id)
-        .outerjoin(claimcluster, cl.id == c.cluster_id)
+        both = union_all(own, copies).subquery()
+        query: Any = select(both).order_by(both.c.published.desc(), both.c.id).limit(limit)
+    else:
+        query = _claims_query(session, speaker, words, since, until, None, min_outlets, None)
+        query = query.order_by(query.selected_columns.published.desc(), claim.c.id).limit(limit)
+    rows = []
+    for r in session.execute(query).all():
+        when = r.published_at or r.entry_published_at
+        found = r.cluster_found is not None
+        rows.append(
+            {
+                "id": r.id,
+                "published_at": when.isoformat() if when else None,
+                "outlet": r.host,
+                "article_url": r.url,
+                "speaker": r.speaker_resolved or r.speaker,
+                "verb": r.verb,
+                "kind": r.kind,
+                "text": r.text,
+                "cluster_id": r.cluster_id,
+                "cluster_articles": r.n_articles if found else 1,
+                "cluster_outlets": r.n_outlets if found else 1,
+                "cluster_first_seen": (
+                    r.first_seen_at.isoformat() if found and r.first_seen_at else None
+                ),
+                "cluster_first_seen_precision": r.first_seen_precision if found else None,
+                "published_precision": precision_of(r),
+                "copy_of": r.copy_of,
+            }
+        )
+    return rows
+
+
+def _claims_query(
+    session: Session | Connection,
+    speaker: str | None,
+    words: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    outlet: str | None,
+    min_outlets: int | None,
+    carrier: Any,
+) -> Any:
+    """:func:`search_claims`'s rows, unordered. ``carrier`` None: each claim in the
+    article that carries it; else (an alias of the article table) each claim once per
+    verbatim copy of its article, the copy's outlet, URL and time shown, the carrying
+    article's URL as ``copy_of``."""
+    c, cl = claim.c, claimcluster.c
+    a = article.c
+    lower = _lower(session)
+    shown = a  # the article whose outlet, URL and time the row shows
+    query = select(
+        c.id,
+        c.speaker,
+        c.speaker_resolved,
+        c.verb,
+        c.kind,
+        c.text,
+        c.cluster_id,
+        shown.host,
+        shown.url,
+        shown.published_at,
+        shown.published_precision,
+        shown.entry_published_at,
+        cl.id.label("cluster_found"),
+        cl.n_articles,
+        cl.n_outlets,
+        cl.first_seen_at,
+        cl.first_seen_precision,
+        func.coalesce(shown.published_at, shown.entry_published_at, shown.discovered_at).label(
+            "published"
+        ),
+        (carrier.c.url if carrier is not None else literal(None, String)).label("copy_of"),
     )
+    if carrier is None:
+        query = query.select_from(claim.join(article, a.id == c.article_id))
+    else:
+        # the claim's article is the carrier; the row shows its copy (``article``)
+        query = query.select_from(
+            claim.join(carrier, carrier.c.id == c.article_id).join(
+                article, a.duplicate_of_id == carrier.c.id
+            )
+        )
+    query = query.outerjoin(claimcluster, cl.id == c.cluster_id)
     if speaker:
         # autoescape: "%" and "_" typed by the user are characters, not LIKE wildcards
         name = speaker.lower()
@@ -135,29 +204,4 @@ def search_claims(
         )
     if min_outlets and min_outlets > 1:
         query = query.where(cl.n_outlets >= min_outlets)
-    query = query.order_by(published.desc(), c.id).limit(limit)
-    rows = []
-    for r in session.execute(query).all():
-        when = r.published_at or r.entry_published_at
-        found = r.cluster_found is not None
-        rows.append(
-            {
-                "id": r.id,
-                "published_at": when.isoformat() if when else None,
-                "outlet": r.host,
-                "article_url": r.url,
-                "speaker": r.speaker_resolved or r.speaker,
-                "verb": r.verb,
-                "kind": r.kind,
-                "text": r.text,
-                "cluster_id": r.cluster_id,
-                "cluster_articles": r.n_articles if found else 1,
-                "cluster_outlets": r.n_outlets if found else 1,
-                "cluster_first_seen": (
-                    r.first_seen_at.isoformat() if found and r.first_seen_at else None
-                ),
-                "cluster_first_seen_precision": r.first_seen_precision if found else None,
-                "published_precision": precision_of(r),
-            }
-        )
-    return rows
+    return query

@@ -24,6 +24,8 @@ from worker.cli.console import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from worker.core.settings import Settings
     from worker.embedded.cpu_pool import CpuPool
     from worker.reports.status import FailingFeeds
@@ -268,9 +270,19 @@ def export(
         ) as target,
         reading() as conn,
     ):
-        rows = article_rows(conn) if what == "articles" else claim_rows(conn, with_copies)
+        copies = [0]
+
+        def counted(rows: Iterator[ClaimRow]) -> Iterator[ClaimRow]:
+            for row in rows:  # a copy's row is an outlet that ran a claim, not a claim
+                copies[0] += row.copy_of is not None
+                yield row
+
+        rows = article_rows(conn) if what == "articles" else counted(claim_rows(conn, with_copies))
         n = write_rows(rows, target, fmt, fields)
     if out_file:
+        if copies[0]:
+            what = f"claims and {copies[0]} rows of copies"
+            n -= copies[0]
         err.print(f"wrote {n} {what} to {out_file}")
 
 

@@ -323,7 +323,8 @@ def _claims_search(
     cells = [
         [
             str(r["published_at"] or "")[:10],
-            str(r["outlet"]),
+            # an outlet that ran the claim in a verbatim copy (found by --outlet)
+            str(r["outlet"]) + (" (copy)" if r.get("copy_of") else ""),
             str(r["speaker"]),
             str(r["text"]),
             str(r["cluster_id"] or ""),
