@@ -15,7 +15,10 @@ code before), once with :func:`worker.feeds.polling.write_polls`; the two altern
 ``--what history``: ``write_polls`` with its history rows in one statement against one
 ``INSERT`` a row (psycopg's ``executemany``, before); ``--what read``: a message's read
 of its feeds, ``read_feeds`` (outside a transaction) against ``load_feeds`` in a unit of
-work (before; run it with ``CLAIMWIRE_DB_POOL_SIZE=1``: one connection, one backend).
+work (before; run it with ``CLAIMWIRE_DB_POOL_SIZE=1``: one connection, one backend);
+``--what sightings``: a changed feed's ``record_entries`` (``--entries`` entries, one of
+them new, as in ``bench.poll_cycle``), its sightings in one statement against one
+``INSERT`` a row (psycopg's ``executemany``, before), one feed a transaction.
 The order alternates from round to round. Printed per feed: the client's CPU (this
 process, ``time.process_time``) and the PostgreSQL backend's (its ``/proc/<pid>/stat``,
 in 10 ms ticks summed over the messages: read it as an average). Every write must find
@@ -130,6 +133,50 @@ def run_read(ids: list[int], per_message: int, outside: bool) -> tuple[float, fl
     return client / len(ids) * 1000, (_ticks(pid) - ticks) * 10 / len(ids)
 
 
+_PASSES = [0]
+_RUN = f"{time.time_ns():x}"  # this run's links: new in its first pass
+
+
+def run_sightings(ids: list[int], entries: int, together: bool) -> tuple[float, float]:
+    """Each feed's ``record_entries`` in a unit of work of its own, with ``entries``
+    entries of which the last is new (the others were listed by the pass before): its
+    sightings in one statement (``together``) or one ``INSERT`` a row (before); client
+    and backend CPU milliseconds per feed. Run with ``CLAIMWIRE_DB_POOL_SIZE=1``."""
+    from sqlmodel import Session
+
+    from worker.feeds.parsing import Entry, ParsedFeed
+
+    _PASSES[0] += 1
+    first = _PASSES[0]
+    real = polling.is_postgres
+    if not together:
+        polling.is_postgres = lambda _s: False  # type: ignore[assignment]
+    try:
+        with unit_of_work() as s:
+            pid = int(s.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            feeds = {f.id: f for f in s.execute(select(Feed).where(FEED.c.id.in_(ids))).scalars()}
+            for f in feeds.values():
+                s.expunge(f)
+        client, ticks = 0.0, _ticks(pid)
+        now = utcnow()
+        for feed_id in ids:
+            parsed = ParsedFeed(
+                entries=[
+                    Entry(link=f"http://poll-writes-{feed_id}.example/{_RUN}/{first + k}")
+                    for k in range(entries)
+                ]
+            )
+            started = time.process_time()
+            with unit_of_work() as s:
+                assert isinstance(s, Session)
+                made = polling.record_entries(s, feeds[feed_id], parsed, now)
+            client += time.process_time() - started
+            assert len(made) == (entries if first == 1 else 1), len(made)
+    finally:
+        polling.is_postgres = real  # type: ignore[assignment]
+    return client / len(ids) * 1000, (_ticks(pid) - ticks) * 10 / len(ids)
+
+
 def run(ids: list[int], per_message: int, together: bool) -> tuple[float, float]:
     """Client and backend CPU milliseconds per feed for one pass over ``ids``."""
     lease = (utcnow() + timedelta(seconds=900)).replace(microsecond=0)
@@ -162,12 +209,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--what",
-        choices=["update", "history", "read"],
+        choices=["update", "history", "read", "sightings"],
         default="update",
         help="update: one fenced UPDATE a feed against write_polls; history: write_polls "
         "with its history rows one INSERT a row (before) against one statement; read: a "
-        "message's feeds read in a unit of work (before) against read_feeds",
+        "message's feeds read in a unit of work (before) against read_feeds; sightings: "
+        "a changed feed's sightings one INSERT a row (before) against one statement",
     )
+    parser.add_argument("--entries", type=int, default=6, help="--what sightings: a feed's")
     args = parser.parse_args()
     init_db()
     wanted = args.per_message * args.messages
@@ -187,8 +236,12 @@ def main() -> None:
         "update": (run, ("one UPDATE a feed", "write_polls")),
         "history": (run_history, ("history a row", "history together")),
         "read": (run_read, ("read in a transaction", "read_feeds")),
+        "sightings": (run_sightings, ("sightings a row", "sightings together")),
     }
     measure, names = variants[args.what]
+    if args.what == "sightings":  # a warm-up pass: every entry new, not counted
+        run_sightings(ids, args.entries, True)
+        args.per_message = args.entries
     for n in range(args.rounds):
         order = [(names[0], False), (names[1], True)]
         for name, new in order if n % 2 == 0 else reversed(order):

@@ -1197,6 +1197,72 @@ def test_write_polls_inserts_a_messages_history_rows_in_one_statement(
     assert stored == expected
 
 
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_record_entries_inserts_a_polls_sightings_in_one_statement(
+    poller: Any, db: str, request: pytest.FixtureRequest
+) -> None:
+    """A changed feed's sightings (one an entry) go in one ``INSERT`` on PostgreSQL
+    (``... FROM unnest(...)``, one array a column; psycopg's ``executemany`` sent one
+    ``INSERT`` a row: a statement an entry of every changed feed, issue 16), each row with
+    its own values, nulls included; an entry this feed already listed is left as it was
+    (a conflict, not an error), a new one gets its row. SQLite keeps its
+    ``executemany``."""
+    from sqlalchemy import event
+
+    from worker.core.db import get_engine
+    from worker.feeds.parsing import Entry, ParsedFeed
+    from worker.feeds.polling import record_entries
+
+    extra = {"DATABASE_URL": request.getfixturevalue("pg_url")} if db == "postgresql" else {}
+    p = poller(**extra)
+    (feed_id,) = p.add("http://sightings.example/rss.xml")
+    later = utcnow().replace(microsecond=0)
+    first = later - timedelta(hours=1)
+    old = [Entry(link=f"http://sightings.example/old-{i}", guid=f"g{i}") for i in range(2)]
+    new = [
+        Entry(link="http://sightings.example/new-0", guid=None),
+        Entry(link="http://sightings.example/new-1", guid="g-new"),
+    ]
+    with unit_of_work() as s:
+        feed = s.get(Feed, feed_id)
+        assert feed is not None
+        assert len(record_entries(s, feed, ParsedFeed(entries=old), first)) == 2
+    inserts: list[tuple[str, bool]] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO SIGHTING"):
+            inserts.append((statement, many))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with unit_of_work() as s:
+            feed = s.get(Feed, feed_id)
+            assert feed is not None
+            made = record_entries(s, feed, ParsedFeed(entries=[*new, *old]), later)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(made) == 2
+    assert len(inserts) == 1
+    if db == "postgresql":
+        assert "unnest" in inserts[0][0] and inserts[0][1] is False
+    with unit_of_work() as s:
+        ids = {a.url: a.id for a in s.exec(select(Article))}
+        stored = {
+            (x.article_id, x.feed_id, x.entry_url, x.entry_guid, x.seen_at)
+            for x in s.exec(select(Sighting))
+        }
+    assert stored == {
+        (ids[url], feed_id, url, guid, at)
+        for url, guid, at in [
+            ("http://sightings.example/old-0", "g0", first),
+            ("http://sightings.example/old-1", "g1", first),
+            ("http://sightings.example/new-0", None, later),
+            ("http://sightings.example/new-1", "g-new", later),
+        ]
+    }
+
+
 def test_a_messages_feeds_are_read_outside_a_transaction_on_postgresql(
     poller: Any, pg_url: str
 ) -> None:

@@ -414,40 +414,59 @@ _HISTORY_COLUMNS = (
     "rejected",
     "error",
 )
-_HISTORY: dict[str, tuple[Any, list[Any]]] = {}
+_UNNEST: dict[tuple[str, str, tuple[str, ...], str], tuple[Any, list[Any]]] = {}
+
+
+def _unnest_insert(
+    session: Session,
+    table: Table,
+    names: tuple[str, ...],
+    rows: list[dict[str, Any]],
+    tail: str = "",
+) -> None:
+    """PostgreSQL: insert ``rows`` (the columns ``names`` each) with one statement, the
+    values as one array parameter a column, in the rows' order::
+
+        INSERT INTO <table> (<names>) SELECT <names> FROM unnest(<one array a column>)
+            WITH ORDINALITY AS v (<names>, n) ORDER BY n <tail>
+
+    Its text depends on the columns only, not on the number of rows: one SQLAlchemy
+    cache entry and one prepared statement. psycopg's ``executemany`` sends one
+    ``INSERT`` a row (pipelined, but each parsed, planned and executed by the server,
+    and each row's parameters dumped on its own). ``tail``: e.g. an ``ON CONFLICT``
+    clause."""
+    dialect = session.get_bind().dialect
+    cache_key = (dialect.name, table.name, names, tail)
+    got = _UNNEST.get(cache_key)
+    if got is None:
+        columns = [table.c[n] for n in names]
+        arrays = ", ".join(
+            f"CAST(:{c.key} AS {c.type.compile(dialect=dialect)}[])" for c in columns
+        )
+        listed = ", ".join(names)
+        stmt = text(
+            f"INSERT INTO {table.name} ({listed}) SELECT {listed} FROM unnest({arrays}) "
+            f"WITH ORDINALITY AS v ({listed}, n) ORDER BY n{' ' + tail if tail else ''}"
+        )
+        got = _UNNEST[cache_key] = (stmt, [c.type.bind_processor(dialect) for c in columns])
+    stmt, processors = got
+    params: dict[str, list[Any]] = {}
+    for name, process in zip(names, processors, strict=True):
+        values = [row[name] for row in rows]
+        params[name] = [process(v) for v in values] if process else values
+    session.execute(stmt, params)
 
 
 def _insert_history(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert the history rows of a message's polls (:data:`_HISTORY_COLUMNS` each).
 
-    PostgreSQL: one statement for all of them, the values as one array parameter a
-    column (the statement's text is one, whatever the number of rows)::
-
-        INSERT INTO feedpoll (<columns>) SELECT * FROM unnest(<one array a column>)
-
-    psycopg's ``executemany`` sent one ``INSERT`` a row (pipelined, but each parsed,
-    planned and executed by the server, and each row's parameters dumped on its own):
-    a statement a poll (issue 16). SQLite, and one row: the plain ``INSERT``."""
+    PostgreSQL: one statement for all of them (:func:`_unnest_insert`): psycopg's
+    ``executemany`` sent one ``INSERT`` a row, a statement a poll (issue 16). SQLite,
+    and one row: the plain ``INSERT``."""
     if len(rows) < 2 or not is_postgres(session):
         session.execute(_INSERT_POLL, rows)
         return
-    dialect = session.get_bind().dialect
-    got = _HISTORY.get(dialect.name)
-    if got is None:
-        columns = [_FEEDPOLL.c[n] for n in _HISTORY_COLUMNS]
-        arrays = ", ".join(
-            f"CAST(:{c.key} AS {c.type.compile(dialect=dialect)}[])" for c in columns
-        )
-        stmt = text(
-            f"INSERT INTO feedpoll ({', '.join(_HISTORY_COLUMNS)}) SELECT * FROM unnest({arrays})"
-        )
-        got = _HISTORY[dialect.name] = (stmt, [c.type.bind_processor(dialect) for c in columns])
-    stmt, processors = got
-    params: dict[str, list[Any]] = {}
-    for name, process in zip(_HISTORY_COLUMNS, processors, strict=True):
-        values = [row[name] for row in rows]
-        params[name] = [process(v) for v in values] if process else values
-    session.execute(stmt, params)
+    _unnest_insert(session, _FEEDPOLL, _HISTORY_COLUMNS, rows)
 
 
 def _trim_history(session: Session, feed_id: int, keep_rows: int) -> None:
@@ -763,7 +782,18 @@ def record_entries(
         for h in rows
         if h in ids
     ]
-    if sightings:
+    if len(sightings) > 1 and is_postgres(session):
+        # one statement for the poll's sightings (an entry already seen in this feed
+        # is a conflict, left as it is), where psycopg's executemany sent one a row:
+        # a statement an entry of every changed feed (issue 16)
+        _unnest_insert(
+            session,
+            _SIGHTING,
+            _SIGHTING_COLUMNS,
+            sightings,
+            "ON CONFLICT (article_id, feed_id) DO NOTHING",
+        )
+    elif sightings:
         session.execute(insert_sightings, sightings)
     return new
 
@@ -771,6 +801,7 @@ def record_entries(
 _ARTICLE: Table = Article.__table__  # type: ignore[attr-defined]
 _SIGHTING: Table = Sighting.__table__  # type: ignore[attr-defined]
 _ENTRY_INSERTS: dict[str, tuple[Any, Any]] = {}
+_SIGHTING_COLUMNS = ("article_id", "feed_id", "entry_url", "entry_guid", "seen_at")
 
 
 def _entry_inserts(session: Session) -> tuple[Any, Any]:
