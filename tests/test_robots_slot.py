@@ -108,31 +108,39 @@ def test_a_hosts_first_page_follows_its_robots_txt_by_the_interval(
     assert _gap(server, "/robots.txt", "/news/a") >= INTERVAL - SLACK, server.arrivals
 
 
-def test_robots_txt_of_a_busy_host_waits_for_the_articles_turn(
+def test_robots_txt_of_a_busy_host_waits_for_the_polls_turn(
     configure: Any, server: LocalServer
 ) -> None:
     """robots.txt is not requested outside a turn: while the host is busy (an article's
-    page just took its slot), a fetch that must download robots.txt is sent back for its
-    turn before asking for it. (Before: robots.txt at once, then the turn.)"""
+    page just took its slot), a poll that must download robots.txt waits for its turn
+    before asking for it. (Before: robots.txt at once, then the poll waited.)"""
+    from tasks.polls import poll_feeds
     from worker.core.db import init_db, unit_of_work
+    from worker.feeds.polling import claim_due_feeds
+    from worker.feeds.subscriptions import add_feeds
+    from worker.testing.content import rss
 
-    init_db(configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2))
+    settings = configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2)
+    init_db(settings)
     server.routes["/robots.txt"] = ROBOTS
     server.routes["/news/a"] = Reply(body=PAGE)
-    server.routes["/news/b"] = Reply(body=PAGE)
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), []), content_type="application/rss+xml"
+    )
     cached_robots(server.url("/"))
-    first = discovered_article(server.url("/news/a"))
-    assert _fetch(first).advanced  # robots.txt cached: the page at once
+    article_id = discovered_article(server.url("/news/a"))
+    assert _fetch(article_id).advanced  # robots.txt cached: the page at once
     # robots.txt to download again (expired, or another process's new host)
     forget_robots_failures()
     with unit_of_work() as s:
         s.delete(s.get(RobotsTxt, origin_of(server.url("/"))))
+        add_feeds(s, [(server.url("/feed.xml"), None, [])], settings)
+    with unit_of_work() as s:
+        ((feed_id, token),) = claim_due_feeds(s, settings)
 
-    second = discovered_article(server.url("/news/b"))
-    waits = _fetch(second)
-    assert not waits.advanced and waits.retry_in is not None and waits.retry_in > 50
+    assert poll_feeds([[feed_id, token]]) == 0
     assert server.hits.get("/robots.txt", 0) == 0  # not asked outside the host's turn
-    assert server.hits.get("/news/b", 0) == 0
+    assert server.hits.get("/feed.xml", 0) == 0
 
 
 def test_a_hosts_first_poll_follows_its_robots_txt_by_the_interval(
