@@ -388,10 +388,19 @@ def send_report(
         """The request's send after the leave its Redis take recorded."""
         return f"{1000 * (r['send'] - r['recorded']):.1f} ms" if r["recorded"] else "-"
 
+    # robots.txt and the host's request after it: client starts and server arrivals
+    robots_next: list[float] = []
+    robots_next_server: list[float] = []
+    robots_in_slot = 0
     for host, rs in sorted(hosts.items()):
         for a, b in itertools.pairwise(rs):
             gap = b["send"] - a["send"]
             client_all.append(gap)
+            if a["path"] == "/robots.txt":
+                robots_next.append(gap)
+                robots_in_slot += a["grant"] is not None
+                if a["arrival"] is not None and b["arrival"] is not None:
+                    robots_next_server.append(b["arrival"] - a["arrival"])
             if gap < interval and a["path"] == "/robots.txt" and a["grant"] is None:
                 after_robots.append(gap)
             elif gap < interval:
@@ -446,6 +455,11 @@ def send_report(
     qs = "min / p1 / p5 / p50"
     ar = sorted(after_robots)
     out += [
+        f"robots.txt followed by a request of its host ({len(robots_next)}, {robots_in_slot} "
+        f"in a slot): gap min / p50 / max, client starts "
+        f"{_quantiles(robots_next, (0.0, 0.5, 1.0))} s, server arrivals "
+        f"{_quantiles(robots_next_server, (0.0, 0.5, 1.0))} s; client under {interval:g} s: "
+        f"{sum(1 for g in robots_next if g < interval)}",
         f"client start gaps of one host, all requests ({len(client_all)}): {qs} "
         f"{_quantiles(client_all)} s; under {interval:g} s: "
         f"{sum(1 for g in client_all if g < interval)}",

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from schemas.models import ArticleState
-from tests.support.db import discovered_article, load_article
+from tests.support.db import cached_robots, discovered_article, load_article
 from worker.network.politeness import TURN_LEAD, LocalHostLimiter
 from worker.network.robots import forget_robots_failures
 from worker.testing.server import LocalServer, Reply
@@ -46,6 +46,7 @@ def test_a_redirect_to_the_same_host_waits_for_the_hosts_interval(
     forget_robots_failures()
     init_db(configure(HOST_MIN_INTERVAL=1, HOST_MAX_CONCURRENCY=2))
     server.routes["/robots.txt"] = ROBOTS
+    cached_robots(server.url("/"))  # (robots.txt's own turn: tests/test_robots_slot.py)
     server.routes["/old"] = Reply(301, headers={"Location": "/new"})
     server.routes["/new"] = Reply(body=PAGE)
     article_id = discovered_article(server.url("/old"))
@@ -83,6 +84,7 @@ def test_a_hop_to_another_host_takes_a_slot_there(configure: Any, server: LocalS
     try:
         for site in (server, other):
             site.routes["/robots.txt"] = ROBOTS
+            cached_robots(site.url("/"))
         server.routes["/moved"] = Reply(302, headers={"Location": other.url("/story")})
         other.routes["/story"] = Reply(body=PAGE)
         other.routes["/next"] = Reply(body=PAGE.replace(b"Some", b"Next"))
@@ -110,6 +112,7 @@ def test_redirect_loops_and_the_hop_limit_hold_across_turns(
     forget_robots_failures()
     init_db(configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2, MAX_REDIRECTS=2))
     server.routes["/robots.txt"] = ROBOTS
+    cached_robots(server.url("/"))
     server.routes["/a"] = Reply(302, headers={"Location": "/b"})
     server.routes["/b"] = Reply(301, headers={"Location": "/a"})
     for i in range(10):

@@ -13,7 +13,7 @@ import pytest
 
 from schemas.models import ArticleState
 from schemas.types import utcnow
-from tests.support.db import discovered_article, load_article
+from tests.support.db import cached_robots, discovered_article, load_article
 from worker.feeds.polling import TURN_BUCKET, Lease, plan_polls, turn_key
 from worker.network.politeness import TURN_LEAD, LocalHostLimiter
 from worker.network.robots import forget_robots_failures
@@ -28,9 +28,13 @@ def _fresh_robots_memory() -> None:
 
 
 def _site(server: Any, n: int) -> list[str]:
+    """``n`` pages of ``server``, and its robots.txt already cached (these tests are
+    about the turns of the pages and feeds: robots.txt, downloaded in the host's slot,
+    would take the first turn; tests/test_robots_slot.py is about that)."""
     server.routes["/robots.txt"] = Reply(
         body=b"User-agent: *\nDisallow:\n", content_type="text/plain"
     )
+    cached_robots(server.url("/"))
     for i in range(n):
         server.routes[f"/n/{i}"] = Reply(body=PAGE.replace(b"Some", f"Story {i}".encode()))
     return [server.url(f"/n/{i}") for i in range(n)]
@@ -738,6 +742,7 @@ def _two_empty_feeds_on_one_host(server: Any, settings: Any) -> tuple[list[Any],
         body=b"User-agent: *\nDisallow:\n", content_type="text/plain"
     )
     leases = _empty_feeds_claimed(server, settings, "ab")
+    cached_robots(server.url("/"))  # (as _site: the polls' turns are the subject)
     with unit_of_work() as s:
         return leases, feed_hosts(s, [x.feed_id for x in leases])
 

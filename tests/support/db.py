@@ -39,3 +39,21 @@ def discovered_article(url: str, at: datetime | None = None) -> int:
         s.flush()
         assert a.id is not None
         return a.id
+
+
+ALLOW_ALL = "User-agent: *\nDisallow:\n"
+
+
+def cached_robots(url: str, body: str = ALLOW_ALL, status: int = 200) -> None:
+    """A good copy of the robots.txt of ``url``'s origin in the shared cache, as if a
+    worker had just downloaded it: for tests whose subject is not robots.txt, so that a
+    host's first request is the one they look at (robots.txt, when it must be
+    downloaded, takes the host's slot: ``worker.network.robots``)."""
+    from schemas.models import RobotsTxt
+    from schemas.types import utcnow
+    from worker.core.db import unit_of_work, upsert
+    from worker.network.urls import origin_of
+
+    with unit_of_work() as s:
+        values = {"origin": origin_of(url), "fetched_at": utcnow(), "status": status, "body": body}
+        upsert(s, RobotsTxt, values, ["origin"])

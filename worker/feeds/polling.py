@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -30,8 +31,8 @@ from worker.core.settings import Settings
 from worker.feeds.due import count_due, due
 from worker.feeds.parsing import Entry, ParsedFeed, parse_feed
 from worker.network.http import FetchError, HttpClient, classify_status, parse_retry_after
-from worker.network.politeness import HostBusy, HostLimiter
-from worker.network.robots import RobotsUnavailable, robots_allows
+from worker.network.politeness import HostBusy, HostLimiter, TurnAhead
+from worker.network.robots import RobotsCopy, RobotsUnavailable, keeping, robots_allows
 from worker.network.urls import InvalidURL, canonicalize, host_of, url_hash
 
 
@@ -529,8 +530,16 @@ def poll_feed(
     started = time.monotonic()
     status: int | None = None
     host = host_of(url)
+    # robots.txt, when it must be downloaded, takes the host's slot (the poll's turn);
+    # the poll then waits for the host's next turn, and its task keeps the robots.txt
+    # downloaded when it holds the poll or sends it back (keeping, tasks.polls).
+    fresh: list[RobotsCopy] = []
+
+    def slot(robots_url: str) -> AbstractContextManager[None]:
+        return limiter.slot(host_of(robots_url))
+
     try:
-        if not robots_allows(session, http, url, settings):
+        if not robots_allows(session, http, url, settings, slot, fresh):
             raise FetchError("robots.txt disallows this feed", transient=False)
         headers: dict[str, str] = {
             "Accept": "application/rss+xml, application/atom+xml, "
@@ -540,8 +549,13 @@ def poll_feed(
             headers["If-None-Match"] = feed.etag
         if feed.last_modified:
             headers["If-Modified-Since"] = feed.last_modified
-        with limiter.slot(host):
-            resp = http.get(url, headers)
+        try:
+            with limiter.slot(host):
+                resp = http.get(url, headers)
+        except TurnAhead as ahead:
+            if fresh:
+                raise keeping(ahead, fresh) from ahead
+            raise
         status = resp.status
         error = classify_status(resp.status, resp.headers)
         if error is not None:

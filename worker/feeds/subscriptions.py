@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import codecs
 import random
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from sqlmodel import Session, col, select
 
@@ -211,12 +215,40 @@ def _charset(content_type: str) -> str:
     return "utf-8"
 
 
+DISCOVER_WAIT = 30.0
+"""Seconds ``feeds discover`` waits, in all, for one request's turn on its host."""
+
+
+@contextmanager
+def _waiting_slot(limiter: HostLimiter, url: str) -> Iterator[None]:
+    """The slot of ``url``'s host, waited for: ``feeds discover`` is a command, not a
+    worker thread with other hosts' work to do, so it waits for the host's next free
+    place (robots.txt, the site's page and each candidate are requests of one host, one
+    interval apart), up to :data:`DISCOVER_WAIT` (a host backed off for longer:
+    ``HostBusy``). Without the wait each request after the first found the host busy:
+    a candidate was skipped as if it were no feed, and the page after robots.txt failed."""
+    host = host_of(url)
+    waited = 0.0
+    with ExitStack() as stack:
+        while True:
+            try:
+                stack.enter_context(limiter.slot(host))
+                break
+            except HostBusy as busy:
+                if waited + busy.retry_after > DISCOVER_WAIT:
+                    raise
+                time.sleep(busy.retry_after)
+                waited += busy.retry_after
+        yield
+
+
 def _get_politely(
     session: Session, http: HttpClient, limiter: HostLimiter, url: str, settings: Settings
 ) -> Response:
-    if not robots_allows(session, http, url, settings):
+    slot = partial(_waiting_slot, limiter)
+    if not robots_allows(session, http, url, settings, slot):
         raise FetchError(f"robots.txt disallows {url}", transient=False)
-    with limiter.slot(host_of(url)):
+    with slot(url):
         resp = http.get(url, {"Accept": "text/html, application/rss+xml, application/atom+xml"})
     error = classify_status(resp.status, resp.headers)
     if error is not None:

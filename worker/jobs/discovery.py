@@ -43,8 +43,8 @@ from worker.jobs.sitemaps import (
     robots_sitemaps,
 )
 from worker.network.http import FetchError, HttpClient, classify_status
-from worker.network.politeness import HostLimiter
-from worker.network.robots import robots_allows
+from worker.network.politeness import HostBusy, HostLimiter
+from worker.network.robots import RobotsCopy, keeping, robots_allows
 from worker.network.urls import InvalidURL, canonicalize, host_of, origin_of, url_hash
 
 FEED_ACCEPT = (
@@ -236,12 +236,21 @@ def discover_step(
 def _get(
     session: Session, http: HttpClient, limiter: HostLimiter, url: str, accept: str, s: Settings
 ) -> tuple[int, bytes, str, str]:
-    """(status, body, content type, final URL); robots and host limits respected."""
-    if not robots_allows(session, http, url, s):
-        raise FetchError("robots.txt disallows this URL", transient=False)
+    """(status, body, content type, final URL); robots and host limits respected.
+    robots.txt, when it must be downloaded, takes the host's slot; the page then waits
+    for the host's next turn (``HostBusy``), which carries the robots.txt downloaded
+    for the discovery task to keep (``worker.jobs.work.discover``)."""
     host = host_of(url)
-    with limiter.slot(host):
-        resp = http.get(url, {"Accept": accept})
+    fresh: list[RobotsCopy] = []
+    if not robots_allows(session, http, url, s, lambda u: limiter.slot(host_of(u)), fresh):
+        raise FetchError("robots.txt disallows this URL", transient=False)
+    try:
+        with limiter.slot(host):
+            resp = http.get(url, {"Accept": accept})
+    except HostBusy as busy:
+        if fresh:
+            raise keeping(busy, fresh) from busy
+        raise
     error = classify_status(resp.status, resp.headers)
     if error is not None:
         if resp.status in (429, 503) and error.retry_after:

@@ -103,6 +103,7 @@ def discover(job_id: int, retries: int = 0) -> tuple[int, Outcome]:
                 )
                 _renew_discovery_lease(session, job_id, settings)
         except HostBusy as exc:  # the host asks to wait: as long as it takes
+            _keep_robots(exc, job_id)
             wait = attempts.capped(exc.retry_after + random.uniform(0, 1), settings)
             return added, Outcome(retry_in=wait, cause=exc)
         except ENVIRONMENT_ERRORS as exc:
@@ -125,6 +126,22 @@ def discover(job_id: int, retries: int = 0) -> tuple[int, Outcome]:
             return added, Outcome()
     outbox.send_now(DISCOVER_JOB_TASK, job_id)
     return added, Outcome()
+
+
+def _keep_robots(exc: HostBusy, job_id: int) -> None:
+    """A discovery page that waits for its host's next turn after its check downloaded
+    the host's robots.txt in the host's slot: the page's transaction rolled back, so the
+    robots.txt is written in one of its own (best effort: the process remembers it)."""
+    from worker.network.robots import keep_robots
+
+    keep = keep_robots(exc)
+    if keep is None:
+        return
+    try:
+        with unit_of_work() as session:
+            keep(session)
+    except Exception as error:  # noqa: BLE001 (best effort: the retry is what matters)
+        log.warning("robots_not_kept", job_id=job_id, error=attempts.short_error(error))
 
 
 def _renew_discovery_lease(session: Session, job_id: int, settings: Settings) -> None:
@@ -226,18 +243,31 @@ def _article_state(article_id: int) -> str | None:
 def _warm_robots(article_id: int, settings: Settings) -> None:
     """Cache the host's robots.txt in its own transaction before the fetch step. Many
     items of one new host start at once; the first to commit wins and the others'
-    insert conflicts here, harmlessly, instead of failing (and retrying) their fetch."""
+    insert conflicts here, harmlessly, instead of failing (and retrying) their fetch.
+    The robots.txt request takes the host's slot under the article's key, as the fetch
+    step's would (its turn, else the host's next free place): the fetch step then waits
+    for the host's next turn, with the robots.txt committed here."""
     from worker.network.robots import robots_allows
+    from worker.network.urls import host_of
+    from worker.pages.fetch import turn_key
 
+    limiter = resources.host_limiter()
     try:
         with unit_of_work() as session:
             article = session.get(Article, article_id)
             if article is not None:
-                robots_allows(session, resources.http_client(), article.url, settings)
+                host = article.host or host_of(article.url)
+                robots_allows(
+                    session,
+                    resources.http_client(),
+                    article.url,
+                    settings,
+                    lambda _url: limiter.slot(host, turn_key(article_id)),
+                )
     except IntegrityError:
         pass  # another item cached it first
     except HostBusy:
-        pass  # robots.txt unreachable: the fetch step meets it too and retries later
+        pass  # host not free now, or robots.txt unreachable: the fetch step meets it too
     except ENVIRONMENT_ERRORS:
         pass  # the fetch step checks robots again and maps errors as usual
 

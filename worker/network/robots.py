@@ -7,11 +7,25 @@ database copy's own expiry), so that polls and fetches of one host do not read a
 parse the same row every time. A robots.txt that cannot be read (5xx, 429, no answer)
 closes the host for now (:class:`RobotsUnavailable`, a
 :class:`~worker.network.politeness.HostBusy`), unless a good copy is cached.
+
+robots.txt is a request to its host like any other: it is downloaded in the host's
+slot (the caller's ``slot``: its turn on the host's timeline, the interval and the
+concurrency of every worker and process, the send gate), as Scrapy's
+``RobotsTxtMiddleware`` sends its robots.txt request through the engine's downloader
+and so through the domain's download slot. The caller's own request then usually
+waits for the host's next turn: sent back for it, the caller's transaction rolls back,
+and the copy written in it with it. So a check that downloaded robots.txt says so
+(``downloaded``), and the caller sent back keeps the copy with :func:`keeping` (the
+sent-back path writes it in a transaction of its own, as a redirect hop is kept:
+``worker.pages.fetch.RedirectWaits``): it is not downloaded again at the next turn.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from protego import Protego
@@ -21,8 +35,8 @@ from schemas.models import RobotsTxt
 from schemas.types import utcnow
 from worker.core.db import upsert
 from worker.core.settings import Settings
-from worker.network.http import FetchError, HttpClient
-from worker.network.politeness import HostBusy
+from worker.network.http import FetchError, HttpClient, Slot
+from worker.network.politeness import HostBusy, TurnAhead
 from worker.network.urls import host_of, origin_of
 
 # How long an unreachable robots.txt (5xx, 429, network error) is remembered before we
@@ -43,6 +57,77 @@ class RobotsUnavailable(HostBusy):
         super().__init__(host, retry_after)
         self.args = (f"robots.txt of {host} unreachable: {why}",)
         self.why = why
+
+
+@dataclass(frozen=True)
+class RobotsCopy:
+    """A robots.txt row a check downloaded and wrote in its caller's transaction. A
+    caller whose own request is then sent back for its host's turn (its transaction
+    rolls back) keeps it with :meth:`keep`, in the sent-back path's own transaction."""
+
+    values: dict[str, object]
+
+    def keep(self, session: Session) -> None:
+        """Write the row again (an upsert: another worker may have stored the same
+        origin meanwhile; its copy and this one are seconds apart)."""
+        upsert(session, RobotsTxt, dict(self.values), ["origin"])
+
+
+def _keep_all(copies: tuple[RobotsCopy, ...], then: object, session: Session) -> None:
+    keep = getattr(then, "keep", None)
+    if callable(keep):
+        keep(session)  # what the wait itself keeps (a redirect hop: RedirectWaits)
+    for copy in copies:
+        copy.keep(session)
+
+
+class RobotsKept(HostBusy):
+    """A caller's request that must wait for its host's turn (``busy``, as its slot or
+    a redirect hop said) after a check that downloaded the host's robots.txt in the
+    host's slot: :meth:`keep` writes the robots.txt, and what ``busy`` keeps, in the
+    sent-back path's own transaction (``worker.pipeline.attempts.take_back_start``)."""
+
+    def __init__(self, busy: HostBusy, copies: tuple[RobotsCopy, ...]) -> None:
+        super().__init__(busy.host, busy.retry_after)
+        self.args = busy.args
+        self.busy = busy
+        self.copies = copies
+
+    def keep(self, session: Session) -> None:
+        _keep_all(self.copies, self.busy, session)
+
+
+class RobotsKeptTurn(TurnAhead):
+    """:class:`RobotsKept` for a poll whose turn is ahead (:class:`TurnAhead`): the poll
+    task keeps the robots.txt when it holds the poll or sends it back
+    (``tasks.polls``)."""
+
+    def __init__(self, ahead: TurnAhead, copies: tuple[RobotsCopy, ...]) -> None:
+        super().__init__(ahead.host, ahead.retry_after)
+        self.copies = copies
+
+    def keep(self, session: Session) -> None:
+        _keep_all(self.copies, None, session)
+
+
+def keeping(exc: BaseException, copies: list[RobotsCopy]) -> BaseException:
+    """``exc`` (a caller's request refused by its host's slot) carrying the robots.txt
+    its check downloaded (``copies``) for the sent-back path to keep; ``exc`` itself
+    when nothing was downloaded, or when it is no wait for a turn."""
+    if not copies:
+        return exc
+    if isinstance(exc, TurnAhead):
+        return RobotsKeptTurn(exc, tuple(copies))
+    if isinstance(exc, HostBusy) and not isinstance(exc, RobotsUnavailable):
+        return RobotsKept(exc, tuple(copies))
+    return exc
+
+
+def keep_robots(exc: BaseException) -> Callable[[Session], None] | None:
+    """What a sent-back caller must write for ``exc`` to keep (None: nothing)."""
+    if isinstance(exc, (RobotsKept, RobotsKeptTurn)):
+        return exc.keep
+    return None
 
 
 # Origins whose robots.txt just failed, in this process: (when, status, why). The
@@ -81,11 +166,25 @@ def _unreachable(status: int | None) -> bool:
     return status is None or status == 429 or status >= 500
 
 
-def robots_allows(session: Session, http: HttpClient, url: str, settings: Settings) -> bool:
+def robots_allows(
+    session: Session,
+    http: HttpClient,
+    url: str,
+    settings: Settings,
+    slot: Slot | None = None,
+    downloaded: list[RobotsCopy] | None = None,
+) -> bool:
     """Whether robots.txt of ``url``'s origin lets our user agent fetch it.
 
     Raises :class:`RobotsUnavailable` while the host's robots.txt answers 5xx/429 or
     cannot be reached and no earlier good copy is cached (complete disallow, temporary).
+
+    ``slot(url)``: the host's slot, entered around the robots.txt request when it must
+    be downloaded (the caller's own: under its key, at its turn); what entering it
+    raises (:class:`~worker.network.politeness.HostBusy`, a poll's ``TurnAhead``) goes
+    to the caller, nothing downloaded. None: no slot (tests of the rules only; every
+    caller in the service gives one). ``downloaded``: a copy downloaded and written in
+    the caller's transaction is added there (:class:`RobotsCopy`, :func:`keeping`).
     """
     if not settings.respect_robots:
         return True
@@ -109,7 +208,8 @@ def robots_allows(session: Session, http: HttpClient, url: str, settings: Settin
             retry = ROBOTS_ERROR_TTL - (now - down[0]).total_seconds()
             raise RobotsUnavailable(host_of(url), max(1.0, retry), down[2])
     if row is None or age is None or age > ttl:
-        status, body = _download_robots(http, origin)
+        with slot(origin + "/robots.txt") if slot is not None else nullcontext():
+            status, body = _download_robots(http, origin)
         with _robots_down_lock:
             _robots_rules.pop(origin, None)
             if _unreachable(status) and (row is None or _unreachable(row.status)):
@@ -124,6 +224,8 @@ def robots_allows(session: Session, http: HttpClient, url: str, settings: Settin
             values["fetched_at"] = now - timedelta(seconds=max(0, ttl - ROBOTS_ERROR_TTL))
         # An upsert: another worker may be storing the same origin's robots.txt now.
         upsert(session, RobotsTxt, values, ["origin"])
+        if downloaded is not None:
+            downloaded.append(RobotsCopy(values))
         if row is not None:
             session.refresh(row)
         else:

@@ -20,7 +20,7 @@ from worker.core.settings import Settings
 from worker.core.states import set_state
 from worker.network.http import FetchError, HttpClient, RedirectHeld, classify_status
 from worker.network.politeness import HostBusy, HostLimiter
-from worker.network.robots import robots_allows
+from worker.network.robots import RobotsCopy, keeping, robots_allows
 from worker.network.urls import host_of
 from worker.pages.archive import Archive
 
@@ -180,9 +180,6 @@ def fetch_article(
     article = session.get(Article, article_id, options=[_FETCH_COLUMNS])
     if article is None or article.state != ArticleState.discovered:
         return FetchOutcome(False, article.state if article else "missing")
-    if not robots_allows(session, http, article.url, settings):
-        set_state(article, ArticleState.skipped, "robots.txt disallows this URL")
-        return FetchOutcome(False, article.state, article.failure_reason)
     # A fetch whose redirect hop had to wait for its host goes on from that hop.
     resumed = article.final_url if article.redirects and article.final_url else None
     key = turn_key(article_id)
@@ -200,6 +197,13 @@ def fetch_article(
         # (worker.network.politeness), else the host's next free place.
         return limiter.slot(host(url), key)
 
+    # robots.txt, when it must be downloaded, is a request of its own in the host's slot
+    # (it takes the article's turn); the page then waits for the host's next turn, and
+    # the robots.txt downloaded is kept when the fetch is sent back for it (keeping).
+    fresh: list[RobotsCopy] = []
+    if not robots_allows(session, http, article.url, settings, slot=slot, downloaded=fresh):
+        set_state(article, ArticleState.skipped, "robots.txt disallows this URL")
+        return FetchOutcome(False, article.state, article.failure_reason)
     try:
         try:
             resp = http.get(
@@ -213,9 +217,12 @@ def fetch_article(
         except RedirectHeld as held:
             if not isinstance(held.cause, HostBusy):
                 raise held.cause from held
-            raise RedirectWaits(
-                held.cause, article_id, held.url, held.redirected, held.status
-            ) from held
+            waits = RedirectWaits(held.cause, article_id, held.url, held.redirected, held.status)
+            raise keeping(waits, fresh) from held
+        except HostBusy as busy:
+            if fresh:
+                raise keeping(busy, fresh) from busy
+            raise
         error = classify_status(resp.status, resp.headers)
         if error is not None:
             if resp.status in (429, 503) and error.retry_after:
