@@ -30,6 +30,7 @@ from worker.pipeline.attempts import (
     ENVIRONMENT_ERRORS,
     environment_retry,
     is_environment_error,
+    keep_after_rollback,
     short_error,
 )
 from worker.pipeline.steps import FIRST
@@ -99,7 +100,8 @@ def _poll_one(
         log.info("poll_lease_lost", feed_id=feed_id)
         return 0
     except TurnAhead as exc:
-        _keep_robots(exc, feed_id)
+        # the robots.txt its check downloaded, kept though the poll rolls back
+        keep_after_rollback(keep_robots(exc), feed_id=feed_id)
         if exc.retry_after <= hold_within:
             raise Held(exc.retry_after) from exc
         # Its turn moved (the request before it on the host started late): the poll,
@@ -133,21 +135,6 @@ def _poll_one(
             error=result.error,
         )
     return len(result.new_article_ids)
-
-
-def _keep_robots(exc: TurnAhead, feed_id: int) -> None:
-    """The poll downloaded its host's robots.txt in the host's slot, and waits for the
-    host's next turn: its transaction rolled back, so the robots.txt is written in one
-    of its own (not downloaded again at the turn). Best effort: unwritten, the process
-    still remembers it (worker.network.robots)."""
-    keep = keep_robots(exc)
-    if keep is None:
-        return
-    try:
-        with unit_of_work() as session:
-            keep(session)
-    except Exception as error:  # noqa: BLE001 (best effort: the poll's turn is what matters)
-        log.warning("robots_not_kept", feed_id=feed_id, error=short_error(error))
 
 
 def _send_back(sent_back: list[tuple[float, int, str]]) -> None:

@@ -103,7 +103,10 @@ def discover(job_id: int, retries: int = 0) -> tuple[int, Outcome]:
                 )
                 _renew_discovery_lease(session, job_id, settings)
         except HostBusy as exc:  # the host asks to wait: as long as it takes
-            _keep_robots(exc, job_id)
+            from worker.network.robots import keep_robots
+
+            # the robots.txt its check downloaded, kept though the page rolls back
+            attempts.keep_after_rollback(keep_robots(exc), job_id=job_id)
             wait = attempts.capped(exc.retry_after + random.uniform(0, 1), settings)
             return added, Outcome(retry_in=wait, cause=exc)
         except ENVIRONMENT_ERRORS as exc:
@@ -126,22 +129,6 @@ def discover(job_id: int, retries: int = 0) -> tuple[int, Outcome]:
             return added, Outcome()
     outbox.send_now(DISCOVER_JOB_TASK, job_id)
     return added, Outcome()
-
-
-def _keep_robots(exc: HostBusy, job_id: int) -> None:
-    """A discovery page that waits for its host's next turn after its check downloaded
-    the host's robots.txt in the host's slot: the page's transaction rolled back, so the
-    robots.txt is written in one of its own (best effort: the process remembers it)."""
-    from worker.network.robots import keep_robots
-
-    keep = keep_robots(exc)
-    if keep is None:
-        return
-    try:
-        with unit_of_work() as session:
-            keep(session)
-    except Exception as error:  # noqa: BLE001 (best effort: the retry is what matters)
-        log.warning("robots_not_kept", job_id=job_id, error=attempts.short_error(error))
 
 
 def _renew_discovery_lease(session: Session, job_id: int, settings: Settings) -> None:

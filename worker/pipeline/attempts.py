@@ -949,3 +949,18 @@ def take_back_start(
                 keep(session)
     except Exception as exc:  # noqa: BLE001 (best effort: the retry is what matters)
         log.warning("start_not_taken_back", article_id=article_id, error=short_error(exc))
+
+
+def keep_after_rollback(keep: Callable[[Session], object] | None, **item: int) -> None:
+    """Write what a unit of work that rolled back must not lose (``keep``, e.g. a
+    robots.txt downloaded in the host's slot before the work was sent back for the
+    host's next turn: ``worker.network.robots.keep_robots``), in a unit of work of its
+    own. Best effort: unwritten, the process still remembers it; ``item`` names the
+    work in the warning."""
+    if keep is None:
+        return
+    try:
+        with unit_of_work() as session:
+            keep(session)
+    except Exception as exc:  # noqa: BLE001 (best effort: the retry is what matters)
+        log.warning("not_kept", error=short_error(exc), **item)
