@@ -67,6 +67,26 @@ def _stored_robots(url: str) -> RobotsTxt | None:
         return row
 
 
+def _claimed_feed(settings: Any, server: LocalServer) -> tuple[int, str]:
+    """A host with a robots.txt and one empty feed, added and claimed for a poll: the
+    feed's id and lease token."""
+    from worker.core.db import init_db, unit_of_work
+    from worker.feeds.polling import claim_due_feeds
+    from worker.feeds.subscriptions import add_feeds
+    from worker.testing.content import rss
+
+    init_db(settings)
+    server.routes["/robots.txt"] = ROBOTS
+    server.routes["/feed.xml"] = Reply(
+        body=rss(server.url("/"), []), content_type="application/rss+xml"
+    )
+    with unit_of_work() as s:
+        add_feeds(s, [(server.url("/feed.xml"), None, [])], settings)
+    with unit_of_work() as s:
+        ((feed_id, token),) = claim_due_feeds(s, settings)
+    return feed_id, token
+
+
 def _fetch(article_id: int) -> Any:
     from worker.pipeline.attempts import run_step
     from worker.pipeline.steps import FIRST as FETCH
@@ -151,21 +171,10 @@ def test_a_hosts_first_poll_follows_its_robots_txt_by_the_interval(
     interval after robots.txt, and the robots.txt is kept in the database although the
     first poll's transaction rolled back."""
     from tasks.polls import poll_feeds
-    from worker.core.db import init_db, unit_of_work
-    from worker.feeds.polling import claim_due_feeds
-    from worker.feeds.subscriptions import add_feeds
-    from worker.testing.content import rss
+    from worker.core.db import unit_of_work
 
     settings = configure(**limits)
-    init_db(settings)
-    server.routes["/robots.txt"] = ROBOTS
-    server.routes["/feed.xml"] = Reply(
-        body=rss(server.url("/"), []), content_type="application/rss+xml"
-    )
-    with unit_of_work() as s:
-        add_feeds(s, [(server.url("/feed.xml"), None, [])], settings)
-    with unit_of_work() as s:
-        ((feed_id, token),) = claim_due_feeds(s, settings)
+    feed_id, token = _claimed_feed(settings, server)
 
     assert poll_feeds([[feed_id, token]]) == 0
     assert server.hits["/robots.txt"] == 1 and server.hits["/feed.xml"] == 1
@@ -185,23 +194,11 @@ def test_a_poll_sent_back_after_robots_txt_keeps_it(configure: Any, server: Loca
     robots.txt kept in the database, not downloaded again by the poll at that turn."""
     from tasks.polls import poll_feeds
     from tests.test_dispatch import _queued_polls
-    from worker.core.db import init_db, unit_of_work
-    from worker.feeds.polling import claim_due_feeds
-    from worker.feeds.subscriptions import add_feeds
     from worker.network.politeness import LocalHostLimiter
     from worker.pipeline import resources
-    from worker.testing.content import rss
 
     settings = configure(HOST_MIN_INTERVAL=60, HOST_MAX_CONCURRENCY=2)
-    init_db(settings)
-    server.routes["/robots.txt"] = ROBOTS
-    server.routes["/feed.xml"] = Reply(
-        body=rss(server.url("/"), []), content_type="application/rss+xml"
-    )
-    with unit_of_work() as s:
-        add_feeds(s, [(server.url("/feed.xml"), None, [])], settings)
-    with unit_of_work() as s:
-        ((feed_id, token),) = claim_due_feeds(s, settings)
+    feed_id, token = _claimed_feed(settings, server)
 
     assert poll_feeds([[feed_id, token]]) == 0
     assert server.hits["/robots.txt"] == 1 and server.hits.get("/feed.xml", 0) == 0
