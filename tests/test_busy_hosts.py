@@ -1,13 +1,18 @@
 """A host that cannot be reached, or is busy, must not stall everything else.
 
-* An article whose host's robots.txt cannot be read (a name that does not resolve, a
-  refused connection, a 5xx) waits, counted, and ends quarantined with the real cause
+* An article whose host's robots.txt cannot be read (a resolver that does not answer,
+  a refused connection, a 5xx) waits, counted, and ends quarantined with the real cause
   after ``max_attempts`` checks of robots.txt, instead of waiting uncounted for ever
   (which kept ``run --until-idle`` from ever ending).
+* A host name that does not exist (the resolver's NXDOMAIN, a name under ``.invalid``)
+  is no wait at all: its article is quarantined at once with the cause, and a feed on
+  it fails its poll with it; nothing about its robots.txt is cached.
 """
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -25,9 +30,27 @@ def _fresh_robots_memory() -> None:
     forget_robots_failures()
 
 
+def _resolver_says(
+    monkeypatch: pytest.MonkeyPatch, host: str, code: int, why: str
+) -> Callable[[], int]:
+    """``getaddrinfo`` answers ``host`` with the error ``code`` (every other name as
+    before); returns how often it was asked about ``host``."""
+    real = socket.getaddrinfo
+    asked = [0]
+
+    def getaddrinfo(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if name == host:
+            asked[0] += 1
+            raise socket.gaierror(code, why)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return lambda: asked[0]
+
+
 @pytest.mark.parametrize("cause", ["dns", "http503"])
 def test_an_article_on_an_unreachable_host_ends_quarantined_with_the_cause(
-    configure: Any, server: Any, cause: str
+    configure: Any, server: Any, cause: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from celery.exceptions import Retry
 
@@ -37,7 +60,10 @@ def test_an_article_on_an_unreachable_host_ends_quarantined_with_the_cause(
     settings = configure(MAX_ATTEMPTS=3)
     init_db(settings)
     if cause == "dns":
-        url, why = "http://news.nonexistent.invalid/a", "cannot resolve news.nonexistent.invalid"
+        # the resolver gives no answer (EAI_AGAIN): a transient failure, retried
+        host = "news.unanswered.example"
+        _resolver_says(monkeypatch, host, socket.EAI_AGAIN, "Temporary failure in name resolution")
+        url, why = f"http://{host}/a", f"cannot resolve {host}"
     else:
         server.routes["/robots.txt"] = Reply(503, b"down", content_type="text/plain")
         url, why = server.url("/news/a"), "HTTP 503"
@@ -67,6 +93,69 @@ def test_an_article_on_an_unreachable_host_ends_quarantined_with_the_cause(
     if cause == "http503":
         assert server.hits["/robots.txt"] == 3  # one check per attempt
         assert server.hits["/news/a"] == 0  # RFC 9309: never fetched meanwhile
+
+
+@pytest.mark.parametrize("how", ["nxdomain", "invalid"])
+def test_an_article_on_a_host_that_does_not_exist_is_quarantined_at_once(
+    configure: Any, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resolver answered that the name does not exist (or it is under ``.invalid``,
+    which never resolves): asking again in 5 minutes gets the same answer, so the
+    article is not retried on a timer (five rounds of robots.txt, 20-25 minutes of
+    `run --until-idle`): quarantined at once with the cause, for `claimwire replay`."""
+    from sqlmodel import select
+
+    from schemas.models import RobotsTxt
+    from tasks.articles import fetch_article
+    from worker.core.db import init_db, unit_of_work
+
+    init_db(configure(MAX_ATTEMPTS=5))
+    asked: Callable[[], int] = lambda: 0  # noqa: E731
+    if how == "nxdomain":
+        host = "news.gone.example"
+        asked = _resolver_says(monkeypatch, host, socket.EAI_NONAME, "Name or service not known")
+        why = f"host not found: {host} (Name or service not known)"
+    else:
+        host = "news.nowhere.invalid"
+        why = f"host not found: {host} (a name under .invalid never resolves)"
+    aid = discovered_article(f"http://{host}/a")
+
+    assert fetch_article(aid) is False  # no retry
+    article = load_article(aid)
+    assert article.state == ArticleState.quarantined
+    assert article.failed_state == ArticleState.discovered and article.attempts == 1
+    assert article.failure_reason == f"tasks.fetching.fetch_article: {why}"
+    assert article.step_starts == 0
+    if how == "nxdomain":
+        assert asked() == 1  # robots.txt's request asked; nothing after it
+    with unit_of_work() as s:  # nothing cached: a name that appears later is asked then
+        assert s.exec(select(RobotsTxt)).all() == []
+
+
+def test_a_feed_on_a_host_that_does_not_exist_fails_its_poll_with_the_cause(
+    configure: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its poll fails at once with the cause as the last error (a fact: when it is
+    polled again is its ``next_poll_at``, shown as "in 1h" where it is read), and the
+    feed keeps its later polls."""
+    from tests.test_politeness import due_in_minutes
+    from tests.test_polling import Poller
+
+    host = "feeds.gone.example"
+    _resolver_says(monkeypatch, host, socket.EAI_NONAME, "Name or service not known")
+    p = Poller(configure())
+    try:
+        (fid,) = p.add(f"http://{host}/rss.xml")
+        result = p.poll_now(fid)
+        assert result.outcome == "error"
+        feed = p.feed(fid)
+        assert feed.last_error == f"host not found: {host} (Name or service not known)"
+        assert result.error == feed.last_error
+        assert feed.state == "failing" and feed.lease_until is None
+        assert feed.permanent_failures == 1 and feed.transient_failures == 0
+        assert due_in_minutes(feed.next_poll_at) >= 50  # polled again, at its backoff
+    finally:
+        p.close()
 
 
 def test_a_busy_host_is_still_waited_for_uncounted(configure: Any, server: Any) -> None:

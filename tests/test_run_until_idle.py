@@ -240,9 +240,61 @@ def test_a_run_names_the_articles_it_gave_up_on(server: LocalServer, tmp_path: P
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"processed {len(STORIES) - 1}, quarantined 1" in r.stderr
     assert (
-        "claimwire: 1 article(s) quarantined after repeated errors: `claimwire status` "
+        "claimwire: 1 article(s) quarantined: `claimwire status` "
         "shows the latest errors; `claimwire replay` tries the quarantined ones again"
     ) in r.stderr
+
+
+def test_a_run_ends_at_once_on_links_to_hosts_that_do_not_exist(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    """A feed whose entries link to hosts that do not resolve (``.invalid``, the
+    resolver's NXDOMAIN), and a feed on such a host: the run kept asking their
+    robots.txt again every 5 minutes, five times, 20-25 minutes after its last good
+    article (the subprocess's timeout ends it here). A name that does not exist is
+    no transient failure: the articles are quarantined at once with the cause (for
+    `claimwire replay`), the feed fails with it and keeps its later polls, and the run
+    names both."""
+    from worker.testing.content import BASE_DAY, rss
+
+    env = cli_env(tmp_path, EXTRACT_CLAIMS="false")
+    good = serve_site(server)
+    lost = [(f"http://gone-{i}.invalid/news/{i}", f"Lost {i}", BASE_DAY) for i in range(2)]
+    server.routes["/lost.xml"] = Reply(
+        body=rss(server.url("/"), lost), content_type="application/rss+xml"
+    )
+    nowhere = "http://no-such-host.invalid/feed.xml"
+    added = claimwire(["feeds", "add", good, server.url("/lost.xml"), nowhere], env, tmp_path)
+    assert added.returncode == 0, added.stderr
+    r = claimwire(["run", "--until-idle"], env, tmp_path, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"processed {len(STORIES)}, quarantined 2" in r.stderr, r.stderr[-3000:]
+    assert "`claimwire replay` tries the quarantined ones again" in r.stderr
+    assert f"feed 3 {nowhere}: host not found: no-such-host.invalid" in r.stderr
+    assert "(next poll in " in r.stderr
+
+    rows = [
+        json.loads(line)
+        for line in claimwire(["export", "articles"], env, tmp_path).stdout.splitlines()
+    ]
+    lost_rows = [row for row in rows if row["host"].endswith(".invalid")]
+    assert [row["status"] for row in lost_rows] == ["quarantined", "quarantined"]
+    for row in lost_rows:
+        assert "host not found: gone-" in row["failure_reason"], row
+    listed = {
+        row["url"]: row
+        for row in map(
+            json.loads, claimwire(["feeds", "list", "--json"], env, tmp_path).stdout.splitlines()
+        )
+    }
+    failing = listed[nowhere]
+    assert failing["state"] == "failing" and failing["next_poll_at"] is not None
+    assert failing["last_error"] == (
+        "host not found: no-such-host.invalid (a name under .invalid never resolves)"
+    )
+    # replayable: back in the pipeline, counted afresh
+    replayed = claimwire(["replay"], env, tmp_path)
+    assert replayed.returncode == 0 and replayed.stdout.startswith("2 article(s) sent back")
 
 
 def test_the_progress_line_counts_the_pending_articles_retrying_after_an_error(

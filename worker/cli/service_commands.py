@@ -176,8 +176,9 @@ def _run_with(settings: Settings, until_idle: bool, pool: CpuPool | None) -> Non
 
 
 def _report_given_up(articles: dict[str, int]) -> None:
-    """Articles a run gave up on (quarantined after ``max_attempts`` errors, or failed
-    for good): where their errors are, and how to try them again."""
+    """Articles a run gave up on (quarantined after ``max_attempts`` errors, or at once
+    when their host does not exist; or failed for good): where their errors are, and
+    how to try them again."""
     quarantined = articles.get("quarantined", 0)
     failed = articles.get("failed", 0)
     if not quarantined and not failed:
@@ -185,7 +186,7 @@ def _report_given_up(articles: dict[str, int]) -> None:
     what = " and ".join(
         part
         for part in (
-            f"{quarantined} article(s) quarantined after repeated errors" if quarantined else "",
+            f"{quarantined} article(s) quarantined" if quarantined else "",
             f"{failed} failed" if failed else "",
         )
         if part

@@ -9,8 +9,9 @@ the limit is refused before reading); a cap on redirect hops, followed by hand, 
 connecting through the private-network guard again; and only ``http``/``https`` URLs.
 
 Errors are :class:`FetchError` with ``transient`` set for what is worth retrying
-(timeouts, connection errors, 5xx, 408/425/429) and unset for what is not (bad URL,
-blocked address, TLS certificate failure, too large, redirect loop, 4xx).
+(timeouts, connection errors, a resolver that does not answer, 5xx, 408/425/429) and
+unset for what is not (bad URL, blocked address, a host name that does not exist:
+:class:`UnknownHost`, TLS certificate failure, too large, redirect loop, 4xx).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import httpcore
 import httpx
 
 from worker.core.settings import Settings, parse_networks
-from worker.network.netguard import BlockedAddress, GuardedBackend, deadline
+from worker.network.netguard import BlockedAddress, GuardedBackend, HostNotFound, deadline
 
 __all__ = [
     "BlockedAddress",
@@ -41,6 +42,7 @@ __all__ = [
     "PoolPerOrigin",
     "RedirectHeld",
     "Response",
+    "UnknownHost",
 ]
 
 
@@ -64,6 +66,18 @@ class FetchError(Exception):
         self.transient = transient
         self.status = status
         self.retry_after = retry_after
+
+
+class UnknownHost(FetchError):
+    """The URL's host name does not exist (the resolver's NXDOMAIN, a name under
+    ``.invalid``: :class:`~worker.network.netguard.HostNotFound`). Not transient: the
+    same question minutes later gets the same answer, so nothing retries it on a timer
+    (an article is quarantined at once with it, for ``claimwire replay`` once the name
+    exists; a feed's poll fails and the feed backs off, polled again later). A resolver
+    that gives no answer (``EAI_AGAIN``) is a transient network error instead."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, transient=False)
 
 
 class RedirectHeld(Exception):
@@ -408,6 +422,8 @@ class HttpClient:
                 return Response(str(r.url), r.status_code, r.headers, b"".join(parts))
         except BlockedAddress as exc:
             raise FetchError(f"blocked address: {exc}", transient=False) from exc
+        except HostNotFound as exc:
+            raise UnknownHost(f"host not found: {exc}") from exc
         except httpx.TimeoutException as exc:
             if time.monotonic() >= ends:
                 raise FetchError(

@@ -48,6 +48,21 @@ class BlockedAddress(Exception):
     """The URL's host resolves to an address the settings forbid."""
 
 
+class HostNotFound(Exception):
+    """The URL's host name does not exist: the resolver answered that there is no such
+    name (NXDOMAIN: ``EAI_NONAME``) or that it has no address (``EAI_NODATA``), or it
+    ends in ``.invalid``, which never resolves (RFC 6761 6.4: answered at once, without
+    asking). Not a failure to get an answer (``EAI_AGAIN``: the resolver timed out or
+    is unreachable), which stays a transient connection error."""
+
+
+# getaddrinfo's answers that say the name does not exist (EAI_NODATA is not defined on
+# every platform); every other failure (EAI_AGAIN, EAI_FAIL...) is a failure to resolve
+_NOT_FOUND = frozenset(
+    code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None
+)
+
+
 def _unmapped(ip: IPAddress) -> IPAddress:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
@@ -73,9 +88,13 @@ def is_forbidden(ip: IPAddress, exceptions: Sequence[IPNetwork] = ()) -> bool:
 
 
 def resolve(host: str, port: int) -> list[IPAddress]:
+    if host.rstrip(".").lower().endswith(".invalid"):
+        raise HostNotFound(f"{host} (a name under .invalid never resolves)")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
+        if exc.errno in _NOT_FOUND:
+            raise HostNotFound(f"{host} ({exc.strerror})") from exc
         raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror}") from exc
     seen: list[IPAddress] = []
     for info in infos:

@@ -35,7 +35,7 @@ from schemas.models import RobotsTxt
 from schemas.types import utcnow
 from worker.core.db import upsert
 from worker.core.settings import Settings
-from worker.network.http import FetchError, HttpClient, Slot
+from worker.network.http import FetchError, HttpClient, Slot, UnknownHost
 from worker.network.politeness import HostBusy, TurnAhead
 from worker.network.urls import host_of, origin_of
 
@@ -48,7 +48,9 @@ ROBOTS_ERROR_TTL = 300
 class RobotsUnavailable(HostBusy):
     """robots.txt could not be read (server error or unreachable): nothing on the host
     may be fetched for now. ``why`` is the real cause (``HTTP 503``, ``network error:
-    cannot resolve HOST: ...``, ``timeout: ConnectTimeout``); ``retry_after`` is when
+    cannot resolve HOST: Temporary failure in name resolution``, ``timeout:
+    ConnectTimeout``; a host name that does not exist is no such wait but
+    :class:`~worker.network.http.UnknownHost`); ``retry_after`` is when
     robots.txt is asked again. A ``HostBusy`` for polls and discovery (they wait); an
     article step counts it as a transient attempt (``worker.pipeline.attempts``), so a
     host that stays unreachable ends its articles in quarantine with this message."""
@@ -177,7 +179,9 @@ def robots_allows(
     """Whether robots.txt of ``url``'s origin lets our user agent fetch it.
 
     Raises :class:`RobotsUnavailable` while the host's robots.txt answers 5xx/429 or
-    cannot be reached and no earlier good copy is cached (complete disallow, temporary).
+    cannot be reached and no earlier good copy is cached (complete disallow, temporary);
+    :class:`~worker.network.http.UnknownHost` when the host name does not exist (nothing
+    is cached for it).
 
     ``slot(url)``: the host's slot, entered around the robots.txt request when it must
     be downloaded (the caller's own: under its key, at its turn); what entering it
@@ -247,12 +251,19 @@ def _download_robots(http: HttpClient, origin: str) -> tuple[int | None, str]:
     """(status, body); status None when the server could not be reached at all.
 
     For an unreachable answer (:func:`_unreachable`) the body is instead its real cause,
-    as the HTTP client words it (``network error: cannot resolve HOST: Name or service
-    not known``, ``timeout: ConnectTimeout``, ``HTTP 503``): it is what the feed's last
-    error and the article's failure reason show, and the database row keeps it for the
-    other workers (no rules are ever parsed from an unreachable answer)."""
+    as the HTTP client words it (``network error: cannot resolve HOST: Temporary
+    failure in name resolution``, ``timeout: ConnectTimeout``, ``HTTP 503``): it is
+    what the feed's last error and the article's failure reason show, and the database
+    row keeps it for the other workers (no rules are ever parsed from an unreachable
+    answer). A host that does not exist raises :class:`UnknownHost`."""
     try:
         resp = http.get(origin + "/robots.txt", max_bytes=500_000)
+    except UnknownHost:
+        # No such host: nothing to cache (a name that appears later is asked then), and
+        # the caller's own request would meet the same answer: it fails with it now
+        # (a feed's poll, an article quarantined at once), not after ROBOTS_ERROR_TTL
+        # rounds of asking again.
+        raise
     except FetchError as exc:
         if exc.transient:
             # timeout, refused, reset, a name that does not resolve: unreachable

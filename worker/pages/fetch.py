@@ -18,7 +18,13 @@ from schemas.types import utcnow
 from worker.core.db import is_postgres
 from worker.core.settings import Settings
 from worker.core.states import set_state
-from worker.network.http import FetchError, HttpClient, RedirectHeld, classify_status
+from worker.network.http import (
+    FetchError,
+    HttpClient,
+    RedirectHeld,
+    UnknownHost,
+    classify_status,
+)
 from worker.network.politeness import HostBusy, HostLimiter
 from worker.network.robots import RobotsCopy, keeping, robots_allows
 from worker.network.urls import host_of
@@ -169,7 +175,9 @@ def fetch_article(
     settings: Settings,
 ) -> FetchOutcome:
     """Fetch a discovered article. Transient errors raise :class:`FetchError` (the task
-    retries); permanent ones end the article as ``failed`` or ``skipped`` with a reason.
+    retries), and so does a host that does not exist (:class:`UnknownHost`: quarantined
+    at once, so ``claimwire replay`` can send it back); permanent ones end the article
+    as ``failed`` or ``skipped`` with a reason.
     Pages are archived before the article is marked fetched.
 
     The article is loaded with the columns the fetch reads only (not its entry's text,
@@ -230,8 +238,8 @@ def fetch_article(
             raise error
     except FetchError as exc:
         article.http_status = exc.status
-        if exc.transient:
-            raise
+        if exc.transient or isinstance(exc, UnknownHost):
+            raise  # retried, or (a host that does not exist) quarantined: replayable
         article.redirects = 0
         set_state(article, ArticleState.failed, exc.reason)
         return FetchOutcome(False, article.state, exc.reason)
