@@ -116,3 +116,60 @@ def test_old_database_upgrades_on_sqlite(tmp_path) -> None:
 @pytest.mark.postgres
 def test_old_database_upgrades_on_postgres(pg_url: str, tmp_path) -> None:
     _old_database_upgrades(Settings(data_dir=tmp_path, database_url=pg_url))
+
+
+def _stale_feed_errors_become_facts(settings: Settings) -> None:
+    """A feed's last error stored with a sentence about its next poll (a poll whose
+    host's robots.txt could not be read wrote "...; next poll in 63 min (... UTC)",
+    still shown hours later) keeps its cause alone after the upgrade, in the feed and
+    its poll history; other errors are left as they are."""
+    from sqlalchemy import text
+
+    stale = (
+        "robots.txt of a.example unreachable: HTTP 503; next poll in 63 min (2026-11-26 01:02 UTC)"
+    )
+    init_db(settings)
+    engine = get_engine(settings)
+    with engine.connect() as conn:  # a database of 0017, with what polls wrote then
+        conn.execute(text("UPDATE alembic_version SET version_num = '0017_bodykeys'"))
+        for i, error in ((1, stale), (2, "HTTP 404; next poll in a minute, says the server")):
+            conn.execute(
+                text(
+                    "INSERT INTO feed (id, url, tags, state, created_at, next_poll_at,"
+                    " poll_interval, consecutive_failures, transient_failures,"
+                    " permanent_failures, last_error, polls_total, entries_new_total)"
+                    " VALUES (:i, :u, '[]', 'failing', :t, :t, 3600, 1, 1, 0, :e, 1, 0)"
+                ),
+                {"i": i, "u": f"https://a.example/{i}.xml", "t": "2026-11-26 00:00:00", "e": error},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO feedpoll (feed_id, started_at, duration_ms, outcome,"
+                " entries_seen, entries_new, entries_rejected, error)"
+                " VALUES (1, :t, 5, 'error', 0, 0, 0, :e)"
+            ),
+            {"t": "2026-11-26 00:00:00", "e": stale.replace("63 min", "90 s")},
+        )
+        conn.commit()
+    from worker.core import db
+
+    db._migrated.discard(settings.effective_database_url)  # a new process's first use
+    init_db(settings)
+    with engine.connect() as conn:
+        errors = conn.execute(text("SELECT last_error FROM feed ORDER BY id")).scalars().all()
+        history = conn.execute(text("SELECT error FROM feedpoll")).scalars().all()
+    assert errors == [
+        "robots.txt of a.example unreachable: HTTP 503",
+        "HTTP 404; next poll in a minute, says the server",  # not ours: left alone
+    ]
+    assert history == ["robots.txt of a.example unreachable: HTTP 503"]
+    dispose_engines()
+
+
+def test_stale_feed_errors_become_facts_on_sqlite(tmp_path) -> None:
+    _stale_feed_errors_become_facts(Settings(data_dir=tmp_path))
+
+
+@pytest.mark.postgres
+def test_stale_feed_errors_become_facts_on_postgres(pg_url: str, tmp_path) -> None:
+    _stale_feed_errors_become_facts(Settings(data_dir=tmp_path, database_url=pg_url))

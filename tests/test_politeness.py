@@ -5,7 +5,6 @@ Redis and in-process, under real concurrency."""
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -219,17 +218,12 @@ def test_a_feed_disallowed_by_robots_is_never_fetched(configure: Any, server: An
         (fid2,) = p.add(other.url("/feeds/b.xml"))
         down = p.poll_now(fid2)
         assert down.outcome == "error"
-        assert (down.error or "").startswith("robots.txt of 127.0.0.1 unreachable: HTTP 503")
         feed = p.feed(fid2)
-        assert feed.last_error == down.error
-        # The error says when the feed is really polled again (its backoff), not
-        # robots.txt's own 300 s ("retry in 300s" while the next poll was an hour later).
-        error = feed.last_error or ""
-        said = re.search(r"; next poll in (\d+) min \(", error)
-        assert said is not None, error
-        assert abs(int(said[1]) - due_in_minutes(feed.next_poll_at)) <= 1, error
-        assert int(said[1]) >= 50, error  # the initial interval, an hour
-        assert error.endswith(f"({feed.next_poll_at:%Y-%m-%d %H:%M} UTC)"), error
+        # The cause alone: when the feed is polled again is its next_poll_at, shown as
+        # "in 1h" where it is read (a stored "next poll in 63 min" was read hours later)
+        assert down.error == feed.last_error == "robots.txt of 127.0.0.1 unreachable: HTTP 503"
+        # ...and that is its backoff, not robots.txt's own 300 s
+        assert due_in_minutes(feed.next_poll_at) >= 50  # the initial interval, an hour
         assert feed.transient_failures == 1 and feed.permanent_failures == 0
         assert feed.state == "failing" and feed.lease_until is None
         assert other.hits["/feeds/b.xml"] == 0

@@ -196,6 +196,31 @@ def test_lists_of_clusters_speakers_articles_feeds_jobs(
     assert status["claims"] == 5 and status["articles"]["processed"] == 6
 
 
+def test_a_feeds_next_poll_is_worked_out_when_the_page_is_made(
+    client: TestClient, store: tuple[Any, Seeded]
+) -> None:
+    """The database keeps when a failing feed is polled again; the feeds and status
+    pages say how far off it is as they are made ("in 1h 4m", the time itself on
+    hover), not a sentence stored with the error that was still read hours later."""
+    from datetime import timedelta
+
+    from schemas.models import Feed
+    from schemas.types import utcnow
+
+    _, seeded = store
+    failing = seeded.feed_ids[1]
+    with unit_of_work() as s:
+        s.execute(
+            update(Feed)
+            .where(Feed.id == failing)  # type: ignore[arg-type]
+            .values(next_poll_at=utcnow() + timedelta(minutes=64, seconds=20))
+        )
+    for page in ("/feeds", "/status"):
+        html = client.get(page).text
+        assert ">in 1h 4m</span>" in html, page
+        assert "next poll in" not in html
+
+
 def test_downloads_hold_exactly_the_filtered_list(client: TestClient) -> None:
     listed = ids(client.get("/api/v1/claims", params={"q": "steelworks", "limit": 500}))
     resp = client.get("/api/v1/claims.jsonl", params={"q": "steelworks"})

@@ -11,6 +11,8 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from worker.core.shown import human_duration as human_duration  # the commands' one format
+
 app = typer.Typer(
     help="claimwire: news feeds to clean text, duplicates and attributed claims.",
     no_args_is_help=True,
@@ -144,23 +146,6 @@ def _parse_date(value: str | None, name: str) -> datetime | None:
 
 
 # --------------------------------------------------------------------------- output
-
-
-def human_duration(seconds: float | int | None) -> str:
-    """One format for every duration shown: the two largest units, ``"45s"``, ``"37m 30s"``,
-    ``"1h 15m"``, ``"2d 3h"`` (a zero second unit left out: ``"1h"``)."""
-    if seconds is None:
-        return "-"
-    total = max(round(float(seconds)), 0)
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        value, total = divmod(total, size)
-        if value or (parts and len(parts) < 2):
-            parts.append(f"{value}{unit}")
-        if len(parts) == 2:
-            break
-    parts = [p for p in parts if not p.startswith("0")] or ["0s"]
-    return " ".join(parts)
 
 
 def shorten_start(text: str, width: int) -> str:

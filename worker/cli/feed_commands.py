@@ -107,7 +107,7 @@ def feeds_export(
 def feeds_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")) -> None:
     """List feeds with their health."""
     from worker.core.db import reading
-    from worker.feeds.rows import feed_row, listed_feeds
+    from worker.feeds.rows import feed_row, listed_feeds, next_poll
 
     _db(reading=True)
     with reading() as conn:
@@ -150,7 +150,7 @@ def feeds_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")
                 str(r["new_entries_per_day"]),
                 human_duration(_seconds(r["interval_override"] or r["poll_interval"]))
                 + ("*" if r["interval_override"] else ""),
-                when(r["next_poll_at"]),
+                next_poll(str(r["next_poll_at"] or "")),
                 str(r["last_error"] or ""),
             ]
             for r in rows
@@ -263,6 +263,7 @@ def feeds_show(
 
     from schemas.models import FeedPoll
     from worker.core.db import unit_of_work
+    from worker.feeds.rows import next_poll
     from worker.feeds.subscriptions import FeedNotFound, feed_row, find_feed
 
     _db()
@@ -299,6 +300,8 @@ def feeds_show(
     for key, value in row.items():
         if key in ("poll_interval", "interval_override") and value is not None:
             value = human_duration(_seconds(value))
+        if key == "next_poll_at" and value:
+            value = f"{value} ({next_poll(str(value))})"  # worked out now, never stored
         facts.add_row(key, Text("-" if value is None or value == [] else str(value)))
     out.print(facts)
     cols = [

@@ -564,12 +564,12 @@ def poll_feed(
             raise error
     except RobotsUnavailable as exc:
         # The host's robots.txt is down: nothing may be fetched there for now (RFC 9309).
-        # A transient failure with its real cause; the error says when the feed is polled
-        # again (the backoff, not robots.txt's own 300 s memory).
+        # A transient failure with its real cause; the feed is polled again at its
+        # backoff (``next_poll_at``), not at robots.txt's own 300 s memory. The error is
+        # the cause alone: when the next poll comes is worked out where it is shown
+        # (``worker.feeds.rows.next_poll``), never stored as text that goes stale.
         down = FetchError(str(exc), transient=True, retry_after=exc.retry_after)
-        result = _failed(feed, settings, now, down, None)
-        result.error = feed.last_error = f"{exc}; next poll {_when(feed.next_poll_at, now)}"
-        return finish(result, None)
+        return finish(_failed(feed, settings, now, down, None), None)
     except HostBusy as exc:
         # Our own per-host limit (or a host's Retry-After) says not now: come back then,
         # without counting it against the feed.
@@ -649,15 +649,6 @@ def record_crash(
         return PollResult(outcome="skipped")
     result = _failed(feed, settings, now, FetchError(error, transient=False), None)
     return _finish(session, feed, before, lease, settings, time.monotonic(), now, result, None)
-
-
-def _when(at: datetime | None, now: datetime) -> str:
-    """``in 42 min (2026-11-26 01:02 UTC)``: when something is due, for messages."""
-    if at is None:
-        return "not scheduled"
-    seconds = max(0.0, (at - now).total_seconds())
-    wait = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-    return f"in {wait} ({at.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
 
 
 def _failed(

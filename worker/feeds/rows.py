@@ -16,12 +16,13 @@ from sqlalchemy import select
 from schemas.states import FeedState
 from schemas.tables import feed as feed_table
 from schemas.types import utcnow
+from worker.core.shown import human_duration
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
-__all__ = ["feed_row", "listed_feeds", "new_entries_per_day"]
+__all__ = ["feed_row", "listed_feeds", "new_entries_per_day", "next_poll"]
 
 
 def listed_feeds(session: Session | Connection) -> Sequence[Any]:
@@ -34,6 +35,18 @@ def new_entries_per_day(feed: Any, now: datetime | None = None) -> float:
     age: float = (now - feed.created_at).total_seconds()
     entries: int = feed.entries_new_total
     return round(entries / max(age / 86400, 1.0), 2)
+
+
+def next_poll(at: datetime | str | None, now: datetime | None = None) -> str:
+    """When a feed is polled next, as read at ``now``: ``in 1h 4m``, ``due now``, or
+    ``-`` (not scheduled). Worked out when shown: the database keeps the time itself
+    (``next_poll_at``), never a sentence about it ("next poll in 63 min", stored with a
+    failed poll, was still shown hours later)."""
+    if at is None or at == "":
+        return "-"
+    when = datetime.fromisoformat(at) if isinstance(at, str) else at
+    wait = (when - (now or utcnow())).total_seconds()
+    return "due now" if wait < 1 else f"in {human_duration(wait)}"
 
 
 def feed_row(feed: Any) -> dict[str, object]:

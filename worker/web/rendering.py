@@ -37,6 +37,15 @@ def when(value: Any, empty: str = "–") -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if dt else empty
 
 
+def next_poll(value: Any) -> str:
+    """When a feed is polled next, worked out as the page is made (``in 1h 4m``, ``due
+    now``): the database keeps the time, never a sentence about it."""
+    from worker.feeds.rows import next_poll as shown
+
+    dt = _dt(value)
+    return shown(dt) if dt else "–"
+
+
 def day(value: Any, empty: str = "–") -> str:
     dt = _dt(value)
     return dt.astimezone(UTC).strftime("%Y-%m-%d") if dt else empty
@@ -274,6 +283,7 @@ def environment() -> Environment:
         when=when,
         day=day,
         safe_href=safe_href,
+        next_poll=next_poll,
     )
     env.globals.update(
         with_query=with_query,
