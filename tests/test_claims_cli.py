@@ -86,6 +86,47 @@ def test_claims_pretty_output_and_errors(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+def test_a_file_or_directory_named_search_or_cluster_is_read_as_dot_slash_name(
+    tmp_path: Path,
+) -> None:
+    """A directory named `search` (or a file named `cluster`) could not be read: the
+    subcommand won, and `claims search search/a.txt` ran a search of the database,
+    ignoring the path. `./search` reads it; the subcommand, run where such a path is,
+    says so; a path after `search`, and a search option given to files, are refused
+    with the way that works."""
+    folder = tmp_path / "search"
+    folder.mkdir()
+    (folder / "a.txt").write_text("The harbour master said that the ferry had been delayed.\n")
+    env = cli_env(tmp_path)
+
+    read = claimwire(["claims", "./search", "--jsonl"], env, tmp_path)
+    assert read.returncode == 0, read.stderr
+    assert [json.loads(line)["file"] for line in read.stdout.splitlines()] == ["search/a.txt"]
+
+    searched = claimwire(["claims", "search"], env, tmp_path)
+    assert searched.returncode == 0, searched.stderr
+    assert "to read the directory named search here, write `claimwire claims ./search`" in (
+        searched.stderr
+    )
+    mixed = claimwire(["claims", "search", "search/a.txt"], env, tmp_path)
+    assert mixed.returncode == 2 and mixed.stdout == ""
+    assert "`claims search` takes options, not paths ('search/a.txt')" in mixed.stderr
+    assert "write ./search" in mixed.stderr
+
+    (tmp_path / "cluster").write_text("The mayor said that the bridge would reopen.\n")
+    cluster = claimwire(["claims", "cluster"], env, tmp_path)
+    assert cluster.returncode == 2
+    assert "to read a file or directory named cluster, write ./cluster" in cluster.stderr
+    assert "to read the file named cluster here" in cluster.stderr
+
+    stray = claimwire(["claims", "./cluster", "--speaker", "mayor"], env, tmp_path)
+    assert stray.returncode == 2 and stray.stdout == ""
+    assert "--speaker: options of `claims search`, not of reading files" in stray.stderr
+
+    helped = claimwire(["claims", "--help"], {**env, "COLUMNS": "200"}, tmp_path)
+    assert "./search" in helped.stdout and "./cluster" in helped.stdout
+
+
 def _fill(settings: Settings) -> dict[str, int]:
     ids = {
         "herald": new(settings, HERALD, "herald.example", 2),

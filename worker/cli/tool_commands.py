@@ -98,7 +98,8 @@ def claims(
     paths: list[str] = typer.Argument(
         ...,
         help="Text files or directories (their *.txt files); `search` to query stored "
-        "claims; `cluster ID` for one cluster's articles in time order.",
+        "claims; `cluster ID` for one cluster's articles in time order. A file or "
+        "directory named search or cluster: ./search, ./cluster.",
     ),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per line."),
     speaker: str | None = typer.Option(None, "--speaker", help="search: speaker contains."),
@@ -116,8 +117,18 @@ def claims(
     limit: int = typer.Option(50, "--limit", min=1, help="search: rows shown."),
 ) -> None:
     """Extract claims from text files (no database), `claims search` stored ones, or
-    `claims cluster ID` to see where and when one claim was repeated."""
+    `claims cluster ID` to see where and when one claim was repeated.
+
+    A file or directory named `search` or `cluster` is read as `./search`, `./cluster`."""
+    if paths and paths[0] in ("search", "cluster"):
+        _a_path_of_that_name(paths)
     if paths and paths[0] == "search":
+        if len(paths) > 1:
+            raise UserError(
+                f"`claims search` takes options, not paths ({paths[1]!r}): "
+                "to read files with a file or directory named search among them, "
+                "write ./search"
+            )
         last = _parse_date(until, "--until")
         if last is not None and until is not None and len(until.strip()) == 10:
             last += timedelta(days=1) - timedelta(microseconds=1)  # the whole day
@@ -139,9 +150,29 @@ def claims(
         return
     if paths and paths[0] == "cluster":
         if len(paths) != 2 or not paths[1].isdigit():
-            raise UserError("usage: claimwire claims cluster ID (a cluster_id of export or search)")
+            raise UserError(
+                "usage: claimwire claims cluster ID (a cluster_id of export or search); "
+                "to read a file or directory named cluster, write ./cluster"
+            )
         _claims_cluster(int(paths[1]), jsonl)
         return
+    given = [
+        name
+        for name, value in (
+            ("--speaker", speaker),
+            ("--text", text),
+            ("--since", since),
+            ("--until", until),
+            ("--outlet", outlet),
+            ("--min-outlets", min_outlets),
+        )
+        if value is not None
+    ]
+    if given:
+        raise UserError(
+            f"{', '.join(given)}: options of `claims search`, not of reading files "
+            f"(`claimwire claims search {given[0]} ...`)"
+        )
     from worker.claims import extract_claims, is_english, load_nlp
     from worker.claims.attribution import MAX_CLAIM_TEXT
 
@@ -189,6 +220,18 @@ def claims(
         )
     if unreadable:
         raise UserError(f"{unreadable} of {len(files)} file(s) could not be read (see above)")
+
+
+def _a_path_of_that_name(paths: list[str]) -> None:
+    """`claims search` (or `cluster`) with a file or directory of that name here: the
+    subcommand runs, and a note says how to read the file instead (`./search`)."""
+    name = paths[0]
+    if Path(name).exists():
+        kind = "directory" if Path(name).is_dir() else "file"
+        _note(
+            f"`{name}` is read as the subcommand `claims {name}`; to read the {kind} "
+            f"named {name} here, write `claimwire claims ./{name}`"
+        )
 
 
 def _claims_cluster(cluster_id: int, jsonl: bool) -> None:
