@@ -405,3 +405,32 @@ def test_mistakes_are_named_and_notes_wrap_at_words(tmp_path: Path) -> None:
     from worker.cli.service_commands import _turn_in
 
     assert _turn_in(285.8) == "4m 46s" and _turn_in(0.35) == "0.3s"
+
+
+def test_help_paragraphs_are_wrapped_to_the_terminal_not_to_the_source(tmp_path: Path) -> None:
+    """Typer's help kept the line breaks of a command's docstring: at 80 columns
+    `run --help` read "...With --until-idle the" / "exit status says ...", a line of
+    one word between two full ones, all through. Paragraphs are joined, then wrapped
+    to the terminal's width."""
+    env = {**cli_env(tmp_path), "COLUMNS": "80"}
+    for args in (["run", "--help"], ["--help"], ["claims", "--help"]):
+        r = claimwire(args, env, tmp_path)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 80
+        start = next(i for i, line in enumerate(lines) if "Usage:" in line) + 1
+        end = next(i for i, line in enumerate(lines) if line.startswith("╭─"))
+        paragraphs: list[list[str]] = [[]]
+        for line in lines[start:end]:
+            if line.strip():
+                paragraphs[-1].append(line.strip())
+            elif paragraphs[-1]:
+                paragraphs.append([])
+        for paragraph in paragraphs:
+            for line in paragraph[:-1]:  # every line but a paragraph's last is full
+                assert len(line) >= 60, (args, paragraph)
+    commands = claimwire(["--help"], env, tmp_path).stdout
+    # the commands' panel: `web`'s line breaks made "search claims, see" / "how a..."
+    assert "search claims, see how a claim spread" in " ".join(
+        line.strip("│ ") for line in commands.splitlines()
+    )

@@ -23,6 +23,28 @@ from worker.cli.console import UserError, app, settings_error
 __all__ = ["app", "main"]
 
 
+def _reflowed(doc: str) -> str:
+    """A command's docstring with the line breaks of its source joined within each
+    paragraph: typer's rich help keeps them, so at 80 columns `run --help` read
+    "...With --until-idle the / exit status says..." with a line of one word between
+    (rich wraps each paragraph to the terminal itself)."""
+    import inspect
+
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
+
+
+def _reflow_help(typer_app: Any) -> None:
+    for info in typer_app.registered_commands:
+        doc = info.help if isinstance(info.help, str) else getattr(info.callback, "__doc__", None)
+        if doc:
+            info.help = _reflowed(doc)
+    for group in typer_app.registered_groups:
+        _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
+
+
 # ------------------------------------------------------------------------- entry point
 
 # scheme://user:password@  ->  scheme://user:***@  (any URL in any message we print)
