@@ -78,15 +78,25 @@ class _MaskedStream:
         return str(getattr(self.stream, "encoding", None) or "utf-8")
 
 
-# Piped or redirected output is not squeezed to rich's default 80 columns (a table of
-# feeds would be all "…"): tables get the width their content needs, up to this.
-PIPED_WIDTH = 240
+# Piped or redirected output (`claims search | less`, `feeds list > f.txt`) is this
+# wide, or `COLUMNS` wide when set (`--json` / `--jsonl` give every field whole). It was
+# 240 columns whatever COLUMNS said: a pager on an 80-column terminal wrapped every line.
+PIPED_WIDTH = 80
 
 
 def _console(name: str) -> Console:
     stream = _MaskedStream(name)
-    width = None if stream.isatty() else PIPED_WIDTH
-    return Console(file=stream, width=width)  # type: ignore[arg-type]
+    # rich reads COLUMNS itself (no module of ours reads the environment); without it,
+    # on a terminal it asks the terminal, and when piped it would take the width of a
+    # terminal that stdin happens to be on: a file's width would depend on where the
+    # command ran, so piped output without COLUMNS is PIPED_WIDTH
+    piped = not stream.isatty()
+    # piped, a line of text stays one line (a log, grep, a URL copied whole); only
+    # tables are fitted to the width
+    console = Console(file=stream, soft_wrap=piped)  # type: ignore[arg-type]
+    if piped and console._width is None:  # no COLUMNS: rich left it open
+        console.width = PIPED_WIDTH
+    return console
 
 
 out = _console("stdout")
