@@ -226,6 +226,9 @@ def test_a_run_with_one_failing_feed_of_two_warns_and_exits_0(
     assert "; 1 of 2 feed(s) failing" in r.stderr
     assert f"feed 2 {missing}: " in r.stderr
     assert "every feed failed" not in r.stderr
+    # the run says "claimwire: idle." once: no log line of the stop besides it
+    assert r.stderr.count("idle") == r.stderr.count("claimwire: idle.") == 1
+    assert "nothing pending; stopping" not in r.stderr
 
 
 def test_a_run_names_the_articles_it_gave_up_on(server: LocalServer, tmp_path: Path) -> None:

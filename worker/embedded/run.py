@@ -238,7 +238,9 @@ def _idle_watch(
         if quiet:
             wait = QUIET_TICK
         if quiet >= QUIET_CHECKS:
-            log.info("idle", msg="nothing pending; stopping")
+            # debug: `claimwire run --until-idle` says "claimwire: idle." itself, and a
+            # log line with its time and level read as a second, different ending
+            log.debug("idle", msg="nothing pending; stopping")
             ending.append(Ending.IDLE)
             _stop_worker(on_stop)
             return
