@@ -136,13 +136,37 @@ def test_unreachable_robots_is_a_temporary_complete_disallow(robots: Any) -> Non
         robots(f"http://127.0.0.1:{port}/feed.xml")
 
 
-def test_a_name_that_does_not_resolve_is_named_as_the_cause(robots: Any) -> None:
-    # .invalid never resolves (RFC 6761): no network needed to fail.
+def test_a_name_the_resolver_cannot_answer_is_named_as_the_cause(
+    robots: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    real = socket.getaddrinfo
+
+    def no_answer(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "feeds.unanswered.example":
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_answer)
     with pytest.raises(RobotsUnavailable) as down:
-        robots("http://nonexistent.invalid/feed.xml")
-    assert "robots.txt of nonexistent.invalid unreachable" in str(down.value)
-    assert "cannot resolve nonexistent.invalid" in down.value.why
+        robots("http://feeds.unanswered.example/feed.xml")
+    assert "robots.txt of feeds.unanswered.example unreachable" in str(down.value)
+    assert "cannot resolve feeds.unanswered.example" in down.value.why
     assert "retry in" not in str(down.value)  # when it is asked again is the caller's to say
+
+
+def test_a_name_that_does_not_exist_is_no_wait_and_nothing_is_cached(robots: Any) -> None:
+    """.invalid never resolves (RFC 6761), as a name the resolver says does not exist:
+    the caller fails with the cause now (no wait for robots.txt to be asked again)."""
+    from worker.network.http import UnknownHost
+
+    with pytest.raises(UnknownHost) as gone:
+        robots("http://nonexistent.invalid/feed.xml")
+    assert str(gone.value) == (
+        "host not found: nonexistent.invalid (a name under .invalid never resolves)"
+    )
+    assert gone.value.transient is False
 
 
 def test_the_cause_reaches_other_workers_through_the_database(configure: Any, server: Any) -> None:
