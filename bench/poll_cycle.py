@@ -543,6 +543,68 @@ def poll_tail(sql: Any, since: datetime, logs: list[str]) -> dict[str, Any]:
     }
 
 
+def send_gaps(
+    send_path: Path, rows: list[tuple[float, int, int]], clock_offset: float, n_hosts: int
+) -> dict[str, Any]:
+    """Cycle 2's requests as the client sent them (``--send-log``: ``R`` lines of
+    ``bench/send_log``, ``t_send`` on ``time.monotonic()``) joined with their arrivals at
+    the server (``rows`` of :class:`RequestLog`, on ``time.time()``; ``clock_offset``:
+    ``time.time() - time.monotonic()``): the *n*-th request of a host for one feed (or
+    its pages, or robots.txt) the client sent is the *n*-th the server saw. For each
+    host's consecutive requests, the gap between their starts at the client (after the
+    send gate) and between their arrivals: a server gap under :data:`SHORT_GAP` whose
+    client starts were at least the interval apart is arrival jitter (the server read
+    two requests late or together); a client gap under the interval is a short gap."""
+
+    def key_of_path(path: str) -> str:
+        if path.startswith("/a/"):
+            return "/a/" + path[3:].split("/", 1)[0]  # a page of feed i: the server logs i
+        return path
+
+    def key_of_what(what: int) -> str:
+        if what == W_OTHER:
+            return "/robots.txt"
+        return f"/f/{what}.xml" if what >= 0 else f"/a/{-1 - what}"
+
+    sends: dict[tuple[str, str], list[float]] = {}
+    for line in send_path.read_text().splitlines():
+        f = line.split("\t")
+        if f[0] == "R" and len(f) >= 9:
+            sends.setdefault((f[3], key_of_path(f[4])), []).append(float(f[7]) + clock_offset)
+    arrived: dict[tuple[str, str], list[float]] = {}
+    for at, hk, what in rows:
+        if 0 <= hk < n_hosts:
+            arrived.setdefault((host_address(hk), key_of_what(what)), []).append(at)
+    by_host: dict[str, list[tuple[float, float]]] = {}  # (arrival, client send)
+    joined = 0
+    for hp, ats in arrived.items():
+        for at, sent in zip(sorted(ats), sorted(sends.get(hp, [])), strict=False):
+            by_host.setdefault(hp[0], []).append((at, sent))
+            joined += 1
+    client_gaps: list[float] = []
+    short_server: list[tuple[float, float]] = []  # (server gap, client gap)
+    for reqs in by_host.values():
+        by_send = sorted(s for _, s in reqs)
+        client_gaps += [b - a for a, b in itertools.pairwise(by_send)]
+        for (a_at, a_sent), (b_at, b_sent) in itertools.pairwise(sorted(reqs)):
+            if b_at - a_at < SHORT_GAP:
+                short_server.append((b_at - a_at, b_sent - a_sent))
+    client_gaps.sort()
+    return {
+        "requests_sent": sum(len(v) for v in sends.values()),
+        "arrivals": len(rows),
+        "joined": joined,
+        "client_gap_min": round(client_gaps[0], 4) if client_gaps else None,
+        "client_gap_p1": round(client_gaps[len(client_gaps) // 100], 4) if client_gaps else None,
+        "client_gaps_under_1s": sum(1 for g in client_gaps if g < 1.0),
+        "server_gaps_under_0_99s": len(short_server),
+        "of_which_client_gap_at_least_1s": sum(1 for _, c in short_server if c >= 1.0),
+        "shortest_server_gaps_with_client_gap": [
+            [round(sg, 4), round(cg, 4)] for sg, cg in sorted(short_server)[:5]
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--feeds", type=int, default=10_000)
@@ -589,6 +651,14 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="NAME=VALUE",
         help="a claimwire setting for workers and beat (default: every default)",
+    )
+    ap.add_argument(
+        "--send-log",
+        type=Path,
+        help="log every request the io workers send here (bench/send_log) and report cycle "
+        "2's gaps between two requests of a host at the client against those at the "
+        "server: a short gap at the server is arrival jitter or a real short gap (the "
+        "logging costs CPU: not a run to read CPU from)",
     )
     args = ap.parse_args(argv)
     if args.hosts > 62_500:
@@ -647,6 +717,13 @@ def main(argv: list[str] | None = None) -> int:
             ALLOW_PRIVATE_NETWORKS="true",
             **overrides,
         )
+        if args.send_log:  # every request of the workers, as the client sends it
+            args.send_log = args.send_log.resolve()
+            args.send_log.write_text("")
+            env["CW_SEND_LOG"] = str(args.send_log)
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(CHECKOUT / "bench" / "send_log"), *filter(None, [env.get("PYTHONPATH")])]
+            )
         # This process uses the same settings (make_due, add_feeds, init_db).
         os.environ.update({k: v for k, v in env.items() if k.startswith("CLAIMWIRE_")})
         import psycopg
@@ -821,6 +898,8 @@ def main(argv: list[str] | None = None) -> int:
             requests[k] = 0
             arrivals[A_FIELDS * k + A_SHORT] = 0
         request_log.clear()
+        if args.send_log:
+            args.send_log.write_text("")  # cycle 2's requests only (the writers append)
         rconn.delete("bench:claims", "bench:dispatch", "bench:late")
         sql.execute("SELECT pg_stat_statements_reset()")
         rconn.config_resetstat()  # Redis's commands of cycle 2 (INFO commandstats)
@@ -939,6 +1018,11 @@ def main(argv: list[str] | None = None) -> int:
             i = int(url.split("/a/", 1)[1].split("/", 1)[0])
             new_times.setdefault(i, []).append((float(fetched), float(processed)))
         tail["host_slip"] = host_slip(request_log.rows(), t2.timestamp(), back_n, held_n, new_times)
+        if args.send_log:
+            tail["send_log"] = send_gaps(
+                args.send_log, request_log.rows(), time.time() - time.monotonic(), args.hosts
+            )
+            log(f"client send log against the server's arrivals: {tail['send_log']}")
         new_states = dict(
             sql.execute(
                 "SELECT state, count(*) FROM article WHERE discovered_at >= %s GROUP BY 1",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.poll_cycle import W_OTHER, _what, host_slip, starts_late
+from bench.poll_cycle import W_OTHER, _what, host_address, host_slip, send_gaps, starts_late
 
 
 def test_a_requests_log_entry_names_its_feed_or_page() -> None:
@@ -59,3 +59,43 @@ def test_how_late_messages_started_is_counted_by_kind() -> None:
     assert got["poll"]["started_with_every_thread_busy"] == 1
     assert got["poll"]["late_ms_p50_p90_max"] == [500.0, 500.0, 500.0]
     assert got["fetch"]["later_than_0_1s"] == 0
+
+
+def test_the_send_log_tells_arrival_jitter_from_a_short_gap_at_the_client(tmp_path) -> None:
+    """Host 0: feed 1 sent at 10.0 s, feed 2 at 11.0 s (1 s apart at the client) but read
+    by the server 0.9 s apart (the first arrived late): arrival jitter. Host 1: a page of
+    feed 3 then robots.txt sent 0.95 s apart: a short gap at the client, 0.95 s at the
+    server too. Times: the client's on ``time.monotonic()``, the server's on
+    ``time.time()``, 1000 s apart."""
+    offset = 1000.0
+    h0, h1 = host_address(0), host_address(1)
+    log = tmp_path / "send.log"
+
+    def r(host: str, path: str, sent: float) -> str:
+        return "\t".join(["R", "1", "2", host, path, "-", "0", str(sent), "0", "1", "-", "0"])
+
+    log.write_text(
+        "\n".join(
+            [
+                r(h0, "/f/1.xml", 10.0),
+                r(h0, "/f/2.xml", 11.0),
+                r(h1, "/a/3/0.html", 20.0),
+                r(h1, "/robots.txt", 20.95),
+                "S\t1\t2\t" + h0 + "\tfeed:1\t0\t0\t1",
+            ]
+        )
+        + "\n"
+    )
+    rows = [
+        (offset + 10.1, 0, 1),
+        (offset + 11.0, 0, 2),
+        (offset + 20.0, 1, -1 - 3),
+        (offset + 20.95, 1, W_OTHER),
+    ]
+    got = send_gaps(log, rows, offset, n_hosts=2)
+    assert got["requests_sent"] == 4 and got["joined"] == 4
+    assert got["client_gaps_under_1s"] == 1
+    assert got["client_gap_min"] == pytest.approx(0.95)
+    assert got["server_gaps_under_0_99s"] == 2
+    assert got["of_which_client_gap_at_least_1s"] == 1  # host 0's: arrival jitter
+    assert got["shortest_server_gaps_with_client_gap"] == [[0.9, 1.0], [0.95, 0.95]]

@@ -1409,3 +1409,76 @@ def _two_feeds_polled_once_and_due_again(p: Any, server: Any) -> tuple[int, int,
     with unit_of_work() as s:
         make_due(s, [a, b])
     return a, b, {lease.feed_id: lease.token for lease in p.claim()}
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_record_entries_sends_only_the_entries_not_yet_stored_to_the_insert(
+    poller: Any, db: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A changed feed lists mostly entries it listed before: only its unseen entries
+    are sent to the articles' ``INSERT`` (each stored one was sent whole, summary and
+    content, to be refused by its conflict, on every change of the feed; issue 16). The
+    entries stored by another feed get this feed's sighting and are not counted new. An
+    article another poll inserted between the look and the ``INSERT`` (its conflict) is
+    found again: its sighting is written, and it is not counted new either."""
+    from sqlalchemy import event
+
+    from worker.core.db import get_engine
+    from worker.feeds import polling
+    from worker.feeds.parsing import Entry, ParsedFeed
+    from worker.feeds.polling import record_entries
+
+    extra = {"DATABASE_URL": request.getfixturevalue("pg_url")} if db == "postgresql" else {}
+    p = poller(**extra)
+    feed_id, other_id = p.add("http://unseen.example/rss.xml", "http://unseen.example/b.xml")
+    now = utcnow().replace(microsecond=0)
+    old = [Entry(link=f"http://unseen.example/old-{i}", summary="s" * 50) for i in range(3)]
+    theirs = Entry(link="http://unseen.example/theirs")
+    with unit_of_work() as s:
+        feed, other = s.get(Feed, feed_id), s.get(Feed, other_id)
+        assert feed is not None and other is not None
+        assert len(record_entries(s, feed, ParsedFeed(entries=old), now)) == 3
+        assert len(record_entries(s, other, ParsedFeed(entries=[theirs]), now)) == 1
+    sent: list[str] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO ARTICLE"):
+            sent.append(repr(params))
+
+    new = Entry(link="http://unseen.example/new-0")
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with unit_of_work() as s:
+            feed = s.get(Feed, feed_id)
+            assert feed is not None
+            made = record_entries(s, feed, ParsedFeed(entries=[new, theirs, *old]), now)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    with unit_of_work() as s:
+        ids = {a.url: a.id for a in s.exec(select(Article))}
+        sightings = {(x.article_id, x.feed_id) for x in s.exec(select(Sighting))}
+    assert made == [(ids["http://unseen.example/new-0"], "unseen.example")]
+    assert len(sent) == 1 and "new-0" in sent[0]
+    assert not any(x in sent[0] for x in ("old-0", "old-1", "old-2", "theirs"))
+    assert {(ids[e.link], feed_id) for e in [new, theirs, *old]} <= sightings
+
+    # The look missed the stored articles (another poll inserted them meanwhile): the
+    # INSERT's conflicts leave them, and they are looked up again for their sightings.
+    real = polling._article_ids
+    calls: list[int] = []
+
+    def missed_first(session: Any, hashes: list[str]) -> dict[str, int]:
+        calls.append(len(hashes))
+        return {} if len(calls) == 1 else real(session, hashes)
+
+    monkeypatch.setattr(polling, "_article_ids", missed_first)
+    (third_id,) = p.add("http://unseen.example/c.xml")
+    with unit_of_work() as s:
+        third = s.get(Feed, third_id)
+        assert third is not None
+        made = record_entries(s, third, ParsedFeed(entries=[theirs, *old]), now)
+    with unit_of_work() as s:
+        sightings = {(x.article_id, x.feed_id) for x in s.exec(select(Sighting))}
+    assert made == [] and calls == [4, 4]
+    assert {(ids[e.link], third_id) for e in [theirs, *old]} <= sightings

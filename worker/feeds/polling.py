@@ -766,16 +766,21 @@ def record_entries(
     if not rows:
         return []
     insert_articles, insert_sightings = _entry_inserts(session)
-    inserted = session.execute(insert_articles, list(rows.values())).all()
-    new = [(int(r[0]), str(r[1] or "")) for r in inserted]
-    hashes = list(rows)
-    ids: dict[str, int] = {}
-    for i in range(0, len(hashes), LOOKUP_CHUNK):
-        chunk = hashes[i : i + LOOKUP_CHUNK]
-        found = session.execute(
-            select(col(Article.url_hash), col(Article.id)).where(col(Article.url_hash).in_(chunk))
-        )
-        ids.update((h, i) for h, i in found.all())
+    # The articles the entries already name first: only the others are sent to the
+    # INSERT. A changed feed lists mostly entries it listed before (one new of 6 in
+    # bench.poll_cycle, a few of 20-50 in a real feed), and each was sent whole
+    # (summary, content: 13 columns) to be refused by its conflict, on every change
+    # of the feed (issue 16).
+    ids = _article_ids(session, list(rows))
+    unseen = [row for h, row in rows.items() if h not in ids]
+    new: list[tuple[int, str]] = []
+    if unseen:
+        inserted = session.execute(insert_articles, unseen).all()
+        new = [(int(r[0]), str(r[1] or "")) for r in inserted]
+        ids.update((str(r[2]), int(r[0])) for r in inserted)
+        if len(inserted) < len(unseen):
+            # another poll inserted some of them meanwhile (the conflict left them be)
+            ids.update(_article_ids(session, [h for h in rows if h not in ids]))
     sightings = [
         dict(
             article_id=ids[h],
@@ -803,6 +808,19 @@ def record_entries(
     return new
 
 
+def _article_ids(session: Session, hashes: list[str]) -> dict[str, int]:
+    """The ids of the articles of these URL hashes that exist (or are visible to this
+    transaction), by hash; any number of hashes."""
+    ids: dict[str, int] = {}
+    for i in range(0, len(hashes), LOOKUP_CHUNK):
+        chunk = hashes[i : i + LOOKUP_CHUNK]
+        found = session.execute(
+            select(col(Article.url_hash), col(Article.id)).where(col(Article.url_hash).in_(chunk))
+        )
+        ids.update((h, i) for h, i in found.all())
+    return ids
+
+
 _ARTICLE: Table = Article.__table__  # type: ignore[attr-defined]
 _SIGHTING: Table = Sighting.__table__  # type: ignore[attr-defined]
 _ENTRY_INSERTS: dict[str, tuple[Any, Any]] = {}
@@ -811,7 +829,7 @@ _SIGHTING_COLUMNS = ("article_id", "feed_id", "entry_url", "entry_guid", "seen_a
 
 def _entry_inserts(session: Session) -> tuple[Any, Any]:
     """The ``INSERT ... ON CONFLICT DO NOTHING`` of a poll's articles (``RETURNING``
-    the id and host of those inserted) and of its sightings, built once per dialect and
+    the id, host and URL hash of those inserted) and of its sightings, built once per dialect and
     executed with the rows as parameters (one executemany each, SQLAlchemy's
     insertmanyvalues; no bind-parameter limit to chunk for). Built with the rows as
     values (``insert_ignore``), each was compiled anew for every poll that brought
@@ -825,7 +843,7 @@ def _entry_inserts(session: Session) -> tuple[Any, Any]:
         articles = (
             dialect_insert(_ARTICLE)
             .on_conflict_do_nothing(index_elements=["url_hash"])
-            .returning(_ARTICLE.c.id, _ARTICLE.c.host)
+            .returning(_ARTICLE.c.id, _ARTICLE.c.host, _ARTICLE.c.url_hash)
         )
         sightings = dialect_insert(_SIGHTING).on_conflict_do_nothing(
             index_elements=["article_id", "feed_id"]
