@@ -153,3 +153,56 @@ def test_author_search_is_trafilaturas_when_trafilatura_changed(monkeypatch: Any
     assert search(body) == "From Trafilatura"
     assert calls == [body]
     assert search(tree) == "Ana Lobo"
+
+
+# Elements for each condition of trafilatura's author queries, on tags each query keeps
+# and on tags it does not, with near misses, nested matches and two matching attributes.
+QUERY_BODY = (
+    '<div rel="author">r</div><li rel="author">r-li</li><span id="author">i</span>'
+    '<p class="author">c</p><em class="author">c-em</em><strong class="x author-name">an</strong>'
+    '<span class="authorName">an2</span><span class="Authorname">miss</span>'
+    '<link itemprop="author name"/><a itemprop="author">ip</a><td itemprop="authors">ip-td</td>'
+    "<div><rel>me</rel>rel child</div><div><rel>you</rel>miss</div><address><rel>me</rel></address>"
+    '<div data-testid="AuthorCard">card</div><div data-testid="AuthorURLs">miss</div>'
+    "<author>Element Author</author>"
+    '<h3 class="byline">b</h3><h2 class="byline">b-h2</h2><h4 class="username">u</h4>'
+    '<span class="BBL">bbl</span><span class="bbl">miss</span><div class="byl">byl</div>'
+    '<div id="zuozhe">z</div><div id="post-Author">Aa</div><section id="xiaobian-1">x</section>'
+    '<span class="channel-name">ch</span><div class="journalist-name">j</div>'
+    '<div class="submitted-by"><span class="posted-by">nested</span></div>'
+    '<footer data-component="ArticleByline">dc</footer><ul class="screenname">s</ul>'
+    '<b class="writer" id="author">two</b><i class="Byline">B</i><i class="BYLINE">miss</i>'
+)
+
+
+def test_author_queries_find_trafilaturas_elements() -> None:
+    """The author queries asked from the attributes they test find the elements
+    trafilatura's ``AUTHOR_XPATHS`` find, in the same order, on a page with a match for
+    every condition (on kept and other tags, near misses, nested, two attributes)."""
+    import trafilatura.xpaths as txp
+
+    tree = _parse(page(QUERY_BODY))
+    assert tree is not None
+    search = _Search()
+    assert search.exact
+    # asked in their other form, not as trafilatura's text
+    assert [str(q.path) for q in search.queries] != [str(q.path) for q in txp.AUTHOR_XPATHS]
+    for theirs, ours in zip(txp.AUTHOR_XPATHS, search.queries, strict=True):
+        found = theirs(tree)
+        assert len(found) >= 5
+        assert ours(tree) == found
+
+
+def test_author_queries_are_trafilaturas_when_their_text_changed(monkeypatch: Any) -> None:
+    """Other author queries in trafilatura: its own are asked (the discard queries' check
+    is unchanged), and the author is the one they find."""
+    import trafilatura.xpaths as txp
+
+    other = [etree.XPath("//*[@class='reporter']")]
+    monkeypatch.setattr(txp, "AUTHOR_XPATHS", other)
+    search = _Search()
+    assert search.exact
+    assert search.queries == other
+    tree = _parse(page('<p class="byline">Ana Lobo</p><p class="reporter">Rui Sa</p>'))
+    assert tree is not None
+    assert search(tree) == "Rui Sa"

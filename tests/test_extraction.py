@@ -611,8 +611,23 @@ def test_second_opinion_rule() -> None:
         ('class="stream"', "", 1),  # nothing hidden, nothing trafilatura prunes: one run
         ('class="stream" hidden', "", 2),  # the witness reads the page less the hidden block
         ('class="stream"', '<div id="comments"><p>First!</p></div>', 2),  # trafilatura prunes
+        # hidden only inside what readability drops first (an unlikely candidate, a style):
+        # the same tree to readability, one run
+        ('class="stream"', '<div class="sidebar"><span aria-hidden="true">*</span>Share</div>', 1),
+        ('class="stream"', '<div class="menu"><i hidden>=</i></div><style hidden>p{}</style>', 1),
+        # hidden inside a block readability keeps (a "sidebar" that may be "content")
+        ('class="stream"', '<div class="sidebar-content"><b aria-hidden="true">*</b>x</div>', 2),
+        ('class="stream"', '<div class="sidebar">S</div><p><b hidden>*</b>Share</p>', 2),
     ],
-    ids=["same-tree", "hidden", "comments"],
+    ids=[
+        "same-tree",
+        "hidden",
+        "comments",
+        "hidden-in-unlikely",
+        "hidden-in-menu-and-style",
+        "hidden-in-maybe",
+        "hidden-beside-unlikely",
+    ],
 )
 def test_witness_takes_trafilaturas_readability_run_of_the_same_tree(
     monkeypatch: pytest.MonkeyPatch, block_attrs: str, comments: str, runs: int
@@ -649,6 +664,35 @@ def test_witness_takes_trafilaturas_readability_run_of_the_same_tree(
     assert len(calls) == runs
     # the same page with nothing collected: the witness always runs its own readability
     monkeypatch.setattr(extractor, "readability_seen", lambda: contextlib.nullcontext([]))
+    calls.clear()
+    assert extract_page(html, URL, now=NOW) == page
+    assert len(calls) == 2
+
+
+def test_witness_runs_its_own_readability_when_the_port_is_not_the_known_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hidden elements only inside blocks readability drops first: with another
+    readability port than the one whose first steps are known, the witness runs its own
+    readability (two runs), and the page's record is the same."""
+    from trafilatura.readability_lxml import Document
+
+    from worker.pages import arbiter
+
+    html = page_with_block_after_article('class="stream"').replace(
+        "</footer>", '</footer><div class="sidebar"><span aria-hidden="true">*</span></div>'
+    )
+    summary = Document.summary
+    calls: list[int] = []
+
+    def counted(self: Document) -> str:
+        calls.append(1)
+        return summary(self)
+
+    monkeypatch.setattr(Document, "summary", counted)
+    page = extract_page(html, URL, now=NOW)
+    assert len(calls) == 1
+    monkeypatch.setattr(arbiter, "_FIRST_DROPS_KNOWN", False)
     calls.clear()
     assert extract_page(html, URL, now=NOW) == page
     assert len(calls) == 2

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import inspect
 import re
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -103,6 +105,77 @@ class _RecordingDocument(ReadabilityDocument):
 trafilatura.external.ReadabilityDocument = _RecordingDocument  # type: ignore[attr-defined]
 
 
+# readability's summary first drops, with their contents, the ``script``, ``style`` and
+# ``fencedframe`` elements, then every element (below the root, not ``html`` or ``body``)
+# whose class and id name an unlikely candidate, each known from its own attributes; every
+# later step reads what is left. Dropping a set of elements (tails kept, in any order) leaves
+# the same tree, so a hidden element inside one of those is gone before readability reads
+# anything either way: the witness's tree and trafilatura's (the page, nothing pruned) are
+# then the same to readability. This holds of trafilatura 2.3.1's port (the SHA-256 of
+# these methods' source, first 16 hex digits); another port: only a page with nothing
+# hidden takes trafilatura's summary.
+_FIRST_DROPS_SOURCES = {
+    "summary": "e1907e0fd84da8bb",
+    "remove_unlikely_candidates": "6ef38c8475242af9",
+}
+_FIRST_DROPPED_TAGS = frozenset(("script", "style", "fencedframe"))
+
+
+def _source_digest(fn: Callable[..., object]) -> str:
+    return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
+
+
+def _first_drops_known() -> bool:
+    try:
+        return all(
+            _source_digest(getattr(ReadabilityDocument, name)) == digest
+            for name, digest in _FIRST_DROPS_SOURCES.items()
+        )
+    except (OSError, TypeError):  # no source to read
+        return False
+
+
+_FIRST_DROPS_KNOWN = _first_drops_known()
+
+
+def _dropped_first(elements: list[_Element], root: _Element) -> bool:
+    """Whether readability's first two steps on ``root`` drop each of ``elements``: each is,
+    or lies inside, a ``script``, ``style`` or ``fencedframe``, or an unlikely candidate
+    below ``root`` (see above); False when the port is not the known one."""
+    if not _FIRST_DROPS_KNOWN:
+        return False
+    from trafilatura.readability_lxml import FRAME_TAGS, REGEXES
+
+    unlikely, maybe = REGEXES["unlikelyCandidatesRe"], REGEXES["okMaybeItsACandidateRe"]
+    verdicts: dict[_Element, bool] = {}  # an ancestor shared by several is looked at once
+    for el in elements:
+        walked: list[_Element] = []
+        node: _Element | None = el
+        dropped = False
+        while node is not None and node is not root:
+            known = verdicts.get(node)
+            if known is not None:
+                dropped = known
+                break
+            walked.append(node)
+            if node.tag in _FIRST_DROPPED_TAGS:
+                dropped = True
+                break
+            if node.tag not in FRAME_TAGS:
+                attrs = " ".join(filter(None, (node.get("class"), node.get("id"))))
+                if len(attrs) >= 2:
+                    low = attrs.lower()
+                    if unlikely.search(low) and not maybe.search(low):
+                        dropped = True
+                        break
+            node = node.getparent()
+        for w in walked:
+            verdicts[w] = dropped
+        if not dropped:
+            return False
+    return True
+
+
 @contextlib.contextmanager
 def readability_seen() -> Iterator[list[tuple[Shape, str]]]:
     """Collect the readability summaries trafilatura computes inside the block (each with
@@ -158,14 +231,18 @@ def readability_text(
     :func:`worker.pages.extractor.html_fragment_to_text`). ``seen``: the summaries
     trafilatura's pass over ``tree`` computed (:func:`readability_seen`); when one of them
     read a tree of ``tree``'s shape (trafilatura pruned nothing) and ``tree`` has no hidden
-    element, that summary is the one readability would give here, and is taken.
+    element, or only hidden elements that readability drops first anyway (inside a script,
+    a style or an unlikely candidate: :func:`_dropped_first`), that summary is the one
+    readability would give here, and is taken.
     """
     try:
         if seen:
             shape = _shape(tree)
             summary = next((s for sh, s in seen if sh == shape), None)
-            if summary is not None and not _HIDDEN(tree):
-                return html_to_text(summary)
+            if summary is not None:
+                hidden = _HIDDEN(tree)
+                if not hidden or _dropped_first(hidden, tree):
+                    return html_to_text(summary)
         doc = copy.deepcopy(tree)  # the port rewrites the tree it is given
         for el in _HIDDEN(doc):
             el.drop_tree()
