@@ -1,19 +1,22 @@
-"""The claims step's CPU cuts of issue 16 give what the code gave before: the
+"""The claims and dedup steps' CPU cuts of issue 16 give what the code gave before: the
 clustering's stems come from Snowball's C library (PyStemmer, through snowballstemmer)
 and are the stems of snowballstemmer's own pure-Python English algorithm, the one
 claims were clustered with before; the speakers' sentence starts are read from each
-line's stops scanned once.
+line's stops scanned once; dedup's MinHash fed in chunks is the signature of one batch.
 
 Every word is invented or common English; none comes from a corpus.
 """
 
 from __future__ import annotations
 
+import numpy as np
+from datasketch import MinHash
 from snowballstemmer.english_stemmer import EnglishStemmer
 
 from worker.claims import clustering
 from worker.claims.clustering import _content_tokens, _stem
 from worker.claims.speakers import Resolver
+from worker.dedup import sketch
 
 # inflections, -ly/-ness/-ational endings, apostrophes, hyphens, non-ASCII letters, the
 # Snowball list of exceptions ("skies", "dying", "news", "gently"), digits
@@ -75,3 +78,20 @@ def test_sentence_starts_of_a_paragraph_in_any_order() -> None:
     }
     for p in sorted(expected, reverse=True) + sorted(expected):
         assert resolver._sentence_start(p) == expected[p], text[:p]
+
+
+def test_minhash_in_chunks_is_the_signature_of_one_batch() -> None:
+    """The dedup step's MinHash fed to datasketch 256 shingles a call gives the signature
+    that one call with every shingle gave (what the stored signatures hold)."""
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 255, 256, 257, 1000, 3001):
+        hashes = np.unique(rng.integers(0, 2**63, size=n, dtype=np.uint64))
+        whole = MinHash(
+            num_perm=128, scheme="affine64", hashfunc=int, permutations=sketch._permutations(128)
+        )
+        if n:
+            whole.update_batch(hashes.tolist())
+        expected = (np.asarray(whole.hashvalues, dtype=np.uint64) >> np.uint64(32)).astype(
+            np.uint32
+        )
+        assert np.array_equal(sketch.minhash(hashes, 128), expected), n
