@@ -152,6 +152,7 @@ def shingle_hashes(tokens: Sequence[str], k: int) -> UInt64Array:
 
 
 _PERM_CACHE: dict[int, UInt64Array] = {}
+_MINHASH_CHUNK = 256  # shingles a call of datasketch's update_batch
 
 
 def _permutations(num_perm: int) -> UInt64Array:
@@ -178,8 +179,13 @@ def minhash(hashes: UInt64Array, num_perm: int) -> UInt32Array:
         hashfunc=int,  # shingles are hashed already (``shingle_hashes``)
         permutations=_permutations(num_perm),
     )
-    if hashes.size:
-        m.update_batch(hashes.tolist())
+    # in chunks: datasketch's update_batch makes a (shingles, num_perm) matrix of 64-bit
+    # values and takes its column minima; a chunk's matrix (256 KB at 128 permutations)
+    # stays in the CPU's cache, where a whole text's (1 MB at 1,000 shingles) did not:
+    # 0.6 -> 0.5 ms a text, and a minimum of minima is the same minimum (issue 16)
+    values = hashes.tolist()
+    for at in range(0, len(values), _MINHASH_CHUNK):
+        m.update_batch(values[at : at + _MINHASH_CHUNK])
     top: UInt32Array = (np.asarray(m.hashvalues, dtype=np.uint64) >> U64(32)).astype(np.uint32)
     return top
 
