@@ -103,3 +103,51 @@ def test_get_of_a_damaged_copy_says_so_and_never_returns_other_bytes(
     path.write_bytes(damage(path.read_bytes()))  # type: ignore[operator]
     with pytest.raises(ArchivedPageCorrupt, match=key):
         archive.get(key)
+
+
+def test_a_folder_removed_after_a_put_is_made_again(tmp_path: Path) -> None:
+    """The archive remembers the folders it made (one ``mkdir`` a folder, not a page);
+    one removed behind its back (a cleanup, a restore) is made again by the next put."""
+    import shutil
+
+    archive = DirectoryArchive(tmp_path / "archive")
+    sha, key, _ = archive.put(PAGE)
+    shutil.rmtree(tmp_path / "archive")
+    assert archive.put(PAGE) == (sha, key, (tmp_path / "archive" / key).stat().st_size)
+    assert archive.get(key) == PAGE
+
+
+def test_pages_of_many_threads_are_stored_as_one_compressor_stores_them(tmp_path: Path) -> None:
+    """Each thread keeps its compressor (zstandard's are not thread-safe): pages put
+    from eight threads at once are each the bytes a fresh level-3 compressor makes,
+    readable by a plain decompressor (an archive written before reads the same), with
+    no temporary file left."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    archive = DirectoryArchive(tmp_path)
+    pages = [PAGE + f"<p>page {i}</p>".encode() * (i + 1) for i in range(64)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(archive.put, pages))
+    for page, (sha, key, stored) in zip(pages, results, strict=True):
+        blob = (tmp_path / key).read_bytes()
+        assert blob == zstandard.ZstdCompressor(level=3).compress(page)
+        assert stored == len(blob)
+        assert zstandard.ZstdDecompressor().decompress(blob) == page
+        assert sha == hashlib.sha256(page).hexdigest()
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_a_temporary_file_left_by_a_dead_writer_does_not_stop_a_put(tmp_path: Path) -> None:
+    """A writer that died between its temporary file and the rename left it behind
+    under the name this process and thread would use: the put still stores the page."""
+    import os
+    import threading
+
+    archive = DirectoryArchive(tmp_path)
+    sha = hashlib.sha256(PAGE).hexdigest()
+    folder = tmp_path / sha[:2] / sha[2:4]
+    folder.mkdir(parents=True)
+    left = folder / f".tmp-{sha[:16]}-{os.getpid()}-{threading.get_ident()}"
+    left.write_bytes(b"half a page")
+    _, key, _ = archive.put(PAGE)
+    assert archive.get(key) == PAGE

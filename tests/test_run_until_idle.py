@@ -437,3 +437,51 @@ def test_the_watcher_does_not_stop_while_a_message_waits_in_a_queue(
         stop.set()
         watcher.join(timeout=10)
         worker_state.should_stop = None
+
+
+def test_the_watcher_dispatches_due_feeds_at_its_start_not_a_tick_later(
+    configure: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run --until-idle`'s first round (due feeds dispatched, jobs advanced, pending
+    work counted) runs as the watcher starts: the run's first poll no longer waits a
+    tick for it. With a tick of an hour, the first round still comes at once (it came
+    an hour later before)."""
+    from celery.worker import state as worker_state
+
+    import tasks.schedule
+    from worker.embedded import run as run_module
+
+    assert callable(configure)
+    settings = configure()
+    made = claimwire(["init"], dict(os.environ), tmp_path)
+    assert made.returncode == 0, made.stderr
+    dispatched: list[bool] = []
+    counted: list[bool] = []
+    real_dispatch = tasks.schedule.dispatch_due_feeds
+    real_count = run_module.pending_work_at_most
+
+    def dispatch(*args: object, **kwargs: object) -> object:
+        dispatched.append(True)
+        return real_dispatch(*args, **kwargs)
+
+    def count(session: object, at_most: int) -> int:
+        counted.append(True)
+        return real_count(session, at_most)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tasks.schedule, "dispatch_due_feeds", dispatch)
+    monkeypatch.setattr(run_module, "pending_work_at_most", count)
+    stop = threading.Event()
+    watcher = threading.Thread(
+        target=run_module._idle_watch,
+        args=(stop, settings, [], []),
+        kwargs={"tick": 3600.0},
+        daemon=True,
+    )
+    try:
+        watcher.start()
+        wait_until(lambda: bool(counted), 60, 0.02, "the first round")
+        assert dispatched == [True] and counted == [True]
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+        worker_state.should_stop = None

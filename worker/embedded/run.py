@@ -189,7 +189,9 @@ def _idle_watch(
     failing_since: float | None = None
     give_up_after = settings.until_idle_give_up
     last_probe = 0.0
-    wait = tick
+    # The first round at once: the due feeds dispatched now, not a tick after the start
+    # (the run's first discovery waited for it: issue 16, the run's start).
+    wait = 0.0
     while not stop.wait(wait):
         wait = tick
         try:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.orm import load_only
+from sqlalchemy import bindparam, select, update
 from sqlmodel import Session, col
 
 from schemas.models import Article, ArticleState, RawPage
+from schemas.tables import article as article_table
 from schemas.types import utcnow
 from worker.core.db import is_postgres
 from worker.core.settings import Settings
@@ -25,6 +25,7 @@ from worker.network.http import (
     UnknownHost,
     classify_status,
 )
+from worker.network.http import FetchError, HttpClient, RedirectHeld, classify_status
 from worker.network.politeness import HostBusy, HostLimiter
 from worker.network.robots import RobotsCopy, keeping, robots_allows
 from worker.network.urls import host_of
@@ -148,22 +149,60 @@ class RedirectWaits(HostBusy):
         )
 
 
-_FETCH_COLUMNS = load_only(
-    # what fetch_article reads (the id always comes with them); any other column read
-    # later in the step's transaction (a job's ``on_end``) is loaded then
-    *(
-        getattr(Article, name)
-        for name in ("state", "url", "host", "redirects", "final_url", "failure_reason")
+_READ = select(
+    article_table.c.state,
+    article_table.c.url,
+    article_table.c.host,
+    article_table.c.redirects,
+    article_table.c.final_url,
+).where(article_table.c.id == bindparam("article_id"))
+"""What :func:`fetch_article` reads of its article: five columns over Core (no ORM
+entity loaded, tracked and flushed)."""
+
+
+@cache
+def _write(columns: tuple[str, ...]) -> Any:
+    """``UPDATE article SET <columns> WHERE id = :article_id``, built once per set of
+    columns (a fetch ends in one of four)."""
+    return (
+        update(article_table)
+        .where(article_table.c.id == bindparam("article_id"))
+        .values({name: bindparam(name) for name in columns})
     )
-)
 
 
-def _fetched_as(article: Article, status: int, url: str, content_type: str | None) -> None:
+def _end(
+    session: Session,
+    article_id: int,
+    state: ArticleState,
+    reason: str | None = None,
+    columns: dict[str, object] | None = None,
+) -> FetchOutcome:
+    """Write the article's end of the fetch in one ``UPDATE``: ``state`` now (its sweep
+    mark with it, as :func:`worker.core.states.set_state` sets them), ``reason`` when
+    one is given, and ``columns``; the outcome it makes."""
+    values: dict[str, object] = dict(columns or {})
+    values["state"] = state.value
+    values["state_changed_at"] = utcnow()
+    if reason is not None:
+        values["failure_reason"] = reason
+    session.connection().execute(_write(tuple(values)), {**values, "article_id": article_id})
+    loaded = _loaded(session, article_id)
+    if loaded is not None:
+        session.expire(loaded)  # read again as written when next used
+    return FetchOutcome(state == ArticleState.fetched, state.value, reason)
+
+
+def _loaded(session: Session, article_id: int) -> Article | None:
+    """The article's ORM object when the session holds it already (a caller that loaded
+    it before the fetch: tests, scripts); the pipeline's step loads none."""
+    found = session.identity_map.get(session.identity_key(Article, article_id))
+    return found if isinstance(found, Article) else None
+
+
+def _response(status: int, url: str, content_type: str | None) -> dict[str, object]:
     """The response's columns on the article (a fetch that got one)."""
-    article.redirects = 0
-    article.http_status = status
-    article.final_url = url
-    article.content_type = content_type
+    return dict(redirects=0, http_status=status, final_url=url, content_type=content_type)
 
 
 def fetch_article(
@@ -180,14 +219,19 @@ def fetch_article(
     as ``failed`` or ``skipped`` with a reason.
     Pages are archived before the article is marked fetched.
 
-    The article is loaded with the columns the fetch reads only (not its entry's text,
-    JSON lists and times: the columns it sets are written whether loaded or not), and
-    its columns are set once the raw page's row is inserted, so that they are written
-    in one ``UPDATE`` when the step's transaction flushes (set before the ``INSERT``,
-    they were flushed by it, and the state in a second ``UPDATE``)."""
-    article = session.get(Article, article_id, options=[_FETCH_COLUMNS])
-    if article is None or article.state != ArticleState.discovered:
-        return FetchOutcome(False, article.state if article else "missing")
+    The article is read and written with SQLAlchemy Core on the session's connection:
+    the five columns the fetch reads, then one ``UPDATE`` of the columns its end sets
+    (issue 16: loading the ORM entity, tracking its changes and flushing them were about
+    a fifth of a fetch's CPU). Nothing of the article is in the session afterwards; code
+    later in the same transaction that loads it (a job's ``on_end``) reads it as
+    written."""
+    if _loaded(session, article_id) is not None:
+        session.flush()  # its pending changes first, as the ORM's own write did
+    article = session.connection().execute(_READ, {"article_id": article_id}).first()
+    if article is None:
+        return FetchOutcome(False, "missing")
+    if article.state != ArticleState.discovered:
+        return FetchOutcome(False, str(article.state))
     # A fetch whose redirect hop had to wait for its host goes on from that hop.
     resumed = article.final_url if article.redirects and article.final_url else None
     key = turn_key(article_id)
@@ -197,7 +241,7 @@ def fetch_article(
     def host(url: str) -> str:
         """The limiter's name of ``url``'s host (the article's own as it was stored)."""
         other = host_of(url)
-        return article.host if other == own_host else other
+        return str(article.host) if other == own_host else other
 
     def slot(url: str) -> AbstractContextManager[None]:
         # Every request of the fetch, the first and each redirect hop, takes its host's
@@ -210,8 +254,7 @@ def fetch_article(
     # the robots.txt downloaded is kept when the fetch is sent back for it (keeping).
     fresh: list[RobotsCopy] = []
     if not robots_allows(session, http, article.url, settings, slot=slot, downloaded=fresh):
-        set_state(article, ArticleState.skipped, "robots.txt disallows this URL")
-        return FetchOutcome(False, article.state, article.failure_reason)
+        return _end(session, article_id, ArticleState.skipped, "robots.txt disallows this URL")
     try:
         try:
             resp = http.get(
@@ -243,18 +286,27 @@ def fetch_article(
         article.redirects = 0
         set_state(article, ArticleState.failed, exc.reason)
         return FetchOutcome(False, article.state, exc.reason)
+        if exc.transient:
+            raise  # the step's transaction rolls back: nothing of it is written
+        return _end(
+            session,
+            article_id,
+            ArticleState.failed,
+            exc.reason,
+            {"http_status": exc.status, "redirects": 0},
+        )
 
     content_type = resp.headers.get("content-type")
     if resp.body_skipped or not is_html(resp.content_type, resp.body):
-        _fetched_as(article, resp.status, resp.url, content_type)
-        set_state(
-            article,
+        return _end(
+            session,
+            article_id,
             ArticleState.skipped,
             f"not HTML: content type {resp.content_type or 'unknown'}",
+            _response(resp.status, resp.url, content_type),
         )
-        return FetchOutcome(False, article.state, article.failure_reason)
     sha, key, stored = archive.put(resp.body)
-    session.execute(
+    session.connection().execute(
         _insert_raw_page(is_postgres(session)),
         dict(
             sha256=sha,
@@ -265,9 +317,15 @@ def fetch_article(
             created_at=utcnow(),
         ),
     )
-    _fetched_as(article, resp.status, resp.url, content_type)
-    article.raw_sha256 = sha
-    article.fetched_at = utcnow()
-    article.failure_reason = None
-    set_state(article, ArticleState.fetched)
-    return FetchOutcome(True, article.state)
+    return _end(
+        session,
+        article_id,
+        ArticleState.fetched,
+        None,
+        {
+            **_response(resp.status, resp.url, content_type),
+            "raw_sha256": sha,
+            "fetched_at": utcnow(),
+            "failure_reason": None,
+        },
+    )
