@@ -32,12 +32,13 @@ a request that left late was followed by the next one on time: the host's server
 two requests 0.78 s apart with a 1 s interval (issue 16). So the slot also paces the
 moment a request actually leaves: the first write of its headers on the socket
 (:func:`worker.network.netguard.send_gate`) waits, when the host's last request left
-less than ``host_min_interval`` ago, for the rest of the interval (a wait in the thread
-bounded by the interval, and only as long as the request before was late), and records
-when it left, per host, across threads (and across processes on Redis, on Redis's clock).
-On Redis the slot's take makes that first check and record in its own round trip; the
-gate asks again only for a request that did not leave when the take said (a new
-connection, a thread run late).
+less than ``host_min_interval`` ago, or while another request of the host is between
+its check and the end of its write, for the rest of the interval (a wait in the thread,
+only as long as the request before was late), holds the host until its own write has
+ended and then records that moment, per host, across threads (and across processes on
+Redis, on Redis's clock): see :data:`SEND_HOLD`. On Redis the slot's take makes that
+first check and hold in its own round trip; the gate asks again only for a request that
+did not leave when the take said (a new connection, a thread run late).
 
 A turn is a reservation, not work: the work itself is the article's or the feed's row
 in the database. A turn whose message is lost (a killed worker, a Redis flush) is an
@@ -60,44 +61,43 @@ import redis
 from worker.core.settings import Settings
 from worker.network.netguard import send_gate
 
-SEND_SLACK = 0.005
-"""Seconds a request's write may end after its leaving was recorded without being
-recorded again (see :class:`SendPace`). The record is therefore the latest it may
-leave, this much after the moment the check found the host free: the host's next
-request counts its interval from there, so two requests of a host never leave less
-than the interval apart (recorded as the moment itself, they could leave up to this
-much less apart: 99 of 1,224 client gaps at 0.996–0.999 s in a production run of
-issue 16's bench)."""
+SEND_HOLD = 3.0
+"""Seconds a request's record holds its host before the end of its first write is known
+(see :class:`SendPace`). The send gate records a request when it finds the host free,
+before the write; the thread can be run late between that record and the write (a
+thread waiting for the GIL or a core), and the request then leaves after its record.
+Recorded as the moment of the check, or that moment plus a few milliseconds, the host's
+next request counted its interval from there and could leave less than the interval
+after it: issue 16's poll cycle at load 57–85 had 6 pairs of one host's requests started
+0.47–1.00 s apart at the client, each the first one's thread stalled 0.57–1.33 s between
+its check and its write. So the record before the write is a hold, this far ahead of
+the check: the host's next request waits while it stands; once the write has ended the
+record becomes the write's end (:meth:`SendPace.after_send`), and the next request
+counts its interval from there. A request that never reaches its write (its process
+killed) holds its host this long, once."""
 
 
 class _Pacer(Protocol):
-    def pace(self, host: str, force: bool = False, own: str = "") -> float: ...
+    def pace(self, host: str, own: str = "") -> tuple[float, str]: ...
+
+    def settle(self, host: str, own: str) -> None: ...
 
 
 class SendPace:
     """The :class:`~worker.network.netguard.SendGate` of a request of ``host``: before
     its headers leave, wait until the host's last request left ``interval`` seconds ago
-    (at most ``interval`` in all: past that it leaves anyway), and record when it left
-    (before the write, and again after it when the write ended more than
-    :data:`SEND_SLACK` later: a thread run late between the two counts from the end;
-    on Redis each record is a round trip).
+    and no request of the host is between its check and the end of its write, and hold
+    the host (a record :data:`SEND_HOLD` ahead); once the write has ended, the record
+    becomes that moment (on Redis each record is a round trip, on Redis's clock).
 
-    ``planned``, ``own``: the slot's take already did the first check and record (the
+    ``planned``, ``own``: the slot's take already did the first check and hold (the
     Redis limiter's script, in the same round trip): the request leaves at ``planned``
-    (``time.monotonic()``), recorded as ``own``. A request that is there by
-    ``recorded`` (the soonest moment the record can stand for: the take was asked then,
-    plus its wait) plus :data:`SEND_SLACK` leaves without asking again; a later one (a
-    new connection, a thread run late, a take whose answer reached its thread late)
-    asks as above, where its own record does not hold it back.
+    (``time.monotonic()``), held by ``own``. A request that is there well within its
+    hold (counted from ``recorded``, the soonest moment the hold can stand for: the take
+    was asked then, plus its wait; its answer can reach the thread late) leaves without
+    asking again; a later one asks as above, where its own hold does not hold it back."""
 
-    A record made in Redis is only known to have been made after the call that made it
-    began: the answer can reach its thread late (a thread waiting for the GIL or a
-    core), and the request then leaves after its record by as much. So the slack is
-    counted from when the take, or the check, was asked (counted from when its answer
-    came, a take answered 0.5 s late left 0.5 s after its record, and the host's next
-    request, counted from the record, came 0.5 s after it: issue 16's client log)."""
-
-    __slots__ = ("checked", "host", "interval", "own", "pacer", "planned", "recorded")
+    __slots__ = ("host", "interval", "own", "pacer", "planned", "recorded")
 
     def __init__(
         self,
@@ -114,35 +114,27 @@ class SendPace:
         self.planned = planned
         self.own = own
         self.recorded = planned if recorded is None else recorded
-        self.checked = 0.0
 
     def before_send(self) -> None:
-        waited = 0.0
         if self.own:
             pause = self.planned - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-                waited = pause
-            if time.monotonic() - self.recorded <= SEND_SLACK:
-                self.checked = self.recorded  # (after_send counts from the record)
-                return
+            if time.monotonic() - self.recorded <= SEND_HOLD / 2:
+                return  # the take's hold stands for this write
         while True:
-            asked = time.monotonic()  # the record, if one is made, is not sooner
-            wait = self.pacer.pace(self.host, own=self.own)
+            wait, own = self.pacer.pace(self.host, own=self.own)
             if wait <= 0:
-                break
-            if waited >= self.interval:
-                asked = time.monotonic()
-                self.pacer.pace(self.host, force=True)
-                break
-            wait = min(wait, self.interval - waited)
-            time.sleep(wait)
-            waited += wait
-        self.checked = asked
+                self.own = own
+                return
+            # a hold of another request can end (its write ended) before ``wait`` says:
+            # asked again soon. The wait is bounded by a hold and an interval (a hold
+            # whose request never wrote runs out), and by the slot's concurrency
+            time.sleep(min(wait, 0.1))
 
     def after_send(self) -> None:
-        if time.monotonic() - self.checked > SEND_SLACK:
-            self.pacer.pace(self.host, force=True)
+        if self.own:
+            self.pacer.settle(self.host, self.own)
 
 
 @contextmanager
@@ -296,7 +288,8 @@ end
 
 -- The slot's take: also when its request leaves (_PACE's first check and record, in
 -- this round trip): once the host's last request left ``interval`` ago, at most
--- ``interval`` from now. Its return is 'T<seconds to the leave> <the record>'.
+-- ``interval`` from now, and holds the host (SEND_HOLD) until its write ends; none
+-- while another request holds it. Its return is 'T<seconds to the leave> <the hold>'.
 local taken = '0'
 local function take()
     redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
@@ -307,11 +300,11 @@ local function take()
     if interval > 0 then
         redis.call('SET', nxt, tostring(now + interval), 'PX', math.ceil(interval * 1000) + 1)
         local left = tonumber(redis.call('GET', sent) or '0')
-        local leave = math.min(math.max(now, left + interval), now + interval)
-        -- recorded as the latest it may leave unrecorded (SEND_SLACK after its leave),
-        -- so that the host's next request counts its interval from there
-        local rec = leave + @SEND_SLACK@
-        if rec > left then
+        -- a record ahead of now is a hold (SendPace: a request between its check and
+        -- the end of its write): no leave planned on it, the send gate waits for it
+        if left <= now then
+            local leave = math.min(math.max(now, left + interval), now + interval)
+            local rec = leave + @SEND_HOLD@
             local own = tostring(rec)
             redis.call('SET', sent, own, 'PX', math.ceil((rec - now + interval) * 1000) + 1000)
             taken = 'T' .. tostring(leave - now) .. ' ' .. own
@@ -375,28 +368,34 @@ if at <= now and not reserving then
 end
 if key == '' then return tostring(at - now) end
 return book(at)
-""".replace("@SEND_SLACK@", repr(SEND_SLACK))
+""".replace("@SEND_HOLD@", repr(SEND_HOLD))
 
 # When a host's last request left (SendPace), on Redis's clock. KEYS: sent. ARGV:
-# interval, force ('1': record now, if later than the last), own (the record the
-# request's take made: when it is still the last, it does not hold the request back).
-# Returns the seconds to wait before the request may leave ('0': it leaves now, recorded).
+# interval, what ('check': hold the host for a request if it is free; 'settle': the
+# request's write ended), own (the request's hold: its own take's, when it made one).
+# check returns the seconds to wait, or '0 <hold>': the host held for the request.
 _PACE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval = tonumber(ARGV[1])
 local raw = redis.call('GET', KEYS[1])
 local last = tonumber(raw or '0')
-if ARGV[2] ~= '1' and last + interval > now and not (ARGV[3] ~= '' and raw == ARGV[3]) then
+local mine = ARGV[3] ~= '' and raw == ARGV[3]
+if ARGV[2] == 'settle' then
+    -- the write's end (or later: now), unless another request holds the host since
+    if mine or last < now then
+        redis.call('SET', KEYS[1], tostring(now), 'PX', math.ceil(interval * 1000) + 1000)
+    end
+    return '0'
+end
+if last + interval > now and not mine then
     return tostring(last + interval - now)
 end
--- recorded as the latest its request may leave unrecorded (SEND_SLACK after now)
-local rec = now + @SEND_SLACK@
-if rec > last then
-    redis.call('SET', KEYS[1], tostring(rec), 'PX', math.ceil(interval * 1000) + 1000)
-end
-return '0'
-""".replace("@SEND_SLACK@", repr(SEND_SLACK))
+local rec = tostring(now + @SEND_HOLD@)
+redis.call('SET', KEYS[1], rec, 'PX', math.ceil((@SEND_HOLD@ + interval) * 1000) + 1000)
+return '0 ' .. rec
+""".replace("@SEND_HOLD@", repr(SEND_HOLD))
+
 
 # The hosts with turns, for `claimwire status`: ARGV: now-relative horizon, limit.
 _LINES = """
@@ -440,15 +439,23 @@ class RedisHostLimiter:
         self._lines = client.register_script(_LINES)
         self._pace = client.register_script(_PACE)
 
-    def pace(self, host: str, force: bool = False, own: str = "") -> float:
+    def pace(self, host: str, own: str = "") -> tuple[float, str]:
         """Seconds before a request of ``host`` may leave (its last one left less than
-        the interval ago, and that was not the request's own record ``own``), or 0 and
-        the request's leaving recorded (``force``: recorded whatever the wait)."""
-        return float(
-            self._pace(
-                keys=[f"cw:host:{host}:sent"],
-                args=[self.settings.host_min_interval, "1" if force else "0", own],
-            )
+        the interval ago, or one is between its check and the end of its write, and
+        that was not the request's own hold ``own``), or 0 and the host held for the
+        request: ``(0.0, hold)`` (:class:`SendPace`)."""
+        said = self._pace(
+            keys=[f"cw:host:{host}:sent"],
+            args=[self.settings.host_min_interval, "check", own],
+        )
+        wait, _, hold = (said.decode() if isinstance(said, bytes) else str(said)).partition(" ")
+        return float(wait), hold
+
+    def settle(self, host: str, own: str) -> None:
+        """The write of the request holding ``host`` by ``own`` ended: recorded now."""
+        self._pace(
+            keys=[f"cw:host:{host}:sent"],
+            args=[self.settings.host_min_interval, "settle", own],
         )
 
     def _keys(self, host: str) -> list[str]:
@@ -705,19 +712,26 @@ class LocalHostLimiter:
         self._line[host] = to
         return at - now
 
-    def pace(self, host: str, force: bool = False, own: str = "") -> float:
-        """As :meth:`RedisHostLimiter.pace`, in this process (its slots make no record
-        at the take: ``own`` is never given)."""
+    def pace(self, host: str, own: str = "") -> tuple[float, str]:
+        """As :meth:`RedisHostLimiter.pace`, in this process (its slots make no hold at
+        the take: ``own`` is never given)."""
         interval = self.settings.host_min_interval
         with self._lock:
             now = time.monotonic() + self.offset
             last = self._sent.get(host)
-            if last is not None and not force and last + interval > now:
-                return last + interval - now
-            if last is None or now + SEND_SLACK > last:
-                # the latest the request may leave without a second record (SendPace)
-                self._sent[host] = now + SEND_SLACK
-            return 0.0
+            if last is not None and last + interval > now and repr(last) != own:
+                return last + interval - now, ""
+            hold = now + SEND_HOLD
+            self._sent[host] = hold
+            return 0.0, repr(hold)
+
+    def settle(self, host: str, own: str) -> None:
+        """As :meth:`RedisHostLimiter.settle`."""
+        with self._lock:
+            now = time.monotonic() + self.offset
+            last = self._sent.get(host)
+            if last is None or repr(last) == own or last < now:
+                self._sent[host] = now
 
     @contextmanager
     def slot(self, host: str, key: str | None = None) -> Iterator[None]:
