@@ -17,7 +17,6 @@ from schemas.tables import article as article_table
 from schemas.types import utcnow
 from worker.core.db import is_postgres
 from worker.core.settings import Settings
-from worker.core.states import set_state
 from worker.network.http import (
     FetchError,
     HttpClient,
@@ -25,7 +24,6 @@ from worker.network.http import (
     UnknownHost,
     classify_status,
 )
-from worker.network.http import FetchError, HttpClient, RedirectHeld, classify_status
 from worker.network.politeness import HostBusy, HostLimiter
 from worker.network.robots import RobotsCopy, keeping, robots_allows
 from worker.network.urls import host_of
@@ -280,14 +278,10 @@ def fetch_article(
                 limiter.back_off(host(resp.url), error.retry_after)
             raise error
     except FetchError as exc:
-        article.http_status = exc.status
         if exc.transient or isinstance(exc, UnknownHost):
-            raise  # retried, or (a host that does not exist) quarantined: replayable
-        article.redirects = 0
-        set_state(article, ArticleState.failed, exc.reason)
-        return FetchOutcome(False, article.state, exc.reason)
-        if exc.transient:
-            raise  # the step's transaction rolls back: nothing of it is written
+            # the step's transaction rolls back: nothing of it is written; retried, or
+            # (a host that does not exist) quarantined at once: replayable
+            raise
         return _end(
             session,
             article_id,
