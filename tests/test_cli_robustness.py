@@ -224,6 +224,7 @@ def test_extract_text_files_are_not_mistaken_for_binary(tmp_path: Path) -> None:
 
 def test_config_shows_the_archive_directory_in_use(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
+    env["COLUMNS"] = "300"  # piped output is 80 columns wide unless COLUMNS says more
     r = claimwire(["config"], env, tmp_path, timeout=60)
     assert r.returncode == 0, r.stderr
     row = next(line for line in r.stdout.splitlines() if "CLAIMWIRE_ARCHIVE_DIR" in line)

@@ -180,7 +180,7 @@ def test_embedded_broker_never_shows_a_half_written_message(
 
 
 def test_jobs_list_counts_skipped_and_failed_items_as_finished(
-    configure, server, capsys: pytest.CaptureFixture[str]
+    configure, server, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Audit LOW 14: a done job whose items were partly skipped showed "142/200" (done
     only over found). The first column counts every finished item; done has its own."""
@@ -200,6 +200,10 @@ def test_jobs_list_counts_skipped_and_failed_items_as_finished(
     run_items(job_id)
     row = job_row(job_id)
     assert (row["state"], row["done"], row["skipped"], row["failed"]) == ("done", 2, 1, 1), row
+    from worker.cli import console
+
+    # captured output is piped: 80 columns, where the table drops columns; every one here
+    monkeypatch.setattr(console.out, "width", 300)
     code, out, _ = _main(["jobs", "list"], capsys)
     assert code == 0
     assert "finished/found" in out and "finished = done + skip + fail" in out, out

@@ -132,7 +132,7 @@ def feeds_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.")
         Col("new/day", justify="right", drop=5),
         Col("interval", drop=1),
         Col("next poll", drop=2),
-        Col("last error", flex=True, max_width=60, wrap=True, min_width=20),
+        Col("last error", flex=True, max_width=60),
     ]
     table = fit_table(
         out,
