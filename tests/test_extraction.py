@@ -605,6 +605,21 @@ def test_second_opinion_rule() -> None:
     assert agreement(article_text, other) == 0.0
 
 
+def _readability_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gets one item each time trafilatura's readability port runs."""
+    from trafilatura.readability_lxml import Document
+
+    summary = Document.summary
+    calls: list[int] = []
+
+    def counted(self: Document) -> str:
+        calls.append(1)
+        return summary(self)
+
+    monkeypatch.setattr(Document, "summary", counted)
+    return calls
+
+
 @pytest.mark.parametrize(
     ("block_attrs", "comments", "runs"),
     [
@@ -636,8 +651,6 @@ def test_witness_takes_trafilaturas_readability_run_of_the_same_tree(
     sections; the witness on the page less its hidden elements. When both trees are the
     page itself, the witness takes the main pass's summary instead of running readability
     again; otherwise it runs its own. The witness's text is the same either way."""
-    from trafilatura.readability_lxml import Document
-
     from worker.pages import extractor
     from worker.pages.arbiter import readability_seen
     from worker.pages.extractor import _bare
@@ -652,14 +665,7 @@ def test_witness_takes_trafilaturas_readability_run_of_the_same_tree(
     assert readability_text(tree, html_fragment_to_text, seen) == own
     assert TEASERS[0] in own or "hidden" in block_attrs
 
-    summary = Document.summary
-    calls: list[int] = []
-
-    def counted(self: Document) -> str:
-        calls.append(1)
-        return summary(self)
-
-    monkeypatch.setattr(Document, "summary", counted)
+    calls = _readability_runs(monkeypatch)
     page = extract_page(html, URL, now=NOW)
     assert len(calls) == runs
     # the same page with nothing collected: the witness always runs its own readability
@@ -675,21 +681,12 @@ def test_witness_runs_its_own_readability_when_the_port_is_not_the_known_one(
     """Hidden elements only inside blocks readability drops first: with another
     readability port than the one whose first steps are known, the witness runs its own
     readability (two runs), and the page's record is the same."""
-    from trafilatura.readability_lxml import Document
-
     from worker.pages import arbiter
 
     html = page_with_block_after_article('class="stream"').replace(
         "</footer>", '</footer><div class="sidebar"><span aria-hidden="true">*</span></div>'
     )
-    summary = Document.summary
-    calls: list[int] = []
-
-    def counted(self: Document) -> str:
-        calls.append(1)
-        return summary(self)
-
-    monkeypatch.setattr(Document, "summary", counted)
+    calls = _readability_runs(monkeypatch)
     page = extract_page(html, URL, now=NOW)
     assert len(calls) == 1
     monkeypatch.setattr(arbiter, "_FIRST_DROPS_KNOWN", False)
