@@ -1197,6 +1197,35 @@ def test_write_polls_inserts_a_messages_history_rows_in_one_statement(
     assert stored == expected
 
 
+def _record_seeing(
+    feed_id: int, entries: list[Any], now: datetime, prefix: str
+) -> tuple[Any, list[tuple[str, Any, bool]]]:
+    """``record_entries`` of ``entries`` for the feed, in a unit of work, and the
+    statements (with their parameters and executemany flag) that start with ``prefix``."""
+    from sqlalchemy import event
+
+    from worker.core.db import get_engine
+    from worker.feeds.parsing import ParsedFeed
+    from worker.feeds.polling import record_entries
+
+    captured: list[tuple[str, Any, bool]] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith(prefix):
+            captured.append((statement, params, many))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with unit_of_work() as s:
+            feed = s.get(Feed, feed_id)
+            assert feed is not None
+            made = record_entries(s, feed, ParsedFeed(entries=entries), now)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    return made, captured
+
+
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"])
 def test_record_entries_inserts_a_polls_sightings_in_one_statement(
     poller: Any, db: str, request: pytest.FixtureRequest
@@ -1207,9 +1236,7 @@ def test_record_entries_inserts_a_polls_sightings_in_one_statement(
     its own values, nulls included; an entry this feed already listed is left as it was
     (a conflict, not an error), a new one gets its row. SQLite keeps its
     ``executemany``."""
-    from sqlalchemy import event
 
-    from worker.core.db import get_engine
     from worker.feeds.parsing import Entry, ParsedFeed
     from worker.feeds.polling import record_entries
 
@@ -1227,21 +1254,8 @@ def test_record_entries_inserts_a_polls_sightings_in_one_statement(
         feed = s.get(Feed, feed_id)
         assert feed is not None
         assert len(record_entries(s, feed, ParsedFeed(entries=old), first)) == 2
-    inserts: list[tuple[str, bool]] = []
-
-    def seen(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, many: bool) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO SIGHTING"):
-            inserts.append((statement, many))
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        with unit_of_work() as s:
-            feed = s.get(Feed, feed_id)
-            assert feed is not None
-            made = record_entries(s, feed, ParsedFeed(entries=[*new, *old]), later)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    made, captured = _record_seeing(feed_id, [*new, *old], later, "INSERT INTO SIGHTING")
+    inserts = [(statement, many) for statement, _params, many in captured]
     assert len(made) == 2
     assert len(inserts) == 1
     if db == "postgresql":
@@ -1421,9 +1435,7 @@ def test_record_entries_sends_only_the_entries_not_yet_stored_to_the_insert(
     entries stored by another feed get this feed's sighting and are not counted new. An
     article another poll inserted between the look and the ``INSERT`` (its conflict) is
     found again: its sighting is written, and it is not counted new either."""
-    from sqlalchemy import event
 
-    from worker.core.db import get_engine
     from worker.feeds import polling
     from worker.feeds.parsing import Entry, ParsedFeed
     from worker.feeds.polling import record_entries
@@ -1439,22 +1451,9 @@ def test_record_entries_sends_only_the_entries_not_yet_stored_to_the_insert(
         assert feed is not None and other is not None
         assert len(record_entries(s, feed, ParsedFeed(entries=old), now)) == 3
         assert len(record_entries(s, other, ParsedFeed(entries=[theirs]), now)) == 1
-    sent: list[str] = []
-
-    def seen(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO ARTICLE"):
-            sent.append(repr(params))
-
     new = Entry(link="http://unseen.example/new-0")
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        with unit_of_work() as s:
-            feed = s.get(Feed, feed_id)
-            assert feed is not None
-            made = record_entries(s, feed, ParsedFeed(entries=[new, theirs, *old]), now)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    made, captured = _record_seeing(feed_id, [new, theirs, *old], now, "INSERT INTO ARTICLE")
+    sent = [repr(params) for _statement, params, _many in captured]
     with unit_of_work() as s:
         ids = {a.url: a.id for a in s.exec(select(Article))}
         sightings = {(x.article_id, x.feed_id) for x in s.exec(select(Sighting))}
